@@ -1,0 +1,1 @@
+//! Far tier: a memcached client.

@@ -1,0 +1,15 @@
+//! Atomics and locks used by the concurrent core, in one place.
+//!
+//! Under `--cfg shuttle` they are replaced by shuttle's instrumented versions so
+//! the randomized scheduler can explore interleavings of readers and writers.
+
+#[cfg(not(shuttle))]
+pub(crate) use std::sync::{
+    Condvar, Mutex, MutexGuard,
+    atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence},
+};
+#[cfg(shuttle)]
+pub(crate) use shuttle::sync::{
+    Condvar, Mutex, MutexGuard,
+    atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence},
+};

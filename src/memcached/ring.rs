@@ -27,12 +27,20 @@ pub enum Distribution {
     /// its weight; a key belongs to the first point at or after the MD5 hash
     /// of the key. Adding or removing a server moves only the keys next to
     /// its points.
+    ///
+    /// This is the placement of libmemcached with
+    /// `MEMCACHED_BEHAVIOR_KETAMA_WEIGHTED` (pylibmc: `"ketama_weighted": True`),
+    /// which libmemcached also switches to on its own as soon as one server
+    /// has a weight above 1. Servers on port 11211 are labelled by host alone.
     #[default]
     Ketama,
     /// pymemcache's rendezvous (highest random weight) hashing.
     ///
     /// Every server scores a key with `murmur3_32("{server}-{key}")`; the
     /// highest score wins. Server weights are ignored, as in pymemcache.
+    /// Server labels must be written as pymemcache names its nodes
+    /// (`host:port`), and keys hash as their bytes, which equals pymemcache
+    /// for `str` keys (their UTF-8).
     Rendezvous,
 }
 
@@ -132,8 +140,7 @@ impl Ring {
         self.labels.get(index).map(String::as_str)
     }
 
-    /// The index of the server that holds `key`, or `None` for an empty ring
-    /// (or, under ketama, a ring whose weights gave no server any point).
+    /// The index of the server that holds `key`, or `None` for an empty ring.
     pub(crate) fn server_for(&self, key: &[u8]) -> Option<usize> {
         self.server_for_live(key, |_| true)
     }
@@ -144,7 +151,8 @@ impl Ring {
     /// servers to the next live one; rendezvous takes the best-scoring live
     /// server. Either way a key whose server is live stays where it is, and
     /// the keys of a dead server spread over the others. `None` when no
-    /// server is live.
+    /// server is live. (Under ketama a server whose tiny weight earned it no
+    /// point takes every key once it is the only live one.)
     ///
     /// (libmemcached's auto-eject instead rebuilds the continuum without the
     /// dead servers, which also shifts a few keys between live servers; the
@@ -158,13 +166,17 @@ impl Ring {
             Placement::Ketama(points) => {
                 let hash = ketama_hash(key);
                 let start = points.partition_point(|&(point, _)| point < hash);
-                // Wrap past the largest point back to the smallest.
-                let (after, before) = points.split_at(start);
-                before
+                // Clockwise from the key: the points at or after its hash,
+                // then, wrapping around, the ones before it.
+                let (wrapped, ahead) = points.split_at(start);
+                ahead
                     .iter()
-                    .chain(after)
+                    .chain(wrapped)
                     .map(|&(_, server)| server as usize)
                     .find(|&server| is_live(server))
+                    // A server whose weight earned it no point still takes
+                    // keys once it is the only one left.
+                    .or_else(|| (0..self.labels.len()).find(|&server| is_live(server)))
             }
             Placement::Rendezvous(states) => {
                 let mut best: Option<(u32, usize)> = None;
@@ -549,6 +561,15 @@ mod tests {
                 assert_eq!(ring.server_for_live(&key, |s| s == 2), Some(2));
             }
         }
+    }
+
+    #[test]
+    fn pointless_server_still_serves_when_alone() {
+        // 1 / 10001 of 320 points rounds down to none.
+        let ring = Ring::new(Distribution::Ketama, [("tiny:1", 1), ("huge:1", 10_000)]);
+        assert_eq!(ring.server_for(b"k"), Some(1));
+        assert_eq!(ring.server_for_live(b"k", |s| s == 0), Some(0));
+        assert_eq!(ring.server_for_live(b"k", |_| false), None);
     }
 
     #[test]

@@ -179,6 +179,20 @@ fn other_values_use_bincode_with_our_flag() {
     }
 }
 
+#[test]
+fn serialize_failures_are_encode_errors() {
+    struct Fails;
+    impl Serialize for Fails {
+        fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("refused"))
+        }
+    }
+    match codec().encode(&Fails) {
+        Err(CodecError::Encode(message)) => assert!(message.contains("refused"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+}
+
 // --- Round trips ------------------------------------------------------------
 
 #[test]

@@ -1,1 +1,5 @@
 //! Far tier: a memcached client.
+
+mod ring;
+
+pub use ring::Distribution;

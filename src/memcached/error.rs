@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io;
 
-use super::protocol::{KeyError, ProtocolError};
+use super::protocol::{KeyError, ProtocolError, Reply};
 use crate::codec::CodecError;
 
 /// A `Result` whose error defaults to the memcached client's [`Error`].
@@ -99,6 +99,24 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Error {
+    /// The error for a reply the request being answered cannot accept.
+    ///
+    /// The server's error lines become [`Error::Client`] (`ERROR`,
+    /// `CLIENT_ERROR`) or [`Error::Server`] (`SERVER_ERROR`) with the server's
+    /// message; any other reply becomes [`ProtocolError::UnexpectedReply`].
+    /// Meant for the catch-all arm of the connection layer's reply `match`.
+    pub fn from_reply(reply: &Reply<'_>) -> Error {
+        let text = |message: &[u8]| String::from_utf8_lossy(message).into_owned();
+        match reply {
+            Reply::Error([]) => Error::Client("unknown command".into()),
+            Reply::Error(message) | Reply::ClientError(message) => Error::Client(text(message)),
+            Reply::ServerError(message) => Error::Server(text(message)),
+            other => Error::Protocol(ProtocolError::UnexpectedReply {
+                reply: other.name(),
+            }),
+        }
+    }
+
     /// Whether the same request may succeed if retried (on another
     /// connection, or after a pause).
     ///
@@ -144,9 +162,6 @@ impl fmt::Display for Error {
             Error::Timeout => f.write_str("memcached request timed out"),
             Error::Protocol(e) => write!(f, "memcached protocol error: {e}"),
             Error::Server(m) => write!(f, "memcached server error: {m}"),
-            Error::Client(m) if m.is_empty() => {
-                f.write_str("memcached refused the request as unknown (ERROR)")
-            }
             Error::Client(m) => write!(f, "memcached refused the request: {m}"),
             Error::Codec(e) => write!(f, "value codec error: {e}"),
             Error::InvalidKey { reason } => write!(f, "invalid memcached key: {reason}"),
@@ -243,6 +258,28 @@ mod tests {
             assert!(!e.is_retryable(), "{e:?}");
             assert!(!e.drops_connection(), "{e:?}");
         }
+    }
+
+    #[test]
+    fn error_replies_map_to_error_kinds() {
+        assert!(matches!(
+            Error::from_reply(&Reply::Error(b"")),
+            Error::Client(m) if m == "unknown command"
+        ));
+        assert!(matches!(
+            Error::from_reply(&Reply::ClientError(b"bad data chunk")),
+            Error::Client(m) if m == "bad data chunk"
+        ));
+        assert!(matches!(
+            Error::from_reply(&Reply::ServerError(b"out of memory")),
+            Error::Server(m) if m == "out of memory"
+        ));
+        let e = Error::from_reply(&Reply::Stored);
+        assert!(matches!(
+            e,
+            Error::Protocol(ProtocolError::UnexpectedReply { reply: "STORED" })
+        ));
+        assert!(e.drops_connection());
     }
 
     #[test]

@@ -148,6 +148,17 @@ pub enum Reply<'a> {
     ServerError(&'a [u8]),
 }
 
+impl<'a> MetaReply<'a> {
+    /// The value of a `VA` reply (borrowed from the parsed buffer), `None`
+    /// for every other status.
+    pub fn value(&self) -> Option<&'a [u8]> {
+        match self.status {
+            MetaStatus::Value(data) => Some(data),
+            _ => None,
+        }
+    }
+}
+
 impl Reply<'_> {
     /// The reply's wire name (`"VALUE"`, `"STORED"`, `"VA"`, `"<number>"`, ...),
     /// for error messages such as [`ProtocolError::UnexpectedReply`].

@@ -552,6 +552,14 @@ fn parse_meta_replies() {
         panic!("not VA: {reply:?}");
     };
     assert_eq!(parse_counter(data), Ok(43));
+    let Reply::Meta(va) = reply else {
+        unreachable!()
+    };
+    assert_eq!(va.value(), Some(&b"43"[..]));
+    let Reply::Meta(hd) = parse_whole(b"HD\r\n") else {
+        panic!("not meta")
+    };
+    assert_eq!(hd.value(), None);
     assert_eq!(flags.cas, Some(9));
     // Flags this client never asks for are skipped.
     assert_eq!(

@@ -14,6 +14,8 @@ mod lru;
 #[doc(hidden)]
 pub mod model;
 mod shard;
+#[cfg(all(test, shuttle))]
+mod shuttle_tests;
 mod slab;
 mod stats;
 mod ttl;

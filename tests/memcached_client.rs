@@ -1,4 +1,5 @@
 //! The client against one real memcached, and against fake servers.
+#![cfg(feature = "memcached")]
 
 #[path = "common/memcached.rs"]
 mod server;
@@ -137,7 +138,10 @@ fn long_ttl_is_sent_as_absolute_time() {
     // and drop the item at once.
     let item = c.meta_get::<String>("long").unwrap().expect("stored");
     let left = item.ttl.expect("has a ttl");
-    assert!(left > ttl - Duration::from_secs(10) && left <= ttl, "{left:?}");
+    assert!(
+        left > ttl - Duration::from_secs(10) && left <= ttl,
+        "{left:?}"
+    );
     assert!(c.touch("long", ttl).unwrap());
     assert!(c.get::<String>("long").unwrap().is_some());
 }
@@ -171,7 +175,10 @@ fn key_injection_is_refused_and_nothing_flushed() {
             ),
             "{bad:?}"
         );
-        assert!(matches!(c.get::<String>(bad), Err(Error::InvalidKey { .. })));
+        assert!(matches!(
+            c.get::<String>(bad),
+            Err(Error::InvalidKey { .. })
+        ));
         assert!(matches!(
             c.get_many::<String>(&["fine", bad]),
             Err(Error::InvalidKey { .. })
@@ -237,7 +244,10 @@ fn oversized_values_are_refused_before_sending() {
     // limit comes back as a server error, and the connection stays usable.
     let d = client(&mc);
     let almost = vec![1u8; 1024 * 1024 - 10];
-    assert!(matches!(d.set("huge", &almost, MINUTE), Err(Error::Server(_))));
+    assert!(matches!(
+        d.set("huge", &almost, MINUTE),
+        Err(Error::Server(_))
+    ));
     assert_eq!(d.get::<Vec<u8>>("fits").unwrap(), Some(vec![1u8; 1000]));
 }
 
@@ -259,7 +269,8 @@ fn undecodable_values_are_codec_errors() {
     c.set_raw("garbage", b"\xff\xff\xff\xff\xff", FLAG_BINCODE, MINUTE)
         .unwrap();
     assert!(matches!(c.get::<User>("garbage"), Err(Error::Codec(_))));
-    c.set_raw("text", b"not a number", FLAG_TEXT, MINUTE).unwrap();
+    c.set_raw("text", b"not a number", FLAG_TEXT, MINUTE)
+        .unwrap();
     assert!(matches!(c.get::<u64>("text"), Err(Error::Codec(_))));
     c.set_raw("weird", b"x", 1 << 20, MINUTE).unwrap();
     assert!(matches!(c.get::<String>("weird"), Err(Error::Codec(_))));
@@ -357,7 +368,10 @@ fn nothing_listening_fails_fast() {
         .expect("build does not connect");
     let started = Instant::now();
     assert!(matches!(c.get::<String>("k"), Err(Error::Connect { .. })));
-    assert!(matches!(c.set("k", "v", MINUTE), Err(Error::Connect { .. })));
+    assert!(matches!(
+        c.set("k", "v", MINUTE),
+        Err(Error::Connect { .. })
+    ));
     // Two failures: the only server is now marked dead.
     assert!(matches!(c.get::<String>("k"), Err(Error::AllServersDown)));
     assert!(c.version().is_err());

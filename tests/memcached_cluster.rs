@@ -1,5 +1,6 @@
 //! The client over three real memcached servers: placement, batches,
 //! fail-over and recovery.
+#![cfg(feature = "memcached")]
 
 #[path = "common/memcached.rs"]
 mod server;
@@ -156,7 +157,11 @@ fn killed_server_is_ejected_and_comes_back() {
     servers[1].restart();
     thread::sleep(dead_timeout + Duration::from_millis(100));
     assert_eq!(c.server_for(&victim_key).unwrap(), victim);
-    assert_eq!(c.get::<String>(&victim_key).unwrap(), None, "restarted empty");
+    assert_eq!(
+        c.get::<String>(&victim_key).unwrap(),
+        None,
+        "restarted empty"
+    );
     assert!(!c.is_marked_dead(&victim));
     c.set(&victim_key, "home again", MINUTE).unwrap();
     assert_eq!(

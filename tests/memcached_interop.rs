@@ -4,6 +4,7 @@
 //! pymemcache side: `pymemcache.client.base.Client` with
 //! `serde=pymemcache.serde.compressed_serde` (its pickle serde, flags 0 for
 //! bytes, 2 for int, 16 for str, plus zlib and flag 8 above 400 bytes).
+#![cfg(feature = "memcached")]
 
 #[path = "common/memcached.rs"]
 mod server;
@@ -111,12 +112,14 @@ print("ok")
         Some(b"\x00\x01\xfe\xff".to_vec())
     );
     let (_, flags) = c.get_raw("long").unwrap().unwrap();
-    assert_eq!(flags & FLAG_COMPRESSED, FLAG_COMPRESSED, "python compressed it");
+    assert_eq!(
+        flags & FLAG_COMPRESSED,
+        FLAG_COMPRESSED,
+        "python compressed it"
+    );
     assert_eq!(c.get::<String>("long").unwrap(), Some(long_text()));
     // Counters are shared too.
     assert_eq!(c.incr("count", 5).unwrap(), Some(15));
-    let got = c
-        .get_many::<String>(&["str", "long", "missing"])
-        .unwrap();
+    let got = c.get_many::<String>(&["str", "long", "missing"]).unwrap();
     assert_eq!(got.len(), 2);
 }

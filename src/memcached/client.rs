@@ -349,6 +349,7 @@ impl<C: Codec> ClientBuilder<C> {
             io_timeout: self.io_timeout,
             max_value: self.max_item_size,
         };
+        debug_assert_eq!(ring.len(), specs.len());
         let pools = specs
             .into_iter()
             .map(|spec| Pool::new(spec, config, self.pool_size, self.pool_timeout))

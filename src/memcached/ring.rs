@@ -125,13 +125,6 @@ impl Ring {
     }
 
     /// Number of servers.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "used by the ring tests; the client routes with server_for_live"
-        )
-    )]
     pub(crate) fn len(&self) -> usize {
         self.labels.len()
     }

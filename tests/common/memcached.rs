@@ -81,7 +81,10 @@ impl Memcached {
                 Err(why) if Instant::now() < deadline => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    eprintln!("memcached on port {} did not start ({why}); retrying", self.port);
+                    eprintln!(
+                        "memcached on port {} did not start ({why}); retrying",
+                        self.port
+                    );
                     thread::sleep(Duration::from_millis(100));
                 }
                 Err(why) => {
@@ -110,7 +113,16 @@ fn spawn(port: u16, extra_args: &[String]) -> Child {
     let mut command = Command::new("memcached");
     // `-u root` is needed (and only used) when the tests run as root.
     command
-        .args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0", "-m", "64"])
+        .args([
+            "-l",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "0",
+            "-m",
+            "64",
+        ])
         .args(["-u", "root"])
         .args(extra_args)
         .stdin(Stdio::null())

@@ -38,6 +38,9 @@ struct PoolState {
     idle: Vec<Conn>,
     /// Connections open or being opened, idle ones included.
     open: usize,
+    /// Callers waiting for a connection (notifying costs a syscall, so it
+    /// is done only when someone waits).
+    waiting: usize,
 }
 
 impl Pool {
@@ -89,25 +92,35 @@ impl Pool {
                 .checked_duration_since(Instant::now())
                 .filter(|d| !d.is_zero())
                 .ok_or(Error::PoolTimeout)?;
+            state.waiting += 1;
             state = self
                 .returned
                 .wait_timeout(state, remaining)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
+            state.waiting -= 1;
         }
     }
 
     fn checkin(&self, conn: Conn) {
-        self.lock().idle.push(conn);
-        self.returned.notify_one();
+        let mut state = self.lock();
+        state.idle.push(conn);
+        let waiting = state.waiting > 0;
+        drop(state);
+        if waiting {
+            self.returned.notify_one();
+        }
     }
 
     /// Forgets a connection that was closed.
     fn release_slot(&self) {
         let mut state = self.lock();
         state.open = state.open.saturating_sub(1);
+        let waiting = state.waiting > 0;
         drop(state);
-        self.returned.notify_one();
+        if waiting {
+            self.returned.notify_one();
+        }
     }
 
     /// Closes every idle connection (after the server failed: they are
@@ -120,6 +133,7 @@ impl Pool {
             idle
         };
         drop(idle);
+        // Waiters may now open connections of their own.
         self.returned.notify_all();
     }
 

@@ -76,6 +76,16 @@ impl Minimal {
         self.round_trip(b"END\r\n")
     }
 
+    /// Quiet meta gets closed by a no-op, as nearfar's `get_many` sends them.
+    fn meta_pipeline(&mut self, keys: &[&str]) -> usize {
+        self.out.clear();
+        for (i, key) in keys.iter().enumerate() {
+            write!(self.out, "mg {key} v f O{i} q\r\n").expect("format");
+        }
+        self.out.extend_from_slice(b"mn\r\n");
+        self.round_trip(b"MN\r\n")
+    }
+
     fn set(&mut self, key: &str, value: &[u8]) -> usize {
         self.out.clear();
         write!(self.out, "set {key} 0 0 {}\r\n", value.len()).expect("format");
@@ -166,6 +176,9 @@ fn bench_far(c: &mut Criterion) {
     });
     group.bench_function("minimal_multi_get", |b| {
         b.iter(|| minimal.get(black_box(&key_refs)))
+    });
+    group.bench_function("minimal_meta_pipeline", |b| {
+        b.iter(|| minimal.meta_pipeline(black_box(&key_refs)))
     });
     group.finish();
 }

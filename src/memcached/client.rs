@@ -15,9 +15,9 @@ use super::pool::Pool;
 use super::protocol::{
     KeyError, MAX_KEY_LEN, MAX_RELATIVE_EXPTIME, MetaDeleteFlags, MetaGetFlags, MetaReply,
     MetaSetFlags, MetaSetMode, MetaStatus, ProtocolError, RemainingTtl, Reply, ReturnFlags,
-    ValidKey, encode_decr, encode_flush_all, encode_incr, encode_meta_delete, encode_meta_get,
-    encode_meta_noop, encode_meta_set, encode_meta_set_header, encode_stats, encode_touch,
-    encode_version, exptime,
+    ValidKey, encode_decr, encode_flush_all, encode_get, encode_incr, encode_meta_delete,
+    encode_meta_get, encode_meta_noop, encode_meta_set, encode_meta_set_header, encode_stats,
+    encode_touch, encode_version, exptime,
 };
 use super::ring::{Distribution, Ring};
 use crate::codec::{Codec, DefaultCodec};
@@ -25,8 +25,8 @@ use crate::codec::{Codec, DefaultCodec};
 /// memcached's default item size limit (its `-I` option): 1 MiB.
 pub const DEFAULT_MAX_ITEM_SIZE: usize = 1024 * 1024;
 
-/// Keys sent per round trip by [`Client::get_many`]: bounds how much reply a
-/// server can queue while the client is still writing.
+/// Keys sent per round trip by [`Client::get_many`]: bounds the request line
+/// and how much reply is buffered at once.
 const GET_MANY_CHUNK: usize = 128;
 
 /// A CAS unique: the version stamp memcached gives each stored item.
@@ -1055,8 +1055,10 @@ impl<C: Codec> Client<C> {
     /// Reads many keys at once; the map holds the hits, by key as given.
     ///
     /// Keys are grouped by server; each server gets its keys in one
-    /// pipelined round trip of quiet meta gets closed by a no-op (128 keys
-    /// per trip), and the servers are queried in parallel.
+    /// multi-key `get` (128 keys per round trip), and the servers are queried
+    /// in parallel. (A multi-key `get` costs memcached 1.6.18 less than the
+    /// same keys as pipelined quiet meta gets: about 0.45x the time for 100
+    /// keys, measured in `benches/far.rs`.)
     ///
     /// # Errors
     ///
@@ -1238,50 +1240,35 @@ impl<C: Codec> Client<C> {
         let mut found = Vec::with_capacity(indices.len());
         for chunk in indices.chunks(GET_MANY_CHUNK) {
             let mut got = self.on_server(server, IDEMPOTENT, |conn| {
-                let out = conn.request();
-                for (n, &index) in chunk.iter().enumerate() {
-                    let flags = MetaGetFlags {
-                        value: true,
-                        flags: true,
-                        quiet: true,
-                        opaque: u32::try_from(n).ok(),
-                        ..MetaGetFlags::default()
-                    };
-                    encode_meta_get(out, batch.key(index)?, &flags);
-                }
-                encode_meta_noop(out);
+                let keys = chunk
+                    .iter()
+                    .map(|&index| batch.key(index))
+                    .collect::<Result<Vec<_>>>()?;
+                encode_get(conn.request(), keys.iter().copied());
                 conn.send()?;
                 let mut hits = Vec::new();
                 let mut first_error = None;
+                // Hits come back in request order: match each to the next
+                // requested key with its name.
+                let mut cursor = 0;
                 while !conn.recv(|reply| match reply {
-                    Reply::Meta(MetaReply {
-                        status: MetaStatus::NoOp,
-                        ..
-                    }) => Ok(true),
-                    Reply::Meta(MetaReply {
-                        status: MetaStatus::Value(data),
-                        flags,
-                    }) => {
-                        let index = flags
-                            .opaque
-                            .and_then(|o| chunk.get(usize::try_from(o).ok()?))
-                            .ok_or(ProtocolError::Malformed { reply: "VA" })?;
-                        // Keep reading to the no-op even when a value does
+                    Reply::End => Ok(true),
+                    Reply::Value(item) => {
+                        let offset = keys[cursor..]
+                            .iter()
+                            .position(|key| key.as_bytes() == item.key)
+                            .ok_or(ProtocolError::UnexpectedReply { reply: "VALUE" })?;
+                        cursor += offset;
+                        let index = chunk[cursor];
+                        cursor += 1;
+                        // Keep reading to the end even when a value does
                         // not decode, so the connection stays in step.
-                        match self.decode(data, &flags) {
-                            Ok(value) => hits.push((*index, value)),
+                        match self.inner.codec.decode(item.data, item.flags) {
+                            Ok(value) => hits.push((index, value)),
                             Err(e) => {
-                                first_error.get_or_insert(e);
+                                first_error.get_or_insert(Error::Codec(e));
                             }
                         }
-                        Ok(false)
-                    }
-                    Reply::Meta(MetaReply {
-                        status: MetaStatus::Miss,
-                        ..
-                    }) => Ok(false),
-                    Reply::ServerError(_) | Reply::ClientError(_) => {
-                        first_error.get_or_insert(Error::from_reply(&reply));
                         Ok(false)
                     }
                     other => Err(Error::from_reply(&other)),

@@ -10,7 +10,8 @@
 //! taskset -c 0 cargo bench --bench far
 //! ```
 //!
-//! Cases: single get and single set of a 100-byte value; one multi-key get
+//! Values are 100-byte strings, read as `String` by both libraries' typed
+//! APIs. Cases: single get and single set; one multi-key get
 //! of 100 keys; and nearfar's pipelined `get_many(100)` against 100 single
 //! gets.
 #![allow(missing_docs)]
@@ -98,7 +99,7 @@ impl Minimal {
 fn bench_far(c: &mut Criterion) {
     let mc = server::Memcached::start();
     let addr = mc.addr();
-    let value = vec![b'x'; VALUE_LEN];
+    let value = "x".repeat(VALUE_LEN);
     let keys: Vec<String> = (0..BATCH).map(|i| format!("bench:key:{i}")).collect();
     let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
 
@@ -112,23 +113,23 @@ fn bench_far(c: &mut Criterion) {
     let mut minimal = Minimal::connect(&addr);
     for key in &keys {
         nearfar
-            .set(key, &value, Duration::ZERO)
+            .set(key, value.as_str(), Duration::ZERO)
             .expect("fill the server");
     }
     // Sanity: every client reads what nearfar stored.
     assert_eq!(
-        nearfar.get::<Vec<u8>>(&keys[0]).unwrap(),
+        nearfar.get::<String>(&keys[0]).unwrap(),
         Some(value.clone())
     );
-    assert_eq!(peer.get::<Vec<u8>>(&keys[0]).unwrap(), Some(value.clone()));
+    assert_eq!(peer.get::<String>(&keys[0]).unwrap(), Some(value.clone()));
     assert!(minimal.get(&key_refs[..1]) > VALUE_LEN);
 
     let mut group = c.benchmark_group("far/get");
     group.bench_function("nearfar", |b| {
-        b.iter(|| nearfar.get::<Vec<u8>>(black_box(&keys[7])).unwrap())
+        b.iter(|| nearfar.get::<String>(black_box(&keys[7])).unwrap())
     });
     group.bench_function("memcache", |b| {
-        b.iter(|| peer.get::<Vec<u8>>(black_box(&keys[7])).unwrap())
+        b.iter(|| peer.get::<String>(black_box(&keys[7])).unwrap())
     });
     group.bench_function("minimal", |b| {
         b.iter(|| minimal.get(black_box(&key_refs[7..8])))
@@ -139,38 +140,41 @@ fn bench_far(c: &mut Criterion) {
     group.bench_function("nearfar", |b| {
         b.iter(|| {
             nearfar
-                .set(black_box("bench:set"), &value, Duration::ZERO)
+                .set(black_box("bench:set"), value.as_str(), Duration::ZERO)
                 .unwrap()
         })
     });
     group.bench_function("memcache", |b| {
-        b.iter(|| {
-            peer.set(black_box("bench:set"), value.as_slice(), 0)
-                .unwrap()
-        })
+        b.iter(|| peer.set(black_box("bench:set"), value.as_str(), 0).unwrap())
     });
     group.bench_function("minimal", |b| {
-        b.iter(|| minimal.set(black_box("bench:set"), &value))
+        b.iter(|| minimal.set(black_box("bench:set"), value.as_bytes()))
     });
     group.finish();
 
     let mut group = c.benchmark_group("far/get_100_keys");
     group.bench_function("nearfar_get_many", |b| {
         b.iter(|| {
-            let got = nearfar.get_many::<Vec<u8>>(black_box(&key_refs)).unwrap();
+            let got = nearfar.get_many::<String>(black_box(&key_refs)).unwrap();
+            assert_eq!(got.len(), BATCH);
+        })
+    });
+    group.bench_function("nearfar_get_many_raw", |b| {
+        b.iter(|| {
+            let got = nearfar.get_many_raw(black_box(&key_refs)).unwrap();
             assert_eq!(got.len(), BATCH);
         })
     });
     group.bench_function("nearfar_100_single_gets", |b| {
         b.iter(|| {
             for key in &key_refs {
-                black_box(nearfar.get::<Vec<u8>>(key).unwrap());
+                black_box(nearfar.get::<String>(key).unwrap());
             }
         })
     });
     group.bench_function("memcache_gets", |b| {
         b.iter(|| {
-            let got = peer.gets::<Vec<u8>>(black_box(&key_refs)).unwrap();
+            let got = peer.gets::<String>(black_box(&key_refs)).unwrap();
             assert_eq!(got.len(), BATCH);
         })
     });

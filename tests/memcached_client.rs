@@ -116,6 +116,10 @@ fn every_operation_against_one_server() {
         assert_eq!(got.get(key), Some(*value));
     }
     assert!(c.get_many::<String>(&[] as &[&str]).unwrap().is_empty());
+    let raw = c.get_many_raw(&["many:1", "raw", "nope"]).unwrap();
+    assert_eq!(raw.len(), 2);
+    assert_eq!(raw["raw"], (b"\x00\x01bytes".to_vec(), 12345));
+    assert_eq!(raw["many:1"], (b"value-1".to_vec(), FLAG_TEXT));
 
     // whole-server operations.
     let versions = c.version().unwrap();

@@ -433,8 +433,12 @@ impl<C: Codec> Client<C> {
 
     /// The index of the live server for `key`.
     fn route(&self, key: &[u8]) -> Result<usize> {
+        self.route_at(key, self.now())
+    }
+
+    /// The index of the server for `key`, with liveness judged at `now`.
+    fn route_at(&self, key: &[u8], now: u64) -> Result<usize> {
         let pools = &self.inner.pools;
-        let now = self.now();
         if pools.len() == 1 {
             return if pools[0].health.is_live(now) {
                 Ok(0)
@@ -1081,9 +1085,32 @@ impl<C: Codec> Client<C> {
         &self,
         keys: &[impl AsRef<str>],
     ) -> Result<HashMap<String, V>> {
+        self.fetch_many(keys, |data, flags| {
+            Ok(self.inner.codec.decode::<V>(data, flags)?)
+        })
+    }
+
+    /// Like [`Client::get_many`], without decoding: the map holds each hit's
+    /// bytes and client flags.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::get_many`], without codec errors.
+    pub fn get_many_raw(
+        &self,
+        keys: &[impl AsRef<str>],
+    ) -> Result<HashMap<String, (Vec<u8>, u32)>> {
+        self.fetch_many(keys, |data, flags| Ok((data.to_vec(), flags)))
+    }
+
+    fn fetch_many<V: Send>(
+        &self,
+        keys: &[impl AsRef<str>],
+        decode: impl Fn(&[u8], u32) -> Result<V> + Sync,
+    ) -> Result<HashMap<String, V>> {
         let batch = self.batch(keys.iter().map(AsRef::as_ref))?;
         let found = self.per_server(&batch, |server, indices| {
-            self.get_group::<V>(server, &batch, indices)
+            self.get_group(server, &batch, indices, &decode)
         })?;
         let mut out = HashMap::with_capacity(found.len());
         for (index, value) in found {
@@ -1178,10 +1205,11 @@ impl<C: Codec> Client<C> {
             ranges: Vec::new(),
             groups: vec![Vec::new(); self.inner.pools.len()],
         };
+        let now = self.now();
         for (index, key) in keys.enumerate() {
             let buf = self.key(key)?;
             let bytes = &buf.bytes[..buf.len];
-            let server = self.route(bytes)?;
+            let server = self.route_at(bytes, now)?;
             let start = batch.bytes.len();
             batch.bytes.extend_from_slice(bytes);
             batch.ranges.push(start..batch.bytes.len());
@@ -1231,11 +1259,12 @@ impl<C: Codec> Client<C> {
     }
 
     /// One server's part of [`Client::get_many`]: `(key index, value)` pairs.
-    fn get_group<V: DeserializeOwned>(
+    fn get_group<V>(
         &self,
         server: usize,
         batch: &Batch,
         indices: &[usize],
+        decode: &impl Fn(&[u8], u32) -> Result<V>,
     ) -> Result<Vec<(usize, V)>> {
         let mut found = Vec::with_capacity(indices.len());
         for chunk in indices.chunks(GET_MANY_CHUNK) {
@@ -1263,10 +1292,10 @@ impl<C: Codec> Client<C> {
                         cursor += 1;
                         // Keep reading to the end even when a value does
                         // not decode, so the connection stays in step.
-                        match self.inner.codec.decode(item.data, item.flags) {
+                        match decode(item.data, item.flags) {
                             Ok(value) => hits.push((index, value)),
                             Err(e) => {
-                                first_error.get_or_insert(Error::Codec(e));
+                                first_error.get_or_insert(e);
                             }
                         }
                         Ok(false)

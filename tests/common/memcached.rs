@@ -12,6 +12,7 @@
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -33,13 +34,30 @@ impl Memcached {
 
     /// Starts a server with extra command-line arguments (e.g. `["-I", "2m"]`).
     pub fn start_with(extra_args: &[&str]) -> Memcached {
-        let mut server = Memcached {
-            port: free_port(),
-            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-            child: None,
-        };
-        server.launch();
-        server
+        let extra_args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
+        let mut last_error = String::new();
+        // Another process may take the port between the pick and the
+        // server's bind: pick another one then.
+        for _ in 0..5 {
+            let port = free_port();
+            let deadline = Instant::now() + START_TIMEOUT;
+            let mut child = spawn(port, &extra_args);
+            match wait_until_accepting(&mut child, port, deadline) {
+                Ok(()) => {
+                    return Memcached {
+                        port,
+                        extra_args,
+                        child: Some(child),
+                    };
+                }
+                Err(why) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    last_error = why;
+                }
+            }
+        }
+        panic!("memcached did not start: {last_error}");
     }
 
     /// The port the server listens on.
@@ -103,10 +121,20 @@ impl Drop for Memcached {
     }
 }
 
-/// A loopback port nothing listens on right now.
+/// A loopback port nothing listens on right now, and never handed out
+/// before in this process (tests run in parallel threads: two servers must
+/// not race for one port).
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
-    listener.local_addr().expect("local address").port()
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
+        let port = listener.local_addr().expect("local address").port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 fn spawn(port: u16, extra_args: &[String]) -> Child {
@@ -150,7 +178,15 @@ fn wait_until_accepting(child: &mut Child, port: u16, deadline: Instant) -> Resu
             return Err(format!("exited with {status}: {}", message.trim()));
         }
         if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
-            return Ok(());
+            // Someone answered; make sure it is our child, not a server of
+            // another process on the same port (ours would exit on its
+            // failed bind within moments).
+            thread::sleep(Duration::from_millis(30));
+            return match child.try_wait() {
+                Ok(None) => Ok(()),
+                Ok(Some(status)) => Err(format!("exited with {status}: port taken")),
+                Err(e) => Err(e.to_string()),
+            };
         }
         if Instant::now() >= deadline {
             return Err("not accepting connections in time".into());

@@ -13,8 +13,9 @@
 //!   only read.
 //! * `chain` (the next slot in the same hash bucket) is written under the shard
 //!   lock and read by lock-free readers.
-//! * `state` holds [`ACTIVE`], written by readers with a relaxed RMW, and the
-//!   writer-owned bits ([`LIVE`], [`HAS_VALUE`], the generation).
+//! * `state` holds the use count ([`USES`]), bumped by readers with a relaxed
+//!   compare-exchange, and the writer-owned bits ([`LIVE`], [`HAS_VALUE`], the
+//!   generation).
 //!
 //! A slot unlinked from the index may still be read by readers that reached it
 //! earlier. It is therefore reused only after the epoch collector says every
@@ -29,30 +30,37 @@ use crate::shim::{AtomicPtr, AtomicU32, AtomicUsize, Mutex, Ordering};
 /// The "no slot" index: terminates chains and marks empty buckets.
 pub(crate) const NIL: u32 = 0;
 
-/// Set by readers on a hit (only when not already set); cleared by the writer
-/// when the entry is moved at a list tail.
-pub(crate) const ACTIVE: u32 = 1 << 0;
+/// A 2-bit saturating use count (0..=3), memcached's ACTIVE bit widened as in
+/// S3-FIFO: readers add one on a hit while it is below 3 (so a hot entry stops
+/// writing its line); the writer takes one off each time the entry reaches a
+/// list tail, and uses what was left to decide where it goes.
+pub(crate) const USES: u32 = 0b11;
 /// The slot is linked into the index and the LRU lists.
-pub(crate) const LIVE: u32 = 1 << 1;
+pub(crate) const LIVE: u32 = 1 << 2;
 /// `key` and `value` are initialised and not yet dropped.
-pub(crate) const HAS_VALUE: u32 = 1 << 2;
+pub(crate) const HAS_VALUE: u32 = 1 << 3;
 /// The generation occupies the bits above the flags. It is bumped every time
 /// the slot is reused, so a stale `(index, generation)` pair is detectable.
-const GEN_SHIFT: u32 = 3;
+const GEN_SHIFT: u32 = 4;
 
 /// The largest number of chunks a slab can have (indices are `u32`).
 const MAX_CHUNKS: usize = 32;
 
 /// One entry's storage.
+///
+/// `repr(C)` with the key and the fields a lookup reads first, so a hit's key
+/// comparison, state and expiry share the slot's first cache line and the
+/// value follows.
+#[repr(C)]
 pub(crate) struct Slot<K, V> {
     key: UnsafeCell<MaybeUninit<K>>,
-    value: UnsafeCell<MaybeUninit<V>>,
-    /// Expiry in clock nanoseconds, 0 = never.
-    expires: UnsafeCell<u64>,
     /// Next slot in the same bucket chain.
     pub(crate) chain: AtomicU32,
     /// Flags and generation, see the module docs.
     pub(crate) state: AtomicU32,
+    /// Expiry in clock nanoseconds, 0 = never.
+    expires: UnsafeCell<u64>,
+    value: UnsafeCell<MaybeUninit<V>>,
 }
 
 impl<K, V> Slot<K, V> {
@@ -124,6 +132,39 @@ impl<K, V> Slot<K, V> {
         self.chain.store(NIL, Ordering::Relaxed);
     }
 
+    /// Records a use (a hit): adds one to the use count unless it is full.
+    /// Relaxed: the count is a hint that publishes nothing. One attempt only:
+    /// losing a race with another reader or the writer just loses a hint.
+    #[inline]
+    pub(crate) fn touch(&self) {
+        let s = self.state.load(Ordering::Relaxed);
+        if s & USES != USES {
+            let _ =
+                self.state
+                    .compare_exchange_weak(s, s + 1, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes one use off the count and returns the count it had. Writer only.
+    pub(crate) fn decay(&self) -> u32 {
+        let mut s = self.state.load(Ordering::Relaxed);
+        // Readers can only raise the count, a few times at most: retry until
+        // our decrement lands on the current value.
+        loop {
+            let uses = s & USES;
+            if uses == 0 {
+                return 0;
+            }
+            match self
+                .state
+                .compare_exchange_weak(s, s - 1, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return uses,
+                Err(now) => s = now,
+            }
+        }
+    }
+
     /// The slot's current generation.
     #[inline]
     pub(crate) fn generation(&self) -> u32 {
@@ -139,7 +180,7 @@ impl<K, V> Slot<K, V> {
         // Clear HAS_VALUE first: if K's or V's Drop panics, the slab's own Drop
         // must not drop them a second time.
         self.state
-            .fetch_and(!(HAS_VALUE | LIVE | ACTIVE), Ordering::Relaxed);
+            .fetch_and(!(HAS_VALUE | LIVE | USES), Ordering::Relaxed);
         // SAFETY: initialised (caller) and exclusively owned (caller), so
         // nobody reads them during or after the drop.
         unsafe {

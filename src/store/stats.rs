@@ -160,6 +160,6 @@ impl WriteCounters {
         stats.loads += l(&self.loads);
         stats.load_waits += l(&self.load_waits);
         stats.entries += l(&self.entries);
-        stats.weight += l(&self.weight);
+        stats.weight = stats.weight.saturating_add(l(&self.weight));
     }
 }

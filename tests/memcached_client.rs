@@ -151,6 +151,34 @@ fn long_ttl_is_sent_as_absolute_time() {
 }
 
 #[test]
+fn very_long_ttls_are_not_dead_on_arrival() {
+    // memcached reads exptime as a signed 32-bit number: anything past
+    // i32::MAX would wrap negative and store an already-expired item.
+    let mc = Memcached::start();
+    let c = client(&mc);
+    let century = Duration::from_secs(100 * 365 * 24 * 3600);
+    c.set("century", "lives", century).unwrap();
+    assert_eq!(
+        c.get::<String>("century").unwrap().as_deref(),
+        Some("lives")
+    );
+    c.set("forever-ish", "lives too", Duration::MAX).unwrap();
+    assert_eq!(
+        c.get::<String>("forever-ish").unwrap().as_deref(),
+        Some("lives too")
+    );
+    let item = c
+        .meta_get::<String>("forever-ish")
+        .unwrap()
+        .expect("stored");
+    assert!(item.ttl.expect("has a ttl") > Duration::from_secs(86_400));
+    assert!(c.touch("century", Duration::MAX).unwrap());
+    assert!(c.get::<String>("century").unwrap().is_some());
+    assert!(c.add("added", "x", century).unwrap());
+    assert!(c.get::<String>("added").unwrap().is_some());
+}
+
+#[test]
 fn cas_conflict() {
     let mc = Memcached::start();
     let c = client(&mc);

@@ -595,8 +595,10 @@ impl<C: Codec> Client<C> {
     /// Stores `value` under `key` for `ttl`.
     ///
     /// `Duration::ZERO` means no expiry; a TTL over 30 days is sent as an
-    /// absolute unix time (memcached reads larger relative values that way);
-    /// fractions of a second are rounded up.
+    /// absolute unix time (memcached reads larger relative values that way),
+    /// capped at memcached's largest time, 2038-01-19 (`i32::MAX`), so a very
+    /// long TTL such as `Duration::MAX` means "as long as the server can
+    /// keep it"; fractions of a second are rounded up.
     ///
     /// # Errors
     ///

@@ -459,6 +459,171 @@ fn fake_server(replies: Vec<&'static [u8]>) -> (String, Arc<AtomicUsize>) {
     (addr, accepted)
 }
 
+/// What a scripted fake server does with one request line.
+#[derive(Clone, Copy)]
+enum Step {
+    /// Answer with these bytes.
+    Reply(&'static [u8]),
+    /// Close the connection without answering.
+    Close,
+}
+
+/// A fake server whose n-th accepted connection plays `scripts[n]`, one
+/// step per request line, each connection on its own thread. Returns its
+/// address and the count of connections accepted.
+fn scripted_server(scripts: Vec<Vec<Step>>) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    thread::spawn(move || {
+        for script in scripts {
+            let Ok((stream, _)) = listener.accept() else {
+                return;
+            };
+            counter.fetch_add(1, Ordering::SeqCst);
+            thread::spawn(move || {
+                // Bounded: a client that never closes cannot hold this forever.
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                let Ok(mut writer) = stream.try_clone() else {
+                    return;
+                };
+                let mut reader = BufReader::new(stream);
+                let mut line = String::new();
+                for step in script {
+                    line.clear();
+                    if !reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                        return;
+                    }
+                    let sent = match step {
+                        Step::Reply(bytes) => writer.write_all(bytes),
+                        Step::Close => return,
+                    };
+                    if sent.is_err() {
+                        return;
+                    }
+                }
+                // Script done: wait for the client to close.
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    line.clear();
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[test]
+fn connection_closed_under_a_request_is_not_a_server_failure() {
+    // Each connection answers once, then closes when the next request
+    // arrives: it passes the liveness check, yet dies under the request.
+    let ok: &[u8] = b"VA 2 f16\r\nok\r\n";
+    let (addr, accepted) = scripted_server(vec![
+        vec![Step::Reply(ok), Step::Close],
+        vec![Step::Reply(b"5\r\n"), Step::Close],
+        vec![Step::Reply(ok)],
+    ]);
+    let c = Client::builder()
+        .servers([addr.as_str()])
+        .pool_size(1)
+        .retry_attempts(1)
+        .dead_timeout(MINUTE)
+        .build()
+        .unwrap();
+    assert_eq!(c.get::<String>("k").unwrap().as_deref(), Some("ok"));
+    // Not idempotent: not sent again, but not held against the server.
+    assert!(matches!(c.incr("n", 1), Err(Error::Io(_))));
+    assert!(!c.is_marked_dead(&addr));
+    assert_eq!(c.incr("n", 1).unwrap(), Some(5));
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    // Idempotent: sent again on a fresh connection.
+    assert_eq!(c.get::<String>("k").unwrap().as_deref(), Some("ok"));
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    assert!(!c.is_marked_dead(&addr));
+}
+
+/// `curr_connections` of the server, read over `probe`'s own connection.
+fn connections(probe: &Client) -> u64 {
+    probe.stats().unwrap()[0].1["curr_connections"]
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn pooled_connections_survive_a_server_restart() {
+    let mut mc = Memcached::start();
+    let probe = Client::builder()
+        .servers([mc.addr()])
+        .pool_size(1)
+        .build()
+        .unwrap();
+    let baseline = connections(&probe);
+    let c = Client::builder()
+        .servers([mc.addr()])
+        .pool_size(4)
+        .io_timeout(Duration::from_secs(2))
+        // One counted failure would mark the only server dead.
+        .retry_attempts(1)
+        .dead_timeout(MINUTE)
+        .build()
+        .unwrap();
+    // Warm all four connections: four threads at once, a bounded number
+    // of rounds, until the server sees four more connections.
+    for _ in 0..20 {
+        let start = std::sync::Barrier::new(4);
+        thread::scope(|s| {
+            for t in 0..4 {
+                let (c, start) = (&c, &start);
+                s.spawn(move || {
+                    start.wait();
+                    for i in 0..50 {
+                        c.set(&format!("warm{t}:{i}"), &i, MINUTE).unwrap();
+                    }
+                });
+            }
+        });
+        if connections(&probe).saturating_sub(baseline) >= 4 {
+            break;
+        }
+    }
+    assert_eq!(connections(&probe).saturating_sub(baseline), 4);
+
+    // Every idle connection is now closed by the server: requests that are
+    // not safe to send twice must still not fail.
+    mc.restart();
+    thread::scope(|s| {
+        s.spawn(|| assert!(c.add("added", "x", MINUTE).unwrap()));
+        s.spawn(|| assert_eq!(c.incr("counter", 1).unwrap(), None));
+        s.spawn(|| assert!(!c.cas("doc", "x", MINUTE, Cas(1)).unwrap()));
+        s.spawn(|| {
+            assert!(matches!(
+                c.get_or_lease::<String>("lease", MINUTE).unwrap(),
+                Lease::Won { previous: None, .. }
+            ))
+        });
+    });
+    assert!(!c.is_marked_dead(&mc.addr()));
+
+    // And one at a time, each right after a restart.
+    mc.restart();
+    assert!(c.add("added-2", "x", MINUTE).unwrap());
+    mc.restart();
+    c.set("counter", &1u64, Duration::ZERO).unwrap();
+    mc.restart();
+    assert_eq!(c.incr("counter", 1).unwrap(), None);
+    c.set("counter", &1u64, Duration::ZERO).unwrap();
+    let (_, cas) = c.gets::<u64>("counter").unwrap().unwrap();
+    assert!(c.cas("counter", &2u64, Duration::ZERO, cas).unwrap());
+    mc.restart();
+    assert!(!c.cas("counter", &3u64, Duration::ZERO, cas).unwrap());
+    mc.restart();
+    assert!(matches!(
+        c.get_or_lease::<String>("lease", MINUTE).unwrap(),
+        Lease::Won { previous: None, .. }
+    ));
+    assert!(!c.is_marked_dead(&mc.addr()));
+}
+
 #[test]
 fn malformed_reply_drops_the_connection() {
     let (addr, accepted) = fake_server(vec![

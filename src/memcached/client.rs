@@ -375,8 +375,9 @@ struct KeyBuf {
     len: usize,
 }
 
-/// Whether a request may be sent again on a new connection after the pooled
-/// one turned out to be dead (see `Pool::run`).
+/// Whether a request may be sent again on a new connection after a pooled
+/// one that passed its liveness check still turned out to be dead (see
+/// `Pool::run`).
 const IDEMPOTENT: bool = true;
 const NOT_IDEMPOTENT: bool = false;
 
@@ -461,8 +462,12 @@ impl<C: Codec> Client<C> {
         op: impl FnMut(&mut Conn) -> Result<T>,
     ) -> Result<T> {
         let pool = &self.inner.pools[index];
-        let result = pool.run(idempotent, op);
+        let (result, stale) = pool.run(idempotent, op);
         match &result {
+            // A connection that died while idle in the pool (the server
+            // restarted, say): the idle ones are closed, and the next
+            // request's fresh connection tells whether the server is up.
+            Err(Error::Io(_)) if stale => {}
             Err(Error::Connect { .. } | Error::Timeout | Error::Io(_)) => {
                 let dead = pool.health.failed(
                     self.now(),

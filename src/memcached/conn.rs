@@ -150,6 +150,14 @@ impl Stream {
         }
     }
 
+    fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_nonblocking(nonblocking),
+            #[cfg(unix)]
+            Stream::Unix(s) => s.set_nonblocking(nonblocking),
+        }
+    }
+
     fn shutdown(&self) {
         // Best effort: the socket is being dropped anyway.
         let _ = match self {
@@ -275,6 +283,30 @@ impl Conn {
             reads: 0,
             timeout_shortened: false,
         })
+    }
+
+    /// Whether a connection that sat idle in the pool can still carry a
+    /// request, checked without blocking and before anything is sent.
+    ///
+    /// A connection is dead when the server closed it (a restart closes
+    /// every connection), when the socket reports an error, or when bytes
+    /// are waiting that no request asked for (the stream is out of step).
+    /// Only a read that would block proves it alive. A dead connection may
+    /// have lost a byte to the check: it must be dropped, not used.
+    pub(crate) fn is_alive(&mut self) -> bool {
+        if self.filled != self.pos || self.stream.set_nonblocking(true).is_err() {
+            return false;
+        }
+        let mut byte = [0u8; 1];
+        let alive = loop {
+            match self.stream.read(&mut byte) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // End of stream, unsolicited data, or a socket error.
+                _ => break false,
+            }
+        };
+        alive && self.stream.set_nonblocking(false).is_ok()
     }
 
     /// The buffer to encode the next request into (empty).

@@ -1,8 +1,10 @@
 //! The connections to one server, and that server's health.
 //!
 //! A [`Pool`] keeps up to `max` connections: idle ones wait in a stack (the
-//! most recently used is reused first, as it is the likeliest to be alive);
-//! a caller that finds none idle opens a new one while under the limit, or
+//! most recently used is reused first, as it is the likeliest to be alive),
+//! and each is checked without blocking before it is reused, so one the
+//! server closed meanwhile is replaced before any request is sent on it; a
+//! caller that finds none idle opens a new one while under the limit, or
 //! waits for one to come back. A connection whose request failed with an
 //! error that [drops the connection](Error::drops_connection) is closed, never
 //! returned.
@@ -68,14 +70,27 @@ impl Pool {
 
     /// Takes an idle connection, or opens one, or waits for one.
     ///
-    /// The flag says whether the connection was reused (it may have gone
-    /// stale while idle) rather than just opened.
+    /// An idle connection is checked first ([`Conn::is_alive`]): one the
+    /// server closed while it sat in the pool (after a restart, say) is
+    /// dropped and the next one tried, or a new one opened, before anything
+    /// is sent, so every kind of request is safe from stale connections.
+    ///
+    /// The flag says whether the connection was reused rather than just
+    /// opened.
     fn checkout(&self) -> Result<(Conn, bool)> {
-        let deadline = Instant::now() + self.wait_timeout;
+        let deadline = later(Instant::now(), self.wait_timeout);
         let mut state = self.lock();
         loop {
-            if let Some(conn) = state.idle.pop() {
-                return Ok((conn, true));
+            if let Some(mut conn) = state.idle.pop() {
+                drop(state);
+                if conn.is_alive() {
+                    return Ok((conn, true));
+                }
+                drop(conn);
+                state = self.lock();
+                // Its slot is free: the next round may reuse or open.
+                state.open = state.open.saturating_sub(1);
+                continue;
             }
             if state.open < self.max {
                 state.open += 1;
@@ -140,24 +155,38 @@ impl Pool {
     /// Runs `op` on a pooled connection and returns the connection to the
     /// pool, unless the error says the connection is out of step.
     ///
-    /// When `retry_stale` is set and `op` fails with an I/O error on a
-    /// connection that had been idle in the pool (the server may have closed
-    /// it meanwhile, by restarting for instance), the other idle connections
-    /// are closed too and `op` runs once more on a new connection. Only
-    /// requests that are safe to send twice set it.
+    /// When `op` fails with an I/O error on a connection that had been idle
+    /// in the pool (it passed the liveness check, but the server closed it
+    /// under the request), the other idle connections are closed too: they
+    /// most likely died with it. Then, when `retry_stale` is set, `op` runs
+    /// once more on a fresh connection; only requests that are safe to send
+    /// twice set it.
+    ///
+    /// The flag returned is set when the result is such an I/O error on a
+    /// reused connection that was not retried: it says nothing of the
+    /// server's health (the next request opens a fresh connection, whose
+    /// outcome does).
     pub(crate) fn run<T>(
         &self,
         retry_stale: bool,
         mut op: impl FnMut(&mut Conn) -> Result<T>,
-    ) -> Result<T> {
-        let (conn, reused) = self.checkout()?;
+    ) -> (Result<T>, bool) {
+        let (conn, reused) = match self.checkout() {
+            Ok(checked_out) => checked_out,
+            Err(e) => return (Err(e), false),
+        };
         match self.run_on(conn, &mut op) {
-            Err(Error::Io(_)) if retry_stale && reused => {
+            Err(Error::Io(e)) if reused => {
                 self.clear_idle();
-                let (conn, _) = self.checkout()?;
-                self.run_on(conn, &mut op)
+                if !retry_stale {
+                    return (Err(Error::Io(e)), true);
+                }
+                let retried = self
+                    .checkout()
+                    .and_then(|(conn, _)| self.run_on(conn, &mut op));
+                (retried, false)
             }
-            other => other,
+            other => (other, false),
         }
     }
 
@@ -180,6 +209,14 @@ impl Pool {
         }
         result
     }
+}
+
+/// `now + duration`, or a year from now when that is past what an
+/// [`Instant`] can hold (a configured `Duration::MAX` must not panic).
+pub(crate) fn later(now: Instant, duration: Duration) -> Instant {
+    now.checked_add(duration)
+        .or_else(|| now.checked_add(Duration::from_secs(365 * 86_400)))
+        .unwrap_or(now)
 }
 
 /// Returns a connection to its pool when dropped, or, if it was taken out

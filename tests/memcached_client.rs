@@ -464,6 +464,8 @@ fn fake_server(replies: Vec<&'static [u8]>) -> (String, Arc<AtomicUsize>) {
 enum Step {
     /// Answer with these bytes.
     Reply(&'static [u8]),
+    /// Answer piece by piece, pausing before each piece after the first.
+    Trickle(&'static [&'static [u8]], Duration),
     /// Close the connection without answering.
     Close,
 }
@@ -497,6 +499,14 @@ fn scripted_server(scripts: Vec<Vec<Step>>) -> (String, Arc<AtomicUsize>) {
                     }
                     let sent = match step {
                         Step::Reply(bytes) => writer.write_all(bytes),
+                        Step::Trickle(pieces, pause) => {
+                            pieces.iter().enumerate().try_for_each(|(i, piece)| {
+                                if i > 0 {
+                                    thread::sleep(pause);
+                                }
+                                writer.write_all(piece)
+                            })
+                        }
                         Step::Close => return,
                     };
                     if sent.is_err() {
@@ -540,6 +550,91 @@ fn connection_closed_under_a_request_is_not_a_server_failure() {
     assert_eq!(c.get::<String>("k").unwrap().as_deref(), Some("ok"));
     assert_eq!(accepted.load(Ordering::SeqCst), 3);
     assert!(!c.is_marked_dead(&addr));
+}
+
+#[test]
+fn timeout_mid_reply_drops_the_connection() {
+    // Half a value, then a pause longer than the I/O timeout: the rest
+    // arrives late, on a connection that must have been closed by then.
+    let (addr, accepted) = scripted_server(vec![
+        vec![Step::Trickle(
+            &[b"VA 10 f16\r\nhello", b"world\r\n"],
+            Duration::from_millis(600),
+        )],
+        vec![Step::Reply(b"VA 2 f16\r\nok\r\n")],
+    ]);
+    let c = Client::builder()
+        .servers([addr.as_str()])
+        .pool_size(1)
+        .io_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    assert!(matches!(c.get::<String>("k"), Err(Error::Timeout)));
+    assert!(started.elapsed() < Duration::from_millis(550));
+    // The next request gets its own answer, not the late "world".
+    assert_eq!(c.get::<String>("k").unwrap().as_deref(), Some("ok"));
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+/// A reply of 60 one-byte pieces, 50 ms apart (about 3 s in all).
+const SLOW_PIECES: [&[u8]; 62] = {
+    let mut pieces: [&[u8]; 62] = [b"x"; 62];
+    pieces[0] = b"VA 60 f16\r\n";
+    pieces[61] = b"\r\n";
+    pieces
+};
+
+#[test]
+fn io_timeout_bounds_silence_not_a_streaming_reply() {
+    // Ten bytes of a 60-byte value over 500 ms, then silence: the wait
+    // restarts with each piece and ends 250 ms after the last.
+    let (addr, _) = scripted_server(vec![vec![Step::Trickle(
+        &SLOW_PIECES[..11],
+        Duration::from_millis(50),
+    )]]);
+    let c = Client::builder()
+        .servers([addr.as_str()])
+        .io_timeout(Duration::from_millis(250))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    assert!(matches!(c.get::<String>("k"), Err(Error::Timeout)));
+    let first = started.elapsed();
+    assert!(
+        first >= Duration::from_millis(700) && first < Duration::from_millis(1500),
+        "{first:?}"
+    );
+    // Every piece arrives well within the I/O timeout, so a reply longer
+    // than the timeout as a whole succeeds ...
+    let (addr, _) = scripted_server(vec![vec![Step::Trickle(
+        &[b"VA 5 f16\r\n", b"h", b"e", b"l", b"l", b"o", b"\r\n"],
+        Duration::from_millis(100),
+    )]]);
+    let c = Client::builder()
+        .servers([addr.as_str()])
+        .io_timeout(Duration::from_millis(250))
+        .build()
+        .unwrap();
+    assert_eq!(c.get::<String>("k").unwrap().as_deref(), Some("hello"));
+
+    // ... but not one that trickles on past ten times the timeout.
+    let (addr, _) = scripted_server(vec![vec![Step::Trickle(
+        &SLOW_PIECES,
+        Duration::from_millis(50),
+    )]]);
+    let c = Client::builder()
+        .servers([addr.as_str()])
+        .io_timeout(Duration::from_millis(250))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    assert!(matches!(c.get::<String>("k"), Err(Error::Timeout)));
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(2400) && elapsed < Duration::from_millis(3000),
+        "{elapsed:?}"
+    );
 }
 
 /// `curr_connections` of the server, read over `probe`'s own connection.

@@ -211,7 +211,13 @@ impl<C: Codec> ClientBuilder<C> {
         self
     }
 
-    /// How long a request may wait for its whole reply (and each write).
+    /// How long a request may go without progress: it fails with
+    /// [`Error::Timeout`] when no byte could be written or read for this
+    /// long.
+    ///
+    /// Each write or read that moves bytes restarts the wait, so a large
+    /// reply that keeps streaming is not cut off; the whole request (sending
+    /// it and reading all of its reply) is still capped at 10 times this.
     pub fn io_timeout(mut self, timeout: Duration) -> Self {
         self.io_timeout = timeout;
         self

@@ -5,6 +5,18 @@
 //! [`parse_reply`] returns a whole frame, within the I/O timeout. What a
 //! frame means for the request is decided by the caller (the client), which
 //! receives each frame through a closure while it still borrows the buffer.
+//!
+//! # Timeouts
+//!
+//! The I/O timeout bounds inactivity, not the whole exchange: a request
+//! fails with [`Error::Timeout`] when no byte could be written or read for
+//! `io_timeout`. Every write or read that moves bytes pushes the deadline
+//! back to `io_timeout` from then, so a large multi-get reply that keeps
+//! streaming is not cut off half way. The whole request (writing it and
+//! reading every frame of its reply) is still capped at
+//! [`MAX_REQUEST_TIMEOUTS`] times `io_timeout`, so a server trickling bytes
+//! cannot hold a caller forever. Every read and write, the first included,
+//! waits no longer than the deadline left.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -23,6 +35,15 @@ const INITIAL_READ_BUF: usize = 16 * 1024;
 /// After a request that grew the read buffer beyond this, it is shrunk back,
 /// so one large value does not pin memory in every pooled connection.
 const RETAINED_READ_BUF: usize = 256 * 1024;
+
+/// The longest a whole request may take, in I/O timeouts (see the module
+/// docs): the deadline moves with progress, but never past this.
+pub(crate) const MAX_REQUEST_TIMEOUTS: u32 = 10;
+
+/// How far a socket timeout may overshoot the request's deadline before it
+/// is shortened to fit (a `setsockopt` per read would cost more than the
+/// precision is worth); also at most a twentieth of the I/O timeout.
+const TIMEOUT_SLACK: Duration = Duration::from_millis(5);
 
 /// The memcached port used when an address names none.
 const DEFAULT_PORT: u16 = 11211;
@@ -213,12 +234,14 @@ pub(crate) struct Conn {
     filled: usize,
     io_timeout: Duration,
     max_value: usize,
-    /// When the request in flight must be answered by.
-    deadline: Option<Instant>,
-    /// Reads made for the request in flight.
-    reads: u32,
-    /// The socket's read timeout was shortened to meet a deadline.
-    timeout_shortened: bool,
+    /// When the request in flight fails unless more bytes move by then.
+    deadline: Instant,
+    /// When the request in flight fails whatever moves: the deadline is
+    /// never pushed past this.
+    cap: Instant,
+    /// The socket's read and write timeouts in force.
+    read_timeout: Duration,
+    write_timeout: Duration,
 }
 
 impl fmt::Debug for Conn {
@@ -279,9 +302,10 @@ impl Conn {
             filled: 0,
             io_timeout: config.io_timeout,
             max_value: config.max_value,
-            deadline: None,
-            reads: 0,
-            timeout_shortened: false,
+            deadline: Instant::now(),
+            cap: Instant::now(),
+            read_timeout: config.io_timeout,
+            write_timeout: config.io_timeout,
         })
     }
 
@@ -329,13 +353,65 @@ impl Conn {
             self.rbuf.truncate(INITIAL_READ_BUF);
             self.rbuf.shrink_to_fit();
         }
-        if self.timeout_shortened {
+        // Timeouts shortened for an earlier request's deadline go back to
+        // the full length (rare: it takes a request that nearly timed out).
+        if self.read_timeout < self.io_timeout {
             self.stream.set_read_timeout(self.io_timeout)?;
-            self.timeout_shortened = false;
+            self.read_timeout = self.io_timeout;
         }
-        self.deadline = Some(Instant::now() + self.io_timeout);
-        self.reads = 0;
-        self.stream.write_all(&self.wbuf).map_err(io_error)
+        if self.write_timeout < self.io_timeout {
+            self.stream.set_write_timeout(self.io_timeout)?;
+            self.write_timeout = self.io_timeout;
+        }
+        let now = Instant::now();
+        self.deadline = later(now, self.io_timeout);
+        self.cap = later(now, self.io_timeout.saturating_mul(MAX_REQUEST_TIMEOUTS));
+        let mut sent = 0;
+        while sent < self.wbuf.len() {
+            let remaining = self.remaining()?;
+            if self.overshoots(remaining, self.write_timeout) {
+                self.stream.set_write_timeout(remaining)?;
+                self.write_timeout = remaining;
+            }
+            match self.stream.write(&self.wbuf[sent..]) {
+                Ok(0) => return Err(Error::Io(io::Error::from(io::ErrorKind::WriteZero))),
+                Ok(n) => {
+                    sent += n;
+                    self.progressed();
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) => {
+                    // Woke at the deadline, or early on a timeout set for a
+                    // tighter one: the next round decides.
+                    let remaining = self.remaining()?;
+                    self.stream.set_write_timeout(remaining)?;
+                    self.write_timeout = remaining;
+                }
+                Err(e) => return Err(io_error(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The time left before the request's deadline, or [`Error::Timeout`].
+    fn remaining(&self) -> Result<Duration> {
+        self.deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or(Error::Timeout)
+    }
+
+    /// Whether a socket timeout of `current` would wait past the deadline
+    /// `remaining` away by more than the slack.
+    fn overshoots(&self, remaining: Duration, current: Duration) -> bool {
+        let slack = TIMEOUT_SLACK.min(self.io_timeout / 20);
+        remaining.saturating_add(slack) < current
+    }
+
+    /// Bytes moved: the request may now wait `io_timeout` from here, within
+    /// its overall cap.
+    fn progressed(&mut self) {
+        self.deadline = later(Instant::now(), self.io_timeout).min(self.cap);
     }
 
     /// Reads the next reply frame and hands it to `f`, returning what `f` does.
@@ -368,20 +444,12 @@ impl Conn {
                 self.rbuf.resize(grown, 0);
             }
         }
-        if self.reads > 0 {
-            // Past the first read, bound the whole request, not each read.
-            let remaining = self
-                .deadline
-                .and_then(|deadline| deadline.checked_duration_since(Instant::now()))
-                .filter(|d| !d.is_zero())
-                .ok_or(Error::Timeout)?;
-            if remaining < self.io_timeout {
-                self.stream.set_read_timeout(remaining)?;
-                self.timeout_shortened = true;
-            }
-        }
-        self.reads += 1;
         loop {
+            let remaining = self.remaining()?;
+            if self.overshoots(remaining, self.read_timeout) {
+                self.stream.set_read_timeout(remaining)?;
+                self.read_timeout = remaining;
+            }
             match self.stream.read(&mut self.rbuf[self.filled..]) {
                 Ok(0) => {
                     return Err(Error::Io(io::Error::new(
@@ -391,9 +459,17 @@ impl Conn {
                 }
                 Ok(n) => {
                     self.filled += n;
+                    self.progressed();
                     return Ok(());
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) => {
+                    // As in `send`: at the deadline, or early on a timeout
+                    // set for a tighter one.
+                    let remaining = self.remaining()?;
+                    self.stream.set_read_timeout(remaining)?;
+                    self.read_timeout = remaining;
+                }
                 Err(e) => return Err(io_error(e)),
             }
         }
@@ -406,11 +482,28 @@ impl Drop for Conn {
     }
 }
 
+/// `now + duration`, or a year from now when that is past what an
+/// [`Instant`] can hold (a configured `Duration::MAX` must not panic).
+pub(crate) fn later(now: Instant, duration: Duration) -> Instant {
+    now.checked_add(duration)
+        .or_else(|| now.checked_add(Duration::from_secs(365 * 86_400)))
+        .unwrap_or(now)
+}
+
+/// Whether a socket error is its timeout running out.
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
 /// Maps a socket timeout to [`Error::Timeout`], anything else to [`Error::Io`].
 fn io_error(e: io::Error) -> Error {
-    match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout,
-        _ => Error::Io(e),
+    if is_timeout(&e) {
+        Error::Timeout
+    } else {
+        Error::Io(e)
     }
 }
 

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::conn::{Conn, ConnConfig, ServerSpec};
+use super::conn::{Conn, ConnConfig, ServerSpec, later};
 use super::error::{Error, Result};
 
 /// The connections to one server.
@@ -209,14 +209,6 @@ impl Pool {
         }
         result
     }
-}
-
-/// `now + duration`, or a year from now when that is past what an
-/// [`Instant`] can hold (a configured `Duration::MAX` must not panic).
-pub(crate) fn later(now: Instant, duration: Duration) -> Instant {
-    now.checked_add(duration)
-        .or_else(|| now.checked_add(Duration::from_secs(365 * 86_400)))
-        .unwrap_or(now)
 }
 
 /// Returns a connection to its pool when dropped, or, if it was taken out

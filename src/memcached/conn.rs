@@ -36,6 +36,13 @@ const INITIAL_READ_BUF: usize = 16 * 1024;
 /// so one large value does not pin memory in every pooled connection.
 const RETAINED_READ_BUF: usize = 256 * 1024;
 
+/// The write buffer's starting capacity.
+const INITIAL_WRITE_BUF: usize = 1024;
+
+/// After a request that grew the write buffer beyond this (a large value, or
+/// a large `set_many` batch), it is shrunk back, as the read buffer is.
+const RETAINED_WRITE_BUF: usize = 256 * 1024;
+
 /// The longest a whole request may take, in I/O timeouts (see the module
 /// docs): the deadline moves with progress, but never past this.
 pub(crate) const MAX_REQUEST_TIMEOUTS: u32 = 10;
@@ -296,7 +303,7 @@ impl Conn {
             .map_err(connect_error)?;
         Ok(Conn {
             stream,
-            wbuf: Vec::with_capacity(1024),
+            wbuf: Vec::with_capacity(INITIAL_WRITE_BUF),
             rbuf: vec![0; INITIAL_READ_BUF],
             pos: 0,
             filled: 0,
@@ -347,12 +354,7 @@ impl Conn {
                 reply: "unsolicited data",
             }));
         }
-        self.pos = 0;
-        self.filled = 0;
-        if self.rbuf.len() > RETAINED_READ_BUF {
-            self.rbuf.truncate(INITIAL_READ_BUF);
-            self.rbuf.shrink_to_fit();
-        }
+        self.trim_read();
         // Timeouts shortened for an earlier request's deadline go back to
         // the full length (rare: it takes a request that nearly timed out).
         if self.read_timeout < self.io_timeout {
@@ -391,6 +393,31 @@ impl Conn {
             }
         }
         Ok(())
+    }
+
+    /// Shrinks buffers that a large request or reply grew past what is
+    /// worth keeping. Called when the connection goes back to the pool, so
+    /// idle connections do not pin memory.
+    pub(crate) fn trim(&mut self) {
+        if self.wbuf.capacity() > RETAINED_WRITE_BUF {
+            self.wbuf = Vec::with_capacity(INITIAL_WRITE_BUF);
+        } else {
+            self.wbuf.clear();
+        }
+        self.trim_read();
+    }
+
+    /// Shrinks the read buffer like [`Conn::trim`], unless it holds unparsed
+    /// bytes.
+    fn trim_read(&mut self) {
+        if self.pos == self.filled {
+            self.pos = 0;
+            self.filled = 0;
+            if self.rbuf.len() > RETAINED_READ_BUF {
+                self.rbuf.truncate(INITIAL_READ_BUF);
+                self.rbuf.shrink_to_fit();
+            }
+        }
     }
 
     /// The time left before the request's deadline, or [`Error::Timeout`].
@@ -541,6 +568,62 @@ mod tests {
         assert_eq!((unix.label.as_str(), unix.weight), ("/run/mc.sock", 4));
         let unix = ServerSpec::parse("/run/mc.sock").unwrap();
         assert_eq!((unix.label.as_str(), unix.weight), ("/run/mc.sock", 1));
+    }
+
+    #[test]
+    fn large_requests_and_replies_do_not_pin_buffers() {
+        use std::net::TcpListener;
+
+        use crate::memcached::protocol::MetaStatus;
+
+        const BIG: usize = 1024 * 1024;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let mut request = vec![0; BIG + 64];
+            let mut got = 0;
+            while got < BIG + 2 {
+                match stream.read(&mut request[got..]) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got += n,
+                }
+            }
+            let mut reply = format!("VA {BIG} f0\r\n").into_bytes();
+            reply.resize(reply.len() + BIG, b'v');
+            reply.extend_from_slice(b"\r\n");
+            let _ = stream.write_all(&reply);
+        });
+        let spec = ServerSpec::parse(&format!("127.0.0.1:{port}")).unwrap();
+        let config = ConnConfig {
+            connect_timeout: Duration::from_secs(5),
+            io_timeout: Duration::from_secs(5),
+            max_value: 2 * BIG,
+        };
+        let mut conn = Conn::connect(&spec, &config).unwrap();
+        let request = conn.request();
+        request.resize(BIG, b'r');
+        request.extend_from_slice(b"\r\n");
+        conn.send().unwrap();
+        let len = conn
+            .recv(|reply| match reply {
+                Reply::Meta(meta) => match meta.status {
+                    MetaStatus::Value(data) => Ok(data.len()),
+                    _ => Ok(0),
+                },
+                _ => Ok(0),
+            })
+            .unwrap();
+        assert_eq!(len, BIG);
+        assert!(conn.wbuf.capacity() > RETAINED_WRITE_BUF);
+        assert!(conn.rbuf.len() > RETAINED_READ_BUF);
+        conn.trim();
+        assert!(conn.wbuf.capacity() <= RETAINED_WRITE_BUF);
+        assert!(conn.rbuf.len() <= RETAINED_READ_BUF);
+        server.join().unwrap();
     }
 
     #[test]

@@ -117,7 +117,8 @@ impl Pool {
         }
     }
 
-    fn checkin(&self, conn: Conn) {
+    fn checkin(&self, mut conn: Conn) {
+        conn.trim();
         let mut state = self.lock();
         state.idle.push(conn);
         let waiting = state.waiting > 0;

@@ -295,6 +295,31 @@ fn large_values_round_trip() {
 }
 
 #[test]
+fn set_many_splits_large_batches() {
+    let mc = Memcached::start();
+    let c = client(&mc);
+    // 24 values of 200 KB (about 4.8 MB) and 300 small ones: several
+    // round trips by size and by count, all stored.
+    let large: Vec<Vec<u8>> = (0..24u8).map(|i| vec![i; 200_000]).collect();
+    let items: Vec<(String, &Vec<u8>)> = large
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (format!("large:{i}"), v))
+        .collect();
+    c.set_many(&items, MINUTE).unwrap();
+    for (key, value) in &items {
+        assert_eq!(c.get::<Vec<u8>>(key).unwrap().as_ref(), Some(*value));
+    }
+    let small: Vec<u32> = (0..300).collect();
+    let items: Vec<(String, &u32)> = small.iter().map(|i| (format!("small:{i}"), i)).collect();
+    c.set_many(&items, MINUTE).unwrap();
+    let keys: Vec<&str> = items.iter().map(|(k, _)| k.as_str()).collect();
+    let got: HashMap<String, u32> = c.get_many(&keys).unwrap();
+    assert_eq!(got.len(), 300);
+    assert!(items.iter().all(|(k, v)| got.get(k) == Some(*v)));
+}
+
+#[test]
 fn undecodable_values_are_codec_errors() {
     let mc = Memcached::start();
     let c = client(&mc);

@@ -20,7 +20,7 @@ use super::protocol::{
     encode_touch, encode_version, exptime,
 };
 use super::ring::{Distribution, Ring};
-use crate::codec::{Codec, DefaultCodec};
+use crate::codec::{Codec, DefaultCodec, Encoded};
 
 /// memcached's default item size limit (its `-I` option): 1 MiB.
 pub const DEFAULT_MAX_ITEM_SIZE: usize = 1024 * 1024;
@@ -28,6 +28,29 @@ pub const DEFAULT_MAX_ITEM_SIZE: usize = 1024 * 1024;
 /// Keys sent per round trip by [`Client::get_many`]: bounds the request line
 /// and how much reply is buffered at once.
 const GET_MANY_CHUNK: usize = 128;
+
+/// Items sent per round trip by [`Client::set_many`] ...
+const SET_MANY_CHUNK: usize = 128;
+
+/// ... and about how many bytes (one larger item still goes alone): bounds
+/// the request buffered in memory and what the server must take at once.
+const SET_MANY_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// How many of the leading items, of the sizes given, make one chunk: at
+/// most `max_items`, and no more bytes than `max_bytes` unless the first
+/// item alone is larger. Zero only when there are no items.
+fn chunk_len(sizes: impl Iterator<Item = usize>, max_items: usize, max_bytes: usize) -> usize {
+    let mut bytes = 0usize;
+    let mut count = 0;
+    for size in sizes.take(max_items) {
+        bytes = bytes.saturating_add(size);
+        if count > 0 && bytes > max_bytes {
+            break;
+        }
+        count += 1;
+    }
+    count
+}
 
 /// A CAS unique: the version stamp memcached gives each stored item.
 ///
@@ -1135,8 +1158,8 @@ impl<C: Codec> Client<C> {
     }
 
     /// Stores many values with one TTL, grouped by server: each server gets
-    /// its items in one pipelined round trip, and the servers are written in
-    /// parallel.
+    /// its items pipelined, in round trips of at most 128 items or about
+    /// 1 MiB, and the servers are written in parallel.
     ///
     /// # Errors
     ///
@@ -1168,47 +1191,80 @@ impl<C: Codec> Client<C> {
             })
             .collect::<Result<Vec<_>>>()?;
         let exptime = exptime_now(ttl);
+        // The bytes an item takes on the wire: its value, key and header.
+        let wire_size = |index: usize| {
+            encoded
+                .get(index)
+                .map_or(0, |item| item.data.len())
+                .saturating_add(batch.ranges.get(index).map_or(0, Range::len))
+                .saturating_add(48)
+        };
         self.per_server(&batch, |server, indices| {
-            self.on_server(server, IDEMPOTENT, |conn| {
-                let out = conn.request();
-                for (n, &index) in indices.iter().enumerate() {
-                    let item = &encoded[index];
-                    let flags = MetaSetFlags {
-                        ttl: Some(exptime),
-                        client_flags: Some(item.flags),
-                        quiet: true,
-                        opaque: u32::try_from(n).ok(),
-                        ..MetaSetFlags::default()
-                    };
-                    encode_meta_set_header(out, batch.key(index)?, item.data.len(), &flags);
-                    out.extend_from_slice(&item.data);
-                    out.extend_from_slice(b"\r\n");
-                }
-                encode_meta_noop(out);
-                conn.send()?;
-                let mut first_error = None;
-                while !conn.recv(|reply| match reply {
-                    Reply::Meta(MetaReply {
-                        status: MetaStatus::NoOp,
-                        ..
-                    }) => Ok(true),
-                    Reply::Meta(MetaReply {
-                        status: MetaStatus::NotStored,
-                        ..
-                    }) => {
-                        first_error.get_or_insert(Error::Server("item not stored".into()));
-                        Ok(false)
-                    }
-                    Reply::ServerError(_) | Reply::ClientError(_) => {
-                        first_error.get_or_insert(Error::from_reply(&reply));
-                        Ok(false)
-                    }
-                    other => Err(Error::from_reply(&other)),
-                })? {}
-                first_error.map_or(Ok(Vec::<()>::new()), Err)
-            })
+            let mut rest = indices;
+            while !rest.is_empty() {
+                let len = chunk_len(
+                    rest.iter().map(|&index| wire_size(index)),
+                    SET_MANY_CHUNK,
+                    SET_MANY_CHUNK_BYTES,
+                );
+                let (chunk, tail) = rest.split_at(len.clamp(1, rest.len()));
+                rest = tail;
+                self.set_chunk(server, &batch, &encoded, chunk, exptime)?;
+            }
+            Ok(Vec::<()>::new())
         })?;
         Ok(())
+    }
+
+    /// One round trip of [`Client::set_many`]: the items `chunk` (indices
+    /// into `batch` and `encoded`) as quiet meta sets, then a no-op.
+    fn set_chunk(
+        &self,
+        server: usize,
+        batch: &Batch,
+        encoded: &[Encoded],
+        chunk: &[usize],
+        exptime: u32,
+    ) -> Result<()> {
+        self.on_server(server, IDEMPOTENT, |conn| {
+            let out = conn.request();
+            for (n, &index) in chunk.iter().enumerate() {
+                // Batch indices all come from the same item list.
+                let item = &encoded[index];
+                let flags = MetaSetFlags {
+                    ttl: Some(exptime),
+                    client_flags: Some(item.flags),
+                    quiet: true,
+                    opaque: u32::try_from(n).ok(),
+                    ..MetaSetFlags::default()
+                };
+                encode_meta_set_header(out, batch.key(index)?, item.data.len(), &flags);
+                out.extend_from_slice(&item.data);
+                out.extend_from_slice(b"\r\n");
+            }
+            encode_meta_noop(out);
+            conn.send()?;
+            let mut first_error = None;
+            while !conn.recv(|reply| match reply {
+                Reply::Meta(MetaReply {
+                    status: MetaStatus::NoOp,
+                    ..
+                }) => Ok(true),
+                Reply::Meta(MetaReply {
+                    status: MetaStatus::NotStored,
+                    ..
+                }) => {
+                    first_error.get_or_insert(Error::Server("item not stored".into()));
+                    Ok(false)
+                }
+                Reply::ServerError(_) | Reply::ClientError(_) => {
+                    first_error.get_or_insert(Error::from_reply(&reply));
+                    Ok(false)
+                }
+                other => Err(Error::from_reply(&other)),
+            })? {}
+            first_error.map_or(Ok(()), Err)
+        })
     }
 
     /// Prefixes, validates and routes every key of a batch.
@@ -1550,6 +1606,20 @@ mod tests {
             .as_secs();
         let abs = u64::from(exptime_now(Duration::from_secs(31 * 86_400)));
         assert!(abs >= now + 31 * 86_400 && abs <= now + 31 * 86_400 + 5);
+    }
+
+    #[test]
+    fn set_many_chunks_by_count_and_bytes() {
+        let small = || std::iter::repeat(100);
+        assert_eq!(chunk_len(small().take(300), 128, 1 << 20), 128);
+        assert_eq!(chunk_len(small().take(5), 128, 1 << 20), 5);
+        assert_eq!(chunk_len(std::iter::empty(), 128, 1 << 20), 0);
+        // 400 KB items: two fit in 1 MiB, the third starts the next chunk.
+        assert_eq!(chunk_len(std::iter::repeat(400_000), 128, 1 << 20), 2);
+        // One item over the limit still goes, alone.
+        assert_eq!(chunk_len([2 << 20, 10].into_iter(), 128, 1 << 20), 1);
+        assert_eq!(chunk_len([10, 2 << 20].into_iter(), 128, 1 << 20), 1);
+        assert_eq!(chunk_len([usize::MAX, usize::MAX].into_iter(), 128, 1), 1);
     }
 
     #[test]

@@ -1289,6 +1289,9 @@ impl<C: Codec> Client<C> {
 
     /// Runs `op` for every server that has keys in `batch`, in parallel
     /// threads when there are several, and concatenates the results.
+    ///
+    /// A server whose thread the OS refuses to start is done on the
+    /// calling thread instead.
     fn per_server<T: Send>(
         &self,
         batch: &Batch,
@@ -1308,20 +1311,29 @@ impl<C: Codec> Client<C> {
         }
         let op = &op;
         std::thread::scope(|scope| {
-            let handles: Vec<_> = rest
-                .into_iter()
-                .map(|(server, indices)| scope.spawn(move || op(server, indices)))
-                .collect();
-            let mut out = op(first_server, first);
-            for handle in handles {
-                let result = handle
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                match (&mut out, result) {
-                    (Ok(all), Ok(more)) => all.extend(more),
-                    (Ok(_), Err(e)) => out = Err(e),
-                    (Err(_), _) => {}
+            let mut handles = Vec::with_capacity(rest.len());
+            let mut unspawned = Vec::new();
+            for (server, indices) in rest {
+                match std::thread::Builder::new().spawn_scoped(scope, move || op(server, indices)) {
+                    Ok(handle) => handles.push(handle),
+                    Err(_) => unspawned.push((server, indices)),
                 }
+            }
+            let mut out = op(first_server, first);
+            let mut merge = |result: Result<Vec<T>>| match (&mut out, result) {
+                (Ok(all), Ok(more)) => all.extend(more),
+                (Ok(_), Err(e)) => out = Err(e),
+                (Err(_), _) => {}
+            };
+            for (server, indices) in unspawned {
+                merge(op(server, indices));
+            }
+            for handle in handles {
+                merge(
+                    handle
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                );
             }
             out
         })

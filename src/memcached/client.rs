@@ -228,7 +228,8 @@ impl<C: Codec> ClientBuilder<C> {
         self
     }
 
-    /// How long opening a TCP connection may take.
+    /// How long opening a TCP connection may take, in all: a host that
+    /// resolves to several addresses shares this time between them.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self

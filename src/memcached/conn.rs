@@ -261,6 +261,10 @@ impl fmt::Debug for Conn {
 
 impl Conn {
     /// Opens a connection to `server`, bounded by the connect timeout.
+    ///
+    /// The timeout covers every address the host resolves to together:
+    /// each attempt gets only what the earlier ones left. (Name resolution
+    /// itself is the system resolver's and is not bounded here.)
     pub(crate) fn connect(server: &ServerSpec, config: &ConnConfig) -> Result<Conn> {
         let connect_error = |source: io::Error| Error::Connect {
             server: server.label.clone(),
@@ -274,8 +278,19 @@ impl Conn {
                 let mut last =
                     io::Error::new(io::ErrorKind::NotFound, "address resolved to nothing");
                 let mut connected = None;
+                let deadline = later(Instant::now(), config.connect_timeout);
                 for addr in addrs {
-                    match TcpStream::connect_timeout(&addr, config.connect_timeout) {
+                    let Some(remaining) = deadline
+                        .checked_duration_since(Instant::now())
+                        .filter(|d| !d.is_zero())
+                    else {
+                        last = io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "connect timeout spent on the earlier addresses",
+                        );
+                        break;
+                    };
+                    match TcpStream::connect_timeout(&addr, remaining) {
                         Ok(stream) => {
                             connected = Some(stream);
                             break;

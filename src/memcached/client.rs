@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use super::conn::{Conn, ConnConfig, ServerSpec};
 use super::error::{ConfigError, Error, Result};
-use super::pool::Pool;
+use super::pool::{Claim, Pool};
 use super::protocol::{
     KeyError, MAX_KEY_LEN, MAX_RELATIVE_EXPTIME, MetaDeleteFlags, MetaGetFlags, MetaReply,
     MetaSetFlags, MetaSetMode, MetaStatus, ProtocolError, RemainingTtl, Reply, ReturnFlags,
@@ -464,23 +464,48 @@ impl<C: Codec> Client<C> {
 
     /// The index of the live server for `key`.
     fn route(&self, key: &[u8]) -> Result<usize> {
-        self.route_at(key, self.now())
+        self.route_at(key, self.now(), &mut Vec::new())
+    }
+
+    /// The index of the server for `key` among those `routable` accepts.
+    fn pick(&self, key: &[u8], routable: impl Fn(usize) -> bool) -> Option<usize> {
+        if self.inner.pools.len() == 1 {
+            return Some(0).filter(|&i| routable(i));
+        }
+        self.inner.ring.server_for_live(key, routable)
     }
 
     /// The index of the server for `key`, with liveness judged at `now`.
-    fn route_at(&self, key: &[u8], now: u64) -> Result<usize> {
+    ///
+    /// A server whose dead period is over is probed by one caller only: the
+    /// first to route a key to it claims the probe, and the others route
+    /// around it until the probe's outcome is known. `probing` lists the
+    /// servers this caller already holds the probe of (all of a batch's
+    /// keys for such a server go with the probe).
+    fn route_at(&self, key: &[u8], now: u64, probing: &mut Vec<usize>) -> Result<usize> {
         let pools = &self.inner.pools;
-        if pools.len() == 1 {
-            return if pools[0].health.is_live(now) {
-                Ok(0)
-            } else {
-                Err(Error::AllServersDown)
-            };
+        // Servers whose probe another caller took meanwhile.
+        let mut taken = Vec::new();
+        loop {
+            let server = self
+                .pick(key, |i| {
+                    probing.contains(&i)
+                        || (!taken.contains(&i)
+                            && pools.get(i).is_some_and(|p| p.health.is_routable(now)))
+                })
+                .ok_or(Error::AllServersDown)?;
+            if probing.contains(&server) {
+                return Ok(server);
+            }
+            match pools[server].health.claim(now, self.inner.dead_timeout) {
+                Claim::Live => return Ok(server),
+                Claim::Probe => {
+                    probing.push(server);
+                    return Ok(server);
+                }
+                Claim::Taken => taken.push(server),
+            }
         }
-        self.inner
-            .ring
-            .server_for_live(key, |i| pools.get(i).is_some_and(|p| p.health.is_live(now)))
-            .ok_or(Error::AllServersDown)
     }
 
     /// Runs `op` on a connection to server `index`, and records the outcome
@@ -1275,14 +1300,19 @@ impl<C: Codec> Client<C> {
             ranges: Vec::new(),
             groups: vec![Vec::new(); self.inner.pools.len()],
         };
-        let now = self.now();
-        for (index, key) in keys.enumerate() {
+        for key in keys {
             let buf = self.key(key)?;
-            let bytes = &buf.bytes[..buf.len];
-            let server = self.route_at(bytes, now)?;
             let start = batch.bytes.len();
-            batch.bytes.extend_from_slice(bytes);
+            batch.bytes.extend_from_slice(&buf.bytes[..buf.len]);
             batch.ranges.push(start..batch.bytes.len());
+        }
+        // Routed once every key is known valid, so a refused batch claims
+        // no probe of a dead server.
+        let now = self.now();
+        let mut probing = Vec::new();
+        for (index, range) in batch.ranges.iter().enumerate() {
+            let key = batch.bytes.get(range.clone()).unwrap_or_default();
+            let server = self.route_at(key, now, &mut probing)?;
             batch.groups[server].push(index);
         }
         Ok(batch)
@@ -1484,7 +1514,16 @@ impl<C: Codec> Client<C> {
     /// [`Error::InvalidKey`], or [`Error::AllServersDown`].
     pub fn server_for(&self, key: &str) -> Result<String> {
         let buf = self.key(key)?;
-        let server = self.route(&buf.bytes[..buf.len])?;
+        let now = self.now();
+        // Only looks: claims no probe of a server whose dead period is over.
+        let server = self
+            .pick(&buf.bytes[..buf.len], |i| {
+                self.inner
+                    .pools
+                    .get(i)
+                    .is_some_and(|p| p.health.is_routable(now))
+            })
+            .ok_or(Error::AllServersDown)?;
         Ok(self.inner.pools[server].spec.label.clone())
     }
 

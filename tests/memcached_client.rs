@@ -662,6 +662,30 @@ fn io_timeout_bounds_silence_not_a_streaming_reply() {
     );
 }
 
+#[test]
+fn not_stored_is_its_own_error() {
+    // A set the server declines (`NS`) is neither a server fault nor
+    // success; the connection stays in step.
+    let (addr, accepted) = scripted_server(vec![vec![
+        // ms header, then its data line.
+        Step::Reply(b""),
+        Step::Reply(b"NS\r\n"),
+        // set_many: quiet ms header and data, then mn.
+        Step::Reply(b""),
+        Step::Reply(b""),
+        Step::Reply(b"NS\r\nMN\r\n"),
+        Step::Reply(b"VA 2 f16\r\nok\r\n"),
+    ]]);
+    let c = Client::builder().servers([addr.as_str()]).build().unwrap();
+    assert!(matches!(c.set("k", "v", MINUTE), Err(Error::NotStored)));
+    assert!(matches!(
+        c.set_many(&[("k", "v")], MINUTE),
+        Err(Error::NotStored)
+    ));
+    assert_eq!(c.get::<String>("k").unwrap().as_deref(), Some("ok"));
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
 /// `curr_connections` of the server, read over `probe`'s own connection.
 fn connections(probe: &Client) -> u64 {
     probe.stats().unwrap()[0].1["curr_connections"]

@@ -665,7 +665,8 @@ impl<C: Codec> Client<C> {
     /// [`Error::InvalidKey`], [`Error::Codec`] when the value cannot be
     /// encoded, [`Error::ValueTooLarge`] when the encoded value is over the
     /// item limit (nothing is sent), [`Error::Server`] when the server refuses
-    /// it, and the connection errors.
+    /// it, [`Error::NotStored`] when it declines to store it, and the
+    /// connection errors.
     ///
     /// # Examples
     ///
@@ -1106,13 +1107,13 @@ impl<C: Codec> Client<C> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidKey`], [`Error::ValueTooLarge`], [`Error::Server`]
-    /// and the connection errors.
+    /// [`Error::InvalidKey`], [`Error::ValueTooLarge`], [`Error::Server`],
+    /// [`Error::NotStored`] and the connection errors.
     pub fn set_raw(&self, key: &str, data: &[u8], flags: u32, ttl: Duration) -> Result<()> {
         if self.store(key, data, flags, ttl, MetaSetMode::Set, None)? {
             Ok(())
         } else {
-            Err(Error::Server("item not stored".into()))
+            Err(Error::NotStored)
         }
     }
 
@@ -1192,7 +1193,8 @@ impl<C: Codec> Client<C> {
     /// Every key and value is checked and encoded before anything is sent:
     /// [`Error::InvalidKey`], [`Error::Codec`] and [`Error::ValueTooLarge`]
     /// refuse the whole batch. After that, the first error of any server
-    /// (the other items may have been stored).
+    /// ([`Error::NotStored`] for an item the server declined to store); the
+    /// other items may have been stored.
     ///
     /// # Examples
     ///
@@ -1280,7 +1282,7 @@ impl<C: Codec> Client<C> {
                     status: MetaStatus::NotStored,
                     ..
                 }) => {
-                    first_error.get_or_insert(Error::Server("item not stored".into()));
+                    first_error.get_or_insert(Error::NotStored);
                     Ok(false)
                 }
                 Reply::ServerError(_) | Reply::ClientError(_) => {

@@ -50,8 +50,6 @@ pub enum Error {
         /// The limit in bytes.
         max: usize,
     },
-    /// The client has no servers configured.
-    NoServers,
     /// The key's server, and every fallback, is marked down.
     AllServersDown,
     /// Connecting to a server failed.
@@ -144,7 +142,6 @@ impl Error {
             | Error::Codec(_)
             | Error::InvalidKey { .. }
             | Error::ValueTooLarge { .. }
-            | Error::NoServers
             | Error::Config(_) => false,
         }
     }
@@ -175,7 +172,6 @@ impl fmt::Display for Error {
             Error::ValueTooLarge { size, max } => {
                 write!(f, "value of {size} bytes exceeds the {max}-byte item limit")
             }
-            Error::NoServers => f.write_str("no memcached servers configured"),
             Error::AllServersDown => f.write_str("all memcached servers are down"),
             Error::Connect { server, source } => {
                 write!(f, "cannot connect to memcached at {server}: {source}")
@@ -199,7 +195,6 @@ impl std::error::Error for Error {
             | Error::NotStored
             | Error::Client(_)
             | Error::ValueTooLarge { .. }
-            | Error::NoServers
             | Error::AllServersDown
             | Error::PoolTimeout => None,
         }

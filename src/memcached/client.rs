@@ -402,7 +402,14 @@ impl<C: Codec> ClientBuilder<C> {
 /// A prefixed key, built on the stack.
 struct KeyBuf {
     bytes: [u8; MAX_KEY_LEN],
-    len: usize,
+}
+
+impl KeyBuf {
+    fn new() -> KeyBuf {
+        KeyBuf {
+            bytes: [0; MAX_KEY_LEN],
+        }
+    }
 }
 
 /// Whether a request may be sent again on a new connection after a pooled
@@ -442,8 +449,8 @@ impl<C: Codec> Client<C> {
         u64::try_from(self.inner.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// Prefixes and validates `key`.
-    fn key(&self, key: &str) -> Result<KeyBuf> {
+    /// Prefixes `key` into `buf` and validates the result, once.
+    fn key<'b>(&self, key: &str, buf: &'b mut KeyBuf) -> Result<ValidKey<'b>> {
         let prefix = &self.inner.prefix;
         if key.is_empty() {
             return Err(KeyError::Empty.into());
@@ -452,14 +459,9 @@ impl<C: Codec> Client<C> {
         if len > MAX_KEY_LEN {
             return Err(KeyError::TooLong { len }.into());
         }
-        let mut buf = KeyBuf {
-            bytes: [0; MAX_KEY_LEN],
-            len,
-        };
         buf.bytes[..prefix.len()].copy_from_slice(prefix);
         buf.bytes[prefix.len()..len].copy_from_slice(key.as_bytes());
-        ValidKey::new(&buf.bytes[..len])?;
-        Ok(buf)
+        Ok(ValidKey::new(&buf.bytes[..len])?)
     }
 
     /// The index of the live server for `key`.
@@ -549,10 +551,9 @@ impl<C: Codec> Client<C> {
         encode: impl Fn(&mut Vec<u8>, ValidKey<'_>),
         read: impl Fn(Reply<'_>) -> Result<T>,
     ) -> Result<T> {
-        let buf = self.key(key)?;
-        let bytes = &buf.bytes[..buf.len];
-        let valid = ValidKey::new(bytes)?;
-        let server = self.route(bytes)?;
+        let mut buf = KeyBuf::new();
+        let valid = self.key(key, &mut buf)?;
+        let server = self.route(valid.as_bytes())?;
         self.on_server(server, idempotent, |conn| {
             encode(conn.request(), valid);
             conn.send()?;
@@ -1302,10 +1303,11 @@ impl<C: Codec> Client<C> {
             ranges: Vec::new(),
             groups: vec![Vec::new(); self.inner.pools.len()],
         };
+        let mut buf = KeyBuf::new();
         for key in keys {
-            let buf = self.key(key)?;
+            let valid = self.key(key, &mut buf)?;
             let start = batch.bytes.len();
-            batch.bytes.extend_from_slice(&buf.bytes[..buf.len]);
+            batch.bytes.extend_from_slice(valid.as_bytes());
             batch.ranges.push(start..batch.bytes.len());
         }
         // Routed once every key is known valid, so a refused batch claims
@@ -1515,11 +1517,12 @@ impl<C: Codec> Client<C> {
     ///
     /// [`Error::InvalidKey`], or [`Error::AllServersDown`].
     pub fn server_for(&self, key: &str) -> Result<String> {
-        let buf = self.key(key)?;
+        let mut buf = KeyBuf::new();
+        let valid = self.key(key, &mut buf)?;
         let now = self.now();
         // Only looks: claims no probe of a server whose dead period is over.
         let server = self
-            .pick(&buf.bytes[..buf.len], |i| {
+            .pick(valid.as_bytes(), |i| {
                 self.inner
                     .pools
                     .get(i)
@@ -1606,28 +1609,28 @@ mod tests {
     #[test]
     fn keys_are_prefixed_and_checked() {
         let c = client("app:");
-        let buf = c.key("k").unwrap();
-        assert_eq!(&buf.bytes[..buf.len], b"app:k");
+        let mut buf = KeyBuf::new();
+        assert_eq!(c.key("k", &mut buf).unwrap().as_bytes(), b"app:k");
         assert!(matches!(
-            c.key(""),
+            c.key("", &mut buf),
             Err(Error::InvalidKey {
                 reason: KeyError::Empty
             })
         ));
         assert!(matches!(
-            c.key("k\r\nflush_all"),
+            c.key("k\r\nflush_all", &mut buf),
             Err(Error::InvalidKey {
                 reason: KeyError::ForbiddenByte { byte: b'\r', .. }
             })
         ));
         let long = "x".repeat(247);
         assert!(matches!(
-            c.key(&long),
+            c.key(&long, &mut buf),
             Err(Error::InvalidKey {
                 reason: KeyError::TooLong { len: 251 }
             })
         ));
-        assert!(c.key(&long[1..]).is_ok());
+        assert!(c.key(&long[1..], &mut buf).is_ok());
     }
 
     #[test]

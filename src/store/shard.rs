@@ -160,7 +160,10 @@ pub(crate) enum Inserted<K, V> {
     Rejected(K, V),
 }
 
-#[repr(align(128))]
+/// `repr(C)`, aligned to a cache-line pair: the fields every lookup reads
+/// (table, resize sequence, the slab's first chunk pointers) share the first
+/// line, and nothing writers touch on each insert sits in it.
+#[repr(C, align(128))]
 pub(crate) struct Shard<K, V> {
     table: Atomic<Table>,
     resize_seq: AtomicU32,

@@ -191,10 +191,15 @@ impl<K, V> Slot<K, V> {
 }
 
 /// Chunked, never-moving storage for one shard's slots.
+///
+/// `repr(C)`: what every lookup reads (`shift`, the first chunk pointers)
+/// comes first, in one cache line; `high_water`, which writers bump, comes
+/// after the pointer array.
+#[repr(C)]
 pub(crate) struct Slab<K, V> {
-    chunks: [AtomicPtr<Slot<K, V>>; MAX_CHUNKS],
     /// log2 of the size of chunk 0.
     shift: u32,
+    chunks: [AtomicPtr<Slot<K, V>>; MAX_CHUNKS],
     /// One past the highest index ever handed out; slots at or above it were
     /// never touched (their pages may not even be resident).
     high_water: AtomicU32,
@@ -245,7 +250,13 @@ impl<K, V> Slab<K, V> {
     /// writer that handed it out, so that its chunk pointer is visible.
     #[inline]
     pub(crate) unsafe fn slot(&self, idx: u32) -> &Slot<K, V> {
-        let (chunk, offset) = self.locate(idx);
+        // Chunk 0 holds nearly every slot of an entry-bounded cache: skip the
+        // chunk arithmetic for it.
+        let (chunk, offset) = if idx >> self.shift == 0 {
+            (0, idx as usize)
+        } else {
+            self.locate(idx)
+        };
         // Acquire pairs with the Release store in `allocate_chunk`; on the
         // paths that reach here it is already implied by the Acquire load that
         // produced `idx`, and costs nothing extra on x86.

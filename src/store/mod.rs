@@ -92,7 +92,7 @@ type Listener<K, V> = Arc<dyn Fn(&K, &V, RemovalCause) + Send + Sync>;
 ///
 /// # Memory
 /// Each entry costs its key and value plus about 28 bytes on 64-bit targets:
-/// 16 in its slot (expiry, index link, state word), 8 of LRU links and
+/// 16 in its slot (expiry, index link, use count, flags, generation), 8 of LRU links and
 /// about 4 of hash index; a weigher adds 8 for the stored weight.
 ///
 /// # Requirements on `K`

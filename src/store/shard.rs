@@ -450,7 +450,7 @@ impl<K, V> Shard<K, V> {
         let slot = self.slot(idx);
         // Relaxed: LIVE is only read under the lock or by the sweep (also
         // under the lock); readers do not look at it.
-        slot.state.fetch_and(!LIVE, Ordering::Relaxed);
+        slot.flags.fetch_and(!LIVE, Ordering::Relaxed);
         // SAFETY: the slot holds a value until it is reclaimed.
         if unsafe { slot.expires() } != 0 {
             st.expiring -= 1;
@@ -620,7 +620,7 @@ impl<K, V> Shard<K, V> {
             }
             st.sweep_cursor = idx + 1;
             let slot = self.slot(idx);
-            let live = slot.state.load(Ordering::Relaxed) & LIVE != 0;
+            let live = slot.flags.load(Ordering::Relaxed) & LIVE != 0;
             // SAFETY: a LIVE slot holds a value and stays linked under the lock.
             if live && expired_at(unsafe { slot.expires() }, ctx) {
                 self.unlink(st, ctx, idx, RemovalCause::Expired, guard);
@@ -688,7 +688,7 @@ impl<K, V> Shard<K, V> {
         K: Hash,
     {
         let slot = self.slot(idx);
-        let live = slot.state.load(Ordering::Relaxed) & LIVE != 0;
+        let live = slot.flags.load(Ordering::Relaxed) & LIVE != 0;
         // SAFETY: LIVE under the lock means it holds a value.
         if live && slot.generation() == generation && expired_at(unsafe { slot.expires() }, ctx) {
             self.unlink(st, ctx, idx, RemovalCause::Expired, guard);
@@ -799,7 +799,7 @@ impl<K, V> Shard<K, V> {
                 if (hash & table.mask) as usize != b {
                     return Err(format!("slot {idx} in bucket {b}, hashes elsewhere"));
                 }
-                if slot.state.load(Ordering::Relaxed) & LIVE == 0 {
+                if slot.flags.load(Ordering::Relaxed) & LIVE == 0 {
                     return Err(format!("slot {idx} linked but not LIVE"));
                 }
                 in_index.push(idx);

@@ -55,6 +55,33 @@ fn shuttle_readers_see_old_or_new_values_only() {
     );
 }
 
+fn loader_runs_once() {
+    let cache: Cache<u32, u32> = Cache::new(10);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let handles: Vec<_> = (0..3)
+        .map(|_| {
+            let (cache, calls) = (cache.clone(), Arc::clone(&calls));
+            thread::spawn(move || {
+                cache.get_or_insert_with(7, || {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    thread::yield_now();
+                    70
+                })
+            })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), 70);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn shuttle_loader_runs_once_per_key_pct() {
+    // PCT: prioritised schedules that reach deep orderings random ones miss.
+    shuttle::check_pct(loader_runs_once, ITERATIONS, 3);
+}
+
 #[test]
 fn shuttle_loader_runs_once_per_key() {
     shuttle::check_random(

@@ -26,7 +26,7 @@ use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
 use std::sync::Arc;
 
-use crate::shim::{AtomicPtr, AtomicU8, AtomicU16, AtomicU32, AtomicUsize, Mutex, Ordering};
+use crate::shim::{AtomicPtr, AtomicU8, AtomicU16, AtomicU32, Ordering};
 
 /// The "no slot" index: terminates chains and marks empty buckets.
 pub(crate) const NIL: u32 = 0;
@@ -383,10 +383,16 @@ impl<K, V> Drop for Slab<K, V> {
 /// so it is harmless if it runs after the cache is gone, and `K`/`V` need not
 /// be `'static`. Writers drain the mailbox, drop the entries and put the slots
 /// on their free list.
+///
+/// It uses std's mutex and atomic even under shuttle: the closure runs inside
+/// crossbeam's collector, and a shuttle lock there would be a yield point in
+/// the middle of crossbeam's thread-local bookkeeping, which under shuttle all
+/// tasks share (they run on one OS thread). The critical section is a Vec
+/// append, with nothing for shuttle to explore.
 #[derive(Default)]
 pub(crate) struct Mailbox {
-    ready: Mutex<Vec<(u32, u32)>>,
-    count: AtomicUsize,
+    ready: std::sync::Mutex<Vec<(u32, u32)>>,
+    count: std::sync::atomic::AtomicUsize,
 }
 
 impl Mailbox {
@@ -396,17 +402,18 @@ impl Mailbox {
         ready.extend_from_slice(slots);
         // Relaxed: `count` is only a hint for `take`; the data itself is
         // handed over under the mutex.
-        self.count.store(ready.len(), Ordering::Relaxed);
+        self.count
+            .store(ready.len(), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Takes every delivered slot (cheap when there is none).
     pub(crate) fn take(&self, into: &mut Vec<(u32, u32)>) {
-        if self.count.load(Ordering::Relaxed) == 0 {
+        if self.count.load(std::sync::atomic::Ordering::Relaxed) == 0 {
             return;
         }
         let mut ready = self.ready.lock().unwrap_or_else(|e| e.into_inner());
         into.append(&mut ready);
-        self.count.store(0, Ordering::Relaxed);
+        self.count.store(0, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -753,6 +753,50 @@ where
     where
         E: Send + Sync + 'static,
     {
+        self.load_once(key, || load().map(|v| (v, None)))
+    }
+
+    /// Like [`try_get_or_insert_with`](Self::try_get_or_insert_with), with a
+    /// time to live chosen by the loader for the value it returns (for
+    /// example what an upstream source says is left). It overrides the
+    /// cache's default; `Duration::MAX` means no expiry.
+    ///
+    /// # Errors
+    /// The loader's error, shared, as for `try_get_or_insert_with`.
+    ///
+    /// # Panics
+    /// As for [`get_or_insert_with`](Self::get_or_insert_with).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let clock = nearfar::MockClock::new();
+    /// let cache = nearfar::Cache::builder().max_entries(10).clock(clock.clone()).build();
+    /// let v = cache.try_get_or_insert_with_ttl("token", || Ok::<_, ()>(("abc", Duration::from_secs(5))));
+    /// assert_eq!(v.unwrap(), "abc");
+    /// clock.advance(Duration::from_secs(5));
+    /// assert!(!cache.contains_key("token"));
+    /// ```
+    pub fn try_get_or_insert_with_ttl<E>(
+        &self,
+        key: K,
+        load: impl FnOnce() -> Result<(V, Duration), E>,
+    ) -> Result<V, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+    {
+        self.load_once(key, || load().map(|(v, ttl)| (v, Some(ttl))))
+    }
+
+    /// The `get_or_insert_with` family's engine: `load` returns the value and
+    /// an optional TTL (`None`: the cache's default).
+    fn load_once<E>(
+        &self,
+        key: K,
+        load: impl FnOnce() -> Result<(V, Option<Duration>), E>,
+    ) -> Result<V, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+    {
         let hash = self.inner.hasher.hash_one(&key);
         if let Some(v) = self.lookup(hash, &key, Touch::Use, V::clone) {
             return Ok(v);
@@ -812,7 +856,7 @@ where
         shard: &Shard<K, V>,
         hash: u64,
         flight: Arc<InFlight<V>>,
-        load: impl FnOnce() -> Result<V, E>,
+        load: impl FnOnce() -> Result<(V, Option<Duration>), E>,
     ) -> Result<V, Arc<E>>
     where
         E: Send + Sync + 'static,
@@ -837,7 +881,7 @@ where
             flight: &flight,
         };
         let result = match load() {
-            Ok(value) => {
+            Ok((value, ttl)) => {
                 let guard = epoch::pin();
                 let rejected = self.write(shard, &guard, |st, ctx| {
                     let pos = st
@@ -853,9 +897,11 @@ where
                         .as_ref()
                         .map_or(1, |w| w(&st.loads[pos].key, &value));
                     let Load { key, .. } = st.loads.swap_remove(pos);
-                    let expires = match self.inner.default_ttl {
-                        Some(ttl) => TimeSource::expiry(ctx.now(), Some(ttl)),
-                        None => 0,
+                    let expires = match ttl.or(self.inner.default_ttl) {
+                        Some(ttl) if ttl != Duration::MAX => {
+                            TimeSource::expiry(ctx.now(), Some(ttl))
+                        }
+                        _ => 0,
                     };
                     match shard.insert(st, ctx, hash, key, value.clone(), expires, weight, &guard) {
                         Inserted::Rejected(k, v) => Some((k, v)),

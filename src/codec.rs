@@ -31,7 +31,9 @@ impl fmt::Display for CodecError {
             CodecError::Encode(m) => write!(f, "cannot encode value: {m}"),
             CodecError::Decode(m) => write!(f, "cannot decode value: {m}"),
             CodecError::UnsupportedFlags(fl) => write!(f, "unsupported item flags {fl:#x}"),
-            CodecError::TooLarge { limit } => write!(f, "value exceeds the {limit}-byte decode limit"),
+            CodecError::TooLarge { limit } => {
+                write!(f, "value exceeds the {limit}-byte decode limit")
+            }
             CodecError::Compression(m) => write!(f, "corrupt compressed value: {m}"),
         }
     }

@@ -3,13 +3,13 @@
 //! Under `--cfg shuttle` they are replaced by shuttle's instrumented versions so
 //! the randomized scheduler can explore interleavings of readers and writers.
 
-#[cfg(not(shuttle))]
-pub(crate) use std::sync::{
+#[cfg(shuttle)]
+pub(crate) use shuttle::sync::{
     Condvar, Mutex, MutexGuard,
     atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence},
 };
-#[cfg(shuttle)]
-pub(crate) use shuttle::sync::{
+#[cfg(not(shuttle))]
+pub(crate) use std::sync::{
     Condvar, Mutex, MutexGuard,
     atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence},
 };

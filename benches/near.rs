@@ -1,0 +1,136 @@
+//! Near-tier throughput: every cache on the same pre-generated Zipf key
+//! streams, capacity 100,000, values `[u8; 64]`.
+//!
+//! Matrix: cache x {s = 0.99, s = 1.2} x {cache-aside, mixed 90/10} x
+//! {1 thread, 2 threads}. One criterion iteration replays the whole stream
+//! (`NEARFAR_BENCH_OPS` keys, default 2^20); with 2 threads each replays its
+//! own half, and the time covers the whole batch, spawn to join. Each cache is
+//! warmed by one cache-aside pass over the stream before it is timed.
+//!
+//! Run: `cargo bench --bench near` (about 5 minutes). Quick look:
+//! `NEARFAR_BENCH_OPS=100000 cargo bench --bench near -- --warm-up-time 0.2 --measurement-time 0.5`.
+#![allow(missing_docs)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{
+    BenchCache, CAPACITY, Kind, Visitor, cache_aside, mixed_90_10, value_for, zipf_stream,
+};
+use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, measurement::WallTime};
+
+#[derive(Clone, Copy)]
+enum Workload {
+    /// `get`; on a miss, `insert`.
+    CacheAside,
+    /// 90% `get`, 10% `insert`.
+    Mixed,
+}
+
+impl Workload {
+    fn name(self) -> &'static str {
+        match self {
+            Workload::CacheAside => "cache_aside",
+            Workload::Mixed => "mixed_90_10",
+        }
+    }
+
+    fn run<C: BenchCache<common::Value>>(self, cache: &C, keys: &[u64]) {
+        match self {
+            Workload::CacheAside => {
+                std::hint::black_box(cache_aside(cache, keys, value_for, false));
+            }
+            Workload::Mixed => {
+                std::hint::black_box(mixed_90_10(cache, keys, value_for));
+            }
+        }
+    }
+
+    /// The whole stream, split into `threads` disjoint slices run at once.
+    fn run_batch<C: BenchCache<common::Value>>(self, cache: &C, keys: &[u64], threads: usize) {
+        if threads == 1 {
+            self.run(cache, keys);
+            return;
+        }
+        std::thread::scope(|scope| {
+            for part in keys.chunks(keys.len().div_ceil(threads)) {
+                scope.spawn(move || self.run(cache, part));
+            }
+        });
+    }
+}
+
+struct BenchOne<'g, 'c, 'k> {
+    group: &'g mut BenchmarkGroup<'c, WallTime>,
+    keys: &'k [u64],
+    workload: Workload,
+    threads: usize,
+}
+
+impl Visitor<common::Value> for BenchOne<'_, '_, '_> {
+    type Output = ();
+
+    fn visit<C: BenchCache<common::Value> + 'static>(self, kind: Kind) {
+        let cache = C::with_capacity(CAPACITY);
+        // Warm: one untimed cache-aside pass, so timing starts at steady state.
+        cache_aside(&cache, self.keys, value_for, false);
+        let (workload, keys, threads) = (self.workload, self.keys, self.threads);
+        self.group.bench_function(kind.name(), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    workload.run_batch(&cache, keys, threads);
+                }
+                start.elapsed()
+            })
+        });
+    }
+}
+
+fn stream_len() -> usize {
+    std::env::var("NEARFAR_BENCH_OPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1 << 20)
+}
+
+fn near(c: &mut Criterion) {
+    let len = stream_len();
+    for (s, seed) in [(0.99, 0x5EED_0099), (1.2, 0x5EED_0120)] {
+        let keys = zipf_stream(s, len, seed);
+        for workload in [Workload::CacheAside, Workload::Mixed] {
+            for threads in [1, 2] {
+                let mut group = c.benchmark_group(format!("{}/s={s}/{threads}t", workload.name()));
+                group.throughput(Throughput::Elements(keys.len() as u64));
+                // One iteration is a whole stream replay (tens to hundreds of
+                // ms): flat sampling keeps the sample count at the configured
+                // size instead of growing the iteration count linearly.
+                group.sampling_mode(SamplingMode::Flat);
+                for &kind in Kind::ALL {
+                    kind.visit(BenchOne {
+                        group: &mut group,
+                        keys: &keys,
+                        workload,
+                        threads,
+                    });
+                }
+                group.finish();
+            }
+        }
+    }
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+        .configure_from_args()
+}
+
+fn main() {
+    let mut c = config();
+    near(&mut c);
+    c.final_summary();
+}

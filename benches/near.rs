@@ -89,6 +89,11 @@ impl Visitor<common::Value> for BenchOne<'_, '_, '_> {
 }
 
 fn stream_len() -> usize {
+    // Without `--bench` (`cargo test --benches`) criterion runs each bench
+    // once as a test: a short stream keeps that quick in a debug build.
+    if !std::env::args().any(|a| a == "--bench") {
+        return 10_000;
+    }
     std::env::var("NEARFAR_BENCH_OPS")
         .ok()
         .and_then(|v| v.parse().ok())

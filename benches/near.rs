@@ -13,7 +13,8 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
 
 use common::{
     BenchCache, CAPACITY, Kind, Visitor, cache_aside, mixed_90_10, value_for, zipf_stream,
@@ -100,13 +101,18 @@ fn stream_len() -> usize {
         .unwrap_or(1 << 20)
 }
 
-fn near(c: &mut Criterion) {
+/// The groups that ran, in order: their names and the ops one iteration does.
+type Ran = Vec<(String, u64)>;
+
+fn near(c: &mut Criterion, ran: &mut Ran) {
     let len = stream_len();
     for (s, seed) in [(0.99, 0x5EED_0099), (1.2, 0x5EED_0120)] {
         let keys = zipf_stream(s, len, seed);
         for workload in [Workload::CacheAside, Workload::Mixed] {
             for threads in [1, 2] {
-                let mut group = c.benchmark_group(format!("{}/s={s}/{threads}t", workload.name()));
+                let name = format!("{}/s={s}/{threads}t", workload.name());
+                ran.push((name.clone(), keys.len() as u64));
+                let mut group = c.benchmark_group(name);
                 group.throughput(Throughput::Elements(keys.len() as u64));
                 // One iteration is a whole stream replay (tens to hundreds of
                 // ms): flat sampling keeps the sample count at the configured
@@ -134,8 +140,72 @@ fn config() -> Criterion {
         .configure_from_args()
 }
 
+/// Where criterion keeps its results (its own default, unless overridden).
+fn criterion_dir() -> PathBuf {
+    if let Some(home) = std::env::var_os("CRITERION_HOME") {
+        return home.into();
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join("criterion")
+}
+
+/// The median time per iteration (ns) criterion estimated for one bench in
+/// this run, read from its `estimates.json`; `None` if it did not run now.
+fn median_ns(group: &str, cache: &str, since: SystemTime) -> Option<f64> {
+    let path = criterion_dir()
+        .join(group.replace('/', "_"))
+        .join(cache)
+        .join("new/estimates.json");
+    if std::fs::metadata(&path).ok()?.modified().ok()? < since {
+        return None;
+    }
+    let json = std::fs::read_to_string(path).ok()?;
+    let median = &json[json.find("\"median\"")?..];
+    let value = &median[median.find("\"point_estimate\":")? + "\"point_estimate\":".len()..];
+    let end = value.find([',', '}'])?;
+    value[..end].trim().parse().ok()
+}
+
+/// Prints throughput per cache and the reference cache's ratio to each peer
+/// (the first of `Kind::ALL`: nearfar when it is built in).
+fn summary(ran: &Ran, since: SystemTime) {
+    let reference = Kind::ALL[0];
+    let names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+    println!(
+        "\n### Throughput, Mops/s (median of samples); ({} ÷ cache) in brackets\n",
+        reference.name()
+    );
+    println!("| workload | {} |", names.join(" | "));
+    println!("|---|{}", "---|".repeat(names.len()));
+    for (group, ops) in ran {
+        let mops: Vec<Option<f64>> = names
+            .iter()
+            .map(|n| median_ns(group, n, since).map(|ns| *ops as f64 / ns * 1e3))
+            .collect();
+        if mops.iter().all(Option::is_none) {
+            continue;
+        }
+        let cells: Vec<String> = mops
+            .iter()
+            .map(|m| match (m, mops[0]) {
+                (Some(m), Some(r)) => format!("{m:.2} ({:.2}x)", r / m),
+                (Some(m), None) => format!("{m:.2}"),
+                (None, _) => "-".to_owned(),
+            })
+            .collect();
+        println!("| {group} | {} |", cells.join(" | "));
+    }
+}
+
 fn main() {
+    let since = SystemTime::now();
     let mut c = config();
-    near(&mut c);
+    let mut ran = Ran::new();
+    near(&mut c, &mut ran);
     c.final_summary();
+    if std::env::args().any(|a| a == "--bench") {
+        summary(&ran, since);
+    }
 }

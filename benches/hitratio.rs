@@ -138,9 +138,6 @@ fn main() {
     // then a small smoke run checks the code paths without the wait.
     let full = std::env::args().any(|a| a == "--bench");
     let start = Instant::now();
-    if !Kind::EVICTING.contains(&Kind::Nearfar) {
-        println!("(nearfar adapter disabled: built without cfg nearfar_store)\n");
-    }
     let requests = if full {
         std::env::var("NEARFAR_HITRATIO_OPS")
             .ok()

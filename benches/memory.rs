@@ -60,9 +60,6 @@ fn main() {
         child(&args[i + 1], n);
         return;
     }
-    if !Kind::ALL.contains(&Kind::Nearfar) {
-        println!("(nearfar adapter disabled: built without cfg nearfar_store)\n");
-    }
     let exe = std::env::current_exe().expect("current_exe");
     println!("### RSS per entry, {n} x (u64 -> [u8; 64]), capacity {n}\n");
     println!("| cache | entries resident | RSS growth (MiB) | bytes/entry | overhead/entry |");

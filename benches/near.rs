@@ -169,7 +169,7 @@ fn median_ns(group: &str, cache: &str, since: SystemTime) -> Option<f64> {
 }
 
 /// Prints throughput per cache and the reference cache's ratio to each peer
-/// (the first of `Kind::ALL`: nearfar when it is built in).
+/// (the first of `Kind::ALL`: nearfar).
 fn summary(ran: &Ran, since: SystemTime) {
     let reference = Kind::ALL[0];
     let names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();

@@ -17,4 +17,4 @@ pub mod codec;
 #[cfg(feature = "memcached")]
 pub mod memcached;
 
-// pub use store::{Cache, CacheBuilder};
+pub use store::{Cache, CacheBuilder, Clock, Iter, MockClock, RemovalCause, Stats};

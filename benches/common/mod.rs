@@ -41,7 +41,6 @@ pub trait BenchCache<V>: Send + Sync + Sized {
     fn settle(&self) {}
 }
 
-#[cfg(nearfar_store)]
 impl<V: Clone + Send + Sync + 'static> BenchCache<V> for nearfar::Cache<u64, V> {
     fn with_capacity(capacity: usize) -> Self {
         nearfar::Cache::new(capacity)
@@ -144,7 +143,6 @@ pub enum Kind {
 impl Kind {
     /// Every cache, dashmap last (it is the no-eviction ceiling).
     pub const ALL: &'static [Kind] = &[
-        #[cfg(nearfar_store)]
         Kind::Nearfar,
         Kind::QuickCache,
         Kind::Moka,
@@ -153,13 +151,8 @@ impl Kind {
     ];
 
     /// The caches that evict: the ones a hit ratio means something for.
-    pub const EVICTING: &'static [Kind] = &[
-        #[cfg(nearfar_store)]
-        Kind::Nearfar,
-        Kind::QuickCache,
-        Kind::Moka,
-        Kind::MiniMoka,
-    ];
+    pub const EVICTING: &'static [Kind] =
+        &[Kind::Nearfar, Kind::QuickCache, Kind::Moka, Kind::MiniMoka];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -172,15 +165,7 @@ impl Kind {
     }
 
     pub fn from_name(name: &str) -> Option<Kind> {
-        [
-            Kind::Nearfar,
-            Kind::QuickCache,
-            Kind::Moka,
-            Kind::MiniMoka,
-            Kind::DashMap,
-        ]
-        .into_iter()
-        .find(|k| k.name() == name)
+        Kind::ALL.iter().copied().find(|k| k.name() == name)
     }
 
     /// Calls `f.visit::<C>()` with `C` the cache type this kind names.
@@ -190,12 +175,7 @@ impl Kind {
         F: Visitor<V>,
     {
         match self {
-            #[cfg(nearfar_store)]
             Kind::Nearfar => f.visit::<nearfar::Cache<u64, V>>(self),
-            #[cfg(not(nearfar_store))]
-            Kind::Nearfar => {
-                panic!("the nearfar adapter is disabled (built without cfg nearfar_store)")
-            }
             Kind::QuickCache => f.visit::<quick_cache::sync::Cache<u64, V>>(self),
             Kind::Moka => f.visit::<moka::sync::Cache<u64, V>>(self),
             Kind::MiniMoka => f.visit::<mini_moka::sync::Cache<u64, V>>(self),

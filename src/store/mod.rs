@@ -1,1 +1,933 @@
-//! Near tier.
+//! The near tier: [`Cache`], a concurrent in-process `K -> V` cache.
+//!
+//! See [`Cache`] for the user guide. Inside:
+//! * `shard` — hash index over a slot arena, lock-free lookups, the write path;
+//! * `slab` — the slot arena and epoch-deferred slot reuse;
+//! * `lru` — the HOT / WARM / COLD policy;
+//! * `ttl` — the clock and expiry;
+//! * `loader` — one loader per missing key;
+//! * `stats` — always-on counters.
+
+mod loader;
+mod lru;
+mod shard;
+mod slab;
+mod stats;
+mod ttl;
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_epoch::{self as epoch, Guard};
+
+use loader::{InFlight, Load, Outcome};
+use shard::{Inserted, Shard, State, WriteCtx};
+use slab::ACTIVE;
+use stats::{ReadCounters, bump};
+use ttl::{TimeSource, is_expired};
+
+pub use stats::Stats;
+pub use ttl::{Clock, MockClock};
+
+use crate::shim::Ordering;
+
+/// Why an entry left the cache, as told to the
+/// [eviction listener](CacheBuilder::eviction_listener).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RemovalCause {
+    /// Evicted to keep the cache within its entry or weight bound.
+    Capacity,
+    /// Its time to live had passed.
+    Expired,
+    /// Removed by `remove`, `retain` or `clear`.
+    Removed,
+    /// Its key was written again (the old value is reported), or the new
+    /// value was too heavy to admit (the old value is dropped all the same).
+    Replaced,
+}
+
+type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u64 + Send + Sync>;
+type Listener<K, V> = Arc<dyn Fn(&K, &V, RemovalCause) + Send + Sync>;
+
+/// A concurrent, bounded, in-process cache with a memcached-style segmented
+/// LRU and optional time-to-live.
+///
+/// * **Lookups take no lock.** They find the entry through a lock-free index
+///   under an epoch guard, set its ACTIVE bit if it is not set yet, and clone
+///   the value. A hit writes no memory shared with other threads in the
+///   common case.
+/// * **Writes lock one shard.** Keys are spread over shards by hash; each
+///   shard has its own bound, so after any `insert` returns the shard — and so
+///   the cache — is within its entry and weight maxima.
+/// * **Eviction** follows memcached's segmented LRU: new entries enter HOT,
+///   entries hit while in a list are moved up when they reach its tail, and
+///   the inactive tail of COLD is evicted.
+/// * **`Clone` is cheap**: it makes another handle to the same cache.
+///
+/// `V` must be `Clone`: lookups return owned values. Wrap large values in
+/// [`Arc`] to make that clone a reference-count bump.
+///
+/// ```
+/// use nearfar::Cache;
+///
+/// let cache: Cache<String, u64> = Cache::new(10_000);
+/// cache.insert("answer".to_string(), 42);
+/// assert_eq!(cache.get("answer"), Some(42)); // Borrow lookups, like HashMap
+/// assert_eq!(cache.get("question"), None);
+///
+/// // Run an expensive computation once per key, even under concurrency.
+/// let v = cache.get_or_insert_with("slow".to_string(), || 7);
+/// assert_eq!(v, 7);
+/// ```
+///
+/// # Memory
+/// Each entry costs its key and value plus about 28 bytes on 64-bit targets:
+/// 16 in its slot (expiry, index link, state word), 8 of LRU links and
+/// about 4 of hash index; a weigher adds 8 for the stored weight.
+///
+/// # Requirements on `K`
+/// `Hash` and `Eq` must agree (as for `HashMap`) and should not panic. A
+/// panicking `Hash`, `Eq`, weigher or listener propagates to the caller; the
+/// cache stays consistent and usable.
+pub struct Cache<K, V, S = ahash::RandomState> {
+    inner: Arc<Inner<K, V, S>>,
+}
+
+struct Inner<K, V, S> {
+    shards: Box<[Shard<K, V>]>,
+    hasher: S,
+    time: TimeSource,
+    default_ttl: Option<Duration>,
+    weigher: Option<Weigher<K, V>>,
+    listener: Option<Listener<K, V>>,
+    reads: ReadCounters,
+}
+
+impl<K, V, S> Clone for Cache<K, V, S> {
+    fn clone(&self) -> Self {
+        Cache {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<K, V, S> fmt::Debug for Cache<K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("entries", &self.len())
+            .field("weight", &self.weight())
+            .field("shards", &self.inner.shards.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: Hash + Eq, V: Clone> Cache<K, V> {
+    /// A cache holding at most `max_entries` entries, with default settings.
+    ///
+    /// ```
+    /// let cache: nearfar::Cache<u64, String> = nearfar::Cache::new(1_000);
+    /// assert_eq!(cache.len(), 0);
+    /// ```
+    pub fn new(max_entries: usize) -> Self {
+        Self::builder().max_entries(max_entries).build()
+    }
+
+    /// A builder for a cache with custom settings.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let cache: nearfar::Cache<String, Vec<u8>> = nearfar::Cache::builder()
+    ///     .max_weight(64 << 20)
+    ///     .weigher(|k: &String, v: &Vec<u8>| (k.len() + v.len()) as u64)
+    ///     .time_to_live(Duration::from_secs(300))
+    ///     .build();
+    /// cache.insert("k".into(), vec![0; 1000]);
+    /// assert_eq!(cache.weight(), 1001);
+    /// ```
+    pub fn builder() -> CacheBuilder<K, V> {
+        CacheBuilder::default()
+    }
+}
+
+/// Configures and builds a [`Cache`].
+///
+/// With neither [`max_entries`](Self::max_entries) nor
+/// [`max_weight`](Self::max_weight) the cache is unbounded.
+pub struct CacheBuilder<K, V, S = ahash::RandomState> {
+    max_entries: Option<usize>,
+    max_weight: Option<u64>,
+    weigher: Option<Weigher<K, V>>,
+    ttl: Option<Duration>,
+    shards: Option<usize>,
+    clock: Option<Arc<dyn Clock>>,
+    listener: Option<Listener<K, V>>,
+    hasher: S,
+}
+
+impl<K, V> Default for CacheBuilder<K, V> {
+    fn default() -> Self {
+        CacheBuilder {
+            max_entries: None,
+            max_weight: None,
+            weigher: None,
+            ttl: None,
+            shards: None,
+            clock: None,
+            listener: None,
+            hasher: ahash::RandomState::new(),
+        }
+    }
+}
+
+impl<K, V, S> fmt::Debug for CacheBuilder<K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheBuilder")
+            .field("max_entries", &self.max_entries)
+            .field("max_weight", &self.max_weight)
+            .field("weigher", &self.weigher.is_some())
+            .field("ttl", &self.ttl)
+            .field("shards", &self.shards)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, V, S> CacheBuilder<K, V, S> {
+    /// Bounds the number of entries.
+    pub fn max_entries(mut self, n: usize) -> Self {
+        self.max_entries = Some(n);
+        self
+    }
+
+    /// Bounds the total weight (see [`weigher`](Self::weigher); without one
+    /// every entry weighs 1).
+    pub fn max_weight(mut self, weight: u64) -> Self {
+        self.max_weight = Some(weight);
+        self
+    }
+
+    /// How much an entry weighs, typically its size in bytes. Called once per
+    /// insert, before any lock is taken; the result is stored with the entry.
+    pub fn weigher(mut self, weigher: impl Fn(&K, &V) -> u64 + Send + Sync + 'static) -> Self {
+        self.weigher = Some(Arc::new(weigher));
+        self
+    }
+
+    /// A time to live for entries stored by [`Cache::insert`] and the
+    /// `get_or_insert_with` family. [`Cache::insert_with_ttl`] overrides it.
+    pub fn time_to_live(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// The number of shards (rounded up to a power of two). The default is
+    /// four per CPU, reduced so that each shard holds at least 32 entries, and
+    /// at most 8 for weighted caches (so an entry of up to 1/8 of
+    /// `max_weight` is always admitted: see [`Cache::max_entry_weight`]).
+    pub fn shards(mut self, n: usize) -> Self {
+        self.shards = Some(n.max(1));
+        self
+    }
+
+    /// The clock used for TTLs (default: the system's monotonic clock).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// Called for every entry that leaves the cache, with the reason.
+    ///
+    /// It runs on the thread that caused the removal, after the shard's lock
+    /// is released, so it may use the cache.
+    pub fn eviction_listener(
+        mut self,
+        listener: impl Fn(&K, &V, RemovalCause) + Send + Sync + 'static,
+    ) -> Self {
+        self.listener = Some(Arc::new(listener));
+        self
+    }
+
+    /// The hasher used to pick shards and buckets (default: `ahash`).
+    pub fn hasher<S2: BuildHasher>(self, hasher: S2) -> CacheBuilder<K, V, S2> {
+        CacheBuilder {
+            max_entries: self.max_entries,
+            max_weight: self.max_weight,
+            weigher: self.weigher,
+            ttl: self.ttl,
+            shards: self.shards,
+            clock: self.clock,
+            listener: self.listener,
+            hasher,
+        }
+    }
+
+    /// Builds the cache.
+    pub fn build(self) -> Cache<K, V, S> {
+        let weighted = self.weigher.is_some();
+        let requested = self.shards.unwrap_or_else(|| {
+            let cpus = std::thread::available_parallelism().map_or(4, |n| n.get());
+            (cpus * 4).min(64)
+        });
+        let mut shards = requested.next_power_of_two();
+        if self.shards.is_none() {
+            if let Some(n) = self.max_entries {
+                while shards > 1 && n / shards < 32 {
+                    shards /= 2;
+                }
+            }
+        }
+        if weighted || self.max_weight.is_some() {
+            shards = shards.min(8);
+        }
+        // Split each bound exactly: the shard budgets add up to the bound.
+        let split = |total: u64, i: usize| {
+            total / shards as u64 + u64::from((i as u64) < total % shards as u64)
+        };
+        let notify = self.listener.is_some();
+        let shard_list = (0..shards)
+            .map(|i| {
+                let entries = self
+                    .max_entries
+                    .map_or(usize::MAX, |n| split(n as u64, i) as usize);
+                let weight = self.max_weight.map_or(u64::MAX, |w| split(w, i));
+                Shard::new(entries, weight, weighted, notify)
+            })
+            .collect();
+        Cache {
+            inner: Arc::new(Inner {
+                shards: shard_list,
+                hasher: self.hasher,
+                time: TimeSource::new(self.clock),
+                default_ttl: self.ttl,
+                weigher: self.weigher,
+                listener: self.listener,
+                reads: ReadCounters::new(),
+            }),
+        }
+    }
+}
+
+/// Whether a lookup counts as a use of the entry.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Touch {
+    /// A real read: set ACTIVE, count a hit or miss.
+    Use,
+    /// A peek: no promotion, no counting.
+    Peek,
+}
+
+impl<K, V, S> Cache<K, V, S> {
+    /// The number of entries (a moment's snapshot under concurrency; may
+    /// include expired entries not reclaimed yet).
+    pub fn len(&self) -> usize {
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.counters.entries.load(Ordering::Relaxed) as usize)
+            .sum()
+    }
+
+    /// Whether the cache holds no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The total weight of the entries (the entry count without a weigher).
+    pub fn weight(&self) -> u64 {
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.counters.weight.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// The heaviest entry that is admitted: a shard's share of `max_weight`
+    /// (at least 1/8 of it, since weighted caches have at most 8 shards).
+    /// Heavier entries are refused and counted in [`Stats::rejected`].
+    pub fn max_entry_weight(&self) -> u64 {
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.max_weight())
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// A snapshot of the counters.
+    ///
+    /// ```
+    /// let cache = nearfar::Cache::new(10);
+    /// cache.insert(1, "one");
+    /// cache.get(&1);
+    /// cache.get(&2);
+    /// let s = cache.stats();
+    /// assert_eq!((s.hits, s.misses, s.inserts, s.entries), (1, 1, 1, 1));
+    /// ```
+    pub fn stats(&self) -> Stats {
+        let mut stats = Stats::default();
+        self.inner.reads.add_to(&mut stats);
+        for shard in self.inner.shards.iter() {
+            shard.counters.add_to(&mut stats);
+        }
+        stats
+    }
+}
+
+impl<K, V, S> Cache<K, V, S>
+where
+    K: Hash + Eq,
+    V: Clone,
+    S: BuildHasher,
+{
+    #[inline]
+    fn shard(&self, hash: u64) -> &Shard<K, V> {
+        let shards = &self.inner.shards;
+        // High bits pick the shard; the low bits pick the bucket inside it.
+        &shards[(hash >> 40) as usize & (shards.len() - 1)]
+    }
+
+    /// Looks `key` up and applies `f` to its value if present and unexpired.
+    #[inline]
+    fn lookup<Q, R>(&self, hash: u64, key: &Q, touch: Touch, f: impl FnOnce(&V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let shard = self.shard(hash);
+        let guard = epoch::pin();
+        let Some((idx, slot)) = shard.find(hash, key, &guard) else {
+            if touch == Touch::Use {
+                self.inner.reads.miss();
+            }
+            return None;
+        };
+        // SAFETY: reached through the index while pinned (see `Slot::key`).
+        let expires = unsafe { slot.expires() };
+        if expires != 0 && is_expired(expires, self.inner.time.now()) {
+            if touch == Touch::Use {
+                self.inner.reads.miss();
+                self.reclaim_expired(shard, idx, slot.generation(), &guard);
+            }
+            return None;
+        }
+        if touch == Touch::Use {
+            // Set ACTIVE only when clear, so a hot entry's line is not written
+            // on every hit. Relaxed: a hint, publishing nothing.
+            if slot.state.load(Ordering::Relaxed) & ACTIVE == 0 {
+                slot.state.fetch_or(ACTIVE, Ordering::Relaxed);
+            }
+            self.inner.reads.hit();
+        }
+        // SAFETY: as above.
+        Some(f(unsafe { slot.value() }))
+    }
+
+    /// Reclaims an expired entry met by a reader, if its shard is free.
+    #[cold]
+    fn reclaim_expired(&self, shard: &Shard<K, V>, idx: u32, generation: u32, guard: &Guard) {
+        if let Some(mut st) = shard.try_lock() {
+            let ctx = WriteCtx::new(&self.inner.hasher, &self.inner.time);
+            shard.remove_if_expired(&mut st, &ctx, idx, generation, guard);
+            self.end_write(shard, st, guard);
+        }
+    }
+
+    /// Runs a write operation on `shard` and settles it: retires what it
+    /// unlinked, updates the gauges, unlocks, then tells the listener.
+    fn write<R>(
+        &self,
+        shard: &Shard<K, V>,
+        guard: &Guard,
+        op: impl FnOnce(&mut State<K, V>, &WriteCtx<'_, S>) -> R,
+    ) -> R {
+        let st = shard.lock_for_write();
+        self.write_locked(shard, st, guard, op)
+    }
+
+    fn write_locked<R>(
+        &self,
+        shard: &Shard<K, V>,
+        mut st: crate::shim::MutexGuard<'_, State<K, V>>,
+        guard: &Guard,
+        op: impl FnOnce(&mut State<K, V>, &WriteCtx<'_, S>) -> R,
+    ) -> R {
+        let ctx = WriteCtx::new(&self.inner.hasher, &self.inner.time);
+        let result = op(&mut st, &ctx);
+        self.end_write(shard, st, guard);
+        result
+    }
+
+    fn end_write(
+        &self,
+        shard: &Shard<K, V>,
+        mut st: crate::shim::MutexGuard<'_, State<K, V>>,
+        guard: &Guard,
+    ) {
+        shard.finish_write(&mut st, guard);
+        let notices = if st.notices.is_empty() {
+            Vec::new()
+        } else {
+            std::mem::take(&mut st.notices)
+        };
+        drop(st);
+        if let Some(listener) = &self.inner.listener {
+            for (idx, cause) in notices {
+                // SAFETY: retired during this operation while `guard` was
+                // pinned, so not reclaimed before `guard` drops; it still
+                // holds its key and value.
+                let slot = unsafe { shard.slab.slot(idx) };
+                // SAFETY: as above.
+                let (k, v) = unsafe { (slot.key(), slot.value()) };
+                listener(k, v, cause);
+            }
+        }
+    }
+
+    /// The value for `key`, if present and not expired. Marks the entry as
+    /// used (it will survive eviction longer) and counts a hit or a miss.
+    ///
+    /// Takes no lock and allocates nothing (beyond what `V::clone` does).
+    ///
+    /// ```
+    /// let cache = nearfar::Cache::new(100);
+    /// cache.insert("k".to_string(), vec![1, 2, 3]);
+    /// assert_eq!(cache.get("k"), Some(vec![1, 2, 3]));
+    /// ```
+    #[inline]
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.inner.hasher.hash_one(key);
+        self.lookup(hash, key, Touch::Use, V::clone)
+    }
+
+    /// Like [`get`](Self::get), but neither marks the entry as used nor
+    /// counts a hit or miss.
+    ///
+    /// ```
+    /// let cache = nearfar::Cache::new(100);
+    /// cache.insert(1, 'a');
+    /// assert_eq!(cache.peek(&1), Some('a'));
+    /// assert_eq!(cache.stats().hits, 0);
+    /// ```
+    pub fn peek<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.inner.hasher.hash_one(key);
+        self.lookup(hash, key, Touch::Peek, V::clone)
+    }
+
+    /// Whether `key` is present and not expired (no promotion, no counting).
+    ///
+    /// ```
+    /// let cache = nearfar::Cache::new(100);
+    /// cache.insert(1, ());
+    /// assert!(cache.contains_key(&1));
+    /// assert!(!cache.contains_key(&2));
+    /// ```
+    pub fn contains_key<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.inner.hasher.hash_one(key);
+        self.lookup(hash, key, Touch::Peek, |_| ()).is_some()
+    }
+
+    /// Stores `value` under `key` (replacing any value), with the cache's
+    /// default time to live. Evicts as needed: when it returns, the cache is
+    /// within its bounds. An entry heavier than
+    /// [`max_entry_weight`](Self::max_entry_weight) is refused (and any old
+    /// value for the key removed): use [`try_insert`](Self::try_insert) to
+    /// get it back.
+    ///
+    /// ```
+    /// let cache = nearfar::Cache::new(2);
+    /// cache.insert(1, "a");
+    /// cache.insert(2, "b");
+    /// cache.insert(3, "c");
+    /// assert_eq!(cache.len(), 2);
+    /// ```
+    pub fn insert(&self, key: K, value: V) {
+        let _ = self.insert_inner(key, value, self.inner.default_ttl);
+    }
+
+    /// Stores `value` under `key`, expiring after `ttl` (overriding the
+    /// cache's default).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let clock = nearfar::MockClock::new();
+    /// let cache = nearfar::Cache::builder().max_entries(10).clock(clock.clone()).build();
+    /// cache.insert_with_ttl("session", 1, Duration::from_secs(30));
+    /// clock.advance(Duration::from_secs(31));
+    /// assert_eq!(cache.get("session"), None);
+    /// ```
+    pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) {
+        let _ = self.insert_inner(key, value, Some(ttl));
+    }
+
+    /// Like [`insert`](Self::insert), but hands the entry back if it is too
+    /// heavy to admit.
+    ///
+    /// # Errors
+    /// `Err((key, value))` when the entry's weight exceeds
+    /// [`max_entry_weight`](Self::max_entry_weight) (or the cache has no room
+    /// at all, as with `max_entries(0)`).
+    ///
+    /// ```
+    /// let cache = nearfar::Cache::builder()
+    ///     .max_weight(100)
+    ///     .weigher(|_: &u32, v: &String| v.len() as u64)
+    ///     .build();
+    /// assert!(cache.try_insert(1, "x".repeat(10)).is_ok());
+    /// assert!(cache.try_insert(2, "x".repeat(1000)).is_err());
+    /// assert_eq!(cache.stats().rejected, 1);
+    /// ```
+    pub fn try_insert(&self, key: K, value: V) -> Result<(), (K, V)> {
+        self.insert_inner(key, value, self.inner.default_ttl)
+    }
+
+    fn insert_inner(&self, key: K, value: V, ttl: Option<Duration>) -> Result<(), (K, V)> {
+        let hash = self.inner.hasher.hash_one(&key);
+        let weight = self.inner.weigher.as_ref().map_or(1, |w| w(&key, &value));
+        let expires = ttl.map_or(0, |ttl| {
+            TimeSource::expiry(self.inner.time.now(), Some(ttl))
+        });
+        let shard = self.shard(hash);
+        let guard = epoch::pin();
+        let outcome = self.write(shard, &guard, |st, ctx| {
+            shard.insert(st, ctx, hash, key, value, expires, weight, false, &guard)
+        });
+        match outcome {
+            Inserted::Rejected(k, v) => Err((k, v)),
+            Inserted::New | Inserted::Replaced => Ok(()),
+        }
+    }
+
+    /// Removes `key`, returning its value if it was present and unexpired.
+    ///
+    /// ```
+    /// let cache = nearfar::Cache::new(10);
+    /// cache.insert(1, "a");
+    /// assert_eq!(cache.remove(&1), Some("a"));
+    /// assert_eq!(cache.remove(&1), None);
+    /// ```
+    pub fn remove<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.inner.hasher.hash_one(key);
+        let shard = self.shard(hash);
+        let guard = epoch::pin();
+        let slot = self.write(shard, &guard, |st, ctx| {
+            shard.remove(st, ctx, hash, key, &guard)
+        })?;
+        // SAFETY: retired while `guard` is pinned, so still readable.
+        Some(unsafe { slot.value() }.clone())
+    }
+
+    /// Removes every entry.
+    pub fn clear(&self) {
+        self.retain(|_, _| false);
+    }
+
+    /// Keeps only the entries for which `keep` returns true (expired entries
+    /// are removed too). `keep` runs with the entry's shard locked, so it
+    /// must not call back into this cache.
+    ///
+    /// ```
+    /// let cache = nearfar::Cache::new(100);
+    /// for i in 0..10 { cache.insert(i, i * i); }
+    /// cache.retain(|k, _| k % 2 == 0);
+    /// assert_eq!(cache.len(), 5);
+    /// ```
+    pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
+        for shard in self.inner.shards.iter() {
+            let guard = epoch::pin();
+            self.write(shard, &guard, |st, ctx| {
+                shard.retain(st, ctx, &mut keep, &guard)
+            });
+        }
+    }
+
+    /// An iterator over clones of the entries.
+    ///
+    /// It takes each shard's entries in turn, under that shard's lock: an
+    /// entry present and unexpired for the whole iteration is yielded exactly
+    /// once; entries inserted, removed or expiring meanwhile may or may not
+    /// be. It never yields a key twice.
+    ///
+    /// ```
+    /// let cache = nearfar::Cache::new(100);
+    /// cache.insert(1, 10);
+    /// cache.insert(2, 20);
+    /// let mut all: Vec<_> = cache.iter().collect();
+    /// all.sort();
+    /// assert_eq!(all, vec![(1, 10), (2, 20)]);
+    /// ```
+    pub fn iter(&self) -> Iter<'_, K, V, S>
+    where
+        K: Clone,
+    {
+        Iter {
+            cache: self,
+            next_shard: 0,
+            buffer: Vec::new().into_iter(),
+        }
+    }
+
+    /// The value for `key`, or the result of `load` stored under it.
+    ///
+    /// Concurrent callers for the same missing key run `load` once: the
+    /// others wait for its value. If `load` panics, the panic propagates to
+    /// its caller and the waiters retry (one of them runs its own loader).
+    ///
+    /// # Panics
+    /// If `load` asks this cache for the same key through this family of
+    /// methods (it would wait for itself forever); and whenever `load` panics.
+    ///
+    /// ```
+    /// let cache = nearfar::Cache::new(100);
+    /// let mut calls = 0;
+    /// assert_eq!(cache.get_or_insert_with(1, || { calls += 1; "one" }), "one");
+    /// assert_eq!(cache.get_or_insert_with(1, || { calls += 1; "uno" }), "one");
+    /// assert_eq!(calls, 1);
+    /// ```
+    pub fn get_or_insert_with(&self, key: K, load: impl FnOnce() -> V) -> V {
+        match self.try_get_or_insert_with(key, || Ok::<V, std::convert::Infallible>(load())) {
+            Ok(v) => v,
+            Err(e) => match *e {},
+        }
+    }
+
+    /// Like [`get_or_insert_with`](Self::get_or_insert_with) for a fallible
+    /// loader. An error is not cached: it is returned to the caller that ran
+    /// the loader and to the callers waiting on it (the same `Arc`), and the
+    /// next caller tries again.
+    ///
+    /// # Errors
+    /// The loader's error, shared.
+    ///
+    /// # Panics
+    /// As for [`get_or_insert_with`](Self::get_or_insert_with).
+    ///
+    /// ```
+    /// let cache = nearfar::Cache::new(100);
+    /// let r: Result<u32, _> = cache.try_get_or_insert_with(1, || "10".parse::<u32>());
+    /// assert_eq!(r.unwrap(), 10);
+    /// let e = cache.try_get_or_insert_with(2, || "x".parse::<u32>());
+    /// assert!(e.is_err());
+    /// assert!(!cache.contains_key(&2));
+    /// ```
+    pub fn try_get_or_insert_with<E>(
+        &self,
+        key: K,
+        load: impl FnOnce() -> Result<V, E>,
+    ) -> Result<V, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+    {
+        let hash = self.inner.hasher.hash_one(&key);
+        if let Some(v) = self.lookup(hash, &key, Touch::Use, V::clone) {
+            return Ok(v);
+        }
+        let shard = self.shard(hash);
+        let flight = loop {
+            let waiting = {
+                let guard = epoch::pin();
+                let st = shard.lock();
+                // Someone may have stored it since our lookup.
+                if let Some((_, slot)) = shard.walk(hash, &key, &guard) {
+                    // SAFETY: linked slot under the lock.
+                    let (exp, v) = unsafe { (slot.expires(), slot.value()) };
+                    if exp == 0 || !is_expired(exp, self.inner.time.now()) {
+                        return Ok(v.clone());
+                    }
+                }
+                match st.loads.iter().find(|l| l.hash == hash && l.key == key) {
+                    Some(load) => {
+                        bump(&shard.counters.load_waits, 1);
+                        Arc::clone(&load.flight)
+                    }
+                    None => {
+                        let mut st = st;
+                        let flight = InFlight::new();
+                        bump(&shard.counters.loads, 1);
+                        st.loads.push(Load {
+                            hash,
+                            key,
+                            flight: Arc::clone(&flight),
+                        });
+                        break flight;
+                    }
+                }
+            };
+            assert!(
+                !waiting.led_by_current_thread(),
+                "nearfar: a loader asked the cache for its own key; it would wait for itself forever"
+            );
+            match waiting.wait() {
+                Outcome::Value(v) => return Ok(v),
+                Outcome::Failed(e) => {
+                    if let Ok(e) = e.downcast::<E>() {
+                        return Err(e);
+                    }
+                }
+                Outcome::Retry => {}
+            }
+        };
+        self.lead(shard, hash, flight, load)
+    }
+
+    /// Runs the loader for a load this caller registered, and publishes the
+    /// outcome to the cache and the waiters.
+    fn lead<E>(
+        &self,
+        shard: &Shard<K, V>,
+        hash: u64,
+        flight: Arc<InFlight<V>>,
+        load: impl FnOnce() -> Result<V, E>,
+    ) -> Result<V, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+    {
+        /// Releases the waiters if the loader (or anything after it) panics.
+        struct Abandon<'a, K, V> {
+            shard: &'a Shard<K, V>,
+            flight: &'a Arc<InFlight<V>>,
+        }
+        impl<K, V> Drop for Abandon<'_, K, V> {
+            fn drop(&mut self) {
+                let registration = take_registration(self.shard, self.flight);
+                drop(registration);
+                self.flight.abandon();
+            }
+        }
+        let abandon = Abandon {
+            shard,
+            flight: &flight,
+        };
+        let outcome = load();
+        std::mem::forget(abandon);
+        match outcome {
+            Ok(value) => {
+                let guard = epoch::pin();
+                let rejected = self.write(shard, &guard, |st, ctx| {
+                    let pos = st
+                        .loads
+                        .iter()
+                        .position(|l| Arc::ptr_eq(&l.flight, &flight))?;
+                    // The weigher runs before anything changes.
+                    let weight = self
+                        .inner
+                        .weigher
+                        .as_ref()
+                        .map_or(1, |w| w(&st.loads[pos].key, &value));
+                    let Load { key, .. } = st.loads.swap_remove(pos);
+                    let expires = TimeSource::expiry(
+                        if self.inner.default_ttl.is_some() {
+                            ctx.now()
+                        } else {
+                            0
+                        },
+                        self.inner.default_ttl,
+                    );
+                    match shard.insert(
+                        st,
+                        ctx,
+                        hash,
+                        key,
+                        value.clone(),
+                        expires,
+                        weight,
+                        false,
+                        &guard,
+                    ) {
+                        Inserted::Rejected(k, v) => Some((k, v)),
+                        _ => None,
+                    }
+                });
+                drop(rejected);
+                // Only waiters hold other references now (registration removed).
+                if Arc::strong_count(&flight) > 1 {
+                    flight.succeed(value.clone());
+                }
+                Ok(value)
+            }
+            Err(error) => {
+                let error = Arc::new(error);
+                drop(take_registration(shard, &flight));
+                flight.fail(Arc::clone(&error) as loader::SharedError);
+                Err(error)
+            }
+        }
+    }
+}
+
+/// Removes a load's registration from its shard (returned so the key is
+/// dropped after the lock).
+fn take_registration<K, V>(shard: &Shard<K, V>, flight: &Arc<InFlight<V>>) -> Option<Load<K, V>> {
+    let mut st = shard.lock();
+    let pos = st
+        .loads
+        .iter()
+        .position(|l| Arc::ptr_eq(&l.flight, flight))?;
+    Some(st.loads.swap_remove(pos))
+}
+
+/// Iterator over clones of a cache's entries; see [`Cache::iter`].
+pub struct Iter<'a, K, V, S> {
+    cache: &'a Cache<K, V, S>,
+    next_shard: usize,
+    buffer: std::vec::IntoIter<(K, V)>,
+}
+
+impl<K, V, S> Iterator for Iter<'_, K, V, S>
+where
+    K: Clone,
+    V: Clone,
+{
+    type Item = (K, V);
+
+    fn next(&mut self) -> Option<(K, V)> {
+        loop {
+            if let Some(entry) = self.buffer.next() {
+                return Some(entry);
+            }
+            let shard = self.cache.inner.shards.get(self.next_shard)?;
+            self.next_shard += 1;
+            self.buffer = shard.snapshot(self.cache.inner.time.now()).into_iter();
+        }
+    }
+}
+
+impl<K, V, S> fmt::Debug for Iter<'_, K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Iter")
+            .field("next_shard", &self.next_shard)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
+    /// Checks every shard's invariants (index, lists, bounds). For the
+    /// crate's own tests and fuzz targets; not part of the API.
+    #[doc(hidden)]
+    pub fn check_invariants(&self) -> Result<(), String> {
+        for (i, shard) in self.inner.shards.iter().enumerate() {
+            shard
+                .check(&self.inner.hasher)
+                .map_err(|e| format!("shard {i}: {e}"))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,310 @@
+//! The memcached client's error type.
+
+use std::fmt;
+use std::io;
+
+use super::protocol::{KeyError, ProtocolError, Reply};
+use crate::codec::CodecError;
+
+/// A `Result` whose error defaults to the memcached client's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a memcached operation failed.
+///
+/// The variants keep apart what a caller reacts to differently: a transient
+/// fault worth retrying ([`Error::is_retryable`]), a connection that is out of
+/// step and must be closed ([`Error::drops_connection`]), the server's own
+/// refusal, and mistakes in the request itself.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// Reading from or writing to the connection failed.
+    Io(io::Error),
+    /// The server did not answer within the configured time.
+    Timeout,
+    /// The reply could not be parsed, or did not fit the request: the
+    /// connection's byte stream can no longer be trusted.
+    Protocol(ProtocolError),
+    /// `SERVER_ERROR <message>`: the server could not carry out the request
+    /// (for example, out of memory or an item too large for its slabs).
+    Server(String),
+    /// `CLIENT_ERROR <message>`, or `ERROR`: the server refused the request as
+    /// ill-formed or unknown (a client bug, or a command the server lacks).
+    Client(String),
+    /// The value could not be encoded, or the stored bytes decoded.
+    Codec(CodecError),
+    /// The key cannot be sent to memcached.
+    InvalidKey {
+        /// Which rule the key breaks.
+        reason: KeyError,
+    },
+    /// The encoded value is larger than the configured item size limit.
+    ValueTooLarge {
+        /// The value's size in bytes.
+        size: usize,
+        /// The limit in bytes.
+        max: usize,
+    },
+    /// The client has no servers configured.
+    NoServers,
+    /// The key's server, and every fallback, is marked down.
+    AllServersDown,
+    /// Connecting to a server failed.
+    Connect {
+        /// The server's address, as configured.
+        server: String,
+        /// The underlying failure.
+        source: io::Error,
+    },
+    /// No pooled connection became free within the configured time.
+    PoolTimeout,
+    /// The client's configuration is invalid.
+    Config(ConfigError),
+}
+
+/// Why a client configuration was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A server address could not be parsed.
+    InvalidAddress {
+        /// The address as given.
+        address: String,
+    },
+    /// A setting is out of its allowed range.
+    InvalidSetting {
+        /// The setting's name.
+        setting: &'static str,
+        /// What the allowed range is.
+        expected: &'static str,
+    },
+    /// The configuration names no server.
+    NoServers,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::InvalidAddress { address } => {
+                write!(f, "invalid server address {address:?}")
+            }
+            ConfigError::InvalidSetting { setting, expected } => {
+                write!(f, "invalid {setting}: expected {expected}")
+            }
+            ConfigError::NoServers => f.write_str("no memcached server configured"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Error {
+    /// The error for a reply the request being answered cannot accept.
+    ///
+    /// The server's error lines become [`Error::Client`] (`ERROR`,
+    /// `CLIENT_ERROR`) or [`Error::Server`] (`SERVER_ERROR`) with the server's
+    /// message; any other reply becomes [`ProtocolError::UnexpectedReply`].
+    /// Meant for the catch-all arm of the connection layer's reply `match`.
+    pub fn from_reply(reply: &Reply<'_>) -> Error {
+        let text = |message: &[u8]| String::from_utf8_lossy(message).into_owned();
+        match reply {
+            Reply::Error([]) => Error::Client("unknown command".into()),
+            Reply::Error(message) | Reply::ClientError(message) => Error::Client(text(message)),
+            Reply::ServerError(message) => Error::Server(text(message)),
+            other => Error::Protocol(ProtocolError::UnexpectedReply {
+                reply: other.name(),
+            }),
+        }
+    }
+
+    /// Whether the same request may succeed if retried (on another
+    /// connection, or after a pause).
+    ///
+    /// True for I/O failures, timeouts, failed connects, pool timeouts and
+    /// servers marked down. False for mistakes in the request (invalid key,
+    /// value too large, codec errors, configuration), for the server's
+    /// refusals (`CLIENT_ERROR`, `ERROR`, `SERVER_ERROR`), and for protocol
+    /// errors, which a retry would more likely repeat than cure.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Io(_)
+            | Error::Timeout
+            | Error::Connect { .. }
+            | Error::PoolTimeout
+            | Error::AllServersDown => true,
+            Error::Protocol(_)
+            | Error::Server(_)
+            | Error::Client(_)
+            | Error::Codec(_)
+            | Error::InvalidKey { .. }
+            | Error::ValueTooLarge { .. }
+            | Error::NoServers
+            | Error::Config(_) => false,
+        }
+    }
+
+    /// Whether the connection the error happened on must be closed rather
+    /// than returned to the pool.
+    ///
+    /// True for I/O failures, timeouts (a late reply would be read as the
+    /// answer to the next request) and protocol errors: in each, the client no
+    /// longer knows where the next reply starts. The server's error lines and
+    /// the caller's own mistakes leave the connection in step.
+    pub fn drops_connection(&self) -> bool {
+        matches!(self, Error::Io(_) | Error::Timeout | Error::Protocol(_))
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io(e) => write!(f, "memcached I/O error: {e}"),
+            Error::Timeout => f.write_str("memcached request timed out"),
+            Error::Protocol(e) => write!(f, "memcached protocol error: {e}"),
+            Error::Server(m) => write!(f, "memcached server error: {m}"),
+            Error::Client(m) => write!(f, "memcached refused the request: {m}"),
+            Error::Codec(e) => write!(f, "value codec error: {e}"),
+            Error::InvalidKey { reason } => write!(f, "invalid memcached key: {reason}"),
+            Error::ValueTooLarge { size, max } => {
+                write!(f, "value of {size} bytes exceeds the {max}-byte item limit")
+            }
+            Error::NoServers => f.write_str("no memcached servers configured"),
+            Error::AllServersDown => f.write_str("all memcached servers are down"),
+            Error::Connect { server, source } => {
+                write!(f, "cannot connect to memcached at {server}: {source}")
+            }
+            Error::PoolTimeout => f.write_str("timed out waiting for a pooled connection"),
+            Error::Config(e) => write!(f, "invalid memcached client configuration: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(e) | Error::Connect { source: e, .. } => Some(e),
+            Error::Protocol(e) => Some(e),
+            Error::Codec(e) => Some(e),
+            Error::InvalidKey { reason } => Some(reason),
+            Error::Config(e) => Some(e),
+            Error::Timeout
+            | Error::Server(_)
+            | Error::Client(_)
+            | Error::ValueTooLarge { .. }
+            | Error::NoServers
+            | Error::AllServersDown
+            | Error::PoolTimeout => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+impl From<ProtocolError> for Error {
+    fn from(e: ProtocolError) -> Self {
+        Error::Protocol(e)
+    }
+}
+
+impl From<CodecError> for Error {
+    fn from(e: CodecError) -> Self {
+        Error::Codec(e)
+    }
+}
+
+impl From<KeyError> for Error {
+    fn from(reason: KeyError) -> Self {
+        Error::InvalidKey { reason }
+    }
+}
+
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Self {
+        Error::Config(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn retryable_and_connection_dropping_kinds() {
+        let io = || Error::Io(io::Error::new(io::ErrorKind::ConnectionReset, "reset"));
+        assert!(io().is_retryable() && io().drops_connection());
+        assert!(Error::Timeout.is_retryable() && Error::Timeout.drops_connection());
+        let protocol = Error::Protocol(ProtocolError::BadLineEnding);
+        assert!(!protocol.is_retryable() && protocol.drops_connection());
+        assert!(Error::AllServersDown.is_retryable());
+        assert!(!Error::AllServersDown.drops_connection());
+        assert!(Error::PoolTimeout.is_retryable());
+        let connect = Error::Connect {
+            server: "127.0.0.1:11211".into(),
+            source: io::Error::from(io::ErrorKind::ConnectionRefused),
+        };
+        assert!(connect.is_retryable() && !connect.drops_connection());
+
+        let key = Error::from(KeyError::Empty);
+        let too_large = Error::ValueTooLarge { size: 2, max: 1 };
+        let codec = Error::from(CodecError::UnsupportedFlags(1));
+        let client = Error::Client("bad command line format".into());
+        let server = Error::Server("out of memory storing object".into());
+        for e in [key, too_large, codec, client, server] {
+            assert!(!e.is_retryable(), "{e:?}");
+            assert!(!e.drops_connection(), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn error_replies_map_to_error_kinds() {
+        assert!(matches!(
+            Error::from_reply(&Reply::Error(b"")),
+            Error::Client(m) if m == "unknown command"
+        ));
+        assert!(matches!(
+            Error::from_reply(&Reply::ClientError(b"bad data chunk")),
+            Error::Client(m) if m == "bad data chunk"
+        ));
+        assert!(matches!(
+            Error::from_reply(&Reply::ServerError(b"out of memory")),
+            Error::Server(m) if m == "out of memory"
+        ));
+        let e = Error::from_reply(&Reply::Stored);
+        assert!(matches!(
+            e,
+            Error::Protocol(ProtocolError::UnexpectedReply { reply: "STORED" })
+        ));
+        assert!(e.drops_connection());
+    }
+
+    #[test]
+    fn sources_and_messages() {
+        let e = Error::from(KeyError::TooLong { len: 300 });
+        assert!(matches!(
+            e,
+            Error::InvalidKey {
+                reason: KeyError::TooLong { len: 300 }
+            }
+        ));
+        assert_eq!(
+            e.to_string(),
+            "invalid memcached key: key is 300 bytes long, the limit is 250"
+        );
+        assert!(e.source().is_some());
+
+        let e = Error::from(io::Error::other("boom"));
+        assert_eq!(e.source().map(ToString::to_string).as_deref(), Some("boom"));
+        assert!(Error::Timeout.source().is_none());
+        assert_eq!(
+            Error::Server("out of memory".into()).to_string(),
+            "memcached server error: out of memory"
+        );
+        let e = Error::from(ConfigError::NoServers);
+        assert!(e.source().is_some());
+    }
+}

@@ -1,0 +1,885 @@
+use std::time::Duration;
+
+use super::*;
+
+const MAX: usize = 1024 * 1024;
+
+fn key(k: &str) -> ValidKey<'_> {
+    ValidKey::try_from(k).expect("test key is valid")
+}
+
+/// Parses `input`, which must hold exactly one frame, and checks that every
+/// strict prefix of it asks for more bytes.
+fn parse_whole(input: &[u8]) -> Reply<'_> {
+    let (reply, consumed) = parse_reply(input, MAX)
+        .expect("valid reply")
+        .expect("complete reply");
+    assert_eq!(consumed, input.len(), "frame length of {input:?}");
+    for cut in 0..input.len() {
+        assert_eq!(
+            parse_reply(&input[..cut], MAX),
+            Ok(None),
+            "prefix of {cut} bytes of {input:?}"
+        );
+    }
+    reply
+}
+
+fn parse_err(input: &[u8]) -> ProtocolError {
+    match parse_reply(input, MAX) {
+        Err(e) => e,
+        other => panic!("expected an error for {input:?}, got {other:?}"),
+    }
+}
+
+fn meta<'a>(status: MetaStatus<'a>, flags: ReturnFlags<'a>) -> Reply<'a> {
+    Reply::Meta(MetaReply { status, flags })
+}
+
+// ---------------------------------------------------------------- keys
+
+#[test]
+fn keys_are_validated() {
+    assert_eq!(validate_key(b"user:42"), Ok(()));
+    assert_eq!(validate_key("ключ".as_bytes()), Ok(()));
+    assert_eq!(validate_key(&[b'a'; MAX_KEY_LEN]), Ok(()));
+    assert_eq!(validate_key(b"~!@#$%^&*()_+{}|:\"<>?"), Ok(()));
+    assert_eq!(validate_key(b""), Err(KeyError::Empty));
+    assert_eq!(
+        validate_key(&[b'a'; MAX_KEY_LEN + 1]),
+        Err(KeyError::TooLong { len: 251 })
+    );
+    assert_eq!(
+        validate_key(b"a b"),
+        Err(KeyError::ForbiddenByte {
+            byte: b' ',
+            index: 1
+        })
+    );
+    for byte in (0u8..=0x20).chain([0x7f]) {
+        let k = [b'k', byte, b'k'];
+        assert_eq!(
+            validate_key(&k),
+            Err(KeyError::ForbiddenByte { byte, index: 1 }),
+            "byte {byte:#x}"
+        );
+    }
+}
+
+#[test]
+fn injection_is_impossible() {
+    for evil in [
+        &b"k\r\nflush_all"[..],
+        b"k\nflush_all",
+        b"k\rflush_all",
+        b"k noreply",
+        b"k\0",
+        b"\r\n",
+        b"k\tx",
+    ] {
+        assert!(ValidKey::new(evil).is_err(), "{evil:?} accepted");
+    }
+    assert!(ValidKey::try_from("k\r\nflush_all").is_err());
+    // A valid key is passed through unchanged.
+    assert_eq!(key("a:b").as_bytes(), b"a:b");
+}
+
+// ---------------------------------------------------------------- exptime
+
+#[test]
+fn exptime_conversion() {
+    let now = 1_700_000_000;
+    assert_eq!(exptime(Duration::ZERO, now), 0);
+    assert_eq!(exptime(Duration::from_millis(1), now), 1);
+    assert_eq!(exptime(Duration::from_millis(500), now), 1);
+    assert_eq!(exptime(Duration::from_secs(1), now), 1);
+    assert_eq!(exptime(Duration::from_millis(1500), now), 2);
+    assert_eq!(exptime(Duration::from_secs(60), now), 60);
+    assert_eq!(exptime(Duration::from_secs(2_592_000), now), 2_592_000);
+    // Just over 30 days, or a fraction over: absolute time.
+    assert_eq!(
+        exptime(Duration::from_secs(2_592_001), now),
+        1_700_000_000 + 2_592_001
+    );
+    assert_eq!(
+        exptime(Duration::from_millis(2_592_000_001), now),
+        1_700_000_000 + 2_592_001
+    );
+    // Saturates rather than wrapping past 2106.
+    assert_eq!(exptime(Duration::from_secs(u64::MAX), now), u32::MAX);
+    assert_eq!(exptime(Duration::MAX, now), u32::MAX);
+    assert_eq!(
+        exptime(Duration::from_secs(40 * 86_400), u64::MAX),
+        u32::MAX
+    );
+}
+
+// ---------------------------------------------------------------- encoders
+
+fn encoded(f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut out = b"prior".to_vec();
+    f(&mut out);
+    // Encoders append; they never clobber what the buffer held.
+    assert_eq!(&out[..5], b"prior");
+    out.split_off(5)
+}
+
+#[test]
+fn encode_retrievals() {
+    assert_eq!(
+        encoded(|o| assert_eq!(encode_get(o, [key("foo")]), 1)),
+        b"get foo\r\n"
+    );
+    assert_eq!(
+        encoded(|o| assert_eq!(encode_get(o, [key("a"), key("b"), key("c")]), 3)),
+        b"get a b c\r\n"
+    );
+    assert_eq!(
+        encoded(|o| assert_eq!(encode_gets(o, [key("a"), key("b")]), 2)),
+        b"gets a b\r\n"
+    );
+    assert_eq!(encoded(|o| assert_eq!(encode_get(o, []), 0)), b"");
+    assert_eq!(encoded(|o| assert_eq!(encode_gets(o, []), 0)), b"");
+}
+
+#[test]
+fn encode_storage_commands() {
+    let k = key("foo");
+    let cases: [(StoreCommand, &[u8]); 6] = [
+        (StoreCommand::Set, b"set foo 5 60 3\r\nbar\r\n"),
+        (StoreCommand::Add, b"add foo 5 60 3\r\nbar\r\n"),
+        (StoreCommand::Replace, b"replace foo 5 60 3\r\nbar\r\n"),
+        (StoreCommand::Append, b"append foo 5 60 3\r\nbar\r\n"),
+        (StoreCommand::Prepend, b"prepend foo 5 60 3\r\nbar\r\n"),
+        (StoreCommand::Cas(123), b"cas foo 5 60 3 123\r\nbar\r\n"),
+    ];
+    for (command, expected) in cases {
+        assert_eq!(
+            encoded(|o| encode_store(o, command, k, 5, 60, b"bar", false)),
+            expected
+        );
+    }
+    assert_eq!(
+        encoded(|o| encode_store(o, StoreCommand::Set, k, 0, 0, b"", true)),
+        b"set foo 0 0 0 noreply\r\n\r\n"
+    );
+    assert_eq!(
+        encoded(|o| encode_store(
+            o,
+            StoreCommand::Cas(u64::MAX),
+            k,
+            u32::MAX,
+            u32::MAX,
+            b"a\r\nb",
+            true
+        )),
+        b"cas foo 4294967295 4294967295 4 18446744073709551615 noreply\r\na\r\nb\r\n"
+    );
+    // The header alone, for a vectored write of the data.
+    assert_eq!(
+        encoded(|o| encode_store_header(o, StoreCommand::Set, k, 1, 2, 1_000_000, false)),
+        b"set foo 1 2 1000000\r\n"
+    );
+}
+
+#[test]
+fn encode_other_text_commands() {
+    let k = key("foo");
+    assert_eq!(encoded(|o| encode_delete(o, k, false)), b"delete foo\r\n");
+    assert_eq!(
+        encoded(|o| encode_delete(o, k, true)),
+        b"delete foo noreply\r\n"
+    );
+    assert_eq!(
+        encoded(|o| encode_touch(o, k, 300, false)),
+        b"touch foo 300\r\n"
+    );
+    assert_eq!(
+        encoded(|o| encode_touch(o, k, 0, true)),
+        b"touch foo 0 noreply\r\n"
+    );
+    assert_eq!(encoded(|o| encode_incr(o, k, 1, false)), b"incr foo 1\r\n");
+    assert_eq!(
+        encoded(|o| encode_decr(o, k, 10, true)),
+        b"decr foo 10 noreply\r\n"
+    );
+    assert_eq!(
+        encoded(|o| encode_flush_all(o, None, false)),
+        b"flush_all\r\n"
+    );
+    assert_eq!(
+        encoded(|o| encode_flush_all(o, Some(10), false)),
+        b"flush_all 10\r\n"
+    );
+    assert_eq!(
+        encoded(|o| encode_flush_all(o, Some(0), true)),
+        b"flush_all 0 noreply\r\n"
+    );
+    assert_eq!(encoded(encode_version), b"version\r\n");
+    assert_eq!(encoded(|o| encode_stats(o, [])), b"stats\r\n");
+    assert_eq!(
+        encoded(|o| encode_stats(o, [key("settings")])),
+        b"stats settings\r\n"
+    );
+    assert_eq!(
+        encoded(|o| encode_stats(o, [key("cachedump"), key("1"), key("10")])),
+        b"stats cachedump 1 10\r\n"
+    );
+}
+
+#[test]
+fn encode_meta_get_flags() {
+    let k = key("foo");
+    assert_eq!(
+        encoded(|o| encode_meta_get(o, k, &MetaGetFlags::default())),
+        b"mg foo\r\n"
+    );
+    let value = MetaGetFlags {
+        value: true,
+        flags: true,
+        ..MetaGetFlags::default()
+    };
+    assert_eq!(
+        encoded(|o| encode_meta_get(o, k, &value)),
+        b"mg foo v f\r\n"
+    );
+    let all = MetaGetFlags {
+        value: true,
+        cas: true,
+        flags: true,
+        ttl: true,
+        size: true,
+        key: true,
+        hit: true,
+        last_access: true,
+        opaque: Some(7),
+        quiet: true,
+        vivify_ttl: Some(30),
+        recache_ttl: Some(10),
+        update_ttl: Some(600),
+    };
+    assert_eq!(
+        encoded(|o| encode_meta_get(o, k, &all)),
+        b"mg foo v c f t s k h l O7 q N30 R10 T600\r\n"
+    );
+}
+
+#[test]
+fn encode_meta_set_flags() {
+    let k = key("foo");
+    assert_eq!(
+        encoded(|o| encode_meta_set(o, k, b"hi", &MetaSetFlags::default())),
+        b"ms foo 2\r\nhi\r\n"
+    );
+    let flags = MetaSetFlags {
+        ttl: Some(90),
+        client_flags: Some(1),
+        ..MetaSetFlags::default()
+    };
+    assert_eq!(
+        encoded(|o| encode_meta_set(o, k, b"hi", &flags)),
+        b"ms foo 2 T90 F1\r\nhi\r\n"
+    );
+    let modes = [
+        (MetaSetMode::Add, &b" ME"[..]),
+        (MetaSetMode::Replace, b" MR"),
+        (MetaSetMode::Append, b" MA"),
+        (MetaSetMode::Prepend, b" MP"),
+    ];
+    for (mode, token) in modes {
+        let flags = MetaSetFlags {
+            mode,
+            ..MetaSetFlags::default()
+        };
+        let mut expected = b"ms foo 1".to_vec();
+        expected.extend_from_slice(token);
+        expected.extend_from_slice(b"\r\nx\r\n");
+        assert_eq!(encoded(|o| encode_meta_set(o, k, b"x", &flags)), expected);
+    }
+    let all = MetaSetFlags {
+        mode: MetaSetMode::Replace,
+        ttl: Some(0),
+        client_flags: Some(u32::MAX),
+        compare_cas: Some(99),
+        invalidate: true,
+        return_cas: true,
+        quiet: true,
+        opaque: Some(1),
+    };
+    assert_eq!(
+        encoded(|o| encode_meta_set(o, k, b"", &all)),
+        b"ms foo 0 T0 F4294967295 C99 I c q O1 MR\r\n\r\n"
+    );
+    assert_eq!(
+        encoded(|o| encode_meta_set_header(o, k, 10, &MetaSetFlags::default())),
+        b"ms foo 10\r\n"
+    );
+}
+
+#[test]
+fn encode_meta_delete_arithmetic_noop() {
+    let k = key("foo");
+    assert_eq!(
+        encoded(|o| encode_meta_delete(o, k, &MetaDeleteFlags::default())),
+        b"md foo\r\n"
+    );
+    let flags = MetaDeleteFlags {
+        compare_cas: Some(5),
+        invalidate: true,
+        ttl: Some(30),
+        quiet: true,
+        opaque: Some(9),
+    };
+    assert_eq!(
+        encoded(|o| encode_meta_delete(o, k, &flags)),
+        b"md foo C5 I T30 q O9\r\n"
+    );
+    assert_eq!(
+        encoded(|o| encode_meta_arithmetic(o, k, &MetaArithmeticFlags::default())),
+        b"ma foo\r\n"
+    );
+    let flags = MetaArithmeticFlags {
+        mode: ArithmeticMode::Decr,
+        delta: Some(3),
+        vivify_ttl: Some(60),
+        initial: Some(100),
+        update_ttl: Some(120),
+        value: true,
+        cas: true,
+        ttl: true,
+        quiet: true,
+        opaque: Some(4),
+    };
+    assert_eq!(
+        encoded(|o| encode_meta_arithmetic(o, k, &flags)),
+        b"ma foo MD D3 N60 J100 T120 v c t q O4\r\n"
+    );
+    let incr = MetaArithmeticFlags {
+        delta: Some(2),
+        value: true,
+        ..MetaArithmeticFlags::default()
+    };
+    assert_eq!(
+        encoded(|o| encode_meta_arithmetic(o, k, &incr)),
+        b"ma foo D2 v\r\n"
+    );
+    assert_eq!(encoded(encode_meta_noop), b"mn\r\n");
+}
+
+// ---------------------------------------------------------------- text replies
+
+#[test]
+fn parse_retrieval_replies() {
+    assert_eq!(
+        parse_whole(b"VALUE foo 5 3\r\nbar\r\n"),
+        Reply::Value(Item {
+            key: b"foo",
+            flags: 5,
+            cas: None,
+            data: b"bar",
+        })
+    );
+    assert_eq!(
+        parse_whole(b"VALUE foo 4294967295 4 18446744073709551615\r\na\r\nb\r\n"),
+        Reply::Value(Item {
+            key: b"foo",
+            flags: u32::MAX,
+            cas: Some(u64::MAX),
+            data: b"a\r\nb",
+        })
+    );
+    assert_eq!(
+        parse_whole(b"VALUE k 0 0\r\n\r\n"),
+        Reply::Value(Item {
+            key: b"k",
+            flags: 0,
+            cas: None,
+            data: b"",
+        })
+    );
+    assert_eq!(parse_whole(b"END\r\n"), Reply::End);
+}
+
+#[test]
+fn value_data_is_borrowed_from_the_buffer() {
+    let buf = b"VALUE foo 0 3\r\nbar\r\n";
+    let Some((Reply::Value(item), _)) = parse_reply(buf, MAX).unwrap() else {
+        panic!("not a value");
+    };
+    assert!(std::ptr::eq(item.data.as_ptr(), buf[15..].as_ptr()));
+    assert!(std::ptr::eq(item.key.as_ptr(), buf[6..].as_ptr()));
+}
+
+#[test]
+fn parse_simple_text_replies() {
+    let cases: [(&[u8], Reply<'_>); 11] = [
+        (b"STORED\r\n", Reply::Stored),
+        (b"NOT_STORED\r\n", Reply::NotStored),
+        (b"EXISTS\r\n", Reply::Exists),
+        (b"NOT_FOUND\r\n", Reply::NotFound),
+        (b"DELETED\r\n", Reply::Deleted),
+        (b"TOUCHED\r\n", Reply::Touched),
+        (b"OK\r\n", Reply::Ok),
+        (b"0\r\n", Reply::Number(0)),
+        (b"42\r\n", Reply::Number(42)),
+        (b"7   \r\n", Reply::Number(7)),
+        (b"18446744073709551615\r\n", Reply::Number(u64::MAX)),
+    ];
+    for (input, expected) in cases {
+        assert_eq!(parse_whole(input), expected, "{input:?}");
+    }
+    assert_eq!(
+        parse_whole(b"VERSION 1.6.18\r\n"),
+        Reply::Version(b"1.6.18")
+    );
+    assert_eq!(
+        parse_whole(b"STAT pid 1234\r\n"),
+        Reply::Stat {
+            name: b"pid",
+            value: b"1234"
+        }
+    );
+    assert_eq!(
+        parse_whole(b"STAT rusage_user 0.012 extra words\r\n"),
+        Reply::Stat {
+            name: b"rusage_user",
+            value: b"0.012 extra words"
+        }
+    );
+    assert_eq!(
+        parse_whole(b"STAT sizes_status\r\n"),
+        Reply::Stat {
+            name: b"sizes_status",
+            value: b""
+        }
+    );
+}
+
+#[test]
+fn parse_error_lines() {
+    assert_eq!(parse_whole(b"ERROR\r\n"), Reply::Error(b""));
+    assert_eq!(
+        parse_whole(b"ERROR unknown command\r\n"),
+        Reply::Error(b"unknown command")
+    );
+    assert_eq!(
+        parse_whole(b"CLIENT_ERROR bad data chunk\r\n"),
+        Reply::ClientError(b"bad data chunk")
+    );
+    assert_eq!(
+        parse_whole(b"SERVER_ERROR out of memory storing object\r\n"),
+        Reply::ServerError(b"out of memory storing object")
+    );
+    assert_eq!(parse_whole(b"SERVER_ERROR\r\n"), Reply::ServerError(b""));
+}
+
+// ---------------------------------------------------------------- meta replies
+
+#[test]
+fn parse_meta_replies() {
+    assert_eq!(
+        parse_whole(b"VA 2 f1 t78\r\nhi\r\n"),
+        meta(
+            MetaStatus::Value(b"hi"),
+            ReturnFlags {
+                client_flags: Some(1),
+                ttl: Some(RemainingTtl::Seconds(78)),
+                ..ReturnFlags::default()
+            }
+        )
+    );
+    assert_eq!(
+        parse_whole(b"VA 0\r\n\r\n"),
+        meta(MetaStatus::Value(b""), ReturnFlags::default())
+    );
+    assert_eq!(
+        parse_whole(b"HD\r\n"),
+        meta(MetaStatus::Success, ReturnFlags::default())
+    );
+    assert_eq!(
+        parse_whole(b"HD c123 t-1 s99 kfoo b O77 h1 l5 W X Z\r\n"),
+        meta(
+            MetaStatus::Success,
+            ReturnFlags {
+                cas: Some(123),
+                ttl: Some(RemainingTtl::Never),
+                size: Some(99),
+                key: Some(b"foo"),
+                base64_key: true,
+                opaque: Some(77),
+                hit_before: Some(true),
+                last_access: Some(5),
+                won: true,
+                stale: true,
+                win_taken: true,
+                ..ReturnFlags::default()
+            }
+        )
+    );
+    let statuses = [
+        (&b"EN\r\n"[..], MetaStatus::Miss),
+        (b"NF\r\n", MetaStatus::NotFound),
+        (b"NS\r\n", MetaStatus::NotStored),
+        (b"EX\r\n", MetaStatus::Exists),
+        (b"MN\r\n", MetaStatus::NoOp),
+    ];
+    for (input, status) in statuses {
+        assert_eq!(
+            parse_whole(input),
+            meta(status, ReturnFlags::default()),
+            "{input:?}"
+        );
+    }
+    // Newer servers echo opaque and key on misses too.
+    assert_eq!(
+        parse_whole(b"EN O5 kbar\r\n"),
+        meta(
+            MetaStatus::Miss,
+            ReturnFlags {
+                opaque: Some(5),
+                key: Some(b"bar"),
+                ..ReturnFlags::default()
+            }
+        )
+    );
+    // An `ma ... v` reply carries the number as data.
+    let reply = parse_whole(b"VA 2 c9\r\n43\r\n");
+    let Reply::Meta(MetaReply {
+        status: MetaStatus::Value(data),
+        flags,
+    }) = reply
+    else {
+        panic!("not VA: {reply:?}");
+    };
+    assert_eq!(parse_counter(data), Ok(43));
+    let Reply::Meta(va) = reply else {
+        unreachable!()
+    };
+    assert_eq!(va.value(), Some(&b"43"[..]));
+    let Reply::Meta(hd) = parse_whole(b"HD\r\n") else {
+        panic!("not meta")
+    };
+    assert_eq!(hd.value(), None);
+    assert_eq!(flags.cas, Some(9));
+    // Flags this client never asks for are skipped.
+    assert_eq!(
+        parse_whole(b"HD h0 Qxyz f7\r\n"),
+        meta(
+            MetaStatus::Success,
+            ReturnFlags {
+                hit_before: Some(false),
+                client_flags: Some(7),
+                ..ReturnFlags::default()
+            }
+        )
+    );
+}
+
+#[test]
+fn stale_and_win_markers_on_value() {
+    assert_eq!(
+        parse_whole(b"VA 3 c1 W X\r\nold\r\n"),
+        meta(
+            MetaStatus::Value(b"old"),
+            ReturnFlags {
+                cas: Some(1),
+                won: true,
+                stale: true,
+                ..ReturnFlags::default()
+            }
+        )
+    );
+}
+
+#[test]
+fn reply_names() {
+    assert_eq!(Reply::Stored.name(), "STORED");
+    assert_eq!(Reply::Number(1).name(), "<number>");
+    assert_eq!(
+        meta(MetaStatus::Value(b""), ReturnFlags::default()).name(),
+        "VA"
+    );
+    assert_eq!(meta(MetaStatus::NoOp, ReturnFlags::default()).name(), "MN");
+}
+
+#[test]
+fn parse_counters() {
+    assert_eq!(parse_counter(b"0"), Ok(0));
+    assert_eq!(parse_counter(b"12  "), Ok(12));
+    assert_eq!(parse_counter(b"18446744073709551615"), Ok(u64::MAX));
+    for bad in [&b""[..], b" ", b"18446744073709551616", b"-1", b"1a", b" 1"] {
+        assert!(
+            matches!(parse_counter(bad), Err(ProtocolError::BadNumber { .. })),
+            "{bad:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------- streaming
+
+/// Every reply kind back to back, as a pipelined connection receives them.
+const PIPELINE: &[u8] = b"VALUE a 1 3 77\r\none\r\n\
+VALUE b 2 0\r\n\r\n\
+END\r\n\
+STORED\r\nNOT_STORED\r\nEXISTS\r\nNOT_FOUND\r\nDELETED\r\nTOUCHED\r\nOK\r\n\
+12\r\n\
+VERSION 1.6.18\r\n\
+STAT pid 1\r\nEND\r\n\
+ERROR\r\nCLIENT_ERROR oops\r\nSERVER_ERROR busy\r\n\
+VA 5 f3 c8\r\nEND\r\n\r\n\
+HD O1\r\nEN\r\nNF\r\nNS\r\nEX\r\nMN\r\n";
+
+fn parse_all(mut buf: &[u8]) -> Vec<Reply<'_>> {
+    let mut replies = Vec::new();
+    while !buf.is_empty() {
+        let (reply, consumed) = parse_reply(buf, MAX).unwrap().unwrap();
+        replies.push(reply);
+        buf = &buf[consumed..];
+    }
+    replies
+}
+
+#[test]
+fn pipelined_replies_parse_in_order() {
+    let names: Vec<_> = parse_all(PIPELINE).iter().map(Reply::name).collect();
+    assert_eq!(
+        names,
+        [
+            "VALUE",
+            "VALUE",
+            "END",
+            "STORED",
+            "NOT_STORED",
+            "EXISTS",
+            "NOT_FOUND",
+            "DELETED",
+            "TOUCHED",
+            "OK",
+            "<number>",
+            "VERSION",
+            "STAT",
+            "END",
+            "ERROR",
+            "CLIENT_ERROR",
+            "SERVER_ERROR",
+            "VA",
+            "HD",
+            "EN",
+            "NF",
+            "NS",
+            "EX",
+            "MN"
+        ]
+    );
+    let replies = parse_all(PIPELINE);
+    assert_eq!(
+        replies[0],
+        Reply::Value(Item {
+            key: b"a",
+            flags: 1,
+            cas: Some(77),
+            data: b"one"
+        })
+    );
+    // A data block that looks like a reply line is still data.
+    assert_eq!(
+        replies[17],
+        meta(
+            MetaStatus::Value(b"END\r\n"),
+            ReturnFlags {
+                client_flags: Some(3),
+                cas: Some(8),
+                ..ReturnFlags::default()
+            }
+        )
+    );
+}
+
+/// Splits the pipeline at every byte: the reader must see exactly the same
+/// replies whichever way the bytes arrive.
+#[test]
+fn every_split_of_the_pipeline_gives_the_same_replies() {
+    let expected = parse_all(PIPELINE);
+    for split in 0..=PIPELINE.len() {
+        let mut buf: Vec<u8> = Vec::new();
+        let mut got = Vec::new();
+        for chunk in [&PIPELINE[..split], &PIPELINE[split..]] {
+            buf.extend_from_slice(chunk);
+            while let Some((reply, consumed)) = parse_reply(&buf, MAX).unwrap() {
+                got.push(format!("{reply:?}"));
+                buf.drain(..consumed);
+            }
+        }
+        assert!(buf.is_empty(), "split {split}: leftover {buf:?}");
+        let expected: Vec<_> = expected.iter().map(|r| format!("{r:?}")).collect();
+        assert_eq!(got, expected, "split at {split}");
+    }
+}
+
+#[test]
+fn one_byte_at_a_time() {
+    let expected: Vec<_> = parse_all(PIPELINE)
+        .iter()
+        .map(|r| format!("{r:?}"))
+        .collect();
+    let mut buf = Vec::new();
+    let mut got = Vec::new();
+    for &byte in PIPELINE {
+        buf.push(byte);
+        if let Some((reply, consumed)) = parse_reply(&buf, MAX).unwrap() {
+            got.push(format!("{reply:?}"));
+            buf.drain(..consumed);
+        }
+    }
+    assert!(buf.is_empty());
+    assert_eq!(got, expected);
+}
+
+// ---------------------------------------------------------------- malformed
+
+#[test]
+fn malformed_lines_are_errors() {
+    let unknown = [
+        &b"\r\n"[..],
+        b"HELLO\r\n",
+        b"stored\r\n",
+        b"VALUES a 0 1\r\n",
+        b" STORED\r\n",
+        b"-1\r\n",
+    ];
+    for input in unknown {
+        assert!(
+            matches!(parse_err(input), ProtocolError::UnknownReply { .. }),
+            "{input:?}"
+        );
+    }
+    let malformed = [
+        &b"STORED now\r\n"[..],
+        b"END x\r\n",
+        b"OK then\r\n",
+        b"VALUE\r\n",
+        b"VALUE a\r\n",
+        b"VALUE a 0\r\n",
+        b"VALUE a 0 1 2 3\r\n",
+        b"VA\r\n",
+        b"STAT\r\n",
+        b"STAT  x\r\n",
+        b"12 13\r\n",
+    ];
+    for input in malformed {
+        assert!(
+            matches!(parse_err(input), ProtocolError::Malformed { .. }),
+            "{input:?}"
+        );
+    }
+    let bad_numbers = [
+        &b"VALUE a x 1\r\n"[..],
+        b"VALUE a 0 -1\r\n",
+        b"VALUE a 4294967296 1\r\n",
+        b"VALUE a 0 1 18446744073709551616\r\n",
+        b"VALUE a 0 99999999999999999999999\r\n",
+        b"VALUE a 0 +1\r\n",
+        b"VA x\r\n",
+        b"HD c-1\r\n",
+        b"HD f4294967296\r\n",
+        b"HD t-2\r\n",
+        b"HD t\r\n",
+        b"HD Oabc\r\n",
+        b"18446744073709551616\r\n",
+        b"12x\r\n",
+    ];
+    for input in bad_numbers {
+        assert!(
+            matches!(parse_err(input), ProtocolError::BadNumber { .. }),
+            "{input:?}"
+        );
+    }
+    for input in [&b"HD 1\r\n"[..], b"HD h2\r\n", b"HD k\r\n", b"EN \x01\r\n"] {
+        assert!(
+            matches!(parse_err(input), ProtocolError::BadMetaFlag { .. }),
+            "{input:?}"
+        );
+    }
+}
+
+#[test]
+fn bad_line_endings_and_overlong_lines() {
+    assert_eq!(parse_err(b"STORED\n"), ProtocolError::BadLineEnding);
+    assert_eq!(parse_err(b"\n"), ProtocolError::BadLineEnding);
+    assert_eq!(parse_err(b"END\n\r\n"), ProtocolError::BadLineEnding);
+    let long = vec![b'A'; MAX_LINE_LEN];
+    assert_eq!(
+        parse_err(&long),
+        ProtocolError::LineTooLong {
+            limit: MAX_LINE_LEN
+        }
+    );
+    // One byte short of the limit is still "need more".
+    assert_eq!(parse_reply(&long[..MAX_LINE_LEN - 1], MAX), Ok(None));
+    // A line that ends exactly at the limit is accepted.
+    let mut stat = b"STAT x ".to_vec();
+    stat.resize(MAX_LINE_LEN - 2, b'y');
+    stat.extend_from_slice(b"\r\n");
+    assert!(matches!(
+        parse_reply(&stat, MAX),
+        Ok(Some((Reply::Stat { .. }, n))) if n == MAX_LINE_LEN
+    ));
+}
+
+#[test]
+fn data_blocks_are_bounded_and_terminated() {
+    // Too large: refused as soon as the line is in, before the data arrives.
+    assert_eq!(
+        parse_reply(b"VALUE a 0 11\r\n", 10),
+        Err(ProtocolError::DataTooLarge { size: 11, max: 10 })
+    );
+    assert_eq!(
+        parse_reply(b"VA 1099511627776\r\n", usize::MAX),
+        Ok(None),
+        "a huge but allowed size just waits for data"
+    );
+    // A size whose frame length would overflow usize can never be buffered.
+    assert_eq!(
+        parse_reply(b"VA 18446744073709551615\r\n", usize::MAX),
+        Err(ProtocolError::DataTooLarge {
+            size: u64::MAX,
+            max: usize::MAX
+        })
+    );
+    assert_eq!(
+        parse_reply(b"VA 18446744073709551615\r\n", MAX),
+        Err(ProtocolError::DataTooLarge {
+            size: u64::MAX,
+            max: MAX
+        })
+    );
+    assert_eq!(
+        parse_reply(b"VALUE a 0 10\r\n0123456789\r\n", 10).map(|r| r.map(|(_, n)| n)),
+        Ok(Some(26))
+    );
+    // The two bytes after the data must be \r\n.
+    for input in [
+        &b"VALUE a 0 3\r\nbarXY"[..],
+        b"VALUE a 0 3\r\nbar\rX",
+        b"VALUE a 0 3\r\nbar\n\r",
+        b"VALUE a 0 2\r\nbar\r\n",
+        b"VA 1\r\nab\r\n",
+    ] {
+        assert_eq!(
+            parse_err(input),
+            ProtocolError::MissingDataTerminator,
+            "{input:?}"
+        );
+    }
+}
+
+#[test]
+fn errors_do_not_depend_on_later_bytes() {
+    // Once a prefix is an error, any continuation is the same error.
+    for input in [&b"STORED\n"[..], b"HELLO\r\n", b"VALUE a 0 3\r\nbarXY"] {
+        let e = parse_err(input);
+        let mut longer = input.to_vec();
+        longer.extend_from_slice(b"STORED\r\n");
+        assert_eq!(parse_err(&longer), e, "{input:?}");
+    }
+}

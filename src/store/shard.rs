@@ -1,0 +1,788 @@
+//! One shard: a hash index over a slot arena, the segmented LRU, and the write
+//! path. Readers walk the index with no lock under an epoch guard; writers hold
+//! the shard's mutex.
+//!
+//! # The index
+//! A power-of-two array of bucket heads (`AtomicU32` slot indices) with chains
+//! threaded through the slots' `chain` field. Writers publish a slot with a
+//! `Release` store of the link that makes it reachable; readers follow links
+//! with `Acquire` loads, so everything written into the slot before it was
+//! linked is visible to them.
+//!
+//! Unlinked slots are retired through the epoch (see `slab::Mailbox`), so a
+//! reader that reached a slot can finish reading it even if it is removed
+//! meanwhile: such a read is ordered before the removal.
+//!
+//! Growing the bucket array rewires chains. A reader racing with that may be
+//! led off its chain and report a false miss, so resizes are bracketed by a
+//! sequence counter (a seqlock that only the miss path checks): a miss that
+//! overlapped a resize is retried under the lock.
+
+use std::borrow::Borrow;
+use std::hash::{BuildHasher, Hash};
+use std::sync::{Arc, PoisonError};
+
+use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned};
+
+use super::RemovalCause;
+use super::loader::Load;
+use super::lru::{ActiveBits, Lru, MAX_INDEX};
+use super::slab::{ACTIVE, LIVE, Mailbox, NIL, Slab, Slot, retire};
+use super::stats::{WriteCounters, bump};
+use super::ttl::{TimeSource, is_expired};
+use crate::shim::{AtomicU32, Mutex, MutexGuard, Ordering, fence};
+
+/// Buckets never exceed this many per shard (chains just get longer).
+const MAX_BUCKETS: usize = 1 << 28;
+/// How many slots the expiry sweep looks at per write.
+const SWEEP_PER_WRITE: u32 = 8;
+
+/// The bucket array.
+struct Table {
+    buckets: Box<[AtomicU32]>,
+    mask: u64,
+}
+
+impl Table {
+    fn new(len: usize) -> Self {
+        debug_assert!(len.is_power_of_two());
+        Table {
+            buckets: (0..len).map(|_| AtomicU32::new(NIL)).collect(),
+            mask: len as u64 - 1,
+        }
+    }
+
+    #[inline]
+    fn bucket(&self, hash: u64) -> &AtomicU32 {
+        &self.buckets[(hash & self.mask) as usize]
+    }
+}
+
+/// The writer-side state, behind the shard's mutex.
+pub(crate) struct State<K, V> {
+    pub(crate) lru: Lru,
+    free: Vec<u32>,
+    /// Slots unlinked by the current operation, to hand to the epoch.
+    retired: Vec<(u32, u32)>,
+    /// Removals the eviction listener must hear about, when there is one.
+    pub(crate) notices: Vec<(u32, RemovalCause)>,
+    /// Whether there is a listener to record `notices` for.
+    notify: bool,
+    /// Loads in progress for keys of this shard.
+    pub(crate) loads: Vec<Load<K, V>>,
+    /// Number of live entries that have an expiry (0: skip the sweep).
+    expiring: usize,
+    sweep_cursor: u32,
+}
+
+/// What one write operation needs from the cache.
+pub(crate) struct WriteCtx<'a, S> {
+    pub(crate) hasher: &'a S,
+    pub(crate) time: &'a TimeSource,
+    /// The time, read on first need (0 = not read yet).
+    now: std::cell::Cell<u64>,
+}
+
+impl<'a, S> WriteCtx<'a, S> {
+    pub(crate) fn new(hasher: &'a S, time: &'a TimeSource) -> Self {
+        WriteCtx {
+            hasher,
+            time,
+            now: std::cell::Cell::new(0),
+        }
+    }
+
+    /// The current time, read once per operation and only if needed.
+    pub(crate) fn now(&self) -> u64 {
+        if self.now.get() == 0 {
+            self.now.set(self.time.now());
+        }
+        self.now.get()
+    }
+}
+
+/// How an insert went.
+pub(crate) enum Inserted<K, V> {
+    New,
+    Replaced,
+    /// Heavier than the shard's whole budget: handed back, nothing stored.
+    Rejected(K, V),
+}
+
+#[repr(align(128))]
+pub(crate) struct Shard<K, V> {
+    table: Atomic<Table>,
+    resize_seq: AtomicU32,
+    pub(crate) slab: Slab<K, V>,
+    mailbox: Arc<Mailbox>,
+    state: Mutex<State<K, V>>,
+    pub(crate) counters: WriteCounters,
+    max_entries: usize,
+    max_weight: u64,
+    /// Slab chunk 0's capacity: before growing past it, nudge the epoch.
+    first_chunk: usize,
+}
+
+impl<K, V> ActiveBits for Slab<K, V> {
+    fn take_active(&self, idx: u32) -> bool {
+        // SAFETY: the LRU only holds indices of live slots, handed out by this
+        // slab; the caller holds the shard lock (the LRU is behind it).
+        let slot = unsafe { self.slot(idx) };
+        // Relaxed: ACTIVE is a hint; nothing is published through it.
+        if slot.state.load(Ordering::Relaxed) & ACTIVE == 0 {
+            return false;
+        }
+        slot.state.fetch_and(!ACTIVE, Ordering::Relaxed);
+        true
+    }
+}
+
+impl<K, V> Shard<K, V> {
+    /// A shard holding at most `max_entries` entries and `max_weight` weight.
+    pub(crate) fn new(max_entries: usize, max_weight: u64, weighted: bool, notify: bool) -> Self {
+        // Size the index for the entry bound when there is one; weighted or
+        // unbounded shards start small and grow.
+        let expected = if max_entries < MAX_BUCKETS {
+            max_entries
+        } else {
+            64
+        };
+        let buckets = expected.clamp(8, MAX_BUCKETS).next_power_of_two();
+        let budget = if weighted {
+            max_weight
+        } else {
+            max_weight.min(max_entries as u64)
+        };
+        let slab = Slab::new(expected.saturating_add(expected / 16 + 16));
+        Shard {
+            table: Atomic::new(Table::new(buckets)),
+            resize_seq: AtomicU32::new(0),
+            first_chunk: slab.first_chunk_len(),
+            slab,
+            mailbox: Arc::new(Mailbox::default()),
+            state: Mutex::new(State {
+                lru: Lru::new(budget, weighted),
+                free: Vec::new(),
+                retired: Vec::new(),
+                notices: Vec::new(),
+                loads: Vec::new(),
+                notify,
+                expiring: 0,
+                sweep_cursor: 1,
+            }),
+            counters: WriteCounters::default(),
+            max_entries,
+            max_weight,
+        }
+    }
+
+    /// The heaviest entry this shard admits.
+    pub(crate) fn max_weight(&self) -> u64 {
+        self.max_weight
+    }
+
+    /// The slot at `idx` for the holder of the lock or a pinned reader.
+    #[inline]
+    fn slot(&self, idx: u32) -> &Slot<K, V> {
+        // SAFETY: every index this module passes comes from the index, the LRU
+        // or the free list, all of which only hold indices this slab handed
+        // out; they are read after the Acquire load (or the lock) that made
+        // them visible.
+        unsafe { self.slab.slot(idx) }
+    }
+
+    /// Lock-free lookup. The returned slot holds `key`; it may have been
+    /// unlinked concurrently (the lookup is then ordered before the removal)
+    /// and may be expired: the caller checks.
+    #[inline]
+    pub(crate) fn find<'g, Q>(
+        &'g self,
+        hash: u64,
+        key: &Q,
+        guard: &'g Guard,
+    ) -> Option<(u32, &'g Slot<K, V>)>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        // Acquire: pairs with the Release that ends a resize, so an even value
+        // here means the table pointer loaded below is at least that new.
+        let seq = self.resize_seq.load(Ordering::Acquire);
+        if seq & 1 == 0 {
+            if let Some(found) = self.walk(hash, key, guard) {
+                return Some(found);
+            }
+            // Acquire fence: if the walk saw any chain rewired by a resize, the
+            // resize's odd store (before its Release fence) is visible now.
+            fence(Ordering::Acquire);
+            if self.resize_seq.load(Ordering::Relaxed) == seq {
+                return None;
+            }
+        }
+        // A resize overlapped the walk: look again with the lock held.
+        let _state = self.lock();
+        self.walk(hash, key, guard)
+    }
+
+    #[inline]
+    pub(crate) fn walk<'g, Q>(
+        &'g self,
+        hash: u64,
+        key: &Q,
+        guard: &'g Guard,
+    ) -> Option<(u32, &'g Slot<K, V>)>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        // Acquire: pairs with the Release store that installed the table.
+        let table = self.table.load(Ordering::Acquire, guard);
+        // SAFETY: the table is never null (set in `new`, replaced only by a
+        // non-null one) and is destroyed only through the epoch, after this
+        // guard is released.
+        let table = unsafe { table.deref() };
+        // Acquire (here and for `chain`): pairs with the Release store that
+        // linked the slot, making its key, value and expiry visible.
+        let mut idx = table.bucket(hash).load(Ordering::Acquire);
+        while idx != NIL {
+            let slot = self.slot(idx);
+            // SAFETY: a linked slot holds a value; we are pinned, so even if it
+            // is unlinked now it is not reclaimed before `guard` is dropped.
+            if unsafe { slot.key() }.borrow() == key {
+                return Some((idx, slot));
+            }
+            idx = slot.chain.load(Ordering::Acquire);
+        }
+        None
+    }
+
+    /// Locks the writer side. A panic in user code (Hash, Eq, a weigher)
+    /// while it was held cannot leave it inconsistent, since user code runs
+    /// before any mutation, so poisoning is ignored.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State<K, V>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Tries to lock without waiting.
+    pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, State<K, V>>> {
+        match self.state.try_lock() {
+            Ok(g) => Some(g),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Frees the slots the epoch has released since the last write: drops
+    /// their contents (with no lock held, so a `Drop` impl that uses the cache
+    /// cannot deadlock), then locks and puts them on the free list.
+    pub(crate) fn lock_for_write(&self) -> MutexGuard<'_, State<K, V>> {
+        let mut reclaimed = Vec::new();
+        self.mailbox.take(&mut reclaimed);
+        if !reclaimed.is_empty() {
+            self.slab.drop_reclaimed(&reclaimed);
+        }
+        let mut st = self.lock();
+        st.free.extend(reclaimed.iter().map(|&(idx, _)| idx));
+        st
+    }
+
+    /// Hands this operation's unlinked slots to the epoch. Call before
+    /// unlocking, with the guard the operation pinned.
+    pub(crate) fn finish_write(&self, st: &mut State<K, V>, guard: &Guard) {
+        retire(&self.mailbox, guard, &st.retired);
+        st.retired.clear();
+        bump_to(&self.counters.entries, st.lru.len() as u64);
+        bump_to(&self.counters.weight, st.lru.weight());
+    }
+
+    /// Under the lock: the live slot index holding `key`, and the link that
+    /// points at it (`None` = the bucket head).
+    fn find_locked<Q>(&self, hash: u64, key: &Q, guard: &Guard) -> Option<(u32, Option<u32>)>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        // Relaxed suffices under the lock (every writer of these holds it);
+        // Acquire is kept for uniformity and is free on x86.
+        let table = self.table.load(Ordering::Acquire, guard);
+        // SAFETY: non-null, and only replaced under this lock.
+        let table = unsafe { table.deref() };
+        let mut prev = None;
+        let mut idx = table.bucket(hash).load(Ordering::Relaxed);
+        while idx != NIL {
+            let slot = self.slot(idx);
+            // SAFETY: linked slots hold values; the lock keeps them linked.
+            if unsafe { slot.key() }.borrow() == key {
+                return Some((idx, prev));
+            }
+            prev = Some(idx);
+            idx = slot.chain.load(Ordering::Relaxed);
+        }
+        None
+    }
+
+    /// Points whatever links to `idx` (bucket head or predecessor) at `to`.
+    fn relink(&self, hash: u64, prev: Option<u32>, to: u32, guard: &Guard) {
+        // Release: `to` (when it is a new slot) becomes reachable here, so its
+        // contents must be visible to readers that follow this link.
+        match prev {
+            Some(p) => self.slot(p).chain.store(to, Ordering::Release),
+            None => {
+                let table = self.table.load(Ordering::Relaxed, guard);
+                // SAFETY: non-null, only replaced under this lock.
+                unsafe { table.deref() }
+                    .bucket(hash)
+                    .store(to, Ordering::Release);
+            }
+        }
+    }
+
+    /// Finds the predecessor link of live slot `idx` whose key hashes to
+    /// `hash`. Falls back to scanning every chain when the hash does not lead
+    /// to it (an inconsistent `Hash` impl), so the index never corrupts.
+    fn locate_link(&self, idx: u32, hash: u64, guard: &Guard) -> Option<(u64, Option<u32>)> {
+        let table = self.table.load(Ordering::Relaxed, guard);
+        // SAFETY: non-null, only replaced under this lock.
+        let table = unsafe { table.deref() };
+        let in_bucket = |b: u64| {
+            let mut prev = None;
+            let mut cur = table.buckets[b as usize].load(Ordering::Relaxed);
+            while cur != NIL {
+                if cur == idx {
+                    return Some(prev);
+                }
+                prev = Some(cur);
+                cur = self.slot(cur).chain.load(Ordering::Relaxed);
+            }
+            None
+        };
+        let home = hash & table.mask;
+        if let Some(prev) = in_bucket(home) {
+            return Some((home, prev));
+        }
+        (0..=table.mask).find_map(|b| in_bucket(b).map(|p| (b, p)))
+    }
+
+    /// Unlinks live slot `idx` from the index and the LRU and retires it.
+    fn unlink<S: BuildHasher>(
+        &self,
+        st: &mut State<K, V>,
+        ctx: &WriteCtx<'_, S>,
+        idx: u32,
+        cause: RemovalCause,
+        guard: &Guard,
+    ) where
+        K: Hash,
+    {
+        let slot = self.slot(idx);
+        // User code (Hash) runs before anything changes.
+        // SAFETY: live slot under the lock.
+        let hash = ctx.hasher.hash_one(unsafe { slot.key() });
+        if let Some((bucket, prev)) = self.locate_link(idx, hash, guard) {
+            let next = slot.chain.load(Ordering::Relaxed);
+            self.relink(bucket, prev, next, guard);
+        }
+        st.lru.remove(idx);
+        self.retire_slot(st, idx, cause);
+    }
+
+    /// Marks an already-unlinked slot dead and queues it for the epoch.
+    fn retire_slot(&self, st: &mut State<K, V>, idx: u32, cause: RemovalCause) {
+        let slot = self.slot(idx);
+        // Relaxed: LIVE is only read under the lock or by the sweep (also
+        // under the lock); readers do not look at it.
+        slot.state.fetch_and(!LIVE, Ordering::Relaxed);
+        // SAFETY: the slot holds a value until it is reclaimed.
+        if unsafe { slot.expires() } != 0 {
+            st.expiring -= 1;
+        }
+        st.retired.push((idx, slot.generation()));
+        let counter = match cause {
+            RemovalCause::Capacity => &self.counters.evicted_capacity,
+            RemovalCause::Expired => &self.counters.evicted_expired,
+            RemovalCause::Removed => &self.counters.evicted_removed,
+            RemovalCause::Replaced => &self.counters.updates,
+        };
+        bump(counter, 1);
+        if st.notify {
+            st.notices.push((idx, cause));
+        }
+    }
+
+    /// A free slot index, reusing reclaimed slots before growing the slab.
+    fn alloc(&self, st: &mut State<K, V>, guard: &Guard) -> Option<u32> {
+        if let Some(idx) = st.free.pop() {
+            return Some(idx);
+        }
+        if self.slab.high_water() as usize >= self.first_chunk {
+            // Past the first chunk: give the epoch a push and see whether
+            // retired slots came back before taking new memory.
+            guard.flush();
+            let mut reclaimed = Vec::new();
+            self.mailbox.take(&mut reclaimed);
+            if !reclaimed.is_empty() {
+                // Dropping under the lock here is rare (only when the slab
+                // would otherwise grow).
+                self.slab.drop_reclaimed(&reclaimed);
+                st.free.extend(reclaimed.iter().map(|&(idx, _)| idx));
+                return st.free.pop();
+            }
+        }
+        let idx = self.slab.grow()?;
+        if idx > MAX_INDEX {
+            return None;
+        }
+        let next_chunk_end = (idx as usize + 1).next_power_of_two().max(self.first_chunk);
+        st.lru.reserve_slot(idx, next_chunk_end);
+        Some(idx)
+    }
+
+    /// Stores `key -> value`, replacing any current value, then restores the
+    /// bound by evicting. `weight` was computed by the caller before locking.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn insert<S: BuildHasher>(
+        &self,
+        st: &mut State<K, V>,
+        ctx: &WriteCtx<'_, S>,
+        hash: u64,
+        key: K,
+        value: V,
+        expires: u64,
+        weight: u64,
+        warm: bool,
+        guard: &Guard,
+    ) -> Inserted<K, V>
+    where
+        K: Hash + Eq,
+    {
+        let existing = self.find_locked(hash, &key, guard);
+        if weight > self.max_weight || self.max_entries == 0 {
+            // Too heavy to ever fit. The caller asked to overwrite the key, so
+            // the old value must not survive either.
+            if let Some((idx, _)) = existing {
+                self.unlink(st, ctx, idx, RemovalCause::Replaced, guard);
+            }
+            bump(&self.counters.rejected, 1);
+            return Inserted::Rejected(key, value);
+        }
+        let Some(idx) = self.alloc(st, guard) else {
+            bump(&self.counters.rejected, 1);
+            return Inserted::Rejected(key, value);
+        };
+        let slot = self.slot(idx);
+        // SAFETY: `alloc` returned a slot no one else holds: fresh from the
+        // slab, or reclaimed after its epoch passed.
+        unsafe { slot.fill(key, value, expires) };
+        if expires != 0 {
+            st.expiring += 1;
+        }
+        let outcome = match existing {
+            Some((old, prev)) => {
+                // The new slot takes the old one's place in its chain and list.
+                let old_slot = self.slot(old);
+                slot.chain
+                    .store(old_slot.chain.load(Ordering::Relaxed), Ordering::Relaxed);
+                // A rewrite is a use: keep the entry's standing.
+                slot.state.fetch_or(ACTIVE, Ordering::Relaxed);
+                self.relink(hash, prev, idx, guard);
+                st.lru.replace(old, idx, weight);
+                self.retire_slot(st, old, RemovalCause::Replaced);
+                Inserted::Replaced
+            }
+            None => {
+                let table = self.table.load(Ordering::Relaxed, guard);
+                // SAFETY: non-null, only replaced under this lock.
+                let head = unsafe { table.deref() }
+                    .bucket(hash)
+                    .load(Ordering::Relaxed);
+                slot.chain.store(head, Ordering::Relaxed);
+                self.relink(hash, None, idx, guard);
+                st.lru.insert(idx, weight, warm);
+                bump(&self.counters.inserts, 1);
+                Inserted::New
+            }
+        };
+        self.enforce_bound(st, ctx, guard);
+        self.sweep(st, ctx, SWEEP_PER_WRITE, guard);
+        self.maybe_grow_table(st, ctx, guard);
+        outcome
+    }
+
+    /// Evicts until the shard is within its bounds, then rebalances segments.
+    pub(crate) fn enforce_bound<S: BuildHasher>(
+        &self,
+        st: &mut State<K, V>,
+        ctx: &WriteCtx<'_, S>,
+        guard: &Guard,
+    ) where
+        K: Hash,
+    {
+        st.lru.rebalance(&self.slab);
+        while st.lru.len() > self.max_entries || st.lru.weight() > self.max_weight {
+            let Some(victim) = st.lru.victim(&self.slab) else {
+                break;
+            };
+            // `unlink` hashes the key (user code) before it changes anything.
+            // SAFETY: the LRU holds live slots only.
+            let expired = expired_at(unsafe { self.slot(victim).expires() }, ctx);
+            let cause = if expired {
+                RemovalCause::Expired
+            } else {
+                RemovalCause::Capacity
+            };
+            self.unlink(st, ctx, victim, cause, guard);
+        }
+    }
+
+    /// Looks at up to `budget` slots past the sweep cursor and reclaims the
+    /// expired ones, so dead entries do not hold memory until evicted.
+    fn sweep<S: BuildHasher>(
+        &self,
+        st: &mut State<K, V>,
+        ctx: &WriteCtx<'_, S>,
+        budget: u32,
+        guard: &Guard,
+    ) where
+        K: Hash,
+    {
+        if st.expiring == 0 {
+            return;
+        }
+        let high = self.slab.high_water();
+        for _ in 0..budget {
+            let mut idx = st.sweep_cursor;
+            if idx >= high {
+                idx = 1;
+            }
+            st.sweep_cursor = idx + 1;
+            let slot = self.slot(idx);
+            let live = slot.state.load(Ordering::Relaxed) & LIVE != 0;
+            // SAFETY: a LIVE slot holds a value and stays linked under the lock.
+            if live && expired_at(unsafe { slot.expires() }, ctx) {
+                self.unlink(st, ctx, idx, RemovalCause::Expired, guard);
+            }
+        }
+    }
+
+    /// Doubles the bucket array when chains grow longer than one on average.
+    fn maybe_grow_table<S: BuildHasher>(
+        &self,
+        st: &mut State<K, V>,
+        ctx: &WriteCtx<'_, S>,
+        guard: &Guard,
+    ) where
+        K: Hash,
+    {
+        let table = self.table.load(Ordering::Relaxed, guard);
+        // SAFETY: non-null, only replaced under this lock.
+        let old_len = unsafe { table.deref() }.buckets.len();
+        if st.lru.len() <= old_len || old_len >= MAX_BUCKETS {
+            return;
+        }
+        // Hash every key first: user code runs before anything changes.
+        let placed: Vec<(u32, u64)> = st
+            .lru
+            .indices()
+            // SAFETY: the LRU holds live slots only.
+            .map(|idx| (idx, ctx.hasher.hash_one(unsafe { self.slot(idx).key() })))
+            .collect();
+        // Seqlock write side: odd while chains are being rewired. The Release
+        // fence keeps the rewiring below from being seen before the odd value.
+        let seq = self.resize_seq.load(Ordering::Relaxed);
+        self.resize_seq
+            .store(seq.wrapping_add(1), Ordering::Relaxed);
+        fence(Ordering::Release);
+        // Rewire every live chain into the new array (not yet visible).
+        let new = Table::new(old_len * 2);
+        for &(idx, hash) in &placed {
+            let bucket = new.bucket(hash);
+            self.slot(idx)
+                .chain
+                .store(bucket.load(Ordering::Relaxed), Ordering::Relaxed);
+            bucket.store(idx, Ordering::Relaxed);
+        }
+        // Release: readers that load the new table see its buckets and the
+        // chains written above.
+        let old = self.table.swap(Owned::new(new), Ordering::Release, guard);
+        self.resize_seq
+            .store(seq.wrapping_add(2), Ordering::Release);
+        // SAFETY: `old` is unreachable now (the pointer was swapped out under
+        // the lock); readers that loaded it are pinned, and the epoch destroys
+        // it only after they unpin.
+        unsafe { guard.defer_destroy(old) };
+    }
+
+    /// Reclaims `idx` if it is still the live slot for its key and expired.
+    pub(crate) fn remove_if_expired<S: BuildHasher>(
+        &self,
+        st: &mut State<K, V>,
+        ctx: &WriteCtx<'_, S>,
+        idx: u32,
+        generation: u32,
+        guard: &Guard,
+    ) where
+        K: Hash,
+    {
+        let slot = self.slot(idx);
+        let live = slot.state.load(Ordering::Relaxed) & LIVE != 0;
+        // SAFETY: LIVE under the lock means it holds a value.
+        if live && slot.generation() == generation && expired_at(unsafe { slot.expires() }, ctx) {
+            self.unlink(st, ctx, idx, RemovalCause::Expired, guard);
+        }
+    }
+
+    /// Removes `key`, returning the retired slot (readable until `guard` drops).
+    pub(crate) fn remove<'g, Q, S: BuildHasher>(
+        &'g self,
+        st: &mut State<K, V>,
+        ctx: &WriteCtx<'_, S>,
+        hash: u64,
+        key: &Q,
+        guard: &'g Guard,
+    ) -> Option<&'g Slot<K, V>>
+    where
+        K: Borrow<Q> + Hash,
+        Q: Eq + ?Sized,
+    {
+        let (idx, _) = self.find_locked(hash, key, guard)?;
+        // SAFETY: live slot under the lock.
+        let expired = expired_at(unsafe { self.slot(idx).expires() }, ctx);
+        self.unlink(
+            st,
+            ctx,
+            idx,
+            if expired {
+                RemovalCause::Expired
+            } else {
+                RemovalCause::Removed
+            },
+            guard,
+        );
+        (!expired).then(|| self.slot(idx))
+    }
+
+    /// Removes every entry for which `keep` says false (and every expired one).
+    pub(crate) fn retain<S: BuildHasher>(
+        &self,
+        st: &mut State<K, V>,
+        ctx: &WriteCtx<'_, S>,
+        keep: &mut dyn FnMut(&K, &V) -> bool,
+        guard: &Guard,
+    ) where
+        K: Hash,
+    {
+        let all: Vec<u32> = st.lru.indices().collect();
+        for idx in all {
+            let slot = self.slot(idx);
+            // SAFETY: live slots (collected under the lock, which we hold).
+            let (k, v, exp) = unsafe { (slot.key(), slot.value(), slot.expires()) };
+            let cause = if expired_at(exp, ctx) {
+                RemovalCause::Expired
+            } else if !keep(k, v) {
+                RemovalCause::Removed
+            } else {
+                continue;
+            };
+            self.unlink(st, ctx, idx, cause, guard);
+        }
+    }
+
+    /// Clones every live, unexpired entry.
+    pub(crate) fn snapshot(&self, now: u64) -> Vec<(K, V)>
+    where
+        K: Clone,
+        V: Clone,
+    {
+        let st = self.lock();
+        st.lru
+            .indices()
+            .filter_map(|idx| {
+                let slot = self.slot(idx);
+                // SAFETY: live slots under the lock.
+                let (k, v, exp) = unsafe { (slot.key(), slot.value(), slot.expires()) };
+                (!is_expired(exp, now)).then(|| (k.clone(), v.clone()))
+            })
+            .collect()
+    }
+
+    /// Checks the shard's invariants: the LRU's structure, that the index and
+    /// the LRU hold the same slots, that every such slot is LIVE, and that
+    /// the bounds hold. For tests and fuzzing.
+    pub(crate) fn check<S: BuildHasher>(&self, hasher: &S) -> Result<(), String>
+    where
+        K: Hash,
+    {
+        let st = self.lock();
+        st.lru.check()?;
+        if st.lru.len() > self.max_entries || st.lru.weight() > self.max_weight {
+            return Err(format!(
+                "bound exceeded: {} entries, weight {}",
+                st.lru.len(),
+                st.lru.weight()
+            ));
+        }
+        let guard = epoch::pin();
+        let table = self.table.load(Ordering::Acquire, &guard);
+        // SAFETY: non-null; we hold the lock.
+        let table = unsafe { table.deref() };
+        let mut in_index = Vec::new();
+        for (b, head) in table.buckets.iter().enumerate() {
+            let mut idx = head.load(Ordering::Relaxed);
+            while idx != NIL {
+                let slot = self.slot(idx);
+                // SAFETY: linked slots hold values.
+                let hash = hasher.hash_one(unsafe { slot.key() });
+                if (hash & table.mask) as usize != b {
+                    return Err(format!("slot {idx} in bucket {b}, hashes elsewhere"));
+                }
+                if slot.state.load(Ordering::Relaxed) & LIVE == 0 {
+                    return Err(format!("slot {idx} linked but not LIVE"));
+                }
+                in_index.push(idx);
+                if in_index.len() > st.lru.len() {
+                    return Err("index holds more slots than the LRU (or a cycle)".into());
+                }
+                idx = slot.chain.load(Ordering::Relaxed);
+            }
+        }
+        let mut in_lru: Vec<u32> = st.lru.indices().collect();
+        in_index.sort_unstable();
+        in_lru.sort_unstable();
+        if in_index != in_lru {
+            return Err(format!(
+                "index has {} slots, LRU has {}",
+                in_index.len(),
+                in_lru.len()
+            ));
+        }
+        let mut free = st.free.clone();
+        free.sort_unstable();
+        if free.iter().any(|f| in_lru.binary_search(f).is_ok()) {
+            return Err("a free slot is still linked".into());
+        }
+        Ok(())
+    }
+}
+
+/// Whether `expires` has passed, reading the clock only for entries that expire.
+fn expired_at<S>(expires: u64, ctx: &WriteCtx<'_, S>) -> bool {
+    expires != 0 && is_expired(expires, ctx.now())
+}
+
+fn bump_to(counter: &crate::shim::AtomicU64, value: u64) {
+    counter.store(value, Ordering::Relaxed);
+}
+
+impl<K, V> Drop for Shard<K, V> {
+    fn drop(&mut self) {
+        // SAFETY: `&mut self`: no reader or writer is left, so the table can
+        // be freed directly; the slab frees the entries in its own Drop.
+        unsafe {
+            drop(
+                self.table
+                    .load(Ordering::Relaxed, epoch::unprotected())
+                    .into_owned(),
+            );
+        }
+    }
+}

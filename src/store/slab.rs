@@ -1,0 +1,450 @@
+//! The slot arena of one shard.
+//!
+//! Entries live inline in slots addressed by `u32` index. Slots are stored in
+//! chunks that never move once allocated (chunk `c` holds `base << c` slots),
+//! so a reader holding an index can reach its slot without a lock. Index `0` is
+//! never handed out: it is [`NIL`], the "no slot" link value, which lets freshly
+//! zeroed memory be a valid array of empty slots.
+//!
+//! # Who may touch what
+//! * `key`, `value` and `expires` are written once, by the writer that took the
+//!   slot off the free list, before the slot is published (linked into the
+//!   index with a `Release` store). While published and until reclaimed they are
+//!   only read.
+//! * `chain` (the next slot in the same hash bucket) is written under the shard
+//!   lock and read by lock-free readers.
+//! * `state` holds [`ACTIVE`], written by readers with a relaxed RMW, and the
+//!   writer-owned bits ([`LIVE`], [`HAS_VALUE`], the generation).
+//!
+//! A slot unlinked from the index may still be read by readers that reached it
+//! earlier. It is therefore reused only after the epoch collector says every
+//! such reader has finished: see [`Mailbox`].
+
+use std::cell::UnsafeCell;
+use std::mem::MaybeUninit;
+use std::sync::Arc;
+
+use crate::shim::{AtomicPtr, AtomicU32, AtomicUsize, Mutex, Ordering};
+
+/// The "no slot" index: terminates chains and marks empty buckets.
+pub(crate) const NIL: u32 = 0;
+
+/// Set by readers on a hit (only when not already set); cleared by the writer
+/// when the entry is moved at a list tail.
+pub(crate) const ACTIVE: u32 = 1 << 0;
+/// The slot is linked into the index and the LRU lists.
+pub(crate) const LIVE: u32 = 1 << 1;
+/// `key` and `value` are initialised and not yet dropped.
+pub(crate) const HAS_VALUE: u32 = 1 << 2;
+/// The generation occupies the bits above the flags. It is bumped every time
+/// the slot is reused, so a stale `(index, generation)` pair is detectable.
+const GEN_SHIFT: u32 = 3;
+
+/// The largest number of chunks a slab can have (indices are `u32`).
+const MAX_CHUNKS: usize = 32;
+
+/// One entry's storage.
+pub(crate) struct Slot<K, V> {
+    key: UnsafeCell<MaybeUninit<K>>,
+    value: UnsafeCell<MaybeUninit<V>>,
+    /// Expiry in clock nanoseconds, 0 = never.
+    expires: UnsafeCell<u64>,
+    /// Next slot in the same bucket chain.
+    pub(crate) chain: AtomicU32,
+    /// Flags and generation, see the module docs.
+    pub(crate) state: AtomicU32,
+}
+
+impl<K, V> Slot<K, V> {
+    #[cfg(shuttle)]
+    fn empty() -> Self {
+        Slot {
+            key: UnsafeCell::new(MaybeUninit::uninit()),
+            value: UnsafeCell::new(MaybeUninit::uninit()),
+            expires: UnsafeCell::new(0),
+            chain: AtomicU32::new(NIL),
+            state: AtomicU32::new(0),
+        }
+    }
+
+    /// The entry's key.
+    ///
+    /// # Safety
+    /// The slot must hold a value (`HAS_VALUE`) and must not be reclaimed while
+    /// the returned reference lives: the caller either holds the shard lock
+    /// with the slot live, or is pinned and reached the slot through the index.
+    #[inline]
+    pub(crate) unsafe fn key(&self) -> &K {
+        // SAFETY: initialised (HAS_VALUE) and not dropped or rewritten while the
+        // caller's lock or epoch guard keeps the slot from being reclaimed.
+        unsafe { (*self.key.get()).assume_init_ref() }
+    }
+
+    /// The entry's value.
+    ///
+    /// # Safety
+    /// As for [`Slot::key`].
+    #[inline]
+    pub(crate) unsafe fn value(&self) -> &V {
+        // SAFETY: as in `key`.
+        unsafe { (*self.value.get()).assume_init_ref() }
+    }
+
+    /// The entry's expiry (clock nanoseconds, 0 = never).
+    ///
+    /// # Safety
+    /// As for [`Slot::key`].
+    #[inline]
+    pub(crate) unsafe fn expires(&self) -> u64 {
+        // SAFETY: written before publication, never written while published.
+        unsafe { *self.expires.get() }
+    }
+
+    /// Stores a new entry in a free slot and marks it `LIVE | HAS_VALUE` with
+    /// the next generation. The slot is not yet reachable by readers.
+    ///
+    /// # Safety
+    /// The caller owns the slot exclusively: it came off the free list (or was
+    /// never used) and holds no value.
+    pub(crate) unsafe fn fill(&self, key: K, value: V, expires: u64) {
+        // SAFETY: exclusive ownership (caller's obligation): no reader can
+        // reach the slot, so these plain writes race with nothing.
+        unsafe {
+            (*self.key.get()).write(key);
+            (*self.value.get()).write(value);
+            *self.expires.get() = expires;
+        }
+        let generation = (self.state.load(Ordering::Relaxed) >> GEN_SHIFT).wrapping_add(1);
+        // Relaxed: the slot becomes visible to readers only through the
+        // Release store that links it, which orders this store before it.
+        self.state.store(
+            (generation << GEN_SHIFT) | LIVE | HAS_VALUE,
+            Ordering::Relaxed,
+        );
+        self.chain.store(NIL, Ordering::Relaxed);
+    }
+
+    /// The slot's current generation.
+    #[inline]
+    pub(crate) fn generation(&self) -> u32 {
+        self.state.load(Ordering::Relaxed) >> GEN_SHIFT
+    }
+
+    /// Drops the key and value of a retired slot.
+    ///
+    /// # Safety
+    /// The caller owns the slot exclusively (the epoch has passed since it was
+    /// unlinked, so no reader can hold a reference) and it holds a value.
+    unsafe fn drop_contents(&self) {
+        // Clear HAS_VALUE first: if K's or V's Drop panics, the slab's own Drop
+        // must not drop them a second time.
+        self.state
+            .fetch_and(!(HAS_VALUE | LIVE | ACTIVE), Ordering::Relaxed);
+        // SAFETY: initialised (caller) and exclusively owned (caller), so
+        // nobody reads them during or after the drop.
+        unsafe {
+            (*self.key.get()).assume_init_drop();
+            (*self.value.get()).assume_init_drop();
+        }
+    }
+}
+
+/// Chunked, never-moving storage for one shard's slots.
+pub(crate) struct Slab<K, V> {
+    chunks: [AtomicPtr<Slot<K, V>>; MAX_CHUNKS],
+    /// log2 of the size of chunk 0.
+    shift: u32,
+    /// One past the highest index ever handed out; slots at or above it were
+    /// never touched (their pages may not even be resident).
+    high_water: AtomicU32,
+}
+
+// SAFETY: a Slab hands out `&K` and `&V` to readers on any thread (so K and V
+// must be Sync) and drops them on whichever thread reclaims or drops the slab
+// (so they must be Send). The interior mutability is governed by the protocol
+// in the module docs: plain fields are written only while exclusively owned.
+unsafe impl<K: Send + Sync, V: Send + Sync> Sync for Slab<K, V> {}
+// SAFETY: as above; moving the slab moves ownership of the entries.
+unsafe impl<K: Send, V: Send> Send for Slab<K, V> {}
+
+impl<K, V> Slab<K, V> {
+    /// A slab whose first chunk has room for at least `first_chunk` slots.
+    /// Nothing is allocated until a slot is needed.
+    pub(crate) fn new(first_chunk: usize) -> Self {
+        let first = first_chunk.clamp(8, 1 << 24).next_power_of_two();
+        Slab {
+            chunks: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
+            shift: first.trailing_zeros(),
+            // Index 0 is NIL and never handed out.
+            high_water: AtomicU32::new(1),
+        }
+    }
+
+    /// Chunk number and offset of `idx`.
+    #[inline]
+    fn locate(&self, idx: u32) -> (usize, usize) {
+        // Chunk c covers [base * (2^c - 1), base * (2^(c+1) - 1)).
+        let scaled = (idx as u64 >> self.shift) + 1;
+        let chunk = 63 - scaled.leading_zeros() as usize;
+        let start = ((1u64 << chunk) - 1) << self.shift;
+        (chunk, (idx as u64 - start) as usize)
+    }
+
+    /// Number of slots in chunk `c`.
+    #[inline]
+    fn chunk_len(&self, chunk: usize) -> usize {
+        1usize << (self.shift as usize + chunk)
+    }
+
+    /// The slot at `idx`.
+    ///
+    /// # Safety
+    /// `idx` must be a non-NIL index below the high-water mark, observed
+    /// through a chain of Acquire loads (or under the shard lock) after the
+    /// writer that handed it out, so that its chunk pointer is visible.
+    #[inline]
+    pub(crate) unsafe fn slot(&self, idx: u32) -> &Slot<K, V> {
+        let (chunk, offset) = self.locate(idx);
+        // Acquire pairs with the Release store in `allocate_chunk`; on the
+        // paths that reach here it is already implied by the Acquire load that
+        // produced `idx`, and costs nothing extra on x86.
+        let base = self.chunks[chunk].load(Ordering::Acquire);
+        debug_assert!(!base.is_null(), "slot {idx} in an unallocated chunk");
+        // SAFETY: the chunk holding `idx` was allocated before `idx` was handed
+        // out (caller's obligation), `offset < chunk_len(chunk)` by
+        // construction of `locate`, and chunks are never freed before the slab.
+        unsafe { &*base.add(offset) }
+    }
+
+    /// Hands out the never-used index at the high-water mark, allocating its
+    /// chunk when needed. Returns `None` when the `u32` index space is full.
+    /// Must be called under the shard lock (single writer).
+    pub(crate) fn grow(&self) -> Option<u32> {
+        let idx = self.high_water.load(Ordering::Relaxed);
+        if idx == u32::MAX {
+            return None;
+        }
+        let (chunk, _) = self.locate(idx);
+        if chunk >= MAX_CHUNKS {
+            return None;
+        }
+        if self.chunks[chunk].load(Ordering::Relaxed).is_null() {
+            self.allocate_chunk(chunk);
+        }
+        self.high_water.store(idx + 1, Ordering::Relaxed);
+        Some(idx)
+    }
+
+    /// Number of slots in the first chunk.
+    pub(crate) fn first_chunk_len(&self) -> usize {
+        self.chunk_len(0)
+    }
+
+    /// One past the highest index handed out so far.
+    pub(crate) fn high_water(&self) -> u32 {
+        self.high_water.load(Ordering::Relaxed)
+    }
+
+    #[cfg(not(shuttle))]
+    fn allocate_chunk(&self, chunk: usize) {
+        let len = self.chunk_len(chunk);
+        let layout = std::alloc::Layout::array::<Slot<K, V>>(len).expect("slab chunk layout");
+        let ptr = if layout.size() == 0 {
+            std::ptr::NonNull::<Slot<K, V>>::dangling().as_ptr()
+        } else {
+            // SAFETY: the layout has non-zero size. All-zero bytes are a valid
+            // empty slot: MaybeUninit fields accept any bytes, the atomics and
+            // `expires` are plain integers (0 = NIL / no flags / never). Large
+            // zeroed allocations come from fresh pages, so untouched slots cost
+            // no resident memory.
+            unsafe { std::alloc::alloc_zeroed(layout) as *mut Slot<K, V> }
+        };
+        if ptr.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        // Release: a reader that later observes an index in this chunk (via
+        // the Release store that publishes the slot) also observes the pointer.
+        self.chunks[chunk].store(ptr, Ordering::Release);
+    }
+
+    #[cfg(shuttle)]
+    fn allocate_chunk(&self, chunk: usize) {
+        // shuttle's atomics are not plain integers, so build the slots properly.
+        let len = self.chunk_len(chunk);
+        let boxed: Box<[Slot<K, V>]> = (0..len).map(|_| Slot::empty()).collect();
+        let ptr = Box::into_raw(boxed) as *mut Slot<K, V>;
+        self.chunks[chunk].store(ptr, Ordering::Release);
+    }
+
+    /// Drops the contents of reclaimed slots. Must only be given slots whose
+    /// epoch has passed (they come out of the [`Mailbox`]).
+    pub(crate) fn drop_reclaimed(&self, reclaimed: &[(u32, u32)]) {
+        for &(idx, generation) in reclaimed {
+            // SAFETY: `idx` was handed out by this slab (it was retired from it).
+            let slot = unsafe { self.slot(idx) };
+            debug_assert_eq!(slot.generation(), generation, "slot {idx} retired twice");
+            if slot.state.load(Ordering::Relaxed) & HAS_VALUE != 0 {
+                // SAFETY: the epoch passed since the slot was unlinked, so no
+                // reader holds a reference; the writer stopped using it when it
+                // retired it; only this caller received it from the mailbox.
+                unsafe { slot.drop_contents() };
+            }
+        }
+    }
+}
+
+impl<K, V> Drop for Slab<K, V> {
+    fn drop(&mut self) {
+        let high = *self.high_water.get_mut();
+        if std::mem::needs_drop::<K>() || std::mem::needs_drop::<V>() {
+            for idx in 1..high {
+                // SAFETY: below the high-water mark, so its chunk exists; `&mut
+                // self` means no reader or writer is left.
+                let slot = unsafe { self.slot(idx) };
+                if slot.state.load(Ordering::Relaxed) & HAS_VALUE != 0 {
+                    // SAFETY: exclusive (`&mut self`) and holds a value.
+                    unsafe { slot.drop_contents() };
+                }
+            }
+        }
+        for chunk in 0..MAX_CHUNKS {
+            let ptr = *self.chunks[chunk].get_mut();
+            if ptr.is_null() {
+                continue;
+            }
+            let len = self.chunk_len(chunk);
+            #[cfg(not(shuttle))]
+            {
+                let layout =
+                    std::alloc::Layout::array::<Slot<K, V>>(len).expect("slab chunk layout");
+                if layout.size() != 0 {
+                    // SAFETY: allocated in `allocate_chunk` with this layout;
+                    // the slots' contents were dropped above.
+                    unsafe { std::alloc::dealloc(ptr as *mut u8, layout) };
+                }
+            }
+            #[cfg(shuttle)]
+            {
+                // SAFETY: created by `Box::into_raw` of a slice of this length.
+                drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, len)) });
+            }
+        }
+    }
+}
+
+/// Where retired slots come back once the epoch says no reader can see them.
+///
+/// A writer that unlinks a slot hands `(index, generation)` to
+/// `crossbeam_epoch::Guard::defer` with a closure that only pushes into this
+/// mailbox. The closure holds an `Arc` to the mailbox alone (not to the slab),
+/// so it is harmless if it runs after the cache is gone, and `K`/`V` need not
+/// be `'static`. Writers drain the mailbox, drop the entries and put the slots
+/// on their free list.
+#[derive(Default)]
+pub(crate) struct Mailbox {
+    ready: Mutex<Vec<(u32, u32)>>,
+    count: AtomicUsize,
+}
+
+impl Mailbox {
+    /// Called from the epoch collector: these slots are now unreachable.
+    pub(crate) fn deliver(&self, slots: &[(u32, u32)]) {
+        let mut ready = self.ready.lock().unwrap_or_else(|e| e.into_inner());
+        ready.extend_from_slice(slots);
+        // Relaxed: `count` is only a hint for `take`; the data itself is
+        // handed over under the mutex.
+        self.count.store(ready.len(), Ordering::Relaxed);
+    }
+
+    /// Takes every delivered slot (cheap when there is none).
+    pub(crate) fn take(&self, into: &mut Vec<(u32, u32)>) {
+        if self.count.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut ready = self.ready.lock().unwrap_or_else(|e| e.into_inner());
+        into.append(&mut ready);
+        self.count.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Hands a batch of unlinked slots to the epoch collector.
+pub(crate) fn retire(mailbox: &Arc<Mailbox>, guard: &crossbeam_epoch::Guard, slots: &[(u32, u32)]) {
+    match slots {
+        [] => {}
+        &[one] => {
+            let mailbox = Arc::clone(mailbox);
+            // Two words: crossbeam stores this closure inline, no allocation.
+            guard.defer(move || mailbox.deliver(&[one]));
+        }
+        many => {
+            let mailbox = Arc::clone(mailbox);
+            let batch: Box<[(u32, u32)]> = many.into();
+            guard.defer(move || mailbox.deliver(&batch));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locate_covers_index_space_without_gaps() {
+        let slab: Slab<u64, u64> = Slab::new(8);
+        let mut expected = (0usize, 0usize);
+        for idx in 0..10_000u32 {
+            let got = slab.locate(idx);
+            assert_eq!(got, expected, "index {idx}");
+            expected.1 += 1;
+            if expected.1 == slab.chunk_len(expected.0) {
+                expected = (expected.0 + 1, 0);
+            }
+        }
+    }
+
+    #[test]
+    fn grow_fill_and_drop_run_destructors_once() {
+        let counter = Arc::new(());
+        {
+            let slab: Slab<u32, Arc<()>> = Slab::new(8);
+            for i in 0..100u32 {
+                let idx = slab.grow().unwrap();
+                assert_eq!(idx, i + 1, "index 0 is reserved");
+                // SAFETY: freshly grown, exclusively ours.
+                unsafe { slab.slot(idx).fill(i, Arc::clone(&counter), 0) };
+            }
+            assert_eq!(Arc::strong_count(&counter), 101);
+            slab.drop_reclaimed(&[(5, 1)]);
+            assert_eq!(Arc::strong_count(&counter), 100);
+        }
+        assert_eq!(Arc::strong_count(&counter), 1);
+    }
+
+    #[test]
+    fn generation_advances_on_reuse() {
+        let slab: Slab<u32, u32> = Slab::new(8);
+        let idx = slab.grow().unwrap();
+        // SAFETY: exclusively ours throughout.
+        let slot = unsafe { slab.slot(idx) };
+        // SAFETY: as above.
+        unsafe { slot.fill(1, 1, 0) };
+        let g1 = slot.generation();
+        slab.drop_reclaimed(&[(idx, g1)]);
+        // SAFETY: as above; reclaimed so empty again.
+        unsafe { slot.fill(2, 2, 0) };
+        assert_eq!(slot.generation(), g1 + 1);
+    }
+
+    #[test]
+    fn mailbox_hands_over_everything_once() {
+        let mb = Mailbox::default();
+        mb.deliver(&[(1, 1), (2, 1)]);
+        mb.deliver(&[(3, 4)]);
+        let mut out = Vec::new();
+        mb.take(&mut out);
+        assert_eq!(out, vec![(1, 1), (2, 1), (3, 4)]);
+        out.clear();
+        mb.take(&mut out);
+        assert!(out.is_empty());
+    }
+}

@@ -1,0 +1,164 @@
+//! Always-on statistics.
+//!
+//! Read-side counters (hits, misses) are striped by thread: each thread bumps
+//! counters on its own cache line, so a hit writes no line another core is
+//! reading. Write-side counters live in each shard and are bumped under its
+//! lock. A [`Stats`] snapshot sums them; it is not atomic across counters.
+
+use std::cell::Cell;
+
+use crate::shim::{AtomicU64, AtomicUsize, Ordering};
+
+/// A snapshot of a cache's counters, from [`Cache::stats`](crate::Cache::stats).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Lookups that found a live entry (`get`, and the first probe of the
+    /// `get_or_insert_with` family).
+    pub hits: u64,
+    /// Lookups that found nothing (or only an expired entry).
+    pub misses: u64,
+    /// New keys stored.
+    pub inserts: u64,
+    /// Values replaced for keys already present.
+    pub updates: u64,
+    /// Inserts refused because the entry alone is heavier than a shard's share
+    /// of the budget (see [`Cache::max_entry_weight`](crate::Cache::max_entry_weight)).
+    pub rejected: u64,
+    /// Entries evicted to respect the size bound.
+    pub evicted_capacity: u64,
+    /// Entries reclaimed because their TTL passed.
+    pub evicted_expired: u64,
+    /// Entries removed explicitly (`remove`, `retain`, `clear`).
+    pub evicted_removed: u64,
+    /// Loader runs in the `get_or_insert_with` family.
+    pub loads: u64,
+    /// Callers that waited for another caller's loader instead of running their own.
+    pub load_waits: u64,
+    /// Entries present when the snapshot was taken.
+    pub entries: u64,
+    /// Total weight present when the snapshot was taken.
+    pub weight: u64,
+}
+
+impl Stats {
+    /// `hits / (hits + misses)`, or 0 with no lookups.
+    pub fn hit_ratio(&self) -> f64 {
+        let total = self.hits + self.misses;
+        if total == 0 {
+            0.0
+        } else {
+            self.hits as f64 / total as f64
+        }
+    }
+}
+
+/// One thread stripe: padded to its own pair of cache lines (adjacent-line
+/// prefetch makes 64 bytes too small on x86).
+#[repr(align(128))]
+#[derive(Default)]
+struct Stripe {
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// Hit and miss counters, striped by thread.
+pub(crate) struct ReadCounters {
+    stripes: Box<[Stripe]>,
+}
+
+static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    static THREAD_INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+#[inline]
+fn thread_index() -> usize {
+    THREAD_INDEX.with(|c| {
+        let i = c.get();
+        if i != usize::MAX {
+            return i;
+        }
+        // Relaxed: only uniqueness matters, not ordering.
+        let i = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
+        c.set(i);
+        i
+    })
+}
+
+impl ReadCounters {
+    pub(crate) fn new() -> Self {
+        let threads = std::thread::available_parallelism().map_or(4, |n| n.get());
+        let n = (threads * 4).next_power_of_two().clamp(4, 64);
+        ReadCounters {
+            stripes: (0..n).map(|_| Stripe::default()).collect(),
+        }
+    }
+
+    #[inline]
+    fn stripe(&self) -> &Stripe {
+        &self.stripes[thread_index() & (self.stripes.len() - 1)]
+    }
+
+    #[inline]
+    pub(crate) fn hit(&self) {
+        // Relaxed: an independent counter; exact because it is an RMW.
+        self.stripe().hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn miss(&self) {
+        // Relaxed: as in `hit`.
+        self.stripe().misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_to(&self, stats: &mut Stats) {
+        for s in self.stripes.iter() {
+            stats.hits += s.hits.load(Ordering::Relaxed);
+            stats.misses += s.misses.load(Ordering::Relaxed);
+        }
+    }
+}
+
+/// Write-side counters of one shard. Bumped only by the holder of the shard's
+/// lock (so a load and a store suffice); read without the lock by `stats()`.
+#[derive(Default)]
+pub(crate) struct WriteCounters {
+    pub(crate) inserts: AtomicU64,
+    pub(crate) updates: AtomicU64,
+    pub(crate) rejected: AtomicU64,
+    pub(crate) evicted_capacity: AtomicU64,
+    pub(crate) evicted_expired: AtomicU64,
+    pub(crate) evicted_removed: AtomicU64,
+    pub(crate) loads: AtomicU64,
+    pub(crate) load_waits: AtomicU64,
+    pub(crate) entries: AtomicU64,
+    pub(crate) weight: AtomicU64,
+}
+
+/// Adds `n` to a counter only the lock holder writes.
+#[inline]
+pub(crate) fn bump(counter: &AtomicU64, n: u64) {
+    // Relaxed load + store, not an RMW: the shard lock serialises writers, and
+    // readers only need some recent value.
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
+}
+
+impl WriteCounters {
+    pub(crate) fn add_to(&self, stats: &mut Stats) {
+        let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        stats.inserts += l(&self.inserts);
+        stats.updates += l(&self.updates);
+        stats.rejected += l(&self.rejected);
+        stats.evicted_capacity += l(&self.evicted_capacity);
+        stats.evicted_expired += l(&self.evicted_expired);
+        stats.evicted_removed += l(&self.evicted_removed);
+        stats.loads += l(&self.loads);
+        stats.load_waits += l(&self.load_waits);
+        stats.entries += l(&self.entries);
+        stats.weight += l(&self.weight);
+    }
+}

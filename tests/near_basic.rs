@@ -1,0 +1,358 @@
+//! Behaviour of the near tier through its public API, single-threaded.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nearfar::{Cache, MockClock, RemovalCause};
+
+#[test]
+fn insert_get_remove_roundtrip() {
+    let cache: Cache<String, u32> = Cache::new(100);
+    assert!(cache.is_empty());
+    cache.insert("a".into(), 1);
+    cache.insert("b".into(), 2);
+    assert_eq!(cache.get("a"), Some(1));
+    assert_eq!(cache.get("b"), Some(2));
+    assert_eq!(cache.get("c"), None);
+    assert_eq!(cache.len(), 2);
+    cache.insert("a".into(), 10);
+    assert_eq!(cache.get("a"), Some(10), "insert replaces");
+    assert_eq!(cache.len(), 2);
+    assert_eq!(cache.remove("a"), Some(10));
+    assert_eq!(cache.get("a"), None);
+    assert_eq!(cache.remove("a"), None);
+    assert_eq!(cache.len(), 1);
+    cache.check_invariants().unwrap();
+}
+
+#[test]
+fn stats_count_each_kind_of_event() {
+    let cache = Cache::new(2);
+    cache.insert(1, 1);
+    cache.insert(1, 2);
+    cache.insert(2, 2);
+    cache.insert(3, 3); // evicts one
+    cache.get(&3);
+    cache.get(&99);
+    cache.remove(&3);
+    let s = cache.stats();
+    assert_eq!(s.inserts, 3);
+    assert_eq!(s.updates, 1);
+    assert_eq!(s.evicted_capacity, 1);
+    assert_eq!(s.evicted_removed, 1);
+    assert_eq!((s.hits, s.misses), (1, 1));
+    assert_eq!(s.entries, 1);
+    assert_eq!(s.weight, 1);
+    assert!((s.hit_ratio() - 0.5).abs() < 1e-9);
+}
+
+#[test]
+fn peek_and_contains_do_not_count_or_promote() {
+    let cache = Cache::builder().max_entries(10).shards(1).build();
+    for i in 0..10 {
+        cache.insert(i, i);
+    }
+    // Peeking at 0 must not save it from being the first one evicted.
+    assert_eq!(cache.peek(&0), Some(0));
+    assert!(cache.contains_key(&0));
+    cache.insert(10, 10);
+    assert!(!cache.contains_key(&0));
+    let s = cache.stats();
+    assert_eq!((s.hits, s.misses), (0, 0));
+}
+
+#[test]
+fn hits_protect_entries_from_eviction() {
+    let cache = Cache::builder().max_entries(100).shards(1).build();
+    for i in 0..100u32 {
+        cache.insert(i, i);
+    }
+    for i in 0..10u32 {
+        assert_eq!(cache.get(&i), Some(i));
+    }
+    // A scan of new keys twice the cache's size.
+    for i in 1000..1200u32 {
+        cache.insert(i, i);
+    }
+    for i in 0..10u32 {
+        assert_eq!(cache.get(&i), Some(i), "hot key {i} was evicted by a scan");
+    }
+    cache.check_invariants().unwrap();
+}
+
+#[test]
+fn bound_holds_after_every_insert() {
+    for shards in [1, 2, 8] {
+        let cache = Cache::builder().max_entries(37).shards(shards).build();
+        for i in 0..1000u64 {
+            cache.insert(i, i);
+            assert!(cache.len() <= 37, "len {} after insert {i}", cache.len());
+        }
+        cache.check_invariants().unwrap();
+        assert_eq!(cache.stats().evicted_capacity, 1000 - cache.len() as u64);
+    }
+}
+
+#[test]
+fn zero_capacity_refuses_everything() {
+    let cache = Cache::new(0);
+    cache.insert(1, 1);
+    assert_eq!(cache.get(&1), None);
+    assert_eq!(cache.try_insert(2, 2), Err((2, 2)));
+    assert_eq!(cache.stats().rejected, 2);
+}
+
+#[test]
+fn weight_bound_and_rejection_of_heavy_entries() {
+    let cache: Cache<u32, Vec<u8>> = Cache::builder()
+        .max_weight(1000)
+        .weigher(|_, v: &Vec<u8>| v.len() as u64)
+        .shards(64) // clamped to 8 for a weighted cache
+        .build();
+    assert!(
+        cache.max_entry_weight() >= 1000 / 8,
+        "largest admitted {}",
+        cache.max_entry_weight()
+    );
+    for i in 0..100 {
+        cache.insert(i, vec![0; 30]);
+        assert!(cache.weight() <= 1000);
+    }
+    cache.check_invariants().unwrap();
+    let biggest = cache.max_entry_weight() as usize;
+    assert!(cache.try_insert(500, vec![0; biggest]).is_ok());
+    assert_eq!(cache.get(&500).map(|v| v.len()), Some(biggest));
+    // Too heavy: refused, counted, and the old value for the key is gone.
+    let (k, v) = cache.try_insert(500, vec![0; biggest + 1]).unwrap_err();
+    assert_eq!((k, v.len()), (500, biggest + 1));
+    assert_eq!(cache.get(&500), None);
+    assert_eq!(cache.stats().rejected, 1);
+    cache.check_invariants().unwrap();
+}
+
+#[test]
+fn ttl_default_and_per_entry_on_mock_clock() {
+    let clock = MockClock::new();
+    let cache = Cache::builder()
+        .max_entries(100)
+        .time_to_live(Duration::from_secs(10))
+        .clock(clock.clone())
+        .build();
+    cache.insert("default", 1);
+    cache.insert_with_ttl("short", 2, Duration::from_millis(1500));
+    cache.insert_with_ttl("long", 3, Duration::from_secs(60));
+    clock.advance(Duration::from_millis(1499));
+    assert_eq!(cache.get("short"), Some(2));
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(cache.get("short"), None, "expired exactly at its TTL");
+    assert!(!cache.contains_key("short"));
+    assert_eq!(cache.peek("short"), None);
+    assert_eq!(cache.get("default"), Some(1));
+    clock.advance(Duration::from_millis(8500));
+    assert_eq!(cache.get("default"), None);
+    assert_eq!(cache.get("long"), Some(3));
+    assert!(cache.iter().all(|(k, _)| k == "long"));
+    assert_eq!(
+        cache.remove("default"),
+        None,
+        "an expired entry is not returned by remove"
+    );
+}
+
+#[test]
+fn expired_entries_are_reclaimed_by_writes_without_reads() {
+    let clock = MockClock::new();
+    let cache = Cache::builder()
+        .max_entries(1000)
+        .shards(1)
+        .clock(clock.clone())
+        .build();
+    for i in 0..100u32 {
+        cache.insert_with_ttl(i, i, Duration::from_secs(1));
+    }
+    clock.advance(Duration::from_secs(2));
+    // Unrelated writes sweep the dead entries away.
+    for i in 1000..1100u32 {
+        cache.insert(i, i);
+    }
+    let s = cache.stats();
+    assert_eq!(s.evicted_expired, 100, "{s:?}");
+    assert_eq!(cache.len(), 100);
+    cache.check_invariants().unwrap();
+}
+
+#[test]
+fn listener_hears_every_removal_with_its_cause_and_may_reenter() {
+    let clock = MockClock::new();
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&heard);
+    let cache: Cache<u32, u32> = Cache::builder()
+        .max_entries(2)
+        .shards(1)
+        .clock(clock.clone())
+        .eviction_listener(move |k, v, cause| sink.lock().unwrap().push((*k, *v, cause)))
+        .build();
+    cache.insert(1, 10);
+    cache.insert(1, 11);
+    cache.insert(2, 20);
+    cache.insert(3, 30);
+    cache.remove(&3);
+    cache.insert_with_ttl(4, 40, Duration::from_secs(1));
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(cache.get(&4), None);
+    let got = heard.lock().unwrap().clone();
+    assert_eq!(
+        got,
+        vec![
+            (1, 10, RemovalCause::Replaced),
+            // Rewriting key 1 counted as a use, so 2 was the coldest.
+            (2, 20, RemovalCause::Capacity),
+            (3, 30, RemovalCause::Removed),
+            (4, 40, RemovalCause::Expired),
+        ]
+    );
+
+    // The listener runs after the shard lock is released: it may use the cache.
+    let slot: Arc<Mutex<Option<Cache<u32, u32>>>> = Arc::new(Mutex::new(None));
+    let inner = Arc::clone(&slot);
+    let reentrant: Cache<u32, u32> = Cache::builder()
+        .max_entries(1)
+        .eviction_listener(move |k, _, _| {
+            let cache = inner.lock().unwrap().clone();
+            if let (Some(c), true) = (cache, *k < 1000) {
+                let _ = c.get(k);
+                c.insert(1000 + k, 0);
+            }
+        })
+        .build();
+    *slot.lock().unwrap() = Some(reentrant.clone());
+    reentrant.insert(1, 1);
+    reentrant.insert(2, 2);
+    assert!(reentrant.len() <= 1);
+    *slot.lock().unwrap() = None; // break the cycle
+}
+
+#[test]
+fn retain_clear_and_iter() {
+    let cache = Cache::new(1000);
+    for i in 0..100u32 {
+        cache.insert(i, i * 2);
+    }
+    cache.retain(|k, v| k % 3 == 0 && *v < 150);
+    let mut kept: Vec<_> = cache.iter().collect();
+    kept.sort();
+    let expected: Vec<_> = (0..100u32)
+        .filter(|k| k % 3 == 0 && k * 2 < 150)
+        .map(|k| (k, k * 2))
+        .collect();
+    assert_eq!(kept, expected);
+    assert_eq!(cache.len(), expected.len());
+    cache.clear();
+    assert!(cache.is_empty());
+    assert_eq!(cache.iter().count(), 0);
+    assert_eq!(cache.stats().evicted_removed, 100);
+    cache.check_invariants().unwrap();
+}
+
+#[test]
+fn drops_every_value_exactly_once() {
+    let live = Arc::new(AtomicUsize::new(0));
+    struct Tracked(Arc<AtomicUsize>);
+    impl Clone for Tracked {
+        fn clone(&self) -> Self {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Tracked(Arc::clone(&self.0))
+        }
+    }
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let make = || {
+        live.fetch_add(1, Ordering::SeqCst);
+        Tracked(Arc::clone(&live))
+    };
+    {
+        let cache = Cache::builder().max_entries(50).build();
+        for i in 0..500u32 {
+            cache.insert(i % 120, make());
+            if i % 7 == 0 {
+                drop(cache.remove(&(i % 50)));
+            }
+            drop(cache.get(&(i % 60)));
+        }
+    }
+    // Retired slots may still await the epoch: push it along until they are freed.
+    for _ in 0..10_000 {
+        if live.load(Ordering::SeqCst) == 0 {
+            break;
+        }
+        crossbeam_epoch::pin().flush();
+    }
+    assert_eq!(
+        live.load(Ordering::SeqCst),
+        0,
+        "values leaked or double-dropped"
+    );
+}
+
+#[test]
+fn get_or_insert_with_runs_loader_once_and_caches_errors_never() {
+    let cache = Cache::new(10);
+    let calls = AtomicUsize::new(0);
+    let load = || {
+        calls.fetch_add(1, Ordering::SeqCst);
+        7
+    };
+    assert_eq!(cache.get_or_insert_with(1, load), 7);
+    assert_eq!(cache.get_or_insert_with(1, || unreachable!("cached")), 7);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let err = cache
+        .try_get_or_insert_with(2, || Err::<u32, _>("boom"))
+        .unwrap_err();
+    assert_eq!(*err, "boom");
+    assert!(!cache.contains_key(&2));
+    assert_eq!(
+        cache.try_get_or_insert_with(2, || Ok::<_, ()>(5)).unwrap(),
+        5
+    );
+    let s = cache.stats();
+    assert_eq!(s.loads, 3);
+}
+
+#[test]
+fn panicking_loader_leaves_the_cache_usable() {
+    let cache: Cache<u32, u32> = Cache::new(10);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        cache.get_or_insert_with(1, || panic!("loader failed"))
+    }));
+    assert!(r.is_err());
+    assert_eq!(cache.get(&1), None);
+    assert_eq!(cache.get_or_insert_with(1, || 2), 2);
+    cache.check_invariants().unwrap();
+}
+
+#[test]
+fn clone_is_a_handle_to_the_same_cache() {
+    let a: Cache<u8, u8> = Cache::new(10);
+    let b = a.clone();
+    a.insert(1, 1);
+    assert_eq!(b.get(&1), Some(1));
+    fn send_sync<T: Send + Sync + Clone + 'static>() {}
+    send_sync::<Cache<String, Vec<u8>>>();
+}
+
+#[test]
+fn table_grows_for_unbounded_and_weighted_caches() {
+    let cache: Cache<u64, u64> = Cache::builder().build();
+    for i in 0..50_000 {
+        cache.insert(i, i + 1);
+    }
+    for i in 0..50_000 {
+        assert_eq!(cache.get(&i), Some(i + 1));
+    }
+    assert_eq!(cache.len(), 50_000);
+    cache.check_invariants().unwrap();
+}

@@ -13,3 +13,9 @@ pub(crate) use std::sync::{
     Condvar, Mutex, MutexGuard,
     atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence},
 };
+
+#[cfg(shuttle)]
+pub(crate) use shuttle::thread::{ThreadId, current as current_thread};
+/// Thread identity, for detecting a loader that waits on itself.
+#[cfg(not(shuttle))]
+pub(crate) use std::thread::{ThreadId, current as current_thread};

@@ -1,8 +1,19 @@
 //! Far tier: a memcached client.
+//!
+//! [`Client`] is a blocking, thread-safe memcached client built on
+//! `std::net`: a connection pool per server, keys spread over servers by a
+//! [`Distribution`], dead-server ejection, typed values through a
+//! [`Codec`](crate::codec::Codec), pipelined batches, and the meta-protocol
+//! tools (leases, invalidation, CAS revalidation) a two-tier cache needs.
+//! [`protocol`] holds the pure encoders and reply parser it is built on.
 
+mod client;
+mod conn;
 mod error;
+mod pool;
 pub mod protocol;
 mod ring;
 
+pub use client::{Cas, Client, ClientBuilder, DEFAULT_MAX_ITEM_SIZE, Lease, MetaItem};
 pub use error::{ConfigError, Error, Result};
 pub use ring::Distribution;

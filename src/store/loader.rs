@@ -12,9 +12,8 @@
 
 use std::any::Any;
 use std::sync::Arc;
-use std::thread::{self, ThreadId};
 
-use crate::shim::{Condvar, Mutex};
+use crate::shim::{Condvar, Mutex, ThreadId, current_thread};
 
 /// A shared error from a failed load, type-erased so waiters with any error
 /// type can look at it.
@@ -47,14 +46,14 @@ impl<V> InFlight<V> {
         Arc::new(InFlight {
             state: Mutex::new(LoadState::Pending),
             done: Condvar::new(),
-            leader: thread::current().id(),
+            leader: current_thread().id(),
         })
     }
 
     /// Whether the calling thread is the one running this load's loader (a
     /// loader that asks the cache for its own key would wait on itself).
     pub(crate) fn led_by_current_thread(&self) -> bool {
-        self.leader == thread::current().id()
+        self.leader == current_thread().id()
     }
 
     /// Blocks until the load ends.

@@ -220,12 +220,11 @@ impl Lru {
 
     /// Moves tails until HOT and WARM are within their caps.
     pub(crate) fn rebalance(&mut self, bits: &impl ActiveBits) {
-        let mut moves = 0;
-        while self.segs[HOT as usize].weight > self.hot_cap && moves < MAX_MOVES {
+        // Every move takes an entry out of HOT, so this ends within HOT's length.
+        while self.segs[HOT as usize].weight > self.hot_cap {
             let tail = self.segs[HOT as usize].tail;
             let to = if bits.take_active(tail) { WARM } else { COLD };
             self.move_to(tail, to);
-            moves += 1;
         }
         self.rebalance_warm(bits, MAX_MOVES);
     }
@@ -251,14 +250,17 @@ impl Lru {
     }
 
     /// Picks the entry to evict, leaving it linked (the caller unlinks it with
-    /// [`Lru::remove`]); `None` when the lists are empty. Moves entries between
-    /// segments on the way, as their ACTIVE bits say.
-    pub(crate) fn victim(&mut self, bits: &impl ActiveBits) -> Option<u32> {
+    /// [`Lru::remove`]); `None` when no entry but `spare` is left. Moves
+    /// entries between segments on the way, as their ACTIVE bits say.
+    /// `spare` (the entry the current insert added, or [`NIL`]) is never
+    /// picked: an insert must not evict its own entry.
+    pub(crate) fn victim(&mut self, bits: &impl ActiveBits, spare: u32) -> Option<u32> {
         for _ in 0..MAX_MOVES {
             let cold = self.segs[COLD as usize].tail;
             if cold != NIL {
-                if bits.take_active(cold) {
-                    // Used since it got here: rescue it, as memcached does.
+                if cold == spare || bits.take_active(cold) {
+                    // Used since it got here (or just added): rescue it, as
+                    // memcached does.
                     self.move_to(cold, WARM);
                     self.rebalance_warm(bits, 4);
                     continue;
@@ -267,14 +269,15 @@ impl Lru {
             }
             // COLD is empty: feed it from HOT's tail, else WARM's.
             let hot = self.segs[HOT as usize].tail;
-            if hot != NIL {
+            if hot != NIL && (hot != spare || self.segs[HOT as usize].len > 1) {
                 let to = if bits.take_active(hot) { WARM } else { COLD };
                 self.move_to(hot, to);
                 continue;
             }
             let warm = self.segs[WARM as usize].tail;
-            if warm == NIL {
-                return None;
+            if warm == NIL || (warm == spare && self.segs[WARM as usize].len == 1) {
+                // Only `spare` is left (in HOT or WARM).
+                return (hot != NIL && hot != spare).then_some(hot);
             }
             let to = if bits.take_active(warm) && self.segs[WARM as usize].len > 1 {
                 WARM
@@ -283,11 +286,16 @@ impl Lru {
             };
             self.move_to(warm, to);
         }
-        // Every tail we met was active: evict the coldest tail regardless.
-        [COLD, HOT, WARM]
-            .into_iter()
-            .map(|seg| self.segs[seg as usize].tail)
-            .find(|&t| t != NIL)
+        // Every tail we met was active: evict the coldest tail regardless,
+        // stepping past `spare`.
+        [COLD, HOT, WARM].into_iter().find_map(|seg| {
+            let tail = self.segs[seg as usize].tail;
+            match tail {
+                NIL => None,
+                t if t == spare => Some(self.prev(t)).filter(|&p| p != NIL),
+                t => Some(t),
+            }
+        })
     }
 
     /// Every linked index, coldest segment first, tail to head.
@@ -340,7 +348,7 @@ impl Lru {
 
     #[cfg(test)]
     fn evict(&mut self, bits: &impl ActiveBits) -> Option<(u32, u64)> {
-        let idx = self.victim(bits)?;
+        let idx = self.victim(bits, NIL)?;
         Some((idx, self.remove(idx)))
     }
 
@@ -427,6 +435,25 @@ mod tests {
         assert_eq!(lru.indices().collect::<Vec<_>>(), vec![1, 9, 3]);
         assert_eq!(lru.evict(&bits), Some((1, 10)));
         assert_eq!(lru.evict(&bits), Some((9, 25)));
+    }
+
+    #[test]
+    fn the_spared_entry_is_never_the_victim() {
+        struct Always;
+        impl ActiveBits for Always {
+            fn take_active(&self, _: u32) -> bool {
+                true
+            }
+        }
+        for n in 1..6u32 {
+            let mut lru = lru_with(n, 1);
+            for spare in 1..=n {
+                let v = lru.victim(&Always, spare);
+                assert_ne!(v, Some(spare));
+                assert_eq!(v.is_none(), n == 1, "n {n} spare {spare}");
+                lru.check().unwrap();
+            }
+        }
     }
 
     #[test]

@@ -10,7 +10,12 @@
 
 mod loader;
 mod lru;
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod model;
 mod shard;
+#[cfg(all(test, shuttle))]
+mod shuttle_tests;
 mod slab;
 mod stats;
 mod ttl;
@@ -224,9 +229,10 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     }
 
     /// The number of shards (rounded up to a power of two). The default is
-    /// four per CPU, reduced so that each shard holds at least 32 entries, and
-    /// at most 8 for weighted caches (so an entry of up to 1/8 of
-    /// `max_weight` is always admitted: see [`Cache::max_entry_weight`]).
+    /// four per CPU, reduced so that each shard holds at least 32 entries.
+    /// Weight-bounded caches have at most 8 shards (so an entry of up to 1/8
+    /// of `max_weight` is always admitted: see [`Cache::max_entry_weight`]),
+    /// and no shard is left without room, whatever is asked for here.
     pub fn shards(mut self, n: usize) -> Self {
         self.shards = Some(n.max(1));
         self
@@ -272,15 +278,21 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             (cpus * 4).min(64)
         });
         let mut shards = requested.next_power_of_two();
-        if self.shards.is_none() {
-            if let Some(n) = self.max_entries {
-                while shards > 1 && n / shards < 32 {
-                    shards /= 2;
-                }
-            }
-        }
         if weighted || self.max_weight.is_some() {
             shards = shards.min(8);
+        }
+        // Every shard must have room for something: at least 32 entries per
+        // shard by default, and never an empty shard even when asked for.
+        let min_per_shard = if self.shards.is_none() { 32 } else { 1 };
+        let smallest_bound = match (self.max_entries, self.max_weight) {
+            (Some(n), Some(w)) => Some((n as u64).min(w)),
+            (Some(n), None) => Some(n as u64),
+            (None, w) => w,
+        };
+        if let Some(bound) = smallest_bound {
+            while shards > 1 && bound / (shards as u64) < min_per_shard {
+                shards /= 2;
+            }
         }
         // Split each bound exactly: the shard budgets add up to the bound.
         let split = |total: u64, i: usize| {

@@ -502,24 +502,26 @@ impl<K, V> Shard<K, V> {
                 Inserted::New
             }
         };
-        self.enforce_bound(st, ctx, guard);
+        self.enforce_bound(st, ctx, idx, guard);
         self.sweep(st, ctx, SWEEP_PER_WRITE, guard);
         self.maybe_grow_table(st, ctx, guard);
         outcome
     }
 
-    /// Evicts until the shard is within its bounds, then rebalances segments.
-    pub(crate) fn enforce_bound<S: BuildHasher>(
+    /// Rebalances segments, then evicts until the shard is within its
+    /// bounds, never picking `spare` (the entry just written).
+    fn enforce_bound<S: BuildHasher>(
         &self,
         st: &mut State<K, V>,
         ctx: &WriteCtx<'_, S>,
+        spare: u32,
         guard: &Guard,
     ) where
         K: Hash,
     {
         st.lru.rebalance(&self.slab);
         while st.lru.len() > self.max_entries || st.lru.weight() > self.max_weight {
-            let Some(victim) = st.lru.victim(&self.slab) else {
+            let Some(victim) = st.lru.victim(&self.slab, spare) else {
                 break;
             };
             // `unlink` hashes the key (user code) before it changes anything.

@@ -7,7 +7,7 @@
 
 use std::cell::Cell;
 
-use crate::shim::{AtomicU64, AtomicUsize, Ordering};
+use crate::shim::{AtomicU64, Ordering};
 
 /// A snapshot of a cache's counters, from [`Cache::stats`](crate::Cache::stats).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -67,7 +67,8 @@ pub(crate) struct ReadCounters {
     stripes: Box<[Stripe]>,
 }
 
-static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
+// A process-wide id allocator, outside the algorithm shuttle checks: plain std.
+static NEXT_THREAD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 thread_local! {
     static THREAD_INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
 }
@@ -80,7 +81,7 @@ fn thread_index() -> usize {
             return i;
         }
         // Relaxed: only uniqueness matters, not ordering.
-        let i = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
+        let i = NEXT_THREAD.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         c.set(i);
         i
     })

@@ -1,0 +1,90 @@
+//! The main job: memoise an expensive function in process memory.
+//!
+//! Run with `cargo run --release --example memoize` (no server needed).
+//!
+//! Four threads ask for the prices of 5,000 products, most often for a few
+//! popular ones (a Zipf-like mix, as real traffic is). Computing a price takes
+//! about a millisecond. The cache runs each computation once per product, even
+//! when several threads miss the same product at the same moment, and serves
+//! every repeat from memory.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nearfar::Cache;
+
+const THREADS: u64 = 4;
+const REQUESTS_PER_THREAD: u64 = 5_000;
+const PRODUCTS: u64 = 5_000;
+const COST: Duration = Duration::from_millis(1);
+
+/// The expensive function: pretend to query a pricing service.
+fn compute_price(product: u64) -> u64 {
+    thread::sleep(COST);
+    1_000 + product * 37 % 9_000
+}
+
+/// A cheap Zipf-like product picker: rank = PRODUCTS^u - 1 for uniform u.
+fn pick(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    let u = (*state >> 11) as f64 / (1u64 << 53) as f64;
+    ((PRODUCTS as f64).powf(u) as u64)
+        .saturating_sub(1)
+        .min(PRODUCTS - 1)
+}
+
+fn main() {
+    // Room for a fifth of the products: the popular ones stay.
+    let prices: Cache<u64, u64> = Cache::new(1_000);
+    let computed = AtomicU64::new(0);
+
+    let started = Instant::now();
+    thread::scope(|s| {
+        for t in 0..THREADS {
+            let (prices, computed) = (&prices, &computed);
+            s.spawn(move || {
+                let mut rng = 0x9e37_79b9_7f4a_7c15 ^ (t + 1);
+                for _ in 0..REQUESTS_PER_THREAD {
+                    let product = pick(&mut rng);
+                    let price = prices.get_or_insert_with(product, || {
+                        computed.fetch_add(1, Ordering::Relaxed);
+                        compute_price(product)
+                    });
+                    assert_eq!(price, 1_000 + product * 37 % 9_000);
+                }
+            });
+        }
+    });
+    let elapsed = started.elapsed();
+
+    let requests = THREADS * REQUESTS_PER_THREAD;
+    let computed = computed.load(Ordering::Relaxed);
+    let uncached = COST * requests as u32 / THREADS as u32;
+    let stats = prices.stats();
+    println!("nearfar memoize example");
+    println!("  requests           {requests} from {THREADS} threads");
+    println!(
+        "  computations       {computed} ({:.1}% of requests)",
+        100.0 * computed as f64 / requests as f64
+    );
+    println!("  wall time          {elapsed:.2?} (about {uncached:.2?} without the cache)");
+    println!(
+        "  time saved         {:.2?}",
+        uncached.saturating_sub(elapsed)
+    );
+    println!(
+        "  hits / misses      {} / {} (hit ratio {:.1}%)",
+        stats.hits,
+        stats.misses,
+        100.0 * stats.hit_ratio()
+    );
+    println!(
+        "  coalesced waits    {} (threads that waited for another's computation)",
+        stats.load_waits
+    );
+    println!("  evicted            {}", stats.evicted_capacity);
+    println!("  entries            {} (bound 1000)", stats.entries);
+}

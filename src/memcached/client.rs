@@ -1,0 +1,1547 @@
+//! [`Client`] and [`ClientBuilder`]: typed operations over a pool of servers.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::conn::{Conn, ConnConfig, ServerSpec};
+use super::error::{ConfigError, Error, Result};
+use super::pool::Pool;
+use super::protocol::{
+    KeyError, MAX_KEY_LEN, MAX_RELATIVE_EXPTIME, MetaDeleteFlags, MetaGetFlags, MetaReply,
+    MetaSetFlags, MetaSetMode, MetaStatus, ProtocolError, RemainingTtl, Reply, ReturnFlags,
+    ValidKey, encode_decr, encode_flush_all, encode_get, encode_incr, encode_meta_delete,
+    encode_meta_get, encode_meta_noop, encode_meta_set, encode_meta_set_header, encode_stats,
+    encode_touch, encode_version, exptime,
+};
+use super::ring::{Distribution, Ring};
+use crate::codec::{Codec, DefaultCodec};
+
+/// memcached's default item size limit (its `-I` option): 1 MiB.
+pub const DEFAULT_MAX_ITEM_SIZE: usize = 1024 * 1024;
+
+/// Keys sent per round trip by [`Client::get_many`]: bounds the request line
+/// and how much reply is buffered at once.
+const GET_MANY_CHUNK: usize = 128;
+
+/// A CAS unique: the version stamp memcached gives each stored item.
+///
+/// Read it with [`Client::gets`], [`Client::meta_get`] or
+/// [`Client::cas_only`]; pass it to [`Client::cas`] to store only if the item
+/// was not changed since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Cas(pub u64);
+
+/// A value read by [`Client::meta_get`], with its CAS unique and remaining TTL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaItem<V> {
+    /// The decoded value.
+    pub value: V,
+    /// The item's CAS unique.
+    pub cas: Cas,
+    /// The time the item has left to live; `None` when it never expires.
+    pub ttl: Option<Duration>,
+}
+
+/// The outcome of [`Client::get_or_lease`]: a value, or who should compute it.
+///
+/// Built on memcached's meta get with the vivify (`N`) flag: on a miss the
+/// server creates an empty placeholder and hands exactly one caller the win
+/// flag (`W`); callers arriving meanwhile see the placeholder with `Z` (win
+/// taken). After [`Client::invalidate`] the old value is kept but marked
+/// stale (`X`), and again one caller wins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lease<V> {
+    /// A value to use. `stale` is set when the item was invalidated and
+    /// another caller is already recomputing it: the value may be outdated.
+    Hit {
+        /// The decoded value.
+        value: V,
+        /// The item's CAS unique.
+        cas: Cas,
+        /// Whether the value was marked stale.
+        stale: bool,
+    },
+    /// This caller holds the lease: compute the value and [`Client::set`] it.
+    ///
+    /// `previous` is the value still stored when there is one (after an
+    /// invalidation, or an early recache), which may be served meanwhile.
+    Won {
+        /// The outdated value, if the item had one.
+        previous: Option<V>,
+        /// The CAS unique of the placeholder or outdated item.
+        cas: Cas,
+    },
+    /// Another caller holds the lease and no value exists yet: wait and
+    /// retry, or compute without storing.
+    Wait,
+}
+
+/// A memcached client: typed operations over one or more servers.
+///
+/// Cheap to clone (an [`Arc`] inside) and safe to share between threads.
+/// Each server has its own connection pool; keys are spread over the servers
+/// by the configured [`Distribution`]. Values are encoded by the codec `C`
+/// ([`DefaultCodec`] unless [`ClientBuilder::codec`] chose another).
+///
+/// I/O is blocking, bounded by the connect and I/O timeouts. Connections are
+/// opened lazily, on first use, so [`ClientBuilder::build`] succeeds while
+/// servers are down.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use nearfar::memcached::Client;
+///
+/// let client = Client::builder().servers(["127.0.0.1:11211"]).build()?;
+/// client.set("greeting", "hello", Duration::from_secs(60))?;
+/// let greeting: Option<String> = client.get("greeting")?;
+/// assert_eq!(greeting.as_deref(), Some("hello"));
+/// # Ok::<(), nearfar::memcached::Error>(())
+/// ```
+pub struct Client<C = DefaultCodec> {
+    inner: Arc<Inner<C>>,
+}
+
+impl<C> Clone for Client<C> {
+    fn clone(&self) -> Self {
+        Client {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<C> fmt::Debug for Client<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let servers: Vec<&str> = self
+            .inner
+            .pools
+            .iter()
+            .map(|p| p.spec.label.as_str())
+            .collect();
+        f.debug_struct("Client")
+            .field("servers", &servers)
+            .field("distribution", &self.inner.ring.distribution())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner<C> {
+    pools: Vec<Pool>,
+    ring: Ring,
+    prefix: Box<[u8]>,
+    codec: C,
+    max_item_size: usize,
+    retry_attempts: u32,
+    dead_timeout: Duration,
+    epoch: Instant,
+}
+
+/// Configures and builds a [`Client`]. Made by [`Client::builder`].
+///
+/// Defaults: pool size 8 per server, connect and I/O timeouts of 1 s, pool
+/// wait 1 s, no key prefix, [`Distribution::Ketama`], 2 retry attempts, dead
+/// timeout 10 s, item limit 1 MiB, [`DefaultCodec`] without compression.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ClientBuilder<C = DefaultCodec> {
+    servers: Vec<String>,
+    pool_size: usize,
+    connect_timeout: Duration,
+    io_timeout: Duration,
+    pool_timeout: Duration,
+    key_prefix: String,
+    distribution: Distribution,
+    retry_attempts: u32,
+    dead_timeout: Duration,
+    max_item_size: usize,
+    codec: C,
+}
+
+impl Default for ClientBuilder<DefaultCodec> {
+    fn default() -> Self {
+        ClientBuilder {
+            servers: Vec::new(),
+            pool_size: 8,
+            connect_timeout: Duration::from_secs(1),
+            io_timeout: Duration::from_secs(1),
+            pool_timeout: Duration::from_secs(1),
+            key_prefix: String::new(),
+            distribution: Distribution::Ketama,
+            retry_attempts: 2,
+            dead_timeout: Duration::from_secs(10),
+            max_item_size: DEFAULT_MAX_ITEM_SIZE,
+            codec: DefaultCodec::default(),
+        }
+    }
+}
+
+impl<C: Codec> ClientBuilder<C> {
+    /// The servers, each `host:port`, `host:port:weight`, `[ipv6]:port`, or
+    /// a unix socket path such as `/run/memcached.sock` (a path may end in
+    /// `:weight` too). A host without a port uses 11211. Replaces any
+    /// servers given before.
+    pub fn servers<I, S>(mut self, servers: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.servers = servers.into_iter().map(|s| s.as_ref().to_owned()).collect();
+        self
+    }
+
+    /// The most connections kept open to each server (at least 1).
+    ///
+    /// A request that finds all of them busy waits up to
+    /// [`pool_timeout`](Self::pool_timeout) for one.
+    pub fn pool_size(mut self, connections: usize) -> Self {
+        self.pool_size = connections;
+        self
+    }
+
+    /// How long opening a TCP connection may take.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a request may wait for its whole reply (and each write).
+    pub fn io_timeout(mut self, timeout: Duration) -> Self {
+        self.io_timeout = timeout;
+        self
+    }
+
+    /// How long a request waits for a free connection when the pool is full.
+    pub fn pool_timeout(mut self, timeout: Duration) -> Self {
+        self.pool_timeout = timeout;
+        self
+    }
+
+    /// A prefix put in front of every key (the limits on keys apply to the
+    /// prefixed key). Must itself be a valid key part: no spaces or control
+    /// bytes.
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// How keys are spread over the servers.
+    pub fn distribution(mut self, distribution: Distribution) -> Self {
+        self.distribution = distribution;
+        self
+    }
+
+    /// After this many consecutive failures (connect errors, timeouts, I/O
+    /// errors) a server is marked dead for [`dead_timeout`](Self::dead_timeout)
+    /// and its keys go to the next live server. At least 1.
+    pub fn retry_attempts(mut self, attempts: u32) -> Self {
+        self.retry_attempts = attempts;
+        self
+    }
+
+    /// How long a failed server is left out before it is probed again.
+    pub fn dead_timeout(mut self, timeout: Duration) -> Self {
+        self.dead_timeout = timeout;
+        self
+    }
+
+    /// The largest value stored or read, in bytes (default 1 MiB, memcached's
+    /// default item limit). Larger values are refused with
+    /// [`Error::ValueTooLarge`] before anything is sent; a larger value in a
+    /// reply is a protocol error.
+    pub fn max_item_size(mut self, bytes: usize) -> Self {
+        self.max_item_size = bytes;
+        self
+    }
+
+    /// The codec that turns values into bytes and flags.
+    ///
+    /// To compress large values as pymemcache does, pass
+    /// `DefaultCodec::new().with_compression_threshold(Some(400))`.
+    pub fn codec<C2: Codec>(self, codec: C2) -> ClientBuilder<C2> {
+        ClientBuilder {
+            servers: self.servers,
+            pool_size: self.pool_size,
+            connect_timeout: self.connect_timeout,
+            io_timeout: self.io_timeout,
+            pool_timeout: self.pool_timeout,
+            key_prefix: self.key_prefix,
+            distribution: self.distribution,
+            retry_attempts: self.retry_attempts,
+            dead_timeout: self.dead_timeout,
+            max_item_size: self.max_item_size,
+            codec,
+        }
+    }
+
+    /// Checks the configuration and builds the client.
+    ///
+    /// No connection is opened here: each server is connected on first use,
+    /// so servers that are down now do not fail the build.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when no server is given, an address does not parse,
+    /// or a setting is out of range (a zero pool size, timeout, retry count or
+    /// item size, or a key prefix that is not a valid key part).
+    pub fn build(self) -> Result<Client<C>> {
+        if self.servers.is_empty() {
+            return Err(ConfigError::NoServers.into());
+        }
+        let invalid = |setting, expected| {
+            Err(Error::Config(ConfigError::InvalidSetting {
+                setting,
+                expected,
+            }))
+        };
+        if self.pool_size == 0 {
+            return invalid("pool_size", "at least 1");
+        }
+        if self.connect_timeout.is_zero() {
+            return invalid("connect_timeout", "a non-zero duration");
+        }
+        if self.io_timeout.is_zero() {
+            return invalid("io_timeout", "a non-zero duration");
+        }
+        if self.pool_timeout.is_zero() {
+            return invalid("pool_timeout", "a non-zero duration");
+        }
+        if self.retry_attempts == 0 {
+            return invalid("retry_attempts", "at least 1");
+        }
+        if self.max_item_size == 0 {
+            return invalid("max_item_size", "at least 1 byte");
+        }
+        if !self.key_prefix.is_empty()
+            && (self.key_prefix.len() >= MAX_KEY_LEN
+                || ValidKey::new(self.key_prefix.as_bytes()).is_err())
+        {
+            return invalid(
+                "key_prefix",
+                "under 250 bytes with no spaces or control bytes",
+            );
+        }
+        let specs = self
+            .servers
+            .iter()
+            .map(|s| ServerSpec::parse(s))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        for (i, spec) in specs.iter().enumerate() {
+            if specs[..i].iter().any(|other| other.label == spec.label) {
+                return Err(ConfigError::InvalidAddress {
+                    address: self.servers[i].clone(),
+                }
+                .into());
+            }
+        }
+        let ring = Ring::new(
+            self.distribution,
+            specs.iter().map(|s| (s.label.as_str(), s.weight)),
+        );
+        let config = ConnConfig {
+            connect_timeout: self.connect_timeout,
+            io_timeout: self.io_timeout,
+            max_value: self.max_item_size,
+        };
+        debug_assert_eq!(ring.len(), specs.len());
+        let pools = specs
+            .into_iter()
+            .map(|spec| Pool::new(spec, config, self.pool_size, self.pool_timeout))
+            .collect();
+        Ok(Client {
+            inner: Arc::new(Inner {
+                pools,
+                ring,
+                prefix: self.key_prefix.into_bytes().into_boxed_slice(),
+                codec: self.codec,
+                max_item_size: self.max_item_size,
+                retry_attempts: self.retry_attempts,
+                dead_timeout: self.dead_timeout,
+                epoch: Instant::now(),
+            }),
+        })
+    }
+}
+
+/// A prefixed key, built on the stack.
+struct KeyBuf {
+    bytes: [u8; MAX_KEY_LEN],
+    len: usize,
+}
+
+/// Whether a request may be sent again on a new connection after the pooled
+/// one turned out to be dead (see `Pool::run`).
+const IDEMPOTENT: bool = true;
+const NOT_IDEMPOTENT: bool = false;
+
+impl Client<DefaultCodec> {
+    /// A builder with the defaults listed on [`ClientBuilder`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nearfar::memcached::{Client, Distribution};
+    ///
+    /// let client = Client::builder()
+    ///     .servers(["10.0.0.1:11211", "10.0.0.2:11211:2", "/run/memcached.sock"])
+    ///     .distribution(Distribution::Ketama)
+    ///     .pool_size(4)
+    ///     .io_timeout(Duration::from_millis(250))
+    ///     .key_prefix("app:")
+    ///     .build()?; // connects lazily: no server needs to be up yet
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
+    pub fn builder() -> ClientBuilder<DefaultCodec> {
+        ClientBuilder::default()
+    }
+}
+
+impl<C: Codec> Client<C> {
+    // ---- plumbing -------------------------------------------------------
+
+    /// Nanoseconds since the client was built (the clock of server health).
+    fn now(&self) -> u64 {
+        u64::try_from(self.inner.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Prefixes and validates `key`.
+    fn key(&self, key: &str) -> Result<KeyBuf> {
+        let prefix = &self.inner.prefix;
+        if key.is_empty() {
+            return Err(KeyError::Empty.into());
+        }
+        let len = prefix.len() + key.len();
+        if len > MAX_KEY_LEN {
+            return Err(KeyError::TooLong { len }.into());
+        }
+        let mut buf = KeyBuf {
+            bytes: [0; MAX_KEY_LEN],
+            len,
+        };
+        buf.bytes[..prefix.len()].copy_from_slice(prefix);
+        buf.bytes[prefix.len()..len].copy_from_slice(key.as_bytes());
+        ValidKey::new(&buf.bytes[..len])?;
+        Ok(buf)
+    }
+
+    /// The index of the live server for `key`.
+    fn route(&self, key: &[u8]) -> Result<usize> {
+        self.route_at(key, self.now())
+    }
+
+    /// The index of the server for `key`, with liveness judged at `now`.
+    fn route_at(&self, key: &[u8], now: u64) -> Result<usize> {
+        let pools = &self.inner.pools;
+        if pools.len() == 1 {
+            return if pools[0].health.is_live(now) {
+                Ok(0)
+            } else {
+                Err(Error::AllServersDown)
+            };
+        }
+        self.inner
+            .ring
+            .server_for_live(key, |i| pools.get(i).is_some_and(|p| p.health.is_live(now)))
+            .ok_or(Error::AllServersDown)
+    }
+
+    /// Runs `op` on a connection to server `index`, and records the outcome
+    /// in the server's health.
+    fn on_server<T>(
+        &self,
+        index: usize,
+        idempotent: bool,
+        op: impl FnMut(&mut Conn) -> Result<T>,
+    ) -> Result<T> {
+        let pool = &self.inner.pools[index];
+        let result = pool.run(idempotent, op);
+        match &result {
+            Err(Error::Connect { .. } | Error::Timeout | Error::Io(_)) => {
+                let dead = pool.health.failed(
+                    self.now(),
+                    self.inner.retry_attempts,
+                    self.inner.dead_timeout,
+                );
+                if dead {
+                    pool.clear_idle();
+                }
+            }
+            // Busy, or garbage: neither proves the server up nor down.
+            Err(Error::PoolTimeout | Error::Protocol(_)) => {}
+            _ => pool.health.succeeded(),
+        }
+        result
+    }
+
+    /// Validates and routes `key`, then sends one request built by `encode`
+    /// and reads one reply frame with `read`.
+    fn single<T>(
+        &self,
+        key: &str,
+        idempotent: bool,
+        encode: impl Fn(&mut Vec<u8>, ValidKey<'_>),
+        read: impl Fn(Reply<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let buf = self.key(key)?;
+        let bytes = &buf.bytes[..buf.len];
+        let valid = ValidKey::new(bytes)?;
+        let server = self.route(bytes)?;
+        self.on_server(server, idempotent, |conn| {
+            encode(conn.request(), valid);
+            conn.send()?;
+            conn.recv(&read)
+        })
+    }
+
+    fn decode<V: DeserializeOwned>(&self, data: &[u8], flags: &ReturnFlags<'_>) -> Result<V> {
+        let client_flags = flags
+            .client_flags
+            .ok_or(ProtocolError::Malformed { reply: "VA" })?;
+        Ok(self.inner.codec.decode(data, client_flags)?)
+    }
+
+    fn check_size(&self, size: usize) -> Result<()> {
+        let max = self.inner.max_item_size;
+        if size > max {
+            Err(Error::ValueTooLarge { size, max })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Stores with a meta set; `Ok(true)` on `HD`, `Ok(false)` on `NS`, `EX`
+    /// or `NF`.
+    fn store(
+        &self,
+        key: &str,
+        data: &[u8],
+        flags: u32,
+        ttl: Duration,
+        mode: MetaSetMode,
+        compare_cas: Option<u64>,
+    ) -> Result<bool> {
+        self.check_size(data.len())?;
+        let set_flags = MetaSetFlags {
+            mode,
+            ttl: Some(exptime_now(ttl)),
+            client_flags: Some(flags),
+            compare_cas,
+            ..MetaSetFlags::default()
+        };
+        let idempotent = compare_cas.is_none() && mode != MetaSetMode::Add;
+        self.single(
+            key,
+            idempotent,
+            |out, key| encode_meta_set(out, key, data, &set_flags),
+            |reply| match meta_status(&reply) {
+                Some(MetaStatus::Success) => Ok(true),
+                Some(MetaStatus::NotStored | MetaStatus::Exists | MetaStatus::NotFound) => {
+                    Ok(false)
+                }
+                _ => Err(Error::from_reply(&reply)),
+            },
+        )
+    }
+
+    // ---- typed operations ---------------------------------------------
+
+    /// Reads and decodes the value stored under `key`; `None` on a miss.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] for a key memcached cannot take (checked before
+    /// sending), [`Error::Codec`] when the stored bytes do not decode into a
+    /// `V`, and the connection errors ([`Error::Connect`], [`Error::Io`],
+    /// [`Error::Timeout`], [`Error::Protocol`], [`Error::AllServersDown`], ...).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// let visits: Option<u64> = client.get("visits")?;
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
+    pub fn get<V: DeserializeOwned>(&self, key: &str) -> Result<Option<V>> {
+        let flags = MetaGetFlags {
+            value: true,
+            flags: true,
+            ..MetaGetFlags::default()
+        };
+        self.single(
+            key,
+            IDEMPOTENT,
+            |out, key| encode_meta_get(out, key, &flags),
+            |reply| match reply {
+                Reply::Meta(MetaReply {
+                    status: MetaStatus::Value(data),
+                    flags,
+                }) => self.decode(data, &flags).map(Some),
+                Reply::Meta(MetaReply {
+                    status: MetaStatus::Miss,
+                    ..
+                }) => Ok(None),
+                other => Err(Error::from_reply(&other)),
+            },
+        )
+    }
+
+    /// Stores `value` under `key` for `ttl`.
+    ///
+    /// `Duration::ZERO` means no expiry; a TTL over 30 days is sent as an
+    /// absolute unix time (memcached reads larger relative values that way);
+    /// fractions of a second are rounded up.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`], [`Error::Codec`] when the value cannot be
+    /// encoded, [`Error::ValueTooLarge`] when the encoded value is over the
+    /// item limit (nothing is sent), [`Error::Server`] when the server refuses
+    /// it, and the connection errors.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// client.set("user:42:name", "Ada", Duration::from_secs(300))?;
+    /// client.set("visits", &1_000u64, Duration::ZERO)?;
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
+    pub fn set<V: Serialize + ?Sized>(&self, key: &str, value: &V, ttl: Duration) -> Result<()> {
+        let encoded = self.inner.codec.encode(value)?;
+        self.set_raw(key, &encoded.data, encoded.flags, ttl)
+    }
+
+    /// Stores `value` only if `key` holds nothing; `Ok(false)` if it does.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::set`].
+    pub fn add<V: Serialize + ?Sized>(&self, key: &str, value: &V, ttl: Duration) -> Result<bool> {
+        let encoded = self.inner.codec.encode(value)?;
+        self.store(
+            key,
+            &encoded.data,
+            encoded.flags,
+            ttl,
+            MetaSetMode::Add,
+            None,
+        )
+    }
+
+    /// Stores `value` only if `key` already holds a value; `Ok(false)` if not.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::set`].
+    pub fn replace<V: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &V,
+        ttl: Duration,
+    ) -> Result<bool> {
+        let encoded = self.inner.codec.encode(value)?;
+        self.store(
+            key,
+            &encoded.data,
+            encoded.flags,
+            ttl,
+            MetaSetMode::Replace,
+            None,
+        )
+    }
+
+    /// Stores `value` only if the item's CAS unique is still `cas`.
+    ///
+    /// Returns `Ok(false)` when the item was changed (or removed) since the
+    /// CAS was read.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::set`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// if let Some((count, cas)) = client.gets::<u64>("counter")? {
+    ///     let stored = client.cas("counter", &(count + 1), Duration::ZERO, cas)?;
+    ///     println!("updated: {stored}");
+    /// }
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
+    pub fn cas<V: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &V,
+        ttl: Duration,
+        cas: Cas,
+    ) -> Result<bool> {
+        let encoded = self.inner.codec.encode(value)?;
+        self.store(
+            key,
+            &encoded.data,
+            encoded.flags,
+            ttl,
+            MetaSetMode::Set,
+            Some(cas.0),
+        )
+    }
+
+    /// Removes `key`; `Ok(false)` if it held nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] and the connection errors.
+    pub fn delete(&self, key: &str) -> Result<bool> {
+        self.single(
+            key,
+            IDEMPOTENT,
+            |out, key| encode_meta_delete(out, key, &MetaDeleteFlags::default()),
+            |reply| match meta_status(&reply) {
+                Some(MetaStatus::Success) => Ok(true),
+                Some(MetaStatus::NotFound) => Ok(false),
+                _ => Err(Error::from_reply(&reply)),
+            },
+        )
+    }
+
+    /// Gives `key` a new TTL (same rules as [`Client::set`]); `Ok(false)` if
+    /// it holds nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] and the connection errors.
+    pub fn touch(&self, key: &str, ttl: Duration) -> Result<bool> {
+        let exptime = exptime_now(ttl);
+        self.single(
+            key,
+            IDEMPOTENT,
+            |out, key| encode_touch(out, key, exptime, false),
+            |reply| match reply {
+                Reply::Touched => Ok(true),
+                Reply::NotFound => Ok(false),
+                other => Err(Error::from_reply(&other)),
+            },
+        )
+    }
+
+    fn arithmetic(&self, key: &str, delta: u64, incr: bool) -> Result<Option<u64>> {
+        self.single(
+            key,
+            NOT_IDEMPOTENT,
+            |out, key| {
+                if incr {
+                    encode_incr(out, key, delta, false);
+                } else {
+                    encode_decr(out, key, delta, false);
+                }
+            },
+            |reply| match reply {
+                Reply::Number(n) => Ok(Some(n)),
+                Reply::NotFound => Ok(None),
+                other => Err(Error::from_reply(&other)),
+            },
+        )
+    }
+
+    /// Adds `delta` to the decimal number stored under `key` (wrapping at
+    /// 2^64, as memcached does) and returns the new value; `None` if the key
+    /// holds nothing. Store the starting number with [`Client::set`] (as an
+    /// integer, or its decimal text).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Client`] when the stored value is not a number, plus
+    /// [`Error::InvalidKey`] and the connection errors.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// client.set("hits", &0u64, Duration::ZERO)?;
+    /// assert_eq!(client.incr("hits", 5)?, Some(5));
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
+    pub fn incr(&self, key: &str, delta: u64) -> Result<Option<u64>> {
+        self.arithmetic(key, delta, true)
+    }
+
+    /// Subtracts `delta` from the number stored under `key`, stopping at 0,
+    /// and returns the new value; `None` if the key holds nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::incr`].
+    pub fn decr(&self, key: &str, delta: u64) -> Result<Option<u64>> {
+        self.arithmetic(key, delta, false)
+    }
+
+    /// Reads a value with its CAS unique, for a later [`Client::cas`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::get`].
+    pub fn gets<V: DeserializeOwned>(&self, key: &str) -> Result<Option<(V, Cas)>> {
+        Ok(self.meta_get::<V>(key)?.map(|item| (item.value, item.cas)))
+    }
+
+    /// Reads a value with its CAS unique and remaining TTL (one `mg` request).
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::get`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// if let Some(item) = client.meta_get::<String>("session")? {
+    ///     println!("{} (cas {:?}, expires in {:?})", item.value, item.cas, item.ttl);
+    /// }
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
+    pub fn meta_get<V: DeserializeOwned>(&self, key: &str) -> Result<Option<MetaItem<V>>> {
+        let flags = MetaGetFlags {
+            value: true,
+            flags: true,
+            cas: true,
+            ttl: true,
+            ..MetaGetFlags::default()
+        };
+        self.single(
+            key,
+            IDEMPOTENT,
+            |out, key| encode_meta_get(out, key, &flags),
+            |reply| match reply {
+                Reply::Meta(MetaReply {
+                    status: MetaStatus::Value(data),
+                    flags,
+                }) => Ok(Some(MetaItem {
+                    value: self.decode(data, &flags)?,
+                    cas: cas_of(&flags)?,
+                    ttl: ttl_of(&flags)?,
+                })),
+                Reply::Meta(MetaReply {
+                    status: MetaStatus::Miss,
+                    ..
+                }) => Ok(None),
+                other => Err(Error::from_reply(&other)),
+            },
+        )
+    }
+
+    /// Reads only the CAS unique of `key` (no value is sent back): a cheap
+    /// check whether a copy held elsewhere is still current.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] and the connection errors.
+    pub fn cas_only(&self, key: &str) -> Result<Option<Cas>> {
+        let flags = MetaGetFlags {
+            cas: true,
+            ..MetaGetFlags::default()
+        };
+        self.single(
+            key,
+            IDEMPOTENT,
+            |out, key| encode_meta_get(out, key, &flags),
+            |reply| match reply {
+                Reply::Meta(MetaReply {
+                    status: MetaStatus::Success,
+                    flags,
+                }) => cas_of(&flags).map(Some),
+                Reply::Meta(MetaReply {
+                    status: MetaStatus::Miss,
+                    ..
+                }) => Ok(None),
+                other => Err(Error::from_reply(&other)),
+            },
+        )
+    }
+
+    /// Reads `key`, or takes the lease to compute it (stampede protection).
+    ///
+    /// On a miss the server stores an empty placeholder for `lease_ttl` and
+    /// exactly one caller gets [`Lease::Won`]; it should compute the value
+    /// and [`Client::set`] it. Others get [`Lease::Wait`] until then, or
+    /// [`Lease::Hit`] with `stale: true` when an invalidated value is still
+    /// there. The lease lapses after `lease_ttl` (at least one second) if the
+    /// winner never stores.
+    ///
+    /// A stored value that is empty with client flags 0 (an empty byte
+    /// string) cannot be told from a placeholder while a lease is held on it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::get`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// use nearfar::memcached::Lease;
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// # fn expensive() -> String { String::new() }
+    /// let value: Option<String> = match client.get_or_lease("report", Duration::from_secs(10))? {
+    ///     Lease::Hit { value, .. } => Some(value),
+    ///     Lease::Won { .. } => {
+    ///         let fresh = expensive();
+    ///         client.set("report", &fresh, Duration::from_secs(300))?;
+    ///         Some(fresh)
+    ///     }
+    ///     Lease::Wait => None, // someone else is computing it: retry shortly
+    /// };
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
+    pub fn get_or_lease<V: DeserializeOwned>(
+        &self,
+        key: &str,
+        lease_ttl: Duration,
+    ) -> Result<Lease<V>> {
+        self.lease(key, lease_ttl, None)
+    }
+
+    /// Like [`Client::get_or_lease`], and also hands one caller
+    /// [`Lease::Won`] (with the current value as `previous`) once the item
+    /// has less than `recache_within` left to live, so it is recomputed
+    /// before it expires.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::get`].
+    pub fn get_or_lease_with_recache<V: DeserializeOwned>(
+        &self,
+        key: &str,
+        lease_ttl: Duration,
+        recache_within: Duration,
+    ) -> Result<Lease<V>> {
+        self.lease(key, lease_ttl, Some(exptime_now(recache_within).max(1)))
+    }
+
+    fn lease<V: DeserializeOwned>(
+        &self,
+        key: &str,
+        lease_ttl: Duration,
+        recache_ttl: Option<u32>,
+    ) -> Result<Lease<V>> {
+        let flags = MetaGetFlags {
+            value: true,
+            flags: true,
+            cas: true,
+            vivify_ttl: Some(exptime_now(lease_ttl).max(1)),
+            recache_ttl,
+            ..MetaGetFlags::default()
+        };
+        self.single(
+            key,
+            NOT_IDEMPOTENT,
+            |out, key| encode_meta_get(out, key, &flags),
+            |reply| {
+                let Reply::Meta(MetaReply {
+                    status: MetaStatus::Value(data),
+                    flags,
+                }) = reply
+                else {
+                    return Err(Error::from_reply(&reply));
+                };
+                let cas = cas_of(&flags)?;
+                // A vivified placeholder: empty, client flags 0, and not an
+                // invalidated real value.
+                let placeholder = !flags.stale && data.is_empty() && flags.client_flags == Some(0);
+                if flags.won {
+                    let previous = if placeholder {
+                        None
+                    } else {
+                        Some(self.decode(data, &flags)?)
+                    };
+                    Ok(Lease::Won { previous, cas })
+                } else if placeholder && flags.win_taken {
+                    Ok(Lease::Wait)
+                } else {
+                    Ok(Lease::Hit {
+                        value: self.decode(data, &flags)?,
+                        cas,
+                        stale: flags.stale,
+                    })
+                }
+            },
+        )
+    }
+
+    /// Marks `key` stale instead of removing it: the value stays readable for
+    /// `stale_ttl`, and the next [`Client::get_or_lease`] wins the lease to
+    /// recompute it while others see [`Lease::Hit`] with `stale: true`.
+    /// Returns `Ok(false)` if the key held nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] and the connection errors.
+    pub fn invalidate(&self, key: &str, stale_ttl: Duration) -> Result<bool> {
+        let flags = MetaDeleteFlags {
+            invalidate: true,
+            ttl: Some(exptime_now(stale_ttl).max(1)),
+            ..MetaDeleteFlags::default()
+        };
+        self.single(
+            key,
+            IDEMPOTENT,
+            |out, key| encode_meta_delete(out, key, &flags),
+            |reply| match meta_status(&reply) {
+                Some(MetaStatus::Success) => Ok(true),
+                Some(MetaStatus::NotFound) => Ok(false),
+                _ => Err(Error::from_reply(&reply)),
+            },
+        )
+    }
+
+    // ---- raw operations -------------------------------------------------
+
+    /// Reads the bytes and client flags stored under `key`, undecoded.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] and the connection errors.
+    pub fn get_raw(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>> {
+        let flags = MetaGetFlags {
+            value: true,
+            flags: true,
+            ..MetaGetFlags::default()
+        };
+        self.single(
+            key,
+            IDEMPOTENT,
+            |out, key| encode_meta_get(out, key, &flags),
+            |reply| match reply {
+                Reply::Meta(MetaReply {
+                    status: MetaStatus::Value(data),
+                    flags,
+                }) => {
+                    let client_flags = flags
+                        .client_flags
+                        .ok_or(ProtocolError::Malformed { reply: "VA" })?;
+                    Ok(Some((data.to_vec(), client_flags)))
+                }
+                Reply::Meta(MetaReply {
+                    status: MetaStatus::Miss,
+                    ..
+                }) => Ok(None),
+                other => Err(Error::from_reply(&other)),
+            },
+        )
+    }
+
+    /// Stores `data` with client `flags` under `key`, unencoded.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`], [`Error::ValueTooLarge`], [`Error::Server`]
+    /// and the connection errors.
+    pub fn set_raw(&self, key: &str, data: &[u8], flags: u32, ttl: Duration) -> Result<()> {
+        if self.store(key, data, flags, ttl, MetaSetMode::Set, None)? {
+            Ok(())
+        } else {
+            Err(Error::Server("item not stored".into()))
+        }
+    }
+
+    // ---- batches --------------------------------------------------------
+
+    /// Reads many keys at once; the map holds the hits, by key as given.
+    ///
+    /// Keys are grouped by server; each server gets its keys in one
+    /// multi-key `get` (128 keys per round trip), and the servers are queried
+    /// in parallel. (A multi-key `get` costs memcached 1.6.18 less than the
+    /// same keys as pipelined quiet meta gets: about 0.45x the time for 100
+    /// keys, measured in `benches/far.rs`.)
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] if any key is invalid (nothing is sent), and the
+    /// first error of any server (the whole call fails: a cache caller may
+    /// treat that as all misses). A value that does not decode fails the call
+    /// with [`Error::Codec`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// let names = client.get_many::<String>(&["user:1", "user:2", "user:3"])?;
+    /// for (key, name) in &names {
+    ///     println!("{key} = {name}");
+    /// }
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
+    pub fn get_many<V: DeserializeOwned + Send>(
+        &self,
+        keys: &[impl AsRef<str>],
+    ) -> Result<HashMap<String, V>> {
+        self.fetch_many(keys, |data, flags| {
+            Ok(self.inner.codec.decode::<V>(data, flags)?)
+        })
+    }
+
+    /// Like [`Client::get_many`], without decoding: the map holds each hit's
+    /// bytes and client flags.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::get_many`], without codec errors.
+    pub fn get_many_raw(
+        &self,
+        keys: &[impl AsRef<str>],
+    ) -> Result<HashMap<String, (Vec<u8>, u32)>> {
+        self.fetch_many(keys, |data, flags| Ok((data.to_vec(), flags)))
+    }
+
+    fn fetch_many<V: Send>(
+        &self,
+        keys: &[impl AsRef<str>],
+        decode: impl Fn(&[u8], u32) -> Result<V> + Sync,
+    ) -> Result<HashMap<String, V>> {
+        let batch = self.batch(keys.iter().map(AsRef::as_ref))?;
+        let found = self.per_server(&batch, |server, indices| {
+            self.get_group(server, &batch, indices, &decode)
+        })?;
+        let mut out = HashMap::with_capacity(found.len());
+        for (index, value) in found {
+            if let Some(key) = keys.get(index) {
+                out.insert(key.as_ref().to_owned(), value);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stores many values with one TTL, grouped by server: each server gets
+    /// its items in one pipelined round trip, and the servers are written in
+    /// parallel.
+    ///
+    /// # Errors
+    ///
+    /// Every key and value is checked and encoded before anything is sent:
+    /// [`Error::InvalidKey`], [`Error::Codec`] and [`Error::ValueTooLarge`]
+    /// refuse the whole batch. After that, the first error of any server
+    /// (the other items may have been stored).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// client.set_many(&[("a", &1u32), ("b", &2u32)], Duration::from_secs(60))?;
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
+    pub fn set_many<K: AsRef<str>, V: Serialize + ?Sized>(
+        &self,
+        items: &[(K, &V)],
+        ttl: Duration,
+    ) -> Result<()> {
+        let batch = self.batch(items.iter().map(|(k, _)| k.as_ref()))?;
+        let encoded = items
+            .iter()
+            .map(|(_, value)| {
+                let encoded = self.inner.codec.encode(*value)?;
+                self.check_size(encoded.data.len())?;
+                Ok(encoded)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let exptime = exptime_now(ttl);
+        self.per_server(&batch, |server, indices| {
+            self.on_server(server, IDEMPOTENT, |conn| {
+                let out = conn.request();
+                for (n, &index) in indices.iter().enumerate() {
+                    let item = &encoded[index];
+                    let flags = MetaSetFlags {
+                        ttl: Some(exptime),
+                        client_flags: Some(item.flags),
+                        quiet: true,
+                        opaque: u32::try_from(n).ok(),
+                        ..MetaSetFlags::default()
+                    };
+                    encode_meta_set_header(out, batch.key(index)?, item.data.len(), &flags);
+                    out.extend_from_slice(&item.data);
+                    out.extend_from_slice(b"\r\n");
+                }
+                encode_meta_noop(out);
+                conn.send()?;
+                let mut first_error = None;
+                while !conn.recv(|reply| match reply {
+                    Reply::Meta(MetaReply {
+                        status: MetaStatus::NoOp,
+                        ..
+                    }) => Ok(true),
+                    Reply::Meta(MetaReply {
+                        status: MetaStatus::NotStored,
+                        ..
+                    }) => {
+                        first_error.get_or_insert(Error::Server("item not stored".into()));
+                        Ok(false)
+                    }
+                    Reply::ServerError(_) | Reply::ClientError(_) => {
+                        first_error.get_or_insert(Error::from_reply(&reply));
+                        Ok(false)
+                    }
+                    other => Err(Error::from_reply(&other)),
+                })? {}
+                first_error.map_or(Ok(Vec::<()>::new()), Err)
+            })
+        })?;
+        Ok(())
+    }
+
+    /// Prefixes, validates and routes every key of a batch.
+    fn batch<'k>(&self, keys: impl Iterator<Item = &'k str>) -> Result<Batch> {
+        let mut batch = Batch {
+            bytes: Vec::new(),
+            ranges: Vec::new(),
+            groups: vec![Vec::new(); self.inner.pools.len()],
+        };
+        let now = self.now();
+        for (index, key) in keys.enumerate() {
+            let buf = self.key(key)?;
+            let bytes = &buf.bytes[..buf.len];
+            let server = self.route_at(bytes, now)?;
+            let start = batch.bytes.len();
+            batch.bytes.extend_from_slice(bytes);
+            batch.ranges.push(start..batch.bytes.len());
+            batch.groups[server].push(index);
+        }
+        Ok(batch)
+    }
+
+    /// Runs `op` for every server that has keys in `batch`, in parallel
+    /// threads when there are several, and concatenates the results.
+    fn per_server<T: Send>(
+        &self,
+        batch: &Batch,
+        op: impl Fn(usize, &[usize]) -> Result<Vec<T>> + Sync,
+    ) -> Result<Vec<T>> {
+        let mut groups = batch
+            .groups
+            .iter()
+            .enumerate()
+            .filter(|(_, indices)| !indices.is_empty());
+        let Some((first_server, first)) = groups.next() else {
+            return Ok(Vec::new());
+        };
+        let rest: Vec<_> = groups.collect();
+        if rest.is_empty() {
+            return op(first_server, first);
+        }
+        let op = &op;
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = rest
+                .into_iter()
+                .map(|(server, indices)| scope.spawn(move || op(server, indices)))
+                .collect();
+            let mut out = op(first_server, first);
+            for handle in handles {
+                let result = handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                match (&mut out, result) {
+                    (Ok(all), Ok(more)) => all.extend(more),
+                    (Ok(_), Err(e)) => out = Err(e),
+                    (Err(_), _) => {}
+                }
+            }
+            out
+        })
+    }
+
+    /// One server's part of [`Client::get_many`]: `(key index, value)` pairs.
+    fn get_group<V>(
+        &self,
+        server: usize,
+        batch: &Batch,
+        indices: &[usize],
+        decode: &impl Fn(&[u8], u32) -> Result<V>,
+    ) -> Result<Vec<(usize, V)>> {
+        let mut found = Vec::with_capacity(indices.len());
+        for chunk in indices.chunks(GET_MANY_CHUNK) {
+            let mut got = self.on_server(server, IDEMPOTENT, |conn| {
+                let keys = chunk
+                    .iter()
+                    .map(|&index| batch.key(index))
+                    .collect::<Result<Vec<_>>>()?;
+                encode_get(conn.request(), keys.iter().copied());
+                conn.send()?;
+                let mut hits = Vec::new();
+                let mut first_error = None;
+                // Hits come back in request order: match each to the next
+                // requested key with its name.
+                let mut cursor = 0;
+                while !conn.recv(|reply| match reply {
+                    Reply::End => Ok(true),
+                    Reply::Value(item) => {
+                        let offset = keys[cursor..]
+                            .iter()
+                            .position(|key| key.as_bytes() == item.key)
+                            .ok_or(ProtocolError::UnexpectedReply { reply: "VALUE" })?;
+                        cursor += offset;
+                        let index = chunk[cursor];
+                        cursor += 1;
+                        // Keep reading to the end even when a value does
+                        // not decode, so the connection stays in step.
+                        match decode(item.data, item.flags) {
+                            Ok(value) => hits.push((index, value)),
+                            Err(e) => {
+                                first_error.get_or_insert(e);
+                            }
+                        }
+                        Ok(false)
+                    }
+                    other => Err(Error::from_reply(&other)),
+                })? {}
+                first_error.map_or(Ok(hits), Err)
+            })?;
+            found.append(&mut got);
+        }
+        Ok(found)
+    }
+
+    // ---- whole-cluster operations -------------------------------------
+
+    /// Runs `op` on every server, dead ones included, and collects
+    /// `(server label, result)`; fails with the first error after trying all.
+    fn on_every_server<T>(&self, op: impl Fn(&mut Conn) -> Result<T>) -> Result<Vec<(String, T)>> {
+        let mut out = Vec::with_capacity(self.inner.pools.len());
+        let mut first_error = None;
+        for (index, pool) in self.inner.pools.iter().enumerate() {
+            match self.on_server(index, IDEMPOTENT, &op) {
+                Ok(value) => out.push((pool.spec.label.clone(), value)),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(out), Err)
+    }
+
+    /// Removes every item from every server (`flush_all`).
+    ///
+    /// # Errors
+    ///
+    /// The first error of any server, after all were tried.
+    pub fn flush_all(&self) -> Result<()> {
+        self.on_every_server(|conn| {
+            encode_flush_all(conn.request(), None, false);
+            conn.send()?;
+            conn.recv(|reply| match reply {
+                Reply::Ok => Ok(()),
+                other => Err(Error::from_reply(&other)),
+            })
+        })?;
+        Ok(())
+    }
+
+    /// Each server's label and version string.
+    ///
+    /// # Errors
+    ///
+    /// The first error of any server, after all were tried.
+    pub fn version(&self) -> Result<Vec<(String, String)>> {
+        self.on_every_server(|conn| {
+            encode_version(conn.request());
+            conn.send()?;
+            conn.recv(|reply| match reply {
+                Reply::Version(v) => Ok(String::from_utf8_lossy(v).into_owned()),
+                other => Err(Error::from_reply(&other)),
+            })
+        })
+    }
+
+    /// Each server's label and general statistics (`stats`), by name.
+    ///
+    /// # Errors
+    ///
+    /// The first error of any server, after all were tried.
+    pub fn stats(&self) -> Result<Vec<(String, HashMap<String, String>)>> {
+        self.on_every_server(|conn| {
+            encode_stats(conn.request(), []);
+            conn.send()?;
+            let mut stats = HashMap::new();
+            while !conn.recv(|reply| match reply {
+                Reply::Stat { name, value } => {
+                    stats.insert(
+                        String::from_utf8_lossy(name).into_owned(),
+                        String::from_utf8_lossy(value).into_owned(),
+                    );
+                    Ok(false)
+                }
+                Reply::End => Ok(true),
+                other => Err(Error::from_reply(&other)),
+            })? {}
+            Ok(stats)
+        })
+    }
+
+    /// The configured servers' labels (`host:port` or socket path), in order.
+    pub fn servers(&self) -> Vec<String> {
+        self.inner
+            .pools
+            .iter()
+            .map(|p| p.spec.label.clone())
+            .collect()
+    }
+
+    /// The label of the server `key` is sent to now (after the key prefix,
+    /// skipping servers marked dead).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`], or [`Error::AllServersDown`].
+    pub fn server_for(&self, key: &str) -> Result<String> {
+        let buf = self.key(key)?;
+        let server = self.route(&buf.bytes[..buf.len])?;
+        Ok(self.inner.pools[server].spec.label.clone())
+    }
+
+    /// Whether the server labelled `server` is marked dead now.
+    pub fn is_marked_dead(&self, server: &str) -> bool {
+        let now = self.now();
+        self.inner
+            .pools
+            .iter()
+            .any(|p| p.spec.label == server && p.health.is_dead(now))
+    }
+}
+
+/// The keys of a batch, prefixed and validated, and grouped by server.
+struct Batch {
+    bytes: Vec<u8>,
+    ranges: Vec<Range<usize>>,
+    /// Key indices, per server index.
+    groups: Vec<Vec<usize>>,
+}
+
+impl Batch {
+    fn key(&self, index: usize) -> Result<ValidKey<'_>> {
+        let range = self.ranges.get(index).cloned().unwrap_or_default();
+        let bytes = self.bytes.get(range).unwrap_or_default();
+        Ok(ValidKey::new(bytes)?)
+    }
+}
+
+/// The status of a meta reply, `None` for any other reply.
+fn meta_status<'a>(reply: &Reply<'a>) -> Option<MetaStatus<'a>> {
+    match reply {
+        Reply::Meta(meta) => Some(meta.status),
+        _ => None,
+    }
+}
+
+fn cas_of(flags: &ReturnFlags<'_>) -> Result<Cas> {
+    flags
+        .cas
+        .map(Cas)
+        .ok_or(Error::Protocol(ProtocolError::Malformed { reply: "VA" }))
+}
+
+fn ttl_of(flags: &ReturnFlags<'_>) -> Result<Option<Duration>> {
+    match flags.ttl {
+        Some(RemainingTtl::Never) => Ok(None),
+        Some(RemainingTtl::Seconds(secs)) => Ok(Some(Duration::from_secs(u64::from(secs)))),
+        None => Err(Error::Protocol(ProtocolError::Malformed { reply: "VA" })),
+    }
+}
+
+/// [`exptime`] at the current wall-clock time (read only for TTLs over 30
+/// days, which are sent as absolute times).
+fn exptime_now(ttl: Duration) -> u32 {
+    let now = if ttl.as_secs() >= MAX_RELATIVE_EXPTIME {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    } else {
+        0
+    };
+    exptime(ttl, now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(prefix: &str) -> Client {
+        Client::builder()
+            .servers(["127.0.0.1:1"])
+            .key_prefix(prefix)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn keys_are_prefixed_and_checked() {
+        let c = client("app:");
+        let buf = c.key("k").unwrap();
+        assert_eq!(&buf.bytes[..buf.len], b"app:k");
+        assert!(matches!(
+            c.key(""),
+            Err(Error::InvalidKey {
+                reason: KeyError::Empty
+            })
+        ));
+        assert!(matches!(
+            c.key("k\r\nflush_all"),
+            Err(Error::InvalidKey {
+                reason: KeyError::ForbiddenByte { byte: b'\r', .. }
+            })
+        ));
+        let long = "x".repeat(247);
+        assert!(matches!(
+            c.key(&long),
+            Err(Error::InvalidKey {
+                reason: KeyError::TooLong { len: 251 }
+            })
+        ));
+        assert!(c.key(&long[1..]).is_ok());
+    }
+
+    #[test]
+    fn build_refuses_bad_settings() {
+        let bad = [
+            Client::builder().build(),
+            Client::builder().servers(["h:1"]).pool_size(0).build(),
+            Client::builder()
+                .servers(["h:1"])
+                .io_timeout(Duration::ZERO)
+                .build(),
+            Client::builder().servers(["h:1"]).retry_attempts(0).build(),
+            Client::builder().servers(["h:1"]).max_item_size(0).build(),
+            Client::builder().servers(["h:1"]).key_prefix("a b").build(),
+            Client::builder().servers(["h:1", "h:1"]).build(),
+            Client::builder().servers(["h:x"]).build(),
+        ];
+        for result in bad {
+            assert!(matches!(result, Err(Error::Config(_))), "{result:?}");
+        }
+    }
+
+    #[test]
+    fn exptime_is_relative_up_to_30_days() {
+        assert_eq!(exptime_now(Duration::ZERO), 0);
+        assert_eq!(exptime_now(Duration::from_secs(60)), 60);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let abs = u64::from(exptime_now(Duration::from_secs(31 * 86_400)));
+        assert!(abs >= now + 31 * 86_400 && abs <= now + 31 * 86_400 + 5);
+    }
+
+    #[test]
+    fn client_is_send_sync_clone() {
+        fn check<T: Send + Sync + Clone>() {}
+        check::<Client>();
+    }
+}

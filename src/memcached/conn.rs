@@ -1,0 +1,442 @@
+//! One connection to one server: a blocking socket, a reused write buffer,
+//! and a reused read buffer fed to the pure reply parser.
+//!
+//! The only logic here is the I/O loop: write the request, then read until
+//! [`parse_reply`] returns a whole frame, within the I/O timeout. What a
+//! frame means for the request is decided by the caller (the client), which
+//! receives each frame through a closure while it still borrows the buffer.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+#[cfg(unix)]
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use super::error::{ConfigError, Error, Result};
+use super::protocol::{ProtocolError, Reply, parse_reply};
+
+/// The read buffer's starting size. Most replies are far smaller; larger
+/// values grow the buffer as they arrive.
+const INITIAL_READ_BUF: usize = 16 * 1024;
+
+/// After a request that grew the read buffer beyond this, it is shrunk back,
+/// so one large value does not pin memory in every pooled connection.
+const RETAINED_READ_BUF: usize = 256 * 1024;
+
+/// The memcached port used when an address names none.
+const DEFAULT_PORT: u16 = 11211;
+
+/// Where a server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Address {
+    /// A TCP host and port (the host is resolved at each connect).
+    Tcp {
+        /// A host name or IP address (IPv6 without brackets).
+        host: String,
+        /// The port.
+        port: u16,
+    },
+    /// A unix domain socket path.
+    Unix(String),
+}
+
+/// One configured server: its address, ring label and weight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ServerSpec {
+    pub(crate) address: Address,
+    /// The label the ring hashes: `host:port` (IPv6 in brackets) or the path.
+    pub(crate) label: String,
+    pub(crate) weight: u32,
+}
+
+impl ServerSpec {
+    /// Parses `host[:port[:weight]]`, `[v6addr][:port[:weight]]`, or a unix
+    /// socket path (starting with `/`, optionally followed by `:weight`).
+    pub(crate) fn parse(text: &str) -> std::result::Result<ServerSpec, ConfigError> {
+        let invalid = || ConfigError::InvalidAddress {
+            address: text.to_owned(),
+        };
+        let parse_weight = |w: &str| match w.parse::<u32>() {
+            Ok(weight) if weight > 0 => Ok(weight),
+            _ => Err(invalid()),
+        };
+        let parse_port = |p: &str| match p.parse::<u16>() {
+            Ok(port) if port > 0 && p.bytes().all(|b| b.is_ascii_digit()) => Ok(port),
+            _ => Err(invalid()),
+        };
+        let text_trimmed = text.trim();
+        if text_trimmed.is_empty() || text_trimmed != text {
+            return Err(invalid());
+        }
+        if text.starts_with('/') {
+            // A path may itself hold ':'; only an all-digit tail is a weight.
+            let (path, weight) = match text.rsplit_once(':') {
+                Some((path, w)) if !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit()) => {
+                    (path, parse_weight(w)?)
+                }
+                _ => (text, 1),
+            };
+            if path.len() <= 1 {
+                return Err(invalid());
+            }
+            return Ok(ServerSpec {
+                address: Address::Unix(path.to_owned()),
+                label: path.to_owned(),
+                weight,
+            });
+        }
+        let (host, rest) = if let Some(bracketed) = text.strip_prefix('[') {
+            let (host, rest) = bracketed.split_once(']').ok_or_else(invalid)?;
+            if host.is_empty() || host.contains('[') {
+                return Err(invalid());
+            }
+            match rest {
+                "" => (host, None),
+                _ => (host, Some(rest.strip_prefix(':').ok_or_else(invalid)?)),
+            }
+        } else {
+            match text.split_once(':') {
+                Some((host, rest)) => (host, Some(rest)),
+                None => (text, None),
+            }
+        };
+        if host.is_empty() || host.bytes().any(|b| b <= b' ' || b == b'/') {
+            return Err(invalid());
+        }
+        let (port, weight) = match rest {
+            None => (DEFAULT_PORT, 1),
+            Some(rest) => match rest.split_once(':') {
+                None => (parse_port(rest)?, 1),
+                Some((port, weight)) => (parse_port(port)?, parse_weight(weight)?),
+            },
+        };
+        let label = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        Ok(ServerSpec {
+            address: Address::Tcp {
+                host: host.to_owned(),
+                port,
+            },
+            label,
+            weight,
+        })
+    }
+}
+
+enum Stream {
+    Tcp(TcpStream),
+    #[cfg(unix)]
+    Unix(UnixStream),
+}
+
+impl Stream {
+    fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_read_timeout(Some(timeout)),
+            #[cfg(unix)]
+            Stream::Unix(s) => s.set_read_timeout(Some(timeout)),
+        }
+    }
+
+    fn set_write_timeout(&self, timeout: Duration) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_write_timeout(Some(timeout)),
+            #[cfg(unix)]
+            Stream::Unix(s) => s.set_write_timeout(Some(timeout)),
+        }
+    }
+
+    fn shutdown(&self) {
+        // Best effort: the socket is being dropped anyway.
+        let _ = match self {
+            Stream::Tcp(s) => s.shutdown(Shutdown::Both),
+            #[cfg(unix)]
+            Stream::Unix(s) => s.shutdown(Shutdown::Both),
+        };
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            #[cfg(unix)]
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            #[cfg(unix)]
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Connection settings shared by every connection of a client.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnConfig {
+    pub(crate) connect_timeout: Duration,
+    pub(crate) io_timeout: Duration,
+    /// The largest data block accepted in a reply.
+    pub(crate) max_value: usize,
+}
+
+/// One open connection.
+pub(crate) struct Conn {
+    stream: Stream,
+    /// The request being built; sent whole by [`Conn::send`].
+    wbuf: Vec<u8>,
+    /// Received bytes: `rbuf[pos..filled]` is not parsed yet. The vector's
+    /// length is its usable size; bytes past `filled` are scratch.
+    rbuf: Vec<u8>,
+    pos: usize,
+    filled: usize,
+    io_timeout: Duration,
+    max_value: usize,
+    /// When the request in flight must be answered by.
+    deadline: Option<Instant>,
+    /// Reads made for the request in flight.
+    reads: u32,
+    /// The socket's read timeout was shortened to meet a deadline.
+    timeout_shortened: bool,
+}
+
+impl fmt::Debug for Conn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Conn")
+            .field("buffered", &(self.filled - self.pos))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Conn {
+    /// Opens a connection to `server`, bounded by the connect timeout.
+    pub(crate) fn connect(server: &ServerSpec, config: &ConnConfig) -> Result<Conn> {
+        let connect_error = |source: io::Error| Error::Connect {
+            server: server.label.clone(),
+            source,
+        };
+        let stream = match &server.address {
+            Address::Tcp { host, port } => {
+                let addrs = (host.as_str(), *port)
+                    .to_socket_addrs()
+                    .map_err(connect_error)?;
+                let mut last =
+                    io::Error::new(io::ErrorKind::NotFound, "address resolved to nothing");
+                let mut connected = None;
+                for addr in addrs {
+                    match TcpStream::connect_timeout(&addr, config.connect_timeout) {
+                        Ok(stream) => {
+                            connected = Some(stream);
+                            break;
+                        }
+                        Err(e) => last = e,
+                    }
+                }
+                let stream = connected.ok_or_else(|| connect_error(last))?;
+                stream.set_nodelay(true).map_err(connect_error)?;
+                Stream::Tcp(stream)
+            }
+            #[cfg(unix)]
+            Address::Unix(path) => Stream::Unix(UnixStream::connect(path).map_err(connect_error)?),
+            #[cfg(not(unix))]
+            Address::Unix(_) => {
+                return Err(connect_error(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "unix sockets are not supported on this platform",
+                )));
+            }
+        };
+        stream
+            .set_read_timeout(config.io_timeout)
+            .and_then(|()| stream.set_write_timeout(config.io_timeout))
+            .map_err(connect_error)?;
+        Ok(Conn {
+            stream,
+            wbuf: Vec::with_capacity(1024),
+            rbuf: vec![0; INITIAL_READ_BUF],
+            pos: 0,
+            filled: 0,
+            io_timeout: config.io_timeout,
+            max_value: config.max_value,
+            deadline: None,
+            reads: 0,
+            timeout_shortened: false,
+        })
+    }
+
+    /// The buffer to encode the next request into (empty).
+    pub(crate) fn request(&mut self) -> &mut Vec<u8> {
+        self.wbuf.clear();
+        &mut self.wbuf
+    }
+
+    /// Sends the request built in [`Conn::request`] and starts its deadline.
+    pub(crate) fn send(&mut self) -> Result<()> {
+        if self.filled != self.pos {
+            // Bytes nobody asked for: the stream is out of step.
+            return Err(Error::Protocol(ProtocolError::UnexpectedReply {
+                reply: "unsolicited data",
+            }));
+        }
+        self.pos = 0;
+        self.filled = 0;
+        if self.rbuf.len() > RETAINED_READ_BUF {
+            self.rbuf.truncate(INITIAL_READ_BUF);
+            self.rbuf.shrink_to_fit();
+        }
+        if self.timeout_shortened {
+            self.stream.set_read_timeout(self.io_timeout)?;
+            self.timeout_shortened = false;
+        }
+        self.deadline = Some(Instant::now() + self.io_timeout);
+        self.reads = 0;
+        self.stream.write_all(&self.wbuf).map_err(io_error)
+    }
+
+    /// Reads the next reply frame and hands it to `f`, returning what `f` does.
+    ///
+    /// The frame borrows the read buffer, so `f` copies out what it keeps.
+    pub(crate) fn recv<T>(&mut self, f: impl FnOnce(Reply<'_>) -> Result<T>) -> Result<T> {
+        loop {
+            match parse_reply(&self.rbuf[self.pos..self.filled], self.max_value)? {
+                Some((reply, used)) => {
+                    self.pos += used;
+                    return f(reply);
+                }
+                None => self.fill()?,
+            }
+        }
+    }
+
+    /// Reads more bytes into the buffer, within the request's deadline.
+    fn fill(&mut self) -> Result<()> {
+        if self.pos == self.filled {
+            self.pos = 0;
+            self.filled = 0;
+        } else if self.filled == self.rbuf.len() {
+            if self.pos > 0 {
+                self.rbuf.copy_within(self.pos..self.filled, 0);
+                self.filled -= self.pos;
+                self.pos = 0;
+            } else {
+                let grown = self.rbuf.len().saturating_mul(2);
+                self.rbuf.resize(grown, 0);
+            }
+        }
+        if self.reads > 0 {
+            // Past the first read, bound the whole request, not each read.
+            let remaining = self
+                .deadline
+                .and_then(|deadline| deadline.checked_duration_since(Instant::now()))
+                .filter(|d| !d.is_zero())
+                .ok_or(Error::Timeout)?;
+            if remaining < self.io_timeout {
+                self.stream.set_read_timeout(remaining)?;
+                self.timeout_shortened = true;
+            }
+        }
+        self.reads += 1;
+        loop {
+            match self.stream.read(&mut self.rbuf[self.filled..]) {
+                Ok(0) => {
+                    return Err(Error::Io(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "server closed the connection",
+                    )));
+                }
+                Ok(n) => {
+                    self.filled += n;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_error(e)),
+            }
+        }
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.stream.shutdown();
+    }
+}
+
+/// Maps a socket timeout to [`Error::Timeout`], anything else to [`Error::Io`].
+fn io_error(e: io::Error) -> Error {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout,
+        _ => Error::Io(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp(text: &str) -> (String, u16, String, u32) {
+        let spec = ServerSpec::parse(text).unwrap();
+        match spec.address {
+            Address::Tcp { host, port } => (host, port, spec.label, spec.weight),
+            Address::Unix(_) => panic!("{text} parsed as a unix socket"),
+        }
+    }
+
+    #[test]
+    fn parses_addresses() {
+        assert_eq!(
+            tcp("127.0.0.1:11211"),
+            ("127.0.0.1".into(), 11211, "127.0.0.1:11211".into(), 1)
+        );
+        assert_eq!(
+            tcp("cache-1:11212:3"),
+            ("cache-1".into(), 11212, "cache-1:11212".into(), 3)
+        );
+        assert_eq!(
+            tcp("localhost"),
+            ("localhost".into(), 11211, "localhost:11211".into(), 1)
+        );
+        assert_eq!(tcp("[::1]:9:2"), ("::1".into(), 9, "[::1]:9".into(), 2));
+        assert_eq!(tcp("[::1]"), ("::1".into(), 11211, "[::1]:11211".into(), 1));
+
+        let unix = ServerSpec::parse("/run/mc.sock:4").unwrap();
+        assert_eq!(unix.address, Address::Unix("/run/mc.sock".into()));
+        assert_eq!((unix.label.as_str(), unix.weight), ("/run/mc.sock", 4));
+        let unix = ServerSpec::parse("/run/mc.sock").unwrap();
+        assert_eq!((unix.label.as_str(), unix.weight), ("/run/mc.sock", 1));
+    }
+
+    #[test]
+    fn refuses_bad_addresses() {
+        for bad in [
+            "",
+            " host:1",
+            "host:",
+            "host:0",
+            "host:70000",
+            "host:+1",
+            "host:1:0",
+            "host:1:x",
+            "host:1:2:3",
+            ":11211",
+            "[::1",
+            "[::1]x",
+            "/",
+            "h st:1",
+        ] {
+            assert!(ServerSpec::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+}

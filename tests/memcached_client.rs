@@ -1,0 +1,525 @@
+//! The client against one real memcached, and against fake servers.
+#![cfg(feature = "memcached")]
+
+#[path = "common/memcached.rs"]
+mod server;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nearfar::codec::{FLAG_BINCODE, FLAG_BYTES, FLAG_TEXT};
+use nearfar::memcached::protocol::KeyError;
+use nearfar::memcached::{Cas, Client, Error, Lease};
+use serde::{Deserialize, Serialize};
+use server::Memcached;
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn client(server: &Memcached) -> Client {
+    Client::builder()
+        .servers([server.addr()])
+        .io_timeout(Duration::from_secs(2))
+        .build()
+        .expect("client")
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct User {
+    id: u32,
+    name: String,
+    tags: Vec<String>,
+}
+
+#[test]
+fn every_operation_against_one_server() {
+    let mc = Memcached::start();
+    let c = client(&mc);
+
+    // get / set of several types.
+    assert_eq!(c.get::<String>("missing").unwrap(), None);
+    c.set("s", "hello", MINUTE).unwrap();
+    assert_eq!(c.get::<String>("s").unwrap().as_deref(), Some("hello"));
+    c.set("n", &-42i64, Duration::ZERO).unwrap();
+    assert_eq!(c.get::<i64>("n").unwrap(), Some(-42));
+    let user = User {
+        id: 7,
+        name: "Ada".into(),
+        tags: vec!["admin".into()],
+    };
+    c.set("user", &user, MINUTE).unwrap();
+    assert_eq!(c.get::<User>("user").unwrap(), Some(user));
+
+    // add / replace.
+    assert!(c.add("a", "first", MINUTE).unwrap());
+    assert!(!c.add("a", "second", MINUTE).unwrap());
+    assert_eq!(c.get::<String>("a").unwrap().as_deref(), Some("first"));
+    assert!(c.replace("a", "third", MINUTE).unwrap());
+    assert!(!c.replace("nope", "x", MINUTE).unwrap());
+    assert_eq!(c.get::<String>("a").unwrap().as_deref(), Some("third"));
+
+    // delete / touch.
+    assert!(c.delete("a").unwrap());
+    assert!(!c.delete("a").unwrap());
+    assert_eq!(c.get::<String>("a").unwrap(), None);
+    assert!(c.touch("s", Duration::from_secs(100)).unwrap());
+    assert!(!c.touch("a", MINUTE).unwrap());
+    let item = c.meta_get::<String>("s").unwrap().unwrap();
+    assert!(item.ttl.unwrap() <= Duration::from_secs(100));
+    assert!(item.ttl.unwrap() >= Duration::from_secs(95));
+
+    // incr / decr.
+    c.set("count", &10u64, Duration::ZERO).unwrap();
+    assert_eq!(c.incr("count", 5).unwrap(), Some(15));
+    assert_eq!(c.decr("count", 20).unwrap(), Some(0));
+    assert_eq!(c.incr("no-count", 1).unwrap(), None);
+    assert!(matches!(c.incr("s", 1), Err(Error::Client(_))));
+
+    // gets / cas, and cas_only.
+    let (value, cas) = c.gets::<u64>("count").unwrap().unwrap();
+    assert_eq!(value, 0);
+    assert_eq!(c.cas_only("count").unwrap(), Some(cas));
+    assert_eq!(c.cas_only("missing").unwrap(), None);
+    assert!(c.cas("count", &1u64, Duration::ZERO, cas).unwrap());
+    assert_ne!(c.cas_only("count").unwrap(), Some(cas));
+    assert!(!c.cas("missing", &1u64, Duration::ZERO, Cas(1)).unwrap());
+
+    // meta_get: no expiry reads as None.
+    let item = c.meta_get::<u64>("count").unwrap().unwrap();
+    assert_eq!((item.value, item.ttl), (1, None));
+
+    // raw.
+    c.set_raw("raw", b"\x00\x01bytes", 12345, MINUTE).unwrap();
+    assert_eq!(
+        c.get_raw("raw").unwrap(),
+        Some((b"\x00\x01bytes".to_vec(), 12345))
+    );
+    assert_eq!(c.get_raw("missing").unwrap(), None);
+
+    // batches on one server.
+    let values: Vec<String> = (0..300).map(|i| format!("value-{i}")).collect();
+    let items: Vec<(String, &String)> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (format!("many:{i}"), v))
+        .collect();
+    c.set_many(&items, MINUTE).unwrap();
+    let mut keys: Vec<String> = items.iter().map(|(k, _)| k.clone()).collect();
+    keys.push("many:missing".into());
+    let got: HashMap<String, String> = c.get_many(&keys).unwrap();
+    assert_eq!(got.len(), 300);
+    for (key, value) in &items {
+        assert_eq!(got.get(key), Some(*value));
+    }
+    assert!(c.get_many::<String>(&[] as &[&str]).unwrap().is_empty());
+    let raw = c.get_many_raw(&["many:1", "raw", "nope"]).unwrap();
+    assert_eq!(raw.len(), 2);
+    assert_eq!(raw["raw"], (b"\x00\x01bytes".to_vec(), 12345));
+    assert_eq!(raw["many:1"], (b"value-1".to_vec(), FLAG_TEXT));
+
+    // whole-server operations.
+    let versions = c.version().unwrap();
+    assert_eq!(versions.len(), 1);
+    assert_eq!(versions[0].0, mc.addr());
+    assert!(versions[0].1.starts_with("1."), "{versions:?}");
+    let stats = c.stats().unwrap();
+    assert!(stats[0].1.contains_key("curr_items"));
+    c.flush_all().unwrap();
+    assert_eq!(c.get::<String>("s").unwrap(), None);
+}
+
+#[test]
+fn long_ttl_is_sent_as_absolute_time() {
+    let mc = Memcached::start();
+    let c = client(&mc);
+    let ttl = Duration::from_secs(31 * 24 * 3600);
+    c.set("long", "lives", ttl).unwrap();
+    // Sent as a relative 31 days the server would read it as a 1970 date
+    // and drop the item at once.
+    let item = c.meta_get::<String>("long").unwrap().expect("stored");
+    let left = item.ttl.expect("has a ttl");
+    assert!(
+        left > ttl - Duration::from_secs(10) && left <= ttl,
+        "{left:?}"
+    );
+    assert!(c.touch("long", ttl).unwrap());
+    assert!(c.get::<String>("long").unwrap().is_some());
+}
+
+#[test]
+fn cas_conflict() {
+    let mc = Memcached::start();
+    let c = client(&mc);
+    let other = client(&mc);
+    c.set("doc", "v1", MINUTE).unwrap();
+    let (_, cas) = c.gets::<String>("doc").unwrap().unwrap();
+    let (_, cas2) = other.gets::<String>("doc").unwrap().unwrap();
+    assert_eq!(cas, cas2);
+    assert!(other.cas("doc", "v2-other", MINUTE, cas2).unwrap());
+    assert!(!c.cas("doc", "v2-mine", MINUTE, cas).unwrap());
+    assert_eq!(c.get::<String>("doc").unwrap().as_deref(), Some("v2-other"));
+}
+
+#[test]
+fn key_injection_is_refused_and_nothing_flushed() {
+    let mc = Memcached::start();
+    let c = client(&mc);
+    c.set("keep", "me", MINUTE).unwrap();
+    for bad in ["k\r\nflush_all", "k flush_all", "k\nflush_all", "k\u{7f}"] {
+        assert!(
+            matches!(
+                c.set(bad, "x", MINUTE),
+                Err(Error::InvalidKey {
+                    reason: KeyError::ForbiddenByte { .. }
+                })
+            ),
+            "{bad:?}"
+        );
+        assert!(matches!(
+            c.get::<String>(bad),
+            Err(Error::InvalidKey { .. })
+        ));
+        assert!(matches!(
+            c.get_many::<String>(&["fine", bad]),
+            Err(Error::InvalidKey { .. })
+        ));
+    }
+    assert!(matches!(
+        c.get::<String>(""),
+        Err(Error::InvalidKey {
+            reason: KeyError::Empty
+        })
+    ));
+    assert!(matches!(
+        c.get::<String>(&"x".repeat(251)),
+        Err(Error::InvalidKey {
+            reason: KeyError::TooLong { len: 251 }
+        })
+    ));
+    assert_eq!(c.get::<String>("keep").unwrap().as_deref(), Some("me"));
+}
+
+#[test]
+fn key_prefix_is_applied() {
+    let mc = Memcached::start();
+    let plain = client(&mc);
+    let prefixed = Client::builder()
+        .servers([mc.addr()])
+        .key_prefix("app:")
+        .build()
+        .unwrap();
+    prefixed.set("k", "v", MINUTE).unwrap();
+    assert_eq!(plain.get::<String>("app:k").unwrap().as_deref(), Some("v"));
+    assert_eq!(plain.get::<String>("k").unwrap(), None);
+    let got: HashMap<String, String> = prefixed.get_many(&["k"]).unwrap();
+    assert_eq!(got.get("k").map(String::as_str), Some("v"));
+}
+
+#[test]
+fn oversized_values_are_refused_before_sending() {
+    let mc = Memcached::start();
+    let c = Client::builder()
+        .servers([mc.addr()])
+        .max_item_size(1000)
+        .build()
+        .unwrap();
+    let big = vec![7u8; 1001];
+    assert!(matches!(
+        c.set("big", &big, MINUTE),
+        Err(Error::ValueTooLarge {
+            size: 1001,
+            max: 1000
+        })
+    ));
+    assert!(matches!(
+        c.set_many(&[("ok", &vec![1u8]), ("big", &big)], MINUTE),
+        Err(Error::ValueTooLarge { .. })
+    ));
+    // Nothing of the refused batch was sent.
+    assert_eq!(c.get_raw("ok").unwrap(), None);
+    assert_eq!(c.get_raw("big").unwrap(), None);
+    c.set("fits", &vec![1u8; 1000], MINUTE).unwrap();
+
+    // With the default limit (1 MiB) a value the server refuses by its own
+    // limit comes back as a server error, and the connection stays usable.
+    let d = client(&mc);
+    let almost = vec![1u8; 1024 * 1024 - 10];
+    assert!(matches!(
+        d.set("huge", &almost, MINUTE),
+        Err(Error::Server(_))
+    ));
+    assert_eq!(d.get::<Vec<u8>>("fits").unwrap(), Some(vec![1u8; 1000]));
+}
+
+#[test]
+fn large_values_round_trip() {
+    let mc = Memcached::start();
+    let c = client(&mc);
+    let value: Vec<u8> = (0..900_000u32).map(|i| (i % 251) as u8).collect();
+    c.set("large", &value, MINUTE).unwrap();
+    assert_eq!(c.get::<Vec<u8>>("large").unwrap(), Some(value.clone()));
+    let got: HashMap<String, Vec<u8>> = c.get_many(&["large", "large"]).unwrap();
+    assert_eq!(got.get("large"), Some(&value));
+}
+
+#[test]
+fn undecodable_values_are_codec_errors() {
+    let mc = Memcached::start();
+    let c = client(&mc);
+    c.set_raw("garbage", b"\xff\xff\xff\xff\xff", FLAG_BINCODE, MINUTE)
+        .unwrap();
+    assert!(matches!(c.get::<User>("garbage"), Err(Error::Codec(_))));
+    c.set_raw("text", b"not a number", FLAG_TEXT, MINUTE)
+        .unwrap();
+    assert!(matches!(c.get::<u64>("text"), Err(Error::Codec(_))));
+    c.set_raw("weird", b"x", 1 << 20, MINUTE).unwrap();
+    assert!(matches!(c.get::<String>("weird"), Err(Error::Codec(_))));
+    // A batch with one bad value fails as a whole, and the connection is
+    // still in step afterwards.
+    c.set_raw("fine", b"ok", FLAG_TEXT, MINUTE).unwrap();
+    assert!(matches!(
+        c.get_many::<String>(&["fine", "weird", "fine"]),
+        Err(Error::Codec(_))
+    ));
+    assert_eq!(c.get::<String>("fine").unwrap().as_deref(), Some("ok"));
+    c.set_raw("bytes", b"\x01\x02", FLAG_BYTES, MINUTE).unwrap();
+    assert_eq!(c.get::<Vec<u8>>("bytes").unwrap(), Some(vec![1, 2]));
+}
+
+#[test]
+fn lease_flow_between_two_clients() {
+    let mc = Memcached::start();
+    let first = client(&mc);
+    let second = client(&mc);
+    let lease = Duration::from_secs(30);
+
+    assert_eq!(
+        first.get_or_lease::<String>("report", lease).unwrap(),
+        Lease::Won {
+            previous: None,
+            cas: match first.cas_only("report").unwrap() {
+                Some(cas) => cas,
+                None => panic!("no placeholder"),
+            }
+        }
+    );
+    assert_eq!(
+        second.get_or_lease::<String>("report", lease).unwrap(),
+        Lease::Wait
+    );
+    first.set("report", "computed", MINUTE).unwrap();
+    for c in [&first, &second] {
+        match c.get_or_lease::<String>("report", lease).unwrap() {
+            Lease::Hit { value, stale, .. } => {
+                assert_eq!(value, "computed");
+                assert!(!stale);
+            }
+            other => panic!("expected a hit, got {other:?}"),
+        }
+    }
+
+    // Invalidate: the value stays, marked stale; one reader wins.
+    assert!(first.invalidate("report", MINUTE).unwrap());
+    assert!(!first.invalidate("nothing-here", MINUTE).unwrap());
+    match second.get_or_lease::<String>("report", lease).unwrap() {
+        Lease::Won { previous, .. } => assert_eq!(previous.as_deref(), Some("computed")),
+        other => panic!("expected to win, got {other:?}"),
+    }
+    match first.get_or_lease::<String>("report", lease).unwrap() {
+        Lease::Hit { value, stale, .. } => {
+            assert_eq!(value, "computed");
+            assert!(stale);
+        }
+        other => panic!("expected a stale hit, got {other:?}"),
+    }
+    second.set("report", "recomputed", MINUTE).unwrap();
+    assert!(matches!(
+        first.get_or_lease::<String>("report", lease).unwrap(),
+        Lease::Hit { value, stale: false, .. } if value == "recomputed"
+    ));
+
+    // Early recache: under the threshold one caller wins with the value.
+    first.set("soon", "old", Duration::from_secs(5)).unwrap();
+    match first
+        .get_or_lease_with_recache::<String>("soon", lease, Duration::from_secs(30))
+        .unwrap()
+    {
+        Lease::Won { previous, .. } => assert_eq!(previous.as_deref(), Some("old")),
+        other => panic!("expected an early win, got {other:?}"),
+    }
+    assert!(matches!(
+        second
+            .get_or_lease_with_recache::<String>("soon", lease, Duration::from_secs(30))
+            .unwrap(),
+        Lease::Hit { value, .. } if value == "old"
+    ));
+}
+
+#[test]
+fn nothing_listening_fails_fast() {
+    let port = server::free_port();
+    let c = Client::builder()
+        .servers([format!("127.0.0.1:{port}")])
+        .connect_timeout(Duration::from_millis(300))
+        .io_timeout(Duration::from_millis(300))
+        .retry_attempts(2)
+        .dead_timeout(Duration::from_secs(60))
+        .build()
+        .expect("build does not connect");
+    let started = Instant::now();
+    assert!(matches!(c.get::<String>("k"), Err(Error::Connect { .. })));
+    assert!(matches!(
+        c.set("k", "v", MINUTE),
+        Err(Error::Connect { .. })
+    ));
+    // Two failures: the only server is now marked dead.
+    assert!(matches!(c.get::<String>("k"), Err(Error::AllServersDown)));
+    assert!(c.version().is_err());
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn silent_server_times_out() {
+    // Accepts connections, reads requests, never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().take(4).flatten() {
+            held.push(stream);
+        }
+        thread::sleep(Duration::from_secs(5));
+    });
+    let c = Client::builder()
+        .servers([addr.to_string()])
+        .io_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    assert!(matches!(c.get::<String>("k"), Err(Error::Timeout)));
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+/// A fake server: answers each request line with the next canned reply
+/// (garbage first), counting the connections it accepts.
+fn fake_server(replies: Vec<&'static [u8]>) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    thread::spawn(move || {
+        let mut replies = replies.into_iter();
+        for stream in listener.incoming().take(8) {
+            let Ok(stream) = stream else { break };
+            counter.fetch_add(1, Ordering::SeqCst);
+            let mut writer = stream.try_clone().unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                line.clear();
+                let Some(reply) = replies.next() else { return };
+                if writer.write_all(reply).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    (addr, accepted)
+}
+
+#[test]
+fn malformed_reply_drops_the_connection() {
+    let (addr, accepted) = fake_server(vec![
+        b"HELLO THERE\r\n",
+        b"VA 2 f16\r\nok\r\n",
+        b"VA 2 f16\r\nok\r\n",
+    ]);
+    let c = Client::builder()
+        .servers([addr])
+        .pool_size(1)
+        .build()
+        .unwrap();
+    assert!(matches!(c.get::<String>("k"), Err(Error::Protocol(_))));
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    // The desynced connection was closed: the next request opens a new one.
+    assert_eq!(c.get::<String>("k").unwrap().as_deref(), Some("ok"));
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    // A good connection is reused.
+    assert_eq!(c.get::<String>("k").unwrap().as_deref(), Some("ok"));
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn oversized_reply_is_a_protocol_error() {
+    let (addr, _) = fake_server(vec![b"VA 999999999 f0\r\n"]);
+    let c = Client::builder()
+        .servers([addr])
+        .max_item_size(1024)
+        .build()
+        .unwrap();
+    assert!(matches!(c.get::<String>("k"), Err(Error::Protocol(_))));
+}
+
+#[test]
+fn shared_between_threads() {
+    let mc = Memcached::start();
+    let c = Client::builder()
+        .servers([mc.addr()])
+        .pool_size(2)
+        .build()
+        .unwrap();
+    thread::scope(|s| {
+        for t in 0..6 {
+            let c = c.clone();
+            s.spawn(move || {
+                for i in 0..200 {
+                    let key = format!("t{t}:{i}");
+                    c.set(&key, &i, MINUTE).unwrap();
+                    assert_eq!(c.get::<i32>(&key).unwrap(), Some(i));
+                }
+            });
+        }
+    });
+    let items: u64 = c.stats().unwrap()[0].1["curr_items"].parse().unwrap();
+    assert_eq!(items, 1200);
+    // At most pool_size connections were opened by this client.
+    let conns: u64 = c.stats().unwrap()[0].1["curr_connections"].parse().unwrap();
+    assert!(conns <= 4, "{conns} connections");
+}
+
+#[test]
+fn unix_socket_server() {
+    let dir = std::env::temp_dir().join(format!(
+        "nearfar-mc-{}-{}",
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("mc.sock");
+    let mut child = std::process::Command::new("memcached")
+        .args(["-s", path.to_str().unwrap(), "-m", "16", "-u", "root"])
+        .spawn()
+        .expect("memcached not found: install it with `apt-get install -y memcached`");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !path.exists() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let c = Client::builder()
+        .servers([path.to_str().unwrap()])
+        .build()
+        .unwrap();
+    let result = c
+        .set("k", "over a unix socket", MINUTE)
+        .and_then(|()| c.get::<String>("k"));
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(result.unwrap().as_deref(), Some("over a unix socket"));
+}

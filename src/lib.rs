@@ -37,7 +37,7 @@
 //! # Memory
 //!
 //! A near-tier entry costs `size_of::<K>() + size_of::<V>()` plus about 28
-//! bytes on 64-bit targets: 16 in its slot (expiry, index link, state word), 8
+//! bytes on 64-bit targets: 16 in its slot (expiry, index link, use count, flags, generation), 8
 //! of LRU links and about 4 of hash index (one `u32` bucket per entry, rounded
 //! up to a power of two per shard). A weigher adds 8 bytes for the stored
 //! weight. Heap data owned by keys and values is extra, as always.

@@ -356,3 +356,75 @@ fn table_grows_for_unbounded_and_weighted_caches() {
     assert_eq!(cache.len(), 50_000);
     cache.check_invariants().unwrap();
 }
+
+#[test]
+fn a_value_whose_drop_uses_the_cache_does_not_deadlock() {
+    // Reviewer's case: reclaimed values used to be dropped under the shard lock.
+    type Handle = Arc<Mutex<Option<Cache<u32, Noisy>>>>;
+    #[derive(Clone)]
+    struct Noisy(Handle);
+    impl Drop for Noisy {
+        fn drop(&mut self) {
+            let cache = self.0.lock().unwrap().clone();
+            if let Some(c) = cache {
+                let _ = c.remove(&u32::MAX);
+            }
+        }
+    }
+    let handle: Handle = Arc::new(Mutex::new(None));
+    let cache: Cache<u32, Noisy> = Cache::builder().max_entries(8).shards(1).build();
+    *handle.lock().unwrap() = Some(cache.clone());
+    for i in 0..2_000u32 {
+        cache.insert(i, Noisy(Arc::clone(&handle)));
+        if i % 64 == 0 {
+            crossbeam_epoch::pin().flush();
+        }
+    }
+    assert!(cache.len() <= 8);
+    *handle.lock().unwrap() = None;
+}
+
+#[test]
+fn unbounded_weights_cannot_overflow() {
+    let cache: Cache<u32, u64> = Cache::builder().weigher(|_, v: &u64| *v).build();
+    for (k, w) in [(1, u64::MAX - 1), (2, 10), (3, u64::MAX), (4, u64::MAX / 2)] {
+        cache.insert(k, w);
+        // A shard's budget is u64::MAX even when unbounded: entries sharing a
+        // shard may evict each other, but the newest always stays.
+        assert_eq!(cache.get(&k), Some(w));
+        cache.check_invariants().unwrap();
+        let present: u128 = cache.iter().map(|(_, w)| u128::from(w)).sum();
+        assert_eq!(
+            u128::from(cache.weight()),
+            present.min(u128::from(u64::MAX)),
+            "gauges saturate, never wrap"
+        );
+    }
+}
+
+#[test]
+fn absurd_shard_counts_are_clamped() {
+    let a: Cache<u32, u32> = Cache::builder().shards(usize::MAX).max_entries(10).build();
+    a.insert(1, 1);
+    assert_eq!(a.get(&1), Some(1));
+    let b: Cache<u32, u32> = Cache::builder().shards(1 << 40).build();
+    b.insert(1, 1);
+    assert_eq!(b.get(&1), Some(1));
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_large_bound_does_not_allocate_up_front() {
+    fn rss_bytes() -> u64 {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+        pages * 4096
+    }
+    let before = rss_bytes();
+    let cache: Cache<u64, u64> = Cache::builder().max_entries(1 << 28).shards(4).build();
+    cache.insert(1, 1);
+    let grown = rss_bytes().saturating_sub(before);
+    // The index used to be sized for the bound at once: 1 GiB here.
+    assert!(grown < 64 << 20, "an almost empty cache took {grown} bytes");
+    assert_eq!(cache.get(&1), Some(1));
+}

@@ -199,3 +199,61 @@ fn readers_never_see_a_reused_slot() {
         cache.check_invariants().unwrap();
     }
 }
+
+/// Reviewer's case: a panic after the loader returned (here in the weigher,
+/// then in the listener) must release the waiters, not leave them blocked.
+#[test]
+fn a_panic_after_the_loader_releases_waiters() {
+    for panic_in_listener in [false, true] {
+        let armed = Arc::new(AtomicBool::new(true));
+        let trip = Arc::clone(&armed);
+        let boom = move || {
+            if trip.swap(false, Ordering::SeqCst) {
+                panic!("injected");
+            }
+        };
+        let boom2 = boom.clone();
+        let cache: Cache<u32, u32> = if panic_in_listener {
+            Cache::builder()
+                .max_entries(1)
+                .shards(1)
+                .eviction_listener(move |_, _, _| boom())
+                .build()
+        } else {
+            Cache::builder()
+                .max_entries(100)
+                .weigher(move |_, _| {
+                    boom2();
+                    1
+                })
+                .build()
+        };
+        if panic_in_listener {
+            cache.insert(0, 0); // the load's insert will evict this one
+        }
+        let barrier = Arc::new(Barrier::new(THREADS));
+        let handles: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let (cache, barrier) = (cache.clone(), Arc::clone(&barrier));
+                thread::spawn(move || {
+                    barrier.wait();
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        cache.get_or_insert_with(1, || {
+                            thread::sleep(Duration::from_millis(20));
+                            11
+                        })
+                    }))
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(
+            results.iter().filter(|r| r.is_err()).count(),
+            1,
+            "one caller saw the injected panic"
+        );
+        assert!(results.iter().flatten().all(|&v| v == 11));
+        assert_eq!(cache.get_or_insert_with(1, || 99), 11);
+        cache.check_invariants().unwrap();
+    }
+}

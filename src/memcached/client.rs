@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use super::conn::{Conn, ConnConfig, ServerSpec};
 use super::error::{ConfigError, Error, Result};
-use super::pool::Pool;
+use super::pool::{Claim, Pool};
 use super::protocol::{
     KeyError, MAX_KEY_LEN, MAX_RELATIVE_EXPTIME, MetaDeleteFlags, MetaGetFlags, MetaReply,
     MetaSetFlags, MetaSetMode, MetaStatus, ProtocolError, RemainingTtl, Reply, ReturnFlags,
@@ -20,7 +20,7 @@ use super::protocol::{
     encode_touch, encode_version, exptime,
 };
 use super::ring::{Distribution, Ring};
-use crate::codec::{Codec, DefaultCodec};
+use crate::codec::{Codec, DefaultCodec, Encoded};
 
 /// memcached's default item size limit (its `-I` option): 1 MiB.
 pub const DEFAULT_MAX_ITEM_SIZE: usize = 1024 * 1024;
@@ -28,6 +28,29 @@ pub const DEFAULT_MAX_ITEM_SIZE: usize = 1024 * 1024;
 /// Keys sent per round trip by [`Client::get_many`]: bounds the request line
 /// and how much reply is buffered at once.
 const GET_MANY_CHUNK: usize = 128;
+
+/// Items sent per round trip by [`Client::set_many`] ...
+const SET_MANY_CHUNK: usize = 128;
+
+/// ... and about how many bytes (one larger item still goes alone): bounds
+/// the request buffered in memory and what the server must take at once.
+const SET_MANY_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// How many of the leading items, of the sizes given, make one chunk: at
+/// most `max_items`, and no more bytes than `max_bytes` unless the first
+/// item alone is larger. Zero only when there are no items.
+fn chunk_len(sizes: impl Iterator<Item = usize>, max_items: usize, max_bytes: usize) -> usize {
+    let mut bytes = 0usize;
+    let mut count = 0;
+    for size in sizes.take(max_items) {
+        bytes = bytes.saturating_add(size);
+        if count > 0 && bytes > max_bytes {
+            break;
+        }
+        count += 1;
+    }
+    count
+}
 
 /// A CAS unique: the version stamp memcached gives each stored item.
 ///
@@ -205,13 +228,20 @@ impl<C: Codec> ClientBuilder<C> {
         self
     }
 
-    /// How long opening a TCP connection may take.
+    /// How long opening a TCP connection may take, in all: a host that
+    /// resolves to several addresses shares this time between them.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
     }
 
-    /// How long a request may wait for its whole reply (and each write).
+    /// How long a request may go without progress: it fails with
+    /// [`Error::Timeout`] when no byte could be written or read for this
+    /// long.
+    ///
+    /// Each write or read that moves bytes restarts the wait, so a large
+    /// reply that keeps streaming is not cut off; the whole request (sending
+    /// it and reading all of its reply) is still capped at 10 times this.
     pub fn io_timeout(mut self, timeout: Duration) -> Self {
         self.io_timeout = timeout;
         self
@@ -372,11 +402,19 @@ impl<C: Codec> ClientBuilder<C> {
 /// A prefixed key, built on the stack.
 struct KeyBuf {
     bytes: [u8; MAX_KEY_LEN],
-    len: usize,
 }
 
-/// Whether a request may be sent again on a new connection after the pooled
-/// one turned out to be dead (see `Pool::run`).
+impl KeyBuf {
+    fn new() -> KeyBuf {
+        KeyBuf {
+            bytes: [0; MAX_KEY_LEN],
+        }
+    }
+}
+
+/// Whether a request may be sent again on a new connection after a pooled
+/// one that passed its liveness check still turned out to be dead (see
+/// `Pool::run`).
 const IDEMPOTENT: bool = true;
 const NOT_IDEMPOTENT: bool = false;
 
@@ -411,8 +449,8 @@ impl<C: Codec> Client<C> {
         u64::try_from(self.inner.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// Prefixes and validates `key`.
-    fn key(&self, key: &str) -> Result<KeyBuf> {
+    /// Prefixes `key` into `buf` and validates the result, once.
+    fn key<'b>(&self, key: &str, buf: &'b mut KeyBuf) -> Result<ValidKey<'b>> {
         let prefix = &self.inner.prefix;
         if key.is_empty() {
             return Err(KeyError::Empty.into());
@@ -421,35 +459,55 @@ impl<C: Codec> Client<C> {
         if len > MAX_KEY_LEN {
             return Err(KeyError::TooLong { len }.into());
         }
-        let mut buf = KeyBuf {
-            bytes: [0; MAX_KEY_LEN],
-            len,
-        };
         buf.bytes[..prefix.len()].copy_from_slice(prefix);
         buf.bytes[prefix.len()..len].copy_from_slice(key.as_bytes());
-        ValidKey::new(&buf.bytes[..len])?;
-        Ok(buf)
+        Ok(ValidKey::new(&buf.bytes[..len])?)
     }
 
     /// The index of the live server for `key`.
     fn route(&self, key: &[u8]) -> Result<usize> {
-        self.route_at(key, self.now())
+        self.route_at(key, self.now(), &mut Vec::new())
+    }
+
+    /// The index of the server for `key` among those `routable` accepts.
+    fn pick(&self, key: &[u8], routable: impl Fn(usize) -> bool) -> Option<usize> {
+        if self.inner.pools.len() == 1 {
+            return Some(0).filter(|&i| routable(i));
+        }
+        self.inner.ring.server_for_live(key, routable)
     }
 
     /// The index of the server for `key`, with liveness judged at `now`.
-    fn route_at(&self, key: &[u8], now: u64) -> Result<usize> {
+    ///
+    /// A server whose dead period is over is probed by one caller only: the
+    /// first to route a key to it claims the probe, and the others route
+    /// around it until the probe's outcome is known. `probing` lists the
+    /// servers this caller already holds the probe of (all of a batch's
+    /// keys for such a server go with the probe).
+    fn route_at(&self, key: &[u8], now: u64, probing: &mut Vec<usize>) -> Result<usize> {
         let pools = &self.inner.pools;
-        if pools.len() == 1 {
-            return if pools[0].health.is_live(now) {
-                Ok(0)
-            } else {
-                Err(Error::AllServersDown)
-            };
+        // Servers whose probe another caller took meanwhile.
+        let mut taken = Vec::new();
+        loop {
+            let server = self
+                .pick(key, |i| {
+                    probing.contains(&i)
+                        || (!taken.contains(&i)
+                            && pools.get(i).is_some_and(|p| p.health.is_routable(now)))
+                })
+                .ok_or(Error::AllServersDown)?;
+            if probing.contains(&server) {
+                return Ok(server);
+            }
+            match pools[server].health.claim(now, self.inner.dead_timeout) {
+                Claim::Live => return Ok(server),
+                Claim::Probe => {
+                    probing.push(server);
+                    return Ok(server);
+                }
+                Claim::Taken => taken.push(server),
+            }
         }
-        self.inner
-            .ring
-            .server_for_live(key, |i| pools.get(i).is_some_and(|p| p.health.is_live(now)))
-            .ok_or(Error::AllServersDown)
     }
 
     /// Runs `op` on a connection to server `index`, and records the outcome
@@ -461,8 +519,12 @@ impl<C: Codec> Client<C> {
         op: impl FnMut(&mut Conn) -> Result<T>,
     ) -> Result<T> {
         let pool = &self.inner.pools[index];
-        let result = pool.run(idempotent, op);
+        let (result, stale) = pool.run(idempotent, op);
         match &result {
+            // A connection that died while idle in the pool (the server
+            // restarted, say): the idle ones are closed, and the next
+            // request's fresh connection tells whether the server is up.
+            Err(Error::Io(_)) if stale => {}
             Err(Error::Connect { .. } | Error::Timeout | Error::Io(_)) => {
                 let dead = pool.health.failed(
                     self.now(),
@@ -489,10 +551,9 @@ impl<C: Codec> Client<C> {
         encode: impl Fn(&mut Vec<u8>, ValidKey<'_>),
         read: impl Fn(Reply<'_>) -> Result<T>,
     ) -> Result<T> {
-        let buf = self.key(key)?;
-        let bytes = &buf.bytes[..buf.len];
-        let valid = ValidKey::new(bytes)?;
-        let server = self.route(bytes)?;
+        let mut buf = KeyBuf::new();
+        let valid = self.key(key, &mut buf)?;
+        let server = self.route(valid.as_bytes())?;
         self.on_server(server, idempotent, |conn| {
             encode(conn.request(), valid);
             conn.send()?;
@@ -595,15 +656,18 @@ impl<C: Codec> Client<C> {
     /// Stores `value` under `key` for `ttl`.
     ///
     /// `Duration::ZERO` means no expiry; a TTL over 30 days is sent as an
-    /// absolute unix time (memcached reads larger relative values that way);
-    /// fractions of a second are rounded up.
+    /// absolute unix time (memcached reads larger relative values that way),
+    /// capped at memcached's largest time, 2038-01-19 (`i32::MAX`), so a very
+    /// long TTL such as `Duration::MAX` means "as long as the server can
+    /// keep it"; fractions of a second are rounded up.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidKey`], [`Error::Codec`] when the value cannot be
     /// encoded, [`Error::ValueTooLarge`] when the encoded value is over the
     /// item limit (nothing is sent), [`Error::Server`] when the server refuses
-    /// it, and the connection errors.
+    /// it, [`Error::NotStored`] when it declines to store it, and the
+    /// connection errors.
     ///
     /// # Examples
     ///
@@ -1044,13 +1108,13 @@ impl<C: Codec> Client<C> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidKey`], [`Error::ValueTooLarge`], [`Error::Server`]
-    /// and the connection errors.
+    /// [`Error::InvalidKey`], [`Error::ValueTooLarge`], [`Error::Server`],
+    /// [`Error::NotStored`] and the connection errors.
     pub fn set_raw(&self, key: &str, data: &[u8], flags: u32, ttl: Duration) -> Result<()> {
         if self.store(key, data, flags, ttl, MetaSetMode::Set, None)? {
             Ok(())
         } else {
-            Err(Error::Server("item not stored".into()))
+            Err(Error::NotStored)
         }
     }
 
@@ -1122,15 +1186,16 @@ impl<C: Codec> Client<C> {
     }
 
     /// Stores many values with one TTL, grouped by server: each server gets
-    /// its items in one pipelined round trip, and the servers are written in
-    /// parallel.
+    /// its items pipelined, in round trips of at most 128 items or about
+    /// 1 MiB, and the servers are written in parallel.
     ///
     /// # Errors
     ///
     /// Every key and value is checked and encoded before anything is sent:
     /// [`Error::InvalidKey`], [`Error::Codec`] and [`Error::ValueTooLarge`]
     /// refuse the whole batch. After that, the first error of any server
-    /// (the other items may have been stored).
+    /// ([`Error::NotStored`] for an item the server declined to store); the
+    /// other items may have been stored.
     ///
     /// # Examples
     ///
@@ -1155,47 +1220,80 @@ impl<C: Codec> Client<C> {
             })
             .collect::<Result<Vec<_>>>()?;
         let exptime = exptime_now(ttl);
+        // The bytes an item takes on the wire: its value, key and header.
+        let wire_size = |index: usize| {
+            encoded
+                .get(index)
+                .map_or(0, |item| item.data.len())
+                .saturating_add(batch.ranges.get(index).map_or(0, Range::len))
+                .saturating_add(48)
+        };
         self.per_server(&batch, |server, indices| {
-            self.on_server(server, IDEMPOTENT, |conn| {
-                let out = conn.request();
-                for (n, &index) in indices.iter().enumerate() {
-                    let item = &encoded[index];
-                    let flags = MetaSetFlags {
-                        ttl: Some(exptime),
-                        client_flags: Some(item.flags),
-                        quiet: true,
-                        opaque: u32::try_from(n).ok(),
-                        ..MetaSetFlags::default()
-                    };
-                    encode_meta_set_header(out, batch.key(index)?, item.data.len(), &flags);
-                    out.extend_from_slice(&item.data);
-                    out.extend_from_slice(b"\r\n");
-                }
-                encode_meta_noop(out);
-                conn.send()?;
-                let mut first_error = None;
-                while !conn.recv(|reply| match reply {
-                    Reply::Meta(MetaReply {
-                        status: MetaStatus::NoOp,
-                        ..
-                    }) => Ok(true),
-                    Reply::Meta(MetaReply {
-                        status: MetaStatus::NotStored,
-                        ..
-                    }) => {
-                        first_error.get_or_insert(Error::Server("item not stored".into()));
-                        Ok(false)
-                    }
-                    Reply::ServerError(_) | Reply::ClientError(_) => {
-                        first_error.get_or_insert(Error::from_reply(&reply));
-                        Ok(false)
-                    }
-                    other => Err(Error::from_reply(&other)),
-                })? {}
-                first_error.map_or(Ok(Vec::<()>::new()), Err)
-            })
+            let mut rest = indices;
+            while !rest.is_empty() {
+                let len = chunk_len(
+                    rest.iter().map(|&index| wire_size(index)),
+                    SET_MANY_CHUNK,
+                    SET_MANY_CHUNK_BYTES,
+                );
+                let (chunk, tail) = rest.split_at(len.clamp(1, rest.len()));
+                rest = tail;
+                self.set_chunk(server, &batch, &encoded, chunk, exptime)?;
+            }
+            Ok(Vec::<()>::new())
         })?;
         Ok(())
+    }
+
+    /// One round trip of [`Client::set_many`]: the items `chunk` (indices
+    /// into `batch` and `encoded`) as quiet meta sets, then a no-op.
+    fn set_chunk(
+        &self,
+        server: usize,
+        batch: &Batch,
+        encoded: &[Encoded],
+        chunk: &[usize],
+        exptime: u32,
+    ) -> Result<()> {
+        self.on_server(server, IDEMPOTENT, |conn| {
+            let out = conn.request();
+            for (n, &index) in chunk.iter().enumerate() {
+                // Batch indices all come from the same item list.
+                let item = &encoded[index];
+                let flags = MetaSetFlags {
+                    ttl: Some(exptime),
+                    client_flags: Some(item.flags),
+                    quiet: true,
+                    opaque: u32::try_from(n).ok(),
+                    ..MetaSetFlags::default()
+                };
+                encode_meta_set_header(out, batch.key(index)?, item.data.len(), &flags);
+                out.extend_from_slice(&item.data);
+                out.extend_from_slice(b"\r\n");
+            }
+            encode_meta_noop(out);
+            conn.send()?;
+            let mut first_error = None;
+            while !conn.recv(|reply| match reply {
+                Reply::Meta(MetaReply {
+                    status: MetaStatus::NoOp,
+                    ..
+                }) => Ok(true),
+                Reply::Meta(MetaReply {
+                    status: MetaStatus::NotStored,
+                    ..
+                }) => {
+                    first_error.get_or_insert(Error::NotStored);
+                    Ok(false)
+                }
+                Reply::ServerError(_) | Reply::ClientError(_) => {
+                    first_error.get_or_insert(Error::from_reply(&reply));
+                    Ok(false)
+                }
+                other => Err(Error::from_reply(&other)),
+            })? {}
+            first_error.map_or(Ok(()), Err)
+        })
     }
 
     /// Prefixes, validates and routes every key of a batch.
@@ -1205,14 +1303,20 @@ impl<C: Codec> Client<C> {
             ranges: Vec::new(),
             groups: vec![Vec::new(); self.inner.pools.len()],
         };
-        let now = self.now();
-        for (index, key) in keys.enumerate() {
-            let buf = self.key(key)?;
-            let bytes = &buf.bytes[..buf.len];
-            let server = self.route_at(bytes, now)?;
+        let mut buf = KeyBuf::new();
+        for key in keys {
+            let valid = self.key(key, &mut buf)?;
             let start = batch.bytes.len();
-            batch.bytes.extend_from_slice(bytes);
+            batch.bytes.extend_from_slice(valid.as_bytes());
             batch.ranges.push(start..batch.bytes.len());
+        }
+        // Routed once every key is known valid, so a refused batch claims
+        // no probe of a dead server.
+        let now = self.now();
+        let mut probing = Vec::new();
+        for (index, range) in batch.ranges.iter().enumerate() {
+            let key = batch.bytes.get(range.clone()).unwrap_or_default();
+            let server = self.route_at(key, now, &mut probing)?;
             batch.groups[server].push(index);
         }
         Ok(batch)
@@ -1220,6 +1324,9 @@ impl<C: Codec> Client<C> {
 
     /// Runs `op` for every server that has keys in `batch`, in parallel
     /// threads when there are several, and concatenates the results.
+    ///
+    /// A server whose thread the OS refuses to start is done on the
+    /// calling thread instead.
     fn per_server<T: Send>(
         &self,
         batch: &Batch,
@@ -1239,20 +1346,29 @@ impl<C: Codec> Client<C> {
         }
         let op = &op;
         std::thread::scope(|scope| {
-            let handles: Vec<_> = rest
-                .into_iter()
-                .map(|(server, indices)| scope.spawn(move || op(server, indices)))
-                .collect();
-            let mut out = op(first_server, first);
-            for handle in handles {
-                let result = handle
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                match (&mut out, result) {
-                    (Ok(all), Ok(more)) => all.extend(more),
-                    (Ok(_), Err(e)) => out = Err(e),
-                    (Err(_), _) => {}
+            let mut handles = Vec::with_capacity(rest.len());
+            let mut unspawned = Vec::new();
+            for (server, indices) in rest {
+                match std::thread::Builder::new().spawn_scoped(scope, move || op(server, indices)) {
+                    Ok(handle) => handles.push(handle),
+                    Err(_) => unspawned.push((server, indices)),
                 }
+            }
+            let mut out = op(first_server, first);
+            let mut merge = |result: Result<Vec<T>>| match (&mut out, result) {
+                (Ok(all), Ok(more)) => all.extend(more),
+                (Ok(_), Err(e)) => out = Err(e),
+                (Err(_), _) => {}
+            };
+            for (server, indices) in unspawned {
+                merge(op(server, indices));
+            }
+            for handle in handles {
+                merge(
+                    handle
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                );
             }
             out
         })
@@ -1401,8 +1517,18 @@ impl<C: Codec> Client<C> {
     ///
     /// [`Error::InvalidKey`], or [`Error::AllServersDown`].
     pub fn server_for(&self, key: &str) -> Result<String> {
-        let buf = self.key(key)?;
-        let server = self.route(&buf.bytes[..buf.len])?;
+        let mut buf = KeyBuf::new();
+        let valid = self.key(key, &mut buf)?;
+        let now = self.now();
+        // Only looks: claims no probe of a server whose dead period is over.
+        let server = self
+            .pick(valid.as_bytes(), |i| {
+                self.inner
+                    .pools
+                    .get(i)
+                    .is_some_and(|p| p.health.is_routable(now))
+            })
+            .ok_or(Error::AllServersDown)?;
         Ok(self.inner.pools[server].spec.label.clone())
     }
 
@@ -1483,28 +1609,28 @@ mod tests {
     #[test]
     fn keys_are_prefixed_and_checked() {
         let c = client("app:");
-        let buf = c.key("k").unwrap();
-        assert_eq!(&buf.bytes[..buf.len], b"app:k");
+        let mut buf = KeyBuf::new();
+        assert_eq!(c.key("k", &mut buf).unwrap().as_bytes(), b"app:k");
         assert!(matches!(
-            c.key(""),
+            c.key("", &mut buf),
             Err(Error::InvalidKey {
                 reason: KeyError::Empty
             })
         ));
         assert!(matches!(
-            c.key("k\r\nflush_all"),
+            c.key("k\r\nflush_all", &mut buf),
             Err(Error::InvalidKey {
                 reason: KeyError::ForbiddenByte { byte: b'\r', .. }
             })
         ));
         let long = "x".repeat(247);
         assert!(matches!(
-            c.key(&long),
+            c.key(&long, &mut buf),
             Err(Error::InvalidKey {
                 reason: KeyError::TooLong { len: 251 }
             })
         ));
-        assert!(c.key(&long[1..]).is_ok());
+        assert!(c.key(&long[1..], &mut buf).is_ok());
     }
 
     #[test]
@@ -1537,6 +1663,20 @@ mod tests {
             .as_secs();
         let abs = u64::from(exptime_now(Duration::from_secs(31 * 86_400)));
         assert!(abs >= now + 31 * 86_400 && abs <= now + 31 * 86_400 + 5);
+    }
+
+    #[test]
+    fn set_many_chunks_by_count_and_bytes() {
+        let small = || std::iter::repeat(100);
+        assert_eq!(chunk_len(small().take(300), 128, 1 << 20), 128);
+        assert_eq!(chunk_len(small().take(5), 128, 1 << 20), 5);
+        assert_eq!(chunk_len(std::iter::empty(), 128, 1 << 20), 0);
+        // 400 KB items: two fit in 1 MiB, the third starts the next chunk.
+        assert_eq!(chunk_len(std::iter::repeat(400_000), 128, 1 << 20), 2);
+        // One item over the limit still goes, alone.
+        assert_eq!(chunk_len([2 << 20, 10].into_iter(), 128, 1 << 20), 1);
+        assert_eq!(chunk_len([10, 2 << 20].into_iter(), 128, 1 << 20), 1);
+        assert_eq!(chunk_len([usize::MAX, usize::MAX].into_iter(), 128, 1), 1);
     }
 
     #[test]

@@ -5,6 +5,18 @@
 //! [`parse_reply`] returns a whole frame, within the I/O timeout. What a
 //! frame means for the request is decided by the caller (the client), which
 //! receives each frame through a closure while it still borrows the buffer.
+//!
+//! # Timeouts
+//!
+//! The I/O timeout bounds inactivity, not the whole exchange: a request
+//! fails with [`Error::Timeout`] when no byte could be written or read for
+//! `io_timeout`. Every write or read that moves bytes pushes the deadline
+//! back to `io_timeout` from then, so a large multi-get reply that keeps
+//! streaming is not cut off half way. The whole request (writing it and
+//! reading every frame of its reply) is still capped at
+//! [`MAX_REQUEST_TIMEOUTS`] times `io_timeout`, so a server trickling bytes
+//! cannot hold a caller forever. Every read and write, the first included,
+//! waits no longer than the deadline left.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -23,6 +35,22 @@ const INITIAL_READ_BUF: usize = 16 * 1024;
 /// After a request that grew the read buffer beyond this, it is shrunk back,
 /// so one large value does not pin memory in every pooled connection.
 const RETAINED_READ_BUF: usize = 256 * 1024;
+
+/// The write buffer's starting capacity.
+const INITIAL_WRITE_BUF: usize = 1024;
+
+/// After a request that grew the write buffer beyond this (a large value, or
+/// a large `set_many` batch), it is shrunk back, as the read buffer is.
+const RETAINED_WRITE_BUF: usize = 256 * 1024;
+
+/// The longest a whole request may take, in I/O timeouts (see the module
+/// docs): the deadline moves with progress, but never past this.
+pub(crate) const MAX_REQUEST_TIMEOUTS: u32 = 10;
+
+/// How far a socket timeout may overshoot the request's deadline before it
+/// is shortened to fit (a `setsockopt` per read would cost more than the
+/// precision is worth); also at most a twentieth of the I/O timeout.
+const TIMEOUT_SLACK: Duration = Duration::from_millis(5);
 
 /// The memcached port used when an address names none.
 const DEFAULT_PORT: u16 = 11211;
@@ -150,6 +178,14 @@ impl Stream {
         }
     }
 
+    fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_nonblocking(nonblocking),
+            #[cfg(unix)]
+            Stream::Unix(s) => s.set_nonblocking(nonblocking),
+        }
+    }
+
     fn shutdown(&self) {
         // Best effort: the socket is being dropped anyway.
         let _ = match self {
@@ -205,12 +241,14 @@ pub(crate) struct Conn {
     filled: usize,
     io_timeout: Duration,
     max_value: usize,
-    /// When the request in flight must be answered by.
-    deadline: Option<Instant>,
-    /// Reads made for the request in flight.
-    reads: u32,
-    /// The socket's read timeout was shortened to meet a deadline.
-    timeout_shortened: bool,
+    /// When the request in flight fails unless more bytes move by then.
+    deadline: Instant,
+    /// When the request in flight fails whatever moves: the deadline is
+    /// never pushed past this.
+    cap: Instant,
+    /// The socket's read and write timeouts in force.
+    read_timeout: Duration,
+    write_timeout: Duration,
 }
 
 impl fmt::Debug for Conn {
@@ -223,6 +261,10 @@ impl fmt::Debug for Conn {
 
 impl Conn {
     /// Opens a connection to `server`, bounded by the connect timeout.
+    ///
+    /// The timeout covers every address the host resolves to together:
+    /// each attempt gets only what the earlier ones left. (Name resolution
+    /// itself is the system resolver's and is not bounded here.)
     pub(crate) fn connect(server: &ServerSpec, config: &ConnConfig) -> Result<Conn> {
         let connect_error = |source: io::Error| Error::Connect {
             server: server.label.clone(),
@@ -236,8 +278,19 @@ impl Conn {
                 let mut last =
                     io::Error::new(io::ErrorKind::NotFound, "address resolved to nothing");
                 let mut connected = None;
+                let deadline = later(Instant::now(), config.connect_timeout);
                 for addr in addrs {
-                    match TcpStream::connect_timeout(&addr, config.connect_timeout) {
+                    let Some(remaining) = deadline
+                        .checked_duration_since(Instant::now())
+                        .filter(|d| !d.is_zero())
+                    else {
+                        last = io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "connect timeout spent on the earlier addresses",
+                        );
+                        break;
+                    };
+                    match TcpStream::connect_timeout(&addr, remaining) {
                         Ok(stream) => {
                             connected = Some(stream);
                             break;
@@ -265,16 +318,41 @@ impl Conn {
             .map_err(connect_error)?;
         Ok(Conn {
             stream,
-            wbuf: Vec::with_capacity(1024),
+            wbuf: Vec::with_capacity(INITIAL_WRITE_BUF),
             rbuf: vec![0; INITIAL_READ_BUF],
             pos: 0,
             filled: 0,
             io_timeout: config.io_timeout,
             max_value: config.max_value,
-            deadline: None,
-            reads: 0,
-            timeout_shortened: false,
+            deadline: Instant::now(),
+            cap: Instant::now(),
+            read_timeout: config.io_timeout,
+            write_timeout: config.io_timeout,
         })
+    }
+
+    /// Whether a connection that sat idle in the pool can still carry a
+    /// request, checked without blocking and before anything is sent.
+    ///
+    /// A connection is dead when the server closed it (a restart closes
+    /// every connection), when the socket reports an error, or when bytes
+    /// are waiting that no request asked for (the stream is out of step).
+    /// Only a read that would block proves it alive. A dead connection may
+    /// have lost a byte to the check: it must be dropped, not used.
+    pub(crate) fn is_alive(&mut self) -> bool {
+        if self.filled != self.pos || self.stream.set_nonblocking(true).is_err() {
+            return false;
+        }
+        let mut byte = [0u8; 1];
+        let alive = loop {
+            match self.stream.read(&mut byte) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // End of stream, unsolicited data, or a socket error.
+                _ => break false,
+            }
+        };
+        alive && self.stream.set_nonblocking(false).is_ok()
     }
 
     /// The buffer to encode the next request into (empty).
@@ -291,19 +369,91 @@ impl Conn {
                 reply: "unsolicited data",
             }));
         }
-        self.pos = 0;
-        self.filled = 0;
-        if self.rbuf.len() > RETAINED_READ_BUF {
-            self.rbuf.truncate(INITIAL_READ_BUF);
-            self.rbuf.shrink_to_fit();
-        }
-        if self.timeout_shortened {
+        self.trim_read();
+        // Timeouts shortened for an earlier request's deadline go back to
+        // the full length (rare: it takes a request that nearly timed out).
+        if self.read_timeout < self.io_timeout {
             self.stream.set_read_timeout(self.io_timeout)?;
-            self.timeout_shortened = false;
+            self.read_timeout = self.io_timeout;
         }
-        self.deadline = Some(Instant::now() + self.io_timeout);
-        self.reads = 0;
-        self.stream.write_all(&self.wbuf).map_err(io_error)
+        if self.write_timeout < self.io_timeout {
+            self.stream.set_write_timeout(self.io_timeout)?;
+            self.write_timeout = self.io_timeout;
+        }
+        let now = Instant::now();
+        self.deadline = later(now, self.io_timeout);
+        self.cap = later(now, self.io_timeout.saturating_mul(MAX_REQUEST_TIMEOUTS));
+        let mut sent = 0;
+        while sent < self.wbuf.len() {
+            let remaining = self.remaining()?;
+            if self.overshoots(remaining, self.write_timeout) {
+                self.stream.set_write_timeout(remaining)?;
+                self.write_timeout = remaining;
+            }
+            match self.stream.write(&self.wbuf[sent..]) {
+                Ok(0) => return Err(Error::Io(io::Error::from(io::ErrorKind::WriteZero))),
+                Ok(n) => {
+                    sent += n;
+                    self.progressed();
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) => {
+                    // Woke at the deadline, or early on a timeout set for a
+                    // tighter one: the next round decides.
+                    let remaining = self.remaining()?;
+                    self.stream.set_write_timeout(remaining)?;
+                    self.write_timeout = remaining;
+                }
+                Err(e) => return Err(io_error(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Shrinks buffers that a large request or reply grew past what is
+    /// worth keeping. Called when the connection goes back to the pool, so
+    /// idle connections do not pin memory.
+    pub(crate) fn trim(&mut self) {
+        if self.wbuf.capacity() > RETAINED_WRITE_BUF {
+            self.wbuf = Vec::with_capacity(INITIAL_WRITE_BUF);
+        } else {
+            self.wbuf.clear();
+        }
+        self.trim_read();
+    }
+
+    /// Shrinks the read buffer like [`Conn::trim`], unless it holds unparsed
+    /// bytes.
+    fn trim_read(&mut self) {
+        if self.pos == self.filled {
+            self.pos = 0;
+            self.filled = 0;
+            if self.rbuf.len() > RETAINED_READ_BUF {
+                self.rbuf.truncate(INITIAL_READ_BUF);
+                self.rbuf.shrink_to_fit();
+            }
+        }
+    }
+
+    /// The time left before the request's deadline, or [`Error::Timeout`].
+    fn remaining(&self) -> Result<Duration> {
+        self.deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or(Error::Timeout)
+    }
+
+    /// Whether a socket timeout of `current` would wait past the deadline
+    /// `remaining` away by more than the slack.
+    fn overshoots(&self, remaining: Duration, current: Duration) -> bool {
+        let slack = TIMEOUT_SLACK.min(self.io_timeout / 20);
+        remaining.saturating_add(slack) < current
+    }
+
+    /// Bytes moved: the request may now wait `io_timeout` from here, within
+    /// its overall cap.
+    fn progressed(&mut self) {
+        self.deadline = later(Instant::now(), self.io_timeout).min(self.cap);
     }
 
     /// Reads the next reply frame and hands it to `f`, returning what `f` does.
@@ -336,20 +486,12 @@ impl Conn {
                 self.rbuf.resize(grown, 0);
             }
         }
-        if self.reads > 0 {
-            // Past the first read, bound the whole request, not each read.
-            let remaining = self
-                .deadline
-                .and_then(|deadline| deadline.checked_duration_since(Instant::now()))
-                .filter(|d| !d.is_zero())
-                .ok_or(Error::Timeout)?;
-            if remaining < self.io_timeout {
-                self.stream.set_read_timeout(remaining)?;
-                self.timeout_shortened = true;
-            }
-        }
-        self.reads += 1;
         loop {
+            let remaining = self.remaining()?;
+            if self.overshoots(remaining, self.read_timeout) {
+                self.stream.set_read_timeout(remaining)?;
+                self.read_timeout = remaining;
+            }
             match self.stream.read(&mut self.rbuf[self.filled..]) {
                 Ok(0) => {
                     return Err(Error::Io(io::Error::new(
@@ -359,9 +501,17 @@ impl Conn {
                 }
                 Ok(n) => {
                     self.filled += n;
+                    self.progressed();
                     return Ok(());
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) => {
+                    // As in `send`: at the deadline, or early on a timeout
+                    // set for a tighter one.
+                    let remaining = self.remaining()?;
+                    self.stream.set_read_timeout(remaining)?;
+                    self.read_timeout = remaining;
+                }
                 Err(e) => return Err(io_error(e)),
             }
         }
@@ -374,11 +524,28 @@ impl Drop for Conn {
     }
 }
 
+/// `now + duration`, or a year from now when that is past what an
+/// [`Instant`] can hold (a configured `Duration::MAX` must not panic).
+pub(crate) fn later(now: Instant, duration: Duration) -> Instant {
+    now.checked_add(duration)
+        .or_else(|| now.checked_add(Duration::from_secs(365 * 86_400)))
+        .unwrap_or(now)
+}
+
+/// Whether a socket error is its timeout running out.
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
 /// Maps a socket timeout to [`Error::Timeout`], anything else to [`Error::Io`].
 fn io_error(e: io::Error) -> Error {
-    match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout,
-        _ => Error::Io(e),
+    if is_timeout(&e) {
+        Error::Timeout
+    } else {
+        Error::Io(e)
     }
 }
 
@@ -416,6 +583,62 @@ mod tests {
         assert_eq!((unix.label.as_str(), unix.weight), ("/run/mc.sock", 4));
         let unix = ServerSpec::parse("/run/mc.sock").unwrap();
         assert_eq!((unix.label.as_str(), unix.weight), ("/run/mc.sock", 1));
+    }
+
+    #[test]
+    fn large_requests_and_replies_do_not_pin_buffers() {
+        use std::net::TcpListener;
+
+        use crate::memcached::protocol::MetaStatus;
+
+        const BIG: usize = 1024 * 1024;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let mut request = vec![0; BIG + 64];
+            let mut got = 0;
+            while got < BIG + 2 {
+                match stream.read(&mut request[got..]) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got += n,
+                }
+            }
+            let mut reply = format!("VA {BIG} f0\r\n").into_bytes();
+            reply.resize(reply.len() + BIG, b'v');
+            reply.extend_from_slice(b"\r\n");
+            let _ = stream.write_all(&reply);
+        });
+        let spec = ServerSpec::parse(&format!("127.0.0.1:{port}")).unwrap();
+        let config = ConnConfig {
+            connect_timeout: Duration::from_secs(5),
+            io_timeout: Duration::from_secs(5),
+            max_value: 2 * BIG,
+        };
+        let mut conn = Conn::connect(&spec, &config).unwrap();
+        let request = conn.request();
+        request.resize(BIG, b'r');
+        request.extend_from_slice(b"\r\n");
+        conn.send().unwrap();
+        let len = conn
+            .recv(|reply| match reply {
+                Reply::Meta(meta) => match meta.status {
+                    MetaStatus::Value(data) => Ok(data.len()),
+                    _ => Ok(0),
+                },
+                _ => Ok(0),
+            })
+            .unwrap();
+        assert_eq!(len, BIG);
+        assert!(conn.wbuf.capacity() > RETAINED_WRITE_BUF);
+        assert!(conn.rbuf.len() > RETAINED_READ_BUF);
+        conn.trim();
+        assert!(conn.wbuf.capacity() <= RETAINED_WRITE_BUF);
+        assert!(conn.rbuf.len() <= RETAINED_READ_BUF);
+        server.join().unwrap();
     }
 
     #[test]

@@ -28,6 +28,11 @@ pub enum Error {
     /// `SERVER_ERROR <message>`: the server could not carry out the request
     /// (for example, out of memory or an item too large for its slabs).
     Server(String),
+    /// The server declined to store the item (`NS`, `NOT_STORED`) where the
+    /// call has no `false` to report it with: [`Client::set`](super::Client::set),
+    /// [`Client::set_raw`](super::Client::set_raw) and
+    /// [`Client::set_many`](super::Client::set_many).
+    NotStored,
     /// `CLIENT_ERROR <message>`, or `ERROR`: the server refused the request as
     /// ill-formed or unknown (a client bug, or a command the server lacks).
     Client(String),
@@ -45,8 +50,6 @@ pub enum Error {
         /// The limit in bytes.
         max: usize,
     },
-    /// The client has no servers configured.
-    NoServers,
     /// The key's server, and every fallback, is marked down.
     AllServersDown,
     /// Connecting to a server failed.
@@ -134,11 +137,11 @@ impl Error {
             | Error::AllServersDown => true,
             Error::Protocol(_)
             | Error::Server(_)
+            | Error::NotStored
             | Error::Client(_)
             | Error::Codec(_)
             | Error::InvalidKey { .. }
             | Error::ValueTooLarge { .. }
-            | Error::NoServers
             | Error::Config(_) => false,
         }
     }
@@ -162,13 +165,13 @@ impl fmt::Display for Error {
             Error::Timeout => f.write_str("memcached request timed out"),
             Error::Protocol(e) => write!(f, "memcached protocol error: {e}"),
             Error::Server(m) => write!(f, "memcached server error: {m}"),
+            Error::NotStored => f.write_str("memcached did not store the item"),
             Error::Client(m) => write!(f, "memcached refused the request: {m}"),
             Error::Codec(e) => write!(f, "value codec error: {e}"),
             Error::InvalidKey { reason } => write!(f, "invalid memcached key: {reason}"),
             Error::ValueTooLarge { size, max } => {
                 write!(f, "value of {size} bytes exceeds the {max}-byte item limit")
             }
-            Error::NoServers => f.write_str("no memcached servers configured"),
             Error::AllServersDown => f.write_str("all memcached servers are down"),
             Error::Connect { server, source } => {
                 write!(f, "cannot connect to memcached at {server}: {source}")
@@ -189,9 +192,9 @@ impl std::error::Error for Error {
             Error::Config(e) => Some(e),
             Error::Timeout
             | Error::Server(_)
+            | Error::NotStored
             | Error::Client(_)
             | Error::ValueTooLarge { .. }
-            | Error::NoServers
             | Error::AllServersDown
             | Error::PoolTimeout => None,
         }
@@ -254,7 +257,7 @@ mod tests {
         let codec = Error::from(CodecError::UnsupportedFlags(1));
         let client = Error::Client("bad command line format".into());
         let server = Error::Server("out of memory storing object".into());
-        for e in [key, too_large, codec, client, server] {
+        for e in [key, too_large, codec, client, server, Error::NotStored] {
             assert!(!e.is_retryable(), "{e:?}");
             assert!(!e.drops_connection(), "{e:?}");
         }

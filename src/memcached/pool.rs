@@ -1,8 +1,10 @@
 //! The connections to one server, and that server's health.
 //!
 //! A [`Pool`] keeps up to `max` connections: idle ones wait in a stack (the
-//! most recently used is reused first, as it is the likeliest to be alive);
-//! a caller that finds none idle opens a new one while under the limit, or
+//! most recently used is reused first, as it is the likeliest to be alive),
+//! and each is checked without blocking before it is reused, so one the
+//! server closed meanwhile is replaced before any request is sent on it; a
+//! caller that finds none idle opens a new one while under the limit, or
 //! waits for one to come back. A connection whose request failed with an
 //! error that [drops the connection](Error::drops_connection) is closed, never
 //! returned.
@@ -10,15 +12,16 @@
 //! [`Health`] counts consecutive failures (connect errors, timeouts, I/O
 //! errors). At `retry_attempts` of them the server is marked dead for
 //! `dead_timeout`; the client then routes its keys elsewhere. Once that time
-//! has passed the server is live again for routing, and the next request
-//! probes it: a success clears the count, a failure marks it dead again at
-//! once.
+//! has passed, exactly one request probes it (it claims the probe, which
+//! keeps the server out of routing for the others for another
+//! `dead_timeout`): a success clears the count and the dead period, a
+//! failure marks it dead again at once.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::conn::{Conn, ConnConfig, ServerSpec};
+use super::conn::{Conn, ConnConfig, ServerSpec, later};
 use super::error::{Error, Result};
 
 /// The connections to one server.
@@ -68,14 +71,27 @@ impl Pool {
 
     /// Takes an idle connection, or opens one, or waits for one.
     ///
-    /// The flag says whether the connection was reused (it may have gone
-    /// stale while idle) rather than just opened.
+    /// An idle connection is checked first ([`Conn::is_alive`]): one the
+    /// server closed while it sat in the pool (after a restart, say) is
+    /// dropped and the next one tried, or a new one opened, before anything
+    /// is sent, so every kind of request is safe from stale connections.
+    ///
+    /// The flag says whether the connection was reused rather than just
+    /// opened.
     fn checkout(&self) -> Result<(Conn, bool)> {
-        let deadline = Instant::now() + self.wait_timeout;
+        let deadline = later(Instant::now(), self.wait_timeout);
         let mut state = self.lock();
         loop {
-            if let Some(conn) = state.idle.pop() {
-                return Ok((conn, true));
+            if let Some(mut conn) = state.idle.pop() {
+                drop(state);
+                if conn.is_alive() {
+                    return Ok((conn, true));
+                }
+                drop(conn);
+                state = self.lock();
+                // Its slot is free: the next round may reuse or open.
+                state.open = state.open.saturating_sub(1);
+                continue;
             }
             if state.open < self.max {
                 state.open += 1;
@@ -102,7 +118,8 @@ impl Pool {
         }
     }
 
-    fn checkin(&self, conn: Conn) {
+    fn checkin(&self, mut conn: Conn) {
+        conn.trim();
         let mut state = self.lock();
         state.idle.push(conn);
         let waiting = state.waiting > 0;
@@ -140,24 +157,38 @@ impl Pool {
     /// Runs `op` on a pooled connection and returns the connection to the
     /// pool, unless the error says the connection is out of step.
     ///
-    /// When `retry_stale` is set and `op` fails with an I/O error on a
-    /// connection that had been idle in the pool (the server may have closed
-    /// it meanwhile, by restarting for instance), the other idle connections
-    /// are closed too and `op` runs once more on a new connection. Only
-    /// requests that are safe to send twice set it.
+    /// When `op` fails with an I/O error on a connection that had been idle
+    /// in the pool (it passed the liveness check, but the server closed it
+    /// under the request), the other idle connections are closed too: they
+    /// most likely died with it. Then, when `retry_stale` is set, `op` runs
+    /// once more on a fresh connection; only requests that are safe to send
+    /// twice set it.
+    ///
+    /// The flag returned is set when the result is such an I/O error on a
+    /// reused connection that was not retried: it says nothing of the
+    /// server's health (the next request opens a fresh connection, whose
+    /// outcome does).
     pub(crate) fn run<T>(
         &self,
         retry_stale: bool,
         mut op: impl FnMut(&mut Conn) -> Result<T>,
-    ) -> Result<T> {
-        let (conn, reused) = self.checkout()?;
+    ) -> (Result<T>, bool) {
+        let (conn, reused) = match self.checkout() {
+            Ok(checked_out) => checked_out,
+            Err(e) => return (Err(e), false),
+        };
         match self.run_on(conn, &mut op) {
-            Err(Error::Io(_)) if retry_stale && reused => {
+            Err(Error::Io(e)) if reused => {
                 self.clear_idle();
-                let (conn, _) = self.checkout()?;
-                self.run_on(conn, &mut op)
+                if !retry_stale {
+                    return (Err(Error::Io(e)), true);
+                }
+                let retried = self
+                    .checkout()
+                    .and_then(|(conn, _)| self.run_on(conn, &mut op));
+                (retried, false)
             }
-            other => other,
+            other => (other, false),
         }
     }
 
@@ -207,17 +238,55 @@ pub(crate) struct Health {
     dead_until: AtomicU64,
 }
 
+/// What [`Health::claim`] granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// The server is not marked dead: route to it.
+    Live,
+    /// Its dead period is over and this caller is the one to probe it.
+    Probe,
+    /// It is dead, or another caller holds the probe: route elsewhere.
+    Taken,
+}
+
 impl Health {
-    /// Whether keys may be routed to the server at `now` (nanoseconds since
-    /// the client's epoch).
-    pub(crate) fn is_live(&self, now: u64) -> bool {
+    /// Whether the server may be routed to at `now` (nanoseconds since the
+    /// client's epoch): not marked dead, or its dead period is over (the
+    /// caller must still [`claim`](Health::claim) the probe).
+    pub(crate) fn is_routable(&self, now: u64) -> bool {
         let until = self.dead_until.load(Ordering::Relaxed);
         until == 0 || now >= until
     }
 
-    /// Whether the server is inside a dead period at `now`.
+    /// Whether the server is inside a dead period at `now` (one being
+    /// probed counts as dead until the probe succeeds).
     pub(crate) fn is_dead(&self, now: u64) -> bool {
-        !self.is_live(now)
+        !self.is_routable(now)
+    }
+
+    /// Takes the server for one request at `now`. When its dead period is
+    /// over, only one caller wins [`Claim::Probe`]: the dead period is moved
+    /// on by `probe_for`, so the others keep routing around the server until
+    /// the probe's outcome ([`Health::succeeded`] or [`Health::failed`])
+    /// settles it, or, if none is ever recorded, until another probe is due.
+    pub(crate) fn claim(&self, now: u64, probe_for: Duration) -> Claim {
+        let until = self.dead_until.load(Ordering::Relaxed);
+        if until == 0 {
+            return Claim::Live;
+        }
+        if now < until {
+            return Claim::Taken;
+        }
+        let next = now.saturating_add(nanos(probe_for)).max(1);
+        match self
+            .dead_until
+            .compare_exchange(until, next, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => Claim::Probe,
+            // Another caller probed, or the outcome came in meanwhile.
+            Err(0) => Claim::Live,
+            Err(_) => Claim::Taken,
+        }
     }
 
     /// Records an answer from the server.
@@ -237,13 +306,82 @@ impl Health {
             .fetch_add(1, Ordering::Relaxed)
             .saturating_add(1);
         if failures >= attempts {
-            let until = now
-                .saturating_add(u64::try_from(dead_for.as_nanos()).unwrap_or(u64::MAX))
-                .max(1);
+            let until = now.saturating_add(nanos(dead_for)).max(1);
             self.dead_until.store(until, Ordering::Relaxed);
             true
         } else {
             false
         }
+    }
+}
+
+/// A duration in nanoseconds, saturating.
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_caller_probes_a_dead_server() {
+        let health = Health::default();
+        let dead_for = Duration::from_secs(10);
+        let second = 1_000_000_000;
+        assert_eq!(health.claim(0, dead_for), Claim::Live);
+        assert!(!health.failed(0, 2, dead_for));
+        assert_eq!(health.claim(0, dead_for), Claim::Live);
+        assert!(health.failed(second, 2, dead_for));
+        assert!(health.is_dead(second));
+        assert_eq!(health.claim(2 * second, dead_for), Claim::Taken);
+
+        // The dead period is over: one probe, the others are kept away.
+        let over = 11 * second + 1;
+        assert!(health.is_routable(over) && !health.is_dead(over));
+        assert_eq!(health.claim(over, dead_for), Claim::Probe);
+        assert!(health.is_dead(over) && !health.is_routable(over));
+        assert_eq!(health.claim(over, dead_for), Claim::Taken);
+        assert_eq!(health.claim(over + second, dead_for), Claim::Taken);
+
+        // The probe failed: dead again at once, for a full period.
+        assert!(health.failed(over + second, 2, dead_for));
+        assert_eq!(health.claim(over + 5 * second, dead_for), Claim::Taken);
+        let over = over + 11 * second + 1;
+        assert_eq!(health.claim(over, dead_for), Claim::Probe);
+
+        // The probe succeeded: everyone routes to it again.
+        health.succeeded();
+        assert_eq!(health.claim(over, dead_for), Claim::Live);
+        assert_eq!(health.claim(over, dead_for), Claim::Live);
+        assert!(!health.is_dead(over));
+
+        // A probe whose outcome is never recorded lets another try later.
+        assert!(!health.failed(over, 2, dead_for));
+        assert!(health.failed(over, 2, dead_for));
+        let over = over + 10 * second;
+        assert_eq!(health.claim(over, dead_for), Claim::Probe);
+        assert_eq!(health.claim(over + 10 * second, dead_for), Claim::Probe);
+    }
+
+    #[test]
+    fn concurrent_callers_get_one_probe() {
+        let health = Health::default();
+        let dead_for = Duration::from_secs(1);
+        assert!(health.failed(0, 1, dead_for));
+        let now = 2_000_000_000;
+        let probes = std::sync::atomic::AtomicU32::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..100 {
+                        if health.claim(now, dead_for) == Claim::Probe {
+                            probes.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(probes.load(Ordering::Relaxed), 1);
     }
 }

@@ -46,6 +46,11 @@ pub const MAX_KEY_LEN: usize = 250;
 /// A larger `exptime` is read by the server as an absolute unix time.
 pub const MAX_RELATIVE_EXPTIME: u64 = 60 * 60 * 24 * 30;
 
+/// The largest `exptime` memcached reads correctly: `i32::MAX` (as an absolute
+/// time, 2038-01-19). The server parses the field as a signed 32-bit number,
+/// so a larger value turns negative and means "already expired".
+pub const MAX_EXPTIME: u32 = i32::MAX as u32;
+
 /// Why a key was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -162,7 +167,11 @@ impl AsRef<[u8]> for ValidKey<'_> {
 ///   than 0 ("never").
 /// * A longer `ttl` must be sent as an absolute unix time, because the server
 ///   reads any larger number that way: `now_unix_secs + ttl`, rounded up and
-///   capped at `u32::MAX`.
+///   capped at [`MAX_EXPTIME`] (`i32::MAX`, January 2038).
+///
+/// The cap matters: memcached parses `exptime` (and the meta `T`, `N` and `R`
+/// flags) as a signed 32-bit number, so anything above `i32::MAX` would wrap
+/// to a negative time and the item would be stored already expired.
 ///
 /// `now_unix_secs` is the caller's current unix time in seconds; passing it in
 /// keeps this function pure. It is used only for TTLs over 30 days.
@@ -177,7 +186,10 @@ pub fn exptime(ttl: Duration, now_unix_secs: u64) -> u32 {
         // At most 2,592,000: always fits.
         return u32::try_from(secs).unwrap_or(u32::MAX);
     }
-    u32::try_from(now_unix_secs.saturating_add(secs)).unwrap_or(u32::MAX)
+    let absolute = now_unix_secs
+        .saturating_add(secs)
+        .min(u64::from(MAX_EXPTIME));
+    u32::try_from(absolute).unwrap_or(MAX_EXPTIME)
 }
 
 /// A reply that could not be parsed, or that does not fit the request.

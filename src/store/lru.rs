@@ -1,20 +1,41 @@
-//! The segmented LRU policy of one shard, as in memcached (HOT / WARM / COLD).
+//! The segmented LRU policy of one shard: memcached's HOT / WARM / COLD,
+//! with S3-FIFO's probation and ghost where measurement said so.
 //!
-//! * New entries enter HOT (or WARM, when the shard recently evicted the same
-//!   key: see `ghost` in the shard).
-//! * A hit never moves anything: it only sets the entry's ACTIVE bit (in the
-//!   slot, without a lock). Entries move only at list tails, under the lock:
-//!   - HOT over its cap: tail goes to WARM if active (bit cleared), else COLD;
-//!   - WARM over its cap: tail goes back to WARM's head if active (bit cleared),
-//!     else to COLD;
-//!   - eviction takes COLD's tail; an active one is rescued to WARM instead.
-//! * HOT and WARM are capped at 20% and 40% of the shard's weight budget
-//!   (memcached's defaults); COLD takes the rest.
+//! * New entries enter HOT, a small probation segment (3% of the budget) —
+//!   or WARM directly when the shard recently evicted the same key from
+//!   probation (the shard's ghost table).
+//! * A hit never moves anything: it only bumps the entry's use count (two
+//!   bits in the slot, memcached's ACTIVE bit widened; no lock, and no write
+//!   once the count is full). Entries move only at list tails, under the lock,
+//!   and each pass over a tail spends one use:
+//!   - HOT over its share: a used tail is promoted to WARM, an unused one is
+//!     evicted (so one-hit entries never push proven ones out);
+//!   - WARM over its cap (90%): a used tail goes back to WARM's head, an
+//!     unused one is demoted to COLD;
+//!   - otherwise eviction takes COLD's tail, rescuing it to WARM if used (as
+//!     memcached does).
+//! * memcached's own caps (HOT 20%, WARM 40%) lost 3–4 points of hit ratio to
+//!   quick_cache and moka on Zipf streams; `HOT_PERCENT` and `WARM_PERCENT`
+//!   record the measurement.
 //!
 //! The lists link slot indices through a writer-only side array, so this module
-//! is plain safe code; the ACTIVE bits are reached through [`ActiveBits`].
+//! is plain safe code; the use counts are reached through [`UseCounts`].
 
 use super::slab::NIL;
+
+/// HOT's and WARM's shares of the budget, in percent. memcached uses 20 and
+/// 40; measured on Zipf streams (s = 0.99 and 1.2, 1M keys, 100k entries) a
+/// small probation segment and a large WARM keep one-hit entries from pushing
+/// out proven ones: 20/40 gave hit ratios 0.785 / 0.955, 3/90 gives
+/// 0.826 / 0.964 (quick_cache 0.822 / 0.971, moka 0.824 / 0.966 on the same
+/// streams). COLD holds the rest: entries demoted from WARM, on a last chance.
+const HOT_PERCENT: u128 = 3;
+const WARM_PERCENT: u128 = 90;
+
+/// `percent` of `budget`, at least 1.
+fn share(budget: u64, percent: u128) -> u64 {
+    ((u128::from(budget) * percent / 100) as u64).max(1)
+}
 
 /// Segment numbers.
 pub(crate) const HOT: u8 = 0;
@@ -22,14 +43,19 @@ pub(crate) const WARM: u8 = 1;
 pub(crate) const COLD: u8 = 2;
 
 /// How many list moves one eviction may make before it evicts whatever is at
-/// the tail, active or not. Keeps an insert's worst case bounded even while
-/// readers keep re-setting ACTIVE bits.
+/// the tail, used or not. Keeps an insert's worst case bounded even while
+/// readers keep using the entries it meets.
 const MAX_MOVES: usize = 32;
 
-/// Access to the ACTIVE bits, which live in the slots.
-pub(crate) trait ActiveBits {
-    /// Clears the entry's ACTIVE bit and says whether it was set.
-    fn take_active(&self, idx: u32) -> bool;
+/// Access to the entries' use counts, which live in the slots.
+pub(crate) trait UseCounts {
+    /// Takes one use off the entry's count and returns the count it had.
+    fn decay(&self, idx: u32) -> u32;
+}
+
+/// Whether the entry was used since it last passed a tail (spending one use).
+fn used(bits: &impl UseCounts, idx: u32) -> bool {
+    bits.decay(idx) > 0
 }
 
 const SEG_SHIFT: u32 = 30;
@@ -48,7 +74,9 @@ struct Segment {
     head: u32,
     tail: u32,
     len: usize,
-    weight: u64,
+    /// Sum of the entries' weights: u128, so u64 weights cannot overflow it
+    /// (an unbounded weighted cache takes any u64 weight).
+    weight: u128,
 }
 
 /// HOT / WARM / COLD lists over one shard's slots.
@@ -58,8 +86,8 @@ pub(crate) struct Lru {
     weights: Vec<u64>,
     weighted: bool,
     segs: [Segment; 3],
-    hot_cap: u64,
-    warm_cap: u64,
+    hot_cap: u128,
+    warm_cap: u128,
 }
 
 /// The largest slot index the lists can hold.
@@ -73,8 +101,8 @@ impl Lru {
             weights: Vec::new(),
             weighted,
             segs: [Segment::default(); 3],
-            hot_cap: (budget / 5).max(1),
-            warm_cap: (budget / 5 * 2).max(1),
+            hot_cap: u128::from(share(budget, HOT_PERCENT)),
+            warm_cap: u128::from(share(budget, WARM_PERCENT)),
         }
     }
 
@@ -104,7 +132,7 @@ impl Lru {
     }
 
     /// Total weight of all entries.
-    pub(crate) fn weight(&self) -> u64 {
+    pub(crate) fn weight(&self) -> u128 {
         self.segs.iter().map(|s| s.weight).sum()
     }
 
@@ -151,7 +179,7 @@ impl Lru {
             s.tail = idx;
         }
         s.len += 1;
-        s.weight += weight;
+        s.weight += u128::from(weight);
     }
 
     /// Unlinks `idx` from whatever segment it is in.
@@ -171,7 +199,7 @@ impl Lru {
         }
         let s = &mut self.segs[seg as usize];
         s.len -= 1;
-        s.weight -= weight;
+        s.weight -= u128::from(weight);
         (seg, weight)
     }
 
@@ -215,26 +243,21 @@ impl Lru {
             self.segs[seg as usize].tail = new;
         }
         let s = &mut self.segs[seg as usize];
-        s.weight = s.weight - old_weight + weight;
+        s.weight = s.weight - u128::from(old_weight) + u128::from(weight);
     }
 
-    /// Moves tails until HOT and WARM are within their caps.
-    pub(crate) fn rebalance(&mut self, bits: &impl ActiveBits) {
-        // Every move takes an entry out of HOT, so this ends within HOT's length.
-        while self.segs[HOT as usize].weight > self.hot_cap {
-            let tail = self.segs[HOT as usize].tail;
-            let to = if bits.take_active(tail) { WARM } else { COLD };
-            self.move_to(tail, to);
-        }
+    /// Keeps WARM within its cap. HOT's overflow is settled by eviction (an
+    /// unused HOT tail is evicted, not demoted), so nothing moves for it here.
+    pub(crate) fn rebalance(&mut self, bits: &impl UseCounts) {
         self.rebalance_warm(bits, MAX_MOVES);
     }
 
-    fn rebalance_warm(&mut self, bits: &impl ActiveBits, mut budget: usize) {
-        // An active WARM tail is bumped to WARM's head; each bump clears a bit,
-        // so the budget also ends a run of entries that keep being re-activated.
+    fn rebalance_warm(&mut self, bits: &impl UseCounts, mut budget: usize) {
+        // A used WARM tail is bumped to WARM's head; each bump spends a use,
+        // and the budget ends a run of entries that keep being used.
         while self.segs[WARM as usize].weight > self.warm_cap && budget > 0 {
             let tail = self.segs[WARM as usize].tail;
-            let to = if bits.take_active(tail) && self.segs[WARM as usize].len > 1 {
+            let to = if used(bits, tail) && self.segs[WARM as usize].len > 1 {
                 WARM
             } else {
                 COLD
@@ -242,53 +265,76 @@ impl Lru {
             self.move_to(tail, to);
             budget -= 1;
         }
-        // Past the budget, demote without looking at the bits so the cap holds.
+        // Past the budget, demote without looking at the counts so the cap holds.
         while self.segs[WARM as usize].weight > self.warm_cap {
             let tail = self.segs[WARM as usize].tail;
             self.move_to(tail, COLD);
         }
     }
 
+    /// Promotes a used entry to WARM's head.
+    fn promote(&mut self, bits: &impl UseCounts, idx: u32) {
+        self.move_to(idx, WARM);
+        self.rebalance_warm(bits, 4);
+    }
+
     /// Picks the entry to evict, leaving it linked (the caller unlinks it with
     /// [`Lru::remove`]); `None` when no entry but `spare` is left. Moves
-    /// entries between segments on the way, as their ACTIVE bits say.
-    /// `spare` (the entry the current insert added, or [`NIL`]) is never
+    /// entries between segments on the way, as their use counts say:
+    /// 1. while HOT is over its share, its tail is promoted to WARM if it was
+    ///    used, else it is the victim (a one-hit entry never reaches COLD);
+    /// 2. otherwise COLD's tail: promoted if used, else the victim;
+    /// 3. COLD empty: WARM's tail is bumped if used, else demoted to COLD.
+    ///
+    /// `spare` (the entry the current insert wrote, or [`NIL`]) is never
     /// picked: an insert must not evict its own entry.
-    pub(crate) fn victim(&mut self, bits: &impl ActiveBits, spare: u32) -> Option<u32> {
+    pub(crate) fn victim(&mut self, bits: &impl UseCounts, spare: u32) -> Option<u32> {
         for _ in 0..MAX_MOVES {
+            let hot = self.segs[HOT as usize].tail;
             let cold = self.segs[COLD as usize].tail;
+            let warm = self.segs[WARM as usize].tail;
+            let hot_over = self.segs[HOT as usize].weight > self.hot_cap;
+            if hot != NIL && (hot_over || (cold == NIL && warm == NIL)) {
+                if hot == spare {
+                    if self.segs[HOT as usize].len > 1 {
+                        self.move_to(hot, HOT);
+                        continue;
+                    }
+                } else if used(bits, hot) {
+                    self.promote(bits, hot);
+                    continue;
+                } else {
+                    return Some(hot);
+                }
+            }
             if cold != NIL {
-                if cold == spare || bits.take_active(cold) {
-                    // Used since it got here (or just added): rescue it, as
+                if cold == spare || used(bits, cold) {
+                    // Used since it got here (or just written): rescue it, as
                     // memcached does.
-                    self.move_to(cold, WARM);
-                    self.rebalance_warm(bits, 4);
+                    self.promote(bits, cold);
                     continue;
                 }
                 return Some(cold);
             }
-            // COLD is empty: feed it from HOT's tail, else WARM's.
-            let hot = self.segs[HOT as usize].tail;
-            if hot != NIL && (hot != spare || self.segs[HOT as usize].len > 1) {
-                let to = if bits.take_active(hot) { WARM } else { COLD };
-                self.move_to(hot, to);
+            if warm != NIL && !(warm == spare && self.segs[WARM as usize].len == 1) {
+                let to = if (warm == spare || used(bits, warm)) && self.segs[WARM as usize].len > 1
+                {
+                    WARM
+                } else {
+                    COLD
+                };
+                self.move_to(warm, to);
                 continue;
             }
-            let warm = self.segs[WARM as usize].tail;
-            if warm == NIL || (warm == spare && self.segs[WARM as usize].len == 1) {
-                // Only `spare` is left (in HOT or WARM).
-                return (hot != NIL && hot != spare).then_some(hot);
+            // Only HOT entries within its share (or just `spare`) are left.
+            if hot != NIL && hot != spare {
+                return Some(hot);
             }
-            let to = if bits.take_active(warm) && self.segs[WARM as usize].len > 1 {
-                WARM
-            } else {
-                COLD
-            };
-            self.move_to(warm, to);
+            return None;
         }
-        // Every tail we met was active: evict the coldest tail regardless,
+        // Every tail we met was used: evict the coldest tail regardless,
         // stepping past `spare`.
-        [COLD, HOT, WARM].into_iter().find_map(|seg| {
+        [HOT, COLD, WARM].into_iter().find_map(|seg| {
             let tail = self.segs[seg as usize].tail;
             match tail {
                 NIL => None,
@@ -317,7 +363,7 @@ impl Lru {
     pub(crate) fn check(&self) -> Result<(), String> {
         for seg in [HOT, WARM, COLD] {
             let s = self.segs[seg as usize];
-            let (mut len, mut weight, mut prev, mut cur) = (0usize, 0u64, NIL, s.head);
+            let (mut len, mut weight, mut prev, mut cur) = (0usize, 0u128, NIL, s.head);
             while cur != NIL {
                 if self.prev(cur) != prev {
                     return Err(format!(
@@ -329,7 +375,7 @@ impl Lru {
                     return Err(format!("{cur} in seg {seg} says {}", self.segment_of(cur)));
                 }
                 len += 1;
-                weight += self.weight_of(cur);
+                weight += u128::from(self.weight_of(cur));
                 if len > self.links.len() {
                     return Err(format!("seg {seg} has a cycle"));
                 }
@@ -347,7 +393,7 @@ impl Lru {
     }
 
     #[cfg(test)]
-    fn evict(&mut self, bits: &impl ActiveBits) -> Option<(u32, u64)> {
+    fn evict(&mut self, bits: &impl UseCounts) -> Option<(u32, u64)> {
         let idx = self.victim(bits, NIL)?;
         Some((idx, self.remove(idx)))
     }
@@ -362,13 +408,22 @@ impl Lru {
 mod tests {
     use super::*;
     use std::cell::RefCell;
-    use std::collections::HashSet;
+    use std::collections::HashMap;
 
     #[derive(Default)]
-    struct Bits(RefCell<HashSet<u32>>);
-    impl ActiveBits for Bits {
-        fn take_active(&self, idx: u32) -> bool {
-            self.0.borrow_mut().remove(&idx)
+    struct Bits(RefCell<HashMap<u32, u32>>);
+    impl Bits {
+        fn set(&self, idx: impl IntoIterator<Item = u32>) {
+            self.0.borrow_mut().extend(idx.into_iter().map(|i| (i, 1)));
+        }
+    }
+    impl UseCounts for Bits {
+        fn decay(&self, idx: u32) -> u32 {
+            let mut m = self.0.borrow_mut();
+            let c = m.entry(idx).or_default();
+            let was = *c;
+            *c = c.saturating_sub(1);
+            was
         }
     }
 
@@ -398,7 +453,7 @@ mod tests {
         let bits = Bits::default();
         let mut lru = lru_with(10, 10);
         lru.rebalance(&bits);
-        bits.0.borrow_mut().extend([1, 2]);
+        bits.set([1, 2]);
         let evicted: Vec<u32> = (0..3).map(|_| lru.evict(&bits).unwrap().0).collect();
         assert_eq!(evicted, vec![3, 4, 5]);
         lru.check().unwrap();
@@ -408,16 +463,29 @@ mod tests {
     }
 
     #[test]
-    fn caps_hold_after_rebalance() {
+    fn probation_overflow_is_evicted_first_and_warm_stays_capped() {
         let bits = Bits::default();
         let mut lru = lru_with(100, 100);
-        bits.0.borrow_mut().extend(1..=100);
-        lru.rebalance(&bits);
+        // Everything entered HOT, far over its 3% share: unused tails go first.
+        assert_eq!(lru.evict(&bits), Some((1, 1)));
+        // Used entries at HOT's tail are promoted to WARM instead.
+        bits.set(2..=20);
+        assert_eq!(lru.evict(&bits), Some((21, 1)));
         lru.check().unwrap();
-        let [hot, warm, _] = lru.seg_lens();
-        assert!(hot <= 20, "hot {hot}");
-        assert!(warm <= 40, "warm {warm}");
-        assert_eq!(lru.len(), 100);
+        assert_eq!(lru.seg_lens(), [79, 19, 0]);
+        assert_eq!(lru.segment_of(2), WARM);
+        // WARM is capped at 90%: promoting 80 more demotes its oldest to COLD.
+        bits.set(22..=101);
+        for _ in 0..3 {
+            lru.evict(&bits);
+        }
+        lru.check().unwrap();
+        let [_, warm, cold] = lru.seg_lens();
+        assert!(warm <= 90, "warm {warm}");
+        assert!(
+            cold > 0 && lru.segment_of(2) == COLD,
+            "the oldest promoted entry was demoted"
+        );
     }
 
     #[test]
@@ -440,9 +508,9 @@ mod tests {
     #[test]
     fn the_spared_entry_is_never_the_victim() {
         struct Always;
-        impl ActiveBits for Always {
-            fn take_active(&self, _: u32) -> bool {
-                true
+        impl UseCounts for Always {
+            fn decay(&self, _: u32) -> u32 {
+                3
             }
         }
         for n in 1..6u32 {
@@ -459,9 +527,9 @@ mod tests {
     #[test]
     fn eviction_terminates_when_everything_stays_active() {
         struct Always;
-        impl ActiveBits for Always {
-            fn take_active(&self, _: u32) -> bool {
-                true
+        impl UseCounts for Always {
+            fn decay(&self, _: u32) -> u32 {
+                3
             }
         }
         let mut lru = lru_with(50, 50);

@@ -30,7 +30,6 @@ use crossbeam_epoch::{self as epoch, Guard};
 
 use loader::{InFlight, Load, Outcome};
 use shard::{Inserted, Shard, State, WriteCtx};
-use slab::ACTIVE;
 use stats::{ReadCounters, bump};
 use ttl::{TimeSource, is_expired};
 
@@ -62,15 +61,17 @@ type Listener<K, V> = Arc<dyn Fn(&K, &V, RemovalCause) + Send + Sync>;
 /// LRU and optional time-to-live.
 ///
 /// * **Lookups take no lock.** They find the entry through a lock-free index
-///   under an epoch guard, set its ACTIVE bit if it is not set yet, and clone
-///   the value. A hit writes no memory shared with other threads in the
-///   common case.
+///   under an epoch guard, count the use (only while the entry's 2-bit use
+///   count is not full), and clone the value. A hit on a hot entry writes no
+///   memory shared with other threads. (A miss that races with the index
+///   growing, and a hit on an expired entry, may briefly lock the shard.)
 /// * **Writes lock one shard.** Keys are spread over shards by hash; each
 ///   shard has its own bound, so after any `insert` returns the shard — and so
 ///   the cache — is within its entry and weight maxima.
-/// * **Eviction** follows memcached's segmented LRU: new entries enter HOT,
-///   entries hit while in a list are moved up when they reach its tail, and
-///   the inactive tail of COLD is evicted.
+/// * **Eviction** follows memcached's segmented LRU with a small probation
+///   segment and a ghost history (S3-FIFO): new entries enter HOT, entries
+///   used while in a list move up when they reach its tail, unused ones are
+///   evicted. See the `lru` module for the measured choices.
 /// * **`Clone` is cheap**: it makes another handle to the same cache.
 ///
 /// `V` must be `Clone`: lookups return owned values. Wrap large values in
@@ -91,7 +92,7 @@ type Listener<K, V> = Arc<dyn Fn(&K, &V, RemovalCause) + Send + Sync>;
 ///
 /// # Memory
 /// Each entry costs its key and value plus about 28 bytes on 64-bit targets:
-/// 16 in its slot (expiry, index link, state word), 8 of LRU links and
+/// 16 in its slot (expiry, index link, use count, flags, generation), 8 of LRU links and
 /// about 4 of hash index; a weigher adds 8 for the stored weight.
 ///
 /// # Requirements on `K`
@@ -215,7 +216,9 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     }
 
     /// How much an entry weighs, typically its size in bytes. Called once per
-    /// insert, before any lock is taken; the result is stored with the entry.
+    /// insert before anything is stored (under the shard's lock for values
+    /// from a `get_or_insert_with` loader), so it must not use the cache; the
+    /// result is stored with the entry.
     pub fn weigher(mut self, weigher: impl Fn(&K, &V) -> u64 + Send + Sync + 'static) -> Self {
         self.weigher = Some(Arc::new(weigher));
         self
@@ -277,7 +280,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             let cpus = std::thread::available_parallelism().map_or(4, |n| n.get());
             (cpus * 4).min(64)
         });
-        let mut shards = requested.next_power_of_two();
+        let mut shards = requested.clamp(1, MAX_SHARDS).next_power_of_two();
         if weighted || self.max_weight.is_some() {
             shards = shards.min(8);
         }
@@ -322,10 +325,13 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     }
 }
 
+/// The most shards a cache can have.
+const MAX_SHARDS: usize = 1 << 16;
+
 /// Whether a lookup counts as a use of the entry.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Touch {
-    /// A real read: set ACTIVE, count a hit or miss.
+    /// A real read: count the entry's use, and a hit or miss.
     Use,
     /// A peek: no promotion, no counting.
     Peek,
@@ -349,11 +355,9 @@ impl<K, V, S> Cache<K, V, S> {
 
     /// The total weight of the entries (the entry count without a weigher).
     pub fn weight(&self) -> u64 {
-        self.inner
-            .shards
-            .iter()
-            .map(|s| s.counters.weight.load(Ordering::Relaxed))
-            .sum()
+        self.inner.shards.iter().fold(0u64, |sum, s| {
+            sum.saturating_add(s.counters.weight.load(Ordering::Relaxed))
+        })
     }
 
     /// The heaviest entry that is admitted: a shard's share of `max_weight`
@@ -426,11 +430,9 @@ where
             return None;
         }
         if touch == Touch::Use {
-            // Set ACTIVE only when clear, so a hot entry's line is not written
-            // on every hit. Relaxed: a hint, publishing nothing.
-            if slot.state.load(Ordering::Relaxed) & ACTIVE == 0 {
-                slot.state.fetch_or(ACTIVE, Ordering::Relaxed);
-            }
+            // Counts the use only while the count is below its cap, so a hot
+            // entry's line is not written on every hit.
+            slot.touch();
             self.inner.reads.hit();
         }
         // SAFETY: as above.
@@ -501,7 +503,10 @@ where
     /// The value for `key`, if present and not expired. Marks the entry as
     /// used (it will survive eviction longer) and counts a hit or a miss.
     ///
-    /// Takes no lock and allocates nothing (beyond what `V::clone` does).
+    /// Takes no lock and allocates nothing (beyond what `V::clone` does), but
+    /// for two rare cases: a miss that races with the shard's index growing
+    /// is retried under the lock, and an expired entry it meets is reclaimed
+    /// if the shard's lock is free.
     ///
     /// ```
     /// let cache = nearfar::Cache::new(100);
@@ -616,7 +621,7 @@ where
         let shard = self.shard(hash);
         let guard = epoch::pin();
         let outcome = self.write(shard, &guard, |st, ctx| {
-            shard.insert(st, ctx, hash, key, value, expires, weight, false, &guard)
+            shard.insert(st, ctx, hash, key, value, expires, weight, &guard)
         });
         match outcome {
             Inserted::Rejected(k, v) => Err((k, v)),
@@ -824,13 +829,14 @@ where
                 self.flight.abandon();
             }
         }
+        // Armed until the outcome is published: a panic anywhere before that
+        // (the loader, the weigher, a Drop, the listener, a clone) releases
+        // the waiters instead of leaving them blocked on a load that ended.
         let abandon = Abandon {
             shard,
             flight: &flight,
         };
-        let outcome = load();
-        std::mem::forget(abandon);
-        match outcome {
+        let result = match load() {
             Ok(value) => {
                 let guard = epoch::pin();
                 let rejected = self.write(shard, &guard, |st, ctx| {
@@ -838,32 +844,20 @@ where
                         .loads
                         .iter()
                         .position(|l| Arc::ptr_eq(&l.flight, &flight))?;
-                    // The weigher runs before anything changes.
+                    // The weigher runs before anything changes; the
+                    // registration leaves in the same critical section as the
+                    // value arrives, so no caller can miss both.
                     let weight = self
                         .inner
                         .weigher
                         .as_ref()
                         .map_or(1, |w| w(&st.loads[pos].key, &value));
                     let Load { key, .. } = st.loads.swap_remove(pos);
-                    let expires = TimeSource::expiry(
-                        if self.inner.default_ttl.is_some() {
-                            ctx.now()
-                        } else {
-                            0
-                        },
-                        self.inner.default_ttl,
-                    );
-                    match shard.insert(
-                        st,
-                        ctx,
-                        hash,
-                        key,
-                        value.clone(),
-                        expires,
-                        weight,
-                        false,
-                        &guard,
-                    ) {
+                    let expires = match self.inner.default_ttl {
+                        Some(ttl) => TimeSource::expiry(ctx.now(), Some(ttl)),
+                        None => 0,
+                    };
+                    match shard.insert(st, ctx, hash, key, value.clone(), expires, weight, &guard) {
                         Inserted::Rejected(k, v) => Some((k, v)),
                         _ => None,
                     }
@@ -881,7 +875,9 @@ where
                 flight.fail(Arc::clone(&error) as loader::SharedError);
                 Err(error)
             }
-        }
+        };
+        std::mem::forget(abandon);
+        result
     }
 }
 

@@ -26,14 +26,16 @@ use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned};
 
 use super::RemovalCause;
 use super::loader::Load;
-use super::lru::{ActiveBits, Lru, MAX_INDEX};
-use super::slab::{ACTIVE, LIVE, Mailbox, NIL, Slab, Slot, retire};
+use super::lru::{HOT, Lru, MAX_INDEX, UseCounts};
+use super::slab::{LIVE, Mailbox, NIL, Slab, Slot, retire};
 use super::stats::{WriteCounters, bump};
 use super::ttl::{TimeSource, is_expired};
 use crate::shim::{AtomicU32, Mutex, MutexGuard, Ordering, fence};
 
 /// Buckets never exceed this many per shard (chains just get longer).
 const MAX_BUCKETS: usize = 1 << 28;
+/// The largest bucket array a shard starts with (256 KiB).
+const INITIAL_BUCKETS: usize = 1 << 16;
 /// How many slots the expiry sweep looks at per write.
 const SWEEP_PER_WRITE: u32 = 8;
 
@@ -58,6 +60,54 @@ impl Table {
     }
 }
 
+/// Fingerprints of keys recently evicted for capacity, so that a key coming
+/// back soon skips HOT and enters WARM (the ghost queue of S3-FIFO and
+/// CLOCK-Pro, kept as a direct-mapped table: a newer eviction overwrites an
+/// older one in the same place, which ages the history for free).
+struct Ghost {
+    slots: Box<[u16]>,
+}
+
+impl Ghost {
+    /// Room for a quarter of the shard's entries (2 bytes each, so half a
+    /// byte per entry): measured on Zipf streams, larger ghosts admitted too
+    /// many returning keys to WARM and lowered the hit ratio.
+    fn new(entries: usize) -> Self {
+        let len = (entries / 4).clamp(64, 1 << 22).next_power_of_two();
+        Ghost {
+            slots: vec![0; len].into_boxed_slice(),
+        }
+    }
+
+    /// Where `hash` lives and its fingerprint (never 0, the empty mark).
+    /// Uses hash bits apart from the bucket's (low) and the shard's (40+).
+    #[inline]
+    fn place(&self, hash: u64) -> (usize, u16) {
+        let at = (hash >> 16) as usize & (self.slots.len().wrapping_sub(1));
+        (at, ((hash >> 48) as u16) | 1)
+    }
+
+    fn remember(&mut self, hash: u64) {
+        if !self.slots.is_empty() {
+            let (at, fp) = self.place(hash);
+            self.slots[at] = fp;
+        }
+    }
+
+    /// Whether `hash` was evicted recently (and forgets it).
+    fn recall(&mut self, hash: u64) -> bool {
+        if self.slots.is_empty() {
+            return false;
+        }
+        let (at, fp) = self.place(hash);
+        let hit = self.slots[at] == fp;
+        if hit {
+            self.slots[at] = 0;
+        }
+        hit
+    }
+}
+
 /// The writer-side state, behind the shard's mutex.
 pub(crate) struct State<K, V> {
     pub(crate) lru: Lru,
@@ -68,6 +118,7 @@ pub(crate) struct State<K, V> {
     pub(crate) notices: Vec<(u32, RemovalCause)>,
     /// Whether there is a listener to record `notices` for.
     notify: bool,
+    ghost: Ghost,
     /// Loads in progress for keys of this shard.
     pub(crate) loads: Vec<Load<K, V>>,
     /// Number of live entries that have an expiry (0: skip the sweep).
@@ -109,7 +160,10 @@ pub(crate) enum Inserted<K, V> {
     Rejected(K, V),
 }
 
-#[repr(align(128))]
+/// `repr(C)`, aligned to a cache-line pair: the fields every lookup reads
+/// (table, resize sequence, the slab's first chunk pointers) share the first
+/// line, and nothing writers touch on each insert sits in it.
+#[repr(C, align(128))]
 pub(crate) struct Shard<K, V> {
     table: Atomic<Table>,
     resize_seq: AtomicU32,
@@ -123,17 +177,11 @@ pub(crate) struct Shard<K, V> {
     first_chunk: usize,
 }
 
-impl<K, V> ActiveBits for Slab<K, V> {
-    fn take_active(&self, idx: u32) -> bool {
+impl<K, V> UseCounts for Slab<K, V> {
+    fn decay(&self, idx: u32) -> u32 {
         // SAFETY: the LRU only holds indices of live slots, handed out by this
         // slab; the caller holds the shard lock (the LRU is behind it).
-        let slot = unsafe { self.slot(idx) };
-        // Relaxed: ACTIVE is a hint; nothing is published through it.
-        if slot.state.load(Ordering::Relaxed) & ACTIVE == 0 {
-            return false;
-        }
-        slot.state.fetch_and(!ACTIVE, Ordering::Relaxed);
-        true
+        unsafe { self.slot(idx) }.decay()
     }
 }
 
@@ -147,7 +195,9 @@ impl<K, V> Shard<K, V> {
         } else {
             64
         };
-        let buckets = expected.clamp(8, MAX_BUCKETS).next_power_of_two();
+        // A large bound does not allocate its whole index up front: the array
+        // starts at INITIAL_BUCKETS at most and doubles as entries arrive.
+        let buckets = expected.clamp(8, INITIAL_BUCKETS).next_power_of_two();
         let budget = if weighted {
             max_weight
         } else {
@@ -167,6 +217,7 @@ impl<K, V> Shard<K, V> {
                 notices: Vec::new(),
                 loads: Vec::new(),
                 notify,
+                ghost: Ghost::new(expected),
                 expiring: 0,
                 sweep_cursor: 1,
             }),
@@ -292,7 +343,10 @@ impl<K, V> Shard<K, V> {
         retire(&self.mailbox, guard, &st.retired);
         st.retired.clear();
         bump_to(&self.counters.entries, st.lru.len() as u64);
-        bump_to(&self.counters.weight, st.lru.weight());
+        bump_to(
+            &self.counters.weight,
+            u64::try_from(st.lru.weight()).unwrap_or(u64::MAX),
+        );
     }
 
     /// Under the lock: the live slot index holding `key`, and the link that
@@ -382,6 +436,11 @@ impl<K, V> Shard<K, V> {
             let next = slot.chain.load(Ordering::Relaxed);
             self.relink(bucket, prev, next, guard);
         }
+        // Remember keys evicted on probation (never proven by a second use):
+        // if one comes back soon it skips HOT.
+        if cause == RemovalCause::Capacity && st.lru.segment_of(idx) == HOT {
+            st.ghost.remember(hash);
+        }
         st.lru.remove(idx);
         self.retire_slot(st, idx, cause);
     }
@@ -391,7 +450,7 @@ impl<K, V> Shard<K, V> {
         let slot = self.slot(idx);
         // Relaxed: LIVE is only read under the lock or by the sweep (also
         // under the lock); readers do not look at it.
-        slot.state.fetch_and(!LIVE, Ordering::Relaxed);
+        slot.flags.fetch_and(!LIVE, Ordering::Relaxed);
         // SAFETY: the slot holds a value until it is reclaimed.
         if unsafe { slot.expires() } != 0 {
             st.expiring -= 1;
@@ -414,7 +473,10 @@ impl<K, V> Shard<K, V> {
         if let Some(idx) = st.free.pop() {
             return Some(idx);
         }
-        if self.slab.high_water() as usize >= self.first_chunk {
+        // Reclaiming under the lock only when it runs no user code (no Drop);
+        // otherwise the next write's `lock_for_write` reclaims, lock-free.
+        let drop_free = !std::mem::needs_drop::<K>() && !std::mem::needs_drop::<V>();
+        if drop_free && self.slab.high_water() as usize >= self.first_chunk {
             // Past the first chunk: give the epoch a push and see whether
             // retired slots came back before taking new memory.
             guard.flush();
@@ -428,10 +490,10 @@ impl<K, V> Shard<K, V> {
                 return st.free.pop();
             }
         }
-        let idx = self.slab.grow()?;
-        if idx > MAX_INDEX {
+        if self.slab.high_water() > MAX_INDEX {
             return None;
         }
+        let idx = self.slab.grow()?;
         let next_chunk_end = (idx as usize + 1).next_power_of_two().max(self.first_chunk);
         st.lru.reserve_slot(idx, next_chunk_end);
         Some(idx)
@@ -449,7 +511,6 @@ impl<K, V> Shard<K, V> {
         value: V,
         expires: u64,
         weight: u64,
-        warm: bool,
         guard: &Guard,
     ) -> Inserted<K, V>
     where
@@ -483,7 +544,7 @@ impl<K, V> Shard<K, V> {
                 slot.chain
                     .store(old_slot.chain.load(Ordering::Relaxed), Ordering::Relaxed);
                 // A rewrite is a use: keep the entry's standing.
-                slot.state.fetch_or(ACTIVE, Ordering::Relaxed);
+                slot.touch();
                 self.relink(hash, prev, idx, guard);
                 st.lru.replace(old, idx, weight);
                 self.retire_slot(st, old, RemovalCause::Replaced);
@@ -497,7 +558,8 @@ impl<K, V> Shard<K, V> {
                     .load(Ordering::Relaxed);
                 slot.chain.store(head, Ordering::Relaxed);
                 self.relink(hash, None, idx, guard);
-                st.lru.insert(idx, weight, warm);
+                let returning = st.ghost.recall(hash);
+                st.lru.insert(idx, weight, returning);
                 bump(&self.counters.inserts, 1);
                 Inserted::New
             }
@@ -520,7 +582,7 @@ impl<K, V> Shard<K, V> {
         K: Hash,
     {
         st.lru.rebalance(&self.slab);
-        while st.lru.len() > self.max_entries || st.lru.weight() > self.max_weight {
+        while st.lru.len() > self.max_entries || st.lru.weight() > u128::from(self.max_weight) {
             let Some(victim) = st.lru.victim(&self.slab, spare) else {
                 break;
             };
@@ -558,7 +620,7 @@ impl<K, V> Shard<K, V> {
             }
             st.sweep_cursor = idx + 1;
             let slot = self.slot(idx);
-            let live = slot.state.load(Ordering::Relaxed) & LIVE != 0;
+            let live = slot.flags.load(Ordering::Relaxed) & LIVE != 0;
             // SAFETY: a LIVE slot holds a value and stays linked under the lock.
             if live && expired_at(unsafe { slot.expires() }, ctx) {
                 self.unlink(st, ctx, idx, RemovalCause::Expired, guard);
@@ -626,7 +688,7 @@ impl<K, V> Shard<K, V> {
         K: Hash,
     {
         let slot = self.slot(idx);
-        let live = slot.state.load(Ordering::Relaxed) & LIVE != 0;
+        let live = slot.flags.load(Ordering::Relaxed) & LIVE != 0;
         // SAFETY: LIVE under the lock means it holds a value.
         if live && slot.generation() == generation && expired_at(unsafe { slot.expires() }, ctx) {
             self.unlink(st, ctx, idx, RemovalCause::Expired, guard);
@@ -716,7 +778,7 @@ impl<K, V> Shard<K, V> {
     {
         let st = self.lock();
         st.lru.check()?;
-        if st.lru.len() > self.max_entries || st.lru.weight() > self.max_weight {
+        if st.lru.len() > self.max_entries || st.lru.weight() > u128::from(self.max_weight) {
             return Err(format!(
                 "bound exceeded: {} entries, weight {}",
                 st.lru.len(),
@@ -737,7 +799,7 @@ impl<K, V> Shard<K, V> {
                 if (hash & table.mask) as usize != b {
                     return Err(format!("slot {idx} in bucket {b}, hashes elsewhere"));
                 }
-                if slot.state.load(Ordering::Relaxed) & LIVE == 0 {
+                if slot.flags.load(Ordering::Relaxed) & LIVE == 0 {
                     return Err(format!("slot {idx} linked but not LIVE"));
                 }
                 in_index.push(idx);

@@ -13,8 +13,10 @@
 //!   only read.
 //! * `chain` (the next slot in the same hash bucket) is written under the shard
 //!   lock and read by lock-free readers.
-//! * `state` holds [`ACTIVE`], written by readers with a relaxed RMW, and the
-//!   writer-owned bits ([`LIVE`], [`HAS_VALUE`], the generation).
+//! * `uses` is the use count, bumped by readers with a plain relaxed store;
+//!   `flags` ([`LIVE`], [`HAS_VALUE`]) and `generation` belong to the writer.
+//!   They are separate atomics so that a reader's store can never overwrite
+//!   a writer's update (and no reader needs a locked instruction).
 //!
 //! A slot unlinked from the index may still be read by readers that reached it
 //! earlier. It is therefore reused only after the epoch collector says every
@@ -24,35 +26,44 @@ use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
 use std::sync::Arc;
 
-use crate::shim::{AtomicPtr, AtomicU32, AtomicUsize, Mutex, Ordering};
+use crate::shim::{AtomicPtr, AtomicU8, AtomicU16, AtomicU32, AtomicUsize, Mutex, Ordering};
 
 /// The "no slot" index: terminates chains and marks empty buckets.
 pub(crate) const NIL: u32 = 0;
 
-/// Set by readers on a hit (only when not already set); cleared by the writer
-/// when the entry is moved at a list tail.
-pub(crate) const ACTIVE: u32 = 1 << 0;
+/// The use count saturates here: memcached's ACTIVE bit widened to 0..=3 as
+/// in S3-FIFO. Readers add one on a hit while it is below the cap (so a hot
+/// entry stops writing its line); the writer takes one off each time the
+/// entry reaches a list tail, and uses what was left to decide where it goes.
+pub(crate) const MAX_USES: u8 = 3;
 /// The slot is linked into the index and the LRU lists.
-pub(crate) const LIVE: u32 = 1 << 1;
+pub(crate) const LIVE: u8 = 1 << 0;
 /// `key` and `value` are initialised and not yet dropped.
-pub(crate) const HAS_VALUE: u32 = 1 << 2;
-/// The generation occupies the bits above the flags. It is bumped every time
-/// the slot is reused, so a stale `(index, generation)` pair is detectable.
-const GEN_SHIFT: u32 = 3;
+pub(crate) const HAS_VALUE: u8 = 1 << 1;
 
 /// The largest number of chunks a slab can have (indices are `u32`).
 const MAX_CHUNKS: usize = 32;
 
 /// One entry's storage.
+///
+/// `repr(C)` with the key and the fields a lookup reads first, so a hit's key
+/// comparison, state and expiry share the slot's first cache line and the
+/// value follows.
+#[repr(C)]
 pub(crate) struct Slot<K, V> {
     key: UnsafeCell<MaybeUninit<K>>,
-    value: UnsafeCell<MaybeUninit<V>>,
-    /// Expiry in clock nanoseconds, 0 = never.
-    expires: UnsafeCell<u64>,
     /// Next slot in the same bucket chain.
     pub(crate) chain: AtomicU32,
-    /// Flags and generation, see the module docs.
-    pub(crate) state: AtomicU32,
+    /// Use count (readers), see [`MAX_USES`].
+    uses: AtomicU8,
+    /// [`LIVE`] and [`HAS_VALUE`] (writer).
+    pub(crate) flags: AtomicU8,
+    /// Bumped every time the slot is reused, so a stale `(index,
+    /// generation)` pair is detectable (writer).
+    generation: AtomicU16,
+    /// Expiry in clock nanoseconds, 0 = never.
+    expires: UnsafeCell<u64>,
+    value: UnsafeCell<MaybeUninit<V>>,
 }
 
 impl<K, V> Slot<K, V> {
@@ -63,7 +74,9 @@ impl<K, V> Slot<K, V> {
             value: UnsafeCell::new(MaybeUninit::uninit()),
             expires: UnsafeCell::new(0),
             chain: AtomicU32::new(NIL),
-            state: AtomicU32::new(0),
+            uses: AtomicU8::new(0),
+            flags: AtomicU8::new(0),
+            generation: AtomicU16::new(0),
         }
     }
 
@@ -114,20 +127,40 @@ impl<K, V> Slot<K, V> {
             (*self.value.get()).write(value);
             *self.expires.get() = expires;
         }
-        let generation = (self.state.load(Ordering::Relaxed) >> GEN_SHIFT).wrapping_add(1);
         // Relaxed: the slot becomes visible to readers only through the
-        // Release store that links it, which orders this store before it.
-        self.state.store(
-            (generation << GEN_SHIFT) | LIVE | HAS_VALUE,
-            Ordering::Relaxed,
-        );
+        // Release store that links it, which orders these stores before it.
+        let generation = self.generation.load(Ordering::Relaxed).wrapping_add(1);
+        self.generation.store(generation, Ordering::Relaxed);
+        self.uses.store(0, Ordering::Relaxed);
+        self.flags.store(LIVE | HAS_VALUE, Ordering::Relaxed);
         self.chain.store(NIL, Ordering::Relaxed);
+    }
+
+    /// Records a use (a hit): adds one to the use count unless it is full.
+    /// A plain load and store (Relaxed): two readers racing may count one
+    /// use, and a reader may undo the writer's concurrent decay; the count is
+    /// a hint that publishes nothing, and no other field shares its atomic.
+    #[inline]
+    pub(crate) fn touch(&self) {
+        let uses = self.uses.load(Ordering::Relaxed);
+        if uses < MAX_USES {
+            self.uses.store(uses + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes one use off the count and returns the count it had. Writer only.
+    pub(crate) fn decay(&self) -> u32 {
+        let uses = self.uses.load(Ordering::Relaxed);
+        if uses > 0 {
+            self.uses.store(uses - 1, Ordering::Relaxed);
+        }
+        u32::from(uses)
     }
 
     /// The slot's current generation.
     #[inline]
     pub(crate) fn generation(&self) -> u32 {
-        self.state.load(Ordering::Relaxed) >> GEN_SHIFT
+        u32::from(self.generation.load(Ordering::Relaxed))
     }
 
     /// Drops the key and value of a retired slot.
@@ -138,8 +171,7 @@ impl<K, V> Slot<K, V> {
     unsafe fn drop_contents(&self) {
         // Clear HAS_VALUE first: if K's or V's Drop panics, the slab's own Drop
         // must not drop them a second time.
-        self.state
-            .fetch_and(!(HAS_VALUE | LIVE | ACTIVE), Ordering::Relaxed);
+        self.flags.store(0, Ordering::Relaxed);
         // SAFETY: initialised (caller) and exclusively owned (caller), so
         // nobody reads them during or after the drop.
         unsafe {
@@ -150,10 +182,15 @@ impl<K, V> Slot<K, V> {
 }
 
 /// Chunked, never-moving storage for one shard's slots.
+///
+/// `repr(C)`: what every lookup reads (`shift`, the first chunk pointers)
+/// comes first, in one cache line; `high_water`, which writers bump, comes
+/// after the pointer array.
+#[repr(C)]
 pub(crate) struct Slab<K, V> {
-    chunks: [AtomicPtr<Slot<K, V>>; MAX_CHUNKS],
     /// log2 of the size of chunk 0.
     shift: u32,
+    chunks: [AtomicPtr<Slot<K, V>>; MAX_CHUNKS],
     /// One past the highest index ever handed out; slots at or above it were
     /// never touched (their pages may not even be resident).
     high_water: AtomicU32,
@@ -204,7 +241,13 @@ impl<K, V> Slab<K, V> {
     /// writer that handed it out, so that its chunk pointer is visible.
     #[inline]
     pub(crate) unsafe fn slot(&self, idx: u32) -> &Slot<K, V> {
-        let (chunk, offset) = self.locate(idx);
+        // Chunk 0 holds nearly every slot of an entry-bounded cache: skip the
+        // chunk arithmetic for it.
+        let (chunk, offset) = if idx >> self.shift == 0 {
+            (0, idx as usize)
+        } else {
+            self.locate(idx)
+        };
         // Acquire pairs with the Release store in `allocate_chunk`; on the
         // paths that reach here it is already implied by the Acquire load that
         // produced `idx`, and costs nothing extra on x86.
@@ -283,7 +326,7 @@ impl<K, V> Slab<K, V> {
             // SAFETY: `idx` was handed out by this slab (it was retired from it).
             let slot = unsafe { self.slot(idx) };
             debug_assert_eq!(slot.generation(), generation, "slot {idx} retired twice");
-            if slot.state.load(Ordering::Relaxed) & HAS_VALUE != 0 {
+            if slot.flags.load(Ordering::Relaxed) & HAS_VALUE != 0 {
                 // SAFETY: the epoch passed since the slot was unlinked, so no
                 // reader holds a reference; the writer stopped using it when it
                 // retired it; only this caller received it from the mailbox.
@@ -301,7 +344,7 @@ impl<K, V> Drop for Slab<K, V> {
                 // SAFETY: below the high-water mark, so its chunk exists; `&mut
                 // self` means no reader or writer is left.
                 let slot = unsafe { self.slot(idx) };
-                if slot.state.load(Ordering::Relaxed) & HAS_VALUE != 0 {
+                if slot.flags.load(Ordering::Relaxed) & HAS_VALUE != 0 {
                     // SAFETY: exclusive (`&mut self`) and holds a value.
                     unsafe { slot.drop_contents() };
                 }

@@ -5,8 +5,6 @@
 //! reading. Write-side counters live in each shard and are bumped under its
 //! lock. A [`Stats`] snapshot sums them; it is not atomic across counters.
 
-use std::cell::Cell;
-
 use crate::shim::{AtomicU64, Ordering};
 
 /// A snapshot of a cache's counters, from [`Cache::stats`](crate::Cache::stats).
@@ -53,7 +51,7 @@ impl Stats {
     }
 }
 
-/// One thread stripe: padded to its own pair of cache lines (adjacent-line
+/// One thread's counters, padded to a pair of cache lines (adjacent-line
 /// prefetch makes 64 bytes too small on x86).
 #[repr(align(128))]
 #[derive(Default)]
@@ -62,55 +60,78 @@ struct Stripe {
     misses: AtomicU64,
 }
 
-/// Hit and miss counters, striped by thread.
+/// Hit and miss counters, one stripe per live thread.
+///
+/// Each live thread owns a process-wide stripe number (recycled when the
+/// thread exits), so in every cache only that thread writes that stripe: a
+/// plain load and store count exactly, with no locked instruction and no
+/// cache line shared with another core. Threads numbered past the stripes a
+/// cache has share one extra stripe and count with an atomic add.
 pub(crate) struct ReadCounters {
     stripes: Box<[Stripe]>,
 }
 
-// A process-wide id allocator, outside the algorithm shuttle checks: plain std.
-static NEXT_THREAD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-thread_local! {
-    static THREAD_INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+/// Stripe numbers of exited threads, for reuse; `NEXT` numbers new ones.
+static FREE: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A thread's stripe number, returned to `FREE` when the thread exits.
+struct Owner(usize);
+
+impl Owner {
+    fn take() -> Self {
+        let reused = FREE.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        // Relaxed: only uniqueness matters (the mutex orders reuse).
+        Owner(reused.unwrap_or_else(|| NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)))
+    }
 }
 
-#[inline]
-fn thread_index() -> usize {
-    THREAD_INDEX.with(|c| {
-        let i = c.get();
-        if i != usize::MAX {
-            return i;
-        }
-        // Relaxed: only uniqueness matters, not ordering.
-        let i = NEXT_THREAD.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        c.set(i);
-        i
-    })
+impl Drop for Owner {
+    fn drop(&mut self) {
+        FREE.lock().unwrap_or_else(|e| e.into_inner()).push(self.0);
+    }
 }
+
+thread_local! {
+    static OWNER: Owner = Owner::take();
+}
+
+/// Most stripes a cache has (exclusive ones; plus one shared).
+const MAX_STRIPES: usize = 64;
 
 impl ReadCounters {
     pub(crate) fn new() -> Self {
         let threads = std::thread::available_parallelism().map_or(4, |n| n.get());
-        let n = (threads * 4).next_power_of_two().clamp(4, 64);
+        let exclusive = (threads * 4).next_power_of_two().clamp(8, MAX_STRIPES);
         ReadCounters {
-            stripes: (0..n).map(|_| Stripe::default()).collect(),
+            stripes: (0..=exclusive).map(|_| Stripe::default()).collect(),
         }
     }
 
     #[inline]
-    fn stripe(&self) -> &Stripe {
-        &self.stripes[thread_index() & (self.stripes.len() - 1)]
+    fn count(&self, field: impl Fn(&Stripe) -> &AtomicU64) {
+        // During thread teardown the thread-local may be gone: use the shared stripe.
+        let owner = OWNER.try_with(|o| o.0).unwrap_or(usize::MAX);
+        let shared = self.stripes.len() - 1;
+        if owner < shared && !cfg!(shuttle) {
+            let c = field(&self.stripes[owner]);
+            // Relaxed load + store: this thread is the stripe's only writer
+            // (see the type's docs); readers only need some recent value.
+            c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+        } else {
+            // Relaxed RMW: shared by several threads, exact, orders nothing.
+            field(&self.stripes[shared]).fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     #[inline]
     pub(crate) fn hit(&self) {
-        // Relaxed: an independent counter; exact because it is an RMW.
-        self.stripe().hits.fetch_add(1, Ordering::Relaxed);
+        self.count(|s| &s.hits);
     }
 
     #[inline]
     pub(crate) fn miss(&self) {
-        // Relaxed: as in `hit`.
-        self.stripe().misses.fetch_add(1, Ordering::Relaxed);
+        self.count(|s| &s.misses);
     }
 
     pub(crate) fn add_to(&self, stats: &mut Stats) {
@@ -160,6 +181,6 @@ impl WriteCounters {
         stats.loads += l(&self.loads);
         stats.load_waits += l(&self.load_waits);
         stats.entries += l(&self.entries);
-        stats.weight += l(&self.weight);
+        stats.weight = stats.weight.saturating_add(l(&self.weight));
     }
 }

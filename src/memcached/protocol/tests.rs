@@ -105,12 +105,24 @@ fn exptime_conversion() {
         exptime(Duration::from_millis(2_592_000_001), now),
         1_700_000_000 + 2_592_001
     );
-    // Saturates rather than wrapping past 2106.
-    assert_eq!(exptime(Duration::from_secs(u64::MAX), now), u32::MAX);
-    assert_eq!(exptime(Duration::MAX, now), u32::MAX);
+    // Capped at i32::MAX: memcached reads the field as a signed 32-bit
+    // number, and anything larger would turn negative (already expired).
+    assert_eq!(MAX_EXPTIME, 2_147_483_647);
+    let century = Duration::from_secs(100 * 365 * 86_400);
+    assert_eq!(exptime(century, now), MAX_EXPTIME);
+    assert_eq!(
+        exptime(Duration::from_secs(u64::from(MAX_EXPTIME)), 0),
+        MAX_EXPTIME
+    );
+    assert_eq!(
+        exptime(Duration::from_secs(u64::from(MAX_EXPTIME) + 1), 0),
+        MAX_EXPTIME
+    );
+    assert_eq!(exptime(Duration::from_secs(u64::MAX), now), MAX_EXPTIME);
+    assert_eq!(exptime(Duration::MAX, now), MAX_EXPTIME);
     assert_eq!(
         exptime(Duration::from_secs(40 * 86_400), u64::MAX),
-        u32::MAX
+        MAX_EXPTIME
     );
 }
 

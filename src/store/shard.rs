@@ -36,6 +36,8 @@ use crate::shim::{AtomicU32, Mutex, MutexGuard, Ordering, fence};
 const MAX_BUCKETS: usize = 1 << 28;
 /// The largest bucket array a shard starts with (256 KiB).
 const INITIAL_BUCKETS: usize = 1 << 16;
+/// Slab growths past the first chunk between two pushes of the epoch.
+const FLUSH_EVERY: u32 = 64;
 /// How many slots the expiry sweep looks at per write.
 const SWEEP_PER_WRITE: u32 = 8;
 
@@ -114,6 +116,10 @@ pub(crate) struct State<K, V> {
     free: Vec<u32>,
     /// Slots unlinked by the current operation, to hand to the epoch.
     retired: Vec<(u32, u32)>,
+    /// Reused buffer for slots coming back from the mailbox.
+    scratch: Vec<(u32, u32)>,
+    /// Slab growths past its first chunk since the epoch was last pushed.
+    grown_since_flush: u32,
     /// Removals the eviction listener must hear about, when there is one.
     pub(crate) notices: Vec<(u32, RemovalCause)>,
     /// Whether there is a listener to record `notices` for.
@@ -214,6 +220,8 @@ impl<K, V> Shard<K, V> {
                 lru: Lru::new(budget, weighted),
                 free: Vec::new(),
                 retired: Vec::new(),
+                scratch: Vec::new(),
+                grown_since_flush: 0,
                 notices: Vec::new(),
                 loads: Vec::new(),
                 notify,
@@ -476,18 +484,25 @@ impl<K, V> Shard<K, V> {
         // Reclaiming under the lock only when it runs no user code (no Drop);
         // otherwise the next write's `lock_for_write` reclaims, lock-free.
         let drop_free = !std::mem::needs_drop::<K>() && !std::mem::needs_drop::<V>();
-        if drop_free && self.slab.high_water() as usize >= self.first_chunk {
-            // Past the first chunk: give the epoch a push and see whether
-            // retired slots came back before taking new memory.
-            guard.flush();
-            let mut reclaimed = Vec::new();
+        if drop_free {
+            let mut reclaimed = std::mem::take(&mut st.scratch);
             self.mailbox.take(&mut reclaimed);
-            if !reclaimed.is_empty() {
-                // Dropping under the lock here is rare (only when the slab
-                // would otherwise grow).
-                self.slab.drop_reclaimed(&reclaimed);
-                st.free.extend(reclaimed.iter().map(|&(idx, _)| idx));
-                return st.free.pop();
+            self.slab.drop_reclaimed(&reclaimed);
+            st.free.extend(reclaimed.drain(..).map(|(idx, _)| idx));
+            st.scratch = reclaimed;
+            if let Some(idx) = st.free.pop() {
+                return Some(idx);
+            }
+            // Past the first chunk, push the epoch along now and then (not on
+            // every insert: a flush touches crossbeam's global queue, shared
+            // by all threads). In between, the slab grows into the next chunk,
+            // whose pages are committed only as they are used.
+            if self.slab.high_water() as usize >= self.first_chunk {
+                st.grown_since_flush += 1;
+                if st.grown_since_flush >= FLUSH_EVERY {
+                    st.grown_since_flush = 0;
+                    guard.flush();
+                }
             }
         }
         if self.slab.high_water() > MAX_INDEX {

@@ -566,13 +566,23 @@ impl<K, V> Shard<K, V> {
                 Inserted::Replaced
             }
             None => {
+                // Append at the chain's tail, so chains stay oldest-first:
+                // keys that survive (the hot ones) sit near the head and
+                // their hits probe fewest slots, instead of every newcomer
+                // (mostly one-hit keys) being pushed in front of them.
                 let table = self.table.load(Ordering::Relaxed, guard);
                 // SAFETY: non-null, only replaced under this lock.
-                let head = unsafe { table.deref() }
+                let mut cur = unsafe { table.deref() }
                     .bucket(hash)
                     .load(Ordering::Relaxed);
-                slot.chain.store(head, Ordering::Relaxed);
-                self.relink(hash, None, idx, guard);
+                let mut last = None;
+                while cur != NIL {
+                    last = Some(cur);
+                    cur = self.slot(cur).chain.load(Ordering::Relaxed);
+                }
+                // `fill` set our chain to NIL; the Release store in `relink`
+                // publishes the slot at the end of the chain.
+                self.relink(hash, last, idx, guard);
                 let returning = st.ghost.recall(hash);
                 st.lru.insert(idx, weight, returning);
                 bump(&self.counters.inserts, 1);

@@ -190,6 +190,5 @@ pub use store::{Cache, CacheBuilder, Clock, Iter, MockClock, RemovalCause, Stats
 ///     fn get(&self, id: u32) -> u32 { id }
 /// }
 /// ```
-
 #[cfg(feature = "macros")]
 pub use nearfar_macros::memoize;

@@ -219,6 +219,7 @@ fn weighted(n: usize) -> Vec<u8> {
     vec![0; n]
 }
 
+#[allow(clippy::ptr_arg)] // the cache's weigher type is `Fn(&K, &V) -> u64`
 fn weigh_bytes(_: &usize, v: &Vec<u8>) -> u64 {
     v.len() as u64
 }
@@ -229,7 +230,7 @@ fn bounds_are_respected() {
         assert_eq!(bounded(n), n + 1);
         assert!(bounded_cache().len() <= 64);
     }
-    assert!(bounded_cache().len() > 0);
+    assert!(!bounded_cache().is_empty());
     assert_eq!(bounded_cache().stats().loads, 1_000);
     for n in 1..100 {
         assert_eq!(weighted(n).len(), n);

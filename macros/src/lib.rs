@@ -13,10 +13,9 @@ use syn::{
     ReturnType, Token, Type,
 };
 
-/// Memoises a free function in a cache keyed by its arguments.
-///
-/// (Defined in the `nearfar-macros` crate; use it as `nearfar::memoize`,
-/// whose documentation describes the options.)
+/// This attribute is defined in the `nearfar-macros` crate and re-exported as
+/// `nearfar::memoize`, where its options are described; its expansion names
+/// items of `::nearfar` (see the `crate` option).
 #[proc_macro_attribute]
 pub fn memoize(
     args: proc_macro::TokenStream,

@@ -33,6 +33,11 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `memcached` | yes | the far-tier client and the [`codec`] module (serde, bincode 2, zlib) |
+//! | `macros` | yes | the [`#[memoize]`](memoize) attribute (a proc-macro crate: syn, quote) |
+//!
+//! [`memo`] (always available) memoises closures: [`memo::Memo`],
+//! [`memo::TryMemo`], and [`memo::MemoStore`], the store trait `#[memoize]`
+//! targets.
 //!
 //! # Memory
 //!
@@ -44,6 +49,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
+pub mod memo;
 mod shim;
 pub mod store;
 
@@ -53,3 +59,136 @@ pub mod codec;
 pub mod memcached;
 
 pub use store::{Cache, CacheBuilder, Clock, Iter, MockClock, RemovalCause, Stats};
+
+/// Memoises a free function: its results are cached by its arguments.
+///
+/// ```
+/// #[nearfar::memoize]
+/// fn fib(n: u64) -> u128 {
+///     if n < 2 { n as u128 } else { fib(n - 1) + fib(n - 2) }
+/// }
+/// assert_eq!(fib(90), 2_880_067_194_370_816_120);
+/// assert_eq!(fib_cache().len(), 91);
+/// ```
+///
+/// The body runs once per distinct argument tuple: later calls return the
+/// cached value, and concurrent callers for the same missing arguments wait
+/// for one run and share its value (see [`Cache::get_or_insert_with`]).
+///
+/// # What it generates
+/// * A `static` [`Cache`] (a `std::sync::LazyLock`), private to a generated
+///   function `<name>_cache() -> &'static Cache<Key, Value>` with the memoised
+///   fn's visibility and `cfg`s: use it for [`stats`](Cache::stats), to
+///   [`clear`](Cache::clear) or [`remove`](Cache::remove) entries, or to
+///   [`insert`](Cache::insert) values. Rename it with `cache_fn = NAME`.
+/// * The function itself, with its signature and attributes: its body moves
+///   into an inner function, called on a miss with clones of the arguments.
+///
+/// The key is the argument itself for a one-argument fn (`Cache<u64, _>`),
+/// `()` for none, and the tuple of the arguments otherwise
+/// (`Cache<(String, u32), _>`). Arguments must be `Clone + Hash + Eq + Send +
+/// Sync + 'static` — owned values (`String`, not `&str`), cloned into the key
+/// on every call and once more to run the body on a miss; the cached value
+/// type must be `Clone + Send + Sync + 'static` and is cloned out on every
+/// hit (wrap large values in `Arc`).
+///
+/// # Options
+/// `#[nearfar::memoize(option = value, ...)]`, in any order:
+///
+/// | option | meaning |
+/// |---|---|
+/// | `max_entries = N` | bound the cache to `N` entries (default 10 000, unless a weight bound is given) |
+/// | `max_weight = N`, `weigher = PATH` | bound it by total weight; the weigher is `Fn(&Key, &Value) -> u64` (a path or a closure; each entry weighs 1 without one) |
+/// | `ttl_secs = N` or `ttl_ms = N` | entries expire `N` seconds / milliseconds after they are computed |
+/// | `store = PATH` | keep results in this store instead of a private cache: any expression naming a [`memo::MemoStore<Key, Value>`](memo::MemoStore), such as a `static STORE: LazyLock<…>`; no cache function is generated, and the bound and TTL options do not apply |
+/// | `result = BOOL` | treat the return type as a `Result` (default: when its last path segment is `Result<…>`) |
+/// | `option = BOOL` | treat the return type as an `Option` (default: when its last path segment is `Option<…>`) |
+/// | `cache_err` (`= true`) | for a `Result`, cache errors too (the value is the whole `Result`; `E: Clone`) |
+/// | `cache_none` (`= true`) | for an `Option`, cache `None` too |
+/// | `cache_fn = NAME` | name the generated cache function (default `<fn name>_cache`) |
+/// | `crate = PATH` | where `nearfar` is, when it is renamed in `Cargo.toml` (default `::nearfar`) |
+///
+/// ## `Result` and `Option`
+/// The attribute decides from the *spelling* of the return type: if its last
+/// path segment is `Result<T, …>` (so `io::Result<T>` and `anyhow::Result<T>`
+/// count), only `Ok(T)` values are cached, and an `Err` is returned to the
+/// caller and not cached: the next call runs the body again. Callers that
+/// waited on a run that failed run the body themselves, so each error
+/// returned comes from its caller's own run and `E` needs no `Clone`. For a
+/// type alias the attribute cannot see through, write `result = true`; for a
+/// type named `Result` that is not one, `result = false`. Likewise `Option<T>`
+/// caches only `Some(T)` (callers that waited on the run get its `None`).
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+/// static RUNS: AtomicUsize = AtomicUsize::new(0);
+///
+/// #[nearfar::memoize(max_entries = 1_000, ttl_secs = 60)]
+/// fn parse_port(s: String) -> Result<u16, std::num::ParseIntError> {
+///     RUNS.fetch_add(1, Relaxed);
+///     s.parse()
+/// }
+///
+/// assert_eq!(parse_port("8080".into()), Ok(8080));
+/// assert_eq!(parse_port("8080".into()), Ok(8080)); // cached
+/// assert!(parse_port("http".into()).is_err());
+/// assert!(parse_port("http".into()).is_err()); // errors are not cached
+/// assert_eq!(RUNS.load(Relaxed), 3);
+/// assert_eq!(parse_port_cache().len(), 1);
+/// ```
+///
+/// ## Your own store
+/// ```
+/// use std::sync::LazyLock;
+/// use nearfar::Cache;
+///
+/// // Shared by two functions, with settings of its own.
+/// static SQUARES: LazyLock<Cache<u64, u64>> = LazyLock::new(|| Cache::new(100));
+///
+/// #[nearfar::memoize(store = SQUARES)]
+/// fn square(n: u64) -> u64 { n * n }
+///
+/// assert_eq!(square(9), 81);
+/// assert_eq!(SQUARES.get(&9), Some(81));
+/// ```
+///
+/// # Recursion
+/// A memoised function may call itself (or other memoised functions) for
+/// *other* arguments, as `fib` above does. Calling itself with the *same*
+/// arguments while computing them panics: it would wait for itself forever.
+///
+/// # Limits
+/// The attribute applies to free functions (not methods or associated
+/// functions in an `impl` block) that are not `async`, `const`, `unsafe`,
+/// `extern` or generic, and whose parameters are plain identifiers with owned
+/// types. Anything else is a compile error that says why:
+///
+/// ```compile_fail
+/// #[nearfar::memoize]
+/// async fn fetch(id: u32) -> String { id.to_string() }
+/// ```
+///
+/// ```compile_fail
+/// #[nearfar::memoize]
+/// fn first<T: Clone>(items: Vec<T>) -> Option<T> { items.first().cloned() }
+/// ```
+///
+/// ```compile_fail
+/// #[nearfar::memoize]
+/// fn sum((a, b): (u32, u32)) -> u32 { a + b }
+/// ```
+///
+/// ```compile_fail
+/// #[nearfar::memoize]
+/// fn len(s: &str) -> usize { s.len() }
+/// ```
+///
+/// ```compile_fail
+/// struct Db;
+/// impl Db {
+///     #[nearfar::memoize]
+///     fn get(&self, id: u32) -> u32 { id }
+/// }
+/// ```
+#[cfg(feature = "macros")]
+pub use nearfar_macros::memoize;

@@ -801,6 +801,40 @@ where
         if let Some(v) = self.lookup(hash, &key, Touch::Use, V::clone) {
             return Ok(v);
         }
+        self.load_missed(hash, key, load)
+    }
+
+    /// [`try_get_or_insert_with`](Self::try_get_or_insert_with) for a
+    /// borrowed key, cloned only on a miss: the memoisation path
+    /// ([`crate::memo`]), where a hit should cost no clone of the key.
+    pub(crate) fn try_get_or_insert_with_ref<E>(
+        &self,
+        key: &K,
+        load: impl FnOnce() -> Result<V, E>,
+    ) -> Result<V, Arc<E>>
+    where
+        K: Clone,
+        E: Send + Sync + 'static,
+    {
+        let hash = self.inner.hasher.hash_one(key);
+        if let Some(v) = self.lookup(hash, key, Touch::Use, V::clone) {
+            return Ok(v);
+        }
+        // The clone hashes as `key` does (`Clone`, `Hash` and `Eq` agree).
+        self.load_missed(hash, key.clone(), || load().map(|v| (v, None)))
+    }
+
+    /// The slow half of [`load_once`](Self::load_once), after a lookup of
+    /// `key` (hashing to `hash`) missed and counted the miss.
+    fn load_missed<E>(
+        &self,
+        hash: u64,
+        key: K,
+        load: impl FnOnce() -> Result<(V, Option<Duration>), E>,
+    ) -> Result<V, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+    {
         let shard = self.shard(hash);
         let flight = loop {
             let waiting = {

@@ -1,0 +1,743 @@
+//! The `#[memoize]` attribute of the `nearfar` crate.
+//!
+//! Use it through `nearfar` (`#[nearfar::memoize]`, feature `macros`, on by
+//! default): the expansion names `::nearfar::...` items, and the attribute's
+//! documentation, with examples, lives at `nearfar::memoize`.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote};
+use syn::parse::Parser;
+use syn::spanned::Spanned;
+use syn::{
+    Error, Expr, FnArg, GenericArgument, Ident, ItemFn, LitBool, LitInt, Pat, PathArguments,
+    ReturnType, Token, Type,
+};
+
+/// This attribute is defined in the `nearfar-macros` crate and re-exported as
+/// `nearfar::memoize`, where its options are described; its expansion names
+/// items of `::nearfar` (see the `crate` option).
+#[proc_macro_attribute]
+pub fn memoize(
+    args: proc_macro::TokenStream,
+    item: proc_macro::TokenStream,
+) -> proc_macro::TokenStream {
+    expand(args.into(), item.into())
+        .unwrap_or_else(Error::into_compile_error)
+        .into()
+}
+
+/// The default bound of the private cache when no bound is given.
+const DEFAULT_MAX_ENTRIES: usize = 10_000;
+
+/// The attribute's options, as written.
+#[derive(Default)]
+struct Options {
+    max_entries: Option<(usize, Span)>,
+    max_weight: Option<(u64, Span)>,
+    weigher: Option<Expr>,
+    /// The TTL in milliseconds, and the option that gave it.
+    ttl_ms: Option<(u64, Span)>,
+    store: Option<Expr>,
+    result: Option<bool>,
+    option: Option<bool>,
+    cache_err: Option<(bool, Span)>,
+    cache_none: Option<(bool, Span)>,
+    krate: Option<syn::Path>,
+    cache_fn: Option<Ident>,
+}
+
+/// Stores an option's value, refusing a second one.
+fn once<T>(
+    slot: &mut Option<T>,
+    value: T,
+    meta: &syn::meta::ParseNestedMeta<'_>,
+) -> syn::Result<()> {
+    if slot.is_some() {
+        return Err(meta.error("this option is given twice"));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+/// `= true` / `= false`, or a bare flag meaning `true`.
+fn flag(meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<bool> {
+    if meta.input.peek(Token![=]) {
+        Ok(meta.value()?.parse::<LitBool>()?.value)
+    } else {
+        Ok(true)
+    }
+}
+
+/// A positive integer literal.
+fn positive<T>(meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<(T, Span)>
+where
+    T: std::str::FromStr + PartialEq + From<u8>,
+    T::Err: std::fmt::Display,
+{
+    let lit: LitInt = meta.value()?.parse()?;
+    let n: T = lit.base10_parse()?;
+    if n == T::from(0) {
+        return Err(Error::new(lit.span(), "must be at least 1"));
+    }
+    Ok((n, lit.span()))
+}
+
+const OPTIONS: &str = "max_entries, max_weight, weigher, ttl_secs, ttl_ms, store, result, \
+                       option, cache_err, cache_none, cache_fn, crate";
+
+fn parse_options(args: TokenStream) -> syn::Result<Options> {
+    let mut o = Options::default();
+    let parser = syn::meta::parser(|meta| {
+        let p = &meta.path;
+        if p.is_ident("max_entries") {
+            let v = positive::<usize>(&meta)?;
+            once(&mut o.max_entries, v, &meta)
+        } else if p.is_ident("max_weight") {
+            let v = positive::<u64>(&meta)?;
+            once(&mut o.max_weight, v, &meta)
+        } else if p.is_ident("weigher") {
+            let v: Expr = meta.value()?.parse()?;
+            once(&mut o.weigher, v, &meta)
+        } else if p.is_ident("ttl_secs") || p.is_ident("ttl_ms") {
+            let (n, span) = positive::<u64>(&meta)?;
+            let ms = if p.is_ident("ttl_secs") {
+                n.checked_mul(1000)
+                    .ok_or_else(|| Error::new(span, "TTL too large"))?
+            } else {
+                n
+            };
+            if o.ttl_ms.is_some() {
+                return Err(meta.error("give one TTL: `ttl_secs` or `ttl_ms`"));
+            }
+            o.ttl_ms = Some((ms, span));
+            Ok(())
+        } else if p.is_ident("store") {
+            let v: Expr = meta.value()?.parse()?;
+            once(&mut o.store, v, &meta)
+        } else if p.is_ident("result") {
+            let v = flag(&meta)?;
+            once(&mut o.result, v, &meta)
+        } else if p.is_ident("option") {
+            let v = flag(&meta)?;
+            once(&mut o.option, v, &meta)
+        } else if p.is_ident("cache_err") {
+            let v = (flag(&meta)?, p.span());
+            once(&mut o.cache_err, v, &meta)
+        } else if p.is_ident("cache_none") {
+            let v = (flag(&meta)?, p.span());
+            once(&mut o.cache_none, v, &meta)
+        } else if p.is_ident("cache_fn") {
+            let v: Ident = meta.value()?.parse()?;
+            once(&mut o.cache_fn, v, &meta)
+        } else if p.is_ident("crate") {
+            let v: syn::Path = meta.value()?.parse()?;
+            once(&mut o.krate, v, &meta)
+        } else {
+            Err(meta.error(format!(
+                "unknown #[memoize] option; the options are: {OPTIONS}"
+            )))
+        }
+    });
+    parser.parse2(args)?;
+    if let Some(store) = &o.store {
+        let private_cache_only = o.max_entries.is_some()
+            || o.max_weight.is_some()
+            || o.weigher.is_some()
+            || o.ttl_ms.is_some()
+            || o.cache_fn.is_some();
+        if private_cache_only {
+            return Err(Error::new(
+                store.span(),
+                "`store = ...` replaces the private cache: `max_entries`, `max_weight`, `weigher`, \
+                 `ttl_secs`, `ttl_ms` and `cache_fn` do not apply (configure your store instead)",
+            ));
+        }
+    }
+    if o.result == Some(true) && o.option == Some(true) {
+        return Err(Error::new(
+            Span::call_site(),
+            "`result = true` and `option = true` exclude each other",
+        ));
+    }
+    Ok(o)
+}
+
+/// How results are cached.
+enum Mode {
+    /// Every return value is cached.
+    Plain,
+    /// `Result<T, E>`: `Ok` values are cached.
+    Result,
+    /// `Option<T>`: `Some` values are cached.
+    Option,
+}
+
+/// The last path segment of `ty` if it is `name<..>` (angle-bracketed).
+fn generic_args<'a>(ty: &'a Type, name: &str) -> Option<Vec<&'a Type>> {
+    let Type::Path(tp) = ty else { return None };
+    if tp.qself.is_some() {
+        return None;
+    }
+    let last = tp.path.segments.last()?;
+    if last.ident != name {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    let types: Vec<&Type> = args
+        .args
+        .iter()
+        .filter_map(|a| match a {
+            GenericArgument::Type(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    (!types.is_empty()).then_some(types)
+}
+
+/// Rejects what a memoised signature cannot have, with a message saying why.
+fn check_signature(f: &ItemFn) -> syn::Result<()> {
+    let sig = &f.sig;
+    let refuse = |span: Span, msg: &str| Err(Error::new(span, msg));
+    if let Some(t) = &sig.asyncness {
+        return refuse(
+            t.span(),
+            "#[memoize] does not support async fns: a cached value must be ready when the \
+             call returns (memoise the result in an async-aware store instead)",
+        );
+    }
+    if let Some(t) = &sig.constness {
+        return refuse(t.span(), "#[memoize] cannot apply to a const fn");
+    }
+    if let Some(t) = &sig.unsafety {
+        return refuse(t.span(), "#[memoize] does not support unsafe fns");
+    }
+    if let Some(abi) = &sig.abi {
+        return refuse(abi.span(), "#[memoize] does not support extern fns");
+    }
+    if let Some(v) = &sig.variadic {
+        return refuse(v.span(), "#[memoize] does not support variadic fns");
+    }
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        return refuse(
+            sig.generics.span(),
+            "#[memoize] does not support generic fns (type, lifetime or const parameters): \
+             the cache is one static with one key type and one value type",
+        );
+    }
+    for input in &sig.inputs {
+        let FnArg::Typed(arg) = input else {
+            return refuse(
+                input.span(),
+                "#[memoize] does not support methods (`self`): memoise a free function that \
+                 takes the receiver's data as a `Clone + Hash + Eq` argument",
+            );
+        };
+        match &*arg.pat {
+            Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => {}
+            _ => {
+                return refuse(
+                    arg.pat.span(),
+                    "#[memoize] arguments must be plain identifiers (`name: Type`), not patterns",
+                );
+            }
+        }
+        match &*arg.ty {
+            Type::Reference(_) => {
+                return refuse(
+                    arg.ty.span(),
+                    "#[memoize] arguments must be owned (e.g. `String`, not `&str`): they are \
+                     cloned into the cache key, which lives in a static",
+                );
+            }
+            Type::ImplTrait(_) => {
+                return refuse(
+                    arg.ty.span(),
+                    "#[memoize] does not support `impl Trait` arguments (they make the fn generic)",
+                );
+            }
+            _ => {}
+        }
+    }
+    if let ReturnType::Type(_, ty) = &sig.output {
+        if let Type::ImplTrait(_) = &**ty {
+            return refuse(
+                ty.span(),
+                "#[memoize] does not support `impl Trait` return types: the cached type must be named",
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The whole expansion: the memoised fn, and the cache fn unless a store is
+/// given.
+fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    let opts = parse_options(args)?;
+    let func: ItemFn = syn::parse2(item)?;
+    check_signature(&func)?;
+
+    let krate = opts
+        .krate
+        .as_ref()
+        .map_or_else(|| quote!(::nearfar), |p| quote!(#p));
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = &func;
+    let name = &sig.ident;
+
+    // Arguments: the outer fn takes them without `mut` (the body's copy
+    // keeps it).
+    let mut arg_names = Vec::new();
+    let mut arg_types = Vec::new();
+    for input in &sig.inputs {
+        if let FnArg::Typed(arg) = input {
+            if let Pat::Ident(p) = &*arg.pat {
+                arg_names.push(p.ident.clone());
+                arg_types.push((*arg.ty).clone());
+            }
+        }
+    }
+    let ret: Type = match &sig.output {
+        ReturnType::Default => syn::parse_quote!(()),
+        ReturnType::Type(_, ty) => (**ty).clone(),
+    };
+
+    // The key: the argument itself for one argument, else a tuple.
+    let (key_ty, key_expr, body_call) = match arg_names.len() {
+        1 => {
+            let (n, t) = (&arg_names[0], &arg_types[0]);
+            (
+                quote!(#t),
+                quote!(#n),
+                quote!(__nearfar_body(<#t as ::core::clone::Clone>::clone(__nearfar_key))),
+            )
+        }
+        _ => {
+            let idx = (0..arg_names.len()).map(syn::Index::from);
+            (
+                quote!((#(#arg_types,)*)),
+                quote!((#(#arg_names,)*)),
+                quote!(__nearfar_body(#(<#arg_types as ::core::clone::Clone>::clone(&__nearfar_key.#idx)),*)),
+            )
+        }
+    };
+
+    // How to cache: by the return type's last path segment, unless told.
+    let result_args = generic_args(&ret, "Result");
+    let option_args = generic_args(&ret, "Option").filter(|a| a.len() == 1);
+    let is_result = opts
+        .result
+        .unwrap_or(result_args.is_some() && opts.option != Some(true));
+    let is_option = opts.option.unwrap_or(option_args.is_some() && !is_result);
+    let mut mode = if is_result {
+        Mode::Result
+    } else if is_option {
+        Mode::Option
+    } else {
+        Mode::Plain
+    };
+    match (&mode, opts.cache_err, opts.cache_none) {
+        (Mode::Result, Some((true, _)), _) | (Mode::Option, _, Some((true, _))) => {
+            mode = Mode::Plain
+        }
+        (Mode::Result, Some((false, _)), _) | (Mode::Option, _, Some((false, _))) => {}
+        (_, Some((_, span)), _) => {
+            return Err(Error::new(
+                span,
+                "`cache_err` applies to a `Result` return type (write `result = true` if it is \
+                 an alias the attribute cannot see through)",
+            ));
+        }
+        (_, _, Some((_, span))) => {
+            return Err(Error::new(
+                span,
+                "`cache_none` applies to an `Option` return type (write `option = true` if it \
+                 is an alias the attribute cannot see through)",
+            ));
+        }
+        _ => {}
+    }
+    let value_ty = match mode {
+        Mode::Plain => quote!(#ret),
+        Mode::Result => match &result_args {
+            Some(a) => {
+                let t = a[0];
+                quote!(#t)
+            }
+            _ => quote!(<#ret as #krate::memo::__private::ResultOk>::Ok),
+        },
+        Mode::Option => match &option_args {
+            Some(a) => {
+                let t = a[0];
+                quote!(#t)
+            }
+            None => quote!(<#ret as #krate::memo::__private::OptionSome>::Some),
+        },
+    };
+    let call = match mode {
+        Mode::Plain => quote!(#krate::memo::memoize),
+        Mode::Result => quote!(#krate::memo::memoize_result),
+        Mode::Option => quote!(#krate::memo::memoize_option),
+    };
+
+    let cfgs: Vec<_> = attrs.iter().filter(|a| a.path().is_ident("cfg")).collect();
+    let (store, cache_item) = match &opts.store {
+        Some(expr) => (quote!(&(#expr)), TokenStream::new()),
+        None => {
+            let cache_fn = opts
+                .cache_fn
+                .clone()
+                .unwrap_or_else(|| format_ident!("{}_cache", name));
+            let has_weight = opts.max_weight.is_some() || opts.weigher.is_some();
+            let max_entries = match opts.max_entries {
+                Some((n, _)) => Some(n),
+                None if has_weight => None,
+                None => Some(DEFAULT_MAX_ENTRIES),
+            };
+            let mut builder = quote!(#krate::Cache::builder());
+            if let Some(n) = max_entries {
+                builder = quote!(#builder.max_entries(#n));
+            }
+            if let Some((w, _)) = opts.max_weight {
+                builder = quote!(#builder.max_weight(#w));
+            }
+            if let Some(w) = &opts.weigher {
+                builder = quote!(#builder.weigher(#w));
+            }
+            if let Some((ms, _)) = opts.ttl_ms {
+                builder = quote!(#builder.time_to_live(::std::time::Duration::from_millis(#ms)));
+            }
+            let doc = format!(
+                "The cache behind the memoised fn `{name}` (generated by `#[memoize]`): for \
+                 its stats, or to clear, inspect or seed it."
+            );
+            let item = quote! {
+                #(#cfgs)*
+                #[doc = #doc]
+                #vis fn #cache_fn() -> &'static #krate::Cache<#key_ty, #value_ty> {
+                    static CACHE: ::std::sync::LazyLock<#krate::Cache<#key_ty, #value_ty>> =
+                        ::std::sync::LazyLock::new(|| #builder.build());
+                    &CACHE
+                }
+            };
+            (quote!(#cache_fn()), item)
+        }
+    };
+
+    let inputs = &sig.inputs;
+    let output = &sig.output;
+    let closure_arg = if arg_names.is_empty() {
+        quote!(_)
+    } else {
+        quote!(__nearfar_key)
+    };
+    Ok(quote! {
+        #(#attrs)*
+        #vis fn #name(#(#arg_names: #arg_types),*) #output {
+            fn __nearfar_body(#inputs) #output #block
+            #call(#store, #key_expr, |#closure_arg: &#key_ty| #body_call)
+        }
+        #cache_item
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(args: TokenStream, item: TokenStream) -> String {
+        match expand(args, item) {
+            Ok(t) => panic!("expected an error, got {t}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn ok(args: TokenStream, item: TokenStream) -> String {
+        expand(args, item)
+            .map(|t| t.to_string())
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn refuses_what_cannot_be_memoised() {
+        let cases = [
+            (
+                quote!(
+                    async fn f(x: u8) -> u8 {
+                        x
+                    }
+                ),
+                "async",
+            ),
+            (
+                quote!(
+                    const fn f(x: u8) -> u8 {
+                        x
+                    }
+                ),
+                "const fn",
+            ),
+            (
+                quote!(
+                    unsafe fn f(x: u8) -> u8 {
+                        x
+                    }
+                ),
+                "unsafe",
+            ),
+            (
+                quote!(
+                    fn f<T>(x: T) -> u8 {
+                        0
+                    }
+                ),
+                "generic",
+            ),
+            (
+                quote!(
+                    fn f<'a>(x: &'a u8) -> u8 {
+                        0
+                    }
+                ),
+                "generic",
+            ),
+            (
+                quote!(
+                    fn f(x: u8) -> u8
+                    where
+                        u8: Copy,
+                    {
+                        x
+                    }
+                ),
+                "generic",
+            ),
+            (
+                quote!(
+                    fn f(&self, x: u8) -> u8 {
+                        x
+                    }
+                ),
+                "methods",
+            ),
+            (
+                quote!(
+                    fn f((a, b): (u8, u8)) -> u8 {
+                        a
+                    }
+                ),
+                "plain identifiers",
+            ),
+            (
+                quote!(
+                    fn f(ref a: u8) -> u8 {
+                        *a
+                    }
+                ),
+                "plain identifiers",
+            ),
+            (
+                quote!(
+                    fn f(a: &str) -> u8 {
+                        0
+                    }
+                ),
+                "owned",
+            ),
+            (
+                quote!(
+                    fn f(a: impl Copy) -> u8 {
+                        0
+                    }
+                ),
+                "impl Trait",
+            ),
+            (
+                quote!(
+                    fn f(a: u8) -> impl Copy {
+                        a
+                    }
+                ),
+                "impl Trait",
+            ),
+        ];
+        for (item, why) in cases {
+            let e = err(quote!(), item.clone());
+            assert!(e.contains(why), "{item}: {e}");
+        }
+    }
+
+    #[test]
+    fn refuses_bad_options() {
+        let item = quote!(
+            fn f(x: u8) -> u8 {
+                x
+            }
+        );
+        let cases = [
+            (quote!(max_entries = 0), "at least 1"),
+            (quote!(max_entries = 1, max_entries = 2), "twice"),
+            (quote!(ttl_secs = 1, ttl_ms = 5), "one TTL"),
+            (quote!(ttl_secs = 18446744073709551615), "too large"),
+            (quote!(colour = 1), "unknown"),
+            (
+                quote!(store = S, max_entries = 3),
+                "replaces the private cache",
+            ),
+            (quote!(result, option), "exclude"),
+            (quote!(cache_err = true), "`cache_err` applies"),
+            (quote!(cache_none), "`cache_none` applies"),
+            (quote!(max_entries = "ten"), "expected integer literal"),
+        ];
+        for (args, why) in cases {
+            let e = err(args.clone(), item.clone());
+            assert!(e.contains(why), "{args}: {e}");
+        }
+    }
+
+    #[test]
+    fn detects_result_and_option_by_last_segment() {
+        let r = ok(
+            quote!(),
+            quote!(
+                fn f(x: u8) -> std::io::Result<u8> {
+                    Ok(x)
+                }
+            ),
+        );
+        assert!(r.contains("memoize_result"), "{r}");
+        assert!(r.contains("Cache < u8 , u8 >"), "{r}");
+        let r = ok(
+            quote!(),
+            quote!(
+                fn f(x: u8) -> Result<String, E> {
+                    todo!()
+                }
+            ),
+        );
+        assert!(r.contains("Cache < u8 , String >"), "{r}");
+        let r = ok(
+            quote!(),
+            quote!(
+                fn f(x: u8) -> Option<u16> {
+                    None
+                }
+            ),
+        );
+        assert!(r.contains("memoize_option"), "{r}");
+        assert!(r.contains("Cache < u8 , u16 >"), "{r}");
+        let r = ok(
+            quote!(cache_err),
+            quote!(
+                fn f(x: u8) -> Result<u8, ()> {
+                    Ok(x)
+                }
+            ),
+        );
+        assert!(
+            r.contains("memo :: memoize (") && r.contains("Result < u8 , () >"),
+            "{r}"
+        );
+        let r = ok(
+            quote!(cache_none = true),
+            quote!(
+                fn f(x: u8) -> Option<u8> {
+                    None
+                }
+            ),
+        );
+        assert!(r.contains("memo :: memoize ("), "{r}");
+        let r = ok(
+            quote!(result = false),
+            quote!(
+                fn f(x: u8) -> Result<u8, ()> {
+                    Ok(x)
+                }
+            ),
+        );
+        assert!(r.contains("memo :: memoize ("), "{r}");
+        let r = ok(
+            quote!(result = true),
+            quote!(
+                fn f(x: u8) -> MyResult<u8> {
+                    Ok(x)
+                }
+            ),
+        );
+        assert!(r.contains("ResultOk > :: Ok"), "{r}");
+        let r = ok(
+            quote!(option),
+            quote!(
+                fn f(x: u8) -> Maybe {
+                    None
+                }
+            ),
+        );
+        assert!(r.contains("OptionSome > :: Some"), "{r}");
+    }
+
+    #[test]
+    fn keys_and_options_expand() {
+        let r = ok(
+            quote!(),
+            quote!(
+                fn f() -> u8 {
+                    1
+                }
+            ),
+        );
+        assert!(
+            r.contains("Cache < () , u8 >") && r.contains("max_entries (10000usize)"),
+            "{r}"
+        );
+        let r = ok(
+            quote!(),
+            quote!(
+                fn f(a: u8, b: String) -> u8 {
+                    a
+                }
+            ),
+        );
+        assert!(r.contains("Cache < (u8 , String ,) , u8 >"), "{r}");
+        let r = ok(
+            quote!(
+                max_weight = 100,
+                weigher = w,
+                ttl_secs = 2,
+                cache_fn = c,
+                crate = ::nf
+            ),
+            quote!(
+                pub fn f(mut a: u8) -> u8 {
+                    a += 1;
+                    a
+                }
+            ),
+        );
+        assert!(!r.contains("max_entries"), "{r}");
+        assert!(r.contains("max_weight (100u64) . weigher (w)"), "{r}");
+        assert!(r.contains("from_millis (2000u64)"), "{r}");
+        assert!(
+            r.contains("pub fn c ()") && r.contains(":: nf :: Cache"),
+            "{r}"
+        );
+        assert!(r.contains("pub fn f (a : u8)"), "outer fn drops `mut`: {r}");
+        let r = ok(
+            quote!(store = crate::S),
+            quote!(
+                fn f(a: u8) -> u8 {
+                    a
+                }
+            ),
+        );
+        assert!(
+            r.contains("& (crate :: S)") && !r.contains("LazyLock"),
+            "{r}"
+        );
+    }
+}

@@ -1,0 +1,620 @@
+//! Memoisation: cache a function's results by its arguments.
+//!
+//! * [`Memo`] wraps a closure `Fn(&K) -> V` and a [`Cache`]: `memo.get(&k)`
+//!   runs the closure once per key, even when many threads ask for the same
+//!   missing key at once (they wait for the one run and share its value).
+//! * [`TryMemo`] does the same for a fallible closure `Fn(&K) -> Result<V, E>`:
+//!   only `Ok` values are cached; an error goes back (as `Arc<E>`) to the
+//!   caller that ran the closure and to the callers waiting on it.
+//! * [`MemoStore`] is what the [`#[memoize]`](crate::memoize) attribute
+//!   stores results in: a [`Cache`] by default, or any store of your own
+//!   (`store = PATH`).
+//! * [`memoize`], [`memoize_result`] and [`memoize_option`] are the calls the
+//!   attribute expands to; they work on any [`MemoStore`].
+//!
+//! ```
+//! use nearfar::memo::Memo;
+//!
+//! let square = Memo::new(1_000, |n: &u64| n * n);
+//! assert_eq!(square.get(&12), 144);
+//! assert_eq!(square.get(&12), 144); // from the cache
+//! assert_eq!(square.cache().stats().hits, 1);
+//! ```
+
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::sync::{Arc, LazyLock};
+
+use crate::Cache;
+
+/// A function memoised in a [`Cache`]: `get(&key)` returns the cached value
+/// for `key`, or runs the function once for it and caches the result.
+///
+/// The function takes its key by reference (`Fn(&K) -> V`); the key is cloned
+/// into the cache only on a miss, so a hit costs a lookup and a clone of the
+/// value (wrap large values in [`Arc`]).
+///
+/// Concurrent callers for the same missing key run the function once: the
+/// others wait for its value. If the function panics, the panic propagates to
+/// the caller that ran it, nothing is cached, and a waiting caller runs it
+/// again.
+///
+/// # Panics
+/// If the function asks its own `Memo` for the key it is computing (it would
+/// wait for itself forever). Asking for *other* keys — recursion on smaller
+/// inputs — is fine.
+///
+/// ```
+/// use std::time::Duration;
+/// use nearfar::{Cache, memo::Memo};
+///
+/// // Bounded by entry count:
+/// let lengths = Memo::new(10_000, |s: &String| s.chars().count());
+/// assert_eq!(lengths.get(&"héllo".to_string()), 5);
+///
+/// // Any cache: a TTL, a weight bound, your own hasher...
+/// let cache = Cache::builder()
+///     .max_entries(100)
+///     .time_to_live(Duration::from_secs(60))
+///     .build();
+/// let slow = Memo::with_cache(cache, |id: &u32| format!("user {id}"));
+/// assert_eq!(slow.get(&7), "user 7");
+/// assert_eq!(slow.cache().len(), 1);
+/// ```
+pub struct Memo<K, V, F, S = ahash::RandomState> {
+    cache: Cache<K, V, S>,
+    f: F,
+}
+
+impl<K, V, F> Memo<K, V, F>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    F: Fn(&K) -> V,
+{
+    /// Memoises `f` in a new cache of at most `max_entries` entries.
+    pub fn new(max_entries: usize, f: F) -> Self {
+        Memo {
+            cache: Cache::new(max_entries),
+            f,
+        }
+    }
+}
+
+impl<K, V, F, S> Memo<K, V, F, S> {
+    /// Memoises `f` in `cache` (built with any bound, TTL or hasher). The
+    /// cache may be a clone of one used elsewhere: clones share entries.
+    pub fn with_cache(cache: Cache<K, V, S>, f: F) -> Self {
+        Memo { cache, f }
+    }
+
+    /// The cache behind this memo: for [`stats`](Cache::stats),
+    /// [`clear`](Cache::clear), [`remove`](Cache::remove) or seeding it with
+    /// [`insert`](Cache::insert).
+    pub fn cache(&self) -> &Cache<K, V, S> {
+        &self.cache
+    }
+}
+
+impl<K, V, F, S> Memo<K, V, F, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher,
+    F: Fn(&K) -> V,
+{
+    /// The function's value for `key`: cached, or computed now and cached.
+    ///
+    /// # Panics
+    /// See [`Memo`]: when the function asks this memo for `key` itself, and
+    /// whenever the function panics.
+    pub fn get(&self, key: &K) -> V {
+        match self
+            .cache
+            .try_get_or_insert_with_ref(key, || Ok::<V, std::convert::Infallible>((self.f)(key)))
+        {
+            Ok(v) => v,
+            Err(e) => match *e {},
+        }
+    }
+}
+
+impl<K, V, F: Clone, S> Clone for Memo<K, V, F, S> {
+    /// Another memo sharing this one's cache.
+    fn clone(&self) -> Self {
+        Memo {
+            cache: self.cache.clone(),
+            f: self.f.clone(),
+        }
+    }
+}
+
+impl<K, V, F, S> fmt::Debug for Memo<K, V, F, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Memo")
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A fallible function memoised in a [`Cache`]: like [`Memo`] for
+/// `Fn(&K) -> Result<V, E>`. Only `Ok` values are cached.
+///
+/// An error is returned as `Arc<E>`, to the caller that ran the function and
+/// to the callers that were waiting on that run (the same `Arc`); it is not
+/// cached, so the next call for the key runs the function again.
+///
+/// ```
+/// use nearfar::memo::TryMemo;
+///
+/// let parse = TryMemo::new(100, |s: &String| s.parse::<u32>());
+/// assert_eq!(parse.get(&"42".to_string()), Ok(42));
+/// assert!(parse.get(&"forty-two".to_string()).is_err());
+/// assert_eq!(parse.cache().len(), 1); // the error was not cached
+/// ```
+pub struct TryMemo<K, V, F, S = ahash::RandomState> {
+    cache: Cache<K, V, S>,
+    f: F,
+}
+
+impl<K, V, E, F> TryMemo<K, V, F>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    F: Fn(&K) -> Result<V, E>,
+{
+    /// Memoises `f` in a new cache of at most `max_entries` entries.
+    pub fn new(max_entries: usize, f: F) -> Self {
+        TryMemo {
+            cache: Cache::new(max_entries),
+            f,
+        }
+    }
+}
+
+impl<K, V, F, S> TryMemo<K, V, F, S> {
+    /// Memoises `f` in `cache` (built with any bound, TTL or hasher).
+    pub fn with_cache(cache: Cache<K, V, S>, f: F) -> Self {
+        TryMemo { cache, f }
+    }
+
+    /// The cache behind this memo (it holds the `Ok` values).
+    pub fn cache(&self) -> &Cache<K, V, S> {
+        &self.cache
+    }
+}
+
+impl<K, V, E, F, S> TryMemo<K, V, F, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher,
+    F: Fn(&K) -> Result<V, E>,
+    E: Send + Sync + 'static,
+{
+    /// The function's `Ok` value for `key`: cached, or computed now and
+    /// cached.
+    ///
+    /// # Errors
+    /// The function's error (not cached), shared with the callers that
+    /// waited on the same run.
+    ///
+    /// # Panics
+    /// As for [`Memo::get`].
+    pub fn get(&self, key: &K) -> Result<V, Arc<E>> {
+        self.cache.try_get_or_insert_with_ref(key, || (self.f)(key))
+    }
+}
+
+impl<K, V, F: Clone, S> Clone for TryMemo<K, V, F, S> {
+    /// Another memo sharing this one's cache.
+    fn clone(&self) -> Self {
+        TryMemo {
+            cache: self.cache.clone(),
+            f: self.f.clone(),
+        }
+    }
+}
+
+impl<K, V, F, S> fmt::Debug for TryMemo<K, V, F, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TryMemo")
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A store that memoised results live in: what
+/// [`#[memoize(store = PATH)]`](crate::memoize) and [`memoize`] need.
+///
+/// Two methods, both "return the stored value for `key`, or run `compute`
+/// and store its result". Implementations should run `compute` at most once
+/// per call, and at most once per key across concurrent callers where they
+/// can (the callers that wait then share the value); they must not call it
+/// when they return a stored value.
+///
+/// The trait is object safe (`&dyn MemoStore<K, V>` works) and is
+/// implemented for [`Cache`], for `&T`, `Box<T>`, [`Arc<T>`] and
+/// [`LazyLock<T>`] where `T: MemoStore` (so a
+/// `static STORE: LazyLock<MyStore>` can be named directly).
+///
+/// # Implementing it
+/// For a store with "get or insert with" methods — such as a two-tier cache
+/// with `get_with(k, || V) -> V` and
+/// `try_get_with(k, || Result<V, E>) -> Result<V, Arc<E>>` — it is five lines:
+///
+/// ```
+/// # use std::sync::Arc;
+/// # struct TwoTier<K, V>(nearfar::Cache<K, V>);
+/// # impl<K: std::hash::Hash + Eq, V: Clone> TwoTier<K, V> {
+/// #     fn get_with(&self, k: K, f: impl FnOnce() -> V) -> V { self.0.get_or_insert_with(k, f) }
+/// #     fn try_get_with<E: Send + Sync + 'static>(&self, k: K, f: impl FnOnce() -> Result<V, E>) -> Result<V, Arc<E>> {
+/// #         self.0.try_get_or_insert_with(k, f)
+/// #     }
+/// # }
+/// use nearfar::memo::MemoStore;
+///
+/// impl<K: std::hash::Hash + Eq + Clone, V: Clone> MemoStore<K, V> for TwoTier<K, V> {
+///     fn get_or_compute(&self, key: &K, compute: &mut dyn FnMut() -> V) -> V {
+///         self.get_with(key.clone(), compute)
+///     }
+///     fn try_get_or_compute(&self, key: &K, compute: &mut dyn FnMut() -> Option<V>) -> Option<V> {
+///         self.try_get_with(key.clone(), || compute().ok_or(())).ok()
+///     }
+/// }
+/// # let store = TwoTier(nearfar::Cache::new(10));
+/// # assert_eq!(nearfar::memo::memoize(&store, 3u8, |k| k * 2), 6);
+/// ```
+///
+/// The key is passed by reference so that a store can look it up without a
+/// clone and clone it only to store it.
+pub trait MemoStore<K, V> {
+    /// The value stored for `key`, or `compute()`'s, stored under `key`.
+    fn get_or_compute(&self, key: &K, compute: &mut dyn FnMut() -> V) -> V;
+
+    /// The value stored for `key`; or else `compute()`'s: `Some` is stored
+    /// and returned, `None` is returned and nothing is stored. A caller that
+    /// waited on another's `compute` returns that result, `Some` or `None`.
+    fn try_get_or_compute(&self, key: &K, compute: &mut dyn FnMut() -> Option<V>) -> Option<V>;
+}
+
+/// The error a [`Cache`] loader reports when `compute` gave `None`.
+struct NotStored;
+
+impl<K, V, S> MemoStore<K, V> for Cache<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher,
+{
+    fn get_or_compute(&self, key: &K, compute: &mut dyn FnMut() -> V) -> V {
+        match self.try_get_or_insert_with_ref(key, || Ok::<V, std::convert::Infallible>(compute()))
+        {
+            Ok(v) => v,
+            Err(e) => match *e {},
+        }
+    }
+
+    fn try_get_or_compute(&self, key: &K, compute: &mut dyn FnMut() -> Option<V>) -> Option<V> {
+        self.try_get_or_insert_with_ref(key, || compute().ok_or(NotStored))
+            .ok()
+    }
+}
+
+macro_rules! forward_memo_store {
+    ($($ty:ty),*) => {$(
+        impl<K, V, T: MemoStore<K, V> + ?Sized> MemoStore<K, V> for $ty {
+            fn get_or_compute(&self, key: &K, compute: &mut dyn FnMut() -> V) -> V {
+                (**self).get_or_compute(key, compute)
+            }
+
+            fn try_get_or_compute(
+                &self,
+                key: &K,
+                compute: &mut dyn FnMut() -> Option<V>,
+            ) -> Option<V> {
+                (**self).try_get_or_compute(key, compute)
+            }
+        }
+    )*};
+}
+
+forward_memo_store!(&T, Box<T>, Arc<T>);
+
+impl<K, V, T: MemoStore<K, V>, I: FnOnce() -> T> MemoStore<K, V> for LazyLock<T, I> {
+    fn get_or_compute(&self, key: &K, compute: &mut dyn FnMut() -> V) -> V {
+        (**self).get_or_compute(key, compute)
+    }
+
+    fn try_get_or_compute(&self, key: &K, compute: &mut dyn FnMut() -> Option<V>) -> Option<V> {
+        (**self).try_get_or_compute(key, compute)
+    }
+}
+
+/// `f(&key)`, memoised in `store`: what `#[memoize]` expands to for a plain
+/// return type.
+///
+/// ```
+/// let store = nearfar::Cache::new(100);
+/// assert_eq!(nearfar::memo::memoize(&store, (2, 3), |(a, b)| a * b), 6);
+/// assert_eq!(store.get(&(2, 3)), Some(6));
+/// ```
+pub fn memoize<K, V, S>(store: &S, key: K, f: impl Fn(&K) -> V) -> V
+where
+    S: MemoStore<K, V> + ?Sized,
+{
+    store.get_or_compute(&key, &mut || f(&key))
+}
+
+/// `f(&key)` for a fallible `f`, memoised in `store`: `Ok` values are
+/// stored, errors are returned and not stored. What `#[memoize]` expands to
+/// for a `Result` return type (without `cache_err`).
+///
+/// Concurrent callers for one key share one run of `f`. When that run fails,
+/// its caller gets the error, and each caller that waited on it runs `f`
+/// itself (so `E` need not be `Clone`; an `Ok` from that run is stored).
+///
+/// # Errors
+/// `f`'s error, from this caller's own run of `f`.
+///
+/// ```
+/// use nearfar::memo::memoize_result;
+/// let store = nearfar::Cache::new(100);
+/// let parse = |s: &String| s.parse::<u8>();
+/// assert_eq!(memoize_result(&store, "7".to_string(), parse), Ok(7));
+/// assert!(memoize_result(&store, "x".to_string(), parse).is_err());
+/// assert_eq!(store.len(), 1);
+/// ```
+pub fn memoize_result<K, V, E, S>(store: &S, key: K, f: impl Fn(&K) -> Result<V, E>) -> Result<V, E>
+where
+    V: Clone,
+    S: MemoStore<K, V> + ?Sized,
+{
+    let mut error = None;
+    let got = store.try_get_or_compute(&key, &mut || match f(&key) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            error = Some(e);
+            None
+        }
+    });
+    if let Some(v) = got {
+        return Ok(v);
+    }
+    if let Some(e) = error {
+        return Err(e);
+    }
+    // We waited on another caller's run, and it failed: its error is not
+    // ours to return. Run `f` ourselves; store an `Ok` (or take the value
+    // someone stored meanwhile).
+    let v = f(&key)?;
+    Ok(store
+        .try_get_or_compute(&key, &mut || Some(v.clone()))
+        .unwrap_or(v))
+}
+
+/// `f(&key)` for an `Option`-returning `f`, memoised in `store`: `Some`
+/// values are stored, `None` is returned and not stored (callers waiting on
+/// the run that gave it get `None` too). What `#[memoize]` expands to for an
+/// `Option` return type (without `cache_none`).
+///
+/// ```
+/// use nearfar::memo::memoize_option;
+/// let store = nearfar::Cache::new(100);
+/// let half = |n: &u32| (n % 2 == 0).then(|| n / 2);
+/// assert_eq!(memoize_option(&store, 8, half), Some(4));
+/// assert_eq!(memoize_option(&store, 7, half), None);
+/// assert_eq!(store.len(), 1);
+/// ```
+pub fn memoize_option<K, V, S>(store: &S, key: K, f: impl Fn(&K) -> Option<V>) -> Option<V>
+where
+    S: MemoStore<K, V> + ?Sized,
+{
+    store.try_get_or_compute(&key, &mut || f(&key))
+}
+
+/// Items the `#[memoize]` expansion names; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    /// The `Ok` type of a `Result`-like return type (for type aliases that
+    /// the attribute cannot see through, with `result = true`).
+    pub trait ResultOk {
+        /// `T` of `Result<T, E>`.
+        type Ok;
+    }
+
+    impl<T, E> ResultOk for Result<T, E> {
+        type Ok = T;
+    }
+
+    /// The `Some` type of an `Option`-like return type (`option = true`).
+    pub trait OptionSome {
+        /// `T` of `Option<T>`.
+        type Some;
+    }
+
+    impl<T> OptionSome for Option<T> {
+        type Some = T;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Barrier, Mutex};
+    use std::thread;
+    use std::time::Duration;
+
+    #[test]
+    fn memo_runs_once_per_key() {
+        let calls = AtomicUsize::new(0);
+        let memo = Memo::new(100, |k: &u32| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            k * 10
+        });
+        for _ in 0..3 {
+            assert_eq!(memo.get(&1), 10);
+            assert_eq!(memo.get(&2), 20);
+        }
+        assert_eq!(calls.load(Ordering::Relaxed), 2);
+        let stats = memo.cache().stats();
+        assert_eq!(
+            (stats.hits, stats.misses),
+            (4, 2),
+            "one miss per miss: {stats:?}"
+        );
+    }
+
+    #[test]
+    fn memo_coalesces_threads() {
+        let calls = AtomicUsize::new(0);
+        let memo = Memo::new(100, |k: &u32| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            thread::sleep(Duration::from_millis(50));
+            k + 1
+        });
+        let start = Barrier::new(8);
+        thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    start.wait();
+                    assert_eq!(memo.get(&5), 6);
+                });
+            }
+        });
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn try_memo_does_not_cache_errors() {
+        let calls = AtomicUsize::new(0);
+        let memo = TryMemo::new(100, |k: &i32| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            if *k < 0 {
+                Err(format!("negative: {k}"))
+            } else {
+                Ok(*k as u32)
+            }
+        });
+        assert_eq!(memo.get(&3), Ok(3));
+        assert_eq!(memo.get(&3), Ok(3));
+        assert_eq!(*memo.get(&-1).unwrap_err(), "negative: -1");
+        assert_eq!(*memo.get(&-1).unwrap_err(), "negative: -1");
+        assert_eq!(calls.load(Ordering::Relaxed), 3);
+        assert_eq!(memo.cache().len(), 1);
+    }
+
+    #[test]
+    fn memo_with_cache_shares_entries() {
+        let cache: Cache<u8, u8> = Cache::new(10);
+        cache.insert(1, 100);
+        let memo = Memo::with_cache(cache.clone(), |k: &u8| *k);
+        assert_eq!(memo.get(&1), 100, "seeded value wins");
+        assert_eq!(memo.get(&2), 2);
+        assert_eq!(cache.get(&2), Some(2));
+        let again = memo.clone();
+        assert_eq!(again.get(&2), 2);
+        assert!(format!("{memo:?}").starts_with("Memo"));
+    }
+
+    #[test]
+    fn memo_recursion_on_other_keys() {
+        // A closure cannot name its own memo; a recursive function memoises
+        // through a static store (what `#[memoize]` generates).
+        static FIB: LazyLock<Cache<u64, u128>> = LazyLock::new(|| Cache::new(1_000));
+        fn fib(n: u64) -> u128 {
+            memoize(&FIB, n, |&n| {
+                if n < 2 {
+                    n as u128
+                } else {
+                    fib(n - 1) + fib(n - 2)
+                }
+            })
+        }
+        assert_eq!(fib(100), 354_224_848_179_261_915_075);
+        assert_eq!(FIB.len(), 101);
+    }
+
+    #[test]
+    fn memo_store_is_object_safe() {
+        let cache: Cache<String, usize> = Cache::new(10);
+        let store: &dyn MemoStore<String, usize> = &cache;
+        assert_eq!(memoize(store, "abc".to_string(), |s| s.len()), 3);
+        let boxed: Box<dyn MemoStore<String, usize>> = Box::new(cache.clone());
+        assert_eq!(memoize(&boxed, "abc".to_string(), |_| 99), 3);
+        let arc = Arc::new(cache);
+        assert_eq!(memoize(&arc, "de".to_string(), |s| s.len()), 2);
+    }
+
+    #[test]
+    fn memoize_result_waiters_run_their_own() {
+        // The first run fails (slowly); the waiters each run `f` themselves
+        // and the first of them to succeed stores the value.
+        let store: Cache<u8, u8> = Cache::new(10);
+        let calls = AtomicUsize::new(0);
+        let start = Barrier::new(4);
+        let errors = Mutex::new(0);
+        thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    start.wait();
+                    let r = memoize_result(&store, 1, |k| {
+                        let n = calls.fetch_add(1, Ordering::SeqCst);
+                        thread::sleep(Duration::from_millis(30));
+                        if n == 0 {
+                            Err("first run fails")
+                        } else {
+                            Ok(*k)
+                        }
+                    });
+                    match r {
+                        Ok(v) => assert_eq!(v, 1),
+                        Err(e) => {
+                            assert_eq!(e, "first run fails");
+                            *errors.lock().unwrap() += 1;
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(
+            *errors.lock().unwrap(),
+            1,
+            "only the failing run's caller sees its error"
+        );
+        assert_eq!(store.get(&1), Some(1));
+    }
+
+    #[test]
+    fn memoize_option_shares_none_with_waiters() {
+        let store: Cache<u8, u8> = Cache::new(10);
+        let calls = AtomicUsize::new(0);
+        let start = Barrier::new(4);
+        thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    start.wait();
+                    let r = memoize_option(&store, 1, |_| {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        thread::sleep(Duration::from_millis(50));
+                        None
+                    });
+                    assert_eq!(r, None);
+                });
+            }
+        });
+        // Not cached: a later call runs again.
+        let before = calls.load(Ordering::SeqCst);
+        assert!(before >= 1);
+        assert_eq!(memoize_option(&store, 1, |k| Some(*k)), Some(1));
+        assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn lazy_lock_store() {
+        static STORE: LazyLock<Cache<u32, u32>> = LazyLock::new(|| Cache::new(10));
+        assert_eq!(memoize(&STORE, 4, |k| k + 1), 5);
+        assert_eq!(memoize(&STORE, 4, |_| 0), 5);
+    }
+}

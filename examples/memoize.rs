@@ -4,23 +4,28 @@
 //!
 //! Four threads ask for the prices of 5,000 products, most often for a few
 //! popular ones (a Zipf-like mix, as real traffic is). Computing a price takes
-//! about a millisecond. The cache runs each computation once per product, even
-//! when several threads miss the same product at the same moment, and serves
-//! every repeat from memory.
+//! about a millisecond. One attribute memoises it: each computation runs once
+//! per product, even when several threads miss the same product at the same
+//! moment, and every repeat is served from memory.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nearfar::Cache;
 
 const THREADS: u64 = 4;
 const REQUESTS_PER_THREAD: u64 = 5_000;
 const PRODUCTS: u64 = 5_000;
 const COST: Duration = Duration::from_millis(1);
 
-/// The expensive function: pretend to query a pricing service.
-fn compute_price(product: u64) -> u64 {
+/// How many times the function body really ran.
+static COMPUTED: AtomicU64 = AtomicU64::new(0);
+
+/// The expensive function: pretend to query a pricing service. Memoised in
+/// process memory, with room for a fifth of the products.
+#[nearfar::memoize(max_entries = 1000)]
+fn price(product: u64) -> u64 {
+    COMPUTED.fetch_add(1, Ordering::Relaxed);
     thread::sleep(COST);
     1_000 + product * 37 % 9_000
 }
@@ -37,23 +42,14 @@ fn pick(state: &mut u64) -> u64 {
 }
 
 fn main() {
-    // Room for a fifth of the products: the popular ones stay.
-    let prices: Cache<u64, u64> = Cache::new(1_000);
-    let computed = AtomicU64::new(0);
-
     let started = Instant::now();
     thread::scope(|s| {
         for t in 0..THREADS {
-            let (prices, computed) = (&prices, &computed);
             s.spawn(move || {
                 let mut rng = 0x9e37_79b9_7f4a_7c15 ^ (t + 1);
                 for _ in 0..REQUESTS_PER_THREAD {
                     let product = pick(&mut rng);
-                    let price = prices.get_or_insert_with(product, || {
-                        computed.fetch_add(1, Ordering::Relaxed);
-                        compute_price(product)
-                    });
-                    assert_eq!(price, 1_000 + product * 37 % 9_000);
+                    assert_eq!(price(product), 1_000 + product * 37 % 9_000);
                 }
             });
         }
@@ -61,9 +57,9 @@ fn main() {
     let elapsed = started.elapsed();
 
     let requests = THREADS * REQUESTS_PER_THREAD;
-    let computed = computed.load(Ordering::Relaxed);
+    let computed = COMPUTED.load(Ordering::Relaxed);
     let uncached = COST * requests as u32 / THREADS as u32;
-    let stats = prices.stats();
+    let stats = price_cache().stats();
     println!("nearfar memoize example");
     println!("  requests           {requests} from {THREADS} threads");
     println!(

@@ -51,5 +51,10 @@ pub mod store;
 pub mod codec;
 #[cfg(feature = "memcached")]
 pub mod memcached;
+#[cfg(feature = "memcached")]
+pub mod nearfar;
 
 pub use store::{Cache, CacheBuilder, Clock, Iter, MockClock, RemovalCause, Stats};
+
+#[cfg(feature = "memcached")]
+pub use nearfar::{Error as NearFarError, FarKey, NearFar, NearFarBuilder, NearFarStats};

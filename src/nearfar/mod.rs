@@ -613,8 +613,8 @@ where
         if won_stale && !ran.get() {
             // Another caller of this process loaded: it saw the item stale
             // and served it, so the recompute token this caller holds would
-            // go unused. Drop the stale item so the next reader wins.
-            self.far_call(&far.client, &far.breaker, |c| c.delete(&fkey));
+            // go unused. Hand it back.
+            self.give_back_token(far, &fkey);
         }
         result.map(|entry| entry.value)
     }
@@ -905,11 +905,11 @@ where
             }
             Check::WonStale(v) => {
                 // This read took the stale item's recompute token and has no
-                // loader: drop the item so the next `get_with` recomputes.
+                // loader: hand it back so the next `get_with` recomputes.
                 self.inner.near.remove(key);
                 if let Some(far) = &self.inner.far {
                     if let Some(fkey) = self.key_of(far, key) {
-                        self.far_call(&far.client, &far.breaker, |c| c.delete(&fkey));
+                        self.give_back_token(far, &fkey);
                     }
                 }
                 bump(&self.inner.counters.stale_serves);
@@ -943,8 +943,8 @@ where
             }
             Some(Lease::Won { previous, .. }) => {
                 // A stale item whose recompute token this read took: no
-                // loader here, so drop the item (the next reader recomputes).
-                self.far_call(&far.client, &far.breaker, |c| c.delete(&fkey));
+                // loader here, so hand it back (the next `get_with` wins).
+                self.give_back_token(far, &fkey);
                 if previous.is_some() {
                     bump(&counters.stale_serves);
                 }
@@ -955,6 +955,24 @@ where
                 let (value, ttl) = self.read_fallback(far, &fkey, false)?;
                 self.put_near(key.clone(), value.clone(), 0, ttl);
                 Some(value)
+            }
+        }
+    }
+
+    /// Hands back the recompute token of the stale item `fkey`, which a read
+    /// without a loader took (memcached gives it to any reader of a stale
+    /// item): marking the item stale again clears the token, and doing so
+    /// for the time it had left keeps its staleness bounded.
+    fn give_back_token(&self, far: &Far, fkey: &str) {
+        let seen = self.far_call(&far.client, &far.breaker, |c| c.peek_lease_cas(fkey));
+        if let Some(Some(Lease::Hit {
+            stale: true,
+            ttl: Some(left),
+            ..
+        })) = seen
+        {
+            if !left.is_zero() {
+                self.far_call(&far.client, &far.breaker, |c| c.invalidate(fkey, left));
             }
         }
     }

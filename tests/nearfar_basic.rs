@@ -111,9 +111,17 @@ fn near_ttl_is_bounded_by_far_ttl_left() {
     assert_eq!(a.get(&k("short")).as_deref(), Some("v"));
     raw.delete("ttl:short").unwrap();
     clock.advance(Duration::from_secs(25));
-    assert_eq!(a.get(&k("short")).as_deref(), Some("v"), "near copy still live");
+    assert_eq!(
+        a.get(&k("short")).as_deref(),
+        Some("v"),
+        "near copy still live"
+    );
     clock.advance(Duration::from_secs(6));
-    assert_eq!(a.get(&k("short")), None, "near copy expired with the far item");
+    assert_eq!(
+        a.get(&k("short")),
+        None,
+        "near copy expired with the far item"
+    );
 }
 
 #[test]
@@ -192,7 +200,11 @@ fn revalidation_sees_another_instances_write_and_remove() {
     assert_eq!(a.stats().revalidations, 0);
 
     clock.advance(Duration::from_secs(5));
-    assert_eq!(a.get(&k("k")).as_deref(), Some("v2"), "changed CAS: refetched");
+    assert_eq!(
+        a.get(&k("k")).as_deref(),
+        Some("v2"),
+        "changed CAS: refetched"
+    );
     let s = a.stats();
     assert_eq!((s.revalidations, s.revalidations_changed), (1, 1));
 
@@ -227,7 +239,11 @@ fn stale_on_remove_serves_stale_while_one_recomputes() {
     let (a, b, c, d) = (mk(), mk(), mk(), mk());
     assert_eq!(a.get_with(k("report"), || k("v1")), "v1");
     a.remove(&k("report"));
-    assert_eq!(a.get(&k("report")).as_deref(), Some("v1"), "stale until recomputed");
+    assert_eq!(
+        a.get(&k("report")).as_deref(),
+        Some("v1"),
+        "stale until recomputed"
+    );
 
     // b wins the recompute; while its loader runs, c is served the stale value.
     let (started_tx, started_rx) = mpsc::channel();
@@ -264,10 +280,15 @@ fn a_failed_or_panicking_loader_releases_the_lease() {
     assert_eq!(*err.unwrap_err(), "db down");
     let start = Instant::now();
     assert_eq!(b.get_with(k("e"), || k("ok")), "ok");
-    assert!(start.elapsed() < Duration::from_secs(2), "no wait on a dead lease");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "no wait on a dead lease"
+    );
     assert_eq!(b.stats().lease_waits, 0);
 
-    let panicked = catch_unwind(AssertUnwindSafe(|| a.get_with(k("p"), || panic!("loader bug"))));
+    let panicked = catch_unwind(AssertUnwindSafe(|| {
+        a.get_with(k("p"), || panic!("loader bug"))
+    }));
     assert!(panicked.is_err());
     let start = Instant::now();
     assert_eq!(b.get_with(k("p"), || k("ok")), "ok");
@@ -286,7 +307,8 @@ fn undecodable_far_value_is_a_counted_miss_and_is_replaced() {
         .namespace("dec")
         .build()
         .unwrap();
-    raw.set("dec:n", "not a number", Duration::from_secs(60)).unwrap();
+    raw.set("dec:n", "not a number", Duration::from_secs(60))
+        .unwrap();
     assert_eq!(a.get(&k("n")), None);
     assert_eq!(a.stats().decode_errors, 1);
     assert_eq!(a.get_with(k("n"), || 5), 5);
@@ -300,8 +322,12 @@ fn fallback_pool_warms_the_new_one() {
     let new = Memcached::start();
     let old_raw = client(&old);
     let new_raw = client(&new);
-    old_raw.set("fb:a", "from-old", Duration::from_secs(60)).unwrap();
-    old_raw.set("fb:b", "also-old", Duration::from_secs(60)).unwrap();
+    old_raw
+        .set("fb:a", "from-old", Duration::from_secs(60))
+        .unwrap();
+    old_raw
+        .set("fb:b", "also-old", Duration::from_secs(60))
+        .unwrap();
     let a: NearFar<String, String> = NearFar::builder()
         .far(client(&new))
         .fallback(client(&old))
@@ -309,9 +335,15 @@ fn fallback_pool_warms_the_new_one() {
         .build()
         .unwrap();
     assert_eq!(a.get(&k("a")).as_deref(), Some("from-old"));
-    assert_eq!(new_raw.get::<String>("fb:a").unwrap().as_deref(), Some("from-old"));
+    assert_eq!(
+        new_raw.get::<String>("fb:a").unwrap().as_deref(),
+        Some("from-old")
+    );
     assert_eq!(a.get_with(k("b"), || unreachable!()), "also-old");
-    assert_eq!(new_raw.get::<String>("fb:b").unwrap().as_deref(), Some("also-old"));
+    assert_eq!(
+        new_raw.get::<String>("fb:b").unwrap().as_deref(),
+        Some("also-old")
+    );
     assert_eq!(a.get_with(k("c"), || k("loaded")), "loaded");
     let s = a.stats();
     assert_eq!((s.fallback_hits, s.loader_calls), (2, 1));

@@ -1005,7 +1005,9 @@ impl<C: Codec> Client<C> {
         self.lease_read(key, vivify, recache_ttl, true, |data, flags| {
             self.decode(data, flags)
         })?
-        .ok_or(Error::Protocol(ProtocolError::UnexpectedReply { reply: "EN" }))
+        .ok_or(Error::Protocol(ProtocolError::UnexpectedReply {
+            reply: "EN",
+        }))
     }
 
     /// Reads `key` like [`Client::meta_get`], but reports the lease state

@@ -91,16 +91,19 @@ impl Breaker {
             self.probing.store(false, Ordering::Release);
             return;
         }
-        let failures = self.failures.fetch_add(1, Ordering::AcqRel).saturating_add(1);
+        let failures = self
+            .failures
+            .fetch_add(1, Ordering::AcqRel)
+            .saturating_add(1);
         if failures >= self.threshold && self.open_until.load(Ordering::Acquire) == 0 {
             self.open();
         }
     }
 
     fn open(&self) {
-        let until = self.now().saturating_add(
-            u64::try_from(self.cooldown.as_nanos()).unwrap_or(u64::MAX),
-        );
+        let until = self
+            .now()
+            .saturating_add(u64::try_from(self.cooldown.as_nanos()).unwrap_or(u64::MAX));
         self.open_until.store(until, Ordering::Release);
         self.failures.store(0, Ordering::Relaxed);
         self.trips.fetch_add(1, Ordering::Relaxed);

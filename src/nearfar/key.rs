@@ -108,7 +108,10 @@ mod tests {
         assert_eq!(full_key("ns", 0, "a b"), format!("ns:#{}", digest("a b")));
         assert_eq!(full_key("ns", 0, ""), format!("ns:#{}", digest("")));
         assert_eq!(full_key("ns", 0, "#x"), format!("ns:#{}", digest("#x")));
-        assert_eq!(full_key("ns", 0, "a\x7f"), format!("ns:#{}", digest("a\x7f")));
+        assert_eq!(
+            full_key("ns", 0, "a\x7f"),
+            format!("ns:#{}", digest("a\x7f"))
+        );
         let long = "k".repeat(247);
         assert_eq!(full_key("ns", 0, &long), format!("ns:{long}"));
         assert_eq!(full_key("ns", 1, &long), format!("ns:#{}", digest(&long)));

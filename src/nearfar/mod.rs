@@ -117,7 +117,10 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::InvalidSetting { setting, expected } => {
-                write!(f, "invalid NearFar setting `{setting}`: expected {expected}")
+                write!(
+                    f,
+                    "invalid NearFar setting `{setting}`: expected {expected}"
+                )
             }
         }
     }
@@ -578,11 +581,7 @@ where
     /// assert!(err.is_err());
     /// # Ok::<(), nearfar::NearFarError>(())
     /// ```
-    pub fn try_get_with<E>(
-        &self,
-        key: K,
-        load: impl FnOnce() -> Result<V, E>,
-    ) -> Result<V, Arc<E>>
+    pub fn try_get_with<E>(&self, key: K, load: impl FnOnce() -> Result<V, E>) -> Result<V, Arc<E>>
     where
         E: Send + Sync + 'static,
     {
@@ -671,9 +670,9 @@ where
             return;
         };
         match far.stale_on_remove {
-            Some(stale_for) => {
-                self.far_call(&far.client, &far.breaker, |c| c.invalidate(&fkey, stale_for))
-            }
+            Some(stale_for) => self.far_call(&far.client, &far.breaker, |c| {
+                c.invalidate(&fkey, stale_for)
+            }),
             None => self.far_call(&far.client, &far.breaker, |c| c.delete(&fkey)),
         };
         if let Some((old, breaker)) = &far.fallback {
@@ -736,7 +735,8 @@ where
     pub fn stats(&self) -> NearFarStats {
         let inner = &*self.inner;
         let (trips, skips) = inner.far.as_ref().map_or((0, 0), |f| {
-            let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+            let load =
+                |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
             let mut trips = load(&f.breaker.trips);
             let mut skips = load(&f.breaker.skips);
             if let Some((_, b)) = &f.fallback {
@@ -1001,11 +1001,7 @@ where
     }
 
     /// `try_get_with` without a far tier (or for a key it cannot hold).
-    fn load_near_only<E>(
-        &self,
-        key: K,
-        load: impl FnOnce() -> Result<V, E>,
-    ) -> Result<V, Arc<E>>
+    fn load_near_only<E>(&self, key: K, load: impl FnOnce() -> Result<V, E>) -> Result<V, Arc<E>>
     where
         E: Send + Sync + 'static,
     {

@@ -352,3 +352,77 @@ fn fallback_pool_warms_the_new_one() {
     assert_eq!(old_raw.get::<String>("fb:a").unwrap(), None);
     assert_eq!(a.get(&k("a")), None);
 }
+
+#[test]
+fn a_hung_lease_holder_costs_waiters_at_most_lease_wait() {
+    let mc = Memcached::start();
+    let mk = |wait: Duration| -> NearFar<String, String> {
+        NearFar::builder()
+            .far(client(&mc))
+            .namespace("hung")
+            .lease_wait(wait)
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (mk(Duration::from_secs(10)), mk(300 * MS));
+    let (started_tx, started_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let holder = thread::spawn(move || {
+        a.get_with(k("slow"), || {
+            started_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            k("from a")
+        })
+    });
+    started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let start = Instant::now();
+    assert_eq!(b.get_with(k("slow"), || k("from b")), "from b");
+    let waited = start.elapsed();
+    assert!(waited >= 300 * MS && waited < Duration::from_secs(2), "{waited:?}");
+    let s = b.stats();
+    assert_eq!((s.lease_waits, s.lease_timeouts, s.loader_calls), (1, 1, 1));
+    go_tx.send(()).unwrap();
+    assert_eq!(holder.join().unwrap(), "from a");
+}
+
+#[test]
+fn revalidation_of_an_invalidated_item_recomputes_once() {
+    let mc = Memcached::start();
+    let clock = MockClock::new();
+    let a: NearFar<String, String> = NearFar::builder()
+        .near(Cache::builder().max_entries(100).clock(clock.clone()))
+        .clock(clock.clone())
+        .far(client(&mc))
+        .namespace("reval-stale")
+        .revalidate_after(Duration::from_secs(1))
+        .stale_on_remove(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let b: NearFar<String, String> = NearFar::builder()
+        .far(client(&mc))
+        .namespace("reval-stale")
+        .stale_on_remove(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    assert_eq!(a.get_with(k("k"), || k("v1")), "v1");
+    b.remove(&k("k"));
+    clock.advance(Duration::from_secs(1));
+    // a's check meets the stale item, takes its recompute token and, having
+    // a loader, recomputes.
+    assert_eq!(a.get_with(k("k"), || k("v2")), "v2");
+    assert_eq!(a.stats().loader_calls, 2);
+    assert_eq!(b.get(&k("k")).as_deref(), Some("v2"));
+
+    // A plain get meeting a stale item hands its token back: the next
+    // get_with elsewhere recomputes.
+    b.remove(&k("k"));
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(a.get(&k("k")).as_deref(), Some("v2"), "stale, served");
+    let c: NearFar<String, String> = NearFar::builder()
+        .far(client(&mc))
+        .namespace("reval-stale")
+        .build()
+        .unwrap();
+    assert_eq!(c.get_with(k("k"), || k("v3")), "v3");
+    assert_eq!(c.stats().loader_calls, 1);
+}

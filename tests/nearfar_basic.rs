@@ -378,7 +378,10 @@ fn a_hung_lease_holder_costs_waiters_at_most_lease_wait() {
     let start = Instant::now();
     assert_eq!(b.get_with(k("slow"), || k("from b")), "from b");
     let waited = start.elapsed();
-    assert!(waited >= 300 * MS && waited < Duration::from_secs(2), "{waited:?}");
+    assert!(
+        waited >= 300 * MS && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
     let s = b.stats();
     assert_eq!((s.lease_waits, s.lease_timeouts, s.loader_calls), (1, 1, 1));
     go_tx.send(()).unwrap();

@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-
 const THREADS: u64 = 4;
 const REQUESTS_PER_THREAD: u64 = 5_000;
 const PRODUCTS: u64 = 5_000;

@@ -9,6 +9,11 @@
 //!   missing key.
 //! * `memcached` — the far tier: a memcached client (feature `memcached`, on
 //!   by default; `default-features = false` gives the near tier alone).
+//! * `NearFar` — both tiers as one cache (feature `memcached`): near hit,
+//!   else memcached, else a loader run once per key across processes
+//!   (memcached leases), with CAS revalidation, stale-while-revalidate, a
+//!   circuit breaker and a fallback pool; far-tier failures never reach
+//!   the caller.
 //!
 //! ```
 //! use std::time::Duration;
@@ -32,7 +37,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `memcached` | yes | the far-tier client and the [`codec`] module (serde, bincode 2, zlib) |
+//! | `memcached` | yes | the far-tier client, the [`codec`] module (serde, bincode 2, zlib) and the two-tier `NearFar` |
 //! | `macros` | yes | the [`#[memoize]`](memoize) attribute (a proc-macro crate: syn, quote) |
 //!
 //! [`memo`] (always available) memoises closures: [`memo::Memo`],
@@ -57,6 +62,8 @@ pub mod store;
 pub mod codec;
 #[cfg(feature = "memcached")]
 pub mod memcached;
+#[cfg(feature = "memcached")]
+pub mod nearfar;
 
 pub use store::{Cache, CacheBuilder, Clock, Iter, MockClock, RemovalCause, Stats};
 
@@ -192,3 +199,6 @@ pub use store::{Cache, CacheBuilder, Clock, Iter, MockClock, RemovalCause, Stats
 /// ```
 #[cfg(feature = "macros")]
 pub use nearfar_macros::memoize;
+
+#[cfg(feature = "memcached")]
+pub use nearfar::{Error as NearFarError, FarKey, NearFar, NearFarBuilder, NearFarStats};

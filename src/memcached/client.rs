@@ -89,6 +89,8 @@ pub enum Lease<V> {
         cas: Cas,
         /// Whether the value was marked stale.
         stale: bool,
+        /// The time the item has left to live; `None` when it never expires.
+        ttl: Option<Duration>,
     },
     /// This caller holds the lease: compute the value and [`Client::set`] it.
     ///
@@ -998,11 +1000,82 @@ impl<C: Codec> Client<C> {
         lease_ttl: Duration,
         recache_ttl: Option<u32>,
     ) -> Result<Lease<V>> {
+        let vivify = Some(exptime_now(lease_ttl).max(1));
+        // With `N` the server answers every request with an item.
+        self.lease_read(key, vivify, recache_ttl, true, |data, flags| {
+            self.decode(data, flags)
+        })?
+        .ok_or(Error::Protocol(ProtocolError::UnexpectedReply {
+            reply: "EN",
+        }))
+    }
+
+    /// Reads `key` like [`Client::meta_get`], but reports the lease state
+    /// as [`Client::get_or_lease`] does, without creating a placeholder on a
+    /// miss (`Ok(None)`).
+    ///
+    /// * [`Lease::Wait`]: another caller holds the lease on a placeholder
+    ///   (the value is being computed).
+    /// * [`Lease::Hit`]: a value, `stale` if it was invalidated.
+    /// * [`Lease::Won`] (with `previous` set): the item was invalidated and
+    ///   no one had taken its recompute token, so memcached handed it to this
+    ///   read (it does so on any read of a stale item). A caller that will
+    ///   not recompute should [`delete`](Client::delete) the key, or others
+    ///   serve the stale value until it expires.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::get`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use nearfar::memcached::Lease;
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// match client.peek_lease::<String>("report")? {
+    ///     Some(Lease::Hit { value, stale, .. }) => println!("{value} (stale: {stale})"),
+    ///     Some(Lease::Wait) => println!("being computed"),
+    ///     Some(Lease::Won { .. }) => println!("stale, and ours to recompute"),
+    ///     None => println!("missing"),
+    /// }
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
+    pub fn peek_lease<V: DeserializeOwned>(&self, key: &str) -> Result<Option<Lease<V>>> {
+        self.lease_read(key, None, None, true, |data, flags| {
+            self.decode(data, flags)
+        })
+    }
+
+    /// Like [`Client::peek_lease`] without the value bytes: the CAS unique,
+    /// remaining TTL and lease state of `key` (`value` is `()`), a cheap
+    /// check whether a copy held elsewhere is still current that, unlike
+    /// [`Client::cas_only`], tells a stale item and its recompute token apart.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] and the connection errors.
+    pub fn peek_lease_cas(&self, key: &str) -> Result<Option<Lease<()>>> {
+        self.lease_read(key, None, None, false, |_, _| Ok(()))
+    }
+
+    /// The meta get behind the lease family: `vivify` and `recache` are the
+    /// `N` and `R` tokens; `with_value` asks for the data block (else the
+    /// item's size tells a placeholder apart).
+    fn lease_read<V>(
+        &self,
+        key: &str,
+        vivify: Option<u32>,
+        recache_ttl: Option<u32>,
+        with_value: bool,
+        decode: impl Fn(&[u8], &ReturnFlags<'_>) -> Result<V>,
+    ) -> Result<Option<Lease<V>>> {
         let flags = MetaGetFlags {
-            value: true,
+            value: with_value,
             flags: true,
             cas: true,
-            vivify_ttl: Some(exptime_now(lease_ttl).max(1)),
+            ttl: true,
+            size: !with_value,
+            vivify_ttl: vivify,
             recache_ttl,
             ..MetaGetFlags::default()
         };
@@ -1011,32 +1084,46 @@ impl<C: Codec> Client<C> {
             NOT_IDEMPOTENT,
             |out, key| encode_meta_get(out, key, &flags),
             |reply| {
-                let Reply::Meta(MetaReply {
-                    status: MetaStatus::Value(data),
-                    flags,
-                }) = reply
-                else {
-                    return Err(Error::from_reply(&reply));
+                let (data, flags) = match reply {
+                    Reply::Meta(MetaReply {
+                        status: MetaStatus::Value(data),
+                        flags,
+                    }) if with_value => (data, flags),
+                    Reply::Meta(MetaReply {
+                        status: MetaStatus::Success,
+                        flags,
+                    }) if !with_value => (&[][..], flags),
+                    Reply::Meta(MetaReply {
+                        status: MetaStatus::Miss,
+                        ..
+                    }) => return Ok(None),
+                    other => return Err(Error::from_reply(&other)),
                 };
                 let cas = cas_of(&flags)?;
+                let empty = if with_value {
+                    data.is_empty()
+                } else {
+                    flags.size == Some(0)
+                };
                 // A vivified placeholder: empty, client flags 0, and not an
                 // invalidated real value.
-                let placeholder = !flags.stale && data.is_empty() && flags.client_flags == Some(0);
+                let placeholder = !flags.stale && empty && flags.client_flags == Some(0);
                 if flags.won {
                     let previous = if placeholder {
                         None
                     } else {
-                        Some(self.decode(data, &flags)?)
+                        Some(decode(data, &flags)?)
                     };
-                    Ok(Lease::Won { previous, cas })
+                    Ok(Some(Lease::Won { previous, cas }))
                 } else if placeholder && flags.win_taken {
-                    Ok(Lease::Wait)
+                    Ok(Some(Lease::Wait))
                 } else {
-                    Ok(Lease::Hit {
-                        value: self.decode(data, &flags)?,
+                    Ok(Some(Lease::Hit {
+                        value: decode(data, &flags)?,
                         cas,
                         stale: flags.stale,
-                    })
+                        ttl: ttl_of(&flags)?,
+                    }))
                 }
             },
         )
@@ -1499,6 +1586,13 @@ impl<C: Codec> Client<C> {
             })? {}
             Ok(stats)
         })
+    }
+
+    /// The prefix put in front of every key (see
+    /// [`ClientBuilder::key_prefix`]); empty when none was set.
+    pub fn key_prefix(&self) -> &str {
+        // Checked to be a valid key part (so ASCII) when the client was built.
+        std::str::from_utf8(&self.inner.prefix).unwrap_or_default()
     }
 
     /// The configured servers' labels (`host:port` or socket path), in order.

@@ -325,6 +325,29 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     }
 }
 
+// ---- crate-private adapter for the two-tier cache (`crate::nearfar`) ----
+#[cfg(feature = "memcached")]
+impl<K: 'static, V: 'static, S> CacheBuilder<K, V, S> {
+    /// The same settings for a cache of `W`s that each hold a `V` (found by
+    /// `f`): the weigher and the eviction listener see that inner `V`.
+    pub(crate) fn map_values<W: 'static>(self, f: fn(&W) -> &V) -> CacheBuilder<K, W, S> {
+        CacheBuilder {
+            max_entries: self.max_entries,
+            max_weight: self.max_weight,
+            weigher: self
+                .weigher
+                .map(|w| Arc::new(move |k: &K, v: &W| w(k, f(v))) as Weigher<K, W>),
+            ttl: self.ttl,
+            shards: self.shards,
+            clock: self.clock,
+            listener: self
+                .listener
+                .map(|l| Arc::new(move |k: &K, v: &W, c| l(k, f(v), c)) as Listener<K, W>),
+            hasher: self.hasher,
+        }
+    }
+}
+
 /// The most shards a cache can have.
 const MAX_SHARDS: usize = 1 << 16;
 

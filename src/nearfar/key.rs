@@ -1,0 +1,120 @@
+//! Far keys: how a typed key becomes a memcached key.
+
+use md5::{Digest, Md5};
+use serde::Serialize;
+
+use crate::codec::{Codec, DefaultCodec, FLAG_INTEGER, FLAG_TEXT};
+use crate::memcached::protocol::MAX_KEY_LEN;
+
+/// Renders a key as text for the far tier.
+///
+/// Implemented for every [`Serialize`] type: strings as they are, integers
+/// in decimal, anything else (structs, tuples, byte strings, ...) as the hex
+/// of its [`DefaultCodec`] encoding (bincode). [`NearFar`](super::NearFar)
+/// puts `namespace + ":"` in front; a result memcached cannot take is
+/// replaced by a digest (see [`NearFar::far_key`](super::NearFar::far_key)).
+///
+/// Within one key type the rendering is one-to-one (but a string `"7"` and
+/// the integer `7` render alike, which matters only if one namespace is
+/// shared by caches with different key types).
+///
+/// # Examples
+///
+/// ```
+/// use nearfar::FarKey;
+///
+/// assert_eq!("user:42".far_key().as_deref(), Some("user:42"));
+/// assert_eq!(42u64.far_key().as_deref(), Some("42"));
+/// assert_eq!((1u8, 2u8).far_key().as_deref(), Some("0102"));
+/// ```
+pub trait FarKey {
+    /// The key's text form, or `None` when it cannot be rendered (its
+    /// `Serialize` implementation failed): such a key stays in the near
+    /// tier only.
+    fn far_key(&self) -> Option<String>;
+}
+
+impl<T: Serialize + ?Sized> FarKey for T {
+    fn far_key(&self) -> Option<String> {
+        let encoded = DefaultCodec::new().encode(self).ok()?;
+        match encoded.flags {
+            FLAG_TEXT | FLAG_INTEGER => String::from_utf8(encoded.data).ok(),
+            _ => Some(hex(&encoded.data)),
+        }
+    }
+}
+
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    out
+}
+
+/// Length of the digest form's tail: `#` and 32 hex digits.
+pub(crate) const DIGEST_LEN: usize = 33;
+
+/// The memcached key for `rendered` under `namespace`, for a client whose
+/// own key prefix is `prefix_len` bytes long.
+///
+/// `namespace + ":" + rendered` (just `rendered` with no namespace), unless
+/// that would be too long for memcached (250 bytes with the prefix), is
+/// empty, holds a byte memcached refuses (space, control bytes, DEL) or
+/// starts with `#`: then `namespace + ":#" + hex(md5(rendered))`. Rendered
+/// keys starting with `#` are digested too, so that no plain key can spell a
+/// digest.
+pub(crate) fn full_key(namespace: &str, prefix_len: usize, rendered: &str) -> String {
+    let sep = usize::from(!namespace.is_empty());
+    let plain_len = prefix_len + namespace.len() + sep + rendered.len();
+    let plain = !rendered.is_empty()
+        && !rendered.starts_with('#')
+        && plain_len <= MAX_KEY_LEN
+        && rendered.bytes().all(|b| b > b' ' && b != 0x7f);
+    let mut out = String::with_capacity(namespace.len() + sep + rendered.len().min(DIGEST_LEN));
+    out.push_str(namespace);
+    if sep == 1 {
+        out.push(':');
+    }
+    if plain {
+        out.push_str(rendered);
+    } else {
+        out.push('#');
+        out.push_str(&hex(&Md5::digest(rendered.as_bytes())));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_plain_and_structured_keys() {
+        assert_eq!("abc".far_key().as_deref(), Some("abc"));
+        assert_eq!(String::from("x y").far_key().as_deref(), Some("x y"));
+        assert_eq!((-5i32).far_key().as_deref(), Some("-5"));
+        assert_eq!((1u16, "a").far_key().as_deref(), Some("010161"));
+    }
+
+    #[test]
+    fn digests_what_memcached_cannot_take() {
+        assert_eq!(full_key("ns", 0, "k"), "ns:k");
+        assert_eq!(full_key("", 0, "k"), "k");
+        let digest = |s: &str| hex(&Md5::digest(s.as_bytes()));
+        assert_eq!(full_key("ns", 0, "a b"), format!("ns:#{}", digest("a b")));
+        assert_eq!(full_key("ns", 0, ""), format!("ns:#{}", digest("")));
+        assert_eq!(full_key("ns", 0, "#x"), format!("ns:#{}", digest("#x")));
+        assert_eq!(
+            full_key("ns", 0, "a\x7f"),
+            format!("ns:#{}", digest("a\x7f"))
+        );
+        let long = "k".repeat(247);
+        assert_eq!(full_key("ns", 0, &long), format!("ns:{long}"));
+        assert_eq!(full_key("ns", 1, &long), format!("ns:#{}", digest(&long)));
+        assert_eq!(full_key("", 0, &"k".repeat(251)).len(), DIGEST_LEN);
+    }
+}

@@ -1,0 +1,1159 @@
+//! [`NearFar`]: the near tier ([`Cache`]) and the far tier (a memcached
+//! [`Client`]) as one cache.
+//!
+//! A read looks in the near tier (process memory, no lock); on a miss it
+//! reads memcached and keeps the decoded value near; on a miss there too it
+//! runs the caller's loader and writes the result to both tiers. Every
+//! process (every `NearFar` instance) has its own near tier; memcached is
+//! shared.
+//!
+//! # Guarantees
+//!
+//! * **Once per key, everywhere.** Concurrent callers of
+//!   [`get_with`](NearFar::get_with) for one missing key run the loader once
+//!   per process (the near tier's coalescing) and once across processes
+//!   (a memcached lease, `mg ... N`): one caller wins the lease and loads,
+//!   the others poll memcached with short, growing pauses for up to
+//!   [`lease_wait`](NearFarBuilder::lease_wait), then load themselves.
+//! * **No errors from the far tier.** [`get`](NearFar::get) and
+//!   [`get_with`](NearFar::get_with) never fail because memcached is down,
+//!   slow or returns garbage: they count the error and go on with the near
+//!   tier and the loader. A circuit breaker stops calling a failing server
+//!   for a cooldown, so an outage costs one failed call per cooldown, not
+//!   one per request. A server that comes back empty is refilled as keys
+//!   are read.
+//!
+//! # Staleness
+//!
+//! A near entry is a copy. After another process writes or removes a key,
+//! this process may keep serving its copy until the first of:
+//!
+//! * the copy's near TTL ends: [`near_ttl`](NearFarBuilder::near_ttl), never
+//!   longer than what memcached said was left of the item's own TTL when the
+//!   copy was taken;
+//! * a read after [`revalidate_after`](NearFarBuilder::revalidate_after)
+//!   has passed since the copy was taken or last checked: that read checks
+//!   the item's CAS in memcached (no value bytes) and refetches if it
+//!   changed or is gone.
+//!
+//! So the staleness a reader can observe is bounded by
+//! `min(near_ttl, revalidate_after)` plus one round trip; with neither set,
+//! by the far item's TTL ([`far_ttl`](NearFarBuilder::far_ttl)). Writes
+//! and removals by the same `NearFar` (and its clones) are seen at once.
+//! While the far tier is unreachable, near copies are served until their
+//! near TTL ends.
+//!
+//! With [`stale_on_remove`](NearFarBuilder::stale_on_remove), `remove`
+//! marks the far item stale (`md ... I`) instead of deleting it: the next
+//! `get_with` caller recomputes it while the others keep being served the
+//! stale value (for at most the given time, and in the near tier for at most
+//! one second).
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use nearfar::{Cache, NearFar};
+//! use nearfar::memcached::Client;
+//!
+//! let client = Client::builder().servers(["127.0.0.1:11211"]).build()?;
+//! let users: NearFar<u64, String> = NearFar::builder()
+//!     .near(Cache::builder().max_entries(10_000))
+//!     .far(client)
+//!     .namespace("users:v3")
+//!     .far_ttl(Duration::from_secs(3600))
+//!     .near_ttl(Duration::from_secs(30))
+//!     .revalidate_after(Duration::from_secs(5))
+//!     .build()?;
+//!
+//! let name = users.get_with(42, || "Ada".to_string()); // loads once, everywhere
+//! assert_eq!(users.get(&42).as_deref(), Some("Ada"));
+//! users.remove(&42);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod breaker;
+mod key;
+mod stats;
+
+use std::cell::Cell;
+use std::fmt;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::memcached::{self, Client, Lease};
+use crate::{Cache, CacheBuilder, Clock};
+use breaker::{Breaker, Pass};
+use stats::{Counters, bump};
+
+pub use key::FarKey;
+pub use stats::NearFarStats;
+
+/// How long a value memcached marked stale is kept in the near tier.
+const STALE_NEAR_TTL: Duration = Duration::from_secs(1);
+/// The first and the longest pause between polls of a held lease.
+const FIRST_PAUSE: Duration = Duration::from_millis(1);
+const MAX_PAUSE: Duration = Duration::from_millis(50);
+
+/// Why a [`NearFarBuilder`] could not build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// A setting is out of range.
+    InvalidSetting {
+        /// The builder method.
+        setting: &'static str,
+        /// What it accepts.
+        expected: &'static str,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidSetting { setting, expected } => {
+                write!(
+                    f,
+                    "invalid NearFar setting `{setting}`: expected {expected}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// A near-tier entry: the value and what revalidation needs.
+#[derive(Clone)]
+struct Entry<V> {
+    value: V,
+    /// When the value was fetched or last revalidated (ns since `epoch`).
+    checked: u64,
+    /// When the near copy expires (ns since `epoch`; `u64::MAX`: never).
+    expires: u64,
+    /// The far item's CAS unique when known, else 0 (never a real CAS).
+    cas: u64,
+}
+
+fn value_of<V>(entry: &Entry<V>) -> &V {
+    &entry.value
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The far tier and its settings.
+struct Far {
+    client: Client,
+    breaker: Breaker,
+    fallback: Option<(Client, Breaker)>,
+    namespace: String,
+    far_ttl: Duration,
+    lease_ttl: Duration,
+    lease_wait: Duration,
+    stale_on_remove: Option<Duration>,
+}
+
+struct Inner<K, V> {
+    near: Cache<K, Entry<V>>,
+    far: Option<Far>,
+    near_ttl: Option<Duration>,
+    /// `revalidate_after` in ns; `u64::MAX` when off (or no far tier).
+    revalidate: u64,
+    clock: Option<Arc<dyn Clock>>,
+    epoch: Instant,
+    counters: Counters,
+}
+
+/// The near and far tiers as one cache. Made by [`NearFar::builder`].
+///
+/// A handle: `Clone` is cheap and clones share everything. See the
+/// [module documentation](self) for the read path, the guarantees and the
+/// staleness bounds. Without [`far`](NearFarBuilder::far) it is a near-only
+/// cache with the same API.
+///
+/// # Examples
+///
+/// ```
+/// use nearfar::{Cache, NearFar};
+///
+/// // Near only (no memcached): the same API, one loader run per key.
+/// let cache: NearFar<String, u32> = NearFar::builder()
+///     .near(Cache::builder().max_entries(1_000))
+///     .build()?;
+/// assert_eq!(cache.get_with("a".to_string(), || 1), 1);
+/// assert_eq!(cache.get_with("a".to_string(), || 2), 1);
+/// assert_eq!(cache.get(&"a".to_string()), Some(1));
+/// assert_eq!(cache.stats().loader_calls, 1);
+/// # Ok::<(), nearfar::NearFarError>(())
+/// ```
+pub struct NearFar<K, V> {
+    inner: Arc<Inner<K, V>>,
+}
+
+impl<K, V> Clone for NearFar<K, V> {
+    fn clone(&self) -> Self {
+        NearFar {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<K, V> fmt::Debug for NearFar<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("NearFar");
+        d.field("near", &self.inner.near);
+        if let Some(far) = &self.inner.far {
+            d.field("far", &far.client)
+                .field("namespace", &far.namespace)
+                .field("breaker_open", &far.breaker.is_open());
+        }
+        d.finish_non_exhaustive()
+    }
+}
+
+/// Configures and builds a [`NearFar`]. Made by [`NearFar::builder`].
+///
+/// Defaults: a near tier of at most 10,000 entries, no far tier, no
+/// namespace, far TTL 1 hour, near TTL bounded only by the far item's TTL,
+/// no revalidation, lease TTL 10 s, lease wait 1 s, `remove` deletes, and a
+/// circuit breaker that opens after 5 consecutive far failures for 1 s.
+#[must_use]
+pub struct NearFarBuilder<K, V> {
+    near: Option<CacheBuilder<K, V>>,
+    far: Option<Client>,
+    fallback: Option<Client>,
+    namespace: String,
+    far_ttl: Duration,
+    near_ttl: Option<Duration>,
+    revalidate_after: Option<Duration>,
+    lease_ttl: Duration,
+    lease_wait: Duration,
+    stale_on_remove: Option<Duration>,
+    breaker: (u32, Duration),
+    clock: Option<Arc<dyn Clock>>,
+}
+
+impl<K, V> fmt::Debug for NearFarBuilder<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NearFarBuilder")
+            .field("near", &self.near)
+            .field("far", &self.far)
+            .field("fallback", &self.fallback)
+            .field("namespace", &self.namespace)
+            .field("far_ttl", &self.far_ttl)
+            .field("near_ttl", &self.near_ttl)
+            .field("revalidate_after", &self.revalidate_after)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("lease_wait", &self.lease_wait)
+            .field("stale_on_remove", &self.stale_on_remove)
+            .field("circuit_breaker", &self.breaker)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, V> Default for NearFarBuilder<K, V> {
+    fn default() -> Self {
+        NearFarBuilder {
+            near: None,
+            far: None,
+            fallback: None,
+            namespace: String::new(),
+            far_ttl: Duration::from_secs(3600),
+            near_ttl: None,
+            revalidate_after: None,
+            lease_ttl: Duration::from_secs(10),
+            lease_wait: Duration::from_secs(1),
+            stale_on_remove: None,
+            breaker: (5, Duration::from_secs(1)),
+            clock: None,
+        }
+    }
+}
+
+impl<K, V> NearFarBuilder<K, V> {
+    /// The near tier's settings (bounds, weigher, eviction listener, shards,
+    /// clock). Its weigher and listener see the values as stored.
+    ///
+    /// With a far tier, every near entry gets an explicit TTL (see
+    /// [`near_ttl`](Self::near_ttl)), so the builder's `time_to_live` is not
+    /// used; without one, it applies when `near_ttl` is not set. Entries
+    /// refreshed by revalidation are written again (a listener sees
+    /// [`RemovalCause::Replaced`](crate::RemovalCause::Replaced)).
+    pub fn near(mut self, near: CacheBuilder<K, V>) -> Self {
+        self.near = Some(near);
+        self
+    }
+
+    /// The far tier: a memcached client (its own key prefix, servers and
+    /// timeouts apply). Short I/O and connect timeouts keep the cost of a
+    /// slow server low.
+    pub fn far(mut self, client: Client) -> Self {
+        self.far = Some(client);
+        self
+    }
+
+    /// An old memcached pool to warm the new one from: on a far miss the
+    /// same key is read there, and a value found is copied into the far tier
+    /// (with what is left of its TTL) and used. `remove` deletes from both.
+    pub fn fallback(mut self, old: Client) -> Self {
+        self.fallback = Some(old);
+        self
+    }
+
+    /// The prefix of every far key (`namespace + ":" + key`). Change it
+    /// (`"users:v3"` to `"users:v4"`) to invalidate a whole family at once:
+    /// the old items are simply never read again and expire. At most 200
+    /// bytes, no spaces or control bytes.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// How long values written to memcached live there (default 1 hour;
+    /// `Duration::MAX`: as long as the server keeps them).
+    pub fn far_ttl(mut self, ttl: Duration) -> Self {
+        self.far_ttl = ttl;
+        self
+    }
+
+    /// The longest a value stays in the near tier; never longer than what
+    /// the far tier says is left of the item's TTL. Bounds how long another
+    /// process's write can go unseen (see the [module docs](self)).
+    pub fn near_ttl(mut self, ttl: Duration) -> Self {
+        self.near_ttl = Some(ttl);
+        self
+    }
+
+    /// Checks a near entry against memcached (by CAS, no value bytes) on the
+    /// first read after it has been held this long: unchanged, it is kept
+    /// for another period; changed or gone, it is refetched.
+    pub fn revalidate_after(mut self, after: Duration) -> Self {
+        self.revalidate_after = Some(after);
+        self
+    }
+
+    /// How long a lease (the right to compute a missing value) is held in
+    /// memcached before it lapses if its holder never stores (default 10 s;
+    /// memcached counts whole seconds, at least one).
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
+    }
+
+    /// How long a caller that lost the lease polls memcached for the
+    /// winner's value before running the loader itself (default 1 s).
+    pub fn lease_wait(mut self, wait: Duration) -> Self {
+        self.lease_wait = wait;
+        self
+    }
+
+    /// Makes [`NearFar::remove`] mark the far item stale for `stale_for`
+    /// instead of deleting it: stale-while-revalidate (see the
+    /// [module docs](self)). Memcached counts whole seconds, at least one.
+    pub fn stale_on_remove(mut self, stale_for: Duration) -> Self {
+        self.stale_on_remove = Some(stale_for);
+        self
+    }
+
+    /// Opens the circuit breaker after `failures` consecutive far failures
+    /// (connection errors, timeouts) for `cooldown`; then one call probes the
+    /// server and closes it on success. `failures == 0` turns it off.
+    pub fn circuit_breaker(mut self, failures: u32, cooldown: Duration) -> Self {
+        self.breaker = (failures, cooldown);
+        self
+    }
+
+    /// The clock that times revalidation (default: the system's monotonic
+    /// clock). Give the near builder the same clock, so near TTLs and
+    /// revalidation agree; a [`MockClock`](crate::MockClock) makes both
+    /// testable without sleeping.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+}
+
+impl<K, V> NearFarBuilder<K, V>
+where
+    K: Hash + Eq + Clone + FarKey + Send + Sync + 'static,
+    V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// Checks the settings and builds the cache. Opens no connection.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidSetting`] for a namespace that is too long (with the
+    /// client's key prefix and a digest it must fit memcached's 250 bytes)
+    /// or holds spaces or control bytes, a zero `far_ttl`, `lease_ttl` or
+    /// `circuit_breaker` cooldown.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nearfar::{NearFar, NearFarError};
+    ///
+    /// let bad = NearFar::<u32, u32>::builder().namespace("has space").build();
+    /// assert!(matches!(bad, Err(NearFarError::InvalidSetting { setting: "namespace", .. })));
+    /// ```
+    pub fn build(self) -> Result<NearFar<K, V>, Error> {
+        let invalid = |setting, expected| Err(Error::InvalidSetting { setting, expected });
+        let prefix_len = self.far.as_ref().map_or(0, |c| c.key_prefix().len());
+        if self.namespace.len() > 200
+            || prefix_len + self.namespace.len() + 1 + key::DIGEST_LEN
+                > memcached::protocol::MAX_KEY_LEN
+            || self.namespace.bytes().any(|b| b <= b' ' || b == 0x7f)
+        {
+            return invalid(
+                "namespace",
+                "at most 200 bytes (with the key prefix, room for a 34-byte digest) and no spaces or control bytes",
+            );
+        }
+        if self.far_ttl.is_zero() {
+            return invalid("far_ttl", "a non-zero duration");
+        }
+        if self.lease_ttl.is_zero() {
+            return invalid("lease_ttl", "a non-zero duration");
+        }
+        if self.breaker.0 > 0 && self.breaker.1.is_zero() {
+            return invalid("circuit_breaker", "a non-zero cooldown");
+        }
+        let (threshold, cooldown) = self.breaker;
+        let far = self.far.map(|client| Far {
+            client,
+            breaker: Breaker::new(threshold, cooldown),
+            fallback: self
+                .fallback
+                .map(|old| (old, Breaker::new(threshold, cooldown))),
+            namespace: self.namespace,
+            far_ttl: self.far_ttl,
+            lease_ttl: self.lease_ttl,
+            lease_wait: self.lease_wait,
+            stale_on_remove: self.stale_on_remove,
+        });
+        let revalidate = match (&far, self.revalidate_after) {
+            (Some(_), Some(after)) => nanos(after),
+            _ => u64::MAX,
+        };
+        let near = self
+            .near
+            .unwrap_or_else(|| Cache::builder().max_entries(10_000))
+            .map_values(value_of::<V>)
+            .build();
+        let epoch = self.clock.as_ref().map_or_else(Instant::now, |c| c.now());
+        Ok(NearFar {
+            inner: Arc::new(Inner {
+                near,
+                far,
+                near_ttl: self.near_ttl,
+                revalidate,
+                clock: self.clock,
+                epoch,
+                counters: Counters::default(),
+            }),
+        })
+    }
+}
+
+/// What a revalidation found.
+enum Check<V> {
+    /// The far item is unchanged (or could not be checked): serve this.
+    Keep(V),
+    /// Changed or gone: fetch again.
+    Changed,
+    /// Stale (invalidated), and this check took its recompute token.
+    WonStale(V),
+}
+
+impl<K, V> NearFar<K, V>
+where
+    K: Hash + Eq + Clone + FarKey + Send + Sync + 'static,
+    V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// A builder with the defaults listed on [`NearFarBuilder`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use nearfar::{Cache, NearFar};
+    /// use nearfar::memcached::Client;
+    ///
+    /// let far = Client::builder()
+    ///     .servers(["10.0.0.1:11211", "10.0.0.2:11211"])
+    ///     .io_timeout(Duration::from_millis(100))
+    ///     .connect_timeout(Duration::from_millis(100))
+    ///     .build()?;
+    /// let cache: NearFar<String, Vec<u8>> = NearFar::builder()
+    ///     .near(Cache::builder().max_weight(64 << 20).weigher(|k: &String, v: &Vec<u8>| (k.len() + v.len()) as u64))
+    ///     .far(far)
+    ///     .namespace("pages:v1")
+    ///     .near_ttl(Duration::from_secs(10))
+    ///     .circuit_breaker(3, Duration::from_secs(2))
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn builder() -> NearFarBuilder<K, V> {
+        NearFarBuilder::default()
+    }
+
+    /// The value for `key`: from the near tier, else from memcached (kept
+    /// near for `min(near_ttl, what is left of its far TTL)`), else `None`.
+    ///
+    /// A far value that does not decode into `V` is a miss (counted in
+    /// [`NearFarStats::decode_errors`]); a far error is a miss too (counted
+    /// in `far_errors`). A value memcached marked stale is returned (counted
+    /// in `stale_serves`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cache: nearfar::NearFar<u32, String> = nearfar::NearFar::builder().build()?;
+    /// assert_eq!(cache.get(&1), None);
+    /// cache.insert(1, "one".into());
+    /// assert_eq!(cache.get(&1).as_deref(), Some("one"));
+    /// # Ok::<(), nearfar::NearFarError>(())
+    /// ```
+    #[inline]
+    pub fn get(&self, key: &K) -> Option<V> {
+        let inner = &*self.inner;
+        match inner.near.get(key) {
+            Some(entry) if !self.due(&entry) => Some(entry.value),
+            Some(entry) => self.get_revalidate(key, entry),
+            None => self.get_far(key),
+        }
+    }
+
+    /// The value for `key`, or `load`'s result written to both tiers.
+    ///
+    /// `load` runs once per key however many callers ask at once: once per
+    /// process (the others wait for it), and once across processes sharing
+    /// memcached (the others poll for the winner's value, up to
+    /// [`lease_wait`](NearFarBuilder::lease_wait)). The far tier's failures
+    /// are never returned: without it, `load` runs locally.
+    ///
+    /// # Panics
+    ///
+    /// When `load` panics (the panic propagates to this caller only; other
+    /// waiters retry, and the memcached lease is released), or when `load`
+    /// asks this cache for the same key (it would wait for itself).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cache: nearfar::NearFar<u32, u64> = nearfar::NearFar::builder().build()?;
+    /// assert_eq!(cache.get_with(10, || 10 * 10), 100);
+    /// # Ok::<(), nearfar::NearFarError>(())
+    /// ```
+    pub fn get_with(&self, key: K, load: impl FnOnce() -> V) -> V {
+        match self.try_get_with(key, || Ok::<V, std::convert::Infallible>(load())) {
+            Ok(v) => v,
+            Err(e) => match *e {},
+        }
+    }
+
+    /// Like [`get_with`](Self::get_with) for a fallible loader. An error is
+    /// not cached: it goes to this caller and the callers of this process
+    /// waiting on the same load (one shared `Arc`), and the next caller
+    /// tries again. A memcached lease won for the failed load is released.
+    ///
+    /// # Errors
+    ///
+    /// The loader's error, shared. Never an error of the far tier.
+    ///
+    /// # Panics
+    ///
+    /// As for [`get_with`](Self::get_with).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cache: nearfar::NearFar<String, u32> = nearfar::NearFar::builder().build()?;
+    /// let ok = cache.try_get_with("7".to_string(), || "7".parse::<u32>());
+    /// assert_eq!(ok.unwrap(), 7);
+    /// let err = cache.try_get_with("x".to_string(), || "x".parse::<u32>());
+    /// assert!(err.is_err());
+    /// # Ok::<(), nearfar::NearFarError>(())
+    /// ```
+    pub fn try_get_with<E>(&self, key: K, load: impl FnOnce() -> Result<V, E>) -> Result<V, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+    {
+        let inner = &*self.inner;
+        let mut won_stale = false;
+        if let Some(entry) = inner.near.get(&key) {
+            if !self.due(&entry) {
+                return Ok(entry.value);
+            }
+            match self.revalidate(&key, entry) {
+                Check::Keep(v) => return Ok(v),
+                Check::Changed => {}
+                Check::WonStale(_) => won_stale = true,
+            }
+            inner.near.remove(&key);
+        }
+        let Some(far) = &inner.far else {
+            return self.load_near_only(key, load);
+        };
+        let Some(fkey) = self.key_of(far, &key) else {
+            return self.load_near_only(key, load);
+        };
+        let ran = Cell::new(false);
+        let result = inner.near.try_get_or_insert_with_ttl(key, || {
+            ran.set(true);
+            self.load_through(far, &fkey, won_stale, load)
+        });
+        if won_stale && !ran.get() {
+            // Another caller of this process loaded: it saw the item stale
+            // and served it, so the recompute token this caller holds would
+            // go unused. Hand it back.
+            self.give_back_token(far, &fkey);
+        }
+        result.map(|entry| entry.value)
+    }
+
+    /// Stores `value` under `key` in both tiers (far for
+    /// [`far_ttl`](NearFarBuilder::far_ttl)). A far failure is counted,
+    /// not returned: the near tier holds the value all the same.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cache: nearfar::NearFar<&'static str, u8> = nearfar::NearFar::builder().build()?;
+    /// cache.insert("k", 1);
+    /// assert_eq!(cache.get(&"k"), Some(1));
+    /// # Ok::<(), nearfar::NearFarError>(())
+    /// ```
+    pub fn insert(&self, key: K, value: V) {
+        let inner = &*self.inner;
+        let Some(far) = &inner.far else {
+            let entry = self.entry(value, 0, inner.near_ttl);
+            match inner.near_ttl {
+                Some(ttl) => inner.near.insert_with_ttl(key, entry, ttl),
+                None => inner.near.insert(key, entry),
+            }
+            return;
+        };
+        if let Some(fkey) = self.key_of(far, &key) {
+            self.far_call(&far.client, &far.breaker, |c| {
+                c.set(&fkey, &value, far.far_ttl)
+            });
+        }
+        self.put_near(key, value, 0, Some(far.far_ttl));
+    }
+
+    /// Removes `key` from both tiers (and from the fallback pool), or with
+    /// [`stale_on_remove`](NearFarBuilder::stale_on_remove) marks the far
+    /// item stale. Other processes may still serve their near copies for a
+    /// bounded time (see the [module docs](self)). Far failures are counted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cache: nearfar::NearFar<u8, u8> = nearfar::NearFar::builder().build()?;
+    /// cache.insert(1, 1);
+    /// cache.remove(&1);
+    /// assert_eq!(cache.get(&1), None);
+    /// # Ok::<(), nearfar::NearFarError>(())
+    /// ```
+    pub fn remove(&self, key: &K) {
+        let inner = &*self.inner;
+        inner.near.remove(key);
+        let Some(far) = &inner.far else { return };
+        let Some(fkey) = self.key_of(far, key) else {
+            return;
+        };
+        match far.stale_on_remove {
+            Some(stale_for) => self.far_call(&far.client, &far.breaker, |c| {
+                c.invalidate(&fkey, stale_for)
+            }),
+            None => self.far_call(&far.client, &far.breaker, |c| c.delete(&fkey)),
+        };
+        if let Some((old, breaker)) = &far.fallback {
+            self.far_call(old, breaker, |c| c.delete(&fkey));
+        }
+        // A load of this process that read the old value while we removed
+        // it may have stored it again: drop that too.
+        inner.near.remove(key);
+    }
+
+    /// Drops this process's near copy of `key` only (the far tier keeps
+    /// it): the next read fetches it from memcached.
+    pub fn remove_near(&self, key: &K) {
+        self.inner.near.remove(key);
+    }
+
+    /// The memcached key used for `key` (without the client's own key
+    /// prefix), or `None` without a far tier or when the key cannot be
+    /// rendered (see [`FarKey`]).
+    ///
+    /// It is `namespace + ":" + rendered` (just `rendered` with no
+    /// namespace), unless the rendered key is empty, starts with `#`, holds
+    /// a space, control byte or DEL, or would make the full key (client
+    /// prefix included) longer than 250 bytes: then it is
+    /// `namespace + ":#" + hex(md5(rendered))`, 32 hex digits.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nearfar::{NearFar, memcached::Client};
+    /// let client = Client::builder().servers(["127.0.0.1:11211"]).build().unwrap();
+    /// let cache: NearFar<String, u32> = NearFar::builder().far(client).namespace("ns").build()?;
+    /// assert_eq!(cache.far_key(&"a".into()).as_deref(), Some("ns:a"));
+    /// let odd = cache.far_key(&"a b".into()).unwrap();
+    /// assert!(odd.starts_with("ns:#") && odd.len() == 3 + 33);
+    /// # Ok::<(), nearfar::NearFarError>(())
+    /// ```
+    pub fn far_key(&self, key: &K) -> Option<String> {
+        self.key_of(self.inner.far.as_ref()?, key)
+    }
+
+    /// Whether the circuit breaker is open now (far calls are skipped);
+    /// `false` without a far tier.
+    pub fn far_breaker_open(&self) -> bool {
+        self.inner.far.as_ref().is_some_and(|f| f.breaker.is_open())
+    }
+
+    /// A snapshot of the counters.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cache: nearfar::NearFar<u8, u8> = nearfar::NearFar::builder().build()?;
+    /// cache.get_with(1, || 1);
+    /// cache.get(&1);
+    /// let s = cache.stats();
+    /// assert_eq!((s.loader_calls, s.near_hits), (1, 1));
+    /// # Ok::<(), nearfar::NearFarError>(())
+    /// ```
+    pub fn stats(&self) -> NearFarStats {
+        let inner = &*self.inner;
+        let (trips, skips) = inner.far.as_ref().map_or((0, 0), |f| {
+            let load =
+                |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+            let mut trips = load(&f.breaker.trips);
+            let mut skips = load(&f.breaker.skips);
+            if let Some((_, b)) = &f.fallback {
+                trips += load(&b.trips);
+                skips += load(&b.skips);
+            }
+            (trips, skips)
+        });
+        inner.counters.snapshot(inner.near.stats(), trips, skips)
+    }
+
+    // ---- internals ------------------------------------------------------
+
+    /// Nanoseconds since the epoch, on the revalidation clock.
+    fn now(&self) -> u64 {
+        let inner = &*self.inner;
+        let now = inner.clock.as_ref().map_or_else(Instant::now, |c| c.now());
+        nanos(now.saturating_duration_since(inner.epoch))
+    }
+
+    /// Whether `entry` is due for revalidation.
+    #[inline]
+    fn due(&self, entry: &Entry<V>) -> bool {
+        let after = self.inner.revalidate;
+        after != u64::MAX && self.now().saturating_sub(entry.checked) >= after
+    }
+
+    fn key_of(&self, far: &Far, key: &K) -> Option<String> {
+        let rendered = key.far_key()?;
+        Some(key::full_key(
+            &far.namespace,
+            far.client.key_prefix().len(),
+            &rendered,
+        ))
+    }
+
+    /// An entry for `value` fetched now, near for `ttl` (`None`: no bound).
+    fn entry(&self, value: V, cas: u64, ttl: Option<Duration>) -> Entry<V> {
+        let now = self.now();
+        Entry {
+            value,
+            checked: now,
+            expires: ttl.map_or(u64::MAX, |t| now.saturating_add(nanos(t))),
+            cas,
+        }
+    }
+
+    /// The near TTL of a value with `far_left` left in memcached.
+    fn bound(&self, far_left: Option<Duration>) -> Duration {
+        let near = self.inner.near_ttl.unwrap_or(Duration::MAX);
+        near.min(far_left.unwrap_or(Duration::MAX))
+    }
+
+    fn stale_ttl(&self) -> Duration {
+        self.bound(Some(STALE_NEAR_TTL))
+    }
+
+    fn put_near(&self, key: K, value: V, cas: u64, far_left: Option<Duration>) {
+        let ttl = self.bound(far_left);
+        let entry = self.entry(value, cas, Some(ttl));
+        self.inner.near.insert_with_ttl(key, entry, ttl);
+    }
+
+    /// Runs a far operation through `breaker`, counting its failure.
+    /// `None` when the breaker skipped it or it failed.
+    fn far_call<T>(
+        &self,
+        client: &Client,
+        breaker: &Breaker,
+        op: impl FnOnce(&Client) -> memcached::Result<T>,
+    ) -> Option<T> {
+        self.far_try(client, breaker, op).ok().flatten()
+    }
+
+    /// Like `far_call`, telling a skipped call (`Ok(None)`) from a failed one
+    /// (`Err(decode)`, `decode` true for an undecodable value).
+    fn far_try<T>(
+        &self,
+        client: &Client,
+        breaker: &Breaker,
+        op: impl FnOnce(&Client) -> memcached::Result<T>,
+    ) -> Result<Option<T>, bool> {
+        let pass = breaker.pass();
+        if pass == Pass::Skip {
+            return Ok(None);
+        }
+        let counters = &self.inner.counters;
+        match op(client) {
+            Ok(v) => {
+                breaker.success(pass);
+                Ok(Some(v))
+            }
+            Err(memcached::Error::Codec(_)) => {
+                breaker.success(pass);
+                bump(&counters.decode_errors);
+                Err(true)
+            }
+            Err(e) => {
+                bump(&counters.far_errors);
+                if e.is_retryable() || matches!(e, memcached::Error::Protocol(_)) {
+                    breaker.failure(pass);
+                } else {
+                    // The server answered (or nothing was sent): not a sign
+                    // of an outage, but the probe must be resolved.
+                    breaker.success(pass);
+                }
+                Err(false)
+            }
+        }
+    }
+
+    /// Checks a near entry due for revalidation against the far item's CAS.
+    fn revalidate(&self, key: &K, entry: Entry<V>) -> Check<V> {
+        let inner = &*self.inner;
+        let Some(far) = &inner.far else {
+            return Check::Keep(entry.value);
+        };
+        let Some(fkey) = self.key_of(far, key) else {
+            return Check::Keep(entry.value);
+        };
+        let counters = &inner.counters;
+        bump(&counters.revalidations);
+        let Some(seen) = self.far_call(&far.client, &far.breaker, |c| c.peek_lease_cas(&fkey))
+        else {
+            // Far tier unusable: keep serving the copy until its near TTL.
+            return Check::Keep(entry.value);
+        };
+        match seen {
+            Some(Lease::Hit {
+                cas,
+                stale: false,
+                ttl,
+                ..
+            }) if cas.0 == entry.cas => {
+                let now = self.now();
+                let near_left = entry.expires.saturating_sub(now);
+                let ttl = Duration::from_nanos(near_left).min(self.bound(ttl));
+                let value = entry.value.clone();
+                let refreshed = Entry {
+                    checked: now,
+                    expires: now.saturating_add(nanos(ttl)),
+                    ..entry
+                };
+                inner.near.insert_with_ttl(key.clone(), refreshed, ttl);
+                Check::Keep(value)
+            }
+            Some(Lease::Won { .. }) => {
+                bump(&counters.revalidations_changed);
+                Check::WonStale(entry.value)
+            }
+            _ => {
+                bump(&counters.revalidations_changed);
+                Check::Changed
+            }
+        }
+    }
+
+    /// `get` with a near entry due for revalidation.
+    #[cold]
+    fn get_revalidate(&self, key: &K, entry: Entry<V>) -> Option<V> {
+        match self.revalidate(key, entry) {
+            Check::Keep(v) => Some(v),
+            Check::Changed => {
+                self.inner.near.remove(key);
+                self.get_far(key)
+            }
+            Check::WonStale(v) => {
+                // This read took the stale item's recompute token and has no
+                // loader: hand it back so the next `get_with` recomputes.
+                self.inner.near.remove(key);
+                if let Some(far) = &self.inner.far {
+                    if let Some(fkey) = self.key_of(far, key) {
+                        self.give_back_token(far, &fkey);
+                    }
+                }
+                bump(&self.inner.counters.stale_serves);
+                Some(v)
+            }
+        }
+    }
+
+    /// `get` after a near miss: memcached, then the fallback pool.
+    #[cold]
+    fn get_far(&self, key: &K) -> Option<V> {
+        let inner = &*self.inner;
+        let far = inner.far.as_ref()?;
+        let fkey = self.key_of(far, key)?;
+        let counters = &inner.counters;
+        match self.far_call(&far.client, &far.breaker, |c| c.peek_lease::<V>(&fkey))? {
+            Some(Lease::Hit {
+                value,
+                cas,
+                stale,
+                ttl,
+            }) => {
+                if stale {
+                    bump(&counters.stale_serves);
+                    self.put_near(key.clone(), value.clone(), 0, Some(STALE_NEAR_TTL));
+                } else {
+                    bump(&counters.far_hits);
+                    self.put_near(key.clone(), value.clone(), cas.0, ttl);
+                }
+                Some(value)
+            }
+            Some(Lease::Won { previous, .. }) => {
+                // A stale item whose recompute token this read took: no
+                // loader here, so hand it back (the next `get_with` wins).
+                self.give_back_token(far, &fkey);
+                if previous.is_some() {
+                    bump(&counters.stale_serves);
+                }
+                previous
+            }
+            Some(Lease::Wait) | None => {
+                bump(&counters.far_misses);
+                let (value, ttl) = self.read_fallback(far, &fkey, false)?;
+                self.put_near(key.clone(), value.clone(), 0, ttl);
+                Some(value)
+            }
+        }
+    }
+
+    /// Hands back the recompute token of the stale item `fkey`, which a read
+    /// without a loader took (memcached gives it to any reader of a stale
+    /// item): marking the item stale again clears the token, and doing so
+    /// for the time it had left keeps its staleness bounded.
+    fn give_back_token(&self, far: &Far, fkey: &str) {
+        let seen = self.far_call(&far.client, &far.breaker, |c| c.peek_lease_cas(fkey));
+        if let Some(Some(Lease::Hit {
+            stale: true,
+            ttl: Some(left),
+            ..
+        })) = seen
+        {
+            if !left.is_zero() {
+                self.far_call(&far.client, &far.breaker, |c| c.invalidate(fkey, left));
+            }
+        }
+    }
+
+    /// Reads `fkey` from the fallback pool; a value found is copied into the
+    /// far tier (`set` over our own placeholder, else `add`) and returned
+    /// with what is left of its TTL.
+    fn read_fallback(
+        &self,
+        far: &Far,
+        fkey: &str,
+        over_placeholder: bool,
+    ) -> Option<(V, Option<Duration>)> {
+        let (old, breaker) = far.fallback.as_ref()?;
+        let item = self.far_call(old, breaker, |c| c.meta_get::<V>(fkey))??;
+        bump(&self.inner.counters.fallback_hits);
+        let ttl = item.ttl.unwrap_or(far.far_ttl).min(far.far_ttl);
+        self.far_call(&far.client, &far.breaker, |c| {
+            if over_placeholder {
+                c.set(fkey, &item.value, ttl)
+            } else {
+                c.add(fkey, &item.value, ttl).map(drop)
+            }
+        });
+        Some((item.value, Some(ttl)))
+    }
+
+    /// `try_get_with` without a far tier (or for a key it cannot hold).
+    fn load_near_only<E>(&self, key: K, load: impl FnOnce() -> Result<V, E>) -> Result<V, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+    {
+        let inner = &*self.inner;
+        let run = || {
+            bump(&inner.counters.loader_calls);
+            load()
+        };
+        match inner.near_ttl {
+            Some(ttl) => inner
+                .near
+                .try_get_or_insert_with_ttl(key, || {
+                    run().map(|v| (self.entry(v, 0, Some(ttl)), ttl))
+                })
+                .map(|e| e.value),
+            None => inner
+                .near
+                .try_get_or_insert_with(key, || run().map(|v| self.entry(v, 0, None)))
+                .map(|e| e.value),
+        }
+    }
+
+    /// The near tier's loader for `fkey`: memcached (with a lease), then
+    /// `load`. Runs once per key in this process at a time.
+    fn load_through<E>(
+        &self,
+        far: &Far,
+        fkey: &str,
+        won_stale: bool,
+        load: impl FnOnce() -> Result<V, E>,
+    ) -> Result<(Entry<V>, Duration), E> {
+        let counters = &self.inner.counters;
+        if won_stale {
+            // A revalidation already took the stale item's recompute token.
+            return self.compute(far, fkey, Some(false), load);
+        }
+        let start = Instant::now();
+        let mut pause = FIRST_PAUSE;
+        let mut waited = false;
+        loop {
+            let lease = self.far_try(&far.client, &far.breaker, |c| {
+                c.get_or_lease::<V>(fkey, far.lease_ttl)
+            });
+            match lease {
+                Ok(Some(Lease::Hit {
+                    value,
+                    cas,
+                    stale,
+                    ttl,
+                })) => {
+                    let ttl = if stale {
+                        bump(&counters.stale_serves);
+                        self.stale_ttl()
+                    } else {
+                        bump(&counters.far_hits);
+                        self.bound(ttl)
+                    };
+                    return Ok((self.entry(value, cas.0, Some(ttl)), ttl));
+                }
+                Ok(Some(Lease::Won { previous, .. })) => {
+                    if previous.is_none() {
+                        bump(&counters.far_misses);
+                    }
+                    return self.compute(far, fkey, Some(previous.is_none()), load);
+                }
+                Ok(Some(Lease::Wait)) => {
+                    if !waited {
+                        waited = true;
+                        bump(&counters.lease_waits);
+                    }
+                    let elapsed = start.elapsed();
+                    if elapsed >= far.lease_wait {
+                        // The winner is slow or gone: load here, and store
+                        // the value for whoever still waits.
+                        bump(&counters.lease_timeouts);
+                        return self.compute(far, fkey, Some(false), load);
+                    }
+                    thread::sleep(pause.min(far.lease_wait - elapsed));
+                    pause = (pause * 2).min(MAX_PAUSE);
+                }
+                // An undecodable far value: replace it.
+                Err(true) => return self.compute(far, fkey, Some(false), load),
+                // The far tier is down (or the breaker open): load locally.
+                Ok(None) | Err(false) => return self.compute(far, fkey, None, load),
+            }
+        }
+    }
+
+    /// Runs `load` and stores its value far. `store`: `None` to skip the far
+    /// tier; `Some(true)` when this caller holds a fresh lease placeholder,
+    /// deleted if `load` fails or panics, and filled from the fallback pool
+    /// when that has the key; `Some(false)` to just store.
+    fn compute<E>(
+        &self,
+        far: &Far,
+        fkey: &str,
+        store: Option<bool>,
+        load: impl FnOnce() -> Result<V, E>,
+    ) -> Result<(Entry<V>, Duration), E> {
+        /// Deletes the lease placeholder unless disarmed: a failed or
+        /// panicking loader must not leave others waiting for nothing.
+        struct Release<'a> {
+            client: &'a Client,
+            key: &'a str,
+        }
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                let _ = self.client.delete(self.key);
+            }
+        }
+        let counters = &self.inner.counters;
+        let placeholder = store == Some(true);
+        if placeholder {
+            if let Some((value, ttl)) = self.read_fallback(far, fkey, true) {
+                let ttl = self.bound(ttl);
+                return Ok((self.entry(value, 0, Some(ttl)), ttl));
+            }
+        }
+        let release = placeholder.then(|| Release {
+            client: &far.client,
+            key: fkey,
+        });
+        bump(&counters.loader_calls);
+        let value = load()?;
+        std::mem::forget(release);
+        if store.is_some() {
+            self.far_call(&far.client, &far.breaker, |c| {
+                c.set(fkey, &value, far.far_ttl)
+            });
+        }
+        // Loaded locally or not, a near copy never outlives `far_ttl`.
+        let ttl = self.bound(Some(far.far_ttl));
+        Ok((self.entry(value, 0, Some(ttl)), ttl))
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+/// `#[nearfar::memoize(store = ...)]` and [`crate::memo`] can memoise through
+/// a `NearFar`: results are shared with other processes through memcached, and
+/// a far-tier outage degrades to the near tier and the function itself.
+impl<K, V> crate::memo::MemoStore<K, V> for NearFar<K, V>
+where
+    K: Hash + Eq + Clone + FarKey + Send + Sync + 'static,
+    V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    fn get_or_compute(&self, key: &K, compute: &mut dyn FnMut() -> V) -> V {
+        self.get_with(key.clone(), compute)
+    }
+
+    fn try_get_or_compute(&self, key: &K, compute: &mut dyn FnMut() -> Option<V>) -> Option<V> {
+        self.try_get_with(key.clone(), || compute().ok_or(())).ok()
+    }
+}

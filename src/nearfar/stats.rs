@@ -1,0 +1,96 @@
+//! Counters of the two-tier cache, and their snapshot [`NearFarStats`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::Stats;
+
+/// A snapshot of a [`NearFar`](super::NearFar)'s counters, from
+/// [`NearFar::stats`](super::NearFar::stats). Not atomic across counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NearFarStats {
+    /// Reads answered by the near tier (its `hits`; a near entry that was
+    /// then revalidated counts here too).
+    pub near_hits: u64,
+    /// Near misses answered by the far tier with a fresh value.
+    pub far_hits: u64,
+    /// Far lookups that found nothing (the loader or the fallback ran next).
+    pub far_misses: u64,
+    /// Far operations that failed (connection errors, timeouts, server
+    /// errors); the caller was served from the near tier or the loader.
+    pub far_errors: u64,
+    /// Far values that did not decode into `V`: treated as misses.
+    pub decode_errors: u64,
+    /// Runs of a caller's loader.
+    pub loader_calls: u64,
+    /// Callers that waited for another caller's load instead of running
+    /// their own: in this process (the near tier's coalescing) plus waits on
+    /// another process's memcached lease (once per caller).
+    pub coalesced_waits: u64,
+    /// Of `coalesced_waits`, those that waited on a memcached lease.
+    pub lease_waits: u64,
+    /// Lease waits that ran out of [`lease_wait`](super::NearFarBuilder::lease_wait)
+    /// and ran the loader themselves.
+    pub lease_timeouts: u64,
+    /// Values served although marked stale (invalidated) in the far tier.
+    pub stale_serves: u64,
+    /// Near entries checked against the far tier's CAS
+    /// ([`revalidate_after`](super::NearFarBuilder::revalidate_after)).
+    pub revalidations: u64,
+    /// Of `revalidations`, those that found the far value changed or gone.
+    pub revalidations_changed: u64,
+    /// Values copied from the [`fallback`](super::NearFarBuilder::fallback) pool.
+    pub fallback_hits: u64,
+    /// Times the circuit breaker opened.
+    pub breaker_trips: u64,
+    /// Far operations skipped because the breaker was open.
+    pub breaker_skips: u64,
+    /// The near tier's own counters.
+    pub near: Stats,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) far_hits: AtomicU64,
+    pub(crate) far_misses: AtomicU64,
+    pub(crate) far_errors: AtomicU64,
+    pub(crate) decode_errors: AtomicU64,
+    pub(crate) loader_calls: AtomicU64,
+    pub(crate) lease_waits: AtomicU64,
+    pub(crate) lease_timeouts: AtomicU64,
+    pub(crate) stale_serves: AtomicU64,
+    pub(crate) revalidations: AtomicU64,
+    pub(crate) revalidations_changed: AtomicU64,
+    pub(crate) fallback_hits: AtomicU64,
+}
+
+/// Adds one to a counter.
+#[inline]
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self, near: Stats, trips: u64, skips: u64) -> NearFarStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let lease_waits = get(&self.lease_waits);
+        NearFarStats {
+            near_hits: near.hits,
+            far_hits: get(&self.far_hits),
+            far_misses: get(&self.far_misses),
+            far_errors: get(&self.far_errors),
+            decode_errors: get(&self.decode_errors),
+            loader_calls: get(&self.loader_calls),
+            coalesced_waits: near.load_waits + lease_waits,
+            lease_waits,
+            lease_timeouts: get(&self.lease_timeouts),
+            stale_serves: get(&self.stale_serves),
+            revalidations: get(&self.revalidations),
+            revalidations_changed: get(&self.revalidations_changed),
+            fallback_hits: get(&self.fallback_hits),
+            breaker_trips: trips,
+            breaker_skips: skips,
+            near,
+        }
+    }
+}

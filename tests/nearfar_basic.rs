@@ -1,0 +1,476 @@
+//! NearFar against real memcached: the two-tier flow, sharing between
+//! instances (each instance stands for a process), namespaces, odd keys,
+//! revalidation, stale-while-revalidate, leases released on failure, and
+//! fallback warm-up.
+#![cfg(feature = "memcached")]
+
+#[path = "common/memcached.rs"]
+mod server;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nearfar::memcached::Client;
+use nearfar::{Cache, MockClock, NearFar};
+use server::Memcached;
+
+const MS: Duration = Duration::from_millis(1);
+
+fn client(mc: &Memcached) -> Client {
+    Client::builder()
+        .servers([mc.addr()])
+        .io_timeout(200 * MS)
+        .connect_timeout(200 * MS)
+        .build()
+        .expect("client")
+}
+
+fn instance(mc: &Memcached, namespace: &str) -> NearFar<String, String> {
+    NearFar::builder()
+        .near(Cache::builder().max_entries(1_000))
+        .far(client(mc))
+        .namespace(namespace)
+        .build()
+        .expect("NearFar")
+}
+
+fn k(s: &str) -> String {
+    s.to_string()
+}
+
+#[test]
+fn two_tier_flow_near_hit_far_hit_loader_fills_both() {
+    let mc = Memcached::start();
+    let raw = client(&mc);
+    let a = instance(&mc, "flow");
+    let b = instance(&mc, "flow");
+
+    // Loader fills both tiers.
+    assert_eq!(a.get_with(k("user:1"), || k("Ada")), "Ada");
+    let s = a.stats();
+    assert_eq!((s.loader_calls, s.far_misses, s.far_hits), (1, 1, 0));
+    let fkey = a.far_key(&k("user:1")).unwrap();
+    assert_eq!(fkey, "flow:user:1");
+    assert_eq!(raw.get::<String>(&fkey).unwrap().as_deref(), Some("Ada"));
+
+    // Near hit: no far traffic, no loader.
+    assert_eq!(a.get_with(k("user:1"), || unreachable!()), "Ada");
+    assert_eq!(a.get(&k("user:1")).as_deref(), Some("Ada"));
+    let s = a.stats();
+    assert_eq!((s.loader_calls, s.near_hits, s.far_hits), (1, 2, 0));
+
+    // Another instance: far hit, which fills its near tier.
+    assert_eq!(b.get(&k("user:1")).as_deref(), Some("Ada"));
+    assert_eq!(b.stats().far_hits, 1);
+    raw.delete(&fkey).unwrap();
+    assert_eq!(b.get(&k("user:1")).as_deref(), Some("Ada"), "served near");
+    assert_eq!(b.stats().near_hits, 1);
+
+    // get on a key nowhere: None, counted as a far miss.
+    assert_eq!(b.get(&k("nobody")), None);
+    assert_eq!(b.stats().far_misses, 1);
+
+    // A far hit through get_with in a third instance.
+    raw.set(&fkey, "Grace", Duration::from_secs(60)).unwrap();
+    let c = instance(&mc, "flow");
+    assert_eq!(c.get_with(k("user:1"), || unreachable!()), "Grace");
+    assert_eq!((c.stats().far_hits, c.stats().loader_calls), (1, 0));
+}
+
+#[test]
+fn instances_share_inserts_and_removes() {
+    let mc = Memcached::start();
+    let a = instance(&mc, "share");
+    let b = instance(&mc, "share");
+    a.insert(k("x"), k("1"));
+    assert_eq!(b.get(&k("x")).as_deref(), Some("1"));
+    a.remove(&k("x"));
+    assert_eq!(a.get(&k("x")), None);
+    // b still holds its near copy (bounded staleness) until it drops it.
+    assert_eq!(b.get(&k("x")).as_deref(), Some("1"));
+    b.remove_near(&k("x"));
+    assert_eq!(b.get(&k("x")), None);
+}
+
+#[test]
+fn near_ttl_is_bounded_by_far_ttl_left() {
+    let mc = Memcached::start();
+    let raw = client(&mc);
+    let clock = MockClock::new();
+    let a: NearFar<String, String> = NearFar::builder()
+        .near(Cache::builder().max_entries(100).clock(clock.clone()))
+        .clock(clock.clone())
+        .far(client(&mc))
+        .namespace("ttl")
+        .near_ttl(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    raw.set("ttl:short", "v", Duration::from_secs(30)).unwrap();
+    assert_eq!(a.get(&k("short")).as_deref(), Some("v"));
+    raw.delete("ttl:short").unwrap();
+    clock.advance(Duration::from_secs(25));
+    assert_eq!(
+        a.get(&k("short")).as_deref(),
+        Some("v"),
+        "near copy still live"
+    );
+    clock.advance(Duration::from_secs(6));
+    assert_eq!(
+        a.get(&k("short")),
+        None,
+        "near copy expired with the far item"
+    );
+}
+
+#[test]
+fn namespace_bump_invalidates_the_family() {
+    let mc = Memcached::start();
+    let v1 = instance(&mc, "users:v1");
+    v1.insert(k("a"), k("old"));
+    let v1_other = instance(&mc, "users:v1");
+    assert_eq!(v1_other.get(&k("a")).as_deref(), Some("old"));
+    let v2 = instance(&mc, "users:v2");
+    assert_eq!(v2.get(&k("a")), None);
+    assert_eq!(v2.get_with(k("a"), || k("new")), "new");
+    assert_eq!(v2.stats().loader_calls, 1);
+}
+
+#[test]
+fn long_and_odd_keys_are_hashed_and_work() {
+    let mc = Memcached::start();
+    let raw = client(&mc);
+    let a = instance(&mc, "odd");
+    let b = instance(&mc, "odd");
+    let keys = [
+        k("has space"),
+        k("new\nline"),
+        k("tab\there"),
+        k("del\u{7f}"),
+        "x".repeat(300),
+        k(""),
+        k("#looks-like-a-digest"),
+        k("ünïcode-ok"),
+    ];
+    for (i, key) in keys.iter().enumerate() {
+        a.insert(key.clone(), i.to_string());
+    }
+    for (i, key) in keys.iter().enumerate() {
+        let fkey = a.far_key(key).unwrap();
+        assert!(fkey.len() <= 250, "{fkey}");
+        assert!(fkey.bytes().all(|c| c > b' ' && c != 0x7f), "{fkey:?}");
+        if key.starts_with('ü') {
+            assert_eq!(fkey, format!("odd:{key}"));
+        } else {
+            assert!(fkey.starts_with("odd:#") && fkey.len() == 4 + 33, "{fkey}");
+        }
+        assert_eq!(raw.get::<String>(&fkey).unwrap(), Some(i.to_string()));
+        assert_eq!(b.get(key), Some(i.to_string()), "key {key:?}");
+    }
+    // Structured keys render through the codec.
+    let t: NearFar<(u32, String), u64> = NearFar::builder()
+        .far(client(&mc))
+        .namespace("tuple")
+        .build()
+        .unwrap();
+    assert_eq!(t.get_with((7, k("a")), || 49), 49);
+    let fkey = t.far_key(&(7, k("a"))).unwrap();
+    assert_eq!(fkey, "tuple:070161");
+    assert_eq!(raw.get::<u64>(&fkey).unwrap(), Some(49));
+}
+
+#[test]
+fn revalidation_sees_another_instances_write_and_remove() {
+    let mc = Memcached::start();
+    let clock = MockClock::new();
+    let a: NearFar<String, String> = NearFar::builder()
+        .near(Cache::builder().max_entries(100).clock(clock.clone()))
+        .clock(clock.clone())
+        .far(client(&mc))
+        .namespace("reval")
+        .revalidate_after(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let b = instance(&mc, "reval");
+
+    assert_eq!(a.get_with(k("k"), || k("v1")), "v1");
+    b.insert(k("k"), k("v2"));
+    assert_eq!(a.get(&k("k")).as_deref(), Some("v1"), "within the period");
+    assert_eq!(a.stats().revalidations, 0);
+
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(
+        a.get(&k("k")).as_deref(),
+        Some("v2"),
+        "changed CAS: refetched"
+    );
+    let s = a.stats();
+    assert_eq!((s.revalidations, s.revalidations_changed), (1, 1));
+
+    // Unchanged: kept, checked again only after another period.
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(a.get(&k("k")).as_deref(), Some("v2"));
+    assert_eq!(a.get(&k("k")).as_deref(), Some("v2"));
+    let s = a.stats();
+    assert_eq!((s.revalidations, s.revalidations_changed), (2, 1));
+
+    // A remove elsewhere: seen after the period, through get_with too.
+    b.remove(&k("k"));
+    assert_eq!(a.get(&k("k")).as_deref(), Some("v2"));
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(a.get_with(k("k"), || k("v3")), "v3");
+    let s = a.stats();
+    assert_eq!((s.revalidations, s.revalidations_changed), (3, 2));
+    assert_eq!(b.get(&k("k")).as_deref(), Some("v3"));
+}
+
+#[test]
+fn stale_on_remove_serves_stale_while_one_recomputes() {
+    let mc = Memcached::start();
+    let mk = || -> NearFar<String, String> {
+        NearFar::builder()
+            .far(client(&mc))
+            .namespace("swr")
+            .stale_on_remove(Duration::from_secs(30))
+            .build()
+            .unwrap()
+    };
+    let (a, b, c, d) = (mk(), mk(), mk(), mk());
+    assert_eq!(a.get_with(k("report"), || k("v1")), "v1");
+    a.remove(&k("report"));
+    assert_eq!(
+        a.get(&k("report")).as_deref(),
+        Some("v1"),
+        "stale until recomputed"
+    );
+
+    // b wins the recompute; while its loader runs, c is served the stale value.
+    let (started_tx, started_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let recompute = thread::spawn(move || {
+        b.get_with(k("report"), || {
+            started_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            k("v2")
+        })
+    });
+    started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(c.get_with(k("report"), || unreachable!()), "v1");
+    assert_eq!(c.stats().stale_serves, 1);
+    go_tx.send(()).unwrap();
+    assert_eq!(recompute.join().unwrap(), "v2");
+    assert_eq!(d.get(&k("report")).as_deref(), Some("v2"));
+    assert_eq!(d.stats().stale_serves, 0);
+}
+
+#[test]
+fn a_failed_or_panicking_loader_releases_the_lease() {
+    let mc = Memcached::start();
+    let mk = || -> NearFar<String, String> {
+        NearFar::builder()
+            .far(client(&mc))
+            .namespace("release")
+            .lease_wait(Duration::from_secs(5))
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (mk(), mk());
+    let err = a.try_get_with(k("e"), || Err::<String, _>("db down"));
+    assert_eq!(*err.unwrap_err(), "db down");
+    let start = Instant::now();
+    assert_eq!(b.get_with(k("e"), || k("ok")), "ok");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "no wait on a dead lease"
+    );
+    assert_eq!(b.stats().lease_waits, 0);
+
+    let panicked = catch_unwind(AssertUnwindSafe(|| {
+        a.get_with(k("p"), || panic!("loader bug"))
+    }));
+    assert!(panicked.is_err());
+    let start = Instant::now();
+    assert_eq!(b.get_with(k("p"), || k("ok")), "ok");
+    assert!(start.elapsed() < Duration::from_secs(2));
+    assert_eq!(b.stats().lease_waits, 0);
+    // a is still usable after its loader panicked.
+    assert_eq!(a.get_with(k("p"), || unreachable!()), "ok");
+}
+
+#[test]
+fn undecodable_far_value_is_a_counted_miss_and_is_replaced() {
+    let mc = Memcached::start();
+    let raw = client(&mc);
+    let a: NearFar<String, u64> = NearFar::builder()
+        .far(client(&mc))
+        .namespace("dec")
+        .build()
+        .unwrap();
+    raw.set("dec:n", "not a number", Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(a.get(&k("n")), None);
+    assert_eq!(a.stats().decode_errors, 1);
+    assert_eq!(a.get_with(k("n"), || 5), 5);
+    assert_eq!(a.stats().decode_errors, 2);
+    assert_eq!(raw.get::<u64>("dec:n").unwrap(), Some(5));
+}
+
+#[test]
+fn fallback_pool_warms_the_new_one() {
+    let old = Memcached::start();
+    let new = Memcached::start();
+    let old_raw = client(&old);
+    let new_raw = client(&new);
+    old_raw
+        .set("fb:a", "from-old", Duration::from_secs(60))
+        .unwrap();
+    old_raw
+        .set("fb:b", "also-old", Duration::from_secs(60))
+        .unwrap();
+    let a: NearFar<String, String> = NearFar::builder()
+        .far(client(&new))
+        .fallback(client(&old))
+        .namespace("fb")
+        .build()
+        .unwrap();
+    assert_eq!(a.get(&k("a")).as_deref(), Some("from-old"));
+    assert_eq!(
+        new_raw.get::<String>("fb:a").unwrap().as_deref(),
+        Some("from-old")
+    );
+    assert_eq!(a.get_with(k("b"), || unreachable!()), "also-old");
+    assert_eq!(
+        new_raw.get::<String>("fb:b").unwrap().as_deref(),
+        Some("also-old")
+    );
+    assert_eq!(a.get_with(k("c"), || k("loaded")), "loaded");
+    let s = a.stats();
+    assert_eq!((s.fallback_hits, s.loader_calls), (2, 1));
+    // remove clears both pools, so the old value cannot come back.
+    a.remove(&k("a"));
+    assert_eq!(old_raw.get::<String>("fb:a").unwrap(), None);
+    assert_eq!(a.get(&k("a")), None);
+}
+
+#[test]
+fn a_hung_lease_holder_costs_waiters_at_most_lease_wait() {
+    let mc = Memcached::start();
+    let mk = |wait: Duration| -> NearFar<String, String> {
+        NearFar::builder()
+            .far(client(&mc))
+            .namespace("hung")
+            .lease_wait(wait)
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (mk(Duration::from_secs(10)), mk(300 * MS));
+    let (started_tx, started_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let holder = thread::spawn(move || {
+        a.get_with(k("slow"), || {
+            started_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            k("from a")
+        })
+    });
+    started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let start = Instant::now();
+    assert_eq!(b.get_with(k("slow"), || k("from b")), "from b");
+    let waited = start.elapsed();
+    assert!(
+        waited >= 300 * MS && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
+    let s = b.stats();
+    assert_eq!((s.lease_waits, s.lease_timeouts, s.loader_calls), (1, 1, 1));
+    go_tx.send(()).unwrap();
+    assert_eq!(holder.join().unwrap(), "from a");
+}
+
+#[test]
+fn revalidation_of_an_invalidated_item_recomputes_once() {
+    let mc = Memcached::start();
+    let clock = MockClock::new();
+    let a: NearFar<String, String> = NearFar::builder()
+        .near(Cache::builder().max_entries(100).clock(clock.clone()))
+        .clock(clock.clone())
+        .far(client(&mc))
+        .namespace("reval-stale")
+        .revalidate_after(Duration::from_secs(1))
+        .stale_on_remove(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let b: NearFar<String, String> = NearFar::builder()
+        .far(client(&mc))
+        .namespace("reval-stale")
+        .stale_on_remove(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    assert_eq!(a.get_with(k("k"), || k("v1")), "v1");
+    b.remove(&k("k"));
+    clock.advance(Duration::from_secs(1));
+    // a's check meets the stale item, takes its recompute token and, having
+    // a loader, recomputes.
+    assert_eq!(a.get_with(k("k"), || k("v2")), "v2");
+    assert_eq!(a.stats().loader_calls, 2);
+    assert_eq!(b.get(&k("k")).as_deref(), Some("v2"));
+
+    // A plain get meeting a stale item hands its token back: the next
+    // get_with elsewhere recomputes.
+    b.remove(&k("k"));
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(a.get(&k("k")).as_deref(), Some("v2"), "stale, served");
+    let c: NearFar<String, String> = NearFar::builder()
+        .far(client(&mc))
+        .namespace("reval-stale")
+        .build()
+        .unwrap();
+    assert_eq!(c.get_with(k("k"), || k("v3")), "v3");
+    assert_eq!(c.stats().loader_calls, 1);
+}
+
+/// `#[memoize(store = ...)]` over a `NearFar`: two "processes" memoising the
+/// same function share results through memcached.
+#[test]
+fn memoize_through_a_nearfar_store() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{LazyLock, OnceLock};
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    // The server belongs to this test (killed when it ends); the stores only
+    // learn its address.
+    static ADDR: OnceLock<String> = OnceLock::new();
+    let mc = Memcached::start();
+    ADDR.set(mc.addr()).unwrap();
+    fn store() -> nearfar::NearFar<u64, u64> {
+        let addr = ADDR.get().expect("set before first use").clone();
+        let client = nearfar::memcached::Client::builder()
+            .servers([addr])
+            .build()
+            .unwrap();
+        nearfar::NearFar::builder()
+            .near(nearfar::Cache::builder().max_entries(100))
+            .far(client)
+            .namespace("memo-test")
+            .build()
+            .unwrap()
+    }
+    static FIRST: LazyLock<nearfar::NearFar<u64, u64>> = LazyLock::new(store);
+    static SECOND: LazyLock<nearfar::NearFar<u64, u64>> = LazyLock::new(store);
+    #[nearfar::memoize(store = FIRST)]
+    fn square_a(n: u64) -> u64 {
+        RUNS.fetch_add(1, Ordering::SeqCst);
+        n * n
+    }
+    #[nearfar::memoize(store = SECOND)]
+    fn square_b(n: u64) -> u64 {
+        RUNS.fetch_add(1, Ordering::SeqCst);
+        n * n
+    }
+    assert_eq!(square_a(12), 144);
+    assert_eq!(square_a(12), 144);
+    // The second process finds it in memcached: the body does not run again.
+    assert_eq!(square_b(12), 144);
+    assert_eq!(RUNS.load(Ordering::SeqCst), 1);
+    assert_eq!(SECOND.stats().far_hits, 1);
+}

@@ -224,6 +224,12 @@ fn weighted(n: usize) -> Vec<u8> {
     vec![0; n]
 }
 
+/// A weight bound alone: every entry weighs 1, and no entry bound applies.
+#[memoize(max_weight = 50)]
+fn weight_bounded(n: u32) -> u32 {
+    n
+}
+
 #[allow(clippy::ptr_arg)] // the cache's weigher type is `Fn(&K, &V) -> u64`
 fn weigh_bytes(_: &usize, v: &Vec<u8>) -> u64 {
     v.len() as u64
@@ -241,6 +247,12 @@ fn bounds_are_respected() {
         assert_eq!(weighted(n).len(), n);
         assert!(weighted_cache().weight() <= 1_000);
     }
+    for n in 0..1_000 {
+        assert_eq!(weight_bounded(n), n);
+        assert!(weight_bounded_cache().len() <= 50);
+        assert!(weight_bounded_cache().weight() <= 50);
+    }
+    assert!(!weight_bounded_cache().is_empty());
 }
 
 static SLOW_RUNS: AtomicUsize = AtomicUsize::new(0);

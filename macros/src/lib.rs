@@ -153,6 +153,13 @@ fn parse_options(args: TokenStream) -> syn::Result<Options> {
             ));
         }
     }
+    if let (Some(w), None) = (&o.weigher, o.max_weight) {
+        return Err(Error::new(
+            w.span(),
+            "`weigher` needs `max_weight = N`: weights bound the cache only against a maximum \
+             weight (without one the cache is bounded by entry count, and the weigher is unused)",
+        ));
+    }
     if o.result == Some(true) && o.option == Some(true) {
         return Err(Error::new(
             Span::call_site(),
@@ -393,7 +400,9 @@ fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
                 .cache_fn
                 .clone()
                 .unwrap_or_else(|| format_ident!("{}_cache", name));
-            let has_weight = opts.max_weight.is_some() || opts.weigher.is_some();
+            // A weigher without `max_weight` is refused above, so only a weight
+            // bound replaces the default entry bound.
+            let has_weight = opts.max_weight.is_some();
             let max_entries = match opts.max_entries {
                 Some((n, _)) => Some(n),
                 None if has_weight => None,
@@ -590,6 +599,11 @@ mod tests {
                 "replaces the private cache",
             ),
             (quote!(result, option), "exclude"),
+            (quote!(weigher = w), "`weigher` needs `max_weight"),
+            (
+                quote!(weigher = w, max_entries = 5),
+                "`weigher` needs `max_weight",
+            ),
             (quote!(cache_err = true), "`cache_err` applies"),
             (quote!(cache_none), "`cache_none` applies"),
             (quote!(max_entries = "ten"), "expected integer literal"),

@@ -87,7 +87,9 @@ pub use store::{Cache, CacheBuilder, Clock, Iter, MockClock, RemovalCause, Stats
 ///   function `<name>_cache() -> &'static Cache<Key, Value>` with the memoised
 ///   fn's visibility and `cfg`s: use it for [`stats`](Cache::stats), to
 ///   [`clear`](Cache::clear) or [`remove`](Cache::remove) entries, or to
-///   [`insert`](Cache::insert) values. Rename it with `cache_fn = NAME`.
+///   [`insert`](Cache::insert) values. Rename it with `cache_fn = NAME`. (The
+///   memoised fn reaches the cache through a hidden `__nearfar_<name>_cache`
+///   fn, so an argument may share the cache fn's name.)
 /// * The function itself, with its signature and attributes: its body moves
 ///   into an inner function, called on a miss with clones of the arguments.
 ///

@@ -370,3 +370,25 @@ fn public_fn_and_its_cache_fn() {
     assert_eq!(public::double(21), 42);
     assert_eq!(public::double_cache().get(&21), Some(42));
 }
+
+/// An argument named like the generated cache fn does not shadow it.
+#[memoize]
+fn shadowed(shadowed_cache: u8, cache: u8) -> u16 {
+    u16::from(shadowed_cache) * 10 + u16::from(cache)
+}
+
+/// Nor with a renamed cache fn and an argument of that name.
+#[memoize(cache_fn = cache)]
+fn renamed_shadowed(cache: u8) -> u8 {
+    cache + 1
+}
+
+#[test]
+fn arguments_named_like_the_cache_fn() {
+    assert_eq!(shadowed(1, 2), 12);
+    assert_eq!(shadowed(1, 2), 12);
+    assert_eq!(shadowed_cache().stats().hits, 1);
+    assert_eq!(renamed_shadowed(4), 5);
+    assert_eq!(renamed_shadowed(4), 5);
+    assert_eq!(cache().get(&4), Some(5));
+}

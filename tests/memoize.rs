@@ -224,6 +224,16 @@ fn weighted(n: usize) -> Vec<u8> {
     vec![0; n]
 }
 
+#[memoize(max_weight = 1_000, weigher = |_, v: &Vec<u8>| v.len() as u64)]
+fn weighted_by_closure(n: usize) -> Vec<u8> {
+    vec![1; n]
+}
+
+#[memoize(max_weight = 1_000, weigher = |_, v| v.len() as u64)]
+fn weighted_by_untyped_closure(n: usize) -> Vec<u8> {
+    vec![2; n]
+}
+
 /// A weight bound alone: every entry weighs 1, and no entry bound applies.
 #[memoize(max_weight = 50)]
 fn weight_bounded(n: u32) -> u32 {
@@ -253,6 +263,13 @@ fn bounds_are_respected() {
         assert!(weight_bounded_cache().weight() <= 50);
     }
     assert!(!weight_bounded_cache().is_empty());
+    for n in 1..100 {
+        assert_eq!(weighted_by_closure(n).len(), n);
+        assert!(weighted_by_closure_cache().weight() <= 1_000);
+        assert_eq!(weighted_by_untyped_closure(n).len(), n);
+        assert!(weighted_by_untyped_closure_cache().weight() <= 1_000);
+    }
+    assert!(weighted_by_closure_cache().len() < 99);
 }
 
 static SLOW_RUNS: AtomicUsize = AtomicUsize::new(0);

@@ -408,7 +408,8 @@ fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
                 None if has_weight => None,
                 None => Some(DEFAULT_MAX_ENTRIES),
             };
-            let mut builder = quote!(#krate::Cache::builder());
+            // Turbofished, so that a closure weigher's argument types are known.
+            let mut builder = quote!(#krate::Cache::<#key_ty, #value_ty>::builder());
             if let Some(n) = max_entries {
                 builder = quote!(#builder.max_entries(#n));
             }

@@ -109,7 +109,7 @@ pub use store::{Cache, CacheBuilder, Clock, Iter, MockClock, RemovalCause, Stats
 /// | `max_entries = N` | bound the cache to `N` entries (default 10 000, unless a weight bound is given) |
 /// | `max_weight = N`, `weigher = EXPR` | bound it by total weight; the weigher is `Fn(&Key, &Value) -> u64`: a path, or a closure such as `\|_, v\| v.len() as u64` (its argument types are inferred). Each entry weighs 1 without one; a `weigher` needs `max_weight` (a compile error otherwise) |
 /// | `ttl_secs = N` or `ttl_ms = N` | entries expire `N` seconds / milliseconds after they are computed |
-/// | `store = PATH` | keep results in this store instead of a private cache: any expression naming a [`memo::MemoStore<Key, Value>`](memo::MemoStore), such as a `static STORE: LazyLock<…>`; no cache function is generated, and the bound and TTL options do not apply |
+/// | `store = PATH` | keep results in this store instead of a private cache: the path of a `static` [`memo::MemoStore<Key, Value>`](memo::MemoStore), such as a `static STORE: LazyLock<…>` (any other expression, or a `const`, is a compile error: it would be a new store on every call); no cache function is generated, and the bound and TTL options do not apply |
 /// | `result = BOOL` | treat the return type as a `Result` (default: when its last path segment is `Result<…>`) |
 /// | `option = BOOL` | treat the return type as an `Option` (default: when its last path segment is `Option<…>`) |
 /// | `cache_err` (`= true`) | for a `Result`, cache errors too (the value is the whole `Result`; `E: Clone`) |
@@ -198,6 +198,24 @@ pub use store::{Cache, CacheBuilder, Clock, Iter, MockClock, RemovalCause, Stats
 ///
 /// #[nearfar::memoize(weigher = weigh)]
 /// fn name(id: u32) -> String { id.to_string() }
+/// ```
+///
+/// ```compile_fail
+/// // `store` takes the path of a static, not an expression to run per call.
+/// fn make_store() -> nearfar::Cache<u32, u32> { nearfar::Cache::new(10) }
+///
+/// #[nearfar::memoize(store = make_store())]
+/// fn double(n: u32) -> u32 { n * 2 }
+/// ```
+///
+/// ```compile_fail
+/// // Nor a `const`: each use of it is a new store.
+/// use std::sync::LazyLock;
+/// #[allow(clippy::declare_interior_mutable_const)]
+/// const STORE: LazyLock<nearfar::Cache<u32, u32>> = LazyLock::new(|| nearfar::Cache::new(10));
+///
+/// #[nearfar::memoize(store = STORE)]
+/// fn double(n: u32) -> u32 { n * 2 }
 /// ```
 ///
 /// ```compile_fail

@@ -37,7 +37,8 @@ struct Options {
     weigher: Option<Expr>,
     /// The TTL in milliseconds, and the option that gave it.
     ttl_ms: Option<(u64, Span)>,
-    store: Option<Expr>,
+    /// A path to a `static` store.
+    store: Option<syn::Path>,
     result: Option<bool>,
     option: Option<bool>,
     cache_err: Option<(bool, Span)>,
@@ -112,7 +113,17 @@ fn parse_options(args: TokenStream) -> syn::Result<Options> {
             o.ttl_ms = Some((ms, span));
             Ok(())
         } else if p.is_ident("store") {
-            let v: Expr = meta.value()?.parse()?;
+            let v = match meta.value()?.parse::<Expr>()? {
+                Expr::Path(e) if e.qself.is_none() && e.attrs.is_empty() => e.path,
+                e => {
+                    return Err(Error::new(
+                        e.span(),
+                        "`store` takes the path of a `static` store (`store = STORE`, for \
+                         `static STORE: LazyLock<...>`): any other expression would be \
+                         evaluated again on every call",
+                    ));
+                }
+            };
             once(&mut o.store, v, &meta)
         } else if p.is_ident("result") {
             let v = flag(&meta)?;
@@ -394,7 +405,15 @@ fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
 
     let cfgs: Vec<_> = attrs.iter().filter(|a| a.path().is_ident("cfg")).collect();
     let (store, cache_item) = match &opts.store {
-        Some(expr) => (quote!(&(#expr)), TokenStream::new()),
+        // A `'static` borrow: a `const` store would be a new store on every
+        // call, and is refused here.
+        Some(path) => (
+            quote! {{
+                let __nearfar_store: &'static _ = &#path;
+                __nearfar_store
+            }},
+            TokenStream::new(),
+        ),
         None => {
             let cache_fn = opts
                 .cache_fn
@@ -610,6 +629,8 @@ mod tests {
                 "replaces the private cache",
             ),
             (quote!(result, option), "exclude"),
+            (quote!(store = make_store()), "takes the path of a `static`"),
+            (quote!(store = &S), "takes the path of a `static`"),
             (quote!(weigher = w), "`weigher` needs `max_weight"),
             (
                 quote!(weigher = w, max_entries = 5),
@@ -761,7 +782,7 @@ mod tests {
             ),
         );
         assert!(
-            r.contains("& (crate :: S)") && !r.contains("LazyLock"),
+            r.contains("& 'static _ = & crate :: S") && !r.contains("LazyLock"),
             "{r}"
         );
     }

@@ -96,10 +96,14 @@ pub use store::{Cache, CacheBuilder, Clock, Iter, MockClock, RemovalCause, Stats
 /// The key is the argument itself for a one-argument fn (`Cache<u64, _>`),
 /// `()` for none, and the tuple of the arguments otherwise
 /// (`Cache<(String, u32), _>`). Arguments must be `Clone + Hash + Eq + Send +
-/// Sync + 'static` — owned values (`String`, not `&str`), cloned into the key
-/// on every call and once more to run the body on a miss; the cached value
-/// type must be `Clone + Send + Sync + 'static` and is cloned out on every
-/// hit (wrap large values in `Arc`).
+/// Sync + 'static` — owned values (`String`, not `&str`, and no reference
+/// or `impl Trait` inside the type either: `(u8, &str)` is refused). The
+/// cached value type must be `Clone + Send + Sync + 'static`.
+///
+/// What is cloned: the arguments are *moved* into the key, not cloned. A hit
+/// clones nothing but the cached value it returns (wrap large values in
+/// `Arc`). A miss clones the key once, to store it, and the arguments once
+/// more, to run the body with them.
 ///
 /// # Options
 /// `#[nearfar::memoize(option = value, ...)]`, in any order:
@@ -166,11 +170,22 @@ pub use store::{Cache, CacheBuilder, Clock, Iter, MockClock, RemovalCause, Stats
 /// *other* arguments, as `fib` above does. Calling itself with the *same*
 /// arguments while computing them panics: it would wait for itself forever.
 ///
+/// A cycle *across threads* is not detected, and deadlocks: if one thread
+/// computes `a(1)`, whose body calls `b(1)`, while another computes `b(1)`,
+/// whose body calls `a(1)`, each waits forever for the other's run — as with
+/// any lock-based once-cell (`std::sync::OnceLock`, `LazyLock`). Memoised
+/// functions that call each other must do so in one order.
+///
 /// # Limits
 /// The attribute applies to free functions (not methods or associated
 /// functions in an `impl` block) that are not `async`, `const`, `unsafe`,
-/// `extern` or generic, and whose parameters are plain identifiers with owned
-/// types. Anything else is a compile error that says why:
+/// `extern` or generic, whose parameters are plain identifiers with owned
+/// types, and whose return type has no `impl Trait`. Anything else is a
+/// compile error that says why — except an associated function *without*
+/// `self` in an `impl` block, which the attribute cannot tell from a free
+/// function: it fails to compile with "cannot find function
+/// `__nearfar_<name>_cache`" (memoise a free function and call it from the
+/// associated one).
 ///
 /// ```compile_fail
 /// #[nearfar::memoize]
@@ -190,6 +205,24 @@ pub use store::{Cache, CacheBuilder, Clock, Iter, MockClock, RemovalCause, Stats
 /// ```compile_fail
 /// #[nearfar::memoize]
 /// fn len(s: &str) -> usize { s.len() }
+/// ```
+///
+/// ```compile_fail
+/// #[nearfar::memoize]
+/// fn len(s: (u8, &str)) -> usize { s.1.len() }
+/// ```
+///
+/// ```compile_fail
+/// #[nearfar::memoize]
+/// fn show(n: u32) -> Option<impl std::fmt::Display> { Some(n) }
+/// ```
+///
+/// ```compile_fail
+/// struct Db;
+/// impl Db {
+///     #[nearfar::memoize]
+///     fn get(id: u32) -> u32 { id }
+/// }
 /// ```
 ///
 /// ```compile_fail

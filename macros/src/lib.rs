@@ -8,6 +8,7 @@ use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote};
 use syn::parse::Parser;
 use syn::spanned::Spanned;
+use syn::visit::{self, Visit};
 use syn::{
     Error, Expr, FnArg, GenericArgument, Ident, ItemFn, LitBool, LitInt, Pat, PathArguments,
     ReturnType, Token, Type,
@@ -214,6 +215,50 @@ fn generic_args<'a>(ty: &'a Type, name: &str) -> Option<Vec<&'a Type>> {
     (!types.is_empty()).then_some(types)
 }
 
+/// What [`find_in_type`] looks for.
+#[derive(Clone, Copy, PartialEq)]
+enum Found {
+    ImplTrait,
+    Reference,
+}
+
+/// Walks a type for the first `impl Trait` (and, if `refs`, reference)
+/// anywhere in it, such as `Option<impl Display>` or `(u8, &str)`.
+struct TypeFinder {
+    refs: bool,
+    found: Option<(Span, Found)>,
+}
+
+impl<'ast> Visit<'ast> for TypeFinder {
+    fn visit_type(&mut self, ty: &'ast Type) {
+        if self.found.is_some() {
+            return;
+        }
+        match ty {
+            Type::ImplTrait(_) => self.found = Some((ty.span(), Found::ImplTrait)),
+            Type::Reference(_) if self.refs => self.found = Some((ty.span(), Found::Reference)),
+            // A fn pointer's own arguments (`fn(&str) -> u8`) are its
+            // business, not the memoised fn's.
+            Type::BareFn(_) => {}
+            _ => visit::visit_type(self, ty),
+        }
+    }
+
+    // Likewise `Fn(&str) -> u8` in a bound.
+    fn visit_parenthesized_generic_arguments(
+        &mut self,
+        _: &'ast syn::ParenthesizedGenericArguments,
+    ) {
+    }
+}
+
+/// The first `impl Trait` in `ty`, or reference if `refs`, at any depth.
+fn find_in_type(ty: &Type, refs: bool) -> Option<(Span, Found)> {
+    let mut finder = TypeFinder { refs, found: None };
+    finder.visit_type(ty);
+    finder.found
+}
+
 /// Rejects what a memoised signature cannot have, with a message saying why.
 fn check_signature(f: &ItemFn) -> syn::Result<()> {
     let sig = &f.sig;
@@ -261,27 +306,27 @@ fn check_signature(f: &ItemFn) -> syn::Result<()> {
                 );
             }
         }
-        match &*arg.ty {
-            Type::Reference(_) => {
+        match find_in_type(&arg.ty, true) {
+            Some((span, Found::Reference)) => {
                 return refuse(
-                    arg.ty.span(),
+                    span,
                     "#[memoize] arguments must be owned (e.g. `String`, not `&str`): they are \
                      cloned into the cache key, which lives in a static",
                 );
             }
-            Type::ImplTrait(_) => {
+            Some((span, Found::ImplTrait)) => {
                 return refuse(
-                    arg.ty.span(),
+                    span,
                     "#[memoize] does not support `impl Trait` arguments (they make the fn generic)",
                 );
             }
-            _ => {}
+            None => {}
         }
     }
     if let ReturnType::Type(_, ty) = &sig.output {
-        if let Type::ImplTrait(_) = &**ty {
+        if let Some((span, _)) = find_in_type(ty, false) {
             return refuse(
-                ty.span(),
+                span,
                 "#[memoize] does not support `impl Trait` return types: the cached type must be named",
             );
         }
@@ -604,6 +649,38 @@ mod tests {
                 ),
                 "impl Trait",
             ),
+            (
+                quote!(
+                    fn f(a: u8) -> Option<impl Copy> {
+                        Some(a)
+                    }
+                ),
+                "impl Trait",
+            ),
+            (
+                quote!(
+                    fn f(a: (u8, &str)) -> u8 {
+                        a.0
+                    }
+                ),
+                "owned",
+            ),
+            (
+                quote!(
+                    fn f(a: Vec<Box<&'static str>>) -> u8 {
+                        0
+                    }
+                ),
+                "owned",
+            ),
+            (
+                quote!(
+                    fn f(a: Option<impl Copy>) -> u8 {
+                        0
+                    }
+                ),
+                "impl Trait",
+            ),
         ];
         for (item, why) in cases {
             let e = err(quote!(), item.clone());
@@ -644,6 +721,18 @@ mod tests {
             let e = err(args.clone(), item.clone());
             assert!(e.contains(why), "{args}: {e}");
         }
+    }
+
+    #[test]
+    fn fn_pointer_arguments_are_not_references() {
+        ok(
+            quote!(),
+            quote!(
+                fn f(g: fn(&str) -> usize, h: Option<fn(&u8)>) -> usize {
+                    g("x")
+                }
+            ),
+        );
     }
 
     #[test]

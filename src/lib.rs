@@ -126,8 +126,10 @@ pub use store::{Cache, CacheBuilder, Clock, Iter, MockClock, RemovalCause, Stats
 /// path segment is `Result<T, …>` (so `io::Result<T>` and `anyhow::Result<T>`
 /// count), only `Ok(T)` values are cached, and an `Err` is returned to the
 /// caller and not cached: the next call runs the body again. Callers that
-/// waited on a run that failed run the body themselves, so each error
-/// returned comes from its caller's own run and `E` needs no `Clone`. For a
+/// waited on a run that failed ask again, one running the body while the
+/// others wait on it: the body runs at most once at a time per key, each
+/// error returned comes from its caller's own run (`E` needs no `Clone`),
+/// and the first `Ok` is shared with the callers still waiting. For a
 /// type alias the attribute cannot see through, write `result = true`; for a
 /// type named `Result` that is not one, `result = false`. Likewise `Option<T>`
 /// caches only `Some(T)` (callers that waited on the run get its `None`).

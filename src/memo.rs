@@ -142,7 +142,10 @@ impl<K, V, F, S> fmt::Debug for Memo<K, V, F, S> {
 ///
 /// An error is returned as `Arc<E>`, to the caller that ran the function and
 /// to the callers that were waiting on that run (the same `Arc`); it is not
-/// cached, so the next call for the key runs the function again.
+/// cached, so the next call for the key runs the function again. (The
+/// `#[memoize]` attribute, through [`memoize_result`], cannot share an
+/// error it cannot clone: its waiters run the function again instead, one
+/// at a time.)
 ///
 /// ```
 /// use nearfar::memo::TryMemo;
@@ -275,6 +278,10 @@ pub trait MemoStore<K, V> {
     /// The value stored for `key`; or else `compute()`'s: `Some` is stored
     /// and returned, `None` is returned and nothing is stored. A caller that
     /// waited on another's `compute` returns that result, `Some` or `None`.
+    ///
+    /// It must not return `None` without running `compute` for any other
+    /// reason: [`memoize_result`] takes such a `None` as "another caller's
+    /// run failed" and asks again.
     fn try_get_or_compute(&self, key: &K, compute: &mut dyn FnMut() -> Option<V>) -> Option<V>;
 }
 
@@ -351,8 +358,15 @@ where
 /// for a `Result` return type (without `cache_err`).
 ///
 /// Concurrent callers for one key share one run of `f`. When that run fails,
-/// its caller gets the error, and each caller that waited on it runs `f`
-/// itself (so `E` need not be `Clone`; an `Ok` from that run is stored).
+/// its caller gets the error, and the callers that waited on it ask again:
+/// one of them runs `f` while the others wait on that run, and so on. So `f`
+/// runs at most once at a time per key, each error returned comes from its
+/// caller's own run (`E` need not be `Clone`), and the first `Ok` is stored
+/// and shared with the callers still waiting. ([`TryMemo`] differs: its
+/// waiters share the failed run's error as an `Arc<E>`, and do not run `f`.)
+///
+/// This relies on `store` running `compute` whenever it has no value and
+/// waits on no other caller's run (see [`MemoStore::try_get_or_compute`]).
 ///
 /// # Errors
 /// `f`'s error, from this caller's own run of `f`.
@@ -370,27 +384,25 @@ where
     V: Clone,
     S: MemoStore<K, V> + ?Sized,
 {
-    let mut error = None;
-    let got = store.try_get_or_compute(&key, &mut || match f(&key) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            error = Some(e);
-            None
+    loop {
+        let mut error = None;
+        let got = store.try_get_or_compute(&key, &mut || match f(&key) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                error = Some(e);
+                None
+            }
+        });
+        if let Some(v) = got {
+            return Ok(v);
         }
-    });
-    if let Some(v) = got {
-        return Ok(v);
+        if let Some(e) = error {
+            return Err(e);
+        }
+        // We waited on another caller's run, and it failed: its error is
+        // not ours to return. Ask again, through the same coalescing, so
+        // that the callers left run `f` one at a time (or share a value).
     }
-    if let Some(e) = error {
-        return Err(e);
-    }
-    // We waited on another caller's run, and it failed: its error is not
-    // ours to return. Run `f` ourselves; store an `Ok` (or take the value
-    // someone stored meanwhile).
-    let v = f(&key)?;
-    Ok(store
-        .try_get_or_compute(&key, &mut || Some(v.clone()))
-        .unwrap_or(v))
 }
 
 /// `f(&key)` for an `Option`-returning `f`, memoised in `store`: `Some`
@@ -548,9 +560,9 @@ mod tests {
     }
 
     #[test]
-    fn memoize_result_waiters_run_their_own() {
-        // The first run fails (slowly); the waiters each run `f` themselves
-        // and the first of them to succeed stores the value.
+    fn memoize_result_waiters_retry_after_a_failed_run() {
+        // The first run fails (slowly); the waiters ask again, one of them
+        // runs `f`, succeeds, and the others share its value.
         let store: Cache<u8, u8> = Cache::new(10);
         let calls = AtomicUsize::new(0);
         let start = Barrier::new(4);
@@ -584,6 +596,39 @@ mod tests {
             "only the failing run's caller sees its error"
         );
         assert_eq!(store.get(&1), Some(1));
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "one retry, shared");
+    }
+
+    #[test]
+    fn memoize_result_waiters_retry_one_at_a_time() {
+        // Every run fails: each caller ends with its own run's error, and
+        // the retries after a failed run are coalesced, never concurrent.
+        let store: Cache<u8, u8> = Cache::new(10);
+        let (running, most, calls) = (
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+        );
+        let start = Barrier::new(6);
+        thread::scope(|s| {
+            for _ in 0..6 {
+                s.spawn(|| {
+                    start.wait();
+                    let r: Result<u8, usize> = memoize_result(&store, 1, |_| {
+                        let n = calls.fetch_add(1, Ordering::SeqCst);
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        thread::sleep(Duration::from_millis(20));
+                        running.fetch_sub(1, Ordering::SeqCst);
+                        Err(n)
+                    });
+                    assert!(r.is_err());
+                });
+            }
+        });
+        assert_eq!(most.load(Ordering::SeqCst), 1, "runs never overlap");
+        assert_eq!(calls.load(Ordering::SeqCst), 6, "one run per caller");
+        assert!(store.is_empty());
     }
 
     #[test]

@@ -632,6 +632,38 @@ mod tests {
     }
 
     #[test]
+    fn only_the_caller_that_runs_clones_the_key() {
+        static CLONES: AtomicUsize = AtomicUsize::new(0);
+        #[derive(PartialEq, Eq, Hash)]
+        struct Key(u8);
+        impl Clone for Key {
+            fn clone(&self) -> Self {
+                CLONES.fetch_add(1, Ordering::SeqCst);
+                Key(self.0)
+            }
+        }
+        let memo = Memo::new(10, |k: &Key| {
+            thread::sleep(Duration::from_millis(50));
+            k.0
+        });
+        let start = Barrier::new(4);
+        thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    start.wait();
+                    assert_eq!(memo.get(&Key(3)), 3);
+                });
+            }
+        });
+        assert_eq!(memo.get(&Key(3)), 3);
+        assert_eq!(
+            CLONES.load(Ordering::SeqCst),
+            1,
+            "waiters and hits clone no key"
+        );
+    }
+
+    #[test]
     fn memoize_option_shares_none_with_waiters() {
         let store: Cache<u8, u8> = Cache::new(10);
         let calls = AtomicUsize::new(0);

@@ -155,6 +155,14 @@ impl<K, V, F, S> fmt::Debug for Memo<K, V, F, S> {
 /// assert!(parse.get(&"forty-two".to_string()).is_err());
 /// assert_eq!(parse.cache().len(), 1); // the error was not cached
 /// ```
+///
+/// The error type must be `Send + Sync + 'static` (errors are shared as
+/// `Arc<E>` between threads); [`TryMemo::new`] requires it up front:
+///
+/// ```compile_fail
+/// use nearfar::memo::TryMemo;
+/// let _memo = TryMemo::new(10, |_: &u8| Err::<u8, _>(std::rc::Rc::new(())));
+/// ```
 pub struct TryMemo<K, V, F, S = ahash::RandomState> {
     cache: Cache<K, V, S>,
     f: F,
@@ -165,6 +173,9 @@ where
     K: Hash + Eq + Clone,
     V: Clone,
     F: Fn(&K) -> Result<V, E>,
+    // As `get` requires (errors are shared as `Arc<E>`): checked here so a
+    // memo that could never be asked is refused where it is made.
+    E: Send + Sync + 'static,
 {
     /// Memoises `f` in a new cache of at most `max_entries` entries.
     pub fn new(max_entries: usize, f: F) -> Self {

@@ -182,7 +182,8 @@ pub use store::{Cache, CacheBuilder, Clock, Iter, MockClock, RemovalCause, Stats
 /// The attribute applies to free functions (not methods or associated
 /// functions in an `impl` block) that are not `async`, `const`, `unsafe`,
 /// `extern` or generic, whose parameters are plain identifiers with owned
-/// types, and whose return type has no `impl Trait`. Anything else is a
+/// types (lint attributes on them are kept; `cfg` is refused), and whose
+/// return type has no `impl Trait`. Anything else is a
 /// compile error that says why — except an associated function *without*
 /// `self` in an `impl` block, which the attribute cannot tell from a free
 /// function: it fails to compile with "cannot find function

@@ -409,3 +409,16 @@ fn arguments_named_like_the_cache_fn() {
     assert_eq!(renamed_shadowed(4), 5);
     assert_eq!(cache().get(&4), Some(5));
 }
+
+/// Argument attributes (lints) stay on the arguments: without it on the
+/// generated outer fn, `N` would warn (an error under `-D warnings`).
+#[memoize]
+fn with_argument_attribute(#[allow(non_snake_case)] N: u8) -> u8 {
+    N * 2
+}
+
+#[test]
+fn argument_attributes_are_kept() {
+    assert_eq!(with_argument_attribute(4), 8);
+    assert_eq!(with_argument_attribute_cache().get(&4), Some(8));
+}

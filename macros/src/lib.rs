@@ -297,6 +297,17 @@ fn check_signature(f: &ItemFn) -> syn::Result<()> {
                  takes the receiver's data as a `Clone + Hash + Eq` argument",
             );
         };
+        if let Some(a) = arg
+            .attrs
+            .iter()
+            .find(|a| a.path().is_ident("cfg") || a.path().is_ident("cfg_attr"))
+        {
+            return refuse(
+                a.span(),
+                "#[memoize] does not support `cfg` or `cfg_attr` on arguments: the key is \
+                 built from every argument (put the `cfg` on the whole fn)",
+            );
+        }
         match &*arg.pat {
             Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => {}
             _ => {
@@ -357,9 +368,14 @@ fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     // keeps it).
     let mut arg_names = Vec::new();
     let mut arg_types = Vec::new();
+    let mut arg_attrs = Vec::new();
     for input in &sig.inputs {
         if let FnArg::Typed(arg) = input {
             if let Pat::Ident(p) = &*arg.pat {
+                // Lint attributes (the only others allowed here) stay on
+                // both fns' arguments.
+                let attrs = &arg.attrs;
+                arg_attrs.push(quote!(#(#attrs)*));
                 arg_names.push(p.ident.clone());
                 arg_types.push((*arg.ty).clone());
             }
@@ -522,7 +538,7 @@ fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     };
     Ok(quote! {
         #(#attrs)*
-        #vis fn #name(#(#arg_names: #arg_types),*) #output {
+        #vis fn #name(#(#arg_attrs #arg_names: #arg_types),*) #output {
             fn __nearfar_body(#inputs) #output #block
             #call(#store, #key_expr, |#closure_arg: &#key_ty| #body_call)
         }
@@ -680,6 +696,14 @@ mod tests {
                     }
                 ),
                 "impl Trait",
+            ),
+            (
+                quote!(
+                    fn f(#[cfg(test)] a: u8) -> u8 {
+                        0
+                    }
+                ),
+                "`cfg` or `cfg_attr` on arguments",
             ),
         ];
         for (item, why) in cases {
@@ -862,6 +886,18 @@ mod tests {
             "{r}"
         );
         assert!(r.contains("pub fn f (a : u8)"), "outer fn drops `mut`: {r}");
+        let r = ok(
+            quote!(),
+            quote!(
+                fn f(#[allow(non_snake_case)] A: u8, b: u8) -> u8 {
+                    A + b
+                }
+            ),
+        );
+        assert!(
+            r.contains("fn f (# [allow (non_snake_case)] A : u8 , b : u8)"),
+            "outer fn keeps argument attributes: {r}"
+        );
         let r = ok(
             quote!(store = crate::S),
             quote!(

@@ -81,21 +81,6 @@ where
     }
 }
 
-impl<K, V, F, S> Memo<K, V, F, S> {
-    /// Memoises `f` in `cache` (built with any bound, TTL or hasher). The
-    /// cache may be a clone of one used elsewhere: clones share entries.
-    pub fn with_cache(cache: Cache<K, V, S>, f: F) -> Self {
-        Memo { cache, f }
-    }
-
-    /// The cache behind this memo: for [`stats`](Cache::stats),
-    /// [`clear`](Cache::clear), [`remove`](Cache::remove) or seeding it with
-    /// [`insert`](Cache::insert).
-    pub fn cache(&self) -> &Cache<K, V, S> {
-        &self.cache
-    }
-}
-
 impl<K, V, F, S> Memo<K, V, F, S>
 where
     K: Hash + Eq + Clone,
@@ -116,24 +101,6 @@ where
             Ok(v) => v,
             Err(e) => match *e {},
         }
-    }
-}
-
-impl<K, V, F: Clone, S> Clone for Memo<K, V, F, S> {
-    /// Another memo sharing this one's cache.
-    fn clone(&self) -> Self {
-        Memo {
-            cache: self.cache.clone(),
-            f: self.f.clone(),
-        }
-    }
-}
-
-impl<K, V, F, S> fmt::Debug for Memo<K, V, F, S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Memo")
-            .field("cache", &self.cache)
-            .finish_non_exhaustive()
     }
 }
 
@@ -186,18 +153,6 @@ where
     }
 }
 
-impl<K, V, F, S> TryMemo<K, V, F, S> {
-    /// Memoises `f` in `cache` (built with any bound, TTL or hasher).
-    pub fn with_cache(cache: Cache<K, V, S>, f: F) -> Self {
-        TryMemo { cache, f }
-    }
-
-    /// The cache behind this memo (it holds the `Ok` values).
-    pub fn cache(&self) -> &Cache<K, V, S> {
-        &self.cache
-    }
-}
-
 impl<K, V, E, F, S> TryMemo<K, V, F, S>
 where
     K: Hash + Eq + Clone,
@@ -220,23 +175,49 @@ where
     }
 }
 
-impl<K, V, F: Clone, S> Clone for TryMemo<K, V, F, S> {
-    /// Another memo sharing this one's cache.
-    fn clone(&self) -> Self {
-        TryMemo {
-            cache: self.cache.clone(),
-            f: self.f.clone(),
+/// What [`Memo`] and [`TryMemo`] share: a cache and a function, and the
+/// methods and impls that do not depend on what the function returns.
+macro_rules! memo_common {
+    ($name:ident, $holds:literal) => {
+        impl<K, V, F, S> $name<K, V, F, S> {
+            /// Memoises `f` in `cache` (built with any bound, TTL or hasher).
+            /// The cache may be a clone of one used elsewhere: clones share
+            /// entries.
+            pub fn with_cache(cache: Cache<K, V, S>, f: F) -> Self {
+                $name { cache, f }
+            }
+
+            #[doc = concat!("The cache behind this memo (", $holds, "): for")]
+            /// [`stats`](Cache::stats), [`clear`](Cache::clear),
+            /// [`remove`](Cache::remove) or seeding it with
+            /// [`insert`](Cache::insert).
+            pub fn cache(&self) -> &Cache<K, V, S> {
+                &self.cache
+            }
         }
-    }
+
+        impl<K, V, F: Clone, S> Clone for $name<K, V, F, S> {
+            /// Another memo sharing this one's cache.
+            fn clone(&self) -> Self {
+                $name {
+                    cache: self.cache.clone(),
+                    f: self.f.clone(),
+                }
+            }
+        }
+
+        impl<K, V, F, S> fmt::Debug for $name<K, V, F, S> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("cache", &self.cache)
+                    .finish_non_exhaustive()
+            }
+        }
+    };
 }
 
-impl<K, V, F, S> fmt::Debug for TryMemo<K, V, F, S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TryMemo")
-            .field("cache", &self.cache)
-            .finish_non_exhaustive()
-    }
-}
+memo_common!(Memo, "it holds the function's values");
+memo_common!(TryMemo, "it holds the `Ok` values");
 
 /// A store that memoised results live in: what
 /// [`#[memoize(store = PATH)]`](crate::memoize) and [`memoize`] need.

@@ -87,17 +87,23 @@ pub use store::{Cache, CacheBuilder, Clock, Iter, MockClock, RemovalCause, Stats
 ///   function `<name>_cache() -> &'static Cache<Key, Value>` with the memoised
 ///   fn's visibility and `cfg`s: use it for [`stats`](Cache::stats), to
 ///   [`clear`](Cache::clear) or [`remove`](Cache::remove) entries, or to
-///   [`insert`](Cache::insert) values. Rename it with `cache_fn = NAME`.
+///   [`insert`](Cache::insert) values. Rename it with `cache_fn = NAME`. (The
+///   memoised fn reaches the cache through a hidden `__nearfar_<name>_cache`
+///   fn, so an argument may share the cache fn's name.)
 /// * The function itself, with its signature and attributes: its body moves
 ///   into an inner function, called on a miss with clones of the arguments.
 ///
 /// The key is the argument itself for a one-argument fn (`Cache<u64, _>`),
 /// `()` for none, and the tuple of the arguments otherwise
 /// (`Cache<(String, u32), _>`). Arguments must be `Clone + Hash + Eq + Send +
-/// Sync + 'static` — owned values (`String`, not `&str`), cloned into the key
-/// on every call and once more to run the body on a miss; the cached value
-/// type must be `Clone + Send + Sync + 'static` and is cloned out on every
-/// hit (wrap large values in `Arc`).
+/// Sync + 'static` — owned values (`String`, not `&str`, and no reference
+/// or `impl Trait` inside the type either: `(u8, &str)` is refused). The
+/// cached value type must be `Clone + Send + Sync + 'static`.
+///
+/// What is cloned: the arguments are *moved* into the key, not cloned. A hit
+/// clones nothing but the cached value it returns (wrap large values in
+/// `Arc`). A miss clones the key once, to store it, and the arguments once
+/// more, to run the body with them.
 ///
 /// # Options
 /// `#[nearfar::memoize(option = value, ...)]`, in any order:
@@ -105,9 +111,9 @@ pub use store::{Cache, CacheBuilder, Clock, Iter, MockClock, RemovalCause, Stats
 /// | option | meaning |
 /// |---|---|
 /// | `max_entries = N` | bound the cache to `N` entries (default 10 000, unless a weight bound is given) |
-/// | `max_weight = N`, `weigher = PATH` | bound it by total weight; the weigher is `Fn(&Key, &Value) -> u64` (a path or a closure; each entry weighs 1 without one) |
+/// | `max_weight = N`, `weigher = EXPR` | bound it by total weight; the weigher is `Fn(&Key, &Value) -> u64`: a path, or a closure such as `\|_, v\| v.len() as u64` (its argument types are inferred). Each entry weighs 1 without one; a `weigher` needs `max_weight` (a compile error otherwise) |
 /// | `ttl_secs = N` or `ttl_ms = N` | entries expire `N` seconds / milliseconds after they are computed |
-/// | `store = PATH` | keep results in this store instead of a private cache: any expression naming a [`memo::MemoStore<Key, Value>`](memo::MemoStore), such as a `static STORE: LazyLock<…>`; no cache function is generated, and the bound and TTL options do not apply |
+/// | `store = PATH` | keep results in this store instead of a private cache: the path of a `static` [`memo::MemoStore<Key, Value>`](memo::MemoStore), such as a `static STORE: LazyLock<…>` (any other expression, or a `const`, is a compile error: it would be a new store on every call); no cache function is generated, and the bound and TTL options do not apply |
 /// | `result = BOOL` | treat the return type as a `Result` (default: when its last path segment is `Result<…>`) |
 /// | `option = BOOL` | treat the return type as an `Option` (default: when its last path segment is `Option<…>`) |
 /// | `cache_err` (`= true`) | for a `Result`, cache errors too (the value is the whole `Result`; `E: Clone`) |
@@ -120,8 +126,10 @@ pub use store::{Cache, CacheBuilder, Clock, Iter, MockClock, RemovalCause, Stats
 /// path segment is `Result<T, …>` (so `io::Result<T>` and `anyhow::Result<T>`
 /// count), only `Ok(T)` values are cached, and an `Err` is returned to the
 /// caller and not cached: the next call runs the body again. Callers that
-/// waited on a run that failed run the body themselves, so each error
-/// returned comes from its caller's own run and `E` needs no `Clone`. For a
+/// waited on a run that failed ask again, one running the body while the
+/// others wait on it: the body runs at most once at a time per key, each
+/// error returned comes from its caller's own run (`E` needs no `Clone`),
+/// and the first `Ok` is shared with the callers still waiting. For a
 /// type alias the attribute cannot see through, write `result = true`; for a
 /// type named `Result` that is not one, `result = false`. Likewise `Option<T>`
 /// caches only `Some(T)` (callers that waited on the run get its `None`).
@@ -164,11 +172,23 @@ pub use store::{Cache, CacheBuilder, Clock, Iter, MockClock, RemovalCause, Stats
 /// *other* arguments, as `fib` above does. Calling itself with the *same*
 /// arguments while computing them panics: it would wait for itself forever.
 ///
+/// A cycle *across threads* is not detected, and deadlocks: if one thread
+/// computes `a(1)`, whose body calls `b(1)`, while another computes `b(1)`,
+/// whose body calls `a(1)`, each waits forever for the other's run — as with
+/// any lock-based once-cell (`std::sync::OnceLock`, `LazyLock`). Memoised
+/// functions that call each other must do so in one order.
+///
 /// # Limits
 /// The attribute applies to free functions (not methods or associated
 /// functions in an `impl` block) that are not `async`, `const`, `unsafe`,
-/// `extern` or generic, and whose parameters are plain identifiers with owned
-/// types. Anything else is a compile error that says why:
+/// `extern` or generic, whose parameters are plain identifiers with owned
+/// types (lint attributes on them are kept; `cfg` is refused), and whose
+/// return type has no `impl Trait`. Anything else is a
+/// compile error that says why — except an associated function *without*
+/// `self` in an `impl` block, which the attribute cannot tell from a free
+/// function: it fails to compile with "cannot find function
+/// `__nearfar_<name>_cache`" (memoise a free function and call it from the
+/// associated one).
 ///
 /// ```compile_fail
 /// #[nearfar::memoize]
@@ -188,6 +208,50 @@ pub use store::{Cache, CacheBuilder, Clock, Iter, MockClock, RemovalCause, Stats
 /// ```compile_fail
 /// #[nearfar::memoize]
 /// fn len(s: &str) -> usize { s.len() }
+/// ```
+///
+/// ```compile_fail
+/// #[nearfar::memoize]
+/// fn len(s: (u8, &str)) -> usize { s.1.len() }
+/// ```
+///
+/// ```compile_fail
+/// #[nearfar::memoize]
+/// fn show(n: u32) -> Option<impl std::fmt::Display> { Some(n) }
+/// ```
+///
+/// ```compile_fail
+/// struct Db;
+/// impl Db {
+///     #[nearfar::memoize]
+///     fn get(id: u32) -> u32 { id }
+/// }
+/// ```
+///
+/// ```compile_fail
+/// // A weigher without `max_weight` would bound nothing.
+/// fn weigh(_: &u32, v: &String) -> u64 { v.len() as u64 }
+///
+/// #[nearfar::memoize(weigher = weigh)]
+/// fn name(id: u32) -> String { id.to_string() }
+/// ```
+///
+/// ```compile_fail
+/// // `store` takes the path of a static, not an expression to run per call.
+/// fn make_store() -> nearfar::Cache<u32, u32> { nearfar::Cache::new(10) }
+///
+/// #[nearfar::memoize(store = make_store())]
+/// fn double(n: u32) -> u32 { n * 2 }
+/// ```
+///
+/// ```compile_fail
+/// // Nor a `const`: each use of it is a new store.
+/// use std::sync::LazyLock;
+/// #[allow(clippy::declare_interior_mutable_const)]
+/// const STORE: LazyLock<nearfar::Cache<u32, u32>> = LazyLock::new(|| nearfar::Cache::new(10));
+///
+/// #[nearfar::memoize(store = STORE)]
+/// fn double(n: u32) -> u32 { n * 2 }
 /// ```
 ///
 /// ```compile_fail

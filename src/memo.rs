@@ -81,21 +81,6 @@ where
     }
 }
 
-impl<K, V, F, S> Memo<K, V, F, S> {
-    /// Memoises `f` in `cache` (built with any bound, TTL or hasher). The
-    /// cache may be a clone of one used elsewhere: clones share entries.
-    pub fn with_cache(cache: Cache<K, V, S>, f: F) -> Self {
-        Memo { cache, f }
-    }
-
-    /// The cache behind this memo: for [`stats`](Cache::stats),
-    /// [`clear`](Cache::clear), [`remove`](Cache::remove) or seeding it with
-    /// [`insert`](Cache::insert).
-    pub fn cache(&self) -> &Cache<K, V, S> {
-        &self.cache
-    }
-}
-
 impl<K, V, F, S> Memo<K, V, F, S>
 where
     K: Hash + Eq + Clone,
@@ -119,30 +104,15 @@ where
     }
 }
 
-impl<K, V, F: Clone, S> Clone for Memo<K, V, F, S> {
-    /// Another memo sharing this one's cache.
-    fn clone(&self) -> Self {
-        Memo {
-            cache: self.cache.clone(),
-            f: self.f.clone(),
-        }
-    }
-}
-
-impl<K, V, F, S> fmt::Debug for Memo<K, V, F, S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Memo")
-            .field("cache", &self.cache)
-            .finish_non_exhaustive()
-    }
-}
-
 /// A fallible function memoised in a [`Cache`]: like [`Memo`] for
 /// `Fn(&K) -> Result<V, E>`. Only `Ok` values are cached.
 ///
 /// An error is returned as `Arc<E>`, to the caller that ran the function and
 /// to the callers that were waiting on that run (the same `Arc`); it is not
-/// cached, so the next call for the key runs the function again.
+/// cached, so the next call for the key runs the function again. (The
+/// `#[memoize]` attribute, through [`memoize_result`], cannot share an
+/// error it cannot clone: its waiters run the function again instead, one
+/// at a time.)
 ///
 /// ```
 /// use nearfar::memo::TryMemo;
@@ -151,6 +121,14 @@ impl<K, V, F, S> fmt::Debug for Memo<K, V, F, S> {
 /// assert_eq!(parse.get(&"42".to_string()), Ok(42));
 /// assert!(parse.get(&"forty-two".to_string()).is_err());
 /// assert_eq!(parse.cache().len(), 1); // the error was not cached
+/// ```
+///
+/// The error type must be `Send + Sync + 'static` (errors are shared as
+/// `Arc<E>` between threads); [`TryMemo::new`] requires it up front:
+///
+/// ```compile_fail
+/// use nearfar::memo::TryMemo;
+/// let _memo = TryMemo::new(10, |_: &u8| Err::<u8, _>(std::rc::Rc::new(())));
 /// ```
 pub struct TryMemo<K, V, F, S = ahash::RandomState> {
     cache: Cache<K, V, S>,
@@ -162,6 +140,9 @@ where
     K: Hash + Eq + Clone,
     V: Clone,
     F: Fn(&K) -> Result<V, E>,
+    // As `get` requires (errors are shared as `Arc<E>`): checked here so a
+    // memo that could never be asked is refused where it is made.
+    E: Send + Sync + 'static,
 {
     /// Memoises `f` in a new cache of at most `max_entries` entries.
     pub fn new(max_entries: usize, f: F) -> Self {
@@ -169,18 +150,6 @@ where
             cache: Cache::new(max_entries),
             f,
         }
-    }
-}
-
-impl<K, V, F, S> TryMemo<K, V, F, S> {
-    /// Memoises `f` in `cache` (built with any bound, TTL or hasher).
-    pub fn with_cache(cache: Cache<K, V, S>, f: F) -> Self {
-        TryMemo { cache, f }
-    }
-
-    /// The cache behind this memo (it holds the `Ok` values).
-    pub fn cache(&self) -> &Cache<K, V, S> {
-        &self.cache
     }
 }
 
@@ -206,23 +175,49 @@ where
     }
 }
 
-impl<K, V, F: Clone, S> Clone for TryMemo<K, V, F, S> {
-    /// Another memo sharing this one's cache.
-    fn clone(&self) -> Self {
-        TryMemo {
-            cache: self.cache.clone(),
-            f: self.f.clone(),
+/// What [`Memo`] and [`TryMemo`] share: a cache and a function, and the
+/// methods and impls that do not depend on what the function returns.
+macro_rules! memo_common {
+    ($name:ident, $holds:literal) => {
+        impl<K, V, F, S> $name<K, V, F, S> {
+            /// Memoises `f` in `cache` (built with any bound, TTL or hasher).
+            /// The cache may be a clone of one used elsewhere: clones share
+            /// entries.
+            pub fn with_cache(cache: Cache<K, V, S>, f: F) -> Self {
+                $name { cache, f }
+            }
+
+            #[doc = concat!("The cache behind this memo (", $holds, "): for")]
+            /// [`stats`](Cache::stats), [`clear`](Cache::clear),
+            /// [`remove`](Cache::remove) or seeding it with
+            /// [`insert`](Cache::insert).
+            pub fn cache(&self) -> &Cache<K, V, S> {
+                &self.cache
+            }
         }
-    }
+
+        impl<K, V, F: Clone, S> Clone for $name<K, V, F, S> {
+            /// Another memo sharing this one's cache.
+            fn clone(&self) -> Self {
+                $name {
+                    cache: self.cache.clone(),
+                    f: self.f.clone(),
+                }
+            }
+        }
+
+        impl<K, V, F, S> fmt::Debug for $name<K, V, F, S> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("cache", &self.cache)
+                    .finish_non_exhaustive()
+            }
+        }
+    };
 }
 
-impl<K, V, F, S> fmt::Debug for TryMemo<K, V, F, S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TryMemo")
-            .field("cache", &self.cache)
-            .finish_non_exhaustive()
-    }
-}
+memo_common!(Memo, "it holds the function's values");
+memo_common!(TryMemo, "it holds the `Ok` values");
 
 /// A store that memoised results live in: what
 /// [`#[memoize(store = PATH)]`](crate::memoize) and [`memoize`] need.
@@ -275,6 +270,10 @@ pub trait MemoStore<K, V> {
     /// The value stored for `key`; or else `compute()`'s: `Some` is stored
     /// and returned, `None` is returned and nothing is stored. A caller that
     /// waited on another's `compute` returns that result, `Some` or `None`.
+    ///
+    /// It must not return `None` without running `compute` for any other
+    /// reason: [`memoize_result`] takes such a `None` as "another caller's
+    /// run failed" and asks again.
     fn try_get_or_compute(&self, key: &K, compute: &mut dyn FnMut() -> Option<V>) -> Option<V>;
 }
 
@@ -351,8 +350,15 @@ where
 /// for a `Result` return type (without `cache_err`).
 ///
 /// Concurrent callers for one key share one run of `f`. When that run fails,
-/// its caller gets the error, and each caller that waited on it runs `f`
-/// itself (so `E` need not be `Clone`; an `Ok` from that run is stored).
+/// its caller gets the error, and the callers that waited on it ask again:
+/// one of them runs `f` while the others wait on that run, and so on. So `f`
+/// runs at most once at a time per key, each error returned comes from its
+/// caller's own run (`E` need not be `Clone`), and the first `Ok` is stored
+/// and shared with the callers still waiting. ([`TryMemo`] differs: its
+/// waiters share the failed run's error as an `Arc<E>`, and do not run `f`.)
+///
+/// This relies on `store` running `compute` whenever it has no value and
+/// waits on no other caller's run (see [`MemoStore::try_get_or_compute`]).
 ///
 /// # Errors
 /// `f`'s error, from this caller's own run of `f`.
@@ -370,27 +376,25 @@ where
     V: Clone,
     S: MemoStore<K, V> + ?Sized,
 {
-    let mut error = None;
-    let got = store.try_get_or_compute(&key, &mut || match f(&key) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            error = Some(e);
-            None
+    loop {
+        let mut error = None;
+        let got = store.try_get_or_compute(&key, &mut || match f(&key) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                error = Some(e);
+                None
+            }
+        });
+        if let Some(v) = got {
+            return Ok(v);
         }
-    });
-    if let Some(v) = got {
-        return Ok(v);
+        if let Some(e) = error {
+            return Err(e);
+        }
+        // We waited on another caller's run, and it failed: its error is
+        // not ours to return. Ask again, through the same coalescing, so
+        // that the callers left run `f` one at a time (or share a value).
     }
-    if let Some(e) = error {
-        return Err(e);
-    }
-    // We waited on another caller's run, and it failed: its error is not
-    // ours to return. Run `f` ourselves; store an `Ok` (or take the value
-    // someone stored meanwhile).
-    let v = f(&key)?;
-    Ok(store
-        .try_get_or_compute(&key, &mut || Some(v.clone()))
-        .unwrap_or(v))
 }
 
 /// `f(&key)` for an `Option`-returning `f`, memoised in `store`: `Some`
@@ -548,9 +552,9 @@ mod tests {
     }
 
     #[test]
-    fn memoize_result_waiters_run_their_own() {
-        // The first run fails (slowly); the waiters each run `f` themselves
-        // and the first of them to succeed stores the value.
+    fn memoize_result_waiters_retry_after_a_failed_run() {
+        // The first run fails (slowly); the waiters ask again, one of them
+        // runs `f`, succeeds, and the others share its value.
         let store: Cache<u8, u8> = Cache::new(10);
         let calls = AtomicUsize::new(0);
         let start = Barrier::new(4);
@@ -584,6 +588,71 @@ mod tests {
             "only the failing run's caller sees its error"
         );
         assert_eq!(store.get(&1), Some(1));
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "one retry, shared");
+    }
+
+    #[test]
+    fn memoize_result_waiters_retry_one_at_a_time() {
+        // Every run fails: each caller ends with its own run's error, and
+        // the retries after a failed run are coalesced, never concurrent.
+        let store: Cache<u8, u8> = Cache::new(10);
+        let (running, most, calls) = (
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+        );
+        let start = Barrier::new(6);
+        thread::scope(|s| {
+            for _ in 0..6 {
+                s.spawn(|| {
+                    start.wait();
+                    let r: Result<u8, usize> = memoize_result(&store, 1, |_| {
+                        let n = calls.fetch_add(1, Ordering::SeqCst);
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        thread::sleep(Duration::from_millis(20));
+                        running.fetch_sub(1, Ordering::SeqCst);
+                        Err(n)
+                    });
+                    assert!(r.is_err());
+                });
+            }
+        });
+        assert_eq!(most.load(Ordering::SeqCst), 1, "runs never overlap");
+        assert_eq!(calls.load(Ordering::SeqCst), 6, "one run per caller");
+        assert!(store.is_empty());
+    }
+
+    #[test]
+    fn only_the_caller_that_runs_clones_the_key() {
+        static CLONES: AtomicUsize = AtomicUsize::new(0);
+        #[derive(PartialEq, Eq, Hash)]
+        struct Key(u8);
+        impl Clone for Key {
+            fn clone(&self) -> Self {
+                CLONES.fetch_add(1, Ordering::SeqCst);
+                Key(self.0)
+            }
+        }
+        let memo = Memo::new(10, |k: &Key| {
+            thread::sleep(Duration::from_millis(50));
+            k.0
+        });
+        let start = Barrier::new(4);
+        thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    start.wait();
+                    assert_eq!(memo.get(&Key(3)), 3);
+                });
+            }
+        });
+        assert_eq!(memo.get(&Key(3)), 3);
+        assert_eq!(
+            CLONES.load(Ordering::SeqCst),
+            1,
+            "waiters and hits clone no key"
+        );
     }
 
     #[test]

@@ -224,6 +224,22 @@ fn weighted(n: usize) -> Vec<u8> {
     vec![0; n]
 }
 
+#[memoize(max_weight = 1_000, weigher = |_, v: &Vec<u8>| v.len() as u64)]
+fn weighted_by_closure(n: usize) -> Vec<u8> {
+    vec![1; n]
+}
+
+#[memoize(max_weight = 1_000, weigher = |_, v| v.len() as u64)]
+fn weighted_by_untyped_closure(n: usize) -> Vec<u8> {
+    vec![2; n]
+}
+
+/// A weight bound alone: every entry weighs 1, and no entry bound applies.
+#[memoize(max_weight = 50)]
+fn weight_bounded(n: u32) -> u32 {
+    n
+}
+
 #[allow(clippy::ptr_arg)] // the cache's weigher type is `Fn(&K, &V) -> u64`
 fn weigh_bytes(_: &usize, v: &Vec<u8>) -> u64 {
     v.len() as u64
@@ -241,6 +257,19 @@ fn bounds_are_respected() {
         assert_eq!(weighted(n).len(), n);
         assert!(weighted_cache().weight() <= 1_000);
     }
+    for n in 0..1_000 {
+        assert_eq!(weight_bounded(n), n);
+        assert!(weight_bounded_cache().len() <= 50);
+        assert!(weight_bounded_cache().weight() <= 50);
+    }
+    assert!(!weight_bounded_cache().is_empty());
+    for n in 1..100 {
+        assert_eq!(weighted_by_closure(n).len(), n);
+        assert!(weighted_by_closure_cache().weight() <= 1_000);
+        assert_eq!(weighted_by_untyped_closure(n).len(), n);
+        assert!(weighted_by_untyped_closure_cache().weight() <= 1_000);
+    }
+    assert!(weighted_by_closure_cache().len() < 99);
 }
 
 static SLOW_RUNS: AtomicUsize = AtomicUsize::new(0);
@@ -357,4 +386,39 @@ mod public {
 fn public_fn_and_its_cache_fn() {
     assert_eq!(public::double(21), 42);
     assert_eq!(public::double_cache().get(&21), Some(42));
+}
+
+/// An argument named like the generated cache fn does not shadow it.
+#[memoize]
+fn shadowed(shadowed_cache: u8, cache: u8) -> u16 {
+    u16::from(shadowed_cache) * 10 + u16::from(cache)
+}
+
+/// Nor with a renamed cache fn and an argument of that name.
+#[memoize(cache_fn = cache)]
+fn renamed_shadowed(cache: u8) -> u8 {
+    cache + 1
+}
+
+#[test]
+fn arguments_named_like_the_cache_fn() {
+    assert_eq!(shadowed(1, 2), 12);
+    assert_eq!(shadowed(1, 2), 12);
+    assert_eq!(shadowed_cache().stats().hits, 1);
+    assert_eq!(renamed_shadowed(4), 5);
+    assert_eq!(renamed_shadowed(4), 5);
+    assert_eq!(cache().get(&4), Some(5));
+}
+
+/// Argument attributes (lints) stay on the arguments: without it on the
+/// generated outer fn, `N` would warn (an error under `-D warnings`).
+#[memoize]
+fn with_argument_attribute(#[allow(non_snake_case)] N: u8) -> u8 {
+    N * 2
+}
+
+#[test]
+fn argument_attributes_are_kept() {
+    assert_eq!(with_argument_attribute(4), 8);
+    assert_eq!(with_argument_attribute_cache().get(&4), Some(8));
 }

@@ -8,6 +8,7 @@ use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote};
 use syn::parse::Parser;
 use syn::spanned::Spanned;
+use syn::visit::{self, Visit};
 use syn::{
     Error, Expr, FnArg, GenericArgument, Ident, ItemFn, LitBool, LitInt, Pat, PathArguments,
     ReturnType, Token, Type,
@@ -37,7 +38,8 @@ struct Options {
     weigher: Option<Expr>,
     /// The TTL in milliseconds, and the option that gave it.
     ttl_ms: Option<(u64, Span)>,
-    store: Option<Expr>,
+    /// A path to a `static` store.
+    store: Option<syn::Path>,
     result: Option<bool>,
     option: Option<bool>,
     cache_err: Option<(bool, Span)>,
@@ -112,7 +114,17 @@ fn parse_options(args: TokenStream) -> syn::Result<Options> {
             o.ttl_ms = Some((ms, span));
             Ok(())
         } else if p.is_ident("store") {
-            let v: Expr = meta.value()?.parse()?;
+            let v = match meta.value()?.parse::<Expr>()? {
+                Expr::Path(e) if e.qself.is_none() && e.attrs.is_empty() => e.path,
+                e => {
+                    return Err(Error::new(
+                        e.span(),
+                        "`store` takes the path of a `static` store (`store = STORE`, for \
+                         `static STORE: LazyLock<...>`): any other expression would be \
+                         evaluated again on every call",
+                    ));
+                }
+            };
             once(&mut o.store, v, &meta)
         } else if p.is_ident("result") {
             let v = flag(&meta)?;
@@ -152,6 +164,13 @@ fn parse_options(args: TokenStream) -> syn::Result<Options> {
                  `ttl_secs`, `ttl_ms` and `cache_fn` do not apply (configure your store instead)",
             ));
         }
+    }
+    if let (Some(w), None) = (&o.weigher, o.max_weight) {
+        return Err(Error::new(
+            w.span(),
+            "`weigher` needs `max_weight = N`: weights bound the cache only against a maximum \
+             weight (without one the cache is bounded by entry count, and the weigher is unused)",
+        ));
     }
     if o.result == Some(true) && o.option == Some(true) {
         return Err(Error::new(
@@ -196,6 +215,50 @@ fn generic_args<'a>(ty: &'a Type, name: &str) -> Option<Vec<&'a Type>> {
     (!types.is_empty()).then_some(types)
 }
 
+/// What [`find_in_type`] looks for.
+#[derive(Clone, Copy, PartialEq)]
+enum Found {
+    ImplTrait,
+    Reference,
+}
+
+/// Walks a type for the first `impl Trait` (and, if `refs`, reference)
+/// anywhere in it, such as `Option<impl Display>` or `(u8, &str)`.
+struct TypeFinder {
+    refs: bool,
+    found: Option<(Span, Found)>,
+}
+
+impl<'ast> Visit<'ast> for TypeFinder {
+    fn visit_type(&mut self, ty: &'ast Type) {
+        if self.found.is_some() {
+            return;
+        }
+        match ty {
+            Type::ImplTrait(_) => self.found = Some((ty.span(), Found::ImplTrait)),
+            Type::Reference(_) if self.refs => self.found = Some((ty.span(), Found::Reference)),
+            // A fn pointer's own arguments (`fn(&str) -> u8`) are its
+            // business, not the memoised fn's.
+            Type::BareFn(_) => {}
+            _ => visit::visit_type(self, ty),
+        }
+    }
+
+    // Likewise `Fn(&str) -> u8` in a bound.
+    fn visit_parenthesized_generic_arguments(
+        &mut self,
+        _: &'ast syn::ParenthesizedGenericArguments,
+    ) {
+    }
+}
+
+/// The first `impl Trait` in `ty`, or reference if `refs`, at any depth.
+fn find_in_type(ty: &Type, refs: bool) -> Option<(Span, Found)> {
+    let mut finder = TypeFinder { refs, found: None };
+    finder.visit_type(ty);
+    finder.found
+}
+
 /// Rejects what a memoised signature cannot have, with a message saying why.
 fn check_signature(f: &ItemFn) -> syn::Result<()> {
     let sig = &f.sig;
@@ -234,6 +297,17 @@ fn check_signature(f: &ItemFn) -> syn::Result<()> {
                  takes the receiver's data as a `Clone + Hash + Eq` argument",
             );
         };
+        if let Some(a) = arg
+            .attrs
+            .iter()
+            .find(|a| a.path().is_ident("cfg") || a.path().is_ident("cfg_attr"))
+        {
+            return refuse(
+                a.span(),
+                "#[memoize] does not support `cfg` or `cfg_attr` on arguments: the key is \
+                 built from every argument (put the `cfg` on the whole fn)",
+            );
+        }
         match &*arg.pat {
             Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => {}
             _ => {
@@ -243,27 +317,27 @@ fn check_signature(f: &ItemFn) -> syn::Result<()> {
                 );
             }
         }
-        match &*arg.ty {
-            Type::Reference(_) => {
+        match find_in_type(&arg.ty, true) {
+            Some((span, Found::Reference)) => {
                 return refuse(
-                    arg.ty.span(),
+                    span,
                     "#[memoize] arguments must be owned (e.g. `String`, not `&str`): they are \
                      cloned into the cache key, which lives in a static",
                 );
             }
-            Type::ImplTrait(_) => {
+            Some((span, Found::ImplTrait)) => {
                 return refuse(
-                    arg.ty.span(),
+                    span,
                     "#[memoize] does not support `impl Trait` arguments (they make the fn generic)",
                 );
             }
-            _ => {}
+            None => {}
         }
     }
     if let ReturnType::Type(_, ty) = &sig.output {
-        if let Type::ImplTrait(_) = &**ty {
+        if let Some((span, _)) = find_in_type(ty, false) {
             return refuse(
-                ty.span(),
+                span,
                 "#[memoize] does not support `impl Trait` return types: the cached type must be named",
             );
         }
@@ -294,9 +368,14 @@ fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     // keeps it).
     let mut arg_names = Vec::new();
     let mut arg_types = Vec::new();
+    let mut arg_attrs = Vec::new();
     for input in &sig.inputs {
         if let FnArg::Typed(arg) = input {
             if let Pat::Ident(p) = &*arg.pat {
+                // Lint attributes (the only others allowed here) stay on
+                // both fns' arguments.
+                let attrs = &arg.attrs;
+                arg_attrs.push(quote!(#(#attrs)*));
                 arg_names.push(p.ident.clone());
                 arg_types.push((*arg.ty).clone());
             }
@@ -387,19 +466,30 @@ fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
 
     let cfgs: Vec<_> = attrs.iter().filter(|a| a.path().is_ident("cfg")).collect();
     let (store, cache_item) = match &opts.store {
-        Some(expr) => (quote!(&(#expr)), TokenStream::new()),
+        // A `'static` borrow: a `const` store would be a new store on every
+        // call, and is refused here.
+        Some(path) => (
+            quote! {{
+                let __nearfar_store: &'static _ = &#path;
+                __nearfar_store
+            }},
+            TokenStream::new(),
+        ),
         None => {
             let cache_fn = opts
                 .cache_fn
                 .clone()
                 .unwrap_or_else(|| format_ident!("{}_cache", name));
-            let has_weight = opts.max_weight.is_some() || opts.weigher.is_some();
+            // A weigher without `max_weight` is refused above, so only a weight
+            // bound replaces the default entry bound.
+            let has_weight = opts.max_weight.is_some();
             let max_entries = match opts.max_entries {
                 Some((n, _)) => Some(n),
                 None if has_weight => None,
                 None => Some(DEFAULT_MAX_ENTRIES),
             };
-            let mut builder = quote!(#krate::Cache::builder());
+            // Turbofished, so that a closure weigher's argument types are known.
+            let mut builder = quote!(#krate::Cache::<#key_ty, #value_ty>::builder());
             if let Some(n) = max_entries {
                 builder = quote!(#builder.max_entries(#n));
             }
@@ -416,16 +506,26 @@ fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
                 "The cache behind the memoised fn `{name}` (generated by `#[memoize]`): for \
                  its stats, or to clear, inspect or seed it."
             );
+            // The outer fn reaches the cache through a private fn with a
+            // reserved name: an argument named like the cache fn would shadow
+            // it (and an item nested in the outer fn still resolves names to
+            // the arguments, to refuse capturing them).
+            let private_fn = format_ident!("__nearfar_{}_cache", name);
             let item = quote! {
                 #(#cfgs)*
                 #[doc = #doc]
                 #vis fn #cache_fn() -> &'static #krate::Cache<#key_ty, #value_ty> {
+                    #private_fn()
+                }
+                #(#cfgs)*
+                #[doc(hidden)]
+                fn #private_fn() -> &'static #krate::Cache<#key_ty, #value_ty> {
                     static CACHE: ::std::sync::LazyLock<#krate::Cache<#key_ty, #value_ty>> =
                         ::std::sync::LazyLock::new(|| #builder.build());
                     &CACHE
                 }
             };
-            (quote!(#cache_fn()), item)
+            (quote!(#private_fn()), item)
         }
     };
 
@@ -438,7 +538,7 @@ fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     };
     Ok(quote! {
         #(#attrs)*
-        #vis fn #name(#(#arg_names: #arg_types),*) #output {
+        #vis fn #name(#(#arg_attrs #arg_names: #arg_types),*) #output {
             fn __nearfar_body(#inputs) #output #block
             #call(#store, #key_expr, |#closure_arg: &#key_ty| #body_call)
         }
@@ -565,6 +665,46 @@ mod tests {
                 ),
                 "impl Trait",
             ),
+            (
+                quote!(
+                    fn f(a: u8) -> Option<impl Copy> {
+                        Some(a)
+                    }
+                ),
+                "impl Trait",
+            ),
+            (
+                quote!(
+                    fn f(a: (u8, &str)) -> u8 {
+                        a.0
+                    }
+                ),
+                "owned",
+            ),
+            (
+                quote!(
+                    fn f(a: Vec<Box<&'static str>>) -> u8 {
+                        0
+                    }
+                ),
+                "owned",
+            ),
+            (
+                quote!(
+                    fn f(a: Option<impl Copy>) -> u8 {
+                        0
+                    }
+                ),
+                "impl Trait",
+            ),
+            (
+                quote!(
+                    fn f(#[cfg(test)] a: u8) -> u8 {
+                        0
+                    }
+                ),
+                "`cfg` or `cfg_attr` on arguments",
+            ),
         ];
         for (item, why) in cases {
             let e = err(quote!(), item.clone());
@@ -590,6 +730,13 @@ mod tests {
                 "replaces the private cache",
             ),
             (quote!(result, option), "exclude"),
+            (quote!(store = make_store()), "takes the path of a `static`"),
+            (quote!(store = &S), "takes the path of a `static`"),
+            (quote!(weigher = w), "`weigher` needs `max_weight"),
+            (
+                quote!(weigher = w, max_entries = 5),
+                "`weigher` needs `max_weight",
+            ),
             (quote!(cache_err = true), "`cache_err` applies"),
             (quote!(cache_none), "`cache_none` applies"),
             (quote!(max_entries = "ten"), "expected integer literal"),
@@ -598,6 +745,18 @@ mod tests {
             let e = err(args.clone(), item.clone());
             assert!(e.contains(why), "{args}: {e}");
         }
+    }
+
+    #[test]
+    fn fn_pointer_arguments_are_not_references() {
+        ok(
+            quote!(),
+            quote!(
+                fn f(g: fn(&str) -> usize, h: Option<fn(&u8)>) -> usize {
+                    g("x")
+                }
+            ),
+        );
     }
 
     #[test]
@@ -728,6 +887,18 @@ mod tests {
         );
         assert!(r.contains("pub fn f (a : u8)"), "outer fn drops `mut`: {r}");
         let r = ok(
+            quote!(),
+            quote!(
+                fn f(#[allow(non_snake_case)] A: u8, b: u8) -> u8 {
+                    A + b
+                }
+            ),
+        );
+        assert!(
+            r.contains("fn f (# [allow (non_snake_case)] A : u8 , b : u8)"),
+            "outer fn keeps argument attributes: {r}"
+        );
+        let r = ok(
             quote!(store = crate::S),
             quote!(
                 fn f(a: u8) -> u8 {
@@ -736,7 +907,7 @@ mod tests {
             ),
         );
         assert!(
-            r.contains("& (crate :: S)") && !r.contains("LazyLock"),
+            r.contains("& 'static _ = & crate :: S") && !r.contains("LazyLock"),
             "{r}"
         );
     }

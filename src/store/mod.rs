@@ -824,7 +824,7 @@ where
         if let Some(v) = self.lookup(hash, &key, Touch::Use, V::clone) {
             return Ok(v);
         }
-        self.load_missed(hash, key, load)
+        self.load_missed(hash, MissedKey::Owned(key), load)
     }
 
     /// [`try_get_or_insert_with`](Self::try_get_or_insert_with) for a
@@ -843,8 +843,10 @@ where
         if let Some(v) = self.lookup(hash, key, Touch::Use, V::clone) {
             return Ok(v);
         }
-        // The clone hashes as `key` does (`Clone`, `Hash` and `Eq` agree).
-        self.load_missed(hash, key.clone(), || load().map(|v| (v, None)))
+        // Cloned only if this caller registers the load (not to wait on one);
+        // the clone hashes as `key` does (`Clone`, `Hash` and `Eq` agree).
+        let key = MissedKey::Borrowed(key, K::clone);
+        self.load_missed(hash, key, || load().map(|v| (v, None)))
     }
 
     /// The slow half of [`load_once`](Self::load_once), after a lookup of
@@ -852,26 +854,30 @@ where
     fn load_missed<E>(
         &self,
         hash: u64,
-        key: K,
+        key: MissedKey<'_, K>,
         load: impl FnOnce() -> Result<(V, Option<Duration>), E>,
     ) -> Result<V, Arc<E>>
     where
         E: Send + Sync + 'static,
     {
         let shard = self.shard(hash);
+        let k: &K = match &key {
+            MissedKey::Owned(k) => k,
+            MissedKey::Borrowed(k, _) => k,
+        };
         let flight = loop {
             let waiting = {
                 let guard = epoch::pin();
                 let st = shard.lock();
                 // Someone may have stored it since our lookup.
-                if let Some((_, slot)) = shard.walk(hash, &key, &guard) {
+                if let Some((_, slot)) = shard.walk(hash, k, &guard) {
                     // SAFETY: linked slot under the lock.
                     let (exp, v) = unsafe { (slot.expires(), slot.value()) };
                     if exp == 0 || !is_expired(exp, self.inner.time.now()) {
                         return Ok(v.clone());
                     }
                 }
-                match st.loads.iter().find(|l| l.hash == hash && l.key == key) {
+                match st.loads.iter().find(|l| l.hash == hash && l.key == *k) {
                     Some(load) => {
                         bump(&shard.counters.load_waits, 1);
                         Arc::clone(&load.flight)
@@ -880,6 +886,10 @@ where
                         let mut st = st;
                         let flight = InFlight::new();
                         bump(&shard.counters.loads, 1);
+                        let key = match key {
+                            MissedKey::Owned(key) => key,
+                            MissedKey::Borrowed(key, clone) => clone(key),
+                        };
                         st.loads.push(Load {
                             hash,
                             key,
@@ -982,6 +992,14 @@ where
         std::mem::forget(abandon);
         result
     }
+}
+
+/// The key of a missed lookup, for [`Cache::load_missed`]: owned already, or
+/// borrowed with its clone fn, called only to register a load (a caller that
+/// waits on another's load needs no key of its own).
+enum MissedKey<'a, K> {
+    Owned(K),
+    Borrowed(&'a K, fn(&K) -> K),
 }
 
 /// Removes a load's registration from its shard (returned so the key is

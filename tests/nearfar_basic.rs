@@ -474,3 +474,70 @@ fn memoize_through_a_nearfar_store() {
     assert_eq!(RUNS.load(Ordering::SeqCst), 1);
     assert_eq!(SECOND.stats().far_hits, 1);
 }
+
+/// Runs `a.get_with(key)` with a loader blocked on a channel, calls
+/// `meanwhile` while it is blocked, then lets it return "v1".
+fn load_racing(a: &NearFar<String, String>, key: &str, meanwhile: impl FnOnce()) {
+    let (started_tx, started_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (a2, key2) = (a.clone(), k(key));
+    let loader = thread::spawn(move || {
+        a2.get_with(key2, || {
+            started_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            k("v1")
+        })
+    });
+    started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    meanwhile();
+    go_tx.send(()).unwrap();
+    assert_eq!(
+        loader.join().unwrap(),
+        "v1",
+        "the loader's caller gets its value"
+    );
+}
+
+#[test]
+fn a_write_or_removal_during_a_load_is_not_undone() {
+    let mc = Memcached::start();
+    let fresh = || instance(&mc, "race");
+    let a = fresh();
+
+    // Another instance writes while a's loader runs.
+    let b = fresh();
+    load_racing(&a, "ins", || b.insert(k("ins"), k("v2")));
+    assert_eq!(fresh().get(&k("ins")).as_deref(), Some("v2"));
+    assert_eq!(a.get(&k("ins")).as_deref(), Some("v2"));
+
+    // Another instance removes (the placeholder) while a's loader runs.
+    load_racing(&a, "rm", || b.remove(&k("rm")));
+    assert_eq!(fresh().get(&k("rm")), None);
+    assert_eq!(a.get(&k("rm")), None);
+
+    // The same instance (a clone) writes, then removes, meanwhile.
+    let same = a.clone();
+    load_racing(&a, "ins-here", || same.insert(k("ins-here"), k("v2")));
+    assert_eq!(fresh().get(&k("ins-here")).as_deref(), Some("v2"));
+    assert_eq!(a.get(&k("ins-here")).as_deref(), Some("v2"));
+    load_racing(&a, "rm-here", || same.remove(&k("rm-here")));
+    assert_eq!(fresh().get(&k("rm-here")), None);
+    assert_eq!(a.get(&k("rm-here")), None);
+
+    // A value written before the load is removed while a stale item is
+    // being recomputed (stale_on_remove): the recompute does not return it.
+    let swr = || -> NearFar<String, String> {
+        NearFar::builder()
+            .far(client(&mc))
+            .namespace("race-swr")
+            .stale_on_remove(Duration::from_secs(30))
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (swr(), swr());
+    b.insert(k("s"), k("v0"));
+    b.remove(&k("s"));
+    load_racing(&a, "s", || b.insert(k("s"), k("v2")));
+    assert_eq!(swr().get(&k("s")).as_deref(), Some("v2"));
+    assert_eq!(a.get(&k("s")).as_deref(), Some("v2"));
+}

@@ -78,15 +78,16 @@ mod stats;
 
 use std::cell::Cell;
 use std::fmt;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::memcached::{self, Client, Lease};
+use crate::memcached::{self, Cas, Client, Lease};
 use crate::{Cache, CacheBuilder, Clock};
 use breaker::{Breaker, Pass};
 use stats::{Counters, bump};
@@ -99,6 +100,8 @@ const STALE_NEAR_TTL: Duration = Duration::from_secs(1);
 /// The first and the longest pause between polls of a held lease.
 const FIRST_PAUSE: Duration = Duration::from_millis(1);
 const MAX_PAUSE: Duration = Duration::from_millis(50);
+/// How many write generations keys are spread over (see `Inner::gens`).
+const GENERATIONS: usize = 64;
 
 /// Why a [`NearFarBuilder`] could not build.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,6 +172,12 @@ struct Inner<K, V> {
     clock: Option<Arc<dyn Clock>>,
     epoch: Instant,
     counters: Counters,
+    /// Write generations, one per stripe of keys: `insert` and `remove` bump
+    /// their key's after the far write. A fill of the near tier that read
+    /// the far tier before such a bump (a load racing a write or removal by
+    /// this `NearFar`) is not kept.
+    gens: [AtomicU64; GENERATIONS],
+    gen_hasher: RandomState,
 }
 
 /// The near and far tiers as one cache. Made by [`NearFar::builder`].
@@ -456,6 +465,8 @@ where
                 clock: self.clock,
                 epoch,
                 counters: Counters::default(),
+                gens: std::array::from_fn(|_| AtomicU64::new(0)),
+                gen_hasher: RandomState::new(),
             }),
         })
     }
@@ -467,8 +478,27 @@ enum Check<V> {
     Keep(V),
     /// Changed or gone: fetch again.
     Changed,
-    /// Stale (invalidated), and this check took its recompute token.
-    WonStale(V),
+    /// Stale (invalidated), and this check took its recompute token (the
+    /// item's CAS unique).
+    WonStale(V, Cas),
+}
+
+/// How [`NearFar::compute`] stores a loaded value in the far tier.
+#[derive(Clone, Copy)]
+enum Store {
+    /// Not at all (the far tier is down).
+    Skip,
+    /// Over the lease placeholder this caller won (its CAS unique), if it
+    /// is still there: filled from the fallback pool when that has the key,
+    /// released if the load fails.
+    Placeholder(Cas),
+    /// Over the stale item whose recompute token this caller holds (its CAS
+    /// unique), if it is still unchanged.
+    Stale(Cas),
+    /// Only where nothing is stored (a lease holder that timed out waiting).
+    Add,
+    /// Over an undecodable value.
+    Set,
 }
 
 impl<K, V> NearFar<K, V>
@@ -586,7 +616,7 @@ where
         E: Send + Sync + 'static,
     {
         let inner = &*self.inner;
-        let mut won_stale = false;
+        let mut won_stale = None;
         if let Some(entry) = inner.near.get(&key) {
             if !self.due(&entry) {
                 return Ok(entry.value);
@@ -594,7 +624,7 @@ where
             match self.revalidate(&key, entry) {
                 Check::Keep(v) => return Ok(v),
                 Check::Changed => {}
-                Check::WonStale(_) => won_stale = true,
+                Check::WonStale(_, cas) => won_stale = Some(cas),
             }
             inner.near.remove(&key);
         }
@@ -605,11 +635,24 @@ where
             return self.load_near_only(key, load);
         };
         let ran = Cell::new(false);
+        let generation = self.generation(&key);
+        let seen = generation.load(Ordering::Acquire);
+        let probe = key.clone();
         let result = inner.near.try_get_or_insert_with_ttl(key, || {
             ran.set(true);
-            self.load_through(far, &fkey, won_stale, load)
+            let (entry, ttl) = self.load_through(far, &fkey, won_stale, load)?;
+            if generation.load(Ordering::Acquire) != seen {
+                // This process wrote or removed the key meanwhile: what the
+                // load read may be older. Return it, keep nothing.
+                return Ok((entry, Duration::ZERO));
+            }
+            Ok((entry, ttl))
         });
-        if won_stale && !ran.get() {
+        if ran.get() && generation.load(Ordering::Acquire) != seen {
+            // A write or removal between the check above and the fill.
+            inner.near.remove(&probe);
+        }
+        if won_stale.is_some() && !ran.get() {
             // Another caller of this process loaded: it saw the item stale
             // and served it, so the recompute token this caller holds would
             // go unused. Hand it back.
@@ -645,6 +688,9 @@ where
                 c.set(&fkey, &value, far.far_ttl)
             });
         }
+        // After the far write: a load that read the far tier before it sees
+        // the bump and keeps nothing near.
+        self.generation(&key).fetch_add(1, Ordering::AcqRel);
         self.put_near(key, value, 0, Some(far.far_ttl));
     }
 
@@ -678,8 +724,10 @@ where
         if let Some((old, breaker)) = &far.fallback {
             self.far_call(old, breaker, |c| c.delete(&fkey));
         }
-        // A load of this process that read the old value while we removed
-        // it may have stored it again: drop that too.
+        // After the far removal: a load of this process that read the old
+        // value before it sees the bump and keeps nothing near, and one that
+        // already filled the near tier is undone here.
+        self.generation(key).fetch_add(1, Ordering::AcqRel);
         inner.near.remove(key);
     }
 
@@ -762,6 +810,14 @@ where
     fn due(&self, entry: &Entry<V>) -> bool {
         let after = self.inner.revalidate;
         after != u64::MAX && self.now().saturating_sub(entry.checked) >= after
+    }
+
+    /// The write generation of `key`'s stripe.
+    fn generation(&self, key: &K) -> &AtomicU64 {
+        let inner = &*self.inner;
+        // The remainder is below `GENERATIONS`, so it fits a usize.
+        let stripe = (inner.gen_hasher.hash_one(key) % GENERATIONS as u64) as usize;
+        &inner.gens[stripe]
     }
 
     fn key_of(&self, far: &Far, key: &K) -> Option<String> {
@@ -883,9 +939,9 @@ where
                 inner.near.insert_with_ttl(key.clone(), refreshed, ttl);
                 Check::Keep(value)
             }
-            Some(Lease::Won { .. }) => {
+            Some(Lease::Won { cas, .. }) => {
                 bump(&counters.revalidations_changed);
-                Check::WonStale(entry.value)
+                Check::WonStale(entry.value, cas)
             }
             _ => {
                 bump(&counters.revalidations_changed);
@@ -903,7 +959,7 @@ where
                 self.inner.near.remove(key);
                 self.get_far(key)
             }
-            Check::WonStale(v) => {
+            Check::WonStale(v, _) => {
                 // This read took the stale item's recompute token and has no
                 // loader: hand it back so the next `get_with` recomputes.
                 self.inner.near.remove(key);
@@ -952,7 +1008,7 @@ where
             }
             Some(Lease::Wait) | None => {
                 bump(&counters.far_misses);
-                let (value, ttl) = self.read_fallback(far, &fkey, false)?;
+                let (value, ttl) = self.read_fallback(far, &fkey, None)?;
                 self.put_near(key.clone(), value.clone(), 0, ttl);
                 Some(value)
             }
@@ -978,24 +1034,22 @@ where
     }
 
     /// Reads `fkey` from the fallback pool; a value found is copied into the
-    /// far tier (`set` over our own placeholder, else `add`) and returned
-    /// with what is left of its TTL.
+    /// far tier (over our own placeholder, `placeholder` its CAS unique, if
+    /// it is still there; else `add`) and returned with what is left of its
+    /// TTL.
     fn read_fallback(
         &self,
         far: &Far,
         fkey: &str,
-        over_placeholder: bool,
+        placeholder: Option<Cas>,
     ) -> Option<(V, Option<Duration>)> {
         let (old, breaker) = far.fallback.as_ref()?;
         let item = self.far_call(old, breaker, |c| c.meta_get::<V>(fkey))??;
         bump(&self.inner.counters.fallback_hits);
         let ttl = item.ttl.unwrap_or(far.far_ttl).min(far.far_ttl);
-        self.far_call(&far.client, &far.breaker, |c| {
-            if over_placeholder {
-                c.set(fkey, &item.value, ttl)
-            } else {
-                c.add(fkey, &item.value, ttl).map(drop)
-            }
+        self.far_call(&far.client, &far.breaker, |c| match placeholder {
+            Some(cas) => c.cas(fkey, &item.value, ttl, cas),
+            None => c.add(fkey, &item.value, ttl),
         });
         Some((item.value, Some(ttl)))
     }
@@ -1030,13 +1084,13 @@ where
         &self,
         far: &Far,
         fkey: &str,
-        won_stale: bool,
+        won_stale: Option<Cas>,
         load: impl FnOnce() -> Result<V, E>,
     ) -> Result<(Entry<V>, Duration), E> {
         let counters = &self.inner.counters;
-        if won_stale {
+        if let Some(cas) = won_stale {
             // A revalidation already took the stale item's recompute token.
-            return self.compute(far, fkey, Some(false), load);
+            return self.compute(far, fkey, Store::Stale(cas), load);
         }
         let start = Instant::now();
         let mut pause = FIRST_PAUSE;
@@ -1061,11 +1115,14 @@ where
                     };
                     return Ok((self.entry(value, cas.0, Some(ttl)), ttl));
                 }
-                Ok(Some(Lease::Won { previous, .. })) => {
-                    if previous.is_none() {
+                Ok(Some(Lease::Won { previous, cas })) => {
+                    let store = if previous.is_none() {
                         bump(&counters.far_misses);
-                    }
-                    return self.compute(far, fkey, Some(previous.is_none()), load);
+                        Store::Placeholder(cas)
+                    } else {
+                        Store::Stale(cas)
+                    };
+                    return self.compute(far, fkey, store, load);
                 }
                 Ok(Some(Lease::Wait)) => {
                     if !waited {
@@ -1075,30 +1132,32 @@ where
                     let elapsed = start.elapsed();
                     if elapsed >= far.lease_wait {
                         // The winner is slow or gone: load here, and store
-                        // the value for whoever still waits.
+                        // the value for whoever still waits if the lease
+                        // has lapsed (never over anything: a write or
+                        // removal meanwhile must not be undone).
                         bump(&counters.lease_timeouts);
-                        return self.compute(far, fkey, Some(false), load);
+                        return self.compute(far, fkey, Store::Add, load);
                     }
                     thread::sleep(pause.min(far.lease_wait - elapsed));
                     pause = (pause * 2).min(MAX_PAUSE);
                 }
                 // An undecodable far value: replace it.
-                Err(true) => return self.compute(far, fkey, Some(false), load),
+                Err(true) => return self.compute(far, fkey, Store::Set, load),
                 // The far tier is down (or the breaker open): load locally.
-                Ok(None) | Err(false) => return self.compute(far, fkey, None, load),
+                Ok(None) | Err(false) => return self.compute(far, fkey, Store::Skip, load),
             }
         }
     }
 
-    /// Runs `load` and stores its value far. `store`: `None` to skip the far
-    /// tier; `Some(true)` when this caller holds a fresh lease placeholder,
-    /// deleted if `load` fails or panics, and filled from the fallback pool
-    /// when that has the key; `Some(false)` to just store.
+    /// Runs `load` and stores its value far as `store` says. When a
+    /// conditional store finds the item changed or gone (another caller
+    /// wrote or removed the key while `load` ran), the value is returned
+    /// with a zero near TTL: kept nowhere, as it may be outdated.
     fn compute<E>(
         &self,
         far: &Far,
         fkey: &str,
-        store: Option<bool>,
+        store: Store,
         load: impl FnOnce() -> Result<V, E>,
     ) -> Result<(Entry<V>, Duration), E> {
         /// Deletes the lease placeholder unless disarmed: a failed or
@@ -1113,24 +1172,40 @@ where
             }
         }
         let counters = &self.inner.counters;
-        let placeholder = store == Some(true);
-        if placeholder {
-            if let Some((value, ttl)) = self.read_fallback(far, fkey, true) {
+        let placeholder = match store {
+            Store::Placeholder(cas) => Some(cas),
+            _ => None,
+        };
+        if placeholder.is_some() {
+            if let Some((value, ttl)) = self.read_fallback(far, fkey, placeholder) {
                 let ttl = self.bound(ttl);
                 return Ok((self.entry(value, 0, Some(ttl)), ttl));
             }
         }
-        let release = placeholder.then(|| Release {
+        let release = placeholder.map(|_| Release {
             client: &far.client,
             key: fkey,
         });
         bump(&counters.loader_calls);
         let value = load()?;
         std::mem::forget(release);
-        if store.is_some() {
-            self.far_call(&far.client, &far.breaker, |c| {
-                c.set(fkey, &value, far.far_ttl)
-            });
+        let (client, breaker, ttl) = (&far.client, &far.breaker, far.far_ttl);
+        let kept = match store {
+            Store::Skip => None,
+            Store::Placeholder(cas) | Store::Stale(cas) => {
+                self.far_call(client, breaker, |c| c.cas(fkey, &value, ttl, cas))
+            }
+            // Not stored over something: that something is newer or a
+            // placeholder, and this value is as good as a local load.
+            Store::Add => self
+                .far_call(client, breaker, |c| c.add(fkey, &value, ttl))
+                .map(|_| true),
+            Store::Set => self
+                .far_call(client, breaker, |c| c.set(fkey, &value, ttl))
+                .map(|()| true),
+        };
+        if kept == Some(false) {
+            return Ok((self.entry(value, 0, None), Duration::ZERO));
         }
         // Loaded locally or not, a near copy never outlives `far_ttl`.
         let ttl = self.bound(Some(far.far_ttl));

@@ -541,3 +541,33 @@ fn a_write_or_removal_during_a_load_is_not_undone() {
     assert_eq!(swr().get(&k("s")).as_deref(), Some("v2"));
     assert_eq!(a.get(&k("s")).as_deref(), Some("v2"));
 }
+
+#[test]
+fn a_placeholder_removed_with_stale_on_remove_is_never_served() {
+    let mc = Memcached::start();
+    let mk = || -> NearFar<String, String> {
+        NearFar::builder()
+            .far(client(&mc))
+            .namespace("swr-placeholder")
+            .stale_on_remove(Duration::from_secs(30))
+            .lease_wait(Duration::from_secs(10))
+            .build()
+            .unwrap()
+    };
+    let (a, b, c, d) = (mk(), mk(), mk(), mk());
+    // a holds the lease (its loader blocked) while b removes the key.
+    load_racing(&a, "k", || {
+        b.remove(&k("k"));
+        // A reader without a loader finds nothing (not an empty string)...
+        assert_eq!(d.get(&k("k")), None);
+        assert_eq!(d.get(&k("k")), None);
+        // ...and the next get_with runs its loader, without waiting.
+        let start = Instant::now();
+        assert_eq!(c.get_with(k("k"), || k("from c")), "from c");
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert_eq!(c.stats().loader_calls, 1);
+        assert_eq!(d.get_with(k("k"), || unreachable!()), "from c");
+    });
+    // a's value was loaded before the removal: c's stays.
+    assert_eq!(mk().get(&k("k")).as_deref(), Some("from c"));
+}

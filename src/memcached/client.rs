@@ -780,6 +780,29 @@ impl<C: Codec> Client<C> {
         )
     }
 
+    /// Removes `key` only if its CAS unique is still `cas`; `Ok(false)` if
+    /// it holds nothing or was changed since the CAS was read.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] and the connection errors.
+    pub fn delete_if_cas(&self, key: &str, cas: Cas) -> Result<bool> {
+        let flags = MetaDeleteFlags {
+            compare_cas: Some(cas.0),
+            ..MetaDeleteFlags::default()
+        };
+        self.single(
+            key,
+            NOT_IDEMPOTENT,
+            |out, key| encode_meta_delete(out, key, &flags),
+            |reply| match meta_status(&reply) {
+                Some(MetaStatus::Success) => Ok(true),
+                Some(MetaStatus::NotFound | MetaStatus::Exists) => Ok(false),
+                _ => Err(Error::from_reply(&reply)),
+            },
+        )
+    }
+
     /// Gives `key` a new TTL (same rules as [`Client::set`]); `Ok(false)` if
     /// it holds nothing.
     ///
@@ -945,7 +968,10 @@ impl<C: Codec> Client<C> {
     /// winner never stores.
     ///
     /// A stored value that is empty with client flags 0 (an empty byte
-    /// string) cannot be told from a placeholder while a lease is held on it.
+    /// string) cannot be told from a placeholder while a lease is held on
+    /// it or after it was [invalidated](Client::invalidate): it reads as
+    /// [`Lease::Wait`] or [`Lease::Won`] with no `previous`. Such a value
+    /// cannot be stored through leases.
     ///
     /// # Errors
     ///
@@ -1105,9 +1131,10 @@ impl<C: Codec> Client<C> {
                 } else {
                     flags.size == Some(0)
                 };
-                // A vivified placeholder: empty, client flags 0, and not an
-                // invalidated real value.
-                let placeholder = !flags.stale && empty && flags.client_flags == Some(0);
+                // A vivified placeholder: empty with client flags 0, stale
+                // or not (a placeholder invalidated while its lease is
+                // held is still no value).
+                let placeholder = empty && flags.client_flags == Some(0);
                 if flags.won {
                     let previous = if placeholder {
                         None
@@ -1115,7 +1142,7 @@ impl<C: Codec> Client<C> {
                         Some(decode(data, &flags)?)
                     };
                     Ok(Some(Lease::Won { previous, cas }))
-                } else if placeholder && flags.win_taken {
+                } else if placeholder && (flags.win_taken || flags.stale) {
                     Ok(Some(Lease::Wait))
                 } else {
                     Ok(Some(Lease::Hit {

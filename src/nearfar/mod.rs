@@ -652,11 +652,11 @@ where
             // A write or removal between the check above and the fill.
             inner.near.remove(&probe);
         }
-        if won_stale.is_some() && !ran.get() {
+        if let Some(cas) = won_stale.filter(|_| !ran.get()) {
             // Another caller of this process loaded: it saw the item stale
             // and served it, so the recompute token this caller holds would
             // go unused. Hand it back.
-            self.give_back_token(far, &fkey);
+            self.give_back_token(far, &fkey, cas);
         }
         result.map(|entry| entry.value)
     }
@@ -959,13 +959,13 @@ where
                 self.inner.near.remove(key);
                 self.get_far(key)
             }
-            Check::WonStale(v, _) => {
+            Check::WonStale(v, cas) => {
                 // This read took the stale item's recompute token and has no
                 // loader: hand it back so the next `get_with` recomputes.
                 self.inner.near.remove(key);
                 if let Some(far) = &self.inner.far {
                     if let Some(fkey) = self.key_of(far, key) {
-                        self.give_back_token(far, &fkey);
+                        self.give_back_token(far, &fkey, cas);
                     }
                 }
                 bump(&self.inner.counters.stale_serves);
@@ -997,10 +997,10 @@ where
                 }
                 Some(value)
             }
-            Some(Lease::Won { previous, .. }) => {
+            Some(Lease::Won { previous, cas }) => {
                 // A stale item whose recompute token this read took: no
                 // loader here, so hand it back (the next `get_with` wins).
-                self.give_back_token(far, &fkey);
+                self.give_back_token(far, &fkey, cas);
                 if previous.is_some() {
                     bump(&counters.stale_serves);
                 }
@@ -1015,21 +1015,26 @@ where
         }
     }
 
-    /// Hands back the recompute token of the stale item `fkey`, which a read
-    /// without a loader took (memcached gives it to any reader of a stale
-    /// item): marking the item stale again clears the token, and doing so
-    /// for the time it had left keeps its staleness bounded.
-    fn give_back_token(&self, far: &Far, fkey: &str) {
+    /// Hands back the recompute token of the stale item `fkey` (CAS unique
+    /// `cas` when taken), which a read without a loader took (memcached
+    /// gives it to any reader of a stale item): marking the item stale again
+    /// clears the token, and doing so for the time it had left keeps its
+    /// staleness bounded. A stale lease placeholder (removed while a load
+    /// held it) has no value to serve: it is deleted, if still the same.
+    fn give_back_token(&self, far: &Far, fkey: &str, cas: Cas) {
         let seen = self.far_call(&far.client, &far.breaker, |c| c.peek_lease_cas(fkey));
-        if let Some(Some(Lease::Hit {
-            stale: true,
-            ttl: Some(left),
-            ..
-        })) = seen
-        {
-            if !left.is_zero() {
+        match seen {
+            Some(Some(Lease::Hit {
+                stale: true,
+                ttl: Some(left),
+                ..
+            })) if !left.is_zero() => {
                 self.far_call(&far.client, &far.breaker, |c| c.invalidate(fkey, left));
             }
+            Some(Some(Lease::Wait)) => {
+                self.far_call(&far.client, &far.breaker, |c| c.delete_if_cas(fkey, cas));
+            }
+            _ => {}
         }
     }
 

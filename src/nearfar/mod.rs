@@ -691,7 +691,9 @@ where
         // After the far write: a load that read the far tier before it sees
         // the bump and keeps nothing near.
         self.generation(&key).fetch_add(1, Ordering::AcqRel);
-        self.put_near(key, value, 0, Some(far.far_ttl));
+        let ttl = self.bound(Some(far.far_ttl));
+        let entry = self.entry(value, 0, Some(ttl));
+        inner.near.insert_with_ttl(key, entry, ttl);
     }
 
     /// Removes `key` from both tiers (and from the fallback pool), or with
@@ -850,10 +852,28 @@ where
         self.bound(Some(STALE_NEAR_TTL))
     }
 
-    fn put_near(&self, key: K, value: V, cas: u64, far_left: Option<Duration>) {
+    /// Keeps `value`, read from the far tier, near for what `far_left`
+    /// allows; `seen` is the key's write generation before the read.
+    fn put_near(&self, key: &K, seen: u64, value: V, cas: u64, far_left: Option<Duration>) {
         let ttl = self.bound(far_left);
         let entry = self.entry(value, cas, Some(ttl));
-        self.inner.near.insert_with_ttl(key, entry, ttl);
+        self.keep_near(key, seen, entry, ttl);
+    }
+
+    /// Stores `entry`, made from a far read, near for `ttl`, unless this
+    /// `NearFar` wrote or removed `key` since the read began (its write
+    /// generation is no longer `seen`): the read may predate that write, and
+    /// storing it would undo it here. A write landing between the check and
+    /// the store is caught by the second check.
+    fn keep_near(&self, key: &K, seen: u64, entry: Entry<V>, ttl: Duration) {
+        let generation = self.generation(key);
+        if generation.load(Ordering::Acquire) != seen {
+            return;
+        }
+        self.inner.near.insert_with_ttl(key.clone(), entry, ttl);
+        if generation.load(Ordering::Acquire) != seen {
+            self.inner.near.remove(key);
+        }
     }
 
     /// Runs a far operation through `breaker`, counting its failure.
@@ -915,6 +935,7 @@ where
         };
         let counters = &inner.counters;
         bump(&counters.revalidations);
+        let generation = self.generation(key).load(Ordering::Acquire);
         let Some(seen) = self.far_call(&far.client, &far.breaker, |c| c.peek_lease_cas(&fkey))
         else {
             // Far tier unusable: keep serving the copy until its near TTL.
@@ -936,7 +957,10 @@ where
                     expires: now.saturating_add(nanos(ttl)),
                     ..entry
                 };
-                inner.near.insert_with_ttl(key.clone(), refreshed, ttl);
+                // Written again rather than updated in place: a shared
+                // timestamp in every entry would cost each near hit an
+                // atomic on a shared cache line.
+                self.keep_near(key, generation, refreshed, ttl);
                 Check::Keep(value)
             }
             Some(Lease::Won { cas, .. }) => {
@@ -981,6 +1005,7 @@ where
         let far = inner.far.as_ref()?;
         let fkey = self.key_of(far, key)?;
         let counters = &inner.counters;
+        let generation = self.generation(key).load(Ordering::Acquire);
         match self.far_call(&far.client, &far.breaker, |c| c.peek_lease::<V>(&fkey))? {
             Some(Lease::Hit {
                 value,
@@ -990,10 +1015,10 @@ where
             }) => {
                 if stale {
                     bump(&counters.stale_serves);
-                    self.put_near(key.clone(), value.clone(), 0, Some(STALE_NEAR_TTL));
+                    self.put_near(key, generation, value.clone(), 0, Some(STALE_NEAR_TTL));
                 } else {
                     bump(&counters.far_hits);
-                    self.put_near(key.clone(), value.clone(), cas.0, ttl);
+                    self.put_near(key, generation, value.clone(), cas.0, ttl);
                 }
                 Some(value)
             }
@@ -1009,7 +1034,7 @@ where
             Some(Lease::Wait) | None => {
                 bump(&counters.far_misses);
                 let (value, ttl) = self.read_fallback(far, &fkey, None)?;
-                self.put_near(key.clone(), value.clone(), 0, ttl);
+                self.put_near(key, generation, value.clone(), 0, ttl);
                 Some(value)
             }
         }

@@ -84,3 +84,37 @@ fn far_tier_down_never_fails_a_caller() {
     assert_eq!(s.breaker_trips, 1);
     assert!(nf.far_breaker_open());
 }
+
+#[test]
+fn a_far_read_older_than_a_write_here_is_not_kept_near() {
+    // Nothing listens on port 1: far writes fail, the near tier decides.
+    let client = Client::builder()
+        .servers(["127.0.0.1:1"])
+        .connect_timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let nf: NearFar<u32, String> = NearFar::builder()
+        .far(client)
+        .circuit_breaker(0, Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let ttl = Duration::from_secs(60);
+    let old = || nf.entry("old".to_string(), 7, Some(ttl));
+
+    // A read that began before a removal by this NearFar is dropped.
+    let seen = nf.generation(&1).load(Ordering::Acquire);
+    nf.remove(&1);
+    nf.keep_near(&1, seen, old(), ttl);
+    assert_eq!(nf.get(&1), None);
+
+    // One that began before a write does not replace the written value.
+    let seen = nf.generation(&2).load(Ordering::Acquire);
+    nf.insert(2, "new".to_string());
+    nf.keep_near(&2, seen, old(), ttl);
+    assert_eq!(nf.get(&2).as_deref(), Some("new"));
+
+    // Without a write meanwhile, it is kept.
+    let seen = nf.generation(&3).load(Ordering::Acquire);
+    nf.keep_near(&3, seen, old(), ttl);
+    assert_eq!(nf.get(&3).as_deref(), Some("old"));
+}

@@ -571,3 +571,29 @@ fn a_placeholder_removed_with_stale_on_remove_is_never_served() {
     // a's value was loaded before the removal: c's stays.
     assert_eq!(mk().get(&k("k")).as_deref(), Some("from c"));
 }
+
+#[test]
+fn a_failed_load_releases_only_its_placeholder() {
+    let mc = Memcached::start();
+    let (a, b) = (instance(&mc, "release-cas"), instance(&mc, "release-cas"));
+    let (started_tx, started_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let a2 = a.clone();
+    let loader = thread::spawn(move || {
+        a2.try_get_with(k("k"), || {
+            started_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            Err::<String, _>("db down")
+        })
+    });
+    started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    // b writes over a's placeholder while a's loader runs, then it fails.
+    b.insert(k("k"), k("v2"));
+    go_tx.send(()).unwrap();
+    assert_eq!(*loader.join().unwrap().unwrap_err(), "db down");
+    assert_eq!(
+        instance(&mc, "release-cas").get(&k("k")).as_deref(),
+        Some("v2"),
+        "the release did not delete b's value"
+    );
+}

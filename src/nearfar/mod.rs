@@ -483,6 +483,17 @@ enum Check<V> {
     WonStale(V, Cas),
 }
 
+/// Runs its closure when dropped (also while unwinding) unless forgotten.
+struct OnDrop<F: FnOnce()>(Option<F>);
+
+impl<F: FnOnce()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
 /// How [`NearFar::compute`] stores a loaded value in the far tier.
 #[derive(Clone, Copy)]
 enum Store {
@@ -1190,17 +1201,6 @@ where
         store: Store,
         load: impl FnOnce() -> Result<V, E>,
     ) -> Result<(Entry<V>, Duration), E> {
-        /// Deletes the lease placeholder unless disarmed: a failed or
-        /// panicking loader must not leave others waiting for nothing.
-        struct Release<'a> {
-            client: &'a Client,
-            key: &'a str,
-        }
-        impl Drop for Release<'_> {
-            fn drop(&mut self) {
-                let _ = self.client.delete(self.key);
-            }
-        }
         let counters = &self.inner.counters;
         let placeholder = match store {
             Store::Placeholder(cas) => Some(cas),
@@ -1212,9 +1212,14 @@ where
                 return Ok((self.entry(value, 0, Some(ttl)), ttl));
             }
         }
-        let release = placeholder.map(|_| Release {
-            client: &far.client,
-            key: fkey,
+        // Deletes the lease placeholder unless disarmed: a failed or
+        // panicking loader must not leave others waiting for nothing. Only
+        // the placeholder (by its CAS unique), never a value written over it
+        // meanwhile; through the breaker, like every far call.
+        let release = placeholder.map(|cas| {
+            OnDrop(Some(move || {
+                self.far_call(&far.client, &far.breaker, |c| c.delete_if_cas(fkey, cas));
+            }))
         });
         bump(&counters.loader_calls);
         let value = load()?;

@@ -81,6 +81,15 @@ impl Breaker {
         }
     }
 
+    /// The far call ended without a word from the server (nothing was sent,
+    /// or what came back proves nothing): a probe is given up, so the next
+    /// caller probes again; the breaker stays as it was.
+    pub(crate) fn release(&self, pass: Pass) {
+        if pass == Pass::Probe {
+            self.probing.store(false, Ordering::Release);
+        }
+    }
+
     /// The far call failed with an error a retry could cure.
     pub(crate) fn failure(&self, pass: Pass) {
         if self.threshold == 0 {
@@ -138,6 +147,21 @@ mod tests {
         assert_eq!(b.pass(), Pass::Closed);
         assert_eq!(b.trips.load(Ordering::Relaxed), 2);
         assert_eq!(b.skips.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_released_probe_neither_closes_nor_extends() {
+        let b = Breaker::new(1, Duration::ZERO);
+        b.failure(Pass::Closed);
+        assert_eq!(b.pass(), Pass::Probe);
+        b.release(Pass::Probe);
+        assert!(b.is_open(), "a probe that reached no server closes nothing");
+        assert_eq!(b.trips.load(Ordering::Relaxed), 1);
+        assert_eq!(b.pass(), Pass::Probe, "the next caller probes");
+        b.success(Pass::Probe);
+        assert!(!b.is_open());
+        b.release(Pass::Closed);
+        assert_eq!(b.pass(), Pass::Closed);
     }
 
     #[test]

@@ -917,7 +917,10 @@ where
                 Ok(Some(v))
             }
             Err(memcached::Error::Codec(_)) => {
-                breaker.success(pass);
+                // Encoding fails before anything is sent, decoding after a
+                // reply: either way no sign of an outage, and no proof
+                // that a probe reached the server.
+                breaker.release(pass);
                 bump(&counters.decode_errors);
                 Err(true)
             }
@@ -925,10 +928,18 @@ where
                 bump(&counters.far_errors);
                 if e.is_retryable() || matches!(e, memcached::Error::Protocol(_)) {
                     breaker.failure(pass);
-                } else {
-                    // The server answered (or nothing was sent): not a sign
-                    // of an outage, but the probe must be resolved.
+                } else if matches!(
+                    e,
+                    memcached::Error::Server(_)
+                        | memcached::Error::NotStored
+                        | memcached::Error::Client(_)
+                ) {
+                    // The server answered: it is up.
                     breaker.success(pass);
+                } else {
+                    // Nothing was sent (invalid key, value too large):
+                    // resolve the probe without closing the breaker.
+                    breaker.release(pass);
                 }
                 Err(false)
             }

@@ -118,3 +118,24 @@ fn a_far_read_older_than_a_write_here_is_not_kept_near() {
     nf.keep_near(&3, seen, old(), ttl);
     assert_eq!(nf.get(&3).as_deref(), Some("old"));
 }
+
+#[test]
+fn a_probe_that_sends_nothing_does_not_close_the_breaker() {
+    let client = Client::builder().servers(["127.0.0.1:1"]).build().unwrap();
+    let nf: NearFar<u32, String> = NearFar::builder().far(client.clone()).build().unwrap();
+    let breaker = Breaker::new(1, Duration::ZERO);
+    breaker.failure(Pass::Closed);
+    assert!(breaker.is_open());
+    let too_large = |_: &Client| -> memcached::Result<()> {
+        Err(memcached::Error::ValueTooLarge { size: 2, max: 1 })
+    };
+    assert_eq!(nf.far_try(&client, &breaker, too_large), Err(false));
+    assert!(breaker.is_open(), "nothing reached the server");
+    let invalid_key = |c: &Client| c.get::<u8>("has space");
+    assert_eq!(nf.far_try(&client, &breaker, invalid_key), Err(false));
+    assert!(breaker.is_open());
+    // A real reply from the server closes it.
+    let answered = |_: &Client| -> memcached::Result<()> { Err(memcached::Error::NotStored) };
+    assert_eq!(nf.far_try(&client, &breaker, answered), Err(false));
+    assert!(!breaker.is_open());
+}

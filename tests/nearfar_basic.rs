@@ -597,3 +597,36 @@ fn a_failed_load_releases_only_its_placeholder() {
         "the release did not delete b's value"
     );
 }
+
+#[test]
+fn a_failed_recompute_of_a_stale_item_hands_its_token_back() {
+    let mc = Memcached::start();
+    let mk = || -> NearFar<String, String> {
+        NearFar::builder()
+            .far(client(&mc))
+            .namespace("swr-fail")
+            .stale_on_remove(Duration::from_secs(30))
+            .build()
+            .unwrap()
+    };
+    let (a, b, c) = (mk(), mk(), mk());
+    for key in ["err", "panic"] {
+        a.insert(k(key), k("v0"));
+        a.remove(&k(key));
+        // b takes the stale item's recompute token, and its loader fails.
+        if key == "err" {
+            let err = b.try_get_with(k(key), || Err::<String, _>("db down"));
+            assert_eq!(*err.unwrap_err(), "db down");
+        } else {
+            let panicked = catch_unwind(AssertUnwindSafe(|| {
+                b.get_with(k(key), || panic!("loader bug"))
+            }));
+            assert!(panicked.is_err());
+        }
+        // The next caller recomputes rather than being served "v0".
+        let before = c.stats().loader_calls;
+        assert_eq!(c.get_with(k(key), || k("v1")), "v1");
+        assert_eq!(c.stats().loader_calls, before + 1);
+        assert_eq!(mk().get(&k(key)).as_deref(), Some("v1"));
+    }
+}

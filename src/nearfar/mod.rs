@@ -1232,9 +1232,17 @@ where
                 self.far_call(&far.client, &far.breaker, |c| c.delete_if_cas(fkey, cas));
             }))
         });
+        // Hands back the recompute token of a stale item unless disarmed: a
+        // failed or panicking loader must not leave the stale value served
+        // for all of its stale time with no one recomputing it.
+        let give_back = match store {
+            Store::Stale(cas) => Some(OnDrop(Some(move || self.give_back_token(far, fkey, cas)))),
+            _ => None,
+        };
         bump(&counters.loader_calls);
         let value = load()?;
         std::mem::forget(release);
+        std::mem::forget(give_back);
         let (client, breaker, ttl) = (&far.client, &far.breaker, far.far_ttl);
         let kept = match store {
             Store::Skip => None,

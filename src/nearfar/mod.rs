@@ -960,8 +960,10 @@ where
         let generation = self.generation(key).load(Ordering::Acquire);
         let Some(seen) = self.far_call(&far.client, &far.breaker, |c| c.peek_lease_cas(&fkey))
         else {
-            // Far tier unusable: keep serving the copy until its near TTL.
-            return Check::Keep(entry.value);
+            // Far tier unusable: keep serving the copy until its near TTL,
+            // and check it again only after another period (not on every
+            // read while the outage lasts).
+            return Check::Keep(self.refresh(key, generation, entry, None));
         };
         match seen {
             Some(Lease::Hit {
@@ -969,22 +971,7 @@ where
                 stale: false,
                 ttl,
                 ..
-            }) if cas.0 == entry.cas => {
-                let now = self.now();
-                let near_left = entry.expires.saturating_sub(now);
-                let ttl = Duration::from_nanos(near_left).min(self.bound(ttl));
-                let value = entry.value.clone();
-                let refreshed = Entry {
-                    checked: now,
-                    expires: now.saturating_add(nanos(ttl)),
-                    ..entry
-                };
-                // Written again rather than updated in place: a shared
-                // timestamp in every entry would cost each near hit an
-                // atomic on a shared cache line.
-                self.keep_near(key, generation, refreshed, ttl);
-                Check::Keep(value)
-            }
+            }) if cas.0 == entry.cas => Check::Keep(self.refresh(key, generation, entry, ttl)),
             Some(Lease::Won { cas, .. }) => {
                 bump(&counters.revalidations_changed);
                 Check::WonStale(entry.value, cas)
@@ -994,6 +981,26 @@ where
                 Check::Changed
             }
         }
+    }
+
+    /// Marks a near entry checked now, for no longer than it had left (nor
+    /// `far_left`, what the far item has left when known), and returns its
+    /// value. `generation`: the key's write generation before the check.
+    fn refresh(&self, key: &K, generation: u64, entry: Entry<V>, far_left: Option<Duration>) -> V {
+        let now = self.now();
+        let near_left = entry.expires.saturating_sub(now);
+        let ttl = Duration::from_nanos(near_left).min(self.bound(far_left));
+        let value = entry.value.clone();
+        let refreshed = Entry {
+            checked: now,
+            expires: now.saturating_add(nanos(ttl)),
+            ..entry
+        };
+        // Written again rather than updated in place: a shared timestamp in
+        // every entry would cost each near hit an atomic on a shared cache
+        // line.
+        self.keep_near(key, generation, refreshed, ttl);
+        value
     }
 
     /// `get` with a near entry due for revalidation.

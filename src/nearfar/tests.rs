@@ -139,3 +139,36 @@ fn a_probe_that_sends_nothing_does_not_close_the_breaker() {
     assert_eq!(nf.far_try(&client, &breaker, answered), Err(false));
     assert!(!breaker.is_open());
 }
+
+#[test]
+fn an_outage_checks_a_due_entry_once_per_period() {
+    let clock = crate::MockClock::new();
+    let client = Client::builder()
+        .servers(["127.0.0.1:1"])
+        .connect_timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let nf: NearFar<u32, String> = NearFar::builder()
+        .near(Cache::builder().max_entries(10).clock(clock.clone()))
+        .far(client)
+        .near_ttl(Duration::from_secs(60))
+        .revalidate_after(Duration::from_secs(1))
+        .circuit_breaker(1, Duration::from_secs(3600))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    nf.insert(1, "a".into()); // the far write fails: the breaker opens
+    assert!(nf.far_breaker_open());
+    clock.advance(Duration::from_secs(2));
+    for _ in 0..5 {
+        assert_eq!(nf.get(&1).as_deref(), Some("a"));
+    }
+    assert_eq!(nf.stats().revalidations, 1, "one check per period");
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(nf.get_with(1, || unreachable!()), "a");
+    assert_eq!(nf.get(&1).as_deref(), Some("a"));
+    assert_eq!(nf.stats().revalidations, 2);
+    // The copy still ends with its near TTL.
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(nf.get(&1), None);
+}

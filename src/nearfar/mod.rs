@@ -156,6 +156,9 @@ struct Far {
     client: Client,
     breaker: Breaker,
     fallback: Option<(Client, Breaker)>,
+    /// The longer key prefix of the client and the fallback client: every
+    /// far key must fit memcached's limit with either.
+    prefix_len: usize,
     namespace: String,
     far_ttl: Duration,
     lease_ttl: Duration,
@@ -399,7 +402,8 @@ where
     /// # Errors
     ///
     /// [`Error::InvalidSetting`] for a namespace that is too long (with the
-    /// client's key prefix and a digest it must fit memcached's 250 bytes)
+    /// client's key prefix, or the fallback client's when that is longer,
+    /// and a digest it must fit memcached's 250 bytes)
     /// or holds spaces or control bytes, a zero `far_ttl`, `lease_ttl` or
     /// `circuit_breaker` cooldown.
     ///
@@ -413,7 +417,13 @@ where
     /// ```
     pub fn build(self) -> Result<NearFar<K, V>, Error> {
         let invalid = |setting, expected| Err(Error::InvalidSetting { setting, expected });
-        let prefix_len = self.far.as_ref().map_or(0, |c| c.key_prefix().len());
+        let prefix_len = self
+            .far
+            .iter()
+            .chain(&self.fallback)
+            .map(|c| c.key_prefix().len())
+            .max()
+            .unwrap_or(0);
         if self.namespace.len() > 200
             || prefix_len + self.namespace.len() + 1 + key::DIGEST_LEN
                 > memcached::protocol::MAX_KEY_LEN
@@ -440,6 +450,7 @@ where
             fallback: self
                 .fallback
                 .map(|old| (old, Breaker::new(threshold, cooldown))),
+            prefix_len,
             namespace: self.namespace,
             far_ttl: self.far_ttl,
             lease_ttl: self.lease_ttl,
@@ -756,8 +767,9 @@ where
     ///
     /// It is `namespace + ":" + rendered` (just `rendered` with no
     /// namespace), unless the rendered key is empty, starts with `#`, holds
-    /// a space, control byte or DEL, or would make the full key (client
-    /// prefix included) longer than 250 bytes: then it is
+    /// a space, control byte or DEL, or would make the full key (the
+    /// client's key prefix included, or the fallback client's when that is
+    /// longer) longer than 250 bytes: then it is
     /// `namespace + ":#" + hex(md5(rendered))`, 32 hex digits.
     ///
     /// # Examples
@@ -835,11 +847,7 @@ where
 
     fn key_of(&self, far: &Far, key: &K) -> Option<String> {
         let rendered = key.far_key()?;
-        Some(key::full_key(
-            &far.namespace,
-            far.client.key_prefix().len(),
-            &rendered,
-        ))
+        Some(key::full_key(&far.namespace, far.prefix_len, &rendered))
     }
 
     /// An entry for `value` fetched now, near for `ttl` (`None`: no bound).

@@ -172,3 +172,40 @@ fn an_outage_checks_a_due_entry_once_per_period() {
     clock.advance(Duration::from_secs(60));
     assert_eq!(nf.get(&1), None);
 }
+
+#[test]
+fn far_keys_fit_the_fallback_clients_prefix_too() {
+    let with_prefix = |prefix: &str| {
+        Client::builder()
+            .servers(["127.0.0.1:1"])
+            .key_prefix(prefix)
+            .build()
+            .unwrap()
+    };
+    let nf: NearFar<String, u8> = NearFar::builder()
+        .far(with_prefix(""))
+        .fallback(with_prefix(&"p".repeat(100)))
+        .namespace("ns")
+        .build()
+        .unwrap();
+    // 3 + 200 bytes fit alone, not behind the fallback's 100-byte prefix.
+    let long = "k".repeat(200);
+    let fkey = nf.far_key(&long).unwrap();
+    assert!(fkey.starts_with("ns:#"), "{fkey}");
+    assert!(100 + fkey.len() <= memcached::protocol::MAX_KEY_LEN);
+    // A short key is left as it is.
+    assert_eq!(nf.far_key(&"k".to_string()).as_deref(), Some("ns:k"));
+    // A namespace that leaves no room with the fallback's prefix is refused.
+    let too_long = NearFar::<String, u8>::builder()
+        .far(with_prefix(""))
+        .fallback(with_prefix(&"p".repeat(200)))
+        .namespace("n".repeat(20))
+        .build();
+    assert!(matches!(
+        too_long,
+        Err(Error::InvalidSetting {
+            setting: "namespace",
+            ..
+        })
+    ));
+}

@@ -919,7 +919,12 @@ where
             return Ok(None);
         }
         let counters = &self.inner.counters;
-        match op(client) {
+        // A panic in the call (a value's Serialize or Deserialize) must not
+        // keep the probe: the breaker would stay open for good.
+        let probe = (pass == Pass::Probe).then(|| OnDrop(Some(|| breaker.release(pass))));
+        let result = op(client);
+        std::mem::forget(probe);
+        match result {
             Ok(v) => {
                 breaker.success(pass);
                 Ok(Some(v))

@@ -209,3 +209,19 @@ fn far_keys_fit_the_fallback_clients_prefix_too() {
         })
     ));
 }
+
+#[test]
+fn a_panic_in_the_probe_gives_the_probe_back() {
+    let client = Client::builder().servers(["127.0.0.1:1"]).build().unwrap();
+    let nf: NearFar<u32, String> = NearFar::builder().far(client.clone()).build().unwrap();
+    let breaker = Breaker::new(1, Duration::ZERO);
+    breaker.failure(Pass::Closed);
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        nf.far_try(&client, &breaker, |_| -> memcached::Result<()> {
+            panic!("a value's Serialize panicked")
+        })
+    }));
+    assert!(panicked.is_err());
+    assert!(breaker.is_open());
+    assert_eq!(breaker.pass(), Pass::Probe, "the next caller probes again");
+}

@@ -96,7 +96,9 @@ impl Breaker {
             return;
         }
         if pass == Pass::Probe {
-            self.open();
+            // Only the probe moves an open breaker's deadline.
+            let until = self.open_until.load(Ordering::Acquire);
+            self.open(until);
             self.probing.store(false, Ordering::Release);
             return;
         }
@@ -104,18 +106,25 @@ impl Breaker {
             .failures
             .fetch_add(1, Ordering::AcqRel)
             .saturating_add(1);
-        if failures >= self.threshold && self.open_until.load(Ordering::Acquire) == 0 {
-            self.open();
+        if failures >= self.threshold {
+            self.open(0);
         }
     }
 
-    fn open(&self) {
+    /// Opens the breaker for a cooldown from now, if its deadline is still
+    /// `from` (0: closed): of callers failing at once, one trips it.
+    fn open(&self, from: u64) {
         let until = self
             .now()
             .saturating_add(u64::try_from(self.cooldown.as_nanos()).unwrap_or(u64::MAX));
-        self.open_until.store(until, Ordering::Release);
-        self.failures.store(0, Ordering::Relaxed);
-        self.trips.fetch_add(1, Ordering::Relaxed);
+        if self
+            .open_until
+            .compare_exchange(from, until, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.failures.store(0, Ordering::Relaxed);
+            self.trips.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Whether the breaker is open now (calls skip the far tier).
@@ -170,6 +179,25 @@ mod tests {
         b.failure(Pass::Closed);
         for _ in 0..10 {
             assert_eq!(b.pass(), Pass::Skip);
+        }
+    }
+
+    #[test]
+    fn failures_at_once_trip_it_once() {
+        const THREADS: usize = 8;
+        for _ in 0..100 {
+            let b = Breaker::new(1, Duration::from_secs(3600));
+            let barrier = std::sync::Barrier::new(THREADS);
+            std::thread::scope(|s| {
+                for _ in 0..THREADS {
+                    s.spawn(|| {
+                        barrier.wait();
+                        b.failure(Pass::Closed);
+                    });
+                }
+            });
+            assert!(b.is_open());
+            assert_eq!(b.trips.load(Ordering::Relaxed), 1);
         }
     }
 

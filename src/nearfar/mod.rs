@@ -337,7 +337,8 @@ impl<K, V> NearFarBuilder<K, V> {
 
     /// The longest a value stays in the near tier; never longer than what
     /// the far tier says is left of the item's TTL. Bounds how long another
-    /// process's write can go unseen (see the [module docs](self)).
+    /// process's write can go unseen (see the [module docs](self)). Must not
+    /// be zero (leave it unset, or use [`remove_near`](NearFar::remove_near)).
     pub fn near_ttl(mut self, ttl: Duration) -> Self {
         self.near_ttl = Some(ttl);
         self
@@ -404,8 +405,8 @@ where
     /// [`Error::InvalidSetting`] for a namespace that is too long (with the
     /// client's key prefix, or the fallback client's when that is longer,
     /// and a digest it must fit memcached's 250 bytes)
-    /// or holds spaces or control bytes, a zero `far_ttl`, `lease_ttl` or
-    /// `circuit_breaker` cooldown.
+    /// or holds spaces or control bytes, a zero `far_ttl`, `near_ttl`,
+    /// `lease_ttl` or `circuit_breaker` cooldown.
     ///
     /// # Examples
     ///
@@ -436,6 +437,9 @@ where
         }
         if self.far_ttl.is_zero() {
             return invalid("far_ttl", "a non-zero duration");
+        }
+        if self.near_ttl.is_some_and(|t| t.is_zero()) {
+            return invalid("near_ttl", "a non-zero duration");
         }
         if self.lease_ttl.is_zero() {
             return invalid("lease_ttl", "a non-zero duration");

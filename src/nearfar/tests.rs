@@ -34,6 +34,13 @@ fn build_checks_settings() {
         }
     ));
     assert!(matches!(
+        err(NearFar::builder().near_ttl(Duration::ZERO)),
+        Error::InvalidSetting {
+            setting: "near_ttl",
+            ..
+        }
+    ));
+    assert!(matches!(
         err(NearFar::builder().circuit_breaker(3, Duration::ZERO)),
         Error::InvalidSetting {
             setting: "circuit_breaker",

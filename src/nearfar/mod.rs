@@ -323,6 +323,12 @@ impl<K, V> NearFarBuilder<K, V> {
     /// (`"users:v3"` to `"users:v4"`) to invalidate a whole family at once:
     /// the old items are simply never read again and expire. At most 200
     /// bytes, no spaces or control bytes.
+    ///
+    /// Keys may hold `:` too, so two namespaces where one is the other
+    /// plus `":..."` share far keys: `"a"` with key `"b:c"` and `"a:b"`
+    /// with key `"c"` are both `a:b:c`. Give caches that share memcached
+    /// namespaces none of which starts with another followed by `:`
+    /// (`"users:v3"` and `"orders:v1"`, not `"users"` and `"users:v3"`).
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
         self.namespace = namespace.into();
         self

@@ -92,7 +92,9 @@ pub enum Lease<V> {
         /// The time the item has left to live; `None` when it never expires.
         ttl: Option<Duration>,
     },
-    /// This caller holds the lease: compute the value and [`Client::set`] it.
+    /// This caller holds the lease: compute the value and store it with
+    /// [`Client::cas`] and `cas`, so that a write or removal made while it
+    /// was computed is not undone (`Ok(false)`: keep the value to yourself).
     ///
     /// `previous` is the value still stored when there is one (after an
     /// invalidation, or an early recache), which may be served meanwhile.
@@ -962,7 +964,7 @@ impl<C: Codec> Client<C> {
     ///
     /// On a miss the server stores an empty placeholder for `lease_ttl` and
     /// exactly one caller gets [`Lease::Won`]; it should compute the value
-    /// and [`Client::set`] it. Others get [`Lease::Wait`] until then, or
+    /// and store it with [`Client::cas`] and the won CAS. Others get [`Lease::Wait`] until then, or
     /// [`Lease::Hit`] with `stale: true` when an invalidated value is still
     /// there. The lease lapses after `lease_ttl` (at least one second) if the
     /// winner never stores.
@@ -986,9 +988,10 @@ impl<C: Codec> Client<C> {
     /// # fn expensive() -> String { String::new() }
     /// let value: Option<String> = match client.get_or_lease("report", Duration::from_secs(10))? {
     ///     Lease::Hit { value, .. } => Some(value),
-    ///     Lease::Won { .. } => {
+    ///     Lease::Won { cas, .. } => {
     ///         let fresh = expensive();
-    ///         client.set("report", &fresh, Duration::from_secs(300))?;
+    ///         // Not stored if the key was written or removed meanwhile.
+    ///         client.cas("report", &fresh, Duration::from_secs(300), cas)?;
     ///         Some(fresh)
     ///     }
     ///     Lease::Wait => None, // someone else is computing it: retry shortly

@@ -415,6 +415,36 @@ fn lease_flow_between_two_clients() {
 }
 
 #[test]
+fn an_invalidated_placeholder_is_never_a_value() {
+    let mc = Memcached::start();
+    let (first, second) = (client(&mc), client(&mc));
+    let lease = Duration::from_secs(30);
+    assert!(matches!(
+        first.get_or_lease::<String>("k", lease).unwrap(),
+        Lease::Won { previous: None, .. }
+    ));
+    // Removed with stale-while-revalidate while the lease is held.
+    assert!(second.invalidate("k", MINUTE).unwrap());
+    // One reader takes the new recompute token, with nothing to serve...
+    assert!(matches!(
+        second.peek_lease::<String>("k").unwrap(),
+        Some(Lease::Won { previous: None, .. })
+    ));
+    // ...and the others wait: the empty placeholder is not an empty value.
+    for c in [&first, &second] {
+        assert_eq!(c.peek_lease::<String>("k").unwrap(), Some(Lease::Wait));
+        assert_eq!(c.get_or_lease::<String>("k", lease).unwrap(), Lease::Wait);
+        assert_eq!(c.peek_lease_cas("k").unwrap(), Some(Lease::Wait));
+    }
+
+    // delete_if_cas removes only the item it was read from.
+    let now = first.cas_only("k").unwrap().expect("the placeholder");
+    assert!(!first.delete_if_cas("k", Cas(now.0 + 1)).unwrap());
+    assert!(first.delete_if_cas("k", now).unwrap());
+    assert!(!first.delete_if_cas("k", now).unwrap());
+}
+
+#[test]
 fn nothing_listening_fails_fast() {
     let port = server::free_port();
     let c = Client::builder()

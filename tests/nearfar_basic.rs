@@ -474,3 +474,159 @@ fn memoize_through_a_nearfar_store() {
     assert_eq!(RUNS.load(Ordering::SeqCst), 1);
     assert_eq!(SECOND.stats().far_hits, 1);
 }
+
+/// Runs `a.get_with(key)` with a loader blocked on a channel, calls
+/// `meanwhile` while it is blocked, then lets it return "v1".
+fn load_racing(a: &NearFar<String, String>, key: &str, meanwhile: impl FnOnce()) {
+    let (started_tx, started_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (a2, key2) = (a.clone(), k(key));
+    let loader = thread::spawn(move || {
+        a2.get_with(key2, || {
+            started_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            k("v1")
+        })
+    });
+    started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    meanwhile();
+    go_tx.send(()).unwrap();
+    assert_eq!(
+        loader.join().unwrap(),
+        "v1",
+        "the loader's caller gets its value"
+    );
+}
+
+#[test]
+fn a_write_or_removal_during_a_load_is_not_undone() {
+    let mc = Memcached::start();
+    let fresh = || instance(&mc, "race");
+    let a = fresh();
+
+    // Another instance writes while a's loader runs.
+    let b = fresh();
+    load_racing(&a, "ins", || b.insert(k("ins"), k("v2")));
+    assert_eq!(fresh().get(&k("ins")).as_deref(), Some("v2"));
+    assert_eq!(a.get(&k("ins")).as_deref(), Some("v2"));
+
+    // Another instance removes (the placeholder) while a's loader runs.
+    load_racing(&a, "rm", || b.remove(&k("rm")));
+    assert_eq!(fresh().get(&k("rm")), None);
+    assert_eq!(a.get(&k("rm")), None);
+
+    // The same instance (a clone) writes, then removes, meanwhile.
+    let same = a.clone();
+    load_racing(&a, "ins-here", || same.insert(k("ins-here"), k("v2")));
+    assert_eq!(fresh().get(&k("ins-here")).as_deref(), Some("v2"));
+    assert_eq!(a.get(&k("ins-here")).as_deref(), Some("v2"));
+    load_racing(&a, "rm-here", || same.remove(&k("rm-here")));
+    assert_eq!(fresh().get(&k("rm-here")), None);
+    assert_eq!(a.get(&k("rm-here")), None);
+
+    // A value written before the load is removed while a stale item is
+    // being recomputed (stale_on_remove): the recompute does not return it.
+    let swr = || -> NearFar<String, String> {
+        NearFar::builder()
+            .far(client(&mc))
+            .namespace("race-swr")
+            .stale_on_remove(Duration::from_secs(30))
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (swr(), swr());
+    b.insert(k("s"), k("v0"));
+    b.remove(&k("s"));
+    load_racing(&a, "s", || b.insert(k("s"), k("v2")));
+    assert_eq!(swr().get(&k("s")).as_deref(), Some("v2"));
+    assert_eq!(a.get(&k("s")).as_deref(), Some("v2"));
+}
+
+#[test]
+fn a_placeholder_removed_with_stale_on_remove_is_never_served() {
+    let mc = Memcached::start();
+    let mk = || -> NearFar<String, String> {
+        NearFar::builder()
+            .far(client(&mc))
+            .namespace("swr-placeholder")
+            .stale_on_remove(Duration::from_secs(30))
+            .lease_wait(Duration::from_secs(10))
+            .build()
+            .unwrap()
+    };
+    let (a, b, c, d) = (mk(), mk(), mk(), mk());
+    // a holds the lease (its loader blocked) while b removes the key.
+    load_racing(&a, "k", || {
+        b.remove(&k("k"));
+        // A reader without a loader finds nothing (not an empty string)...
+        assert_eq!(d.get(&k("k")), None);
+        assert_eq!(d.get(&k("k")), None);
+        // ...and the next get_with runs its loader, without waiting.
+        let start = Instant::now();
+        assert_eq!(c.get_with(k("k"), || k("from c")), "from c");
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert_eq!(c.stats().loader_calls, 1);
+        assert_eq!(d.get_with(k("k"), || unreachable!()), "from c");
+    });
+    // a's value was loaded before the removal: c's stays.
+    assert_eq!(mk().get(&k("k")).as_deref(), Some("from c"));
+}
+
+#[test]
+fn a_failed_load_releases_only_its_placeholder() {
+    let mc = Memcached::start();
+    let (a, b) = (instance(&mc, "release-cas"), instance(&mc, "release-cas"));
+    let (started_tx, started_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let a2 = a.clone();
+    let loader = thread::spawn(move || {
+        a2.try_get_with(k("k"), || {
+            started_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            Err::<String, _>("db down")
+        })
+    });
+    started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    // b writes over a's placeholder while a's loader runs, then it fails.
+    b.insert(k("k"), k("v2"));
+    go_tx.send(()).unwrap();
+    assert_eq!(*loader.join().unwrap().unwrap_err(), "db down");
+    assert_eq!(
+        instance(&mc, "release-cas").get(&k("k")).as_deref(),
+        Some("v2"),
+        "the release did not delete b's value"
+    );
+}
+
+#[test]
+fn a_failed_recompute_of_a_stale_item_hands_its_token_back() {
+    let mc = Memcached::start();
+    let mk = || -> NearFar<String, String> {
+        NearFar::builder()
+            .far(client(&mc))
+            .namespace("swr-fail")
+            .stale_on_remove(Duration::from_secs(30))
+            .build()
+            .unwrap()
+    };
+    let (a, b, c) = (mk(), mk(), mk());
+    for key in ["err", "panic"] {
+        a.insert(k(key), k("v0"));
+        a.remove(&k(key));
+        // b takes the stale item's recompute token, and its loader fails.
+        if key == "err" {
+            let err = b.try_get_with(k(key), || Err::<String, _>("db down"));
+            assert_eq!(*err.unwrap_err(), "db down");
+        } else {
+            let panicked = catch_unwind(AssertUnwindSafe(|| {
+                b.get_with(k(key), || panic!("loader bug"))
+            }));
+            assert!(panicked.is_err());
+        }
+        // The next caller recomputes rather than being served "v0".
+        let before = c.stats().loader_calls;
+        assert_eq!(c.get_with(k(key), || k("v1")), "v1");
+        assert_eq!(c.stats().loader_calls, before + 1);
+        assert_eq!(mk().get(&k(key)).as_deref(), Some("v1"));
+    }
+}

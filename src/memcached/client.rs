@@ -92,7 +92,9 @@ pub enum Lease<V> {
         /// The time the item has left to live; `None` when it never expires.
         ttl: Option<Duration>,
     },
-    /// This caller holds the lease: compute the value and [`Client::set`] it.
+    /// This caller holds the lease: compute the value and store it with
+    /// [`Client::cas`] and `cas`, so that a write or removal made while it
+    /// was computed is not undone (`Ok(false)`: keep the value to yourself).
     ///
     /// `previous` is the value still stored when there is one (after an
     /// invalidation, or an early recache), which may be served meanwhile.
@@ -780,6 +782,29 @@ impl<C: Codec> Client<C> {
         )
     }
 
+    /// Removes `key` only if its CAS unique is still `cas`; `Ok(false)` if
+    /// it holds nothing or was changed since the CAS was read.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] and the connection errors.
+    pub fn delete_if_cas(&self, key: &str, cas: Cas) -> Result<bool> {
+        let flags = MetaDeleteFlags {
+            compare_cas: Some(cas.0),
+            ..MetaDeleteFlags::default()
+        };
+        self.single(
+            key,
+            NOT_IDEMPOTENT,
+            |out, key| encode_meta_delete(out, key, &flags),
+            |reply| match meta_status(&reply) {
+                Some(MetaStatus::Success) => Ok(true),
+                Some(MetaStatus::NotFound | MetaStatus::Exists) => Ok(false),
+                _ => Err(Error::from_reply(&reply)),
+            },
+        )
+    }
+
     /// Gives `key` a new TTL (same rules as [`Client::set`]); `Ok(false)` if
     /// it holds nothing.
     ///
@@ -939,13 +964,16 @@ impl<C: Codec> Client<C> {
     ///
     /// On a miss the server stores an empty placeholder for `lease_ttl` and
     /// exactly one caller gets [`Lease::Won`]; it should compute the value
-    /// and [`Client::set`] it. Others get [`Lease::Wait`] until then, or
+    /// and store it with [`Client::cas`] and the won CAS. Others get [`Lease::Wait`] until then, or
     /// [`Lease::Hit`] with `stale: true` when an invalidated value is still
     /// there. The lease lapses after `lease_ttl` (at least one second) if the
     /// winner never stores.
     ///
     /// A stored value that is empty with client flags 0 (an empty byte
-    /// string) cannot be told from a placeholder while a lease is held on it.
+    /// string) cannot be told from a placeholder while a lease is held on
+    /// it or after it was [invalidated](Client::invalidate): it reads as
+    /// [`Lease::Wait`] or [`Lease::Won`] with no `previous`. Such a value
+    /// cannot be stored through leases.
     ///
     /// # Errors
     ///
@@ -960,9 +988,10 @@ impl<C: Codec> Client<C> {
     /// # fn expensive() -> String { String::new() }
     /// let value: Option<String> = match client.get_or_lease("report", Duration::from_secs(10))? {
     ///     Lease::Hit { value, .. } => Some(value),
-    ///     Lease::Won { .. } => {
+    ///     Lease::Won { cas, .. } => {
     ///         let fresh = expensive();
-    ///         client.set("report", &fresh, Duration::from_secs(300))?;
+    ///         // Not stored if the key was written or removed meanwhile.
+    ///         client.cas("report", &fresh, Duration::from_secs(300), cas)?;
     ///         Some(fresh)
     ///     }
     ///     Lease::Wait => None, // someone else is computing it: retry shortly
@@ -1105,9 +1134,10 @@ impl<C: Codec> Client<C> {
                 } else {
                     flags.size == Some(0)
                 };
-                // A vivified placeholder: empty, client flags 0, and not an
-                // invalidated real value.
-                let placeholder = !flags.stale && empty && flags.client_flags == Some(0);
+                // A vivified placeholder: empty with client flags 0, stale
+                // or not (a placeholder invalidated while its lease is
+                // held is still no value).
+                let placeholder = empty && flags.client_flags == Some(0);
                 if flags.won {
                     let previous = if placeholder {
                         None
@@ -1115,7 +1145,7 @@ impl<C: Codec> Client<C> {
                         Some(decode(data, &flags)?)
                     };
                     Ok(Some(Lease::Won { previous, cas }))
-                } else if placeholder && flags.win_taken {
+                } else if placeholder && (flags.win_taken || flags.stale) {
                     Ok(Some(Lease::Wait))
                 } else {
                     Ok(Some(Lease::Hit {

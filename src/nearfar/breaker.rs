@@ -81,13 +81,24 @@ impl Breaker {
         }
     }
 
+    /// The far call ended without a word from the server (nothing was sent,
+    /// or what came back proves nothing): a probe is given up, so the next
+    /// caller probes again; the breaker stays as it was.
+    pub(crate) fn release(&self, pass: Pass) {
+        if pass == Pass::Probe {
+            self.probing.store(false, Ordering::Release);
+        }
+    }
+
     /// The far call failed with an error a retry could cure.
     pub(crate) fn failure(&self, pass: Pass) {
         if self.threshold == 0 {
             return;
         }
         if pass == Pass::Probe {
-            self.open();
+            // Only the probe moves an open breaker's deadline.
+            let until = self.open_until.load(Ordering::Acquire);
+            self.open(until);
             self.probing.store(false, Ordering::Release);
             return;
         }
@@ -95,18 +106,25 @@ impl Breaker {
             .failures
             .fetch_add(1, Ordering::AcqRel)
             .saturating_add(1);
-        if failures >= self.threshold && self.open_until.load(Ordering::Acquire) == 0 {
-            self.open();
+        if failures >= self.threshold {
+            self.open(0);
         }
     }
 
-    fn open(&self) {
+    /// Opens the breaker for a cooldown from now, if its deadline is still
+    /// `from` (0: closed): of callers failing at once, one trips it.
+    fn open(&self, from: u64) {
         let until = self
             .now()
             .saturating_add(u64::try_from(self.cooldown.as_nanos()).unwrap_or(u64::MAX));
-        self.open_until.store(until, Ordering::Release);
-        self.failures.store(0, Ordering::Relaxed);
-        self.trips.fetch_add(1, Ordering::Relaxed);
+        if self
+            .open_until
+            .compare_exchange(from, until, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.failures.store(0, Ordering::Relaxed);
+            self.trips.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Whether the breaker is open now (calls skip the far tier).
@@ -141,11 +159,45 @@ mod tests {
     }
 
     #[test]
+    fn a_released_probe_neither_closes_nor_extends() {
+        let b = Breaker::new(1, Duration::ZERO);
+        b.failure(Pass::Closed);
+        assert_eq!(b.pass(), Pass::Probe);
+        b.release(Pass::Probe);
+        assert!(b.is_open(), "a probe that reached no server closes nothing");
+        assert_eq!(b.trips.load(Ordering::Relaxed), 1);
+        assert_eq!(b.pass(), Pass::Probe, "the next caller probes");
+        b.success(Pass::Probe);
+        assert!(!b.is_open());
+        b.release(Pass::Closed);
+        assert_eq!(b.pass(), Pass::Closed);
+    }
+
+    #[test]
     fn open_breaker_skips_during_cooldown() {
         let b = Breaker::new(1, Duration::from_secs(3600));
         b.failure(Pass::Closed);
         for _ in 0..10 {
             assert_eq!(b.pass(), Pass::Skip);
+        }
+    }
+
+    #[test]
+    fn failures_at_once_trip_it_once() {
+        const THREADS: usize = 8;
+        for _ in 0..100 {
+            let b = Breaker::new(1, Duration::from_secs(3600));
+            let barrier = std::sync::Barrier::new(THREADS);
+            std::thread::scope(|s| {
+                for _ in 0..THREADS {
+                    s.spawn(|| {
+                        barrier.wait();
+                        b.failure(Pass::Closed);
+                    });
+                }
+            });
+            assert!(b.is_open());
+            assert_eq!(b.trips.load(Ordering::Relaxed), 1);
         }
     }
 

@@ -78,15 +78,16 @@ mod stats;
 
 use std::cell::Cell;
 use std::fmt;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::memcached::{self, Client, Lease};
+use crate::memcached::{self, Cas, Client, Lease};
 use crate::{Cache, CacheBuilder, Clock};
 use breaker::{Breaker, Pass};
 use stats::{Counters, bump};
@@ -99,6 +100,8 @@ const STALE_NEAR_TTL: Duration = Duration::from_secs(1);
 /// The first and the longest pause between polls of a held lease.
 const FIRST_PAUSE: Duration = Duration::from_millis(1);
 const MAX_PAUSE: Duration = Duration::from_millis(50);
+/// How many write generations keys are spread over (see `Inner::gens`).
+const GENERATIONS: usize = 64;
 
 /// Why a [`NearFarBuilder`] could not build.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,6 +156,9 @@ struct Far {
     client: Client,
     breaker: Breaker,
     fallback: Option<(Client, Breaker)>,
+    /// The longer key prefix of the client and the fallback client: every
+    /// far key must fit memcached's limit with either.
+    prefix_len: usize,
     namespace: String,
     far_ttl: Duration,
     lease_ttl: Duration,
@@ -169,6 +175,12 @@ struct Inner<K, V> {
     clock: Option<Arc<dyn Clock>>,
     epoch: Instant,
     counters: Counters,
+    /// Write generations, one per stripe of keys: `insert` and `remove` bump
+    /// their key's after the far write. A fill of the near tier that read
+    /// the far tier before such a bump (a load racing a write or removal by
+    /// this `NearFar`) is not kept.
+    gens: [AtomicU64; GENERATIONS],
+    gen_hasher: RandomState,
 }
 
 /// The near and far tiers as one cache. Made by [`NearFar::builder`].
@@ -311,6 +323,12 @@ impl<K, V> NearFarBuilder<K, V> {
     /// (`"users:v3"` to `"users:v4"`) to invalidate a whole family at once:
     /// the old items are simply never read again and expire. At most 200
     /// bytes, no spaces or control bytes.
+    ///
+    /// Keys may hold `:` too, so two namespaces where one is the other
+    /// plus `":..."` share far keys: `"a"` with key `"b:c"` and `"a:b"`
+    /// with key `"c"` are both `a:b:c`. Give caches that share memcached
+    /// namespaces none of which starts with another followed by `:`
+    /// (`"users:v3"` and `"orders:v1"`, not `"users"` and `"users:v3"`).
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
         self.namespace = namespace.into();
         self
@@ -325,7 +343,8 @@ impl<K, V> NearFarBuilder<K, V> {
 
     /// The longest a value stays in the near tier; never longer than what
     /// the far tier says is left of the item's TTL. Bounds how long another
-    /// process's write can go unseen (see the [module docs](self)).
+    /// process's write can go unseen (see the [module docs](self)). Must not
+    /// be zero (leave it unset, or use [`remove_near`](NearFar::remove_near)).
     pub fn near_ttl(mut self, ttl: Duration) -> Self {
         self.near_ttl = Some(ttl);
         self
@@ -390,9 +409,10 @@ where
     /// # Errors
     ///
     /// [`Error::InvalidSetting`] for a namespace that is too long (with the
-    /// client's key prefix and a digest it must fit memcached's 250 bytes)
-    /// or holds spaces or control bytes, a zero `far_ttl`, `lease_ttl` or
-    /// `circuit_breaker` cooldown.
+    /// client's key prefix, or the fallback client's when that is longer,
+    /// and a digest it must fit memcached's 250 bytes)
+    /// or holds spaces or control bytes, a zero `far_ttl`, `near_ttl`,
+    /// `lease_ttl` or `circuit_breaker` cooldown.
     ///
     /// # Examples
     ///
@@ -404,7 +424,13 @@ where
     /// ```
     pub fn build(self) -> Result<NearFar<K, V>, Error> {
         let invalid = |setting, expected| Err(Error::InvalidSetting { setting, expected });
-        let prefix_len = self.far.as_ref().map_or(0, |c| c.key_prefix().len());
+        let prefix_len = self
+            .far
+            .iter()
+            .chain(&self.fallback)
+            .map(|c| c.key_prefix().len())
+            .max()
+            .unwrap_or(0);
         if self.namespace.len() > 200
             || prefix_len + self.namespace.len() + 1 + key::DIGEST_LEN
                 > memcached::protocol::MAX_KEY_LEN
@@ -417,6 +443,9 @@ where
         }
         if self.far_ttl.is_zero() {
             return invalid("far_ttl", "a non-zero duration");
+        }
+        if self.near_ttl.is_some_and(|t| t.is_zero()) {
+            return invalid("near_ttl", "a non-zero duration");
         }
         if self.lease_ttl.is_zero() {
             return invalid("lease_ttl", "a non-zero duration");
@@ -431,6 +460,7 @@ where
             fallback: self
                 .fallback
                 .map(|old| (old, Breaker::new(threshold, cooldown))),
+            prefix_len,
             namespace: self.namespace,
             far_ttl: self.far_ttl,
             lease_ttl: self.lease_ttl,
@@ -456,6 +486,8 @@ where
                 clock: self.clock,
                 epoch,
                 counters: Counters::default(),
+                gens: std::array::from_fn(|_| AtomicU64::new(0)),
+                gen_hasher: RandomState::new(),
             }),
         })
     }
@@ -467,8 +499,38 @@ enum Check<V> {
     Keep(V),
     /// Changed or gone: fetch again.
     Changed,
-    /// Stale (invalidated), and this check took its recompute token.
-    WonStale(V),
+    /// Stale (invalidated), and this check took its recompute token (the
+    /// item's CAS unique).
+    WonStale(V, Cas),
+}
+
+/// Runs its closure when dropped (also while unwinding) unless forgotten.
+struct OnDrop<F: FnOnce()>(Option<F>);
+
+impl<F: FnOnce()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+/// How [`NearFar::compute`] stores a loaded value in the far tier.
+#[derive(Clone, Copy)]
+enum Store {
+    /// Not at all (the far tier is down).
+    Skip,
+    /// Over the lease placeholder this caller won (its CAS unique), if it
+    /// is still there: filled from the fallback pool when that has the key,
+    /// released if the load fails.
+    Placeholder(Cas),
+    /// Over the stale item whose recompute token this caller holds (its CAS
+    /// unique), if it is still unchanged.
+    Stale(Cas),
+    /// Only where nothing is stored (a lease holder that timed out waiting).
+    Add,
+    /// Over an undecodable value.
+    Set,
 }
 
 impl<K, V> NearFar<K, V>
@@ -586,7 +648,7 @@ where
         E: Send + Sync + 'static,
     {
         let inner = &*self.inner;
-        let mut won_stale = false;
+        let mut won_stale = None;
         if let Some(entry) = inner.near.get(&key) {
             if !self.due(&entry) {
                 return Ok(entry.value);
@@ -594,7 +656,7 @@ where
             match self.revalidate(&key, entry) {
                 Check::Keep(v) => return Ok(v),
                 Check::Changed => {}
-                Check::WonStale(_) => won_stale = true,
+                Check::WonStale(_, cas) => won_stale = Some(cas),
             }
             inner.near.remove(&key);
         }
@@ -605,15 +667,28 @@ where
             return self.load_near_only(key, load);
         };
         let ran = Cell::new(false);
+        let generation = self.generation(&key);
+        let seen = generation.load(Ordering::Acquire);
+        let probe = key.clone();
         let result = inner.near.try_get_or_insert_with_ttl(key, || {
             ran.set(true);
-            self.load_through(far, &fkey, won_stale, load)
+            let (entry, ttl) = self.load_through(far, &fkey, won_stale, load)?;
+            if generation.load(Ordering::Acquire) != seen {
+                // This process wrote or removed the key meanwhile: what the
+                // load read may be older. Return it, keep nothing.
+                return Ok((entry, Duration::ZERO));
+            }
+            Ok((entry, ttl))
         });
-        if won_stale && !ran.get() {
+        if ran.get() && generation.load(Ordering::Acquire) != seen {
+            // A write or removal between the check above and the fill.
+            inner.near.remove(&probe);
+        }
+        if let Some(cas) = won_stale.filter(|_| !ran.get()) {
             // Another caller of this process loaded: it saw the item stale
             // and served it, so the recompute token this caller holds would
             // go unused. Hand it back.
-            self.give_back_token(far, &fkey);
+            self.give_back_token(far, &fkey, cas);
         }
         result.map(|entry| entry.value)
     }
@@ -645,7 +720,12 @@ where
                 c.set(&fkey, &value, far.far_ttl)
             });
         }
-        self.put_near(key, value, 0, Some(far.far_ttl));
+        // After the far write: a load that read the far tier before it sees
+        // the bump and keeps nothing near.
+        self.generation(&key).fetch_add(1, Ordering::AcqRel);
+        let ttl = self.bound(Some(far.far_ttl));
+        let entry = self.entry(value, 0, Some(ttl));
+        inner.near.insert_with_ttl(key, entry, ttl);
     }
 
     /// Removes `key` from both tiers (and from the fallback pool), or with
@@ -678,8 +758,10 @@ where
         if let Some((old, breaker)) = &far.fallback {
             self.far_call(old, breaker, |c| c.delete(&fkey));
         }
-        // A load of this process that read the old value while we removed
-        // it may have stored it again: drop that too.
+        // After the far removal: a load of this process that read the old
+        // value before it sees the bump and keeps nothing near, and one that
+        // already filled the near tier is undone here.
+        self.generation(key).fetch_add(1, Ordering::AcqRel);
         inner.near.remove(key);
     }
 
@@ -695,8 +777,9 @@ where
     ///
     /// It is `namespace + ":" + rendered` (just `rendered` with no
     /// namespace), unless the rendered key is empty, starts with `#`, holds
-    /// a space, control byte or DEL, or would make the full key (client
-    /// prefix included) longer than 250 bytes: then it is
+    /// a space, control byte or DEL, or would make the full key (the
+    /// client's key prefix included, or the fallback client's when that is
+    /// longer) longer than 250 bytes: then it is
     /// `namespace + ":#" + hex(md5(rendered))`, 32 hex digits.
     ///
     /// # Examples
@@ -764,13 +847,17 @@ where
         after != u64::MAX && self.now().saturating_sub(entry.checked) >= after
     }
 
+    /// The write generation of `key`'s stripe.
+    fn generation(&self, key: &K) -> &AtomicU64 {
+        let inner = &*self.inner;
+        // The remainder is below `GENERATIONS`, so it fits a usize.
+        let stripe = (inner.gen_hasher.hash_one(key) % GENERATIONS as u64) as usize;
+        &inner.gens[stripe]
+    }
+
     fn key_of(&self, far: &Far, key: &K) -> Option<String> {
         let rendered = key.far_key()?;
-        Some(key::full_key(
-            &far.namespace,
-            far.client.key_prefix().len(),
-            &rendered,
-        ))
+        Some(key::full_key(&far.namespace, far.prefix_len, &rendered))
     }
 
     /// An entry for `value` fetched now, near for `ttl` (`None`: no bound).
@@ -794,10 +881,28 @@ where
         self.bound(Some(STALE_NEAR_TTL))
     }
 
-    fn put_near(&self, key: K, value: V, cas: u64, far_left: Option<Duration>) {
+    /// Keeps `value`, read from the far tier, near for what `far_left`
+    /// allows; `seen` is the key's write generation before the read.
+    fn put_near(&self, key: &K, seen: u64, value: V, cas: u64, far_left: Option<Duration>) {
         let ttl = self.bound(far_left);
         let entry = self.entry(value, cas, Some(ttl));
-        self.inner.near.insert_with_ttl(key, entry, ttl);
+        self.keep_near(key, seen, entry, ttl);
+    }
+
+    /// Stores `entry`, made from a far read, near for `ttl`, unless this
+    /// `NearFar` wrote or removed `key` since the read began (its write
+    /// generation is no longer `seen`): the read may predate that write, and
+    /// storing it would undo it here. A write landing between the check and
+    /// the store is caught by the second check.
+    fn keep_near(&self, key: &K, seen: u64, entry: Entry<V>, ttl: Duration) {
+        let generation = self.generation(key);
+        if generation.load(Ordering::Acquire) != seen {
+            return;
+        }
+        self.inner.near.insert_with_ttl(key.clone(), entry, ttl);
+        if generation.load(Ordering::Acquire) != seen {
+            self.inner.near.remove(key);
+        }
     }
 
     /// Runs a far operation through `breaker`, counting its failure.
@@ -824,13 +929,21 @@ where
             return Ok(None);
         }
         let counters = &self.inner.counters;
-        match op(client) {
+        // A panic in the call (a value's Serialize or Deserialize) must not
+        // keep the probe: the breaker would stay open for good.
+        let probe = (pass == Pass::Probe).then(|| OnDrop(Some(|| breaker.release(pass))));
+        let result = op(client);
+        std::mem::forget(probe);
+        match result {
             Ok(v) => {
                 breaker.success(pass);
                 Ok(Some(v))
             }
             Err(memcached::Error::Codec(_)) => {
-                breaker.success(pass);
+                // Encoding fails before anything is sent, decoding after a
+                // reply: either way no sign of an outage, and no proof
+                // that a probe reached the server.
+                breaker.release(pass);
                 bump(&counters.decode_errors);
                 Err(true)
             }
@@ -838,10 +951,18 @@ where
                 bump(&counters.far_errors);
                 if e.is_retryable() || matches!(e, memcached::Error::Protocol(_)) {
                     breaker.failure(pass);
-                } else {
-                    // The server answered (or nothing was sent): not a sign
-                    // of an outage, but the probe must be resolved.
+                } else if matches!(
+                    e,
+                    memcached::Error::Server(_)
+                        | memcached::Error::NotStored
+                        | memcached::Error::Client(_)
+                ) {
+                    // The server answered: it is up.
                     breaker.success(pass);
+                } else {
+                    // Nothing was sent (invalid key, value too large):
+                    // resolve the probe without closing the breaker.
+                    breaker.release(pass);
                 }
                 Err(false)
             }
@@ -859,10 +980,13 @@ where
         };
         let counters = &inner.counters;
         bump(&counters.revalidations);
+        let generation = self.generation(key).load(Ordering::Acquire);
         let Some(seen) = self.far_call(&far.client, &far.breaker, |c| c.peek_lease_cas(&fkey))
         else {
-            // Far tier unusable: keep serving the copy until its near TTL.
-            return Check::Keep(entry.value);
+            // Far tier unusable: keep serving the copy until its near TTL,
+            // and check it again only after another period (not on every
+            // read while the outage lasts).
+            return Check::Keep(self.refresh(key, generation, entry, None));
         };
         match seen {
             Some(Lease::Hit {
@@ -870,28 +994,36 @@ where
                 stale: false,
                 ttl,
                 ..
-            }) if cas.0 == entry.cas => {
-                let now = self.now();
-                let near_left = entry.expires.saturating_sub(now);
-                let ttl = Duration::from_nanos(near_left).min(self.bound(ttl));
-                let value = entry.value.clone();
-                let refreshed = Entry {
-                    checked: now,
-                    expires: now.saturating_add(nanos(ttl)),
-                    ..entry
-                };
-                inner.near.insert_with_ttl(key.clone(), refreshed, ttl);
-                Check::Keep(value)
-            }
-            Some(Lease::Won { .. }) => {
+            }) if cas.0 == entry.cas => Check::Keep(self.refresh(key, generation, entry, ttl)),
+            Some(Lease::Won { cas, .. }) => {
                 bump(&counters.revalidations_changed);
-                Check::WonStale(entry.value)
+                Check::WonStale(entry.value, cas)
             }
             _ => {
                 bump(&counters.revalidations_changed);
                 Check::Changed
             }
         }
+    }
+
+    /// Marks a near entry checked now, for no longer than it had left (nor
+    /// `far_left`, what the far item has left when known), and returns its
+    /// value. `generation`: the key's write generation before the check.
+    fn refresh(&self, key: &K, generation: u64, entry: Entry<V>, far_left: Option<Duration>) -> V {
+        let now = self.now();
+        let near_left = entry.expires.saturating_sub(now);
+        let ttl = Duration::from_nanos(near_left).min(self.bound(far_left));
+        let value = entry.value.clone();
+        let refreshed = Entry {
+            checked: now,
+            expires: now.saturating_add(nanos(ttl)),
+            ..entry
+        };
+        // Written again rather than updated in place: a shared timestamp in
+        // every entry would cost each near hit an atomic on a shared cache
+        // line.
+        self.keep_near(key, generation, refreshed, ttl);
+        value
     }
 
     /// `get` with a near entry due for revalidation.
@@ -903,13 +1035,13 @@ where
                 self.inner.near.remove(key);
                 self.get_far(key)
             }
-            Check::WonStale(v) => {
+            Check::WonStale(v, cas) => {
                 // This read took the stale item's recompute token and has no
                 // loader: hand it back so the next `get_with` recomputes.
                 self.inner.near.remove(key);
                 if let Some(far) = &self.inner.far {
                     if let Some(fkey) = self.key_of(far, key) {
-                        self.give_back_token(far, &fkey);
+                        self.give_back_token(far, &fkey, cas);
                     }
                 }
                 bump(&self.inner.counters.stale_serves);
@@ -925,6 +1057,7 @@ where
         let far = inner.far.as_ref()?;
         let fkey = self.key_of(far, key)?;
         let counters = &inner.counters;
+        let generation = self.generation(key).load(Ordering::Acquire);
         match self.far_call(&far.client, &far.breaker, |c| c.peek_lease::<V>(&fkey))? {
             Some(Lease::Hit {
                 value,
@@ -934,17 +1067,17 @@ where
             }) => {
                 if stale {
                     bump(&counters.stale_serves);
-                    self.put_near(key.clone(), value.clone(), 0, Some(STALE_NEAR_TTL));
+                    self.put_near(key, generation, value.clone(), 0, Some(STALE_NEAR_TTL));
                 } else {
                     bump(&counters.far_hits);
-                    self.put_near(key.clone(), value.clone(), cas.0, ttl);
+                    self.put_near(key, generation, value.clone(), cas.0, ttl);
                 }
                 Some(value)
             }
-            Some(Lease::Won { previous, .. }) => {
+            Some(Lease::Won { previous, cas }) => {
                 // A stale item whose recompute token this read took: no
                 // loader here, so hand it back (the next `get_with` wins).
-                self.give_back_token(far, &fkey);
+                self.give_back_token(far, &fkey, cas);
                 if previous.is_some() {
                     bump(&counters.stale_serves);
                 }
@@ -952,50 +1085,53 @@ where
             }
             Some(Lease::Wait) | None => {
                 bump(&counters.far_misses);
-                let (value, ttl) = self.read_fallback(far, &fkey, false)?;
-                self.put_near(key.clone(), value.clone(), 0, ttl);
+                let (value, ttl) = self.read_fallback(far, &fkey, None)?;
+                self.put_near(key, generation, value.clone(), 0, ttl);
                 Some(value)
             }
         }
     }
 
-    /// Hands back the recompute token of the stale item `fkey`, which a read
-    /// without a loader took (memcached gives it to any reader of a stale
-    /// item): marking the item stale again clears the token, and doing so
-    /// for the time it had left keeps its staleness bounded.
-    fn give_back_token(&self, far: &Far, fkey: &str) {
+    /// Hands back the recompute token of the stale item `fkey` (CAS unique
+    /// `cas` when taken), which a read without a loader took (memcached
+    /// gives it to any reader of a stale item): marking the item stale again
+    /// clears the token, and doing so for the time it had left keeps its
+    /// staleness bounded. A stale lease placeholder (removed while a load
+    /// held it) has no value to serve: it is deleted, if still the same.
+    fn give_back_token(&self, far: &Far, fkey: &str, cas: Cas) {
         let seen = self.far_call(&far.client, &far.breaker, |c| c.peek_lease_cas(fkey));
-        if let Some(Some(Lease::Hit {
-            stale: true,
-            ttl: Some(left),
-            ..
-        })) = seen
-        {
-            if !left.is_zero() {
+        match seen {
+            Some(Some(Lease::Hit {
+                stale: true,
+                ttl: Some(left),
+                ..
+            })) if !left.is_zero() => {
                 self.far_call(&far.client, &far.breaker, |c| c.invalidate(fkey, left));
             }
+            Some(Some(Lease::Wait)) => {
+                self.far_call(&far.client, &far.breaker, |c| c.delete_if_cas(fkey, cas));
+            }
+            _ => {}
         }
     }
 
     /// Reads `fkey` from the fallback pool; a value found is copied into the
-    /// far tier (`set` over our own placeholder, else `add`) and returned
-    /// with what is left of its TTL.
+    /// far tier (over our own placeholder, `placeholder` its CAS unique, if
+    /// it is still there; else `add`) and returned with what is left of its
+    /// TTL.
     fn read_fallback(
         &self,
         far: &Far,
         fkey: &str,
-        over_placeholder: bool,
+        placeholder: Option<Cas>,
     ) -> Option<(V, Option<Duration>)> {
         let (old, breaker) = far.fallback.as_ref()?;
         let item = self.far_call(old, breaker, |c| c.meta_get::<V>(fkey))??;
         bump(&self.inner.counters.fallback_hits);
         let ttl = item.ttl.unwrap_or(far.far_ttl).min(far.far_ttl);
-        self.far_call(&far.client, &far.breaker, |c| {
-            if over_placeholder {
-                c.set(fkey, &item.value, ttl)
-            } else {
-                c.add(fkey, &item.value, ttl).map(drop)
-            }
+        self.far_call(&far.client, &far.breaker, |c| match placeholder {
+            Some(cas) => c.cas(fkey, &item.value, ttl, cas),
+            None => c.add(fkey, &item.value, ttl),
         });
         Some((item.value, Some(ttl)))
     }
@@ -1030,13 +1166,13 @@ where
         &self,
         far: &Far,
         fkey: &str,
-        won_stale: bool,
+        won_stale: Option<Cas>,
         load: impl FnOnce() -> Result<V, E>,
     ) -> Result<(Entry<V>, Duration), E> {
         let counters = &self.inner.counters;
-        if won_stale {
+        if let Some(cas) = won_stale {
             // A revalidation already took the stale item's recompute token.
-            return self.compute(far, fkey, Some(false), load);
+            return self.compute(far, fkey, Store::Stale(cas), load);
         }
         let start = Instant::now();
         let mut pause = FIRST_PAUSE;
@@ -1061,11 +1197,14 @@ where
                     };
                     return Ok((self.entry(value, cas.0, Some(ttl)), ttl));
                 }
-                Ok(Some(Lease::Won { previous, .. })) => {
-                    if previous.is_none() {
+                Ok(Some(Lease::Won { previous, cas })) => {
+                    let store = if previous.is_none() {
                         bump(&counters.far_misses);
-                    }
-                    return self.compute(far, fkey, Some(previous.is_none()), load);
+                        Store::Placeholder(cas)
+                    } else {
+                        Store::Stale(cas)
+                    };
+                    return self.compute(far, fkey, store, load);
                 }
                 Ok(Some(Lease::Wait)) => {
                     if !waited {
@@ -1075,62 +1214,82 @@ where
                     let elapsed = start.elapsed();
                     if elapsed >= far.lease_wait {
                         // The winner is slow or gone: load here, and store
-                        // the value for whoever still waits.
+                        // the value for whoever still waits if the lease
+                        // has lapsed (never over anything: a write or
+                        // removal meanwhile must not be undone).
                         bump(&counters.lease_timeouts);
-                        return self.compute(far, fkey, Some(false), load);
+                        return self.compute(far, fkey, Store::Add, load);
                     }
                     thread::sleep(pause.min(far.lease_wait - elapsed));
                     pause = (pause * 2).min(MAX_PAUSE);
                 }
                 // An undecodable far value: replace it.
-                Err(true) => return self.compute(far, fkey, Some(false), load),
+                Err(true) => return self.compute(far, fkey, Store::Set, load),
                 // The far tier is down (or the breaker open): load locally.
-                Ok(None) | Err(false) => return self.compute(far, fkey, None, load),
+                Ok(None) | Err(false) => return self.compute(far, fkey, Store::Skip, load),
             }
         }
     }
 
-    /// Runs `load` and stores its value far. `store`: `None` to skip the far
-    /// tier; `Some(true)` when this caller holds a fresh lease placeholder,
-    /// deleted if `load` fails or panics, and filled from the fallback pool
-    /// when that has the key; `Some(false)` to just store.
+    /// Runs `load` and stores its value far as `store` says. When a
+    /// conditional store finds the item changed or gone (another caller
+    /// wrote or removed the key while `load` ran), the value is returned
+    /// with a zero near TTL: kept nowhere, as it may be outdated.
     fn compute<E>(
         &self,
         far: &Far,
         fkey: &str,
-        store: Option<bool>,
+        store: Store,
         load: impl FnOnce() -> Result<V, E>,
     ) -> Result<(Entry<V>, Duration), E> {
-        /// Deletes the lease placeholder unless disarmed: a failed or
-        /// panicking loader must not leave others waiting for nothing.
-        struct Release<'a> {
-            client: &'a Client,
-            key: &'a str,
-        }
-        impl Drop for Release<'_> {
-            fn drop(&mut self) {
-                let _ = self.client.delete(self.key);
-            }
-        }
         let counters = &self.inner.counters;
-        let placeholder = store == Some(true);
-        if placeholder {
-            if let Some((value, ttl)) = self.read_fallback(far, fkey, true) {
+        let placeholder = match store {
+            Store::Placeholder(cas) => Some(cas),
+            _ => None,
+        };
+        if placeholder.is_some() {
+            if let Some((value, ttl)) = self.read_fallback(far, fkey, placeholder) {
                 let ttl = self.bound(ttl);
                 return Ok((self.entry(value, 0, Some(ttl)), ttl));
             }
         }
-        let release = placeholder.then(|| Release {
-            client: &far.client,
-            key: fkey,
+        // Deletes the lease placeholder unless disarmed: a failed or
+        // panicking loader must not leave others waiting for nothing. Only
+        // the placeholder (by its CAS unique), never a value written over it
+        // meanwhile; through the breaker, like every far call.
+        let release = placeholder.map(|cas| {
+            OnDrop(Some(move || {
+                self.far_call(&far.client, &far.breaker, |c| c.delete_if_cas(fkey, cas));
+            }))
         });
+        // Hands back the recompute token of a stale item unless disarmed: a
+        // failed or panicking loader must not leave the stale value served
+        // for all of its stale time with no one recomputing it.
+        let give_back = match store {
+            Store::Stale(cas) => Some(OnDrop(Some(move || self.give_back_token(far, fkey, cas)))),
+            _ => None,
+        };
         bump(&counters.loader_calls);
         let value = load()?;
         std::mem::forget(release);
-        if store.is_some() {
-            self.far_call(&far.client, &far.breaker, |c| {
-                c.set(fkey, &value, far.far_ttl)
-            });
+        std::mem::forget(give_back);
+        let (client, breaker, ttl) = (&far.client, &far.breaker, far.far_ttl);
+        let kept = match store {
+            Store::Skip => None,
+            Store::Placeholder(cas) | Store::Stale(cas) => {
+                self.far_call(client, breaker, |c| c.cas(fkey, &value, ttl, cas))
+            }
+            // Not stored over something: that something is newer or a
+            // placeholder, and this value is as good as a local load.
+            Store::Add => self
+                .far_call(client, breaker, |c| c.add(fkey, &value, ttl))
+                .map(|_| true),
+            Store::Set => self
+                .far_call(client, breaker, |c| c.set(fkey, &value, ttl))
+                .map(|()| true),
+        };
+        if kept == Some(false) {
+            return Ok((self.entry(value, 0, None), Duration::ZERO));
         }
         // Loaded locally or not, a near copy never outlives `far_ttl`.
         let ttl = self.bound(Some(far.far_ttl));

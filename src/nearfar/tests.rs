@@ -34,6 +34,13 @@ fn build_checks_settings() {
         }
     ));
     assert!(matches!(
+        err(NearFar::builder().near_ttl(Duration::ZERO)),
+        Error::InvalidSetting {
+            setting: "near_ttl",
+            ..
+        }
+    ));
+    assert!(matches!(
         err(NearFar::builder().circuit_breaker(3, Duration::ZERO)),
         Error::InvalidSetting {
             setting: "circuit_breaker",
@@ -83,4 +90,145 @@ fn far_tier_down_never_fails_a_caller() {
     assert_eq!(s.far_errors, 2, "{s:?}");
     assert_eq!(s.breaker_trips, 1);
     assert!(nf.far_breaker_open());
+}
+
+#[test]
+fn a_far_read_older_than_a_write_here_is_not_kept_near() {
+    // Nothing listens on port 1: far writes fail, the near tier decides.
+    let client = Client::builder()
+        .servers(["127.0.0.1:1"])
+        .connect_timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let nf: NearFar<u32, String> = NearFar::builder()
+        .far(client)
+        .circuit_breaker(0, Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let ttl = Duration::from_secs(60);
+    let old = || nf.entry("old".to_string(), 7, Some(ttl));
+
+    // A read that began before a removal by this NearFar is dropped.
+    let seen = nf.generation(&1).load(Ordering::Acquire);
+    nf.remove(&1);
+    nf.keep_near(&1, seen, old(), ttl);
+    assert_eq!(nf.get(&1), None);
+
+    // One that began before a write does not replace the written value.
+    let seen = nf.generation(&2).load(Ordering::Acquire);
+    nf.insert(2, "new".to_string());
+    nf.keep_near(&2, seen, old(), ttl);
+    assert_eq!(nf.get(&2).as_deref(), Some("new"));
+
+    // Without a write meanwhile, it is kept.
+    let seen = nf.generation(&3).load(Ordering::Acquire);
+    nf.keep_near(&3, seen, old(), ttl);
+    assert_eq!(nf.get(&3).as_deref(), Some("old"));
+}
+
+#[test]
+fn a_probe_that_sends_nothing_does_not_close_the_breaker() {
+    let client = Client::builder().servers(["127.0.0.1:1"]).build().unwrap();
+    let nf: NearFar<u32, String> = NearFar::builder().far(client.clone()).build().unwrap();
+    let breaker = Breaker::new(1, Duration::ZERO);
+    breaker.failure(Pass::Closed);
+    assert!(breaker.is_open());
+    let too_large = |_: &Client| -> memcached::Result<()> {
+        Err(memcached::Error::ValueTooLarge { size: 2, max: 1 })
+    };
+    assert_eq!(nf.far_try(&client, &breaker, too_large), Err(false));
+    assert!(breaker.is_open(), "nothing reached the server");
+    let invalid_key = |c: &Client| c.get::<u8>("has space");
+    assert_eq!(nf.far_try(&client, &breaker, invalid_key), Err(false));
+    assert!(breaker.is_open());
+    // A real reply from the server closes it.
+    let answered = |_: &Client| -> memcached::Result<()> { Err(memcached::Error::NotStored) };
+    assert_eq!(nf.far_try(&client, &breaker, answered), Err(false));
+    assert!(!breaker.is_open());
+}
+
+#[test]
+fn an_outage_checks_a_due_entry_once_per_period() {
+    let clock = crate::MockClock::new();
+    let client = Client::builder()
+        .servers(["127.0.0.1:1"])
+        .connect_timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let nf: NearFar<u32, String> = NearFar::builder()
+        .near(Cache::builder().max_entries(10).clock(clock.clone()))
+        .far(client)
+        .near_ttl(Duration::from_secs(60))
+        .revalidate_after(Duration::from_secs(1))
+        .circuit_breaker(1, Duration::from_secs(3600))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    nf.insert(1, "a".into()); // the far write fails: the breaker opens
+    assert!(nf.far_breaker_open());
+    clock.advance(Duration::from_secs(2));
+    for _ in 0..5 {
+        assert_eq!(nf.get(&1).as_deref(), Some("a"));
+    }
+    assert_eq!(nf.stats().revalidations, 1, "one check per period");
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(nf.get_with(1, || unreachable!()), "a");
+    assert_eq!(nf.get(&1).as_deref(), Some("a"));
+    assert_eq!(nf.stats().revalidations, 2);
+    // The copy still ends with its near TTL.
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(nf.get(&1), None);
+}
+
+#[test]
+fn far_keys_fit_the_fallback_clients_prefix_too() {
+    let with_prefix = |prefix: &str| {
+        Client::builder()
+            .servers(["127.0.0.1:1"])
+            .key_prefix(prefix)
+            .build()
+            .unwrap()
+    };
+    let nf: NearFar<String, u8> = NearFar::builder()
+        .far(with_prefix(""))
+        .fallback(with_prefix(&"p".repeat(100)))
+        .namespace("ns")
+        .build()
+        .unwrap();
+    // 3 + 200 bytes fit alone, not behind the fallback's 100-byte prefix.
+    let long = "k".repeat(200);
+    let fkey = nf.far_key(&long).unwrap();
+    assert!(fkey.starts_with("ns:#"), "{fkey}");
+    assert!(100 + fkey.len() <= memcached::protocol::MAX_KEY_LEN);
+    // A short key is left as it is.
+    assert_eq!(nf.far_key(&"k".to_string()).as_deref(), Some("ns:k"));
+    // A namespace that leaves no room with the fallback's prefix is refused.
+    let too_long = NearFar::<String, u8>::builder()
+        .far(with_prefix(""))
+        .fallback(with_prefix(&"p".repeat(200)))
+        .namespace("n".repeat(20))
+        .build();
+    assert!(matches!(
+        too_long,
+        Err(Error::InvalidSetting {
+            setting: "namespace",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_panic_in_the_probe_gives_the_probe_back() {
+    let client = Client::builder().servers(["127.0.0.1:1"]).build().unwrap();
+    let nf: NearFar<u32, String> = NearFar::builder().far(client.clone()).build().unwrap();
+    let breaker = Breaker::new(1, Duration::ZERO);
+    breaker.failure(Pass::Closed);
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        nf.far_try(&client, &breaker, |_| -> memcached::Result<()> {
+            panic!("a value's Serialize panicked")
+        })
+    }));
+    assert!(panicked.is_err());
+    assert!(breaker.is_open());
+    assert_eq!(breaker.pass(), Pass::Probe, "the next caller probes again");
 }

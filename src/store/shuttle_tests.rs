@@ -84,29 +84,7 @@ fn shuttle_loader_runs_once_per_key_pct() {
 
 #[test]
 fn shuttle_loader_runs_once_per_key() {
-    shuttle::check_random(
-        || {
-            let cache: Cache<u32, u32> = Cache::new(10);
-            let calls = Arc::new(AtomicUsize::new(0));
-            let handles: Vec<_> = (0..3)
-                .map(|_| {
-                    let (cache, calls) = (cache.clone(), Arc::clone(&calls));
-                    thread::spawn(move || {
-                        cache.get_or_insert_with(7, || {
-                            calls.fetch_add(1, Ordering::SeqCst);
-                            thread::yield_now();
-                            70
-                        })
-                    })
-                })
-                .collect();
-            for h in handles {
-                assert_eq!(h.join().unwrap(), 70);
-            }
-            assert_eq!(calls.load(Ordering::SeqCst), 1);
-        },
-        ITERATIONS,
-    );
+    shuttle::check_random(loader_runs_once, ITERATIONS);
 }
 
 #[test]

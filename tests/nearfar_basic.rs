@@ -630,3 +630,29 @@ fn a_failed_recompute_of_a_stale_item_hands_its_token_back() {
         assert_eq!(mk().get(&k(key)).as_deref(), Some("v1"));
     }
 }
+
+#[test]
+fn replacing_an_undecodable_value_does_not_undo_a_write_or_removal() {
+    let mc = Memcached::start();
+    let raw = client(&mc);
+    let fresh = || instance(&mc, "dec-race");
+    let (a, b) = (fresh(), fresh());
+    let garbage = |key: &str| {
+        // Text flags, not UTF-8: no `String` decodes from it.
+        raw.set_raw(key, &[0xff, 0xfe], 16, Duration::from_secs(60))
+            .unwrap();
+    };
+
+    // Another instance writes while a loads over the undecodable value.
+    garbage("dec-race:ins");
+    load_racing(&a, "ins", || b.insert(k("ins"), k("v2")));
+    assert_eq!(fresh().get(&k("ins")).as_deref(), Some("v2"));
+    assert_eq!(a.get(&k("ins")).as_deref(), Some("v2"));
+
+    // Another instance removes while a loads over the undecodable value.
+    garbage("dec-race:rm");
+    load_racing(&a, "rm", || b.remove(&k("rm")));
+    assert_eq!(fresh().get(&k("rm")), None);
+    assert_eq!(a.get(&k("rm")), None);
+    assert!(a.stats().decode_errors >= 2);
+}

@@ -529,8 +529,6 @@ enum Store {
     Stale(Cas),
     /// Only where nothing is stored (a lease holder that timed out waiting).
     Add,
-    /// Over an undecodable value.
-    Set,
 }
 
 impl<K, V> NearFar<K, V>
@@ -1177,6 +1175,7 @@ where
         let start = Instant::now();
         let mut pause = FIRST_PAUSE;
         let mut waited = false;
+        let mut cleared = false;
         loop {
             let lease = self.far_try(&far.client, &far.breaker, |c| {
                 c.get_or_lease::<V>(fkey, far.lease_ttl)
@@ -1223,8 +1222,26 @@ where
                     thread::sleep(pause.min(far.lease_wait - elapsed));
                     pause = (pause * 2).min(MAX_PAUSE);
                 }
-                // An undecodable far value: replace it.
-                Err(true) => return self.compute(far, fkey, Store::Set, load),
+                // An undecodable far value: delete it (only if it is still
+                // the item just read), then lease again, so the value loaded
+                // here is stored over its own placeholder by CAS and a write
+                // or removal meanwhile is not undone. Undecodable again
+                // (another writer's format): load locally, store nothing.
+                Err(true) if !cleared => {
+                    cleared = true;
+                    let seen = self.far_call(&far.client, &far.breaker, |c| c.peek_lease_cas(fkey));
+                    match seen {
+                        Some(Some(Lease::Hit { cas, .. } | Lease::Won { cas, .. })) => {
+                            self.far_call(&far.client, &far.breaker, |c| {
+                                c.delete_if_cas(fkey, cas)
+                            });
+                        }
+                        // Gone, or being computed: read again.
+                        Some(Some(Lease::Wait) | None) => {}
+                        None => return self.compute(far, fkey, Store::Skip, load),
+                    }
+                }
+                Err(true) => return self.compute(far, fkey, Store::Skip, load),
                 // The far tier is down (or the breaker open): load locally.
                 Ok(None) | Err(false) => return self.compute(far, fkey, Store::Skip, load),
             }
@@ -1284,9 +1301,6 @@ where
             Store::Add => self
                 .far_call(client, breaker, |c| c.add(fkey, &value, ttl))
                 .map(|_| true),
-            Store::Set => self
-                .far_call(client, breaker, |c| c.set(fkey, &value, ttl))
-                .map(|()| true),
         };
         if kept == Some(false) {
             return Ok((self.entry(value, 0, None), Duration::ZERO));

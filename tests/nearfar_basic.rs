@@ -656,3 +656,46 @@ fn replacing_an_undecodable_value_does_not_undo_a_write_or_removal() {
     assert_eq!(a.get(&k("rm")), None);
     assert!(a.stats().decode_errors >= 2);
 }
+
+#[test]
+fn a_lease_timeout_load_does_not_undo_a_removal() {
+    let mc = Memcached::start();
+    let mk = |wait: Duration| -> NearFar<String, String> {
+        NearFar::builder()
+            .far(client(&mc))
+            .namespace("hung-rm")
+            .lease_wait(wait)
+            .build()
+            .unwrap()
+    };
+    let (a, b, c) = (
+        mk(Duration::from_secs(10)),
+        mk(100 * MS),
+        mk(Duration::from_secs(10)),
+    );
+    let blocked = |nf: NearFar<String, String>, v: &'static str| {
+        let (started_tx, started_rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let loader = thread::spawn(move || {
+            nf.get_with(k("k"), || {
+                started_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+                k(v)
+            })
+        });
+        started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        (go_tx, loader)
+    };
+    // a wins the lease and hangs; b waits out its lease_wait and loads.
+    let (go_a, holder) = blocked(a, "from a");
+    let (go_b, late) = blocked(b.clone(), "from b");
+    assert_eq!(b.stats().lease_timeouts, 1);
+    // The key is removed (a's placeholder with it) while b's loader runs.
+    c.remove(&k("k"));
+    go_b.send(()).unwrap();
+    assert_eq!(late.join().unwrap(), "from b", "b's caller gets its value");
+    assert_eq!(mk(MS).get(&k("k")), None, "b stored after the removal");
+    go_a.send(()).unwrap();
+    assert_eq!(holder.join().unwrap(), "from a");
+    assert_eq!(mk(MS).get(&k("k")), None, "a stored after the removal");
+}

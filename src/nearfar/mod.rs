@@ -14,7 +14,8 @@
 //!   per process (the near tier's coalescing) and once across processes
 //!   (a memcached lease, `mg ... N`): one caller wins the lease and loads,
 //!   the others poll memcached with short, growing pauses for up to
-//!   [`lease_wait`](NearFarBuilder::lease_wait), then load themselves.
+//!   [`lease_wait`](NearFarBuilder::lease_wait), then load themselves
+//!   (without writing memcached: the winner, or the next one, fills it).
 //! * **No errors from the far tier.** [`get`](NearFar::get) and
 //!   [`get_with`](NearFar::get_with) never fail because memcached is down,
 //!   slow or returns garbage: they count the error and go on with the near
@@ -368,6 +369,12 @@ impl<K, V> NearFarBuilder<K, V> {
 
     /// How long a caller that lost the lease polls memcached for the
     /// winner's value before running the loader itself (default 1 s).
+    ///
+    /// The value such a caller loads is returned (and kept near) but not
+    /// written to memcached: with the winner's placeholder possibly removed
+    /// meanwhile, no store could tell a removal from a lapsed lease, and
+    /// storing would undo the removal. The far tier is filled by the
+    /// winner, or by the next caller to win the lease once it lapses.
     pub fn lease_wait(mut self, wait: Duration) -> Self {
         self.lease_wait = wait;
         self
@@ -518,7 +525,8 @@ impl<F: FnOnce()> Drop for OnDrop<F> {
 /// How [`NearFar::compute`] stores a loaded value in the far tier.
 #[derive(Clone, Copy)]
 enum Store {
-    /// Not at all (the far tier is down).
+    /// Not at all: the far tier is down, a lease wait timed out (see
+    /// [`NearFarBuilder::lease_wait`]), or the far value stayed undecodable.
     Skip,
     /// Over the lease placeholder this caller won (its CAS unique), if it
     /// is still there: filled from the fallback pool when that has the key,
@@ -527,8 +535,6 @@ enum Store {
     /// Over the stale item whose recompute token this caller holds (its CAS
     /// unique), if it is still unchanged.
     Stale(Cas),
-    /// Only where nothing is stored (a lease holder that timed out waiting).
-    Add,
 }
 
 impl<K, V> NearFar<K, V>
@@ -1212,12 +1218,15 @@ where
                     }
                     let elapsed = start.elapsed();
                     if elapsed >= far.lease_wait {
-                        // The winner is slow or gone: load here, and store
-                        // the value for whoever still waits if the lease
-                        // has lapsed (never over anything: a write or
-                        // removal meanwhile must not be undone).
+                        // The winner is slow or gone: load here, and keep
+                        // the value from the far tier. No store is safe
+                        // here: `add` would land after a removal that
+                        // deleted the winner's placeholder (undoing it),
+                        // and there is no CAS to store against. The far
+                        // tier is filled by the winner's `cas`, or by the
+                        // next lease winner once the lease lapses.
                         bump(&counters.lease_timeouts);
-                        return self.compute(far, fkey, Store::Add, load);
+                        return self.compute(far, fkey, Store::Skip, load);
                     }
                     thread::sleep(pause.min(far.lease_wait - elapsed));
                     pause = (pause * 2).min(MAX_PAUSE);
@@ -1296,11 +1305,6 @@ where
             Store::Placeholder(cas) | Store::Stale(cas) => {
                 self.far_call(client, breaker, |c| c.cas(fkey, &value, ttl, cas))
             }
-            // Not stored over something: that something is newer or a
-            // placeholder, and this value is as good as a local load.
-            Store::Add => self
-                .far_call(client, breaker, |c| c.add(fkey, &value, ttl))
-                .map(|_| true),
         };
         if kept == Some(false) {
             return Ok((self.entry(value, 0, None), Duration::ZERO));

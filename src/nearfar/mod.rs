@@ -1090,7 +1090,9 @@ where
             Some(Lease::Wait) | None => {
                 bump(&counters.far_misses);
                 let (value, ttl) = self.read_fallback(far, &fkey, None)?;
-                self.put_near(key, generation, value.clone(), 0, ttl);
+                if ttl.is_some() {
+                    self.put_near(key, generation, value.clone(), 0, ttl);
+                }
                 Some(value)
             }
         }
@@ -1122,7 +1124,9 @@ where
     /// Reads `fkey` from the fallback pool; a value found is copied into the
     /// far tier (over our own placeholder, `placeholder` its CAS unique, if
     /// it is still there; else `add`) and returned with what is left of its
-    /// TTL.
+    /// TTL, or with `None` for a TTL when the far tier refused it: the key
+    /// was written or removed meanwhile, so the value may be outdated and
+    /// must not be kept near (as with a refused `cas` of a load).
     fn read_fallback(
         &self,
         far: &Far,
@@ -1133,11 +1137,13 @@ where
         let item = self.far_call(old, breaker, |c| c.meta_get::<V>(fkey))??;
         bump(&self.inner.counters.fallback_hits);
         let ttl = item.ttl.unwrap_or(far.far_ttl).min(far.far_ttl);
-        self.far_call(&far.client, &far.breaker, |c| match placeholder {
+        let stored = self.far_call(&far.client, &far.breaker, |c| match placeholder {
             Some(cas) => c.cas(fkey, &item.value, ttl, cas),
             None => c.add(fkey, &item.value, ttl),
         });
-        Some((item.value, Some(ttl)))
+        // A far failure (`None`) keeps the copy near, as a load does.
+        let keep = (stored != Some(false)).then_some(ttl);
+        Some((item.value, keep))
     }
 
     /// `try_get_with` without a far tier (or for a key it cannot hold).
@@ -1275,7 +1281,11 @@ where
         };
         if placeholder.is_some() {
             if let Some((value, ttl)) = self.read_fallback(far, fkey, placeholder) {
-                let ttl = self.bound(ttl);
+                let Some(ttl) = ttl else {
+                    // Refused far: for this caller only.
+                    return Ok((self.entry(value, 0, None), Duration::ZERO));
+                };
+                let ttl = self.bound(Some(ttl));
                 return Ok((self.entry(value, 0, Some(ttl)), ttl));
             }
         }

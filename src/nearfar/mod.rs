@@ -177,9 +177,10 @@ struct Inner<K, V> {
     epoch: Instant,
     counters: Counters,
     /// Write generations, one per stripe of keys: `insert` and `remove` bump
-    /// their key's after the far write. A fill of the near tier that read
-    /// the far tier before such a bump (a load racing a write or removal by
-    /// this `NearFar`) is not kept.
+    /// their key's after the far write (without a far tier, after the near
+    /// one). A fill of the near tier that read the far tier (or, near only,
+    /// loaded) before such a bump (a load racing a write or removal by this
+    /// `NearFar`) is not kept.
     gens: [AtomicU64; GENERATIONS],
     gen_hasher: RandomState,
 }
@@ -522,6 +523,15 @@ impl<F: FnOnce()> Drop for OnDrop<F> {
     }
 }
 
+/// Why a near-only load stored nothing (the near tier's loader error).
+enum Unkept<V, E> {
+    /// The loader failed.
+    Failed(Arc<E>),
+    /// `insert` or `remove` of the key ran meanwhile: the value goes to the
+    /// load's callers only.
+    Superseded(V),
+}
+
 /// How [`NearFar::compute`] stores a loaded value in the far tier.
 #[derive(Clone, Copy)]
 enum Store {
@@ -712,11 +722,15 @@ where
     pub fn insert(&self, key: K, value: V) {
         let inner = &*self.inner;
         let Some(far) = &inner.far else {
+            let generation = self.generation(&key);
             let entry = self.entry(value, 0, inner.near_ttl);
             match inner.near_ttl {
                 Some(ttl) => inner.near.insert_with_ttl(key, entry, ttl),
                 None => inner.near.insert(key, entry),
             }
+            // After the write: a load running meanwhile sees the bump and
+            // does not store over it.
+            generation.fetch_add(1, Ordering::AcqRel);
             return;
         };
         if let Some(fkey) = self.key_of(far, &key) {
@@ -749,22 +763,22 @@ where
     pub fn remove(&self, key: &K) {
         let inner = &*self.inner;
         inner.near.remove(key);
-        let Some(far) = &inner.far else { return };
-        let Some(fkey) = self.key_of(far, key) else {
-            return;
-        };
-        match far.stale_on_remove {
-            Some(stale_for) => self.far_call(&far.client, &far.breaker, |c| {
-                c.invalidate(&fkey, stale_for)
-            }),
-            None => self.far_call(&far.client, &far.breaker, |c| c.delete(&fkey)),
-        };
-        if let Some((old, breaker)) = &far.fallback {
-            self.far_call(old, breaker, |c| c.delete(&fkey));
+        let far = inner.far.as_ref();
+        if let Some((far, fkey)) = far.and_then(|f| Some((f, self.key_of(f, key)?))) {
+            match far.stale_on_remove {
+                Some(stale_for) => self.far_call(&far.client, &far.breaker, |c| {
+                    c.invalidate(&fkey, stale_for)
+                }),
+                None => self.far_call(&far.client, &far.breaker, |c| c.delete(&fkey)),
+            };
+            if let Some((old, breaker)) = &far.fallback {
+                self.far_call(old, breaker, |c| c.delete(&fkey));
+            }
         }
         // After the far removal: a load of this process that read the old
-        // value before it sees the bump and keeps nothing near, and one that
-        // already filled the near tier is undone here.
+        // value before it (or, near only, that is still running) sees the
+        // bump and keeps nothing near, and one that already filled the near
+        // tier is undone here.
         self.generation(key).fetch_add(1, Ordering::AcqRel);
         inner.near.remove(key);
     }
@@ -1147,26 +1161,50 @@ where
     }
 
     /// `try_get_with` without a far tier (or for a key it cannot hold).
+    ///
+    /// The near tier's coalescing does not order a load against `insert`
+    /// or `remove`: its fill would land over a newer `insert` or after a
+    /// `remove`. So, as on the far path, a load that sees the key's write
+    /// generation moved returns its value to its callers and stores
+    /// nothing; a write landing between that check and the fill leaves the
+    /// key missing (never the older value).
     fn load_near_only<E>(&self, key: K, load: impl FnOnce() -> Result<V, E>) -> Result<V, Arc<E>>
     where
         E: Send + Sync + 'static,
     {
         let inner = &*self.inner;
+        let generation = self.generation(&key);
+        let seen = generation.load(Ordering::Acquire);
+        let ran = Cell::new(false);
+        let probe = key.clone();
         let run = || {
+            ran.set(true);
             bump(&inner.counters.loader_calls);
-            load()
+            let value = load().map_err(|e| Unkept::Failed(Arc::new(e)))?;
+            if generation.load(Ordering::Acquire) != seen {
+                return Err(Unkept::Superseded(value));
+            }
+            Ok(value)
         };
-        match inner.near_ttl {
-            Some(ttl) => inner
-                .near
-                .try_get_or_insert_with_ttl(key, || {
-                    run().map(|v| (self.entry(v, 0, Some(ttl)), ttl))
-                })
-                .map(|e| e.value),
+        let result = match inner.near_ttl {
+            Some(ttl) => inner.near.try_get_or_insert_with_ttl(key, || {
+                run().map(|v| (self.entry(v, 0, Some(ttl)), ttl))
+            }),
             None => inner
                 .near
-                .try_get_or_insert_with(key, || run().map(|v| self.entry(v, 0, None)))
-                .map(|e| e.value),
+                .try_get_or_insert_with(key, || run().map(|v| self.entry(v, 0, None))),
+        };
+        if ran.get() && result.is_ok() && generation.load(Ordering::Acquire) != seen {
+            // A write or removal between the check and the fill (not after a
+            // failed or superseded load, which stored nothing).
+            inner.near.remove(&probe);
+        }
+        match result {
+            Ok(entry) => Ok(entry.value),
+            Err(unkept) => match &*unkept {
+                Unkept::Failed(e) => Err(Arc::clone(e)),
+                Unkept::Superseded(v) => Ok(v.clone()),
+            },
         }
     }
 

@@ -630,3 +630,144 @@ fn a_failed_recompute_of_a_stale_item_hands_its_token_back() {
         assert_eq!(mk().get(&k(key)).as_deref(), Some("v1"));
     }
 }
+
+#[test]
+fn replacing_an_undecodable_value_does_not_undo_a_write_or_removal() {
+    let mc = Memcached::start();
+    let raw = client(&mc);
+    let fresh = || instance(&mc, "dec-race");
+    let (a, b) = (fresh(), fresh());
+    let garbage = |key: &str| {
+        // Text flags, not UTF-8: no `String` decodes from it.
+        raw.set_raw(key, &[0xff, 0xfe], 16, Duration::from_secs(60))
+            .unwrap();
+    };
+
+    // Another instance writes while a loads over the undecodable value.
+    garbage("dec-race:ins");
+    load_racing(&a, "ins", || b.insert(k("ins"), k("v2")));
+    assert_eq!(fresh().get(&k("ins")).as_deref(), Some("v2"));
+    assert_eq!(a.get(&k("ins")).as_deref(), Some("v2"));
+
+    // Another instance removes while a loads over the undecodable value.
+    garbage("dec-race:rm");
+    load_racing(&a, "rm", || b.remove(&k("rm")));
+    assert_eq!(fresh().get(&k("rm")), None);
+    assert_eq!(a.get(&k("rm")), None);
+    assert!(a.stats().decode_errors >= 2);
+}
+
+#[test]
+fn a_lease_timeout_load_does_not_undo_a_removal() {
+    let mc = Memcached::start();
+    let mk = |wait: Duration| -> NearFar<String, String> {
+        NearFar::builder()
+            .far(client(&mc))
+            .namespace("hung-rm")
+            .lease_wait(wait)
+            .build()
+            .unwrap()
+    };
+    let (a, b, c) = (
+        mk(Duration::from_secs(10)),
+        mk(100 * MS),
+        mk(Duration::from_secs(10)),
+    );
+    let blocked = |nf: NearFar<String, String>, v: &'static str| {
+        let (started_tx, started_rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let loader = thread::spawn(move || {
+            nf.get_with(k("k"), || {
+                started_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+                k(v)
+            })
+        });
+        started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        (go_tx, loader)
+    };
+    // a wins the lease and hangs; b waits out its lease_wait and loads.
+    let (go_a, holder) = blocked(a, "from a");
+    let (go_b, late) = blocked(b.clone(), "from b");
+    assert_eq!(b.stats().lease_timeouts, 1);
+    // The key is removed (a's placeholder with it) while b's loader runs.
+    c.remove(&k("k"));
+    go_b.send(()).unwrap();
+    assert_eq!(late.join().unwrap(), "from b", "b's caller gets its value");
+    assert_eq!(mk(MS).get(&k("k")), None, "b stored after the removal");
+    go_a.send(()).unwrap();
+    assert_eq!(holder.join().unwrap(), "from a");
+    assert_eq!(mk(MS).get(&k("k")), None, "a stored after the removal");
+}
+
+/// A `String` whose decoding, while [`GATE`] is armed, says so and waits:
+/// holds a fallback-pool read between the read and the far store.
+#[derive(Debug, Clone, PartialEq)]
+struct Gated(String);
+
+type Gate = (mpsc::Sender<()>, mpsc::Receiver<()>);
+static GATE: std::sync::Mutex<Option<Gate>> = std::sync::Mutex::new(None);
+
+impl serde::Serialize for Gated {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Gated {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = String::deserialize(d)?;
+        let gate = GATE.lock().unwrap().take();
+        if let Some((started, go)) = gate {
+            started.send(()).unwrap();
+            go.recv().unwrap();
+        }
+        Ok(Gated(value))
+    }
+}
+
+#[test]
+fn a_fallback_fill_refused_far_is_not_kept_near() {
+    let old = Memcached::start();
+    let new = Memcached::start();
+    let mk = || -> NearFar<String, Gated> {
+        NearFar::builder()
+            .far(client(&new))
+            .fallback(client(&old))
+            .namespace("fb-race")
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (mk(), mk());
+    let old_raw = client(&old);
+    let v = |s: &str| Gated(k(s));
+    // `read` reads `key` through a with its fallback decode held, while
+    // `meanwhile` runs; a's caller gets the old pool's value.
+    let race =
+        |key: &str, read: fn(&NearFar<String, Gated>, String) -> Gated, meanwhile: &dyn Fn()| {
+            old_raw
+                .set(&format!("fb-race:{key}"), "old", Duration::from_secs(60))
+                .unwrap();
+            let (started_tx, started_rx) = mpsc::channel();
+            let (go_tx, go_rx) = mpsc::channel();
+            *GATE.lock().unwrap() = Some((started_tx, go_rx));
+            let (a2, key2) = (a.clone(), k(key));
+            let reader = thread::spawn(move || read(&a2, key2));
+            started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            meanwhile();
+            go_tx.send(()).unwrap();
+            assert_eq!(reader.join().unwrap(), v("old"));
+        };
+    let with = |a: &NearFar<String, Gated>, key| a.get_with(key, || unreachable!());
+    let get = |a: &NearFar<String, Gated>, key| a.get(&key).unwrap();
+
+    // A load's fill over its placeholder, a write meanwhile.
+    race("w", with, &|| b.insert(k("w"), v("v2")));
+    assert_eq!(a.get(&k("w")), Some(v("v2")));
+    // A load's fill over its placeholder, a removal meanwhile.
+    race("r", with, &|| b.remove(&k("r")));
+    assert_eq!(a.get(&k("r")), None);
+    // A get's fill (`add`), a write meanwhile.
+    race("g", get, &|| b.insert(k("g"), v("v2")));
+    assert_eq!(a.get(&k("g")), Some(v("v2")));
+}

@@ -14,7 +14,8 @@
 //!   per process (the near tier's coalescing) and once across processes
 //!   (a memcached lease, `mg ... N`): one caller wins the lease and loads,
 //!   the others poll memcached with short, growing pauses for up to
-//!   [`lease_wait`](NearFarBuilder::lease_wait), then load themselves.
+//!   [`lease_wait`](NearFarBuilder::lease_wait), then load themselves
+//!   (without writing memcached: the winner, or the next one, fills it).
 //! * **No errors from the far tier.** [`get`](NearFar::get) and
 //!   [`get_with`](NearFar::get_with) never fail because memcached is down,
 //!   slow or returns garbage: they count the error and go on with the near
@@ -176,9 +177,10 @@ struct Inner<K, V> {
     epoch: Instant,
     counters: Counters,
     /// Write generations, one per stripe of keys: `insert` and `remove` bump
-    /// their key's after the far write. A fill of the near tier that read
-    /// the far tier before such a bump (a load racing a write or removal by
-    /// this `NearFar`) is not kept.
+    /// their key's after the far write (without a far tier, after the near
+    /// one). A fill of the near tier that read the far tier (or, near only,
+    /// loaded) before such a bump (a load racing a write or removal by this
+    /// `NearFar`) is not kept.
     gens: [AtomicU64; GENERATIONS],
     gen_hasher: RandomState,
 }
@@ -368,6 +370,12 @@ impl<K, V> NearFarBuilder<K, V> {
 
     /// How long a caller that lost the lease polls memcached for the
     /// winner's value before running the loader itself (default 1 s).
+    ///
+    /// The value such a caller loads is returned (and kept near) but not
+    /// written to memcached: with the winner's placeholder possibly removed
+    /// meanwhile, no store could tell a removal from a lapsed lease, and
+    /// storing would undo the removal. The far tier is filled by the
+    /// winner, or by the next caller to win the lease once it lapses.
     pub fn lease_wait(mut self, wait: Duration) -> Self {
         self.lease_wait = wait;
         self
@@ -515,10 +523,20 @@ impl<F: FnOnce()> Drop for OnDrop<F> {
     }
 }
 
+/// Why a near-only load stored nothing (the near tier's loader error).
+enum Unkept<V, E> {
+    /// The loader failed.
+    Failed(Arc<E>),
+    /// `insert` or `remove` of the key ran meanwhile: the value goes to the
+    /// load's callers only.
+    Superseded(V),
+}
+
 /// How [`NearFar::compute`] stores a loaded value in the far tier.
 #[derive(Clone, Copy)]
 enum Store {
-    /// Not at all (the far tier is down).
+    /// Not at all: the far tier is down, a lease wait timed out (see
+    /// [`NearFarBuilder::lease_wait`]), or the far value stayed undecodable.
     Skip,
     /// Over the lease placeholder this caller won (its CAS unique), if it
     /// is still there: filled from the fallback pool when that has the key,
@@ -527,10 +545,6 @@ enum Store {
     /// Over the stale item whose recompute token this caller holds (its CAS
     /// unique), if it is still unchanged.
     Stale(Cas),
-    /// Only where nothing is stored (a lease holder that timed out waiting).
-    Add,
-    /// Over an undecodable value.
-    Set,
 }
 
 impl<K, V> NearFar<K, V>
@@ -708,11 +722,15 @@ where
     pub fn insert(&self, key: K, value: V) {
         let inner = &*self.inner;
         let Some(far) = &inner.far else {
+            let generation = self.generation(&key);
             let entry = self.entry(value, 0, inner.near_ttl);
             match inner.near_ttl {
                 Some(ttl) => inner.near.insert_with_ttl(key, entry, ttl),
                 None => inner.near.insert(key, entry),
             }
+            // After the write: a load running meanwhile sees the bump and
+            // does not store over it.
+            generation.fetch_add(1, Ordering::AcqRel);
             return;
         };
         if let Some(fkey) = self.key_of(far, &key) {
@@ -745,22 +763,22 @@ where
     pub fn remove(&self, key: &K) {
         let inner = &*self.inner;
         inner.near.remove(key);
-        let Some(far) = &inner.far else { return };
-        let Some(fkey) = self.key_of(far, key) else {
-            return;
-        };
-        match far.stale_on_remove {
-            Some(stale_for) => self.far_call(&far.client, &far.breaker, |c| {
-                c.invalidate(&fkey, stale_for)
-            }),
-            None => self.far_call(&far.client, &far.breaker, |c| c.delete(&fkey)),
-        };
-        if let Some((old, breaker)) = &far.fallback {
-            self.far_call(old, breaker, |c| c.delete(&fkey));
+        let far = inner.far.as_ref();
+        if let Some((far, fkey)) = far.and_then(|f| Some((f, self.key_of(f, key)?))) {
+            match far.stale_on_remove {
+                Some(stale_for) => self.far_call(&far.client, &far.breaker, |c| {
+                    c.invalidate(&fkey, stale_for)
+                }),
+                None => self.far_call(&far.client, &far.breaker, |c| c.delete(&fkey)),
+            };
+            if let Some((old, breaker)) = &far.fallback {
+                self.far_call(old, breaker, |c| c.delete(&fkey));
+            }
         }
         // After the far removal: a load of this process that read the old
-        // value before it sees the bump and keeps nothing near, and one that
-        // already filled the near tier is undone here.
+        // value before it (or, near only, that is still running) sees the
+        // bump and keeps nothing near, and one that already filled the near
+        // tier is undone here.
         self.generation(key).fetch_add(1, Ordering::AcqRel);
         inner.near.remove(key);
     }
@@ -1086,7 +1104,9 @@ where
             Some(Lease::Wait) | None => {
                 bump(&counters.far_misses);
                 let (value, ttl) = self.read_fallback(far, &fkey, None)?;
-                self.put_near(key, generation, value.clone(), 0, ttl);
+                if ttl.is_some() {
+                    self.put_near(key, generation, value.clone(), 0, ttl);
+                }
                 Some(value)
             }
         }
@@ -1118,7 +1138,9 @@ where
     /// Reads `fkey` from the fallback pool; a value found is copied into the
     /// far tier (over our own placeholder, `placeholder` its CAS unique, if
     /// it is still there; else `add`) and returned with what is left of its
-    /// TTL.
+    /// TTL, or with `None` for a TTL when the far tier refused it: the key
+    /// was written or removed meanwhile, so the value may be outdated and
+    /// must not be kept near (as with a refused `cas` of a load).
     fn read_fallback(
         &self,
         far: &Far,
@@ -1129,34 +1151,60 @@ where
         let item = self.far_call(old, breaker, |c| c.meta_get::<V>(fkey))??;
         bump(&self.inner.counters.fallback_hits);
         let ttl = item.ttl.unwrap_or(far.far_ttl).min(far.far_ttl);
-        self.far_call(&far.client, &far.breaker, |c| match placeholder {
+        let stored = self.far_call(&far.client, &far.breaker, |c| match placeholder {
             Some(cas) => c.cas(fkey, &item.value, ttl, cas),
             None => c.add(fkey, &item.value, ttl),
         });
-        Some((item.value, Some(ttl)))
+        // A far failure (`None`) keeps the copy near, as a load does.
+        let keep = (stored != Some(false)).then_some(ttl);
+        Some((item.value, keep))
     }
 
     /// `try_get_with` without a far tier (or for a key it cannot hold).
+    ///
+    /// The near tier's coalescing does not order a load against `insert`
+    /// or `remove`: its fill would land over a newer `insert` or after a
+    /// `remove`. So, as on the far path, a load that sees the key's write
+    /// generation moved returns its value to its callers and stores
+    /// nothing; a write landing between that check and the fill leaves the
+    /// key missing (never the older value).
     fn load_near_only<E>(&self, key: K, load: impl FnOnce() -> Result<V, E>) -> Result<V, Arc<E>>
     where
         E: Send + Sync + 'static,
     {
         let inner = &*self.inner;
+        let generation = self.generation(&key);
+        let seen = generation.load(Ordering::Acquire);
+        let ran = Cell::new(false);
+        let probe = key.clone();
         let run = || {
+            ran.set(true);
             bump(&inner.counters.loader_calls);
-            load()
+            let value = load().map_err(|e| Unkept::Failed(Arc::new(e)))?;
+            if generation.load(Ordering::Acquire) != seen {
+                return Err(Unkept::Superseded(value));
+            }
+            Ok(value)
         };
-        match inner.near_ttl {
-            Some(ttl) => inner
-                .near
-                .try_get_or_insert_with_ttl(key, || {
-                    run().map(|v| (self.entry(v, 0, Some(ttl)), ttl))
-                })
-                .map(|e| e.value),
+        let result = match inner.near_ttl {
+            Some(ttl) => inner.near.try_get_or_insert_with_ttl(key, || {
+                run().map(|v| (self.entry(v, 0, Some(ttl)), ttl))
+            }),
             None => inner
                 .near
-                .try_get_or_insert_with(key, || run().map(|v| self.entry(v, 0, None)))
-                .map(|e| e.value),
+                .try_get_or_insert_with(key, || run().map(|v| self.entry(v, 0, None))),
+        };
+        if ran.get() && result.is_ok() && generation.load(Ordering::Acquire) != seen {
+            // A write or removal between the check and the fill (not after a
+            // failed or superseded load, which stored nothing).
+            inner.near.remove(&probe);
+        }
+        match result {
+            Ok(entry) => Ok(entry.value),
+            Err(unkept) => match &*unkept {
+                Unkept::Failed(e) => Err(Arc::clone(e)),
+                Unkept::Superseded(v) => Ok(v.clone()),
+            },
         }
     }
 
@@ -1177,6 +1225,7 @@ where
         let start = Instant::now();
         let mut pause = FIRST_PAUSE;
         let mut waited = false;
+        let mut cleared = false;
         loop {
             let lease = self.far_try(&far.client, &far.breaker, |c| {
                 c.get_or_lease::<V>(fkey, far.lease_ttl)
@@ -1213,18 +1262,39 @@ where
                     }
                     let elapsed = start.elapsed();
                     if elapsed >= far.lease_wait {
-                        // The winner is slow or gone: load here, and store
-                        // the value for whoever still waits if the lease
-                        // has lapsed (never over anything: a write or
-                        // removal meanwhile must not be undone).
+                        // The winner is slow or gone: load here, and keep
+                        // the value from the far tier. No store is safe
+                        // here: `add` would land after a removal that
+                        // deleted the winner's placeholder (undoing it),
+                        // and there is no CAS to store against. The far
+                        // tier is filled by the winner's `cas`, or by the
+                        // next lease winner once the lease lapses.
                         bump(&counters.lease_timeouts);
-                        return self.compute(far, fkey, Store::Add, load);
+                        return self.compute(far, fkey, Store::Skip, load);
                     }
                     thread::sleep(pause.min(far.lease_wait - elapsed));
                     pause = (pause * 2).min(MAX_PAUSE);
                 }
-                // An undecodable far value: replace it.
-                Err(true) => return self.compute(far, fkey, Store::Set, load),
+                // An undecodable far value: delete it (only if it is still
+                // the item just read), then lease again, so the value loaded
+                // here is stored over its own placeholder by CAS and a write
+                // or removal meanwhile is not undone. Undecodable again
+                // (another writer's format): load locally, store nothing.
+                Err(true) if !cleared => {
+                    cleared = true;
+                    let seen = self.far_call(&far.client, &far.breaker, |c| c.peek_lease_cas(fkey));
+                    match seen {
+                        Some(Some(Lease::Hit { cas, .. } | Lease::Won { cas, .. })) => {
+                            self.far_call(&far.client, &far.breaker, |c| {
+                                c.delete_if_cas(fkey, cas)
+                            });
+                        }
+                        // Gone, or being computed: read again.
+                        Some(Some(Lease::Wait) | None) => {}
+                        None => return self.compute(far, fkey, Store::Skip, load),
+                    }
+                }
+                Err(true) => return self.compute(far, fkey, Store::Skip, load),
                 // The far tier is down (or the breaker open): load locally.
                 Ok(None) | Err(false) => return self.compute(far, fkey, Store::Skip, load),
             }
@@ -1249,7 +1319,11 @@ where
         };
         if placeholder.is_some() {
             if let Some((value, ttl)) = self.read_fallback(far, fkey, placeholder) {
-                let ttl = self.bound(ttl);
+                let Some(ttl) = ttl else {
+                    // Refused far: for this caller only.
+                    return Ok((self.entry(value, 0, None), Duration::ZERO));
+                };
+                let ttl = self.bound(Some(ttl));
                 return Ok((self.entry(value, 0, Some(ttl)), ttl));
             }
         }
@@ -1279,14 +1353,6 @@ where
             Store::Placeholder(cas) | Store::Stale(cas) => {
                 self.far_call(client, breaker, |c| c.cas(fkey, &value, ttl, cas))
             }
-            // Not stored over something: that something is newer or a
-            // placeholder, and this value is as good as a local load.
-            Store::Add => self
-                .far_call(client, breaker, |c| c.add(fkey, &value, ttl))
-                .map(|_| true),
-            Store::Set => self
-                .far_call(client, breaker, |c| c.set(fkey, &value, ttl))
-                .map(|()| true),
         };
         if kept == Some(false) {
             return Ok((self.entry(value, 0, None), Duration::ZERO));

@@ -232,3 +232,49 @@ fn a_panic_in_the_probe_gives_the_probe_back() {
     assert!(breaker.is_open());
     assert_eq!(breaker.pass(), Pass::Probe, "the next caller probes again");
 }
+
+#[test]
+fn a_near_only_load_does_not_undo_an_insert_or_remove() {
+    use std::sync::mpsc;
+    for near_ttl in [None, Some(Duration::from_secs(60))] {
+        // What runs while the load is held: an insert, an insert then a
+        // removal, or an insert while a load that then fails is held.
+        for (remove, fail) in [(false, false), (true, false), (false, true)] {
+            let mut builder = NearFar::<u8, String>::builder();
+            if let Some(ttl) = near_ttl {
+                builder = builder.near_ttl(ttl);
+            }
+            let cache = builder.build().unwrap();
+            let (started_tx, started_rx) = mpsc::channel();
+            let (go_tx, go_rx) = mpsc::channel::<()>();
+            let loading = cache.clone();
+            let loader = thread::spawn(move || {
+                loading.try_get_with(1, || {
+                    started_tx.send(()).unwrap();
+                    go_rx.recv().unwrap();
+                    if fail {
+                        Err("db down")
+                    } else {
+                        Ok("v1".to_string())
+                    }
+                })
+            });
+            started_rx.recv().unwrap();
+            cache.insert(1, "v2".to_string());
+            if remove {
+                cache.remove(&1);
+            }
+            go_tx.send(()).unwrap();
+            let loaded = loader.join().unwrap().map_err(|e| *e);
+            let want = if fail {
+                Err("db down")
+            } else {
+                Ok("v1".to_string())
+            };
+            assert_eq!(loaded, want, "the caller gets its outcome");
+            let want = (!remove).then(|| "v2".to_string());
+            let case = format!("near_ttl {near_ttl:?}, remove {remove}, fail {fail}");
+            assert_eq!(cache.get(&1), want, "{case}");
+        }
+    }
+}

@@ -94,13 +94,7 @@ where
     /// See [`Memo`]: when the function asks this memo for `key` itself, and
     /// whenever the function panics.
     pub fn get(&self, key: &K) -> V {
-        match self
-            .cache
-            .try_get_or_insert_with_ref(key, || Ok::<V, std::convert::Infallible>((self.f)(key)))
-        {
-            Ok(v) => v,
-            Err(e) => match *e {},
-        }
+        self.cache.get_or_insert_with_ref(key, || (self.f)(key))
     }
 }
 
@@ -287,11 +281,7 @@ where
     S: BuildHasher,
 {
     fn get_or_compute(&self, key: &K, compute: &mut dyn FnMut() -> V) -> V {
-        match self.try_get_or_insert_with_ref(key, || Ok::<V, std::convert::Infallible>(compute()))
-        {
-            Ok(v) => v,
-            Err(e) => match *e {},
-        }
+        self.get_or_insert_with_ref(key, compute)
     }
 
     fn try_get_or_compute(&self, key: &K, compute: &mut dyn FnMut() -> Option<V>) -> Option<V> {

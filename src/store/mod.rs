@@ -480,17 +480,7 @@ where
         guard: &Guard,
         op: impl FnOnce(&mut State<K, V>, &WriteCtx<'_, S>) -> R,
     ) -> R {
-        let st = shard.lock_for_write();
-        self.write_locked(shard, st, guard, op)
-    }
-
-    fn write_locked<R>(
-        &self,
-        shard: &Shard<K, V>,
-        mut st: crate::shim::MutexGuard<'_, State<K, V>>,
-        guard: &Guard,
-        op: impl FnOnce(&mut State<K, V>, &WriteCtx<'_, S>) -> R,
-    ) -> R {
+        let mut st = shard.lock_for_write();
         let ctx = WriteCtx::new(&self.inner.hasher, &self.inner.time);
         let result = op(&mut st, &ctx);
         self.end_write(shard, st, guard);
@@ -825,6 +815,18 @@ where
             return Ok(v);
         }
         self.load_missed(hash, MissedKey::Owned(key), load)
+    }
+
+    /// [`get_or_insert_with`](Self::get_or_insert_with) for a borrowed key,
+    /// cloned only on a miss (see `try_get_or_insert_with_ref`).
+    pub(crate) fn get_or_insert_with_ref(&self, key: &K, load: impl FnOnce() -> V) -> V
+    where
+        K: Clone,
+    {
+        match self.try_get_or_insert_with_ref(key, || Ok::<V, std::convert::Infallible>(load())) {
+            Ok(v) => v,
+            Err(e) => match *e {},
+        }
     }
 
     /// [`try_get_or_insert_with`](Self::try_get_or_insert_with) for a

@@ -250,6 +250,19 @@ impl<K, V> Shard<K, V> {
         unsafe { self.slab.slot(idx) }
     }
 
+    /// The current bucket array, readable while `guard` is held.
+    #[inline]
+    fn table<'g>(&self, guard: &'g Guard) -> &'g Table {
+        // Acquire: pairs with the Release swap that installed the table, so
+        // its buckets are visible. (Writers, under the lock, need no more.)
+        let table = self.table.load(Ordering::Acquire, guard);
+        // SAFETY: the pointer is never null (set in `new`, replaced only by a
+        // non-null table under the shard lock) and a replaced table is
+        // destroyed only through the epoch, after every guard that could have
+        // loaded it (this one included) is dropped.
+        unsafe { table.deref() }
+    }
+
     /// Lock-free lookup. The returned slot holds `key`; it may have been
     /// unlinked concurrently (the lookup is then ordered before the removal)
     /// and may be expired: the caller checks.
@@ -294,12 +307,7 @@ impl<K, V> Shard<K, V> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        // Acquire: pairs with the Release store that installed the table.
-        let table = self.table.load(Ordering::Acquire, guard);
-        // SAFETY: the table is never null (set in `new`, replaced only by a
-        // non-null one) and is destroyed only through the epoch, after this
-        // guard is released.
-        let table = unsafe { table.deref() };
+        let table = self.table(guard);
         // Acquire (here and for `chain`): pairs with the Release store that
         // linked the slot, making its key, value and expiry visible.
         let mut idx = table.bucket(hash).load(Ordering::Acquire);
@@ -364,11 +372,7 @@ impl<K, V> Shard<K, V> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        // Relaxed suffices under the lock (every writer of these holds it);
-        // Acquire is kept for uniformity and is free on x86.
-        let table = self.table.load(Ordering::Acquire, guard);
-        // SAFETY: non-null, and only replaced under this lock.
-        let table = unsafe { table.deref() };
+        let table = self.table(guard);
         let mut prev = None;
         let mut idx = table.bucket(hash).load(Ordering::Relaxed);
         while idx != NIL {
@@ -390,11 +394,7 @@ impl<K, V> Shard<K, V> {
         match prev {
             Some(p) => self.slot(p).chain.store(to, Ordering::Release),
             None => {
-                let table = self.table.load(Ordering::Relaxed, guard);
-                // SAFETY: non-null, only replaced under this lock.
-                unsafe { table.deref() }
-                    .bucket(hash)
-                    .store(to, Ordering::Release);
+                self.table(guard).bucket(hash).store(to, Ordering::Release);
             }
         }
     }
@@ -403,9 +403,7 @@ impl<K, V> Shard<K, V> {
     /// `hash`. Falls back to scanning every chain when the hash does not lead
     /// to it (an inconsistent `Hash` impl), so the index never corrupts.
     fn locate_link(&self, idx: u32, hash: u64, guard: &Guard) -> Option<(u64, Option<u32>)> {
-        let table = self.table.load(Ordering::Relaxed, guard);
-        // SAFETY: non-null, only replaced under this lock.
-        let table = unsafe { table.deref() };
+        let table = self.table(guard);
         let in_bucket = |b: u64| {
             let mut prev = None;
             let mut cur = table.buckets[b as usize].load(Ordering::Relaxed);
@@ -570,11 +568,7 @@ impl<K, V> Shard<K, V> {
                 // keys that survive (the hot ones) sit near the head and
                 // their hits probe fewest slots, instead of every newcomer
                 // (mostly one-hit keys) being pushed in front of them.
-                let table = self.table.load(Ordering::Relaxed, guard);
-                // SAFETY: non-null, only replaced under this lock.
-                let mut cur = unsafe { table.deref() }
-                    .bucket(hash)
-                    .load(Ordering::Relaxed);
+                let mut cur = self.table(guard).bucket(hash).load(Ordering::Relaxed);
                 let mut last = None;
                 while cur != NIL {
                     last = Some(cur);
@@ -662,9 +656,7 @@ impl<K, V> Shard<K, V> {
     ) where
         K: Hash,
     {
-        let table = self.table.load(Ordering::Relaxed, guard);
-        // SAFETY: non-null, only replaced under this lock.
-        let old_len = unsafe { table.deref() }.buckets.len();
+        let old_len = self.table(guard).buckets.len();
         if st.lru.len() <= old_len || old_len >= MAX_BUCKETS {
             return;
         }
@@ -811,9 +803,7 @@ impl<K, V> Shard<K, V> {
             ));
         }
         let guard = epoch::pin();
-        let table = self.table.load(Ordering::Acquire, &guard);
-        // SAFETY: non-null; we hold the lock.
-        let table = unsafe { table.deref() };
+        let table = self.table(&guard);
         let mut in_index = Vec::new();
         for (b, head) in table.buckets.iter().enumerate() {
             let mut idx = head.load(Ordering::Relaxed);

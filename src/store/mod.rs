@@ -1,14 +1,18 @@
 //! The near tier: [`Cache`], a concurrent in-process `K -> V` cache.
 //!
 //! See [`Cache`] for the user guide. Inside:
-//! * `shard` — hash index over a slot arena, lock-free lookups, the write path;
+//! * `shard` — one shard: lock-free lookups and the write path;
+//! * `index` — the hash index (F14-style chunks of tags and slot indices);
 //! * `slab` — the slot arena and epoch-deferred slot reuse;
 //! * `lru` — the HOT / WARM / COLD policy;
 //! * `ttl` — the clock and expiry;
 //! * `loader` — one loader per missing key;
-//! * `stats` — always-on counters.
+//! * `stats` — always-on counters;
+//! * `local` — the per-thread epoch handle and stats stripe.
 
+mod index;
 mod loader;
+mod local;
 mod lru;
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]
@@ -436,10 +440,10 @@ where
         Q: Eq + ?Sized,
     {
         let shard = self.shard(hash);
-        let guard = epoch::pin();
+        let (guard, owner) = local::pin();
         let Some((idx, slot)) = shard.find(hash, key, &guard) else {
             if touch == Touch::Use {
-                self.inner.reads.miss();
+                self.inner.reads.miss(owner);
             }
             return None;
         };
@@ -447,7 +451,7 @@ where
         let expires = unsafe { slot.expires() };
         if expires != 0 && is_expired(expires, self.inner.time.now()) {
             if touch == Touch::Use {
-                self.inner.reads.miss();
+                self.inner.reads.miss(owner);
                 self.reclaim_expired(shard, idx, slot.generation(), &guard);
             }
             return None;
@@ -456,7 +460,7 @@ where
             // Counts the use only while the count is below its cap, so a hot
             // entry's line is not written on every hit.
             slot.touch();
-            self.inner.reads.hit();
+            self.inner.reads.hit(owner);
         }
         // SAFETY: as above.
         Some(f(unsafe { slot.value() }))
@@ -632,7 +636,7 @@ where
             TimeSource::expiry(self.inner.time.now(), Some(ttl))
         });
         let shard = self.shard(hash);
-        let guard = epoch::pin();
+        let (guard, _) = local::pin();
         let outcome = self.write(shard, &guard, |st, ctx| {
             shard.insert(st, ctx, hash, key, value, expires, weight, &guard)
         });

@@ -116,6 +116,7 @@ struct Chunk {
 }
 
 impl Chunk {
+    #[cfg(shuttle)]
     fn new() -> Self {
         Chunk {
             low: AtomicU64::new(0),
@@ -168,6 +169,29 @@ fn matches_swar(low: u64, high: u64, tag: u8) -> u32 {
     gather(zero_bytes(low ^ pattern)) | (gather(zero_bytes(high ^ pattern) & HIGH_TAGS) << 8)
 }
 
+/// `n` empty chunks. Allocated zeroed (all-zero bytes are empty chunks), so
+/// a large table's pages are committed only as entries land in them.
+#[cfg(not(shuttle))]
+fn new_chunks(n: usize) -> Box<[Chunk]> {
+    let layout = std::alloc::Layout::array::<Chunk>(n).expect("index layout");
+    assert!(layout.size() != 0, "an index has at least one chunk");
+    // SAFETY: the layout has non-zero size (`n >= 1` and chunks are 64 bytes).
+    let ptr = unsafe { std::alloc::alloc_zeroed(layout) } as *mut Chunk;
+    if ptr.is_null() {
+        std::alloc::handle_alloc_error(layout);
+    }
+    // SAFETY: `ptr` is a live allocation of `n` chunks from the global
+    // allocator with `Box`'s layout for `[Chunk]`; all-zero bytes are a valid
+    // `Chunk` (atomics of 0: no tags, no overflow, every index NIL).
+    unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, n)) }
+}
+
+/// `n` empty chunks (shuttle's atomics are not plain integers).
+#[cfg(shuttle)]
+fn new_chunks(n: usize) -> Box<[Chunk]> {
+    (0..n).map(|_| Chunk::new()).collect()
+}
+
 /// The table.
 pub(crate) struct Index {
     chunks: Box<[Chunk]>,
@@ -181,11 +205,12 @@ impl Index {
             .div_ceil(LOAD_NUM)
             .clamp(1, MAX_CHUNKS);
         Index {
-            chunks: (0..chunks).map(|_| Chunk::new()).collect(),
+            chunks: new_chunks(chunks),
         }
     }
 
     /// Whether `entries` entries fit without growing.
+    #[inline]
     pub(crate) fn has_room(&self, entries: usize) -> bool {
         entries <= self.chunks.len() * LOAD_NUM / LOAD_DEN
     }
@@ -252,6 +277,7 @@ impl Index {
 
     /// Adds `idx` for `hash` (the key must not be in the table) and returns
     /// its position, or `None` when every lane is taken. Writer only.
+    #[inline]
     pub(crate) fn insert(&self, hash: u64, idx: u32) -> Option<u32> {
         let home = self.home(hash);
         let mut at = home;
@@ -285,6 +311,7 @@ impl Index {
     }
 
     /// Fills the free `lane` of chunk `at`. Writer only.
+    #[inline]
     fn publish(&self, at: usize, lane: usize, idx: u32, tag: u8, displacement: u64) {
         let chunk = &self.chunks[at];
         // Release: the slot was filled before this; a reader that finds the
@@ -305,6 +332,7 @@ impl Index {
 
     /// Clears the tag and the displacement of `lane` in chunk `at` (so a
     /// nonzero displacement always belongs to a tagged lane). Writer only.
+    #[inline]
     fn clear(&self, at: usize, lane: usize) {
         let chunk = &self.chunks[at];
         let high = chunk.high.load(Ordering::Relaxed);
@@ -321,6 +349,7 @@ impl Index {
     }
 
     /// Points the entry at `pos` to slot `idx` (same key, new slot). Writer only.
+    #[inline]
     pub(crate) fn replace(&self, pos: u32, idx: u32) {
         let (chunk, lane) = split(pos);
         // Release: readers that load this index see the new slot filled.
@@ -339,12 +368,17 @@ impl Index {
     /// unsafe follows (every candidate is still checked against its slot).
     ///
     /// [`refill`]: Index::refill
+    #[inline]
     pub(crate) fn remove(&self, pos: u32, hash: impl FnOnce() -> u64) -> bool {
         let (at, lane) = split(pos);
         // `hash` may run user code: before anything changes.
         let mut passed = match self.displacement(at, lane) {
             FAR => self.home(hash()),
-            d => (at + self.chunks.len() - d as usize) % self.chunks.len(),
+            // `d` chunks before `at`, wrapping (no division on this path).
+            d => match at.checked_sub(d as usize) {
+                Some(home) => home,
+                None => at + self.chunks.len() - d as usize,
+            },
         };
         self.clear(at, lane);
         while passed != at {
@@ -392,6 +426,7 @@ impl Index {
 
     /// An entry in the next two chunks whose probe passed `at`: its chunk,
     /// lane, and distance from `at`.
+    #[inline]
     fn displaced_past(&self, at: usize) -> Option<(usize, usize, usize)> {
         // Low and high bit of each lane's 2-bit displacement, at bit 2*lane.
         const EVEN: u64 = 0x55_5555;
@@ -416,18 +451,21 @@ impl Index {
     }
 
     /// The recorded displacement of a lane.
+    #[inline]
     fn displacement(&self, at: usize, lane: usize) -> u64 {
         (self.chunks[at].high.load(Ordering::Relaxed) >> (DISPLACEMENT_SHIFT + 2 * lane as u32))
             & FAR
     }
 
     /// A chunk's overflow count.
+    #[inline]
     fn overflow(&self, at: usize) -> u64 {
         (self.chunks[at].high.load(Ordering::Relaxed) >> OVERFLOW_SHIFT) & SATURATED
     }
 
     /// Adjusts a chunk's overflow count, leaving a saturated one alone and
     /// never going below 0.
+    #[inline]
     fn add_overflow(&self, chunk: usize, delta: i32) {
         let word = &self.chunks[chunk].high;
         let high = word.load(Ordering::Relaxed);

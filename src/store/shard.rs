@@ -33,9 +33,12 @@ use super::stats::{WriteCounters, bump};
 use super::ttl::{TimeSource, is_expired};
 use crate::shim::{AtomicU32, Mutex, MutexGuard, Ordering, fence};
 
-/// The most entries a shard's first index is sized for (about 430 KiB);
-/// larger bounds start there and grow as entries arrive.
-const INITIAL_ENTRIES: usize = 1 << 16;
+/// The most entries a shard's first index is sized for (about 7 MiB,
+/// allocated zeroed, so pages are committed only as entries land in them);
+/// larger bounds start there and grow as entries arrive. Sizing the index
+/// for the bound up front spares a growing cache the copies and the freed
+/// tables (which the allocator tends to keep resident).
+const INITIAL_ENTRIES: usize = 1 << 20;
 /// Slab growths past the first chunk between two pushes of the epoch.
 const FLUSH_EVERY: u32 = 64;
 /// The most unlinked slots a shard holds back before handing them to the
@@ -172,6 +175,7 @@ pub(crate) struct Shard<K, V> {
 }
 
 impl<K, V> UseCounts for Slab<K, V> {
+    #[inline]
     fn decay(&self, idx: u32) -> u32 {
         // SAFETY: the LRU only holds indices of live slots, handed out by this
         // slab; the caller holds the shard lock (the LRU is behind it).
@@ -271,18 +275,37 @@ impl<K, V> Shard<K, V> {
         // Acquire: pairs with the Release that ends a move, so an even value
         // here means the table pointer loaded below is at least that new.
         let seq = self.move_seq.load(Ordering::Acquire);
-        if seq & 1 == 0 {
-            if let Some(found) = self.walk(hash, key, guard) {
-                return Some(found);
-            }
-            // Acquire fence: if the walk saw anything a resize or refill
-            // changed, its odd store (before its Release fence) is visible now.
-            fence(Ordering::Acquire);
-            if self.move_seq.load(Ordering::Relaxed) == seq {
-                return None;
-            }
+        // One inlined walk on the fast path; the retry is out of line.
+        let found = if seq & 1 == 0 {
+            self.walk(hash, key, guard)
+        } else {
+            None
+        };
+        if found.is_some() {
+            return found;
         }
-        // A move overlapped the walk: look again with the lock held.
+        // Acquire fence: if the walk saw anything a resize or refill
+        // changed, its odd store (before its Release fence) is visible now.
+        fence(Ordering::Acquire);
+        if seq & 1 == 0 && self.move_seq.load(Ordering::Relaxed) == seq {
+            return None;
+        }
+        self.find_locked_retry(hash, key, guard)
+    }
+
+    /// A move overlapped a lock-free walk: look again with the lock held.
+    #[cold]
+    #[inline(never)]
+    fn find_locked_retry<'g, Q>(
+        &'g self,
+        hash: u64,
+        key: &Q,
+        guard: &'g Guard,
+    ) -> Option<(u32, &'g Slot<K, V>)>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
         let _state = self.lock();
         self.walk(hash, key, guard)
     }
@@ -328,6 +351,9 @@ impl<K, V> Shard<K, V> {
     /// their contents (with no lock held, so a `Drop` impl that uses the cache
     /// cannot deadlock), then locks and puts them on the free list.
     pub(crate) fn lock_for_write(&self) -> MutexGuard<'_, State<K, V>> {
+        if !self.mailbox.has_mail() {
+            return self.lock();
+        }
         let mut reclaimed = Vec::new();
         self.mailbox.take(&mut reclaimed);
         if !reclaimed.is_empty() {
@@ -634,7 +660,14 @@ impl<K, V> Shard<K, V> {
         let seq = self.move_seq.load(Ordering::Relaxed);
         self.move_seq.store(seq.wrapping_add(1), Ordering::Relaxed);
         fence(Ordering::Release);
-        let new = Index::for_entries((st.lru.len() + 1).saturating_mul(2));
+        // Double, but never past the shard's bound (an entry-bounded shard
+        // that started below its bound grows to fit it exactly).
+        let len = st.lru.len() + 1;
+        let new = Index::for_entries(
+            len.saturating_mul(2)
+                .min(self.max_entries.saturating_add(1))
+                .max(len),
+        );
         for &(idx, hash) in &placed {
             let pos = new.insert(hash, idx);
             debug_assert!(pos.is_some(), "a doubled index is full");
@@ -649,6 +682,9 @@ impl<K, V> Shard<K, V> {
         // the lock); readers that loaded it are pinned, and the epoch destroys
         // it only after they unpin.
         unsafe { guard.defer_destroy(old) };
+        // Push the old table to the global queue now: left in this thread's
+        // bag it would wait for 63 more deferred calls, holding its memory.
+        guard.flush();
     }
 
     /// Reclaims `idx` if it is still the live slot for its key and expired.

@@ -118,6 +118,7 @@ impl<K, V> Slot<K, V> {
     /// # Safety
     /// The caller owns the slot exclusively: it came off the free list (or was
     /// never used) and holds no value.
+    #[inline]
     pub(crate) unsafe fn fill(&self, key: K, value: V, expires: u64) {
         // SAFETY: exclusive ownership (caller's obligation): no reader can
         // reach the slot, so these plain writes race with nothing.
@@ -147,6 +148,7 @@ impl<K, V> Slot<K, V> {
     }
 
     /// Takes one use off the count and returns the count it had. Writer only.
+    #[inline]
     pub(crate) fn decay(&self) -> u32 {
         let uses = self.uses.load(Ordering::Relaxed);
         if uses > 0 {
@@ -260,6 +262,7 @@ impl<K, V> Slab<K, V> {
     /// Hands out the never-used index at the high-water mark, allocating its
     /// chunk when needed. Returns `None` when the `u32` index space is full.
     /// Must be called under the shard lock (single writer).
+    #[inline]
     pub(crate) fn grow(&self) -> Option<u32> {
         let idx = self.high_water.load(Ordering::Relaxed);
         if idx == u32::MAX {
@@ -277,11 +280,13 @@ impl<K, V> Slab<K, V> {
     }
 
     /// Number of slots in the first chunk.
+    #[inline]
     pub(crate) fn first_chunk_len(&self) -> usize {
         self.chunk_len(0)
     }
 
     /// One past the highest index handed out so far.
+    #[inline]
     pub(crate) fn high_water(&self) -> u32 {
         self.high_water.load(Ordering::Relaxed)
     }
@@ -402,6 +407,12 @@ impl Mailbox {
         // handed over under the mutex.
         self.count
             .store(ready.len(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether slots may be waiting (a hint: `take` is exact).
+    #[inline]
+    pub(crate) fn has_mail(&self) -> bool {
+        self.count.load(std::sync::atomic::Ordering::Relaxed) != 0
     }
 
     /// Takes every delivered slot (cheap when there is none).

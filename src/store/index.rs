@@ -83,10 +83,21 @@ fn zero_bytes(x: u64) -> u64 {
     !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7)
 }
 
-/// The tag of `hash`: its top byte, never 0 (the empty mark).
+/// The index's own mix of a key's hash. The index reads two different
+/// parts of it (the home chunk from the top 32 bits, the tag from bits
+/// 24..32), and a hasher with weak bits there (an identity hash of small
+/// integers, say) would otherwise put every key in one chunk with one tag.
+/// A multiply by an odd constant spreads the low bits upwards; it is a
+/// bijection, so keys with distinct hashes keep distinct mixes.
+#[inline]
+fn mix(hash: u64) -> u64 {
+    hash.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// The tag of `hash`: a byte of its mix, never 0 (the empty mark).
 #[inline]
 pub(crate) fn tag(hash: u64) -> u8 {
-    ((hash >> 56) as u8).max(1)
+    ((mix(hash) >> 24) as u8).max(1)
 }
 
 /// A slot's place in the table.
@@ -220,11 +231,12 @@ impl Index {
         self.chunks.len() >= MAX_CHUNKS
     }
 
-    /// The chunk a probe for `hash` starts at: the low 32 bits scaled onto
-    /// the chunk count (any count works, so tables need not be powers of two).
+    /// The chunk a probe for `hash` starts at: the mix's top 32 bits scaled
+    /// onto the chunk count (any count works, so tables need not be powers
+    /// of two).
     #[inline]
     fn home(&self, hash: u64) -> usize {
-        ((u64::from(hash as u32) * self.chunks.len() as u64) >> 32) as usize
+        (((mix(hash) >> 32) * self.chunks.len() as u64) >> 32) as usize
     }
 
     #[inline]
@@ -323,7 +335,10 @@ impl Index {
         let shift = DISPLACEMENT_SHIFT + 2 * lane as u32;
         let high = chunk.high.load(Ordering::Relaxed);
         let high = (high & !(FAR << shift)) | (displacement.min(FAR) << shift);
-        chunk.high.store(high, Ordering::Relaxed);
+        // Release, though readers ignore displacements: this word also
+        // holds the tags of lanes 8..12, and a reader whose Acquire load
+        // reads this store must still see those lanes' indices.
+        chunk.high.store(high, Ordering::Release);
         let (word, shift) = chunk.tag_word(lane);
         let bits = word.load(Ordering::Relaxed) | (u64::from(tag) << shift);
         // Release: publishes the lane (see above).
@@ -336,9 +351,10 @@ impl Index {
     fn clear(&self, at: usize, lane: usize) {
         let chunk = &self.chunks[at];
         let high = chunk.high.load(Ordering::Relaxed);
+        // Release: as in `publish`, this word holds other lanes' tags.
         chunk.high.store(
             high & !(FAR << (DISPLACEMENT_SHIFT + 2 * lane as u32)),
-            Ordering::Relaxed,
+            Ordering::Release,
         );
         let (word, shift) = chunk.tag_word(lane);
         let bits = word.load(Ordering::Relaxed) & !(0xFF << shift);
@@ -544,6 +560,23 @@ impl Index {
             }
         }
         for (c, chunk) in self.chunks.iter().enumerate() {
+            let (low, high) = (
+                chunk.low.load(Ordering::Relaxed),
+                chunk.high.load(Ordering::Relaxed),
+            );
+            for lane in 0..LANES {
+                let tagged = if lane < 8 {
+                    (low >> (8 * lane)) & 0xFF
+                } else {
+                    (high >> (8 * (lane - 8))) & 0xFF
+                } != 0;
+                if !tagged && self.displacement(c, lane) != 0 {
+                    return Err(format!("chunk {c} lane {lane}: empty with a displacement"));
+                }
+                if tagged && chunk.slots[lane].load(Ordering::Relaxed) == NIL {
+                    return Err(format!("chunk {c} lane {lane}: tagged with no slot"));
+                }
+            }
             let count = (chunk.high.load(Ordering::Relaxed) >> OVERFLOW_SHIFT) & SATURATED;
             if count != passing[c] && count != SATURATED {
                 return Err(format!(
@@ -569,11 +602,51 @@ mod tests {
         }
     }
 
+    /// The inverse of the mix's multiplier (mod 2^64).
+    const UNMIX: u64 = {
+        let a = 0x9E37_79B9_7F4A_7C15u64;
+        // Newton's iteration for the inverse of an odd number mod 2^64.
+        let mut x = a;
+        let mut i = 0;
+        while i < 6 {
+            x = x.wrapping_mul(2u64.wrapping_sub(a.wrapping_mul(x)));
+            i += 1;
+        }
+        x
+    };
+
     /// A hash whose home chunk (of `chunks`) is `home` and whose tag is `tag`.
     fn hash_for(home: usize, chunks: usize, tag: u8, salt: u64) -> u64 {
-        // The home is (low32 * chunks) >> 32: pick low32 inside `home`'s range.
-        let low = ((home as u64) << 32).div_ceil(chunks as u64);
-        (u64::from(tag) << 56) | (salt << 32 & 0x00FF_FFFF_0000_0000) | low
+        // The home is (mix >> 32) * chunks >> 32: pick the mix's top half
+        // inside `home`'s range, its tag byte, and salt in the low bits.
+        let top = ((home as u64) << 32).div_ceil(chunks as u64);
+        let mixed = (top << 32) | (u64::from(tag) << 24) | (salt & 0xFF_FFFF);
+        mixed.wrapping_mul(UNMIX)
+    }
+
+    #[test]
+    fn hash_for_inverts_the_mix() {
+        assert_eq!(mix(1u64.wrapping_mul(UNMIX)), 1);
+        let h = hash_for(3, 7, 0x42, 9);
+        assert_eq!(tag(h), 0x42);
+    }
+
+    #[test]
+    fn an_identity_hash_of_small_integers_spreads() {
+        let index = Index::for_entries(10_000);
+        let n = index.chunks.len();
+        let mut per_chunk = vec![0usize; n];
+        let mut tags = std::collections::HashSet::new();
+        for k in 0..10_000u64 {
+            per_chunk[index.home(k)] += 1;
+            tags.insert(tag(k));
+        }
+        let fullest = per_chunk.iter().max().copied().unwrap_or(0);
+        assert!(
+            fullest <= 2 * LANES,
+            "a chunk is home to {fullest} of 10,000 keys"
+        );
+        assert!(tags.len() > 200, "only {} distinct tags", tags.len());
     }
 
     #[test]
@@ -623,9 +696,10 @@ mod tests {
 
     #[test]
     fn tags_are_never_zero() {
+        // A hash whose mix has a zero tag byte still gets tag 1.
         assert_eq!(tag(0), 1);
-        assert_eq!(tag(u64::MAX), 0xFF);
-        assert_eq!(tag(0x0100_0000_0000_0000), 1);
+        assert_eq!(tag(hash_for(0, 1, 0, 5)), 1);
+        assert_eq!(tag(hash_for(0, 1, 0xFF, 5)), 0xFF);
     }
 
     #[test]

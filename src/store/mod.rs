@@ -30,7 +30,7 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_epoch::{self as epoch, Guard};
+use crossbeam_epoch::Guard;
 
 use loader::{InFlight, Load, Outcome};
 use shard::{Inserted, Shard, State, WriteCtx};
@@ -661,7 +661,7 @@ where
     {
         let hash = self.inner.hasher.hash_one(key);
         let shard = self.shard(hash);
-        let guard = epoch::pin();
+        let (guard, _) = local::pin();
         let slot = self.write(shard, &guard, |st, ctx| {
             shard.remove(st, ctx, hash, key, &guard)
         })?;
@@ -686,7 +686,7 @@ where
     /// ```
     pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
         for shard in self.inner.shards.iter() {
-            let guard = epoch::pin();
+            let (guard, _) = local::pin();
             self.write(shard, &guard, |st, ctx| {
                 shard.retain(st, ctx, &mut keep, &guard)
             });
@@ -873,7 +873,7 @@ where
         };
         let flight = loop {
             let waiting = {
-                let guard = epoch::pin();
+                let (guard, _) = local::pin();
                 let st = shard.lock();
                 // Someone may have stored it since our lookup.
                 if let Some((_, slot)) = shard.walk(hash, k, &guard) {
@@ -955,7 +955,7 @@ where
         };
         let result = match load() {
             Ok((value, ttl)) => {
-                let guard = epoch::pin();
+                let (guard, _) = local::pin();
                 let rejected = self.write(shard, &guard, |st, ctx| {
                     let pos = st
                         .loads

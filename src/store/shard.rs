@@ -275,12 +275,9 @@ impl<K, V> Shard<K, V> {
         // Acquire: pairs with the Release that ends a move, so an even value
         // here means the table pointer loaded below is at least that new.
         let seq = self.move_seq.load(Ordering::Acquire);
+        // A hit is confirmed by the key compare, whatever moves overlap it.
         // One inlined walk on the fast path; the retry is out of line.
-        let found = if seq & 1 == 0 {
-            self.walk(hash, key, guard)
-        } else {
-            None
-        };
+        let found = self.walk(hash, key, guard);
         if found.is_some() {
             return found;
         }
@@ -290,13 +287,42 @@ impl<K, V> Shard<K, V> {
         if seq & 1 == 0 && self.move_seq.load(Ordering::Relaxed) == seq {
             return None;
         }
-        self.find_locked_retry(hash, key, guard)
+        self.find_retry(hash, key, guard)
     }
 
-    /// A move overlapped a lock-free walk: look again with the lock held.
+    /// A move overlapped a lock-free miss: walk again a few times while no
+    /// move is running, then with the lock held (moves are short, and
+    /// refills happen on many evictions, so readers rarely need the lock).
     #[cold]
     #[inline(never)]
-    fn find_locked_retry<'g, Q>(
+    fn find_retry<'g, Q>(
+        &'g self,
+        hash: u64,
+        key: &Q,
+        guard: &'g Guard,
+    ) -> Option<(u32, &'g Slot<K, V>)>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        for _ in 0..2 {
+            let seq = self.move_seq.load(Ordering::Acquire);
+            let found = self.walk(hash, key, guard);
+            if found.is_some() {
+                return found;
+            }
+            // As in `find`.
+            fence(Ordering::Acquire);
+            if seq & 1 == 0 && self.move_seq.load(Ordering::Relaxed) == seq {
+                return None;
+            }
+            std::hint::spin_loop();
+        }
+        self.find_under_lock(hash, key, guard)
+    }
+
+    /// Looks `key` up with the lock held (no move can overlap).
+    fn find_under_lock<'g, Q>(
         &'g self,
         hash: u64,
         key: &Q,
@@ -483,7 +509,10 @@ impl<K, V> Shard<K, V> {
                 return Some(idx);
             }
             // About to grow: let slots held back start their way to reuse.
-            if !st.retired.is_empty() {
+            // Not while removal notices are pending: the listener reads those
+            // slots after the lock, relying on them not being deferred by an
+            // earlier operation's guard (a panic may have left some behind).
+            if !st.retired.is_empty() && st.notices.is_empty() {
                 self.retire_pending(st, guard);
             }
             // Past the first chunk, push the epoch along now and then (not on
@@ -562,10 +591,14 @@ impl<K, V> Shard<K, V> {
                 Inserted::Replaced
             }
             None => {
-                // `ensure_room` left a free lane.
-                let pos = self.table(guard).insert(hash, idx);
-                debug_assert!(pos.is_some(), "index full after ensure_room");
-                slot.pos.store(pos.unwrap_or(0), Ordering::Relaxed);
+                // `ensure_room` left a free lane: an index at its largest
+                // holds 2^28 chunks of 12 lanes, more than the 2^30 slots
+                // the LRU can address, so the slab runs out first.
+                let pos = self
+                    .table(guard)
+                    .insert(hash, idx)
+                    .expect("the index has a free lane after ensure_room");
+                slot.pos.store(pos, Ordering::Relaxed);
                 let returning = st.ghost.recall(hash);
                 st.lru.insert(idx, weight, returning);
                 bump(&self.counters.inserts, 1);
@@ -759,6 +792,11 @@ impl<K, V> Shard<K, V> {
                 continue;
             };
             self.unlink(st, ctx, idx, cause, guard);
+        }
+        // `clear` and `retain` hand everything they removed to the epoch at
+        // once rather than keeping up to a batch of values alive.
+        if !st.retired.is_empty() {
+            self.retire_pending(st, guard);
         }
     }
 

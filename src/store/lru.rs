@@ -370,6 +370,17 @@ impl Lru {
         })
     }
 
+    /// The tails of HOT, WARM and COLD ([`NIL`] when empty): where the next
+    /// evictions and demotions will look.
+    #[inline]
+    pub(crate) fn tails(&self) -> [u32; 3] {
+        [
+            self.segs[HOT as usize].tail,
+            self.segs[WARM as usize].tail,
+            self.segs[COLD as usize].tail,
+        ]
+    }
+
     /// Every linked index, coldest segment first, tail to head.
     pub(crate) fn indices(&self) -> impl Iterator<Item = u32> + '_ {
         [COLD, WARM, HOT].into_iter().flat_map(move |seg| {

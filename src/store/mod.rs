@@ -263,7 +263,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         self
     }
 
-    /// The hasher used to pick shards and buckets (default: `ahash`).
+    /// The hasher used to pick shards and index chunks (default: `ahash`).
     pub fn hasher<S2: BuildHasher>(self, hasher: S2) -> CacheBuilder<K, V, S2> {
         CacheBuilder {
             max_entries: self.max_entries,
@@ -428,7 +428,7 @@ where
     #[inline]
     fn shard(&self, hash: u64) -> &Shard<K, V> {
         let shards = &self.inner.shards;
-        // High bits pick the shard; the low bits pick the bucket inside it.
+        // High bits pick the shard; the index mixes the hash for its own use.
         &shards[(hash >> 40) as usize & (shards.len() - 1)]
     }
 

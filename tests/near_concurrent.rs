@@ -275,8 +275,24 @@ const LANES: u64 = 12;
 /// chunk first and are churned), `LANES..LANES + STABLE_PER_GROUP` stable
 /// (inserted after, so displaced into the next chunk; never removed).
 const STABLE_PER_GROUP: u64 = 6;
-/// The tag every colliding key shares (the hash's top byte).
+/// The tag every colliding key shares (byte 3 of the index's mix).
 const TAG: u64 = 0x5A;
+/// The inverse (mod 2^64) of the odd multiplier the index mixes hashes
+/// with (`store::index::mix`): a hash of `m * UNMIX` mixes to `m`, so a test
+/// can choose the mixed value's home chunk (top 32 bits) and tag (bits
+/// 24..32) directly.
+const UNMIX: u64 = {
+    let a = 0x9E37_79B9_7F4A_7C15u64;
+    // Newton's iteration for the inverse of an odd number mod 2^64.
+    let mut x = a;
+    let mut i = 0;
+    while i < 6 {
+        x = x.wrapping_mul(2u64.wrapping_sub(a.wrapping_mul(x)));
+        i += 1;
+    }
+    x
+};
+
 /// Keys from here up are fillers with well-spread hashes.
 const FILLER: u64 = 1 << 40;
 
@@ -290,9 +306,10 @@ fn stable_of(group: u64) -> impl Iterator<Item = u64> {
     (LANES..LANES + STABLE_PER_GROUP).map(move |m| member_key(group, m))
 }
 
-/// Hashes a `u64` key so that every colliding key of group `g` out of
-/// `groups` has tag [`TAG`] and the low 32 bits `ceil(g * 2^32 / groups)`:
-/// its home chunk (`low32 * chunks >> 32`) is the same for the whole group,
+/// Hashes a `u64` key so that, after the index's mix, every colliding key
+/// of group `g` out of `groups` has tag [`TAG`] and the top 32 bits
+/// `ceil(g * 2^32 / groups)`: its home chunk (`top32 * chunks >> 32`) is
+/// the same for the whole group,
 /// and the groups spread evenly over the table whatever its size. Fillers
 /// hash anywhere. (Tests use one shard, so the shard bits do not matter.)
 #[derive(Clone, Copy)]
@@ -311,8 +328,8 @@ impl Hasher for CollideHasher {
         if k >= FILLER {
             return k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         }
-        let low = ((k >> 8) << 32).div_ceil(self.groups);
-        (TAG << 56) | ((k & 0xFF_FFFF) << 32) | low
+        let top = ((k >> 8) << 32).div_ceil(self.groups);
+        ((top << 32) | (TAG << 24) | (k & 0xFF_FFFF)).wrapping_mul(UNMIX)
     }
     fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {

@@ -125,18 +125,33 @@ fn shuttle_concurrent_writers_keep_bound_and_structure() {
 // that sends many keys to one home chunk with one tag, so every removal of
 // a key there pulls a displaced key home while readers look for it.
 
-/// Keys below this are "colliding": home chunk 0 (the low 32 bits are 0, so
-/// chunk 0 whatever the chunk count) and tag [`TAG`]. Keys from here up hash
-/// all over the table.
+/// Keys below this are "colliding": home chunk 0 (the top 32 bits of the
+/// index's mix are 0, so chunk 0 whatever the chunk count) and tag [`TAG`].
+/// Keys from here up hash all over the table.
 const SPREAD: u32 = 1 << 20;
 /// The one tag every colliding key shares.
 const TAG: u64 = 0x5A;
+/// The inverse (mod 2^64) of the odd multiplier the index mixes hashes
+/// with (`store::index::mix`): a hash of `m * UNMIX` mixes to `m`, so a test
+/// can choose the mixed value's home chunk (top 32 bits) and tag (bits
+/// 24..32) directly.
+const UNMIX: u64 = {
+    let a = 0x9E37_79B9_7F4A_7C15u64;
+    // Newton's iteration for the inverse of an odd number mod 2^64.
+    let mut x = a;
+    let mut i = 0;
+    while i < 6 {
+        x = x.wrapping_mul(2u64.wrapping_sub(a.wrapping_mul(x)));
+        i += 1;
+    }
+    x
+};
 
-/// The hash of key `k`: see [`SPREAD`]. The bits between the tag and the low
-/// 32 still differ per key (only the home chunk and the tag are forced).
+/// The hash of key `k`: see [`SPREAD`]. The mix's low 24 bits still differ
+/// per key (only the home chunk and the tag are forced).
 fn placed_hash(k: u32) -> u64 {
     if k < SPREAD {
-        (TAG << 56) | ((u64::from(k) << 32) & 0x00FF_FFFF_0000_0000)
+        ((TAG << 24) | u64::from(k)).wrapping_mul(UNMIX)
     } else {
         u64::from(k).wrapping_mul(0x9E37_79B9_7F4A_7C15)
     }

@@ -46,10 +46,11 @@
 //!
 //! # Memory
 //!
-//! A near-tier entry costs `size_of::<K>() + size_of::<V>()` plus about 28
-//! bytes on 64-bit targets: 16 in its slot (expiry, index link, use count, flags, generation), 8
-//! of LRU links and about 4 of hash index (one `u32` bucket per entry, rounded
-//! up to a power of two per shard). A weigher adds 8 bytes for the stored
+//! A near-tier entry costs `size_of::<K>() + size_of::<V>()` plus about 32
+//! bytes on 64-bit targets: 16 in its slot (expiry, index position, use
+//! count, flags, generation), 8 of LRU links and about 7 of hash index (a
+//! tag byte and a `u32` slot index per lane, lanes at most 75% full) and
+//! half a byte of eviction history. A weigher adds 8 bytes for the stored
 //! weight. Heap data owned by keys and values is extra, as always.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]

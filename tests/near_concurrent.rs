@@ -1,7 +1,8 @@
 //! The near tier under concurrency: loader coalescing, bounds, and readers
 //! racing writers, evictions and index resizes. Loops are bounded in count.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
@@ -256,4 +257,322 @@ fn a_panic_after_the_loader_releases_waiters() {
         assert_eq!(cache.get_or_insert_with(1, || 99), 11);
         cache.check_invariants().unwrap();
     }
+}
+
+// ---- The index's moves (refills, growth) against lock-free readers ----
+//
+// The shard's index is F14-style: a key whose home chunk (12 lanes) is full
+// overflows to the next chunk, and a removal pulls such displaced keys back
+// into the freed lane (a refill). A reader that read the home chunk before a
+// move and the next one after it walks past the key; the shard's move
+// sequence must make that miss retry under the lock. These tests force
+// displacement with a hasher that puts groups of keys in one home chunk with
+// one tag, and check that keys never removed are never missed.
+
+/// Lanes in one index chunk.
+const LANES: u64 = 12;
+/// Per collision group: members `0..LANES` are transient (they fill the home
+/// chunk first and are churned), `LANES..LANES + STABLE_PER_GROUP` stable
+/// (inserted after, so displaced into the next chunk; never removed).
+const STABLE_PER_GROUP: u64 = 6;
+/// The tag every colliding key shares (byte 3 of the index's mix).
+const TAG: u64 = 0x5A;
+/// The inverse (mod 2^64) of the odd multiplier the index mixes hashes
+/// with (`store::index::mix`): a hash of `m * UNMIX` mixes to `m`, so a test
+/// can choose the mixed value's home chunk (top 32 bits) and tag (bits
+/// 24..32) directly.
+const UNMIX: u64 = {
+    let a = 0x9E37_79B9_7F4A_7C15u64;
+    // Newton's iteration for the inverse of an odd number mod 2^64.
+    let mut x = a;
+    let mut i = 0;
+    while i < 6 {
+        x = x.wrapping_mul(2u64.wrapping_sub(a.wrapping_mul(x)));
+        i += 1;
+    }
+    x
+};
+
+/// Keys from here up are fillers with well-spread hashes.
+const FILLER: u64 = 1 << 40;
+
+/// Colliding key `member` of `group`.
+fn member_key(group: u64, member: u64) -> u64 {
+    (group << 8) | member
+}
+
+/// The stable keys of `group`.
+fn stable_of(group: u64) -> impl Iterator<Item = u64> {
+    (LANES..LANES + STABLE_PER_GROUP).map(move |m| member_key(group, m))
+}
+
+/// Hashes a `u64` key so that, after the index's mix, every colliding key
+/// of group `g` out of `groups` has tag [`TAG`] and the top 32 bits
+/// `ceil(g * 2^32 / groups)`: its home chunk (`top32 * chunks >> 32`) is
+/// the same for the whole group,
+/// and the groups spread evenly over the table whatever its size. Fillers
+/// hash anywhere. (Tests use one shard, so the shard bits do not matter.)
+#[derive(Clone, Copy)]
+struct Collide {
+    groups: u64,
+}
+
+struct CollideHasher {
+    groups: u64,
+    key: u64,
+}
+
+impl Hasher for CollideHasher {
+    fn finish(&self) -> u64 {
+        let k = self.key;
+        if k >= FILLER {
+            return k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+        let top = ((k >> 8) << 32).div_ceil(self.groups);
+        ((top << 32) | (TAG << 24) | (k & 0xFF_FFFF)).wrapping_mul(UNMIX)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.key = (self.key << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, k: u64) {
+        self.key = k;
+    }
+}
+
+impl BuildHasher for Collide {
+    type Hasher = CollideHasher;
+    fn build_hasher(&self) -> CollideHasher {
+        CollideHasher {
+            groups: self.groups,
+            key: 0,
+        }
+    }
+}
+
+/// The value stored under `k` (never changes).
+fn value_of(k: u64) -> u64 {
+    k.wrapping_mul(3) + 1
+}
+
+/// Inserts every group's transient keys, then its stable ones, which find
+/// the home chunk full and overflow into the next.
+fn fill_groups(cache: &Cache<u64, u64, Collide>, groups: u64) {
+    for g in 0..groups {
+        for m in 0..LANES {
+            cache.insert(member_key(g, m), value_of(member_key(g, m)));
+        }
+    }
+    for g in 0..groups {
+        for k in stable_of(g) {
+            cache.insert(k, value_of(k));
+        }
+    }
+}
+
+/// Looks up `keys`, recording each miss or wrong value in `wrong`.
+fn check_stable(
+    cache: &Cache<u64, u64, Collide>,
+    keys: impl Iterator<Item = u64>,
+    wrong: &mut Vec<(u64, Option<u64>)>,
+) {
+    for k in keys {
+        let got = cache.get(&k);
+        if got != Some(value_of(k)) {
+            wrong.push((k, got));
+        }
+    }
+}
+
+/// Fails with a sample of `misses` if there are any.
+fn assert_no_misses(misses: &[(u64, Option<u64>)]) {
+    assert!(
+        misses.is_empty(),
+        "{} lookups of stable keys failed, e.g. {:?}",
+        misses.len(),
+        &misses[..misses.len().min(5)]
+    );
+}
+
+/// Two writers churn transient keys (each removal from a home chunk refills
+/// the lane with a displaced stable key) while two readers look up the
+/// stable keys, which must always be found with their value. Each reader
+/// follows one writer's progress through the groups, so it is looking at
+/// the keys that are moving. Once home a key does not move again, so each
+/// round is short and starts from a fresh cache with the stable keys in
+/// overflow: half of a round's removals move a stable key.
+#[test]
+fn refills_never_hide_a_stable_key() {
+    const GROUPS: u64 = 10;
+    // Each writer removes and re-inserts its 60 keys once a round: about
+    // 50_000 operations per writer in all.
+    const ROUNDS: usize = 420;
+    // 383 entries: 43 chunks, so the groups' home chunks are 4 or 5 apart
+    // and one group's overflow stays out of the next one's home.
+    const MAX_ENTRIES: usize = 383;
+    // A reader's lookups per round, at most.
+    const MAX_READS: usize = 200_000;
+    let mut misses = Vec::new();
+    let mut ops = [0usize; 2];
+    for _ in 0..ROUNDS {
+        let cache: Cache<u64, u64, Collide> = Cache::builder()
+            .max_entries(MAX_ENTRIES)
+            .shards(1)
+            .hasher(Collide { groups: GROUPS })
+            .build();
+        fill_groups(&cache, GROUPS);
+        // The group each writer is churning; GROUPS once it is done.
+        let progress = [AtomicU64::new(0), AtomicU64::new(0)];
+        let barrier = Barrier::new(4);
+        thread::scope(|s| {
+            let readers: Vec<_> = progress
+                .iter()
+                .map(|progress| {
+                    let (cache, barrier) = (&cache, &barrier);
+                    s.spawn(move || {
+                        barrier.wait();
+                        let mut wrong = Vec::new();
+                        for _ in 0..MAX_READS / STABLE_PER_GROUP as usize {
+                            let g = progress.load(Ordering::Relaxed);
+                            if g == GROUPS {
+                                break;
+                            }
+                            check_stable(cache, stable_of(g), &mut wrong);
+                        }
+                        wrong
+                    })
+                })
+                .collect();
+            let writers: Vec<_> = (0..2u64)
+                .map(|w| {
+                    let (cache, barrier, progress) = (&cache, &barrier, &progress[w as usize]);
+                    s.spawn(move || {
+                        barrier.wait();
+                        // Writer w churns members [6w, 6w + 6) of each group.
+                        let mine = w * LANES / 2..(w + 1) * LANES / 2;
+                        for g in 0..GROUPS {
+                            progress.store(g, Ordering::Relaxed);
+                            for m in mine.clone() {
+                                let k = member_key(g, m);
+                                assert_eq!(cache.remove(&k), Some(value_of(k)));
+                            }
+                        }
+                        progress.store(GROUPS, Ordering::Relaxed);
+                        for g in 0..GROUPS {
+                            for m in mine.clone() {
+                                cache.insert(member_key(g, m), value_of(member_key(g, m)));
+                            }
+                        }
+                        2 * GROUPS as usize * mine.count()
+                    })
+                })
+                .collect();
+            for r in readers {
+                misses.extend(r.join().unwrap());
+            }
+            for (w, h) in writers.into_iter().enumerate() {
+                ops[w] += h.join().unwrap();
+            }
+        });
+        check_stable(&cache, (0..GROUPS).flat_map(stable_of), &mut misses);
+        assert_eq!(cache.len(), (GROUPS * (LANES + STABLE_PER_GROUP)) as usize);
+        cache.check_invariants().unwrap();
+    }
+    assert!(ops.iter().all(|&n| n >= 50_000), "{ops:?}");
+    assert_no_misses(&misses);
+}
+
+/// The index of a weighted cache starts small (72 entries) and doubles as
+/// entries arrive. One writer pulls some displaced stable keys home, adds
+/// fillers so the index grows (rebuilt in LRU order, which displaces the
+/// other stable keys again behind the older transient ones), pulls those
+/// home in the new table, then keeps adding fillers through several more
+/// growths; two readers look up the stable keys all the while.
+#[test]
+fn growth_and_refills_never_hide_a_stable_key() {
+    const ROUNDS: usize = 300;
+    // 54 colliding keys (the homes are chunks 0, 2 and 5 of the first 8).
+    const GROUPS: u64 = 3;
+    // The index holds 72 entries before its first growth; after it, about
+    // 150, 310 and 630.
+    const FIRST_GROWTH: u64 = 72;
+    const FILLERS: u64 = 700;
+    const MAX_READS: usize = 2_000_000;
+    let mut misses = Vec::new();
+    for _ in 0..ROUNDS {
+        let cache: Cache<u64, u64, Collide> = Cache::builder()
+            .max_weight(1 << 30)
+            .weigher(|_, _| 1)
+            .shards(1)
+            .hasher(Collide { groups: GROUPS })
+            .build();
+        fill_groups(&cache, GROUPS);
+        // Fillers up to one short of the first growth.
+        let colliding = GROUPS * (LANES + STABLE_PER_GROUP);
+        let mut fillers = FILLER..FILLER + FILLERS;
+        for k in fillers
+            .by_ref()
+            .take((FIRST_GROWTH - 1 - colliding) as usize)
+        {
+            cache.insert(k, value_of(k));
+        }
+        let done = AtomicBool::new(false);
+        let barrier = Barrier::new(3);
+        thread::scope(|s| {
+            let readers: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        let mut wrong = Vec::new();
+                        let per_pass = (GROUPS * STABLE_PER_GROUP) as usize;
+                        for _ in 0..MAX_READS / per_pass {
+                            if done.load(Ordering::Relaxed) {
+                                break;
+                            }
+                            check_stable(&cache, (0..GROUPS).flat_map(stable_of), &mut wrong);
+                        }
+                        wrong
+                    })
+                })
+                .collect();
+            s.spawn(|| {
+                barrier.wait();
+                let remove = |members: std::ops::Range<u64>| {
+                    for g in 0..GROUPS {
+                        for m in members.clone() {
+                            let k = member_key(g, m);
+                            assert_eq!(cache.remove(&k), Some(value_of(k)));
+                        }
+                    }
+                };
+                // Three stable keys a group go home, three stay displaced.
+                remove(0..3);
+                // The index grows: the 9 older transient keys a group go
+                // home first, then the stable ones (3 home, 3 displaced).
+                for k in fillers.by_ref().take(8) {
+                    cache.insert(k, value_of(k));
+                }
+                // Refills in the new table pull the displaced ones home.
+                remove(3..LANES);
+                for g in 0..GROUPS {
+                    for m in 0..LANES {
+                        cache.insert(member_key(g, m), value_of(member_key(g, m)));
+                    }
+                }
+                // More growths while readers read.
+                for k in fillers {
+                    cache.insert(k, value_of(k));
+                }
+                done.store(true, Ordering::Relaxed);
+            });
+            for r in readers {
+                misses.extend(r.join().unwrap());
+            }
+        });
+        check_stable(&cache, (0..GROUPS).flat_map(stable_of), &mut misses);
+        assert_eq!(cache.len(), (colliding + FILLERS) as usize);
+        cache.check_invariants().unwrap();
+    }
+    assert_no_misses(&misses);
 }

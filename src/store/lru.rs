@@ -54,6 +54,7 @@ pub(crate) trait UseCounts {
 }
 
 /// Whether the entry was used since it last passed a tail (spending one use).
+#[inline]
 fn used(bits: &impl UseCounts, idx: u32) -> bool {
     bits.decay(idx) > 0
 }
@@ -86,6 +87,10 @@ pub(crate) struct Lru {
     weights: Vec<u64>,
     weighted: bool,
     segs: [Segment; 3],
+    /// Sums over the segments, kept current so the bound check on every
+    /// write reads two fields instead of adding three segments up.
+    len: usize,
+    weight: u128,
     hot_cap: u128,
     warm_cap: u128,
 }
@@ -101,6 +106,8 @@ impl Lru {
             weights: Vec::new(),
             weighted,
             segs: [Segment::default(); 3],
+            len: 0,
+            weight: 0,
             hot_cap: u128::from(share(budget, HOT_PERCENT)),
             warm_cap: u128::from(share(budget, WARM_PERCENT)),
         }
@@ -127,16 +134,19 @@ impl Lru {
     }
 
     /// Number of entries in all lists.
+    #[inline]
     pub(crate) fn len(&self) -> usize {
-        self.segs.iter().map(|s| s.len).sum()
+        self.len
     }
 
     /// Total weight of all entries.
+    #[inline]
     pub(crate) fn weight(&self) -> u128 {
-        self.segs.iter().map(|s| s.weight).sum()
+        self.weight
     }
 
     /// The weight recorded for `idx`.
+    #[inline]
     pub(crate) fn weight_of(&self, idx: u32) -> u64 {
         if self.weighted {
             self.weights[idx as usize]
@@ -146,24 +156,29 @@ impl Lru {
     }
 
     /// The segment `idx` is in (meaningful only while it is linked).
+    #[inline]
     pub(crate) fn segment_of(&self, idx: u32) -> u8 {
         (self.links[idx as usize].prev >> SEG_SHIFT) as u8
     }
 
+    #[inline]
     fn prev(&self, idx: u32) -> u32 {
         self.links[idx as usize].prev & IDX_MASK
     }
 
+    #[inline]
     fn next(&self, idx: u32) -> u32 {
         self.links[idx as usize].next
     }
 
+    #[inline]
     fn set_prev(&mut self, idx: u32, prev: u32) {
         let link = &mut self.links[idx as usize];
         link.prev = (link.prev & !IDX_MASK) | prev;
     }
 
     /// Links `idx` at the head of `seg`.
+    #[inline]
     fn push_head(&mut self, seg: u8, idx: u32, weight: u64) {
         let old_head = self.segs[seg as usize].head;
         self.links[idx as usize] = Link {
@@ -180,9 +195,12 @@ impl Lru {
         }
         s.len += 1;
         s.weight += u128::from(weight);
+        self.len += 1;
+        self.weight += u128::from(weight);
     }
 
     /// Unlinks `idx` from whatever segment it is in.
+    #[inline]
     fn unlink(&mut self, idx: u32) -> (u8, u64) {
         let seg = self.segment_of(idx);
         let weight = self.weight_of(idx);
@@ -200,15 +218,19 @@ impl Lru {
         let s = &mut self.segs[seg as usize];
         s.len -= 1;
         s.weight -= u128::from(weight);
+        self.len -= 1;
+        self.weight -= u128::from(weight);
         (seg, weight)
     }
 
+    #[inline]
     fn move_to(&mut self, idx: u32, seg: u8) {
         let (_, weight) = self.unlink(idx);
         self.push_head(seg, idx, weight);
     }
 
     /// Adds a new entry: to WARM if `warm` (a returning key), else to HOT.
+    #[inline]
     pub(crate) fn insert(&mut self, idx: u32, weight: u64, warm: bool) {
         if self.weighted {
             self.weights[idx as usize] = weight;
@@ -218,11 +240,13 @@ impl Lru {
 
     /// Removes an entry (explicit remove, expiry, or eviction by the caller).
     /// Returns its weight.
+    #[inline]
     pub(crate) fn remove(&mut self, idx: u32) -> u64 {
         self.unlink(idx).1
     }
 
     /// `new` takes `old`'s place (same segment and position) with a new weight.
+    #[inline]
     pub(crate) fn replace(&mut self, old: u32, new: u32, weight: u64) {
         let link = self.links[old as usize];
         let seg = self.segment_of(old);
@@ -244,10 +268,12 @@ impl Lru {
         }
         let s = &mut self.segs[seg as usize];
         s.weight = s.weight - u128::from(old_weight) + u128::from(weight);
+        self.weight = self.weight - u128::from(old_weight) + u128::from(weight);
     }
 
     /// Keeps WARM within its cap. HOT's overflow is settled by eviction (an
     /// unused HOT tail is evicted, not demoted), so nothing moves for it here.
+    #[inline]
     pub(crate) fn rebalance(&mut self, bits: &impl UseCounts) {
         self.rebalance_warm(bits, MAX_MOVES);
     }
@@ -344,6 +370,17 @@ impl Lru {
         })
     }
 
+    /// The tails of HOT, WARM and COLD ([`NIL`] when empty): where the next
+    /// evictions and demotions will look.
+    #[inline]
+    pub(crate) fn tails(&self) -> [u32; 3] {
+        [
+            self.segs[HOT as usize].tail,
+            self.segs[WARM as usize].tail,
+            self.segs[COLD as usize].tail,
+        ]
+    }
+
     /// Every linked index, coldest segment first, tail to head.
     pub(crate) fn indices(&self) -> impl Iterator<Item = u32> + '_ {
         [COLD, WARM, HOT].into_iter().flat_map(move |seg| {
@@ -388,6 +425,16 @@ impl Lru {
                     s.tail, s.len, s.weight
                 ));
             }
+        }
+        let (len, weight) = (
+            self.segs.iter().map(|s| s.len).sum(),
+            self.segs.iter().map(|s| s.weight).sum(),
+        );
+        if (self.len, self.weight) != (len, weight) {
+            return Err(format!(
+                "totals {}/{} but segments add up to {len}/{weight}",
+                self.len, self.weight
+            ));
         }
         Ok(())
     }

@@ -1,14 +1,18 @@
 //! The near tier: [`Cache`], a concurrent in-process `K -> V` cache.
 //!
 //! See [`Cache`] for the user guide. Inside:
-//! * `shard` — hash index over a slot arena, lock-free lookups, the write path;
+//! * `shard` — one shard: lock-free lookups and the write path;
+//! * `index` — the hash index (F14-style chunks of tags and slot indices);
 //! * `slab` — the slot arena and epoch-deferred slot reuse;
 //! * `lru` — the HOT / WARM / COLD policy;
 //! * `ttl` — the clock and expiry;
 //! * `loader` — one loader per missing key;
-//! * `stats` — always-on counters.
+//! * `stats` — always-on counters;
+//! * `local` — the per-thread epoch handle and stats stripe.
 
+mod index;
 mod loader;
+mod local;
 mod lru;
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]
@@ -26,7 +30,7 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_epoch::{self as epoch, Guard};
+use crossbeam_epoch::Guard;
 
 use loader::{InFlight, Load, Outcome};
 use shard::{Inserted, Shard, State, WriteCtx};
@@ -259,7 +263,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         self
     }
 
-    /// The hasher used to pick shards and buckets (default: `ahash`).
+    /// The hasher used to pick shards and index chunks (default: `ahash`).
     pub fn hasher<S2: BuildHasher>(self, hasher: S2) -> CacheBuilder<K, V, S2> {
         CacheBuilder {
             max_entries: self.max_entries,
@@ -424,7 +428,7 @@ where
     #[inline]
     fn shard(&self, hash: u64) -> &Shard<K, V> {
         let shards = &self.inner.shards;
-        // High bits pick the shard; the low bits pick the bucket inside it.
+        // High bits pick the shard; the index mixes the hash for its own use.
         &shards[(hash >> 40) as usize & (shards.len() - 1)]
     }
 
@@ -436,10 +440,10 @@ where
         Q: Eq + ?Sized,
     {
         let shard = self.shard(hash);
-        let guard = epoch::pin();
+        let (guard, owner) = local::pin();
         let Some((idx, slot)) = shard.find(hash, key, &guard) else {
             if touch == Touch::Use {
-                self.inner.reads.miss();
+                self.inner.reads.miss(owner);
             }
             return None;
         };
@@ -447,7 +451,7 @@ where
         let expires = unsafe { slot.expires() };
         if expires != 0 && is_expired(expires, self.inner.time.now()) {
             if touch == Touch::Use {
-                self.inner.reads.miss();
+                self.inner.reads.miss(owner);
                 self.reclaim_expired(shard, idx, slot.generation(), &guard);
             }
             return None;
@@ -456,7 +460,7 @@ where
             // Counts the use only while the count is below its cap, so a hot
             // entry's line is not written on every hit.
             slot.touch();
-            self.inner.reads.hit();
+            self.inner.reads.hit(owner);
         }
         // SAFETY: as above.
         Some(f(unsafe { slot.value() }))
@@ -632,7 +636,7 @@ where
             TimeSource::expiry(self.inner.time.now(), Some(ttl))
         });
         let shard = self.shard(hash);
-        let guard = epoch::pin();
+        let (guard, _) = local::pin();
         let outcome = self.write(shard, &guard, |st, ctx| {
             shard.insert(st, ctx, hash, key, value, expires, weight, &guard)
         });
@@ -657,7 +661,7 @@ where
     {
         let hash = self.inner.hasher.hash_one(key);
         let shard = self.shard(hash);
-        let guard = epoch::pin();
+        let (guard, _) = local::pin();
         let slot = self.write(shard, &guard, |st, ctx| {
             shard.remove(st, ctx, hash, key, &guard)
         })?;
@@ -682,7 +686,7 @@ where
     /// ```
     pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
         for shard in self.inner.shards.iter() {
-            let guard = epoch::pin();
+            let (guard, _) = local::pin();
             self.write(shard, &guard, |st, ctx| {
                 shard.retain(st, ctx, &mut keep, &guard)
             });
@@ -869,7 +873,7 @@ where
         };
         let flight = loop {
             let waiting = {
-                let guard = epoch::pin();
+                let (guard, _) = local::pin();
                 let st = shard.lock();
                 // Someone may have stored it since our lookup.
                 if let Some((_, slot)) = shard.walk(hash, k, &guard) {
@@ -951,7 +955,7 @@ where
         };
         let result = match load() {
             Ok((value, ttl)) => {
-                let guard = epoch::pin();
+                let (guard, _) = local::pin();
                 let rejected = self.write(shard, &guard, |st, ctx| {
                     let pos = st
                         .loads

@@ -3,20 +3,20 @@
 //! the shard's mutex.
 //!
 //! # The index
-//! A power-of-two array of bucket heads (`AtomicU32` slot indices) with chains
-//! threaded through the slots' `chain` field. Writers publish a slot with a
-//! `Release` store of the link that makes it reachable; readers follow links
-//! with `Acquire` loads, so everything written into the slot before it was
-//! linked is visible to them.
+//! An F14-style table of slot indices (see `index`). Writers publish a slot
+//! with `Release` stores into the index; readers load with `Acquire`, so
+//! everything written into the slot before it was published is visible to
+//! them.
 //!
 //! Unlinked slots are retired through the epoch (see `slab::Mailbox`), so a
 //! reader that reached a slot can finish reading it even if it is removed
 //! meanwhile: such a read is ordered before the removal.
 //!
-//! Growing the bucket array rewires chains. A reader racing with that may be
-//! led off its chain and report a false miss, so resizes are bracketed by a
-//! sequence counter (a seqlock that only the miss path checks): a miss that
-//! overlapped a resize is retried under the lock.
+//! Two writer actions can make a concurrent lookup miss a key that is
+//! present: growing the index (a new table is built and swapped in) and the
+//! index's refills (an entry moves to a lane nearer its home). Both are
+//! bracketed by a sequence counter (a seqlock that only the miss path checks):
+//! a miss that overlapped one is retried under the lock.
 
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
@@ -25,6 +25,7 @@ use std::sync::{Arc, PoisonError};
 use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned};
 
 use super::RemovalCause;
+use super::index::Index;
 use super::loader::Load;
 use super::lru::{HOT, Lru, MAX_INDEX, UseCounts};
 use super::slab::{LIVE, Mailbox, NIL, Slab, Slot, retire};
@@ -32,35 +33,19 @@ use super::stats::{WriteCounters, bump};
 use super::ttl::{TimeSource, is_expired};
 use crate::shim::{AtomicU32, Mutex, MutexGuard, Ordering, fence};
 
-/// Buckets never exceed this many per shard (chains just get longer).
-const MAX_BUCKETS: usize = 1 << 28;
-/// The largest bucket array a shard starts with (256 KiB).
-const INITIAL_BUCKETS: usize = 1 << 16;
+/// The most entries a shard's first index is sized for (about 7 MiB,
+/// allocated zeroed, so pages are committed only as entries land in them);
+/// larger bounds start there and grow as entries arrive. Sizing the index
+/// for the bound up front spares a growing cache the copies and the freed
+/// tables (which the allocator tends to keep resident).
+const INITIAL_ENTRIES: usize = 1 << 20;
 /// Slab growths past the first chunk between two pushes of the epoch.
 const FLUSH_EVERY: u32 = 64;
+/// The most unlinked slots a shard holds back before handing them to the
+/// epoch in one deferred call.
+const MAX_RETIRE_BATCH: usize = 64;
 /// How many slots the expiry sweep looks at per write.
 const SWEEP_PER_WRITE: u32 = 8;
-
-/// The bucket array.
-struct Table {
-    buckets: Box<[AtomicU32]>,
-    mask: u64,
-}
-
-impl Table {
-    fn new(len: usize) -> Self {
-        debug_assert!(len.is_power_of_two());
-        Table {
-            buckets: (0..len).map(|_| AtomicU32::new(NIL)).collect(),
-            mask: len as u64 - 1,
-        }
-    }
-
-    #[inline]
-    fn bucket(&self, hash: u64) -> &AtomicU32 {
-        &self.buckets[(hash & self.mask) as usize]
-    }
-}
 
 /// Fingerprints of keys recently evicted for capacity, so that a key coming
 /// back soon skips HOT and enters WARM (the ghost queue of S3-FIFO and
@@ -114,8 +99,14 @@ impl Ghost {
 pub(crate) struct State<K, V> {
     pub(crate) lru: Lru,
     free: Vec<u32>,
-    /// Slots unlinked by the current operation, to hand to the epoch.
+    /// Slots unlinked and not yet handed to the epoch: they go in batches of
+    /// `retire_batch`, so the epoch's bookkeeping (a deferred call, a
+    /// mailbox delivery) is paid once per batch, not once per eviction.
+    /// Holding a slot back is always safe: it only delays its reuse.
     retired: Vec<(u32, u32)>,
+    /// How many retired slots make a batch (smaller for small shards, so
+    /// slots held back never make up much of the slab).
+    retire_batch: usize,
     /// Reused buffer for slots coming back from the mailbox.
     scratch: Vec<(u32, u32)>,
     /// Slab growths past its first chunk since the epoch was last pushed.
@@ -167,12 +158,12 @@ pub(crate) enum Inserted<K, V> {
 }
 
 /// `repr(C)`, aligned to a cache-line pair: the fields every lookup reads
-/// (table, resize sequence, the slab's first chunk pointers) share the first
+/// (table, move sequence, the slab's first chunk pointers) share the first
 /// line, and nothing writers touch on each insert sits in it.
 #[repr(C, align(128))]
 pub(crate) struct Shard<K, V> {
-    table: Atomic<Table>,
-    resize_seq: AtomicU32,
+    table: Atomic<Index>,
+    move_seq: AtomicU32,
     pub(crate) slab: Slab<K, V>,
     mailbox: Arc<Mailbox>,
     state: Mutex<State<K, V>>,
@@ -184,6 +175,7 @@ pub(crate) struct Shard<K, V> {
 }
 
 impl<K, V> UseCounts for Slab<K, V> {
+    #[inline]
     fn decay(&self, idx: u32) -> u32 {
         // SAFETY: the LRU only holds indices of live slots, handed out by this
         // slab; the caller holds the shard lock (the LRU is behind it).
@@ -196,30 +188,33 @@ impl<K, V> Shard<K, V> {
     pub(crate) fn new(max_entries: usize, max_weight: u64, weighted: bool, notify: bool) -> Self {
         // Size the index for the entry bound when there is one; weighted or
         // unbounded shards start small and grow.
-        let expected = if max_entries < MAX_BUCKETS {
+        let expected = if max_entries < usize::MAX {
             max_entries
         } else {
             64
         };
-        // A large bound does not allocate its whole index up front: the array
-        // starts at INITIAL_BUCKETS at most and doubles as entries arrive.
-        let buckets = expected.clamp(8, INITIAL_BUCKETS).next_power_of_two();
+        // A large bound does not allocate its whole index up front: it starts
+        // at INITIAL_ENTRIES at most and doubles as entries arrive. One more
+        // than the bound: an insert links its entry before it evicts.
+        let index = Index::for_entries(expected.min(INITIAL_ENTRIES) + 1);
         let budget = if weighted {
             max_weight
         } else {
             max_weight.min(max_entries as u64)
         };
         let slab = Slab::new(expected.saturating_add(expected / 16 + 16));
+        let first_chunk = slab.first_chunk_len();
         Shard {
-            table: Atomic::new(Table::new(buckets)),
-            resize_seq: AtomicU32::new(0),
-            first_chunk: slab.first_chunk_len(),
+            table: Atomic::new(index),
+            move_seq: AtomicU32::new(0),
+            first_chunk,
             slab,
             mailbox: Arc::new(Mailbox::default()),
             state: Mutex::new(State {
                 lru: Lru::new(budget, weighted),
                 free: Vec::new(),
                 retired: Vec::new(),
+                retire_batch: (first_chunk / 16).clamp(1, MAX_RETIRE_BATCH),
                 scratch: Vec::new(),
                 grown_since_flush: 0,
                 notices: Vec::new(),
@@ -250,9 +245,9 @@ impl<K, V> Shard<K, V> {
         unsafe { self.slab.slot(idx) }
     }
 
-    /// The current bucket array, readable while `guard` is held.
+    /// The current index, readable while `guard` is held.
     #[inline]
-    fn table<'g>(&self, guard: &'g Guard) -> &'g Table {
+    fn table<'g>(&self, guard: &'g Guard) -> &'g Index {
         // Acquire: pairs with the Release swap that installed the table, so
         // its buckets are visible. (Writers, under the lock, need no more.)
         let table = self.table.load(Ordering::Acquire, guard);
@@ -277,21 +272,66 @@ impl<K, V> Shard<K, V> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        // Acquire: pairs with the Release that ends a resize, so an even value
+        // Acquire: pairs with the Release that ends a move, so an even value
         // here means the table pointer loaded below is at least that new.
-        let seq = self.resize_seq.load(Ordering::Acquire);
-        if seq & 1 == 0 {
-            if let Some(found) = self.walk(hash, key, guard) {
-                return Some(found);
+        let seq = self.move_seq.load(Ordering::Acquire);
+        // A hit is confirmed by the key compare, whatever moves overlap it.
+        // One inlined walk on the fast path; the retry is out of line.
+        let found = self.walk(hash, key, guard);
+        if found.is_some() {
+            return found;
+        }
+        // Acquire fence: if the walk saw anything a resize or refill
+        // changed, its odd store (before its Release fence) is visible now.
+        fence(Ordering::Acquire);
+        if seq & 1 == 0 && self.move_seq.load(Ordering::Relaxed) == seq {
+            return None;
+        }
+        self.find_retry(hash, key, guard)
+    }
+
+    /// A move overlapped a lock-free miss: walk again a few times while no
+    /// move is running, then with the lock held (moves are short, and
+    /// refills happen on many evictions, so readers rarely need the lock).
+    #[cold]
+    #[inline(never)]
+    fn find_retry<'g, Q>(
+        &'g self,
+        hash: u64,
+        key: &Q,
+        guard: &'g Guard,
+    ) -> Option<(u32, &'g Slot<K, V>)>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        for _ in 0..2 {
+            let seq = self.move_seq.load(Ordering::Acquire);
+            let found = self.walk(hash, key, guard);
+            if found.is_some() {
+                return found;
             }
-            // Acquire fence: if the walk saw any chain rewired by a resize, the
-            // resize's odd store (before its Release fence) is visible now.
+            // As in `find`.
             fence(Ordering::Acquire);
-            if self.resize_seq.load(Ordering::Relaxed) == seq {
+            if seq & 1 == 0 && self.move_seq.load(Ordering::Relaxed) == seq {
                 return None;
             }
+            std::hint::spin_loop();
         }
-        // A resize overlapped the walk: look again with the lock held.
+        self.find_under_lock(hash, key, guard)
+    }
+
+    /// Looks `key` up with the lock held (no move can overlap).
+    fn find_under_lock<'g, Q>(
+        &'g self,
+        hash: u64,
+        key: &Q,
+        guard: &'g Guard,
+    ) -> Option<(u32, &'g Slot<K, V>)>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
         let _state = self.lock();
         self.walk(hash, key, guard)
     }
@@ -307,20 +347,14 @@ impl<K, V> Shard<K, V> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let table = self.table(guard);
-        // Acquire (here and for `chain`): pairs with the Release store that
-        // linked the slot, making its key, value and expiry visible.
-        let mut idx = table.bucket(hash).load(Ordering::Acquire);
-        while idx != NIL {
+        // The index's Acquire loads make the slot's key, value and expiry
+        // visible.
+        self.table(guard).find(hash, |_, idx| {
             let slot = self.slot(idx);
-            // SAFETY: a linked slot holds a value; we are pinned, so even if it
-            // is unlinked now it is not reclaimed before `guard` is dropped.
-            if unsafe { slot.key() }.borrow() == key {
-                return Some((idx, slot));
-            }
-            idx = slot.chain.load(Ordering::Acquire);
-        }
-        None
+            // SAFETY: an indexed slot holds a value; we are pinned, so even if
+            // it is unlinked now it is not reclaimed before `guard` is dropped.
+            (unsafe { slot.key() }.borrow() == key).then_some((idx, slot))
+        })
     }
 
     /// Locks the writer side. A panic in user code (Hash, Eq, a weigher)
@@ -343,6 +377,9 @@ impl<K, V> Shard<K, V> {
     /// their contents (with no lock held, so a `Drop` impl that uses the cache
     /// cannot deadlock), then locks and puts them on the free list.
     pub(crate) fn lock_for_write(&self) -> MutexGuard<'_, State<K, V>> {
+        if !self.mailbox.has_mail() {
+            return self.lock();
+        }
         let mut reclaimed = Vec::new();
         self.mailbox.take(&mut reclaimed);
         if !reclaimed.is_empty() {
@@ -353,11 +390,12 @@ impl<K, V> Shard<K, V> {
         st
     }
 
-    /// Hands this operation's unlinked slots to the epoch. Call before
-    /// unlocking, with the guard the operation pinned.
+    /// Hands a full batch of unlinked slots to the epoch and updates the
+    /// gauges. Call before unlocking, with the guard the operation pinned.
     pub(crate) fn finish_write(&self, st: &mut State<K, V>, guard: &Guard) {
-        retire(&self.mailbox, guard, &st.retired);
-        st.retired.clear();
+        if st.retired.len() >= st.retire_batch {
+            self.retire_pending(st, guard);
+        }
         bump_to(&self.counters.entries, st.lru.len() as u64);
         bump_to(
             &self.counters.weight,
@@ -365,62 +403,16 @@ impl<K, V> Shard<K, V> {
         );
     }
 
-    /// Under the lock: the live slot index holding `key`, and the link that
-    /// points at it (`None` = the bucket head).
-    fn find_locked<Q>(&self, hash: u64, key: &Q, guard: &Guard) -> Option<(u32, Option<u32>)>
+    /// Under the lock: the live slot index holding `key`.
+    fn find_locked<Q>(&self, hash: u64, key: &Q, guard: &Guard) -> Option<u32>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let table = self.table(guard);
-        let mut prev = None;
-        let mut idx = table.bucket(hash).load(Ordering::Relaxed);
-        while idx != NIL {
-            let slot = self.slot(idx);
-            // SAFETY: linked slots hold values; the lock keeps them linked.
-            if unsafe { slot.key() }.borrow() == key {
-                return Some((idx, prev));
-            }
-            prev = Some(idx);
-            idx = slot.chain.load(Ordering::Relaxed);
-        }
-        None
-    }
-
-    /// Points whatever links to `idx` (bucket head or predecessor) at `to`.
-    fn relink(&self, hash: u64, prev: Option<u32>, to: u32, guard: &Guard) {
-        // Release: `to` (when it is a new slot) becomes reachable here, so its
-        // contents must be visible to readers that follow this link.
-        match prev {
-            Some(p) => self.slot(p).chain.store(to, Ordering::Release),
-            None => {
-                self.table(guard).bucket(hash).store(to, Ordering::Release);
-            }
-        }
-    }
-
-    /// Finds the predecessor link of live slot `idx` whose key hashes to
-    /// `hash`. Falls back to scanning every chain when the hash does not lead
-    /// to it (an inconsistent `Hash` impl), so the index never corrupts.
-    fn locate_link(&self, idx: u32, hash: u64, guard: &Guard) -> Option<(u64, Option<u32>)> {
-        let table = self.table(guard);
-        let in_bucket = |b: u64| {
-            let mut prev = None;
-            let mut cur = table.buckets[b as usize].load(Ordering::Relaxed);
-            while cur != NIL {
-                if cur == idx {
-                    return Some(prev);
-                }
-                prev = Some(cur);
-                cur = self.slot(cur).chain.load(Ordering::Relaxed);
-            }
-            None
-        };
-        let home = hash & table.mask;
-        if let Some(prev) = in_bucket(home) {
-            return Some((home, prev));
-        }
-        (0..=table.mask).find_map(|b| in_bucket(b).map(|p| (b, p)))
+        self.table(guard).find(hash, |_, idx| {
+            // SAFETY: indexed slots hold values; the lock keeps them indexed.
+            (unsafe { self.slot(idx).key() }.borrow() == key).then_some(idx)
+        })
     }
 
     /// Unlinks live slot `idx` from the index and the LRU and retires it.
@@ -435,28 +427,47 @@ impl<K, V> Shard<K, V> {
         K: Hash,
     {
         let slot = self.slot(idx);
-        // User code (Hash) runs before anything changes.
         // SAFETY: live slot under the lock.
-        let hash = ctx.hasher.hash_one(unsafe { slot.key() });
-        if let Some((bucket, prev)) = self.locate_link(idx, hash, guard) {
-            let next = slot.chain.load(Ordering::Relaxed);
-            self.relink(bucket, prev, next, guard);
-        }
+        let key = unsafe { slot.key() };
         // Remember keys evicted on probation (never proven by a second use):
-        // if one comes back soon it skips HOT.
-        if cause == RemovalCause::Capacity && st.lru.segment_of(idx) == HOT {
+        // if one comes back soon it skips HOT. User code (Hash) runs before
+        // anything changes.
+        let ghost = (cause == RemovalCause::Capacity && st.lru.segment_of(idx) == HOT)
+            .then(|| ctx.hasher.hash_one(key));
+        let table = self.table(guard);
+        let pos = slot.pos.load(Ordering::Relaxed);
+        if table.remove(pos, || ghost.unwrap_or_else(|| ctx.hasher.hash_one(key))) {
+            self.refill(table, pos);
+        }
+        if let Some(hash) = ghost {
             st.ghost.remember(hash);
         }
         st.lru.remove(idx);
         self.retire_slot(st, idx, cause);
     }
 
+    /// Pulls entries displaced past the freed lane `pos` back towards home.
+    /// Moves can make a concurrent lookup miss, so they are bracketed by the
+    /// sequence counter, as a resize is (see `find`).
+    fn refill(&self, table: &Index, pos: u32) {
+        let seq = self.move_seq.load(Ordering::Relaxed);
+        self.move_seq.store(seq.wrapping_add(1), Ordering::Relaxed);
+        // Release fence: no move below is visible before the odd value.
+        fence(Ordering::Release);
+        table.refill(pos, |idx, to| {
+            self.slot(idx).pos.store(to, Ordering::Relaxed)
+        });
+        // Release: a reader that sees the even value sees the moves done.
+        self.move_seq.store(seq.wrapping_add(2), Ordering::Release);
+    }
+
     /// Marks an already-unlinked slot dead and queues it for the epoch.
     fn retire_slot(&self, st: &mut State<K, V>, idx: u32, cause: RemovalCause) {
         let slot = self.slot(idx);
-        // Relaxed: LIVE is only read under the lock or by the sweep (also
-        // under the lock); readers do not look at it.
-        slot.flags.fetch_and(!LIVE, Ordering::Relaxed);
+        // Relaxed load and store (no RMW needed): only the lock holder
+        // writes `flags`, and readers do not look at LIVE.
+        let flags = slot.flags.load(Ordering::Relaxed);
+        slot.flags.store(flags & !LIVE, Ordering::Relaxed);
         // SAFETY: the slot holds a value until it is reclaimed.
         if unsafe { slot.expires() } != 0 {
             st.expiring -= 1;
@@ -472,6 +483,12 @@ impl<K, V> Shard<K, V> {
         if st.notify {
             st.notices.push((idx, cause));
         }
+    }
+
+    /// Hands every slot held back in `retired` to the epoch.
+    fn retire_pending(&self, st: &mut State<K, V>, guard: &Guard) {
+        let batch = std::mem::replace(&mut st.retired, Vec::with_capacity(st.retire_batch));
+        retire(&self.mailbox, guard, batch);
     }
 
     /// A free slot index, reusing reclaimed slots before growing the slab.
@@ -490,6 +507,13 @@ impl<K, V> Shard<K, V> {
             st.scratch = reclaimed;
             if let Some(idx) = st.free.pop() {
                 return Some(idx);
+            }
+            // About to grow: let slots held back start their way to reuse.
+            // Not while removal notices are pending: the listener reads those
+            // slots after the lock, relying on them not being deferred by an
+            // earlier operation's guard (a panic may have left some behind).
+            if !st.retired.is_empty() && st.notices.is_empty() {
+                self.retire_pending(st, guard);
             }
             // Past the first chunk, push the epoch along now and then (not on
             // every insert: a flush touches crossbeam's global queue, shared
@@ -533,11 +557,15 @@ impl<K, V> Shard<K, V> {
         if weight > self.max_weight || self.max_entries == 0 {
             // Too heavy to ever fit. The caller asked to overwrite the key, so
             // the old value must not survive either.
-            if let Some((idx, _)) = existing {
+            if let Some(idx) = existing {
                 self.unlink(st, ctx, idx, RemovalCause::Replaced, guard);
             }
             bump(&self.counters.rejected, 1);
             return Inserted::Rejected(key, value);
+        }
+        if existing.is_none() {
+            // Hashes every key when it grows: user code, before any change.
+            self.ensure_room(st, ctx, guard);
         }
         let Some(idx) = self.alloc(st, guard) else {
             bump(&self.counters.rejected, 1);
@@ -551,32 +579,26 @@ impl<K, V> Shard<K, V> {
             st.expiring += 1;
         }
         let outcome = match existing {
-            Some((old, prev)) => {
-                // The new slot takes the old one's place in its chain and list.
-                let old_slot = self.slot(old);
-                slot.chain
-                    .store(old_slot.chain.load(Ordering::Relaxed), Ordering::Relaxed);
+            Some(old) => {
+                // The new slot takes the old one's place in the index and list.
+                let pos = self.slot(old).pos.load(Ordering::Relaxed);
+                slot.pos.store(pos, Ordering::Relaxed);
                 // A rewrite is a use: keep the entry's standing.
                 slot.touch();
-                self.relink(hash, prev, idx, guard);
+                self.table(guard).replace(pos, idx);
                 st.lru.replace(old, idx, weight);
                 self.retire_slot(st, old, RemovalCause::Replaced);
                 Inserted::Replaced
             }
             None => {
-                // Append at the chain's tail, so chains stay oldest-first:
-                // keys that survive (the hot ones) sit near the head and
-                // their hits probe fewest slots, instead of every newcomer
-                // (mostly one-hit keys) being pushed in front of them.
-                let mut cur = self.table(guard).bucket(hash).load(Ordering::Relaxed);
-                let mut last = None;
-                while cur != NIL {
-                    last = Some(cur);
-                    cur = self.slot(cur).chain.load(Ordering::Relaxed);
-                }
-                // `fill` set our chain to NIL; the Release store in `relink`
-                // publishes the slot at the end of the chain.
-                self.relink(hash, last, idx, guard);
+                // `ensure_room` left a free lane: an index at its largest
+                // holds 2^28 chunks of 12 lanes, more than the 2^30 slots
+                // the LRU can address, so the slab runs out first.
+                let pos = self
+                    .table(guard)
+                    .insert(hash, idx)
+                    .expect("the index has a free lane after ensure_room");
+                slot.pos.store(pos, Ordering::Relaxed);
                 let returning = st.ghost.recall(hash);
                 st.lru.insert(idx, weight, returning);
                 bump(&self.counters.inserts, 1);
@@ -585,7 +607,6 @@ impl<K, V> Shard<K, V> {
         };
         self.enforce_bound(st, ctx, idx, guard);
         self.sweep(st, ctx, SWEEP_PER_WRITE, guard);
-        self.maybe_grow_table(st, ctx, guard);
         outcome
     }
 
@@ -614,6 +635,18 @@ impl<K, V> Shard<K, V> {
                 RemovalCause::Capacity
             };
             self.unlink(st, ctx, victim, cause, guard);
+        }
+        // The next write to this shard starts its eviction at these tails,
+        // whose slots (use counts, keys) are usually cold by now: start
+        // fetching them, so that write does not wait on memory.
+        for tail in st.lru.tails() {
+            if tail != NIL {
+                prefetch(self.slot(tail));
+            }
+        }
+        // Likewise the slot the next insert will fill.
+        if let Some(&next) = st.free.last() {
+            prefetch(self.slot(next));
         }
     }
 
@@ -647,8 +680,8 @@ impl<K, V> Shard<K, V> {
         }
     }
 
-    /// Doubles the bucket array when chains grow longer than one on average.
-    fn maybe_grow_table<S: BuildHasher>(
+    /// Doubles the index when one more entry would not fit.
+    fn ensure_room<S: BuildHasher>(
         &self,
         st: &mut State<K, V>,
         ctx: &WriteCtx<'_, S>,
@@ -656,8 +689,8 @@ impl<K, V> Shard<K, V> {
     ) where
         K: Hash,
     {
-        let old_len = self.table(guard).buckets.len();
-        if st.lru.len() <= old_len || old_len >= MAX_BUCKETS {
+        let old = self.table(guard);
+        if old.has_room(st.lru.len() + 1) || old.at_max() {
             return;
         }
         // Hash every key first: user code runs before anything changes.
@@ -667,30 +700,36 @@ impl<K, V> Shard<K, V> {
             // SAFETY: the LRU holds live slots only.
             .map(|idx| (idx, ctx.hasher.hash_one(unsafe { self.slot(idx).key() })))
             .collect();
-        // Seqlock write side: odd while chains are being rewired. The Release
-        // fence keeps the rewiring below from being seen before the odd value.
-        let seq = self.resize_seq.load(Ordering::Relaxed);
-        self.resize_seq
-            .store(seq.wrapping_add(1), Ordering::Relaxed);
+        // Seqlock write side: odd while the table is being replaced. The
+        // Release fence keeps what follows from being seen before the odd value.
+        let seq = self.move_seq.load(Ordering::Relaxed);
+        self.move_seq.store(seq.wrapping_add(1), Ordering::Relaxed);
         fence(Ordering::Release);
-        // Rewire every live chain into the new array (not yet visible).
-        let new = Table::new(old_len * 2);
+        // Double, but never past the shard's bound (an entry-bounded shard
+        // that started below its bound grows to fit it exactly).
+        let len = st.lru.len() + 1;
+        let new = Index::for_entries(
+            len.saturating_mul(2)
+                .min(self.max_entries.saturating_add(1))
+                .max(len),
+        );
         for &(idx, hash) in &placed {
-            let bucket = new.bucket(hash);
+            let pos = new.insert(hash, idx);
+            debug_assert!(pos.is_some(), "a doubled index is full");
             self.slot(idx)
-                .chain
-                .store(bucket.load(Ordering::Relaxed), Ordering::Relaxed);
-            bucket.store(idx, Ordering::Relaxed);
+                .pos
+                .store(pos.unwrap_or(0), Ordering::Relaxed);
         }
-        // Release: readers that load the new table see its buckets and the
-        // chains written above.
+        // Release: readers that load the new table see its entries.
         let old = self.table.swap(Owned::new(new), Ordering::Release, guard);
-        self.resize_seq
-            .store(seq.wrapping_add(2), Ordering::Release);
+        self.move_seq.store(seq.wrapping_add(2), Ordering::Release);
         // SAFETY: `old` is unreachable now (the pointer was swapped out under
         // the lock); readers that loaded it are pinned, and the epoch destroys
         // it only after they unpin.
         unsafe { guard.defer_destroy(old) };
+        // Push the old table to the global queue now: left in this thread's
+        // bag it would wait for 63 more deferred calls, holding its memory.
+        guard.flush();
     }
 
     /// Reclaims `idx` if it is still the live slot for its key and expired.
@@ -725,7 +764,7 @@ impl<K, V> Shard<K, V> {
         K: Borrow<Q> + Hash,
         Q: Eq + ?Sized,
     {
-        let (idx, _) = self.find_locked(hash, key, guard)?;
+        let idx = self.find_locked(hash, key, guard)?;
         // SAFETY: live slot under the lock.
         let expired = expired_at(unsafe { self.slot(idx).expires() }, ctx);
         self.unlink(
@@ -766,6 +805,11 @@ impl<K, V> Shard<K, V> {
             };
             self.unlink(st, ctx, idx, cause, guard);
         }
+        // `clear` and `retain` hand everything they removed to the epoch at
+        // once rather than keeping up to a batch of values alive.
+        if !st.retired.is_empty() {
+            self.retire_pending(st, guard);
+        }
     }
 
     /// Clones every live, unexpired entry.
@@ -805,25 +849,18 @@ impl<K, V> Shard<K, V> {
         let guard = epoch::pin();
         let table = self.table(&guard);
         let mut in_index = Vec::new();
-        for (b, head) in table.buckets.iter().enumerate() {
-            let mut idx = head.load(Ordering::Relaxed);
-            while idx != NIL {
-                let slot = self.slot(idx);
-                // SAFETY: linked slots hold values.
-                let hash = hasher.hash_one(unsafe { slot.key() });
-                if (hash & table.mask) as usize != b {
-                    return Err(format!("slot {idx} in bucket {b}, hashes elsewhere"));
-                }
-                if slot.flags.load(Ordering::Relaxed) & LIVE == 0 {
-                    return Err(format!("slot {idx} linked but not LIVE"));
-                }
-                in_index.push(idx);
-                if in_index.len() > st.lru.len() {
-                    return Err("index holds more slots than the LRU (or a cycle)".into());
-                }
-                idx = slot.chain.load(Ordering::Relaxed);
+        for (pos, idx) in table.entries() {
+            let slot = self.slot(idx);
+            if slot.flags.load(Ordering::Relaxed) & LIVE == 0 {
+                return Err(format!("slot {idx} indexed but not LIVE"));
             }
+            if slot.pos.load(Ordering::Relaxed) != pos {
+                return Err(format!("slot {idx} at {pos} records another position"));
+            }
+            in_index.push(idx);
         }
+        // SAFETY: indexed slots are LIVE (checked above), so they hold values.
+        table.check(|idx| hasher.hash_one(unsafe { self.slot(idx).key() }))?;
         let mut in_lru: Vec<u32> = st.lru.indices().collect();
         in_index.sort_unstable();
         in_lru.sort_unstable();
@@ -841,6 +878,21 @@ impl<K, V> Shard<K, V> {
         }
         Ok(())
     }
+}
+
+/// Hints the CPU to fetch `value`'s cache line (no effect elsewhere).
+#[inline]
+fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `_mm_prefetch` is an SSE instruction, in every x86-64 CPU's
+    // baseline; a prefetch never faults and reads nothing architecturally.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+            (value as *const T).cast(),
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
 }
 
 /// Whether `expires` has passed, reading the clock only for entries that expire.

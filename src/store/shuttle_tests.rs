@@ -115,3 +115,217 @@ fn shuttle_concurrent_writers_keep_bound_and_structure() {
         ITERATIONS,
     );
 }
+
+// ---- The index's moves (refills, growth) against lock-free readers ----
+//
+// A refill moves a displaced entry to a lane nearer its home; a reader that
+// read the nearer chunk before the move and the farther one after it walks
+// past the entry. `Shard::find` must notice (the move sequence changed) and
+// look again under the lock. These tests force displacement with a hasher
+// that sends many keys to one home chunk with one tag, so every removal of
+// a key there pulls a displaced key home while readers look for it.
+
+/// Keys below this are "colliding": home chunk 0 (the top 32 bits of the
+/// index's mix are 0, so chunk 0 whatever the chunk count) and tag [`TAG`].
+/// Keys from here up hash all over the table.
+const SPREAD: u32 = 1 << 20;
+/// The one tag every colliding key shares.
+const TAG: u64 = 0x5A;
+/// The inverse (mod 2^64) of the odd multiplier the index mixes hashes
+/// with (`store::index::mix`): a hash of `m * UNMIX` mixes to `m`, so a test
+/// can choose the mixed value's home chunk (top 32 bits) and tag (bits
+/// 24..32) directly.
+const UNMIX: u64 = {
+    let a = 0x9E37_79B9_7F4A_7C15u64;
+    // Newton's iteration for the inverse of an odd number mod 2^64.
+    let mut x = a;
+    let mut i = 0;
+    while i < 6 {
+        x = x.wrapping_mul(2u64.wrapping_sub(a.wrapping_mul(x)));
+        i += 1;
+    }
+    x
+};
+
+/// The hash of key `k`: see [`SPREAD`]. The mix's low 24 bits still differ
+/// per key (only the home chunk and the tag are forced).
+fn placed_hash(k: u32) -> u64 {
+    if k < SPREAD {
+        ((TAG << 24) | u64::from(k)).wrapping_mul(UNMIX)
+    } else {
+        u64::from(k).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+}
+
+/// A `BuildHasher` giving each `u32` key its [`placed_hash`].
+#[derive(Clone, Copy, Default)]
+struct Placed;
+
+struct PlacedHasher(u64);
+
+impl std::hash::Hasher for PlacedHasher {
+    fn finish(&self) -> u64 {
+        placed_hash(self.0 as u32)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u32(&mut self, k: u32) {
+        self.0 = u64::from(k);
+    }
+}
+
+impl std::hash::BuildHasher for Placed {
+    type Hasher = PlacedHasher;
+    fn build_hasher(&self) -> PlacedHasher {
+        PlacedHasher(0)
+    }
+}
+
+/// The value stored under `k` (never changes).
+fn value_of(k: u32) -> u64 {
+    u64::from(k) * 3 + 1
+}
+
+/// Transient keys: 12 of them fill home chunk 0 (one chunk's lanes).
+const TRANSIENT: std::ops::Range<u32> = 0..12;
+/// Stable keys: inserted after the transient ones, so displaced to chunk 1;
+/// never removed.
+const STABLE: std::ops::Range<u32> = 100..104;
+
+/// Inserts the transient keys, then the stable ones (which overflow).
+fn fill_displaced(cache: &Cache<u32, u64, Placed>) {
+    for k in TRANSIENT.chain(STABLE) {
+        cache.insert(k, value_of(k));
+    }
+}
+
+/// Readers that must find every stable key, every time.
+fn spawn_stable_readers(
+    cache: &Cache<u32, u64, Placed>,
+    readers: u32,
+) -> Vec<thread::JoinHandle<()>> {
+    (0..readers)
+        .map(|r| {
+            let cache = cache.clone();
+            thread::spawn(move || {
+                for pass in 0..2 {
+                    for i in 0..STABLE.len() as u32 {
+                        // Readers go round in different orders.
+                        let k = STABLE.start + (i + r + pass) % STABLE.len() as u32;
+                        assert_eq!(
+                            cache.get(&k),
+                            Some(value_of(k)),
+                            "stable key {k} missed during a move"
+                        );
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// Two writers each remove two transient keys (each removal refills a
+/// displaced stable key into the freed lane of chunk 0), then put them back;
+/// two readers look up the stable keys throughout.
+fn refills_keep_stable_keys_visible() {
+    // 64 entries: 8 chunks, no eviction of the 16 keys.
+    let cache: Cache<u32, u64, Placed> = Cache::builder()
+        .max_entries(64)
+        .shards(1)
+        .hasher(Placed)
+        .build();
+    fill_displaced(&cache);
+    let readers = spawn_stable_readers(&cache, 2);
+    let writers: Vec<_> = (0..2u32)
+        .map(|w| {
+            let cache = cache.clone();
+            thread::spawn(move || {
+                let mine = [2 * w, 2 * w + 1];
+                for t in mine {
+                    assert_eq!(cache.remove(&t), Some(value_of(t)));
+                }
+                for t in mine {
+                    cache.insert(t, value_of(t));
+                }
+            })
+        })
+        .collect();
+    for h in writers.into_iter().chain(readers) {
+        h.join().unwrap();
+    }
+    for k in TRANSIENT.chain(STABLE) {
+        assert_eq!(cache.get(&k), Some(value_of(k)), "key {k} lost");
+    }
+    assert_eq!(cache.len(), TRANSIENT.len() + STABLE.len());
+    cache.check_invariants().unwrap();
+}
+
+#[test]
+fn shuttle_refills_never_hide_a_stable_key() {
+    shuttle::check_random(refills_keep_stable_keys_visible, ITERATIONS);
+}
+
+#[test]
+fn shuttle_refills_never_hide_a_stable_key_pct() {
+    shuttle::check_pct(refills_keep_stable_keys_visible, ITERATIONS, 3);
+}
+
+/// A weighted shard's index starts with 8 chunks (72 entries) and doubles
+/// when full: one writer crosses that line while another refills displaced
+/// stable keys and readers look them up.
+fn growth_keeps_stable_keys_visible() {
+    let cache: Cache<u32, u64, Placed> = Cache::builder()
+        .max_weight(1 << 20)
+        .weigher(|_, _| 1)
+        .shards(1)
+        .hasher(Placed)
+        .build();
+    fill_displaced(&cache);
+    // Up to 71 entries: the index is one short of full.
+    let fillers = SPREAD..SPREAD + 71 - (TRANSIENT.len() + STABLE.len()) as u32;
+    for k in fillers.clone() {
+        cache.insert(k, value_of(k));
+    }
+    let readers = spawn_stable_readers(&cache, 2);
+    let grower = {
+        let cache = cache.clone();
+        let more = fillers.end..fillers.end + 3;
+        thread::spawn(move || {
+            for k in more {
+                cache.insert(k, value_of(k));
+            }
+        })
+    };
+    let churner = {
+        let cache = cache.clone();
+        thread::spawn(move || {
+            for t in [0, 1] {
+                assert_eq!(cache.remove(&t), Some(value_of(t)));
+            }
+            for t in [0, 1] {
+                cache.insert(t, value_of(t));
+            }
+        })
+    };
+    for h in [grower, churner].into_iter().chain(readers) {
+        h.join().unwrap();
+    }
+    for k in STABLE {
+        assert_eq!(cache.get(&k), Some(value_of(k)), "stable key {k} lost");
+    }
+    assert_eq!(cache.len(), 74);
+    cache.check_invariants().unwrap();
+}
+
+#[test]
+fn shuttle_growth_never_hides_a_stable_key() {
+    shuttle::check_random(growth_keeps_stable_keys_visible, ITERATIONS / 4);
+}
+
+#[test]
+fn shuttle_growth_never_hides_a_stable_key_pct() {
+    shuttle::check_pct(growth_keeps_stable_keys_visible, ITERATIONS / 4, 3);
+}

@@ -11,8 +11,7 @@
 //!   slot off the free list, before the slot is published (linked into the
 //!   index with a `Release` store). While published and until reclaimed they are
 //!   only read.
-//! * `chain` (the next slot in the same hash bucket) is written under the shard
-//!   lock and read by lock-free readers.
+//! * `pos` (where the index holds the slot) belongs to the writer.
 //! * `uses` is the use count, bumped by readers with a plain relaxed store;
 //!   `flags` ([`LIVE`], [`HAS_VALUE`]) and `generation` belong to the writer.
 //!   They are separate atomics so that a reader's store can never overwrite
@@ -28,7 +27,7 @@ use std::sync::Arc;
 
 use crate::shim::{AtomicPtr, AtomicU8, AtomicU16, AtomicU32, Ordering};
 
-/// The "no slot" index: terminates chains and marks empty buckets.
+/// The "no slot" index: marks empty links and never-used index lanes.
 pub(crate) const NIL: u32 = 0;
 
 /// The use count saturates here: memcached's ACTIVE bit widened to 0..=3 as
@@ -52,8 +51,8 @@ const MAX_CHUNKS: usize = 32;
 #[repr(C)]
 pub(crate) struct Slot<K, V> {
     key: UnsafeCell<MaybeUninit<K>>,
-    /// Next slot in the same bucket chain.
-    pub(crate) chain: AtomicU32,
+    /// The slot's position in the shard's index (writer).
+    pub(crate) pos: AtomicU32,
     /// Use count (readers), see [`MAX_USES`].
     uses: AtomicU8,
     /// [`LIVE`] and [`HAS_VALUE`] (writer).
@@ -73,7 +72,7 @@ impl<K, V> Slot<K, V> {
             key: UnsafeCell::new(MaybeUninit::uninit()),
             value: UnsafeCell::new(MaybeUninit::uninit()),
             expires: UnsafeCell::new(0),
-            chain: AtomicU32::new(NIL),
+            pos: AtomicU32::new(0),
             uses: AtomicU8::new(0),
             flags: AtomicU8::new(0),
             generation: AtomicU16::new(0),
@@ -119,6 +118,7 @@ impl<K, V> Slot<K, V> {
     /// # Safety
     /// The caller owns the slot exclusively: it came off the free list (or was
     /// never used) and holds no value.
+    #[inline]
     pub(crate) unsafe fn fill(&self, key: K, value: V, expires: u64) {
         // SAFETY: exclusive ownership (caller's obligation): no reader can
         // reach the slot, so these plain writes race with nothing.
@@ -133,7 +133,6 @@ impl<K, V> Slot<K, V> {
         self.generation.store(generation, Ordering::Relaxed);
         self.uses.store(0, Ordering::Relaxed);
         self.flags.store(LIVE | HAS_VALUE, Ordering::Relaxed);
-        self.chain.store(NIL, Ordering::Relaxed);
     }
 
     /// Records a use (a hit): adds one to the use count unless it is full.
@@ -149,6 +148,7 @@ impl<K, V> Slot<K, V> {
     }
 
     /// Takes one use off the count and returns the count it had. Writer only.
+    #[inline]
     pub(crate) fn decay(&self) -> u32 {
         let uses = self.uses.load(Ordering::Relaxed);
         if uses > 0 {
@@ -237,7 +237,7 @@ impl<K, V> Slab<K, V> {
     ///
     /// # Safety
     /// `idx` must be a non-NIL index below the high-water mark, observed
-    /// through a chain of Acquire loads (or under the shard lock) after the
+    /// through the index's Acquire loads (or under the shard lock) after the
     /// writer that handed it out, so that its chunk pointer is visible.
     #[inline]
     pub(crate) unsafe fn slot(&self, idx: u32) -> &Slot<K, V> {
@@ -262,6 +262,7 @@ impl<K, V> Slab<K, V> {
     /// Hands out the never-used index at the high-water mark, allocating its
     /// chunk when needed. Returns `None` when the `u32` index space is full.
     /// Must be called under the shard lock (single writer).
+    #[inline]
     pub(crate) fn grow(&self) -> Option<u32> {
         let idx = self.high_water.load(Ordering::Relaxed);
         if idx == u32::MAX {
@@ -279,11 +280,13 @@ impl<K, V> Slab<K, V> {
     }
 
     /// Number of slots in the first chunk.
+    #[inline]
     pub(crate) fn first_chunk_len(&self) -> usize {
         self.chunk_len(0)
     }
 
     /// One past the highest index handed out so far.
+    #[inline]
     pub(crate) fn high_water(&self) -> u32 {
         self.high_water.load(Ordering::Relaxed)
     }
@@ -406,6 +409,12 @@ impl Mailbox {
             .store(ready.len(), std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Whether slots may be waiting (a hint: `take` is exact).
+    #[inline]
+    pub(crate) fn has_mail(&self) -> bool {
+        self.count.load(std::sync::atomic::Ordering::Relaxed) != 0
+    }
+
     /// Takes every delivered slot (cheap when there is none).
     pub(crate) fn take(&self, into: &mut Vec<(u32, u32)>) {
         if self.count.load(std::sync::atomic::Ordering::Relaxed) == 0 {
@@ -418,20 +427,23 @@ impl Mailbox {
 }
 
 /// Hands a batch of unlinked slots to the epoch collector.
-pub(crate) fn retire(mailbox: &Arc<Mailbox>, guard: &crossbeam_epoch::Guard, slots: &[(u32, u32)]) {
-    match slots {
-        [] => {}
-        &[one] => {
-            let mailbox = Arc::clone(mailbox);
-            // Two words: crossbeam stores this closure inline, no allocation.
-            guard.defer(move || mailbox.deliver(&[one]));
-        }
-        many => {
-            let mailbox = Arc::clone(mailbox);
-            let batch: Box<[(u32, u32)]> = many.into();
-            guard.defer(move || mailbox.deliver(&batch));
-        }
+pub(crate) fn retire(
+    mailbox: &Arc<Mailbox>,
+    guard: &crossbeam_epoch::Guard,
+    slots: Vec<(u32, u32)>,
+) {
+    if slots.is_empty() {
+        return;
     }
+    let mailbox = Arc::clone(mailbox);
+    // Three words (an Arc and a boxed slice): crossbeam stores the closure
+    // inline, with no allocation of its own.
+    let batch: Box<[(u32, u32)]> = slots.into_boxed_slice();
+    guard.defer(move || mailbox.deliver(&batch));
+    // Hand the thread's bag of deferred calls to the global queue now: left
+    // in the bag it would wait for 63 more deferred calls (63 more batches),
+    // keeping thousands of unlinked values alive. Once per batch, so cheap.
+    guard.flush();
 }
 
 #[cfg(test)]

@@ -75,11 +75,12 @@ pub(crate) struct ReadCounters {
 static FREE: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
 static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// A thread's stripe number, returned to `FREE` when the thread exits.
-struct Owner(usize);
+/// A thread's stripe number, returned to `FREE` when the thread exits. It
+/// lives in the thread's `local::Local`.
+pub(crate) struct Owner(pub(crate) usize);
 
 impl Owner {
-    fn take() -> Self {
+    pub(crate) fn take() -> Self {
         let reused = FREE.lock().unwrap_or_else(|e| e.into_inner()).pop();
         // Relaxed: only uniqueness matters (the mutex orders reuse).
         Owner(reused.unwrap_or_else(|| NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)))
@@ -90,10 +91,6 @@ impl Drop for Owner {
     fn drop(&mut self) {
         FREE.lock().unwrap_or_else(|e| e.into_inner()).push(self.0);
     }
-}
-
-thread_local! {
-    static OWNER: Owner = Owner::take();
 }
 
 /// Most stripes a cache has (exclusive ones; plus one shared).
@@ -108,10 +105,10 @@ impl ReadCounters {
         }
     }
 
+    /// Counts one on `owner`'s stripe (`usize::MAX` or any number past the
+    /// exclusive stripes: the shared one).
     #[inline]
-    fn count(&self, field: impl Fn(&Stripe) -> &AtomicU64) {
-        // During thread teardown the thread-local may be gone: use the shared stripe.
-        let owner = OWNER.try_with(|o| o.0).unwrap_or(usize::MAX);
+    fn count(&self, owner: usize, field: impl Fn(&Stripe) -> &AtomicU64) {
         let shared = self.stripes.len() - 1;
         if owner < shared && !cfg!(shuttle) {
             let c = field(&self.stripes[owner]);
@@ -124,14 +121,16 @@ impl ReadCounters {
         }
     }
 
+    /// Counts a hit by the thread owning stripe `owner` (from `local::pin`).
     #[inline]
-    pub(crate) fn hit(&self) {
-        self.count(|s| &s.hits);
+    pub(crate) fn hit(&self, owner: usize) {
+        self.count(owner, |s| &s.hits);
     }
 
+    /// Counts a miss, as [`hit`](Self::hit).
     #[inline]
-    pub(crate) fn miss(&self) {
-        self.count(|s| &s.misses);
+    pub(crate) fn miss(&self, owner: usize) {
+        self.count(owner, |s| &s.misses);
     }
 
     pub(crate) fn add_to(&self, stats: &mut Stats) {

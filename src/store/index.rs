@@ -94,6 +94,21 @@ fn mix(hash: u64) -> u64 {
     hash.wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
+/// The inverse (mod 2^64) of [`mix`]'s multiplier: a hash of `m * UNMIX`
+/// mixes to `m`, so tests can choose the home chunk and the tag directly.
+#[cfg(test)]
+pub(crate) const UNMIX: u64 = {
+    let a = 0x9E37_79B9_7F4A_7C15u64;
+    // Newton's iteration for the inverse of an odd number mod 2^64.
+    let mut x = a;
+    let mut i = 0;
+    while i < 6 {
+        x = x.wrapping_mul(2u64.wrapping_sub(a.wrapping_mul(x)));
+        i += 1;
+    }
+    x
+};
+
 /// The tag of `hash`: a byte of its mix, never 0 (the empty mark).
 #[inline]
 pub(crate) fn tag(hash: u64) -> u8 {
@@ -601,19 +616,6 @@ mod tests {
             index.refill(pos, |moved, to| placed.get_mut(&moved).unwrap().1 = to);
         }
     }
-
-    /// The inverse of the mix's multiplier (mod 2^64).
-    const UNMIX: u64 = {
-        let a = 0x9E37_79B9_7F4A_7C15u64;
-        // Newton's iteration for the inverse of an odd number mod 2^64.
-        let mut x = a;
-        let mut i = 0;
-        while i < 6 {
-            x = x.wrapping_mul(2u64.wrapping_sub(a.wrapping_mul(x)));
-            i += 1;
-        }
-        x
-    };
 
     /// A hash whose home chunk (of `chunks`) is `home` and whose tag is `tag`.
     fn hash_for(home: usize, chunks: usize, tag: u8, salt: u64) -> u64 {

@@ -149,6 +149,12 @@ impl<'a, S> WriteCtx<'a, S> {
     }
 }
 
+/// A lock-free miss that a move (refill or resize) overlapped.
+struct Overlapped;
+
+/// A lookup's result: the slot index and the slot holding the key.
+type Found<'g, K, V> = Option<(u32, &'g Slot<K, V>)>;
+
 /// How an insert went.
 pub(crate) enum Inserted<K, V> {
     New,
@@ -262,12 +268,27 @@ impl<K, V> Shard<K, V> {
     /// unlinked concurrently (the lookup is then ordered before the removal)
     /// and may be expired: the caller checks.
     #[inline]
-    pub(crate) fn find<'g, Q>(
+    pub(crate) fn find<'g, Q>(&'g self, hash: u64, key: &Q, guard: &'g Guard) -> Found<'g, K, V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        // One inlined walk on the fast path; the retries are out of line.
+        match self.try_find(hash, key, guard) {
+            Ok(found) => found,
+            Err(Overlapped) => self.find_retry(hash, key, guard),
+        }
+    }
+
+    /// One lock-free walk. A hit is confirmed by the key compare, whatever
+    /// moves overlap it; a miss counts only if no move overlapped the walk.
+    #[inline]
+    fn try_find<'g, Q>(
         &'g self,
         hash: u64,
         key: &Q,
         guard: &'g Guard,
-    ) -> Option<(u32, &'g Slot<K, V>)>
+    ) -> Result<Found<'g, K, V>, Overlapped>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
@@ -275,19 +296,18 @@ impl<K, V> Shard<K, V> {
         // Acquire: pairs with the Release that ends a move, so an even value
         // here means the table pointer loaded below is at least that new.
         let seq = self.move_seq.load(Ordering::Acquire);
-        // A hit is confirmed by the key compare, whatever moves overlap it.
-        // One inlined walk on the fast path; the retry is out of line.
         let found = self.walk(hash, key, guard);
         if found.is_some() {
-            return found;
+            return Ok(found);
         }
         // Acquire fence: if the walk saw anything a resize or refill
         // changed, its odd store (before its Release fence) is visible now.
         fence(Ordering::Acquire);
         if seq & 1 == 0 && self.move_seq.load(Ordering::Relaxed) == seq {
-            return None;
+            Ok(None)
+        } else {
+            Err(Overlapped)
         }
-        self.find_retry(hash, key, guard)
     }
 
     /// A move overlapped a lock-free miss: walk again a few times while no
@@ -295,54 +315,24 @@ impl<K, V> Shard<K, V> {
     /// refills happen on many evictions, so readers rarely need the lock).
     #[cold]
     #[inline(never)]
-    fn find_retry<'g, Q>(
-        &'g self,
-        hash: u64,
-        key: &Q,
-        guard: &'g Guard,
-    ) -> Option<(u32, &'g Slot<K, V>)>
+    fn find_retry<'g, Q>(&'g self, hash: u64, key: &Q, guard: &'g Guard) -> Found<'g, K, V>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
         for _ in 0..2 {
-            let seq = self.move_seq.load(Ordering::Acquire);
-            let found = self.walk(hash, key, guard);
-            if found.is_some() {
+            std::hint::spin_loop();
+            if let Ok(found) = self.try_find(hash, key, guard) {
                 return found;
             }
-            // As in `find`.
-            fence(Ordering::Acquire);
-            if seq & 1 == 0 && self.move_seq.load(Ordering::Relaxed) == seq {
-                return None;
-            }
-            std::hint::spin_loop();
         }
-        self.find_under_lock(hash, key, guard)
-    }
-
-    /// Looks `key` up with the lock held (no move can overlap).
-    fn find_under_lock<'g, Q>(
-        &'g self,
-        hash: u64,
-        key: &Q,
-        guard: &'g Guard,
-    ) -> Option<(u32, &'g Slot<K, V>)>
-    where
-        K: Borrow<Q>,
-        Q: Eq + ?Sized,
-    {
+        // With the lock held no move can overlap.
         let _state = self.lock();
         self.walk(hash, key, guard)
     }
 
     #[inline]
-    pub(crate) fn walk<'g, Q>(
-        &'g self,
-        hash: u64,
-        key: &Q,
-        guard: &'g Guard,
-    ) -> Option<(u32, &'g Slot<K, V>)>
+    pub(crate) fn walk<'g, Q>(&'g self, hash: u64, key: &Q, guard: &'g Guard) -> Found<'g, K, V>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,

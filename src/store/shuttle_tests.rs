@@ -13,6 +13,7 @@ use shuttle::sync::atomic::{AtomicUsize, Ordering};
 use shuttle::thread;
 
 use super::Cache;
+use super::index::UNMIX;
 
 const ITERATIONS: usize = 20_000;
 
@@ -131,21 +132,6 @@ fn shuttle_concurrent_writers_keep_bound_and_structure() {
 const SPREAD: u32 = 1 << 20;
 /// The one tag every colliding key shares.
 const TAG: u64 = 0x5A;
-/// The inverse (mod 2^64) of the odd multiplier the index mixes hashes
-/// with (`store::index::mix`): a hash of `m * UNMIX` mixes to `m`, so a test
-/// can choose the mixed value's home chunk (top 32 bits) and tag (bits
-/// 24..32) directly.
-const UNMIX: u64 = {
-    let a = 0x9E37_79B9_7F4A_7C15u64;
-    // Newton's iteration for the inverse of an odd number mod 2^64.
-    let mut x = a;
-    let mut i = 0;
-    while i < 6 {
-        x = x.wrapping_mul(2u64.wrapping_sub(a.wrapping_mul(x)));
-        i += 1;
-    }
-    x
-};
 
 /// The hash of key `k`: see [`SPREAD`]. The mix's low 24 bits still differ
 /// per key (only the home chunk and the tag are forced).

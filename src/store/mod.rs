@@ -725,6 +725,12 @@ where
     /// others wait for its value. If `load` panics, the panic propagates to
     /// its caller and the waiters retry (one of them runs its own loader).
     ///
+    /// The loaded value is stored with a plain insert when `load` returns,
+    /// so the last writer wins: an [`insert`](Self::insert) of the same key
+    /// by another thread while `load` runs is overwritten, and a
+    /// [`remove`](Self::remove) undone. The value returned is the one this
+    /// call's loader (or the loader it waited for) produced.
+    ///
     /// # Panics
     /// If `load` asks this cache for the same key through this family of
     /// methods (it would wait for itself forever); and whenever `load` panics.

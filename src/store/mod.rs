@@ -352,6 +352,15 @@ impl<K: 'static, V: 'static, S> CacheBuilder<K, V, S> {
     }
 }
 
+/// The shard (of `shards`, a power of two) for `hash`: high bits of the hash
+/// times an odd constant, so a hasher with weak high bits (an identity hash
+/// of small integers) still spreads keys over the shards. The index mixes
+/// with another constant, so a shard's keys still spread over its chunks.
+#[inline]
+fn shard_of(hash: u64, shards: usize) -> usize {
+    (hash.wrapping_mul(0xD6E8_FEB8_6659_FD93) >> 40) as usize & (shards - 1)
+}
+
 /// The most shards a cache can have.
 const MAX_SHARDS: usize = 1 << 16;
 
@@ -428,8 +437,7 @@ where
     #[inline]
     fn shard(&self, hash: u64) -> &Shard<K, V> {
         let shards = &self.inner.shards;
-        // High bits pick the shard; the index mixes the hash for its own use.
-        &shards[(hash >> 40) as usize & (shards.len() - 1)]
+        &shards[shard_of(hash, shards.len())]
     }
 
     /// Looks `key` up and applies `f` to its value if present and unexpired.
@@ -1070,5 +1078,22 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
                 .map_err(|e| format!("shard {i}: {e}"))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_identity_hash_of_small_integers_spreads_over_shards() {
+        let mut per_shard = [0usize; 64];
+        for k in 0..64_000u64 {
+            per_shard[super::shard_of(k, 64)] += 1;
+        }
+        let min = per_shard.iter().min().copied().unwrap_or(0);
+        let max = per_shard.iter().max().copied().unwrap_or(0);
+        assert!(
+            min > 500 && max < 1500,
+            "shard loads {min}..{max} of 64,000 keys"
+        );
     }
 }

@@ -66,12 +66,13 @@ impl Ghost {
         }
     }
 
-    /// Where `hash` lives and its fingerprint (never 0, the empty mark).
-    /// Uses hash bits apart from the bucket's (low) and the shard's (40+).
+    /// Where `hash` lives and its fingerprint (never 0, the empty mark),
+    /// from the hash times an odd constant, so weak hashers spread too.
     #[inline]
     fn place(&self, hash: u64) -> (usize, u16) {
-        let at = (hash >> 16) as usize & (self.slots.len().wrapping_sub(1));
-        (at, ((hash >> 48) as u16) | 1)
+        let mixed = hash.wrapping_mul(0xA076_1D64_78BD_642F);
+        let at = (mixed >> 32) as usize & (self.slots.len().wrapping_sub(1));
+        (at, ((mixed >> 16) as u16) | 1)
     }
 
     fn remember(&mut self, hash: u64) {

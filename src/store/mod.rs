@@ -656,6 +656,12 @@ where
 
     /// Removes `key`, returning its value if it was present and unexpired.
     ///
+    /// The cache's own copy is dropped once no concurrent reader can still
+    /// be reading it: on a later write to the same shard after the epoch has
+    /// moved on. (Values replaced by `insert` or evicted are handed over in
+    /// batches of up to 64 per shard, so as many may stay alive a little
+    /// longer.)
+    ///
     /// ```
     /// let cache = nearfar::Cache::new(10);
     /// cache.insert(1, "a");
@@ -1083,6 +1089,34 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    #[test]
+    fn a_removed_value_is_dropped_after_the_epoch_and_a_later_write() {
+        let marker = Arc::new(());
+        let cache = super::Cache::builder().max_entries(1000).shards(1).build();
+        for k in 0..10u32 {
+            cache.insert(k, Arc::clone(&marker));
+        }
+        assert_eq!(Arc::strong_count(&marker), 11);
+        let removed = cache.remove(&3).expect("present");
+        drop(removed);
+        // Writes that retire nothing (new keys, no eviction before 990 of
+        // them) and epoch pushes. Bounded; other tests' threads may hold the
+        // epoch back for a moment, hence the yields.
+        let mut writes = 0;
+        while Arc::strong_count(&marker) > 10 && writes < 500 {
+            crossbeam_epoch::pin().flush();
+            std::thread::yield_now();
+            cache.insert(100 + writes, Arc::new(()));
+            writes += 1;
+        }
+        assert_eq!(
+            Arc::strong_count(&marker),
+            10,
+            "dropped after {writes} writes"
+        );
+    }
     #[test]
     fn an_identity_hash_of_small_integers_spreads_over_shards() {
         let mut per_shard = [0usize; 64];

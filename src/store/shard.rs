@@ -769,6 +769,9 @@ impl<K, V> Shard<K, V> {
             },
             guard,
         );
+        // A removed value is dropped once no reader can see it, not after a
+        // batch of later removals: hand what is held back to the epoch now.
+        self.retire_pending(st, guard);
         (!expired).then(|| self.slot(idx))
     }
 

@@ -195,32 +195,106 @@ fn matches_swar(low: u64, high: u64, tag: u8) -> u32 {
     gather(zero_bytes(low ^ pattern)) | (gather(zero_bytes(high ^ pattern) & HIGH_TAGS) << 8)
 }
 
-/// `n` empty chunks. Allocated zeroed (all-zero bytes are empty chunks), so
-/// a large table's pages are committed only as entries land in them.
+/// The chunk array of one table: `len` empty chunks, 64-byte aligned.
+///
+/// Off shuttle it is allocated zeroed (all-zero bytes are empty chunks) with
+/// 16-byte alignment and aligned to 64 by hand: the system allocator serves
+/// zeroed requests of alignment up to 16 with `calloc`, whose fresh pages are
+/// committed only as entries land in them, but zero-fills larger alignments
+/// byte by byte, which would commit a large table up front.
 #[cfg(not(shuttle))]
-fn new_chunks(n: usize) -> Box<[Chunk]> {
-    let layout = std::alloc::Layout::array::<Chunk>(n).expect("index layout");
-    assert!(layout.size() != 0, "an index has at least one chunk");
-    // SAFETY: the layout has non-zero size (`n >= 1` and chunks are 64 bytes).
-    let ptr = unsafe { std::alloc::alloc_zeroed(layout) } as *mut Chunk;
-    if ptr.is_null() {
-        std::alloc::handle_alloc_error(layout);
-    }
-    // SAFETY: `ptr` is a live allocation of `n` chunks from the global
-    // allocator with `Box`'s layout for `[Chunk]`; all-zero bytes are a valid
-    // `Chunk` (atomics of 0: no tags, no overflow, every index NIL).
-    unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, n)) }
+struct Chunks {
+    /// The first chunk (64-byte aligned, inside the allocation at `raw`).
+    first: std::ptr::NonNull<Chunk>,
+    len: usize,
+    /// The allocation, as the allocator returned it.
+    raw: std::ptr::NonNull<u8>,
 }
 
-/// `n` empty chunks (shuttle's atomics are not plain integers).
+// SAFETY: `Chunks` owns its chunks as a `Box<[Chunk]>` would, and `Chunk` is
+// made of atomics (Send + Sync); the raw pointers are never shared elsewhere.
+#[cfg(not(shuttle))]
+unsafe impl Send for Chunks {}
+// SAFETY: as above; `&Chunks` only hands out `&[Chunk]`.
+#[cfg(not(shuttle))]
+unsafe impl Sync for Chunks {}
+
+#[cfg(not(shuttle))]
+impl Chunks {
+    /// Slack for aligning a 16-aligned allocation up to 64.
+    const SLACK: usize = 64 - 16;
+
+    fn layout(len: usize) -> std::alloc::Layout {
+        let size = len
+            .checked_mul(std::mem::size_of::<Chunk>())
+            .and_then(|bytes| bytes.checked_add(Self::SLACK))
+            .expect("index size overflows usize");
+        std::alloc::Layout::from_size_align(size, 16).expect("index layout")
+    }
+
+    fn new(len: usize) -> Self {
+        assert!(len >= 1, "an index has at least one chunk");
+        let layout = Self::layout(len);
+        // SAFETY: the layout has non-zero size (at least one 64-byte chunk).
+        let raw = unsafe { std::alloc::alloc_zeroed(layout) };
+        let Some(raw) = std::ptr::NonNull::new(raw) else {
+            std::alloc::handle_alloc_error(layout);
+        };
+        // 16-aligned, so at most SLACK bytes short of the next 64 boundary.
+        let offset = (64 - (raw.as_ptr() as usize % 64)) % 64;
+        // SAFETY: `offset <= SLACK`, and the allocation has `SLACK` bytes
+        // beyond the `len` chunks, so the aligned chunks stay inside it.
+        let first = unsafe { raw.add(offset) }.cast::<Chunk>();
+        Chunks { first, len, raw }
+    }
+}
+
+#[cfg(not(shuttle))]
+impl std::ops::Deref for Chunks {
+    type Target = [Chunk];
+
+    #[inline]
+    fn deref(&self) -> &[Chunk] {
+        // SAFETY: `first` points at `len` chunks inside a live, zero-filled
+        // allocation this value owns; all-zero bytes are a valid `Chunk`
+        // (atomics of 0: no tags, no overflow, every index NIL), and they are
+        // only ever changed through the atomics.
+        unsafe { std::slice::from_raw_parts(self.first.as_ptr(), self.len) }
+    }
+}
+
+#[cfg(not(shuttle))]
+impl Drop for Chunks {
+    fn drop(&mut self) {
+        // SAFETY: `raw` came from `alloc_zeroed` with this very layout (same
+        // `len`), and chunks need no drop of their own (plain atomics).
+        unsafe { std::alloc::dealloc(self.raw.as_ptr(), Self::layout(self.len)) }
+    }
+}
+
+/// The chunk array under shuttle, whose atomics are not plain integers.
 #[cfg(shuttle)]
-fn new_chunks(n: usize) -> Box<[Chunk]> {
-    (0..n).map(|_| Chunk::new()).collect()
+struct Chunks(Box<[Chunk]>);
+
+#[cfg(shuttle)]
+impl Chunks {
+    fn new(len: usize) -> Self {
+        Chunks((0..len).map(|_| Chunk::new()).collect())
+    }
+}
+
+#[cfg(shuttle)]
+impl std::ops::Deref for Chunks {
+    type Target = [Chunk];
+
+    fn deref(&self) -> &[Chunk] {
+        &self.0
+    }
 }
 
 /// The table.
 pub(crate) struct Index {
-    chunks: Box<[Chunk]>,
+    chunks: Chunks,
 }
 
 impl Index {
@@ -231,7 +305,7 @@ impl Index {
             .div_ceil(LOAD_NUM)
             .clamp(1, MAX_CHUNKS);
         Index {
-            chunks: new_chunks(chunks),
+            chunks: Chunks::new(chunks),
         }
     }
 

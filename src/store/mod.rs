@@ -441,7 +441,9 @@ where
     }
 
     /// Looks `key` up and applies `f` to its value if present and unexpired.
-    #[inline]
+    // Always inlined: the hit path is short, and a call's register saves
+    // and restores were ~17 of its ~150 instructions (callgrind).
+    #[inline(always)]
     fn lookup<Q, R>(&self, hash: u64, key: &Q, touch: Touch, f: impl FnOnce(&V) -> R) -> Option<R>
     where
         K: Borrow<Q>,

@@ -34,7 +34,8 @@ use super::ttl::{TimeSource, is_expired};
 use crate::shim::{AtomicU32, Mutex, MutexGuard, Ordering, fence};
 
 /// The most entries a shard's first index is sized for (about 7 MiB,
-/// allocated zeroed, so pages are committed only as entries land in them);
+/// allocated with `calloc`, so pages are committed only as entries land in
+/// them);
 /// larger bounds start there and grow as entries arrive. Sizing the index
 /// for the bound up front spares a growing cache the copies and the freed
 /// tables (which the allocator tends to keep resident).
@@ -771,7 +772,12 @@ impl<K, V> Shard<K, V> {
         );
         // A removed value is dropped once no reader can see it, not after a
         // batch of later removals: hand what is held back to the epoch now.
-        self.retire_pending(st, guard);
+        // Only when dropping it runs code (`Drop`): otherwise an early drop
+        // changes nothing anyone can see, and the hand-over costs a deferred
+        // call and a flush of the epoch's queue on every remove.
+        if std::mem::needs_drop::<K>() || std::mem::needs_drop::<V>() {
+            self.retire_pending(st, guard);
+        }
         (!expired).then(|| self.slot(idx))
     }
 

@@ -386,16 +386,13 @@ impl Index {
             let chunk = &self.chunks[at];
             let low = chunk.low.load(Ordering::Relaxed);
             let high = chunk.high.load(Ordering::Relaxed);
-            let free_low = zero_bytes(low);
-            let free_high = zero_bytes(high) & HIGH_TAGS;
-            let lane = if free_low != 0 {
-                (free_low.trailing_zeros() / 8) as usize
-            } else if free_high != 0 {
-                8 + (free_high.trailing_zeros() / 8) as usize
-            } else {
+            // A free lane is one whose tag is 0, the empty mark.
+            let free = matches(low, high, 0);
+            if free == 0 {
                 at = self.next(at);
                 continue;
-            };
+            }
+            let lane = free.trailing_zeros() as usize;
             // Passed chunks count the overflow before the entry is visible,
             // so no reader can see the entry yet stop short of it later.
             let mut passed = home;

@@ -16,7 +16,8 @@
 //! present: growing the index (a new table is built and swapped in) and the
 //! index's refills (an entry moves to a lane nearer its home). Both are
 //! bracketed by a sequence counter (a seqlock that only the miss path checks):
-//! a miss that overlapped one is retried under the lock.
+//! a miss that overlapped one walks again, and after two more overlaps
+//! takes the lock.
 
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
@@ -35,8 +36,7 @@ use crate::shim::{AtomicU32, Mutex, MutexGuard, Ordering, fence};
 
 /// The most entries a shard's first index is sized for (about 7 MiB,
 /// allocated with `calloc`, so pages are committed only as entries land in
-/// them);
-/// larger bounds start there and grow as entries arrive. Sizing the index
+/// them); larger bounds start there and grow as entries arrive. Sizing the index
 /// for the bound up front spares a growing cache the copies and the freed
 /// tables (which the allocator tends to keep resident).
 const INITIAL_ENTRIES: usize = 1 << 20;
@@ -257,7 +257,7 @@ impl<K, V> Shard<K, V> {
     #[inline]
     fn table<'g>(&self, guard: &'g Guard) -> &'g Index {
         // Acquire: pairs with the Release swap that installed the table, so
-        // its buckets are visible. (Writers, under the lock, need no more.)
+        // its chunks are visible. (Writers, under the lock, need no more.)
         let table = self.table.load(Ordering::Acquire, guard);
         // SAFETY: the pointer is never null (set in `new`, replaced only by a
         // non-null table under the shard lock) and a replaced table is
@@ -706,11 +706,11 @@ impl<K, V> Shard<K, V> {
                 .max(len),
         );
         for &(idx, hash) in &placed {
-            let pos = new.insert(hash, idx);
-            debug_assert!(pos.is_some(), "a doubled index is full");
-            self.slot(idx)
-                .pos
-                .store(pos.unwrap_or(0), Ordering::Relaxed);
+            // Sized for at least one more entry than it gets here.
+            let pos = new
+                .insert(hash, idx)
+                .expect("a new index has room for every entry");
+            self.slot(idx).pos.store(pos, Ordering::Relaxed);
         }
         // Release: readers that load the new table see its entries.
         let old = self.table.swap(Owned::new(new), Ordering::Release, guard);

@@ -288,10 +288,7 @@ impl Conn {
                 let mut connected = None;
                 let deadline = later(Instant::now(), config.connect_timeout);
                 for addr in addrs {
-                    let Some(remaining) = deadline
-                        .checked_duration_since(Instant::now())
-                        .filter(|d| !d.is_zero())
-                    else {
+                    let Some(remaining) = time_left(deadline) else {
                         last = io::Error::new(
                             io::ErrorKind::TimedOut,
                             "connect timeout spent on the earlier addresses",
@@ -450,10 +447,7 @@ impl Conn {
 
     /// The time left before the request's deadline, or [`Error::Timeout`].
     fn remaining(&self) -> Result<Duration> {
-        self.deadline
-            .checked_duration_since(Instant::now())
-            .filter(|d| !d.is_zero())
-            .ok_or(Error::Timeout)
+        time_left(self.deadline).ok_or(Error::Timeout)
     }
 
     /// Whether a socket timeout of `current` would wait past the deadline
@@ -543,6 +537,13 @@ pub(crate) fn later(now: Instant, duration: Duration) -> Instant {
     now.checked_add(duration)
         .or_else(|| now.checked_add(Duration::from_secs(365 * 86_400)))
         .unwrap_or(now)
+}
+
+/// The time left before `deadline`; `None` once it has come.
+pub(crate) fn time_left(deadline: Instant) -> Option<Duration> {
+    deadline
+        .checked_duration_since(Instant::now())
+        .filter(|d| !d.is_zero())
 }
 
 /// Whether a socket error is its timeout running out.

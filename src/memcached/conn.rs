@@ -378,7 +378,6 @@ impl Conn {
                 reply: "unsolicited data",
             }));
         }
-        self.trim_read();
         // Timeouts shortened for an earlier request's deadline go back to
         // the full length (rare: it takes a request that nearly timed out).
         if self.read_timeout < self.io_timeout {
@@ -429,12 +428,8 @@ impl Conn {
         } else {
             self.wbuf.clear();
         }
-        self.trim_read();
-    }
-
-    /// Shrinks the read buffer like [`Conn::trim`], unless it holds unparsed
-    /// bytes.
-    fn trim_read(&mut self) {
+        // Unparsed bytes are kept: the connection is out of step, and the
+        // liveness check drops it.
         if self.pos == self.filled {
             self.pos = 0;
             self.filled = 0;

@@ -16,8 +16,8 @@ use super::protocol::{
     KeyError, MAX_KEY_LEN, MAX_RELATIVE_EXPTIME, MetaDeleteFlags, MetaGetFlags, MetaReply,
     MetaSetFlags, MetaSetMode, MetaStatus, ProtocolError, RemainingTtl, Reply, ReturnFlags,
     ValidKey, encode_decr, encode_flush_all, encode_get, encode_incr, encode_meta_delete,
-    encode_meta_get, encode_meta_noop, encode_meta_set, encode_meta_set_header, encode_stats,
-    encode_touch, encode_version, exptime,
+    encode_meta_get, encode_meta_noop, encode_meta_set, encode_stats, encode_touch, encode_version,
+    exptime,
 };
 use super::ring::{Distribution, Ring};
 use crate::codec::{Codec, DefaultCodec, Encoded};
@@ -1384,9 +1384,7 @@ impl<C: Codec> Client<C> {
                     opaque: u32::try_from(n).ok(),
                     ..MetaSetFlags::default()
                 };
-                encode_meta_set_header(out, batch.key(index)?, item.data.len(), &flags);
-                out.extend_from_slice(&item.data);
-                out.extend_from_slice(b"\r\n");
+                encode_meta_set(out, batch.key(index)?, &item.data, &flags);
             }
             encode_meta_noop(out);
             conn.send()?;

@@ -288,10 +288,7 @@ impl Conn {
                 let mut connected = None;
                 let deadline = later(Instant::now(), config.connect_timeout);
                 for addr in addrs {
-                    let Some(remaining) = deadline
-                        .checked_duration_since(Instant::now())
-                        .filter(|d| !d.is_zero())
-                    else {
+                    let Some(remaining) = time_left(deadline) else {
                         last = io::Error::new(
                             io::ErrorKind::TimedOut,
                             "connect timeout spent on the earlier addresses",
@@ -381,7 +378,6 @@ impl Conn {
                 reply: "unsolicited data",
             }));
         }
-        self.trim_read();
         // Timeouts shortened for an earlier request's deadline go back to
         // the full length (rare: it takes a request that nearly timed out).
         if self.read_timeout < self.io_timeout {
@@ -432,12 +428,8 @@ impl Conn {
         } else {
             self.wbuf.clear();
         }
-        self.trim_read();
-    }
-
-    /// Shrinks the read buffer like [`Conn::trim`], unless it holds unparsed
-    /// bytes.
-    fn trim_read(&mut self) {
+        // Unparsed bytes are kept: the connection is out of step, and the
+        // liveness check drops it.
         if self.pos == self.filled {
             self.pos = 0;
             self.filled = 0;
@@ -450,10 +442,7 @@ impl Conn {
 
     /// The time left before the request's deadline, or [`Error::Timeout`].
     fn remaining(&self) -> Result<Duration> {
-        self.deadline
-            .checked_duration_since(Instant::now())
-            .filter(|d| !d.is_zero())
-            .ok_or(Error::Timeout)
+        time_left(self.deadline).ok_or(Error::Timeout)
     }
 
     /// Whether a socket timeout of `current` would wait past the deadline
@@ -543,6 +532,13 @@ pub(crate) fn later(now: Instant, duration: Duration) -> Instant {
     now.checked_add(duration)
         .or_else(|| now.checked_add(Duration::from_secs(365 * 86_400)))
         .unwrap_or(now)
+}
+
+/// The time left before `deadline`; `None` once it has come.
+pub(crate) fn time_left(deadline: Instant) -> Option<Duration> {
+    deadline
+        .checked_duration_since(Instant::now())
+        .filter(|d| !d.is_zero())
 }
 
 /// Whether a socket error is its timeout running out.

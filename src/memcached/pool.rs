@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::conn::{Conn, ConnConfig, ServerSpec, later};
+use super::conn::{Conn, ConnConfig, ServerSpec, later, time_left};
 use super::error::{Error, Result};
 
 /// The connections to one server.
@@ -104,10 +104,7 @@ impl Pool {
                     }
                 };
             }
-            let remaining = deadline
-                .checked_duration_since(Instant::now())
-                .filter(|d| !d.is_zero())
-                .ok_or(Error::PoolTimeout)?;
+            let remaining = time_left(deadline).ok_or(Error::PoolTimeout)?;
             state.waiting += 1;
             state = self
                 .returned

@@ -36,6 +36,17 @@ fn instance(mc: &Memcached, namespace: &str) -> NearFar<String, String> {
         .expect("NearFar")
 }
 
+/// An instance with no near tier that serves a removed item stale for 30 s
+/// while one caller recomputes it.
+fn stale_instance(mc: &Memcached, namespace: &str) -> NearFar<String, String> {
+    NearFar::builder()
+        .far(client(mc))
+        .namespace(namespace)
+        .stale_on_remove(Duration::from_secs(30))
+        .build()
+        .expect("NearFar")
+}
+
 fn k(s: &str) -> String {
     s.to_string()
 }
@@ -228,14 +239,7 @@ fn revalidation_sees_another_instances_write_and_remove() {
 #[test]
 fn stale_on_remove_serves_stale_while_one_recomputes() {
     let mc = Memcached::start();
-    let mk = || -> NearFar<String, String> {
-        NearFar::builder()
-            .far(client(&mc))
-            .namespace("swr")
-            .stale_on_remove(Duration::from_secs(30))
-            .build()
-            .unwrap()
-    };
+    let mk = || stale_instance(&mc, "swr");
     let (a, b, c, d) = (mk(), mk(), mk(), mk());
     assert_eq!(a.get_with(k("report"), || k("v1")), "v1");
     a.remove(&k("report"));
@@ -401,12 +405,7 @@ fn revalidation_of_an_invalidated_item_recomputes_once() {
         .stale_on_remove(Duration::from_secs(30))
         .build()
         .unwrap();
-    let b: NearFar<String, String> = NearFar::builder()
-        .far(client(&mc))
-        .namespace("reval-stale")
-        .stale_on_remove(Duration::from_secs(30))
-        .build()
-        .unwrap();
+    let b = stale_instance(&mc, "reval-stale");
     assert_eq!(a.get_with(k("k"), || k("v1")), "v1");
     b.remove(&k("k"));
     clock.advance(Duration::from_secs(1));
@@ -526,14 +525,7 @@ fn a_write_or_removal_during_a_load_is_not_undone() {
 
     // A value written before the load is removed while a stale item is
     // being recomputed (stale_on_remove): the recompute does not return it.
-    let swr = || -> NearFar<String, String> {
-        NearFar::builder()
-            .far(client(&mc))
-            .namespace("race-swr")
-            .stale_on_remove(Duration::from_secs(30))
-            .build()
-            .unwrap()
-    };
+    let swr = || stale_instance(&mc, "race-swr");
     let (a, b) = (swr(), swr());
     b.insert(k("s"), k("v0"));
     b.remove(&k("s"));
@@ -601,14 +593,7 @@ fn a_failed_load_releases_only_its_placeholder() {
 #[test]
 fn a_failed_recompute_of_a_stale_item_hands_its_token_back() {
     let mc = Memcached::start();
-    let mk = || -> NearFar<String, String> {
-        NearFar::builder()
-            .far(client(&mc))
-            .namespace("swr-fail")
-            .stale_on_remove(Duration::from_secs(30))
-            .build()
-            .unwrap()
-    };
+    let mk = || stale_instance(&mc, "swr-fail");
     let (a, b, c) = (mk(), mk(), mk());
     for key in ["err", "panic"] {
         a.insert(k(key), k("v0"));

@@ -47,16 +47,21 @@ use nearfar::{Cache, NearFar};
 const KEYS: u64 = 10_000;
 const VALUE_LEN: usize = 100;
 
-fn bench_near_hit(c: &mut Criterion) {
-    let mut group = c.benchmark_group("nearfar/near_hit_u64");
-    let plain: Cache<u64, u64> = Cache::builder().max_entries(KEYS as usize * 2).build();
-    let nf: NearFar<u64, u64> = NearFar::builder()
+/// One near-hit group: `NearFar::get` against a plain `Cache::get`, both
+/// holding `value(k)` for every key in `0..KEYS`.
+fn near_hit<V>(c: &mut Criterion, name: &str, value: impl Fn(u64) -> V)
+where
+    V: Clone + serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    let mut group = c.benchmark_group(name);
+    let plain: Cache<u64, V> = Cache::builder().max_entries(KEYS as usize * 2).build();
+    let nf: NearFar<u64, V> = NearFar::builder()
         .near(Cache::builder().max_entries(KEYS as usize * 2))
         .build()
         .unwrap();
     for k in 0..KEYS {
-        plain.insert(k, k);
-        nf.insert(k, k);
+        plain.insert(k, value(k));
+        nf.insert(k, value(k));
     }
     let mut i = 0u64;
     group.bench_function("cache", |b| {
@@ -72,31 +77,12 @@ fn bench_near_hit(c: &mut Criterion) {
         })
     });
     group.finish();
+}
 
-    let mut group = c.benchmark_group("nearfar/near_hit_string");
+fn bench_near_hit(c: &mut Criterion) {
+    near_hit(c, "nearfar/near_hit_u64", |k| k);
     let value = "x".repeat(VALUE_LEN);
-    let plain: Cache<u64, String> = Cache::builder().max_entries(KEYS as usize * 2).build();
-    let nf: NearFar<u64, String> = NearFar::builder()
-        .near(Cache::builder().max_entries(KEYS as usize * 2))
-        .build()
-        .unwrap();
-    for k in 0..KEYS {
-        plain.insert(k, value.clone());
-        nf.insert(k, value.clone());
-    }
-    group.bench_function("cache", |b| {
-        b.iter(|| {
-            i = (i + 1) % KEYS;
-            black_box(plain.get(black_box(&i)))
-        })
-    });
-    group.bench_function("nearfar", |b| {
-        b.iter(|| {
-            i = (i + 1) % KEYS;
-            black_box(nf.get(black_box(&i)))
-        })
-    });
-    group.finish();
+    near_hit(c, "nearfar/near_hit_string", |_| value.clone());
 }
 
 fn bench_far(c: &mut Criterion) {

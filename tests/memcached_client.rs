@@ -648,19 +648,22 @@ const SLOW_PIECES: [&[u8]; 62] = {
     pieces
 };
 
+/// A client with a 250 ms I/O timeout, to a server that answers its first
+/// request with `pieces`, `pause` apart.
+fn trickled_client(pieces: &'static [&'static [u8]], pause: Duration) -> Client {
+    let (addr, _) = scripted_server(vec![vec![Step::Trickle(pieces, pause)]]);
+    Client::builder()
+        .servers([addr.as_str()])
+        .io_timeout(Duration::from_millis(250))
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn io_timeout_bounds_silence_not_a_streaming_reply() {
     // Ten bytes of a 60-byte value over 500 ms, then silence: the wait
     // restarts with each piece and ends 250 ms after the last.
-    let (addr, _) = scripted_server(vec![vec![Step::Trickle(
-        &SLOW_PIECES[..11],
-        Duration::from_millis(50),
-    )]]);
-    let c = Client::builder()
-        .servers([addr.as_str()])
-        .io_timeout(Duration::from_millis(250))
-        .build()
-        .unwrap();
+    let c = trickled_client(&SLOW_PIECES[..11], Duration::from_millis(50));
     let started = Instant::now();
     assert!(matches!(c.get::<String>("k"), Err(Error::Timeout)));
     let first = started.elapsed();
@@ -670,27 +673,14 @@ fn io_timeout_bounds_silence_not_a_streaming_reply() {
     );
     // Every piece arrives well within the I/O timeout, so a reply longer
     // than the timeout as a whole succeeds ...
-    let (addr, _) = scripted_server(vec![vec![Step::Trickle(
+    let c = trickled_client(
         &[b"VA 5 f16\r\n", b"h", b"e", b"l", b"l", b"o", b"\r\n"],
         Duration::from_millis(100),
-    )]]);
-    let c = Client::builder()
-        .servers([addr.as_str()])
-        .io_timeout(Duration::from_millis(250))
-        .build()
-        .unwrap();
+    );
     assert_eq!(c.get::<String>("k").unwrap().as_deref(), Some("hello"));
 
     // ... but not one that trickles on past ten times the timeout.
-    let (addr, _) = scripted_server(vec![vec![Step::Trickle(
-        &SLOW_PIECES,
-        Duration::from_millis(50),
-    )]]);
-    let c = Client::builder()
-        .servers([addr.as_str()])
-        .io_timeout(Duration::from_millis(250))
-        .build()
-        .unwrap();
+    let c = trickled_client(&SLOW_PIECES, Duration::from_millis(50));
     let started = Instant::now();
     assert!(matches!(c.get::<String>("k"), Err(Error::Timeout)));
     let elapsed = started.elapsed();

@@ -36,6 +36,17 @@ fn instance(mc: &Memcached, namespace: &str) -> NearFar<String, String> {
         .expect("NearFar")
 }
 
+/// An instance with no near tier that serves a removed item stale for 30 s
+/// while one caller recomputes it.
+fn stale_instance(mc: &Memcached, namespace: &str) -> NearFar<String, String> {
+    NearFar::builder()
+        .far(client(mc))
+        .namespace(namespace)
+        .stale_on_remove(Duration::from_secs(30))
+        .build()
+        .expect("NearFar")
+}
+
 fn k(s: &str) -> String {
     s.to_string()
 }
@@ -228,14 +239,7 @@ fn revalidation_sees_another_instances_write_and_remove() {
 #[test]
 fn stale_on_remove_serves_stale_while_one_recomputes() {
     let mc = Memcached::start();
-    let mk = || -> NearFar<String, String> {
-        NearFar::builder()
-            .far(client(&mc))
-            .namespace("swr")
-            .stale_on_remove(Duration::from_secs(30))
-            .build()
-            .unwrap()
-    };
+    let mk = || stale_instance(&mc, "swr");
     let (a, b, c, d) = (mk(), mk(), mk(), mk());
     assert_eq!(a.get_with(k("report"), || k("v1")), "v1");
     a.remove(&k("report"));
@@ -246,16 +250,7 @@ fn stale_on_remove_serves_stale_while_one_recomputes() {
     );
 
     // b wins the recompute; while its loader runs, c is served the stale value.
-    let (started_tx, started_rx) = mpsc::channel();
-    let (go_tx, go_rx) = mpsc::channel::<()>();
-    let recompute = thread::spawn(move || {
-        b.get_with(k("report"), || {
-            started_tx.send(()).unwrap();
-            go_rx.recv().unwrap();
-            k("v2")
-        })
-    });
-    started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let (go_tx, recompute) = blocked_load(b, "report", "v2");
     assert_eq!(c.get_with(k("report"), || unreachable!()), "v1");
     assert_eq!(c.stats().stale_serves, 1);
     go_tx.send(()).unwrap();
@@ -365,16 +360,7 @@ fn a_hung_lease_holder_costs_waiters_at_most_lease_wait() {
             .unwrap()
     };
     let (a, b) = (mk(Duration::from_secs(10)), mk(300 * MS));
-    let (started_tx, started_rx) = mpsc::channel();
-    let (go_tx, go_rx) = mpsc::channel::<()>();
-    let holder = thread::spawn(move || {
-        a.get_with(k("slow"), || {
-            started_tx.send(()).unwrap();
-            go_rx.recv().unwrap();
-            k("from a")
-        })
-    });
-    started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let (go_tx, holder) = blocked_load(a, "slow", "from a");
     let start = Instant::now();
     assert_eq!(b.get_with(k("slow"), || k("from b")), "from b");
     let waited = start.elapsed();
@@ -401,12 +387,7 @@ fn revalidation_of_an_invalidated_item_recomputes_once() {
         .stale_on_remove(Duration::from_secs(30))
         .build()
         .unwrap();
-    let b: NearFar<String, String> = NearFar::builder()
-        .far(client(&mc))
-        .namespace("reval-stale")
-        .stale_on_remove(Duration::from_secs(30))
-        .build()
-        .unwrap();
+    let b = stale_instance(&mc, "reval-stale");
     assert_eq!(a.get_with(k("k"), || k("v1")), "v1");
     b.remove(&k("k"));
     clock.advance(Duration::from_secs(1));
@@ -475,20 +456,32 @@ fn memoize_through_a_nearfar_store() {
     assert_eq!(SECOND.stats().far_hits, 1);
 }
 
-/// Runs `a.get_with(key)` with a loader blocked on a channel, calls
-/// `meanwhile` while it is blocked, then lets it return "v1".
-fn load_racing(a: &NearFar<String, String>, key: &str, meanwhile: impl FnOnce()) {
+/// Starts `nf.get_with(key)` on a thread and returns once its loader runs.
+/// The loader then waits for a message on the returned sender before it
+/// returns `value`; the handle yields what the caller got.
+fn blocked_load(
+    nf: NearFar<String, String>,
+    key: &str,
+    value: &'static str,
+) -> (mpsc::Sender<()>, thread::JoinHandle<String>) {
     let (started_tx, started_rx) = mpsc::channel();
     let (go_tx, go_rx) = mpsc::channel::<()>();
-    let (a2, key2) = (a.clone(), k(key));
+    let key = k(key);
     let loader = thread::spawn(move || {
-        a2.get_with(key2, || {
+        nf.get_with(key, || {
             started_tx.send(()).unwrap();
             go_rx.recv().unwrap();
-            k("v1")
+            k(value)
         })
     });
     started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    (go_tx, loader)
+}
+
+/// Runs `a.get_with(key)` with a loader blocked on a channel, calls
+/// `meanwhile` while it is blocked, then lets it return "v1".
+fn load_racing(a: &NearFar<String, String>, key: &str, meanwhile: impl FnOnce()) {
+    let (go_tx, loader) = blocked_load(a.clone(), key, "v1");
     meanwhile();
     go_tx.send(()).unwrap();
     assert_eq!(
@@ -526,14 +519,7 @@ fn a_write_or_removal_during_a_load_is_not_undone() {
 
     // A value written before the load is removed while a stale item is
     // being recomputed (stale_on_remove): the recompute does not return it.
-    let swr = || -> NearFar<String, String> {
-        NearFar::builder()
-            .far(client(&mc))
-            .namespace("race-swr")
-            .stale_on_remove(Duration::from_secs(30))
-            .build()
-            .unwrap()
-    };
+    let swr = || stale_instance(&mc, "race-swr");
     let (a, b) = (swr(), swr());
     b.insert(k("s"), k("v0"));
     b.remove(&k("s"));
@@ -601,14 +587,7 @@ fn a_failed_load_releases_only_its_placeholder() {
 #[test]
 fn a_failed_recompute_of_a_stale_item_hands_its_token_back() {
     let mc = Memcached::start();
-    let mk = || -> NearFar<String, String> {
-        NearFar::builder()
-            .far(client(&mc))
-            .namespace("swr-fail")
-            .stale_on_remove(Duration::from_secs(30))
-            .build()
-            .unwrap()
-    };
+    let mk = || stale_instance(&mc, "swr-fail");
     let (a, b, c) = (mk(), mk(), mk());
     for key in ["err", "panic"] {
         a.insert(k(key), k("v0"));
@@ -673,22 +652,9 @@ fn a_lease_timeout_load_does_not_undo_a_removal() {
         mk(100 * MS),
         mk(Duration::from_secs(10)),
     );
-    let blocked = |nf: NearFar<String, String>, v: &'static str| {
-        let (started_tx, started_rx) = mpsc::channel();
-        let (go_tx, go_rx) = mpsc::channel::<()>();
-        let loader = thread::spawn(move || {
-            nf.get_with(k("k"), || {
-                started_tx.send(()).unwrap();
-                go_rx.recv().unwrap();
-                k(v)
-            })
-        });
-        started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        (go_tx, loader)
-    };
     // a wins the lease and hangs; b waits out its lease_wait and loads.
-    let (go_a, holder) = blocked(a, "from a");
-    let (go_b, late) = blocked(b.clone(), "from b");
+    let (go_a, holder) = blocked_load(a, "k", "from a");
+    let (go_b, late) = blocked_load(b.clone(), "k", "from b");
     assert_eq!(b.stats().lease_timeouts, 1);
     // The key is removed (a's placeholder with it) while b's loader runs.
     c.remove(&k("k"));

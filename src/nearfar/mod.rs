@@ -442,7 +442,8 @@ where
         if self.namespace.len() > 200
             || prefix_len + self.namespace.len() + 1 + key::DIGEST_LEN
                 > memcached::protocol::MAX_KEY_LEN
-            || self.namespace.bytes().any(|b| b <= b' ' || b == 0x7f)
+            || (!self.namespace.is_empty()
+                && memcached::protocol::validate_key(self.namespace.as_bytes()).is_err())
         {
             return invalid(
                 "namespace",

@@ -10,6 +10,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::nanos;
+
 /// Whether a call may use the far tier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Pass {
@@ -50,9 +52,7 @@ impl Breaker {
 
     fn now(&self) -> u64 {
         // At least 1, so an open deadline is never 0 ("closed").
-        u64::try_from(self.epoch.elapsed().as_nanos())
-            .unwrap_or(u64::MAX)
-            .max(1)
+        nanos(self.epoch.elapsed()).max(1)
     }
 
     pub(crate) fn pass(&self) -> Pass {
@@ -114,9 +114,7 @@ impl Breaker {
     /// Opens the breaker for a cooldown from now, if its deadline is still
     /// `from` (0: closed): of callers failing at once, one trips it.
     fn open(&self, from: u64) {
-        let until = self
-            .now()
-            .saturating_add(u64::try_from(self.cooldown.as_nanos()).unwrap_or(u64::MAX));
+        let until = self.now().saturating_add(nanos(self.cooldown));
         if self
             .open_until
             .compare_exchange(from, until, Ordering::AcqRel, Ordering::Acquire)

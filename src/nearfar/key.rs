@@ -4,7 +4,7 @@ use md5::{Digest, Md5};
 use serde::Serialize;
 
 use crate::codec::{Codec, DefaultCodec, FLAG_INTEGER, FLAG_TEXT};
-use crate::memcached::protocol::MAX_KEY_LEN;
+use crate::memcached::protocol::{MAX_KEY_LEN, validate_key};
 
 /// Renders a key as text for the far tier.
 ///
@@ -70,10 +70,11 @@ pub(crate) const DIGEST_LEN: usize = 33;
 pub(crate) fn full_key(namespace: &str, prefix_len: usize, rendered: &str) -> String {
     let sep = usize::from(!namespace.is_empty());
     let plain_len = prefix_len + namespace.len() + sep + rendered.len();
-    let plain = !rendered.is_empty()
-        && !rendered.starts_with('#')
+    // `validate_key` also refuses an empty key; the length it checks is
+    // the rendered part's alone, within `plain_len`'s.
+    let plain = !rendered.starts_with('#')
         && plain_len <= MAX_KEY_LEN
-        && rendered.bytes().all(|b| b > b' ' && b != 0x7f);
+        && validate_key(rendered.as_bytes()).is_ok();
     let mut out = String::with_capacity(namespace.len() + sep + rendered.len().min(DIGEST_LEN));
     out.push_str(namespace);
     if sep == 1 {

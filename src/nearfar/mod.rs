@@ -442,7 +442,8 @@ where
         if self.namespace.len() > 200
             || prefix_len + self.namespace.len() + 1 + key::DIGEST_LEN
                 > memcached::protocol::MAX_KEY_LEN
-            || self.namespace.bytes().any(|b| b <= b' ' || b == 0x7f)
+            || (!self.namespace.is_empty()
+                && memcached::protocol::validate_key(self.namespace.as_bytes()).is_err())
         {
             return invalid(
                 "namespace",
@@ -628,10 +629,7 @@ where
     /// # Ok::<(), nearfar::NearFarError>(())
     /// ```
     pub fn get_with(&self, key: K, load: impl FnOnce() -> V) -> V {
-        match self.try_get_with(key, || Ok::<V, std::convert::Infallible>(load())) {
-            Ok(v) => v,
-            Err(e) => match *e {},
-        }
+        self.get_with_ref(&key, load)
     }
 
     /// Like [`get_with`](Self::get_with) for a fallible loader. An error is
@@ -661,30 +659,47 @@ where
     where
         E: Send + Sync + 'static,
     {
+        self.try_get_with_ref(&key, load)
+    }
+
+    /// [`get_with`](Self::get_with) for a borrowed key.
+    fn get_with_ref(&self, key: &K, load: impl FnOnce() -> V) -> V {
+        match self.try_get_with_ref(key, || Ok::<V, std::convert::Infallible>(load())) {
+            Ok(v) => v,
+            Err(e) => match *e {},
+        }
+    }
+
+    /// [`try_get_with`](Self::try_get_with) for a borrowed key, cloned only
+    /// on a near miss: the memoisation path ([`crate::memo`]), where a near
+    /// hit should cost no clone of the key.
+    fn try_get_with_ref<E>(&self, key: &K, load: impl FnOnce() -> Result<V, E>) -> Result<V, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+    {
         let inner = &*self.inner;
         let mut won_stale = None;
-        if let Some(entry) = inner.near.get(&key) {
+        if let Some(entry) = inner.near.get(key) {
             if !self.due(&entry) {
                 return Ok(entry.value);
             }
-            match self.revalidate(&key, entry) {
+            match self.revalidate(key, entry) {
                 Check::Keep(v) => return Ok(v),
                 Check::Changed => {}
                 Check::WonStale(_, cas) => won_stale = Some(cas),
             }
-            inner.near.remove(&key);
+            inner.near.remove(key);
         }
         let Some(far) = &inner.far else {
             return self.load_near_only(key, load);
         };
-        let Some(fkey) = self.key_of(far, &key) else {
+        let Some(fkey) = self.key_of(far, key) else {
             return self.load_near_only(key, load);
         };
         let ran = Cell::new(false);
-        let generation = self.generation(&key);
+        let generation = self.generation(key);
         let seen = generation.load(Ordering::Acquire);
-        let probe = key.clone();
-        let result = inner.near.try_get_or_insert_with_ttl(key, || {
+        let result = inner.near.try_get_or_insert_with_ttl(key.clone(), || {
             ran.set(true);
             let (entry, ttl) = self.load_through(far, &fkey, won_stale, load)?;
             if generation.load(Ordering::Acquire) != seen {
@@ -696,7 +711,7 @@ where
         });
         if ran.get() && generation.load(Ordering::Acquire) != seen {
             // A write or removal between the check above and the fill.
-            inner.near.remove(&probe);
+            inner.near.remove(key);
         }
         if let Some(cas) = won_stale.filter(|_| !ran.get()) {
             // Another caller of this process loaded: it saw the item stale
@@ -1168,15 +1183,14 @@ where
     /// generation moved returns its value to its callers and stores
     /// nothing; a write landing between that check and the fill leaves the
     /// key missing (never the older value).
-    fn load_near_only<E>(&self, key: K, load: impl FnOnce() -> Result<V, E>) -> Result<V, Arc<E>>
+    fn load_near_only<E>(&self, key: &K, load: impl FnOnce() -> Result<V, E>) -> Result<V, Arc<E>>
     where
         E: Send + Sync + 'static,
     {
         let inner = &*self.inner;
-        let generation = self.generation(&key);
+        let generation = self.generation(key);
         let seen = generation.load(Ordering::Acquire);
         let ran = Cell::new(false);
-        let probe = key.clone();
         let run = || {
             ran.set(true);
             bump(&inner.counters.loader_calls);
@@ -1187,17 +1201,17 @@ where
             Ok(value)
         };
         let result = match inner.near_ttl {
-            Some(ttl) => inner.near.try_get_or_insert_with_ttl(key, || {
+            Some(ttl) => inner.near.try_get_or_insert_with_ttl(key.clone(), || {
                 run().map(|v| (self.entry(v, 0, Some(ttl)), ttl))
             }),
             None => inner
                 .near
-                .try_get_or_insert_with(key, || run().map(|v| self.entry(v, 0, None))),
+                .try_get_or_insert_with(key.clone(), || run().map(|v| self.entry(v, 0, None))),
         };
         if ran.get() && result.is_ok() && generation.load(Ordering::Acquire) != seen {
             // A write or removal between the check and the fill (not after a
             // failed or superseded load, which stored nothing).
-            inner.near.remove(&probe);
+            inner.near.remove(key);
         }
         match result {
             Ok(entry) => Ok(entry.value),
@@ -1375,10 +1389,10 @@ where
     V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     fn get_or_compute(&self, key: &K, compute: &mut dyn FnMut() -> V) -> V {
-        self.get_with(key.clone(), compute)
+        self.get_with_ref(key, compute)
     }
 
     fn try_get_or_compute(&self, key: &K, compute: &mut dyn FnMut() -> Option<V>) -> Option<V> {
-        self.try_get_with(key.clone(), || compute().ok_or(())).ok()
+        self.try_get_with_ref(key, || compute().ok_or(())).ok()
     }
 }

@@ -278,3 +278,22 @@ fn a_near_only_load_does_not_undo_an_insert_or_remove() {
         }
     }
 }
+
+#[test]
+fn a_memoised_near_hit_clones_no_key() {
+    use std::sync::atomic::AtomicUsize;
+    static CLONES: AtomicUsize = AtomicUsize::new(0);
+    #[derive(PartialEq, Eq, Hash, serde::Serialize)]
+    struct Key(u8);
+    impl Clone for Key {
+        fn clone(&self) -> Self {
+            CLONES.fetch_add(1, Ordering::SeqCst);
+            Key(self.0)
+        }
+    }
+    let nf: NearFar<Key, u8> = NearFar::builder().build().unwrap();
+    assert_eq!(crate::memo::memoize(&nf, Key(3), |k| k.0), 3);
+    assert_eq!(CLONES.load(Ordering::SeqCst), 1, "the miss stores a clone");
+    assert_eq!(crate::memo::memoize(&nf, Key(3), |_| 0), 3);
+    assert_eq!(CLONES.load(Ordering::SeqCst), 1, "a near hit clones none");
+}

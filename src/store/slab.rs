@@ -190,6 +190,9 @@ impl<K, V> Slot<K, V> {
 pub(crate) struct Slab<K, V> {
     /// log2 of the size of chunk 0.
     shift: u32,
+    /// The size of chunk 0 (`1 << shift`), kept so the common lookup is
+    /// one compare.
+    first_len: u32,
     chunks: [AtomicPtr<Slot<K, V>>; MAX_CHUNKS],
     /// One past the highest index ever handed out; slots at or above it were
     /// never touched (their pages may not even be resident).
@@ -212,6 +215,7 @@ impl<K, V> Slab<K, V> {
         Slab {
             chunks: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
             shift: first.trailing_zeros(),
+            first_len: first as u32,
             // Index 0 is NIL and never handed out.
             high_water: AtomicU32::new(1),
         }
@@ -243,7 +247,7 @@ impl<K, V> Slab<K, V> {
     pub(crate) unsafe fn slot(&self, idx: u32) -> &Slot<K, V> {
         // Chunk 0 holds nearly every slot of an entry-bounded cache: skip the
         // chunk arithmetic for it.
-        let (chunk, offset) = if idx >> self.shift == 0 {
+        let (chunk, offset) = if idx < self.first_len {
             (0, idx as usize)
         } else {
             self.locate(idx)

@@ -579,8 +579,7 @@ impl<K, V> Shard<K, V> {
                 // The new slot takes the old one's place in the index and list.
                 let pos = self.slot(old).pos.load(Ordering::Relaxed);
                 slot.pos.store(pos, Ordering::Relaxed);
-                // A rewrite is a use: keep the entry's standing.
-                slot.touch();
+                slot.inherit_uses(self.slot(old));
                 self.table(guard).replace(pos, idx);
                 let grew = weight > st.lru.weight_of(old);
                 st.lru.replace(old, idx, weight);

@@ -147,6 +147,17 @@ impl<K, V> Slot<K, V> {
         }
     }
 
+    /// Starts a slot that replaces `old` (same key) with `old`'s use count
+    /// plus one: a rewrite is a use, and the entry keeps its standing. A hot
+    /// key's new slot then starts at the cap, so readers on other cores
+    /// never write its line. Writer only, before the slot is published.
+    #[inline]
+    pub(crate) fn inherit_uses(&self, old: &Self) {
+        let uses = old.uses.load(Ordering::Relaxed);
+        self.uses
+            .store(uses.saturating_add(1).min(MAX_USES), Ordering::Relaxed);
+    }
+
     /// Takes one use off the count and returns the count it had. Writer only.
     #[inline]
     pub(crate) fn decay(&self) -> u32 {

@@ -480,6 +480,25 @@ mod tests {
     }
 
     #[test]
+    fn a_replacing_slot_inherits_one_more_use_up_to_the_cap() {
+        let slab: Slab<u32, u32> = Slab::new(8);
+        let (old, new) = (slab.grow().unwrap(), slab.grow().unwrap());
+        // SAFETY: freshly grown, exclusively ours.
+        let (old, new) = unsafe {
+            slab.slot(old).fill(1, 1, 0);
+            slab.slot(new).fill(1, 2, 0);
+            (slab.slot(old), slab.slot(new))
+        };
+        new.inherit_uses(old);
+        assert_eq!(new.decay(), 1, "a rewrite of an unused entry is one use");
+        for _ in 0..MAX_USES {
+            old.touch();
+        }
+        new.inherit_uses(old);
+        assert_eq!(new.decay(), u32::from(MAX_USES), "capped, not past it");
+    }
+
+    #[test]
     fn grow_fill_and_drop_run_destructors_once() {
         let counter = Arc::new(());
         {

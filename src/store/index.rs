@@ -342,7 +342,7 @@ impl Index {
     ///
     /// Lock-free. `hit` must confirm the candidate (compare the slot's key):
     /// the index only narrows the search.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn find<R>(
         &self,
         hash: u64,
@@ -351,7 +351,12 @@ impl Index {
         let tag = tag(hash);
         let mut at = self.home(hash);
         for _ in 0..self.chunks.len() {
-            let chunk = &self.chunks[at];
+            debug_assert!(at < self.chunks.len());
+            // SAFETY: `at < len`: `home` scales a 32-bit value by `len` and
+            // keeps the top 32 bits of the product, which is below `len`,
+            // and `next` wraps to 0 at `len`. (Spares the lookup a bounds
+            // check per chunk.)
+            let chunk = unsafe { self.chunks.get_unchecked(at) };
             // Acquire: pairs with the Release store of a tag word, so the
             // lane's index and the slot it names are visible (module docs).
             let low = chunk.low.load(Ordering::Acquire);

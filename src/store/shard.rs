@@ -284,7 +284,7 @@ impl<K, V> Shard<K, V> {
 
     /// One lock-free walk. A hit is confirmed by the key compare, whatever
     /// moves overlap it; a miss counts only if no move overlapped the walk.
-    #[inline]
+    #[inline(always)]
     fn try_find<'g, Q>(
         &'g self,
         hash: u64,
@@ -333,7 +333,7 @@ impl<K, V> Shard<K, V> {
         self.walk(hash, key, guard)
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn walk<'g, Q>(&'g self, hash: u64, key: &Q, guard: &'g Guard) -> Found<'g, K, V>
     where
         K: Borrow<Q>,
@@ -369,7 +369,10 @@ impl<K, V> Shard<K, V> {
     /// their contents (with no lock held, so a `Drop` impl that uses the cache
     /// cannot deadlock), then locks and puts them on the free list.
     pub(crate) fn lock_for_write(&self) -> MutexGuard<'_, State<K, V>> {
-        if !self.mailbox.has_mail() {
+        // With nothing to drop, `alloc` takes the mail under the lock, into
+        // a reused buffer, when it needs a slot.
+        let drop_free = !std::mem::needs_drop::<K>() && !std::mem::needs_drop::<V>();
+        if drop_free || !self.mailbox.has_mail() {
             return self.lock();
         }
         let mut reclaimed = Vec::new();
@@ -454,6 +457,7 @@ impl<K, V> Shard<K, V> {
     }
 
     /// Marks an already-unlinked slot dead and queues it for the epoch.
+    #[inline]
     fn retire_slot(&self, st: &mut State<K, V>, idx: u32, cause: RemovalCause) {
         let slot = self.slot(idx);
         // Relaxed load and store (no RMW needed): only the lock holder
@@ -570,17 +574,17 @@ impl<K, V> Shard<K, V> {
         if expires != 0 {
             st.expiring += 1;
         }
-        let outcome = match existing {
+        let (outcome, grew) = match existing {
             Some(old) => {
                 // The new slot takes the old one's place in the index and list.
                 let pos = self.slot(old).pos.load(Ordering::Relaxed);
                 slot.pos.store(pos, Ordering::Relaxed);
-                // A rewrite is a use: keep the entry's standing.
-                slot.touch();
+                slot.inherit_uses(self.slot(old));
                 self.table(guard).replace(pos, idx);
+                let grew = weight > st.lru.weight_of(old);
                 st.lru.replace(old, idx, weight);
                 self.retire_slot(st, old, RemovalCause::Replaced);
-                Inserted::Replaced
+                (Inserted::Replaced, grew)
             }
             None => {
                 // `ensure_room` left a free lane: an index at its largest
@@ -594,10 +598,15 @@ impl<K, V> Shard<K, V> {
                 let returning = st.ghost.recall(hash);
                 st.lru.insert(idx, weight, returning);
                 bump(&self.counters.inserts, 1);
-                Inserted::New
+                (Inserted::New, true)
             }
         };
-        self.enforce_bound(st, ctx, idx, guard);
+        // A replacement that weighs no more than the entry it replaced
+        // leaves every segment and the shard within bounds: nothing to move
+        // or evict (the common rewrite of a hot key stays cheap).
+        if grew {
+            self.enforce_bound(st, ctx, idx, guard);
+        }
         self.sweep(st, ctx, SWEEP_PER_WRITE, guard);
         outcome
     }

@@ -147,6 +147,17 @@ impl<K, V> Slot<K, V> {
         }
     }
 
+    /// Starts a slot that replaces `old` (same key) with `old`'s use count
+    /// plus one: a rewrite is a use, and the entry keeps its standing. A hot
+    /// key's new slot then starts at the cap, so readers on other cores
+    /// never write its line. Writer only, before the slot is published.
+    #[inline]
+    pub(crate) fn inherit_uses(&self, old: &Self) {
+        let uses = old.uses.load(Ordering::Relaxed);
+        self.uses
+            .store(uses.saturating_add(1).min(MAX_USES), Ordering::Relaxed);
+    }
+
     /// Takes one use off the count and returns the count it had. Writer only.
     #[inline]
     pub(crate) fn decay(&self) -> u32 {
@@ -190,6 +201,9 @@ impl<K, V> Slot<K, V> {
 pub(crate) struct Slab<K, V> {
     /// log2 of the size of chunk 0.
     shift: u32,
+    /// The size of chunk 0 (`1 << shift`), kept so the common lookup is
+    /// one compare.
+    first_len: u32,
     chunks: [AtomicPtr<Slot<K, V>>; MAX_CHUNKS],
     /// One past the highest index ever handed out; slots at or above it were
     /// never touched (their pages may not even be resident).
@@ -212,6 +226,7 @@ impl<K, V> Slab<K, V> {
         Slab {
             chunks: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
             shift: first.trailing_zeros(),
+            first_len: first as u32,
             // Index 0 is NIL and never handed out.
             high_water: AtomicU32::new(1),
         }
@@ -243,7 +258,7 @@ impl<K, V> Slab<K, V> {
     pub(crate) unsafe fn slot(&self, idx: u32) -> &Slot<K, V> {
         // Chunk 0 holds nearly every slot of an entry-bounded cache: skip the
         // chunk arithmetic for it.
-        let (chunk, offset) = if idx >> self.shift == 0 {
+        let (chunk, offset) = if idx < self.first_len {
             (0, idx as usize)
         } else {
             self.locate(idx)
@@ -462,6 +477,25 @@ mod tests {
                 expected = (expected.0 + 1, 0);
             }
         }
+    }
+
+    #[test]
+    fn a_replacing_slot_inherits_one_more_use_up_to_the_cap() {
+        let slab: Slab<u32, u32> = Slab::new(8);
+        let (old, new) = (slab.grow().unwrap(), slab.grow().unwrap());
+        // SAFETY: freshly grown, exclusively ours.
+        let (old, new) = unsafe {
+            slab.slot(old).fill(1, 1, 0);
+            slab.slot(new).fill(1, 2, 0);
+            (slab.slot(old), slab.slot(new))
+        };
+        new.inherit_uses(old);
+        assert_eq!(new.decay(), 1, "a rewrite of an unused entry is one use");
+        for _ in 0..MAX_USES {
+            old.touch();
+        }
+        new.inherit_uses(old);
+        assert_eq!(new.decay(), u32::from(MAX_USES), "capped, not past it");
     }
 
     #[test]

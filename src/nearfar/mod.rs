@@ -699,15 +699,17 @@ where
         let ran = Cell::new(false);
         let generation = self.generation(key);
         let seen = generation.load(Ordering::Acquire);
-        let result = inner.near.try_get_or_insert_with_ttl(key.clone(), || {
+        // The lookup above counted the near miss (or hit, for an entry that
+        // was then found changed): the load does not look again.
+        let result = inner.near.load_after_miss(key.clone(), || {
             ran.set(true);
             let (entry, ttl) = self.load_through(far, &fkey, won_stale, load)?;
             if generation.load(Ordering::Acquire) != seen {
                 // This process wrote or removed the key meanwhile: what the
                 // load read may be older. Return it, keep nothing.
-                return Ok((entry, Duration::ZERO));
+                return Ok((entry, Some(Duration::ZERO)));
             }
-            Ok((entry, ttl))
+            Ok((entry, Some(ttl)))
         });
         if ran.get() && generation.load(Ordering::Acquire) != seen {
             // A write or removal between the check above and the fill.
@@ -1200,14 +1202,12 @@ where
             }
             Ok(value)
         };
-        let result = match inner.near_ttl {
-            Some(ttl) => inner.near.try_get_or_insert_with_ttl(key.clone(), || {
-                run().map(|v| (self.entry(v, 0, Some(ttl)), ttl))
-            }),
-            None => inner
-                .near
-                .try_get_or_insert_with(key.clone(), || run().map(|v| self.entry(v, 0, None))),
-        };
+        // Called after `try_get_with_ref`'s own lookup missed (and counted
+        // it): the load does not look again.
+        let near_ttl = inner.near_ttl;
+        let result = inner.near.load_after_miss(key.clone(), || {
+            run().map(|v| (self.entry(v, 0, near_ttl), near_ttl))
+        });
         if ran.get() && result.is_ok() && generation.load(Ordering::Acquire) != seen {
             // A write or removal between the check and the fill (not after a
             // failed or superseded load, which stored nothing).

@@ -297,3 +297,27 @@ fn a_memoised_near_hit_clones_no_key() {
     assert_eq!(crate::memo::memoize(&nf, Key(3), |_| 0), 3);
     assert_eq!(CLONES.load(Ordering::SeqCst), 1, "a near hit clones none");
 }
+
+#[test]
+fn a_load_counts_one_near_miss_and_a_hit_one_hit() {
+    // Near only, and with an unreachable far tier (the far path): each
+    // get_with that loads is one near lookup, so one near miss.
+    let client = Client::builder()
+        .servers(["127.0.0.1:1"])
+        .connect_timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let far: NearFar<u32, u32> = NearFar::builder().far(client).build().unwrap();
+    let near: NearFar<u32, u32> = NearFar::builder().build().unwrap();
+    for nf in [near, far] {
+        for i in 0..5 {
+            assert_eq!(nf.get_with(i, || i + 1), i + 1);
+        }
+        for i in 0..5 {
+            assert_eq!(nf.get_with(i, || unreachable!()), i + 1);
+        }
+        let s = nf.stats();
+        assert_eq!((s.near.misses, s.near.hits), (5, 5), "{s:?}");
+        assert_eq!(s.loader_calls, 5);
+    }
+}

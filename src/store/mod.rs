@@ -843,6 +843,23 @@ where
         self.load_missed(hash, MissedKey::Owned(key), load)
     }
 
+    /// The `get_or_insert_with` family for a caller that has just looked
+    /// `key` up itself and missed (the miss is counted once, by that
+    /// lookup): goes straight to the coalesced load, whose check under the
+    /// lock still returns a value stored since. `None` as the TTL: the
+    /// cache's default.
+    pub(crate) fn load_after_miss<E>(
+        &self,
+        key: K,
+        load: impl FnOnce() -> Result<(V, Option<Duration>), E>,
+    ) -> Result<V, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+    {
+        let hash = self.inner.hasher.hash_one(&key);
+        self.load_missed(hash, MissedKey::Owned(key), load)
+    }
+
     /// [`get_or_insert_with`](Self::get_or_insert_with) for a borrowed key,
     /// cloned only on a miss (see `try_get_or_insert_with_ref`).
     pub(crate) fn get_or_insert_with_ref(&self, key: &K, load: impl FnOnce() -> V) -> V

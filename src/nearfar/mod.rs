@@ -1167,7 +1167,7 @@ where
         let (old, breaker) = far.fallback.as_ref()?;
         let item = self.far_call(old, breaker, |c| c.meta_get::<V>(fkey))??;
         bump(&self.inner.counters.fallback_hits);
-        let ttl = item.ttl.unwrap_or(far.far_ttl).min(far.far_ttl);
+        let ttl = fallback_ttl(item.ttl, far.far_ttl);
         let stored = self.far_call(&far.client, &far.breaker, |c| match placeholder {
             Some(cas) => c.cas(fkey, &item.value, ttl, cas),
             None => c.add(fkey, &item.value, ttl),
@@ -1375,6 +1375,14 @@ where
         let ttl = self.bound(Some(far.far_ttl));
         Ok((self.entry(value, 0, Some(ttl)), ttl))
     }
+}
+
+/// The TTL for a copy of a fallback item that has `left` to live (`None`:
+/// never expires), bounded by `far_ttl`. A reported 0 (an item in its last
+/// second) becomes 1 s: a TTL of 0 would be sent as exptime 0, "never".
+fn fallback_ttl(left: Option<Duration>, far_ttl: Duration) -> Duration {
+    left.map_or(far_ttl, |left| left.max(Duration::from_secs(1)))
+        .min(far_ttl)
 }
 
 #[cfg(test)]

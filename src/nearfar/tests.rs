@@ -321,3 +321,18 @@ fn a_load_counts_one_near_miss_and_a_hit_one_hit() {
         assert_eq!(s.loader_calls, 5);
     }
 }
+
+#[test]
+fn a_fallback_copy_never_turns_a_dying_item_immortal() {
+    let hour = Duration::from_secs(3600);
+    assert_eq!(
+        super::fallback_ttl(Some(Duration::ZERO), hour),
+        Duration::from_secs(1)
+    );
+    assert_eq!(
+        super::fallback_ttl(Some(Duration::from_secs(5)), hour),
+        Duration::from_secs(5)
+    );
+    assert_eq!(super::fallback_ttl(Some(2 * hour), hour), hour);
+    assert_eq!(super::fallback_ttl(None, hour), hour);
+}

@@ -488,6 +488,11 @@ where
 
     /// Runs a write operation on `shard` and settles it: retires what it
     /// unlinked, updates the gauges, unlocks, then tells the listener.
+    ///
+    /// `guard` is the one the operation loads with under the lock. It must
+    /// be really pinned (not `epoch::unprotected`) when the cache has a
+    /// listener, which reads removed slots after the unlock, and when the
+    /// caller reads them afterwards (`remove`).
     fn write<R>(
         &self,
         shard: &Shard<K, V>,
@@ -505,9 +510,10 @@ where
         &self,
         shard: &Shard<K, V>,
         mut st: crate::shim::MutexGuard<'_, State<K, V>>,
-        guard: &Guard,
+        // Unused: witnesses the pin the listener's reads below rely on.
+        _guard: &Guard,
     ) {
-        shard.finish_write(&mut st, guard);
+        shard.finish_write(&mut st);
         let notices = if st.notices.is_empty() {
             Vec::new()
         } else {
@@ -516,8 +522,9 @@ where
         drop(st);
         if let Some(listener) = &self.inner.listener {
             for (idx, cause) in notices {
-                // SAFETY: retired during this operation while `guard` was
-                // pinned, so not reclaimed before `guard` drops; it still
+                // SAFETY: retired during this operation while `_guard` was
+                // pinned (a real pin whenever there is a listener, see
+                // `write`), so not reclaimed before it drops; it still
                 // holds its key and value.
                 let slot = unsafe { shard.slab.slot(idx) };
                 // SAFETY: as above.
@@ -646,9 +653,25 @@ where
             TimeSource::expiry(self.inner.time.now(), Some(ttl))
         });
         let shard = self.shard(hash);
-        let (guard, _) = local::pin();
-        let outcome = self.write(shard, &guard, |st, ctx| {
-            shard.insert(st, ctx, hash, key, value, expires, weight, &guard)
+        // An insert reads only what its shard's lock protects: the current
+        // table (swapped only under the lock) and linked slots (unlinked only
+        // under it). What it hands to the epoch, it hands with a guard pinned
+        // for that (`Shard::retire_pending`, the growth paths). So it pins
+        // only when a listener will read removed slots after the unlock:
+        // they must stay readable until then.
+        let pinned;
+        let guard: &Guard = if self.inner.listener.is_some() {
+            pinned = local::pin().0;
+            &pinned
+        } else {
+            // SAFETY: used only under the shard lock, for the loads above,
+            // none of which can be reclaimed while the lock is held; nothing
+            // is deferred with it (deferring on an unprotected guard would
+            // run the destructor at once).
+            unsafe { crossbeam_epoch::unprotected() }
+        };
+        let outcome = self.write(shard, guard, |st, ctx| {
+            shard.insert(st, ctx, hash, key, value, expires, weight, guard)
         });
         match outcome {
             Inserted::Rejected(k, v) => Err((k, v)),
@@ -848,6 +871,7 @@ where
     /// lookup): goes straight to the coalesced load, whose check under the
     /// lock still returns a value stored since. `None` as the TTL: the
     /// cache's default.
+    #[cfg(feature = "memcached")]
     pub(crate) fn load_after_miss<E>(
         &self,
         key: K,

@@ -28,6 +28,7 @@ use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned};
 use super::RemovalCause;
 use super::index::Index;
 use super::loader::Load;
+use super::local;
 use super::lru::{HOT, Lru, MAX_INDEX, UseCounts};
 use super::slab::{LIVE, Mailbox, NIL, Slab, Slot, retire};
 use super::stats::{WriteCounters, bump};
@@ -386,10 +387,10 @@ impl<K, V> Shard<K, V> {
     }
 
     /// Hands a full batch of unlinked slots to the epoch and updates the
-    /// gauges. Call before unlocking, with the guard the operation pinned.
-    pub(crate) fn finish_write(&self, st: &mut State<K, V>, guard: &Guard) {
+    /// gauges. Call before unlocking.
+    pub(crate) fn finish_write(&self, st: &mut State<K, V>) {
         if st.retired.len() >= st.retire_batch {
-            self.retire_pending(st, guard);
+            self.retire_pending(st);
         }
         bump_to(&self.counters.entries, st.lru.len() as u64);
         bump_to(
@@ -481,14 +482,16 @@ impl<K, V> Shard<K, V> {
         }
     }
 
-    /// Hands every slot held back in `retired` to the epoch.
-    fn retire_pending(&self, st: &mut State<K, V>, guard: &Guard) {
+    /// Hands every slot held back in `retired` to the epoch, with a guard
+    /// pinned for it (the operation's own may be unprotected: see `write`).
+    fn retire_pending(&self, st: &mut State<K, V>) {
         let batch = std::mem::replace(&mut st.retired, Vec::with_capacity(st.retire_batch));
-        retire(&self.mailbox, guard, batch);
+        let (guard, _) = local::pin();
+        retire(&self.mailbox, &guard, batch);
     }
 
     /// A free slot index, reusing reclaimed slots before growing the slab.
-    fn alloc(&self, st: &mut State<K, V>, guard: &Guard) -> Option<u32> {
+    fn alloc(&self, st: &mut State<K, V>) -> Option<u32> {
         if let Some(idx) = st.free.pop() {
             return Some(idx);
         }
@@ -509,7 +512,7 @@ impl<K, V> Shard<K, V> {
             // slots after the lock, relying on them not being deferred by an
             // earlier operation's guard (a panic may have left some behind).
             if !st.retired.is_empty() && st.notices.is_empty() {
-                self.retire_pending(st, guard);
+                self.retire_pending(st);
             }
             // Past the first chunk, push the epoch along now and then (not on
             // every insert: a flush touches crossbeam's global queue, shared
@@ -519,7 +522,7 @@ impl<K, V> Shard<K, V> {
                 st.grown_since_flush += 1;
                 if st.grown_since_flush >= FLUSH_EVERY {
                     st.grown_since_flush = 0;
-                    guard.flush();
+                    local::pin().0.flush();
                 }
             }
         }
@@ -563,7 +566,7 @@ impl<K, V> Shard<K, V> {
             // Hashes every key when it grows: user code, before any change.
             self.ensure_room(st, ctx, guard);
         }
-        let Some(idx) = self.alloc(st, guard) else {
+        let Some(idx) = self.alloc(st) else {
             bump(&self.counters.rejected, 1);
             return Inserted::Rejected(key, value);
         };
@@ -721,6 +724,9 @@ impl<K, V> Shard<K, V> {
                 .expect("a new index has room for every entry");
             self.slot(idx).pos.store(pos, Ordering::Relaxed);
         }
+        // The old table goes to the epoch: with a guard pinned for it.
+        let (guard, _) = local::pin();
+        let guard = &guard;
         // Release: readers that load the new table see its entries.
         let old = self.table.swap(Owned::new(new), Ordering::Release, guard);
         self.move_seq.store(seq.wrapping_add(2), Ordering::Release);
@@ -785,7 +791,7 @@ impl<K, V> Shard<K, V> {
         // changes nothing anyone can see, and the hand-over costs a deferred
         // call and a flush of the epoch's queue on every remove.
         if std::mem::needs_drop::<K>() || std::mem::needs_drop::<V>() {
-            self.retire_pending(st, guard);
+            self.retire_pending(st);
         }
         (!expired).then(|| self.slot(idx))
     }
@@ -817,7 +823,7 @@ impl<K, V> Shard<K, V> {
         // `clear` and `retain` hand everything they removed to the epoch at
         // once rather than keeping up to a batch of values alive.
         if !st.retired.is_empty() {
-            self.retire_pending(st, guard);
+            self.retire_pending(st);
         }
     }
 

@@ -50,16 +50,21 @@ fn stats_count_each_kind_of_event() {
 #[test]
 fn peek_and_contains_do_not_count_or_promote() {
     let cache = Cache::builder().max_entries(10).shards(1).build();
-    for i in 0..10 {
+    // Filled past its bound: the last key in is on probation, next to go.
+    for i in 0..=10 {
         cache.insert(i, i);
     }
-    // Peeking at 0 must not save it from being the first one evicted.
-    assert_eq!(cache.peek(&0), Some(0));
-    assert!(cache.contains_key(&0));
-    cache.insert(10, 10);
-    assert!(!cache.contains_key(&0));
+    // Peeking at 10 must not save it from being the next one evicted.
+    assert_eq!(cache.peek(&10), Some(10));
+    assert!(cache.contains_key(&10));
+    cache.insert(11, 11);
+    assert!(!cache.contains_key(&10));
     let s = cache.stats();
     assert_eq!((s.hits, s.misses), (0, 0));
+    // Whereas a get is a use: 11 survives the next insert.
+    assert_eq!(cache.get(&11), Some(11));
+    cache.insert(12, 12);
+    assert!(cache.contains_key(&11));
 }
 
 #[test]
@@ -78,6 +83,22 @@ fn hits_protect_entries_from_eviction() {
     for i in 0..10u32 {
         assert_eq!(cache.get(&i), Some(i), "hot key {i} was evicted by a scan");
     }
+    cache.check_invariants().unwrap();
+}
+
+#[test]
+fn a_loop_over_more_keys_than_fit_still_hits() {
+    // Memoising over 1,000 items in a loop with room for 100: each key comes
+    // back only after 999 others, so an LRU would never hit. The cache keeps
+    // what it admitted while filling and serves those on every round.
+    let cache = Cache::builder().max_entries(100).shards(1).build();
+    for _ in 0..3 {
+        for i in 0..1000u32 {
+            cache.get_or_insert_with(i, || i);
+        }
+    }
+    let s = cache.stats();
+    assert!(s.hits >= 2 * 80, "{s:?}");
     cache.check_invariants().unwrap();
 }
 

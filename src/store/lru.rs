@@ -3,7 +3,9 @@
 //!
 //! * New entries enter HOT, a small probation segment (3% of the budget) —
 //!   or WARM directly when the shard recently evicted the same key from
-//!   probation (the shard's ghost table).
+//!   probation (the shard's ghost table), or while the shard is filling and
+//!   WARM is below its cap (so a loop over more keys than fit keeps a part
+//!   of them instead of cycling everything through HOT; see `Lru::insert`).
 //! * A hit never moves anything: it only bumps the entry's use count (two
 //!   bits in the slot, memcached's ACTIVE bit widened; no lock, and no write
 //!   once the count is full). Entries move only at list tails, under the lock,
@@ -93,6 +95,8 @@ pub(crate) struct Lru {
     weight: u128,
     hot_cap: u128,
     warm_cap: u128,
+    /// The whole budget: below it, an insert needs no eviction.
+    budget: u128,
 }
 
 /// The largest slot index the lists can hold.
@@ -110,6 +114,7 @@ impl Lru {
             weight: 0,
             hot_cap: u128::from(share(budget, HOT_PERCENT)),
             warm_cap: u128::from(share(budget, WARM_PERCENT)),
+            budget: u128::from(budget),
         }
     }
 
@@ -229,13 +234,30 @@ impl Lru {
         self.push_head(seg, idx, weight);
     }
 
-    /// Adds a new entry: to WARM if `warm` (a returning key), else to HOT.
+    /// Adds a new entry: to WARM if `warm` (a returning key), or while the
+    /// shard fills (it needs no eviction yet) and WARM has room below its
+    /// cap; else to HOT.
+    ///
+    /// Filling WARM first keeps a loop or a scan from flushing the whole
+    /// cache (quick_cache admits to its protected ring while it has room):
+    /// once the shard is full, new entries pass through HOT and WARM's
+    /// entries stay until used ones are promoted over its cap. Measured
+    /// (miss ratio, capacity 10% of the trace's keys): LIRS loop 100% ->
+    /// 91.0%, scan 99.9% -> 91.3%, gli 95.7% -> 84.2%, cs 97.8% -> 92.4%
+    /// (quick_cache 90.3 / 90.8 / 84.0 / 93.0). The cost: WARM starts with
+    /// unproven entries, which leave only as used ones are promoted, so a
+    /// drifting working set is followed more slowly: ARC P3 64.7% -> 70.1%
+    /// (quick_cache 69.9%), Zipf hit ratios -0.15 / -0.09 points. Filling
+    /// WARM only to half its cap landed halfway on every trace.
     #[inline]
     pub(crate) fn insert(&mut self, idx: u32, weight: u64, warm: bool) {
         if self.weighted {
             self.weights[idx as usize] = weight;
         }
-        self.push_head(if warm { WARM } else { HOT }, idx, weight);
+        let w = u128::from(weight);
+        let filling =
+            self.weight + w <= self.budget && self.segs[WARM as usize].weight + w <= self.warm_cap;
+        self.push_head(if warm || filling { WARM } else { HOT }, idx, weight);
     }
 
     /// Removes an entry (explicit remove, expiry, or eviction by the caller).
@@ -512,27 +534,55 @@ mod tests {
     #[test]
     fn probation_overflow_is_evicted_first_and_warm_stays_capped() {
         let bits = Bits::default();
+        // Filling: the first 90 (WARM's cap) enter WARM, the rest HOT.
         let mut lru = lru_with(100, 100);
-        // Everything entered HOT, far over its 3% share: unused tails go first.
-        assert_eq!(lru.evict(&bits), Some((1, 1)));
-        // Used entries at HOT's tail are promoted to WARM instead.
-        bits.set(2..=20);
-        assert_eq!(lru.evict(&bits), Some((21, 1)));
+        assert_eq!(lru.seg_lens(), [10, 90, 0]);
+        // Past the budget every new entry enters HOT, far over its 3% share.
+        for i in 101..=120 {
+            lru.reserve_slot(i, 0);
+            lru.insert(i, 1, false);
+        }
+        assert_eq!(lru.seg_lens(), [30, 90, 0]);
+        // Unused tails go first.
+        assert_eq!(lru.evict(&bits), Some((91, 1)));
+        // Used entries at HOT's tail are promoted to WARM instead, and WARM
+        // stays at its 90% cap by demoting its oldest (unused) to COLD.
+        bits.set(92..=100);
+        assert_eq!(lru.evict(&bits), Some((101, 1)));
         lru.check().unwrap();
-        assert_eq!(lru.seg_lens(), [79, 19, 0]);
-        assert_eq!(lru.segment_of(2), WARM);
-        // WARM is capped at 90%: promoting 80 more demotes its oldest to COLD.
-        bits.set(22..=101);
-        for _ in 0..3 {
-            lru.evict(&bits);
+        assert_eq!(lru.segment_of(92), WARM);
+        assert_eq!(lru.segment_of(1), COLD, "the oldest WARM entry was demoted");
+        assert_eq!(lru.seg_lens(), [19, 90, 9]);
+    }
+
+    #[test]
+    fn a_loop_over_more_keys_than_fit_keeps_hitting_part_of_them() {
+        // Keys 1..=1000 in a loop, 100 fit: every key comes back only after
+        // 999 others. An LRU (or a policy that admits everything through
+        // one probation list) never hits; keeping what filled WARM does.
+        let bits = Bits::default();
+        let mut lru = Lru::new(100, false);
+        let mut resident = std::collections::HashSet::new();
+        let mut hits = 0;
+        for round in 0..3 {
+            for k in 1..=1000u32 {
+                if resident.contains(&k) {
+                    bits.set([k]);
+                    hits += u32::from(round > 0);
+                    continue;
+                }
+                lru.reserve_slot(k, 0);
+                lru.insert(k, 1, false);
+                resident.insert(k);
+                while lru.len() > 100 {
+                    let (gone, _) = lru.evict(&bits).unwrap();
+                    resident.remove(&gone);
+                }
+            }
         }
         lru.check().unwrap();
-        let [_, warm, cold] = lru.seg_lens();
-        assert!(warm <= 90, "warm {warm}");
-        assert!(
-            cold > 0 && lru.segment_of(2) == COLD,
-            "the oldest promoted entry was demoted"
-        );
+        // WARM's 90 entries hit on each of the last two rounds.
+        assert!(hits >= 2 * 89, "{hits} hits");
     }
 
     #[test]

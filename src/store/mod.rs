@@ -73,9 +73,11 @@ type Listener<K, V> = Arc<dyn Fn(&K, &V, RemovalCause) + Send + Sync>;
 ///   shard has its own bound, so after any `insert` returns the shard — and so
 ///   the cache — is within its entry and weight maxima.
 /// * **Eviction** follows memcached's segmented LRU with a small probation
-///   segment and a ghost history (S3-FIFO): new entries enter HOT, entries
-///   used while in a list move up when they reach its tail, unused ones are
-///   evicted. See the `lru` module for the measured choices.
+///   segment and a ghost history (S3-FIFO): new entries enter HOT (or, while
+///   the cache fills, the protected WARM segment, so a loop over more keys
+///   than fit keeps hitting part of them), entries used while in a list move
+///   up when they reach its tail, unused ones are evicted. See the `lru`
+///   module for the measured choices.
 /// * **`Clone` is cheap**: it makes another handle to the same cache.
 ///
 /// `V` must be `Clone`: lookups return owned values. Wrap large values in

@@ -449,3 +449,65 @@ fn a_large_bound_does_not_allocate_up_front() {
     assert!(grown < 64 << 20, "an almost empty cache took {grown} bytes");
     assert_eq!(cache.get(&1), Some(1));
 }
+
+#[test]
+fn a_hash_panic_during_eviction_leaves_the_bound_to_the_next_insert() {
+    use std::sync::atomic::AtomicU32;
+    static PANIC_ON: AtomicU32 = AtomicU32::new(u32::MAX);
+    #[derive(Clone, PartialEq, Eq, Debug)]
+    struct Key(u32);
+    impl std::hash::Hash for Key {
+        fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+            assert_ne!(self.0, PANIC_ON.load(Ordering::Relaxed), "hash panics");
+            self.0.hash(state);
+        }
+    }
+    let cache = Cache::builder().max_entries(4).shards(1).build();
+    for i in 0..4 {
+        cache.insert(Key(i), i);
+    }
+    // Key 3 is on probation, the next victim; evicting it hashes it (for
+    // the ghost history) after key 4 is linked, and that hash panics.
+    PANIC_ON.store(3, Ordering::Relaxed);
+    let insert = std::panic::AssertUnwindSafe(|| cache.insert(Key(4), 4));
+    assert!(std::panic::catch_unwind(insert).is_err());
+    PANIC_ON.store(u32::MAX, Ordering::Relaxed);
+    // Consistent, but one entry over its bound. Rewriting key 4 at the same weight needs no eviction of its own, but
+    // the shard is over its bound: the insert restores it.
+    cache.insert(Key(4), 40);
+    assert_eq!(cache.len(), 4);
+    assert_eq!(cache.get(&Key(4)), Some(40));
+    cache.check_invariants().unwrap();
+}
+
+#[test]
+fn a_weighted_cache_held_by_its_entry_count_still_resists_a_loop() {
+    // The entry bound binds, not the (huge) weight budget: probation and
+    // the WARM fill must follow the entry count.
+    let cache = Cache::builder()
+        .max_entries(100)
+        .max_weight(1 << 40)
+        .weigher(|_, _| 1)
+        .shards(1)
+        .build();
+    for _ in 0..3 {
+        for i in 0..1000u32 {
+            cache.get_or_insert_with(i, || i);
+        }
+    }
+    let s = cache.stats();
+    assert!(s.hits >= 2 * 80, "{s:?}");
+    cache.check_invariants().unwrap();
+}
+
+#[test]
+fn a_load_with_a_zero_ttl_is_returned_not_stored() {
+    let cache = Cache::builder().max_entries(2).shards(1).build();
+    cache.insert(1, 1);
+    cache.insert(2, 2);
+    let got = cache.try_get_or_insert_with_ttl(3, || Ok::<_, ()>((3, Duration::ZERO)));
+    assert_eq!(got.unwrap(), 3);
+    assert!(!cache.contains_key(&3));
+    assert!(cache.contains_key(&1) && cache.contains_key(&2));
+    assert_eq!(cache.stats().evicted_capacity, 0, "nothing evicted for it");
+}

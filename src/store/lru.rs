@@ -95,16 +95,27 @@ pub(crate) struct Lru {
     weight: u128,
     hot_cap: u128,
     warm_cap: u128,
-    /// The whole budget: below it, an insert needs no eviction.
+    /// The same caps in entries, from the entry bound: a weighted shard may
+    /// be held by its entry count rather than its weight.
+    hot_len_cap: usize,
+    warm_len_cap: usize,
+    /// The weight budget and the entry bound.
     budget: u128,
+    max_len: usize,
+    /// Whether the shard has reached its bound since it was last empty: new
+    /// entries fill WARM only before that (see [`Lru::insert`]).
+    filled: bool,
 }
 
 /// The largest slot index the lists can hold.
 pub(crate) const MAX_INDEX: u32 = IDX_MASK;
 
 impl Lru {
-    /// Lists for a shard whose weight budget is `budget`.
-    pub(crate) fn new(budget: u64, weighted: bool) -> Self {
+    /// Lists for a shard whose weight budget is `budget` and entry bound
+    /// `max_len` (for a count-bounded shard, the same number).
+    pub(crate) fn new(budget: u64, max_len: usize, weighted: bool) -> Self {
+        // At most max_len (< 2^64), so the cast back is exact.
+        let len_share = |percent| ((max_len as u128 * percent / 100) as usize).max(1);
         Lru {
             links: Vec::new(),
             weights: Vec::new(),
@@ -114,8 +125,26 @@ impl Lru {
             weight: 0,
             hot_cap: u128::from(share(budget, HOT_PERCENT)),
             warm_cap: u128::from(share(budget, WARM_PERCENT)),
+            hot_len_cap: len_share(HOT_PERCENT),
+            warm_len_cap: len_share(WARM_PERCENT),
             budget: u128::from(budget),
+            max_len,
+            filled: false,
         }
+    }
+
+    /// Whether HOT is over its share, by weight or by count.
+    #[inline]
+    fn hot_over(&self) -> bool {
+        let s = &self.segs[HOT as usize];
+        s.weight > self.hot_cap || s.len > self.hot_len_cap
+    }
+
+    /// Whether WARM is over its cap, by weight or by count.
+    #[inline]
+    fn warm_over(&self) -> bool {
+        let s = &self.segs[WARM as usize];
+        s.weight > self.warm_cap || s.len > self.warm_len_cap
     }
 
     /// Makes room in the side arrays for slot `idx`.
@@ -235,8 +264,9 @@ impl Lru {
     }
 
     /// Adds a new entry: to WARM if `warm` (a returning key), or while the
-    /// shard fills (it needs no eviction yet) and WARM has room below its
-    /// cap; else to HOT.
+    /// shard fills (from empty until it first reaches its bound) and WARM
+    /// has room below its cap; else to HOT. Room made later by removals or
+    /// expiry does not reopen WARM: new entries there would skip probation.
     ///
     /// Filling WARM first keeps a loop or a scan from flushing the whole
     /// cache (quick_cache admits to its protected ring while it has room):
@@ -255,8 +285,12 @@ impl Lru {
             self.weights[idx as usize] = weight;
         }
         let w = u128::from(weight);
-        let filling =
-            self.weight + w <= self.budget && self.segs[WARM as usize].weight + w <= self.warm_cap;
+        let warm_seg = &self.segs[WARM as usize];
+        let filling = !self.filled
+            && self.len < self.max_len
+            && self.weight + w <= self.budget
+            && warm_seg.len < self.warm_len_cap
+            && warm_seg.weight + w <= self.warm_cap;
         self.push_head(if warm || filling { WARM } else { HOT }, idx, weight);
     }
 
@@ -264,7 +298,12 @@ impl Lru {
     /// Returns its weight.
     #[inline]
     pub(crate) fn remove(&mut self, idx: u32) -> u64 {
-        self.unlink(idx).1
+        let weight = self.unlink(idx).1;
+        if self.len == 0 {
+            // Empty again (cleared, or everything expired): fill afresh.
+            self.filled = false;
+        }
+        weight
     }
 
     /// `new` takes `old`'s place (same segment and position) with a new weight.
@@ -303,7 +342,7 @@ impl Lru {
     fn rebalance_warm(&mut self, bits: &impl UseCounts, mut budget: usize) {
         // A used WARM tail is bumped to WARM's head; each bump spends a use,
         // and the budget ends a run of entries that keep being used.
-        while self.segs[WARM as usize].weight > self.warm_cap && budget > 0 {
+        while self.warm_over() && budget > 0 {
             let tail = self.segs[WARM as usize].tail;
             let to = if used(bits, tail) && self.segs[WARM as usize].len > 1 {
                 WARM
@@ -314,7 +353,7 @@ impl Lru {
             budget -= 1;
         }
         // Past the budget, demote without looking at the counts so the cap holds.
-        while self.segs[WARM as usize].weight > self.warm_cap {
+        while self.warm_over() {
             let tail = self.segs[WARM as usize].tail;
             self.move_to(tail, COLD);
         }
@@ -330,18 +369,20 @@ impl Lru {
     /// [`Lru::remove`]); `None` when no entry but `spare` is left. Moves
     /// entries between segments on the way, as their use counts say:
     /// 1. while HOT is over its share, its tail is promoted to WARM if it was
-    ///    used, else it is the victim (a one-hit entry never reaches COLD);
+    ///    used, else it is the victim (an unused HOT entry never reaches COLD);
     /// 2. otherwise COLD's tail: promoted if used, else the victim;
     /// 3. COLD empty: WARM's tail is bumped if used, else demoted to COLD.
     ///
     /// `spare` (the entry the current insert wrote, or [`NIL`]) is never
     /// picked: an insert must not evict its own entry.
     pub(crate) fn victim(&mut self, bits: &impl UseCounts, spare: u32) -> Option<u32> {
+        // Called only when the shard is over its bound: it has filled.
+        self.filled = true;
         for _ in 0..MAX_MOVES {
             let hot = self.segs[HOT as usize].tail;
             let cold = self.segs[COLD as usize].tail;
             let warm = self.segs[WARM as usize].tail;
-            let hot_over = self.segs[HOT as usize].weight > self.hot_cap;
+            let hot_over = self.hot_over();
             if hot != NIL && (hot_over || (cold == NIL && warm == NIL)) {
                 if hot == spare {
                     if self.segs[HOT as usize].len > 1 {
@@ -497,7 +538,7 @@ mod tests {
     }
 
     fn lru_with(n: u32, budget: u64) -> Lru {
-        let mut lru = Lru::new(budget, false);
+        let mut lru = Lru::new(budget, budget as usize, false);
         for i in 1..=n {
             lru.reserve_slot(i, 0);
             lru.insert(i, 1, false);
@@ -526,7 +567,7 @@ mod tests {
         let evicted: Vec<u32> = (0..3).map(|_| lru.evict(&bits).unwrap().0).collect();
         assert_eq!(evicted, vec![3, 4, 5]);
         lru.check().unwrap();
-        // 1 and 2 were rescued to WARM with their bits cleared.
+        // 1 and 2 (filled into WARM) were used: bumped to its head instead.
         assert_eq!(lru.segment_of(1), WARM);
         assert_eq!(lru.segment_of(2), WARM);
     }
@@ -556,12 +597,34 @@ mod tests {
     }
 
     #[test]
+    fn only_a_filling_shard_admits_to_warm() {
+        let bits = Bits::default();
+        let mut lru = lru_with(10, 10);
+        lru.reserve_slot(11, 0);
+        lru.insert(11, 1, false);
+        assert!(lru.evict(&bits).is_some(), "full: the shard has filled");
+        // Room made by removals afterwards does not reopen WARM.
+        lru.remove(5);
+        lru.remove(6);
+        lru.reserve_slot(12, 0);
+        lru.insert(12, 1, false);
+        assert_eq!(lru.segment_of(12), HOT);
+        // Emptied, it fills afresh.
+        for idx in lru.indices().collect::<Vec<_>>() {
+            lru.remove(idx);
+        }
+        lru.insert(12, 1, false);
+        assert_eq!(lru.segment_of(12), WARM);
+        lru.check().unwrap();
+    }
+
+    #[test]
     fn a_loop_over_more_keys_than_fit_keeps_hitting_part_of_them() {
         // Keys 1..=1000 in a loop, 100 fit: every key comes back only after
         // 999 others. An LRU (or a policy that admits everything through
         // one probation list) never hits; keeping what filled WARM does.
         let bits = Bits::default();
-        let mut lru = Lru::new(100, false);
+        let mut lru = Lru::new(100, 100, false);
         let mut resident = std::collections::HashSet::new();
         let mut hits = 0;
         for round in 0..3 {
@@ -588,7 +651,7 @@ mod tests {
     #[test]
     fn replace_keeps_position_and_updates_weight() {
         let bits = Bits::default();
-        let mut lru = Lru::new(100, true);
+        let mut lru = Lru::new(100, 100, true);
         for i in 1..=3 {
             lru.reserve_slot(i, 0);
             lru.insert(i, 10, false);

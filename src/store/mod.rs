@@ -666,10 +666,12 @@ where
             pinned = local::pin().0;
             &pinned
         } else {
-            // SAFETY: used only under the shard lock, for the loads above,
-            // none of which can be reclaimed while the lock is held; nothing
-            // is deferred with it (deferring on an unprotected guard would
-            // run the destructor at once).
+            // SAFETY: `Shard::insert` uses it only under the shard lock, to
+            // load the current table and reach linked slots, none of which
+            // can be swapped out, unlinked or reclaimed while the lock is
+            // held; nothing is deferred or flushed with it (deferring on an
+            // unprotected guard would run the destructor at once): the
+            // hand-overs pin their own guard.
             unsafe { crossbeam_epoch::unprotected() }
         };
         let outcome = self.write(shard, guard, |st, ctx| {
@@ -823,7 +825,9 @@ where
     /// Like [`try_get_or_insert_with`](Self::try_get_or_insert_with), with a
     /// time to live chosen by the loader for the value it returns (for
     /// example what an upstream source says is left). It overrides the
-    /// cache's default; `Duration::MAX` means no expiry.
+    /// cache's default; `Duration::MAX` means no expiry, and
+    /// `Duration::ZERO` that the value goes to this caller and those waiting
+    /// on the load but is not stored (it would be expired already).
     ///
     /// # Errors
     /// The loader's error, shared, as for `try_get_or_insert_with`.
@@ -1035,6 +1039,11 @@ where
                         .as_ref()
                         .map_or(1, |w| w(&st.loads[pos].key, &value));
                     let Load { key, .. } = st.loads.swap_remove(pos);
+                    if ttl == Some(Duration::ZERO) {
+                        // Expired on arrival: storing it could only evict a
+                        // live entry.
+                        return None;
+                    }
                     let expires = match ttl.or(self.inner.default_ttl) {
                         Some(ttl) if ttl != Duration::MAX => {
                             TimeSource::expiry(ctx.now(), Some(ttl))

@@ -220,7 +220,7 @@ impl<K, V> Shard<K, V> {
             slab,
             mailbox: Arc::new(Mailbox::default()),
             state: Mutex::new(State {
-                lru: Lru::new(budget, weighted),
+                lru: Lru::new(budget, max_entries, weighted),
                 free: Vec::new(),
                 retired: Vec::new(),
                 retire_batch: (first_chunk / 16).clamp(1, MAX_RETIRE_BATCH),
@@ -254,16 +254,20 @@ impl<K, V> Shard<K, V> {
         unsafe { self.slab.slot(idx) }
     }
 
-    /// The current index, readable while `guard` is held.
+    /// The current index, readable while `guard` is pinned, or while the
+    /// shard lock is held (writers may pass `epoch::unprotected()`: see
+    /// `Cache::insert_inner`).
     #[inline]
     fn table<'g>(&self, guard: &'g Guard) -> &'g Index {
         // Acquire: pairs with the Release swap that installed the table, so
         // its chunks are visible. (Writers, under the lock, need no more.)
         let table = self.table.load(Ordering::Acquire, guard);
         // SAFETY: the pointer is never null (set in `new`, replaced only by a
-        // non-null table under the shard lock) and a replaced table is
-        // destroyed only through the epoch, after every guard that could have
-        // loaded it (this one included) is dropped.
+        // non-null table under the shard lock). A replaced table is destroyed
+        // only through the epoch, after every guard pinned when it was
+        // swapped out is dropped: a pinned caller's table outlives its guard;
+        // a caller holding the lock loaded the current table, which no one
+        // can swap out (let alone destroy) until the lock is released.
         unsafe { table.deref() }
     }
 
@@ -351,8 +355,11 @@ impl<K, V> Shard<K, V> {
     }
 
     /// Locks the writer side. A panic in user code (Hash, Eq, a weigher)
-    /// while it was held cannot leave it inconsistent, since user code runs
-    /// before any mutation, so poisoning is ignored.
+    /// while it was held cannot leave it inconsistent: user code runs before
+    /// each mutation it guards, so poisoning is ignored. (One panic leaves
+    /// the shard consistent but over its bound: a `Hash` of an eviction
+    /// victim, run after the new entry is linked. The next insert to the
+    /// shard evicts back under it.)
     pub(crate) fn lock(&self) -> MutexGuard<'_, State<K, V>> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -509,8 +516,9 @@ impl<K, V> Shard<K, V> {
             }
             // About to grow: let slots held back start their way to reuse.
             // Not while removal notices are pending: the listener reads those
-            // slots after the lock, relying on them not being deferred by an
-            // earlier operation's guard (a panic may have left some behind).
+            // slots after the lock, relying on the pin of the operation that
+            // removed them, which a panic may have dropped already (leaving
+            // the notices behind).
             if !st.retired.is_empty() && st.notices.is_empty() {
                 self.retire_pending(st);
             }
@@ -605,9 +613,12 @@ impl<K, V> Shard<K, V> {
             }
         };
         // A replacement that weighs no more than the entry it replaced
-        // leaves every segment and the shard within bounds: nothing to move
-        // or evict (the common rewrite of a hot key stays cheap).
-        if grew {
+        // leaves every segment and the shard within bounds, if they were:
+        // nothing to move or evict (the common rewrite of a hot key stays
+        // cheap). They may not be: a `Hash` that panicked while an earlier
+        // insert evicted left its entry linked and the victim in place.
+        let over = st.lru.len() > self.max_entries || st.lru.weight() > u128::from(self.max_weight);
+        if grew || over {
             self.enforce_bound(st, ctx, idx, guard);
         }
         self.sweep(st, ctx, SWEEP_PER_WRITE, guard);

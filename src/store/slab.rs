@@ -194,7 +194,7 @@ impl<K, V> Slot<K, V> {
 
 /// Chunked, never-moving storage for one shard's slots.
 ///
-/// `repr(C)`: what every lookup reads (`shift`, the first chunk pointers)
+/// `repr(C)`: what every lookup reads (`first_len`, the first chunk pointers)
 /// comes first, in one cache line; `high_water`, which writers bump, comes
 /// after the pointer array.
 #[repr(C)]

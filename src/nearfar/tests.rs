@@ -67,14 +67,19 @@ fn build_checks_settings() {
     );
 }
 
-#[test]
-fn far_tier_down_never_fails_a_caller() {
-    // Nothing listens on port 1: every far call fails fast.
-    let client = Client::builder()
+/// A client of a server that is not there: nothing listens on port 1, so
+/// every far call fails fast.
+fn unreachable_far() -> Client {
+    Client::builder()
         .servers(["127.0.0.1:1"])
         .connect_timeout(Duration::from_millis(50))
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn far_tier_down_never_fails_a_caller() {
+    let client = unreachable_far();
     let nf: NearFar<u32, String> = NearFar::builder()
         .far(client)
         .circuit_breaker(2, Duration::from_secs(60))
@@ -94,12 +99,8 @@ fn far_tier_down_never_fails_a_caller() {
 
 #[test]
 fn a_far_read_older_than_a_write_here_is_not_kept_near() {
-    // Nothing listens on port 1: far writes fail, the near tier decides.
-    let client = Client::builder()
-        .servers(["127.0.0.1:1"])
-        .connect_timeout(Duration::from_millis(50))
-        .build()
-        .unwrap();
+    // Far writes fail: the near tier decides.
+    let client = unreachable_far();
     let nf: NearFar<u32, String> = NearFar::builder()
         .far(client)
         .circuit_breaker(0, Duration::from_secs(1))
@@ -150,11 +151,7 @@ fn a_probe_that_sends_nothing_does_not_close_the_breaker() {
 #[test]
 fn an_outage_checks_a_due_entry_once_per_period() {
     let clock = crate::MockClock::new();
-    let client = Client::builder()
-        .servers(["127.0.0.1:1"])
-        .connect_timeout(Duration::from_millis(50))
-        .build()
-        .unwrap();
+    let client = unreachable_far();
     let nf: NearFar<u32, String> = NearFar::builder()
         .near(Cache::builder().max_entries(10).clock(clock.clone()))
         .far(client)
@@ -302,12 +299,7 @@ fn a_memoised_near_hit_clones_no_key() {
 fn a_load_counts_one_near_miss_and_a_hit_one_hit() {
     // Near only, and with an unreachable far tier (the far path): each
     // get_with that loads is one near lookup, so one near miss.
-    let client = Client::builder()
-        .servers(["127.0.0.1:1"])
-        .connect_timeout(Duration::from_millis(50))
-        .build()
-        .unwrap();
-    let far: NearFar<u32, u32> = NearFar::builder().far(client).build().unwrap();
+    let far: NearFar<u32, u32> = NearFar::builder().far(unreachable_far()).build().unwrap();
     let near: NearFar<u32, u32> = NearFar::builder().build().unwrap();
     for nf in [near, far] {
         for i in 0..5 {

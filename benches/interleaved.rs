@@ -19,10 +19,10 @@
 //! ```text
 //! cargo bench --bench interleaved --no-run   # prints the binary's path
 //! valgrind --tool=callgrind --toggle-collect='*measured_pass*' \
-//!     target/release/deps/interleaved-<hash> one nearfar 0.99 cache-aside
+//!     target/release/deps/interleaved-<hash> one nearfar 0.99 cache_aside
 //! ```
 //!
-//! (`one quick_cache 1.2 mixed` and so on.) Under `cargo test --benches`
+//! (`one quick_cache 1.2 mixed_90_10` and so on.) Under `cargo test --benches`
 //! (no `--bench` argument) it runs a small smoke version.
 #![allow(missing_docs)]
 
@@ -30,7 +30,7 @@ mod common;
 
 use std::time::Instant;
 
-use common::{BenchCache, CAPACITY, Value, cache_aside, mixed_90_10, value_for, zipf_stream};
+use common::{BenchCache, CAPACITY, Value, Workload, cache_aside, value_for, zipf_stream};
 
 type Nearfar = nearfar::Cache<u64, Value>;
 type QuickCache = quick_cache::sync::Cache<u64, Value>;
@@ -39,51 +39,11 @@ type QuickCache = quick_cache::sync::Cache<u64, Value>;
 /// caches' slices see the same machine.
 const SLICE: usize = 1 << 16;
 
-#[derive(Clone, Copy, PartialEq)]
-enum Workload {
-    CacheAside,
-    Mixed,
-}
-
-impl Workload {
-    fn name(self) -> &'static str {
-        match self {
-            Workload::CacheAside => "cache-aside",
-            Workload::Mixed => "mixed",
-        }
-    }
-
-    fn from_name(name: &str) -> Option<Self> {
-        [Workload::CacheAside, Workload::Mixed]
-            .into_iter()
-            .find(|w| w.name() == name)
-    }
-
-    fn run<C: BenchCache<Value>>(self, cache: &C, keys: &[u64]) {
-        match self {
-            Workload::CacheAside => {
-                std::hint::black_box(cache_aside(cache, keys, value_for, false));
-            }
-            Workload::Mixed => {
-                std::hint::black_box(mixed_90_10(cache, keys, value_for));
-            }
-        }
-    }
-
-    /// Nanoseconds per operation for `keys`, split over `threads`.
-    fn time<C: BenchCache<Value>>(self, cache: &C, keys: &[u64], threads: usize) -> f64 {
-        let start = Instant::now();
-        if threads == 1 {
-            self.run(cache, keys);
-        } else {
-            std::thread::scope(|scope| {
-                for part in keys.chunks(keys.len().div_ceil(threads)) {
-                    scope.spawn(move || self.run(cache, part));
-                }
-            });
-        }
-        start.elapsed().as_nanos() as f64 / keys.len() as f64
-    }
+/// Nanoseconds per operation for `keys`, split over `threads`.
+fn time<C: BenchCache<Value>>(workload: Workload, cache: &C, keys: &[u64], threads: usize) -> f64 {
+    let start = Instant::now();
+    workload.run_batch(cache, keys, threads);
+    start.elapsed().as_nanos() as f64 / keys.len() as f64
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -103,11 +63,11 @@ fn row(keys: &[u64], workload: Workload, threads: usize, rounds: usize) -> (f64,
             // Alternate which cache goes first, so neither always inherits
             // the other's cache pollution.
             let (n, q) = if (round + i) % 2 == 0 {
-                let n = workload.time(&near, part, threads);
-                (n, workload.time(&quick, part, threads))
+                let n = time(workload, &near, part, threads);
+                (n, time(workload, &quick, part, threads))
             } else {
-                let q = workload.time(&quick, part, threads);
-                (workload.time(&near, part, threads), q)
+                let q = time(workload, &quick, part, threads);
+                (time(workload, &near, part, threads), q)
             };
             tn.push(n);
             tq.push(q);
@@ -125,7 +85,7 @@ fn table(ops: usize, rounds: usize) {
     println!("|---|---|---|---|");
     for s in [0.99, 1.2] {
         let keys = zipf_stream(s, ops, 0x5EED);
-        for workload in [Workload::CacheAside, Workload::Mixed] {
+        for workload in Workload::ALL {
             for threads in [1, 2] {
                 let (n, q, r) = row(&keys, workload, threads, rounds);
                 println!(
@@ -143,10 +103,10 @@ fn measured_pass<C: BenchCache<Value>>(cache: &C, keys: &[u64], workload: Worklo
     workload.run(cache, keys);
 }
 
-/// `one <nearfar|quick_cache> <s> <cache-aside|mixed>`: a warm pass, then
+/// `one <nearfar|quick_cache> <s> <cache_aside|mixed_90_10>`: a warm pass, then
 /// the measured one.
 fn one(args: &[String]) {
-    let usage = "usage: one <nearfar|quick_cache> <s> <cache-aside|mixed>";
+    let usage = "usage: one <nearfar|quick_cache> <s> <cache_aside|mixed_90_10>";
     let [cache, s, workload] = args else {
         panic!("{usage}");
     };

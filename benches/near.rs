@@ -16,51 +16,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{
-    BenchCache, CAPACITY, Kind, Visitor, cache_aside, mixed_90_10, value_for, zipf_stream,
-};
+use common::{BenchCache, CAPACITY, Kind, Visitor, Workload, cache_aside, value_for, zipf_stream};
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, measurement::WallTime};
-
-#[derive(Clone, Copy)]
-enum Workload {
-    /// `get`; on a miss, `insert`.
-    CacheAside,
-    /// 90% `get`, 10% `insert`.
-    Mixed,
-}
-
-impl Workload {
-    fn name(self) -> &'static str {
-        match self {
-            Workload::CacheAside => "cache_aside",
-            Workload::Mixed => "mixed_90_10",
-        }
-    }
-
-    fn run<C: BenchCache<common::Value>>(self, cache: &C, keys: &[u64]) {
-        match self {
-            Workload::CacheAside => {
-                std::hint::black_box(cache_aside(cache, keys, value_for, false));
-            }
-            Workload::Mixed => {
-                std::hint::black_box(mixed_90_10(cache, keys, value_for));
-            }
-        }
-    }
-
-    /// The whole stream, split into `threads` disjoint slices run at once.
-    fn run_batch<C: BenchCache<common::Value>>(self, cache: &C, keys: &[u64], threads: usize) {
-        if threads == 1 {
-            self.run(cache, keys);
-            return;
-        }
-        std::thread::scope(|scope| {
-            for part in keys.chunks(keys.len().div_ceil(threads)) {
-                scope.spawn(move || self.run(cache, part));
-            }
-        });
-    }
-}
 
 struct BenchOne<'g, 'c, 'k> {
     group: &'g mut BenchmarkGroup<'c, WallTime>,
@@ -108,7 +65,7 @@ fn near(c: &mut Criterion, ran: &mut Ran) {
     let len = stream_len();
     for (s, seed) in [(0.99, 0x5EED_0099), (1.2, 0x5EED_0120)] {
         let keys = zipf_stream(s, len, seed);
-        for workload in [Workload::CacheAside, Workload::Mixed] {
+        for workload in Workload::ALL {
             for threads in [1, 2] {
                 let name = format!("{}/s={s}/{threads}t", workload.name());
                 ran.push((name.clone(), keys.len() as u64));

@@ -330,6 +330,55 @@ pub fn mixed_90_10<V, C: BenchCache<V>>(cache: &C, keys: &[u64], make: impl Fn(u
     hits
 }
 
+/// The two replay workloads of the throughput benches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// `get`; on a miss, `insert`.
+    CacheAside,
+    /// 90% `get`, 10% `insert`.
+    Mixed,
+}
+
+impl Workload {
+    pub const ALL: [Workload; 2] = [Workload::CacheAside, Workload::Mixed];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::CacheAside => "cache_aside",
+            Workload::Mixed => "mixed_90_10",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|w| w.name() == name)
+    }
+
+    /// Replays `keys` once on this thread.
+    pub fn run<C: BenchCache<Value>>(self, cache: &C, keys: &[u64]) {
+        match self {
+            Workload::CacheAside => {
+                std::hint::black_box(cache_aside(cache, keys, value_for, false));
+            }
+            Workload::Mixed => {
+                std::hint::black_box(mixed_90_10(cache, keys, value_for));
+            }
+        }
+    }
+
+    /// Replays `keys`, split into `threads` disjoint slices run at once.
+    pub fn run_batch<C: BenchCache<Value>>(self, cache: &C, keys: &[u64], threads: usize) {
+        if threads == 1 {
+            self.run(cache, keys);
+            return;
+        }
+        std::thread::scope(|scope| {
+            for part in keys.chunks(keys.len().div_ceil(threads)) {
+                scope.spawn(move || self.run(cache, part));
+            }
+        });
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Traces
 // ---------------------------------------------------------------------------

@@ -30,7 +30,7 @@ use super::index::Index;
 use super::loader::Load;
 use super::local;
 use super::lru::{HOT, Lru, MAX_INDEX, UseCounts};
-use super::slab::{LIVE, Mailbox, NIL, Slab, Slot, retire};
+use super::slab::{LIVE, Mailbox, NIL, Slab, Slot, has_drop_glue, retire};
 use super::stats::{WriteCounters, bump};
 use super::ttl::{TimeSource, is_expired};
 use crate::shim::{AtomicU32, Mutex, MutexGuard, Ordering, fence};
@@ -239,6 +239,12 @@ impl<K, V> Shard<K, V> {
         }
     }
 
+    /// Whether the shard holds more entries or weight than its bounds allow.
+    #[inline]
+    fn over_bound(&self, st: &State<K, V>) -> bool {
+        st.lru.len() > self.max_entries || st.lru.weight() > u128::from(self.max_weight)
+    }
+
     /// The heaviest entry this shard admits.
     pub(crate) fn max_weight(&self) -> u64 {
         self.max_weight
@@ -379,8 +385,7 @@ impl<K, V> Shard<K, V> {
     pub(crate) fn lock_for_write(&self) -> MutexGuard<'_, State<K, V>> {
         // With nothing to drop, `alloc` takes the mail under the lock, into
         // a reused buffer, when it needs a slot.
-        let drop_free = !std::mem::needs_drop::<K>() && !std::mem::needs_drop::<V>();
-        if drop_free || !self.mailbox.has_mail() {
+        if !has_drop_glue::<K, V>() || !self.mailbox.has_mail() {
             return self.lock();
         }
         let mut reclaimed = Vec::new();
@@ -504,8 +509,7 @@ impl<K, V> Shard<K, V> {
         }
         // Reclaiming under the lock only when it runs no user code (no Drop);
         // otherwise the next write's `lock_for_write` reclaims, lock-free.
-        let drop_free = !std::mem::needs_drop::<K>() && !std::mem::needs_drop::<V>();
-        if drop_free {
+        if !has_drop_glue::<K, V>() {
             let mut reclaimed = std::mem::take(&mut st.scratch);
             self.mailbox.take(&mut reclaimed);
             self.slab.drop_reclaimed(&reclaimed);
@@ -617,8 +621,7 @@ impl<K, V> Shard<K, V> {
         // nothing to move or evict (the common rewrite of a hot key stays
         // cheap). They may not be: a `Hash` that panicked while an earlier
         // insert evicted left its entry linked and the victim in place.
-        let over = st.lru.len() > self.max_entries || st.lru.weight() > u128::from(self.max_weight);
-        if grew || over {
+        if grew || self.over_bound(st) {
             self.enforce_bound(st, ctx, idx, guard);
         }
         self.sweep(st, ctx, SWEEP_PER_WRITE, guard);
@@ -637,7 +640,7 @@ impl<K, V> Shard<K, V> {
         K: Hash,
     {
         st.lru.rebalance(&self.slab);
-        while st.lru.len() > self.max_entries || st.lru.weight() > u128::from(self.max_weight) {
+        while self.over_bound(st) {
             let Some(victim) = st.lru.victim(&self.slab, spare) else {
                 break;
             };
@@ -801,7 +804,7 @@ impl<K, V> Shard<K, V> {
         // Only when dropping it runs code (`Drop`): otherwise an early drop
         // changes nothing anyone can see, and the hand-over costs a deferred
         // call and a flush of the epoch's queue on every remove.
-        if std::mem::needs_drop::<K>() || std::mem::needs_drop::<V>() {
+        if has_drop_glue::<K, V>() {
             self.retire_pending(st);
         }
         (!expired).then(|| self.slot(idx))
@@ -865,7 +868,7 @@ impl<K, V> Shard<K, V> {
     {
         let st = self.lock();
         st.lru.check()?;
-        if st.lru.len() > self.max_entries || st.lru.weight() > u128::from(self.max_weight) {
+        if self.over_bound(&st) {
             return Err(format!(
                 "bound exceeded: {} entries, weight {}",
                 st.lru.len(),

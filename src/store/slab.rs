@@ -354,10 +354,17 @@ impl<K, V> Slab<K, V> {
     }
 }
 
+/// Whether dropping a key or a value runs code: reclaiming slots then runs
+/// user code, which the shard must not do under its lock.
+#[inline]
+pub(crate) const fn has_drop_glue<K, V>() -> bool {
+    std::mem::needs_drop::<K>() || std::mem::needs_drop::<V>()
+}
+
 impl<K, V> Drop for Slab<K, V> {
     fn drop(&mut self) {
         let high = *self.high_water.get_mut();
-        if std::mem::needs_drop::<K>() || std::mem::needs_drop::<V>() {
+        if has_drop_glue::<K, V>() {
             for idx in 1..high {
                 // SAFETY: below the high-water mark, so its chunk exists; `&mut
                 // self` means no reader or writer is left.

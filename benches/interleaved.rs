@@ -1,10 +1,12 @@
-//! nearfar against quick_cache, interleaved: both caches replay the same
-//! Zipf stream in alternating slices of 2^16 operations, and the figure
-//! reported is the median over slices of quick_cache's time ÷ nearfar's for
-//! the same slice. On a shared VM whose speed drifts by tens of percent
+//! nearfar against quick_cache, interleaved: both caches (and dashmap, the
+//! no-eviction ceiling) replay the same Zipf stream in rotating slices of
+//! 2^16 operations, and the figure reported is the median over slices of
+//! quick_cache's time ÷ nearfar's (and ÷ dashmap's) for the same slice. On a shared VM whose speed drifts by tens of percent
 //! between criterion groups (see `RESULTS.md`), alternating slices exposes
 //! both caches to the same drift, so this ratio moves far less from run to
-//! run than the ratio of two separately measured medians.
+//! run than the ratio of two separately measured medians. The dashmap
+//! column says how far any cache could get above quick_cache on a row: it
+//! is a bare concurrent map, with no policy, no bound and no eviction.
 //!
 //! Workloads as in `near.rs`: capacity 100,000, `[u8; 64]` values, Zipf
 //! s = 0.99 and 1.2 over 1,000,000 keys, cache-aside and 90/10, 1 and 2
@@ -30,7 +32,9 @@ mod common;
 
 use std::time::Instant;
 
-use common::{BenchCache, CAPACITY, Value, Workload, cache_aside, value_for, zipf_stream};
+use common::{
+    BenchCache, CAPACITY, DashMapAhash, Value, Workload, cache_aside, value_for, zipf_stream,
+};
 
 type Nearfar = nearfar::Cache<u64, Value>;
 type QuickCache = quick_cache::sync::Cache<u64, Value>;
@@ -51,46 +55,82 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// One row: (nearfar ns/op, quick_cache ns/op, median per-slice ratio).
-fn row(keys: &[u64], workload: Workload, threads: usize, rounds: usize) -> (f64, f64, f64) {
+/// One row's medians: ns/op per cache, and per-slice ratios against
+/// quick_cache's time for the same slice.
+struct Row {
+    near: f64,
+    quick: f64,
+    dash: f64,
+    /// quick_cache ÷ nearfar: above 1, nearfar is faster.
+    near_ratio: f64,
+    /// quick_cache ÷ dashmap: the ceiling (dashmap evicts nothing).
+    dash_ratio: f64,
+}
+
+fn row(keys: &[u64], workload: Workload, threads: usize, rounds: usize) -> Row {
     let near = Nearfar::with_capacity(CAPACITY);
     let quick = QuickCache::with_capacity(CAPACITY);
+    let dash = DashMapAhash::<Value>::with_capacity(CAPACITY);
     cache_aside(&near, keys, value_for, false);
     cache_aside(&quick, keys, value_for, false);
-    let (mut tn, mut tq, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    cache_aside(&dash, keys, value_for, false);
+    let runs: [&dyn Fn(&[u64]) -> f64; 3] = [
+        &|part| time(workload, &near, part, threads),
+        &|part| time(workload, &quick, part, threads),
+        &|part| time(workload, &dash, part, threads),
+    ];
+    let mut times: [Vec<f64>; 3] = Default::default();
+    let (mut near_ratio, mut dash_ratio) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         for (i, part) in keys.chunks(SLICE).enumerate() {
-            // Alternate which cache goes first, so neither always inherits
-            // the other's cache pollution.
-            let (n, q) = if (round + i) % 2 == 0 {
-                let n = time(workload, &near, part, threads);
-                (n, time(workload, &quick, part, threads))
-            } else {
-                let q = time(workload, &quick, part, threads);
-                (time(workload, &near, part, threads), q)
-            };
-            tn.push(n);
-            tq.push(q);
-            ratio.push(q / n);
+            // Rotate which cache goes first, so none always inherits
+            // another's cache pollution.
+            let mut t = [0.0; 3];
+            for k in 0..3 {
+                let which = (round + i + k) % 3;
+                t[which] = runs[which](part);
+            }
+            for (all, one) in times.iter_mut().zip(t) {
+                all.push(one);
+            }
+            near_ratio.push(t[1] / t[0]);
+            dash_ratio.push(t[1] / t[2]);
         }
     }
-    (median(tn), median(tq), median(ratio))
+    let [near, quick, dash] = times.map(median);
+    Row {
+        near,
+        quick,
+        dash,
+        near_ratio: median(near_ratio),
+        dash_ratio: median(dash_ratio),
+    }
 }
 
 fn table(ops: usize, rounds: usize) {
     println!("### nearfar vs quick_cache, interleaved slices of {SLICE} ops\n");
     println!(
-        "| workload | nearfar ns/op | quick_cache ns/op | median slice ratio (quick_cache ÷ nearfar time) |"
+        "Ratios are quick_cache's time ÷ the other's for the same slice (median over \
+         slices): above 1, the other is faster. dashmap evicts nothing (it holds \
+         every key it is given): the speed ceiling.\n"
     );
-    println!("|---|---|---|---|");
+    println!(
+        "| workload | nearfar ns/op | quick_cache ns/op | dashmap ns/op | nearfar vs quick_cache | dashmap vs quick_cache |"
+    );
+    println!("|---|---|---|---|---|---|");
     for s in [0.99, 1.2] {
         let keys = zipf_stream(s, ops, 0x5EED);
         for workload in Workload::ALL {
             for threads in [1, 2] {
-                let (n, q, r) = row(&keys, workload, threads, rounds);
+                let r = row(&keys, workload, threads, rounds);
                 println!(
-                    "| {}/s={s}/{threads}t | {n:.1} | {q:.1} | {r:.2}x |",
-                    workload.name()
+                    "| {}/s={s}/{threads}t | {:.1} | {:.1} | {:.1} | {:.2}x | {:.2}x |",
+                    workload.name(),
+                    r.near,
+                    r.quick,
+                    r.dash,
+                    r.near_ratio,
+                    r.dash_ratio
                 );
             }
         }
@@ -103,10 +143,10 @@ fn measured_pass<C: BenchCache<Value>>(cache: &C, keys: &[u64], workload: Worklo
     workload.run(cache, keys);
 }
 
-/// `one <nearfar|quick_cache> <s> <cache_aside|mixed_90_10>`: a warm pass, then
+/// `one <nearfar|quick_cache|dashmap> <s> <cache_aside|mixed_90_10>`: a warm pass, then
 /// the measured one.
 fn one(args: &[String]) {
-    let usage = "usage: one <nearfar|quick_cache> <s> <cache_aside|mixed_90_10>";
+    let usage = "usage: one <nearfar|quick_cache|dashmap> <s> <cache_aside|mixed_90_10>";
     let [cache, s, workload] = args else {
         panic!("{usage}");
     };
@@ -122,6 +162,7 @@ fn one(args: &[String]) {
     match cache.as_str() {
         "nearfar" => go::<Nearfar>(&keys, workload),
         "quick_cache" => go::<QuickCache>(&keys, workload),
+        "dashmap" => go::<DashMapAhash<Value>>(&keys, workload),
         _ => panic!("{usage}"),
     }
 }

@@ -510,3 +510,38 @@ fn a_load_with_a_zero_ttl_is_returned_not_stored() {
     assert!(cache.contains_key(&1) && cache.contains_key(&2));
     assert_eq!(cache.stats().evicted_capacity, 0, "nothing evicted for it");
 }
+
+#[test]
+fn a_write_during_a_load_wins_over_the_loaded_value() {
+    let cache: Cache<u32, &str> = Cache::new(100);
+    // The loader itself writes the key: the write comes after the load
+    // began, so it is the newer value.
+    let got = cache.get_or_insert_with(1, || {
+        cache.insert(1, "written");
+        "loaded"
+    });
+    assert_eq!(got, "loaded", "the caller gets what its loader produced");
+    assert_eq!(
+        cache.get(&1),
+        Some("written"),
+        "the write is not overwritten"
+    );
+
+    // A removal during the load: nothing is stored.
+    let got = cache.get_or_insert_with(2, || {
+        assert_eq!(cache.remove(&2), None);
+        "loaded"
+    });
+    assert_eq!(got, "loaded");
+    assert_eq!(cache.get(&2), None, "the removal is not undone");
+
+    // A write to another key does not stop the load from being stored.
+    let got = cache.get_or_insert_with(3, || {
+        cache.insert(4, "other");
+        cache.remove(&5);
+        "loaded"
+    });
+    assert_eq!(got, "loaded");
+    assert_eq!(cache.get(&3), Some("loaded"));
+    assert_eq!(cache.stats().loads, 3);
+}

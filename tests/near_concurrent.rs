@@ -576,3 +576,26 @@ fn growth_and_refills_never_hide_a_stable_key() {
     }
     assert_no_misses(&misses);
 }
+
+#[test]
+fn an_insert_from_another_thread_during_a_load_is_kept() {
+    let cache: Cache<u64, &str> = Cache::new(100);
+    let started = Arc::new(Barrier::new(2));
+    let written = Arc::new(Barrier::new(2));
+    let loader = {
+        let (cache, started, written) = (cache.clone(), Arc::clone(&started), Arc::clone(&written));
+        thread::spawn(move || {
+            cache.get_or_insert_with(7, || {
+                started.wait();
+                // Hold the load open until the other thread has written.
+                written.wait();
+                "loaded"
+            })
+        })
+    };
+    started.wait();
+    cache.insert(7, "written");
+    written.wait();
+    assert_eq!(loader.join().unwrap(), "loaded");
+    assert_eq!(cache.get(&7), Some("written"));
+}

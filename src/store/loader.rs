@@ -102,4 +102,8 @@ pub(crate) struct Load<K, V> {
     pub(crate) hash: u64,
     pub(crate) key: K,
     pub(crate) flight: Arc<InFlight<V>>,
+    /// Set when the key was inserted or removed while the loader ran: the
+    /// write is newer than what the loader computed, so the loaded value
+    /// goes to the callers but is not stored over it.
+    pub(crate) superseded: bool,
 }

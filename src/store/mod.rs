@@ -675,6 +675,7 @@ where
             unsafe { crossbeam_epoch::unprotected() }
         };
         let outcome = self.write(shard, guard, |st, ctx| {
+            st.supersede_loads(hash, &key);
             shard.insert(st, ctx, hash, key, value, expires, weight, guard)
         });
         match outcome {
@@ -706,6 +707,7 @@ where
         let shard = self.shard(hash);
         let (guard, _) = local::pin();
         let slot = self.write(shard, &guard, |st, ctx| {
+            st.supersede_loads(hash, key);
             shard.remove(st, ctx, hash, key, &guard)
         })?;
         // SAFETY: retired while `guard` is pinned, so still readable.
@@ -768,11 +770,12 @@ where
     /// others wait for its value. If `load` panics, the panic propagates to
     /// its caller and the waiters retry (one of them runs its own loader).
     ///
-    /// The loaded value is stored with a plain insert when `load` returns,
-    /// so the last writer wins: an [`insert`](Self::insert) of the same key
-    /// by another thread while `load` runs is overwritten, and a
-    /// [`remove`](Self::remove) undone. The value returned is the one this
-    /// call's loader (or the loader it waited for) produced.
+    /// A write made while `load` runs is newer than what `load` computed,
+    /// so it wins: after an [`insert`](Self::insert) or a
+    /// [`remove`](Self::remove) of the same key (from any thread, `load`
+    /// included), the loaded value is returned but not stored. The value
+    /// returned is the one this call's loader (or the loader it waited for)
+    /// produced.
     ///
     /// # Panics
     /// If `load` asks this cache for the same key through this family of
@@ -969,6 +972,7 @@ where
                             hash,
                             key,
                             flight: Arc::clone(&flight),
+                            superseded: false,
                         });
                         break flight;
                     }
@@ -1038,10 +1042,13 @@ where
                         .weigher
                         .as_ref()
                         .map_or(1, |w| w(&st.loads[pos].key, &value));
-                    let Load { key, .. } = st.loads.swap_remove(pos);
-                    if ttl == Some(Duration::ZERO) {
-                        // Expired on arrival: storing it could only evict a
-                        // live entry.
+                    let Load {
+                        key, superseded, ..
+                    } = st.loads.swap_remove(pos);
+                    if superseded || ttl == Some(Duration::ZERO) {
+                        // Superseded: the key was written or removed while
+                        // the loader ran, and that write is newer. Expired on
+                        // arrival: storing it could only evict a live entry.
                         return None;
                     }
                     let expires = match ttl.or(self.inner.default_ttl) {

@@ -126,6 +126,27 @@ pub(crate) struct State<K, V> {
     sweep_cursor: u32,
 }
 
+impl<K, V> State<K, V> {
+    /// Marks the loads in progress for `key` as superseded by a write (an
+    /// insert or removal of the key): their values must not be stored over
+    /// it. Costs one `is_empty` test when nothing is loading.
+    #[inline]
+    pub(crate) fn supersede_loads<Q>(&mut self, hash: u64, key: &Q)
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        if self.loads.is_empty() {
+            return;
+        }
+        for load in &mut self.loads {
+            if load.hash == hash && load.key.borrow() == key {
+                load.superseded = true;
+            }
+        }
+    }
+}
+
 /// What one write operation needs from the cache.
 pub(crate) struct WriteCtx<'a, S> {
     pub(crate) hasher: &'a S,

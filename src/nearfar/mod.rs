@@ -101,8 +101,11 @@ const STALE_NEAR_TTL: Duration = Duration::from_secs(1);
 /// The first and the longest pause between polls of a held lease.
 const FIRST_PAUSE: Duration = Duration::from_millis(1);
 const MAX_PAUSE: Duration = Duration::from_millis(50);
-/// How many write generations keys are spread over (see `Inner::gens`).
-const GENERATIONS: usize = 64;
+/// How many write generations keys are spread over (see `Inner::gens`): a
+/// write to one key makes a far read of another key in its stripe, running
+/// at the same time, skip its near fill (it is fetched again on the next
+/// `get`), so stripes are many (8 KiB of counters).
+const GENERATIONS: usize = 1024;
 
 /// Why a [`NearFarBuilder`] could not build.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,11 +180,11 @@ struct Inner<K, V> {
     epoch: Instant,
     counters: Counters,
     /// Write generations, one per stripe of keys: `insert` and `remove` bump
-    /// their key's after the far write (without a far tier, after the near
-    /// one). A fill of the near tier that read the far tier (or, near only,
-    /// loaded) before such a bump (a load racing a write or removal by this
-    /// `NearFar`) is not kept.
-    gens: [AtomicU64; GENERATIONS],
+    /// their key's after the far write and before the near one. A `get`
+    /// that read the far tier before such a bump does not keep what it
+    /// read near. (`get_with` loads need no generation: the near tier marks
+    /// a load superseded when its key is written or removed meanwhile.)
+    gens: Box<[AtomicU64]>,
     gen_hasher: RandomState,
 }
 
@@ -495,7 +498,7 @@ where
                 clock: self.clock,
                 epoch,
                 counters: Counters::default(),
-                gens: std::array::from_fn(|_| AtomicU64::new(0)),
+                gens: (0..GENERATIONS).map(|_| AtomicU64::new(0)).collect(),
                 gen_hasher: RandomState::new(),
             }),
         })
@@ -522,15 +525,6 @@ impl<F: FnOnce()> Drop for OnDrop<F> {
             f();
         }
     }
-}
-
-/// Why a near-only load stored nothing (the near tier's loader error).
-enum Unkept<V, E> {
-    /// The loader failed.
-    Failed(Arc<E>),
-    /// `insert` or `remove` of the key ran meanwhile: the value goes to the
-    /// load's callers only.
-    Superseded(V),
 }
 
 /// How [`NearFar::compute`] stores a loaded value in the far tier.
@@ -697,24 +691,17 @@ where
             return self.load_near_only(key, load);
         };
         let ran = Cell::new(false);
-        let generation = self.generation(key);
-        let seen = generation.load(Ordering::Acquire);
         // The lookup above counted the near miss (or hit, for an entry that
-        // was then found changed): the load does not look again.
+        // was then found changed): the load does not look again. An
+        // `insert` or `remove` of this key by this `NearFar` while the load
+        // runs writes the near tier after the far one, which marks the load
+        // superseded: its value (maybe read before that far write) goes to
+        // its callers and is not kept near.
         let result = inner.near.load_after_miss(key.clone(), || {
             ran.set(true);
             let (entry, ttl) = self.load_through(far, &fkey, won_stale, load)?;
-            if generation.load(Ordering::Acquire) != seen {
-                // This process wrote or removed the key meanwhile: what the
-                // load read may be older. Return it, keep nothing.
-                return Ok((entry, Some(Duration::ZERO)));
-            }
             Ok((entry, Some(ttl)))
         });
-        if ran.get() && generation.load(Ordering::Acquire) != seen {
-            // A write or removal between the check above and the fill.
-            inner.near.remove(key);
-        }
         if let Some(cas) = won_stale.filter(|_| !ran.get()) {
             // Another caller of this process loaded: it saw the item stale
             // and served it, so the recompute token this caller holds would
@@ -739,15 +726,13 @@ where
     pub fn insert(&self, key: K, value: V) {
         let inner = &*self.inner;
         let Some(far) = &inner.far else {
-            let generation = self.generation(&key);
+            // A load of the key running meanwhile is superseded by this
+            // write (the near tier sees to it) and does not store over it.
             let entry = self.entry(value, 0, inner.near_ttl);
             match inner.near_ttl {
                 Some(ttl) => inner.near.insert_with_ttl(key, entry, ttl),
                 None => inner.near.insert(key, entry),
             }
-            // After the write: a load running meanwhile sees the bump and
-            // does not store over it.
-            generation.fetch_add(1, Ordering::AcqRel);
             return;
         };
         if let Some(fkey) = self.key_of(far, &key) {
@@ -755,8 +740,10 @@ where
                 c.set(&fkey, &value, far.far_ttl)
             });
         }
-        // After the far write: a load that read the far tier before it sees
-        // the bump and keeps nothing near.
+        // After the far write, before the near one: a far read that began
+        // before the far write (a `get` filling the near tier) sees the bump
+        // and keeps nothing near. (A `get_with` load in progress is
+        // superseded by the near write below.)
         self.generation(&key).fetch_add(1, Ordering::AcqRel);
         let ttl = self.bound(Some(far.far_ttl));
         let entry = self.entry(value, 0, Some(ttl));
@@ -792,10 +779,10 @@ where
                 self.far_call(old, breaker, |c| c.delete(&fkey));
             }
         }
-        // After the far removal: a load of this process that read the old
-        // value before it (or, near only, that is still running) sees the
-        // bump and keeps nothing near, and one that already filled the near
-        // tier is undone here.
+        // After the far removal: a `get` of this process that read the old
+        // value before it sees the bump and keeps nothing near, one that
+        // already filled the near tier is undone by the removal below, and
+        // a `get_with` load still running is superseded by it.
         self.generation(key).fetch_add(1, Ordering::AcqRel);
         inner.near.remove(key);
     }
@@ -1177,49 +1164,22 @@ where
         Some((item.value, keep))
     }
 
-    /// `try_get_with` without a far tier (or for a key it cannot hold).
-    ///
-    /// The near tier's coalescing does not order a load against `insert`
-    /// or `remove`: its fill would land over a newer `insert` or after a
-    /// `remove`. So, as on the far path, a load that sees the key's write
-    /// generation moved returns its value to its callers and stores
-    /// nothing; a write landing between that check and the fill leaves the
-    /// key missing (never the older value).
+    /// `try_get_with` without a far tier (or for a key it cannot hold). An
+    /// `insert` or `remove` of the key while `load` runs supersedes the
+    /// load in the near tier: its value goes to its callers only.
     fn load_near_only<E>(&self, key: &K, load: impl FnOnce() -> Result<V, E>) -> Result<V, Arc<E>>
     where
         E: Send + Sync + 'static,
     {
         let inner = &*self.inner;
-        let generation = self.generation(key);
-        let seen = generation.load(Ordering::Acquire);
-        let ran = Cell::new(false);
-        let run = || {
-            ran.set(true);
-            bump(&inner.counters.loader_calls);
-            let value = load().map_err(|e| Unkept::Failed(Arc::new(e)))?;
-            if generation.load(Ordering::Acquire) != seen {
-                return Err(Unkept::Superseded(value));
-            }
-            Ok(value)
-        };
+        let near_ttl = inner.near_ttl;
         // Called after `try_get_with_ref`'s own lookup missed (and counted
         // it): the load does not look again.
-        let near_ttl = inner.near_ttl;
         let result = inner.near.load_after_miss(key.clone(), || {
-            run().map(|v| (self.entry(v, 0, near_ttl), near_ttl))
+            bump(&inner.counters.loader_calls);
+            load().map(|v| (self.entry(v, 0, near_ttl), near_ttl))
         });
-        if ran.get() && result.is_ok() && generation.load(Ordering::Acquire) != seen {
-            // A write or removal between the check and the fill (not after a
-            // failed or superseded load, which stored nothing).
-            inner.near.remove(key);
-        }
-        match result {
-            Ok(entry) => Ok(entry.value),
-            Err(unkept) => match &*unkept {
-                Unkept::Failed(e) => Err(Arc::clone(e)),
-                Unkept::Superseded(v) => Ok(v.clone()),
-            },
-        }
+        result.map(|entry| entry.value)
     }
 
     /// The near tier's loader for `fkey`: memcached (with a lease), then

@@ -231,15 +231,27 @@ fn a_panic_in_the_probe_gives_the_probe_back() {
 }
 
 #[test]
-fn a_near_only_load_does_not_undo_an_insert_or_remove() {
+fn a_load_does_not_undo_an_insert_or_remove_near_only_or_far_down() {
     use std::sync::mpsc;
-    for near_ttl in [None, Some(Duration::from_secs(60))] {
+    // Near only, and with a far tier that is down (every far call fails,
+    // the breaker off): the near tier alone decides.
+    for (far, near_ttl) in [
+        (false, None),
+        (false, Some(Duration::from_secs(60))),
+        (true, None),
+        (true, Some(Duration::from_secs(60))),
+    ] {
         // What runs while the load is held: an insert, an insert then a
         // removal, or an insert while a load that then fails is held.
         for (remove, fail) in [(false, false), (true, false), (false, true)] {
             let mut builder = NearFar::<u8, String>::builder();
             if let Some(ttl) = near_ttl {
                 builder = builder.near_ttl(ttl);
+            }
+            if far {
+                builder = builder
+                    .far(unreachable_far())
+                    .circuit_breaker(0, Duration::from_secs(1));
             }
             let cache = builder.build().unwrap();
             let (started_tx, started_rx) = mpsc::channel();
@@ -270,7 +282,7 @@ fn a_near_only_load_does_not_undo_an_insert_or_remove() {
             };
             assert_eq!(loaded, want, "the caller gets its outcome");
             let want = (!remove).then(|| "v2".to_string());
-            let case = format!("near_ttl {near_ttl:?}, remove {remove}, fail {fail}");
+            let case = format!("far {far}, near_ttl {near_ttl:?}, remove {remove}, fail {fail}");
             assert_eq!(cache.get(&1), want, "{case}");
         }
     }
@@ -327,4 +339,31 @@ fn a_fallback_copy_never_turns_a_dying_item_immortal() {
     );
     assert_eq!(super::fallback_ttl(Some(2 * hour), hour), hour);
     assert_eq!(super::fallback_ttl(None, hour), hour);
+}
+
+#[test]
+fn a_load_is_kept_whatever_other_keys_are_written_meanwhile() {
+    for far in [false, true] {
+        let mut builder = NearFar::<u32, String>::builder();
+        if far {
+            builder = builder
+                .far(unreachable_far())
+                .circuit_breaker(0, Duration::from_secs(1));
+        }
+        let cache = builder.build().unwrap();
+        let writer = cache.clone();
+        // Writes and removals of 300 other keys while the load runs: none
+        // of them is this key, so the loaded value is kept.
+        let got = cache.get_with(0, || {
+            for other in 1..=300 {
+                writer.insert(other, "other".into());
+                writer.remove(&(other + 1000));
+            }
+            "loaded".into()
+        });
+        assert_eq!(got, "loaded");
+        assert_eq!(cache.get(&0).as_deref(), Some("loaded"), "far {far}");
+        assert_eq!(cache.get_with(0, || unreachable!()), "loaded");
+        assert_eq!(cache.stats().loader_calls, 1);
+    }
 }

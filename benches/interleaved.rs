@@ -55,6 +55,9 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Times one slice on one cache (ns/op).
+type TimeSlice<'a> = &'a dyn Fn(&[u64]) -> f64;
+
 /// One row's medians: ns/op per cache, and per-slice ratios against
 /// quick_cache's time for the same slice.
 struct Row {
@@ -74,7 +77,7 @@ fn row(keys: &[u64], workload: Workload, threads: usize, rounds: usize) -> Row {
     cache_aside(&near, keys, value_for, false);
     cache_aside(&quick, keys, value_for, false);
     cache_aside(&dash, keys, value_for, false);
-    let runs: [&dyn Fn(&[u64]) -> f64; 3] = [
+    let runs: [TimeSlice<'_>; 3] = [
         &|part| time(workload, &near, part, threads),
         &|part| time(workload, &quick, part, threads),
         &|part| time(workload, &dash, part, threads),

@@ -737,3 +737,80 @@ fn a_fallback_fill_refused_far_is_not_kept_near() {
     race("g", get, &|| b.insert(k("g"), v("v2")));
     assert_eq!(a.get(&k("g")), Some(v("v2")));
 }
+
+#[test]
+fn a_value_the_far_tier_refuses_gives_the_lease_or_token_back() {
+    let mc = Memcached::start();
+    // Over memcached's default 1 MiB item limit: the far store fails (the
+    // client refuses it before sending), the loaded value is served here.
+    let huge = || "x".repeat(2 << 20);
+
+    // A lease won on a miss: released, so the next process loads at once
+    // instead of waiting out `lease_wait` for a value that never comes.
+    let mk = || -> NearFar<String, String> {
+        NearFar::builder()
+            .far(client(&mc))
+            .namespace("refused")
+            .lease_wait(Duration::from_secs(5))
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (mk(), mk());
+    assert_eq!(a.get_with(k("big"), huge).len(), 2 << 20);
+    assert_eq!(a.stats().far_errors, 1, "the refused store is counted");
+    let start = Instant::now();
+    assert_eq!(b.get_with(k("big"), || k("small")), "small");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "no wait on a lease whose value never reached memcached"
+    );
+    assert_eq!(b.stats().lease_waits, 0);
+    assert_eq!(mk().get(&k("big")).as_deref(), Some("small"));
+
+    // A stale item's recompute token: handed back, so the next caller
+    // recomputes rather than being served the stale value.
+    let swr = || stale_instance(&mc, "refused-swr");
+    let (a, b, c) = (swr(), swr(), swr());
+    a.insert(k("s"), k("v0"));
+    a.remove(&k("s"));
+    assert_eq!(b.get_with(k("s"), huge).len(), 2 << 20);
+    let before = c.stats().loader_calls;
+    assert_eq!(c.get_with(k("s"), || k("v1")), "v1");
+    assert_eq!(c.stats().loader_calls, before + 1);
+    assert_eq!(swr().get(&k("s")).as_deref(), Some("v1"));
+}
+
+#[test]
+fn a_fallback_copy_the_far_tier_refuses_gives_the_lease_back() {
+    let old = Memcached::start();
+    let new = Memcached::start();
+    client(&old)
+        .set("fbr:k", &"y".repeat(4096), Duration::from_secs(60))
+        .unwrap();
+    // The new pool's client admits items of at most 1 KiB: the copy of the
+    // old pool's 4 KiB item fails.
+    let small_items = || {
+        Client::builder()
+            .servers([new.addr()])
+            .io_timeout(200 * MS)
+            .max_item_size(1024)
+            .build()
+            .unwrap()
+    };
+    let mk = || -> NearFar<String, String> {
+        NearFar::builder()
+            .far(small_items())
+            .fallback(client(&old))
+            .namespace("fbr")
+            .lease_wait(Duration::from_secs(5))
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (mk(), mk());
+    assert_eq!(a.get_with(k("k"), || unreachable!()).len(), 4096);
+    // b finds no lease held: it reads the old pool too, without waiting.
+    let start = Instant::now();
+    assert_eq!(b.get_with(k("k"), || unreachable!()).len(), 4096);
+    assert!(start.elapsed() < Duration::from_secs(2));
+    assert_eq!(b.stats().lease_waits, 0);
+}

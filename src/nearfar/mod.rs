@@ -1107,9 +1107,10 @@ where
             }
             Some(Lease::Wait) | None => {
                 bump(&counters.far_misses);
-                let (value, ttl) = self.read_fallback(far, &fkey, None)?;
-                if ttl.is_some() {
-                    self.put_near(key, generation, value.clone(), 0, ttl);
+                let (value, ttl, stored) = self.read_fallback(far, &fkey, None)?;
+                // A far failure (`None`) keeps the copy near, as a load does.
+                if stored != Some(false) {
+                    self.put_near(key, generation, value.clone(), 0, Some(ttl));
                 }
                 Some(value)
             }
@@ -1141,16 +1142,17 @@ where
 
     /// Reads `fkey` from the fallback pool; a value found is copied into the
     /// far tier (over our own placeholder, `placeholder` its CAS unique, if
-    /// it is still there; else `add`) and returned with what is left of its
-    /// TTL, or with `None` for a TTL when the far tier refused it: the key
-    /// was written or removed meanwhile, so the value may be outdated and
-    /// must not be kept near (as with a refused `cas` of a load).
+    /// it is still there; else `add`) and returned with the TTL for the copy
+    /// and what became of it: stored (`Some(true)`), refused (`Some(false)`:
+    /// the key was written or removed meanwhile, so the value may be
+    /// outdated and must not be kept near, as with a refused `cas` of a
+    /// load), or not stored (`None`: the far tier failed or was skipped).
     fn read_fallback(
         &self,
         far: &Far,
         fkey: &str,
         placeholder: Option<Cas>,
-    ) -> Option<(V, Option<Duration>)> {
+    ) -> Option<(V, Duration, Option<bool>)> {
         let (old, breaker) = far.fallback.as_ref()?;
         let item = self.far_call(old, breaker, |c| c.meta_get::<V>(fkey))??;
         bump(&self.inner.counters.fallback_hits);
@@ -1159,9 +1161,7 @@ where
             Some(cas) => c.cas(fkey, &item.value, ttl, cas),
             None => c.add(fkey, &item.value, ttl),
         });
-        // A far failure (`None`) keeps the copy near, as a load does.
-        let keep = (stored != Some(false)).then_some(ttl);
-        Some((item.value, keep))
+        Some((item.value, ttl, stored))
     }
 
     /// `try_get_with` without a far tier (or for a key it cannot hold). An
@@ -1279,6 +1279,12 @@ where
     /// conditional store finds the item changed or gone (another caller
     /// wrote or removed the key while `load` ran), the value is returned
     /// with a zero near TTL: kept nowhere, as it may be outdated.
+    ///
+    /// A lease this caller holds is given up whenever its value does not
+    /// reach the far tier: the loader failed or panicked, or the store
+    /// failed (a value over the item size limit, a codec error, a timeout,
+    /// the breaker open). Otherwise every other process would wait out
+    /// `lease_wait` for a value that never comes, until the lease lapses.
     fn compute<E>(
         &self,
         far: &Far,
@@ -1291,36 +1297,43 @@ where
             Store::Placeholder(cas) => Some(cas),
             _ => None,
         };
-        if placeholder.is_some() {
-            if let Some((value, ttl)) = self.read_fallback(far, fkey, placeholder) {
-                let Some(ttl) = ttl else {
-                    // Refused far: for this caller only.
-                    return Ok((self.entry(value, 0, None), Duration::ZERO));
-                };
-                let ttl = self.bound(Some(ttl));
-                return Ok((self.entry(value, 0, Some(ttl)), ttl));
-            }
-        }
-        // Deletes the lease placeholder unless disarmed: a failed or
-        // panicking loader must not leave others waiting for nothing. Only
-        // the placeholder (by its CAS unique), never a value written over it
+        // Deletes the lease placeholder unless disarmed: only the
+        // placeholder (by its CAS unique), never a value written over it
         // meanwhile; through the breaker, like every far call.
         let release = placeholder.map(|cas| {
             OnDrop(Some(move || {
                 self.far_call(&far.client, &far.breaker, |c| c.delete_if_cas(fkey, cas));
             }))
         });
-        // Hands back the recompute token of a stale item unless disarmed: a
-        // failed or panicking loader must not leave the stale value served
-        // for all of its stale time with no one recomputing it.
+        // Hands back the recompute token of a stale item unless disarmed:
+        // the stale value must not be served for all of its stale time with
+        // no one recomputing it.
         let give_back = match store {
             Store::Stale(cas) => Some(OnDrop(Some(move || self.give_back_token(far, fkey, cas)))),
             _ => None,
         };
+        // Disarms both guards once the far tier took the value or refused
+        // it (a refusal means the item changed: the placeholder or token is
+        // gone); with `None` (not stored) they run as they drop.
+        let settle = |outcome: Option<bool>| {
+            if outcome.is_some() {
+                std::mem::forget(release);
+                std::mem::forget(give_back);
+            }
+        };
+        if placeholder.is_some() {
+            if let Some((value, ttl, stored)) = self.read_fallback(far, fkey, placeholder) {
+                settle(stored);
+                if stored == Some(false) {
+                    // Refused far: for this caller only.
+                    return Ok((self.entry(value, 0, None), Duration::ZERO));
+                }
+                let ttl = self.bound(Some(ttl));
+                return Ok((self.entry(value, 0, Some(ttl)), ttl));
+            }
+        }
         bump(&counters.loader_calls);
         let value = load()?;
-        std::mem::forget(release);
-        std::mem::forget(give_back);
         let (client, breaker, ttl) = (&far.client, &far.breaker, far.far_ttl);
         let kept = match store {
             Store::Skip => None,
@@ -1328,6 +1341,7 @@ where
                 self.far_call(client, breaker, |c| c.cas(fkey, &value, ttl, cas))
             }
         };
+        settle(kept);
         if kept == Some(false) {
             return Ok((self.entry(value, 0, None), Duration::ZERO));
         }

@@ -14,9 +14,17 @@ use crate::memcached::protocol::{MAX_KEY_LEN, validate_key};
 /// puts `namespace + ":"` in front; a result memcached cannot take is
 /// replaced by a digest (see [`NearFar::far_key`](super::NearFar::far_key)).
 ///
-/// Within one key type the rendering is one-to-one (but a string `"7"` and
-/// the integer `7` render alike, which matters only if one namespace is
-/// shared by caches with different key types).
+/// Strings and integers render as they are, so that other languages'
+/// clients (pymemcache's `str(key)`) name the same items. The rendering is
+/// one-to-one within a key type whose values all serialize as the same kind
+/// (all strings, all integers, or all structures), which is every type
+/// deriving `Serialize` but one: an enum marked `#[serde(untagged)]` (or a
+/// hand-written `Serialize`) that mixes kinds can render two keys alike — a
+/// string `"7"` and the integer `7` both become `7`, a string `"0102"` and
+/// the pair `(1u8, 2u8)` both `0102` — and two such keys then share one
+/// memcached item. Keep such key types tagged (serde's default), or give
+/// each kind its own namespace. (Two caches with different key types
+/// sharing one namespace meet the same limit.)
 ///
 /// # Examples
 ///

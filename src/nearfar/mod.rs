@@ -319,6 +319,13 @@ impl<K, V> NearFarBuilder<K, V> {
     /// An old memcached pool to warm the new one from: on a far miss the
     /// same key is read there, and a value found is copied into the far tier
     /// (with what is left of its TTL) and used. `remove` deletes from both.
+    ///
+    /// Both pools get the same memcached key, digested when it would be too
+    /// long with the longer of the two clients' key prefixes (see
+    /// [`NearFar::far_key`]). Give the old client a key prefix no longer
+    /// than the new one's: otherwise a long key is digested by the processes
+    /// that have this fallback and not by those that do not, and during a
+    /// migration the two kinds would not see each other's writes.
     pub fn fallback(mut self, old: Client) -> Self {
         self.fallback = Some(old);
         self

@@ -4,9 +4,11 @@
 //!
 //! Four threads ask for the prices of 5,000 products, most often for a few
 //! popular ones (a Zipf-like mix, as real traffic is). Computing a price takes
-//! about a millisecond. One attribute memoises it: each computation runs once
-//! per product, even when several threads miss the same product at the same
-//! moment, and every repeat is served from memory.
+//! about a millisecond. One attribute memoises it, in a cache with room for a
+//! fifth of the products: concurrent misses of one product run one
+//! computation (the others wait for it), repeats of the popular products are
+//! served from memory, and a rarely asked product may be evicted and
+//! computed again later.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;

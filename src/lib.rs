@@ -173,11 +173,13 @@ pub use store::{Cache, CacheBuilder, Clock, Iter, MockClock, RemovalCause, Stats
 /// *other* arguments, as `fib` above does. Calling itself with the *same*
 /// arguments while computing them panics: it would wait for itself forever.
 ///
-/// A cycle *across threads* is not detected, and deadlocks: if one thread
-/// computes `a(1)`, whose body calls `b(1)`, while another computes `b(1)`,
-/// whose body calls `a(1)`, each waits forever for the other's run — as with
-/// any lock-based once-cell (`std::sync::OnceLock`, `LazyLock`). Memoised
-/// functions that call each other must do so in one order.
+/// A cycle *across threads* does not deadlock: if one thread computes
+/// `a(1)`, whose body calls `b(1)`, while another computes `b(1)`, whose
+/// body calls `a(1)`, the call that would close the cycle of waits runs the
+/// body itself instead of waiting (its result is returned, not stored; the
+/// other thread's is). A cycle that is real recursion (`a(1)` needs `b(1)`
+/// needs `a(1)` in every thread) then ends in the same-arguments panic
+/// above, as it would in one thread.
 ///
 /// # Limits
 /// The attribute applies to free functions (not methods or associated

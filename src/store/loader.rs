@@ -9,6 +9,17 @@
 //!   others retry;
 //! * abandonment (the loader panicked) — waiters retry, and one of them becomes
 //!   the next leader. The panic itself propagates to the leader's caller only.
+//!
+//! Loaders may ask the cache (any cache) for other keys, and so wait on
+//! other loads. Waits across threads can form a cycle: thread A's loader
+//! for key 1 waits for key 2, whose loader, in thread B, waits for key 1.
+//! Every wait is recorded in a process-wide wait-for graph (blocked thread
+//! -> thread leading the load it waits for), and a wait that would close a
+//! cycle is refused: that caller runs its own loader instead (see
+//! [`InFlight::enter_wait`]). A waiter whose load has ended but who has not
+//! woken yet still has its edge, so now and then a wait is refused that
+//! would not have deadlocked; that costs one extra loader run, never a
+//! wrong value.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -33,6 +44,28 @@ pub(crate) enum Outcome<V> {
     Retry,
 }
 
+/// The wait-for graph of blocked loads: `(waiter, leader)` for every thread
+/// blocked in [`InFlight::wait`], with the thread leading the load it waits
+/// for. As many entries as threads are blocked at once, so a vector. A std
+/// mutex even under shuttle: it is held only for a short walk, across no
+/// scheduling point.
+static WAITS: std::sync::Mutex<Vec<(ThreadId, ThreadId)>> = std::sync::Mutex::new(Vec::new());
+
+/// A wait recorded in the wait-for graph; removed when dropped (after the
+/// wait, or as a panic unwinds).
+pub(crate) struct WaitEdge {
+    waiter: ThreadId,
+}
+
+impl Drop for WaitEdge {
+    fn drop(&mut self) {
+        let mut waits = WAITS.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = waits.iter().position(|&(w, _)| w == self.waiter) {
+            waits.swap_remove(at);
+        }
+    }
+}
+
 /// One load in progress.
 pub(crate) struct InFlight<V> {
     state: Mutex<LoadState<V>>,
@@ -54,6 +87,37 @@ impl<V> InFlight<V> {
     /// loader that asks the cache for its own key would wait on itself).
     pub(crate) fn led_by_current_thread(&self) -> bool {
         self.leader == current_thread().id()
+    }
+
+    /// Records that the calling thread is about to wait for this load, or
+    /// returns `None` if that would close a cycle of threads whose loaders
+    /// wait on each other (the leader is blocked, directly or through other
+    /// blocked leaders, on a load this thread leads): waiting would
+    /// deadlock. The caller must not be the leader itself (see
+    /// [`led_by_current_thread`](Self::led_by_current_thread)).
+    ///
+    /// Sound without races: edges are added and checked under one lock, so
+    /// of the threads closing a cycle, the last to add its edge sees all the
+    /// others'. A leader not in the graph is running (not blocked), so no
+    /// cycle runs through it.
+    pub(crate) fn enter_wait(&self) -> Option<WaitEdge> {
+        let me = current_thread().id();
+        let mut waits = WAITS.lock().unwrap_or_else(|e| e.into_inner());
+        let mut at = self.leader;
+        // Each blocked thread has one edge, so a walk longer than the graph
+        // has entries is already in a cycle that does not reach us (it
+        // cannot be: every cycle is refused as it closes), but bound it.
+        for _ in 0..=waits.len() {
+            if at == me {
+                return None;
+            }
+            match waits.iter().find(|&&(w, _)| w == at) {
+                Some(&(_, leader)) => at = leader,
+                None => break,
+            }
+        }
+        waits.push((me, self.leader));
+        Some(WaitEdge { waiter: me })
     }
 
     /// Blocks until the load ends.

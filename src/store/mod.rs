@@ -777,6 +777,12 @@ where
     /// returned is the one this call's loader (or the loader it waited for)
     /// produced.
     ///
+    /// `load` may ask this or another cache for other keys. Should loaders
+    /// in different threads come to wait on each other in a cycle (thread
+    /// A's loader for key 1 asks for key 2, whose loader in thread B asks
+    /// for key 1), the caller whose wait would close the cycle does not
+    /// wait: it runs its own loader and gets that value, unstored.
+    ///
     /// # Panics
     /// If `load` asks this cache for the same key through this family of
     /// methods (it would wait for itself forever); and whenever `load` panics.
@@ -982,6 +988,13 @@ where
                 !waiting.led_by_current_thread(),
                 "nearfar: a loader asked the cache for its own key; it would wait for itself forever"
             );
+            let Some(_edge) = waiting.enter_wait() else {
+                // The leader waits, maybe through other loads, for a load
+                // this thread leads: waiting would deadlock. Load for this
+                // caller alone; the leader's value is the one stored.
+                bump(&shard.counters.loads, 1);
+                return load().map(|(v, _)| v).map_err(Arc::new);
+            };
             match waiting.wait() {
                 Outcome::Value(v) => return Ok(v),
                 Outcome::Failed(e) => {

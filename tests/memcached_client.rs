@@ -979,3 +979,96 @@ fn unix_socket_server() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(result.unwrap().as_deref(), Some("over a unix socket"));
 }
+
+/// A fake server from before the meta commands: it answers `version` and
+/// gives `ERROR` for every other line, each reply `pause` after its line (so
+/// the replies to one request arrive apart, as from a busy server). Returns
+/// its address and the count of connections accepted.
+fn server_without_meta_commands(pause: Duration) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    thread::spawn(move || {
+        for stream in listener.incoming().take(8) {
+            let Ok(stream) = stream else { break };
+            counter.fetch_add(1, Ordering::SeqCst);
+            thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                let Ok(mut writer) = stream.try_clone() else {
+                    return;
+                };
+                let mut reader = BufReader::new(stream);
+                let mut line = String::new();
+                for _ in 0..100 {
+                    line.clear();
+                    if !reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                        return;
+                    }
+                    thread::sleep(pause);
+                    let reply: &[u8] = if line.trim_end() == "version" {
+                        b"VERSION 1.4.15\r\n"
+                    } else {
+                        b"ERROR\r\n"
+                    };
+                    if writer.write_all(reply).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[test]
+fn error_replies_close_the_connection() {
+    // A meta set's command line and its data line each draw an `ERROR`
+    // from a server without meta commands: after the first, the second is
+    // still on its way, and must not be read as the next request's reply.
+    let (addr, accepted) = server_without_meta_commands(Duration::from_millis(30));
+    let c = Client::builder()
+        .servers([addr.as_str()])
+        .pool_size(1)
+        .build()
+        .unwrap();
+    assert!(matches!(c.set("k", "v", MINUTE), Err(Error::Client(_))));
+    assert_eq!(c.version().unwrap()[0].1, "1.4.15");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+
+    // A pipelined set_many (two sets and a no-op: five lines, five errors).
+    assert!(matches!(
+        c.set_many(&[("a", "1"), ("b", "2")], MINUTE),
+        Err(Error::Client(_))
+    ));
+    assert_eq!(c.version().unwrap()[0].1, "1.4.15");
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    // The server answered every time: it is up.
+    assert!(!c.is_marked_dead(&addr));
+}
+
+#[test]
+fn client_error_inside_a_pipeline_closes_the_connection() {
+    // set_many: the server refuses the data line with CLIENT_ERROR, then
+    // reads the data as a command (ERROR), and still answers the no-op, late.
+    let (addr, accepted) = scripted_server(vec![
+        vec![
+            Step::Reply(b"CLIENT_ERROR bad data chunk\r\n"),
+            Step::Reply(b"ERROR\r\n"),
+            Step::Trickle(&[b"", b"MN\r\n"], Duration::from_millis(50)),
+        ],
+        vec![Step::Reply(b"VA 2 f16\r\nok\r\n")],
+    ]);
+    let c = Client::builder()
+        .servers([addr.as_str()])
+        .pool_size(1)
+        .build()
+        .unwrap();
+    match c.set_many(&[("k", "v")], MINUTE) {
+        Err(Error::Client(message)) => assert_eq!(message, "bad data chunk"),
+        other => panic!("expected the CLIENT_ERROR, got {other:?}"),
+    }
+    // Not the late `MN`: a new connection, and the answer to this request.
+    assert_eq!(c.get::<String>("k").unwrap().as_deref(), Some("ok"));
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}

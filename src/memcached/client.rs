@@ -1401,10 +1401,15 @@ impl<C: Codec> Client<C> {
                     first_error.get_or_insert(Error::NotStored);
                     Ok(false)
                 }
-                Reply::ServerError(_) | Reply::ClientError(_) => {
+                // The server carried on after it: the rest of the replies
+                // still come, so read on to the no-op.
+                Reply::ServerError(_) => {
                     first_error.get_or_insert(Error::from_reply(&reply));
                     Ok(false)
                 }
+                // `ERROR` and `CLIENT_ERROR` (a command the server lacks, a
+                // bad data chunk) can come with more replies than there
+                // were requests: stop here, and the connection is closed.
                 other => Err(Error::from_reply(&other)),
             })? {}
             first_error.map_or(Ok(()), Err)

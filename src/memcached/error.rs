@@ -35,6 +35,12 @@ pub enum Error {
     NotStored,
     /// `CLIENT_ERROR <message>`, or `ERROR`: the server refused the request as
     /// ill-formed or unknown (a client bug, or a command the server lacks).
+    ///
+    /// The connection it came on is closed ([`Error::drops_connection`]):
+    /// a server that does not understand a request may answer it more than
+    /// once (a meta set sent to a server without meta commands draws one
+    /// `ERROR` for its command line and another for its data line), so the
+    /// client cannot tell where the next reply starts.
     Client(String),
     /// The value could not be encoded, or the stored bytes decoded.
     Codec(CodecError),
@@ -150,11 +156,16 @@ impl Error {
     /// than returned to the pool.
     ///
     /// True for I/O failures, timeouts (a late reply would be read as the
-    /// answer to the next request) and protocol errors: in each, the client no
-    /// longer knows where the next reply starts. The server's error lines and
-    /// the caller's own mistakes leave the connection in step.
+    /// answer to the next request), protocol errors and the server's
+    /// `ERROR` and `CLIENT_ERROR` lines ([`Error::Client`]): in each, the
+    /// client no longer knows where the next reply starts. `SERVER_ERROR`
+    /// ([`Error::Server`]), a declined store and the caller's own mistakes
+    /// leave the connection in step.
     pub fn drops_connection(&self) -> bool {
-        matches!(self, Error::Io(_) | Error::Timeout | Error::Protocol(_))
+        matches!(
+            self,
+            Error::Io(_) | Error::Timeout | Error::Protocol(_) | Error::Client(_)
+        )
     }
 }
 
@@ -251,13 +262,16 @@ mod tests {
             source: io::Error::from(io::ErrorKind::ConnectionRefused),
         };
         assert!(connect.is_retryable() && !connect.drops_connection());
+        // An `ERROR` or `CLIENT_ERROR` line may be followed by more replies
+        // than the request asked for: never reuse the connection after one.
+        let client = Error::Client("bad command line format".into());
+        assert!(!client.is_retryable() && client.drops_connection());
 
         let key = Error::from(KeyError::Empty);
         let too_large = Error::ValueTooLarge { size: 2, max: 1 };
         let codec = Error::from(CodecError::UnsupportedFlags(1));
-        let client = Error::Client("bad command line format".into());
         let server = Error::Server("out of memory storing object".into());
-        for e in [key, too_large, codec, client, server, Error::NotStored] {
+        for e in [key, too_large, codec, server, Error::NotStored] {
             assert!(!e.is_retryable(), "{e:?}");
             assert!(!e.drops_connection(), "{e:?}");
         }

@@ -1072,3 +1072,64 @@ fn client_error_inside_a_pipeline_closes_the_connection() {
     assert_eq!(c.get::<String>("k").unwrap().as_deref(), Some("ok"));
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
+
+/// Opens raw connections to `mc` (each checked with `version`) until the
+/// server turns one away with `ERROR Too many open connections`; returns
+/// the ones it kept open. Bounded in count and time.
+fn fill_connections(mc: &Memcached) -> Vec<std::net::TcpStream> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut held = Vec::new();
+    for _ in 0..64 {
+        assert!(
+            Instant::now() < deadline,
+            "filling connections took too long"
+        );
+        let mut stream = std::net::TcpStream::connect(mc.addr()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        stream.write_all(b"version\r\n").unwrap();
+        let mut line = String::new();
+        BufReader::new(&stream).read_line(&mut line).unwrap();
+        if line.starts_with("VERSION") {
+            held.push(stream);
+        } else if line == "ERROR Too many open connections\r\n" {
+            return held;
+        } else {
+            panic!("unexpected reply {line:?}");
+        }
+    }
+    panic!("memcached never reached its connection limit");
+}
+
+#[test]
+fn server_at_its_connection_limit_is_a_retryable_connect_failure() {
+    let mc = Memcached::start_with(&["-c", "16", "-t", "1"]);
+    let held = fill_connections(&mc);
+    let dead_timeout = Duration::from_millis(500);
+    let c = Client::builder()
+        .servers([mc.addr()])
+        .pool_size(1)
+        .retry_attempts(2)
+        .dead_timeout(dead_timeout)
+        .build()
+        .unwrap();
+    for attempt in 1..=2 {
+        match c.get::<String>("k") {
+            Err(e @ Error::Connect { .. }) => {
+                assert!(e.is_retryable() && e.drops_connection(), "{e:?}");
+                assert!(e.to_string().contains("Too many open connections"), "{e}");
+            }
+            other => panic!("attempt {attempt}: expected a refused connection, got {other:?}"),
+        }
+    }
+    // Both refusals counted against the server.
+    assert!(c.is_marked_dead(&mc.addr()));
+    assert!(matches!(c.get::<String>("k"), Err(Error::AllServersDown)));
+
+    // With room again, the probe after the dead period gets through.
+    drop(held);
+    thread::sleep(dead_timeout + Duration::from_millis(200));
+    assert_eq!(c.get::<String>("k").unwrap(), None);
+    assert!(!c.is_marked_dead(&mc.addr()));
+}

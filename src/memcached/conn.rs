@@ -232,6 +232,9 @@ pub(crate) struct ConnConfig {
 /// One open connection.
 pub(crate) struct Conn {
     stream: Stream,
+    /// The server's label, for [`Error::Connect`] when the server turns the
+    /// connection away.
+    server: String,
     /// The request being built; sent whole by [`Conn::send`].
     wbuf: Vec<u8>,
     /// Received bytes: `rbuf[pos..filled]` is not parsed yet. The vector's
@@ -323,6 +326,7 @@ impl Conn {
             .map_err(connect_error)?;
         Ok(Conn {
             stream,
+            server: server.label.clone(),
             wbuf: Vec::with_capacity(INITIAL_WRITE_BUF),
             rbuf: vec![0; INITIAL_READ_BUF],
             pos: 0,
@@ -461,9 +465,25 @@ impl Conn {
     /// Reads the next reply frame and hands it to `f`, returning what `f` does.
     ///
     /// The frame borrows the read buffer, so `f` copies out what it keeps.
+    ///
+    /// A server that turned the connection away (memcached at its
+    /// connection limit writes `ERROR Too many open connections` and
+    /// closes the socket) fails with [`Error::Connect`] instead, without
+    /// calling `f`: the request was never served, and the connection must
+    /// be dropped and counted against the server, as a refused connect is.
     pub(crate) fn recv<T>(&mut self, f: impl FnOnce(Reply<'_>) -> Result<T>) -> Result<T> {
         loop {
             match parse_reply(&self.rbuf[self.pos..self.filled], self.max_value)? {
+                Some((Reply::Error(message), _)) if refuses_connection(message) => {
+                    let message = String::from_utf8_lossy(message).into_owned();
+                    return Err(Error::Connect {
+                        server: self.server.clone(),
+                        source: io::Error::new(
+                            io::ErrorKind::ConnectionRefused,
+                            format!("the server turned the connection away: {message}"),
+                        ),
+                    });
+                }
                 Some((reply, used)) => {
                     self.pos += used;
                     return f(reply);
@@ -524,6 +544,16 @@ impl Drop for Conn {
     fn drop(&mut self) {
         self.stream.shutdown();
     }
+}
+
+/// Whether the message of an `ERROR` line says the server is out of
+/// connections: memcached's `Too many open connections` (sent at accept time
+/// to a connection over its `-c` limit, which it then closes), or any
+/// similar "too many ... connections" text.
+fn refuses_connection(message: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(message).to_ascii_lowercase();
+    text.find("too many")
+        .is_some_and(|at| text[at..].contains("connection"))
 }
 
 /// `now + duration`, or a year from now when that is past what an
@@ -648,6 +678,15 @@ mod tests {
         assert!(conn.wbuf.capacity() <= RETAINED_WRITE_BUF);
         assert!(conn.rbuf.len() <= RETAINED_READ_BUF);
         server.join().unwrap();
+    }
+
+    #[test]
+    fn connection_limit_messages() {
+        assert!(refuses_connection(b"Too many open connections"));
+        assert!(refuses_connection(b"too many connections"));
+        assert!(!refuses_connection(b""));
+        assert!(!refuses_connection(b"unknown command"));
+        assert!(!refuses_connection(b"too many tokens"));
     }
 
     #[test]

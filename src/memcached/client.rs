@@ -260,6 +260,12 @@ impl<C: Codec> ClientBuilder<C> {
     /// A prefix put in front of every key (the limits on keys apply to the
     /// prefixed key). Must itself be a valid key part: no spaces or control
     /// bytes.
+    ///
+    /// The prefix does not move keys between servers: a key is placed by
+    /// the key as given, before the prefix is added, as pymemcache's
+    /// `HashClient` and libmemcached (without
+    /// `MEMCACHED_BEHAVIOR_HASH_WITH_NAMESPACE`) place it, so clients of
+    /// either kind sharing a pool with the same prefix agree on every key.
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.key_prefix = prefix.into();
         self
@@ -376,7 +382,7 @@ impl<C: Codec> ClientBuilder<C> {
         }
         let ring = Ring::new(
             self.distribution,
-            specs.iter().map(|s| (s.label.as_str(), s.weight)),
+            specs.iter().map(|s| (s.ring_label(), s.weight)),
         );
         let config = ConnConfig {
             connect_timeout: self.connect_timeout,
@@ -468,7 +474,13 @@ impl<C: Codec> Client<C> {
         Ok(ValidKey::new(&buf.bytes[..len])?)
     }
 
-    /// The index of the live server for `key`.
+    /// The part of a prefixed key that places it: the key as the caller
+    /// gave it, without the key prefix (see [`ClientBuilder::key_prefix`]).
+    fn placement<'k>(&self, prefixed: &'k [u8]) -> &'k [u8] {
+        prefixed.get(self.inner.prefix.len()..).unwrap_or(prefixed)
+    }
+
+    /// The index of the live server for `key` (given without the prefix).
     fn route(&self, key: &[u8]) -> Result<usize> {
         self.route_at(key, self.now(), &mut Vec::new())
     }
@@ -557,7 +569,7 @@ impl<C: Codec> Client<C> {
     ) -> Result<T> {
         let mut buf = KeyBuf::new();
         let valid = self.key(key, &mut buf)?;
-        let server = self.route(valid.as_bytes())?;
+        let server = self.route(self.placement(valid.as_bytes()))?;
         self.on_server(server, idempotent, |conn| {
             encode(conn.request(), valid);
             conn.send()?;
@@ -1436,7 +1448,7 @@ impl<C: Codec> Client<C> {
         let mut probing = Vec::new();
         for (index, range) in batch.ranges.iter().enumerate() {
             let key = batch.bytes.get(range.clone()).unwrap_or_default();
-            let server = self.route_at(key, now, &mut probing)?;
+            let server = self.route_at(self.placement(key), now, &mut probing)?;
             batch.groups[server].push(index);
         }
         Ok(batch)
@@ -1637,19 +1649,25 @@ impl<C: Codec> Client<C> {
             .collect()
     }
 
-    /// The label of the server `key` is sent to now (after the key prefix,
-    /// skipping servers marked dead).
+    /// The label of the server `key` is sent to now, skipping servers
+    /// marked dead.
+    ///
+    /// The key is placed as given, without the key prefix (which only
+    /// changes the key stored on the server), so the answer is the same
+    /// with or without a prefix, and the same as pymemcache's `HashClient`
+    /// or libmemcached gives for that key over the same servers.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidKey`], or [`Error::AllServersDown`].
+    /// [`Error::InvalidKey`] (the prefixed key is checked), or
+    /// [`Error::AllServersDown`].
     pub fn server_for(&self, key: &str) -> Result<String> {
         let mut buf = KeyBuf::new();
         let valid = self.key(key, &mut buf)?;
         let now = self.now();
         // Only looks: claims no probe of a server whose dead period is over.
         let server = self
-            .pick(valid.as_bytes(), |i| {
+            .pick(self.placement(valid.as_bytes()), |i| {
                 self.inner
                     .pools
                     .get(i)

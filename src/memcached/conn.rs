@@ -69,16 +69,31 @@ pub(crate) enum Address {
     Unix(String),
 }
 
-/// One configured server: its address, ring label and weight.
+/// One configured server: its address, labels and weight.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ServerSpec {
     pub(crate) address: Address,
-    /// The label the ring hashes: `host:port` (IPv6 in brackets) or the path.
+    /// The label shown to users and in errors: `host:port` (IPv6 in
+    /// brackets, so the port stands apart) or the path.
     pub(crate) label: String,
     pub(crate) weight: u32,
 }
 
 impl ServerSpec {
+    /// The label the ring hashes: `host:port` with an IPv6 host *without*
+    /// brackets (`::1:11211`), or the socket path.
+    ///
+    /// This is how the clients the ring matches name a server: pymemcache's
+    /// `HashClient` formats its nodes as `"%s:%s" % (host, port)` after
+    /// stripping the brackets, and libmemcached keeps IPv6 host names
+    /// unbracketed in its ketama point labels (`::1-0`, `::1:11212-0`).
+    pub(crate) fn ring_label(&self) -> String {
+        match &self.address {
+            Address::Tcp { host, port } => format!("{host}:{port}"),
+            Address::Unix(path) => path.clone(),
+        }
+    }
+
     /// Parses `host[:port[:weight]]`, `[v6addr][:port[:weight]]`, or a unix
     /// socket path (starting with `/`, optionally followed by `:weight`).
     pub(crate) fn parse(text: &str) -> std::result::Result<ServerSpec, ConfigError> {
@@ -616,6 +631,15 @@ mod tests {
         );
         assert_eq!(tcp("[::1]:9:2"), ("::1".into(), 9, "[::1]:9".into(), 2));
         assert_eq!(tcp("[::1]"), ("::1".into(), 11211, "[::1]:11211".into(), 1));
+
+        // The ring hashes IPv6 hosts without brackets, as pymemcache and
+        // libmemcached name them; other labels are unchanged.
+        let ring_label = |text: &str| ServerSpec::parse(text).unwrap().ring_label();
+        assert_eq!(ring_label("[::1]:9:2"), "::1:9");
+        assert_eq!(ring_label("[fe80::1]"), "fe80::1:11211");
+        assert_eq!(ring_label("127.0.0.1:11211"), "127.0.0.1:11211");
+        assert_eq!(ring_label("cache-1"), "cache-1:11211");
+        assert_eq!(ring_label("/run/mc.sock:4"), "/run/mc.sock");
 
         let unix = ServerSpec::parse("/run/mc.sock:4").unwrap();
         assert_eq!(unix.address, Address::Unix("/run/mc.sock".into()));

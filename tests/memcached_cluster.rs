@@ -271,3 +271,37 @@ fn key_prefix_does_not_move_keys() {
         assert_eq!(got.len(), keys.len());
     }
 }
+
+#[test]
+fn a_refused_set_many_leaves_a_due_probe_alone() {
+    let mut mc = Memcached::start();
+    let dead_timeout = Duration::from_millis(400);
+    let c = Client::builder()
+        .servers([mc.addr()])
+        .connect_timeout(Duration::from_millis(300))
+        .retry_attempts(1)
+        .dead_timeout(dead_timeout)
+        .max_item_size(1000)
+        .build()
+        .unwrap();
+    mc.stop();
+    assert!(matches!(c.get::<String>("k"), Err(Error::Connect { .. })));
+    assert!(c.is_marked_dead(&mc.addr()));
+    mc.restart();
+    thread::sleep(dead_timeout + Duration::from_millis(100));
+    // The dead period is over: the next request may probe the server.
+    assert!(!c.is_marked_dead(&mc.addr()));
+
+    // A batch refused before sending must not take that probe with it.
+    let (small, big) = (vec![1u8], vec![0u8; 1001]);
+    assert!(matches!(
+        c.set_many(&[("ok", &small), ("big", &big)], MINUTE),
+        Err(Error::ValueTooLarge {
+            size: 1001,
+            max: 1000
+        })
+    ));
+    assert!(!c.is_marked_dead(&mc.addr()));
+    assert_eq!(c.get::<Vec<u8>>("ok").unwrap(), None, "nothing was sent");
+    assert!(!c.is_marked_dead(&mc.addr()));
+}

@@ -1339,7 +1339,10 @@ impl<C: Codec> Client<C> {
         items: &[(K, &V)],
         ttl: Duration,
     ) -> Result<()> {
-        let batch = self.batch(items.iter().map(|(k, _)| k.as_ref()))?;
+        // Encoded and size-checked before routing: routing may claim the
+        // probe of a server whose dead period just ended, and a refused
+        // batch would leave that probe unresolved (the server kept out for
+        // another dead period).
         let encoded = items
             .iter()
             .map(|(_, value)| {
@@ -1348,6 +1351,7 @@ impl<C: Codec> Client<C> {
                 Ok(encoded)
             })
             .collect::<Result<Vec<_>>>()?;
+        let batch = self.batch(items.iter().map(|(k, _)| k.as_ref()))?;
         let exptime = exptime_now(ttl);
         // The bytes an item takes on the wire: its value, key and header.
         let wire_size = |index: usize| {

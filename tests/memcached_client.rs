@@ -1133,3 +1133,30 @@ fn server_at_its_connection_limit_is_a_retryable_connect_failure() {
     assert_eq!(c.get::<String>("k").unwrap(), None);
     assert!(!c.is_marked_dead(&mc.addr()));
 }
+
+#[test]
+fn a_won_lease_survives_an_undecodable_stale_value() {
+    let mc = Memcached::start();
+    let c = client(&mc);
+    // Bytes that do not decode as a `User` (another client's, or an older
+    // layout), then invalidated: the next reader wins the lease.
+    c.set_raw("report", b"\xff\xff\xff\xff\xff", FLAG_BINCODE, MINUTE)
+        .unwrap();
+    assert!(matches!(c.get::<User>("report"), Err(Error::Codec(_))));
+    assert!(c.invalidate("report", MINUTE).unwrap());
+    let cas = match c.get_or_lease::<User>("report", MINUTE).unwrap() {
+        Lease::Won {
+            previous: None,
+            cas,
+        } => cas,
+        other => panic!("expected to win with nothing to serve, got {other:?}"),
+    };
+    // The lease is real: the winner's store goes through with its CAS.
+    let user = User {
+        id: 1,
+        name: "Grace".into(),
+        tags: Vec::new(),
+    };
+    assert!(c.cas("report", &user, MINUTE, cas).unwrap());
+    assert_eq!(c.get::<User>("report").unwrap(), Some(user));
+}

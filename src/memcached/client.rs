@@ -99,7 +99,9 @@ pub enum Lease<V> {
     /// `previous` is the value still stored when there is one (after an
     /// invalidation, or an early recache), which may be served meanwhile.
     Won {
-        /// The outdated value, if the item had one.
+        /// The outdated value, if the item had one that decodes as `V`
+        /// (`None` as well when the stored bytes do not decode: the lease
+        /// is not lost to a codec error).
         previous: Option<V>,
         /// The CAS unique of the placeholder or outdated item.
         cas: Cas,
@@ -1151,10 +1153,17 @@ impl<C: Codec> Client<C> {
                 // held is still no value).
                 let placeholder = empty && flags.client_flags == Some(0);
                 if flags.won {
+                    // The server handed this caller the lease: keep it even
+                    // when the outdated value does not decode (written by
+                    // another client, or an older version of `V`).
                     let previous = if placeholder {
                         None
                     } else {
-                        Some(decode(data, &flags)?)
+                        match decode(data, &flags) {
+                            Ok(value) => Some(value),
+                            Err(Error::Codec(_)) => None,
+                            Err(e) => return Err(e),
+                        }
                     };
                     Ok(Some(Lease::Won { previous, cas }))
                 } else if placeholder && (flags.win_taken || flags.stale) {

@@ -236,6 +236,15 @@ impl<C: Codec> ClientBuilder<C> {
 
     /// How long opening a TCP connection may take, in all: a host that
     /// resolves to several addresses shares this time between them.
+    ///
+    /// It does not bound connecting to a unix socket path, which is a plain
+    /// blocking `connect` (`std` offers no way to set a timeout or
+    /// non-blocking mode before a `UnixStream` connects, and this crate
+    /// does not depend on `libc` for it). That connect fails at once when
+    /// nothing listens on the path, and waits only while the server's
+    /// accept backlog is full: on Linux, until the server accepts enough
+    /// connections to make room. The I/O timeout bounds every request once
+    /// connected.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self

@@ -291,6 +291,13 @@ impl Conn {
     /// The timeout covers every address the host resolves to together:
     /// each attempt gets only what the earlier ones left. (Name resolution
     /// itself is the system resolver's and is not bounded here.)
+    ///
+    /// A unix socket is connected with a plain blocking `connect`, which
+    /// the timeout does not bound: `std` connects a `UnixStream` before
+    /// any option can be set on it, and a bounded connect would need a
+    /// non-blocking socket made through `libc`. Such a connect fails at
+    /// once when nothing listens on the path; it waits only while the
+    /// listener's accept backlog is full (on Linux, until there is room).
     pub(crate) fn connect(server: &ServerSpec, config: &ConnConfig) -> Result<Conn> {
         let connect_error = |source: io::Error| Error::Connect {
             server: server.label.clone(),

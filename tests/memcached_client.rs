@@ -1160,3 +1160,61 @@ fn a_won_lease_survives_an_undecodable_stale_value() {
     assert!(c.cas("report", &user, MINUTE, cas).unwrap());
     assert_eq!(c.get::<User>("report").unwrap(), Some(user));
 }
+
+#[test]
+fn writes_return_the_cas_they_stored() {
+    let mc = Memcached::start();
+    let c = client(&mc);
+    let first = c.set_returning_cas("doc", "v1", MINUTE).unwrap();
+    assert_eq!(
+        c.gets::<String>("doc").unwrap(),
+        Some(("v1".to_owned(), first))
+    );
+    assert_eq!(c.cas_only("doc").unwrap(), Some(first));
+    // Unconditional over an existing item: a new CAS.
+    let second = c.set_returning_cas("doc", "v2", MINUTE).unwrap();
+    assert_ne!(second, first);
+    assert_eq!(c.cas_only("doc").unwrap(), Some(second));
+
+    // compare_and_set stores only while the CAS holds, and returns the new one.
+    let third = c
+        .compare_and_set("doc", "v3", MINUTE, second)
+        .unwrap()
+        .expect("the CAS still held");
+    assert_ne!(third, second);
+    let item = c.meta_get::<String>("doc").unwrap().unwrap();
+    assert_eq!((item.value.as_str(), item.cas), ("v3", third));
+    assert!(item.ttl.unwrap() <= MINUTE && item.ttl.unwrap() >= MINUTE - Duration::from_secs(5));
+    assert_eq!(
+        c.compare_and_set("doc", "v4", MINUTE, second).unwrap(),
+        None
+    );
+    assert_eq!(c.get::<String>("doc").unwrap().as_deref(), Some("v3"));
+    assert_eq!(c.compare_and_set("gone", "x", MINUTE, third).unwrap(), None);
+    assert_eq!(c.get::<String>("gone").unwrap(), None);
+
+    // The lease flow: the winner's store returns the CAS a later
+    // revalidation compares against.
+    let lease_cas = match c.get_or_lease::<String>("report", MINUTE).unwrap() {
+        Lease::Won { cas, .. } => cas,
+        other => panic!("expected to win, got {other:?}"),
+    };
+    let stored = c
+        .compare_and_set("report", "fresh", MINUTE, lease_cas)
+        .unwrap()
+        .expect("the lease's CAS still held");
+    assert_eq!(c.cas_only("report").unwrap(), Some(stored));
+    assert_eq!(
+        c.gets::<String>("report").unwrap(),
+        Some(("fresh".to_owned(), stored))
+    );
+
+    // With a key prefix, the CAS is the prefixed item's.
+    let prefixed = Client::builder()
+        .servers([mc.addr()])
+        .key_prefix("app:")
+        .build()
+        .unwrap();
+    let cas = prefixed.set_returning_cas("doc", &7u32, MINUTE).unwrap();
+    assert_eq!(c.cas_only("app:doc").unwrap(), Some(cas));
+}

@@ -55,7 +55,9 @@ fn chunk_len(sizes: impl Iterator<Item = usize>, max_items: usize, max_bytes: us
 /// A CAS unique: the version stamp memcached gives each stored item.
 ///
 /// Read it with [`Client::gets`], [`Client::meta_get`] or
-/// [`Client::cas_only`]; pass it to [`Client::cas`] to store only if the item
+/// [`Client::cas_only`], or get it back from a write with
+/// [`Client::set_returning_cas`] or [`Client::compare_and_set`]; pass it to
+/// [`Client::cas`] or [`Client::compare_and_set`] to store only if the item
 /// was not changed since.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Cas(pub u64);
@@ -615,25 +617,38 @@ impl<C: Codec> Client<C> {
         mode: MetaSetMode,
         compare_cas: Option<u64>,
     ) -> Result<bool> {
+        let set_flags = store_flags(flags, ttl, mode, compare_cas);
+        Ok(matches!(
+            self.meta_store(key, data, &set_flags)?,
+            Stored::Yes(_)
+        ))
+    }
+
+    /// Sends one meta set with `set_flags` and reads its outcome; with
+    /// `return_cas` set, a stored item's new CAS unique must come back.
+    fn meta_store(&self, key: &str, data: &[u8], set_flags: &MetaSetFlags) -> Result<Stored> {
         self.check_size(data.len())?;
-        let set_flags = MetaSetFlags {
-            mode,
-            ttl: Some(exptime_now(ttl)),
-            client_flags: Some(flags),
-            compare_cas,
-            ..MetaSetFlags::default()
-        };
-        let idempotent = compare_cas.is_none() && mode != MetaSetMode::Add;
+        let idempotent = set_flags.compare_cas.is_none() && set_flags.mode != MetaSetMode::Add;
         self.single(
             key,
             idempotent,
-            |out, key| encode_meta_set(out, key, data, &set_flags),
-            |reply| match meta_status(&reply) {
-                Some(MetaStatus::Success) => Ok(true),
-                Some(MetaStatus::NotStored | MetaStatus::Exists | MetaStatus::NotFound) => {
-                    Ok(false)
-                }
-                _ => Err(Error::from_reply(&reply)),
+            |out, key| encode_meta_set(out, key, data, set_flags),
+            |reply| match reply {
+                Reply::Meta(MetaReply {
+                    status: MetaStatus::Success,
+                    flags,
+                }) => match flags.cas {
+                    Some(cas) if set_flags.return_cas => Ok(Stored::Yes(Some(Cas(cas)))),
+                    None if set_flags.return_cas => {
+                        Err(ProtocolError::Malformed { reply: "HD" }.into())
+                    }
+                    _ => Ok(Stored::Yes(None)),
+                },
+                Reply::Meta(MetaReply {
+                    status: MetaStatus::NotStored | MetaStatus::Exists | MetaStatus::NotFound,
+                    ..
+                }) => Ok(Stored::No),
+                other => Err(Error::from_reply(&other)),
             },
         )
     }
@@ -785,6 +800,101 @@ impl<C: Codec> Client<C> {
             MetaSetMode::Set,
             Some(cas.0),
         )
+    }
+
+    /// Stores `value` under `key` for `ttl` (as [`Client::set`] does) and
+    /// returns the CAS unique the server gave the new item, in the same
+    /// round trip (the meta set's `c` flag).
+    ///
+    /// The CAS is what [`Client::gets`], [`Client::meta_get`] and
+    /// [`Client::cas_only`] report until the item changes again, so a copy
+    /// of the value kept elsewhere can later be checked for being current
+    /// without reading the item back first.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::set`]: [`Error::InvalidKey`], [`Error::Codec`],
+    /// [`Error::ValueTooLarge`] (nothing is sent), [`Error::Server`],
+    /// [`Error::NotStored`], and the connection errors; a reply without the
+    /// CAS is an [`Error::Protocol`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// let cas = client.set_returning_cas("user:42:name", "Ada", Duration::from_secs(300))?;
+    /// // Later: is the copy we wrote still the stored one?
+    /// if client.cas_only("user:42:name")? != Some(cas) {
+    ///     println!("changed since we wrote it");
+    /// }
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
+    pub fn set_returning_cas<V: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &V,
+        ttl: Duration,
+    ) -> Result<Cas> {
+        let encoded = self.inner.codec.encode(value)?;
+        let set_flags = MetaSetFlags {
+            return_cas: true,
+            ..store_flags(encoded.flags, ttl, MetaSetMode::Set, None)
+        };
+        match self.meta_store(key, &encoded.data, &set_flags)? {
+            Stored::Yes(Some(cas)) => Ok(cas),
+            Stored::Yes(None) => Err(ProtocolError::Malformed { reply: "HD" }.into()),
+            Stored::No => Err(Error::NotStored),
+        }
+    }
+
+    /// Stores `value` only if the item's CAS unique is still `cas` (as
+    /// [`Client::cas`] does), and returns the stored item's new CAS unique.
+    ///
+    /// `Ok(Some(new_cas))` when the value was stored; `Ok(None)` when the
+    /// item changed since `cas` was read, or is gone. The new CAS is the one
+    /// [`Client::gets`] and [`Client::cas_only`] then report, so a caller
+    /// that keeps a copy of the value (a near cache, say) can revalidate it
+    /// later without reading the item back.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::set`]: [`Error::InvalidKey`], [`Error::Codec`],
+    /// [`Error::ValueTooLarge`] (nothing is sent), [`Error::Server`], and the
+    /// connection errors; a reply without the CAS is an [`Error::Protocol`].
+    /// Not sent again after a connection failure, as the first attempt may
+    /// have stored the value.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// if let Some((count, cas)) = client.gets::<u64>("counter")? {
+    ///     match client.compare_and_set("counter", &(count + 1), Duration::ZERO, cas)? {
+    ///         Some(new_cas) => println!("stored, now at {new_cas:?}"),
+    ///         None => println!("changed meanwhile: read it again"),
+    ///     }
+    /// }
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
+    pub fn compare_and_set<V: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &V,
+        ttl: Duration,
+        cas: Cas,
+    ) -> Result<Option<Cas>> {
+        let encoded = self.inner.codec.encode(value)?;
+        let set_flags = MetaSetFlags {
+            return_cas: true,
+            ..store_flags(encoded.flags, ttl, MetaSetMode::Set, Some(cas.0))
+        };
+        match self.meta_store(key, &encoded.data, &set_flags)? {
+            Stored::Yes(Some(cas)) => Ok(Some(cas)),
+            Stored::Yes(None) => Err(ProtocolError::Malformed { reply: "HD" }.into()),
+            Stored::No => Ok(None),
+        }
     }
 
     /// Removes `key`; `Ok(false)` if it held nothing.
@@ -1722,6 +1832,31 @@ impl Batch {
         let range = self.ranges.get(index).cloned().unwrap_or_default();
         let bytes = self.bytes.get(range).unwrap_or_default();
         Ok(ValidKey::new(bytes)?)
+    }
+}
+
+/// The outcome of a meta set.
+enum Stored {
+    /// `HD`: stored, with the new CAS unique when it was asked for.
+    Yes(Option<Cas>),
+    /// `NS`, `EX` or `NF`: the server declined to store it.
+    No,
+}
+
+/// The meta set flags of a store with client `flags`, `ttl`, `mode` and an
+/// optional CAS to compare.
+fn store_flags(
+    flags: u32,
+    ttl: Duration,
+    mode: MetaSetMode,
+    compare_cas: Option<u64>,
+) -> MetaSetFlags {
+    MetaSetFlags {
+        mode,
+        ttl: Some(exptime_now(ttl)),
+        client_flags: Some(flags),
+        compare_cas,
+        ..MetaSetFlags::default()
     }
 }
 

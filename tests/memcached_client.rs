@@ -979,3 +979,242 @@ fn unix_socket_server() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(result.unwrap().as_deref(), Some("over a unix socket"));
 }
+
+/// A fake server from before the meta commands: it answers `version` and
+/// gives `ERROR` for every other line, each reply `pause` after its line (so
+/// the replies to one request arrive apart, as from a busy server). Returns
+/// its address and the count of connections accepted.
+fn server_without_meta_commands(pause: Duration) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    thread::spawn(move || {
+        for stream in listener.incoming().take(8) {
+            let Ok(stream) = stream else { break };
+            counter.fetch_add(1, Ordering::SeqCst);
+            thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                let Ok(mut writer) = stream.try_clone() else {
+                    return;
+                };
+                let mut reader = BufReader::new(stream);
+                let mut line = String::new();
+                for _ in 0..100 {
+                    line.clear();
+                    if !reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                        return;
+                    }
+                    thread::sleep(pause);
+                    let reply: &[u8] = if line.trim_end() == "version" {
+                        b"VERSION 1.4.15\r\n"
+                    } else {
+                        b"ERROR\r\n"
+                    };
+                    if writer.write_all(reply).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[test]
+fn error_replies_close_the_connection() {
+    // A meta set's command line and its data line each draw an `ERROR`
+    // from a server without meta commands: after the first, the second is
+    // still on its way, and must not be read as the next request's reply.
+    let (addr, accepted) = server_without_meta_commands(Duration::from_millis(30));
+    let c = Client::builder()
+        .servers([addr.as_str()])
+        .pool_size(1)
+        .build()
+        .unwrap();
+    assert!(matches!(c.set("k", "v", MINUTE), Err(Error::Client(_))));
+    assert_eq!(c.version().unwrap()[0].1, "1.4.15");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+
+    // A pipelined set_many (two sets and a no-op: five lines, five errors).
+    assert!(matches!(
+        c.set_many(&[("a", "1"), ("b", "2")], MINUTE),
+        Err(Error::Client(_))
+    ));
+    assert_eq!(c.version().unwrap()[0].1, "1.4.15");
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    // The server answered every time: it is up.
+    assert!(!c.is_marked_dead(&addr));
+}
+
+#[test]
+fn client_error_inside_a_pipeline_closes_the_connection() {
+    // set_many: the server refuses the data line with CLIENT_ERROR, then
+    // reads the data as a command (ERROR), and still answers the no-op, late.
+    let (addr, accepted) = scripted_server(vec![
+        vec![
+            Step::Reply(b"CLIENT_ERROR bad data chunk\r\n"),
+            Step::Reply(b"ERROR\r\n"),
+            Step::Trickle(&[b"", b"MN\r\n"], Duration::from_millis(50)),
+        ],
+        vec![Step::Reply(b"VA 2 f16\r\nok\r\n")],
+    ]);
+    let c = Client::builder()
+        .servers([addr.as_str()])
+        .pool_size(1)
+        .build()
+        .unwrap();
+    match c.set_many(&[("k", "v")], MINUTE) {
+        Err(Error::Client(message)) => assert_eq!(message, "bad data chunk"),
+        other => panic!("expected the CLIENT_ERROR, got {other:?}"),
+    }
+    // Not the late `MN`: a new connection, and the answer to this request.
+    assert_eq!(c.get::<String>("k").unwrap().as_deref(), Some("ok"));
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+/// Opens raw connections to `mc` (each checked with `version`) until the
+/// server turns one away with `ERROR Too many open connections`; returns
+/// the ones it kept open. Bounded in count and time.
+fn fill_connections(mc: &Memcached) -> Vec<std::net::TcpStream> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut held = Vec::new();
+    for _ in 0..64 {
+        assert!(
+            Instant::now() < deadline,
+            "filling connections took too long"
+        );
+        let mut stream = std::net::TcpStream::connect(mc.addr()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        stream.write_all(b"version\r\n").unwrap();
+        let mut line = String::new();
+        BufReader::new(&stream).read_line(&mut line).unwrap();
+        if line.starts_with("VERSION") {
+            held.push(stream);
+        } else if line == "ERROR Too many open connections\r\n" {
+            return held;
+        } else {
+            panic!("unexpected reply {line:?}");
+        }
+    }
+    panic!("memcached never reached its connection limit");
+}
+
+#[test]
+fn server_at_its_connection_limit_is_a_retryable_connect_failure() {
+    let mc = Memcached::start_with(&["-c", "16", "-t", "1"]);
+    let held = fill_connections(&mc);
+    let dead_timeout = Duration::from_millis(500);
+    let c = Client::builder()
+        .servers([mc.addr()])
+        .pool_size(1)
+        .retry_attempts(2)
+        .dead_timeout(dead_timeout)
+        .build()
+        .unwrap();
+    for attempt in 1..=2 {
+        match c.get::<String>("k") {
+            Err(e @ Error::Connect { .. }) => {
+                assert!(e.is_retryable() && e.drops_connection(), "{e:?}");
+                assert!(e.to_string().contains("Too many open connections"), "{e}");
+            }
+            other => panic!("attempt {attempt}: expected a refused connection, got {other:?}"),
+        }
+    }
+    // Both refusals counted against the server.
+    assert!(c.is_marked_dead(&mc.addr()));
+    assert!(matches!(c.get::<String>("k"), Err(Error::AllServersDown)));
+
+    // With room again, the probe after the dead period gets through.
+    drop(held);
+    thread::sleep(dead_timeout + Duration::from_millis(200));
+    assert_eq!(c.get::<String>("k").unwrap(), None);
+    assert!(!c.is_marked_dead(&mc.addr()));
+}
+
+#[test]
+fn a_won_lease_survives_an_undecodable_stale_value() {
+    let mc = Memcached::start();
+    let c = client(&mc);
+    // Bytes that do not decode as a `User` (another client's, or an older
+    // layout), then invalidated: the next reader wins the lease.
+    c.set_raw("report", b"\xff\xff\xff\xff\xff", FLAG_BINCODE, MINUTE)
+        .unwrap();
+    assert!(matches!(c.get::<User>("report"), Err(Error::Codec(_))));
+    assert!(c.invalidate("report", MINUTE).unwrap());
+    let cas = match c.get_or_lease::<User>("report", MINUTE).unwrap() {
+        Lease::Won {
+            previous: None,
+            cas,
+        } => cas,
+        other => panic!("expected to win with nothing to serve, got {other:?}"),
+    };
+    // The lease is real: the winner's store goes through with its CAS.
+    let user = User {
+        id: 1,
+        name: "Grace".into(),
+        tags: Vec::new(),
+    };
+    assert!(c.cas("report", &user, MINUTE, cas).unwrap());
+    assert_eq!(c.get::<User>("report").unwrap(), Some(user));
+}
+
+#[test]
+fn writes_return_the_cas_they_stored() {
+    let mc = Memcached::start();
+    let c = client(&mc);
+    let first = c.set_returning_cas("doc", "v1", MINUTE).unwrap();
+    assert_eq!(
+        c.gets::<String>("doc").unwrap(),
+        Some(("v1".to_owned(), first))
+    );
+    assert_eq!(c.cas_only("doc").unwrap(), Some(first));
+    // Unconditional over an existing item: a new CAS.
+    let second = c.set_returning_cas("doc", "v2", MINUTE).unwrap();
+    assert_ne!(second, first);
+    assert_eq!(c.cas_only("doc").unwrap(), Some(second));
+
+    // compare_and_set stores only while the CAS holds, and returns the new one.
+    let third = c
+        .compare_and_set("doc", "v3", MINUTE, second)
+        .unwrap()
+        .expect("the CAS still held");
+    assert_ne!(third, second);
+    let item = c.meta_get::<String>("doc").unwrap().unwrap();
+    assert_eq!((item.value.as_str(), item.cas), ("v3", third));
+    assert!(item.ttl.unwrap() <= MINUTE && item.ttl.unwrap() >= MINUTE - Duration::from_secs(5));
+    assert_eq!(
+        c.compare_and_set("doc", "v4", MINUTE, second).unwrap(),
+        None
+    );
+    assert_eq!(c.get::<String>("doc").unwrap().as_deref(), Some("v3"));
+    assert_eq!(c.compare_and_set("gone", "x", MINUTE, third).unwrap(), None);
+    assert_eq!(c.get::<String>("gone").unwrap(), None);
+
+    // The lease flow: the winner's store returns the CAS a later
+    // revalidation compares against.
+    let lease_cas = match c.get_or_lease::<String>("report", MINUTE).unwrap() {
+        Lease::Won { cas, .. } => cas,
+        other => panic!("expected to win, got {other:?}"),
+    };
+    let stored = c
+        .compare_and_set("report", "fresh", MINUTE, lease_cas)
+        .unwrap()
+        .expect("the lease's CAS still held");
+    assert_eq!(c.cas_only("report").unwrap(), Some(stored));
+    assert_eq!(
+        c.gets::<String>("report").unwrap(),
+        Some(("fresh".to_owned(), stored))
+    );
+
+    // With a key prefix, the CAS is the prefixed item's.
+    let prefixed = Client::builder()
+        .servers([mc.addr()])
+        .key_prefix("app:")
+        .build()
+        .unwrap();
+    let cas = prefixed.set_returning_cas("doc", &7u32, MINUTE).unwrap();
+    assert_eq!(c.cas_only("app:doc").unwrap(), Some(cas));
+}

@@ -223,3 +223,85 @@ fn down_at_build_time_does_not_fail_build() {
     // Exactly one: the first key sent to the down server marks it dead.
     assert_eq!(errors, 1);
 }
+
+#[test]
+fn key_prefix_does_not_move_keys() {
+    // pymemcache's HashClient and libmemcached place a key by its
+    // unprefixed form: a prefixed client must put every key where an
+    // unprefixed one (or those clients) would look for it.
+    for distribution in [Distribution::Ketama, Distribution::Rendezvous] {
+        let servers = cluster();
+        let build = |prefix: &str| {
+            Client::builder()
+                .servers(servers.iter().map(Memcached::addr))
+                .distribution(distribution)
+                .key_prefix(prefix)
+                .build()
+                .unwrap()
+        };
+        let (plain, prefixed) = (build(""), build("app:"));
+        let keys: Vec<String> = (0..200).map(|i| format!("p:{i}")).collect();
+        for key in &keys {
+            assert_eq!(
+                prefixed.server_for(key).unwrap(),
+                plain.server_for(key).unwrap(),
+                "{distribution:?}: {key}"
+            );
+        }
+        // Where the items land, through single sets and a batch.
+        for key in &keys[..100] {
+            prefixed.set(key, key, MINUTE).unwrap();
+        }
+        let items: Vec<(&String, &String)> = keys[100..].iter().map(|k| (k, k)).collect();
+        prefixed.set_many(&items, MINUTE).unwrap();
+        let direct: Vec<Client> = servers.iter().map(single).collect();
+        for key in &keys {
+            let home = plain.server_for(key).unwrap();
+            for (server, client) in servers.iter().zip(&direct) {
+                let stored = client.get::<String>(&format!("app:{key}")).unwrap();
+                assert_eq!(
+                    stored.is_some(),
+                    server.addr() == home,
+                    "{distribution:?}: {key} on {} (home {home})",
+                    server.addr()
+                );
+            }
+        }
+        let got: HashMap<String, String> = prefixed.get_many(&keys).unwrap();
+        assert_eq!(got.len(), keys.len());
+    }
+}
+
+#[test]
+fn a_refused_set_many_leaves_a_due_probe_alone() {
+    let mut mc = Memcached::start();
+    let dead_timeout = Duration::from_millis(400);
+    let c = Client::builder()
+        .servers([mc.addr()])
+        .connect_timeout(Duration::from_millis(300))
+        .retry_attempts(1)
+        .dead_timeout(dead_timeout)
+        .max_item_size(1000)
+        .build()
+        .unwrap();
+    mc.stop();
+    assert!(matches!(c.get::<String>("k"), Err(Error::Connect { .. })));
+    assert!(c.is_marked_dead(&mc.addr()));
+    mc.restart();
+    thread::sleep(dead_timeout + Duration::from_millis(100));
+    // The dead period is over: the next request may probe the server.
+    assert!(!c.is_marked_dead(&mc.addr()));
+
+    // A batch refused before sending must not take that probe with it.
+    let (small, big) = (vec![1u8], vec![0u8; 1001]);
+    assert!(matches!(
+        c.set_many(&[("ok", &small), ("big", &big)], MINUTE),
+        Err(Error::ValueTooLarge {
+            size: 1001,
+            max: 1000
+        })
+    ));
+    assert!(!c.is_marked_dead(&mc.addr()));
+    assert_eq!(c.get::<Vec<u8>>("ok").unwrap(), None, "nothing was sent");
+    assert!(!c.is_marked_dead(&mc.addr()));
+}

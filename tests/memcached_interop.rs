@@ -13,13 +13,18 @@ use std::process::Command;
 use std::time::Duration;
 
 use nearfar::codec::{DefaultCodec, FLAG_COMPRESSED, FLAG_TEXT};
-use nearfar::memcached::Client;
+use nearfar::memcached::{Client, Distribution};
 use server::Memcached;
 
 const MINUTE: Duration = Duration::from_secs(60);
 
 /// Runs `script` with `port` as `sys.argv[1]`; returns its stdout.
 fn python(script: &str, port: u16) -> String {
+    python_with_args(script, &[port.to_string()])
+}
+
+/// Runs `script` with `args` as `sys.argv[1..]`; returns its stdout.
+fn python_with_args(script: &str, args: &[String]) -> String {
     let probe = Command::new("python3")
         .args(["-c", "import pymemcache"])
         .output();
@@ -35,7 +40,8 @@ fn python(script: &str, port: u16) -> String {
         Ok(_) => {}
     }
     let out = Command::new("python3")
-        .args(["-c", script, &port.to_string()])
+        .args(["-c", script])
+        .args(args)
         .output()
         .expect("run python3");
     assert!(
@@ -122,4 +128,83 @@ print("ok")
     assert_eq!(c.incr("count", 5).unwrap(), Some(15));
     let got = c.get_many::<String>(&["str", "long", "missing"]).unwrap();
     assert_eq!(got.len(), 2);
+}
+
+#[test]
+fn hash_client_with_a_key_prefix_shares_the_pool() {
+    // pymemcache's HashClient with a key prefix and this client with the
+    // same prefix, over the same three servers: each finds what the other
+    // wrote, because both place a key by its unprefixed form.
+    let servers: Vec<Memcached> = (0..3).map(|_| Memcached::start()).collect();
+    let c = Client::builder()
+        .servers(servers.iter().map(Memcached::addr))
+        .distribution(Distribution::Rendezvous)
+        .key_prefix("app:")
+        .build()
+        .unwrap();
+    for i in 0..100 {
+        c.set(&format!("rust:{i}"), &format!("r{i}"), MINUTE)
+            .unwrap();
+    }
+    let script = r#"
+import sys
+from pymemcache.client.hash import HashClient
+from pymemcache import serde
+servers = [("127.0.0.1", int(p)) for p in sys.argv[1:]]
+c = HashClient(servers, key_prefix=b"app:", serde=serde.compressed_serde)
+missing = [i for i in range(100) if c.get("rust:%d" % i) != "r%d" % i]
+assert not missing, "python misses %r" % missing
+for i in range(100):
+    assert c.set("py:%d" % i, "p%d" % i)
+for i in range(100):
+    print("py:%d\t%s:%s" % ((i,) + c._get_client("py:%d" % i).server))
+"#;
+    let ports: Vec<String> = servers.iter().map(|s| s.port().to_string()).collect();
+    let out = python_with_args(script, &ports);
+    let mut placed = 0;
+    for line in out.lines() {
+        let (key, node) = line.split_once('\t').expect("key<TAB>node");
+        assert_eq!(c.server_for(key).unwrap(), node, "{key}");
+        placed += 1;
+    }
+    assert_eq!(placed, 100);
+    let keys: Vec<String> = (0..100).map(|i| format!("py:{i}")).collect();
+    let got: std::collections::HashMap<String, String> = c.get_many(&keys).unwrap();
+    assert_eq!(got.len(), 100);
+    assert_eq!(got["py:7"], "p7");
+}
+
+#[test]
+fn ipv6_servers_are_placed_as_pymemcache_places_them() {
+    // pymemcache names an IPv6 node "::1:11211" (no brackets) and hashes
+    // that name with the key. Placement only: nothing is connected.
+    let script = r#"
+import sys
+from pymemcache.client.hash import HashClient
+servers = [("::1", 11211), ("::1", 11212), ("fe80::1", 11211), ("127.0.0.1", 11213)]
+c = HashClient(servers)
+for i in range(300):
+    key = "k%d" % i
+    print("%s\t%s" % (key, c.hasher.get_node(key)))
+"#;
+    let c = Client::builder()
+        .servers([
+            "[::1]:11211",
+            "[::1]:11212",
+            "[fe80::1]:11211",
+            "127.0.0.1:11213",
+        ])
+        .distribution(Distribution::Rendezvous)
+        .build()
+        .unwrap();
+    let out = python_with_args(script, &[]);
+    let mut checked = 0;
+    for line in out.lines() {
+        let (key, node) = line.split_once('\t').expect("key<TAB>node");
+        // This client shows IPv6 servers bracketed; pymemcache does not.
+        let ours = c.server_for(key).unwrap().replace(['[', ']'], "");
+        assert_eq!(ours, node, "{key}");
+        checked += 1;
+    }
+    assert_eq!(checked, 300);
 }

@@ -55,7 +55,9 @@ fn chunk_len(sizes: impl Iterator<Item = usize>, max_items: usize, max_bytes: us
 /// A CAS unique: the version stamp memcached gives each stored item.
 ///
 /// Read it with [`Client::gets`], [`Client::meta_get`] or
-/// [`Client::cas_only`]; pass it to [`Client::cas`] to store only if the item
+/// [`Client::cas_only`], or get it back from a write with
+/// [`Client::set_returning_cas`] or [`Client::compare_and_set`]; pass it to
+/// [`Client::cas`] or [`Client::compare_and_set`] to store only if the item
 /// was not changed since.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Cas(pub u64);
@@ -99,7 +101,9 @@ pub enum Lease<V> {
     /// `previous` is the value still stored when there is one (after an
     /// invalidation, or an early recache), which may be served meanwhile.
     Won {
-        /// The outdated value, if the item had one.
+        /// The outdated value, if the item had one that decodes as `V`
+        /// (`None` as well when the stored bytes do not decode: the lease
+        /// is not lost to a codec error).
         previous: Option<V>,
         /// The CAS unique of the placeholder or outdated item.
         cas: Cas,
@@ -234,6 +238,15 @@ impl<C: Codec> ClientBuilder<C> {
 
     /// How long opening a TCP connection may take, in all: a host that
     /// resolves to several addresses shares this time between them.
+    ///
+    /// It does not bound connecting to a unix socket path, which is a plain
+    /// blocking `connect` (`std` offers no way to set a timeout or
+    /// non-blocking mode before a `UnixStream` connects, and this crate
+    /// does not depend on `libc` for it). That connect fails at once when
+    /// nothing listens on the path, and waits only while the server's
+    /// accept backlog is full: on Linux, until the server accepts enough
+    /// connections to make room. The I/O timeout bounds every request once
+    /// connected.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
@@ -260,6 +273,12 @@ impl<C: Codec> ClientBuilder<C> {
     /// A prefix put in front of every key (the limits on keys apply to the
     /// prefixed key). Must itself be a valid key part: no spaces or control
     /// bytes.
+    ///
+    /// The prefix does not move keys between servers: a key is placed by
+    /// the key as given, before the prefix is added, as pymemcache's
+    /// `HashClient` and libmemcached (without
+    /// `MEMCACHED_BEHAVIOR_HASH_WITH_NAMESPACE`) place it, so clients of
+    /// either kind sharing a pool with the same prefix agree on every key.
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.key_prefix = prefix.into();
         self
@@ -376,7 +395,7 @@ impl<C: Codec> ClientBuilder<C> {
         }
         let ring = Ring::new(
             self.distribution,
-            specs.iter().map(|s| (s.label.as_str(), s.weight)),
+            specs.iter().map(|s| (s.ring_label(), s.weight)),
         );
         let config = ConnConfig {
             connect_timeout: self.connect_timeout,
@@ -468,7 +487,13 @@ impl<C: Codec> Client<C> {
         Ok(ValidKey::new(&buf.bytes[..len])?)
     }
 
-    /// The index of the live server for `key`.
+    /// The part of a prefixed key that places it: the key as the caller
+    /// gave it, without the key prefix (see [`ClientBuilder::key_prefix`]).
+    fn placement<'k>(&self, prefixed: &'k [u8]) -> &'k [u8] {
+        prefixed.get(self.inner.prefix.len()..).unwrap_or(prefixed)
+    }
+
+    /// The index of the live server for `key` (given without the prefix).
     fn route(&self, key: &[u8]) -> Result<usize> {
         self.route_at(key, self.now(), &mut Vec::new())
     }
@@ -557,7 +582,7 @@ impl<C: Codec> Client<C> {
     ) -> Result<T> {
         let mut buf = KeyBuf::new();
         let valid = self.key(key, &mut buf)?;
-        let server = self.route(valid.as_bytes())?;
+        let server = self.route(self.placement(valid.as_bytes()))?;
         self.on_server(server, idempotent, |conn| {
             encode(conn.request(), valid);
             conn.send()?;
@@ -592,25 +617,38 @@ impl<C: Codec> Client<C> {
         mode: MetaSetMode,
         compare_cas: Option<u64>,
     ) -> Result<bool> {
+        let set_flags = store_flags(flags, ttl, mode, compare_cas);
+        Ok(matches!(
+            self.meta_store(key, data, &set_flags)?,
+            Stored::Yes(_)
+        ))
+    }
+
+    /// Sends one meta set with `set_flags` and reads its outcome; with
+    /// `return_cas` set, a stored item's new CAS unique must come back.
+    fn meta_store(&self, key: &str, data: &[u8], set_flags: &MetaSetFlags) -> Result<Stored> {
         self.check_size(data.len())?;
-        let set_flags = MetaSetFlags {
-            mode,
-            ttl: Some(exptime_now(ttl)),
-            client_flags: Some(flags),
-            compare_cas,
-            ..MetaSetFlags::default()
-        };
-        let idempotent = compare_cas.is_none() && mode != MetaSetMode::Add;
+        let idempotent = set_flags.compare_cas.is_none() && set_flags.mode != MetaSetMode::Add;
         self.single(
             key,
             idempotent,
-            |out, key| encode_meta_set(out, key, data, &set_flags),
-            |reply| match meta_status(&reply) {
-                Some(MetaStatus::Success) => Ok(true),
-                Some(MetaStatus::NotStored | MetaStatus::Exists | MetaStatus::NotFound) => {
-                    Ok(false)
-                }
-                _ => Err(Error::from_reply(&reply)),
+            |out, key| encode_meta_set(out, key, data, set_flags),
+            |reply| match reply {
+                Reply::Meta(MetaReply {
+                    status: MetaStatus::Success,
+                    flags,
+                }) => match flags.cas {
+                    Some(cas) if set_flags.return_cas => Ok(Stored::Yes(Some(Cas(cas)))),
+                    None if set_flags.return_cas => {
+                        Err(ProtocolError::Malformed { reply: "HD" }.into())
+                    }
+                    _ => Ok(Stored::Yes(None)),
+                },
+                Reply::Meta(MetaReply {
+                    status: MetaStatus::NotStored | MetaStatus::Exists | MetaStatus::NotFound,
+                    ..
+                }) => Ok(Stored::No),
+                other => Err(Error::from_reply(&other)),
             },
         )
     }
@@ -762,6 +800,101 @@ impl<C: Codec> Client<C> {
             MetaSetMode::Set,
             Some(cas.0),
         )
+    }
+
+    /// Stores `value` under `key` for `ttl` (as [`Client::set`] does) and
+    /// returns the CAS unique the server gave the new item, in the same
+    /// round trip (the meta set's `c` flag).
+    ///
+    /// The CAS is what [`Client::gets`], [`Client::meta_get`] and
+    /// [`Client::cas_only`] report until the item changes again, so a copy
+    /// of the value kept elsewhere can later be checked for being current
+    /// without reading the item back first.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::set`]: [`Error::InvalidKey`], [`Error::Codec`],
+    /// [`Error::ValueTooLarge`] (nothing is sent), [`Error::Server`],
+    /// [`Error::NotStored`], and the connection errors; a reply without the
+    /// CAS is an [`Error::Protocol`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// let cas = client.set_returning_cas("user:42:name", "Ada", Duration::from_secs(300))?;
+    /// // Later: is the copy we wrote still the stored one?
+    /// if client.cas_only("user:42:name")? != Some(cas) {
+    ///     println!("changed since we wrote it");
+    /// }
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
+    pub fn set_returning_cas<V: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &V,
+        ttl: Duration,
+    ) -> Result<Cas> {
+        let encoded = self.inner.codec.encode(value)?;
+        let set_flags = MetaSetFlags {
+            return_cas: true,
+            ..store_flags(encoded.flags, ttl, MetaSetMode::Set, None)
+        };
+        match self.meta_store(key, &encoded.data, &set_flags)? {
+            Stored::Yes(Some(cas)) => Ok(cas),
+            Stored::Yes(None) => Err(ProtocolError::Malformed { reply: "HD" }.into()),
+            Stored::No => Err(Error::NotStored),
+        }
+    }
+
+    /// Stores `value` only if the item's CAS unique is still `cas` (as
+    /// [`Client::cas`] does), and returns the stored item's new CAS unique.
+    ///
+    /// `Ok(Some(new_cas))` when the value was stored; `Ok(None)` when the
+    /// item changed since `cas` was read, or is gone. The new CAS is the one
+    /// [`Client::gets`] and [`Client::cas_only`] then report, so a caller
+    /// that keeps a copy of the value (a near cache, say) can revalidate it
+    /// later without reading the item back.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::set`]: [`Error::InvalidKey`], [`Error::Codec`],
+    /// [`Error::ValueTooLarge`] (nothing is sent), [`Error::Server`], and the
+    /// connection errors; a reply without the CAS is an [`Error::Protocol`].
+    /// Not sent again after a connection failure, as the first attempt may
+    /// have stored the value.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// if let Some((count, cas)) = client.gets::<u64>("counter")? {
+    ///     match client.compare_and_set("counter", &(count + 1), Duration::ZERO, cas)? {
+    ///         Some(new_cas) => println!("stored, now at {new_cas:?}"),
+    ///         None => println!("changed meanwhile: read it again"),
+    ///     }
+    /// }
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
+    pub fn compare_and_set<V: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &V,
+        ttl: Duration,
+        cas: Cas,
+    ) -> Result<Option<Cas>> {
+        let encoded = self.inner.codec.encode(value)?;
+        let set_flags = MetaSetFlags {
+            return_cas: true,
+            ..store_flags(encoded.flags, ttl, MetaSetMode::Set, Some(cas.0))
+        };
+        match self.meta_store(key, &encoded.data, &set_flags)? {
+            Stored::Yes(Some(cas)) => Ok(Some(cas)),
+            Stored::Yes(None) => Err(ProtocolError::Malformed { reply: "HD" }.into()),
+            Stored::No => Ok(None),
+        }
     }
 
     /// Removes `key`; `Ok(false)` if it held nothing.
@@ -1139,10 +1272,17 @@ impl<C: Codec> Client<C> {
                 // held is still no value).
                 let placeholder = empty && flags.client_flags == Some(0);
                 if flags.won {
+                    // The server handed this caller the lease: keep it even
+                    // when the outdated value does not decode (written by
+                    // another client, or an older version of `V`).
                     let previous = if placeholder {
                         None
                     } else {
-                        Some(decode(data, &flags)?)
+                        match decode(data, &flags) {
+                            Ok(value) => Some(value),
+                            Err(Error::Codec(_)) => None,
+                            Err(e) => return Err(e),
+                        }
                     };
                     Ok(Some(Lease::Won { previous, cas }))
                 } else if placeholder && (flags.win_taken || flags.stale) {
@@ -1327,7 +1467,10 @@ impl<C: Codec> Client<C> {
         items: &[(K, &V)],
         ttl: Duration,
     ) -> Result<()> {
-        let batch = self.batch(items.iter().map(|(k, _)| k.as_ref()))?;
+        // Encoded and size-checked before routing: routing may claim the
+        // probe of a server whose dead period just ended, and a refused
+        // batch would leave that probe unresolved (the server kept out for
+        // another dead period).
         let encoded = items
             .iter()
             .map(|(_, value)| {
@@ -1336,6 +1479,7 @@ impl<C: Codec> Client<C> {
                 Ok(encoded)
             })
             .collect::<Result<Vec<_>>>()?;
+        let batch = self.batch(items.iter().map(|(k, _)| k.as_ref()))?;
         let exptime = exptime_now(ttl);
         // The bytes an item takes on the wire: its value, key and header.
         let wire_size = |index: usize| {
@@ -1401,10 +1545,15 @@ impl<C: Codec> Client<C> {
                     first_error.get_or_insert(Error::NotStored);
                     Ok(false)
                 }
-                Reply::ServerError(_) | Reply::ClientError(_) => {
+                // The server carried on after it: the rest of the replies
+                // still come, so read on to the no-op.
+                Reply::ServerError(_) => {
                     first_error.get_or_insert(Error::from_reply(&reply));
                     Ok(false)
                 }
+                // `ERROR` and `CLIENT_ERROR` (a command the server lacks, a
+                // bad data chunk) can come with more replies than there
+                // were requests: stop here, and the connection is closed.
                 other => Err(Error::from_reply(&other)),
             })? {}
             first_error.map_or(Ok(()), Err)
@@ -1431,7 +1580,7 @@ impl<C: Codec> Client<C> {
         let mut probing = Vec::new();
         for (index, range) in batch.ranges.iter().enumerate() {
             let key = batch.bytes.get(range.clone()).unwrap_or_default();
-            let server = self.route_at(key, now, &mut probing)?;
+            let server = self.route_at(self.placement(key), now, &mut probing)?;
             batch.groups[server].push(index);
         }
         Ok(batch)
@@ -1632,19 +1781,25 @@ impl<C: Codec> Client<C> {
             .collect()
     }
 
-    /// The label of the server `key` is sent to now (after the key prefix,
-    /// skipping servers marked dead).
+    /// The label of the server `key` is sent to now, skipping servers
+    /// marked dead.
+    ///
+    /// The key is placed as given, without the key prefix (which only
+    /// changes the key stored on the server), so the answer is the same
+    /// with or without a prefix, and the same as pymemcache's `HashClient`
+    /// or libmemcached gives for that key over the same servers.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidKey`], or [`Error::AllServersDown`].
+    /// [`Error::InvalidKey`] (the prefixed key is checked), or
+    /// [`Error::AllServersDown`].
     pub fn server_for(&self, key: &str) -> Result<String> {
         let mut buf = KeyBuf::new();
         let valid = self.key(key, &mut buf)?;
         let now = self.now();
         // Only looks: claims no probe of a server whose dead period is over.
         let server = self
-            .pick(valid.as_bytes(), |i| {
+            .pick(self.placement(valid.as_bytes()), |i| {
                 self.inner
                     .pools
                     .get(i)
@@ -1677,6 +1832,31 @@ impl Batch {
         let range = self.ranges.get(index).cloned().unwrap_or_default();
         let bytes = self.bytes.get(range).unwrap_or_default();
         Ok(ValidKey::new(bytes)?)
+    }
+}
+
+/// The outcome of a meta set.
+enum Stored {
+    /// `HD`: stored, with the new CAS unique when it was asked for.
+    Yes(Option<Cas>),
+    /// `NS`, `EX` or `NF`: the server declined to store it.
+    No,
+}
+
+/// The meta set flags of a store with client `flags`, `ttl`, `mode` and an
+/// optional CAS to compare.
+fn store_flags(
+    flags: u32,
+    ttl: Duration,
+    mode: MetaSetMode,
+    compare_cas: Option<u64>,
+) -> MetaSetFlags {
+    MetaSetFlags {
+        mode,
+        ttl: Some(exptime_now(ttl)),
+        client_flags: Some(flags),
+        compare_cas,
+        ..MetaSetFlags::default()
     }
 }
 

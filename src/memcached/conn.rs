@@ -69,16 +69,31 @@ pub(crate) enum Address {
     Unix(String),
 }
 
-/// One configured server: its address, ring label and weight.
+/// One configured server: its address, labels and weight.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ServerSpec {
     pub(crate) address: Address,
-    /// The label the ring hashes: `host:port` (IPv6 in brackets) or the path.
+    /// The label shown to users and in errors: `host:port` (IPv6 in
+    /// brackets, so the port stands apart) or the path.
     pub(crate) label: String,
     pub(crate) weight: u32,
 }
 
 impl ServerSpec {
+    /// The label the ring hashes: `host:port` with an IPv6 host *without*
+    /// brackets (`::1:11211`), or the socket path.
+    ///
+    /// This is how the clients the ring matches name a server: pymemcache's
+    /// `HashClient` formats its nodes as `"%s:%s" % (host, port)` after
+    /// stripping the brackets, and libmemcached keeps IPv6 host names
+    /// unbracketed in its ketama point labels (`::1-0`, `::1:11212-0`).
+    pub(crate) fn ring_label(&self) -> String {
+        match &self.address {
+            Address::Tcp { host, port } => format!("{host}:{port}"),
+            Address::Unix(path) => path.clone(),
+        }
+    }
+
     /// Parses `host[:port[:weight]]`, `[v6addr][:port[:weight]]`, or a unix
     /// socket path (starting with `/`, optionally followed by `:weight`).
     pub(crate) fn parse(text: &str) -> std::result::Result<ServerSpec, ConfigError> {
@@ -232,6 +247,9 @@ pub(crate) struct ConnConfig {
 /// One open connection.
 pub(crate) struct Conn {
     stream: Stream,
+    /// The server's label, for [`Error::Connect`] when the server turns the
+    /// connection away.
+    server: String,
     /// The request being built; sent whole by [`Conn::send`].
     wbuf: Vec<u8>,
     /// Received bytes: `rbuf[pos..filled]` is not parsed yet. The vector's
@@ -273,6 +291,13 @@ impl Conn {
     /// The timeout covers every address the host resolves to together:
     /// each attempt gets only what the earlier ones left. (Name resolution
     /// itself is the system resolver's and is not bounded here.)
+    ///
+    /// A unix socket is connected with a plain blocking `connect`, which
+    /// the timeout does not bound: `std` connects a `UnixStream` before
+    /// any option can be set on it, and a bounded connect would need a
+    /// non-blocking socket made through `libc`. Such a connect fails at
+    /// once when nothing listens on the path; it waits only while the
+    /// listener's accept backlog is full (on Linux, until there is room).
     pub(crate) fn connect(server: &ServerSpec, config: &ConnConfig) -> Result<Conn> {
         let connect_error = |source: io::Error| Error::Connect {
             server: server.label.clone(),
@@ -323,6 +348,7 @@ impl Conn {
             .map_err(connect_error)?;
         Ok(Conn {
             stream,
+            server: server.label.clone(),
             wbuf: Vec::with_capacity(INITIAL_WRITE_BUF),
             rbuf: vec![0; INITIAL_READ_BUF],
             pos: 0,
@@ -461,9 +487,25 @@ impl Conn {
     /// Reads the next reply frame and hands it to `f`, returning what `f` does.
     ///
     /// The frame borrows the read buffer, so `f` copies out what it keeps.
+    ///
+    /// A server that turned the connection away (memcached at its
+    /// connection limit writes `ERROR Too many open connections` and
+    /// closes the socket) fails with [`Error::Connect`] instead, without
+    /// calling `f`: the request was never served, and the connection must
+    /// be dropped and counted against the server, as a refused connect is.
     pub(crate) fn recv<T>(&mut self, f: impl FnOnce(Reply<'_>) -> Result<T>) -> Result<T> {
         loop {
             match parse_reply(&self.rbuf[self.pos..self.filled], self.max_value)? {
+                Some((Reply::Error(message), _)) if refuses_connection(message) => {
+                    let message = String::from_utf8_lossy(message).into_owned();
+                    return Err(Error::Connect {
+                        server: self.server.clone(),
+                        source: io::Error::new(
+                            io::ErrorKind::ConnectionRefused,
+                            format!("the server turned the connection away: {message}"),
+                        ),
+                    });
+                }
                 Some((reply, used)) => {
                     self.pos += used;
                     return f(reply);
@@ -524,6 +566,16 @@ impl Drop for Conn {
     fn drop(&mut self) {
         self.stream.shutdown();
     }
+}
+
+/// Whether the message of an `ERROR` line says the server is out of
+/// connections: memcached's `Too many open connections` (sent at accept time
+/// to a connection over its `-c` limit, which it then closes), or any
+/// similar "too many ... connections" text.
+fn refuses_connection(message: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(message).to_ascii_lowercase();
+    text.find("too many")
+        .is_some_and(|at| text[at..].contains("connection"))
 }
 
 /// `now + duration`, or a year from now when that is past what an
@@ -587,6 +639,15 @@ mod tests {
         assert_eq!(tcp("[::1]:9:2"), ("::1".into(), 9, "[::1]:9".into(), 2));
         assert_eq!(tcp("[::1]"), ("::1".into(), 11211, "[::1]:11211".into(), 1));
 
+        // The ring hashes IPv6 hosts without brackets, as pymemcache and
+        // libmemcached name them; other labels are unchanged.
+        let ring_label = |text: &str| ServerSpec::parse(text).unwrap().ring_label();
+        assert_eq!(ring_label("[::1]:9:2"), "::1:9");
+        assert_eq!(ring_label("[fe80::1]"), "fe80::1:11211");
+        assert_eq!(ring_label("127.0.0.1:11211"), "127.0.0.1:11211");
+        assert_eq!(ring_label("cache-1"), "cache-1:11211");
+        assert_eq!(ring_label("/run/mc.sock:4"), "/run/mc.sock");
+
         let unix = ServerSpec::parse("/run/mc.sock:4").unwrap();
         assert_eq!(unix.address, Address::Unix("/run/mc.sock".into()));
         assert_eq!((unix.label.as_str(), unix.weight), ("/run/mc.sock", 4));
@@ -648,6 +709,15 @@ mod tests {
         assert!(conn.wbuf.capacity() <= RETAINED_WRITE_BUF);
         assert!(conn.rbuf.len() <= RETAINED_READ_BUF);
         server.join().unwrap();
+    }
+
+    #[test]
+    fn connection_limit_messages() {
+        assert!(refuses_connection(b"Too many open connections"));
+        assert!(refuses_connection(b"too many connections"));
+        assert!(!refuses_connection(b""));
+        assert!(!refuses_connection(b"unknown command"));
+        assert!(!refuses_connection(b"too many tokens"));
     }
 
     #[test]

@@ -35,6 +35,12 @@ pub enum Error {
     NotStored,
     /// `CLIENT_ERROR <message>`, or `ERROR`: the server refused the request as
     /// ill-formed or unknown (a client bug, or a command the server lacks).
+    ///
+    /// The connection it came on is closed ([`Error::drops_connection`]):
+    /// a server that does not understand a request may answer it more than
+    /// once (a meta set sent to a server without meta commands draws one
+    /// `ERROR` for its command line and another for its data line), so the
+    /// client cannot tell where the next reply starts.
     Client(String),
     /// The value could not be encoded, or the stored bytes decoded.
     Codec(CodecError),
@@ -52,7 +58,10 @@ pub enum Error {
     },
     /// The key's server, and every fallback, is marked down.
     AllServersDown,
-    /// Connecting to a server failed.
+    /// Connecting to a server failed, or the server turned the new
+    /// connection away: memcached at its connection limit (`-c`) answers
+    /// `ERROR Too many open connections` and closes the socket, which is
+    /// reported here rather than as [`Error::Client`].
     Connect {
         /// The server's address, as configured.
         server: String,
@@ -108,6 +117,8 @@ impl Error {
     /// `CLIENT_ERROR`) or [`Error::Server`] (`SERVER_ERROR`) with the server's
     /// message; any other reply becomes [`ProtocolError::UnexpectedReply`].
     /// Meant for the catch-all arm of the connection layer's reply `match`.
+    /// (The connection layer itself turns memcached's `ERROR Too many open
+    /// connections` into [`Error::Connect`] before a reply reaches the caller.)
     pub fn from_reply(reply: &Reply<'_>) -> Error {
         let text = |message: &[u8]| String::from_utf8_lossy(message).into_owned();
         match reply {
@@ -123,8 +134,9 @@ impl Error {
     /// Whether the same request may succeed if retried (on another
     /// connection, or after a pause).
     ///
-    /// True for I/O failures, timeouts, failed connects, pool timeouts and
-    /// servers marked down. False for mistakes in the request (invalid key,
+    /// True for I/O failures, timeouts, failed or refused connects (a server
+    /// at its connection limit included), pool timeouts and servers marked
+    /// down. False for mistakes in the request (invalid key,
     /// value too large, codec errors, configuration), for the server's
     /// refusals (`CLIENT_ERROR`, `ERROR`, `SERVER_ERROR`), and for protocol
     /// errors, which a retry would more likely repeat than cure.
@@ -150,11 +162,21 @@ impl Error {
     /// than returned to the pool.
     ///
     /// True for I/O failures, timeouts (a late reply would be read as the
-    /// answer to the next request) and protocol errors: in each, the client no
-    /// longer knows where the next reply starts. The server's error lines and
+    /// answer to the next request), protocol errors and the server's
+    /// `ERROR` and `CLIENT_ERROR` lines ([`Error::Client`]): in each, the
+    /// client no longer knows where the next reply starts. True as well for
+    /// [`Error::Connect`], whose connection, if one was opened, the server
+    /// turned away. `SERVER_ERROR` ([`Error::Server`]), a declined store and
     /// the caller's own mistakes leave the connection in step.
     pub fn drops_connection(&self) -> bool {
-        matches!(self, Error::Io(_) | Error::Timeout | Error::Protocol(_))
+        matches!(
+            self,
+            Error::Io(_)
+                | Error::Timeout
+                | Error::Protocol(_)
+                | Error::Client(_)
+                | Error::Connect { .. }
+        )
     }
 }
 
@@ -250,14 +272,17 @@ mod tests {
             server: "127.0.0.1:11211".into(),
             source: io::Error::from(io::ErrorKind::ConnectionRefused),
         };
-        assert!(connect.is_retryable() && !connect.drops_connection());
+        assert!(connect.is_retryable() && connect.drops_connection());
+        // An `ERROR` or `CLIENT_ERROR` line may be followed by more replies
+        // than the request asked for: never reuse the connection after one.
+        let client = Error::Client("bad command line format".into());
+        assert!(!client.is_retryable() && client.drops_connection());
 
         let key = Error::from(KeyError::Empty);
         let too_large = Error::ValueTooLarge { size: 2, max: 1 };
         let codec = Error::from(CodecError::UnsupportedFlags(1));
-        let client = Error::Client("bad command line format".into());
         let server = Error::Server("out of memory storing object".into());
-        for e in [key, too_large, codec, client, server, Error::NotStored] {
+        for e in [key, too_large, codec, server, Error::NotStored] {
             assert!(!e.is_retryable(), "{e:?}");
             assert!(!e.drops_connection(), "{e:?}");
         }

@@ -11,6 +11,20 @@
 //!
 //! The lookups are pure functions of the server list and the key; they never
 //! allocate.
+//!
+//! Two inputs must be given as those clients give them for the placements
+//! to agree:
+//!
+//! * The key is the caller's key *without* the client's key prefix: both
+//!   pymemcache's `HashClient` (which passes its `key_prefix` down to the
+//!   per-server clients and hashes the bare key) and libmemcached (unless
+//!   `MEMCACHED_BEHAVIOR_HASH_WITH_NAMESPACE` is set) place a key by its
+//!   unprefixed form. The client strips its prefix before looking up.
+//! * A server's label is `host:port`, with an IPv6 host written without
+//!   brackets (`::1:11211`): pymemcache names its nodes `"%s:%s" % (host,
+//!   port)` after stripping the brackets, and libmemcached's ketama point
+//!   labels use the bare host name (`::1-0`, or `::1:11212-0` off the
+//!   default port). A unix socket is labelled by its path.
 
 use md5::{Digest, Md5};
 
@@ -31,16 +45,20 @@ pub enum Distribution {
     /// This is the placement of libmemcached with
     /// `MEMCACHED_BEHAVIOR_KETAMA_WEIGHTED` (pylibmc: `"ketama_weighted": True`),
     /// which libmemcached also switches to on its own as soon as one server
-    /// has a weight above 1. Servers on port 11211 are labelled by host alone.
+    /// has a weight above 1. Servers on port 11211 are labelled by host alone
+    /// (an IPv6 host without brackets, as libmemcached stores it), and keys
+    /// are hashed without the key prefix, as libmemcached hashes them unless
+    /// `MEMCACHED_BEHAVIOR_HASH_WITH_NAMESPACE` is set.
     #[default]
     Ketama,
     /// pymemcache's rendezvous (highest random weight) hashing.
     ///
     /// Every server scores a key with `murmur3_32("{server}-{key}")`; the
     /// highest score wins. Server weights are ignored, as in pymemcache.
-    /// Server labels must be written as pymemcache names its nodes
-    /// (`host:port`), and keys hash as their bytes, which equals pymemcache
-    /// for `str` keys (their UTF-8).
+    /// Server labels are written as pymemcache names its nodes (`host:port`,
+    /// an IPv6 host without brackets), and keys hash as their bytes, which
+    /// equals pymemcache for `str` keys (their UTF-8), without any key
+    /// prefix, as pymemcache hashes them.
     Rendezvous,
 }
 
@@ -72,8 +90,9 @@ enum Placement {
 impl Ring {
     /// Builds a ring over `servers`, each given as `(label, weight)`.
     ///
-    /// A label is `host:port` (a host without a port means port 11211) or a
-    /// unix socket path. A weight of 0 counts as 1, as in libmemcached.
+    /// A label is `host:port` (a host without a port means port 11211; an
+    /// IPv6 host is written without brackets, `::1:11211`) or a unix socket
+    /// path. A weight of 0 counts as 1, as in libmemcached.
     /// Rendezvous ignores weights.
     pub(crate) fn new<S: AsRef<str>>(
         distribution: Distribution,
@@ -448,6 +467,9 @@ mod tests {
         assert_eq!(ketama_host("cache:11212"), "cache:11212");
         assert_eq!(ketama_host("cache"), "cache");
         assert_eq!(ketama_host("/run/memcached.sock"), "/run/memcached.sock:0");
+        // IPv6 hosts come unbracketed, as libmemcached stores host names.
+        assert_eq!(ketama_host("::1:11211"), "::1");
+        assert_eq!(ketama_host("fe80::1:11212"), "fe80::1:11212");
     }
 
     #[test]

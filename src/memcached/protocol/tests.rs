@@ -603,6 +603,111 @@ fn stale_and_win_markers_on_value() {
     );
 }
 
+/// The meta sets behind `set_returning_cas` and `compare_and_set`, and
+/// the replies memcached 1.6.18 gives them (`c` asks for the new CAS).
+#[test]
+fn meta_set_returning_cas() {
+    let k = key("doc");
+    let unconditional = MetaSetFlags {
+        ttl: Some(60),
+        client_flags: Some(16),
+        return_cas: true,
+        ..MetaSetFlags::default()
+    };
+    assert_eq!(
+        encoded(|o| encode_meta_set(o, k, b"v1", &unconditional)),
+        b"ms doc 2 T60 F16 c\r\nv1\r\n"
+    );
+    let conditional = MetaSetFlags {
+        compare_cas: Some(41),
+        ..unconditional
+    };
+    assert_eq!(
+        encoded(|o| encode_meta_set(o, k, b"v2", &conditional)),
+        b"ms doc 2 T60 F16 C41 c\r\nv2\r\n"
+    );
+
+    // Stored: the new CAS comes back on `HD` (every strict prefix of each
+    // reply asks for more bytes: `parse_whole` checks).
+    let stored = |cas| {
+        meta(
+            MetaStatus::Success,
+            ReturnFlags {
+                cas: Some(cas),
+                ..ReturnFlags::default()
+            },
+        )
+    };
+    assert_eq!(parse_whole(b"HD c42\r\n"), stored(42));
+    assert_eq!(
+        parse_whole(b"HD c18446744073709551615\r\n"),
+        stored(u64::MAX)
+    );
+    // Not stored: the server sends `c0` along with the status.
+    assert_eq!(
+        parse_whole(b"NF c0\r\n"),
+        meta(
+            MetaStatus::NotFound,
+            ReturnFlags {
+                cas: Some(0),
+                ..ReturnFlags::default()
+            }
+        )
+    );
+    assert_eq!(
+        parse_whole(b"EX c43\r\n"),
+        meta(
+            MetaStatus::Exists,
+            ReturnFlags {
+                cas: Some(43),
+                ..ReturnFlags::default()
+            }
+        )
+    );
+
+    // Pipelined, and cut anywhere: the same replies, in order.
+    let replies: &[u8] = b"HD c7\r\nEX c8\r\nHD c9 O1\r\n";
+    for cut in 0..=replies.len() {
+        let (head, tail) = replies.split_at(cut);
+        let mut buf = head.to_vec();
+        let mut got = Vec::new();
+        let mut fed_tail = false;
+        loop {
+            match parse_reply(&buf, MAX).unwrap() {
+                Some((reply @ Reply::Meta(MetaReply { flags, .. }), used)) => {
+                    got.push((reply.name(), flags.cas));
+                    buf.drain(..used);
+                }
+                Some((other, _)) => panic!("unexpected {other:?}"),
+                None if !fed_tail => {
+                    buf.extend_from_slice(tail);
+                    fed_tail = true;
+                }
+                None => break,
+            }
+        }
+        assert!(buf.is_empty(), "cut {cut}: leftover {buf:?}");
+        assert_eq!(
+            got,
+            [("HD", Some(7)), ("EX", Some(8)), ("HD", Some(9)),],
+            "cut {cut}"
+        );
+    }
+
+    // A CAS token that is not a u64 is refused.
+    for bad in [
+        &b"HD c\r\n"[..],
+        b"HD c-1\r\n",
+        b"HD c18446744073709551616\r\n",
+        b"HD c1x\r\n",
+    ] {
+        assert!(
+            matches!(parse_err(bad), ProtocolError::BadNumber { .. }),
+            "{bad:?}"
+        );
+    }
+}
+
 #[test]
 fn reply_names() {
     assert_eq!(Reply::Stored.name(), "STORED");

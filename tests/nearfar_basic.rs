@@ -814,3 +814,36 @@ fn a_fallback_copy_the_far_tier_refuses_gives_the_lease_back() {
     assert!(start.elapsed() < Duration::from_secs(2));
     assert_eq!(b.stats().lease_waits, 0);
 }
+
+#[test]
+fn revalidation_finds_this_instances_own_writes_unchanged() {
+    let mc = Memcached::start();
+    let clock = MockClock::new();
+    let a: NearFar<String, String> = NearFar::builder()
+        .near(Cache::builder().max_entries(100).clock(clock.clone()))
+        .clock(clock.clone())
+        .far(client(&mc))
+        .namespace("own-cas")
+        .revalidate_after(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    // Written here, and loaded here (stored over the lease placeholder).
+    a.insert(k("written"), k("w"));
+    assert_eq!(a.get_with(k("loaded"), || k("l")), "l");
+
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(a.get(&k("written")).as_deref(), Some("w"));
+    assert_eq!(a.get(&k("loaded")).as_deref(), Some("l"));
+    let s = a.stats();
+    assert_eq!(
+        (s.revalidations, s.revalidations_changed, s.far_hits),
+        (2, 0, 0),
+        "the near copies carry the CAS of their own far write: {s:?}"
+    );
+
+    // A write elsewhere is still seen.
+    instance(&mc, "own-cas").insert(k("written"), k("w2"));
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(a.get(&k("written")).as_deref(), Some("w2"));
+    assert_eq!(a.stats().revalidations_changed, 1);
+}

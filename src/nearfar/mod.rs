@@ -742,18 +742,20 @@ where
             }
             return;
         };
-        if let Some(fkey) = self.key_of(far, &key) {
+        // The CAS unique memcached gave our write: a revalidation of this
+        // entry then finds the item unchanged (0: unknown, always refetched).
+        let cas = self.key_of(far, &key).and_then(|fkey| {
             self.far_call(&far.client, &far.breaker, |c| {
-                c.set(&fkey, &value, far.far_ttl)
-            });
-        }
+                c.set_returning_cas(&fkey, &value, far.far_ttl)
+            })
+        });
         // After the far write, before the near one: a far read that began
         // before the far write (a `get` filling the near tier) sees the bump
         // and keeps nothing near. (A `get_with` load in progress is
         // superseded by the near write below.)
         self.generation(&key).fetch_add(1, Ordering::AcqRel);
         let ttl = self.bound(Some(far.far_ttl));
-        let entry = self.entry(value, 0, Some(ttl));
+        let entry = self.entry(value, cas.map_or(0, |c| c.0), Some(ttl));
         inner.near.insert_with_ttl(key, entry, ttl);
     }
 
@@ -1342,19 +1344,23 @@ where
         bump(&counters.loader_calls);
         let value = load()?;
         let (client, breaker, ttl) = (&far.client, &far.breaker, far.far_ttl);
+        // Stored: `Some(Some(cas))` with the item's new CAS unique (kept
+        // near, so a revalidation finds it unchanged); refused:
+        // `Some(None)`; not stored: `None`.
         let kept = match store {
             Store::Skip => None,
-            Store::Placeholder(cas) | Store::Stale(cas) => {
-                self.far_call(client, breaker, |c| c.cas(fkey, &value, ttl, cas))
-            }
+            Store::Placeholder(cas) | Store::Stale(cas) => self.far_call(client, breaker, |c| {
+                c.compare_and_set(fkey, &value, ttl, cas)
+            }),
         };
-        settle(kept);
-        if kept == Some(false) {
+        settle(kept.map(|stored| stored.is_some()));
+        if kept == Some(None) {
             return Ok((self.entry(value, 0, None), Duration::ZERO));
         }
         // Loaded locally or not, a near copy never outlives `far_ttl`.
         let ttl = self.bound(Some(far.far_ttl));
-        Ok((self.entry(value, 0, Some(ttl)), ttl))
+        let cas = kept.flatten().map_or(0, |c| c.0);
+        Ok((self.entry(value, cas, Some(ttl)), ttl))
     }
 }
 

@@ -6,7 +6,7 @@ mod server;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
@@ -321,13 +321,19 @@ fn set_many_splits_large_batches() {
     assert!(items.iter().all(|(k, v)| got.get(k) == Some(*v)));
 }
 
+/// Stores bytes under `key` that do not decode as a `User` (another
+/// client's, or an older layout), and checks that they do not.
+fn store_undecodable(c: &Client, key: &str) {
+    c.set_raw(key, b"\xff\xff\xff\xff\xff", FLAG_BINCODE, MINUTE)
+        .unwrap();
+    assert!(matches!(c.get::<User>(key), Err(Error::Codec(_))));
+}
+
 #[test]
 fn undecodable_values_are_codec_errors() {
     let mc = Memcached::start();
     let c = client(&mc);
-    c.set_raw("garbage", b"\xff\xff\xff\xff\xff", FLAG_BINCODE, MINUTE)
-        .unwrap();
-    assert!(matches!(c.get::<User>("garbage"), Err(Error::Codec(_))));
+    store_undecodable(&c, "garbage");
     c.set_raw("text", b"not a number", FLAG_TEXT, MINUTE)
         .unwrap();
     assert!(matches!(c.get::<u64>("text"), Err(Error::Codec(_))));
@@ -529,61 +535,74 @@ enum Step {
     Close,
 }
 
-/// A fake server whose n-th accepted connection plays `scripts[n]`, one
-/// step per request line, each connection on its own thread. Returns its
-/// address and the count of connections accepted.
-fn scripted_server(scripts: Vec<Vec<Step>>) -> (String, Arc<AtomicUsize>) {
+/// A fake server on 127.0.0.1. Its n-th accepted connection (of at most
+/// `conns`) runs on its own thread: for the i-th request line it reads it
+/// calls `answer(n, i, line, writer)`, until that returns false or the
+/// client closes. Bounded: each read waits at most 10 s, and a connection
+/// reads at most 10,000 lines. Returns the address and the count of
+/// connections accepted.
+fn line_server<F>(conns: usize, answer: F) -> (String, Arc<AtomicUsize>)
+where
+    F: Fn(usize, usize, &str, &mut TcpStream) -> bool + Send + Sync + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let accepted = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&accepted);
+    let answer = Arc::new(answer);
     thread::spawn(move || {
-        for script in scripts {
+        for n in 0..conns {
             let Ok((stream, _)) = listener.accept() else {
                 return;
             };
             counter.fetch_add(1, Ordering::SeqCst);
+            let answer = Arc::clone(&answer);
             thread::spawn(move || {
-                // Bounded: a client that never closes cannot hold this forever.
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
                 let Ok(mut writer) = stream.try_clone() else {
                     return;
                 };
                 let mut reader = BufReader::new(stream);
                 let mut line = String::new();
-                for step in script {
+                for i in 0..10_000 {
                     line.clear();
-                    if !reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    if !reader.read_line(&mut line).is_ok_and(|n| n > 0)
+                        || !answer(n, i, &line, &mut writer)
+                    {
                         return;
                     }
-                    let sent = match step {
-                        Step::Reply(bytes) => writer.write_all(bytes),
-                        Step::Stall(pause) => {
-                            thread::sleep(pause);
-                            Ok(())
-                        }
-                        Step::Trickle(pieces, pause) => {
-                            pieces.iter().enumerate().try_for_each(|(i, piece)| {
-                                if i > 0 {
-                                    thread::sleep(pause);
-                                }
-                                writer.write_all(piece)
-                            })
-                        }
-                        Step::Close => return,
-                    };
-                    if sent.is_err() {
-                        return;
-                    }
-                }
-                // Script done: wait for the client to close.
-                while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
-                    line.clear();
                 }
             });
         }
     });
     (addr, accepted)
+}
+
+/// A fake server whose n-th accepted connection plays `scripts[n]`, one
+/// step per request line; past its script it reads on without answering
+/// until the client closes. Returns its address and the count of
+/// connections accepted.
+fn scripted_server(scripts: Vec<Vec<Step>>) -> (String, Arc<AtomicUsize>) {
+    line_server(scripts.len(), move |n, i, _, writer| {
+        let Some(&step) = scripts[n].get(i) else {
+            return true;
+        };
+        let sent = match step {
+            Step::Reply(bytes) => writer.write_all(bytes),
+            Step::Stall(pause) => {
+                thread::sleep(pause);
+                Ok(())
+            }
+            Step::Trickle(pieces, pause) => pieces.iter().enumerate().try_for_each(|(i, piece)| {
+                if i > 0 {
+                    thread::sleep(pause);
+                }
+                writer.write_all(piece)
+            }),
+            Step::Close => return false,
+        };
+        sent.is_ok()
+    })
 }
 
 #[test]
@@ -985,40 +1004,15 @@ fn unix_socket_server() {
 /// the replies to one request arrive apart, as from a busy server). Returns
 /// its address and the count of connections accepted.
 fn server_without_meta_commands(pause: Duration) -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&accepted);
-    thread::spawn(move || {
-        for stream in listener.incoming().take(8) {
-            let Ok(stream) = stream else { break };
-            counter.fetch_add(1, Ordering::SeqCst);
-            thread::spawn(move || {
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-                let Ok(mut writer) = stream.try_clone() else {
-                    return;
-                };
-                let mut reader = BufReader::new(stream);
-                let mut line = String::new();
-                for _ in 0..100 {
-                    line.clear();
-                    if !reader.read_line(&mut line).is_ok_and(|n| n > 0) {
-                        return;
-                    }
-                    thread::sleep(pause);
-                    let reply: &[u8] = if line.trim_end() == "version" {
-                        b"VERSION 1.4.15\r\n"
-                    } else {
-                        b"ERROR\r\n"
-                    };
-                    if writer.write_all(reply).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (addr, accepted)
+    line_server(8, move |_, _, line, writer| {
+        thread::sleep(pause);
+        let reply: &[u8] = if line.trim_end() == "version" {
+            b"VERSION 1.4.15\r\n"
+        } else {
+            b"ERROR\r\n"
+        };
+        writer.write_all(reply).is_ok()
+    })
 }
 
 #[test]
@@ -1140,9 +1134,7 @@ fn a_won_lease_survives_an_undecodable_stale_value() {
     let c = client(&mc);
     // Bytes that do not decode as a `User` (another client's, or an older
     // layout), then invalidated: the next reader wins the lease.
-    c.set_raw("report", b"\xff\xff\xff\xff\xff", FLAG_BINCODE, MINUTE)
-        .unwrap();
-    assert!(matches!(c.get::<User>("report"), Err(Error::Codec(_))));
+    store_undecodable(&c, "report");
     assert!(c.invalidate("report", MINUTE).unwrap());
     let cas = match c.get_or_lease::<User>("report", MINUTE).unwrap() {
         Lease::Won {

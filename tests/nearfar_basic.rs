@@ -47,6 +47,18 @@ fn stale_instance(mc: &Memcached, namespace: &str) -> NearFar<String, String> {
         .expect("NearFar")
 }
 
+/// An instance on `clock` that revalidates near copies older than 5 s.
+fn revalidating(mc: &Memcached, clock: &MockClock, namespace: &str) -> NearFar<String, String> {
+    NearFar::builder()
+        .near(Cache::builder().max_entries(100).clock(clock.clone()))
+        .clock(clock.clone())
+        .far(client(mc))
+        .namespace(namespace)
+        .revalidate_after(Duration::from_secs(5))
+        .build()
+        .expect("NearFar")
+}
+
 fn k(s: &str) -> String {
     s.to_string()
 }
@@ -195,14 +207,7 @@ fn long_and_odd_keys_are_hashed_and_work() {
 fn revalidation_sees_another_instances_write_and_remove() {
     let mc = Memcached::start();
     let clock = MockClock::new();
-    let a: NearFar<String, String> = NearFar::builder()
-        .near(Cache::builder().max_entries(100).clock(clock.clone()))
-        .clock(clock.clone())
-        .far(client(&mc))
-        .namespace("reval")
-        .revalidate_after(Duration::from_secs(5))
-        .build()
-        .unwrap();
+    let a = revalidating(&mc, &clock, "reval");
     let b = instance(&mc, "reval");
 
     assert_eq!(a.get_with(k("k"), || k("v1")), "v1");
@@ -819,14 +824,7 @@ fn a_fallback_copy_the_far_tier_refuses_gives_the_lease_back() {
 fn revalidation_finds_this_instances_own_writes_unchanged() {
     let mc = Memcached::start();
     let clock = MockClock::new();
-    let a: NearFar<String, String> = NearFar::builder()
-        .near(Cache::builder().max_entries(100).clock(clock.clone()))
-        .clock(clock.clone())
-        .far(client(&mc))
-        .namespace("own-cas")
-        .revalidate_after(Duration::from_secs(5))
-        .build()
-        .unwrap();
+    let a = revalidating(&mc, &clock, "own-cas");
     // Written here, and loaded here (stored over the lease placeholder).
     a.insert(k("written"), k("w"));
     assert_eq!(a.get_with(k("loaded"), || k("l")), "l");

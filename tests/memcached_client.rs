@@ -1210,3 +1210,31 @@ fn writes_return_the_cas_they_stored() {
     let cas = prefixed.set_returning_cas("doc", &7u32, MINUTE).unwrap();
     assert_eq!(c.cas_only("app:doc").unwrap(), Some(cas));
 }
+
+#[test]
+fn invalidate_if_cas_marks_only_the_item_it_read() {
+    let mc = Memcached::start();
+    let c = client(&mc);
+    let old = c.set_returning_cas("k", "v1", MINUTE).unwrap();
+    let new = c.set_returning_cas("k", "v2", MINUTE).unwrap();
+    // A CAS read before the write: the fresh value is left alone.
+    assert!(!c.invalidate_if_cas("k", MINUTE, old).unwrap());
+    match c.peek_lease::<String>("k").unwrap() {
+        Some(Lease::Hit { value, stale, .. }) => {
+            assert_eq!(value, "v2");
+            assert!(!stale, "a fresh value must not be marked stale");
+        }
+        other => panic!("expected a fresh hit, got {other:?}"),
+    }
+    // The current CAS: marked stale, its value still served.
+    assert!(c.invalidate_if_cas("k", MINUTE, new).unwrap());
+    match c.peek_lease::<String>("k").unwrap() {
+        Some(Lease::Hit { value, stale, .. }) => {
+            assert_eq!(value, "v2");
+            assert!(stale);
+        }
+        Some(Lease::Won { previous, .. }) => assert_eq!(previous.as_deref(), Some("v2")),
+        other => panic!("expected the stale item, got {other:?}"),
+    }
+    assert!(!c.invalidate_if_cas("absent", MINUTE, new).unwrap());
+}

@@ -667,3 +667,94 @@ fn a_cycle_of_three_loaders_does_not_deadlock() {
         }
     }
 }
+
+#[test]
+fn nested_loads_across_threads_run_each_loader_once() {
+    // A memoised recursion (no cycle: each key needs smaller keys only) run
+    // by several threads at once, each climbing from its own start so they
+    // meet: loads wait on loads, and a wait on a thread whose load has just
+    // ended must not look like a cycle (which runs a loader a second time).
+    fn fib(cache: &Cache<u64, u64>, runs: &AtomicUsize, n: u64) -> u64 {
+        if n < 2 {
+            return n;
+        }
+        cache.get_or_insert_with(n, || {
+            runs.fetch_add(1, Ordering::SeqCst);
+            let (a, b) = (fib(cache, runs, n - 1), fib(cache, runs, n - 2));
+            // Some work, so that loads overlap.
+            let mut x = a;
+            for i in 0..2_000u64 {
+                x = x.wrapping_mul(31).wrapping_add(i ^ b);
+            }
+            std::hint::black_box(x);
+            a.wrapping_add(b)
+        })
+    }
+    const N: u64 = 200;
+    for round in 0..40 {
+        let cache: Cache<u64, u64> = Cache::new(1_000);
+        let runs = Arc::new(AtomicUsize::new(0));
+        let handles: Vec<_> = (0..THREADS as u64)
+            .map(|t| {
+                let (cache, runs) = (cache.clone(), Arc::clone(&runs));
+                thread::spawn(move || {
+                    for m in t * 3..=N {
+                        fib(&cache, &runs, m);
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            N as usize - 1,
+            "round {round}: every key from 2 to {N} loaded once"
+        );
+    }
+}
+
+#[test]
+fn a_call_after_a_remove_does_not_join_the_load_it_superseded() {
+    use std::sync::mpsc;
+    let cache: Cache<u32, &str> = Cache::new(100);
+    let (started_tx, started_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let slow = {
+        let cache = cache.clone();
+        thread::spawn(move || {
+            cache.get_or_insert_with(1, || {
+                started_tx.send(()).unwrap();
+                go_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+                "old"
+            })
+        })
+    };
+    started_rx.recv().unwrap();
+    // The slow load began before this removal: what it computes is older.
+    cache.remove(&1);
+    assert_eq!(cache.get_or_insert_with(1, || "fresh"), "fresh");
+    go_tx.send(()).unwrap();
+    assert_eq!(slow.join().unwrap(), "old");
+    assert_eq!(cache.get(&1), Some("fresh"));
+
+    // clear() supersedes a load in progress as well.
+    let (started_tx, started_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let slow = {
+        let cache = cache.clone();
+        thread::spawn(move || {
+            cache.get_or_insert_with(2, || {
+                started_tx.send(()).unwrap();
+                go_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+                "before clear"
+            })
+        })
+    };
+    started_rx.recv().unwrap();
+    cache.clear();
+    go_tx.send(()).unwrap();
+    assert_eq!(slow.join().unwrap(), "before clear");
+    assert_eq!(cache.get(&2), None, "not stored after the clear");
+}

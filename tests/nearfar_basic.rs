@@ -845,3 +845,41 @@ fn revalidation_finds_this_instances_own_writes_unchanged() {
     assert_eq!(a.get(&k("written")).as_deref(), Some("w2"));
     assert_eq!(a.stats().revalidations_changed, 1);
 }
+
+#[test]
+fn loaders_waiting_on_each_other_do_not_wait_out_the_lease() {
+    let mc = Memcached::start();
+    let a: NearFar<String, String> = NearFar::builder()
+        .far(client(&mc))
+        .namespace("cycle")
+        .lease_wait(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let both_loading = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let start = Instant::now();
+    // x's loader needs y, y's loader needs x, each asked once both loads
+    // run: the call closing the cycle loads for itself, and must not poll
+    // the memcached lease its own process's blocked leader holds.
+    let handles: Vec<_> = [("x", "y"), ("y", "x")]
+        .into_iter()
+        .map(|(mine, other)| {
+            let (a, both_loading) = (a.clone(), both_loading.clone());
+            thread::spawn(move || {
+                a.get_with(k(mine), || {
+                    both_loading.wait();
+                    a.get_with(k(other), || format!("{other}0")) + "+"
+                })
+            })
+        })
+        .collect();
+    let got: Vec<String> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(
+        start.elapsed() < Duration::from_millis(2500),
+        "took {:?}",
+        start.elapsed()
+    );
+    // One of the two used the other's stored value, the other its own.
+    assert!(got == ["y0+", "y0++"] || got == ["x0++", "x0+"], "{got:?}");
+    assert_eq!(a.get(&k("x")).as_deref(), Some(got[0].as_str()));
+    assert_eq!(a.get(&k("y")).as_deref(), Some(got[1].as_str()));
+}

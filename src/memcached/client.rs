@@ -1325,6 +1325,44 @@ impl<C: Codec> Client<C> {
         )
     }
 
+    /// Like [`Client::invalidate`], but only if the item's CAS unique is
+    /// still `cas`: `Ok(false)` when it changed, or holds nothing. For
+    /// marking an item stale again after reading it, without marking a
+    /// value written since.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] and the connection errors.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// if let Some(cas) = client.cas_only("report")? {
+    ///     client.invalidate_if_cas("report", Duration::from_secs(30), cas)?;
+    /// }
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
+    pub fn invalidate_if_cas(&self, key: &str, stale_ttl: Duration, cas: Cas) -> Result<bool> {
+        let flags = MetaDeleteFlags {
+            invalidate: true,
+            ttl: Some(exptime_now(stale_ttl).max(1)),
+            compare_cas: Some(cas.0),
+            ..MetaDeleteFlags::default()
+        };
+        self.single(
+            key,
+            NOT_IDEMPOTENT,
+            |out, key| encode_meta_delete(out, key, &flags),
+            |reply| match meta_status(&reply) {
+                Some(MetaStatus::Success) => Ok(true),
+                Some(MetaStatus::NotFound | MetaStatus::Exists) => Ok(false),
+                _ => Err(Error::from_reply(&reply)),
+            },
+        )
+    }
+
     // ---- raw operations -------------------------------------------------
 
     /// Reads the bytes and client flags stored under `key`, undecoded.

@@ -706,7 +706,17 @@ where
         // its callers and is not kept near.
         let result = inner.near.load_after_miss(key.clone(), || {
             ran.set(true);
-            let (entry, ttl) = self.load_through(far, &fkey, won_stale, load)?;
+            let (entry, ttl) = if crate::store::take_unshared() {
+                // This caller's wait on a load of this process was refused
+                // (loaders waiting on each other in a cycle): that load's
+                // leader holds the memcached lease, so polling it would only
+                // wait out `lease_wait`. Load here; store far only with a
+                // recompute token this caller holds.
+                let store = won_stale.map_or(Store::Skip, Store::Stale);
+                self.compute(far, &fkey, store, load)?
+            } else {
+                self.load_through(far, &fkey, won_stale, load)?
+            };
             Ok((entry, Some(ttl)))
         });
         if let Some(cas) = won_stale.filter(|_| !ran.get()) {
@@ -930,7 +940,9 @@ where
         if generation.load(Ordering::Acquire) != seen {
             return;
         }
-        self.inner.near.insert_with_ttl(key.clone(), entry, ttl);
+        // A fill, not a write: it does not supersede a `get_with` load of
+        // the key in progress (which may have computed a newer value).
+        self.inner.near.fill_with_ttl(key.clone(), entry, ttl);
         if generation.load(Ordering::Acquire) != seen {
             self.inner.near.remove(key);
         }
@@ -1138,9 +1150,14 @@ where
             Some(Some(Lease::Hit {
                 stale: true,
                 ttl: Some(left),
+                cas: seen,
                 ..
             })) if !left.is_zero() => {
-                self.far_call(&far.client, &far.breaker, |c| c.invalidate(fkey, left));
+                // Only the item just read: a value written since is fresh
+                // and must not be marked stale.
+                self.far_call(&far.client, &far.breaker, |c| {
+                    c.invalidate_if_cas(fkey, left, seen)
+                });
             }
             Some(Some(Lease::Wait)) => {
                 self.far_call(&far.client, &far.breaker, |c| c.delete_if_cas(fkey, cas));

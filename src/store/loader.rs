@@ -16,15 +16,32 @@
 //! Every wait is recorded in a process-wide wait-for graph (blocked thread
 //! -> thread leading the load it waits for), and a wait that would close a
 //! cycle is refused: that caller runs its own loader instead (see
-//! [`InFlight::enter_wait`]). A waiter whose load has ended but who has not
-//! woken yet still has its edge, so now and then a wait is refused that
-//! would not have deadlocked; that costs one extra loader run, never a
-//! wrong value.
+//! [`InFlight::enter_wait`]). A load that ends removes the edges of its
+//! waiters before it wakes them, so every edge in the graph is a thread
+//! really blocked on a load still running, and every cycle found is a real
+//! deadlock.
 
 use std::any::Any;
 use std::sync::Arc;
 
 use crate::shim::{Condvar, Mutex, ThreadId, current_thread};
+
+/// A per-thread `Cell<bool>`: std's thread-local, or shuttle's (whose tasks
+/// share OS threads) under `--cfg shuttle`.
+macro_rules! thread_local_flag {
+    ($(#[$attr:meta])* $name:ident) => {
+        #[cfg(not(shuttle))]
+        std::thread_local! {
+            $(#[$attr])*
+            static $name: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        }
+        #[cfg(shuttle)]
+        shuttle::thread_local! {
+            $(#[$attr])*
+            static $name: std::cell::Cell<bool> = std::cell::Cell::new(false);
+        }
+    };
+}
 
 /// A shared error from a failed load, type-erased so waiters with any error
 /// type can look at it.
@@ -44,26 +61,90 @@ pub(crate) enum Outcome<V> {
     Retry,
 }
 
-/// The wait-for graph of blocked loads: `(waiter, leader)` for every thread
-/// blocked in [`InFlight::wait`], with the thread leading the load it waits
-/// for. As many entries as threads are blocked at once, so a vector. A std
-/// mutex even under shuttle: it is held only for a short walk, across no
-/// scheduling point.
-static WAITS: std::sync::Mutex<Vec<(ThreadId, ThreadId)>> = std::sync::Mutex::new(Vec::new());
+/// One edge of the wait-for graph: `waiter` is blocked on the load at
+/// address `load` (an `InFlight`, kept alive by the waiter's `Arc`), which
+/// `leader` runs.
+#[derive(Clone, Copy)]
+struct Edge {
+    waiter: ThreadId,
+    leader: ThreadId,
+    load: usize,
+}
+
+// The wait-for graph: one edge per thread blocked in `InFlight::wait`. As
+// many entries as threads are blocked at once, so a vector. A std mutex even
+// under shuttle: it is held only for short walks, across no scheduling
+// point. Under shuttle, a fresh graph for every execution (thread ids are
+// reused across executions and across tests running in parallel).
+#[cfg(not(shuttle))]
+static WAITS: std::sync::Mutex<Vec<Edge>> = std::sync::Mutex::new(Vec::new());
+#[cfg(shuttle)]
+shuttle::lazy_static! {
+    static ref WAITS: std::sync::Mutex<Vec<Edge>> = std::sync::Mutex::new(Vec::new());
+}
+
+/// How many edges the graph holds, so that a load that ends with no one
+/// waiting skips the graph's lock. Written under the lock; SeqCst, so that
+/// a waiter's edge added before `finish` reads this is seen (see `finish`).
+static EDGES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn waits() -> std::sync::MutexGuard<'static, Vec<Edge>> {
+    WAITS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Updates [`EDGES`] after a change to the graph (under its lock).
+fn count_edges(waits: &[Edge]) {
+    EDGES.store(waits.len(), std::sync::atomic::Ordering::SeqCst);
+}
 
 /// A wait recorded in the wait-for graph; removed when dropped (after the
-/// wait, or as a panic unwinds).
+/// wait, or as a panic unwinds), unless the load's end removed it first.
 pub(crate) struct WaitEdge {
     waiter: ThreadId,
+    load: usize,
 }
 
 impl Drop for WaitEdge {
     fn drop(&mut self) {
-        let mut waits = WAITS.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(at) = waits.iter().position(|&(w, _)| w == self.waiter) {
+        let mut waits = waits();
+        if let Some(at) = waits
+            .iter()
+            .position(|e| e.waiter == self.waiter && e.load == self.load)
+        {
             waits.swap_remove(at);
+            count_edges(&waits);
         }
     }
+}
+
+thread_local_flag! {
+    /// Set while this thread runs a loader whose wait was refused (see
+    /// [`run_unshared`]).
+    UNSHARED
+}
+
+/// Runs a loader for a caller whose wait on another caller's load was
+/// refused (it would close a cycle): its value goes to this caller only.
+/// A loader that itself coordinates with other processes (`NearFar`'s
+/// memcached lease, held by the blocked leader of this process) asks
+/// [`take_unshared`] and skips that coordination.
+pub(crate) fn run_unshared<R>(load: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            UNSHARED.with(|f| f.set(self.0));
+        }
+    }
+    let _restore = Restore(UNSHARED.with(|f| f.replace(true)));
+    load()
+}
+
+/// Whether the loader now starting runs for one caller only (see
+/// [`run_unshared`]); clears the flag, so loads nested in it are shared as
+/// usual.
+#[cfg(feature = "memcached")]
+pub(crate) fn take_unshared() -> bool {
+    UNSHARED.with(|f| f.replace(false))
 }
 
 /// One load in progress.
@@ -71,6 +152,9 @@ pub(crate) struct InFlight<V> {
     state: Mutex<LoadState<V>>,
     done: Condvar,
     leader: ThreadId,
+    /// Set (SeqCst) when the load ends, before its waiters' edges are taken
+    /// out of the wait-for graph (see `finish` and `enter_wait`).
+    ended: std::sync::atomic::AtomicBool,
 }
 
 impl<V> InFlight<V> {
@@ -80,6 +164,7 @@ impl<V> InFlight<V> {
             state: Mutex::new(LoadState::Pending),
             done: Condvar::new(),
             leader: current_thread().id(),
+            ended: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -102,7 +187,8 @@ impl<V> InFlight<V> {
     /// cycle runs through it.
     pub(crate) fn enter_wait(&self) -> Option<WaitEdge> {
         let me = current_thread().id();
-        let mut waits = WAITS.lock().unwrap_or_else(|e| e.into_inner());
+        let load = self as *const Self as usize;
+        let mut waits = waits();
         let mut at = self.leader;
         // Each blocked thread has one edge, so a walk longer than the graph
         // has entries is already in a cycle that does not reach us (it
@@ -111,13 +197,25 @@ impl<V> InFlight<V> {
             if at == me {
                 return None;
             }
-            match waits.iter().find(|&&(w, _)| w == at) {
-                Some(&(_, leader)) => at = leader,
+            match waits.iter().find(|e| e.waiter == at) {
+                Some(e) => at = e.leader,
                 None => break,
             }
         }
-        waits.push((me, self.leader));
-        Some(WaitEdge { waiter: me })
+        waits.push(Edge {
+            waiter: me,
+            leader: self.leader,
+            load,
+        });
+        count_edges(&waits);
+        // If the load ended before `finish` could see this edge (it reads
+        // `EDGES` after setting `ended`; all SeqCst), take the edge out now:
+        // the graph never shows a thread blocked on a load that has ended.
+        if self.ended.load(std::sync::atomic::Ordering::SeqCst) {
+            waits.pop();
+            count_edges(&waits);
+        }
+        Some(WaitEdge { waiter: me, load })
     }
 
     /// Blocks until the load ends.
@@ -142,6 +240,19 @@ impl<V> InFlight<V> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         *state = outcome;
         drop(state);
+        // The waiters are not blocked on this load any more: take their
+        // edges out before waking them, so that until they run, the graph
+        // does not show them blocked (a wait through one would be refused
+        // as a cycle that is not there). `ended` first: a waiter whose edge
+        // the load of `EDGES` below does not see stored it after that load,
+        // so it sees `ended` and takes its edge out itself (`enter_wait`).
+        self.ended.store(true, std::sync::atomic::Ordering::SeqCst);
+        if EDGES.load(std::sync::atomic::Ordering::SeqCst) != 0 {
+            let load = self as *const Self as usize;
+            let mut waits = waits();
+            waits.retain(|e| e.load != load);
+            count_edges(&waits);
+        }
         self.done.notify_all();
     }
 

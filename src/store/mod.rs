@@ -37,6 +37,8 @@ use shard::{Inserted, Shard, State, WriteCtx};
 use stats::{ReadCounters, bump};
 use ttl::{TimeSource, is_expired};
 
+#[cfg(feature = "memcached")]
+pub(crate) use loader::take_unshared;
 pub use stats::Stats;
 pub use ttl::{Clock, MockClock};
 
@@ -366,6 +368,16 @@ fn shard_of(hash: u64, shards: usize) -> usize {
 /// The most shards a cache can have.
 const MAX_SHARDS: usize = 1 << 16;
 
+/// What an insert stores: a new value, newer than any load of the key in
+/// progress (which it supersedes), or a copy of a value read elsewhere
+/// (which supersedes nothing).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Write {
+    New,
+    #[cfg_attr(not(feature = "memcached"), allow(dead_code))]
+    Fill,
+}
+
 /// Whether a lookup counts as a use of the entry.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Touch {
@@ -609,7 +621,7 @@ where
     /// assert_eq!(cache.len(), 2);
     /// ```
     pub fn insert(&self, key: K, value: V) {
-        let _ = self.insert_inner(key, value, self.inner.default_ttl);
+        let _ = self.insert_inner(key, value, self.inner.default_ttl, Write::New);
     }
 
     /// Stores `value` under `key`, expiring after `ttl` (overriding the
@@ -624,7 +636,16 @@ where
     /// assert_eq!(cache.get("session"), None);
     /// ```
     pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) {
-        let _ = self.insert_inner(key, value, Some(ttl));
+        let _ = self.insert_inner(key, value, Some(ttl), Write::New);
+    }
+
+    /// Stores a copy of `key`'s value read from elsewhere (NearFar's far
+    /// tier), expiring after `ttl`. Unlike [`insert`](Self::insert) it does
+    /// not supersede a load of the key in progress: a read is not newer
+    /// than what that load computes.
+    #[cfg(feature = "memcached")]
+    pub(crate) fn fill_with_ttl(&self, key: K, value: V, ttl: Duration) {
+        let _ = self.insert_inner(key, value, Some(ttl), Write::Fill);
     }
 
     /// Like [`insert`](Self::insert), but hands the entry back if it is too
@@ -645,10 +666,16 @@ where
     /// assert_eq!(cache.stats().rejected, 1);
     /// ```
     pub fn try_insert(&self, key: K, value: V) -> Result<(), (K, V)> {
-        self.insert_inner(key, value, self.inner.default_ttl)
+        self.insert_inner(key, value, self.inner.default_ttl, Write::New)
     }
 
-    fn insert_inner(&self, key: K, value: V, ttl: Option<Duration>) -> Result<(), (K, V)> {
+    fn insert_inner(
+        &self,
+        key: K,
+        value: V,
+        ttl: Option<Duration>,
+        write: Write,
+    ) -> Result<(), (K, V)> {
         let hash = self.inner.hasher.hash_one(&key);
         let weight = self.inner.weigher.as_ref().map_or(1, |w| w(&key, &value));
         let expires = ttl.map_or(0, |ttl| {
@@ -675,7 +702,9 @@ where
             unsafe { crossbeam_epoch::unprotected() }
         };
         let outcome = self.write(shard, guard, |st, ctx| {
-            st.supersede_loads(hash, &key);
+            if write == Write::New {
+                st.supersede_loads(hash, &key);
+            }
             shard.insert(st, ctx, hash, key, value, expires, weight, guard)
         });
         match outcome {
@@ -715,13 +744,26 @@ where
     }
 
     /// Removes every entry.
+    ///
+    /// Loads in progress (the `get_or_insert_with` family) are superseded:
+    /// their values go to their callers, and are not stored after the
+    /// clear.
     pub fn clear(&self) {
-        self.retain(|_, _| false);
+        for shard in self.inner.shards.iter() {
+            let (guard, _) = local::pin();
+            self.write(shard, &guard, |st, ctx| {
+                for load in &mut st.loads {
+                    load.superseded = true;
+                }
+                shard.retain(st, ctx, &mut |_, _| false, &guard)
+            });
+        }
     }
 
     /// Keeps only the entries for which `keep` returns true (expired entries
     /// are removed too). `keep` runs with the entry's shard locked, so it
-    /// must not call back into this cache.
+    /// must not call back into this cache. A load in progress for a key
+    /// `keep` removes is superseded, as by [`remove`](Self::remove).
     ///
     /// ```
     /// let cache = nearfar::Cache::new(100);
@@ -961,7 +1003,14 @@ where
                         return Ok(v.clone());
                     }
                 }
-                match st.loads.iter().find(|l| l.hash == hash && l.key == *k) {
+                // Not a superseded load: its value predates a write the
+                // caller may have made itself (a `remove`, then this call),
+                // and will not be stored. Such a key gets a new load.
+                match st
+                    .loads
+                    .iter()
+                    .find(|l| l.hash == hash && !l.superseded && l.key == *k)
+                {
                     Some(load) => {
                         bump(&shard.counters.load_waits, 1);
                         Arc::clone(&load.flight)
@@ -993,7 +1042,7 @@ where
                 // this thread leads: waiting would deadlock. Load for this
                 // caller alone; the leader's value is the one stored.
                 bump(&shard.counters.loads, 1);
-                return load().map(|(v, _)| v).map_err(Arc::new);
+                return loader::run_unshared(load).map(|(v, _)| v).map_err(Arc::new);
             };
             match waiting.wait() {
                 Outcome::Value(v) => return Ok(v),
@@ -1164,6 +1213,28 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+
+    #[cfg(feature = "memcached")]
+    #[test]
+    fn a_fill_does_not_supersede_a_load_but_an_insert_does() {
+        let cache = super::Cache::new(100);
+        let ttl = std::time::Duration::from_secs(60);
+        // A copy read from elsewhere landing while the load runs: the load's
+        // value (computed, maybe newer) is still stored.
+        let got = cache.get_or_insert_with(1, || {
+            cache.fill_with_ttl(1, "filled", ttl);
+            "loaded"
+        });
+        assert_eq!(got, "loaded");
+        assert_eq!(cache.get(&1), Some("loaded"));
+        // A write does supersede it.
+        let got = cache.get_or_insert_with(2, || {
+            cache.insert_with_ttl(2, "written", ttl);
+            "loaded"
+        });
+        assert_eq!(got, "loaded");
+        assert_eq!(cache.get(&2), Some("written"));
+    }
 
     #[test]
     fn a_removed_value_is_dropped_after_the_epoch_and_a_later_write() {

@@ -715,46 +715,46 @@ fn nested_loads_across_threads_run_each_loader_once() {
     }
 }
 
+/// Starts `get_or_insert_with(key, ..)` on another thread, its loader held
+/// until the returned sender sends (at most 10 s); returns once the loader
+/// runs, with the sender and the caller's handle.
+fn held_load(
+    cache: &Cache<u32, &'static str>,
+    key: u32,
+    value: &'static str,
+) -> (
+    std::sync::mpsc::Sender<()>,
+    thread::JoinHandle<&'static str>,
+) {
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let cache = cache.clone();
+    let handle = thread::spawn(move || {
+        cache.get_or_insert_with(key, || {
+            started_tx.send(()).unwrap();
+            go_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            value
+        })
+    });
+    started_rx.recv().unwrap();
+    (go_tx, handle)
+}
+
 #[test]
 fn a_call_after_a_remove_does_not_join_the_load_it_superseded() {
-    use std::sync::mpsc;
     let cache: Cache<u32, &str> = Cache::new(100);
-    let (started_tx, started_rx) = mpsc::channel();
-    let (go_tx, go_rx) = mpsc::channel::<()>();
-    let slow = {
-        let cache = cache.clone();
-        thread::spawn(move || {
-            cache.get_or_insert_with(1, || {
-                started_tx.send(()).unwrap();
-                go_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-                "old"
-            })
-        })
-    };
-    started_rx.recv().unwrap();
+    let (go, slow) = held_load(&cache, 1, "old");
     // The slow load began before this removal: what it computes is older.
     cache.remove(&1);
     assert_eq!(cache.get_or_insert_with(1, || "fresh"), "fresh");
-    go_tx.send(()).unwrap();
+    go.send(()).unwrap();
     assert_eq!(slow.join().unwrap(), "old");
     assert_eq!(cache.get(&1), Some("fresh"));
 
     // clear() supersedes a load in progress as well.
-    let (started_tx, started_rx) = mpsc::channel();
-    let (go_tx, go_rx) = mpsc::channel::<()>();
-    let slow = {
-        let cache = cache.clone();
-        thread::spawn(move || {
-            cache.get_or_insert_with(2, || {
-                started_tx.send(()).unwrap();
-                go_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-                "before clear"
-            })
-        })
-    };
-    started_rx.recv().unwrap();
+    let (go, slow) = held_load(&cache, 2, "before clear");
     cache.clear();
-    go_tx.send(()).unwrap();
+    go.send(()).unwrap();
     assert_eq!(slow.join().unwrap(), "before clear");
     assert_eq!(cache.get(&2), None, "not stored after the clear");
 }

@@ -903,13 +903,19 @@ impl<C: Codec> Client<C> {
     ///
     /// [`Error::InvalidKey`] and the connection errors.
     pub fn delete(&self, key: &str) -> Result<bool> {
+        self.meta_delete(key, &MetaDeleteFlags::default(), IDEMPOTENT)
+    }
+
+    /// One meta delete (`md`) with `flags`: `Ok(true)` when it applied,
+    /// `Ok(false)` when the key held nothing or its CAS did not match.
+    fn meta_delete(&self, key: &str, flags: &MetaDeleteFlags, idempotent: bool) -> Result<bool> {
         self.single(
             key,
-            IDEMPOTENT,
-            |out, key| encode_meta_delete(out, key, &MetaDeleteFlags::default()),
+            idempotent,
+            |out, key| encode_meta_delete(out, key, flags),
             |reply| match meta_status(&reply) {
                 Some(MetaStatus::Success) => Ok(true),
-                Some(MetaStatus::NotFound) => Ok(false),
+                Some(MetaStatus::NotFound | MetaStatus::Exists) => Ok(false),
                 _ => Err(Error::from_reply(&reply)),
             },
         )
@@ -926,16 +932,7 @@ impl<C: Codec> Client<C> {
             compare_cas: Some(cas.0),
             ..MetaDeleteFlags::default()
         };
-        self.single(
-            key,
-            NOT_IDEMPOTENT,
-            |out, key| encode_meta_delete(out, key, &flags),
-            |reply| match meta_status(&reply) {
-                Some(MetaStatus::Success) => Ok(true),
-                Some(MetaStatus::NotFound | MetaStatus::Exists) => Ok(false),
-                _ => Err(Error::from_reply(&reply)),
-            },
-        )
+        self.meta_delete(key, &flags, NOT_IDEMPOTENT)
     }
 
     /// Gives `key` a new TTL (same rules as [`Client::set`]); `Ok(false)` if
@@ -1313,16 +1310,7 @@ impl<C: Codec> Client<C> {
             ttl: Some(exptime_now(stale_ttl).max(1)),
             ..MetaDeleteFlags::default()
         };
-        self.single(
-            key,
-            IDEMPOTENT,
-            |out, key| encode_meta_delete(out, key, &flags),
-            |reply| match meta_status(&reply) {
-                Some(MetaStatus::Success) => Ok(true),
-                Some(MetaStatus::NotFound) => Ok(false),
-                _ => Err(Error::from_reply(&reply)),
-            },
-        )
+        self.meta_delete(key, &flags, IDEMPOTENT)
     }
 
     /// Like [`Client::invalidate`], but only if the item's CAS unique is
@@ -1351,16 +1339,7 @@ impl<C: Codec> Client<C> {
             compare_cas: Some(cas.0),
             ..MetaDeleteFlags::default()
         };
-        self.single(
-            key,
-            NOT_IDEMPOTENT,
-            |out, key| encode_meta_delete(out, key, &flags),
-            |reply| match meta_status(&reply) {
-                Some(MetaStatus::Success) => Ok(true),
-                Some(MetaStatus::NotFound | MetaStatus::Exists) => Ok(false),
-                _ => Err(Error::from_reply(&reply)),
-            },
-        )
+        self.meta_delete(key, &flags, NOT_IDEMPOTENT)
     }
 
     // ---- raw operations -------------------------------------------------

@@ -883,3 +883,44 @@ fn loaders_waiting_on_each_other_do_not_wait_out_the_lease() {
     assert_eq!(a.get(&k("x")).as_deref(), Some(got[0].as_str()));
     assert_eq!(a.get(&k("y")).as_deref(), Some(got[1].as_str()));
 }
+
+#[test]
+fn a_shared_load_inside_a_loader_run_for_one_caller_still_fills_memcached() {
+    let mc = Memcached::start();
+    let nf = instance(&mc, "inner");
+    // A plain cache whose two loaders wait on each other: the caller that
+    // closes the cycle runs its loader for itself. That loader asks the
+    // NearFar for another key: a shared load of its own, which must go
+    // through memcached as usual (lease, then store).
+    let cache: Cache<u32, String> = Cache::new(10);
+    let both_loading = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let handles: Vec<_> = [(1u32, 2u32, "za"), (2, 1, "zb")]
+        .into_iter()
+        .map(|(mine, other, far_key)| {
+            let (cache, nf, both_loading) = (cache.clone(), nf.clone(), both_loading.clone());
+            thread::spawn(move || {
+                cache.get_or_insert_with(mine, || {
+                    both_loading.wait();
+                    cache.get_or_insert_with(other, || {
+                        nf.get_with(k(far_key), || format!("{far_key} computed"))
+                    })
+                })
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    // Exactly one inner loader ran (the refused caller's); its NearFar load
+    // stored the value far.
+    let raw = client(&mc);
+    let stored: Vec<Option<String>> = ["inner:za", "inner:zb"]
+        .iter()
+        .map(|key| raw.get::<String>(key).unwrap())
+        .collect();
+    assert_eq!(nf.stats().loader_calls, 1);
+    assert!(
+        stored == [Some(k("za computed")), None] || stored == [None, Some(k("zb computed"))],
+        "{stored:?}"
+    );
+}

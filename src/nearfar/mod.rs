@@ -689,7 +689,7 @@ where
                 Check::Changed => {}
                 Check::WonStale(_, cas) => won_stale = Some(cas),
             }
-            inner.near.remove(key);
+            inner.near.drop_copy(key);
         }
         let Some(far) = &inner.far else {
             return self.load_near_only(key, load);
@@ -809,7 +809,7 @@ where
     /// Drops this process's near copy of `key` only (the far tier keeps
     /// it): the next read fetches it from memcached.
     pub fn remove_near(&self, key: &K) {
-        self.inner.near.remove(key);
+        self.inner.near.drop_copy(key);
     }
 
     /// The memcached key used for `key` (without the client's own key
@@ -944,7 +944,7 @@ where
         // the key in progress (which may have computed a newer value).
         self.inner.near.fill_with_ttl(key.clone(), entry, ttl);
         if generation.load(Ordering::Acquire) != seen {
-            self.inner.near.remove(key);
+            self.inner.near.drop_copy(key);
         }
     }
 
@@ -1075,13 +1075,13 @@ where
         match self.revalidate(key, entry) {
             Check::Keep(v) => Some(v),
             Check::Changed => {
-                self.inner.near.remove(key);
+                self.inner.near.drop_copy(key);
                 self.get_far(key)
             }
             Check::WonStale(v, cas) => {
                 // This read took the stale item's recompute token and has no
                 // loader: hand it back so the next `get_with` recomputes.
-                self.inner.near.remove(key);
+                self.inner.near.drop_copy(key);
                 if let Some(far) = &self.inner.far {
                     if let Some(fkey) = self.key_of(far, key) {
                         self.give_back_token(far, &fkey, cas);

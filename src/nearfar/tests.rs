@@ -367,3 +367,38 @@ fn a_load_is_kept_whatever_other_keys_are_written_meanwhile() {
         assert_eq!(cache.stats().loader_calls, 1);
     }
 }
+
+#[test]
+fn dropping_a_near_copy_does_not_supersede_a_load() {
+    use std::sync::mpsc;
+    let cache: NearFar<u8, String> = NearFar::builder().build().unwrap();
+    let (started_tx, started_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let loading = cache.clone();
+    let loader = thread::spawn(move || {
+        loading.get_with(1, || {
+            started_tx.send(()).unwrap();
+            go_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            "loaded".to_string()
+        })
+    });
+    started_rx.recv().unwrap();
+    // Dropping a (stale) near copy is not a write: a caller arriving now
+    // joins the load in progress instead of running the loader again, and
+    // the load's value is kept.
+    cache.remove_near(&1);
+    let joiner = {
+        let cache = cache.clone();
+        thread::spawn(move || cache.get_with(1, || "second run".to_string()))
+    };
+    // Let the joiner reach the load before releasing it (bounded wait).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while cache.stats().near.load_waits == 0 && std::time::Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(1));
+    }
+    go_tx.send(()).unwrap();
+    assert_eq!(loader.join().unwrap(), "loaded");
+    assert_eq!(joiner.join().unwrap(), "loaded");
+    assert_eq!(cache.stats().loader_calls, 1);
+    assert_eq!(cache.get(&1).as_deref(), Some("loaded"));
+}

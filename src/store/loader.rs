@@ -129,14 +129,27 @@ thread_local_flag! {
 /// memcached lease, held by the blocked leader of this process) asks
 /// [`take_unshared`] and skips that coordination.
 pub(crate) fn run_unshared<R>(load: impl FnOnce() -> R) -> R {
+    with_flag(true, load)
+}
+
+/// Runs `load` with this thread's unshared flag set to `unshared`, then
+/// restores it (also when `load` panics).
+fn with_flag<R>(unshared: bool, load: impl FnOnce() -> R) -> R {
     struct Restore(bool);
     impl Drop for Restore {
         fn drop(&mut self) {
             UNSHARED.with(|f| f.set(self.0));
         }
     }
-    let _restore = Restore(UNSHARED.with(|f| f.replace(true)));
+    let _restore = Restore(UNSHARED.with(|f| f.replace(unshared)));
     load()
+}
+
+/// Runs the loader of a registered (shared) load: with the flag of
+/// [`run_unshared`] clear, so that a shared load nested in an unshared
+/// one's loader is not taken for unshared.
+pub(crate) fn run_shared<R>(load: impl FnOnce() -> R) -> R {
+    with_flag(false, load)
 }
 
 /// Whether the loader now starting runs for one caller only (see
@@ -189,6 +202,12 @@ impl<V> InFlight<V> {
         let me = current_thread().id();
         let load = self as *const Self as usize;
         let mut waits = waits();
+        if self.ended.load(std::sync::atomic::Ordering::SeqCst) {
+            // Over already: nothing to wait for, so no edge (and no walk,
+            // which could meet the leader blocked on something new and see
+            // a cycle where there is none).
+            return Some(WaitEdge { waiter: me, load });
+        }
         let mut at = self.leader;
         // Each blocked thread has one edge, so a walk longer than the graph
         // has entries is already in a cycle that does not reach us (it
@@ -247,7 +266,9 @@ impl<V> InFlight<V> {
         // the load of `EDGES` below does not see stored it after that load,
         // so it sees `ended` and takes its edge out itself (`enter_wait`).
         self.ended.store(true, std::sync::atomic::Ordering::SeqCst);
-        if EDGES.load(std::sync::atomic::Ordering::SeqCst) != 0 {
+        // (Under shuttle, always: `EDGES` is process-wide, and parallel
+        // tests' executions would overwrite each other's counts.)
+        if cfg!(shuttle) || EDGES.load(std::sync::atomic::Ordering::SeqCst) != 0 {
             let load = self as *const Self as usize;
             let mut waits = waits();
             waits.retain(|e| e.load != load);

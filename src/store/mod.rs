@@ -743,6 +743,24 @@ where
         Some(unsafe { slot.value() }.clone())
     }
 
+    /// Drops `key`'s entry as a stale copy (NearFar: a near copy found
+    /// outdated, or dropped on request), not as a write: unlike
+    /// [`remove`](Self::remove) it does not supersede a load of the key in
+    /// progress, which is fetching a fresher value.
+    #[cfg(feature = "memcached")]
+    pub(crate) fn drop_copy<Q>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.inner.hasher.hash_one(key);
+        let shard = self.shard(hash);
+        let (guard, _) = local::pin();
+        self.write(shard, &guard, |st, ctx| {
+            shard.remove(st, ctx, hash, key, &guard);
+        });
+    }
+
     /// Removes every entry.
     ///
     /// Loads in progress (the `get_or_insert_with` family) are superseded:
@@ -762,8 +780,7 @@ where
 
     /// Keeps only the entries for which `keep` returns true (expired entries
     /// are removed too). `keep` runs with the entry's shard locked, so it
-    /// must not call back into this cache. A load in progress for a key
-    /// `keep` removes is superseded, as by [`remove`](Self::remove).
+    /// must not call back into this cache.
     ///
     /// ```
     /// let cache = nearfar::Cache::new(100);
@@ -1088,7 +1105,7 @@ where
             shard,
             flight: &flight,
         };
-        let result = match load() {
+        let result = match loader::run_shared(load) {
             Ok((value, ttl)) => {
                 let (guard, _) = local::pin();
                 let rejected = self.write(shard, &guard, |st, ctx| {

@@ -839,7 +839,7 @@ impl<K, V> Shard<K, V> {
         keep: &mut dyn FnMut(&K, &V) -> bool,
         guard: &Guard,
     ) where
-        K: Hash + Eq,
+        K: Hash,
     {
         let all: Vec<u32> = st.lru.indices().collect();
         for idx in all {
@@ -849,10 +849,6 @@ impl<K, V> Shard<K, V> {
             let cause = if expired_at(exp, ctx) {
                 RemovalCause::Expired
             } else if !keep(k, v) {
-                if !st.loads.is_empty() {
-                    // A removal, as `remove`'s: newer than a load running.
-                    st.supersede_loads(ctx.hasher.hash_one(k), k);
-                }
                 RemovalCause::Removed
             } else {
                 continue;

@@ -327,9 +327,12 @@ impl Lru {
         } else {
             self.segs[seg as usize].tail = new;
         }
-        let s = &mut self.segs[seg as usize];
-        s.weight = s.weight - u128::from(old_weight) + u128::from(weight);
-        self.weight = self.weight - u128::from(old_weight) + u128::from(weight);
+        // Same weight (always, in a count-bounded cache): no sums to touch.
+        if old_weight != weight {
+            let s = &mut self.segs[seg as usize];
+            s.weight = s.weight - u128::from(old_weight) + u128::from(weight);
+            self.weight = self.weight - u128::from(old_weight) + u128::from(weight);
+        }
     }
 
     /// Keeps WARM within its cap. HOT's overflow is settled by eviction (an

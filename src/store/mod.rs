@@ -368,14 +368,14 @@ fn shard_of(hash: u64, shards: usize) -> usize {
 /// The most shards a cache can have.
 const MAX_SHARDS: usize = 1 << 16;
 
-/// What an insert stores: a new value, newer than any load of the key in
-/// progress (which it supersedes), or a copy of a value read elsewhere
-/// (which supersedes nothing).
+/// What an insert or removal is: a write (newer than any load of the key in
+/// progress, which it supersedes), or the storing or dropping of a copy of
+/// a value held elsewhere (NearFar's far tier), which supersedes nothing.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Write {
-    New,
+enum Origin {
+    Write,
     #[cfg_attr(not(feature = "memcached"), allow(dead_code))]
-    Fill,
+    Copy,
 }
 
 /// Whether a lookup counts as a use of the entry.
@@ -621,7 +621,7 @@ where
     /// assert_eq!(cache.len(), 2);
     /// ```
     pub fn insert(&self, key: K, value: V) {
-        let _ = self.insert_inner(key, value, self.inner.default_ttl, Write::New);
+        let _ = self.insert_inner(key, value, self.inner.default_ttl, Origin::Write);
     }
 
     /// Stores `value` under `key`, expiring after `ttl` (overriding the
@@ -636,7 +636,7 @@ where
     /// assert_eq!(cache.get("session"), None);
     /// ```
     pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) {
-        let _ = self.insert_inner(key, value, Some(ttl), Write::New);
+        let _ = self.insert_inner(key, value, Some(ttl), Origin::Write);
     }
 
     /// Stores a copy of `key`'s value read from elsewhere (NearFar's far
@@ -645,7 +645,7 @@ where
     /// than what that load computes.
     #[cfg(feature = "memcached")]
     pub(crate) fn fill_with_ttl(&self, key: K, value: V, ttl: Duration) {
-        let _ = self.insert_inner(key, value, Some(ttl), Write::Fill);
+        let _ = self.insert_inner(key, value, Some(ttl), Origin::Copy);
     }
 
     /// Like [`insert`](Self::insert), but hands the entry back if it is too
@@ -666,7 +666,7 @@ where
     /// assert_eq!(cache.stats().rejected, 1);
     /// ```
     pub fn try_insert(&self, key: K, value: V) -> Result<(), (K, V)> {
-        self.insert_inner(key, value, self.inner.default_ttl, Write::New)
+        self.insert_inner(key, value, self.inner.default_ttl, Origin::Write)
     }
 
     fn insert_inner(
@@ -674,7 +674,7 @@ where
         key: K,
         value: V,
         ttl: Option<Duration>,
-        write: Write,
+        origin: Origin,
     ) -> Result<(), (K, V)> {
         let hash = self.inner.hasher.hash_one(&key);
         let weight = self.inner.weigher.as_ref().map_or(1, |w| w(&key, &value));
@@ -702,7 +702,7 @@ where
             unsafe { crossbeam_epoch::unprotected() }
         };
         let outcome = self.write(shard, guard, |st, ctx| {
-            if write == Write::New {
+            if origin == Origin::Write {
                 st.supersede_loads(hash, &key);
             }
             shard.insert(st, ctx, hash, key, value, expires, weight, guard)
@@ -732,15 +732,26 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        self.remove_inner(key, Origin::Write, V::clone)
+    }
+
+    /// Removes `key` and applies `then` to the value it held, if any.
+    fn remove_inner<Q, R>(&self, key: &Q, origin: Origin, then: impl FnOnce(&V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let hash = self.inner.hasher.hash_one(key);
         let shard = self.shard(hash);
         let (guard, _) = local::pin();
         let slot = self.write(shard, &guard, |st, ctx| {
-            st.supersede_loads(hash, key);
+            if origin == Origin::Write {
+                st.supersede_loads(hash, key);
+            }
             shard.remove(st, ctx, hash, key, &guard)
         })?;
         // SAFETY: retired while `guard` is pinned, so still readable.
-        Some(unsafe { slot.value() }.clone())
+        Some(then(unsafe { slot.value() }))
     }
 
     /// Drops `key`'s entry as a stale copy (NearFar: a near copy found
@@ -753,12 +764,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let hash = self.inner.hasher.hash_one(key);
-        let shard = self.shard(hash);
-        let (guard, _) = local::pin();
-        self.write(shard, &guard, |st, ctx| {
-            shard.remove(st, ctx, hash, key, &guard);
-        });
+        self.remove_inner(key, Origin::Copy, |_| ());
     }
 
     /// Removes every entry.

@@ -624,8 +624,9 @@ impl<C: Codec> Client<C> {
         ))
     }
 
-    /// Sends one meta set with `set_flags` and reads its outcome; with
-    /// `return_cas` set, a stored item's new CAS unique must come back.
+    /// Sends one meta set with `set_flags` and reads its outcome (with the
+    /// stored item's new CAS unique when the reply carries one: the callers
+    /// that set `return_cas` treat its absence as a protocol error).
     fn meta_store(&self, key: &str, data: &[u8], set_flags: &MetaSetFlags) -> Result<Stored> {
         self.check_size(data.len())?;
         let idempotent = set_flags.compare_cas.is_none() && set_flags.mode != MetaSetMode::Add;
@@ -637,13 +638,7 @@ impl<C: Codec> Client<C> {
                 Reply::Meta(MetaReply {
                     status: MetaStatus::Success,
                     flags,
-                }) => match flags.cas {
-                    Some(cas) if set_flags.return_cas => Ok(Stored::Yes(Some(Cas(cas)))),
-                    None if set_flags.return_cas => {
-                        Err(ProtocolError::Malformed { reply: "HD" }.into())
-                    }
-                    _ => Ok(Stored::Yes(None)),
-                },
+                }) => Ok(Stored::Yes(flags.cas.map(Cas))),
                 Reply::Meta(MetaReply {
                     status: MetaStatus::NotStored | MetaStatus::Exists | MetaStatus::NotFound,
                     ..
@@ -1854,7 +1849,7 @@ impl Batch {
 
 /// The outcome of a meta set.
 enum Stored {
-    /// `HD`: stored, with the new CAS unique when it was asked for.
+    /// `HD`: stored, with the new CAS unique when the reply has one.
     Yes(Option<Cas>),
     /// `NS`, `EX` or `NF`: the server declined to store it.
     No,

@@ -26,23 +26,6 @@ use std::sync::Arc;
 
 use crate::shim::{Condvar, Mutex, ThreadId, current_thread};
 
-/// A per-thread `Cell<bool>`: std's thread-local, or shuttle's (whose tasks
-/// share OS threads) under `--cfg shuttle`.
-macro_rules! thread_local_flag {
-    ($(#[$attr:meta])* $name:ident) => {
-        #[cfg(not(shuttle))]
-        std::thread_local! {
-            $(#[$attr])*
-            static $name: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-        }
-        #[cfg(shuttle)]
-        shuttle::thread_local! {
-            $(#[$attr])*
-            static $name: std::cell::Cell<bool> = std::cell::Cell::new(false);
-        }
-    };
-}
-
 /// A shared error from a failed load, type-erased so waiters with any error
 /// type can look at it.
 pub(crate) type SharedError = Arc<dyn Any + Send + Sync>;
@@ -117,10 +100,15 @@ impl Drop for WaitEdge {
     }
 }
 
-thread_local_flag! {
-    /// Set while this thread runs a loader whose wait was refused (see
-    /// [`run_unshared`]).
-    UNSHARED
+// Set while this thread runs a loader whose wait was refused (see
+// `run_unshared`). Under shuttle, its thread-local (tasks share OS threads).
+#[cfg(not(shuttle))]
+std::thread_local! {
+    static UNSHARED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+#[cfg(shuttle)]
+shuttle::thread_local! {
+    static UNSHARED: std::cell::Cell<bool> = std::cell::Cell::new(false);
 }
 
 /// Runs a loader for a caller whose wait on another caller's load was

@@ -41,7 +41,7 @@ use crate::shim::{AtomicU32, Mutex, MutexGuard, Ordering, fence};
 /// for the bound up front spares a growing cache the copies and the freed
 /// tables (which the allocator tends to keep resident).
 const INITIAL_ENTRIES: usize = 1 << 20;
-/// Slab growths past the first chunk between two pushes of the epoch.
+/// Slab growths between two hand-overs to (or pushes of) the epoch.
 const FLUSH_EVERY: u32 = 64;
 /// The most unlinked slots a shard holds back before handing them to the
 /// epoch in one deferred call.
@@ -539,22 +539,26 @@ impl<K, V> Shard<K, V> {
             if let Some(idx) = st.free.pop() {
                 return Some(idx);
             }
-            // About to grow: let slots held back start their way to reuse.
-            // Not while removal notices are pending: the listener reads those
-            // slots after the lock, relying on the pin of the operation that
-            // removed them, which a panic may have dropped already (leaving
-            // the notices behind).
-            if !st.retired.is_empty() && st.notices.is_empty() {
-                self.retire_pending(st);
-            }
-            // Past the first chunk, push the epoch along now and then (not on
-            // every insert: a flush touches crossbeam's global queue, shared
-            // by all threads). In between, the slab grows into the next chunk,
-            // whose pages are committed only as they are used.
-            if self.slab.high_water() as usize >= self.first_chunk {
-                st.grown_since_flush += 1;
-                if st.grown_since_flush >= FLUSH_EVERY {
-                    st.grown_since_flush = 0;
+            // About to grow. Now and then (not on every growth), let the
+            // slots held back start their way to reuse and push the epoch
+            // along. Each hand-over seals a bag of crossbeam's (~2 KiB)
+            // that is freed only once the epoch moves on: done per growth,
+            // a thread pinned for long (a slow eviction listener) made every
+            // insert elsewhere cost 2 KiB besides its slot. In between, the
+            // slab grows (its pages are committed only as they are used);
+            // `finish_write` still hands over every full batch.
+            st.grown_since_flush += 1;
+            if st.grown_since_flush >= FLUSH_EVERY {
+                st.grown_since_flush = 0;
+                // Not while removal notices are pending: the listener reads
+                // those slots after the lock, relying on the pin of the
+                // operation that removed them, which a panic may have
+                // dropped already (leaving the notices behind).
+                if !st.retired.is_empty() && st.notices.is_empty() {
+                    self.retire_pending(st);
+                } else if self.slab.high_water() as usize >= self.first_chunk {
+                    // (Within the first chunk there is nothing to push: the
+                    // cache is filling.)
                     local::pin().0.flush();
                 }
             }

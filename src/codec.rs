@@ -146,6 +146,11 @@ pub trait Codec: Send + Sync + 'static {
 ///   length, or a `String` when the bytes are UTF-8 (some Python setups store
 ///   text that way).
 /// * [`FLAG_BINCODE`]: bincode 2, standard configuration; trailing bytes are an error.
+///   Input is not trusted: lengths it claims are never allocated up front
+///   (nor passed on as size hints above 4096 or the input's length), values
+///   nested deeper than 128 levels are refused, and so are values with more
+///   elements than 64 per input byte plus 65,536 (zero-sized elements such
+///   as `()` take no input, so a short value could otherwise claim 2^60).
 /// * anything else, such as pymemcache's pickles ([`FLAG_PICKLE`]):
 ///   [`CodecError::UnsupportedFlags`].
 ///
@@ -314,9 +319,11 @@ impl Codec for DefaultCodec {
 
 fn decode_bincode<T: DeserializeOwned>(data: &[u8]) -> Result<T, CodecError> {
     // bincode's slice decoder, behind `Guarded`: see there for why.
+    let budget = Budget::for_input(data.len());
     let seed = Guarded {
         inner: std::marker::PhantomData::<T>,
         depth: 0,
+        budget: &budget,
     };
     let (value, used) =
         bincode::serde::seed_decode_from_slice(seed, data, bincode::config::standard())
@@ -745,23 +752,83 @@ impl<'de> Deserializer<'de> for BytesDeserializer<'de> {
 // eight bytes of garbage could request gigabytes. `Guarded` wraps bincode's
 // deserializer at every level and turns those requests into their borrowed
 // forms, which bincode bounds by the input. It also caps the nesting depth,
-// so a recursive type fed crafted input cannot overflow the stack.
+// so a recursive type fed crafted input cannot overflow the stack; caps the
+// length hints sequences and maps pass on, which bincode takes from the
+// input unchecked (a `Deserialize` that preallocates what the hint says, as
+// serde's own docs show, would otherwise panic on capacity overflow or abort
+// the process on a failed allocation); and bounds the number of elements
+// decoded, since zero-sized elements (`()`, unit structs) consume no input:
+// nine bytes claiming 2^60 of them would loop for ever.
 
-/// A bincode deserializer, seed, visitor or access wrapped at `depth`.
-struct Guarded<T> {
-    inner: T,
-    depth: usize,
+/// Most elements a length hint passed on may claim (and never more than
+/// the input has bytes).
+const MAX_SIZE_HINT: usize = 4096;
+
+/// Element visits allowed per input byte, plus [`ELEMENT_FLOOR`]. Each
+/// element that is not zero-sized takes at least a byte; nesting through
+/// tuples and structs adds a visit per level, so legitimate values stay far
+/// below this.
+const ELEMENTS_PER_BYTE: usize = 64;
+
+/// Element visits allowed whatever the input's length.
+const ELEMENT_FLOOR: usize = 1 << 16;
+
+/// What one decode may still spend, shared by every level of it.
+struct Budget {
+    /// Sequence elements and map keys left to visit.
+    elements: std::cell::Cell<usize>,
+    /// The input's length in bytes.
+    input_len: usize,
 }
 
-impl<T> Guarded<T> {
-    fn wrap<U>(&self, inner: U) -> Guarded<U> {
-        Guarded {
-            inner,
-            depth: self.depth,
+impl Budget {
+    fn for_input(input_len: usize) -> Self {
+        Budget {
+            elements: std::cell::Cell::new(
+                input_len
+                    .saturating_mul(ELEMENTS_PER_BYTE)
+                    .saturating_add(ELEMENT_FLOOR),
+            ),
+            input_len,
         }
     }
 
-    fn nested<U, E: de::Error>(&self, inner: U) -> Result<Guarded<U>, E> {
+    /// Takes one element visit, or fails when none are left.
+    fn spend<E: de::Error>(&self) -> Result<(), E> {
+        let left = self.elements.get();
+        if left == 0 {
+            return Err(E::custom(format_args!(
+                "more elements than a {}-byte value can hold",
+                self.input_len
+            )));
+        }
+        self.elements.set(left - 1);
+        Ok(())
+    }
+
+    /// A length hint from the input, capped (see [`MAX_SIZE_HINT`]).
+    fn cap_hint(&self, hint: Option<usize>) -> Option<usize> {
+        hint.map(|h| h.min(self.input_len).min(MAX_SIZE_HINT))
+    }
+}
+
+/// A bincode deserializer, seed, visitor or access wrapped at `depth`.
+struct Guarded<'b, T> {
+    inner: T,
+    depth: usize,
+    budget: &'b Budget,
+}
+
+impl<'b, T> Guarded<'b, T> {
+    fn wrap<U>(&self, inner: U) -> Guarded<'b, U> {
+        Guarded {
+            inner,
+            depth: self.depth,
+            budget: self.budget,
+        }
+    }
+
+    fn nested<U, E: de::Error>(&self, inner: U) -> Result<Guarded<'b, U>, E> {
         if self.depth >= MAX_DEPTH {
             return Err(E::custom(format_args!(
                 "value nested deeper than {MAX_DEPTH} levels"
@@ -770,19 +837,17 @@ impl<T> Guarded<T> {
         Ok(Guarded {
             inner,
             depth: self.depth + 1,
+            budget: self.budget,
         })
     }
 }
 
-impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Guarded<S> {
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Guarded<'_, S> {
     type Value = S::Value;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<S::Value, D::Error> {
-        let depth = self.depth;
-        self.inner.deserialize(Guarded {
-            inner: deserializer,
-            depth,
-        })
+        let deserializer = self.wrap(deserializer);
+        self.inner.deserialize(deserializer)
     }
 }
 
@@ -803,7 +868,7 @@ macro_rules! guard_deserialize {
     };
 }
 
-impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guarded<D> {
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guarded<'_, D> {
     type Error = D::Error;
 
     guard_deserialize! {
@@ -856,7 +921,7 @@ macro_rules! guard_visit {
     };
 }
 
-impl<'de, V: Visitor<'de>> Visitor<'de> for Guarded<V> {
+impl<'de, V: Visitor<'de>> Visitor<'de> for Guarded<'_, V> {
     type Value = V::Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -923,29 +988,31 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Guarded<V> {
     }
 }
 
-impl<'de, A: de::SeqAccess<'de>> de::SeqAccess<'de> for Guarded<A> {
+impl<'de, A: de::SeqAccess<'de>> de::SeqAccess<'de> for Guarded<'_, A> {
     type Error = A::Error;
 
     fn next_element_seed<S: DeserializeSeed<'de>>(
         &mut self,
         seed: S,
     ) -> Result<Option<S::Value>, A::Error> {
+        self.budget.spend()?;
         let seed = self.wrap(seed);
         self.inner.next_element_seed(seed)
     }
 
     fn size_hint(&self) -> Option<usize> {
-        self.inner.size_hint()
+        self.budget.cap_hint(self.inner.size_hint())
     }
 }
 
-impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for Guarded<A> {
+impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for Guarded<'_, A> {
     type Error = A::Error;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, A::Error> {
+        self.budget.spend()?;
         let seed = self.wrap(seed);
         self.inner.next_key_seed(seed)
     }
@@ -956,31 +1023,33 @@ impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for Guarded<A> {
     }
 
     fn size_hint(&self) -> Option<usize> {
-        self.inner.size_hint()
+        self.budget.cap_hint(self.inner.size_hint())
     }
 }
 
-impl<'de, A: de::EnumAccess<'de>> de::EnumAccess<'de> for Guarded<A> {
+impl<'b, 'de, A: de::EnumAccess<'de>> de::EnumAccess<'de> for Guarded<'b, A> {
     type Error = A::Error;
-    type Variant = Guarded<A::Variant>;
+    type Variant = Guarded<'b, A::Variant>;
 
     fn variant_seed<S: DeserializeSeed<'de>>(
         self,
         seed: S,
-    ) -> Result<(S::Value, Guarded<A::Variant>), A::Error> {
-        let depth = self.depth;
-        let (value, variant) = self.inner.variant_seed(Guarded { inner: seed, depth })?;
+    ) -> Result<(S::Value, Guarded<'b, A::Variant>), A::Error> {
+        let (depth, budget) = (self.depth, self.budget);
+        let seed = self.wrap(seed);
+        let (value, variant) = self.inner.variant_seed(seed)?;
         Ok((
             value,
             Guarded {
                 inner: variant,
                 depth,
+                budget,
             },
         ))
     }
 }
 
-impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for Guarded<A> {
+impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for Guarded<'_, A> {
     type Error = A::Error;
 
     fn unit_variant(self) -> Result<(), A::Error> {

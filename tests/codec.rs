@@ -410,6 +410,79 @@ fn bincode_nesting_is_bounded() {
     ));
 }
 
+/// A sequence type that preallocates whatever length hint it is given, as
+/// serde's documentation shows for custom collections.
+#[derive(Debug, PartialEq)]
+struct TrustsHint(Vec<u64>);
+
+impl<'de> Deserialize<'de> for TrustsHint {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Elements;
+        impl<'de> serde::de::Visitor<'de> for Elements {
+            type Value = TrustsHint;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a sequence of u64")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<TrustsHint, A::Error> {
+                let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(x) = seq.next_element()? {
+                    v.push(x);
+                }
+                Ok(TrustsHint(v))
+            }
+        }
+        d.deserialize_seq(Elements)
+    }
+}
+
+#[test]
+fn bincode_length_hints_are_capped() {
+    // 2^60 elements claimed (capacity overflow: a panic), and 2^40 (a failed
+    // allocation of 8 TiB: the process aborts), nothing behind either.
+    for claim in [
+        [0xfd, 0, 0, 0, 0, 0, 0, 0, 0x10],
+        [0xfd, 0, 0, 0, 0, 0, 1, 0, 0],
+    ] {
+        let got = std::panic::catch_unwind(|| decode::<TrustsHint>(&claim, FLAG_BINCODE));
+        assert!(
+            matches!(got, Ok(Err(CodecError::Decode(_)))),
+            "{claim:?}: {got:?}"
+        );
+    }
+    // A real sequence still decodes through it, longer than the hint cap.
+    let values: Vec<u64> = (0..10_000).collect();
+    let bytes = encode(&values);
+    assert_eq!(
+        decode::<TrustsHint>(&bytes.data, bytes.flags).unwrap(),
+        TrustsHint(values)
+    );
+}
+
+#[test]
+fn bincode_zero_sized_elements_are_bounded() {
+    // 2^60 `()` elements claimed: they take no input, so only a count stops
+    // the decode. Run on a thread so a regression fails instead of hanging.
+    let claim = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0x10];
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(decode::<Vec<()>>(&claim, FLAG_BINCODE).map(|v| v.len()));
+    });
+    let got = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("decoding 2^60 claimed unit elements did not stop");
+    assert!(matches!(got, Err(CodecError::Decode(_))), "{got:?}");
+    // Sane counts of zero-sized elements still decode.
+    let units = vec![(); 1000];
+    let bytes = encode(&units);
+    assert_eq!(decode::<Vec<()>>(&bytes.data, bytes.flags).unwrap(), units);
+    // And many small elements: half a million u16s.
+    let many: Vec<u16> = (0..500_000u32).map(|i| i as u16).collect();
+    assert_eq!(round_trip(&many), FLAG_BINCODE);
+}
+
 // --- Compression and limits ---------------------------------------------------
 
 #[test]

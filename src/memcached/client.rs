@@ -25,6 +25,11 @@ use crate::codec::{Codec, DefaultCodec, Encoded};
 /// memcached's default item size limit (its `-I` option): 1 MiB.
 pub const DEFAULT_MAX_ITEM_SIZE: usize = 1024 * 1024;
 
+/// The largest `max_item_size` a client accepts: 1 GiB, the most memcached's
+/// `-I` allows (its `ITEM_SIZE_MAX_UPPER_LIMIT`). It also bounds what a
+/// server's reply can make the client buffer.
+pub const MAX_ITEM_SIZE_LIMIT: usize = 1024 * 1024 * 1024;
+
 /// Keys sent per round trip by [`Client::get_many`]: bounds the request line
 /// and how much reply is buffered at once.
 const GET_MANY_CHUNK: usize = 128;
@@ -307,7 +312,8 @@ impl<C: Codec> ClientBuilder<C> {
     /// The largest value stored or read, in bytes (default 1 MiB, memcached's
     /// default item limit). Larger values are refused with
     /// [`Error::ValueTooLarge`] before anything is sent; a larger value in a
-    /// reply is a protocol error.
+    /// reply is a protocol error. At most [`MAX_ITEM_SIZE_LIMIT`] (1 GiB):
+    /// `build` refuses more.
     pub fn max_item_size(mut self, bytes: usize) -> Self {
         self.max_item_size = bytes;
         self
@@ -368,8 +374,8 @@ impl<C: Codec> ClientBuilder<C> {
         if self.retry_attempts == 0 {
             return invalid("retry_attempts", "at least 1");
         }
-        if self.max_item_size == 0 {
-            return invalid("max_item_size", "at least 1 byte");
+        if self.max_item_size == 0 || self.max_item_size > MAX_ITEM_SIZE_LIMIT {
+            return invalid("max_item_size", "between 1 byte and 1 GiB");
         }
         if !self.key_prefix.is_empty()
             && (self.key_prefix.len() >= MAX_KEY_LEN
@@ -1958,6 +1964,15 @@ mod tests {
                 .build(),
             Client::builder().servers(["h:1"]).retry_attempts(0).build(),
             Client::builder().servers(["h:1"]).max_item_size(0).build(),
+            // More than memcached can store: unbounded reply buffering.
+            Client::builder()
+                .servers(["h:1"])
+                .max_item_size(MAX_ITEM_SIZE_LIMIT + 1)
+                .build(),
+            Client::builder()
+                .servers(["h:1"])
+                .max_item_size(usize::MAX)
+                .build(),
             Client::builder().servers(["h:1"]).key_prefix("a b").build(),
             Client::builder().servers(["h:1", "h:1"]).build(),
             Client::builder().servers(["h:x"]).build(),
@@ -1965,6 +1980,14 @@ mod tests {
         for result in bad {
             assert!(matches!(result, Err(Error::Config(_))), "{result:?}");
         }
+        // memcached's own upper limit is allowed.
+        assert!(
+            Client::builder()
+                .servers(["h:1"])
+                .max_item_size(MAX_ITEM_SIZE_LIMIT)
+                .build()
+                .is_ok()
+        );
     }
 
     #[test]

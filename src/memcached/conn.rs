@@ -371,6 +371,13 @@ impl Conn {
     /// are waiting that no request asked for (the stream is out of step).
     /// Only a read that would block proves it alive. A dead connection may
     /// have lost a byte to the check: it must be dropped, not used.
+    ///
+    /// A connection checked in less than [`CHECK_AFTER_IDLE`] ago is not
+    /// probed (the probe costs three system calls; a busy pool reuses
+    /// connections within microseconds): only bytes already buffered are
+    /// caught then. Every error that could leave the stream out of step
+    /// drops the connection before it is checked in, so what the skip can
+    /// miss is a server sending replies nobody asked for.
     pub(crate) fn is_alive(&mut self) -> bool {
         if self.filled == self.pos && self.idle_since.elapsed() < CHECK_AFTER_IDLE {
             return true;

@@ -140,6 +140,13 @@ impl Error {
     /// value too large, codec errors, configuration), for the server's
     /// refusals (`CLIENT_ERROR`, `ERROR`, `SERVER_ERROR`), and for protocol
     /// errors, which a retry would more likely repeat than cure.
+    ///
+    /// It says nothing of whether a retry is safe. After an I/O error or a
+    /// timeout the server may have carried out the request: resending an
+    /// `incr`, an `append` or an `add` may apply it twice (or see its own
+    /// first attempt as a conflict). The client itself resends only requests
+    /// that are safe to repeat, and only when the failure came before any
+    /// byte of the reply.
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Io(_)

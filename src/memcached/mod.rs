@@ -14,6 +14,8 @@ mod pool;
 pub mod protocol;
 mod ring;
 
-pub use client::{Cas, Client, ClientBuilder, DEFAULT_MAX_ITEM_SIZE, Lease, MetaItem};
+pub use client::{
+    Cas, Client, ClientBuilder, DEFAULT_MAX_ITEM_SIZE, Lease, MAX_ITEM_SIZE_LIMIT, MetaItem,
+};
 pub use error::{ConfigError, Error, Result};
 pub use ring::Distribution;

@@ -26,6 +26,8 @@
 //!   labels use the bare host name (`::1-0`, or `::1:11212-0` off the
 //!   default port). A unix socket is labelled by its path.
 
+use std::borrow::Cow;
+
 use md5::{Digest, Md5};
 
 /// How keys are spread over the servers of a pool.
@@ -56,10 +58,27 @@ pub enum Distribution {
     /// Every server scores a key with `murmur3_32("{server}-{key}")`; the
     /// highest score wins. Server weights are ignored, as in pymemcache.
     /// Server labels are written as pymemcache names its nodes (`host:port`,
-    /// an IPv6 host without brackets), and keys hash as their bytes, which
-    /// equals pymemcache for `str` keys (their UTF-8), without any key
-    /// prefix, as pymemcache hashes them.
+    /// an IPv6 host without brackets), and keys hash without any key prefix,
+    /// as pymemcache hashes them. Text hashes as pymemcache's murmur3 reads a
+    /// Python `str`: one byte per character, its code point's low byte (for
+    /// ASCII, its bytes; for other text, not the UTF-8 sent on the wire).
+    /// Keys that are not UTF-8 hash as their bytes.
     Rendezvous,
+}
+
+/// The bytes pymemcache's murmur3 reads for `text` as a Python `str`: the low
+/// byte of each character's code point, one per character (it masks each
+/// `ord(c)` to 8 bits, and the length it mixes in counts characters). The
+/// same bytes for ASCII; input that is not UTF-8 is taken as it is.
+fn as_python_str(text: &[u8]) -> Cow<'_, [u8]> {
+    if text.is_ascii() {
+        return Cow::Borrowed(text);
+    }
+    match std::str::from_utf8(text) {
+        // Truncation intended: the low byte is what pymemcache hashes.
+        Ok(text) => Cow::Owned(text.chars().map(|c| u32::from(c) as u8).collect()),
+        Err(_) => Cow::Borrowed(text),
+    }
 }
 
 /// The memcached port libmemcached leaves out of ketama point labels.
@@ -109,7 +128,7 @@ impl Ring {
                     .iter()
                     .map(|label| {
                         let mut state = Murmur3::new(0);
-                        state.update(label.as_bytes());
+                        state.update(&as_python_str(label.as_bytes()));
                         state.update(b"-");
                         state
                     })
@@ -224,7 +243,7 @@ impl Ring {
                         continue;
                     }
                     let mut state = *prefix;
-                    state.update(key);
+                    state.update(&as_python_str(key));
                     let score = state.finish();
                     // Ties go to the larger label, as pymemcache's `max(str(node), ...)`.
                     let wins = match best {
@@ -545,6 +564,40 @@ mod tests {
             let server = ring.server_for(key).unwrap();
             assert_eq!(ring.label(server).unwrap(), case[2], "node of {}", case[0]);
         }
+    }
+
+    #[test]
+    fn rendezvous_hashes_text_as_pymemcache_reads_a_str() {
+        // From pymemcache 4.0.0 (`RendezvousHash(nodes).get_node(key)` and
+        // `murmur3_32(nodes[0] + "-" + key)`, with `allow_unicode_keys`):
+        // its murmur3 takes each character's low byte, not the UTF-8.
+        let nodes = [
+            "127.0.0.1:11211",
+            "127.0.0.1:11212",
+            "127.0.0.1:11213",
+            "10.0.0.5:11211",
+            "cache-a.internal:11211",
+        ];
+        let ring = Ring::unweighted(Distribution::Rendezvous, nodes);
+        for (key, node, score) in [
+            ("café", "cache-a.internal:11211", 352_669_618u32),
+            ("ключ", "127.0.0.1:11212", 2_333_149_025),
+            ("日本語キー", "10.0.0.5:11211", 1_561_339_640),
+            ("naïve:1", "127.0.0.1:11212", 1_845_007_868),
+            ("émoji😀", "127.0.0.1:11211", 2_582_837_147),
+            ("plain", "127.0.0.1:11211", 4_254_435_275),
+        ] {
+            let text = format!("{}-{key}", nodes[0]);
+            assert_eq!(
+                murmur3_32(&as_python_str(text.as_bytes()), 0),
+                score,
+                "score of {key}"
+            );
+            let server = ring.server_for(key.as_bytes()).unwrap();
+            assert_eq!(ring.label(server).unwrap(), node, "node of {key}");
+        }
+        // Bytes that are not UTF-8 hash as they are.
+        assert_eq!(as_python_str(b"\xff\xfe"), &b"\xff\xfe"[..]);
     }
 
     #[test]

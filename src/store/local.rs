@@ -4,10 +4,17 @@
 //! `crossbeam_epoch::pin()` reaches crossbeam's own thread-local through a
 //! function the compiler does not inline, and the stats stripe was a second
 //! thread-local; holding both here makes a lookup's pin one inlined access.
-//! The handle is registered with crossbeam's default collector, so garbage
-//! deferred through it is collected with everyone else's.
+//! The handle is registered with a collector of nearfar's own, not
+//! crossbeam's default one: a pin or a flush collects garbage, and with the
+//! default collector that could be any crate's, running its destructors
+//! (user code, maybe using this cache) while a writer holds a shard lock. The
+//! garbage deferred here runs no user code: slot batches go back to their
+//! shard's mailbox, and replaced index tables are freed. It also keeps other
+//! crates' long pins from holding back nearfar's slot reuse.
 
-use crossbeam_epoch::{Guard, LocalHandle};
+use std::sync::LazyLock;
+
+use crossbeam_epoch::{Collector, Guard, LocalHandle};
 
 use super::stats::Owner;
 
@@ -16,19 +23,24 @@ struct Local {
     owner: Owner,
 }
 
+/// The epoch every cache's readers pin and every cache's retired memory
+/// waits on.
+static COLLECTOR: LazyLock<Collector> = LazyLock::new(Collector::new);
+
 thread_local! {
     static LOCAL: Local = Local {
-        handle: crossbeam_epoch::default_collector().register(),
+        handle: COLLECTOR.register(),
         owner: Owner::take(),
     };
 }
 
 /// Pins the current thread; also returns its stats stripe number. While the
 /// thread-local is being torn down (a `Drop` of another thread-local using a
-/// cache), falls back to crossbeam's pin and the shared stripe.
+/// cache), falls back to a handle registered for this pin alone and the
+/// shared stripe.
 #[inline]
 pub(crate) fn pin() -> (Guard, usize) {
     LOCAL
         .try_with(|local| (local.handle.pin(), local.owner.0))
-        .unwrap_or_else(|_| (crossbeam_epoch::pin(), usize::MAX))
+        .unwrap_or_else(|_| (COLLECTOR.register().pin(), usize::MAX))
 }

@@ -13,6 +13,8 @@
 mod index;
 mod loader;
 mod local;
+#[cfg(all(test, not(shuttle)))]
+mod lock_tests;
 mod lru;
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]
@@ -821,7 +823,8 @@ where
 
     /// An iterator over clones of the entries.
     ///
-    /// It takes each shard's entries in turn, under that shard's lock: an
+    /// It takes each shard's entries in turn, picked under that shard's lock
+    /// and cloned after it is released: an
     /// entry present and unexpired for the whole iteration is yielded exactly
     /// once; entries inserted, removed or expiring meanwhile may or may not
     /// be. It never yields a key twice.
@@ -1037,9 +1040,15 @@ where
                 // Someone may have stored it since our lookup.
                 if let Some((_, slot)) = shard.walk(hash, k, &guard) {
                     // SAFETY: linked slot under the lock.
-                    let (exp, v) = unsafe { (slot.expires(), slot.value()) };
+                    let exp = unsafe { slot.expires() };
                     if exp == 0 || !is_expired(exp, self.inner.time.now()) {
-                        return Ok(v.clone());
+                        // Cloned after the unlock (user code stays out of
+                        // the critical section).
+                        drop(st);
+                        // SAFETY: reached through the index while pinned:
+                        // even if unlinked now, not reclaimed before `guard`
+                        // drops.
+                        return Ok(unsafe { slot.value() }.clone());
                     }
                 }
                 // Not a superseded load: its value predates a write the
@@ -1129,12 +1138,21 @@ where
         };
         let result = match loader::run_shared(load) {
             Ok((value, ttl)) => {
+                // Cloned before locking: user code (and a panic in it) stays
+                // out of the critical section.
+                let stored = value.clone();
                 let (guard, _) = local::pin();
-                let rejected = self.write(shard, &guard, |st, ctx| {
-                    let pos = st
+                // What the write leaves unstored (a superseded load's key
+                // and value, or a rejected entry) is dropped after the
+                // unlock: their Drop may use the cache.
+                let leftover = self.write(shard, &guard, |st, ctx| {
+                    let Some(pos) = st
                         .loads
                         .iter()
-                        .position(|l| Arc::ptr_eq(&l.flight, &flight))?;
+                        .position(|l| Arc::ptr_eq(&l.flight, &flight))
+                    else {
+                        return Some((None, stored));
+                    };
                     // The weigher runs before anything changes; the
                     // registration leaves in the same critical section as the
                     // value arrives, so no caller can miss both.
@@ -1150,7 +1168,7 @@ where
                         // Superseded: the key was written or removed while
                         // the loader ran, and that write is newer. Expired on
                         // arrival: storing it could only evict a live entry.
-                        return None;
+                        return Some((Some(key), stored));
                     }
                     let expires = match ttl.or(self.inner.default_ttl) {
                         Some(ttl) if ttl != Duration::MAX => {
@@ -1158,12 +1176,12 @@ where
                         }
                         _ => 0,
                     };
-                    match shard.insert(st, ctx, hash, key, value.clone(), expires, weight, &guard) {
-                        Inserted::Rejected(k, v) => Some((k, v)),
+                    match shard.insert(st, ctx, hash, key, stored, expires, weight, &guard) {
+                        Inserted::Rejected(k, v) => Some((Some(k), v)),
                         _ => None,
                     }
                 });
-                drop(rejected);
+                drop(leftover);
                 // Only waiters hold other references now (registration removed).
                 if Arc::strong_count(&flight) > 1 {
                     flight.succeed(value.clone());
@@ -1296,7 +1314,7 @@ mod tests {
         while Arc::strong_count(&marker) > 10
             && start.elapsed() < std::time::Duration::from_secs(10)
         {
-            crossbeam_epoch::pin().flush();
+            super::local::pin().0.flush();
             assert_eq!(cache.remove(&999), None);
             writes += 1;
             std::thread::sleep(std::time::Duration::from_millis(1));

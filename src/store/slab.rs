@@ -180,15 +180,24 @@ impl<K, V> Slot<K, V> {
     /// The caller owns the slot exclusively (the epoch has passed since it was
     /// unlinked, so no reader can hold a reference) and it holds a value.
     unsafe fn drop_contents(&self) {
+        /// Drops the value when the key's drop is done, even by unwinding.
+        struct DropValue<'a, V>(&'a UnsafeCell<MaybeUninit<V>>);
+        impl<V> Drop for DropValue<'_, V> {
+            fn drop(&mut self) {
+                // SAFETY: made only below, from a slot whose value the
+                // caller of `drop_contents` guarantees initialised and
+                // exclusively owned; this guard runs once.
+                unsafe { (*self.0.get()).assume_init_drop() }
+            }
+        }
         // Clear HAS_VALUE first: if K's or V's Drop panics, the slab's own Drop
         // must not drop them a second time.
         self.flags.store(0, Ordering::Relaxed);
+        let value = DropValue(&self.value);
         // SAFETY: initialised (caller) and exclusively owned (caller), so
-        // nobody reads them during or after the drop.
-        unsafe {
-            (*self.key.get()).assume_init_drop();
-            (*self.value.get()).assume_init_drop();
-        }
+        // nobody reads it during or after the drop.
+        unsafe { (*self.key.get()).assume_init_drop() };
+        drop(value);
     }
 }
 
@@ -339,18 +348,72 @@ impl<K, V> Slab<K, V> {
 
     /// Drops the contents of reclaimed slots. Must only be given slots whose
     /// epoch has passed (they come out of the [`Mailbox`]).
+    ///
+    /// If a key's or value's `Drop` panics, the rest of the batch is still
+    /// dropped (a second panic aborts, as in a slice's drop), so every slot
+    /// comes out empty either way.
     pub(crate) fn drop_reclaimed(&self, reclaimed: &[(u32, u32)]) {
-        for &(idx, generation) in reclaimed {
-            // SAFETY: `idx` was handed out by this slab (it was retired from it).
-            let slot = unsafe { self.slot(idx) };
-            debug_assert_eq!(slot.generation(), generation, "slot {idx} retired twice");
-            if slot.flags.load(Ordering::Relaxed) & HAS_VALUE != 0 {
-                // SAFETY: the epoch passed since the slot was unlinked, so no
-                // reader holds a reference; the writer stopped using it when it
-                // retired it; only this caller received it from the mailbox.
-                unsafe { slot.drop_contents() };
+        if has_drop_glue::<K, V>() {
+            self.drop_reclaimed_guarded(reclaimed);
+        } else {
+            // Nothing runs, nothing can unwind: only the flags to clear.
+            for &(idx, generation) in reclaimed {
+                // SAFETY: as in `drop_one`.
+                unsafe { self.drop_one(idx, generation) };
             }
         }
+    }
+
+    /// Empties one reclaimed slot.
+    ///
+    /// # Safety
+    /// `idx` was retired from this slab, the epoch has released it, and only
+    /// the caller received it from the mailbox.
+    #[inline]
+    unsafe fn drop_one(&self, idx: u32, generation: u32) {
+        // SAFETY: `idx` was handed out by this slab (it was retired from it).
+        let slot = unsafe { self.slot(idx) };
+        debug_assert_eq!(slot.generation(), generation, "slot {idx} retired twice");
+        if slot.flags.load(Ordering::Relaxed) & HAS_VALUE != 0 {
+            // SAFETY: the epoch passed since the slot was unlinked, so no
+            // reader holds a reference; the writer stopped using it when it
+            // retired it; only this caller received it from the mailbox
+            // (the caller's obligations).
+            unsafe { slot.drop_contents() };
+        }
+    }
+
+    /// [`drop_reclaimed`](Self::drop_reclaimed) when a `Drop` may unwind.
+    fn drop_reclaimed_guarded(&self, reclaimed: &[(u32, u32)]) {
+        /// The part of the batch not dropped yet; drops it if unwinding.
+        struct Rest<'a, K, V> {
+            slab: &'a Slab<K, V>,
+            rest: &'a [(u32, u32)],
+        }
+        impl<K, V> Rest<'_, K, V> {
+            fn drop_next(&mut self) -> bool {
+                let Some((&(idx, generation), tail)) = self.rest.split_first() else {
+                    return false;
+                };
+                // Advanced first: if this drop panics, the guard goes on
+                // from the next slot.
+                self.rest = tail;
+                // SAFETY: a batch from the mailbox (`drop_reclaimed`'s
+                // caller), each slot in it once.
+                unsafe { self.slab.drop_one(idx, generation) };
+                true
+            }
+        }
+        impl<K, V> Drop for Rest<'_, K, V> {
+            fn drop(&mut self) {
+                while self.drop_next() {}
+            }
+        }
+        let mut rest = Rest {
+            slab: self,
+            rest: reclaimed,
+        };
+        while rest.drop_next() {}
     }
 }
 

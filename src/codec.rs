@@ -151,6 +151,8 @@ pub trait Codec: Send + Sync + 'static {
 ///   nested deeper than 128 levels are refused, and so are values with more
 ///   elements than 64 per input byte plus 65,536 (zero-sized elements such
 ///   as `()` take no input, so a short value could otherwise claim 2^60).
+///   Encoding does not check that budget: a collection of more than 65,536
+///   zero-sized elements encodes in a few bytes but does not decode.
 /// * anything else, such as pymemcache's pickles ([`FLAG_PICKLE`]):
 ///   [`CodecError::UnsupportedFlags`].
 ///

@@ -656,7 +656,14 @@ mod tests {
                     start.wait();
                     let r = memoize_option(&store, 1, |_| {
                         calls.fetch_add(1, Ordering::SeqCst);
-                        thread::sleep(Duration::from_millis(50));
+                        // Hold the run until the other three wait on it
+                        // (bounded: a failure shows as more runs, not a hang).
+                        for _ in 0..2_000 {
+                            if store.stats().load_waits >= 3 {
+                                break;
+                            }
+                            thread::sleep(Duration::from_millis(5));
+                        }
                         None
                     });
                     assert_eq!(r, None);

@@ -84,7 +84,9 @@ fn a_stalled_listener_costs_about_a_slot_per_insert() {
         // Evicts, so its listener runs and stalls.
         thread::spawn(move || cache.insert(u64::MAX, 0))
     };
-    entered_rx.recv().unwrap();
+    entered_rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the eviction listener never ran");
     let before = HELD.load(Ordering::SeqCst);
     for k in 0..INSERTS {
         cache.insert(1_000_000 + k, k);

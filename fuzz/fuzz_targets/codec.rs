@@ -14,8 +14,8 @@ use std::fmt;
 
 use libfuzzer_sys::fuzz_target;
 use nearfar::codec::{
-    Codec, DefaultCodec, FLAG_BINCODE, FLAG_BYTES, FLAG_COMPRESSED, FLAG_INTEGER, FLAG_LONG,
-    FLAG_PICKLE, FLAG_TEXT,
+    Codec, CodecError, DefaultCodec, FLAG_BINCODE, FLAG_BYTES, FLAG_COMPRESSED, FLAG_INTEGER,
+    FLAG_LONG, FLAG_PICKLE, FLAG_TEXT,
 };
 use serde::de::{DeserializeOwned, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -29,7 +29,11 @@ enum Tree {
     Pair(Box<Tree>, Box<Tree>),
     List(Vec<Tree>),
     Map(BTreeMap<String, Tree>),
-    Record { id: u32, tag: Option<char>, units: Vec<()> },
+    Record {
+        id: u32,
+        tag: Option<char>,
+        units: Vec<()>,
+    },
 }
 
 /// Preallocates what the input's length hint says, as serde's docs show.
@@ -81,9 +85,19 @@ fn check<T: Serialize + DeserializeOwned + PartialEq + fmt::Debug>(
     let Ok(again) = codec.encode(&value) else {
         return;
     };
-    let back: T = codec
-        .decode(&again.data, again.flags)
-        .expect("an encoded value decodes");
+    let back: T = match codec.decode(&again.data, again.flags) {
+        Ok(back) => back,
+        // The element budget scales with the input's length, and bincode
+        // accepts lengths written longer than needed: a value with many
+        // zero-sized elements decoded from such input may exceed the budget
+        // of its shorter, canonical encoding.
+        Err(CodecError::Decode(why))
+            if again.data.len() < data.len() && why.contains("more elements than a") =>
+        {
+            return;
+        }
+        Err(e) => panic!("an encoded value does not decode: {e}"),
+    };
     assert_eq!(back, value, "round trip changed the value");
 }
 

@@ -237,13 +237,14 @@ impl Ring {
                     .or_else(|| (0..self.labels.len()).find(|&server| is_live(server)))
             }
             Placement::Rendezvous(states) => {
+                let key = as_python_str(key);
                 let mut best: Option<(u32, usize)> = None;
                 for (index, prefix) in states.iter().enumerate() {
                     if !is_live(index) {
                         continue;
                     }
                     let mut state = *prefix;
-                    state.update(&as_python_str(key));
+                    state.update(&key);
                     let score = state.finish();
                     // Ties go to the larger label, as pymemcache's `max(str(node), ...)`.
                     let wins = match best {

@@ -176,6 +176,16 @@ fn a_panic_in_a_reclaimed_keys_drop_loses_no_value_and_no_slot() {
     assert_eq!(slab.high_water(), high, "the reclaimed slots were lost");
 }
 
+/// A value that counts its drops.
+#[derive(Clone)]
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 #[test]
 fn other_crates_epoch_garbage_never_runs_under_a_shard_lock() {
     // nearfar's epoch is its own: its writes, which push the epoch while
@@ -183,7 +193,7 @@ fn other_crates_epoch_garbage_never_runs_under_a_shard_lock() {
     // crossbeam's default collector, whose destructors could need that lock.
     // (Nothing else in this test binary uses the default collector, so the
     // garbage below is collected by nobody while the inserts run.)
-    let cache: Cache<u64, u64> = Cache::builder().max_entries(100).shards(1).build();
+    let cache: Cache<u64, Counted> = Cache::builder().max_entries(100).shards(1).build();
     let ran = Arc::new(AtomicUsize::new(0));
     {
         let ran = Arc::clone(&ran);
@@ -193,13 +203,69 @@ fn other_crates_epoch_garbage_never_runs_under_a_shard_lock() {
         });
         guard.flush();
     }
-    // Evicting inserts retire slots and push the epoch, again and again.
+    // Evicting inserts retire slots and push the epoch, again and again;
+    // the epoch must move (evicted values get dropped), or the check below
+    // would prove nothing.
+    let dropped = Arc::new(AtomicUsize::new(0));
     for k in 0..100_000u64 {
-        cache.insert(k, k);
+        cache.insert(k, Counted(Arc::clone(&dropped)));
     }
+    assert!(
+        dropped.load(Ordering::SeqCst) > 50_000,
+        "the epoch hardly moved: {} evicted values dropped",
+        dropped.load(Ordering::SeqCst)
+    );
     assert_eq!(
         ran.load(Ordering::SeqCst),
         0,
-        "the cache writes collected another crate garbage"
+        "the cache's writes collected another crate's garbage"
     );
+}
+
+static PANIC_ON_HASH: AtomicBool = AtomicBool::new(false);
+
+/// A key whose `Hash` panics, when armed, for ids below 100 (the stored
+/// ones), so an eviction that hashes its victim panics half-way.
+#[derive(PartialEq, Eq)]
+struct HashPanics(u32);
+
+impl Hash for HashPanics {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        if self.0 < 100 && PANIC_ON_HASH.load(Ordering::SeqCst) {
+            panic!("hashing HashPanics({})", self.0);
+        }
+        self.0.hash(state);
+    }
+}
+
+#[test]
+fn a_refused_insert_restores_a_bound_a_panic_left_exceeded() {
+    let cache: Cache<HashPanics, u64> = Cache::builder()
+        .max_weight(100)
+        .weigher(|_, w: &u64| *w)
+        .shards(1)
+        .build();
+    for id in 0..10 {
+        cache.insert(HashPanics(id), 10);
+    }
+    // An eviction that hashes its victim (to remember it) panics after the
+    // new entry is linked: the shard is left over its bound.
+    PANIC_ON_HASH.store(true, Ordering::SeqCst);
+    let mut over = false;
+    for id in 100..200 {
+        let _ = catch_unwind(AssertUnwindSafe(|| cache.insert(HashPanics(id), 10)));
+        if cache.inner.shards[0].lock().lru.weight() > 100 {
+            over = true;
+            break;
+        }
+    }
+    PANIC_ON_HASH.store(false, Ordering::SeqCst);
+    assert!(
+        over,
+        "no eviction hashed its victim: the setup did not work"
+    );
+    // Too heavy to ever fit: refused, and the shard is back within bound.
+    assert!(cache.try_insert(HashPanics(1000), 1000).is_err());
+    let weight = cache.inner.shards[0].lock().lru.weight();
+    assert!(weight <= 100, "weight {weight} after a refused insert");
 }

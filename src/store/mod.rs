@@ -824,10 +824,14 @@ where
     /// An iterator over clones of the entries.
     ///
     /// It takes each shard's entries in turn, picked under that shard's lock
-    /// and cloned after it is released: an
-    /// entry present and unexpired for the whole iteration is yielded exactly
-    /// once; entries inserted, removed or expiring meanwhile may or may not
-    /// be. It never yields a key twice.
+    /// and cloned after it is released: an entry present and unexpired for
+    /// the whole iteration is yielded exactly once; entries inserted, removed
+    /// or expiring meanwhile may or may not be. It never yields a key twice.
+    ///
+    /// While one shard's entries are cloned the thread stays pinned to the
+    /// epoch (as an eviction listener does): slots freed meanwhile by any
+    /// cache wait for it before reuse, and writers grow their slabs instead.
+    /// For a large cache with costly clones, hold `Arc`s as values.
     ///
     /// ```
     /// let cache = nearfar::Cache::new(100);

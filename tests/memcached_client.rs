@@ -702,9 +702,11 @@ fn io_timeout_bounds_silence_not_a_streaming_reply() {
     let c = trickled_client(&SLOW_PIECES, Duration::from_millis(50));
     let started = Instant::now();
     assert!(matches!(c.get::<String>("k"), Err(Error::Timeout)));
+    // The timeout itself shows the cap held (uncapped, the whole reply
+    // arrives after ~3.1 s); the upper bound is loose for a stalled machine.
     let elapsed = started.elapsed();
     assert!(
-        elapsed >= Duration::from_millis(2400) && elapsed < Duration::from_millis(3000),
+        elapsed >= Duration::from_millis(2400) && elapsed < Duration::from_millis(5000),
         "{elapsed:?}"
     );
 }

@@ -266,10 +266,9 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// so it runs with the thread pinned to the current epoch: until it
     /// returns, slots freed by any thread from then on cannot be reused, and
     /// writers grow the slab instead (by about one slot per insert made
-    /// meanwhile; the
-    /// entries stay within the bound, the memory does not shrink back). A
-    /// listener that blocks on I/O should hand the entry to a queue or a
-    /// channel and return.
+    /// meanwhile; the entries stay within the bound, the memory does not
+    /// shrink back). A listener that blocks on I/O should hand the entry to
+    /// a queue or a channel and return.
     pub fn eviction_listener(
         mut self,
         listener: impl Fn(&K, &V, RemovalCause) + Send + Sync + 'static,

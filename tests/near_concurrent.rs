@@ -612,32 +612,43 @@ fn an_insert_from_another_thread_during_a_load_is_kept() {
     assert_eq!(cache.get(&7), Some("written"));
 }
 
+/// One thread per `(mine, other, own, base)`: each loads `mine`, whose loader,
+/// once every thread is loading, asks for `other` (loading `own` if it must)
+/// and adds `base`. Returns `(mine, value)` per thread, failing the test if
+/// they have not all finished within 10 s (a deadlock).
+fn load_in_a_cycle(cache: &Cache<u32, u32>, loads: &[(u32, u32, u32, u32)]) -> Vec<(u32, u32)> {
+    use std::sync::mpsc;
+    let all_loading = Arc::new(Barrier::new(loads.len()));
+    let (done_tx, done_rx) = mpsc::channel();
+    for &(mine, other, own, base) in loads {
+        let (cache, all_loading, done_tx) =
+            (cache.clone(), Arc::clone(&all_loading), done_tx.clone());
+        thread::spawn(move || {
+            let v = cache.get_or_insert_with(mine, || {
+                all_loading.wait();
+                cache.get_or_insert_with(other, || own) + base
+            });
+            done_tx.send((mine, v)).unwrap();
+        });
+    }
+    (0..loads.len())
+        .map(|_| {
+            done_rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("loaders deadlocked")
+        })
+        .collect()
+}
+
 #[test]
 fn loaders_waiting_on_each_other_across_threads_do_not_deadlock() {
-    use std::sync::mpsc;
     for round in 0..20 {
         let cache: Cache<u32, u32> = Cache::new(100);
-        let both_loading = Arc::new(Barrier::new(2));
-        let (done_tx, done_rx) = mpsc::channel();
         // Thread A loads key 1, whose loader needs key 2; thread B loads key
         // 2, whose loader needs key 1. Each asks once both are loading, so
         // each waits for the other's load: a cycle.
-        for (mine, other, own, base) in [(1u32, 2u32, 20u32, 1u32), (2, 1, 10, 100)] {
-            let (cache, both_loading, done_tx) =
-                (cache.clone(), Arc::clone(&both_loading), done_tx.clone());
-            thread::spawn(move || {
-                let v = cache.get_or_insert_with(mine, || {
-                    both_loading.wait();
-                    cache.get_or_insert_with(other, || own) + base
-                });
-                done_tx.send((mine, v)).unwrap();
-            });
-        }
         let mut got = [0u32; 3];
-        for _ in 0..2 {
-            let (k, v) = done_rx
-                .recv_timeout(Duration::from_secs(10))
-                .unwrap_or_else(|_| panic!("round {round}: loaders deadlocked"));
+        for (k, v) in load_in_a_cycle(&cache, &[(1, 2, 20, 1), (2, 1, 10, 100)]) {
             got[k as usize] = v;
         }
         // Whichever thread closed the cycle loaded the other key for itself
@@ -653,27 +664,11 @@ fn loaders_waiting_on_each_other_across_threads_do_not_deadlock() {
 
 #[test]
 fn a_cycle_of_three_loaders_does_not_deadlock() {
-    use std::sync::mpsc;
     for round in 0..20 {
         let cache: Cache<u32, u32> = Cache::new(100);
-        let all_loading = Arc::new(Barrier::new(3));
-        let (done_tx, done_rx) = mpsc::channel();
         // Key k's loader needs key (k + 1) % 3: 0 -> 1 -> 2 -> 0.
-        for mine in 0..3u32 {
-            let (cache, all_loading, done_tx) =
-                (cache.clone(), Arc::clone(&all_loading), done_tx.clone());
-            thread::spawn(move || {
-                let v = cache.get_or_insert_with(mine, || {
-                    all_loading.wait();
-                    cache.get_or_insert_with((mine + 1) % 3, || 1000) + 1
-                });
-                done_tx.send((mine, v)).unwrap();
-            });
-        }
-        for _ in 0..3 {
-            let (k, v) = done_rx
-                .recv_timeout(Duration::from_secs(10))
-                .unwrap_or_else(|_| panic!("round {round}: loaders deadlocked"));
+        let loads: Vec<_> = (0..3u32).map(|k| (k, (k + 1) % 3, 1000, 1)).collect();
+        for (k, v) in load_in_a_cycle(&cache, &loads) {
             // Each thread led its own key's load, so its value is stored.
             assert_eq!(cache.get(&k), Some(v), "round {round}");
         }

@@ -432,9 +432,9 @@ impl<K, V> Shard<K, V> {
         if !taken.slots.is_empty() {
             self.slab.drop_reclaimed(&taken.slots);
         }
-        let reclaimed = std::mem::take(&mut taken.slots);
         let mut st = self.lock();
-        st.free.extend(reclaimed.iter().map(|&(idx, _)| idx));
+        // Drained: the guard has nothing left to do.
+        st.free.extend(taken.slots.drain(..).map(|(idx, _)| idx));
         st
     }
 

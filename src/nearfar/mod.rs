@@ -14,8 +14,10 @@
 //!   per process (the near tier's coalescing) and once across processes
 //!   (a memcached lease, `mg ... N`): one caller wins the lease and loads,
 //!   the others poll memcached with short, growing pauses for up to
-//!   [`lease_wait`](NearFarBuilder::lease_wait), then load themselves
-//!   (without writing memcached: the winner, or the next one, fills it).
+//!   [`lease_wait`](NearFarBuilder::lease_wait). A lease older than that
+//!   (its holder crashed, stalled or is slow) is taken over: deleted by its
+//!   CAS and leased again, so an abandoned lease costs the fleet at most one
+//!   `lease_wait`, not one per process until it lapses.
 //! * **No errors from the far tier.** [`get`](NearFar::get) and
 //!   [`get_with`](NearFar::get_with) never fail because memcached is down,
 //!   slow or returns garbage: they count the error and go on with the near
@@ -23,6 +25,18 @@
 //!   for a cooldown, so an outage costs one failed call per cooldown, not
 //!   one per request. A server that comes back empty is refilled as keys
 //!   are read.
+//! * **No write undone by an outage.** An `insert` or `remove` whose far
+//!   write the server did not take (it timed out or failed, the server was
+//!   marked dead, the breaker skipped it, or it went to another server
+//!   while this one was ejected) is recorded by the client, which deletes
+//!   the key on that server before sending it anything else: the older far
+//!   copy is never served again once the server is back, to this process
+//!   or, after this process's next far call to that server, to any other.
+//!   The record is bounded; past its bound the server is emptied on return
+//!   instead (see
+//!   [`ClientBuilder::pending_invalidations`](memcached::ClientBuilder::pending_invalidations)).
+//!   An `insert` memcached refuses (a value over the item limit, one the
+//!   codec cannot encode) deletes the older far copy.
 //!
 //! # Staleness
 //!
@@ -379,13 +393,22 @@ impl<K, V> NearFarBuilder<K, V> {
     }
 
     /// How long a caller that lost the lease polls memcached for the
-    /// winner's value before running the loader itself (default 1 s).
+    /// winner's value (default 1 s).
     ///
-    /// The value such a caller loads is returned (and kept near) but not
-    /// written to memcached: with the winner's placeholder possibly removed
-    /// meanwhile, no store could tell a removal from a lapsed lease, and
-    /// storing would undo the removal. The far tier is filled by the
-    /// winner, or by the next caller to win the lease once it lapses.
+    /// A lease older than this is taken to be abandoned: the first caller
+    /// to find it so deletes the placeholder by its CAS (never a value
+    /// stored meanwhile) and leases again, then loads and fills the far
+    /// tier for everyone (the old holder's store, if it ever comes, is then
+    /// refused by its CAS and its value kept to itself). A placeholder's age
+    /// is told from what memcached says is left of its TTL, so a caller that
+    /// arrives late takes it over without waiting; give every process that
+    /// shares a namespace the same [`lease_ttl`](Self::lease_ttl).
+    ///
+    /// A caller that finds a fresh placeholder right after its takeover
+    /// (another caller took it over first) loads without waiting again,
+    /// and its value is returned (and kept near) but not written to
+    /// memcached: with the winner's placeholder possibly removed meanwhile,
+    /// no store could tell a removal from a lapsed lease.
     pub fn lease_wait(mut self, wait: Duration) -> Self {
         self.lease_wait = wait;
         self
@@ -532,6 +555,21 @@ impl<F: FnOnce()> Drop for OnDrop<F> {
             f();
         }
     }
+}
+
+/// How a far call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// The value did not encode (nothing was sent) or the reply did not
+    /// decode.
+    Codec,
+    /// It may or may not have reached the server (a timeout, a dropped
+    /// connection, no server up): the client recorded a write as owed
+    /// (see [`ClientBuilder::pending_invalidations`](memcached::ClientBuilder::pending_invalidations)).
+    Owed,
+    /// Refused before sending (a value over the item limit) or by the
+    /// server: nothing changed there, and nothing was recorded.
+    Refused,
 }
 
 /// How [`NearFar::compute`] stores a loaded value in the far tier.
@@ -755,9 +793,24 @@ where
         // The CAS unique memcached gave our write: a revalidation of this
         // entry then finds the item unchanged (0: unknown, always refetched).
         let cas = self.key_of(far, &key).and_then(|fkey| {
-            self.far_call(&far.client, &far.breaker, |c| {
+            let set = self.far_try(&far.client, &far.breaker, |c| {
                 c.set_returning_cas(&fkey, &value, far.far_ttl)
-            })
+            });
+            match set {
+                Ok(Some(cas)) => return Some(cas),
+                // Skipped by the breaker: the server must forget the older
+                // copy before it serves again.
+                Ok(None) => far.client.owe_invalidation(&fkey),
+                // Refused (too large, not encodable, declined): the older
+                // copy is still there. Remove it, or every process would
+                // read it until `far_ttl`.
+                Err(Failure::Codec | Failure::Refused) => {
+                    self.far_delete(&far.client, &far.breaker, &fkey);
+                }
+                // The client recorded it.
+                Err(Failure::Owed) => {}
+            }
+            None
         });
         // After the far write, before the near one: a far read that began
         // before the far write (a `get` filling the near tier) sees the bump
@@ -789,13 +842,18 @@ where
         let far = inner.far.as_ref();
         if let Some((far, fkey)) = far.and_then(|f| Some((f, self.key_of(f, key)?))) {
             match far.stale_on_remove {
-                Some(stale_for) => self.far_call(&far.client, &far.breaker, |c| {
-                    c.invalidate(&fkey, stale_for)
-                }),
-                None => self.far_call(&far.client, &far.breaker, |c| c.delete(&fkey)),
-            };
+                Some(stale_for) => {
+                    let marked = self.far_try(&far.client, &far.breaker, |c| {
+                        c.invalidate(&fkey, stale_for)
+                    });
+                    if marked == Ok(None) {
+                        far.client.owe_invalidation(&fkey);
+                    }
+                }
+                None => self.far_delete(&far.client, &far.breaker, &fkey),
+            }
             if let Some((old, breaker)) = &far.fallback {
-                self.far_call(old, breaker, |c| c.delete(&fkey));
+                self.far_delete(old, breaker, &fkey);
             }
         }
         // After the far removal: a `get` of this process that read the old
@@ -948,6 +1006,14 @@ where
         }
     }
 
+    /// Deletes `fkey` through `breaker`; when the breaker skips it, the
+    /// client records the deletion as owed (a failed one it records itself).
+    fn far_delete(&self, client: &Client, breaker: &Breaker, fkey: &str) {
+        if self.far_try(client, breaker, |c| c.delete(fkey)) == Ok(None) {
+            client.owe_invalidation(fkey);
+        }
+    }
+
     /// Runs a far operation through `breaker`, counting its failure.
     /// `None` when the breaker skipped it or it failed.
     fn far_call<T>(
@@ -960,13 +1026,13 @@ where
     }
 
     /// Like `far_call`, telling a skipped call (`Ok(None)`) from a failed one
-    /// (`Err(decode)`, `decode` true for an undecodable value).
+    /// (`Err`, with what kind of failure).
     fn far_try<T>(
         &self,
         client: &Client,
         breaker: &Breaker,
         op: impl FnOnce(&Client) -> memcached::Result<T>,
-    ) -> Result<Option<T>, bool> {
+    ) -> Result<Option<T>, Failure> {
         let pass = breaker.pass();
         if pass == Pass::Skip {
             return Ok(None);
@@ -988,10 +1054,15 @@ where
                 // that a probe reached the server.
                 breaker.release(pass);
                 bump(&counters.decode_errors);
-                Err(true)
+                Err(Failure::Codec)
             }
             Err(e) => {
                 bump(&counters.far_errors);
+                let failure = if memcached::leaves_doubt(&e) {
+                    Failure::Owed
+                } else {
+                    Failure::Refused
+                };
                 if e.is_retryable() || matches!(e, memcached::Error::Protocol(_)) {
                     breaker.failure(pass);
                 } else if matches!(
@@ -1007,7 +1078,7 @@ where
                     // resolve the probe without closing the breaker.
                     breaker.release(pass);
                 }
-                Err(false)
+                Err(failure)
             }
         }
     }
@@ -1226,17 +1297,21 @@ where
         let mut pause = FIRST_PAUSE;
         let mut waited = false;
         let mut cleared = false;
+        let mut took_over = false;
         loop {
             let lease = self.far_try(&far.client, &far.breaker, |c| {
-                c.get_or_lease::<V>(fkey, far.lease_ttl)
+                c.get_or_lease_seen::<V>(fkey, far.lease_ttl)
             });
             match lease {
-                Ok(Some(Lease::Hit {
-                    value,
-                    cas,
-                    stale,
-                    ttl,
-                })) => {
+                Ok(Some((
+                    Lease::Hit {
+                        value,
+                        cas,
+                        stale,
+                        ttl,
+                    },
+                    _,
+                ))) => {
                     let ttl = if stale {
                         bump(&counters.stale_serves);
                         self.stale_ttl()
@@ -1246,7 +1321,7 @@ where
                     };
                     return Ok((self.entry(value, cas.0, Some(ttl)), ttl));
                 }
-                Ok(Some(Lease::Won { previous, cas })) => {
+                Ok(Some((Lease::Won { previous, cas }, _))) => {
                     let store = if previous.is_none() {
                         bump(&counters.far_misses);
                         Store::Placeholder(cas)
@@ -1255,20 +1330,36 @@ where
                     };
                     return self.compute(far, fkey, store, load);
                 }
-                Ok(Some(Lease::Wait)) => {
+                Ok(Some((Lease::Wait, placeholder))) => {
                     if !waited {
                         waited = true;
                         bump(&counters.lease_waits);
                     }
                     let elapsed = start.elapsed();
-                    if elapsed >= far.lease_wait {
-                        // The winner is slow or gone: load here, and keep
-                        // the value from the far tier. No store is safe
-                        // here: `add` would land after a removal that
-                        // deleted the winner's placeholder (undoing it),
-                        // and there is no CAS to store against. The far
-                        // tier is filled by the winner's `cas`, or by the
-                        // next lease winner once the lease lapses.
+                    let abandoned = elapsed >= far.lease_wait
+                        || lease_age(far.lease_ttl, placeholder.ttl) > far.lease_wait;
+                    if abandoned && !took_over {
+                        // The holder is gone (or slower than `lease_wait`):
+                        // take its lease over, so the fleet pays for an
+                        // abandoned lease at most once. Deleted only if it
+                        // is still that placeholder; then lease again: this
+                        // caller wins (and fills the far tier for everyone),
+                        // or finds the value another caller stored.
+                        took_over = true;
+                        bump(&counters.lease_takeovers);
+                        self.far_call(&far.client, &far.breaker, |c| {
+                            c.delete_if_cas(fkey, placeholder.cas)
+                        });
+                        continue;
+                    }
+                    if abandoned {
+                        // A placeholder again right after the takeover:
+                        // another waiter took it over first and is loading.
+                        // Load here rather than wait a second time; no
+                        // store is safe here: `add` would land after a
+                        // removal that deleted the winner's placeholder
+                        // (undoing it), and there is no CAS to store
+                        // against. The far tier is filled by the winner.
                         bump(&counters.lease_timeouts);
                         return self.compute(far, fkey, Store::Skip, load);
                     }
@@ -1280,7 +1371,7 @@ where
                 // here is stored over its own placeholder by CAS and a write
                 // or removal meanwhile is not undone. Undecodable again
                 // (another writer's format): load locally, store nothing.
-                Err(true) if !cleared => {
+                Err(Failure::Codec) if !cleared => {
                     cleared = true;
                     let seen = self.far_call(&far.client, &far.breaker, |c| c.peek_lease_cas(fkey));
                     match seen {
@@ -1294,9 +1385,9 @@ where
                         None => return self.compute(far, fkey, Store::Skip, load),
                     }
                 }
-                Err(true) => return self.compute(far, fkey, Store::Skip, load),
+                Err(Failure::Codec) => return self.compute(far, fkey, Store::Skip, load),
                 // The far tier is down (or the breaker open): load locally.
-                Ok(None) | Err(false) => return self.compute(far, fkey, Store::Skip, load),
+                Ok(None) | Err(_) => return self.compute(far, fkey, Store::Skip, load),
             }
         }
     }
@@ -1379,6 +1470,17 @@ where
         let cas = kept.flatten().map_or(0, |c| c.0);
         Ok((self.entry(value, cas, Some(ttl)), ttl))
     }
+}
+
+/// How long ago, at least, a lease placeholder was made, given what it
+/// has `left` to live and that it was made for `lease_ttl` (as every
+/// `NearFar` sharing the namespace should be configured). memcached counts
+/// whole seconds and rounds the lease TTL up, so a second is taken off:
+/// a placeholder made just now never looks old.
+fn lease_age(lease_ttl: Duration, left: Option<Duration>) -> Duration {
+    let made_for = lease_ttl.as_secs() + u64::from(lease_ttl.subsec_nanos() > 0);
+    let left = left.map_or(made_for, |l| l.as_secs());
+    Duration::from_secs(made_for.saturating_sub(left).saturating_sub(1))
 }
 
 /// The TTL for a copy of a fallback item that has `left` to live (`None`:

@@ -137,14 +137,23 @@ fn a_probe_that_sends_nothing_does_not_close_the_breaker() {
     let too_large = |_: &Client| -> memcached::Result<()> {
         Err(memcached::Error::ValueTooLarge { size: 2, max: 1 })
     };
-    assert_eq!(nf.far_try(&client, &breaker, too_large), Err(false));
+    assert_eq!(
+        nf.far_try(&client, &breaker, too_large),
+        Err(Failure::Refused)
+    );
     assert!(breaker.is_open(), "nothing reached the server");
     let invalid_key = |c: &Client| c.get::<u8>("has space");
-    assert_eq!(nf.far_try(&client, &breaker, invalid_key), Err(false));
+    assert_eq!(
+        nf.far_try(&client, &breaker, invalid_key),
+        Err(Failure::Refused)
+    );
     assert!(breaker.is_open());
     // A real reply from the server closes it.
     let answered = |_: &Client| -> memcached::Result<()> { Err(memcached::Error::NotStored) };
-    assert_eq!(nf.far_try(&client, &breaker, answered), Err(false));
+    assert_eq!(
+        nf.far_try(&client, &breaker, answered),
+        Err(Failure::Refused)
+    );
     assert!(!breaker.is_open());
 }
 
@@ -401,4 +410,23 @@ fn dropping_a_near_copy_does_not_supersede_a_load() {
     assert_eq!(joiner.join().unwrap(), "loaded");
     assert_eq!(cache.stats().loader_calls, 1);
     assert_eq!(cache.get(&1).as_deref(), Some("loaded"));
+}
+
+#[test]
+fn a_placeholder_age_is_a_lower_bound_in_whole_seconds() {
+    let ttl = Duration::from_secs(10);
+    let secs = Duration::from_secs;
+    // Just made (memcached may already report a second gone): not old.
+    assert_eq!(lease_age(ttl, Some(secs(10))), Duration::ZERO);
+    assert_eq!(lease_age(ttl, Some(secs(9))), Duration::ZERO);
+    assert_eq!(lease_age(ttl, Some(secs(7))), secs(2));
+    assert_eq!(lease_age(ttl, Some(secs(0))), secs(9));
+    // Made by a process with a longer lease TTL: never looks old.
+    assert_eq!(lease_age(ttl, Some(secs(30))), Duration::ZERO);
+    assert_eq!(lease_age(ttl, None), Duration::ZERO);
+    // A fractional lease TTL is rounded up, as it is sent.
+    assert_eq!(
+        lease_age(Duration::from_millis(1_500), Some(secs(0))),
+        secs(1)
+    );
 }

@@ -283,3 +283,64 @@ fn a_lease_request_lost_in_a_stall_is_cleaned_up_by_its_sender() {
     assert_eq!(b.get_with("k".to_string(), || "fresh".into()), "fresh");
     assert_eq!(b.stats().lease_waits, 0, "{:#?}", b.stats());
 }
+
+/// A server that answers the first request with a won lease (`mg ... N`)
+/// and then goes silent, keeping every connection open; returns its
+/// address and the request lines it received (data blocks left out).
+fn wins_then_stalls() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::{Arc, Mutex};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&lines);
+    thread::spawn(move || {
+        // Bounded: a handful of connections, each read until it closes
+        // or goes quiet for 5 s.
+        for stream in listener.incoming().take(8) {
+            let Ok(stream) = stream else { return };
+            let seen = Arc::clone(&seen);
+            thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut writer = stream.try_clone().unwrap();
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { return };
+                    if !line.starts_with("m") {
+                        continue; // a data block
+                    }
+                    let first = {
+                        let mut seen = seen.lock().unwrap();
+                        seen.push(line.clone());
+                        seen.len() == 1
+                    };
+                    if first {
+                        let _ = writer.write_all(b"VA 0 c7 t10 f0 W\r\n\r\n");
+                    }
+                }
+            });
+        }
+    });
+    (addr, lines)
+}
+
+#[test]
+fn a_call_stops_asking_a_server_that_stopped_answering() {
+    let (addr, lines) = wins_then_stalls();
+    let c = Client::builder()
+        .servers([addr.as_str()])
+        .io_timeout(100 * MS)
+        .build()
+        .unwrap();
+    let nf: NearFar<String, String> = NearFar::builder()
+        .far(c)
+        .circuit_breaker(0, Duration::from_secs(1))
+        .build()
+        .unwrap();
+    // The lease is won; the store after the loader times out; the lease
+    // release that would follow is not sent: it would wait out the same
+    // silent server a second time.
+    assert_eq!(nf.get_with("k".to_string(), || "v".into()), "v");
+    let lines = lines.lock().unwrap().clone();
+    let kinds: Vec<&str> = lines.iter().map(|l| &l[..2]).collect();
+    assert_eq!(kinds, ["mg", "ms"], "{lines:?}");
+}

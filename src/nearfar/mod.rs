@@ -88,6 +88,7 @@
 //! ```
 
 mod breaker;
+mod call;
 mod key;
 mod stats;
 
@@ -104,7 +105,8 @@ use serde::de::DeserializeOwned;
 
 use crate::memcached::{self, Cas, Client, Lease};
 use crate::{Cache, CacheBuilder, Clock};
-use breaker::{Breaker, Pass};
+use breaker::Breaker;
+use call::{Call, Failure, Pool};
 use stats::{Counters, bump};
 
 pub use key::FarKey;
@@ -557,21 +559,6 @@ impl<F: FnOnce()> Drop for OnDrop<F> {
     }
 }
 
-/// How a far call failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Failure {
-    /// The value did not encode (nothing was sent) or the reply did not
-    /// decode.
-    Codec,
-    /// It may or may not have reached the server (a timeout, a dropped
-    /// connection, no server up): the client recorded a write as owed
-    /// (see [`ClientBuilder::pending_invalidations`](memcached::ClientBuilder::pending_invalidations)).
-    Owed,
-    /// Refused before sending (a value over the item limit) or by the
-    /// server: nothing changed there, and nothing was recorded.
-    Refused,
-}
-
 /// How [`NearFar::compute`] stores a loaded value in the far tier.
 #[derive(Clone, Copy)]
 enum Store {
@@ -718,18 +705,23 @@ where
     {
         let inner = &*self.inner;
         let mut won_stale = None;
+        let far = self.call();
         if let Some(entry) = inner.near.get(key) {
             if !self.due(&entry) {
                 return Ok(entry.value);
             }
-            match self.revalidate(key, entry) {
+            // Due only with a far tier.
+            let Some(far) = &far else {
+                return Ok(entry.value);
+            };
+            match self.revalidate(far, key, entry) {
                 Check::Keep(v) => return Ok(v),
                 Check::Changed => {}
                 Check::WonStale(_, cas) => won_stale = Some(cas),
             }
             inner.near.drop_copy(key);
         }
-        let Some(far) = &inner.far else {
+        let Some(far) = &far else {
             return self.load_near_only(key, load);
         };
         let Some(fkey) = self.key_of(far, key) else {
@@ -790,22 +782,23 @@ where
             }
             return;
         };
+        let far = &Call::new(far, &inner.counters);
         // The CAS unique memcached gave our write: a revalidation of this
         // entry then finds the item unchanged (0: unknown, always refetched).
         let cas = self.key_of(far, &key).and_then(|fkey| {
-            let set = self.far_try(&far.client, &far.breaker, |c| {
+            let set = far.attempt(Pool::Far, |c| {
                 c.set_returning_cas(&fkey, &value, far.far_ttl)
             });
             match set {
                 Ok(Some(cas)) => return Some(cas),
                 // Skipped by the breaker: the server must forget the older
                 // copy before it serves again.
-                Ok(None) => far.client.owe_invalidation(&fkey),
+                Ok(None) => far.owe(Pool::Far, &fkey),
                 // Refused (too large, not encodable, declined): the older
                 // copy is still there. Remove it, or every process would
                 // read it until `far_ttl`.
                 Err(Failure::Codec | Failure::Refused) => {
-                    self.far_delete(&far.client, &far.breaker, &fkey);
+                    far.delete(Pool::Far, &fkey);
                 }
                 // The client recorded it.
                 Err(Failure::Owed) => {}
@@ -839,22 +832,18 @@ where
     pub fn remove(&self, key: &K) {
         let inner = &*self.inner;
         inner.near.remove(key);
-        let far = inner.far.as_ref();
-        if let Some((far, fkey)) = far.and_then(|f| Some((f, self.key_of(f, key)?))) {
+        let far = self.call();
+        if let Some((far, fkey)) = far.as_ref().and_then(|f| Some((f, self.key_of(f, key)?))) {
             match far.stale_on_remove {
                 Some(stale_for) => {
-                    let marked = self.far_try(&far.client, &far.breaker, |c| {
-                        c.invalidate(&fkey, stale_for)
-                    });
+                    let marked = far.attempt(Pool::Far, |c| c.invalidate(&fkey, stale_for));
                     if marked == Ok(None) {
-                        far.client.owe_invalidation(&fkey);
+                        far.owe(Pool::Far, &fkey);
                     }
                 }
-                None => self.far_delete(&far.client, &far.breaker, &fkey),
+                None => far.delete(Pool::Far, &fkey),
             }
-            if let Some((old, breaker)) = &far.fallback {
-                self.far_delete(old, breaker, &fkey);
-            }
+            far.delete(Pool::Fallback, &fkey);
         }
         // After the far removal: a `get` of this process that read the old
         // value before it sees the bump and keeps nothing near, one that
@@ -932,6 +921,16 @@ where
 
     // ---- internals ------------------------------------------------------
 
+    /// The far tier for one call of this `NearFar` (see [`Call`]); `None`
+    /// without one.
+    fn call(&self) -> Option<Call<'_>> {
+        let inner = &*self.inner;
+        inner
+            .far
+            .as_ref()
+            .map(|far| Call::new(far, &inner.counters))
+    }
+
     /// Nanoseconds since the epoch, on the revalidation clock.
     fn now(&self) -> u64 {
         let inner = &*self.inner;
@@ -1006,97 +1005,16 @@ where
         }
     }
 
-    /// Deletes `fkey` through `breaker`; when the breaker skips it, the
-    /// client records the deletion as owed (a failed one it records itself).
-    fn far_delete(&self, client: &Client, breaker: &Breaker, fkey: &str) {
-        if self.far_try(client, breaker, |c| c.delete(fkey)) == Ok(None) {
-            client.owe_invalidation(fkey);
-        }
-    }
-
-    /// Runs a far operation through `breaker`, counting its failure.
-    /// `None` when the breaker skipped it or it failed.
-    fn far_call<T>(
-        &self,
-        client: &Client,
-        breaker: &Breaker,
-        op: impl FnOnce(&Client) -> memcached::Result<T>,
-    ) -> Option<T> {
-        self.far_try(client, breaker, op).ok().flatten()
-    }
-
-    /// Like `far_call`, telling a skipped call (`Ok(None)`) from a failed one
-    /// (`Err`, with what kind of failure).
-    fn far_try<T>(
-        &self,
-        client: &Client,
-        breaker: &Breaker,
-        op: impl FnOnce(&Client) -> memcached::Result<T>,
-    ) -> Result<Option<T>, Failure> {
-        let pass = breaker.pass();
-        if pass == Pass::Skip {
-            return Ok(None);
-        }
-        let counters = &self.inner.counters;
-        // A panic in the call (a value's Serialize or Deserialize) must not
-        // keep the probe: the breaker would stay open for good.
-        let probe = (pass == Pass::Probe).then(|| OnDrop(Some(|| breaker.release(pass))));
-        let result = op(client);
-        std::mem::forget(probe);
-        match result {
-            Ok(v) => {
-                breaker.success(pass);
-                Ok(Some(v))
-            }
-            Err(memcached::Error::Codec(_)) => {
-                // Encoding fails before anything is sent, decoding after a
-                // reply: either way no sign of an outage, and no proof
-                // that a probe reached the server.
-                breaker.release(pass);
-                bump(&counters.decode_errors);
-                Err(Failure::Codec)
-            }
-            Err(e) => {
-                bump(&counters.far_errors);
-                let failure = if memcached::leaves_doubt(&e) {
-                    Failure::Owed
-                } else {
-                    Failure::Refused
-                };
-                if e.is_retryable() || matches!(e, memcached::Error::Protocol(_)) {
-                    breaker.failure(pass);
-                } else if matches!(
-                    e,
-                    memcached::Error::Server(_)
-                        | memcached::Error::NotStored
-                        | memcached::Error::Client(_)
-                ) {
-                    // The server answered: it is up.
-                    breaker.success(pass);
-                } else {
-                    // Nothing was sent (invalid key, value too large):
-                    // resolve the probe without closing the breaker.
-                    breaker.release(pass);
-                }
-                Err(failure)
-            }
-        }
-    }
-
     /// Checks a near entry due for revalidation against the far item's CAS.
-    fn revalidate(&self, key: &K, entry: Entry<V>) -> Check<V> {
+    fn revalidate(&self, far: &Call<'_>, key: &K, entry: Entry<V>) -> Check<V> {
         let inner = &*self.inner;
-        let Some(far) = &inner.far else {
-            return Check::Keep(entry.value);
-        };
         let Some(fkey) = self.key_of(far, key) else {
             return Check::Keep(entry.value);
         };
         let counters = &inner.counters;
         bump(&counters.revalidations);
         let generation = self.generation(key).load(Ordering::Acquire);
-        let Some(seen) = self.far_call(&far.client, &far.breaker, |c| c.peek_lease_cas(&fkey))
-        else {
+        let Some(seen) = far.run(|c| c.peek_lease_cas(&fkey)) else {
             // Far tier unusable: keep serving the copy until its near TTL,
             // and check it again only after another period (not on every
             // read while the outage lasts).
@@ -1143,20 +1061,21 @@ where
     /// `get` with a near entry due for revalidation.
     #[cold]
     fn get_revalidate(&self, key: &K, entry: Entry<V>) -> Option<V> {
-        match self.revalidate(key, entry) {
+        let Some(far) = self.call() else {
+            return Some(entry.value);
+        };
+        match self.revalidate(&far, key, entry) {
             Check::Keep(v) => Some(v),
             Check::Changed => {
                 self.inner.near.drop_copy(key);
-                self.get_far(key)
+                self.read_far(&far, key)
             }
             Check::WonStale(v, cas) => {
                 // This read took the stale item's recompute token and has no
                 // loader: hand it back so the next `get_with` recomputes.
                 self.inner.near.drop_copy(key);
-                if let Some(far) = &self.inner.far {
-                    if let Some(fkey) = self.key_of(far, key) {
-                        self.give_back_token(far, &fkey, cas);
-                    }
+                if let Some(fkey) = self.key_of(&far, key) {
+                    self.give_back_token(&far, &fkey, cas);
                 }
                 bump(&self.inner.counters.stale_serves);
                 Some(v)
@@ -1167,12 +1086,16 @@ where
     /// `get` after a near miss: memcached, then the fallback pool.
     #[cold]
     fn get_far(&self, key: &K) -> Option<V> {
+        self.read_far(&self.call()?, key)
+    }
+
+    /// Reads `key` from memcached, then the fallback pool.
+    fn read_far(&self, far: &Call<'_>, key: &K) -> Option<V> {
         let inner = &*self.inner;
-        let far = inner.far.as_ref()?;
         let fkey = self.key_of(far, key)?;
         let counters = &inner.counters;
         let generation = self.generation(key).load(Ordering::Acquire);
-        match self.far_call(&far.client, &far.breaker, |c| c.peek_lease::<V>(&fkey))? {
+        match far.run(|c| c.peek_lease::<V>(&fkey))? {
             Some(Lease::Hit {
                 value,
                 cas,
@@ -1215,8 +1138,8 @@ where
     /// clears the token, and doing so for the time it had left keeps its
     /// staleness bounded. A stale lease placeholder (removed while a load
     /// held it) has no value to serve: it is deleted, if still the same.
-    fn give_back_token(&self, far: &Far, fkey: &str, cas: Cas) {
-        let seen = self.far_call(&far.client, &far.breaker, |c| c.peek_lease_cas(fkey));
+    fn give_back_token(&self, far: &Call<'_>, fkey: &str, cas: Cas) {
+        let seen = far.run(|c| c.peek_lease_cas(fkey));
         match seen {
             Some(Some(Lease::Hit {
                 stale: true,
@@ -1226,12 +1149,10 @@ where
             })) if !left.is_zero() => {
                 // Only the item just read: a value written since is fresh
                 // and must not be marked stale.
-                self.far_call(&far.client, &far.breaker, |c| {
-                    c.invalidate_if_cas(fkey, left, seen)
-                });
+                far.run(|c| c.invalidate_if_cas(fkey, left, seen));
             }
             Some(Some(Lease::Wait)) => {
-                self.far_call(&far.client, &far.breaker, |c| c.delete_if_cas(fkey, cas));
+                far.run(|c| c.delete_if_cas(fkey, cas));
             }
             _ => {}
         }
@@ -1246,15 +1167,14 @@ where
     /// load), or not stored (`None`: the far tier failed or was skipped).
     fn read_fallback(
         &self,
-        far: &Far,
+        far: &Call<'_>,
         fkey: &str,
         placeholder: Option<Cas>,
     ) -> Option<(V, Duration, Option<bool>)> {
-        let (old, breaker) = far.fallback.as_ref()?;
-        let item = self.far_call(old, breaker, |c| c.meta_get::<V>(fkey))??;
+        let item = far.run_on(Pool::Fallback, |c| c.meta_get::<V>(fkey))??;
         bump(&self.inner.counters.fallback_hits);
         let ttl = fallback_ttl(item.ttl, far.far_ttl);
-        let stored = self.far_call(&far.client, &far.breaker, |c| match placeholder {
+        let stored = far.run(|c| match placeholder {
             Some(cas) => c.cas(fkey, &item.value, ttl, cas),
             None => c.add(fkey, &item.value, ttl),
         });
@@ -1283,7 +1203,7 @@ where
     /// `load`. Runs once per key in this process at a time.
     fn load_through<E>(
         &self,
-        far: &Far,
+        far: &Call<'_>,
         fkey: &str,
         won_stale: Option<Cas>,
         load: impl FnOnce() -> Result<V, E>,
@@ -1299,9 +1219,7 @@ where
         let mut cleared = false;
         let mut took_over = false;
         loop {
-            let lease = self.far_try(&far.client, &far.breaker, |c| {
-                c.get_or_lease_seen::<V>(fkey, far.lease_ttl)
-            });
+            let lease = far.attempt(Pool::Far, |c| c.get_or_lease_seen::<V>(fkey, far.lease_ttl));
             match lease {
                 Ok(Some((
                     Lease::Hit {
@@ -1347,9 +1265,7 @@ where
                         // or finds the value another caller stored.
                         took_over = true;
                         bump(&counters.lease_takeovers);
-                        self.far_call(&far.client, &far.breaker, |c| {
-                            c.delete_if_cas(fkey, placeholder.cas)
-                        });
+                        far.run(|c| c.delete_if_cas(fkey, placeholder.cas));
                         continue;
                     }
                     if abandoned {
@@ -1373,12 +1289,10 @@ where
                 // (another writer's format): load locally, store nothing.
                 Err(Failure::Codec) if !cleared => {
                     cleared = true;
-                    let seen = self.far_call(&far.client, &far.breaker, |c| c.peek_lease_cas(fkey));
+                    let seen = far.run(|c| c.peek_lease_cas(fkey));
                     match seen {
                         Some(Some(Lease::Hit { cas, .. } | Lease::Won { cas, .. })) => {
-                            self.far_call(&far.client, &far.breaker, |c| {
-                                c.delete_if_cas(fkey, cas)
-                            });
+                            far.run(|c| c.delete_if_cas(fkey, cas));
                         }
                         // Gone, or being computed: read again.
                         Some(Some(Lease::Wait) | None) => {}
@@ -1404,7 +1318,7 @@ where
     /// `lease_wait` for a value that never comes, until the lease lapses.
     fn compute<E>(
         &self,
-        far: &Far,
+        far: &Call<'_>,
         fkey: &str,
         store: Store,
         load: impl FnOnce() -> Result<V, E>,
@@ -1419,7 +1333,7 @@ where
         // meanwhile; through the breaker, like every far call.
         let release = placeholder.map(|cas| {
             OnDrop(Some(move || {
-                self.far_call(&far.client, &far.breaker, |c| c.delete_if_cas(fkey, cas));
+                far.run(|c| c.delete_if_cas(fkey, cas));
             }))
         });
         // Hands back the recompute token of a stale item unless disarmed:
@@ -1451,15 +1365,15 @@ where
         }
         bump(&counters.loader_calls);
         let value = load()?;
-        let (client, breaker, ttl) = (&far.client, &far.breaker, far.far_ttl);
+        let ttl = far.far_ttl;
         // Stored: `Some(Some(cas))` with the item's new CAS unique (kept
         // near, so a revalidation finds it unchanged); refused:
         // `Some(None)`; not stored: `None`.
         let kept = match store {
             Store::Skip => None,
-            Store::Placeholder(cas) | Store::Stale(cas) => self.far_call(client, breaker, |c| {
-                c.compare_and_set(fkey, &value, ttl, cas)
-            }),
+            Store::Placeholder(cas) | Store::Stale(cas) => {
+                far.run(|c| c.compare_and_set(fkey, &value, ttl, cas))
+            }
         };
         settle(kept.map(|stored| stored.is_some()));
         if kept == Some(None) {

@@ -1,7 +1,11 @@
 //! Unit tests of `NearFar` that need no memcached (see `tests/nearfar_*.rs`).
 
 use super::breaker::Pass;
+use super::call::{Failure, Pool};
+use super::load::{fallback_ttl, lease_age};
 use super::*;
+use crate::memcached;
+use std::thread;
 
 #[test]
 fn handle_is_send_sync_clone() {
@@ -375,15 +379,15 @@ fn a_load_counts_one_near_miss_and_a_hit_one_hit() {
 fn a_fallback_copy_never_turns_a_dying_item_immortal() {
     let hour = Duration::from_secs(3600);
     assert_eq!(
-        super::fallback_ttl(Some(Duration::ZERO), hour),
+        fallback_ttl(Some(Duration::ZERO), hour),
         Duration::from_secs(1)
     );
     assert_eq!(
-        super::fallback_ttl(Some(Duration::from_secs(5)), hour),
+        fallback_ttl(Some(Duration::from_secs(5)), hour),
         Duration::from_secs(5)
     );
-    assert_eq!(super::fallback_ttl(Some(2 * hour), hour), hour);
-    assert_eq!(super::fallback_ttl(None, hour), hour);
+    assert_eq!(fallback_ttl(Some(2 * hour), hour), hour);
+    assert_eq!(fallback_ttl(None, hour), hour);
 }
 
 #[test]

@@ -354,7 +354,7 @@ fn fallback_pool_warms_the_new_one() {
 }
 
 #[test]
-fn a_hung_lease_holder_costs_waiters_at_most_lease_wait() {
+fn a_hung_lease_holder_is_taken_over_after_lease_wait() {
     let mc = Memcached::start();
     let mk = |wait: Duration| -> NearFar<String, String> {
         NearFar::builder()
@@ -374,9 +374,21 @@ fn a_hung_lease_holder_costs_waiters_at_most_lease_wait() {
         "{waited:?}"
     );
     let s = b.stats();
-    assert_eq!((s.lease_waits, s.lease_timeouts, s.loader_calls), (1, 1, 1));
+    assert_eq!(
+        (
+            s.lease_waits,
+            s.lease_takeovers,
+            s.lease_timeouts,
+            s.loader_calls
+        ),
+        (1, 1, 0, 1)
+    );
+    // b took the lease over and filled the far tier for everyone.
+    assert_eq!(mk(MS).get(&k("slow")).as_deref(), Some("from b"));
     go_tx.send(()).unwrap();
+    // a's late store is refused by its CAS: its value stays its own.
     assert_eq!(holder.join().unwrap(), "from a");
+    assert_eq!(mk(MS).get(&k("slow")).as_deref(), Some("from b"));
 }
 
 #[test]
@@ -657,11 +669,12 @@ fn a_lease_timeout_load_does_not_undo_a_removal() {
         mk(100 * MS),
         mk(Duration::from_secs(10)),
     );
-    // a wins the lease and hangs; b waits out its lease_wait and loads.
+    // a wins the lease and hangs; b waits out its lease_wait, takes the
+    // lease over and loads.
     let (go_a, holder) = blocked_load(a, "k", "from a");
     let (go_b, late) = blocked_load(b.clone(), "k", "from b");
-    assert_eq!(b.stats().lease_timeouts, 1);
-    // The key is removed (a's placeholder with it) while b's loader runs.
+    assert_eq!(b.stats().lease_takeovers, 1);
+    // The key is removed (b's placeholder with it) while b's loader runs.
     c.remove(&k("k"));
     go_b.send(()).unwrap();
     assert_eq!(late.join().unwrap(), "from b", "b's caller gets its value");

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 
 use super::conn::{Conn, ConnConfig, ServerSpec};
 use super::error::{ConfigError, Error, Result};
+use super::pending::Pending;
 use super::pool::{Claim, Pool};
 use super::protocol::{
     KeyError, MAX_KEY_LEN, MAX_RELATIVE_EXPTIME, MetaDeleteFlags, MetaGetFlags, MetaReply,
@@ -33,6 +34,13 @@ pub const MAX_ITEM_SIZE_LIMIT: usize = 1024 * 1024 * 1024;
 /// Keys sent per round trip by [`Client::get_many`]: bounds the request line
 /// and how much reply is buffered at once.
 const GET_MANY_CHUNK: usize = 128;
+
+/// Owed invalidations kept per server before the record turns into a
+/// flush of the whole server (see [`ClientBuilder::pending_invalidations`]).
+pub const DEFAULT_PENDING_INVALIDATIONS: usize = 10_000;
+
+/// Keys deleted per round trip when a server's owed invalidations are sent.
+const SETTLE_CHUNK: usize = 128;
 
 /// Items sent per round trip by [`Client::set_many`] ...
 const SET_MANY_CHUNK: usize = 128;
@@ -118,6 +126,14 @@ pub enum Lease<V> {
     Wait,
 }
 
+/// The CAS unique and remaining TTL (`None`: never expires) of an item read
+/// through a lease request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Seen {
+    pub(crate) cas: Cas,
+    pub(crate) ttl: Option<Duration>,
+}
+
 /// A memcached client: typed operations over one or more servers.
 ///
 /// Cheap to clone (an [`Arc`] inside) and safe to share between threads.
@@ -170,6 +186,8 @@ impl<C> fmt::Debug for Client<C> {
 
 struct Inner<C> {
     pools: Vec<Pool>,
+    /// Per server (same index as `pools`): the invalidations it owes.
+    pending: Vec<Pending>,
     ring: Ring,
     prefix: Box<[u8]>,
     codec: C,
@@ -197,6 +215,7 @@ pub struct ClientBuilder<C = DefaultCodec> {
     retry_attempts: u32,
     dead_timeout: Duration,
     max_item_size: usize,
+    pending_invalidations: usize,
     codec: C,
 }
 
@@ -213,6 +232,7 @@ impl Default for ClientBuilder<DefaultCodec> {
             retry_attempts: 2,
             dead_timeout: Duration::from_secs(10),
             max_item_size: DEFAULT_MAX_ITEM_SIZE,
+            pending_invalidations: DEFAULT_PENDING_INVALIDATIONS,
             codec: DefaultCodec::default(),
         }
     }
@@ -319,6 +339,34 @@ impl<C: Codec> ClientBuilder<C> {
         self
     }
 
+    /// How many keys each server's record of owed invalidations holds
+    /// (default [`DEFAULT_PENDING_INVALIDATIONS`], 10,000).
+    ///
+    /// A write or removal that a server did not take (it failed or timed
+    /// out there, it was never sent because the server was marked dead, or
+    /// it went to another server while this one was ejected) leaves that
+    /// server with the key's older copy. The client records the key, and
+    /// deletes it on that server before sending the server anything else,
+    /// so the older copy is never read again once the server is back. When
+    /// more distinct keys are owed than this, the record is replaced by a
+    /// `flush_all` of that server when it returns: its items are all
+    /// dropped (a cache's misses), never a write silently forgotten. `0`
+    /// means always flush.
+    ///
+    /// Bounds of the guarantee: the invalidations are sent before this
+    /// client's next request to the server; other processes (with their
+    /// own records) may read the older copy until then, so a process that
+    /// writes during an outage should keep talking to the pool. A write
+    /// that timed out may still reach the server later than the deletion
+    /// that owed it (a server holding it in a stalled connection's buffer
+    /// runs it when it resumes): it then stores the value this client last
+    /// wrote, not an older one. `incr`, `decr` and `touch` are not
+    /// recorded.
+    pub fn pending_invalidations(mut self, limit: usize) -> Self {
+        self.pending_invalidations = limit;
+        self
+    }
+
     /// The codec that turns values into bytes and flags.
     ///
     /// To compress large values as pymemcache does, pass
@@ -335,6 +383,7 @@ impl<C: Codec> ClientBuilder<C> {
             retry_attempts: self.retry_attempts,
             dead_timeout: self.dead_timeout,
             max_item_size: self.max_item_size,
+            pending_invalidations: self.pending_invalidations,
             codec,
         }
     }
@@ -413,9 +462,13 @@ impl<C: Codec> ClientBuilder<C> {
             .into_iter()
             .map(|spec| Pool::new(spec, config, self.pool_size, self.pool_timeout))
             .collect();
+        let pending = (0..ring.len())
+            .map(|_| Pending::new(self.pending_invalidations))
+            .collect();
         Ok(Client {
             inner: Arc::new(Inner {
                 pools,
+                pending,
                 ring,
                 prefix: self.key_prefix.into_bytes().into_boxed_slice(),
                 codec: self.codec,
@@ -445,7 +498,43 @@ impl KeyBuf {
 /// one that passed its liveness check still turned out to be dead (see
 /// `Pool::run`).
 const IDEMPOTENT: bool = true;
-const NOT_IDEMPOTENT: bool = false;
+
+/// What a single-key request does to its item: whether it may be sent
+/// again after a stale pooled connection (see `Pool::run`), and whether a
+/// failure leaves the server owing an invalidation of the key (see
+/// [`pending`](super::pending)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Reads only: safe to send twice.
+    Read,
+    /// Changes state a resend would change again (a recompute token, a
+    /// counter), and nothing a stale copy could undo.
+    ReadOnce,
+    /// Writes or removes the item, unconditionally: safe to send twice.
+    Write,
+    /// Writes conditionally (a CAS, `add`), or creates a lease placeholder:
+    /// not sent twice.
+    WriteOnce,
+}
+
+impl Access {
+    fn idempotent(self) -> bool {
+        matches!(self, Access::Read | Access::Write)
+    }
+
+    fn writes(self) -> bool {
+        matches!(self, Access::Write | Access::WriteOnce)
+    }
+}
+
+/// Whether a write that failed with `e` may or may not have reached the
+/// server (or may still land): a failure a retry could cure, or a reply
+/// that made no sense. Not a refusal made before sending, nor the server's
+/// own answer (`SERVER_ERROR`, `CLIENT_ERROR`, not stored), which the caller
+/// is told of and which changed nothing it did not report.
+pub(crate) fn leaves_doubt(e: &Error) -> bool {
+    e.is_retryable() || matches!(e, Error::Protocol(_))
+}
 
 impl Client<DefaultCodec> {
     /// A builder with the defaults listed on [`ClientBuilder`].
@@ -554,7 +643,10 @@ impl<C: Codec> Client<C> {
         op: impl FnMut(&mut Conn) -> Result<T>,
     ) -> Result<T> {
         let pool = &self.inner.pools[index];
-        let (result, stale) = pool.run(idempotent, op);
+        let (result, stale) = match self.settle(index) {
+            (Ok(()), _) => pool.run(idempotent, op),
+            (Err(e), stale) => (Err(e), stale),
+        };
         match &result {
             // A connection that died while idle in the pool (the server
             // restarted, say): the idle ones are closed, and the next
@@ -579,21 +671,147 @@ impl<C: Codec> Client<C> {
 
     /// Validates and routes `key`, then sends one request built by `encode`
     /// and reads one reply frame with `read`.
+    ///
+    /// A write the key's home server does not take leaves it owing an
+    /// invalidation of the key: recorded before the write goes to a
+    /// stand-in (so a cleanup of the home server that runs meanwhile
+    /// cannot miss it), or after the write failed or could not be routed.
     fn single<T>(
         &self,
         key: &str,
-        idempotent: bool,
+        access: Access,
         encode: impl Fn(&mut Vec<u8>, ValidKey<'_>),
         read: impl Fn(Reply<'_>) -> Result<T>,
     ) -> Result<T> {
         let mut buf = KeyBuf::new();
         let valid = self.key(key, &mut buf)?;
-        let server = self.route(self.placement(valid.as_bytes()))?;
-        self.on_server(server, idempotent, |conn| {
-            encode(conn.request(), valid);
-            conn.send()?;
-            conn.recv(&read)
-        })
+        let prefixed = valid.as_bytes();
+        let routed = self.route(self.placement(prefixed));
+        let run = |server| {
+            self.on_server(server, access.idempotent(), |conn| {
+                encode(conn.request(), valid);
+                conn.send()?;
+                conn.recv(&read)
+            })
+        };
+        if !access.writes() {
+            return run(routed?);
+        }
+        let home = self.home(self.placement(prefixed));
+        let server = match routed {
+            Ok(server) => server,
+            Err(e) => {
+                self.owe(home, prefixed, None);
+                return Err(e);
+            }
+        };
+        if server != home {
+            self.owe(home, prefixed, Some(server));
+        }
+        let result = run(server);
+        if result.as_ref().is_err_and(leaves_doubt) {
+            self.owe(server, prefixed, None);
+        }
+        result
+    }
+
+    /// The server `key` (without the prefix) belongs on when every server
+    /// is up: where an older copy of it may be.
+    fn home(&self, key: &[u8]) -> usize {
+        self.pick(key, |_| true).unwrap_or(0)
+    }
+
+    /// Records that server `index` must forget `key` (prefixed) before it
+    /// serves again; `instead`: the server that took the write.
+    fn owe(&self, index: usize, key: &[u8], instead: Option<usize>) {
+        if let Some(pending) = self.inner.pending.get(index) {
+            pending.record(key, instead);
+        }
+    }
+
+    /// Records that the write of `key` (as given, without the key prefix)
+    /// was skipped by the caller (a circuit breaker open): the key's home
+    /// server, and the server it is routed to now if another, must forget
+    /// it before they serve again. An invalid key is ignored (no server
+    /// can hold it).
+    pub(crate) fn owe_invalidation(&self, key: &str) {
+        let mut buf = KeyBuf::new();
+        let Ok(valid) = self.key(key, &mut buf) else {
+            return;
+        };
+        let prefixed = valid.as_bytes();
+        let place = self.placement(prefixed);
+        let home = self.home(place);
+        self.owe(home, prefixed, None);
+        let now = self.now();
+        let routed = self.pick(place, |i| {
+            self.inner
+                .pools
+                .get(i)
+                .is_some_and(|p| p.health.is_routable(now))
+        });
+        if let Some(server) = routed.filter(|&s| s != home) {
+            self.owe(server, prefixed, None);
+        }
+    }
+
+    /// Sends server `index` the invalidations it owes, if any, before any
+    /// other request of this client reaches it. Requests to the server wait
+    /// while this runs (the record stays locked), so none can read an
+    /// owed key's older copy first. When done, the keys whose writes went
+    /// to a stand-in are owed by the stand-in in turn. The flag is
+    /// `Pool::run`'s stale-connection flag.
+    fn settle(&self, index: usize) -> (Result<()>, bool) {
+        let pending = &self.inner.pending[index];
+        if !pending.is_dirty() {
+            return (Ok(()), false);
+        }
+        let mut owed = pending.lock();
+        if owed.is_empty() {
+            // Another caller settled it meanwhile.
+            return (Ok(()), false);
+        }
+        let flush = owed.flush;
+        let keys: Vec<&[u8]> = owed.keys.keys().map(|k| &k[..]).collect();
+        let (result, stale) = self.inner.pools[index].run(IDEMPOTENT, |conn| {
+            if flush {
+                encode_flush_all(conn.request(), None, false);
+                conn.send()?;
+                conn.recv(|reply| match reply {
+                    Reply::Ok => Ok(()),
+                    other => Err(Error::from_reply(&other)),
+                })?;
+            }
+            for chunk in keys.chunks(SETTLE_CHUNK) {
+                let out = conn.request();
+                for key in chunk {
+                    encode_meta_delete(out, ValidKey::new(key)?, &MetaDeleteFlags::default());
+                }
+                conn.send()?;
+                for _ in chunk {
+                    conn.recv(|reply| match meta_status(&reply) {
+                        Some(MetaStatus::Success | MetaStatus::NotFound) => Ok(()),
+                        _ => Err(Error::from_reply(&reply)),
+                    })?;
+                }
+            }
+            Ok(())
+        });
+        drop(keys);
+        if result.is_err() {
+            return (result, stale);
+        }
+        let settled = pending.settled(&mut owed);
+        drop(owed);
+        // The stand-ins' copies are the older ones now. Recorded with this
+        // server's record unlocked: a stand-in's own settling may move keys
+        // back here.
+        for (key, stand_ins) in settled {
+            for server in stand_ins.into_iter().filter(|&s| s != index) {
+                self.owe(server, &key, None);
+            }
+        }
+        (Ok(()), stale)
     }
 
     fn decode<V: DeserializeOwned>(&self, data: &[u8], flags: &ReturnFlags<'_>) -> Result<V> {
@@ -635,10 +853,14 @@ impl<C: Codec> Client<C> {
     /// that set `return_cas` treat its absence as a protocol error).
     fn meta_store(&self, key: &str, data: &[u8], set_flags: &MetaSetFlags) -> Result<Stored> {
         self.check_size(data.len())?;
-        let idempotent = set_flags.compare_cas.is_none() && set_flags.mode != MetaSetMode::Add;
+        let access = if set_flags.compare_cas.is_none() && set_flags.mode != MetaSetMode::Add {
+            Access::Write
+        } else {
+            Access::WriteOnce
+        };
         self.single(
             key,
-            idempotent,
+            access,
             |out, key| encode_meta_set(out, key, data, set_flags),
             |reply| match reply {
                 Reply::Meta(MetaReply {
@@ -680,7 +902,7 @@ impl<C: Codec> Client<C> {
         };
         self.single(
             key,
-            IDEMPOTENT,
+            Access::Read,
             |out, key| encode_meta_get(out, key, &flags),
             |reply| match reply {
                 Reply::Meta(MetaReply {
@@ -904,15 +1126,15 @@ impl<C: Codec> Client<C> {
     ///
     /// [`Error::InvalidKey`] and the connection errors.
     pub fn delete(&self, key: &str) -> Result<bool> {
-        self.meta_delete(key, &MetaDeleteFlags::default(), IDEMPOTENT)
+        self.meta_delete(key, &MetaDeleteFlags::default(), Access::Write)
     }
 
     /// One meta delete (`md`) with `flags`: `Ok(true)` when it applied,
     /// `Ok(false)` when the key held nothing or its CAS did not match.
-    fn meta_delete(&self, key: &str, flags: &MetaDeleteFlags, idempotent: bool) -> Result<bool> {
+    fn meta_delete(&self, key: &str, flags: &MetaDeleteFlags, access: Access) -> Result<bool> {
         self.single(
             key,
-            idempotent,
+            access,
             |out, key| encode_meta_delete(out, key, flags),
             |reply| match meta_status(&reply) {
                 Some(MetaStatus::Success) => Ok(true),
@@ -933,7 +1155,7 @@ impl<C: Codec> Client<C> {
             compare_cas: Some(cas.0),
             ..MetaDeleteFlags::default()
         };
-        self.meta_delete(key, &flags, NOT_IDEMPOTENT)
+        self.meta_delete(key, &flags, Access::WriteOnce)
     }
 
     /// Gives `key` a new TTL (same rules as [`Client::set`]); `Ok(false)` if
@@ -944,9 +1166,11 @@ impl<C: Codec> Client<C> {
     /// [`Error::InvalidKey`] and the connection errors.
     pub fn touch(&self, key: &str, ttl: Duration) -> Result<bool> {
         let exptime = exptime_now(ttl);
+        // Not recorded as a write: a touch the server missed leaves no
+        // older value to be read.
         self.single(
             key,
-            IDEMPOTENT,
+            Access::Read,
             |out, key| encode_touch(out, key, exptime, false),
             |reply| match reply {
                 Reply::Touched => Ok(true),
@@ -959,7 +1183,7 @@ impl<C: Codec> Client<C> {
     fn arithmetic(&self, key: &str, delta: u64, incr: bool) -> Result<Option<u64>> {
         self.single(
             key,
-            NOT_IDEMPOTENT,
+            Access::ReadOnce,
             |out, key| {
                 if incr {
                     encode_incr(out, key, delta, false);
@@ -1042,7 +1266,7 @@ impl<C: Codec> Client<C> {
         };
         self.single(
             key,
-            IDEMPOTENT,
+            Access::Read,
             |out, key| encode_meta_get(out, key, &flags),
             |reply| match reply {
                 Reply::Meta(MetaReply {
@@ -1075,7 +1299,7 @@ impl<C: Codec> Client<C> {
         };
         self.single(
             key,
-            IDEMPOTENT,
+            Access::Read,
             |out, key| encode_meta_get(out, key, &flags),
             |reply| match reply {
                 Reply::Meta(MetaReply {
@@ -1134,6 +1358,18 @@ impl<C: Codec> Client<C> {
         key: &str,
         lease_ttl: Duration,
     ) -> Result<Lease<V>> {
+        Ok(self.lease(key, lease_ttl, None)?.0)
+    }
+
+    /// [`Client::get_or_lease`], with the CAS unique and remaining TTL of
+    /// the item read: for [`Lease::Wait`], those of the placeholder another
+    /// caller holds, which tell how old it is and let a waiter take an
+    /// abandoned one over (delete it by its CAS and lease again).
+    pub(crate) fn get_or_lease_seen<V: DeserializeOwned>(
+        &self,
+        key: &str,
+        lease_ttl: Duration,
+    ) -> Result<(Lease<V>, Seen)> {
         self.lease(key, lease_ttl, None)
     }
 
@@ -1151,7 +1387,9 @@ impl<C: Codec> Client<C> {
         lease_ttl: Duration,
         recache_within: Duration,
     ) -> Result<Lease<V>> {
-        self.lease(key, lease_ttl, Some(exptime_now(recache_within).max(1)))
+        Ok(self
+            .lease(key, lease_ttl, Some(exptime_now(recache_within).max(1)))?
+            .0)
     }
 
     fn lease<V: DeserializeOwned>(
@@ -1159,7 +1397,7 @@ impl<C: Codec> Client<C> {
         key: &str,
         lease_ttl: Duration,
         recache_ttl: Option<u32>,
-    ) -> Result<Lease<V>> {
+    ) -> Result<(Lease<V>, Seen)> {
         let vivify = Some(exptime_now(lease_ttl).max(1));
         // With `N` the server answers every request with an item.
         self.lease_read(key, vivify, recache_ttl, true, |data, flags| {
@@ -1201,9 +1439,10 @@ impl<C: Codec> Client<C> {
     /// # Ok::<(), nearfar::memcached::Error>(())
     /// ```
     pub fn peek_lease<V: DeserializeOwned>(&self, key: &str) -> Result<Option<Lease<V>>> {
-        self.lease_read(key, None, None, true, |data, flags| {
+        let read = self.lease_read(key, None, None, true, |data, flags| {
             self.decode(data, flags)
-        })
+        })?;
+        Ok(read.map(|(lease, _)| lease))
     }
 
     /// Like [`Client::peek_lease`] without the value bytes: the CAS unique,
@@ -1215,12 +1454,15 @@ impl<C: Codec> Client<C> {
     ///
     /// [`Error::InvalidKey`] and the connection errors.
     pub fn peek_lease_cas(&self, key: &str) -> Result<Option<Lease<()>>> {
-        self.lease_read(key, None, None, false, |_, _| Ok(()))
+        let read = self.lease_read(key, None, None, false, |_, _| Ok(()))?;
+        Ok(read.map(|(lease, _)| lease))
     }
 
     /// The meta get behind the lease family: `vivify` and `recache` are the
     /// `N` and `R` tokens; `with_value` asks for the data block (else the
-    /// item's size tells a placeholder apart).
+    /// item's size tells a placeholder apart). With `N` it is a write: a
+    /// request that failed may still create a placeholder nobody fills, so
+    /// the server owes the key's invalidation (see [`Client::single`]).
     fn lease_read<V>(
         &self,
         key: &str,
@@ -1228,7 +1470,7 @@ impl<C: Codec> Client<C> {
         recache_ttl: Option<u32>,
         with_value: bool,
         decode: impl Fn(&[u8], &ReturnFlags<'_>) -> Result<V>,
-    ) -> Result<Option<Lease<V>>> {
+    ) -> Result<Option<(Lease<V>, Seen)>> {
         let flags = MetaGetFlags {
             value: with_value,
             flags: true,
@@ -1239,9 +1481,14 @@ impl<C: Codec> Client<C> {
             recache_ttl,
             ..MetaGetFlags::default()
         };
+        let access = if vivify.is_some() {
+            Access::WriteOnce
+        } else {
+            Access::ReadOnce
+        };
         self.single(
             key,
-            NOT_IDEMPOTENT,
+            access,
             |out, key| encode_meta_get(out, key, &flags),
             |reply| {
                 let (data, flags) = match reply {
@@ -1260,6 +1507,10 @@ impl<C: Codec> Client<C> {
                     other => return Err(Error::from_reply(&other)),
                 };
                 let cas = cas_of(&flags)?;
+                let seen = Seen {
+                    cas,
+                    ttl: ttl_of(&flags)?,
+                };
                 let empty = if with_value {
                     data.is_empty()
                 } else {
@@ -1282,16 +1533,17 @@ impl<C: Codec> Client<C> {
                             Err(e) => return Err(e),
                         }
                     };
-                    Ok(Some(Lease::Won { previous, cas }))
+                    Ok(Some((Lease::Won { previous, cas }, seen)))
                 } else if placeholder && (flags.win_taken || flags.stale) {
-                    Ok(Some(Lease::Wait))
+                    Ok(Some((Lease::Wait, seen)))
                 } else {
-                    Ok(Some(Lease::Hit {
+                    let hit = Lease::Hit {
                         value: decode(data, &flags)?,
                         cas,
                         stale: flags.stale,
-                        ttl: ttl_of(&flags)?,
-                    }))
+                        ttl: seen.ttl,
+                    };
+                    Ok(Some((hit, seen)))
                 }
             },
         )
@@ -1311,7 +1563,7 @@ impl<C: Codec> Client<C> {
             ttl: Some(exptime_now(stale_ttl).max(1)),
             ..MetaDeleteFlags::default()
         };
-        self.meta_delete(key, &flags, IDEMPOTENT)
+        self.meta_delete(key, &flags, Access::Write)
     }
 
     /// Like [`Client::invalidate`], but only if the item's CAS unique is
@@ -1340,7 +1592,7 @@ impl<C: Codec> Client<C> {
             compare_cas: Some(cas.0),
             ..MetaDeleteFlags::default()
         };
-        self.meta_delete(key, &flags, NOT_IDEMPOTENT)
+        self.meta_delete(key, &flags, Access::WriteOnce)
     }
 
     // ---- raw operations -------------------------------------------------
@@ -1358,7 +1610,7 @@ impl<C: Codec> Client<C> {
         };
         self.single(
             key,
-            IDEMPOTENT,
+            Access::Read,
             |out, key| encode_meta_get(out, key, &flags),
             |reply| match reply {
                 Reply::Meta(MetaReply {
@@ -1497,7 +1749,28 @@ impl<C: Codec> Client<C> {
                 Ok(encoded)
             })
             .collect::<Result<Vec<_>>>()?;
-        let batch = self.batch(items.iter().map(|(k, _)| k.as_ref()))?;
+        let batch = match self.batch(items.iter().map(|(k, _)| k.as_ref())) {
+            Err(Error::AllServersDown) => {
+                // Every key was valid (routing comes after the checks):
+                // the servers holding them owe their invalidation.
+                for (key, _) in items {
+                    self.owe_invalidation(key.as_ref());
+                }
+                return Err(Error::AllServersDown);
+            }
+            batch => batch?,
+        };
+        // Keys sent to a stand-in: their home server owes them (recorded
+        // before sending, as `single` does).
+        for (server, indices) in batch.groups.iter().enumerate() {
+            for &index in indices {
+                let key = batch.key(index)?;
+                let home = self.home(self.placement(key.as_bytes()));
+                if home != server {
+                    self.owe(home, key.as_bytes(), Some(server));
+                }
+            }
+        }
         let exptime = exptime_now(ttl);
         // The bytes an item takes on the wire: its value, key and header.
         let wire_size = |index: usize| {
@@ -1516,8 +1789,19 @@ impl<C: Codec> Client<C> {
                     SET_MANY_CHUNK_BYTES,
                 );
                 let (chunk, tail) = rest.split_at(len.clamp(1, rest.len()));
+                if let Err(e) = self.set_chunk(server, &batch, &encoded, chunk, exptime) {
+                    if leaves_doubt(&e) {
+                        // This chunk may or may not have landed; the rest
+                        // of the server's items were never sent.
+                        for &index in rest {
+                            if let Ok(key) = batch.key(index) {
+                                self.owe(server, key.as_bytes(), None);
+                            }
+                        }
+                    }
+                    return Err(e);
+                }
                 rest = tail;
-                self.set_chunk(server, &batch, &encoded, chunk, exptime)?;
             }
             Ok(Vec::<()>::new())
         })?;

@@ -10,12 +10,15 @@
 mod client;
 mod conn;
 mod error;
+mod pending;
 mod pool;
 pub mod protocol;
 mod ring;
 
+pub(crate) use client::leaves_doubt;
 pub use client::{
-    Cas, Client, ClientBuilder, DEFAULT_MAX_ITEM_SIZE, Lease, MAX_ITEM_SIZE_LIMIT, MetaItem,
+    Cas, Client, ClientBuilder, DEFAULT_MAX_ITEM_SIZE, DEFAULT_PENDING_INVALIDATIONS, Lease,
+    MAX_ITEM_SIZE_LIMIT, MetaItem,
 };
 pub use error::{ConfigError, Error, Result};
 pub use ring::Distribution;

@@ -14,8 +14,10 @@
 //!   per process (the near tier's coalescing) and once across processes
 //!   (a memcached lease, `mg ... N`): one caller wins the lease and loads,
 //!   the others poll memcached with short, growing pauses for up to
-//!   [`lease_wait`](NearFarBuilder::lease_wait), then load themselves
-//!   (without writing memcached: the winner, or the next one, fills it).
+//!   [`lease_wait`](NearFarBuilder::lease_wait). A lease older than that
+//!   (its holder crashed, stalled or is slow) is taken over: deleted by its
+//!   CAS and leased again, so an abandoned lease costs the fleet at most one
+//!   `lease_wait`, not one per process until it lapses.
 //! * **No errors from the far tier.** [`get`](NearFar::get) and
 //!   [`get_with`](NearFar::get_with) never fail because memcached is down,
 //!   slow or returns garbage: they count the error and go on with the near
@@ -23,6 +25,18 @@
 //!   for a cooldown, so an outage costs one failed call per cooldown, not
 //!   one per request. A server that comes back empty is refilled as keys
 //!   are read.
+//! * **No write undone by an outage.** An `insert` or `remove` whose far
+//!   write the server did not take (it timed out or failed, the server was
+//!   marked dead, the breaker skipped it, or it went to another server
+//!   while this one was ejected) is recorded by the client, which deletes
+//!   the key on that server before sending it anything else: the older far
+//!   copy is never served again once the server is back, to this process
+//!   or, after this process's next far call to that server, to any other.
+//!   The record is bounded; past its bound the server is emptied on return
+//!   instead (see
+//!   [`ClientBuilder::pending_invalidations`](crate::memcached::ClientBuilder::pending_invalidations)).
+//!   An `insert` memcached refuses (a value over the item limit, one the
+//!   codec cannot encode) deletes the older far copy.
 //!
 //! # Staleness
 //!
@@ -74,7 +88,11 @@
 //! ```
 
 mod breaker;
+mod builder;
+mod call;
 mod key;
+mod load;
+mod read;
 mod stats;
 
 use std::cell::Cell;
@@ -82,17 +100,19 @@ use std::fmt;
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::memcached::{self, Cas, Client, Lease};
-use crate::{Cache, CacheBuilder, Clock};
-use breaker::{Breaker, Pass};
-use stats::{Counters, bump};
+use crate::memcached::{Cas, Client};
+use crate::{Cache, Clock};
+use breaker::Breaker;
+use call::{Call, Failure, Pool};
+use load::Store;
+use stats::Counters;
 
+pub use builder::{Error, NearFarBuilder};
 pub use key::FarKey;
 pub use stats::NearFarStats;
 
@@ -106,34 +126,6 @@ const MAX_PAUSE: Duration = Duration::from_millis(50);
 /// at the same time, skip its near fill (it is fetched again on the next
 /// `get`), so stripes are many (8 KiB of counters).
 const GENERATIONS: usize = 1024;
-
-/// Why a [`NearFarBuilder`] could not build.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Error {
-    /// A setting is out of range.
-    InvalidSetting {
-        /// The builder method.
-        setting: &'static str,
-        /// What it accepts.
-        expected: &'static str,
-    },
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::InvalidSetting { setting, expected } => {
-                write!(
-                    f,
-                    "invalid NearFar setting `{setting}`: expected {expected}"
-                )
-            }
-        }
-    }
-}
-
-impl std::error::Error for Error {}
 
 /// A near-tier entry: the value and what revalidation needs.
 #[derive(Clone)]
@@ -235,283 +227,6 @@ impl<K, V> fmt::Debug for NearFar<K, V> {
     }
 }
 
-/// Configures and builds a [`NearFar`]. Made by [`NearFar::builder`].
-///
-/// Defaults: a near tier of at most 10,000 entries, no far tier, no
-/// namespace, far TTL 1 hour, near TTL bounded only by the far item's TTL,
-/// no revalidation, lease TTL 10 s, lease wait 1 s, `remove` deletes, and a
-/// circuit breaker that opens after 5 consecutive far failures for 1 s.
-#[must_use]
-pub struct NearFarBuilder<K, V> {
-    near: Option<CacheBuilder<K, V>>,
-    far: Option<Client>,
-    fallback: Option<Client>,
-    namespace: String,
-    far_ttl: Duration,
-    near_ttl: Option<Duration>,
-    revalidate_after: Option<Duration>,
-    lease_ttl: Duration,
-    lease_wait: Duration,
-    stale_on_remove: Option<Duration>,
-    breaker: (u32, Duration),
-    clock: Option<Arc<dyn Clock>>,
-}
-
-impl<K, V> fmt::Debug for NearFarBuilder<K, V> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NearFarBuilder")
-            .field("near", &self.near)
-            .field("far", &self.far)
-            .field("fallback", &self.fallback)
-            .field("namespace", &self.namespace)
-            .field("far_ttl", &self.far_ttl)
-            .field("near_ttl", &self.near_ttl)
-            .field("revalidate_after", &self.revalidate_after)
-            .field("lease_ttl", &self.lease_ttl)
-            .field("lease_wait", &self.lease_wait)
-            .field("stale_on_remove", &self.stale_on_remove)
-            .field("circuit_breaker", &self.breaker)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<K, V> Default for NearFarBuilder<K, V> {
-    fn default() -> Self {
-        NearFarBuilder {
-            near: None,
-            far: None,
-            fallback: None,
-            namespace: String::new(),
-            far_ttl: Duration::from_secs(3600),
-            near_ttl: None,
-            revalidate_after: None,
-            lease_ttl: Duration::from_secs(10),
-            lease_wait: Duration::from_secs(1),
-            stale_on_remove: None,
-            breaker: (5, Duration::from_secs(1)),
-            clock: None,
-        }
-    }
-}
-
-impl<K, V> NearFarBuilder<K, V> {
-    /// The near tier's settings (bounds, weigher, eviction listener, shards,
-    /// clock). Its weigher and listener see the values as stored.
-    ///
-    /// With a far tier, every near entry gets an explicit TTL (see
-    /// [`near_ttl`](Self::near_ttl)), so the builder's `time_to_live` is not
-    /// used; without one, it applies when `near_ttl` is not set. Entries
-    /// refreshed by revalidation are written again (a listener sees
-    /// [`RemovalCause::Replaced`](crate::RemovalCause::Replaced)).
-    pub fn near(mut self, near: CacheBuilder<K, V>) -> Self {
-        self.near = Some(near);
-        self
-    }
-
-    /// The far tier: a memcached client (its own key prefix, servers and
-    /// timeouts apply). Short I/O and connect timeouts keep the cost of a
-    /// slow server low.
-    pub fn far(mut self, client: Client) -> Self {
-        self.far = Some(client);
-        self
-    }
-
-    /// An old memcached pool to warm the new one from: on a far miss the
-    /// same key is read there, and a value found is copied into the far tier
-    /// (with what is left of its TTL) and used. `remove` deletes from both.
-    ///
-    /// Both pools get the same memcached key, digested when it would be too
-    /// long with the longer of the two clients' key prefixes (see
-    /// [`NearFar::far_key`]). Give the old client a key prefix no longer
-    /// than the new one's: otherwise a long key is digested by the processes
-    /// that have this fallback and not by those that do not, and during a
-    /// migration the two kinds would not see each other's writes.
-    pub fn fallback(mut self, old: Client) -> Self {
-        self.fallback = Some(old);
-        self
-    }
-
-    /// The prefix of every far key (`namespace + ":" + key`). Change it
-    /// (`"users:v3"` to `"users:v4"`) to invalidate a whole family at once:
-    /// the old items are simply never read again and expire. At most 200
-    /// bytes, no spaces or control bytes.
-    ///
-    /// Keys may hold `:` too, so two namespaces where one is the other
-    /// plus `":..."` share far keys: `"a"` with key `"b:c"` and `"a:b"`
-    /// with key `"c"` are both `a:b:c`. Give caches that share memcached
-    /// namespaces none of which starts with another followed by `:`
-    /// (`"users:v3"` and `"orders:v1"`, not `"users"` and `"users:v3"`).
-    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
-        self.namespace = namespace.into();
-        self
-    }
-
-    /// How long values written to memcached live there (default 1 hour;
-    /// `Duration::MAX`: as long as the server keeps them).
-    pub fn far_ttl(mut self, ttl: Duration) -> Self {
-        self.far_ttl = ttl;
-        self
-    }
-
-    /// The longest a value stays in the near tier; never longer than what
-    /// the far tier says is left of the item's TTL. Bounds how long another
-    /// process's write can go unseen (see the [module docs](self)). Must not
-    /// be zero (leave it unset, or use [`remove_near`](NearFar::remove_near)).
-    pub fn near_ttl(mut self, ttl: Duration) -> Self {
-        self.near_ttl = Some(ttl);
-        self
-    }
-
-    /// Checks a near entry against memcached (by CAS, no value bytes) on the
-    /// first read after it has been held this long: unchanged, it is kept
-    /// for another period; changed or gone, it is refetched.
-    pub fn revalidate_after(mut self, after: Duration) -> Self {
-        self.revalidate_after = Some(after);
-        self
-    }
-
-    /// How long a lease (the right to compute a missing value) is held in
-    /// memcached before it lapses if its holder never stores (default 10 s;
-    /// memcached counts whole seconds, at least one).
-    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
-        self.lease_ttl = ttl;
-        self
-    }
-
-    /// How long a caller that lost the lease polls memcached for the
-    /// winner's value before running the loader itself (default 1 s).
-    ///
-    /// The value such a caller loads is returned (and kept near) but not
-    /// written to memcached: with the winner's placeholder possibly removed
-    /// meanwhile, no store could tell a removal from a lapsed lease, and
-    /// storing would undo the removal. The far tier is filled by the
-    /// winner, or by the next caller to win the lease once it lapses.
-    pub fn lease_wait(mut self, wait: Duration) -> Self {
-        self.lease_wait = wait;
-        self
-    }
-
-    /// Makes [`NearFar::remove`] mark the far item stale for `stale_for`
-    /// instead of deleting it: stale-while-revalidate (see the
-    /// [module docs](self)). Memcached counts whole seconds, at least one.
-    pub fn stale_on_remove(mut self, stale_for: Duration) -> Self {
-        self.stale_on_remove = Some(stale_for);
-        self
-    }
-
-    /// Opens the circuit breaker after `failures` consecutive far failures
-    /// (connection errors, timeouts) for `cooldown`; then one call probes the
-    /// server and closes it on success. `failures == 0` turns it off.
-    pub fn circuit_breaker(mut self, failures: u32, cooldown: Duration) -> Self {
-        self.breaker = (failures, cooldown);
-        self
-    }
-
-    /// The clock that times revalidation (default: the system's monotonic
-    /// clock). Give the near builder the same clock, so near TTLs and
-    /// revalidation agree; a [`MockClock`](crate::MockClock) makes both
-    /// testable without sleeping.
-    pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Some(Arc::new(clock));
-        self
-    }
-}
-
-impl<K, V> NearFarBuilder<K, V>
-where
-    K: Hash + Eq + Clone + FarKey + Send + Sync + 'static,
-    V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
-{
-    /// Checks the settings and builds the cache. Opens no connection.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidSetting`] for a namespace that is too long (with the
-    /// client's key prefix, or the fallback client's when that is longer,
-    /// and a digest it must fit memcached's 250 bytes)
-    /// or holds spaces or control bytes, a zero `far_ttl`, `near_ttl`,
-    /// `lease_ttl` or `circuit_breaker` cooldown.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use nearfar::{NearFar, NearFarError};
-    ///
-    /// let bad = NearFar::<u32, u32>::builder().namespace("has space").build();
-    /// assert!(matches!(bad, Err(NearFarError::InvalidSetting { setting: "namespace", .. })));
-    /// ```
-    pub fn build(self) -> Result<NearFar<K, V>, Error> {
-        let invalid = |setting, expected| Err(Error::InvalidSetting { setting, expected });
-        let prefix_len = self
-            .far
-            .iter()
-            .chain(&self.fallback)
-            .map(|c| c.key_prefix().len())
-            .max()
-            .unwrap_or(0);
-        if self.namespace.len() > 200
-            || prefix_len + self.namespace.len() + 1 + key::DIGEST_LEN
-                > memcached::protocol::MAX_KEY_LEN
-            || (!self.namespace.is_empty()
-                && memcached::protocol::validate_key(self.namespace.as_bytes()).is_err())
-        {
-            return invalid(
-                "namespace",
-                "at most 200 bytes (with the key prefix, room for a 34-byte digest) and no spaces or control bytes",
-            );
-        }
-        if self.far_ttl.is_zero() {
-            return invalid("far_ttl", "a non-zero duration");
-        }
-        if self.near_ttl.is_some_and(|t| t.is_zero()) {
-            return invalid("near_ttl", "a non-zero duration");
-        }
-        if self.lease_ttl.is_zero() {
-            return invalid("lease_ttl", "a non-zero duration");
-        }
-        if self.breaker.0 > 0 && self.breaker.1.is_zero() {
-            return invalid("circuit_breaker", "a non-zero cooldown");
-        }
-        let (threshold, cooldown) = self.breaker;
-        let far = self.far.map(|client| Far {
-            client,
-            breaker: Breaker::new(threshold, cooldown),
-            fallback: self
-                .fallback
-                .map(|old| (old, Breaker::new(threshold, cooldown))),
-            prefix_len,
-            namespace: self.namespace,
-            far_ttl: self.far_ttl,
-            lease_ttl: self.lease_ttl,
-            lease_wait: self.lease_wait,
-            stale_on_remove: self.stale_on_remove,
-        });
-        let revalidate = match (&far, self.revalidate_after) {
-            (Some(_), Some(after)) => nanos(after),
-            _ => u64::MAX,
-        };
-        let near = self
-            .near
-            .unwrap_or_else(|| Cache::builder().max_entries(10_000))
-            .map_values(value_of::<V>)
-            .build();
-        let epoch = self.clock.as_ref().map_or_else(Instant::now, |c| c.now());
-        Ok(NearFar {
-            inner: Arc::new(Inner {
-                near,
-                far,
-                near_ttl: self.near_ttl,
-                revalidate,
-                clock: self.clock,
-                epoch,
-                counters: Counters::default(),
-                gens: (0..GENERATIONS).map(|_| AtomicU64::new(0)).collect(),
-                gen_hasher: RandomState::new(),
-            }),
-        })
-    }
-}
-
 /// What a revalidation found.
 enum Check<V> {
     /// The far item is unchanged (or could not be checked): serve this.
@@ -532,21 +247,6 @@ impl<F: FnOnce()> Drop for OnDrop<F> {
             f();
         }
     }
-}
-
-/// How [`NearFar::compute`] stores a loaded value in the far tier.
-#[derive(Clone, Copy)]
-enum Store {
-    /// Not at all: the far tier is down, a lease wait timed out (see
-    /// [`NearFarBuilder::lease_wait`]), or the far value stayed undecodable.
-    Skip,
-    /// Over the lease placeholder this caller won (its CAS unique), if it
-    /// is still there: filled from the fallback pool when that has the key,
-    /// released if the load fails.
-    Placeholder(Cas),
-    /// Over the stale item whose recompute token this caller holds (its CAS
-    /// unique), if it is still unchanged.
-    Stale(Cas),
 }
 
 impl<K, V> NearFar<K, V>
@@ -680,18 +380,23 @@ where
     {
         let inner = &*self.inner;
         let mut won_stale = None;
+        let far = self.call();
         if let Some(entry) = inner.near.get(key) {
             if !self.due(&entry) {
                 return Ok(entry.value);
             }
-            match self.revalidate(key, entry) {
+            // Due only with a far tier.
+            let Some(far) = &far else {
+                return Ok(entry.value);
+            };
+            match self.revalidate(far, key, entry) {
                 Check::Keep(v) => return Ok(v),
                 Check::Changed => {}
                 Check::WonStale(_, cas) => won_stale = Some(cas),
             }
             inner.near.drop_copy(key);
         }
-        let Some(far) = &inner.far else {
+        let Some(far) = &far else {
             return self.load_near_only(key, load);
         };
         let Some(fkey) = self.key_of(far, key) else {
@@ -752,12 +457,28 @@ where
             }
             return;
         };
+        let far = &Call::new(far, &inner.counters);
         // The CAS unique memcached gave our write: a revalidation of this
         // entry then finds the item unchanged (0: unknown, always refetched).
         let cas = self.key_of(far, &key).and_then(|fkey| {
-            self.far_call(&far.client, &far.breaker, |c| {
+            let set = far.attempt(Pool::Far, |c| {
                 c.set_returning_cas(&fkey, &value, far.far_ttl)
-            })
+            });
+            match set {
+                Ok(Some(cas)) => return Some(cas),
+                // Skipped by the breaker: the server must forget the older
+                // copy before it serves again.
+                Ok(None) => far.owe(Pool::Far, &fkey),
+                // Refused (too large, not encodable, declined): the older
+                // copy is still there. Remove it, or every process would
+                // read it until `far_ttl`.
+                Err(Failure::Codec | Failure::Refused) => {
+                    far.delete(Pool::Far, &fkey);
+                }
+                // The client recorded it.
+                Err(Failure::Owed) => {}
+            }
+            None
         });
         // After the far write, before the near one: a far read that began
         // before the far write (a `get` filling the near tier) sees the bump
@@ -786,17 +507,18 @@ where
     pub fn remove(&self, key: &K) {
         let inner = &*self.inner;
         inner.near.remove(key);
-        let far = inner.far.as_ref();
-        if let Some((far, fkey)) = far.and_then(|f| Some((f, self.key_of(f, key)?))) {
+        let far = self.call();
+        if let Some((far, fkey)) = far.as_ref().and_then(|f| Some((f, self.key_of(f, key)?))) {
             match far.stale_on_remove {
-                Some(stale_for) => self.far_call(&far.client, &far.breaker, |c| {
-                    c.invalidate(&fkey, stale_for)
-                }),
-                None => self.far_call(&far.client, &far.breaker, |c| c.delete(&fkey)),
-            };
-            if let Some((old, breaker)) = &far.fallback {
-                self.far_call(old, breaker, |c| c.delete(&fkey));
+                Some(stale_for) => {
+                    let marked = far.attempt(Pool::Far, |c| c.invalidate(&fkey, stale_for));
+                    if marked == Ok(None) {
+                        far.owe(Pool::Far, &fkey);
+                    }
+                }
+                None => far.delete(Pool::Far, &fkey),
             }
+            far.delete(Pool::Fallback, &fkey);
         }
         // After the far removal: a `get` of this process that read the old
         // value before it sees the bump and keeps nothing near, one that
@@ -874,6 +596,16 @@ where
 
     // ---- internals ------------------------------------------------------
 
+    /// The far tier for one call of this `NearFar` (see [`Call`]); `None`
+    /// without one.
+    fn call(&self) -> Option<Call<'_>> {
+        let inner = &*self.inner;
+        inner
+            .far
+            .as_ref()
+            .map(|far| Call::new(far, &inner.counters))
+    }
+
     /// Nanoseconds since the epoch, on the revalidation clock.
     fn now(&self) -> u64 {
         let inner = &*self.inner;
@@ -947,446 +679,6 @@ where
             self.inner.near.drop_copy(key);
         }
     }
-
-    /// Runs a far operation through `breaker`, counting its failure.
-    /// `None` when the breaker skipped it or it failed.
-    fn far_call<T>(
-        &self,
-        client: &Client,
-        breaker: &Breaker,
-        op: impl FnOnce(&Client) -> memcached::Result<T>,
-    ) -> Option<T> {
-        self.far_try(client, breaker, op).ok().flatten()
-    }
-
-    /// Like `far_call`, telling a skipped call (`Ok(None)`) from a failed one
-    /// (`Err(decode)`, `decode` true for an undecodable value).
-    fn far_try<T>(
-        &self,
-        client: &Client,
-        breaker: &Breaker,
-        op: impl FnOnce(&Client) -> memcached::Result<T>,
-    ) -> Result<Option<T>, bool> {
-        let pass = breaker.pass();
-        if pass == Pass::Skip {
-            return Ok(None);
-        }
-        let counters = &self.inner.counters;
-        // A panic in the call (a value's Serialize or Deserialize) must not
-        // keep the probe: the breaker would stay open for good.
-        let probe = (pass == Pass::Probe).then(|| OnDrop(Some(|| breaker.release(pass))));
-        let result = op(client);
-        std::mem::forget(probe);
-        match result {
-            Ok(v) => {
-                breaker.success(pass);
-                Ok(Some(v))
-            }
-            Err(memcached::Error::Codec(_)) => {
-                // Encoding fails before anything is sent, decoding after a
-                // reply: either way no sign of an outage, and no proof
-                // that a probe reached the server.
-                breaker.release(pass);
-                bump(&counters.decode_errors);
-                Err(true)
-            }
-            Err(e) => {
-                bump(&counters.far_errors);
-                if e.is_retryable() || matches!(e, memcached::Error::Protocol(_)) {
-                    breaker.failure(pass);
-                } else if matches!(
-                    e,
-                    memcached::Error::Server(_)
-                        | memcached::Error::NotStored
-                        | memcached::Error::Client(_)
-                ) {
-                    // The server answered: it is up.
-                    breaker.success(pass);
-                } else {
-                    // Nothing was sent (invalid key, value too large):
-                    // resolve the probe without closing the breaker.
-                    breaker.release(pass);
-                }
-                Err(false)
-            }
-        }
-    }
-
-    /// Checks a near entry due for revalidation against the far item's CAS.
-    fn revalidate(&self, key: &K, entry: Entry<V>) -> Check<V> {
-        let inner = &*self.inner;
-        let Some(far) = &inner.far else {
-            return Check::Keep(entry.value);
-        };
-        let Some(fkey) = self.key_of(far, key) else {
-            return Check::Keep(entry.value);
-        };
-        let counters = &inner.counters;
-        bump(&counters.revalidations);
-        let generation = self.generation(key).load(Ordering::Acquire);
-        let Some(seen) = self.far_call(&far.client, &far.breaker, |c| c.peek_lease_cas(&fkey))
-        else {
-            // Far tier unusable: keep serving the copy until its near TTL,
-            // and check it again only after another period (not on every
-            // read while the outage lasts).
-            return Check::Keep(self.refresh(key, generation, entry, None));
-        };
-        match seen {
-            Some(Lease::Hit {
-                cas,
-                stale: false,
-                ttl,
-                ..
-            }) if cas.0 == entry.cas => Check::Keep(self.refresh(key, generation, entry, ttl)),
-            Some(Lease::Won { cas, .. }) => {
-                bump(&counters.revalidations_changed);
-                Check::WonStale(entry.value, cas)
-            }
-            _ => {
-                bump(&counters.revalidations_changed);
-                Check::Changed
-            }
-        }
-    }
-
-    /// Marks a near entry checked now, for no longer than it had left (nor
-    /// `far_left`, what the far item has left when known), and returns its
-    /// value. `generation`: the key's write generation before the check.
-    fn refresh(&self, key: &K, generation: u64, entry: Entry<V>, far_left: Option<Duration>) -> V {
-        let now = self.now();
-        let near_left = entry.expires.saturating_sub(now);
-        let ttl = Duration::from_nanos(near_left).min(self.bound(far_left));
-        let value = entry.value.clone();
-        let refreshed = Entry {
-            checked: now,
-            expires: now.saturating_add(nanos(ttl)),
-            ..entry
-        };
-        // Written again rather than updated in place: a shared timestamp in
-        // every entry would cost each near hit an atomic on a shared cache
-        // line.
-        self.keep_near(key, generation, refreshed, ttl);
-        value
-    }
-
-    /// `get` with a near entry due for revalidation.
-    #[cold]
-    fn get_revalidate(&self, key: &K, entry: Entry<V>) -> Option<V> {
-        match self.revalidate(key, entry) {
-            Check::Keep(v) => Some(v),
-            Check::Changed => {
-                self.inner.near.drop_copy(key);
-                self.get_far(key)
-            }
-            Check::WonStale(v, cas) => {
-                // This read took the stale item's recompute token and has no
-                // loader: hand it back so the next `get_with` recomputes.
-                self.inner.near.drop_copy(key);
-                if let Some(far) = &self.inner.far {
-                    if let Some(fkey) = self.key_of(far, key) {
-                        self.give_back_token(far, &fkey, cas);
-                    }
-                }
-                bump(&self.inner.counters.stale_serves);
-                Some(v)
-            }
-        }
-    }
-
-    /// `get` after a near miss: memcached, then the fallback pool.
-    #[cold]
-    fn get_far(&self, key: &K) -> Option<V> {
-        let inner = &*self.inner;
-        let far = inner.far.as_ref()?;
-        let fkey = self.key_of(far, key)?;
-        let counters = &inner.counters;
-        let generation = self.generation(key).load(Ordering::Acquire);
-        match self.far_call(&far.client, &far.breaker, |c| c.peek_lease::<V>(&fkey))? {
-            Some(Lease::Hit {
-                value,
-                cas,
-                stale,
-                ttl,
-            }) => {
-                if stale {
-                    bump(&counters.stale_serves);
-                    self.put_near(key, generation, value.clone(), 0, Some(STALE_NEAR_TTL));
-                } else {
-                    bump(&counters.far_hits);
-                    self.put_near(key, generation, value.clone(), cas.0, ttl);
-                }
-                Some(value)
-            }
-            Some(Lease::Won { previous, cas }) => {
-                // A stale item whose recompute token this read took: no
-                // loader here, so hand it back (the next `get_with` wins).
-                self.give_back_token(far, &fkey, cas);
-                if previous.is_some() {
-                    bump(&counters.stale_serves);
-                }
-                previous
-            }
-            Some(Lease::Wait) | None => {
-                bump(&counters.far_misses);
-                let (value, ttl, stored) = self.read_fallback(far, &fkey, None)?;
-                // A far failure (`None`) keeps the copy near, as a load does.
-                if stored != Some(false) {
-                    self.put_near(key, generation, value.clone(), 0, Some(ttl));
-                }
-                Some(value)
-            }
-        }
-    }
-
-    /// Hands back the recompute token of the stale item `fkey` (CAS unique
-    /// `cas` when taken), which a read without a loader took (memcached
-    /// gives it to any reader of a stale item): marking the item stale again
-    /// clears the token, and doing so for the time it had left keeps its
-    /// staleness bounded. A stale lease placeholder (removed while a load
-    /// held it) has no value to serve: it is deleted, if still the same.
-    fn give_back_token(&self, far: &Far, fkey: &str, cas: Cas) {
-        let seen = self.far_call(&far.client, &far.breaker, |c| c.peek_lease_cas(fkey));
-        match seen {
-            Some(Some(Lease::Hit {
-                stale: true,
-                ttl: Some(left),
-                cas: seen,
-                ..
-            })) if !left.is_zero() => {
-                // Only the item just read: a value written since is fresh
-                // and must not be marked stale.
-                self.far_call(&far.client, &far.breaker, |c| {
-                    c.invalidate_if_cas(fkey, left, seen)
-                });
-            }
-            Some(Some(Lease::Wait)) => {
-                self.far_call(&far.client, &far.breaker, |c| c.delete_if_cas(fkey, cas));
-            }
-            _ => {}
-        }
-    }
-
-    /// Reads `fkey` from the fallback pool; a value found is copied into the
-    /// far tier (over our own placeholder, `placeholder` its CAS unique, if
-    /// it is still there; else `add`) and returned with the TTL for the copy
-    /// and what became of it: stored (`Some(true)`), refused (`Some(false)`:
-    /// the key was written or removed meanwhile, so the value may be
-    /// outdated and must not be kept near, as with a refused `cas` of a
-    /// load), or not stored (`None`: the far tier failed or was skipped).
-    fn read_fallback(
-        &self,
-        far: &Far,
-        fkey: &str,
-        placeholder: Option<Cas>,
-    ) -> Option<(V, Duration, Option<bool>)> {
-        let (old, breaker) = far.fallback.as_ref()?;
-        let item = self.far_call(old, breaker, |c| c.meta_get::<V>(fkey))??;
-        bump(&self.inner.counters.fallback_hits);
-        let ttl = fallback_ttl(item.ttl, far.far_ttl);
-        let stored = self.far_call(&far.client, &far.breaker, |c| match placeholder {
-            Some(cas) => c.cas(fkey, &item.value, ttl, cas),
-            None => c.add(fkey, &item.value, ttl),
-        });
-        Some((item.value, ttl, stored))
-    }
-
-    /// `try_get_with` without a far tier (or for a key it cannot hold). An
-    /// `insert` or `remove` of the key while `load` runs supersedes the
-    /// load in the near tier: its value goes to its callers only.
-    fn load_near_only<E>(&self, key: &K, load: impl FnOnce() -> Result<V, E>) -> Result<V, Arc<E>>
-    where
-        E: Send + Sync + 'static,
-    {
-        let inner = &*self.inner;
-        let near_ttl = inner.near_ttl;
-        // Called after `try_get_with_ref`'s own lookup missed (and counted
-        // it): the load does not look again.
-        let result = inner.near.load_after_miss(key.clone(), || {
-            bump(&inner.counters.loader_calls);
-            load().map(|v| (self.entry(v, 0, near_ttl), near_ttl))
-        });
-        result.map(|entry| entry.value)
-    }
-
-    /// The near tier's loader for `fkey`: memcached (with a lease), then
-    /// `load`. Runs once per key in this process at a time.
-    fn load_through<E>(
-        &self,
-        far: &Far,
-        fkey: &str,
-        won_stale: Option<Cas>,
-        load: impl FnOnce() -> Result<V, E>,
-    ) -> Result<(Entry<V>, Duration), E> {
-        let counters = &self.inner.counters;
-        if let Some(cas) = won_stale {
-            // A revalidation already took the stale item's recompute token.
-            return self.compute(far, fkey, Store::Stale(cas), load);
-        }
-        let start = Instant::now();
-        let mut pause = FIRST_PAUSE;
-        let mut waited = false;
-        let mut cleared = false;
-        loop {
-            let lease = self.far_try(&far.client, &far.breaker, |c| {
-                c.get_or_lease::<V>(fkey, far.lease_ttl)
-            });
-            match lease {
-                Ok(Some(Lease::Hit {
-                    value,
-                    cas,
-                    stale,
-                    ttl,
-                })) => {
-                    let ttl = if stale {
-                        bump(&counters.stale_serves);
-                        self.stale_ttl()
-                    } else {
-                        bump(&counters.far_hits);
-                        self.bound(ttl)
-                    };
-                    return Ok((self.entry(value, cas.0, Some(ttl)), ttl));
-                }
-                Ok(Some(Lease::Won { previous, cas })) => {
-                    let store = if previous.is_none() {
-                        bump(&counters.far_misses);
-                        Store::Placeholder(cas)
-                    } else {
-                        Store::Stale(cas)
-                    };
-                    return self.compute(far, fkey, store, load);
-                }
-                Ok(Some(Lease::Wait)) => {
-                    if !waited {
-                        waited = true;
-                        bump(&counters.lease_waits);
-                    }
-                    let elapsed = start.elapsed();
-                    if elapsed >= far.lease_wait {
-                        // The winner is slow or gone: load here, and keep
-                        // the value from the far tier. No store is safe
-                        // here: `add` would land after a removal that
-                        // deleted the winner's placeholder (undoing it),
-                        // and there is no CAS to store against. The far
-                        // tier is filled by the winner's `cas`, or by the
-                        // next lease winner once the lease lapses.
-                        bump(&counters.lease_timeouts);
-                        return self.compute(far, fkey, Store::Skip, load);
-                    }
-                    thread::sleep(pause.min(far.lease_wait - elapsed));
-                    pause = (pause * 2).min(MAX_PAUSE);
-                }
-                // An undecodable far value: delete it (only if it is still
-                // the item just read), then lease again, so the value loaded
-                // here is stored over its own placeholder by CAS and a write
-                // or removal meanwhile is not undone. Undecodable again
-                // (another writer's format): load locally, store nothing.
-                Err(true) if !cleared => {
-                    cleared = true;
-                    let seen = self.far_call(&far.client, &far.breaker, |c| c.peek_lease_cas(fkey));
-                    match seen {
-                        Some(Some(Lease::Hit { cas, .. } | Lease::Won { cas, .. })) => {
-                            self.far_call(&far.client, &far.breaker, |c| {
-                                c.delete_if_cas(fkey, cas)
-                            });
-                        }
-                        // Gone, or being computed: read again.
-                        Some(Some(Lease::Wait) | None) => {}
-                        None => return self.compute(far, fkey, Store::Skip, load),
-                    }
-                }
-                Err(true) => return self.compute(far, fkey, Store::Skip, load),
-                // The far tier is down (or the breaker open): load locally.
-                Ok(None) | Err(false) => return self.compute(far, fkey, Store::Skip, load),
-            }
-        }
-    }
-
-    /// Runs `load` and stores its value far as `store` says. When a
-    /// conditional store finds the item changed or gone (another caller
-    /// wrote or removed the key while `load` ran), the value is returned
-    /// with a zero near TTL: kept nowhere, as it may be outdated.
-    ///
-    /// A lease this caller holds is given up whenever its value does not
-    /// reach the far tier: the loader failed or panicked, or the store
-    /// failed (a value over the item size limit, a codec error, a timeout,
-    /// the breaker open). Otherwise every other process would wait out
-    /// `lease_wait` for a value that never comes, until the lease lapses.
-    fn compute<E>(
-        &self,
-        far: &Far,
-        fkey: &str,
-        store: Store,
-        load: impl FnOnce() -> Result<V, E>,
-    ) -> Result<(Entry<V>, Duration), E> {
-        let counters = &self.inner.counters;
-        let placeholder = match store {
-            Store::Placeholder(cas) => Some(cas),
-            _ => None,
-        };
-        // Deletes the lease placeholder unless disarmed: only the
-        // placeholder (by its CAS unique), never a value written over it
-        // meanwhile; through the breaker, like every far call.
-        let release = placeholder.map(|cas| {
-            OnDrop(Some(move || {
-                self.far_call(&far.client, &far.breaker, |c| c.delete_if_cas(fkey, cas));
-            }))
-        });
-        // Hands back the recompute token of a stale item unless disarmed:
-        // the stale value must not be served for all of its stale time with
-        // no one recomputing it.
-        let give_back = match store {
-            Store::Stale(cas) => Some(OnDrop(Some(move || self.give_back_token(far, fkey, cas)))),
-            _ => None,
-        };
-        // Disarms both guards once the far tier took the value or refused
-        // it (a refusal means the item changed: the placeholder or token is
-        // gone); with `None` (not stored) they run as they drop.
-        let settle = |outcome: Option<bool>| {
-            if outcome.is_some() {
-                std::mem::forget(release);
-                std::mem::forget(give_back);
-            }
-        };
-        if placeholder.is_some() {
-            if let Some((value, ttl, stored)) = self.read_fallback(far, fkey, placeholder) {
-                settle(stored);
-                if stored == Some(false) {
-                    // Refused far: for this caller only.
-                    return Ok((self.entry(value, 0, None), Duration::ZERO));
-                }
-                let ttl = self.bound(Some(ttl));
-                return Ok((self.entry(value, 0, Some(ttl)), ttl));
-            }
-        }
-        bump(&counters.loader_calls);
-        let value = load()?;
-        let (client, breaker, ttl) = (&far.client, &far.breaker, far.far_ttl);
-        // Stored: `Some(Some(cas))` with the item's new CAS unique (kept
-        // near, so a revalidation finds it unchanged); refused:
-        // `Some(None)`; not stored: `None`.
-        let kept = match store {
-            Store::Skip => None,
-            Store::Placeholder(cas) | Store::Stale(cas) => self.far_call(client, breaker, |c| {
-                c.compare_and_set(fkey, &value, ttl, cas)
-            }),
-        };
-        settle(kept.map(|stored| stored.is_some()));
-        if kept == Some(None) {
-            return Ok((self.entry(value, 0, None), Duration::ZERO));
-        }
-        // Loaded locally or not, a near copy never outlives `far_ttl`.
-        let ttl = self.bound(Some(far.far_ttl));
-        let cas = kept.flatten().map_or(0, |c| c.0);
-        Ok((self.entry(value, cas, Some(ttl)), ttl))
-    }
-}
-
-/// The TTL for a copy of a fallback item that has `left` to live (`None`:
-/// never expires), bounded by `far_ttl`. A reported 0 (an item in its last
-/// second) becomes 1 s: a TTL of 0 would be sent as exptime 0, "never".
-fn fallback_ttl(left: Option<Duration>, far_ttl: Duration) -> Duration {
-    left.map_or(far_ttl, |left| left.max(Duration::from_secs(1)))
-        .min(far_ttl)
 }
 
 #[cfg(test)]

@@ -29,9 +29,16 @@ pub struct NearFarStats {
     pub coalesced_waits: u64,
     /// Of `coalesced_waits`, those that waited on a memcached lease.
     pub lease_waits: u64,
-    /// Lease waits that ran out of [`lease_wait`](super::NearFarBuilder::lease_wait)
-    /// and ran the loader themselves.
+    /// Lease waits that ran the loader themselves without storing: after
+    /// taking an old lease over, they found a fresh one (another waiter's)
+    /// and did not wait a second
+    /// [`lease_wait`](super::NearFarBuilder::lease_wait).
     pub lease_timeouts: u64,
+    /// Lease placeholders taken over by a waiter: older than
+    /// [`lease_wait`](super::NearFarBuilder::lease_wait) (their holder gone
+    /// or slow), deleted by their CAS and leased again, so an abandoned
+    /// lease costs the fleet at most one `lease_wait`.
+    pub lease_takeovers: u64,
     /// Values served although marked stale (invalidated) in the far tier.
     pub stale_serves: u64,
     /// Near entries checked against the far tier's CAS
@@ -58,6 +65,7 @@ pub(crate) struct Counters {
     pub(crate) loader_calls: AtomicU64,
     pub(crate) lease_waits: AtomicU64,
     pub(crate) lease_timeouts: AtomicU64,
+    pub(crate) lease_takeovers: AtomicU64,
     pub(crate) stale_serves: AtomicU64,
     pub(crate) revalidations: AtomicU64,
     pub(crate) revalidations_changed: AtomicU64,
@@ -84,6 +92,7 @@ impl Counters {
             coalesced_waits: near.load_waits + lease_waits,
             lease_waits,
             lease_timeouts: get(&self.lease_timeouts),
+            lease_takeovers: get(&self.lease_takeovers),
             stale_serves: get(&self.stale_serves),
             revalidations: get(&self.revalidations),
             revalidations_changed: get(&self.revalidations_changed),

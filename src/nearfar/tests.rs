@@ -1,6 +1,11 @@
 //! Unit tests of `NearFar` that need no memcached (see `tests/nearfar_*.rs`).
 
+use super::breaker::Pass;
+use super::call::{Failure, Pool};
+use super::load::{fallback_ttl, lease_age};
 use super::*;
+use crate::memcached;
+use std::thread;
 
 #[test]
 fn handle_is_send_sync_clone() {
@@ -130,22 +135,58 @@ fn a_far_read_older_than_a_write_here_is_not_kept_near() {
 #[test]
 fn a_probe_that_sends_nothing_does_not_close_the_breaker() {
     let client = Client::builder().servers(["127.0.0.1:1"]).build().unwrap();
-    let nf: NearFar<u32, String> = NearFar::builder().far(client.clone()).build().unwrap();
-    let breaker = Breaker::new(1, Duration::ZERO);
+    let nf: NearFar<u32, String> = NearFar::builder()
+        .far(client)
+        .circuit_breaker(1, Duration::from_nanos(1))
+        .build()
+        .unwrap();
+    let far = nf.call().unwrap();
+    let breaker = &far.breaker;
     breaker.failure(Pass::Closed);
     assert!(breaker.is_open());
     let too_large = |_: &Client| -> memcached::Result<()> {
         Err(memcached::Error::ValueTooLarge { size: 2, max: 1 })
     };
-    assert_eq!(nf.far_try(&client, &breaker, too_large), Err(false));
+    assert_eq!(far.attempt(Pool::Far, too_large), Err(Failure::Refused));
     assert!(breaker.is_open(), "nothing reached the server");
     let invalid_key = |c: &Client| c.get::<u8>("has space");
-    assert_eq!(nf.far_try(&client, &breaker, invalid_key), Err(false));
+    assert_eq!(far.attempt(Pool::Far, invalid_key), Err(Failure::Refused));
     assert!(breaker.is_open());
     // A real reply from the server closes it.
     let answered = |_: &Client| -> memcached::Result<()> { Err(memcached::Error::NotStored) };
-    assert_eq!(nf.far_try(&client, &breaker, answered), Err(false));
+    assert_eq!(far.attempt(Pool::Far, answered), Err(Failure::Refused));
     assert!(!breaker.is_open());
+}
+
+#[test]
+fn a_call_sends_nothing_more_to_a_pool_that_did_not_answer() {
+    let client = || Client::builder().servers(["127.0.0.1:1"]).build().unwrap();
+    let nf: NearFar<u32, String> = NearFar::builder()
+        .far(client())
+        .fallback(client())
+        .circuit_breaker(0, Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let far = nf.call().unwrap();
+    let runs = Cell::new(0);
+    let timeout = |_: &Client| -> memcached::Result<()> {
+        runs.set(runs.get() + 1);
+        Err(memcached::Error::Timeout)
+    };
+    assert_eq!(far.attempt(Pool::Far, timeout), Err(Failure::Owed));
+    assert_eq!(far.attempt(Pool::Far, timeout), Ok(None), "skipped");
+    assert_eq!(runs.get(), 1);
+    // The other pool is asked still, and a new call asks the far tier again.
+    assert_eq!(far.attempt(Pool::Fallback, timeout), Err(Failure::Owed));
+    assert_eq!(runs.get(), 2);
+    let next = nf.call().unwrap();
+    assert_eq!(next.attempt(Pool::Far, timeout), Err(Failure::Owed));
+    assert_eq!(runs.get(), 3);
+    // A refusal is an answer: the call goes on asking.
+    let refused = |_: &Client| -> memcached::Result<()> { Err(memcached::Error::NotStored) };
+    let third = nf.call().unwrap();
+    assert_eq!(third.attempt(Pool::Far, refused), Err(Failure::Refused));
+    assert_eq!(third.attempt(Pool::Far, refused), Err(Failure::Refused));
 }
 
 #[test]
@@ -217,17 +258,25 @@ fn far_keys_fit_the_fallback_clients_prefix_too() {
 #[test]
 fn a_panic_in_the_probe_gives_the_probe_back() {
     let client = Client::builder().servers(["127.0.0.1:1"]).build().unwrap();
-    let nf: NearFar<u32, String> = NearFar::builder().far(client.clone()).build().unwrap();
-    let breaker = Breaker::new(1, Duration::ZERO);
-    breaker.failure(Pass::Closed);
+    let nf: NearFar<u32, String> = NearFar::builder()
+        .far(client)
+        .circuit_breaker(1, Duration::from_nanos(1))
+        .build()
+        .unwrap();
+    let far = nf.call().unwrap();
+    far.breaker.failure(Pass::Closed);
     let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        nf.far_try(&client, &breaker, |_| -> memcached::Result<()> {
+        far.attempt(Pool::Far, |_| -> memcached::Result<()> {
             panic!("a value's Serialize panicked")
         })
     }));
     assert!(panicked.is_err());
-    assert!(breaker.is_open());
-    assert_eq!(breaker.pass(), Pass::Probe, "the next caller probes again");
+    assert!(far.breaker.is_open());
+    assert_eq!(
+        far.breaker.pass(),
+        Pass::Probe,
+        "the next caller probes again"
+    );
 }
 
 #[test]
@@ -330,15 +379,15 @@ fn a_load_counts_one_near_miss_and_a_hit_one_hit() {
 fn a_fallback_copy_never_turns_a_dying_item_immortal() {
     let hour = Duration::from_secs(3600);
     assert_eq!(
-        super::fallback_ttl(Some(Duration::ZERO), hour),
+        fallback_ttl(Some(Duration::ZERO), hour),
         Duration::from_secs(1)
     );
     assert_eq!(
-        super::fallback_ttl(Some(Duration::from_secs(5)), hour),
+        fallback_ttl(Some(Duration::from_secs(5)), hour),
         Duration::from_secs(5)
     );
-    assert_eq!(super::fallback_ttl(Some(2 * hour), hour), hour);
-    assert_eq!(super::fallback_ttl(None, hour), hour);
+    assert_eq!(fallback_ttl(Some(2 * hour), hour), hour);
+    assert_eq!(fallback_ttl(None, hour), hour);
 }
 
 #[test]
@@ -401,4 +450,23 @@ fn dropping_a_near_copy_does_not_supersede_a_load() {
     assert_eq!(joiner.join().unwrap(), "loaded");
     assert_eq!(cache.stats().loader_calls, 1);
     assert_eq!(cache.get(&1).as_deref(), Some("loaded"));
+}
+
+#[test]
+fn a_placeholder_age_is_a_lower_bound_in_whole_seconds() {
+    let ttl = Duration::from_secs(10);
+    let secs = Duration::from_secs;
+    // Just made (memcached may already report a second gone): not old.
+    assert_eq!(lease_age(ttl, Some(secs(10))), Duration::ZERO);
+    assert_eq!(lease_age(ttl, Some(secs(9))), Duration::ZERO);
+    assert_eq!(lease_age(ttl, Some(secs(7))), secs(2));
+    assert_eq!(lease_age(ttl, Some(secs(0))), secs(9));
+    // Made by a process with a longer lease TTL: never looks old.
+    assert_eq!(lease_age(ttl, Some(secs(30))), Duration::ZERO);
+    assert_eq!(lease_age(ttl, None), Duration::ZERO);
+    // A fractional lease TTL is rounded up, as it is sent.
+    assert_eq!(
+        lease_age(Duration::from_millis(1_500), Some(secs(0))),
+        secs(1)
+    );
 }

@@ -79,6 +79,27 @@ impl Memcached {
         }
     }
 
+    /// Freezes the server (`SIGSTOP`): it keeps its data and its sockets
+    /// (the kernel still accepts connections for it) but answers nothing
+    /// until [`Memcached::resume`], as a stalled or swapping server does.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused server run again (`SIGCONT`).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("the server is running").id();
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} {pid} failed");
+    }
+
     /// Starts the server again on the same port (after [`Memcached::stop`]).
     pub fn restart(&mut self) {
         self.stop();

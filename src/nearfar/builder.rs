@@ -1,0 +1,330 @@
+//! [`NearFarBuilder`]: the settings of a [`NearFar`], checked by `build`.
+
+use std::fmt;
+use std::hash::{Hash, RandomState};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::breaker::Breaker;
+use super::stats::Counters;
+use super::{Far, FarKey, GENERATIONS, Inner, NearFar, key, nanos, value_of};
+use crate::memcached::{self, Client};
+use crate::{Cache, CacheBuilder, Clock};
+
+/// Why a [`NearFarBuilder`] could not build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// A setting is out of range.
+    InvalidSetting {
+        /// The builder method.
+        setting: &'static str,
+        /// What it accepts.
+        expected: &'static str,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidSetting { setting, expected } => {
+                write!(
+                    f,
+                    "invalid NearFar setting `{setting}`: expected {expected}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Configures and builds a [`NearFar`]. Made by [`NearFar::builder`].
+///
+/// Defaults: a near tier of at most 10,000 entries, no far tier, no
+/// namespace, far TTL 1 hour, near TTL bounded only by the far item's TTL,
+/// no revalidation, lease TTL 10 s, lease wait 1 s, `remove` deletes, and a
+/// circuit breaker that opens after 5 consecutive far failures for 1 s.
+#[must_use]
+pub struct NearFarBuilder<K, V> {
+    near: Option<CacheBuilder<K, V>>,
+    far: Option<Client>,
+    fallback: Option<Client>,
+    namespace: String,
+    far_ttl: Duration,
+    near_ttl: Option<Duration>,
+    revalidate_after: Option<Duration>,
+    lease_ttl: Duration,
+    lease_wait: Duration,
+    stale_on_remove: Option<Duration>,
+    breaker: (u32, Duration),
+    clock: Option<Arc<dyn Clock>>,
+}
+
+impl<K, V> fmt::Debug for NearFarBuilder<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NearFarBuilder")
+            .field("near", &self.near)
+            .field("far", &self.far)
+            .field("fallback", &self.fallback)
+            .field("namespace", &self.namespace)
+            .field("far_ttl", &self.far_ttl)
+            .field("near_ttl", &self.near_ttl)
+            .field("revalidate_after", &self.revalidate_after)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("lease_wait", &self.lease_wait)
+            .field("stale_on_remove", &self.stale_on_remove)
+            .field("circuit_breaker", &self.breaker)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, V> Default for NearFarBuilder<K, V> {
+    fn default() -> Self {
+        NearFarBuilder {
+            near: None,
+            far: None,
+            fallback: None,
+            namespace: String::new(),
+            far_ttl: Duration::from_secs(3600),
+            near_ttl: None,
+            revalidate_after: None,
+            lease_ttl: Duration::from_secs(10),
+            lease_wait: Duration::from_secs(1),
+            stale_on_remove: None,
+            breaker: (5, Duration::from_secs(1)),
+            clock: None,
+        }
+    }
+}
+
+impl<K, V> NearFarBuilder<K, V> {
+    /// The near tier's settings (bounds, weigher, eviction listener, shards,
+    /// clock). Its weigher and listener see the values as stored.
+    ///
+    /// With a far tier, every near entry gets an explicit TTL (see
+    /// [`near_ttl`](Self::near_ttl)), so the builder's `time_to_live` is not
+    /// used; without one, it applies when `near_ttl` is not set. Entries
+    /// refreshed by revalidation are written again (a listener sees
+    /// [`RemovalCause::Replaced`](crate::RemovalCause::Replaced)).
+    pub fn near(mut self, near: CacheBuilder<K, V>) -> Self {
+        self.near = Some(near);
+        self
+    }
+
+    /// The far tier: a memcached client (its own key prefix, servers and
+    /// timeouts apply). Short I/O and connect timeouts keep the cost of a
+    /// slow server low.
+    pub fn far(mut self, client: Client) -> Self {
+        self.far = Some(client);
+        self
+    }
+
+    /// An old memcached pool to warm the new one from: on a far miss the
+    /// same key is read there, and a value found is copied into the far tier
+    /// (with what is left of its TTL) and used. `remove` deletes from both.
+    ///
+    /// Both pools get the same memcached key, digested when it would be too
+    /// long with the longer of the two clients' key prefixes (see
+    /// [`NearFar::far_key`]). Give the old client a key prefix no longer
+    /// than the new one's: otherwise a long key is digested by the processes
+    /// that have this fallback and not by those that do not, and during a
+    /// migration the two kinds would not see each other's writes.
+    pub fn fallback(mut self, old: Client) -> Self {
+        self.fallback = Some(old);
+        self
+    }
+
+    /// The prefix of every far key (`namespace + ":" + key`). Change it
+    /// (`"users:v3"` to `"users:v4"`) to invalidate a whole family at once:
+    /// the old items are simply never read again and expire. At most 200
+    /// bytes, no spaces or control bytes.
+    ///
+    /// Keys may hold `:` too, so two namespaces where one is the other
+    /// plus `":..."` share far keys: `"a"` with key `"b:c"` and `"a:b"`
+    /// with key `"c"` are both `a:b:c`. Give caches that share memcached
+    /// namespaces none of which starts with another followed by `:`
+    /// (`"users:v3"` and `"orders:v1"`, not `"users"` and `"users:v3"`).
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// How long values written to memcached live there (default 1 hour;
+    /// `Duration::MAX`: as long as the server keeps them).
+    pub fn far_ttl(mut self, ttl: Duration) -> Self {
+        self.far_ttl = ttl;
+        self
+    }
+
+    /// The longest a value stays in the near tier; never longer than what
+    /// the far tier says is left of the item's TTL. Bounds how long another
+    /// process's write can go unseen (see the [module docs](super)). Must not
+    /// be zero (leave it unset, or use [`remove_near`](NearFar::remove_near)).
+    pub fn near_ttl(mut self, ttl: Duration) -> Self {
+        self.near_ttl = Some(ttl);
+        self
+    }
+
+    /// Checks a near entry against memcached (by CAS, no value bytes) on the
+    /// first read after it has been held this long: unchanged, it is kept
+    /// for another period; changed or gone, it is refetched.
+    pub fn revalidate_after(mut self, after: Duration) -> Self {
+        self.revalidate_after = Some(after);
+        self
+    }
+
+    /// How long a lease (the right to compute a missing value) is held in
+    /// memcached before it lapses if its holder never stores (default 10 s;
+    /// memcached counts whole seconds, at least one).
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
+    }
+
+    /// How long a caller that lost the lease polls memcached for the
+    /// winner's value (default 1 s).
+    ///
+    /// A lease older than this is taken to be abandoned: the first caller
+    /// to find it so deletes the placeholder by its CAS (never a value
+    /// stored meanwhile) and leases again, then loads and fills the far
+    /// tier for everyone (the old holder's store, if it ever comes, is then
+    /// refused by its CAS and its value kept to itself). A placeholder's age
+    /// is told from what memcached says is left of its TTL, so a caller that
+    /// arrives late takes it over without waiting; give every process that
+    /// shares a namespace the same [`lease_ttl`](Self::lease_ttl).
+    ///
+    /// A caller that finds a fresh placeholder right after its takeover
+    /// (another caller took it over first) loads without waiting again,
+    /// and its value is returned (and kept near) but not written to
+    /// memcached: with the winner's placeholder possibly removed meanwhile,
+    /// no store could tell a removal from a lapsed lease.
+    pub fn lease_wait(mut self, wait: Duration) -> Self {
+        self.lease_wait = wait;
+        self
+    }
+
+    /// Makes [`NearFar::remove`] mark the far item stale for `stale_for`
+    /// instead of deleting it: stale-while-revalidate (see the
+    /// [module docs](super)). Memcached counts whole seconds, at least one.
+    pub fn stale_on_remove(mut self, stale_for: Duration) -> Self {
+        self.stale_on_remove = Some(stale_for);
+        self
+    }
+
+    /// Opens the circuit breaker after `failures` consecutive far failures
+    /// (connection errors, timeouts) for `cooldown`; then one call probes the
+    /// server and closes it on success. `failures == 0` turns it off.
+    pub fn circuit_breaker(mut self, failures: u32, cooldown: Duration) -> Self {
+        self.breaker = (failures, cooldown);
+        self
+    }
+
+    /// The clock that times revalidation (default: the system's monotonic
+    /// clock). Give the near builder the same clock, so near TTLs and
+    /// revalidation agree; a [`MockClock`](crate::MockClock) makes both
+    /// testable without sleeping.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+}
+
+impl<K, V> NearFarBuilder<K, V>
+where
+    K: Hash + Eq + Clone + FarKey + Send + Sync + 'static,
+    V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// Checks the settings and builds the cache. Opens no connection.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidSetting`] for a namespace that is too long (with the
+    /// client's key prefix, or the fallback client's when that is longer,
+    /// and a digest it must fit memcached's 250 bytes)
+    /// or holds spaces or control bytes, a zero `far_ttl`, `near_ttl`,
+    /// `lease_ttl` or `circuit_breaker` cooldown.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nearfar::{NearFar, NearFarError};
+    ///
+    /// let bad = NearFar::<u32, u32>::builder().namespace("has space").build();
+    /// assert!(matches!(bad, Err(NearFarError::InvalidSetting { setting: "namespace", .. })));
+    /// ```
+    pub fn build(self) -> Result<NearFar<K, V>, Error> {
+        let invalid = |setting, expected| Err(Error::InvalidSetting { setting, expected });
+        let prefix_len = self
+            .far
+            .iter()
+            .chain(&self.fallback)
+            .map(|c| c.key_prefix().len())
+            .max()
+            .unwrap_or(0);
+        if self.namespace.len() > 200
+            || prefix_len + self.namespace.len() + 1 + key::DIGEST_LEN
+                > memcached::protocol::MAX_KEY_LEN
+            || (!self.namespace.is_empty()
+                && memcached::protocol::validate_key(self.namespace.as_bytes()).is_err())
+        {
+            return invalid(
+                "namespace",
+                "at most 200 bytes (with the key prefix, room for a 34-byte digest) and no spaces or control bytes",
+            );
+        }
+        if self.far_ttl.is_zero() {
+            return invalid("far_ttl", "a non-zero duration");
+        }
+        if self.near_ttl.is_some_and(|t| t.is_zero()) {
+            return invalid("near_ttl", "a non-zero duration");
+        }
+        if self.lease_ttl.is_zero() {
+            return invalid("lease_ttl", "a non-zero duration");
+        }
+        if self.breaker.0 > 0 && self.breaker.1.is_zero() {
+            return invalid("circuit_breaker", "a non-zero cooldown");
+        }
+        let (threshold, cooldown) = self.breaker;
+        let far = self.far.map(|client| Far {
+            client,
+            breaker: Breaker::new(threshold, cooldown),
+            fallback: self
+                .fallback
+                .map(|old| (old, Breaker::new(threshold, cooldown))),
+            prefix_len,
+            namespace: self.namespace,
+            far_ttl: self.far_ttl,
+            lease_ttl: self.lease_ttl,
+            lease_wait: self.lease_wait,
+            stale_on_remove: self.stale_on_remove,
+        });
+        let revalidate = match (&far, self.revalidate_after) {
+            (Some(_), Some(after)) => nanos(after),
+            _ => u64::MAX,
+        };
+        let near = self
+            .near
+            .unwrap_or_else(|| Cache::builder().max_entries(10_000))
+            .map_values(value_of::<V>)
+            .build();
+        let epoch = self.clock.as_ref().map_or_else(Instant::now, |c| c.now());
+        Ok(NearFar {
+            inner: Arc::new(Inner {
+                near,
+                far,
+                near_ttl: self.near_ttl,
+                revalidate,
+                clock: self.clock,
+                epoch,
+                counters: Counters::default(),
+                gens: (0..GENERATIONS).map(|_| AtomicU64::new(0)).collect(),
+                gen_hasher: RandomState::new(),
+            }),
+        })
+    }
+}

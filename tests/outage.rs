@@ -1,0 +1,346 @@
+//! Nothing undone by an outage: writes and removals that a memcached server
+//! did not take (stalled with SIGSTOP, ejected from the ring, refusing the
+//! value) must not come back when it answers again, and a lease left behind
+//! by a stall must not make the fleet wait.
+#![cfg(feature = "memcached")]
+
+#[path = "common/memcached.rs"]
+mod server;
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nearfar::NearFar;
+use nearfar::memcached::{Client, Error, Lease};
+use server::Memcached;
+
+const MS: Duration = Duration::from_millis(1);
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// The settings: I/O timeout 200 ms, dead for 1 s after two
+/// failures.
+fn client(servers: &[String]) -> Client {
+    Client::builder()
+        .servers(servers)
+        .io_timeout(200 * MS)
+        .connect_timeout(200 * MS)
+        .dead_timeout(Duration::from_secs(1))
+        .retry_attempts(2)
+        .build()
+        .expect("client")
+}
+
+fn instance(client: Client) -> NearFar<String, String> {
+    NearFar::builder()
+        .far(client)
+        .namespace("outage")
+        .near_ttl(Duration::from_secs(1))
+        .revalidate_after(Duration::from_secs(1))
+        .build()
+        .expect("NearFar")
+}
+
+/// Makes `client` mark the (paused) server of `probe` dead: two reads that
+/// time out.
+fn mark_dead(client: &Client, server: &str, probe: &str) {
+    for _ in 0..2 {
+        assert!(client.get::<String>(probe).is_err());
+    }
+    assert!(client.is_marked_dead(server), "{server} not marked dead");
+}
+
+#[test]
+fn writes_and_removals_during_an_outage_are_not_undone() {
+    let mc = Memcached::start();
+    let servers = [mc.addr()];
+    let (ca, cb) = (client(&servers), client(&servers));
+    let (a, b) = (instance(ca.clone()), instance(cb));
+    let (k, gone) = ("k".to_string(), "gone".to_string());
+    a.insert(k.clone(), "v1".into());
+    a.insert(gone.clone(), "x".into());
+    assert_eq!(b.get(&k).as_deref(), Some("v1"));
+
+    mc.pause();
+    // Two reads through NearFar time out: the client marks the server dead.
+    assert_eq!(a.get(&"other-1".to_string()), None);
+    assert_eq!(a.get(&"other-2".to_string()), None);
+    assert!(ca.is_marked_dead(&mc.addr()));
+    a.insert(k.clone(), "v2".into()); // far write skipped
+    a.remove(&gone); // far removal skipped
+    mc.resume();
+    // Past the dead timeout and every near TTL.
+    thread::sleep(Duration::from_millis(2_500));
+
+    let old_k = || Some("v1".to_string());
+    for round in 0..2 {
+        let (ak, bk, bgone) = (a.get(&k), b.get(&k), b.get(&gone));
+        assert_ne!(
+            ak,
+            old_k(),
+            "round {round}: the writer read its undone write"
+        );
+        assert_ne!(
+            bk,
+            old_k(),
+            "round {round}: another process read the older value"
+        );
+        assert_eq!(bgone, None, "round {round}: a removed key came back");
+        thread::sleep(Duration::from_millis(1_200));
+    }
+    // The far tier holds no older copy either.
+    let plain = client(&servers);
+    assert_eq!(plain.get::<String>("outage:gone").unwrap(), None);
+    assert_ne!(plain.get::<String>("outage:k").unwrap(), old_k());
+}
+
+#[test]
+fn a_write_that_timed_out_is_invalidated_when_the_server_answers() {
+    let mc = Memcached::start();
+    let servers = [mc.addr()];
+    let c = client(&servers);
+    c.set("k", "v1", MINUTE).unwrap();
+    mc.pause();
+    // Not marked dead after one failure: the next request goes to the
+    // server, and invalidates the key there first.
+    assert!(matches!(c.delete("k"), Err(Error::Timeout)));
+    mc.resume();
+    assert_eq!(c.get::<String>("k").unwrap(), None);
+    // An unconditional write that failed for good (no server up) too.
+    c.set("j", "v1", MINUTE).unwrap();
+    mc.pause();
+    mark_dead(&c, &mc.addr(), "probe");
+    assert!(matches!(
+        c.set("j", "v2", MINUTE),
+        Err(Error::AllServersDown)
+    ));
+    mc.resume();
+    thread::sleep(Duration::from_millis(1_100));
+    assert_eq!(c.get::<String>("j").unwrap(), None, "the older j came back");
+}
+
+#[test]
+fn ketama_failover_rewrites_are_not_undone_when_the_server_returns() {
+    let servers = [Memcached::start(), Memcached::start(), Memcached::start()];
+    let addrs: Vec<String> = servers.iter().map(Memcached::addr).collect();
+    let c = client(&addrs);
+    const KEYS: usize = 300;
+    let key = |i: usize| format!("key-{i}");
+    for i in 0..KEYS {
+        c.set(&key(i), "v1", MINUTE).unwrap();
+    }
+    let victim = &servers[0];
+    let on_victim: Vec<usize> = (0..KEYS)
+        .filter(|&i| c.server_for(&key(i)).unwrap() == victim.addr())
+        .collect();
+    assert!(on_victim.len() > 20, "too few keys on the victim to test");
+
+    victim.pause();
+    mark_dead(&c, &victim.addr(), &key(on_victim[0]));
+    for i in 0..KEYS {
+        c.set(&key(i), "v2", MINUTE).unwrap(); // the victim's keys fail over
+    }
+    victim.resume();
+    thread::sleep(Duration::from_millis(1_100));
+    let old: Vec<usize> = (0..KEYS)
+        .filter(|&i| c.get::<String>(&key(i)).unwrap().as_deref() == Some("v1"))
+        .collect();
+    assert!(
+        old.is_empty(),
+        "{} keys read their older copy: {old:?}",
+        old.len()
+    );
+    assert!(!c.is_marked_dead(&victim.addr()));
+
+    // Written again with the victim back (v3), then the victim is ejected
+    // again: the stand-ins' v2 copies must not be served in its place.
+    for &i in &on_victim {
+        c.set(&key(i), "v3", MINUTE).unwrap();
+    }
+    victim.pause();
+    mark_dead(&c, &victim.addr(), &key(on_victim[0]));
+    let stale: Vec<usize> = on_victim
+        .iter()
+        .copied()
+        .filter(|&i| c.get::<String>(&key(i)).unwrap().as_deref() == Some("v2"))
+        .collect();
+    victim.resume();
+    assert!(
+        stale.is_empty(),
+        "stand-ins served {} older copies",
+        stale.len()
+    );
+}
+
+#[test]
+fn an_overflowing_record_empties_the_server_instead_of_forgetting() {
+    let mc = Memcached::start();
+    let servers = [mc.addr()];
+    let c = Client::builder()
+        .servers(&servers)
+        .io_timeout(200 * MS)
+        .dead_timeout(Duration::from_secs(1))
+        .pending_invalidations(2)
+        .build()
+        .unwrap();
+    for key in ["a", "b", "c", "untouched"] {
+        c.set(key, "v1", MINUTE).unwrap();
+    }
+    mc.pause();
+    mark_dead(&c, &mc.addr(), "probe");
+    for key in ["a", "b", "c"] {
+        assert!(c.set(key, "v2", MINUTE).is_err());
+    }
+    mc.resume();
+    thread::sleep(Duration::from_millis(1_100));
+    for key in ["a", "b", "c", "untouched"] {
+        assert_eq!(c.get::<String>(key).unwrap(), None, "{key} survived");
+    }
+}
+
+#[test]
+fn a_refused_write_removes_the_older_far_copy() {
+    let mc = Memcached::start();
+    let small = || {
+        Client::builder()
+            .servers([mc.addr()])
+            .max_item_size(64)
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (instance(small()), instance(small()));
+    let k = "k".to_string();
+    a.insert(k.clone(), "v1".into());
+    a.insert(k.clone(), "x".repeat(1_000)); // over the item limit
+    assert_eq!(a.get(&k).map(|v| v.len()), Some(1_000), "kept near");
+    assert_eq!(b.get(&k), None, "the older far copy was served");
+}
+
+#[test]
+fn an_abandoned_lease_costs_the_fleet_one_wait() {
+    let mc = Memcached::start();
+    let lease_wait = 300 * MS;
+    let make = || {
+        NearFar::<String, String>::builder()
+            .far(client(&[mc.addr()]))
+            .namespace("lease")
+            .lease_wait(lease_wait)
+            .build()
+            .unwrap()
+    };
+    // A holder that won the lease and died: its placeholder stays for the
+    // lease TTL (10 s), filled by nobody.
+    let holder = client(&[mc.addr()]);
+    let won = holder.get_or_lease::<String>("lease:k", Duration::from_secs(10));
+    assert!(matches!(won, Ok(Lease::Won { previous: None, .. })));
+
+    // Four new processes in a row ask for the key.
+    let stats: Vec<_> = (0..4)
+        .map(|i| {
+            let nf = make();
+            let value = nf.get_with("k".to_string(), || format!("loaded by {i}"));
+            assert_eq!(value, "loaded by 0");
+            nf.stats()
+        })
+        .collect();
+    let total = |f: fn(&nearfar::NearFarStats) -> u64| stats.iter().map(f).sum::<u64>();
+    assert_eq!(total(|s| s.lease_waits), 1, "{stats:#?}");
+    assert_eq!(total(|s| s.lease_takeovers), 1);
+    assert_eq!(total(|s| s.lease_timeouts), 0);
+    assert_eq!(total(|s| s.loader_calls), 1);
+    assert!(stats[1..].iter().all(|s| s.far_hits == 1));
+}
+
+#[test]
+fn a_lease_request_lost_in_a_stall_is_cleaned_up_by_its_sender() {
+    let mc = Memcached::start();
+    let make = || {
+        NearFar::<String, String>::builder()
+            .far(client(&[mc.addr()]))
+            .namespace("stall")
+            .lease_wait(Duration::from_secs(1))
+            .build()
+            .unwrap()
+    };
+    let a = make();
+    mc.pause();
+    // The lease request times out; memcached runs it when it resumes,
+    // leaving a placeholder that nobody fills.
+    assert_eq!(a.get_with("k".to_string(), || "local".into()), "local");
+    mc.resume();
+    let raw = client(&[mc.addr()]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while raw.peek_lease_cas("stall:k").unwrap() != Some(Lease::Wait) {
+        assert!(
+            Instant::now() < deadline,
+            "the stalled lease request never ran"
+        );
+        thread::sleep(10 * MS);
+    }
+    // Its sender's next request cleans the placeholder up ...
+    assert_eq!(a.get(&"other".to_string()), None);
+    // ... so a new process does not wait on it.
+    let b = make();
+    assert_eq!(b.get_with("k".to_string(), || "fresh".into()), "fresh");
+    assert_eq!(b.stats().lease_waits, 0, "{:#?}", b.stats());
+}
+
+/// A server that answers the first request with a won lease (`mg ... N`)
+/// and then goes silent, keeping every connection open; returns its
+/// address and the request lines it received (data blocks left out).
+fn wins_then_stalls() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::{Arc, Mutex};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&lines);
+    thread::spawn(move || {
+        // Bounded: a handful of connections, each read until it closes
+        // or goes quiet for 5 s.
+        for stream in listener.incoming().take(8) {
+            let Ok(stream) = stream else { return };
+            let seen = Arc::clone(&seen);
+            thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut writer = stream.try_clone().unwrap();
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { return };
+                    if !line.starts_with("m") {
+                        continue; // a data block
+                    }
+                    let first = {
+                        let mut seen = seen.lock().unwrap();
+                        seen.push(line.clone());
+                        seen.len() == 1
+                    };
+                    if first {
+                        let _ = writer.write_all(b"VA 0 c7 t10 f0 W\r\n\r\n");
+                    }
+                }
+            });
+        }
+    });
+    (addr, lines)
+}
+
+#[test]
+fn a_call_stops_asking_a_server_that_stopped_answering() {
+    let (addr, lines) = wins_then_stalls();
+    let c = Client::builder()
+        .servers([addr.as_str()])
+        .io_timeout(100 * MS)
+        .build()
+        .unwrap();
+    let nf: NearFar<String, String> = NearFar::builder()
+        .far(c)
+        .circuit_breaker(0, Duration::from_secs(1))
+        .build()
+        .unwrap();
+    // The lease is won; the store after the loader times out; the lease
+    // release that would follow is not sent: it would wait out the same
+    // silent server a second time.
+    assert_eq!(nf.get_with("k".to_string(), || "v".into()), "v");
+    let lines = lines.lock().unwrap().clone();
+    let kinds: Vec<&str> = lines.iter().map(|l| &l[..2]).collect();
+    assert_eq!(kinds, ["mg", "ms"], "{lines:?}");
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::conn::{Conn, ConnConfig, ServerSpec};
+use super::conn::{Conn, ConnConfig, ServerSpec, later};
 use super::error::{ConfigError, Error, Result};
 use super::pool::{Claim, Pool};
 use super::protocol::{
@@ -176,13 +176,14 @@ struct Inner<C> {
     max_item_size: usize,
     retry_attempts: u32,
     dead_timeout: Duration,
+    request_timeout: Duration,
     epoch: Instant,
 }
 
 /// Configures and builds a [`Client`]. Made by [`Client::builder`].
 ///
 /// Defaults: pool size 8 per server, connect and I/O timeouts of 1 s, pool
-/// wait 1 s, no key prefix, [`Distribution::Ketama`], 2 retry attempts, dead
+/// wait 1 s, request timeout twice the I/O timeout, no key prefix, [`Distribution::Ketama`], 2 retry attempts, dead
 /// timeout 10 s, item limit 1 MiB, [`DefaultCodec`] without compression.
 #[derive(Debug, Clone)]
 #[must_use]
@@ -191,6 +192,7 @@ pub struct ClientBuilder<C = DefaultCodec> {
     pool_size: usize,
     connect_timeout: Duration,
     io_timeout: Duration,
+    request_timeout: Option<Duration>,
     pool_timeout: Duration,
     key_prefix: String,
     distribution: Distribution,
@@ -207,6 +209,7 @@ impl Default for ClientBuilder<DefaultCodec> {
             pool_size: 8,
             connect_timeout: Duration::from_secs(1),
             io_timeout: Duration::from_secs(1),
+            request_timeout: None,
             pool_timeout: Duration::from_secs(1),
             key_prefix: String::new(),
             distribution: Distribution::Ketama,
@@ -262,10 +265,40 @@ impl<C: Codec> ClientBuilder<C> {
     /// long.
     ///
     /// Each write or read that moves bytes restarts the wait, so a large
-    /// reply that keeps streaming is not cut off; the whole request (sending
-    /// it and reading all of its reply) is still capped at 10 times this.
+    /// reply that keeps streaming is not cut off; the whole call is still
+    /// bounded by [`request_timeout`](Self::request_timeout), twice this
+    /// unless set.
     pub fn io_timeout(mut self, timeout: Duration) -> Self {
         self.io_timeout = timeout;
+        self
+    }
+
+    /// The most one call may take in all, from its start to its outcome:
+    /// waiting for a pooled connection, connecting, sending, reading every
+    /// frame of the reply, and the one retry on a fresh connection made
+    /// after a pooled connection turned out dead. A call past it fails with
+    /// [`Error::Timeout`] ([`Error::PoolTimeout`] while still waiting for a
+    /// connection, [`Error::Connect`] while connecting), even when its
+    /// server keeps sending a byte now and then.
+    ///
+    /// A call to many keys ([`Client::get_many`], [`Client::set_many`]) has
+    /// one deadline for all its servers and round trips, counted from when
+    /// its keys are checked and its values encoded. The whole-cluster calls
+    /// ([`Client::version`], [`Client::stats`], [`Client::flush_all`]) ask
+    /// the servers one after another and give each its own deadline.
+    ///
+    /// Unless set, twice the [I/O timeout](Self::io_timeout) (2 s with the
+    /// defaults), following it when only the I/O timeout is changed: room
+    /// for a healthy call's one slow step (a connect, a wait for the pool or
+    /// a pause of the server of up to an I/O timeout) and the exchange
+    /// itself, while a server that never goes quiet for a whole I/O timeout
+    /// still costs a caller at most two. Raise it for values that take
+    /// longer to move than that (a 1 GiB value over a slow link), or for
+    /// batches of many round trips. It also cuts the
+    /// [connect](Self::connect_timeout) and [pool](Self::pool_timeout)
+    /// timeouts short when they are longer.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = Some(timeout);
         self
     }
 
@@ -329,6 +362,7 @@ impl<C: Codec> ClientBuilder<C> {
             pool_size: self.pool_size,
             connect_timeout: self.connect_timeout,
             io_timeout: self.io_timeout,
+            request_timeout: self.request_timeout,
             pool_timeout: self.pool_timeout,
             key_prefix: self.key_prefix,
             distribution: self.distribution,
@@ -370,6 +404,12 @@ impl<C: Codec> ClientBuilder<C> {
         }
         if self.pool_timeout.is_zero() {
             return invalid("pool_timeout", "a non-zero duration");
+        }
+        let request_timeout = self
+            .request_timeout
+            .unwrap_or_else(|| self.io_timeout.saturating_mul(2));
+        if request_timeout.is_zero() {
+            return invalid("request_timeout", "a non-zero duration");
         }
         if self.retry_attempts == 0 {
             return invalid("retry_attempts", "at least 1");
@@ -422,6 +462,7 @@ impl<C: Codec> ClientBuilder<C> {
                 max_item_size: self.max_item_size,
                 retry_attempts: self.retry_attempts,
                 dead_timeout: self.dead_timeout,
+                request_timeout,
                 epoch: Instant::now(),
             }),
         })
@@ -476,6 +517,12 @@ impl<C: Codec> Client<C> {
     /// Nanoseconds since the client was built (the clock of server health).
     fn now(&self) -> u64 {
         u64::try_from(self.inner.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The deadline of a call starting now (see
+    /// [`ClientBuilder::request_timeout`]).
+    fn deadline(&self) -> Instant {
+        later(Instant::now(), self.inner.request_timeout)
     }
 
     /// Prefixes `key` into `buf` and validates the result, once.
@@ -545,16 +592,17 @@ impl<C: Codec> Client<C> {
         }
     }
 
-    /// Runs `op` on a connection to server `index`, and records the outcome
-    /// in the server's health.
+    /// Runs `op` on a connection to server `index`, within the call's
+    /// `deadline`, and records the outcome in the server's health.
     fn on_server<T>(
         &self,
         index: usize,
         idempotent: bool,
+        deadline: Instant,
         op: impl FnMut(&mut Conn) -> Result<T>,
     ) -> Result<T> {
         let pool = &self.inner.pools[index];
-        let (result, stale) = pool.run(idempotent, op);
+        let (result, stale) = pool.run(idempotent, deadline, op);
         match &result {
             // A connection that died while idle in the pool (the server
             // restarted, say): the idle ones are closed, and the next
@@ -586,10 +634,11 @@ impl<C: Codec> Client<C> {
         encode: impl Fn(&mut Vec<u8>, ValidKey<'_>),
         read: impl Fn(Reply<'_>) -> Result<T>,
     ) -> Result<T> {
+        let deadline = self.deadline();
         let mut buf = KeyBuf::new();
         let valid = self.key(key, &mut buf)?;
         let server = self.route(self.placement(valid.as_bytes()))?;
-        self.on_server(server, idempotent, |conn| {
+        self.on_server(server, idempotent, deadline, |conn| {
             encode(conn.request(), valid);
             conn.send()?;
             conn.recv(&read)
@@ -1448,8 +1497,9 @@ impl<C: Codec> Client<C> {
         decode: impl Fn(&[u8], u32) -> Result<V> + Sync,
     ) -> Result<HashMap<String, V>> {
         let batch = self.batch(keys.iter().map(AsRef::as_ref))?;
+        let deadline = self.deadline();
         let found = self.per_server(&batch, |server, indices| {
-            self.get_group(server, &batch, indices, &decode)
+            self.get_group(server, &batch, indices, &decode, deadline)
         })?;
         let mut out = HashMap::with_capacity(found.len());
         for (index, value) in found {
@@ -1499,6 +1549,7 @@ impl<C: Codec> Client<C> {
             .collect::<Result<Vec<_>>>()?;
         let batch = self.batch(items.iter().map(|(k, _)| k.as_ref()))?;
         let exptime = exptime_now(ttl);
+        let deadline = self.deadline();
         // The bytes an item takes on the wire: its value, key and header.
         let wire_size = |index: usize| {
             encoded
@@ -1517,7 +1568,7 @@ impl<C: Codec> Client<C> {
                 );
                 let (chunk, tail) = rest.split_at(len.clamp(1, rest.len()));
                 rest = tail;
-                self.set_chunk(server, &batch, &encoded, chunk, exptime)?;
+                self.set_chunk(server, &batch, &encoded, chunk, exptime, deadline)?;
             }
             Ok(Vec::<()>::new())
         })?;
@@ -1533,8 +1584,9 @@ impl<C: Codec> Client<C> {
         encoded: &[Encoded],
         chunk: &[usize],
         exptime: u32,
+        deadline: Instant,
     ) -> Result<()> {
-        self.on_server(server, IDEMPOTENT, |conn| {
+        self.on_server(server, IDEMPOTENT, deadline, |conn| {
             let out = conn.request();
             for (n, &index) in chunk.iter().enumerate() {
                 // Batch indices all come from the same item list.
@@ -1663,10 +1715,11 @@ impl<C: Codec> Client<C> {
         batch: &Batch,
         indices: &[usize],
         decode: &impl Fn(&[u8], u32) -> Result<V>,
+        deadline: Instant,
     ) -> Result<Vec<(usize, V)>> {
         let mut found = Vec::with_capacity(indices.len());
         for chunk in indices.chunks(GET_MANY_CHUNK) {
-            let mut got = self.on_server(server, IDEMPOTENT, |conn| {
+            let mut got = self.on_server(server, IDEMPOTENT, deadline, |conn| {
                 let keys = chunk
                     .iter()
                     .map(|&index| batch.key(index))
@@ -1709,13 +1762,14 @@ impl<C: Codec> Client<C> {
 
     // ---- whole-cluster operations -------------------------------------
 
-    /// Runs `op` on every server, dead ones included, and collects
-    /// `(server label, result)`; fails with the first error after trying all.
+    /// Runs `op` on every server, dead ones included, one after another and
+    /// each within its own request timeout, and collects `(server label,
+    /// result)`; fails with the first error after trying all.
     fn on_every_server<T>(&self, op: impl Fn(&mut Conn) -> Result<T>) -> Result<Vec<(String, T)>> {
         let mut out = Vec::with_capacity(self.inner.pools.len());
         let mut first_error = None;
         for (index, pool) in self.inner.pools.iter().enumerate() {
-            match self.on_server(index, IDEMPOTENT, &op) {
+            match self.on_server(index, IDEMPOTENT, self.deadline(), &op) {
                 Ok(value) => out.push((pool.spec.label.clone(), value)),
                 Err(e) => {
                     first_error.get_or_insert(e);
@@ -1963,6 +2017,10 @@ mod tests {
                 .io_timeout(Duration::ZERO)
                 .build(),
             Client::builder().servers(["h:1"]).retry_attempts(0).build(),
+            Client::builder()
+                .servers(["h:1"])
+                .request_timeout(Duration::ZERO)
+                .build(),
             Client::builder().servers(["h:1"]).max_item_size(0).build(),
             // More than memcached can store: unbounded reply buffering.
             Client::builder()

@@ -8,15 +8,17 @@
 //!
 //! # Timeouts
 //!
-//! The I/O timeout bounds inactivity, not the whole exchange: a request
-//! fails with [`Error::Timeout`] when no byte could be written or read for
-//! `io_timeout`. Every write or read that moves bytes pushes the deadline
-//! back to `io_timeout` from then, so a large multi-get reply that keeps
-//! streaming is not cut off half way. The whole request (writing it and
-//! reading every frame of its reply) is still capped at
-//! [`MAX_REQUEST_TIMEOUTS`] times `io_timeout`, so a server trickling bytes
-//! cannot hold a caller forever. Every read and write, the first included,
-//! waits no longer than the deadline left.
+//! Two limits bound a request. The I/O timeout bounds inactivity: a
+//! request fails with [`Error::Timeout`] when no byte could be written or
+//! read for `io_timeout`, and every write or read that moves bytes pushes
+//! that limit back to `io_timeout` from then, so a large multi-get reply
+//! that keeps streaming is not cut off half way. The call's deadline bounds
+//! the whole: the client computes it once per call (`request_timeout` from
+//! the call's start) and hands it to every connection the call uses
+//! ([`Conn::bound`]), so a server trickling bytes can hold a caller no
+//! longer than that, however many requests the call makes. Every read and
+//! write, the first included, waits no longer than the nearer of the two.
+//! Connecting is bounded by the connect timeout and the deadline alike.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -42,10 +44,6 @@ const INITIAL_WRITE_BUF: usize = 1024;
 /// After a request that grew the write buffer beyond this (a large value, or
 /// a large `set_many` batch), it is shrunk back, as the read buffer is.
 const RETAINED_WRITE_BUF: usize = 256 * 1024;
-
-/// The longest a whole request may take, in I/O timeouts (see the module
-/// docs): the deadline moves with progress, but never past this.
-pub(crate) const MAX_REQUEST_TIMEOUTS: u32 = 10;
 
 /// How far a socket timeout may overshoot the request's deadline before it
 /// is shortened to fit (a `setsockopt` per read would cost more than the
@@ -261,8 +259,8 @@ pub(crate) struct Conn {
     max_value: usize,
     /// When the request in flight fails unless more bytes move by then.
     deadline: Instant,
-    /// When the request in flight fails whatever moves: the deadline is
-    /// never pushed past this.
+    /// When the call using the connection fails whatever moves (set by
+    /// [`Conn::bound`]): the deadline is never pushed past this.
     cap: Instant,
     /// The socket's read and write timeouts in force.
     read_timeout: Duration,
@@ -286,11 +284,14 @@ impl fmt::Debug for Conn {
 }
 
 impl Conn {
-    /// Opens a connection to `server`, bounded by the connect timeout.
+    /// Opens a connection to `server`, bounded by the connect timeout and
+    /// by the call's `deadline`, whichever comes first.
     ///
     /// The timeout covers every address the host resolves to together:
     /// each attempt gets only what the earlier ones left. (Name resolution
-    /// itself is the system resolver's and is not bounded here.)
+    /// itself is the system resolver's and is not bounded here.) The
+    /// connection's requests are bounded by `deadline` until
+    /// [`Conn::bound`] sets another.
     ///
     /// A unix socket is connected with a plain blocking `connect`, which
     /// the timeout does not bound: `std` connects a `UnixStream` before
@@ -298,7 +299,11 @@ impl Conn {
     /// non-blocking socket made through `libc`. Such a connect fails at
     /// once when nothing listens on the path; it waits only while the
     /// listener's accept backlog is full (on Linux, until there is room).
-    pub(crate) fn connect(server: &ServerSpec, config: &ConnConfig) -> Result<Conn> {
+    pub(crate) fn connect(
+        server: &ServerSpec,
+        config: &ConnConfig,
+        deadline: Instant,
+    ) -> Result<Conn> {
         let connect_error = |source: io::Error| Error::Connect {
             server: server.label.clone(),
             source,
@@ -311,12 +316,12 @@ impl Conn {
                 let mut last =
                     io::Error::new(io::ErrorKind::NotFound, "address resolved to nothing");
                 let mut connected = None;
-                let deadline = later(Instant::now(), config.connect_timeout);
+                let connect_by = later(Instant::now(), config.connect_timeout).min(deadline);
                 for addr in addrs {
-                    let Some(remaining) = time_left(deadline) else {
+                    let Some(remaining) = time_left(connect_by) else {
                         last = io::Error::new(
                             io::ErrorKind::TimedOut,
-                            "connect timeout spent on the earlier addresses",
+                            "connect timeout or request deadline reached",
                         );
                         break;
                     };
@@ -356,7 +361,7 @@ impl Conn {
             io_timeout: config.io_timeout,
             max_value: config.max_value,
             deadline: Instant::now(),
-            cap: Instant::now(),
+            cap: deadline,
             read_timeout: config.io_timeout,
             write_timeout: config.io_timeout,
             idle_since: Instant::now(),
@@ -403,7 +408,13 @@ impl Conn {
         &mut self.wbuf
     }
 
-    /// Sends the request built in [`Conn::request`] and starts its deadline.
+    /// Bounds the requests sent from now on by the call's `deadline`.
+    pub(crate) fn bound(&mut self, deadline: Instant) {
+        self.cap = deadline;
+    }
+
+    /// Sends the request built in [`Conn::request`] and starts its
+    /// inactivity timer, within the call's deadline ([`Conn::bound`]).
     pub(crate) fn send(&mut self) -> Result<()> {
         if self.filled != self.pos {
             // Bytes nobody asked for: the stream is out of step.
@@ -421,9 +432,7 @@ impl Conn {
             self.stream.set_write_timeout(self.io_timeout)?;
             self.write_timeout = self.io_timeout;
         }
-        let now = Instant::now();
-        self.deadline = later(now, self.io_timeout);
-        self.cap = later(now, self.io_timeout.saturating_mul(MAX_REQUEST_TIMEOUTS));
+        self.progressed();
         let mut sent = 0;
         while sent < self.wbuf.len() {
             let remaining = self.remaining()?;
@@ -485,8 +494,8 @@ impl Conn {
         remaining.saturating_add(slack) < current
     }
 
-    /// Bytes moved: the request may now wait `io_timeout` from here, within
-    /// its overall cap.
+    /// Bytes moved (or the request starts): it may now wait `io_timeout`
+    /// from here, within the call's deadline.
     fn progressed(&mut self) {
         self.deadline = later(Instant::now(), self.io_timeout).min(self.cap);
     }
@@ -695,7 +704,12 @@ mod tests {
             io_timeout: Duration::from_secs(5),
             max_value: 2 * BIG,
         };
-        let mut conn = Conn::connect(&spec, &config).unwrap();
+        let mut conn = Conn::connect(
+            &spec,
+            &config,
+            later(Instant::now(), Duration::from_secs(10)),
+        )
+        .unwrap();
         let request = conn.request();
         request.resize(BIG, b'r');
         request.extend_from_slice(b"\r\n");

@@ -13,11 +13,11 @@ use super::conn::{Conn, ConnConfig, ServerSpec, later};
 use super::error::{ConfigError, Error, Result};
 use super::pool::{Claim, Pool};
 use super::protocol::{
-    KeyError, MAX_KEY_LEN, MAX_RELATIVE_EXPTIME, MetaDeleteFlags, MetaGetFlags, MetaReply,
-    MetaSetFlags, MetaSetMode, MetaStatus, ProtocolError, RemainingTtl, Reply, ReturnFlags,
-    ValidKey, encode_decr, encode_flush_all, encode_get, encode_incr, encode_meta_delete,
-    encode_meta_get, encode_meta_noop, encode_meta_set, encode_stats, encode_touch, encode_version,
-    exptime,
+    ArithmeticMode, KeyError, MAX_KEY_LEN, MAX_RELATIVE_EXPTIME, MetaArithmeticFlags,
+    MetaDeleteFlags, MetaGetFlags, MetaReply, MetaSetFlags, MetaSetMode, MetaStatus, ProtocolError,
+    RemainingTtl, Reply, ReturnFlags, ValidKey, encode_flush_all, encode_get,
+    encode_meta_arithmetic, encode_meta_delete, encode_meta_get, encode_meta_noop, encode_meta_set,
+    encode_stats, encode_version, exptime, parse_counter,
 };
 use super::ring::{Distribution, Ring};
 use crate::codec::{Codec, DefaultCodec, Encoded};
@@ -125,9 +125,16 @@ pub enum Lease<V> {
 /// by the configured [`Distribution`]. Values are encoded by the codec `C`
 /// ([`DefaultCodec`] unless [`ClientBuilder::codec`] chose another).
 ///
-/// I/O is blocking, bounded by the connect and I/O timeouts. Connections are
+/// I/O is blocking, bounded by the connect and I/O timeouts, and each call
+/// as a whole by [`ClientBuilder::request_timeout`]. Connections are
 /// opened lazily, on first use, so [`ClientBuilder::build`] succeeds while
 /// servers are down.
+///
+/// Every reply is matched to its request: each meta command carries an
+/// opaque token and asks for its key back, and a reply echoing another
+/// token or key ([`ProtocolError::UnmatchedReply`]), like the `VALUE` of a
+/// key a multi-key `get` did not ask for, fails the call and closes the
+/// connection rather than being taken as the answer.
 ///
 /// # Examples
 ///
@@ -625,13 +632,14 @@ impl<C: Codec> Client<C> {
         result
     }
 
-    /// Validates and routes `key`, then sends one request built by `encode`
-    /// and reads one reply frame with `read`.
+    /// Validates and routes `key`, then sends one meta command built by
+    /// `encode` (given the opaque token it must carry, see
+    /// `MetaGetFlags::tagged`) and reads its reply with `read`.
     fn single<T>(
         &self,
         key: &str,
         idempotent: bool,
-        encode: impl Fn(&mut Vec<u8>, ValidKey<'_>),
+        encode: impl Fn(&mut Vec<u8>, ValidKey<'_>, u32),
         read: impl Fn(Reply<'_>) -> Result<T>,
     ) -> Result<T> {
         let deadline = self.deadline();
@@ -639,7 +647,9 @@ impl<C: Codec> Client<C> {
         let valid = self.key(key, &mut buf)?;
         let server = self.route(self.placement(valid.as_bytes()))?;
         self.on_server(server, idempotent, deadline, |conn| {
-            encode(conn.request(), valid);
+            let mut request = conn.meta_request();
+            let opaque = request.tag(valid);
+            encode(request.out(), valid, opaque);
             conn.send()?;
             conn.recv(&read)
         })
@@ -688,7 +698,7 @@ impl<C: Codec> Client<C> {
         self.single(
             key,
             idempotent,
-            |out, key| encode_meta_set(out, key, data, set_flags),
+            |out, key, opaque| encode_meta_set(out, key, data, &set_flags.tagged(opaque)),
             |reply| match reply {
                 Reply::Meta(MetaReply {
                     status: MetaStatus::Success,
@@ -730,7 +740,7 @@ impl<C: Codec> Client<C> {
         self.single(
             key,
             IDEMPOTENT,
-            |out, key| encode_meta_get(out, key, &flags),
+            |out, key, opaque| encode_meta_get(out, key, &flags.tagged(opaque)),
             |reply| match reply {
                 Reply::Meta(MetaReply {
                     status: MetaStatus::Value(data),
@@ -962,7 +972,7 @@ impl<C: Codec> Client<C> {
         self.single(
             key,
             idempotent,
-            |out, key| encode_meta_delete(out, key, flags),
+            |out, key, opaque| encode_meta_delete(out, key, &flags.tagged(opaque)),
             |reply| match meta_status(&reply) {
                 Some(MetaStatus::Success) => Ok(true),
                 Some(MetaStatus::NotFound | MetaStatus::Exists) => Ok(false),
@@ -992,34 +1002,45 @@ impl<C: Codec> Client<C> {
     ///
     /// [`Error::InvalidKey`] and the connection errors.
     pub fn touch(&self, key: &str, ttl: Duration) -> Result<bool> {
-        let exptime = exptime_now(ttl);
+        // A meta get that only sets the TTL (`mg <key> T<ttl>`): unlike the
+        // text `touch`, its reply carries the key and token to match.
+        let flags = MetaGetFlags {
+            update_ttl: Some(exptime_now(ttl)),
+            ..MetaGetFlags::default()
+        };
         self.single(
             key,
             IDEMPOTENT,
-            |out, key| encode_touch(out, key, exptime, false),
-            |reply| match reply {
-                Reply::Touched => Ok(true),
-                Reply::NotFound => Ok(false),
-                other => Err(Error::from_reply(&other)),
+            |out, key, opaque| encode_meta_get(out, key, &flags.tagged(opaque)),
+            |reply| match meta_status(&reply) {
+                Some(MetaStatus::Success) => Ok(true),
+                Some(MetaStatus::Miss) => Ok(false),
+                _ => Err(Error::from_reply(&reply)),
             },
         )
     }
 
+    /// `incr`/`decr` as a meta arithmetic command (`ma`), whose reply,
+    /// unlike the text commands', carries the key and token to match.
     fn arithmetic(&self, key: &str, delta: u64, incr: bool) -> Result<Option<u64>> {
+        let flags = MetaArithmeticFlags {
+            mode: if incr {
+                ArithmeticMode::Incr
+            } else {
+                ArithmeticMode::Decr
+            },
+            delta: Some(delta),
+            value: true,
+            ..MetaArithmeticFlags::default()
+        };
         self.single(
             key,
             NOT_IDEMPOTENT,
-            |out, key| {
-                if incr {
-                    encode_incr(out, key, delta, false);
-                } else {
-                    encode_decr(out, key, delta, false);
-                }
-            },
-            |reply| match reply {
-                Reply::Number(n) => Ok(Some(n)),
-                Reply::NotFound => Ok(None),
-                other => Err(Error::from_reply(&other)),
+            |out, key, opaque| encode_meta_arithmetic(out, key, &flags.tagged(opaque)),
+            |reply| match meta_status(&reply) {
+                Some(MetaStatus::Value(number)) => Ok(Some(parse_counter(number)?)),
+                Some(MetaStatus::NotFound) => Ok(None),
+                _ => Err(Error::from_reply(&reply)),
             },
         )
     }
@@ -1092,7 +1113,7 @@ impl<C: Codec> Client<C> {
         self.single(
             key,
             IDEMPOTENT,
-            |out, key| encode_meta_get(out, key, &flags),
+            |out, key, opaque| encode_meta_get(out, key, &flags.tagged(opaque)),
             |reply| match reply {
                 Reply::Meta(MetaReply {
                     status: MetaStatus::Value(data),
@@ -1125,7 +1146,7 @@ impl<C: Codec> Client<C> {
         self.single(
             key,
             IDEMPOTENT,
-            |out, key| encode_meta_get(out, key, &flags),
+            |out, key, opaque| encode_meta_get(out, key, &flags.tagged(opaque)),
             |reply| match reply {
                 Reply::Meta(MetaReply {
                     status: MetaStatus::Success,
@@ -1291,7 +1312,7 @@ impl<C: Codec> Client<C> {
         self.single(
             key,
             NOT_IDEMPOTENT,
-            |out, key| encode_meta_get(out, key, &flags),
+            |out, key, opaque| encode_meta_get(out, key, &flags.tagged(opaque)),
             |reply| {
                 let (data, flags) = match reply {
                     Reply::Meta(MetaReply {
@@ -1408,7 +1429,7 @@ impl<C: Codec> Client<C> {
         self.single(
             key,
             IDEMPOTENT,
-            |out, key| encode_meta_get(out, key, &flags),
+            |out, key, opaque| encode_meta_get(out, key, &flags.tagged(opaque)),
             |reply| match reply {
                 Reply::Meta(MetaReply {
                     status: MetaStatus::Value(data),
@@ -1587,20 +1608,21 @@ impl<C: Codec> Client<C> {
         deadline: Instant,
     ) -> Result<()> {
         self.on_server(server, IDEMPOTENT, deadline, |conn| {
-            let out = conn.request();
-            for (n, &index) in chunk.iter().enumerate() {
+            let mut request = conn.meta_request();
+            for &index in chunk {
                 // Batch indices all come from the same item list.
                 let item = &encoded[index];
+                let key = batch.key(index)?;
                 let flags = MetaSetFlags {
                     ttl: Some(exptime),
                     client_flags: Some(item.flags),
                     quiet: true,
-                    opaque: u32::try_from(n).ok(),
                     ..MetaSetFlags::default()
                 };
-                encode_meta_set(out, batch.key(index)?, &item.data, &flags);
+                let opaque = request.tag(key);
+                encode_meta_set(request.out(), key, &item.data, &flags.tagged(opaque));
             }
-            encode_meta_noop(out);
+            encode_meta_noop(request.out());
             conn.send()?;
             let mut first_error = None;
             while !conn.recv(|reply| match reply {

@@ -6,6 +6,25 @@
 //! frame means for the request is decided by the caller (the client), which
 //! receives each frame through a closure while it still borrows the buffer.
 //!
+//! # Matching replies to requests
+//!
+//! Every meta command the client sends carries an opaque token (`O`, from
+//! a per-connection counter) and asks for its key back (`k`): each is
+//! registered with [`MetaRequest::tag`] as the request is built. memcached
+//! echoes both on every meta reply, and [`Conn::recv`] checks each meta
+//! reply against the commands still awaiting one before the caller sees
+//! it: the token must be that of one of them (a later one than any already
+//! answered, as replies come in order; quiet commands skip theirs), and the
+//! key, when echoed, that command's key. A reply that matches nothing (a
+//! late answer to an earlier request, a reply no request asked for, one
+//! without a token) fails with [`ProtocolError::UnmatchedReply`], which
+//! drops the connection. Text requests ([`Conn::request`]) register
+//! nothing, so no meta reply is accepted for them; the client matches the
+//! keys of a multi-key `get`'s `VALUE` lines itself. Replies that carry no
+//! token by design (`MN`, and the error lines `ERROR`, `CLIENT_ERROR`,
+//! `SERVER_ERROR`) are left to the caller, as are the text replies of
+//! `version`, `stats` and `flush_all`, which name no key.
+//!
 //! # Timeouts
 //!
 //! Two limits bound a request. The I/O timeout bounds inactivity: a
@@ -28,7 +47,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use super::error::{ConfigError, Error, Result};
-use super::protocol::{ProtocolError, Reply, parse_reply};
+use super::protocol::{MetaStatus, ProtocolError, Reply, ReturnFlags, ValidKey, parse_reply};
 
 /// The read buffer's starting size. Most replies are far smaller; larger
 /// values grow the buffer as they arrive.
@@ -267,6 +286,97 @@ pub(crate) struct Conn {
     write_timeout: Duration,
     /// When the connection last went back to the pool.
     idle_since: Instant,
+    /// The meta commands of the request in flight, awaiting replies.
+    pending: Pending,
+    /// The opaque token of the next meta command sent on this connection.
+    next_opaque: u32,
+}
+
+/// The meta commands of the request in flight: the opaque token and key
+/// each one's reply must echo (see the module docs).
+#[derive(Debug, Default)]
+struct Pending {
+    /// The first command's token; the i-th carries `first + i` (wrapping).
+    first: u32,
+    /// The commands' keys, end to end: the i-th ends at `ends[i]`.
+    keys: Vec<u8>,
+    ends: Vec<usize>,
+    /// The first command whose reply may still come: replies come in
+    /// request order, so the earlier ones were answered (or were quiet).
+    next: usize,
+}
+
+impl Pending {
+    fn clear(&mut self) {
+        self.keys.clear();
+        self.ends.clear();
+        self.next = 0;
+    }
+
+    /// Registers a command for `key` whose token is `opaque` (the next one
+    /// after the last registered, when there is one).
+    fn push(&mut self, key: &[u8], opaque: u32) {
+        if self.ends.is_empty() {
+            self.first = opaque;
+        }
+        self.keys.extend_from_slice(key);
+        self.ends.push(self.keys.len());
+    }
+
+    /// Whether a meta reply with `flags` answers a command still awaiting
+    /// its reply; if so, it and every command before it are settled.
+    fn answer(&mut self, flags: &ReturnFlags<'_>) -> bool {
+        let Some(opaque) = flags.opaque else {
+            return false;
+        };
+        let Ok(index) = usize::try_from(opaque.wrapping_sub(self.first)) else {
+            return false;
+        };
+        if index < self.next || flags.base64_key {
+            return false;
+        }
+        let Some(&end) = self.ends.get(index) else {
+            return false;
+        };
+        let start = index
+            .checked_sub(1)
+            .and_then(|before| self.ends.get(before))
+            .copied()
+            .unwrap_or(0);
+        let key_matches = flags
+            .key
+            .is_none_or(|echoed| self.keys.get(start..end) == Some(echoed));
+        if key_matches {
+            self.next = index + 1;
+        }
+        key_matches
+    }
+}
+
+/// A meta request being built ([`Conn::meta_request`]): the buffer to
+/// encode into, and the registry of the commands it holds.
+pub(crate) struct MetaRequest<'c> {
+    out: &'c mut Vec<u8>,
+    pending: &'c mut Pending,
+    next_opaque: &'c mut u32,
+}
+
+impl MetaRequest<'_> {
+    /// Registers the next meta command of the request, for `key`: returns
+    /// the opaque token it must carry (`O`, with `k` asked for: see
+    /// `tagged` on the protocol's flag structs), which its reply must echo
+    /// along with the key.
+    pub(crate) fn tag(&mut self, key: ValidKey<'_>) -> u32 {
+        let opaque = *self.next_opaque;
+        *self.next_opaque = opaque.wrapping_add(1);
+        self.pending.push(key.as_bytes(), opaque);
+        opaque
+    }
+
+    /// The buffer to encode the request into.
+    pub(crate) fn out(&mut self) -> &mut Vec<u8> {
+        self.out
+    }
 }
 
 /// A connection back in use within this time of its last request skips the
@@ -365,6 +475,8 @@ impl Conn {
             read_timeout: config.io_timeout,
             write_timeout: config.io_timeout,
             idle_since: Instant::now(),
+            pending: Pending::default(),
+            next_opaque: 1,
         })
     }
 
@@ -402,10 +514,24 @@ impl Conn {
         alive && self.stream.set_nonblocking(false).is_ok()
     }
 
-    /// The buffer to encode the next request into (empty).
+    /// The buffer to encode the next request into (empty), for a text
+    /// request: no meta reply is accepted for it.
     pub(crate) fn request(&mut self) -> &mut Vec<u8> {
+        self.pending.clear();
         self.wbuf.clear();
         &mut self.wbuf
+    }
+
+    /// Starts a request of meta commands (empty), each to be registered
+    /// with [`MetaRequest::tag`] so that its reply can be matched to it.
+    pub(crate) fn meta_request(&mut self) -> MetaRequest<'_> {
+        self.pending.clear();
+        self.wbuf.clear();
+        MetaRequest {
+            out: &mut self.wbuf,
+            pending: &mut self.pending,
+            next_opaque: &mut self.next_opaque,
+        }
     }
 
     /// Bounds the requests sent from now on by the call's `deadline`.
@@ -504,6 +630,10 @@ impl Conn {
     ///
     /// The frame borrows the read buffer, so `f` copies out what it keeps.
     ///
+    /// A meta reply (other than `MN`) that matches no command of the
+    /// request awaiting a reply fails with [`ProtocolError::UnmatchedReply`]
+    /// instead, without calling `f` (see the module docs).
+    ///
     /// A server that turned the connection away (memcached at its
     /// connection limit writes `ERROR Too many open connections` and
     /// closes the socket) fails with [`Error::Connect`] instead, without
@@ -524,6 +654,14 @@ impl Conn {
                 }
                 Some((reply, used)) => {
                     self.pos += used;
+                    if let Reply::Meta(meta) = &reply
+                        && meta.status != MetaStatus::NoOp
+                        && !self.pending.answer(&meta.flags)
+                    {
+                        return Err(Error::Protocol(ProtocolError::UnmatchedReply {
+                            reply: reply.name(),
+                        }));
+                    }
                     return f(reply);
                 }
                 None => self.fill()?,
@@ -693,7 +831,7 @@ mod tests {
                     Ok(n) => got += n,
                 }
             }
-            let mut reply = format!("VA {BIG} f0\r\n").into_bytes();
+            let mut reply = format!("VA {BIG} f0 kbig O1\r\n").into_bytes();
             reply.resize(reply.len() + BIG, b'v');
             reply.extend_from_slice(b"\r\n");
             let _ = stream.write_all(&reply);
@@ -710,9 +848,11 @@ mod tests {
             later(Instant::now(), Duration::from_secs(10)),
         )
         .unwrap();
-        let request = conn.request();
-        request.resize(BIG, b'r');
-        request.extend_from_slice(b"\r\n");
+        let mut request = conn.meta_request();
+        assert_eq!(request.tag(ValidKey::new(b"big").unwrap()), 1);
+        let out = request.out();
+        out.resize(BIG, b'r');
+        out.extend_from_slice(b"\r\n");
         conn.send().unwrap();
         let len = conn
             .recv(|reply| match reply {
@@ -730,6 +870,79 @@ mod tests {
         assert!(conn.wbuf.capacity() <= RETAINED_WRITE_BUF);
         assert!(conn.rbuf.len() <= RETAINED_READ_BUF);
         server.join().unwrap();
+    }
+
+    fn echo<'a>(opaque: Option<u32>, key: Option<&'a [u8]>) -> ReturnFlags<'a> {
+        ReturnFlags {
+            opaque,
+            key,
+            ..ReturnFlags::default()
+        }
+    }
+
+    #[test]
+    fn replies_are_matched_to_their_commands() {
+        let mut pending = Pending::default();
+        pending.push(b"a", 7);
+        // Another token, none, another key, a base64 key: no match.
+        assert!(!pending.answer(&echo(Some(6), Some(b"a"))));
+        assert!(!pending.answer(&echo(Some(8), None)));
+        assert!(!pending.answer(&echo(None, Some(b"a"))));
+        assert!(!pending.answer(&echo(Some(7), Some(b"b"))));
+        let base64 = ReturnFlags {
+            base64_key: true,
+            ..echo(Some(7), Some(b"a"))
+        };
+        assert!(!pending.answer(&base64));
+        // The token, with the key or without: a match, once.
+        assert!(pending.answer(&echo(Some(7), Some(b"a"))));
+        assert!(!pending.answer(&echo(Some(7), Some(b"a"))));
+        pending.clear();
+        assert!(!pending.answer(&echo(Some(7), None)));
+        pending.push(b"a", 9);
+        assert!(pending.answer(&echo(Some(9), None)));
+
+        // A pipeline of quiet commands, its tokens wrapping past u32::MAX:
+        // replies come for some, in order, each with its own key.
+        pending.clear();
+        for (i, key) in [&b"k0"[..], b"k1", b"k22", b"k3"].into_iter().enumerate() {
+            pending.push(key, (u32::MAX - 1).wrapping_add(i as u32));
+        }
+        assert!(!pending.answer(&echo(Some(0), Some(b"k1"))));
+        assert!(pending.answer(&echo(Some(u32::MAX), Some(b"k1"))));
+        // Not an earlier one again, nor one past the last.
+        assert!(!pending.answer(&echo(Some(u32::MAX - 1), Some(b"k0"))));
+        assert!(!pending.answer(&echo(Some(2), Some(b"k4"))));
+        assert!(pending.answer(&echo(Some(1), Some(b"k3"))));
+        assert!(!pending.answer(&echo(Some(0), Some(b"k22"))));
+    }
+
+    #[test]
+    fn every_meta_command_gets_its_own_token() {
+        use std::net::TcpListener;
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let spec = ServerSpec::parse(&format!("127.0.0.1:{port}")).unwrap();
+        let config = ConnConfig {
+            connect_timeout: Duration::from_secs(5),
+            io_timeout: Duration::from_secs(5),
+            max_value: 1024,
+        };
+        let deadline = later(Instant::now(), Duration::from_secs(10));
+        let mut conn = Conn::connect(&spec, &config, deadline).unwrap();
+        let key = ValidKey::new(b"k").unwrap();
+        let mut request = conn.meta_request();
+        assert_eq!((request.tag(key), request.tag(key)), (1, 2));
+        let mut request = conn.meta_request();
+        assert_eq!(request.tag(key), 3);
+        // A text request expects no meta reply.
+        conn.request();
+        assert!(conn.pending.ends.is_empty());
+        conn.next_opaque = u32::MAX;
+        let mut request = conn.meta_request();
+        assert_eq!((request.tag(key), request.tag(key)), (u32::MAX, 0));
+        drop(listener);
     }
 
     #[test]

@@ -131,10 +131,11 @@ pub enum Lease<V> {
 /// servers are down.
 ///
 /// Every reply is matched to its request: each meta command carries an
-/// opaque token and asks for its key back, and a reply echoing another
-/// token or key ([`ProtocolError::UnmatchedReply`]), like the `VALUE` of a
-/// key a multi-key `get` did not ask for, fails the call and closes the
-/// connection rather than being taken as the answer.
+/// opaque token and asks for its key back, and a multi-key `get` checks the
+/// key of each `VALUE`. A reply that answers another request, or none (a
+/// late or unsolicited one), fails the call with an [`Error::Protocol`]
+/// ([`ProtocolError::UnmatchedReply`] for meta replies) and closes the
+/// connection, rather than being taken as the answer.
 ///
 /// # Examples
 ///
@@ -190,8 +191,9 @@ struct Inner<C> {
 /// Configures and builds a [`Client`]. Made by [`Client::builder`].
 ///
 /// Defaults: pool size 8 per server, connect and I/O timeouts of 1 s, pool
-/// wait 1 s, request timeout twice the I/O timeout, no key prefix, [`Distribution::Ketama`], 2 retry attempts, dead
-/// timeout 10 s, item limit 1 MiB, [`DefaultCodec`] without compression.
+/// wait 1 s, request timeout twice the I/O timeout, no key prefix,
+/// [`Distribution::Ketama`], 2 retry attempts, dead timeout 10 s, item
+/// limit 1 MiB, [`DefaultCodec`] without compression.
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct ClientBuilder<C = DefaultCodec> {

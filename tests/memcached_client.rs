@@ -609,10 +609,12 @@ fn scripted_server(scripts: Vec<Vec<Step>>) -> (String, Arc<AtomicUsize>) {
 fn connection_closed_under_a_request_is_not_a_server_failure() {
     // Each connection answers once, then closes when the next request
     // arrives: it passes the liveness check, yet dies under the request.
-    let ok: &[u8] = b"VA 2 f16\r\nok\r\n";
+    // (The client numbers the meta commands on each connection from 1, and
+    // each reply echoes its command's number.)
+    let ok: &[u8] = b"VA 2 f16 O1\r\nok\r\n";
     let (addr, accepted) = scripted_server(vec![
         vec![Step::Reply(ok), Step::Close],
-        vec![Step::Reply(b"5\r\n"), Step::Close],
+        vec![Step::Reply(b"VA 1 O1\r\n5\r\n"), Step::Close],
         vec![Step::Reply(ok)],
     ]);
     let c = Client::builder()
@@ -643,7 +645,7 @@ fn timeout_mid_reply_drops_the_connection() {
             &[b"VA 10 f16\r\nhello", b"world\r\n"],
             Duration::from_millis(600),
         )],
-        vec![Step::Reply(b"VA 2 f16\r\nok\r\n")],
+        vec![Step::Reply(b"VA 2 f16 O1\r\nok\r\n")],
     ]);
     let c = Client::builder()
         .servers([addr.as_str()])
@@ -667,13 +669,14 @@ const SLOW_PIECES: [&[u8]; 62] = {
     pieces
 };
 
-/// A client with a 250 ms I/O timeout, to a server that answers its first
-/// request with `pieces`, `pause` apart.
+/// A client with a 250 ms I/O timeout and a 2.5 s request timeout, to a
+/// server that answers its first request with `pieces`, `pause` apart.
 fn trickled_client(pieces: &'static [&'static [u8]], pause: Duration) -> Client {
     let (addr, _) = scripted_server(vec![vec![Step::Trickle(pieces, pause)]]);
     Client::builder()
         .servers([addr.as_str()])
         .io_timeout(Duration::from_millis(250))
+        .request_timeout(Duration::from_millis(2500))
         .build()
         .unwrap()
 }
@@ -693,17 +696,18 @@ fn io_timeout_bounds_silence_not_a_streaming_reply() {
     // Every piece arrives well within the I/O timeout, so a reply longer
     // than the timeout as a whole succeeds ...
     let c = trickled_client(
-        &[b"VA 5 f16\r\n", b"h", b"e", b"l", b"l", b"o", b"\r\n"],
+        &[b"VA 5 f16 O1\r\n", b"h", b"e", b"l", b"l", b"o", b"\r\n"],
         Duration::from_millis(100),
     );
     assert_eq!(c.get::<String>("k").unwrap().as_deref(), Some("hello"));
 
-    // ... but not one that trickles on past ten times the timeout.
+    // ... but not one that trickles on past the request timeout.
     let c = trickled_client(&SLOW_PIECES, Duration::from_millis(50));
     let started = Instant::now();
     assert!(matches!(c.get::<String>("k"), Err(Error::Timeout)));
-    // The timeout itself shows the cap held (uncapped, the whole reply
-    // arrives after ~3.1 s); the upper bound is loose for a stalled machine.
+    // The timeout itself shows the deadline held (without it, the whole
+    // reply arrives after ~3.1 s); the upper bound is loose for a stalled
+    // machine.
     let elapsed = started.elapsed();
     assert!(
         elapsed >= Duration::from_millis(2400) && elapsed < Duration::from_millis(5000),
@@ -715,15 +719,16 @@ fn io_timeout_bounds_silence_not_a_streaming_reply() {
 fn not_stored_is_its_own_error() {
     // A set the server declines (`NS`) is neither a server fault nor
     // success; the connection stays in step.
+    // Each meta reply echoes its command's number (from 1 on a connection).
     let (addr, accepted) = scripted_server(vec![vec![
         // ms header, then its data line.
         Step::Reply(b""),
-        Step::Reply(b"NS\r\n"),
+        Step::Reply(b"NS O1\r\n"),
         // set_many: quiet ms header and data, then mn.
         Step::Reply(b""),
         Step::Reply(b""),
-        Step::Reply(b"NS\r\nMN\r\n"),
-        Step::Reply(b"VA 2 f16\r\nok\r\n"),
+        Step::Reply(b"NS O2\r\nMN\r\n"),
+        Step::Reply(b"VA 2 f16 O3\r\nok\r\n"),
     ]]);
     let c = Client::builder().servers([addr.as_str()]).build().unwrap();
     assert!(matches!(c.set("k", "v", MINUTE), Err(Error::NotStored)));
@@ -902,10 +907,11 @@ fn pooled_connections_survive_a_server_restart() {
 
 #[test]
 fn malformed_reply_drops_the_connection() {
+    // Meta replies echo their command's number (from 1 on a connection).
     let (addr, accepted) = fake_server(vec![
         b"HELLO THERE\r\n",
-        b"VA 2 f16\r\nok\r\n",
-        b"VA 2 f16\r\nok\r\n",
+        b"VA 2 f16 O1\r\nok\r\n",
+        b"VA 2 f16 O2\r\nok\r\n",
     ]);
     let c = Client::builder()
         .servers([addr])
@@ -1053,7 +1059,7 @@ fn client_error_inside_a_pipeline_closes_the_connection() {
             Step::Reply(b"ERROR\r\n"),
             Step::Trickle(&[b"", b"MN\r\n"], Duration::from_millis(50)),
         ],
-        vec![Step::Reply(b"VA 2 f16\r\nok\r\n")],
+        vec![Step::Reply(b"VA 2 f16 O1\r\nok\r\n")],
     ]);
     let c = Client::builder()
         .servers([addr.as_str()])

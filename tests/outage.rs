@@ -314,7 +314,20 @@ fn wins_then_stalls() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>)
                         seen.len() == 1
                     };
                     if first {
-                        let _ = writer.write_all(b"VA 0 c7 t10 f0 W\r\n\r\n");
+                        // Echo the key and opaque token the request carries,
+                        // as memcached does, so the reply matches it.
+                        let mut reply = String::from("VA 0 c7 t10 f0 W");
+                        let mut tokens = line.split_whitespace().skip(1);
+                        let key = tokens.next().unwrap_or_default();
+                        for token in tokens {
+                            if token == "k" {
+                                reply.push_str(&format!(" k{key}"));
+                            } else if token.starts_with('O') {
+                                reply.push_str(&format!(" {token}"));
+                            }
+                        }
+                        reply.push_str("\r\n\r\n");
+                        let _ = writer.write_all(reply.as_bytes());
                     }
                 }
             });

@@ -9,16 +9,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::conn::{Conn, ConnConfig, ServerSpec};
+use super::conn::{Conn, ConnConfig, ServerSpec, later};
 use super::error::{ConfigError, Error, Result};
 use super::pending::Pending;
 use super::pool::{Claim, Pool};
 use super::protocol::{
-    KeyError, MAX_KEY_LEN, MAX_RELATIVE_EXPTIME, MetaDeleteFlags, MetaGetFlags, MetaReply,
-    MetaSetFlags, MetaSetMode, MetaStatus, ProtocolError, RemainingTtl, Reply, ReturnFlags,
-    ValidKey, encode_decr, encode_flush_all, encode_get, encode_incr, encode_meta_delete,
-    encode_meta_get, encode_meta_noop, encode_meta_set, encode_stats, encode_touch, encode_version,
-    exptime,
+    ArithmeticMode, KeyError, MAX_KEY_LEN, MAX_RELATIVE_EXPTIME, MetaArithmeticFlags,
+    MetaDeleteFlags, MetaGetFlags, MetaReply, MetaSetFlags, MetaSetMode, MetaStatus, ProtocolError,
+    RemainingTtl, Reply, ReturnFlags, ValidKey, encode_flush_all, encode_get,
+    encode_meta_arithmetic, encode_meta_delete, encode_meta_get, encode_meta_noop, encode_meta_set,
+    encode_stats, encode_version, exptime, parse_counter,
 };
 use super::ring::{Distribution, Ring};
 use crate::codec::{Codec, DefaultCodec, Encoded};
@@ -141,9 +141,17 @@ pub(crate) struct Seen {
 /// by the configured [`Distribution`]. Values are encoded by the codec `C`
 /// ([`DefaultCodec`] unless [`ClientBuilder::codec`] chose another).
 ///
-/// I/O is blocking, bounded by the connect and I/O timeouts. Connections are
+/// I/O is blocking, bounded by the connect and I/O timeouts, and each call
+/// as a whole by [`ClientBuilder::request_timeout`]. Connections are
 /// opened lazily, on first use, so [`ClientBuilder::build`] succeeds while
 /// servers are down.
+///
+/// Every reply is matched to its request: each meta command carries an
+/// opaque token and asks for its key back, and a multi-key `get` checks the
+/// key of each `VALUE`. A reply that answers another request, or none (a
+/// late or unsolicited one), fails the call with an [`Error::Protocol`]
+/// ([`ProtocolError::UnmatchedReply`] for meta replies) and closes the
+/// connection, rather than being taken as the answer.
 ///
 /// # Examples
 ///
@@ -194,14 +202,16 @@ struct Inner<C> {
     max_item_size: usize,
     retry_attempts: u32,
     dead_timeout: Duration,
+    request_timeout: Duration,
     epoch: Instant,
 }
 
 /// Configures and builds a [`Client`]. Made by [`Client::builder`].
 ///
 /// Defaults: pool size 8 per server, connect and I/O timeouts of 1 s, pool
-/// wait 1 s, no key prefix, [`Distribution::Ketama`], 2 retry attempts, dead
-/// timeout 10 s, item limit 1 MiB, [`DefaultCodec`] without compression.
+/// wait 1 s, request timeout twice the I/O timeout, no key prefix,
+/// [`Distribution::Ketama`], 2 retry attempts, dead timeout 10 s, item
+/// limit 1 MiB, [`DefaultCodec`] without compression.
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct ClientBuilder<C = DefaultCodec> {
@@ -209,6 +219,7 @@ pub struct ClientBuilder<C = DefaultCodec> {
     pool_size: usize,
     connect_timeout: Duration,
     io_timeout: Duration,
+    request_timeout: Option<Duration>,
     pool_timeout: Duration,
     key_prefix: String,
     distribution: Distribution,
@@ -226,6 +237,7 @@ impl Default for ClientBuilder<DefaultCodec> {
             pool_size: 8,
             connect_timeout: Duration::from_secs(1),
             io_timeout: Duration::from_secs(1),
+            request_timeout: None,
             pool_timeout: Duration::from_secs(1),
             key_prefix: String::new(),
             distribution: Distribution::Ketama,
@@ -282,10 +294,40 @@ impl<C: Codec> ClientBuilder<C> {
     /// long.
     ///
     /// Each write or read that moves bytes restarts the wait, so a large
-    /// reply that keeps streaming is not cut off; the whole request (sending
-    /// it and reading all of its reply) is still capped at 10 times this.
+    /// reply that keeps streaming is not cut off; the whole call is still
+    /// bounded by [`request_timeout`](Self::request_timeout), twice this
+    /// unless set.
     pub fn io_timeout(mut self, timeout: Duration) -> Self {
         self.io_timeout = timeout;
+        self
+    }
+
+    /// The most one call may take in all, from its start to its outcome:
+    /// waiting for a pooled connection, connecting, sending, reading every
+    /// frame of the reply, and the one retry on a fresh connection made
+    /// after a pooled connection turned out dead. A call past it fails with
+    /// [`Error::Timeout`] ([`Error::PoolTimeout`] while still waiting for a
+    /// connection, [`Error::Connect`] while connecting), even when its
+    /// server keeps sending a byte now and then.
+    ///
+    /// A call to many keys ([`Client::get_many`], [`Client::set_many`]) has
+    /// one deadline for all its servers and round trips, counted from when
+    /// its keys are checked and its values encoded. The whole-cluster calls
+    /// ([`Client::version`], [`Client::stats`], [`Client::flush_all`]) ask
+    /// the servers one after another and give each its own deadline.
+    ///
+    /// Unless set, twice the [I/O timeout](Self::io_timeout) (2 s with the
+    /// defaults), following it when only the I/O timeout is changed: room
+    /// for a healthy call's one slow step (a connect, a wait for the pool or
+    /// a pause of the server of up to an I/O timeout) and the exchange
+    /// itself, while a server that never goes quiet for a whole I/O timeout
+    /// still costs a caller at most two. Raise it for values that take
+    /// longer to move than that (a 1 GiB value over a slow link), or for
+    /// batches of many round trips. It also cuts the
+    /// [connect](Self::connect_timeout) and [pool](Self::pool_timeout)
+    /// timeouts short when they are longer.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = Some(timeout);
         self
     }
 
@@ -377,6 +419,7 @@ impl<C: Codec> ClientBuilder<C> {
             pool_size: self.pool_size,
             connect_timeout: self.connect_timeout,
             io_timeout: self.io_timeout,
+            request_timeout: self.request_timeout,
             pool_timeout: self.pool_timeout,
             key_prefix: self.key_prefix,
             distribution: self.distribution,
@@ -419,6 +462,12 @@ impl<C: Codec> ClientBuilder<C> {
         }
         if self.pool_timeout.is_zero() {
             return invalid("pool_timeout", "a non-zero duration");
+        }
+        let request_timeout = self
+            .request_timeout
+            .unwrap_or_else(|| self.io_timeout.saturating_mul(2));
+        if request_timeout.is_zero() {
+            return invalid("request_timeout", "a non-zero duration");
         }
         if self.retry_attempts == 0 {
             return invalid("retry_attempts", "at least 1");
@@ -475,6 +524,7 @@ impl<C: Codec> ClientBuilder<C> {
                 max_item_size: self.max_item_size,
                 retry_attempts: self.retry_attempts,
                 dead_timeout: self.dead_timeout,
+                request_timeout,
                 epoch: Instant::now(),
             }),
         })
@@ -567,6 +617,12 @@ impl<C: Codec> Client<C> {
         u64::try_from(self.inner.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
+    /// The deadline of a call starting now (see
+    /// [`ClientBuilder::request_timeout`]).
+    fn deadline(&self) -> Instant {
+        later(Instant::now(), self.inner.request_timeout)
+    }
+
     /// Prefixes `key` into `buf` and validates the result, once.
     fn key<'b>(&self, key: &str, buf: &'b mut KeyBuf) -> Result<ValidKey<'b>> {
         let prefix = &self.inner.prefix;
@@ -634,17 +690,18 @@ impl<C: Codec> Client<C> {
         }
     }
 
-    /// Runs `op` on a connection to server `index`, and records the outcome
-    /// in the server's health.
+    /// Runs `op` on a connection to server `index`, within the call's
+    /// `deadline`, and records the outcome in the server's health.
     fn on_server<T>(
         &self,
         index: usize,
         idempotent: bool,
+        deadline: Instant,
         op: impl FnMut(&mut Conn) -> Result<T>,
     ) -> Result<T> {
         let pool = &self.inner.pools[index];
-        let (result, stale) = match self.settle(index) {
-            (Ok(()), _) => pool.run(idempotent, op),
+        let (result, stale) = match self.settle(index, deadline) {
+            (Ok(()), _) => pool.run(idempotent, deadline, op),
             (Err(e), stale) => (Err(e), stale),
         };
         match &result {
@@ -669,8 +726,9 @@ impl<C: Codec> Client<C> {
         result
     }
 
-    /// Validates and routes `key`, then sends one request built by `encode`
-    /// and reads one reply frame with `read`.
+    /// Validates and routes `key`, then sends one meta command built by
+    /// `encode` (given the opaque token it must carry, see
+    /// `MetaGetFlags::tagged`) and reads its reply with `read`.
     ///
     /// A write the key's home server does not take leaves it owing an
     /// invalidation of the key: recorded before the write goes to a
@@ -680,16 +738,19 @@ impl<C: Codec> Client<C> {
         &self,
         key: &str,
         access: Access,
-        encode: impl Fn(&mut Vec<u8>, ValidKey<'_>),
+        encode: impl Fn(&mut Vec<u8>, ValidKey<'_>, u32),
         read: impl Fn(Reply<'_>) -> Result<T>,
     ) -> Result<T> {
+        let deadline = self.deadline();
         let mut buf = KeyBuf::new();
         let valid = self.key(key, &mut buf)?;
         let prefixed = valid.as_bytes();
         let routed = self.route(self.placement(prefixed));
         let run = |server| {
-            self.on_server(server, access.idempotent(), |conn| {
-                encode(conn.request(), valid);
+            self.on_server(server, access.idempotent(), deadline, |conn| {
+                let mut request = conn.meta_request();
+                let opaque = request.tag(valid);
+                encode(request.out(), valid, opaque);
                 conn.send()?;
                 conn.recv(&read)
             })
@@ -761,7 +822,7 @@ impl<C: Codec> Client<C> {
     /// owed key's older copy first. When done, the keys whose writes went
     /// to a stand-in are owed by the stand-in in turn. The flag is
     /// `Pool::run`'s stale-connection flag.
-    fn settle(&self, index: usize) -> (Result<()>, bool) {
+    fn settle(&self, index: usize, deadline: Instant) -> (Result<()>, bool) {
         let pending = &self.inner.pending[index];
         if !pending.is_dirty() {
             return (Ok(()), false);
@@ -773,7 +834,7 @@ impl<C: Codec> Client<C> {
         }
         let flush = owed.flush;
         let keys: Vec<&[u8]> = owed.keys.keys().map(|k| &k[..]).collect();
-        let (result, stale) = self.inner.pools[index].run(IDEMPOTENT, |conn| {
+        let (result, stale) = self.inner.pools[index].run(IDEMPOTENT, deadline, |conn| {
             if flush {
                 encode_flush_all(conn.request(), None, false);
                 conn.send()?;
@@ -783,9 +844,12 @@ impl<C: Codec> Client<C> {
                 })?;
             }
             for chunk in keys.chunks(SETTLE_CHUNK) {
-                let out = conn.request();
+                let mut request = conn.meta_request();
                 for key in chunk {
-                    encode_meta_delete(out, ValidKey::new(key)?, &MetaDeleteFlags::default());
+                    let key = ValidKey::new(key)?;
+                    let opaque = request.tag(key);
+                    let flags = MetaDeleteFlags::default().tagged(opaque);
+                    encode_meta_delete(request.out(), key, &flags);
                 }
                 conn.send()?;
                 for _ in chunk {
@@ -861,7 +925,7 @@ impl<C: Codec> Client<C> {
         self.single(
             key,
             access,
-            |out, key| encode_meta_set(out, key, data, set_flags),
+            |out, key, opaque| encode_meta_set(out, key, data, &set_flags.tagged(opaque)),
             |reply| match reply {
                 Reply::Meta(MetaReply {
                     status: MetaStatus::Success,
@@ -903,7 +967,7 @@ impl<C: Codec> Client<C> {
         self.single(
             key,
             Access::Read,
-            |out, key| encode_meta_get(out, key, &flags),
+            |out, key, opaque| encode_meta_get(out, key, &flags.tagged(opaque)),
             |reply| match reply {
                 Reply::Meta(MetaReply {
                     status: MetaStatus::Value(data),
@@ -1135,7 +1199,7 @@ impl<C: Codec> Client<C> {
         self.single(
             key,
             access,
-            |out, key| encode_meta_delete(out, key, flags),
+            |out, key, opaque| encode_meta_delete(out, key, &flags.tagged(opaque)),
             |reply| match meta_status(&reply) {
                 Some(MetaStatus::Success) => Ok(true),
                 Some(MetaStatus::NotFound | MetaStatus::Exists) => Ok(false),
@@ -1165,36 +1229,46 @@ impl<C: Codec> Client<C> {
     ///
     /// [`Error::InvalidKey`] and the connection errors.
     pub fn touch(&self, key: &str, ttl: Duration) -> Result<bool> {
-        let exptime = exptime_now(ttl);
         // Not recorded as a write: a touch the server missed leaves no
-        // older value to be read.
+        // older value to be read. A meta get that only sets the TTL (`mg <key> T<ttl>`): unlike the
+        // text `touch`, its reply carries the key and token to match.
+        let flags = MetaGetFlags {
+            update_ttl: Some(exptime_now(ttl)),
+            ..MetaGetFlags::default()
+        };
         self.single(
             key,
             Access::Read,
-            |out, key| encode_touch(out, key, exptime, false),
-            |reply| match reply {
-                Reply::Touched => Ok(true),
-                Reply::NotFound => Ok(false),
-                other => Err(Error::from_reply(&other)),
+            |out, key, opaque| encode_meta_get(out, key, &flags.tagged(opaque)),
+            |reply| match meta_status(&reply) {
+                Some(MetaStatus::Success) => Ok(true),
+                Some(MetaStatus::Miss) => Ok(false),
+                _ => Err(Error::from_reply(&reply)),
             },
         )
     }
 
+    /// `incr`/`decr` as a meta arithmetic command (`ma`), whose reply,
+    /// unlike the text commands', carries the key and token to match.
     fn arithmetic(&self, key: &str, delta: u64, incr: bool) -> Result<Option<u64>> {
+        let flags = MetaArithmeticFlags {
+            mode: if incr {
+                ArithmeticMode::Incr
+            } else {
+                ArithmeticMode::Decr
+            },
+            delta: Some(delta),
+            value: true,
+            ..MetaArithmeticFlags::default()
+        };
         self.single(
             key,
             Access::ReadOnce,
-            |out, key| {
-                if incr {
-                    encode_incr(out, key, delta, false);
-                } else {
-                    encode_decr(out, key, delta, false);
-                }
-            },
-            |reply| match reply {
-                Reply::Number(n) => Ok(Some(n)),
-                Reply::NotFound => Ok(None),
-                other => Err(Error::from_reply(&other)),
+            |out, key, opaque| encode_meta_arithmetic(out, key, &flags.tagged(opaque)),
+            |reply| match meta_status(&reply) {
+                Some(MetaStatus::Value(number)) => Ok(Some(parse_counter(number)?)),
+                Some(MetaStatus::NotFound) => Ok(None),
+                _ => Err(Error::from_reply(&reply)),
             },
         )
     }
@@ -1267,7 +1341,7 @@ impl<C: Codec> Client<C> {
         self.single(
             key,
             Access::Read,
-            |out, key| encode_meta_get(out, key, &flags),
+            |out, key, opaque| encode_meta_get(out, key, &flags.tagged(opaque)),
             |reply| match reply {
                 Reply::Meta(MetaReply {
                     status: MetaStatus::Value(data),
@@ -1300,7 +1374,7 @@ impl<C: Codec> Client<C> {
         self.single(
             key,
             Access::Read,
-            |out, key| encode_meta_get(out, key, &flags),
+            |out, key, opaque| encode_meta_get(out, key, &flags.tagged(opaque)),
             |reply| match reply {
                 Reply::Meta(MetaReply {
                     status: MetaStatus::Success,
@@ -1489,7 +1563,7 @@ impl<C: Codec> Client<C> {
         self.single(
             key,
             access,
-            |out, key| encode_meta_get(out, key, &flags),
+            |out, key, opaque| encode_meta_get(out, key, &flags.tagged(opaque)),
             |reply| {
                 let (data, flags) = match reply {
                     Reply::Meta(MetaReply {
@@ -1611,7 +1685,7 @@ impl<C: Codec> Client<C> {
         self.single(
             key,
             Access::Read,
-            |out, key| encode_meta_get(out, key, &flags),
+            |out, key, opaque| encode_meta_get(out, key, &flags.tagged(opaque)),
             |reply| match reply {
                 Reply::Meta(MetaReply {
                     status: MetaStatus::Value(data),
@@ -1700,8 +1774,9 @@ impl<C: Codec> Client<C> {
         decode: impl Fn(&[u8], u32) -> Result<V> + Sync,
     ) -> Result<HashMap<String, V>> {
         let batch = self.batch(keys.iter().map(AsRef::as_ref))?;
+        let deadline = self.deadline();
         let found = self.per_server(&batch, |server, indices| {
-            self.get_group(server, &batch, indices, &decode)
+            self.get_group(server, &batch, indices, &decode, deadline)
         })?;
         let mut out = HashMap::with_capacity(found.len());
         for (index, value) in found {
@@ -1772,6 +1847,7 @@ impl<C: Codec> Client<C> {
             }
         }
         let exptime = exptime_now(ttl);
+        let deadline = self.deadline();
         // The bytes an item takes on the wire: its value, key and header.
         let wire_size = |index: usize| {
             encoded
@@ -1789,7 +1865,7 @@ impl<C: Codec> Client<C> {
                     SET_MANY_CHUNK_BYTES,
                 );
                 let (chunk, tail) = rest.split_at(len.clamp(1, rest.len()));
-                if let Err(e) = self.set_chunk(server, &batch, &encoded, chunk, exptime) {
+                if let Err(e) = self.set_chunk(server, &batch, &encoded, chunk, exptime, deadline) {
                     if leaves_doubt(&e) {
                         // This chunk may or may not have landed; the rest
                         // of the server's items were never sent.
@@ -1817,22 +1893,24 @@ impl<C: Codec> Client<C> {
         encoded: &[Encoded],
         chunk: &[usize],
         exptime: u32,
+        deadline: Instant,
     ) -> Result<()> {
-        self.on_server(server, IDEMPOTENT, |conn| {
-            let out = conn.request();
-            for (n, &index) in chunk.iter().enumerate() {
+        self.on_server(server, IDEMPOTENT, deadline, |conn| {
+            let mut request = conn.meta_request();
+            for &index in chunk {
                 // Batch indices all come from the same item list.
                 let item = &encoded[index];
+                let key = batch.key(index)?;
                 let flags = MetaSetFlags {
                     ttl: Some(exptime),
                     client_flags: Some(item.flags),
                     quiet: true,
-                    opaque: u32::try_from(n).ok(),
                     ..MetaSetFlags::default()
                 };
-                encode_meta_set(out, batch.key(index)?, &item.data, &flags);
+                let opaque = request.tag(key);
+                encode_meta_set(request.out(), key, &item.data, &flags.tagged(opaque));
             }
-            encode_meta_noop(out);
+            encode_meta_noop(request.out());
             conn.send()?;
             let mut first_error = None;
             while !conn.recv(|reply| match reply {
@@ -1947,10 +2025,11 @@ impl<C: Codec> Client<C> {
         batch: &Batch,
         indices: &[usize],
         decode: &impl Fn(&[u8], u32) -> Result<V>,
+        deadline: Instant,
     ) -> Result<Vec<(usize, V)>> {
         let mut found = Vec::with_capacity(indices.len());
         for chunk in indices.chunks(GET_MANY_CHUNK) {
-            let mut got = self.on_server(server, IDEMPOTENT, |conn| {
+            let mut got = self.on_server(server, IDEMPOTENT, deadline, |conn| {
                 let keys = chunk
                     .iter()
                     .map(|&index| batch.key(index))
@@ -1993,13 +2072,14 @@ impl<C: Codec> Client<C> {
 
     // ---- whole-cluster operations -------------------------------------
 
-    /// Runs `op` on every server, dead ones included, and collects
-    /// `(server label, result)`; fails with the first error after trying all.
+    /// Runs `op` on every server, dead ones included, one after another and
+    /// each within its own request timeout, and collects `(server label,
+    /// result)`; fails with the first error after trying all.
     fn on_every_server<T>(&self, op: impl Fn(&mut Conn) -> Result<T>) -> Result<Vec<(String, T)>> {
         let mut out = Vec::with_capacity(self.inner.pools.len());
         let mut first_error = None;
         for (index, pool) in self.inner.pools.iter().enumerate() {
-            match self.on_server(index, IDEMPOTENT, &op) {
+            match self.on_server(index, IDEMPOTENT, self.deadline(), &op) {
                 Ok(value) => out.push((pool.spec.label.clone(), value)),
                 Err(e) => {
                     first_error.get_or_insert(e);
@@ -2247,6 +2327,10 @@ mod tests {
                 .io_timeout(Duration::ZERO)
                 .build(),
             Client::builder().servers(["h:1"]).retry_attempts(0).build(),
+            Client::builder()
+                .servers(["h:1"])
+                .request_timeout(Duration::ZERO)
+                .build(),
             Client::builder().servers(["h:1"]).max_item_size(0).build(),
             // More than memcached can store: unbounded reply buffering.
             Client::builder()

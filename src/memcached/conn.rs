@@ -6,17 +6,38 @@
 //! frame means for the request is decided by the caller (the client), which
 //! receives each frame through a closure while it still borrows the buffer.
 //!
+//! # Matching replies to requests
+//!
+//! Every meta command the client sends carries an opaque token (`O`, from
+//! a per-connection counter) and asks for its key back (`k`): each is
+//! registered with [`MetaRequest::tag`] as the request is built. memcached
+//! echoes both on every meta reply, and [`Conn::recv`] checks each meta
+//! reply against the commands still awaiting one before the caller sees
+//! it: the token must be that of one of them (a later one than any already
+//! answered, as replies come in order; quiet commands skip theirs), and the
+//! key, when echoed, that command's key. A reply that matches nothing (a
+//! late answer to an earlier request, a reply no request asked for, one
+//! without a token) fails with [`ProtocolError::UnmatchedReply`], which
+//! drops the connection. Text requests ([`Conn::request`]) register
+//! nothing, so no meta reply is accepted for them; the client matches the
+//! keys of a multi-key `get`'s `VALUE` lines itself. Replies that carry no
+//! token by design (`MN`, and the error lines `ERROR`, `CLIENT_ERROR`,
+//! `SERVER_ERROR`) are left to the caller, as are the text replies of
+//! `version`, `stats` and `flush_all`, which name no key.
+//!
 //! # Timeouts
 //!
-//! The I/O timeout bounds inactivity, not the whole exchange: a request
-//! fails with [`Error::Timeout`] when no byte could be written or read for
-//! `io_timeout`. Every write or read that moves bytes pushes the deadline
-//! back to `io_timeout` from then, so a large multi-get reply that keeps
-//! streaming is not cut off half way. The whole request (writing it and
-//! reading every frame of its reply) is still capped at
-//! [`MAX_REQUEST_TIMEOUTS`] times `io_timeout`, so a server trickling bytes
-//! cannot hold a caller forever. Every read and write, the first included,
-//! waits no longer than the deadline left.
+//! Two limits bound a request. The I/O timeout bounds inactivity: a
+//! request fails with [`Error::Timeout`] when no byte could be written or
+//! read for `io_timeout`, and every write or read that moves bytes pushes
+//! that limit back to `io_timeout` from then, so a large multi-get reply
+//! that keeps streaming is not cut off half way. The call's deadline bounds
+//! the whole: the client computes it once per call (`request_timeout` from
+//! the call's start) and hands it to every connection the call uses
+//! ([`Conn::bound`]), so a server trickling bytes can hold a caller no
+//! longer than that, however many requests the call makes. Every read and
+//! write, the first included, waits no longer than the nearer of the two.
+//! Connecting is bounded by the connect timeout and the deadline alike.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -26,7 +47,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use super::error::{ConfigError, Error, Result};
-use super::protocol::{ProtocolError, Reply, parse_reply};
+use super::protocol::{MetaStatus, ProtocolError, Reply, ReturnFlags, ValidKey, parse_reply};
 
 /// The read buffer's starting size. Most replies are far smaller; larger
 /// values grow the buffer as they arrive.
@@ -42,10 +63,6 @@ const INITIAL_WRITE_BUF: usize = 1024;
 /// After a request that grew the write buffer beyond this (a large value, or
 /// a large `set_many` batch), it is shrunk back, as the read buffer is.
 const RETAINED_WRITE_BUF: usize = 256 * 1024;
-
-/// The longest a whole request may take, in I/O timeouts (see the module
-/// docs): the deadline moves with progress, but never past this.
-pub(crate) const MAX_REQUEST_TIMEOUTS: u32 = 10;
 
 /// How far a socket timeout may overshoot the request's deadline before it
 /// is shortened to fit (a `setsockopt` per read would cost more than the
@@ -261,14 +278,105 @@ pub(crate) struct Conn {
     max_value: usize,
     /// When the request in flight fails unless more bytes move by then.
     deadline: Instant,
-    /// When the request in flight fails whatever moves: the deadline is
-    /// never pushed past this.
+    /// When the call using the connection fails whatever moves (set by
+    /// [`Conn::bound`]): the deadline is never pushed past this.
     cap: Instant,
     /// The socket's read and write timeouts in force.
     read_timeout: Duration,
     write_timeout: Duration,
     /// When the connection last went back to the pool.
     idle_since: Instant,
+    /// The meta commands of the request in flight, awaiting replies.
+    pending: Pending,
+    /// The opaque token of the next meta command sent on this connection.
+    next_opaque: u32,
+}
+
+/// The meta commands of the request in flight: the opaque token and key
+/// each one's reply must echo (see the module docs).
+#[derive(Debug, Default)]
+struct Pending {
+    /// The first command's token; the i-th carries `first + i` (wrapping).
+    first: u32,
+    /// The commands' keys, end to end: the i-th ends at `ends[i]`.
+    keys: Vec<u8>,
+    ends: Vec<usize>,
+    /// The first command whose reply may still come: replies come in
+    /// request order, so the earlier ones were answered (or were quiet).
+    next: usize,
+}
+
+impl Pending {
+    fn clear(&mut self) {
+        self.keys.clear();
+        self.ends.clear();
+        self.next = 0;
+    }
+
+    /// Registers a command for `key` whose token is `opaque` (the next one
+    /// after the last registered, when there is one).
+    fn push(&mut self, key: &[u8], opaque: u32) {
+        if self.ends.is_empty() {
+            self.first = opaque;
+        }
+        self.keys.extend_from_slice(key);
+        self.ends.push(self.keys.len());
+    }
+
+    /// Whether a meta reply with `flags` answers a command still awaiting
+    /// its reply; if so, it and every command before it are settled.
+    fn answer(&mut self, flags: &ReturnFlags<'_>) -> bool {
+        let Some(opaque) = flags.opaque else {
+            return false;
+        };
+        let Ok(index) = usize::try_from(opaque.wrapping_sub(self.first)) else {
+            return false;
+        };
+        if index < self.next || flags.base64_key {
+            return false;
+        }
+        let Some(&end) = self.ends.get(index) else {
+            return false;
+        };
+        let start = index
+            .checked_sub(1)
+            .and_then(|before| self.ends.get(before))
+            .copied()
+            .unwrap_or(0);
+        let key_matches = flags
+            .key
+            .is_none_or(|echoed| self.keys.get(start..end) == Some(echoed));
+        if key_matches {
+            self.next = index + 1;
+        }
+        key_matches
+    }
+}
+
+/// A meta request being built ([`Conn::meta_request`]): the buffer to
+/// encode into, and the registry of the commands it holds.
+pub(crate) struct MetaRequest<'c> {
+    out: &'c mut Vec<u8>,
+    pending: &'c mut Pending,
+    next_opaque: &'c mut u32,
+}
+
+impl MetaRequest<'_> {
+    /// Registers the next meta command of the request, for `key`: returns
+    /// the opaque token it must carry (`O`, with `k` asked for: see
+    /// `tagged` on the protocol's flag structs), which its reply must echo
+    /// along with the key.
+    pub(crate) fn tag(&mut self, key: ValidKey<'_>) -> u32 {
+        let opaque = *self.next_opaque;
+        *self.next_opaque = opaque.wrapping_add(1);
+        self.pending.push(key.as_bytes(), opaque);
+        opaque
+    }
+
+    /// The buffer to encode the request into.
+    pub(crate) fn out(&mut self) -> &mut Vec<u8> {
+        self.out
+    }
 }
 
 /// A connection back in use within this time of its last request skips the
@@ -286,11 +394,14 @@ impl fmt::Debug for Conn {
 }
 
 impl Conn {
-    /// Opens a connection to `server`, bounded by the connect timeout.
+    /// Opens a connection to `server`, bounded by the connect timeout and
+    /// by the call's `deadline`, whichever comes first.
     ///
     /// The timeout covers every address the host resolves to together:
     /// each attempt gets only what the earlier ones left. (Name resolution
-    /// itself is the system resolver's and is not bounded here.)
+    /// itself is the system resolver's and is not bounded here.) The
+    /// connection's requests are bounded by `deadline` until
+    /// [`Conn::bound`] sets another.
     ///
     /// A unix socket is connected with a plain blocking `connect`, which
     /// the timeout does not bound: `std` connects a `UnixStream` before
@@ -298,7 +409,11 @@ impl Conn {
     /// non-blocking socket made through `libc`. Such a connect fails at
     /// once when nothing listens on the path; it waits only while the
     /// listener's accept backlog is full (on Linux, until there is room).
-    pub(crate) fn connect(server: &ServerSpec, config: &ConnConfig) -> Result<Conn> {
+    pub(crate) fn connect(
+        server: &ServerSpec,
+        config: &ConnConfig,
+        deadline: Instant,
+    ) -> Result<Conn> {
         let connect_error = |source: io::Error| Error::Connect {
             server: server.label.clone(),
             source,
@@ -311,12 +426,12 @@ impl Conn {
                 let mut last =
                     io::Error::new(io::ErrorKind::NotFound, "address resolved to nothing");
                 let mut connected = None;
-                let deadline = later(Instant::now(), config.connect_timeout);
+                let connect_by = later(Instant::now(), config.connect_timeout).min(deadline);
                 for addr in addrs {
-                    let Some(remaining) = time_left(deadline) else {
+                    let Some(remaining) = time_left(connect_by) else {
                         last = io::Error::new(
                             io::ErrorKind::TimedOut,
-                            "connect timeout spent on the earlier addresses",
+                            "connect timeout or request deadline reached",
                         );
                         break;
                     };
@@ -356,10 +471,12 @@ impl Conn {
             io_timeout: config.io_timeout,
             max_value: config.max_value,
             deadline: Instant::now(),
-            cap: Instant::now(),
+            cap: deadline,
             read_timeout: config.io_timeout,
             write_timeout: config.io_timeout,
             idle_since: Instant::now(),
+            pending: Pending::default(),
+            next_opaque: 1,
         })
     }
 
@@ -397,13 +514,33 @@ impl Conn {
         alive && self.stream.set_nonblocking(false).is_ok()
     }
 
-    /// The buffer to encode the next request into (empty).
+    /// The buffer to encode the next request into (empty), for a text
+    /// request: no meta reply is accepted for it.
     pub(crate) fn request(&mut self) -> &mut Vec<u8> {
+        self.pending.clear();
         self.wbuf.clear();
         &mut self.wbuf
     }
 
-    /// Sends the request built in [`Conn::request`] and starts its deadline.
+    /// Starts a request of meta commands (empty), each to be registered
+    /// with [`MetaRequest::tag`] so that its reply can be matched to it.
+    pub(crate) fn meta_request(&mut self) -> MetaRequest<'_> {
+        self.pending.clear();
+        self.wbuf.clear();
+        MetaRequest {
+            out: &mut self.wbuf,
+            pending: &mut self.pending,
+            next_opaque: &mut self.next_opaque,
+        }
+    }
+
+    /// Bounds the requests sent from now on by the call's `deadline`.
+    pub(crate) fn bound(&mut self, deadline: Instant) {
+        self.cap = deadline;
+    }
+
+    /// Sends the request built in [`Conn::request`] and starts its
+    /// inactivity timer, within the call's deadline ([`Conn::bound`]).
     pub(crate) fn send(&mut self) -> Result<()> {
         if self.filled != self.pos {
             // Bytes nobody asked for: the stream is out of step.
@@ -421,9 +558,7 @@ impl Conn {
             self.stream.set_write_timeout(self.io_timeout)?;
             self.write_timeout = self.io_timeout;
         }
-        let now = Instant::now();
-        self.deadline = later(now, self.io_timeout);
-        self.cap = later(now, self.io_timeout.saturating_mul(MAX_REQUEST_TIMEOUTS));
+        self.progressed();
         let mut sent = 0;
         while sent < self.wbuf.len() {
             let remaining = self.remaining()?;
@@ -485,8 +620,8 @@ impl Conn {
         remaining.saturating_add(slack) < current
     }
 
-    /// Bytes moved: the request may now wait `io_timeout` from here, within
-    /// its overall cap.
+    /// Bytes moved (or the request starts): it may now wait `io_timeout`
+    /// from here, within the call's deadline.
     fn progressed(&mut self) {
         self.deadline = later(Instant::now(), self.io_timeout).min(self.cap);
     }
@@ -494,6 +629,10 @@ impl Conn {
     /// Reads the next reply frame and hands it to `f`, returning what `f` does.
     ///
     /// The frame borrows the read buffer, so `f` copies out what it keeps.
+    ///
+    /// A meta reply (other than `MN`) that matches no command of the
+    /// request awaiting a reply fails with [`ProtocolError::UnmatchedReply`]
+    /// instead, without calling `f` (see the module docs).
     ///
     /// A server that turned the connection away (memcached at its
     /// connection limit writes `ERROR Too many open connections` and
@@ -515,6 +654,14 @@ impl Conn {
                 }
                 Some((reply, used)) => {
                     self.pos += used;
+                    if let Reply::Meta(meta) = &reply
+                        && meta.status != MetaStatus::NoOp
+                        && !self.pending.answer(&meta.flags)
+                    {
+                        return Err(Error::Protocol(ProtocolError::UnmatchedReply {
+                            reply: reply.name(),
+                        }));
+                    }
                     return f(reply);
                 }
                 None => self.fill()?,
@@ -684,7 +831,7 @@ mod tests {
                     Ok(n) => got += n,
                 }
             }
-            let mut reply = format!("VA {BIG} f0\r\n").into_bytes();
+            let mut reply = format!("VA {BIG} f0 kbig O1\r\n").into_bytes();
             reply.resize(reply.len() + BIG, b'v');
             reply.extend_from_slice(b"\r\n");
             let _ = stream.write_all(&reply);
@@ -695,10 +842,17 @@ mod tests {
             io_timeout: Duration::from_secs(5),
             max_value: 2 * BIG,
         };
-        let mut conn = Conn::connect(&spec, &config).unwrap();
-        let request = conn.request();
-        request.resize(BIG, b'r');
-        request.extend_from_slice(b"\r\n");
+        let mut conn = Conn::connect(
+            &spec,
+            &config,
+            later(Instant::now(), Duration::from_secs(10)),
+        )
+        .unwrap();
+        let mut request = conn.meta_request();
+        assert_eq!(request.tag(ValidKey::new(b"big").unwrap()), 1);
+        let out = request.out();
+        out.resize(BIG, b'r');
+        out.extend_from_slice(b"\r\n");
         conn.send().unwrap();
         let len = conn
             .recv(|reply| match reply {
@@ -716,6 +870,79 @@ mod tests {
         assert!(conn.wbuf.capacity() <= RETAINED_WRITE_BUF);
         assert!(conn.rbuf.len() <= RETAINED_READ_BUF);
         server.join().unwrap();
+    }
+
+    fn echo<'a>(opaque: Option<u32>, key: Option<&'a [u8]>) -> ReturnFlags<'a> {
+        ReturnFlags {
+            opaque,
+            key,
+            ..ReturnFlags::default()
+        }
+    }
+
+    #[test]
+    fn replies_are_matched_to_their_commands() {
+        let mut pending = Pending::default();
+        pending.push(b"a", 7);
+        // Another token, none, another key, a base64 key: no match.
+        assert!(!pending.answer(&echo(Some(6), Some(b"a"))));
+        assert!(!pending.answer(&echo(Some(8), None)));
+        assert!(!pending.answer(&echo(None, Some(b"a"))));
+        assert!(!pending.answer(&echo(Some(7), Some(b"b"))));
+        let base64 = ReturnFlags {
+            base64_key: true,
+            ..echo(Some(7), Some(b"a"))
+        };
+        assert!(!pending.answer(&base64));
+        // The token, with the key or without: a match, once.
+        assert!(pending.answer(&echo(Some(7), Some(b"a"))));
+        assert!(!pending.answer(&echo(Some(7), Some(b"a"))));
+        pending.clear();
+        assert!(!pending.answer(&echo(Some(7), None)));
+        pending.push(b"a", 9);
+        assert!(pending.answer(&echo(Some(9), None)));
+
+        // A pipeline of quiet commands, its tokens wrapping past u32::MAX:
+        // replies come for some, in order, each with its own key.
+        pending.clear();
+        for (i, key) in [&b"k0"[..], b"k1", b"k22", b"k3"].into_iter().enumerate() {
+            pending.push(key, (u32::MAX - 1).wrapping_add(i as u32));
+        }
+        assert!(!pending.answer(&echo(Some(0), Some(b"k1"))));
+        assert!(pending.answer(&echo(Some(u32::MAX), Some(b"k1"))));
+        // Not an earlier one again, nor one past the last.
+        assert!(!pending.answer(&echo(Some(u32::MAX - 1), Some(b"k0"))));
+        assert!(!pending.answer(&echo(Some(2), Some(b"k4"))));
+        assert!(pending.answer(&echo(Some(1), Some(b"k3"))));
+        assert!(!pending.answer(&echo(Some(0), Some(b"k22"))));
+    }
+
+    #[test]
+    fn every_meta_command_gets_its_own_token() {
+        use std::net::TcpListener;
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let spec = ServerSpec::parse(&format!("127.0.0.1:{port}")).unwrap();
+        let config = ConnConfig {
+            connect_timeout: Duration::from_secs(5),
+            io_timeout: Duration::from_secs(5),
+            max_value: 1024,
+        };
+        let deadline = later(Instant::now(), Duration::from_secs(10));
+        let mut conn = Conn::connect(&spec, &config, deadline).unwrap();
+        let key = ValidKey::new(b"k").unwrap();
+        let mut request = conn.meta_request();
+        assert_eq!((request.tag(key), request.tag(key)), (1, 2));
+        let mut request = conn.meta_request();
+        assert_eq!(request.tag(key), 3);
+        // A text request expects no meta reply.
+        conn.request();
+        assert!(conn.pending.ends.is_empty());
+        conn.next_opaque = u32::MAX;
+        let mut request = conn.meta_request();
+        assert_eq!((request.tag(key), request.tag(key)), (u32::MAX, 0));
+        drop(listener);
     }
 
     #[test]

@@ -76,15 +76,21 @@ impl Pool {
     /// dropped and the next one tried, or a new one opened, before anything
     /// is sent, so every kind of request is safe from stale connections.
     ///
+    /// The wait for a free connection ends at the pool timeout or the
+    /// call's `deadline`, whichever comes first ([`Error::PoolTimeout`]
+    /// either way: no connection was free in time); connecting is bounded
+    /// by `deadline` too. The connection comes back bounded by `deadline`.
+    ///
     /// The flag says whether the connection was reused rather than just
     /// opened.
-    fn checkout(&self) -> Result<(Conn, bool)> {
-        let deadline = later(Instant::now(), self.wait_timeout);
+    fn checkout(&self, deadline: Instant) -> Result<(Conn, bool)> {
+        let wait_until = later(Instant::now(), self.wait_timeout).min(deadline);
         let mut state = self.lock();
         loop {
             if let Some(mut conn) = state.idle.pop() {
                 drop(state);
                 if conn.is_alive() {
+                    conn.bound(deadline);
                     return Ok((conn, true));
                 }
                 drop(conn);
@@ -96,7 +102,7 @@ impl Pool {
             if state.open < self.max {
                 state.open += 1;
                 drop(state);
-                return match Conn::connect(&self.spec, &self.config) {
+                return match Conn::connect(&self.spec, &self.config, deadline) {
                     Ok(conn) => Ok((conn, false)),
                     Err(e) => {
                         self.release_slot();
@@ -104,7 +110,7 @@ impl Pool {
                     }
                 };
             }
-            let remaining = time_left(deadline).ok_or(Error::PoolTimeout)?;
+            let remaining = time_left(wait_until).ok_or(Error::PoolTimeout)?;
             state.waiting += 1;
             state = self
                 .returned
@@ -161,6 +167,12 @@ impl Pool {
     /// once more on a fresh connection; only requests that are safe to send
     /// twice set it.
     ///
+    /// Every wait (for a free connection, to connect, on the socket) ends by
+    /// the call's `deadline`; a call whose deadline has already passed (an
+    /// earlier round trip of the same call took it all) fails with
+    /// [`Error::Timeout`] before taking a connection, and the retry is not
+    /// made once the deadline has passed.
+    ///
     /// The flag returned is set when the result is such an I/O error on a
     /// reused connection that was not retried: it says nothing of the
     /// server's health (the next request opens a fresh connection, whose
@@ -168,20 +180,24 @@ impl Pool {
     pub(crate) fn run<T>(
         &self,
         retry_stale: bool,
+        deadline: Instant,
         mut op: impl FnMut(&mut Conn) -> Result<T>,
     ) -> (Result<T>, bool) {
-        let (conn, reused) = match self.checkout() {
+        if time_left(deadline).is_none() {
+            return (Err(Error::Timeout), false);
+        }
+        let (conn, reused) = match self.checkout(deadline) {
             Ok(checked_out) => checked_out,
             Err(e) => return (Err(e), false),
         };
         match self.run_on(conn, &mut op) {
             Err(Error::Io(e)) if reused => {
                 self.clear_idle();
-                if !retry_stale {
+                if !retry_stale || time_left(deadline).is_none() {
                     return (Err(Error::Io(e)), true);
                 }
                 let retried = self
-                    .checkout()
+                    .checkout(deadline)
                     .and_then(|(conn, _)| self.run_on(conn, &mut op));
                 (retried, false)
             }

@@ -241,6 +241,14 @@ pub enum ProtocolError {
         /// The reply's name, as given by [`Reply::name`].
         reply: &'static str,
     },
+    /// A meta reply whose opaque token (`O`) or key (`k`) is not that of
+    /// any request awaiting a reply on the connection, or that carries no
+    /// token though its request did: an answer to another request, or one
+    /// nobody asked for. Raised by the connection layer.
+    UnmatchedReply {
+        /// The reply's name, as given by [`Reply::name`].
+        reply: &'static str,
+    },
 }
 
 impl fmt::Display for ProtocolError {
@@ -264,6 +272,9 @@ impl fmt::Display for ProtocolError {
             }
             ProtocolError::UnexpectedReply { reply } => {
                 write!(f, "unexpected {reply} reply for this request")
+            }
+            ProtocolError::UnmatchedReply { reply } => {
+                write!(f, "{reply} reply matches no request in flight")
             }
         }
     }

@@ -285,6 +285,19 @@ pub struct MetaGetFlags {
     pub update_ttl: Option<u32>,
 }
 
+impl MetaGetFlags {
+    /// These flags, asking for the key (`k`) and carrying `opaque` (`O`):
+    /// what a reply must echo to be matched to its request.
+    #[must_use]
+    pub fn tagged(self, opaque: u32) -> MetaGetFlags {
+        MetaGetFlags {
+            key: true,
+            opaque: Some(opaque),
+            ..self
+        }
+    }
+}
+
 /// Appends `mg <key> <flags>*\r\n`.
 ///
 /// The reply is `VA` (with a value), `HD` (hit, no value asked), or `EN`
@@ -341,8 +354,23 @@ pub struct MetaSetFlags {
     pub return_cas: bool,
     /// `q`: quiet mode, suppress the `HD` reply on success.
     pub quiet: bool,
+    /// `k`: return the key (memcached 1.6 echoes it on every reply).
+    pub key: bool,
     /// `O<opaque>`: a number the server echoes back.
     pub opaque: Option<u32>,
+}
+
+impl MetaSetFlags {
+    /// These flags, asking for the key (`k`) and carrying `opaque` (`O`):
+    /// what a reply must echo to be matched to its request.
+    #[must_use]
+    pub fn tagged(self, opaque: u32) -> MetaSetFlags {
+        MetaSetFlags {
+            key: true,
+            opaque: Some(opaque),
+            ..self
+        }
+    }
 }
 
 /// Appends only the command line of a meta set: `ms <key> <len> <flags>*\r\n`.
@@ -364,6 +392,7 @@ pub fn encode_meta_set_header(
     push_flag(out, flags.invalidate, b'I');
     push_flag(out, flags.return_cas, b'c');
     push_flag(out, flags.quiet, b'q');
+    push_flag(out, flags.key, b'k');
     push_token(out, flags.opaque.map(u64::from), b'O');
     let mode = match flags.mode {
         MetaSetMode::Set => None,
@@ -400,8 +429,23 @@ pub struct MetaDeleteFlags {
     pub ttl: Option<u32>,
     /// `q`: quiet mode, suppress the `HD` reply on success.
     pub quiet: bool,
+    /// `k`: return the key (memcached 1.6 echoes it on every reply).
+    pub key: bool,
     /// `O<opaque>`: a number the server echoes back.
     pub opaque: Option<u32>,
+}
+
+impl MetaDeleteFlags {
+    /// These flags, asking for the key (`k`) and carrying `opaque` (`O`):
+    /// what a reply must echo to be matched to its request.
+    #[must_use]
+    pub fn tagged(self, opaque: u32) -> MetaDeleteFlags {
+        MetaDeleteFlags {
+            key: true,
+            opaque: Some(opaque),
+            ..self
+        }
+    }
 }
 
 /// Appends `md <key> <flags>*\r\n`.
@@ -414,6 +458,7 @@ pub fn encode_meta_delete(out: &mut Vec<u8>, key: ValidKey<'_>, flags: &MetaDele
     push_flag(out, flags.invalidate, b'I');
     push_token(out, flags.ttl.map(u64::from), b'T');
     push_flag(out, flags.quiet, b'q');
+    push_flag(out, flags.key, b'k');
     push_token(out, flags.opaque.map(u64::from), b'O');
     out.extend_from_slice(CRLF);
 }
@@ -449,8 +494,23 @@ pub struct MetaArithmeticFlags {
     pub ttl: bool,
     /// `q`: quiet mode, suppress the `HD` reply on success.
     pub quiet: bool,
+    /// `k`: return the key (memcached 1.6 echoes it on every reply).
+    pub key: bool,
     /// `O<opaque>`: a number the server echoes back.
     pub opaque: Option<u32>,
+}
+
+impl MetaArithmeticFlags {
+    /// These flags, asking for the key (`k`) and carrying `opaque` (`O`):
+    /// what a reply must echo to be matched to its request.
+    #[must_use]
+    pub fn tagged(self, opaque: u32) -> MetaArithmeticFlags {
+        MetaArithmeticFlags {
+            key: true,
+            opaque: Some(opaque),
+            ..self
+        }
+    }
 }
 
 /// Appends `ma <key> <flags>*\r\n`.
@@ -472,6 +532,7 @@ pub fn encode_meta_arithmetic(out: &mut Vec<u8>, key: ValidKey<'_>, flags: &Meta
     push_flag(out, flags.cas, b'c');
     push_flag(out, flags.ttl, b't');
     push_flag(out, flags.quiet, b'q');
+    push_flag(out, flags.key, b'k');
     push_token(out, flags.opaque.map(u64::from), b'O');
     out.extend_from_slice(CRLF);
 }

@@ -274,6 +274,14 @@ fn encode_meta_get_flags() {
         encoded(|o| encode_meta_get(o, k, &all)),
         b"mg foo v c f t s k h l O7 q N30 R10 T600\r\n"
     );
+    let value = MetaGetFlags {
+        value: true,
+        ..MetaGetFlags::default()
+    };
+    assert_eq!(
+        encoded(|o| encode_meta_get(o, k, &value.tagged(12))),
+        b"mg foo v k O12\r\n"
+    );
 }
 
 #[test]
@@ -316,11 +324,16 @@ fn encode_meta_set_flags() {
         invalidate: true,
         return_cas: true,
         quiet: true,
+        key: true,
         opaque: Some(1),
     };
     assert_eq!(
         encoded(|o| encode_meta_set(o, k, b"", &all)),
-        b"ms foo 0 T0 F4294967295 C99 I c q O1 MR\r\n\r\n"
+        b"ms foo 0 T0 F4294967295 C99 I c q k O1 MR\r\n\r\n"
+    );
+    assert_eq!(
+        encoded(|o| encode_meta_set(o, k, b"x", &flags.tagged(4_000_000_000))),
+        b"ms foo 1 T90 F1 k O4000000000\r\nx\r\n"
     );
     assert_eq!(
         encoded(|o| encode_meta_set_header(o, k, 10, &MetaSetFlags::default())),
@@ -340,11 +353,16 @@ fn encode_meta_delete_arithmetic_noop() {
         invalidate: true,
         ttl: Some(30),
         quiet: true,
+        key: true,
         opaque: Some(9),
     };
     assert_eq!(
         encoded(|o| encode_meta_delete(o, k, &flags)),
-        b"md foo C5 I T30 q O9\r\n"
+        b"md foo C5 I T30 q k O9\r\n"
+    );
+    assert_eq!(
+        encoded(|o| encode_meta_delete(o, k, &MetaDeleteFlags::default().tagged(0))),
+        b"md foo k O0\r\n"
     );
     assert_eq!(
         encoded(|o| encode_meta_arithmetic(o, k, &MetaArithmeticFlags::default())),
@@ -360,11 +378,12 @@ fn encode_meta_delete_arithmetic_noop() {
         cas: true,
         ttl: true,
         quiet: true,
+        key: true,
         opaque: Some(4),
     };
     assert_eq!(
         encoded(|o| encode_meta_arithmetic(o, k, &flags)),
-        b"ma foo MD D3 N60 J100 T120 v c t q O4\r\n"
+        b"ma foo MD D3 N60 J100 T120 v c t q k O4\r\n"
     );
     let incr = MetaArithmeticFlags {
         delta: Some(2),
@@ -374,6 +393,10 @@ fn encode_meta_delete_arithmetic_noop() {
     assert_eq!(
         encoded(|o| encode_meta_arithmetic(o, k, &incr)),
         b"ma foo D2 v\r\n"
+    );
+    assert_eq!(
+        encoded(|o| encode_meta_arithmetic(o, k, &incr.tagged(u32::MAX))),
+        b"ma foo D2 v k O4294967295\r\n"
     );
     assert_eq!(encoded(encode_meta_noop), b"mn\r\n");
 }
@@ -744,7 +767,8 @@ VERSION 1.6.18\r\n\
 STAT pid 1\r\nEND\r\n\
 ERROR\r\nCLIENT_ERROR oops\r\nSERVER_ERROR busy\r\n\
 VA 5 f3 c8\r\nEND\r\n\r\n\
-HD O1\r\nEN\r\nNF\r\nNS\r\nEX\r\nMN\r\n";
+HD O1\r\nEN\r\nNF\r\nNS\r\nEX\r\nMN\r\n\
+VA 2 f0 kfoo O4294967295\r\nhi\r\nEN kbar O2\r\nNS k~:x O3\r\n";
 
 fn parse_all(mut buf: &[u8]) -> Vec<Reply<'_>> {
     let mut replies = Vec::new();
@@ -785,7 +809,10 @@ fn pipelined_replies_parse_in_order() {
             "NF",
             "NS",
             "EX",
-            "MN"
+            "MN",
+            "VA",
+            "EN",
+            "NS"
         ]
     );
     let replies = parse_all(PIPELINE);
@@ -797,6 +824,30 @@ fn pipelined_replies_parse_in_order() {
             cas: Some(77),
             data: b"one"
         })
+    );
+    // The key and opaque echoes of memcached 1.6, whatever the split.
+    assert_eq!(
+        replies[24],
+        meta(
+            MetaStatus::Value(b"hi"),
+            ReturnFlags {
+                client_flags: Some(0),
+                key: Some(b"foo"),
+                opaque: Some(u32::MAX),
+                ..ReturnFlags::default()
+            }
+        )
+    );
+    assert_eq!(
+        replies[26],
+        meta(
+            MetaStatus::NotStored,
+            ReturnFlags {
+                key: Some(b"~:x"),
+                opaque: Some(3),
+                ..ReturnFlags::default()
+            }
+        )
     );
     // A data block that looks like a reply line is still data.
     assert_eq!(

@@ -1,0 +1,342 @@
+//! [`ClientBuilder`]: a client's settings, checked by `build`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{Client, DEFAULT_MAX_ITEM_SIZE, Inner, MAX_ITEM_SIZE_LIMIT};
+use crate::codec::{Codec, DefaultCodec};
+use crate::memcached::conn::{ConnConfig, ServerSpec};
+use crate::memcached::error::{ConfigError, Error, Result};
+use crate::memcached::pending::Pending;
+use crate::memcached::pool::Pool;
+use crate::memcached::protocol::{MAX_KEY_LEN, ValidKey};
+use crate::memcached::ring::{Distribution, Ring};
+
+/// Owed invalidations kept per server before the record turns into a
+/// flush of the whole server (see [`ClientBuilder::pending_invalidations`]).
+pub const DEFAULT_PENDING_INVALIDATIONS: usize = 10_000;
+
+/// Configures and builds a [`Client`]. Made by [`Client::builder`].
+///
+/// Defaults: pool size 8 per server, connect and I/O timeouts of 1 s, pool
+/// wait 1 s, request timeout twice the I/O timeout, no key prefix,
+/// [`Distribution::Ketama`], 2 retry attempts, dead timeout 10 s, item
+/// limit 1 MiB, [`DefaultCodec`] without compression.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ClientBuilder<C = DefaultCodec> {
+    servers: Vec<String>,
+    pool_size: usize,
+    connect_timeout: Duration,
+    io_timeout: Duration,
+    request_timeout: Option<Duration>,
+    pool_timeout: Duration,
+    key_prefix: String,
+    distribution: Distribution,
+    retry_attempts: u32,
+    dead_timeout: Duration,
+    max_item_size: usize,
+    pending_invalidations: usize,
+    codec: C,
+}
+
+impl Default for ClientBuilder<DefaultCodec> {
+    fn default() -> Self {
+        ClientBuilder {
+            servers: Vec::new(),
+            pool_size: 8,
+            connect_timeout: Duration::from_secs(1),
+            io_timeout: Duration::from_secs(1),
+            request_timeout: None,
+            pool_timeout: Duration::from_secs(1),
+            key_prefix: String::new(),
+            distribution: Distribution::Ketama,
+            retry_attempts: 2,
+            dead_timeout: Duration::from_secs(10),
+            max_item_size: DEFAULT_MAX_ITEM_SIZE,
+            pending_invalidations: DEFAULT_PENDING_INVALIDATIONS,
+            codec: DefaultCodec::default(),
+        }
+    }
+}
+
+impl<C: Codec> ClientBuilder<C> {
+    /// The servers, each `host:port`, `host:port:weight`, `[ipv6]:port`, or
+    /// a unix socket path such as `/run/memcached.sock` (a path may end in
+    /// `:weight` too). A host without a port uses 11211. Replaces any
+    /// servers given before.
+    pub fn servers<I, S>(mut self, servers: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.servers = servers.into_iter().map(|s| s.as_ref().to_owned()).collect();
+        self
+    }
+
+    /// The most connections kept open to each server (at least 1).
+    ///
+    /// A request that finds all of them busy waits up to
+    /// [`pool_timeout`](Self::pool_timeout) for one.
+    pub fn pool_size(mut self, connections: usize) -> Self {
+        self.pool_size = connections;
+        self
+    }
+
+    /// How long opening a TCP connection may take, in all: a host that
+    /// resolves to several addresses shares this time between them.
+    ///
+    /// It does not bound connecting to a unix socket path, which is a plain
+    /// blocking `connect` (`std` offers no way to set a timeout or
+    /// non-blocking mode before a `UnixStream` connects, and this crate
+    /// does not depend on `libc` for it). That connect fails at once when
+    /// nothing listens on the path, and waits only while the server's
+    /// accept backlog is full: on Linux, until the server accepts enough
+    /// connections to make room. The I/O timeout bounds every request once
+    /// connected.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a request may go without progress: it fails with
+    /// [`Error::Timeout`] when no byte could be written or read for this
+    /// long.
+    ///
+    /// Each write or read that moves bytes restarts the wait, so a large
+    /// reply that keeps streaming is not cut off; the whole call is still
+    /// bounded by [`request_timeout`](Self::request_timeout), twice this
+    /// unless set.
+    pub fn io_timeout(mut self, timeout: Duration) -> Self {
+        self.io_timeout = timeout;
+        self
+    }
+
+    /// The most one call may take in all, from its start to its outcome:
+    /// waiting for a pooled connection, connecting, sending, reading every
+    /// frame of the reply, and the one retry on a fresh connection made
+    /// after a pooled connection turned out dead. A call past it fails with
+    /// [`Error::Timeout`] ([`Error::PoolTimeout`] while still waiting for a
+    /// connection, [`Error::Connect`] while connecting), even when its
+    /// server keeps sending a byte now and then.
+    ///
+    /// A call to many keys ([`Client::get_many`], [`Client::set_many`]) has
+    /// one deadline for all its servers and round trips, counted from when
+    /// its keys are checked and its values encoded. The whole-cluster calls
+    /// ([`Client::version`], [`Client::stats`], [`Client::flush_all`]) ask
+    /// the servers one after another and give each its own deadline.
+    ///
+    /// Unless set, twice the [I/O timeout](Self::io_timeout) (2 s with the
+    /// defaults), following it when only the I/O timeout is changed: room
+    /// for a healthy call's one slow step (a connect, a wait for the pool or
+    /// a pause of the server of up to an I/O timeout) and the exchange
+    /// itself, while a server that never goes quiet for a whole I/O timeout
+    /// still costs a caller at most two. Raise it for values that take
+    /// longer to move than that (a 1 GiB value over a slow link), or for
+    /// batches of many round trips. It also cuts the
+    /// [connect](Self::connect_timeout) and [pool](Self::pool_timeout)
+    /// timeouts short when they are longer.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = Some(timeout);
+        self
+    }
+
+    /// How long a request waits for a free connection when the pool is full.
+    pub fn pool_timeout(mut self, timeout: Duration) -> Self {
+        self.pool_timeout = timeout;
+        self
+    }
+
+    /// A prefix put in front of every key (the limits on keys apply to the
+    /// prefixed key). Must itself be a valid key part: no spaces or control
+    /// bytes.
+    ///
+    /// The prefix does not move keys between servers: a key is placed by
+    /// the key as given, before the prefix is added, as pymemcache's
+    /// `HashClient` and libmemcached (without
+    /// `MEMCACHED_BEHAVIOR_HASH_WITH_NAMESPACE`) place it, so clients of
+    /// either kind sharing a pool with the same prefix agree on every key.
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// How keys are spread over the servers.
+    pub fn distribution(mut self, distribution: Distribution) -> Self {
+        self.distribution = distribution;
+        self
+    }
+
+    /// After this many consecutive failures (connect errors, timeouts, I/O
+    /// errors) a server is marked dead for [`dead_timeout`](Self::dead_timeout)
+    /// and its keys go to the next live server. At least 1.
+    pub fn retry_attempts(mut self, attempts: u32) -> Self {
+        self.retry_attempts = attempts;
+        self
+    }
+
+    /// How long a failed server is left out before it is probed again.
+    pub fn dead_timeout(mut self, timeout: Duration) -> Self {
+        self.dead_timeout = timeout;
+        self
+    }
+
+    /// The largest value stored or read, in bytes (default 1 MiB, memcached's
+    /// default item limit). Larger values are refused with
+    /// [`Error::ValueTooLarge`] before anything is sent; a larger value in a
+    /// reply is a protocol error. At most [`MAX_ITEM_SIZE_LIMIT`] (1 GiB):
+    /// `build` refuses more.
+    pub fn max_item_size(mut self, bytes: usize) -> Self {
+        self.max_item_size = bytes;
+        self
+    }
+
+    /// How many keys each server's record of owed invalidations holds
+    /// (default [`DEFAULT_PENDING_INVALIDATIONS`], 10,000).
+    ///
+    /// A write or removal that a server did not take (it failed or timed
+    /// out there, it was never sent because the server was marked dead, or
+    /// it went to another server while this one was ejected) leaves that
+    /// server with the key's older copy. The client records the key, and
+    /// deletes it on that server before sending the server anything else,
+    /// so the older copy is never read again once the server is back. When
+    /// more distinct keys are owed than this, the record is replaced by a
+    /// `flush_all` of that server when it returns: its items are all
+    /// dropped (a cache's misses), never a write silently forgotten. `0`
+    /// means always flush.
+    ///
+    /// Bounds of the guarantee: the invalidations are sent before this
+    /// client's next request to the server; other processes (with their
+    /// own records) may read the older copy until then, so a process that
+    /// writes during an outage should keep talking to the pool. A write
+    /// that timed out may still reach the server later than the deletion
+    /// that owed it (a server holding it in a stalled connection's buffer
+    /// runs it when it resumes): it then stores the value this client last
+    /// wrote, not an older one. `incr`, `decr` and `touch` are not
+    /// recorded.
+    pub fn pending_invalidations(mut self, limit: usize) -> Self {
+        self.pending_invalidations = limit;
+        self
+    }
+
+    /// The codec that turns values into bytes and flags.
+    ///
+    /// To compress large values as pymemcache does, pass
+    /// `DefaultCodec::new().with_compression_threshold(Some(400))`.
+    pub fn codec<C2: Codec>(self, codec: C2) -> ClientBuilder<C2> {
+        ClientBuilder {
+            servers: self.servers,
+            pool_size: self.pool_size,
+            connect_timeout: self.connect_timeout,
+            io_timeout: self.io_timeout,
+            request_timeout: self.request_timeout,
+            pool_timeout: self.pool_timeout,
+            key_prefix: self.key_prefix,
+            distribution: self.distribution,
+            retry_attempts: self.retry_attempts,
+            dead_timeout: self.dead_timeout,
+            max_item_size: self.max_item_size,
+            pending_invalidations: self.pending_invalidations,
+            codec,
+        }
+    }
+
+    /// Checks the configuration and builds the client.
+    ///
+    /// No connection is opened here: each server is connected on first use,
+    /// so servers that are down now do not fail the build.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when no server is given, an address does not parse,
+    /// or a setting is out of range (a zero pool size, timeout, retry count or
+    /// item size, or a key prefix that is not a valid key part).
+    pub fn build(self) -> Result<Client<C>> {
+        if self.servers.is_empty() {
+            return Err(ConfigError::NoServers.into());
+        }
+        let invalid = |setting, expected| {
+            Err(Error::Config(ConfigError::InvalidSetting {
+                setting,
+                expected,
+            }))
+        };
+        if self.pool_size == 0 {
+            return invalid("pool_size", "at least 1");
+        }
+        if self.connect_timeout.is_zero() {
+            return invalid("connect_timeout", "a non-zero duration");
+        }
+        if self.io_timeout.is_zero() {
+            return invalid("io_timeout", "a non-zero duration");
+        }
+        if self.pool_timeout.is_zero() {
+            return invalid("pool_timeout", "a non-zero duration");
+        }
+        let request_timeout = self
+            .request_timeout
+            .unwrap_or_else(|| self.io_timeout.saturating_mul(2));
+        if request_timeout.is_zero() {
+            return invalid("request_timeout", "a non-zero duration");
+        }
+        if self.retry_attempts == 0 {
+            return invalid("retry_attempts", "at least 1");
+        }
+        if self.max_item_size == 0 || self.max_item_size > MAX_ITEM_SIZE_LIMIT {
+            return invalid("max_item_size", "between 1 byte and 1 GiB");
+        }
+        if !self.key_prefix.is_empty()
+            && (self.key_prefix.len() >= MAX_KEY_LEN
+                || ValidKey::new(self.key_prefix.as_bytes()).is_err())
+        {
+            return invalid(
+                "key_prefix",
+                "under 250 bytes with no spaces or control bytes",
+            );
+        }
+        let specs = self
+            .servers
+            .iter()
+            .map(|s| ServerSpec::parse(s))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        for (i, spec) in specs.iter().enumerate() {
+            if specs[..i].iter().any(|other| other.label == spec.label) {
+                return Err(ConfigError::InvalidAddress {
+                    address: self.servers[i].clone(),
+                }
+                .into());
+            }
+        }
+        let ring = Ring::new(
+            self.distribution,
+            specs.iter().map(|s| (s.ring_label(), s.weight)),
+        );
+        let config = ConnConfig {
+            connect_timeout: self.connect_timeout,
+            io_timeout: self.io_timeout,
+            max_value: self.max_item_size,
+        };
+        debug_assert_eq!(ring.len(), specs.len());
+        let pools = specs
+            .into_iter()
+            .map(|spec| Pool::new(spec, config, self.pool_size, self.pool_timeout))
+            .collect();
+        let pending = (0..ring.len())
+            .map(|_| Pending::new(self.pending_invalidations))
+            .collect();
+        Ok(Client {
+            inner: Arc::new(Inner {
+                pools,
+                pending,
+                ring,
+                prefix: self.key_prefix.into_bytes().into_boxed_slice(),
+                codec: self.codec,
+                max_item_size: self.max_item_size,
+                retry_attempts: self.retry_attempts,
+                dead_timeout: self.dead_timeout,
+                request_timeout,
+                epoch: Instant::now(),
+            }),
+        })
+    }
+}

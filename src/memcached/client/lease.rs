@@ -1,0 +1,344 @@
+//! Leases (memcached's `mg ... N`): who computes a missing value, and
+//! stale-while-revalidate through invalidation.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use super::{Access, Cas, Client, cas_of, exptime_now, ttl_of};
+use crate::codec::Codec;
+use crate::memcached::error::{Error, Result};
+use crate::memcached::protocol::{
+    MetaDeleteFlags, MetaGetFlags, MetaReply, MetaStatus, ProtocolError, Reply, ReturnFlags,
+    encode_meta_get,
+};
+
+/// The outcome of [`Client::get_or_lease`]: a value, or who should compute it.
+///
+/// Built on memcached's meta get with the vivify (`N`) flag: on a miss the
+/// server creates an empty placeholder and hands exactly one caller the win
+/// flag (`W`); callers arriving meanwhile see the placeholder with `Z` (win
+/// taken). After [`Client::invalidate`] the old value is kept but marked
+/// stale (`X`), and again one caller wins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lease<V> {
+    /// A value to use. `stale` is set when the item was invalidated and
+    /// another caller is already recomputing it: the value may be outdated.
+    Hit {
+        /// The decoded value.
+        value: V,
+        /// The item's CAS unique.
+        cas: Cas,
+        /// Whether the value was marked stale.
+        stale: bool,
+        /// The time the item has left to live; `None` when it never expires.
+        ttl: Option<Duration>,
+    },
+    /// This caller holds the lease: compute the value and store it with
+    /// [`Client::cas`] and `cas`, so that a write or removal made while it
+    /// was computed is not undone (`Ok(false)`: keep the value to yourself).
+    ///
+    /// `previous` is the value still stored when there is one (after an
+    /// invalidation, or an early recache), which may be served meanwhile.
+    Won {
+        /// The outdated value, if the item had one that decodes as `V`
+        /// (`None` as well when the stored bytes do not decode: the lease
+        /// is not lost to a codec error).
+        previous: Option<V>,
+        /// The CAS unique of the placeholder or outdated item.
+        cas: Cas,
+    },
+    /// Another caller holds the lease and no value exists yet: wait and
+    /// retry, or compute without storing.
+    Wait,
+}
+
+/// The CAS unique and remaining TTL (`None`: never expires) of an item read
+/// through a lease request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Seen {
+    pub(crate) cas: Cas,
+    pub(crate) ttl: Option<Duration>,
+}
+
+impl<C: Codec> Client<C> {
+    /// Reads `key`, or takes the lease to compute it (stampede protection).
+    ///
+    /// On a miss the server stores an empty placeholder for `lease_ttl` and
+    /// exactly one caller gets [`Lease::Won`]; it should compute the value
+    /// and store it with [`Client::cas`] and the won CAS. Others get [`Lease::Wait`] until then, or
+    /// [`Lease::Hit`] with `stale: true` when an invalidated value is still
+    /// there. The lease lapses after `lease_ttl` (at least one second) if the
+    /// winner never stores.
+    ///
+    /// A stored value that is empty with client flags 0 (an empty byte
+    /// string) cannot be told from a placeholder while a lease is held on
+    /// it or after it was [invalidated](Client::invalidate): it reads as
+    /// [`Lease::Wait`] or [`Lease::Won`] with no `previous`. Such a value
+    /// cannot be stored through leases.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::get`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// use nearfar::memcached::Lease;
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// # fn expensive() -> String { String::new() }
+    /// let value: Option<String> = match client.get_or_lease("report", Duration::from_secs(10))? {
+    ///     Lease::Hit { value, .. } => Some(value),
+    ///     Lease::Won { cas, .. } => {
+    ///         let fresh = expensive();
+    ///         // Not stored if the key was written or removed meanwhile.
+    ///         client.cas("report", &fresh, Duration::from_secs(300), cas)?;
+    ///         Some(fresh)
+    ///     }
+    ///     Lease::Wait => None, // someone else is computing it: retry shortly
+    /// };
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
+    pub fn get_or_lease<V: DeserializeOwned>(
+        &self,
+        key: &str,
+        lease_ttl: Duration,
+    ) -> Result<Lease<V>> {
+        Ok(self.lease(key, lease_ttl, None)?.0)
+    }
+
+    /// [`Client::get_or_lease`], with the CAS unique and remaining TTL of
+    /// the item read: for [`Lease::Wait`], those of the placeholder another
+    /// caller holds, which tell how old it is and let a waiter take an
+    /// abandoned one over (delete it by its CAS and lease again).
+    pub(crate) fn get_or_lease_seen<V: DeserializeOwned>(
+        &self,
+        key: &str,
+        lease_ttl: Duration,
+    ) -> Result<(Lease<V>, Seen)> {
+        self.lease(key, lease_ttl, None)
+    }
+
+    /// Like [`Client::get_or_lease`], and also hands one caller
+    /// [`Lease::Won`] (with the current value as `previous`) once the item
+    /// has less than `recache_within` left to live, so it is recomputed
+    /// before it expires.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::get`].
+    pub fn get_or_lease_with_recache<V: DeserializeOwned>(
+        &self,
+        key: &str,
+        lease_ttl: Duration,
+        recache_within: Duration,
+    ) -> Result<Lease<V>> {
+        Ok(self
+            .lease(key, lease_ttl, Some(exptime_now(recache_within).max(1)))?
+            .0)
+    }
+
+    fn lease<V: DeserializeOwned>(
+        &self,
+        key: &str,
+        lease_ttl: Duration,
+        recache_ttl: Option<u32>,
+    ) -> Result<(Lease<V>, Seen)> {
+        let vivify = Some(exptime_now(lease_ttl).max(1));
+        // With `N` the server answers every request with an item.
+        self.lease_read(key, vivify, recache_ttl, true, |data, flags| {
+            self.decode(data, flags)
+        })?
+        .ok_or(Error::Protocol(ProtocolError::UnexpectedReply {
+            reply: "EN",
+        }))
+    }
+
+    /// Reads `key` like [`Client::meta_get`], but reports the lease state
+    /// as [`Client::get_or_lease`] does, without creating a placeholder on a
+    /// miss (`Ok(None)`).
+    ///
+    /// * [`Lease::Wait`]: another caller holds the lease on a placeholder
+    ///   (the value is being computed).
+    /// * [`Lease::Hit`]: a value, `stale` if it was invalidated.
+    /// * [`Lease::Won`] (with `previous` set): the item was invalidated and
+    ///   no one had taken its recompute token, so memcached handed it to this
+    ///   read (it does so on any read of a stale item). A caller that will
+    ///   not recompute should [`delete`](Client::delete) the key, or others
+    ///   serve the stale value until it expires.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::get`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use nearfar::memcached::Lease;
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// match client.peek_lease::<String>("report")? {
+    ///     Some(Lease::Hit { value, stale, .. }) => println!("{value} (stale: {stale})"),
+    ///     Some(Lease::Wait) => println!("being computed"),
+    ///     Some(Lease::Won { .. }) => println!("stale, and ours to recompute"),
+    ///     None => println!("missing"),
+    /// }
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
+    pub fn peek_lease<V: DeserializeOwned>(&self, key: &str) -> Result<Option<Lease<V>>> {
+        let read = self.lease_read(key, None, None, true, |data, flags| {
+            self.decode(data, flags)
+        })?;
+        Ok(read.map(|(lease, _)| lease))
+    }
+
+    /// Like [`Client::peek_lease`] without the value bytes: the CAS unique,
+    /// remaining TTL and lease state of `key` (`value` is `()`), a cheap
+    /// check whether a copy held elsewhere is still current that, unlike
+    /// [`Client::cas_only`], tells a stale item and its recompute token apart.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] and the connection errors.
+    pub fn peek_lease_cas(&self, key: &str) -> Result<Option<Lease<()>>> {
+        let read = self.lease_read(key, None, None, false, |_, _| Ok(()))?;
+        Ok(read.map(|(lease, _)| lease))
+    }
+
+    /// The meta get behind the lease family: `vivify` and `recache` are the
+    /// `N` and `R` tokens; `with_value` asks for the data block (else the
+    /// item's size tells a placeholder apart). With `N` it is a write: a
+    /// request that failed may still create a placeholder nobody fills, so
+    /// the server owes the key's invalidation (see [`Client::single`]).
+    fn lease_read<V>(
+        &self,
+        key: &str,
+        vivify: Option<u32>,
+        recache_ttl: Option<u32>,
+        with_value: bool,
+        decode: impl Fn(&[u8], &ReturnFlags<'_>) -> Result<V>,
+    ) -> Result<Option<(Lease<V>, Seen)>> {
+        let flags = MetaGetFlags {
+            value: with_value,
+            flags: true,
+            cas: true,
+            ttl: true,
+            size: !with_value,
+            vivify_ttl: vivify,
+            recache_ttl,
+            ..MetaGetFlags::default()
+        };
+        let access = if vivify.is_some() {
+            Access::WriteOnce
+        } else {
+            Access::ReadOnce
+        };
+        self.single(
+            key,
+            access,
+            |out, key, opaque| encode_meta_get(out, key, &flags.tagged(opaque)),
+            |reply| {
+                let (data, flags) = match reply {
+                    Reply::Meta(MetaReply {
+                        status: MetaStatus::Value(data),
+                        flags,
+                    }) if with_value => (data, flags),
+                    Reply::Meta(MetaReply {
+                        status: MetaStatus::Success,
+                        flags,
+                    }) if !with_value => (&[][..], flags),
+                    Reply::Meta(MetaReply {
+                        status: MetaStatus::Miss,
+                        ..
+                    }) => return Ok(None),
+                    other => return Err(Error::from_reply(&other)),
+                };
+                let cas = cas_of(&flags)?;
+                let seen = Seen {
+                    cas,
+                    ttl: ttl_of(&flags)?,
+                };
+                let empty = if with_value {
+                    data.is_empty()
+                } else {
+                    flags.size == Some(0)
+                };
+                // A vivified placeholder: empty with client flags 0, stale
+                // or not (a placeholder invalidated while its lease is
+                // held is still no value).
+                let placeholder = empty && flags.client_flags == Some(0);
+                if flags.won {
+                    // The server handed this caller the lease: keep it even
+                    // when the outdated value does not decode (written by
+                    // another client, or an older version of `V`).
+                    let previous = if placeholder {
+                        None
+                    } else {
+                        match decode(data, &flags) {
+                            Ok(value) => Some(value),
+                            Err(Error::Codec(_)) => None,
+                            Err(e) => return Err(e),
+                        }
+                    };
+                    Ok(Some((Lease::Won { previous, cas }, seen)))
+                } else if placeholder && (flags.win_taken || flags.stale) {
+                    Ok(Some((Lease::Wait, seen)))
+                } else {
+                    let hit = Lease::Hit {
+                        value: decode(data, &flags)?,
+                        cas,
+                        stale: flags.stale,
+                        ttl: seen.ttl,
+                    };
+                    Ok(Some((hit, seen)))
+                }
+            },
+        )
+    }
+
+    /// Marks `key` stale instead of removing it: the value stays readable for
+    /// `stale_ttl`, and the next [`Client::get_or_lease`] wins the lease to
+    /// recompute it while others see [`Lease::Hit`] with `stale: true`.
+    /// Returns `Ok(false)` if the key held nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] and the connection errors.
+    pub fn invalidate(&self, key: &str, stale_ttl: Duration) -> Result<bool> {
+        let flags = MetaDeleteFlags {
+            invalidate: true,
+            ttl: Some(exptime_now(stale_ttl).max(1)),
+            ..MetaDeleteFlags::default()
+        };
+        self.meta_delete(key, &flags, Access::Write)
+    }
+
+    /// Like [`Client::invalidate`], but only if the item's CAS unique is
+    /// still `cas`: `Ok(false)` when it changed, or holds nothing. For
+    /// marking an item stale again after reading it, without marking a
+    /// value written since.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] and the connection errors.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// if let Some(cas) = client.cas_only("report")? {
+    ///     client.invalidate_if_cas("report", Duration::from_secs(30), cas)?;
+    /// }
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
+    pub fn invalidate_if_cas(&self, key: &str, stale_ttl: Duration, cas: Cas) -> Result<bool> {
+        let flags = MetaDeleteFlags {
+            invalidate: true,
+            ttl: Some(exptime_now(stale_ttl).max(1)),
+            compare_cas: Some(cas.0),
+            ..MetaDeleteFlags::default()
+        };
+        self.meta_delete(key, &flags, Access::WriteOnce)
+    }
+}

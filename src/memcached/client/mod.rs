@@ -1,0 +1,582 @@
+//! [`Client`] and [`ClientBuilder`]: typed operations over a pool of servers.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::de::DeserializeOwned;
+
+use super::conn::later;
+use super::error::{Error, Result};
+use super::pending::Pending;
+use super::pool::Pool;
+use super::protocol::{
+    ArithmeticMode, KeyError, MAX_KEY_LEN, MAX_RELATIVE_EXPTIME, MetaArithmeticFlags,
+    MetaDeleteFlags, MetaGetFlags, MetaReply, MetaStatus, ProtocolError, RemainingTtl, Reply,
+    ReturnFlags, ValidKey, encode_meta_arithmetic, encode_meta_delete, encode_meta_get, exptime,
+    parse_counter,
+};
+use super::ring::Ring;
+use crate::codec::{Codec, DefaultCodec};
+
+mod batch;
+mod builder;
+mod cluster;
+mod lease;
+mod route;
+#[cfg(test)]
+mod tests;
+mod write;
+
+pub use builder::{ClientBuilder, DEFAULT_PENDING_INVALIDATIONS};
+pub use lease::Lease;
+
+/// memcached's default item size limit (its `-I` option): 1 MiB.
+pub const DEFAULT_MAX_ITEM_SIZE: usize = 1024 * 1024;
+
+/// The largest `max_item_size` a client accepts: 1 GiB, the most memcached's
+/// `-I` allows (its `ITEM_SIZE_MAX_UPPER_LIMIT`). It also bounds what a
+/// server's reply can make the client buffer.
+pub const MAX_ITEM_SIZE_LIMIT: usize = 1024 * 1024 * 1024;
+
+/// A CAS unique: the version stamp memcached gives each stored item.
+///
+/// Read it with [`Client::gets`], [`Client::meta_get`] or
+/// [`Client::cas_only`], or get it back from a write with
+/// [`Client::set_returning_cas`] or [`Client::compare_and_set`]; pass it to
+/// [`Client::cas`] or [`Client::compare_and_set`] to store only if the item
+/// was not changed since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Cas(pub u64);
+
+/// A value read by [`Client::meta_get`], with its CAS unique and remaining TTL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaItem<V> {
+    /// The decoded value.
+    pub value: V,
+    /// The item's CAS unique.
+    pub cas: Cas,
+    /// The time the item has left to live; `None` when it never expires.
+    pub ttl: Option<Duration>,
+}
+
+/// A memcached client: typed operations over one or more servers.
+///
+/// Cheap to clone (an [`Arc`] inside) and safe to share between threads.
+/// Each server has its own connection pool; keys are spread over the servers
+/// by the configured [`Distribution`](super::Distribution). Values are encoded by the codec `C`
+/// ([`DefaultCodec`] unless [`ClientBuilder::codec`] chose another).
+///
+/// I/O is blocking, bounded by the connect and I/O timeouts, and each call
+/// as a whole by [`ClientBuilder::request_timeout`]. Connections are
+/// opened lazily, on first use, so [`ClientBuilder::build`] succeeds while
+/// servers are down.
+///
+/// Every reply is matched to its request: each meta command carries an
+/// opaque token and asks for its key back, and a multi-key `get` checks the
+/// key of each `VALUE`. A reply that answers another request, or none (a
+/// late or unsolicited one), fails the call with an [`Error::Protocol`]
+/// ([`ProtocolError::UnmatchedReply`] for meta replies) and closes the
+/// connection, rather than being taken as the answer.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use nearfar::memcached::Client;
+///
+/// let client = Client::builder().servers(["127.0.0.1:11211"]).build()?;
+/// client.set("greeting", "hello", Duration::from_secs(60))?;
+/// let greeting: Option<String> = client.get("greeting")?;
+/// assert_eq!(greeting.as_deref(), Some("hello"));
+/// # Ok::<(), nearfar::memcached::Error>(())
+/// ```
+pub struct Client<C = DefaultCodec> {
+    inner: Arc<Inner<C>>,
+}
+
+impl<C> Clone for Client<C> {
+    fn clone(&self) -> Self {
+        Client {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<C> fmt::Debug for Client<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let servers: Vec<&str> = self
+            .inner
+            .pools
+            .iter()
+            .map(|p| p.spec.label.as_str())
+            .collect();
+        f.debug_struct("Client")
+            .field("servers", &servers)
+            .field("distribution", &self.inner.ring.distribution())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner<C> {
+    pools: Vec<Pool>,
+    /// Per server (same index as `pools`): the invalidations it owes.
+    pending: Vec<Pending>,
+    ring: Ring,
+    prefix: Box<[u8]>,
+    codec: C,
+    max_item_size: usize,
+    retry_attempts: u32,
+    dead_timeout: Duration,
+    request_timeout: Duration,
+    epoch: Instant,
+}
+
+/// A prefixed key, built on the stack.
+struct KeyBuf {
+    bytes: [u8; MAX_KEY_LEN],
+}
+
+impl KeyBuf {
+    fn new() -> KeyBuf {
+        KeyBuf {
+            bytes: [0; MAX_KEY_LEN],
+        }
+    }
+}
+
+/// Whether a request may be sent again on a new connection after a pooled
+/// one that passed its liveness check still turned out to be dead (see
+/// `Pool::run`).
+const IDEMPOTENT: bool = true;
+
+/// What a single-key request does to its item: whether it may be sent
+/// again after a stale pooled connection (see `Pool::run`), and whether a
+/// failure leaves the server owing an invalidation of the key (see
+/// [`pending`](super::pending)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Reads only: safe to send twice.
+    Read,
+    /// Changes state a resend would change again (a recompute token, a
+    /// counter), and nothing a stale copy could undo.
+    ReadOnce,
+    /// Writes or removes the item, unconditionally: safe to send twice.
+    Write,
+    /// Writes conditionally (a CAS, `add`), or creates a lease placeholder:
+    /// not sent twice.
+    WriteOnce,
+}
+
+impl Access {
+    fn idempotent(self) -> bool {
+        matches!(self, Access::Read | Access::Write)
+    }
+
+    fn writes(self) -> bool {
+        matches!(self, Access::Write | Access::WriteOnce)
+    }
+}
+
+/// Whether a write that failed with `e` may or may not have reached the
+/// server (or may still land): a failure a retry could cure, or a reply
+/// that made no sense. Not a refusal made before sending, nor the server's
+/// own answer (`SERVER_ERROR`, `CLIENT_ERROR`, not stored), which the caller
+/// is told of and which changed nothing it did not report.
+pub(crate) fn leaves_doubt(e: &Error) -> bool {
+    e.is_retryable() || matches!(e, Error::Protocol(_))
+}
+
+impl Client<DefaultCodec> {
+    /// A builder with the defaults listed on [`ClientBuilder`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nearfar::memcached::{Client, Distribution};
+    ///
+    /// let client = Client::builder()
+    ///     .servers(["10.0.0.1:11211", "10.0.0.2:11211:2", "/run/memcached.sock"])
+    ///     .distribution(Distribution::Ketama)
+    ///     .pool_size(4)
+    ///     .io_timeout(Duration::from_millis(250))
+    ///     .key_prefix("app:")
+    ///     .build()?; // connects lazily: no server needs to be up yet
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
+    pub fn builder() -> ClientBuilder<DefaultCodec> {
+        ClientBuilder::default()
+    }
+}
+
+impl<C: Codec> Client<C> {
+    // ---- plumbing -------------------------------------------------------
+
+    /// Nanoseconds since the client was built (the clock of server health).
+    fn now(&self) -> u64 {
+        u64::try_from(self.inner.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The deadline of a call starting now (see
+    /// [`ClientBuilder::request_timeout`]).
+    fn deadline(&self) -> Instant {
+        later(Instant::now(), self.inner.request_timeout)
+    }
+
+    /// Prefixes `key` into `buf` and validates the result, once.
+    fn key<'b>(&self, key: &str, buf: &'b mut KeyBuf) -> Result<ValidKey<'b>> {
+        let prefix = &self.inner.prefix;
+        if key.is_empty() {
+            return Err(KeyError::Empty.into());
+        }
+        let len = prefix.len() + key.len();
+        if len > MAX_KEY_LEN {
+            return Err(KeyError::TooLong { len }.into());
+        }
+        buf.bytes[..prefix.len()].copy_from_slice(prefix);
+        buf.bytes[prefix.len()..len].copy_from_slice(key.as_bytes());
+        Ok(ValidKey::new(&buf.bytes[..len])?)
+    }
+
+    /// The part of a prefixed key that places it: the key as the caller
+    /// gave it, without the key prefix (see [`ClientBuilder::key_prefix`]).
+    fn placement<'k>(&self, prefixed: &'k [u8]) -> &'k [u8] {
+        prefixed.get(self.inner.prefix.len()..).unwrap_or(prefixed)
+    }
+
+    fn decode<V: DeserializeOwned>(&self, data: &[u8], flags: &ReturnFlags<'_>) -> Result<V> {
+        let client_flags = flags
+            .client_flags
+            .ok_or(ProtocolError::Malformed { reply: "VA" })?;
+        Ok(self.inner.codec.decode(data, client_flags)?)
+    }
+
+    fn check_size(&self, size: usize) -> Result<()> {
+        let max = self.inner.max_item_size;
+        if size > max {
+            Err(Error::ValueTooLarge { size, max })
+        } else {
+            Ok(())
+        }
+    }
+
+    // ---- typed operations ---------------------------------------------
+
+    /// Reads and decodes the value stored under `key`; `None` on a miss.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] for a key memcached cannot take (checked before
+    /// sending), [`Error::Codec`] when the stored bytes do not decode into a
+    /// `V`, and the connection errors ([`Error::Connect`], [`Error::Io`],
+    /// [`Error::Timeout`], [`Error::Protocol`], [`Error::AllServersDown`], ...).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// let visits: Option<u64> = client.get("visits")?;
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
+    pub fn get<V: DeserializeOwned>(&self, key: &str) -> Result<Option<V>> {
+        let flags = MetaGetFlags {
+            value: true,
+            flags: true,
+            ..MetaGetFlags::default()
+        };
+        self.single(
+            key,
+            Access::Read,
+            |out, key, opaque| encode_meta_get(out, key, &flags.tagged(opaque)),
+            |reply| match reply {
+                Reply::Meta(MetaReply {
+                    status: MetaStatus::Value(data),
+                    flags,
+                }) => self.decode(data, &flags).map(Some),
+                Reply::Meta(MetaReply {
+                    status: MetaStatus::Miss,
+                    ..
+                }) => Ok(None),
+                other => Err(Error::from_reply(&other)),
+            },
+        )
+    }
+
+    /// Removes `key`; `Ok(false)` if it held nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] and the connection errors.
+    pub fn delete(&self, key: &str) -> Result<bool> {
+        self.meta_delete(key, &MetaDeleteFlags::default(), Access::Write)
+    }
+
+    /// One meta delete (`md`) with `flags`: `Ok(true)` when it applied,
+    /// `Ok(false)` when the key held nothing or its CAS did not match.
+    fn meta_delete(&self, key: &str, flags: &MetaDeleteFlags, access: Access) -> Result<bool> {
+        self.single(
+            key,
+            access,
+            |out, key, opaque| encode_meta_delete(out, key, &flags.tagged(opaque)),
+            |reply| match meta_status(&reply) {
+                Some(MetaStatus::Success) => Ok(true),
+                Some(MetaStatus::NotFound | MetaStatus::Exists) => Ok(false),
+                _ => Err(Error::from_reply(&reply)),
+            },
+        )
+    }
+
+    /// Removes `key` only if its CAS unique is still `cas`; `Ok(false)` if
+    /// it holds nothing or was changed since the CAS was read.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] and the connection errors.
+    pub fn delete_if_cas(&self, key: &str, cas: Cas) -> Result<bool> {
+        let flags = MetaDeleteFlags {
+            compare_cas: Some(cas.0),
+            ..MetaDeleteFlags::default()
+        };
+        self.meta_delete(key, &flags, Access::WriteOnce)
+    }
+
+    /// Gives `key` a new TTL (same rules as [`Client::set`]); `Ok(false)` if
+    /// it holds nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] and the connection errors.
+    pub fn touch(&self, key: &str, ttl: Duration) -> Result<bool> {
+        // Not recorded as a write: a touch the server missed leaves no
+        // older value to be read. A meta get that only sets the TTL (`mg <key> T<ttl>`): unlike the
+        // text `touch`, its reply carries the key and token to match.
+        let flags = MetaGetFlags {
+            update_ttl: Some(exptime_now(ttl)),
+            ..MetaGetFlags::default()
+        };
+        self.single(
+            key,
+            Access::Read,
+            |out, key, opaque| encode_meta_get(out, key, &flags.tagged(opaque)),
+            |reply| match meta_status(&reply) {
+                Some(MetaStatus::Success) => Ok(true),
+                Some(MetaStatus::Miss) => Ok(false),
+                _ => Err(Error::from_reply(&reply)),
+            },
+        )
+    }
+
+    /// `incr`/`decr` as a meta arithmetic command (`ma`), whose reply,
+    /// unlike the text commands', carries the key and token to match.
+    fn arithmetic(&self, key: &str, delta: u64, incr: bool) -> Result<Option<u64>> {
+        let flags = MetaArithmeticFlags {
+            mode: if incr {
+                ArithmeticMode::Incr
+            } else {
+                ArithmeticMode::Decr
+            },
+            delta: Some(delta),
+            value: true,
+            ..MetaArithmeticFlags::default()
+        };
+        self.single(
+            key,
+            Access::ReadOnce,
+            |out, key, opaque| encode_meta_arithmetic(out, key, &flags.tagged(opaque)),
+            |reply| match meta_status(&reply) {
+                Some(MetaStatus::Value(number)) => Ok(Some(parse_counter(number)?)),
+                Some(MetaStatus::NotFound) => Ok(None),
+                _ => Err(Error::from_reply(&reply)),
+            },
+        )
+    }
+
+    /// Adds `delta` to the decimal number stored under `key` (wrapping at
+    /// 2^64, as memcached does) and returns the new value; `None` if the key
+    /// holds nothing. Store the starting number with [`Client::set`] (as an
+    /// integer, or its decimal text).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Client`] when the stored value is not a number, plus
+    /// [`Error::InvalidKey`] and the connection errors.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// client.set("hits", &0u64, Duration::ZERO)?;
+    /// assert_eq!(client.incr("hits", 5)?, Some(5));
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
+    pub fn incr(&self, key: &str, delta: u64) -> Result<Option<u64>> {
+        self.arithmetic(key, delta, true)
+    }
+
+    /// Subtracts `delta` from the number stored under `key`, stopping at 0,
+    /// and returns the new value; `None` if the key holds nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::incr`].
+    pub fn decr(&self, key: &str, delta: u64) -> Result<Option<u64>> {
+        self.arithmetic(key, delta, false)
+    }
+
+    /// Reads a value with its CAS unique, for a later [`Client::cas`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::get`].
+    pub fn gets<V: DeserializeOwned>(&self, key: &str) -> Result<Option<(V, Cas)>> {
+        Ok(self.meta_get::<V>(key)?.map(|item| (item.value, item.cas)))
+    }
+
+    /// Reads a value with its CAS unique and remaining TTL (one `mg` request).
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::get`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// if let Some(item) = client.meta_get::<String>("session")? {
+    ///     println!("{} (cas {:?}, expires in {:?})", item.value, item.cas, item.ttl);
+    /// }
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
+    pub fn meta_get<V: DeserializeOwned>(&self, key: &str) -> Result<Option<MetaItem<V>>> {
+        let flags = MetaGetFlags {
+            value: true,
+            flags: true,
+            cas: true,
+            ttl: true,
+            ..MetaGetFlags::default()
+        };
+        self.single(
+            key,
+            Access::Read,
+            |out, key, opaque| encode_meta_get(out, key, &flags.tagged(opaque)),
+            |reply| match reply {
+                Reply::Meta(MetaReply {
+                    status: MetaStatus::Value(data),
+                    flags,
+                }) => Ok(Some(MetaItem {
+                    value: self.decode(data, &flags)?,
+                    cas: cas_of(&flags)?,
+                    ttl: ttl_of(&flags)?,
+                })),
+                Reply::Meta(MetaReply {
+                    status: MetaStatus::Miss,
+                    ..
+                }) => Ok(None),
+                other => Err(Error::from_reply(&other)),
+            },
+        )
+    }
+
+    /// Reads only the CAS unique of `key` (no value is sent back): a cheap
+    /// check whether a copy held elsewhere is still current.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] and the connection errors.
+    pub fn cas_only(&self, key: &str) -> Result<Option<Cas>> {
+        let flags = MetaGetFlags {
+            cas: true,
+            ..MetaGetFlags::default()
+        };
+        self.single(
+            key,
+            Access::Read,
+            |out, key, opaque| encode_meta_get(out, key, &flags.tagged(opaque)),
+            |reply| match reply {
+                Reply::Meta(MetaReply {
+                    status: MetaStatus::Success,
+                    flags,
+                }) => cas_of(&flags).map(Some),
+                Reply::Meta(MetaReply {
+                    status: MetaStatus::Miss,
+                    ..
+                }) => Ok(None),
+                other => Err(Error::from_reply(&other)),
+            },
+        )
+    }
+
+    // ---- raw operations -------------------------------------------------
+
+    /// Reads the bytes and client flags stored under `key`, undecoded.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] and the connection errors.
+    pub fn get_raw(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>> {
+        let flags = MetaGetFlags {
+            value: true,
+            flags: true,
+            ..MetaGetFlags::default()
+        };
+        self.single(
+            key,
+            Access::Read,
+            |out, key, opaque| encode_meta_get(out, key, &flags.tagged(opaque)),
+            |reply| match reply {
+                Reply::Meta(MetaReply {
+                    status: MetaStatus::Value(data),
+                    flags,
+                }) => {
+                    let client_flags = flags
+                        .client_flags
+                        .ok_or(ProtocolError::Malformed { reply: "VA" })?;
+                    Ok(Some((data.to_vec(), client_flags)))
+                }
+                Reply::Meta(MetaReply {
+                    status: MetaStatus::Miss,
+                    ..
+                }) => Ok(None),
+                other => Err(Error::from_reply(&other)),
+            },
+        )
+    }
+}
+
+/// The status of a meta reply, `None` for any other reply.
+fn meta_status<'a>(reply: &Reply<'a>) -> Option<MetaStatus<'a>> {
+    match reply {
+        Reply::Meta(meta) => Some(meta.status),
+        _ => None,
+    }
+}
+
+fn cas_of(flags: &ReturnFlags<'_>) -> Result<Cas> {
+    flags
+        .cas
+        .map(Cas)
+        .ok_or(Error::Protocol(ProtocolError::Malformed { reply: "VA" }))
+}
+
+fn ttl_of(flags: &ReturnFlags<'_>) -> Result<Option<Duration>> {
+    match flags.ttl {
+        Some(RemainingTtl::Never) => Ok(None),
+        Some(RemainingTtl::Seconds(secs)) => Ok(Some(Duration::from_secs(u64::from(secs)))),
+        None => Err(Error::Protocol(ProtocolError::Malformed { reply: "VA" })),
+    }
+}
+
+/// [`exptime`] at the current wall-clock time (read only for TTLs over 30
+/// days, which are sent as absolute times).
+fn exptime_now(ttl: Duration) -> u32 {
+    let now = if ttl.as_secs() >= MAX_RELATIVE_EXPTIME {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    } else {
+        0
+    };
+    exptime(ttl, now)
+}

@@ -1,0 +1,302 @@
+//! Writes: `set` and its conditional kinds (`add`, `replace`, `cas`),
+//! with or without the new CAS back, as meta sets.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{Access, Cas, Client, exptime_now};
+use crate::codec::Codec;
+use crate::memcached::error::{Error, Result};
+use crate::memcached::protocol::{
+    MetaReply, MetaSetFlags, MetaSetMode, MetaStatus, ProtocolError, Reply, encode_meta_set,
+};
+
+impl<C: Codec> Client<C> {
+    /// Stores with a meta set; `Ok(true)` on `HD`, `Ok(false)` on `NS`, `EX`
+    /// or `NF`.
+    fn store(
+        &self,
+        key: &str,
+        data: &[u8],
+        flags: u32,
+        ttl: Duration,
+        mode: MetaSetMode,
+        compare_cas: Option<u64>,
+    ) -> Result<bool> {
+        let set_flags = store_flags(flags, ttl, mode, compare_cas);
+        Ok(matches!(
+            self.meta_store(key, data, &set_flags)?,
+            Stored::Yes(_)
+        ))
+    }
+
+    /// Sends one meta set with `set_flags` and reads its outcome (with the
+    /// stored item's new CAS unique when the reply carries one: the callers
+    /// that set `return_cas` treat its absence as a protocol error).
+    fn meta_store(&self, key: &str, data: &[u8], set_flags: &MetaSetFlags) -> Result<Stored> {
+        self.check_size(data.len())?;
+        let access = if set_flags.compare_cas.is_none() && set_flags.mode != MetaSetMode::Add {
+            Access::Write
+        } else {
+            Access::WriteOnce
+        };
+        self.single(
+            key,
+            access,
+            |out, key, opaque| encode_meta_set(out, key, data, &set_flags.tagged(opaque)),
+            |reply| match reply {
+                Reply::Meta(MetaReply {
+                    status: MetaStatus::Success,
+                    flags,
+                }) => Ok(Stored::Yes(flags.cas.map(Cas))),
+                Reply::Meta(MetaReply {
+                    status: MetaStatus::NotStored | MetaStatus::Exists | MetaStatus::NotFound,
+                    ..
+                }) => Ok(Stored::No),
+                other => Err(Error::from_reply(&other)),
+            },
+        )
+    }
+
+    /// Stores `value` under `key` for `ttl`.
+    ///
+    /// `Duration::ZERO` means no expiry; a TTL over 30 days is sent as an
+    /// absolute unix time (memcached reads larger relative values that way),
+    /// capped at memcached's largest time, 2038-01-19 (`i32::MAX`), so a very
+    /// long TTL such as `Duration::MAX` means "as long as the server can
+    /// keep it"; fractions of a second are rounded up.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`], [`Error::Codec`] when the value cannot be
+    /// encoded, [`Error::ValueTooLarge`] when the encoded value is over the
+    /// item limit (nothing is sent), [`Error::Server`] when the server refuses
+    /// it, [`Error::NotStored`] when it declines to store it, and the
+    /// connection errors.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// client.set("user:42:name", "Ada", Duration::from_secs(300))?;
+    /// client.set("visits", &1_000u64, Duration::ZERO)?;
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
+    pub fn set<V: Serialize + ?Sized>(&self, key: &str, value: &V, ttl: Duration) -> Result<()> {
+        let encoded = self.inner.codec.encode(value)?;
+        self.set_raw(key, &encoded.data, encoded.flags, ttl)
+    }
+
+    /// Stores `value` only if `key` holds nothing; `Ok(false)` if it does.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::set`].
+    pub fn add<V: Serialize + ?Sized>(&self, key: &str, value: &V, ttl: Duration) -> Result<bool> {
+        let encoded = self.inner.codec.encode(value)?;
+        self.store(
+            key,
+            &encoded.data,
+            encoded.flags,
+            ttl,
+            MetaSetMode::Add,
+            None,
+        )
+    }
+
+    /// Stores `value` only if `key` already holds a value; `Ok(false)` if not.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::set`].
+    pub fn replace<V: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &V,
+        ttl: Duration,
+    ) -> Result<bool> {
+        let encoded = self.inner.codec.encode(value)?;
+        self.store(
+            key,
+            &encoded.data,
+            encoded.flags,
+            ttl,
+            MetaSetMode::Replace,
+            None,
+        )
+    }
+
+    /// Stores `value` only if the item's CAS unique is still `cas`.
+    ///
+    /// Returns `Ok(false)` when the item was changed (or removed) since the
+    /// CAS was read.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::set`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// if let Some((count, cas)) = client.gets::<u64>("counter")? {
+    ///     let stored = client.cas("counter", &(count + 1), Duration::ZERO, cas)?;
+    ///     println!("updated: {stored}");
+    /// }
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
+    pub fn cas<V: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &V,
+        ttl: Duration,
+        cas: Cas,
+    ) -> Result<bool> {
+        let encoded = self.inner.codec.encode(value)?;
+        self.store(
+            key,
+            &encoded.data,
+            encoded.flags,
+            ttl,
+            MetaSetMode::Set,
+            Some(cas.0),
+        )
+    }
+
+    /// Stores `value` under `key` for `ttl` (as [`Client::set`] does) and
+    /// returns the CAS unique the server gave the new item, in the same
+    /// round trip (the meta set's `c` flag).
+    ///
+    /// The CAS is what [`Client::gets`], [`Client::meta_get`] and
+    /// [`Client::cas_only`] report until the item changes again, so a copy
+    /// of the value kept elsewhere can later be checked for being current
+    /// without reading the item back first.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::set`]: [`Error::InvalidKey`], [`Error::Codec`],
+    /// [`Error::ValueTooLarge`] (nothing is sent), [`Error::Server`],
+    /// [`Error::NotStored`], and the connection errors; a reply without the
+    /// CAS is an [`Error::Protocol`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// let cas = client.set_returning_cas("user:42:name", "Ada", Duration::from_secs(300))?;
+    /// // Later: is the copy we wrote still the stored one?
+    /// if client.cas_only("user:42:name")? != Some(cas) {
+    ///     println!("changed since we wrote it");
+    /// }
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
+    pub fn set_returning_cas<V: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &V,
+        ttl: Duration,
+    ) -> Result<Cas> {
+        let encoded = self.inner.codec.encode(value)?;
+        let set_flags = MetaSetFlags {
+            return_cas: true,
+            ..store_flags(encoded.flags, ttl, MetaSetMode::Set, None)
+        };
+        match self.meta_store(key, &encoded.data, &set_flags)? {
+            Stored::Yes(Some(cas)) => Ok(cas),
+            Stored::Yes(None) => Err(ProtocolError::Malformed { reply: "HD" }.into()),
+            Stored::No => Err(Error::NotStored),
+        }
+    }
+
+    /// Stores `value` only if the item's CAS unique is still `cas` (as
+    /// [`Client::cas`] does), and returns the stored item's new CAS unique.
+    ///
+    /// `Ok(Some(new_cas))` when the value was stored; `Ok(None)` when the
+    /// item changed since `cas` was read, or is gone. The new CAS is the one
+    /// [`Client::gets`] and [`Client::cas_only`] then report, so a caller
+    /// that keeps a copy of the value (a near cache, say) can revalidate it
+    /// later without reading the item back.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::set`]: [`Error::InvalidKey`], [`Error::Codec`],
+    /// [`Error::ValueTooLarge`] (nothing is sent), [`Error::Server`], and the
+    /// connection errors; a reply without the CAS is an [`Error::Protocol`].
+    /// Not sent again after a connection failure, as the first attempt may
+    /// have stored the value.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// if let Some((count, cas)) = client.gets::<u64>("counter")? {
+    ///     match client.compare_and_set("counter", &(count + 1), Duration::ZERO, cas)? {
+    ///         Some(new_cas) => println!("stored, now at {new_cas:?}"),
+    ///         None => println!("changed meanwhile: read it again"),
+    ///     }
+    /// }
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
+    pub fn compare_and_set<V: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &V,
+        ttl: Duration,
+        cas: Cas,
+    ) -> Result<Option<Cas>> {
+        let encoded = self.inner.codec.encode(value)?;
+        let set_flags = MetaSetFlags {
+            return_cas: true,
+            ..store_flags(encoded.flags, ttl, MetaSetMode::Set, Some(cas.0))
+        };
+        match self.meta_store(key, &encoded.data, &set_flags)? {
+            Stored::Yes(Some(cas)) => Ok(Some(cas)),
+            Stored::Yes(None) => Err(ProtocolError::Malformed { reply: "HD" }.into()),
+            Stored::No => Ok(None),
+        }
+    }
+
+    /// Stores `data` with client `flags` under `key`, unencoded.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`], [`Error::ValueTooLarge`], [`Error::Server`],
+    /// [`Error::NotStored`] and the connection errors.
+    pub fn set_raw(&self, key: &str, data: &[u8], flags: u32, ttl: Duration) -> Result<()> {
+        if self.store(key, data, flags, ttl, MetaSetMode::Set, None)? {
+            Ok(())
+        } else {
+            Err(Error::NotStored)
+        }
+    }
+}
+
+/// The outcome of a meta set.
+enum Stored {
+    /// `HD`: stored, with the new CAS unique when the reply has one.
+    Yes(Option<Cas>),
+    /// `NS`, `EX` or `NF`: the server declined to store it.
+    No,
+}
+
+/// The meta set flags of a store with client `flags`, `ttl`, `mode` and an
+/// optional CAS to compare.
+fn store_flags(
+    flags: u32,
+    ttl: Duration,
+    mode: MetaSetMode,
+    compare_cas: Option<u64>,
+) -> MetaSetFlags {
+    MetaSetFlags {
+        mode,
+        ttl: Some(exptime_now(ttl)),
+        client_flags: Some(flags),
+        compare_cas,
+        ..MetaSetFlags::default()
+    }
+}

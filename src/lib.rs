@@ -4,7 +4,7 @@
 //!
 //! * [`Cache`] — the near tier: a concurrent, typed `K -> V` store in process
 //!   memory. Lookups take no lock; eviction is memcached's segmented LRU
-//!   (HOT / WARM / COLD, a hit only sets an "active" bit); per-cache and
+//!   (HOT / WARM / COLD, a hit only bumps a capped use count); per-cache and
 //!   per-entry TTL; bounded by entry count or by weight; one loader per
 //!   missing key.
 //! * `memcached` — the far tier: a memcached client (feature `memcached`, on

@@ -245,6 +245,32 @@ fn loaded_values_hold_at_most_1_25x() {
 }
 
 #[test]
+fn rewriting_a_key_evicts_no_other_to_free_memory() {
+    const MAX: u64 = 64 << 20;
+    const LEN: usize = 8 << 20;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let baseline = start();
+    // One shard of 8 entries; a quarter of slack holds 2 retired values.
+    let cache: Cache<u64, Vec<u8>> = Cache::builder()
+        .max_weight(MAX)
+        .weigher(|_, v: &Vec<u8>| v.len() as u64)
+        .shards(1)
+        .build();
+    for k in 0..8 {
+        cache.insert(k, vec![0u8; LEN]);
+    }
+    for round in 0..50u64 {
+        cache.insert(round % 2, vec![0u8; LEN]);
+    }
+    // The rewrites waited for their old values to be freed instead.
+    assert_eq!(cache.stats().evicted_capacity, 0, "{:?}", cache.stats());
+    assert!((0..8).all(|k| cache.contains_key(&k)));
+    let peak = PEAK.load(Ordering::SeqCst) - baseline;
+    assert!(peak <= allowance(MAX) + LEN, "peak {peak}");
+    check_settled(MAX, baseline, 0);
+}
+
+#[test]
 fn a_too_heavy_entry_is_refused_without_evicting() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let cache = byte_cache(16 << 20);

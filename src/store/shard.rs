@@ -445,7 +445,8 @@ impl<K, V> Shard<K, V> {
         impl<K, V> Drop for Taken<'_, K, V> {
             fn drop(&mut self) {
                 if !self.slots.is_empty() {
-                    self.shard.lock().recycle(&self.slots);
+                    let mut st = self.shard.lock();
+                    self.shard.recycle(&mut st, &self.slots);
                 }
             }
         }
@@ -458,7 +459,7 @@ impl<K, V> Shard<K, V> {
             self.slab.drop_reclaimed(&taken.slots);
         }
         let mut st = self.lock();
-        st.recycle(&taken.slots);
+        self.recycle(&mut st, &taken.slots);
         // Recycled: the guard has nothing left to do.
         taken.slots.clear();
         st
@@ -536,7 +537,9 @@ impl<K, V> Shard<K, V> {
     }
 
     /// Marks an already-unlinked slot dead and queues it for the epoch.
-    #[inline]
+    // Always inlined: small, on every eviction, and outlined once it
+    // gained the retired-weight count.
+    #[inline(always)]
     fn retire_slot(&self, st: &mut State<K, V>, idx: u32, cause: RemovalCause) {
         let slot = self.slot(idx);
         // Relaxed load and store (no RMW needed): only the lock holder
@@ -548,8 +551,7 @@ impl<K, V> Shard<K, V> {
             st.expiring -= 1;
         }
         st.retired.push((idx, slot.generation()));
-        // The LRU keeps a removed slot's weight until the slot is reused.
-        st.retired_weight += u128::from(st.lru.weight_of(idx));
+        self.count_retired(st, idx);
         let counter = match cause {
             RemovalCause::Capacity => &self.counters.evicted_capacity,
             RemovalCause::Expired => &self.counters.evicted_expired,
@@ -581,7 +583,7 @@ impl<K, V> Shard<K, V> {
             let mut reclaimed = std::mem::take(&mut st.scratch);
             self.mailbox.take(&mut reclaimed);
             self.slab.drop_reclaimed(&reclaimed);
-            st.recycle(&reclaimed);
+            self.recycle(st, &reclaimed);
             reclaimed.clear();
             st.scratch = reclaimed;
             if let Some(idx) = st.free.pop() {

@@ -11,8 +11,9 @@
 //! is bounded counts its retired weight beside its live weight, and keeps
 //! their sum within its [`MemoryBound`]: `max_weight` plus a quarter. An
 //! insert that would go past it
-//! 1. evicts until the live weight leaves room for the new entry, hands
-//!    every slot it holds back to the epoch, and returns without storing;
+//! 1. evicts until the live weight alone leaves room for the new entry
+//!    within the bound, hands every slot it holds back to the epoch, and
+//!    returns without storing;
 //! 2. with the shard unlocked and the thread unpinned, pushes the epoch
 //!    along and drops what comes back ([`wait_for_reclaim`]);
 //! 3. tries once more, and is refused if the sum still has no room: a
@@ -59,6 +60,12 @@ impl MemoryBound {
         MemoryBound { cap, budget }
     }
 
+    /// Whether there is a bound (else retired weight need not be counted).
+    #[inline]
+    pub(crate) fn bounded(&self) -> bool {
+        self.cap != u128::MAX
+    }
+
     /// Whether `live` and `retired` weight leave room for `weight` more.
     /// (u128: sums of u64 weights over at most 2^30 slots cannot overflow.)
     #[inline]
@@ -73,12 +80,6 @@ impl MemoryBound {
     #[inline]
     pub(crate) fn worth_evicting(&self, retired: u128) -> bool {
         retired <= self.cap - self.budget
-    }
-
-    /// The live weight that leaves room for `weight` more.
-    #[inline]
-    pub(crate) fn live_room(&self, live: u128, weight: u64) -> bool {
-        live + u128::from(weight) <= self.budget
     }
 
     /// Whether the sum is within the bound (for the invariant checks).
@@ -177,32 +178,49 @@ pub(crate) fn wait_for_reclaim(mut reclaimed: impl FnMut() -> bool) -> bool {
     false
 }
 
-impl<K, V> State<K, V> {
-    /// Puts reclaimed slots, their contents dropped, on the free list: the
-    /// memory their values held is free.
-    pub(super) fn recycle(&mut self, slots: &[(u32, u32)]) {
-        for &(idx, _) in slots {
-            let weight = u128::from(self.lru.weight_of(idx));
-            debug_assert!(weight <= self.retired_weight, "slot {idx} recycled twice");
-            self.retired_weight = self.retired_weight.saturating_sub(weight);
-            self.free.push(idx);
+impl<K, V> Shard<K, V> {
+    /// Counts a slot just retired (`retire_slot`) as memory still held.
+    /// Only with a bound: unbounded shards skip the bookkeeping.
+    #[inline]
+    pub(super) fn count_retired(&self, st: &mut State<K, V>, idx: u32) {
+        if self.memory.bounded() {
+            // The LRU keeps a removed slot's weight until the slot is reused.
+            st.retired_weight += u128::from(st.lru.weight_of(idx));
         }
     }
-}
 
-impl<K, V> Shard<K, V> {
+    /// Puts reclaimed slots, their contents dropped, on the free list: the
+    /// memory their values held is free.
+    #[inline]
+    pub(super) fn recycle(&self, st: &mut State<K, V>, slots: &[(u32, u32)]) {
+        if !self.memory.bounded() {
+            st.free.extend(slots.iter().map(|&(idx, _)| idx));
+            return;
+        }
+        for &(idx, _) in slots {
+            let weight = u128::from(st.lru.weight_of(idx));
+            debug_assert!(weight <= st.retired_weight, "slot {idx} recycled twice");
+            st.retired_weight = st.retired_weight.saturating_sub(weight);
+            st.free.push(idx);
+        }
+    }
+
     /// Whether the shard's values, live and retired, leave room for an
-    /// entry of `weight` (see `retired`).
+    /// entry of `weight` (see `retired`). Always, without a bound.
     #[inline]
     pub(crate) fn memory_for(&self, st: &State<K, V>, weight: u64) -> bool {
-        self.memory
-            .admits(st.lru.weight(), st.retired_weight, weight)
+        !self.memory.bounded()
+            || self
+                .memory
+                .admits(st.lru.weight(), st.retired_weight, weight)
     }
 
     /// For an entry of `weight` that does not fit in memory: evicts until
-    /// the live entries leave room for it (unless enough is retired already
-    /// that the epoch looks stalled), and hands every slot held back to the
-    /// epoch, so that `reclaim_for` can free them.
+    /// the live entries alone leave room for it within the bound (unless
+    /// enough is retired already that the epoch looks stalled), and hands
+    /// every slot held back to the epoch, so that `reclaim_for` can free
+    /// them. Only what the memory needs: once it is stored, the insert
+    /// evicts down to the weight budget as usual.
     #[cold]
     pub(crate) fn make_room<S: BuildHasher>(
         &self,
@@ -215,7 +233,7 @@ impl<K, V> Shard<K, V> {
     {
         if self.memory.worth_evicting(st.retired_weight) {
             st.lru.rebalance(&self.slab);
-            while !self.memory.live_room(st.lru.weight(), weight) {
+            while !self.memory.admits(st.lru.weight(), 0, weight) {
                 let Some(victim) = st.lru.victim(&self.slab, NIL) else {
                     break;
                 };

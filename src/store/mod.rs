@@ -104,7 +104,10 @@ type Listener<K, V> = Arc<dyn Fn(&K, &V, RemovalCause) + Send + Sync>;
 /// # Memory
 /// Each entry costs its key and value plus about 28 bytes on 64-bit targets:
 /// 16 in its slot (expiry, index link, use count, flags, generation), 8 of LRU links and
-/// about 4 of hash index; a weigher adds 8 for the stored weight.
+/// about 4 of hash index; a weigher adds 8 for the stored weight. With
+/// [`max_weight`](CacheBuilder::max_weight), values evicted but not yet
+/// freed count against the bound too: live and retired together stay
+/// within 1.25x of it.
 ///
 /// # Requirements on `K`
 /// `Hash` and `Eq` must agree (as for `HashMap`) and should not panic. A

@@ -19,3 +19,9 @@ pub(crate) use shuttle::thread::{ThreadId, current as current_thread};
 /// Thread identity, for detecting a loader that waits on itself.
 #[cfg(not(shuttle))]
 pub(crate) use std::thread::{ThreadId, current as current_thread};
+
+/// Lets other threads run: under shuttle, a scheduling point.
+#[cfg(shuttle)]
+pub(crate) use shuttle::thread::yield_now;
+#[cfg(not(shuttle))]
+pub(crate) use std::thread::yield_now;

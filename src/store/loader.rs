@@ -22,8 +22,13 @@
 //! deadlock.
 
 use std::any::Any;
+use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
+use std::time::Duration;
 
+use super::shard::{Inserted, Shard, Try};
+use super::ttl::TimeSource;
+use super::{Cache, local};
 use crate::shim::{Condvar, Mutex, ThreadId, current_thread};
 
 /// A shared error from a failed load, type-erased so waiters with any error
@@ -290,4 +295,77 @@ pub(crate) struct Load<K, V> {
     /// write is newer than what the loader computed, so the loaded value
     /// goes to the callers but is not stored over it.
     pub(crate) superseded: bool,
+}
+
+impl<K, V, S> Cache<K, V, S>
+where
+    K: Hash + Eq,
+    V: Clone,
+    S: BuildHasher,
+{
+    /// Stores the value a load this caller leads produced, as one write
+    /// that also removes the load's registration (so no caller can miss
+    /// both). The weigher runs once, on the first try (`weight` keeps it).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn store_loaded(
+        &self,
+        shard: &Shard<K, V>,
+        hash: u64,
+        flight: &Arc<InFlight<V>>,
+        stored: V,
+        ttl: Option<Duration>,
+        weight: &mut Option<u64>,
+        attempt: Try,
+    ) -> Landed<K, V> {
+        let (guard, _) = local::pin();
+        self.write(shard, &guard, |st, ctx| {
+            let Some(pos) = st.loads.iter().position(|l| Arc::ptr_eq(&l.flight, flight)) else {
+                return Landed::Left(Some((None, stored)));
+            };
+            // The weigher runs before anything changes.
+            let w = *weight.get_or_insert_with(|| {
+                self.inner
+                    .weigher
+                    .as_ref()
+                    .map_or(1, |w| w(&st.loads[pos].key, &stored))
+            });
+            let superseded = st.loads[pos].superseded;
+            if !superseded
+                && ttl != Some(Duration::ZERO)
+                && attempt == Try::First
+                && !shard.memory_for(st, w)
+            {
+                // The registration stays until the value lands.
+                shard.make_room(st, ctx, w, &guard);
+                return Landed::Reclaim(stored);
+            }
+            let Load { key, .. } = st.loads.swap_remove(pos);
+            if superseded || ttl == Some(Duration::ZERO) {
+                // Superseded: the key was written or removed while the
+                // loader ran, and that write is newer. Expired on arrival:
+                // storing it could only evict a live entry.
+                return Landed::Left(Some((Some(key), stored)));
+            }
+            let expires = match ttl.or(self.inner.default_ttl) {
+                Some(ttl) if ttl != Duration::MAX => TimeSource::expiry(ctx.now(), Some(ttl)),
+                _ => 0,
+            };
+            // The memory check is done (or this is the last try): stored
+            // or refused, not handed back for another try.
+            match shard.insert(st, ctx, hash, key, stored, expires, w, Try::Last, &guard) {
+                Inserted::Rejected(k, v) | Inserted::Reclaim(k, v) => {
+                    Landed::Left(Some((Some(k), v)))
+                }
+                Inserted::New | Inserted::Replaced => Landed::Left(None),
+            }
+        })
+    }
+}
+
+/// What [`Cache::store_loaded`] did with a loaded value.
+pub(super) enum Landed<K, V> {
+    /// Stored, or not to be stored: what is left to drop.
+    Left(Option<(Option<K>, V)>),
+    /// Not stored yet: no memory for it (see `Inserted::Reclaim`).
+    Reclaim(V),
 }

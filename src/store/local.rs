@@ -44,3 +44,12 @@ pub(crate) fn pin() -> (Guard, usize) {
         .try_with(|local| (local.handle.pin(), local.owner.0))
         .unwrap_or_else(|_| (COLLECTOR.register().pin(), usize::MAX))
 }
+
+/// Whether the current thread is pinned already (a listener, an `iter`):
+/// it then holds the epoch back itself. False while the thread-local is
+/// being torn down (nothing of this thread's can be pinned then).
+pub(crate) fn is_pinned() -> bool {
+    LOCAL
+        .try_with(|local| local.handle.is_pinned())
+        .unwrap_or(false)
+}

@@ -4,6 +4,7 @@
 //! * `shard` — one shard: lock-free lookups and the write path;
 //! * `index` — the hash index (F14-style chunks of tags and slot indices);
 //! * `slab` — the slot arena and epoch-deferred slot reuse;
+//! * `shard::retired` — memory held by retired values, bounded with the weight;
 //! * `lru` — the HOT / WARM / COLD policy;
 //! * `ttl` — the clock and expiry;
 //! * `loader` — one loader per missing key;
@@ -34,8 +35,8 @@ use std::time::Duration;
 
 use crossbeam_epoch::Guard;
 
-use loader::{InFlight, Load, Outcome};
-use shard::{Inserted, Shard, State, WriteCtx};
+use loader::{InFlight, Landed, Load, Outcome};
+use shard::{Inserted, Shard, State, Try, WriteCtx};
 use stats::{ReadCounters, bump};
 use ttl::{TimeSource, is_expired};
 
@@ -103,7 +104,10 @@ type Listener<K, V> = Arc<dyn Fn(&K, &V, RemovalCause) + Send + Sync>;
 /// # Memory
 /// Each entry costs its key and value plus about 28 bytes on 64-bit targets:
 /// 16 in its slot (expiry, index link, use count, flags, generation), 8 of LRU links and
-/// about 4 of hash index; a weigher adds 8 for the stored weight.
+/// about 4 of hash index; a weigher adds 8 for the stored weight. With
+/// [`max_weight`](CacheBuilder::max_weight), values evicted but not yet
+/// freed count against the bound too: live and retired together stay
+/// within 1.25x of it.
 ///
 /// # Requirements on `K`
 /// `Hash` and `Eq` must agree (as for `HashMap`) and should not panic. A
@@ -220,6 +224,30 @@ impl<K, V, S> CacheBuilder<K, V, S> {
 
     /// Bounds the total weight (see [`weigher`](Self::weigher); without one
     /// every entry weighs 1).
+    ///
+    /// # What the bound covers
+    /// [`Cache::weight`] counts the entries stored. A value that leaves the
+    /// cache (evicted, replaced, removed) is freed only once no reader can
+    /// still be cloning it, which takes the epoch moving on. Until then it
+    /// still holds memory, so when `V` or `K` has a `Drop` (owns memory), the
+    /// bound covers those retired values too: stored and retired weight
+    /// together stay within **1.25 x `max_weight`**, at every moment. With a
+    /// weigher that returns a value's size in bytes, that bounds the memory
+    /// the cache's values hold, besides values callers are inserting (each
+    /// is the caller's until it is stored) and clones readers hold.
+    ///
+    /// An insert that would go past it evicts to make room for itself, then
+    /// pushes the epoch and frees what comes back (while not pinned itself)
+    /// before it stores. If a reader stays pinned meanwhile (a slow eviction
+    /// listener, an [`iter`](Cache::iter) cloning a large shard, a thread
+    /// preempted mid-lookup) it waits for it up to 100 ms (2 ms for a while
+    /// after a wait that ran out); past that the insert is **refused**:
+    /// nothing is stored, any old value for the key is removed, it counts in
+    /// [`Stats::rejected`], and [`try_insert`](Cache::try_insert) hands the
+    /// entry back. A reader that never unpins thus holds the memory at the
+    /// bound, not past it. Inserts made from an eviction listener run pinned
+    /// and do not wait. Values without a `Drop` (plain data, kept inline in
+    /// the cache's slots) free nothing when retired and are not counted.
     pub fn max_weight(mut self, weight: u64) -> Self {
         self.max_weight = Some(weight);
         self
@@ -524,6 +552,10 @@ where
     /// be really pinned (not `epoch::unprotected`) when the cache has a
     /// listener, which reads removed slots after the unlock, and when the
     /// caller reads them afterwards (`remove`).
+    // Always inlined: with the insert's retry after a reclaim as a second
+    // call site the compiler outlined it, which cost ~60 instructions per
+    // insert (callgrind, `interleaved one nearfar`).
+    #[inline(always)]
     fn write<R>(
         &self,
         shard: &Shard<K, V>,
@@ -628,7 +660,10 @@ where
     /// within its bounds. An entry heavier than
     /// [`max_entry_weight`](Self::max_entry_weight) is refused (and any old
     /// value for the key removed): use [`try_insert`](Self::try_insert) to
-    /// get it back.
+    /// get it back. So is one that finds no memory for it while a reader
+    /// holds evicted values alive (see
+    /// [`max_weight`](CacheBuilder::max_weight)); it may wait for that
+    /// reader first.
     ///
     /// ```
     /// let cache = nearfar::Cache::new(2);
@@ -671,7 +706,9 @@ where
     /// # Errors
     /// `Err((key, value))` when the entry's weight exceeds
     /// [`max_entry_weight`](Self::max_entry_weight) (or the cache has no room
-    /// at all, as with `max_entries(0)`).
+    /// at all, as with `max_entries(0)`), or when values retired from its
+    /// shard still hold the memory it needs because a reader stays pinned
+    /// (see [`max_weight`](CacheBuilder::max_weight)).
     ///
     /// ```
     /// let cache = nearfar::Cache::builder()
@@ -699,6 +736,53 @@ where
             TimeSource::expiry(self.inner.time.now(), Some(ttl))
         });
         let shard = self.shard(hash);
+        match self.insert_once(shard, hash, key, value, expires, weight, origin, Try::First) {
+            Inserted::Reclaim(key, value) => {
+                self.insert_after_reclaim(shard, hash, key, value, expires, weight, origin)
+            }
+            Inserted::Rejected(k, v) => Err((k, v)),
+            Inserted::New | Inserted::Replaced => Ok(()),
+        }
+    }
+
+    /// An insert that found no memory for its entry: made room, now waits
+    /// for it to come back, unpinned (see `shard::retired`), and tries once
+    /// more. Out of line: the common insert stays as short as it was.
+    #[cold]
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn insert_after_reclaim(
+        &self,
+        shard: &Shard<K, V>,
+        hash: u64,
+        key: K,
+        value: V,
+        expires: u64,
+        weight: u64,
+        origin: Origin,
+    ) -> Result<(), (K, V)> {
+        shard.reclaim_for(weight);
+        match self.insert_once(shard, hash, key, value, expires, weight, origin, Try::Last) {
+            Inserted::Rejected(k, v) | Inserted::Reclaim(k, v) => Err((k, v)),
+            Inserted::New | Inserted::Replaced => Ok(()),
+        }
+    }
+
+    /// One try of [`insert_inner`](Self::insert_inner); the thread is pinned
+    /// only while it runs.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn insert_once(
+        &self,
+        shard: &Shard<K, V>,
+        hash: u64,
+        key: K,
+        value: V,
+        expires: u64,
+        weight: u64,
+        origin: Origin,
+        attempt: Try,
+    ) -> Inserted<K, V> {
         // An insert reads only what its shard's lock protects: the current
         // table (swapped only under the lock) and linked slots (unlinked only
         // under it). What it hands to the epoch, it hands with a guard pinned
@@ -718,16 +802,12 @@ where
             // hand-overs pin their own guard.
             unsafe { crossbeam_epoch::unprotected() }
         };
-        let outcome = self.write(shard, guard, |st, ctx| {
+        self.write(shard, guard, |st, ctx| {
             if origin == Origin::Write {
                 st.supersede_loads(hash, &key);
             }
-            shard.insert(st, ctx, hash, key, value, expires, weight, guard)
-        });
-        match outcome {
-            Inserted::Rejected(k, v) => Err((k, v)),
-            Inserted::New | Inserted::Replaced => Ok(()),
-        }
+            shard.insert(st, ctx, hash, key, value, expires, weight, attempt, guard)
+        })
     }
 
     /// Removes `key`, returning its value if it was present and unexpired.
@@ -736,7 +816,8 @@ where
     /// be reading it: on a later write to the same shard after the epoch has
     /// moved on. (Values replaced by `insert` or evicted are handed over in
     /// batches of up to 64 per shard, so as many may stay alive a little
-    /// longer.)
+    /// longer; with [`max_weight`](CacheBuilder::max_weight) they count
+    /// against the bound until then.)
     ///
     /// ```
     /// let cache = nearfar::Cache::new(10);
@@ -1144,46 +1225,31 @@ where
                 // Cloned before locking: user code (and a panic in it) stays
                 // out of the critical section.
                 let stored = value.clone();
-                let (guard, _) = local::pin();
-                // What the write leaves unstored (a superseded load's key
-                // and value, or a rejected entry) is dropped after the
-                // unlock: their Drop may use the cache.
-                let leftover = self.write(shard, &guard, |st, ctx| {
-                    let Some(pos) = st
-                        .loads
-                        .iter()
-                        .position(|l| Arc::ptr_eq(&l.flight, &flight))
-                    else {
-                        return Some((None, stored));
-                    };
-                    // The weigher runs before anything changes; the
-                    // registration leaves in the same critical section as the
-                    // value arrives, so no caller can miss both.
-                    let weight = self
-                        .inner
-                        .weigher
-                        .as_ref()
-                        .map_or(1, |w| w(&st.loads[pos].key, &value));
-                    let Load {
-                        key, superseded, ..
-                    } = st.loads.swap_remove(pos);
-                    if superseded || ttl == Some(Duration::ZERO) {
-                        // Superseded: the key was written or removed while
-                        // the loader ran, and that write is newer. Expired on
-                        // arrival: storing it could only evict a live entry.
-                        return Some((Some(key), stored));
-                    }
-                    let expires = match ttl.or(self.inner.default_ttl) {
-                        Some(ttl) if ttl != Duration::MAX => {
-                            TimeSource::expiry(ctx.now(), Some(ttl))
+                let mut weight = None;
+                let first =
+                    self.store_loaded(shard, hash, &flight, stored, ttl, &mut weight, Try::First);
+                let leftover = match first {
+                    Landed::Left(leftover) => leftover,
+                    Landed::Reclaim(stored) => {
+                        // No memory for it yet: as in `insert_inner`.
+                        shard.reclaim_for(weight.unwrap_or(1));
+                        match self.store_loaded(
+                            shard,
+                            hash,
+                            &flight,
+                            stored,
+                            ttl,
+                            &mut weight,
+                            Try::Last,
+                        ) {
+                            Landed::Left(leftover) => leftover,
+                            Landed::Reclaim(stored) => Some((None, stored)),
                         }
-                        _ => 0,
-                    };
-                    match shard.insert(st, ctx, hash, key, stored, expires, weight, &guard) {
-                        Inserted::Rejected(k, v) => Some((Some(k), v)),
-                        _ => None,
                     }
-                });
+                };
+                // What the write left unstored (a superseded load's key and
+                // value, or a rejected entry) is dropped after the unlock:
+                // their Drop may use the cache.
                 drop(leftover);
                 // Only waiters hold other references now (registration removed).
                 if Arc::strong_count(&flight) > 1 {

@@ -34,6 +34,11 @@ use super::slab::{LIVE, Mailbox, NIL, Slab, Slot, has_drop_glue, retire};
 use super::stats::{WriteCounters, bump};
 use super::ttl::{TimeSource, is_expired};
 use crate::shim::{AtomicU32, Mutex, MutexGuard, Ordering, fence};
+use retired::MemoryBound;
+
+/// The memory bound over live and retired values (a child module: it
+/// reads the shard's private state).
+mod retired;
 
 /// The most entries a shard's first index is sized for (about 7 MiB,
 /// allocated with `calloc`, so pages are committed only as entries land in
@@ -107,6 +112,10 @@ pub(crate) struct State<K, V> {
     /// mailbox delivery) is paid once per batch, not once per eviction.
     /// Holding a slot back is always safe: it only delays its reuse.
     retired: Vec<(u32, u32)>,
+    /// The weight of every slot unlinked whose value is not dropped yet
+    /// (held back in `retired`, waiting for the epoch, or in the mailbox):
+    /// memory the values still hold (see `retired`).
+    retired_weight: u128,
     /// How many retired slots make a batch (smaller for small shards, so
     /// slots held back never make up much of the slab).
     retire_batch: usize,
@@ -183,8 +192,21 @@ type Found<'g, K, V> = Option<(u32, &'g Slot<K, V>)>;
 pub(crate) enum Inserted<K, V> {
     New,
     Replaced,
-    /// Heavier than the shard's whole budget: handed back, nothing stored.
+    /// Heavier than the shard's whole budget, or no memory left for it
+    /// while retired values wait for a stalled reader: handed back,
+    /// nothing stored.
     Rejected(K, V),
+    /// Not stored yet: the shard's values, live and retired, leave no room
+    /// for it. Room is being made: `Shard::reclaim_for`, then insert again
+    /// (as the last try).
+    Reclaim(K, V),
+}
+
+/// Whether an insert may still wait for memory to come back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Try {
+    First,
+    Last,
 }
 
 /// `repr(C)`, aligned to a cache-line pair: the fields every lookup reads
@@ -202,6 +224,8 @@ pub(crate) struct Shard<K, V> {
     max_weight: u64,
     /// Slab chunk 0's capacity: before growing past it, nudge the epoch.
     first_chunk: usize,
+    /// What the live and retired values may weigh together.
+    memory: MemoryBound,
 }
 
 impl<K, V> UseCounts for Slab<K, V> {
@@ -244,6 +268,7 @@ impl<K, V> Shard<K, V> {
                 lru: Lru::new(budget, max_entries, weighted),
                 free: Vec::new(),
                 retired: Vec::new(),
+                retired_weight: 0,
                 retire_batch: (first_chunk / 16).clamp(1, MAX_RETIRE_BATCH),
                 scratch: Vec::new(),
                 grown_since_flush: 0,
@@ -257,6 +282,7 @@ impl<K, V> Shard<K, V> {
             counters: WriteCounters::default(),
             max_entries,
             max_weight,
+            memory: MemoryBound::new(max_weight, has_drop_glue::<K, V>()),
         }
     }
 
@@ -420,7 +446,7 @@ impl<K, V> Shard<K, V> {
             fn drop(&mut self) {
                 if !self.slots.is_empty() {
                     let mut st = self.shard.lock();
-                    st.free.extend(self.slots.iter().map(|&(idx, _)| idx));
+                    self.shard.recycle(&mut st, &self.slots);
                 }
             }
         }
@@ -433,8 +459,9 @@ impl<K, V> Shard<K, V> {
             self.slab.drop_reclaimed(&taken.slots);
         }
         let mut st = self.lock();
-        // Drained: the guard has nothing left to do.
-        st.free.extend(taken.slots.drain(..).map(|(idx, _)| idx));
+        self.recycle(&mut st, &taken.slots);
+        // Recycled: the guard has nothing left to do.
+        taken.slots.clear();
         st
     }
 
@@ -510,7 +537,9 @@ impl<K, V> Shard<K, V> {
     }
 
     /// Marks an already-unlinked slot dead and queues it for the epoch.
-    #[inline]
+    // Always inlined: small, on every eviction, and outlined once it
+    // gained the retired-weight count.
+    #[inline(always)]
     fn retire_slot(&self, st: &mut State<K, V>, idx: u32, cause: RemovalCause) {
         let slot = self.slot(idx);
         // Relaxed load and store (no RMW needed): only the lock holder
@@ -522,6 +551,7 @@ impl<K, V> Shard<K, V> {
             st.expiring -= 1;
         }
         st.retired.push((idx, slot.generation()));
+        self.count_retired(st, idx);
         let counter = match cause {
             RemovalCause::Capacity => &self.counters.evicted_capacity,
             RemovalCause::Expired => &self.counters.evicted_expired,
@@ -553,7 +583,8 @@ impl<K, V> Shard<K, V> {
             let mut reclaimed = std::mem::take(&mut st.scratch);
             self.mailbox.take(&mut reclaimed);
             self.slab.drop_reclaimed(&reclaimed);
-            st.free.extend(reclaimed.drain(..).map(|(idx, _)| idx));
+            self.recycle(st, &reclaimed);
+            reclaimed.clear();
             st.scratch = reclaimed;
             if let Some(idx) = st.free.pop() {
                 return Some(idx);
@@ -603,15 +634,23 @@ impl<K, V> Shard<K, V> {
         value: V,
         expires: u64,
         weight: u64,
+        attempt: Try,
         guard: &Guard,
     ) -> Inserted<K, V>
     where
         K: Hash + Eq,
     {
+        let too_heavy = weight > self.max_weight || self.max_entries == 0;
+        // (Something too heavy is refused at once, whatever the memory.)
+        let fits = too_heavy || self.memory_for(st, weight);
+        if !fits && attempt == Try::First {
+            self.make_room(st, ctx, weight, guard);
+            return Inserted::Reclaim(key, value);
+        }
         let existing = self.find_locked(hash, &key, guard);
-        if weight > self.max_weight || self.max_entries == 0 {
-            // Too heavy to ever fit. The caller asked to overwrite the key, so
-            // the old value must not survive either.
+        if too_heavy || !fits {
+            // Too heavy to ever fit, or no memory for it. The caller asked
+            // to overwrite the key, so the old value must not survive either.
             if let Some(idx) = existing {
                 self.unlink(st, ctx, idx, RemovalCause::Replaced, guard);
             }
@@ -947,6 +986,13 @@ impl<K, V> Shard<K, V> {
                 "bound exceeded: {} entries, weight {}",
                 st.lru.len(),
                 st.lru.weight()
+            ));
+        }
+        if !self.memory.holds(st.lru.weight(), st.retired_weight) {
+            return Err(format!(
+                "memory bound exceeded: weight {} live, {} retired",
+                st.lru.weight(),
+                st.retired_weight
             ));
         }
         let (guard, _) = local::pin();

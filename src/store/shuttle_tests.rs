@@ -117,6 +117,53 @@ fn shuttle_concurrent_writers_keep_bound_and_structure() {
     );
 }
 
+/// Values that own memory in a weight-bounded shard: every insert evicts,
+/// finds the retired value in the way of the memory bound, makes room and
+/// waits for the epoch (`retired`), while another writer and a reader run.
+/// The bound (live + retired within 1.25x, checked under the lock) and the
+/// values seen must hold in every interleaving.
+#[test]
+fn shuttle_writers_waiting_for_memory_keep_the_bound() {
+    shuttle::check_random(
+        || {
+            let cache: Cache<u32, Vec<u32>> = Cache::builder()
+                .max_weight(8)
+                .weigher(|_, v: &Vec<u32>| v.len() as u64)
+                .shards(1)
+                .build();
+            let writers: Vec<_> = (0..2u32)
+                .map(|t| {
+                    let cache = cache.clone();
+                    thread::spawn(move || {
+                        for i in 0..3 {
+                            let k = t * 10 + i;
+                            cache.insert(k, vec![k; 4]);
+                            assert!(cache.weight() <= 8);
+                            cache.check_invariants().unwrap();
+                        }
+                    })
+                })
+                .collect();
+            let reader = {
+                let cache = cache.clone();
+                thread::spawn(move || {
+                    for k in [0, 10, 1, 11, 2, 12] {
+                        if let Some(v) = cache.get(&k) {
+                            assert_eq!(v, vec![k; 4], "value of another key");
+                        }
+                    }
+                })
+            };
+            for h in writers {
+                h.join().unwrap();
+            }
+            reader.join().unwrap();
+            cache.check_invariants().unwrap();
+        },
+        ITERATIONS / 4,
+    );
+}
+
 // ---- The index's moves (refills, growth) against lock-free readers ----
 //
 // A refill moves a displaced entry to a lane nearer its home; a reader that

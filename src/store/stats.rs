@@ -21,7 +21,9 @@ pub struct Stats {
     /// Values replaced for keys already present.
     pub updates: u64,
     /// Inserts refused because the entry alone is heavier than a shard's share
-    /// of the budget (see [`Cache::max_entry_weight`](crate::Cache::max_entry_weight)).
+    /// of the budget (see [`Cache::max_entry_weight`](crate::Cache::max_entry_weight)),
+    /// or because a stalled reader kept the memory it needed (see
+    /// [`CacheBuilder::max_weight`](crate::CacheBuilder::max_weight)).
     pub rejected: u64,
     /// Entries evicted to respect the size bound.
     pub evicted_capacity: u64,

@@ -55,6 +55,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
+mod clock;
 pub mod memo;
 mod shim;
 pub mod store;

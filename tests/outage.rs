@@ -10,8 +10,9 @@ mod server;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nearfar::MockClock;
 use nearfar::NearFar;
-use nearfar::memcached::{Client, Error, Lease};
+use nearfar::memcached::{Client, ClientBuilder, Error, Lease};
 use server::Memcached;
 
 const MS: Duration = Duration::from_millis(1);
@@ -20,12 +21,23 @@ const MINUTE: Duration = Duration::from_secs(60);
 /// The settings: I/O timeout 200 ms, dead for 1 s after two
 /// failures.
 fn client(servers: &[String]) -> Client {
+    settings(servers).build().expect("client")
+}
+
+fn settings(servers: &[String]) -> ClientBuilder {
     Client::builder()
         .servers(servers)
         .io_timeout(200 * MS)
         .connect_timeout(200 * MS)
         .dead_timeout(Duration::from_secs(1))
         .retry_attempts(2)
+}
+
+/// A client whose server health runs on `clock`: dead periods end when the
+/// test says, not after a sleep.
+fn client_on(servers: &[String], clock: &MockClock) -> Client {
+    settings(servers)
+        .clock(clock.clone())
         .build()
         .expect("client")
 }
@@ -97,7 +109,8 @@ fn writes_and_removals_during_an_outage_are_not_undone() {
 fn a_write_that_timed_out_is_invalidated_when_the_server_answers() {
     let mc = Memcached::start();
     let servers = [mc.addr()];
-    let c = client(&servers);
+    let clock = MockClock::new();
+    let c = client_on(&servers, &clock);
     c.set("k", "v1", MINUTE).unwrap();
     mc.pause();
     // Not marked dead after one failure: the next request goes to the
@@ -114,7 +127,7 @@ fn a_write_that_timed_out_is_invalidated_when_the_server_answers() {
         Err(Error::AllServersDown)
     ));
     mc.resume();
-    thread::sleep(Duration::from_millis(1_100));
+    clock.advance(Duration::from_millis(1_100));
     assert_eq!(c.get::<String>("j").unwrap(), None, "the older j came back");
 }
 
@@ -122,7 +135,8 @@ fn a_write_that_timed_out_is_invalidated_when_the_server_answers() {
 fn ketama_failover_rewrites_are_not_undone_when_the_server_returns() {
     let servers = [Memcached::start(), Memcached::start(), Memcached::start()];
     let addrs: Vec<String> = servers.iter().map(Memcached::addr).collect();
-    let c = client(&addrs);
+    let clock = MockClock::new();
+    let c = client_on(&addrs, &clock);
     const KEYS: usize = 300;
     let key = |i: usize| format!("key-{i}");
     for i in 0..KEYS {
@@ -140,7 +154,7 @@ fn ketama_failover_rewrites_are_not_undone_when_the_server_returns() {
         c.set(&key(i), "v2", MINUTE).unwrap(); // the victim's keys fail over
     }
     victim.resume();
-    thread::sleep(Duration::from_millis(1_100));
+    clock.advance(Duration::from_millis(1_100));
     let old: Vec<usize> = (0..KEYS)
         .filter(|&i| c.get::<String>(&key(i)).unwrap().as_deref() == Some("v1"))
         .collect();
@@ -175,11 +189,10 @@ fn ketama_failover_rewrites_are_not_undone_when_the_server_returns() {
 fn an_overflowing_record_empties_the_server_instead_of_forgetting() {
     let mc = Memcached::start();
     let servers = [mc.addr()];
-    let c = Client::builder()
-        .servers(&servers)
-        .io_timeout(200 * MS)
-        .dead_timeout(Duration::from_secs(1))
+    let clock = MockClock::new();
+    let c = settings(&servers)
         .pending_invalidations(2)
+        .clock(clock.clone())
         .build()
         .unwrap();
     for key in ["a", "b", "c", "untouched"] {
@@ -191,7 +204,7 @@ fn an_overflowing_record_empties_the_server_instead_of_forgetting() {
         assert!(c.set(key, "v2", MINUTE).is_err());
     }
     mc.resume();
-    thread::sleep(Duration::from_millis(1_100));
+    clock.advance(Duration::from_millis(1_100));
     for key in ["a", "b", "c", "untouched"] {
         assert_eq!(c.get::<String>(key).unwrap(), None, "{key} survived");
     }

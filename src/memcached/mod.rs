@@ -10,6 +10,7 @@
 mod client;
 mod conn;
 mod error;
+pub(crate) mod health;
 mod pending;
 mod pool;
 pub mod protocol;

@@ -9,20 +9,17 @@
 //! error that [drops the connection](Error::drops_connection) is closed, never
 //! returned.
 //!
-//! [`Health`] counts consecutive failures (connect errors, timeouts, I/O
-//! errors). At `retry_attempts` of them the server is marked dead for
-//! `dead_timeout`; the client then routes its keys elsewhere. Once that time
-//! has passed, exactly one request probes it (it claims the probe, which
-//! keeps the server out of routing for the others for another
-//! `dead_timeout`): a success clears the count and the dead period, a
-//! failure marks it dead again at once.
+//! The server's health is a [`Circuit`]: at `retry_attempts` consecutive
+//! failures the server is marked dead for `dead_timeout` and the client
+//! routes its keys elsewhere; then one request probes it (see
+//! [`health`](super::health)).
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::conn::{Conn, ConnConfig, ServerSpec, later, time_left};
 use super::error::{Error, Result};
+use super::health::Circuit;
 
 /// The connections to one server.
 #[derive(Debug)]
@@ -33,7 +30,7 @@ pub(crate) struct Pool {
     wait_timeout: Duration,
     state: Mutex<PoolState>,
     returned: Condvar,
-    pub(crate) health: Health,
+    pub(crate) health: Circuit,
 }
 
 #[derive(Debug, Default)]
@@ -52,6 +49,7 @@ impl Pool {
         config: ConnConfig,
         max: usize,
         wait_timeout: Duration,
+        health: Circuit,
     ) -> Pool {
         Pool {
             spec,
@@ -60,7 +58,7 @@ impl Pool {
             wait_timeout,
             state: Mutex::new(PoolState::default()),
             returned: Condvar::new(),
-            health: Health::default(),
+            health,
         }
     }
 
@@ -239,162 +237,5 @@ impl Drop for Checkout<'_> {
             Some(conn) if !std::thread::panicking() => self.pool.checkin(conn),
             _ => self.pool.release_slot(),
         }
-    }
-}
-
-/// A server's failure count and dead period.
-#[derive(Debug, Default)]
-pub(crate) struct Health {
-    failures: AtomicU32,
-    /// Nanoseconds after the client's epoch until which the server is
-    /// dead; 0 when it is not.
-    dead_until: AtomicU64,
-}
-
-/// What [`Health::claim`] granted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Claim {
-    /// The server is not marked dead: route to it.
-    Live,
-    /// Its dead period is over and this caller is the one to probe it.
-    Probe,
-    /// It is dead, or another caller holds the probe: route elsewhere.
-    Taken,
-}
-
-impl Health {
-    /// Whether the server may be routed to at `now` (nanoseconds since the
-    /// client's epoch): not marked dead, or its dead period is over (the
-    /// caller must still [`claim`](Health::claim) the probe).
-    pub(crate) fn is_routable(&self, now: u64) -> bool {
-        let until = self.dead_until.load(Ordering::Relaxed);
-        until == 0 || now >= until
-    }
-
-    /// Whether the server is inside a dead period at `now` (one being
-    /// probed counts as dead until the probe succeeds).
-    pub(crate) fn is_dead(&self, now: u64) -> bool {
-        !self.is_routable(now)
-    }
-
-    /// Takes the server for one request at `now`. When its dead period is
-    /// over, only one caller wins [`Claim::Probe`]: the dead period is moved
-    /// on by `probe_for`, so the others keep routing around the server until
-    /// the probe's outcome ([`Health::succeeded`] or [`Health::failed`])
-    /// settles it, or, if none is ever recorded, until another probe is due.
-    pub(crate) fn claim(&self, now: u64, probe_for: Duration) -> Claim {
-        let until = self.dead_until.load(Ordering::Relaxed);
-        if until == 0 {
-            return Claim::Live;
-        }
-        if now < until {
-            return Claim::Taken;
-        }
-        let next = now.saturating_add(nanos(probe_for)).max(1);
-        match self
-            .dead_until
-            .compare_exchange(until, next, Ordering::Relaxed, Ordering::Relaxed)
-        {
-            Ok(_) => Claim::Probe,
-            // Another caller probed, or the outcome came in meanwhile.
-            Err(0) => Claim::Live,
-            Err(_) => Claim::Taken,
-        }
-    }
-
-    /// Records an answer from the server.
-    pub(crate) fn succeeded(&self) {
-        if self.failures.load(Ordering::Relaxed) != 0 {
-            self.failures.store(0, Ordering::Relaxed);
-        }
-        if self.dead_until.load(Ordering::Relaxed) != 0 {
-            self.dead_until.store(0, Ordering::Relaxed);
-        }
-    }
-
-    /// Records a failure; returns `true` when it marks the server dead.
-    pub(crate) fn failed(&self, now: u64, attempts: u32, dead_for: Duration) -> bool {
-        let failures = self
-            .failures
-            .fetch_add(1, Ordering::Relaxed)
-            .saturating_add(1);
-        if failures >= attempts {
-            let until = now.saturating_add(nanos(dead_for)).max(1);
-            self.dead_until.store(until, Ordering::Relaxed);
-            true
-        } else {
-            false
-        }
-    }
-}
-
-/// A duration in nanoseconds, saturating.
-fn nanos(duration: Duration) -> u64 {
-    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn one_caller_probes_a_dead_server() {
-        let health = Health::default();
-        let dead_for = Duration::from_secs(10);
-        let second = 1_000_000_000;
-        assert_eq!(health.claim(0, dead_for), Claim::Live);
-        assert!(!health.failed(0, 2, dead_for));
-        assert_eq!(health.claim(0, dead_for), Claim::Live);
-        assert!(health.failed(second, 2, dead_for));
-        assert!(health.is_dead(second));
-        assert_eq!(health.claim(2 * second, dead_for), Claim::Taken);
-
-        // The dead period is over: one probe, the others are kept away.
-        let over = 11 * second + 1;
-        assert!(health.is_routable(over) && !health.is_dead(over));
-        assert_eq!(health.claim(over, dead_for), Claim::Probe);
-        assert!(health.is_dead(over) && !health.is_routable(over));
-        assert_eq!(health.claim(over, dead_for), Claim::Taken);
-        assert_eq!(health.claim(over + second, dead_for), Claim::Taken);
-
-        // The probe failed: dead again at once, for a full period.
-        assert!(health.failed(over + second, 2, dead_for));
-        assert_eq!(health.claim(over + 5 * second, dead_for), Claim::Taken);
-        let over = over + 11 * second + 1;
-        assert_eq!(health.claim(over, dead_for), Claim::Probe);
-
-        // The probe succeeded: everyone routes to it again.
-        health.succeeded();
-        assert_eq!(health.claim(over, dead_for), Claim::Live);
-        assert_eq!(health.claim(over, dead_for), Claim::Live);
-        assert!(!health.is_dead(over));
-
-        // A probe whose outcome is never recorded lets another try later.
-        assert!(!health.failed(over, 2, dead_for));
-        assert!(health.failed(over, 2, dead_for));
-        let over = over + 10 * second;
-        assert_eq!(health.claim(over, dead_for), Claim::Probe);
-        assert_eq!(health.claim(over + 10 * second, dead_for), Claim::Probe);
-    }
-
-    #[test]
-    fn concurrent_callers_get_one_probe() {
-        let health = Health::default();
-        let dead_for = Duration::from_secs(1);
-        assert!(health.failed(0, 1, dead_for));
-        let now = 2_000_000_000;
-        let probes = std::sync::atomic::AtomicU32::new(0);
-        std::thread::scope(|s| {
-            for _ in 0..4 {
-                s.spawn(|| {
-                    for _ in 0..100 {
-                        if health.claim(now, dead_for) == Claim::Probe {
-                            probes.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                });
-            }
-        });
-        assert_eq!(probes.load(Ordering::Relaxed), 1);
     }
 }

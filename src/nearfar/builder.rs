@@ -4,14 +4,15 @@ use std::fmt;
 use std::hash::{Hash, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::breaker::Breaker;
 use super::stats::Counters;
 use super::{Far, FarKey, GENERATIONS, Inner, NearFar, key, nanos, value_of};
+use crate::clock::Timer;
+use crate::memcached::health::Circuit;
 use crate::memcached::{self, Client};
 use crate::{Cache, CacheBuilder, Clock};
 
@@ -292,10 +293,10 @@ where
         let (threshold, cooldown) = self.breaker;
         let far = self.far.map(|client| Far {
             client,
-            breaker: Breaker::new(threshold, cooldown),
+            breaker: Circuit::new(threshold, cooldown),
             fallback: self
                 .fallback
-                .map(|old| (old, Breaker::new(threshold, cooldown))),
+                .map(|old| (old, Circuit::new(threshold, cooldown))),
             prefix_len,
             namespace: self.namespace,
             far_ttl: self.far_ttl,
@@ -312,15 +313,13 @@ where
             .unwrap_or_else(|| Cache::builder().max_entries(10_000))
             .map_values(value_of::<V>)
             .build();
-        let epoch = self.clock.as_ref().map_or_else(Instant::now, |c| c.now());
         Ok(NearFar {
             inner: Arc::new(Inner {
                 near,
                 far,
                 near_ttl: self.near_ttl,
                 revalidate,
-                clock: self.clock,
-                epoch,
+                timer: Timer::new(self.clock),
                 counters: Counters::default(),
                 gens: (0..GENERATIONS).map(|_| AtomicU64::new(0)).collect(),
                 gen_hasher: RandomState::new(),

@@ -13,9 +13,10 @@
 use std::cell::Cell;
 use std::ops::Deref;
 
-use super::breaker::{Breaker, Pass};
 use super::stats::{Counters, bump};
 use super::{Far, OnDrop};
+use crate::clock::Timer;
+use crate::memcached::health::{Circuit, Pass};
 use crate::memcached::{self, Client};
 
 /// How a far request failed.
@@ -46,6 +47,7 @@ pub(super) enum Pool {
 pub(super) struct Call<'a> {
     far: &'a Far,
     counters: &'a Counters,
+    timer: &'a Timer,
     /// Per pool (`Pool as usize`): a request of this call went unanswered,
     /// so the call sends that pool nothing more.
     gave_up: [Cell<bool>; 2],
@@ -60,16 +62,17 @@ impl Deref for Call<'_> {
 }
 
 impl<'a> Call<'a> {
-    pub(super) fn new(far: &'a Far, counters: &'a Counters) -> Call<'a> {
+    pub(super) fn new(far: &'a Far, counters: &'a Counters, timer: &'a Timer) -> Call<'a> {
         Call {
             far,
             counters,
+            timer,
             gave_up: [Cell::new(false), Cell::new(false)],
         }
     }
 
     /// The pool's client and breaker; `None` for a fallback not configured.
-    fn pool(&self, pool: Pool) -> Option<(&'a Client, &'a Breaker)> {
+    fn pool(&self, pool: Pool) -> Option<(&'a Client, &'a Circuit)> {
         match pool {
             Pool::Far => Some((&self.far.client, &self.far.breaker)),
             Pool::Fallback => self.far.fallback.as_ref().map(|(c, b)| (c, b)),
@@ -108,7 +111,9 @@ impl<'a> Call<'a> {
     }
 
     /// Like [`Call::run_on`], telling a skipped request (`Ok(None)`) from a
-    /// failed one (`Err`, with what kind of failure).
+    /// failed one (`Err`, with what kind of failure). What the outcome says
+    /// of the server is the error's [`verdict`](memcached::Error), recorded
+    /// in the pool's circuit breaker on the `NearFar`'s clock.
     pub(super) fn attempt<T>(
         &self,
         pool: Pool,
@@ -121,54 +126,35 @@ impl<'a> Call<'a> {
         if gave_up.get() {
             return Ok(None);
         }
-        let pass = breaker.pass();
+        let pass = breaker.pass(self.timer.now());
         if pass == Pass::Skip {
             return Ok(None);
         }
         // A panic in the call (a value's Serialize or Deserialize) must not
-        // keep the probe: the breaker would stay open for good.
+        // keep the probe: the breaker would stay open for a cooldown more.
         let probe = (pass == Pass::Probe).then(|| OnDrop(Some(|| breaker.release(pass))));
         let result = op(client);
         std::mem::forget(probe);
-        match result {
+        let e = match result {
             Ok(v) => {
-                breaker.success(pass);
-                Ok(Some(v))
+                breaker.success();
+                return Ok(Some(v));
             }
-            Err(memcached::Error::Codec(_)) => {
-                // Encoding fails before anything is sent, decoding after a
-                // reply: either way no sign of an outage, and no proof
-                // that a probe reached the server.
-                breaker.release(pass);
-                bump(&self.counters.decode_errors);
-                Err(Failure::Codec)
-            }
-            Err(e) => {
-                bump(&self.counters.far_errors);
-                if e.is_retryable() || matches!(e, memcached::Error::Protocol(_)) {
-                    breaker.failure(pass);
-                    // No answer (or garbage): asking again within this call
-                    // would wait on the same server again.
-                    gave_up.set(true);
-                } else if matches!(
-                    e,
-                    memcached::Error::Server(_)
-                        | memcached::Error::NotStored
-                        | memcached::Error::Client(_)
-                ) {
-                    // The server answered: it is up.
-                    breaker.success(pass);
-                } else {
-                    // Nothing was sent (invalid key, value too large):
-                    // resolve the probe without closing the breaker.
-                    breaker.release(pass);
-                }
-                if memcached::leaves_doubt(&e) {
-                    Err(Failure::Owed)
-                } else {
-                    Err(Failure::Refused)
-                }
-            }
+            Err(e) => e,
+        };
+        breaker.record(e.verdict(), pass, self.timer.now());
+        if matches!(e, memcached::Error::Codec(_)) {
+            bump(&self.counters.decode_errors);
+            return Err(Failure::Codec);
+        }
+        bump(&self.counters.far_errors);
+        if memcached::leaves_doubt(&e) {
+            // No answer (or garbage, or no connection to be had): asking
+            // again within this call would wait on the same server again.
+            gave_up.set(true);
+            Err(Failure::Owed)
+        } else {
+            Err(Failure::Refused)
         }
     }
 }

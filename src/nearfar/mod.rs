@@ -87,7 +87,6 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-mod breaker;
 mod builder;
 mod call;
 mod key;
@@ -100,14 +99,15 @@ use std::fmt;
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::Cache;
+use crate::clock::Timer;
+use crate::memcached::health::Circuit;
 use crate::memcached::{Cas, Client};
-use crate::{Cache, Clock};
-use breaker::Breaker;
 use call::{Call, Failure, Pool};
 use load::Store;
 use stats::Counters;
@@ -150,8 +150,8 @@ fn nanos(d: Duration) -> u64 {
 /// The far tier and its settings.
 struct Far {
     client: Client,
-    breaker: Breaker,
-    fallback: Option<(Client, Breaker)>,
+    breaker: Circuit,
+    fallback: Option<(Client, Circuit)>,
     /// The longer key prefix of the client and the fallback client: every
     /// far key must fit memcached's limit with either.
     prefix_len: usize,
@@ -168,8 +168,8 @@ struct Inner<K, V> {
     near_ttl: Option<Duration>,
     /// `revalidate_after` in ns; `u64::MAX` when off (or no far tier).
     revalidate: u64,
-    clock: Option<Arc<dyn Clock>>,
-    epoch: Instant,
+    /// The clock of every timed decision: revalidation, the breaker.
+    timer: Timer,
     counters: Counters,
     /// Write generations, one per stripe of keys: `insert` and `remove` bump
     /// their key's after the far write and before the near one. A `get`
@@ -457,7 +457,7 @@ where
             }
             return;
         };
-        let far = &Call::new(far, &inner.counters);
+        let far = &Call::new(far, &inner.counters, &inner.timer);
         // The CAS unique memcached gave our write: a revalidation of this
         // entry then finds the item unchanged (0: unknown, always refetched).
         let cas = self.key_of(far, &key).and_then(|fkey| {
@@ -603,14 +603,13 @@ where
         inner
             .far
             .as_ref()
-            .map(|far| Call::new(far, &inner.counters))
+            .map(|far| Call::new(far, &inner.counters, &inner.timer))
     }
 
     /// Nanoseconds since the epoch, on the revalidation clock.
     fn now(&self) -> u64 {
         let inner = &*self.inner;
-        let now = inner.clock.as_ref().map_or_else(Instant::now, |c| c.now());
-        nanos(now.saturating_duration_since(inner.epoch))
+        inner.timer.now()
     }
 
     /// Whether `entry` is due for revalidation.

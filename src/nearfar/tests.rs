@@ -1,10 +1,11 @@
 //! Unit tests of `NearFar` that need no memcached (see `tests/nearfar_*.rs`).
 
-use super::breaker::Pass;
 use super::call::{Failure, Pool};
 use super::load::{fallback_ttl, lease_age};
 use super::*;
+use crate::MockClock;
 use crate::memcached;
+use crate::memcached::health::Pass;
 use std::thread;
 
 #[test]
@@ -135,15 +136,19 @@ fn a_far_read_older_than_a_write_here_is_not_kept_near() {
 #[test]
 fn a_probe_that_sends_nothing_does_not_close_the_breaker() {
     let client = Client::builder().servers(["127.0.0.1:1"]).build().unwrap();
+    let clock = MockClock::new();
     let nf: NearFar<u32, String> = NearFar::builder()
         .far(client)
-        .circuit_breaker(1, Duration::from_nanos(1))
+        .circuit_breaker(1, Duration::from_secs(1))
+        .clock(clock.clone())
         .build()
         .unwrap();
     let far = nf.call().unwrap();
     let breaker = &far.breaker;
-    breaker.failure(Pass::Closed);
+    breaker.failure(nf.now());
     assert!(breaker.is_open());
+    // Each attempt below holds the probe (the cooldown is over).
+    clock.advance(Duration::from_secs(2));
     let too_large = |_: &Client| -> memcached::Result<()> {
         Err(memcached::Error::ValueTooLarge { size: 2, max: 1 })
     };
@@ -258,13 +263,16 @@ fn far_keys_fit_the_fallback_clients_prefix_too() {
 #[test]
 fn a_panic_in_the_probe_gives_the_probe_back() {
     let client = Client::builder().servers(["127.0.0.1:1"]).build().unwrap();
+    let clock = MockClock::new();
     let nf: NearFar<u32, String> = NearFar::builder()
         .far(client)
-        .circuit_breaker(1, Duration::from_nanos(1))
+        .circuit_breaker(1, Duration::from_secs(1))
+        .clock(clock.clone())
         .build()
         .unwrap();
     let far = nf.call().unwrap();
-    far.breaker.failure(Pass::Closed);
+    far.breaker.failure(nf.now());
+    clock.advance(Duration::from_secs(2));
     let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         far.attempt(Pool::Far, |_| -> memcached::Result<()> {
             panic!("a value's Serialize panicked")
@@ -273,7 +281,7 @@ fn a_panic_in_the_probe_gives_the_probe_back() {
     assert!(panicked.is_err());
     assert!(far.breaker.is_open());
     assert_eq!(
-        far.breaker.pass(),
+        far.breaker.pass(nf.now()),
         Pass::Probe,
         "the next caller probes again"
     );

@@ -1,16 +1,30 @@
 //! [`ClientBuilder`]: a client's settings, checked by `build`.
 
+use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{Client, DEFAULT_MAX_ITEM_SIZE, Inner, MAX_ITEM_SIZE_LIMIT};
+use crate::clock::{Clock, Timer};
 use crate::codec::{Codec, DefaultCodec};
 use crate::memcached::conn::{ConnConfig, ServerSpec};
 use crate::memcached::error::{ConfigError, Error, Result};
+use crate::memcached::health::Circuit;
 use crate::memcached::pending::Pending;
 use crate::memcached::pool::Pool;
 use crate::memcached::protocol::{MAX_KEY_LEN, ValidKey};
 use crate::memcached::ring::{Distribution, Ring};
+
+/// An injected clock, shareable and printable (for builders that derive
+/// `Debug` and `Clone`).
+#[derive(Clone)]
+struct SharedClock(Arc<dyn Clock>);
+
+impl fmt::Debug for SharedClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Clock")
+    }
+}
 
 /// Owed invalidations kept per server before the record turns into a
 /// flush of the whole server (see [`ClientBuilder::pending_invalidations`]).
@@ -37,6 +51,7 @@ pub struct ClientBuilder<C = DefaultCodec> {
     dead_timeout: Duration,
     max_item_size: usize,
     pending_invalidations: usize,
+    clock: Option<SharedClock>,
     codec: C,
 }
 
@@ -55,6 +70,7 @@ impl Default for ClientBuilder<DefaultCodec> {
             dead_timeout: Duration::from_secs(10),
             max_item_size: DEFAULT_MAX_ITEM_SIZE,
             pending_invalidations: DEFAULT_PENDING_INVALIDATIONS,
+            clock: None,
             codec: DefaultCodec::default(),
         }
     }
@@ -219,6 +235,17 @@ impl<C: Codec> ClientBuilder<C> {
         self
     }
 
+    /// The clock that times server health: how long a failed server stays
+    /// marked dead ([`dead_timeout`](Self::dead_timeout)) and when it is
+    /// probed (default: the system's monotonic clock). A
+    /// [`MockClock`](crate::MockClock) makes ejection and recovery testable
+    /// without sleeping. I/O timeouts are the sockets' own and always run
+    /// on real time.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(SharedClock(Arc::new(clock)));
+        self
+    }
+
     /// The codec that turns values into bytes and flags.
     ///
     /// To compress large values as pymemcache does, pass
@@ -237,6 +264,7 @@ impl<C: Codec> ClientBuilder<C> {
             dead_timeout: self.dead_timeout,
             max_item_size: self.max_item_size,
             pending_invalidations: self.pending_invalidations,
+            clock: self.clock,
             codec,
         }
     }
@@ -319,7 +347,10 @@ impl<C: Codec> ClientBuilder<C> {
         debug_assert_eq!(ring.len(), specs.len());
         let pools = specs
             .into_iter()
-            .map(|spec| Pool::new(spec, config, self.pool_size, self.pool_timeout))
+            .map(|spec| {
+                let health = Circuit::new(self.retry_attempts, self.dead_timeout);
+                Pool::new(spec, config, self.pool_size, self.pool_timeout, health)
+            })
             .collect();
         let pending = (0..ring.len())
             .map(|_| Pending::new(self.pending_invalidations))
@@ -332,10 +363,8 @@ impl<C: Codec> ClientBuilder<C> {
                 prefix: self.key_prefix.into_bytes().into_boxed_slice(),
                 codec: self.codec,
                 max_item_size: self.max_item_size,
-                retry_attempts: self.retry_attempts,
-                dead_timeout: self.dead_timeout,
                 request_timeout,
-                epoch: Instant::now(),
+                timer: Timer::new(self.clock.map(|c| c.0)),
             }),
         })
     }

@@ -136,6 +136,6 @@ impl<C: Codec> Client<C> {
         self.inner
             .pools
             .iter()
-            .any(|p| p.spec.label == server && p.health.is_dead(now))
+            .any(|p| p.spec.label == server && !p.health.is_routable(now))
     }
 }

@@ -17,6 +17,7 @@ use super::protocol::{
     parse_counter,
 };
 use super::ring::Ring;
+use crate::clock::Timer;
 use crate::codec::{Codec, DefaultCodec};
 
 mod batch;
@@ -126,10 +127,9 @@ struct Inner<C> {
     prefix: Box<[u8]>,
     codec: C,
     max_item_size: usize,
-    retry_attempts: u32,
-    dead_timeout: Duration,
     request_timeout: Duration,
-    epoch: Instant,
+    /// The clock of server health (dead periods, probes).
+    timer: Timer,
 }
 
 /// A prefixed key, built on the stack.
@@ -215,7 +215,7 @@ impl<C: Codec> Client<C> {
 
     /// Nanoseconds since the client was built (the clock of server health).
     fn now(&self) -> u64 {
-        u64::try_from(self.inner.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        self.inner.timer.now()
     }
 
     /// The deadline of a call starting now (see

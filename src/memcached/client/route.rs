@@ -7,7 +7,7 @@ use super::{Access, Client, IDEMPOTENT, KeyBuf, leaves_doubt, meta_status};
 use crate::codec::Codec;
 use crate::memcached::conn::Conn;
 use crate::memcached::error::{Error, Result};
-use crate::memcached::pool::Claim;
+use crate::memcached::health::Pass;
 use crate::memcached::protocol::{
     MetaDeleteFlags, MetaStatus, Reply, ValidKey, encode_flush_all, encode_meta_delete,
 };
@@ -51,13 +51,13 @@ impl<C: Codec> Client<C> {
             if probing.contains(&server) {
                 return Ok(server);
             }
-            match pools[server].health.claim(now, self.inner.dead_timeout) {
-                Claim::Live => return Ok(server),
-                Claim::Probe => {
+            match pools[server].health.pass(now) {
+                Pass::Closed => return Ok(server),
+                Pass::Probe => {
                     probing.push(server);
                     return Ok(server);
                 }
-                Claim::Taken => taken.push(server),
+                Pass::Skip => taken.push(server),
             }
         }
     }
@@ -81,19 +81,14 @@ impl<C: Codec> Client<C> {
             // restarted, say): the idle ones are closed, and the next
             // request's fresh connection tells whether the server is up.
             Err(Error::Io(_)) if stale => {}
-            Err(Error::Connect { .. } | Error::Timeout | Error::Io(_)) => {
-                let dead = pool.health.failed(
-                    self.now(),
-                    self.inner.retry_attempts,
-                    self.inner.dead_timeout,
-                );
-                if dead {
+            Ok(_) => pool.health.success(),
+            Err(e) => {
+                // Marked dead (or again, after its probe failed): its idle
+                // connections most likely died with it.
+                if pool.health.record(e.verdict(), Pass::Closed, self.now()) {
                     pool.clear_idle();
                 }
             }
-            // Busy, or garbage: neither proves the server up nor down.
-            Err(Error::PoolTimeout | Error::Protocol(_)) => {}
-            _ => pool.health.succeeded(),
         }
         result
     }

@@ -1,0 +1,341 @@
+//! Whether a server (or a whole far tier) is worth asking: one circuit, used
+//! by the client for each server (dead-server ejection) and by `NearFar`
+//! for its far tier (the circuit breaker), and the one verdict an error
+//! gives on it.
+//!
+//! Closed, every request goes through. After `threshold` consecutive
+//! failures (no answer, or an answer that made no sense: see
+//! [`Verdict`]) the circuit opens for `cooldown`: requests skip it at once.
+//! When the cooldown is over exactly one caller wins [`Pass::Probe`], and
+//! claiming it moves the deadline on by another cooldown, so the others
+//! keep skipping until the probe's outcome is known or, if none is ever
+//! recorded, until another probe is due. An answer closes the circuit; a
+//! failure opens it again for a full cooldown.
+//!
+//! The circuit is sans-IO: every method that needs the time takes `now`,
+//! nanoseconds on the owner's clock (an injected [`Clock`](crate::Clock)
+//! makes it testable without sleeping).
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::error::Error;
+
+/// What a request's outcome says about the server it went to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// The server answered (a value, a miss, a refusal, `SERVER_ERROR`):
+    /// it is up.
+    Up,
+    /// No answer (refused or failed connect, I/O error, timeout, no server
+    /// to send to), or an answer that made no sense: count it against the
+    /// server.
+    Down,
+    /// Nothing was sent (an invalid key, a value too large, a codec error),
+    /// or the outcome proves nothing (all connections busy): neither.
+    Unknown,
+}
+
+impl Error {
+    /// What this error says about the server's health: the one place that
+    /// decides it, for the client's dead-server ejection and for
+    /// `NearFar`'s circuit breaker alike.
+    pub(crate) fn verdict(&self) -> Verdict {
+        match self {
+            Error::Io(_)
+            | Error::Timeout
+            | Error::Connect { .. }
+            | Error::AllServersDown
+            | Error::Protocol(_) => Verdict::Down,
+            Error::Server(_) | Error::NotStored | Error::Client(_) => Verdict::Up,
+            Error::PoolTimeout
+            | Error::Codec(_)
+            | Error::InvalidKey { .. }
+            | Error::ValueTooLarge { .. }
+            | Error::Config(_) => Verdict::Unknown,
+        }
+    }
+}
+
+/// What [`Circuit::pass`] granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pass {
+    /// Closed: go ahead.
+    Closed,
+    /// The cooldown is over and this caller holds the single probe: report
+    /// its outcome ([`Circuit::success`], [`Circuit::failure`], or
+    /// [`Circuit::release`] when it proved nothing).
+    Probe,
+    /// Open, or another caller holds the probe: skip it.
+    Skip,
+}
+
+/// A failure count, and the time until which the circuit is open.
+#[derive(Debug)]
+pub(crate) struct Circuit {
+    /// Consecutive failures that open it; 0: it never opens.
+    threshold: u32,
+    cooldown: u64,
+    failures: AtomicU32,
+    /// `now` until which the circuit is open; 0: closed.
+    open_until: AtomicU64,
+    /// Times it opened from closed.
+    pub(crate) trips: AtomicU64,
+    /// Requests it turned away.
+    pub(crate) skips: AtomicU64,
+}
+
+// Orderings: the circuit guards no other memory. Its fields are hints that
+// callers read and write independently, so Relaxed suffices throughout;
+// the compare-exchanges make "one caller trips it" and "one caller probes"
+// exact.
+impl Circuit {
+    /// A closed circuit that opens after `threshold` consecutive failures
+    /// (0: never) for `cooldown`.
+    pub(crate) fn new(threshold: u32, cooldown: Duration) -> Circuit {
+        Circuit {
+            threshold,
+            cooldown: u64::try_from(cooldown.as_nanos()).unwrap_or(u64::MAX),
+            failures: AtomicU32::new(0),
+            open_until: AtomicU64::new(0),
+            trips: AtomicU64::new(0),
+            skips: AtomicU64::new(0),
+        }
+    }
+
+    /// The deadline of a cooldown starting at `now` (never 0, "closed").
+    fn reopen_at(&self, now: u64) -> u64 {
+        now.saturating_add(self.cooldown).max(1)
+    }
+
+    /// Whether a request may go through at `now` (see [`Pass`]).
+    pub(crate) fn pass(&self, now: u64) -> Pass {
+        let until = self.open_until.load(Ordering::Relaxed);
+        if until == 0 {
+            return Pass::Closed;
+        }
+        if now >= until {
+            match self.open_until.compare_exchange(
+                until,
+                self.reopen_at(now),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Pass::Probe,
+                // Closed meanwhile by an answer.
+                Err(0) => return Pass::Closed,
+                Err(_) => {}
+            }
+        }
+        self.skips.fetch_add(1, Ordering::Relaxed);
+        Pass::Skip
+    }
+
+    /// Whether requests go through at `now` without probing (not open, or
+    /// its cooldown is over): for looking, not for sending.
+    pub(crate) fn is_routable(&self, now: u64) -> bool {
+        let until = self.open_until.load(Ordering::Relaxed);
+        until == 0 || now >= until
+    }
+
+    /// Whether the circuit is open (a probe counts as open until it
+    /// succeeds).
+    pub(crate) fn is_open(&self) -> bool {
+        self.open_until.load(Ordering::Relaxed) != 0
+    }
+
+    /// The server answered: closes the circuit. Costs two loads when it
+    /// is closed already.
+    pub(crate) fn success(&self) {
+        if self.failures.load(Ordering::Relaxed) != 0 {
+            self.failures.store(0, Ordering::Relaxed);
+        }
+        if self.open_until.load(Ordering::Relaxed) != 0 {
+            self.open_until.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// A request failed at `now` ([`Verdict::Down`]). Returns `true` when
+    /// this opened the circuit (from closed: the `threshold`-th failure in a
+    /// row), or opened it again (a failure while it was open, a probe's
+    /// above all: a full cooldown from now).
+    pub(crate) fn failure(&self, now: u64) -> bool {
+        if self.threshold == 0 {
+            return false;
+        }
+        let until = self.open_until.load(Ordering::Relaxed);
+        if until != 0 {
+            self.open_until
+                .store(self.reopen_at(now), Ordering::Relaxed);
+            return true;
+        }
+        let failures = self
+            .failures
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
+        if failures < self.threshold {
+            return false;
+        }
+        // Of callers failing at once, one trips it.
+        let tripped = self
+            .open_until
+            .compare_exchange(0, self.reopen_at(now), Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok();
+        if tripped {
+            self.failures.store(0, Ordering::Relaxed);
+            self.trips.fetch_add(1, Ordering::Relaxed);
+        }
+        tripped
+    }
+
+    /// A probe that proved nothing ([`Verdict::Unknown`], or a panic in the
+    /// caller's code): the next caller probes at once. Nothing for another
+    /// pass.
+    pub(crate) fn release(&self, pass: Pass) {
+        if pass == Pass::Probe {
+            // 1 is in the past of every `now` but 0: due for a probe. Only
+            // if no outcome came in meanwhile.
+            let until = self.open_until.load(Ordering::Relaxed);
+            if until != 0 {
+                let _ = self.open_until.compare_exchange(
+                    until,
+                    1,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            }
+        }
+    }
+
+    /// Records `verdict` for a request that went through with `pass` at
+    /// `now`; returns [`Circuit::failure`]'s answer.
+    pub(crate) fn record(&self, verdict: Verdict, pass: Pass, now: u64) -> bool {
+        match verdict {
+            Verdict::Up => {
+                self.success();
+                false
+            }
+            Verdict::Down => self.failure(now),
+            Verdict::Unknown => {
+                self.release(pass);
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: u64 = 1_000_000_000;
+
+    #[test]
+    fn opens_after_threshold_and_probes_once() {
+        let c = Circuit::new(2, Duration::from_secs(10));
+        assert_eq!(c.pass(0), Pass::Closed);
+        assert!(!c.failure(0));
+        assert_eq!(c.pass(0), Pass::Closed);
+        assert!(c.failure(SECOND));
+        assert!(c.is_open() && !c.is_routable(2 * SECOND));
+        assert_eq!(c.pass(2 * SECOND), Pass::Skip);
+
+        // The cooldown is over: one probe, the others are kept away.
+        let over = 11 * SECOND + 1;
+        assert!(c.is_routable(over));
+        assert_eq!(c.pass(over), Pass::Probe);
+        assert!(!c.is_routable(over));
+        assert_eq!(c.pass(over), Pass::Skip);
+        assert_eq!(c.pass(over + SECOND), Pass::Skip);
+
+        // The probe failed: open again at once, for a full cooldown.
+        assert!(c.failure(over + SECOND));
+        assert_eq!(c.pass(over + 5 * SECOND), Pass::Skip);
+        let over = over + 11 * SECOND + 1;
+        assert_eq!(c.pass(over), Pass::Probe);
+
+        // The probe succeeded: closed for everyone.
+        c.success();
+        assert_eq!(c.pass(over), Pass::Closed);
+        assert!(!c.is_open());
+        assert_eq!(c.trips.load(Ordering::Relaxed), 1);
+        assert_eq!(c.skips.load(Ordering::Relaxed), 4);
+
+        // A probe whose outcome is never recorded lets another try later.
+        assert!(!c.failure(over));
+        assert!(c.failure(over));
+        let over = over + 10 * SECOND;
+        assert_eq!(c.pass(over), Pass::Probe);
+        assert_eq!(c.pass(over + 10 * SECOND), Pass::Probe);
+    }
+
+    #[test]
+    fn a_released_probe_neither_closes_nor_extends() {
+        let c = Circuit::new(1, Duration::from_secs(3600));
+        assert!(c.failure(0));
+        let later = 3600 * SECOND;
+        assert_eq!(c.pass(later), Pass::Probe);
+        c.release(Pass::Probe);
+        assert!(c.is_open(), "a probe that reached no server closes nothing");
+        assert_eq!(c.pass(later), Pass::Probe, "the next caller probes at once");
+        c.success();
+        assert!(!c.is_open());
+        c.release(Pass::Closed);
+        assert_eq!(c.pass(later), Pass::Closed);
+    }
+
+    #[test]
+    fn verdicts_drive_it() {
+        let c = Circuit::new(1, Duration::from_secs(1));
+        assert!(!c.record(Verdict::Unknown, Pass::Closed, 0));
+        assert!(!c.record(Verdict::Up, Pass::Closed, 0));
+        assert!(c.record(Verdict::Down, Pass::Closed, 0));
+        assert!(c.is_open());
+        let pass = c.pass(2 * SECOND);
+        assert_eq!(pass, Pass::Probe);
+        assert!(!c.record(Verdict::Up, pass, 2 * SECOND));
+        assert!(!c.is_open());
+        assert_eq!(Error::Timeout.verdict(), Verdict::Down);
+        assert_eq!(Error::NotStored.verdict(), Verdict::Up);
+        assert_eq!(Error::PoolTimeout.verdict(), Verdict::Unknown);
+    }
+
+    #[test]
+    fn failures_at_once_trip_it_once_and_one_caller_probes() {
+        const THREADS: usize = 8;
+        for _ in 0..50 {
+            let c = Circuit::new(1, Duration::from_secs(1));
+            let barrier = std::sync::Barrier::new(THREADS);
+            let probes = AtomicU32::new(0);
+            std::thread::scope(|s| {
+                for _ in 0..THREADS {
+                    s.spawn(|| {
+                        barrier.wait();
+                        c.failure(0);
+                    });
+                }
+            });
+            assert_eq!(c.trips.load(Ordering::Relaxed), 1);
+            std::thread::scope(|s| {
+                for _ in 0..THREADS {
+                    s.spawn(|| {
+                        barrier.wait();
+                        if c.pass(2 * SECOND) == Pass::Probe {
+                            probes.fetch_add(1, Ordering::Relaxed);
+                        }
+                    });
+                }
+            });
+            assert_eq!(probes.load(Ordering::Relaxed), 1);
+        }
+    }
+
+    #[test]
+    fn zero_threshold_never_opens() {
+        let c = Circuit::new(0, Duration::from_secs(1));
+        for _ in 0..10 {
+            assert!(!c.failure(0));
+        }
+        assert_eq!(c.pass(0), Pass::Closed);
+    }
+}

@@ -97,14 +97,15 @@ fn config() -> Criterion {
         .configure_from_args()
 }
 
-/// Where criterion keeps its results (its own default, unless overridden).
+/// Where criterion keeps its results (its own default, unless overridden):
+/// the workspace's target directory, one level above this package.
 fn criterion_dir() -> PathBuf {
     if let Some(home) = std::env::var_os("CRITERION_HOME") {
         return home.into();
     }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
     target.join("criterion")
 }
 

@@ -3,7 +3,8 @@
 //!
 //! Each bench file uses a different subset, hence the `dead_code` allowance.
 //! The sampler and the trace parsers are unit-tested through
-//! `tests/bench_common.rs`, which includes this file.
+//! `bench_common.rs` (the `bench_common` test target of this package),
+//! which includes this file.
 #![allow(dead_code)]
 
 use std::fs::File;
@@ -403,7 +404,8 @@ pub enum TraceFormat {
 pub fn traces_dir() -> PathBuf {
     match std::env::var_os("NEARFAR_TRACES") {
         Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/traces"),
+        // This package sits in benches/, one level below the repository.
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/traces"),
     }
 }
 

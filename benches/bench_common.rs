@@ -4,5 +4,4 @@
 //! file and runs them under `cargo test`.
 #![allow(missing_docs)]
 
-#[path = "../benches/common/mod.rs"]
 mod common;

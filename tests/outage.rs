@@ -370,3 +370,120 @@ fn a_call_stops_asking_a_server_that_stopped_answering() {
     let kinds: Vec<&str> = lines.iter().map(|l| &l[..2]).collect();
     assert_eq!(kinds, ["mg", "ms"], "{lines:?}");
 }
+
+#[test]
+fn waiters_timing_out_together_take_an_old_lease_over_once() {
+    let mc = Memcached::start();
+    let make = |wait: Duration| {
+        NearFar::<String, String>::builder()
+            .far(client(&[mc.addr()]))
+            .namespace("herd")
+            .lease_wait(wait)
+            .build()
+            .unwrap()
+    };
+    // A holder that won the lease and hangs in its loader.
+    let holder = client(&[mc.addr()]);
+    let won = holder.get_or_lease::<String>("herd:k", Duration::from_secs(10));
+    assert!(matches!(won, Ok(Lease::Won { .. })));
+
+    // Three processes wait on it, time out together: one takes it over and
+    // loads; the others must wait for that one, not take over in turn
+    // (each deleting the placeholder of the one before, so every load's
+    // store is refused and each loads for itself).
+    const WAITERS: usize = 3;
+    let barrier = std::sync::Barrier::new(WAITERS);
+    let waiters: Vec<_> = (0..WAITERS).map(|_| make(300 * MS)).collect();
+    let values: Vec<String> = thread::scope(|s| {
+        let handles: Vec<_> = waiters
+            .iter()
+            .enumerate()
+            .map(|(i, nf)| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    barrier.wait();
+                    nf.get_with("k".to_string(), || {
+                        thread::sleep(100 * MS);
+                        format!("loaded by {i}")
+                    })
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let total =
+        |f: fn(&nearfar::NearFarStats) -> u64| waiters.iter().map(|nf| f(&nf.stats())).sum::<u64>();
+    assert_eq!(total(|s| s.loader_calls), 1, "{values:?}");
+    assert_eq!(total(|s| s.lease_takeovers), 1);
+    assert!(values.iter().all(|v| v == &values[0]), "{values:?}");
+    assert_eq!(make(MS).get(&"k".to_string()), Some(values[0].clone()));
+}
+
+#[test]
+fn a_key_written_through_two_stand_ins_is_not_read_from_the_first() {
+    let servers = [Memcached::start(), Memcached::start(), Memcached::start()];
+    let addrs: Vec<String> = servers.iter().map(Memcached::addr).collect();
+    let clock = MockClock::new();
+    let c = client_on(&addrs, &clock);
+    let index_of = |label: String| addrs.iter().position(|a| *a == label).unwrap();
+    // A key whose home is server 0.
+    let key = (0..1_000)
+        .map(|i| format!("key-{i}"))
+        .find(|k| c.server_for(k).unwrap() == addrs[0])
+        .expect("a key on server 0");
+    c.set(&key, "v1", MINUTE).unwrap();
+
+    servers[0].pause();
+    mark_dead(&c, &addrs[0], &key);
+    let first = index_of(c.server_for(&key).unwrap());
+    c.set(&key, "v2", MINUTE).unwrap(); // to the first stand-in
+    servers[first].pause();
+    mark_dead(&c, &addrs[first], &key);
+    c.set(&key, "v3", MINUTE).unwrap(); // to the second stand-in
+    assert_ne!(index_of(c.server_for(&key).unwrap()), first);
+
+    // The first stand-in comes back while the home server is still out:
+    // reads of the key go to it, and must not find v2 there.
+    servers[first].resume();
+    clock.advance(Duration::from_millis(1_100));
+    let mut read = Vec::new();
+    for _ in 0..4 {
+        // The home server's probe times out once; the reads after it go to
+        // the first stand-in.
+        read.push(c.get::<String>(&key).ok().flatten());
+    }
+    servers[0].resume();
+    assert!(
+        !read.iter().any(|v| v.as_deref() == Some("v2")),
+        "the first stand-in served the write the second one replaced: {read:?}"
+    );
+    assert!(
+        read.contains(&None) || read.contains(&Some("v3".into())),
+        "{read:?}"
+    );
+}
+
+#[test]
+fn a_server_that_will_not_forget_is_ejected_rather_than_read() {
+    // memcached with flush_all disabled (-F) cannot be emptied, and an
+    // overflowing record (a limit of 0 here) asks for exactly that.
+    let mc = Memcached::start_with(&["-F"]);
+    let servers = [mc.addr()];
+    let clock = MockClock::new();
+    let c = settings(&servers)
+        .pending_invalidations(0)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    c.set("k", "v1", MINUTE).unwrap();
+    mc.pause();
+    assert!(c.set("k", "v2", MINUTE).is_err()); // owed: a flush
+    mc.resume();
+    // The flush is refused: no read may return the older value, and the
+    // server is ejected, as one that does not answer is.
+    for _ in 0..3 {
+        let got = c.get::<String>("k");
+        assert!(!matches!(got, Ok(Some(ref v)) if v == "v1"), "{got:?}");
+    }
+    assert!(c.is_marked_dead(&mc.addr()));
+}

@@ -94,10 +94,23 @@ impl<'a> Call<'a> {
         self.attempt(pool, op).ok().flatten()
     }
 
-    /// Deletes `fkey` from `pool`; when the request is skipped, the pool's
-    /// client records the deletion as owed (a failed one it records itself).
+    /// Deletes `fkey` from `pool`; when the request is skipped or refused,
+    /// the pool's client records the deletion as owed (one that failed with
+    /// doubt it records itself).
     pub(super) fn delete(&self, pool: Pool, fkey: &str) {
-        if self.attempt(pool, |c| c.delete(fkey)) == Ok(None) {
+        self.removal(pool, fkey, |c| c.delete(fkey));
+    }
+
+    /// Runs a removal of `fkey` (a delete, or marking it stale) on `pool`,
+    /// and has the client record it as owed unless it was done or the
+    /// client recorded it already.
+    pub(super) fn removal(
+        &self,
+        pool: Pool,
+        fkey: &str,
+        op: impl FnOnce(&Client) -> memcached::Result<bool>,
+    ) {
+        if matches!(self.attempt(pool, op), Ok(None) | Err(Failure::Refused)) {
             self.owe(pool, fkey);
         }
     }

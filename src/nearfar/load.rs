@@ -120,7 +120,9 @@ where
             // A revalidation already took the stale item's recompute token.
             return self.compute(far, fkey, Store::Stale(cas), load);
         }
-        let start = Instant::now();
+        // The placeholder waited on, and since when: each one is given
+        // `lease_wait` (a new one is a new holder, alive a moment ago).
+        let mut watched: Option<(Cas, Instant)> = None;
         let mut pause = FIRST_PAUSE;
         let mut waited = false;
         let mut cleared = false;
@@ -160,29 +162,37 @@ where
                         waited = true;
                         bump(&counters.lease_waits);
                     }
-                    let elapsed = start.elapsed();
+                    let since = match watched {
+                        Some((cas, since)) if cas == placeholder.cas => since,
+                        _ => watched.insert((placeholder.cas, Instant::now())).1,
+                    };
+                    let elapsed = since.elapsed();
                     let abandoned = elapsed >= far.lease_wait
                         || lease_age(far.lease_ttl, placeholder.ttl) > far.lease_wait;
                     if abandoned && !took_over {
                         // The holder is gone (or slower than `lease_wait`):
                         // take its lease over, so the fleet pays for an
                         // abandoned lease at most once. Deleted only if it
-                        // is still that placeholder; then lease again: this
-                        // caller wins (and fills the far tier for everyone),
-                        // or finds the value another caller stored.
+                        // is still that placeholder (of waiters timing out
+                        // together, one succeeds; the others then find the
+                        // new placeholder, a live holder, and wait for it);
+                        // then lease again: this caller wins (and fills the
+                        // far tier for everyone), or finds the value or the
+                        // placeholder of the one that did.
                         took_over = true;
-                        bump(&counters.lease_takeovers);
-                        far.run(|c| c.delete_if_cas(fkey, placeholder.cas));
+                        if far.run(|c| c.delete_if_cas(fkey, placeholder.cas)) == Some(true) {
+                            bump(&counters.lease_takeovers);
+                        }
                         continue;
                     }
                     if abandoned {
-                        // A placeholder again right after the takeover:
-                        // another waiter took it over first and is loading.
-                        // Load here rather than wait a second time; no
-                        // store is safe here: `add` would land after a
-                        // removal that deleted the winner's placeholder
-                        // (undoing it), and there is no CAS to store
-                        // against. The far tier is filled by the winner.
+                        // A second placeholder outlived `lease_wait` after
+                        // this caller's takeover: load here rather than
+                        // wait again. No store is safe here: `add` would
+                        // land after a removal that deleted the winner's
+                        // placeholder (undoing it), and there is no CAS to
+                        // store against. The far tier is filled by the
+                        // winner.
                         bump(&counters.lease_timeouts);
                         return self.compute(far, fkey, Store::Skip, load);
                     }

@@ -511,10 +511,7 @@ where
         if let Some((far, fkey)) = far.as_ref().and_then(|f| Some((f, self.key_of(f, key)?))) {
             match far.stale_on_remove {
                 Some(stale_for) => {
-                    let marked = far.attempt(Pool::Far, |c| c.invalidate(&fkey, stale_for));
-                    if marked == Ok(None) {
-                        far.owe(Pool::Far, &fkey);
-                    }
+                    far.removal(Pool::Far, &fkey, |c| c.invalidate(&fkey, stale_for));
                 }
                 None => far.delete(Pool::Far, &fkey),
             }

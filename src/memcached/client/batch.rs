@@ -164,17 +164,17 @@ impl<C: Codec> Client<C> {
             }
             batch => batch?,
         };
-        // Keys sent to a stand-in: their home server owes them (recorded
-        // before sending, as `single` does).
-        for (server, indices) in batch.groups.iter().enumerate() {
-            for &index in indices {
-                let key = batch.key(index)?;
-                let home = self.home(self.placement(key.as_bytes()));
-                if home != server {
-                    self.owe(home, key.as_bytes(), Some(server));
+        // Keys sent to a stand-in: the servers ahead of it owe them, as in
+        // `single`: recorded before sending and again once done.
+        let owe_ahead = || {
+            for (server, indices) in batch.groups.iter().enumerate() {
+                for key in indices.iter().filter_map(|&index| batch.key(index).ok()) {
+                    let key = key.as_bytes();
+                    self.owe_ahead(self.placement(key), key, Some(server), Some(server));
                 }
             }
-        }
+        };
+        owe_ahead();
         let exptime = exptime_now(ttl);
         let deadline = self.deadline();
         // The bytes an item takes on the wire: its value, key and header.
@@ -185,8 +185,9 @@ impl<C: Codec> Client<C> {
                 .saturating_add(batch.ranges.get(index).map_or(0, Range::len))
                 .saturating_add(48)
         };
-        self.per_server(&batch, |server, indices| {
+        let result = self.per_server(&batch, |server, indices| {
             let mut rest = indices;
+            let mut first_error = None;
             while !rest.is_empty() {
                 let len = chunk_len(
                     rest.iter().map(|&index| wire_size(index)),
@@ -194,22 +195,32 @@ impl<C: Codec> Client<C> {
                     SET_MANY_CHUNK_BYTES,
                 );
                 let (chunk, tail) = rest.split_at(len.clamp(1, rest.len()));
-                if let Err(e) = self.set_chunk(server, &batch, &encoded, chunk, exptime, deadline) {
-                    if leaves_doubt(&e) {
-                        // This chunk may or may not have landed; the rest
-                        // of the server's items were never sent.
+                match self.set_chunk(server, &batch, &encoded, chunk, exptime, deadline) {
+                    Ok(()) => {}
+                    Err(e) if leaves_doubt(&e) => {
+                        // This chunk may or may not have landed, and the
+                        // rest of the server's items were never sent: the
+                        // server owes all of them.
                         for &index in rest {
                             if let Ok(key) = batch.key(index) {
                                 self.owe(server, key.as_bytes(), None);
                             }
                         }
+                        return Err(e);
                     }
-                    return Err(e);
+                    // The server answered (an item declined, a refusal):
+                    // the call reports it, and the other chunks still go,
+                    // so no item is left unsent by another's refusal.
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
                 }
                 rest = tail;
             }
-            Ok(Vec::<()>::new())
-        })?;
+            first_error.map_or(Ok(Vec::<()>::new()), Err)
+        });
+        owe_ahead();
+        result?;
         Ok(())
     }
 

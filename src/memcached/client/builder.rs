@@ -218,8 +218,11 @@ impl<C: Codec> ClientBuilder<C> {
     /// so the older copy is never read again once the server is back. When
     /// more distinct keys are owed than this, the record is replaced by a
     /// `flush_all` of that server when it returns: its items are all
-    /// dropped (a cache's misses), never a write silently forgotten. `0`
-    /// means always flush.
+    /// dropped (a cache's misses), never a write silently forgotten, and so
+    /// are the servers that took its keys' writes in its place. `0` means
+    /// always flush. A server that refuses to forget (memcached run with
+    /// `-F`, which disables `flush_all`) counts as failing and is ejected
+    /// rather than read.
     ///
     /// Bounds of the guarantee: the invalidations are sent before this
     /// client's next request to the server; other processes (with their

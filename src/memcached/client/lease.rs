@@ -229,7 +229,7 @@ impl<C: Codec> Client<C> {
             ..MetaGetFlags::default()
         };
         let access = if vivify.is_some() {
-            Access::WriteOnce
+            Access::Lease
         } else {
             Access::ReadOnce
         };

@@ -163,16 +163,19 @@ enum Access {
     ReadOnce,
     /// Writes or removes the item, unconditionally: safe to send twice.
     Write,
-    /// Writes conditionally (a CAS, `add`), or creates a lease placeholder:
-    /// not sent twice.
+    /// Writes conditionally (a CAS, `add`): not sent twice.
     WriteOnce,
+    /// Asks for a lease (`mg ... N`): creates a placeholder on a miss, so
+    /// not sent twice, and a failed one leaves its server owing the key
+    /// (the placeholder may still be made). No value is written: servers
+    /// ahead in the failover order owe nothing for it.
+    Lease,
 }
 
 impl Access {
     fn idempotent(self) -> bool {
         matches!(self, Access::Read | Access::Write)
     }
-
     fn writes(self) -> bool {
         matches!(self, Access::Write | Access::WriteOnce)
     }

@@ -7,7 +7,8 @@ use super::{Access, Client, IDEMPOTENT, KeyBuf, leaves_doubt, meta_status};
 use crate::codec::Codec;
 use crate::memcached::conn::Conn;
 use crate::memcached::error::{Error, Result};
-use crate::memcached::health::Pass;
+use crate::memcached::health::{Pass, Verdict};
+use crate::memcached::pending::Busy;
 use crate::memcached::protocol::{
     MetaDeleteFlags, MetaStatus, Reply, ValidKey, encode_flush_all, encode_meta_delete,
 };
@@ -63,7 +64,9 @@ impl<C: Codec> Client<C> {
     }
 
     /// Runs `op` on a connection to server `index`, within the call's
-    /// `deadline`, and records the outcome in the server's health.
+    /// `deadline`, and records the outcome in the server's health. The
+    /// invalidations the server owes are sent first; when they cannot be,
+    /// `op` is not run.
     pub(super) fn on_server<T>(
         &self,
         index: usize,
@@ -73,8 +76,21 @@ impl<C: Codec> Client<C> {
     ) -> Result<T> {
         let pool = &self.inner.pools[index];
         let (result, stale) = match self.settle(index, deadline) {
-            (Ok(()), _) => pool.run(idempotent, deadline, op),
-            (Err(e), stale) => (Err(e), stale),
+            Ok(()) => pool.run(idempotent, deadline, op),
+            Err(Unsettled::Busy) => (Err(Error::PoolTimeout), false),
+            Err(Unsettled::Failed(e, stale)) => {
+                if e.verdict() == Verdict::Up {
+                    // The server answered but will not forget what it owes
+                    // (`flush_all` disabled with -F, say): it must not serve
+                    // its older copies, so it counts as failing and is
+                    // ejected like a server that does not answer.
+                    if pool.health.failure(self.now()) {
+                        pool.clear_idle();
+                    }
+                    return Err(e);
+                }
+                (Err(e), stale)
+            }
         };
         match &result {
             // A connection that died while idle in the pool (the server
@@ -97,10 +113,10 @@ impl<C: Codec> Client<C> {
     /// `encode` (given the opaque token it must carry, see
     /// `MetaGetFlags::tagged`) and reads its reply with `read`.
     ///
-    /// A write the key's home server does not take leaves it owing an
-    /// invalidation of the key: recorded before the write goes to a
-    /// stand-in (so a cleanup of the home server that runs meanwhile
-    /// cannot miss it), or after the write failed or could not be routed.
+    /// A write leaves the servers ahead of the one it went to (in the key's
+    /// failover order: ejected ones) owing an invalidation of the key, and
+    /// the server it went to as well when it failed with doubt; with no
+    /// server to go to, every server owes it. See [`pending`](crate::memcached::pending).
     pub(super) fn single<T>(
         &self,
         key: &str,
@@ -112,7 +128,8 @@ impl<C: Codec> Client<C> {
         let mut buf = KeyBuf::new();
         let valid = self.key(key, &mut buf)?;
         let prefixed = valid.as_bytes();
-        let routed = self.route(self.placement(prefixed));
+        let place = self.placement(prefixed);
+        let routed = self.route(place);
         let run = |server| {
             self.on_server(server, access.idempotent(), deadline, |conn| {
                 let mut request = conn.meta_request();
@@ -122,31 +139,54 @@ impl<C: Codec> Client<C> {
                 conn.recv(&read)
             })
         };
-        if !access.writes() {
-            return run(routed?);
-        }
-        let home = self.home(self.placement(prefixed));
-        let server = match routed {
-            Ok(server) => server,
-            Err(e) => {
-                self.owe(home, prefixed, None);
+        let server = match (access, routed) {
+            (Access::Read | Access::ReadOnce, routed) => return run(routed?),
+            // Nothing was sent anywhere: a lease creates nothing then.
+            (Access::Lease, Err(e)) => return Err(e),
+            (_, Err(e)) => {
+                self.owe_ahead(place, prefixed, None, None);
                 return Err(e);
             }
+            (_, Ok(server)) => server,
         };
-        if server != home {
-            self.owe(home, prefixed, Some(server));
-        }
+        // Recorded before the write goes out (a settle of those servers
+        // meanwhile cannot miss it), and again once it is done: a settle
+        // that ran meanwhile may have had the stand-in delete the key before
+        // this write landed there.
+        let ahead = access.writes() && self.owe_ahead(place, prefixed, Some(server), Some(server));
         let result = run(server);
+        if ahead {
+            self.owe_ahead(place, prefixed, Some(server), Some(server));
+        }
         if result.as_ref().is_err_and(leaves_doubt) {
             self.owe(server, prefixed, None);
         }
         result
     }
 
-    /// The server `key` (without the prefix) belongs on when every server
-    /// is up: where an older copy of it may be.
-    pub(super) fn home(&self, key: &[u8]) -> usize {
-        self.pick(key, |_| true).unwrap_or(0)
+    /// Records `key` (prefixed; `place` its placing part) as owed by every
+    /// server ahead of `until` in the key's failover order (every server,
+    /// with `until` `None`), with `instead` as the server that took the
+    /// write. Returns whether any server was ahead.
+    pub(super) fn owe_ahead(
+        &self,
+        place: &[u8],
+        key: &[u8],
+        until: Option<usize>,
+        instead: Option<usize>,
+    ) -> bool {
+        let servers = self.inner.pools.len();
+        let mut ahead: Vec<usize> = Vec::new();
+        while ahead.len() < servers {
+            match self.pick(place, |i| !ahead.contains(&i)) {
+                Some(server) if Some(server) != until => ahead.push(server),
+                _ => break,
+            }
+        }
+        for &server in &ahead {
+            self.owe(server, key, instead);
+        }
+        !ahead.is_empty()
     }
 
     /// Records that server `index` must forget `key` (prefixed) before it
@@ -158,10 +198,10 @@ impl<C: Codec> Client<C> {
     }
 
     /// Records that the write of `key` (as given, without the key prefix)
-    /// was skipped by the caller (a circuit breaker open): the key's home
-    /// server, and the server it is routed to now if another, must forget
-    /// it before they serve again. An invalid key is ignored (no server
-    /// can hold it).
+    /// was skipped by the caller (a circuit breaker open): the server it
+    /// would go to now, and every server ahead of that one in its failover
+    /// order, must forget it before they serve again. An invalid key is
+    /// ignored (no server can hold it).
     pub(crate) fn owe_invalidation(&self, key: &str) {
         let mut buf = KeyBuf::new();
         let Ok(valid) = self.key(key, &mut buf) else {
@@ -169,8 +209,6 @@ impl<C: Codec> Client<C> {
         };
         let prefixed = valid.as_bytes();
         let place = self.placement(prefixed);
-        let home = self.home(place);
-        self.owe(home, prefixed, None);
         let now = self.now();
         let routed = self.pick(place, |i| {
             self.inner
@@ -178,70 +216,103 @@ impl<C: Codec> Client<C> {
                 .get(i)
                 .is_some_and(|p| p.health.is_routable(now))
         });
-        if let Some(server) = routed.filter(|&s| s != home) {
+        self.owe_ahead(place, prefixed, routed, None);
+        if let Some(server) = routed {
             self.owe(server, prefixed, None);
         }
     }
 
     /// Sends server `index` the invalidations it owes, if any, before any
-    /// other request of this client reaches it. Requests to the server wait
-    /// while this runs (the record stays locked), so none can read an
-    /// owed key's older copy first. When done, the keys whose writes went
-    /// to a stand-in are owed by the stand-in in turn. The flag is
-    /// `Pool::run`'s stale-connection flag.
-    pub(super) fn settle(&self, index: usize, deadline: Instant) -> (Result<()>, bool) {
+    /// other request of this client reaches it: a `flush_all` if its record
+    /// overflowed, then the owed keys' deletions, in pipelined chunks. One
+    /// caller settles at a time; requests to the server wait for it, up to
+    /// their `deadline`, so none can read an owed key's older copy first.
+    /// What was deleted is forgotten chunk by chunk (a settle cut short
+    /// keeps its progress); keys whose writes went to a stand-in are then
+    /// owed by the stand-in, whose copy is the older one now.
+    pub(super) fn settle(&self, index: usize, deadline: Instant) -> Result<(), Unsettled> {
         let pending = &self.inner.pending[index];
         if !pending.is_dirty() {
-            return (Ok(()), false);
+            return Ok(());
         }
-        let mut owed = pending.lock();
-        if owed.is_empty() {
+        let work = match pending.begin(deadline) {
+            Ok(Some(work)) => work,
             // Another caller settled it meanwhile.
-            return (Ok(()), false);
-        }
-        let flush = owed.flush;
-        let keys: Vec<&[u8]> = owed.keys.keys().map(|k| &k[..]).collect();
+            Ok(None) => return Ok(()),
+            Err(Busy::Timeout) => return Err(Unsettled::Busy),
+        };
+        let mut moved = Vec::new();
+        let mut flushed = work.flush.is_none();
         let (result, stale) = self.inner.pools[index].run(IDEMPOTENT, deadline, |conn| {
-            if flush {
+            if let (Some(seq), false) = (work.flush, flushed) {
                 encode_flush_all(conn.request(), None, false);
                 conn.send()?;
                 conn.recv(|reply| match reply {
                     Reply::Ok => Ok(()),
                     other => Err(Error::from_reply(&other)),
                 })?;
-            }
-            for chunk in keys.chunks(SETTLE_CHUNK) {
-                let mut request = conn.meta_request();
-                for key in chunk {
-                    let key = ValidKey::new(key)?;
-                    let opaque = request.tag(key);
-                    let flags = MetaDeleteFlags::default().tagged(opaque);
-                    encode_meta_delete(request.out(), key, &flags);
+                flushed = true;
+                let (stand_ins, keys) = pending.flushed(seq);
+                for server in stand_ins.into_iter().filter(|&s| s != index) {
+                    if let Some(stand_in) = self.inner.pending.get(server) {
+                        stand_in.record_flush();
+                    }
                 }
-                conn.send()?;
-                for _ in chunk {
-                    conn.recv(|reply| match meta_status(&reply) {
-                        Some(MetaStatus::Success | MetaStatus::NotFound) => Ok(()),
-                        _ => Err(Error::from_reply(&reply)),
-                    })?;
+                moved.extend(keys);
+            }
+            if work.flush.is_none() {
+                // (After a flush, every key taken was covered by it.)
+                for chunk in work.keys.chunks(SETTLE_CHUNK) {
+                    delete_chunk(conn, chunk)?;
+                    moved.extend(pending.deleted(chunk));
                 }
             }
             Ok(())
         });
-        drop(keys);
-        if result.is_err() {
-            return (result, stale);
-        }
-        let settled = pending.settled(&mut owed);
-        drop(owed);
-        // The stand-ins' copies are the older ones now. Recorded with this
-        // server's record unlocked: a stand-in's own settling may move keys
-        // back here.
-        for (key, stand_ins) in settled {
+        pending.end();
+        // Recorded with this server's record unlocked and its settle over:
+        // a stand-in's own settling may move keys back here.
+        for (key, stand_ins) in moved {
             for server in stand_ins.into_iter().filter(|&s| s != index) {
                 self.owe(server, &key, None);
             }
         }
-        (Ok(()), stale)
+        result.map_err(|e| Unsettled::Failed(e, stale))
     }
+}
+
+/// Why a server's owed invalidations could not be sent.
+#[derive(Debug)]
+pub(super) enum Unsettled {
+    /// Another caller was sending them and did not finish by the deadline.
+    Busy,
+    /// Sending them failed (with `Pool::run`'s stale-connection flag).
+    Failed(Error, bool),
+}
+
+/// Deletes `chunk`'s keys on `conn` in one pipelined round trip. Reads
+/// every reply before it fails, so the connection stays in step unless the
+/// error itself drops it.
+fn delete_chunk(conn: &mut Conn, chunk: &[(Box<[u8]>, u64)]) -> Result<()> {
+    let mut request = conn.meta_request();
+    for (key, _) in chunk {
+        let key = ValidKey::new(key)?;
+        let opaque = request.tag(key);
+        let flags = MetaDeleteFlags::default().tagged(opaque);
+        encode_meta_delete(request.out(), key, &flags);
+    }
+    conn.send()?;
+    let mut first_error = None;
+    for _ in chunk {
+        conn.recv(|reply| match meta_status(&reply) {
+            Some(MetaStatus::Success | MetaStatus::NotFound) => Ok(()),
+            // The server carries on after it: read the other replies.
+            _ if matches!(reply, Reply::ServerError(_)) => {
+                first_error.get_or_insert(Error::from_reply(&reply));
+                Ok(())
+            }
+            _ => Err(Error::from_reply(&reply)),
+        })?;
+    }
+    first_error.map_or(Ok(()), Err)
 }

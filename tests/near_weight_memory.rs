@@ -118,7 +118,8 @@ fn fill_and_check(
     for k in 0..inserts {
         cache.insert(k, vec![0u8; value_len]);
     }
-    let peak = PEAK.load(Ordering::SeqCst) - baseline;
+    // Saturating: an earlier test's retired values may be freed meanwhile.
+    let peak = PEAK.load(Ordering::SeqCst).saturating_sub(baseline);
     // One value in flight (the one being inserted), plus the readers'.
     let bound = allowance(max_weight) + (1 + readers_slack) * value_len;
     eprintln!(
@@ -145,7 +146,7 @@ fn fill_and_check(
 
 /// After the inserts: what the cache's values hold (the test holds none).
 fn check_settled(max_weight: u64, baseline: usize, readers_slack_bytes: usize) {
-    let held = HELD.load(Ordering::SeqCst) - baseline;
+    let held = HELD.load(Ordering::SeqCst).saturating_sub(baseline);
     assert!(
         held <= allowance(max_weight) + readers_slack_bytes,
         "{held} bytes held after the inserts for a max_weight of {max_weight} \
@@ -233,7 +234,8 @@ fn loaded_values_hold_at_most_1_25x() {
         let v = cache.get_or_insert_with(k, || vec![0u8; LEN]);
         assert_eq!(v.len(), LEN);
     }
-    let peak = PEAK.load(Ordering::SeqCst) - baseline;
+    // Saturating: an earlier test's retired values may be freed meanwhile.
+    let peak = PEAK.load(Ordering::SeqCst).saturating_sub(baseline);
     eprintln!("loaded: peak {:.2}x", peak as f64 / MAX as f64);
     assert!(
         peak <= allowance(MAX) + LEN,
@@ -265,7 +267,8 @@ fn rewriting_a_key_evicts_no_other_to_free_memory() {
     // The rewrites waited for their old values to be freed instead.
     assert_eq!(cache.stats().evicted_capacity, 0, "{:?}", cache.stats());
     assert!((0..8).all(|k| cache.contains_key(&k)));
-    let peak = PEAK.load(Ordering::SeqCst) - baseline;
+    // Saturating: an earlier test's retired values may be freed meanwhile.
+    let peak = PEAK.load(Ordering::SeqCst).saturating_sub(baseline);
     assert!(peak <= allowance(MAX) + LEN, "peak {peak}");
     check_settled(MAX, baseline, 0);
 }
@@ -333,8 +336,9 @@ fn a_stalled_reader_gets_inserts_refused_not_the_bound_broken() {
     for k in 2_000..2_100 {
         cache.insert(k, vec![0u8; LEN]);
     }
-    let peak = PEAK.load(Ordering::SeqCst) - baseline;
-    let held = HELD.load(Ordering::SeqCst) - baseline;
+    // Saturating: an earlier test's retired values may be freed meanwhile.
+    let peak = PEAK.load(Ordering::SeqCst).saturating_sub(baseline);
+    let held = HELD.load(Ordering::SeqCst).saturating_sub(baseline);
     let rejected = cache.stats().rejected - rejected_before;
     release_tx.send(()).unwrap();
     stalled.join().unwrap();

@@ -7,6 +7,7 @@
 //! tools (leases, invalidation, CAS revalidation) a two-tier cache needs.
 //! [`protocol`] holds the pure encoders and reply parser it is built on.
 
+mod address;
 mod client;
 mod conn;
 mod error;

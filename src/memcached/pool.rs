@@ -17,7 +17,8 @@
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::conn::{Conn, ConnConfig, ServerSpec, later, time_left};
+use super::address::ServerSpec;
+use super::conn::{Conn, ConnConfig, later, time_left};
 use super::error::{Error, Result};
 use super::health::Circuit;
 

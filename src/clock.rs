@@ -17,6 +17,14 @@ use crate::shim::{AtomicU64, Ordering};
 pub trait Clock: Send + Sync + 'static {
     /// The current instant. Must never go backwards.
     fn now(&self) -> Instant;
+
+    /// Waits `duration` on this clock: what a caller polling for another's
+    /// result does between polls (`NearFar`'s lease wait). The default
+    /// sleeps the thread; [`MockClock`] advances itself instead, so a test
+    /// waits for nothing.
+    fn sleep(&self, duration: Duration) {
+        std::thread::sleep(duration);
+    }
 }
 
 /// A clock that only moves when told to. Clones share the same time.
@@ -88,6 +96,12 @@ impl Clock for MockClock {
     fn now(&self) -> Instant {
         self.origin + self.elapsed()
     }
+
+    /// Advances the clock by `duration` at once: time passes for every
+    /// clone, and nothing waits.
+    fn sleep(&self, duration: Duration) {
+        self.advance(duration);
+    }
 }
 
 /// Nanoseconds since creation, on an injected [`Clock`] when there is one,
@@ -105,6 +119,14 @@ impl Timer {
             None => Instant::now(),
         };
         Timer { clock, origin }
+    }
+
+    /// Waits `duration` on the timer's clock (see [`Clock::sleep`]).
+    pub(crate) fn sleep(&self, duration: Duration) {
+        match &self.clock {
+            Some(clock) => clock.sleep(duration),
+            None => std::thread::sleep(duration),
+        }
     }
 
     /// Nanoseconds since the timer was made (saturating: 584 years).

@@ -487,3 +487,34 @@ fn a_server_that_will_not_forget_is_ejected_rather_than_read() {
     }
     assert!(c.is_marked_dead(&mc.addr()));
 }
+
+#[test]
+fn a_lease_wait_runs_on_the_injected_clock() {
+    let mc = Memcached::start();
+    let clock = MockClock::new();
+    // A ten-second lease wait, on a clock that only moves when told to: the
+    // waiter's pauses advance it, so the test waits for nothing real.
+    let nf: NearFar<String, String> = NearFar::builder()
+        .far(client(&[mc.addr()]))
+        .namespace("mock")
+        .lease_wait(Duration::from_secs(10))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let holder = client(&[mc.addr()]);
+    let won = holder.get_or_lease::<String>("mock:k", Duration::from_secs(60));
+    assert!(matches!(won, Ok(Lease::Won { .. })));
+    let started = Instant::now();
+    assert_eq!(nf.get_with("k".to_string(), || "v".into()), "v");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "slept in real time: {:?}",
+        started.elapsed()
+    );
+    assert!(clock.elapsed() >= Duration::from_secs(10));
+    let s = nf.stats();
+    assert_eq!(
+        (s.lease_waits, s.lease_takeovers, s.loader_calls),
+        (1, 1, 1)
+    );
+}

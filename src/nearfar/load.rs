@@ -4,8 +4,7 @@
 
 use std::hash::Hash;
 use std::sync::Arc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -122,7 +121,7 @@ where
         }
         // The placeholder waited on, and since when: each one is given
         // `lease_wait` (a new one is a new holder, alive a moment ago).
-        let mut watched: Option<(Cas, Instant)> = None;
+        let mut watched: Option<(Cas, u64)> = None;
         let mut pause = FIRST_PAUSE;
         let mut waited = false;
         let mut cleared = false;
@@ -162,11 +161,12 @@ where
                         waited = true;
                         bump(&counters.lease_waits);
                     }
+                    let now = self.inner.timer.now();
                     let since = match watched {
                         Some((cas, since)) if cas == placeholder.cas => since,
-                        _ => watched.insert((placeholder.cas, Instant::now())).1,
+                        _ => watched.insert((placeholder.cas, now)).1,
                     };
-                    let elapsed = since.elapsed();
+                    let elapsed = Duration::from_nanos(now.saturating_sub(since));
                     let abandoned = elapsed >= far.lease_wait
                         || lease_age(far.lease_ttl, placeholder.ttl) > far.lease_wait;
                     if abandoned && !took_over {
@@ -196,7 +196,7 @@ where
                         bump(&counters.lease_timeouts);
                         return self.compute(far, fkey, Store::Skip, load);
                     }
-                    thread::sleep(pause.min(far.lease_wait - elapsed));
+                    self.inner.timer.sleep(pause.min(far.lease_wait - elapsed));
                     pause = (pause * 2).min(MAX_PAUSE);
                 }
                 // An undecodable far value: delete it (only if it is still

@@ -9,6 +9,7 @@
 
 mod address;
 mod client;
+mod command;
 mod conn;
 mod error;
 pub(crate) mod health;
@@ -19,8 +20,9 @@ mod ring;
 
 pub(crate) use client::leaves_doubt;
 pub use client::{
-    Cas, Client, ClientBuilder, DEFAULT_MAX_ITEM_SIZE, DEFAULT_PENDING_INVALIDATIONS, Lease,
-    MAX_ITEM_SIZE_LIMIT, MetaItem,
+    Client, ClientBuilder, DEFAULT_MAX_ITEM_SIZE, DEFAULT_PENDING_INVALIDATIONS,
+    MAX_ITEM_SIZE_LIMIT,
 };
+pub use command::{Cas, Lease, MetaItem};
 pub use error::{ConfigError, Error, Result};
 pub use ring::Distribution;

@@ -5,61 +5,11 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-use super::{Access, Cas, Client, cas_of, exptime_now, ttl_of};
+use super::{Client, exptime_now};
 use crate::codec::Codec;
+use crate::memcached::command::{Cas, Lease, LeaseRead, Seen};
 use crate::memcached::error::{Error, Result};
-use crate::memcached::protocol::{
-    MetaDeleteFlags, MetaGetFlags, MetaReply, MetaStatus, ProtocolError, Reply, ReturnFlags,
-    encode_meta_get,
-};
-
-/// The outcome of [`Client::get_or_lease`]: a value, or who should compute it.
-///
-/// Built on memcached's meta get with the vivify (`N`) flag: on a miss the
-/// server creates an empty placeholder and hands exactly one caller the win
-/// flag (`W`); callers arriving meanwhile see the placeholder with `Z` (win
-/// taken). After [`Client::invalidate`] the old value is kept but marked
-/// stale (`X`), and again one caller wins.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Lease<V> {
-    /// A value to use. `stale` is set when the item was invalidated and
-    /// another caller is already recomputing it: the value may be outdated.
-    Hit {
-        /// The decoded value.
-        value: V,
-        /// The item's CAS unique.
-        cas: Cas,
-        /// Whether the value was marked stale.
-        stale: bool,
-        /// The time the item has left to live; `None` when it never expires.
-        ttl: Option<Duration>,
-    },
-    /// This caller holds the lease: compute the value and store it with
-    /// [`Client::cas`] and `cas`, so that a write or removal made while it
-    /// was computed is not undone (`Ok(false)`: keep the value to yourself).
-    ///
-    /// `previous` is the value still stored when there is one (after an
-    /// invalidation, or an early recache), which may be served meanwhile.
-    Won {
-        /// The outdated value, if the item had one that decodes as `V`
-        /// (`None` as well when the stored bytes do not decode: the lease
-        /// is not lost to a codec error).
-        previous: Option<V>,
-        /// The CAS unique of the placeholder or outdated item.
-        cas: Cas,
-    },
-    /// Another caller holds the lease and no value exists yet: wait and
-    /// retry, or compute without storing.
-    Wait,
-}
-
-/// The CAS unique and remaining TTL (`None`: never expires) of an item read
-/// through a lease request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Seen {
-    pub(crate) cas: Cas,
-    pub(crate) ttl: Option<Duration>,
-}
+use crate::memcached::protocol::{MetaDeleteFlags, ProtocolError, ReturnFlags};
 
 impl<C: Codec> Client<C> {
     /// Reads `key`, or takes the lease to compute it (stampede protection).
@@ -205,11 +155,7 @@ impl<C: Codec> Client<C> {
         Ok(read.map(|(lease, _)| lease))
     }
 
-    /// The meta get behind the lease family: `vivify` and `recache` are the
-    /// `N` and `R` tokens; `with_value` asks for the data block (else the
-    /// item's size tells a placeholder apart). With `N` it is a write: a
-    /// request that failed may still create a placeholder nobody fills, so
-    /// the server owes the key's invalidation (see [`Client::single`]).
+    /// The meta get behind the lease family (see [`LeaseRead`]).
     fn lease_read<V>(
         &self,
         key: &str,
@@ -218,82 +164,13 @@ impl<C: Codec> Client<C> {
         with_value: bool,
         decode: impl Fn(&[u8], &ReturnFlags<'_>) -> Result<V>,
     ) -> Result<Option<(Lease<V>, Seen)>> {
-        let flags = MetaGetFlags {
-            value: with_value,
-            flags: true,
-            cas: true,
-            ttl: true,
-            size: !with_value,
-            vivify_ttl: vivify,
+        let read = LeaseRead {
+            vivify,
             recache_ttl,
-            ..MetaGetFlags::default()
+            with_value,
+            decode,
         };
-        let access = if vivify.is_some() {
-            Access::Lease
-        } else {
-            Access::ReadOnce
-        };
-        self.single(
-            key,
-            access,
-            |out, key, opaque| encode_meta_get(out, key, &flags.tagged(opaque)),
-            |reply| {
-                let (data, flags) = match reply {
-                    Reply::Meta(MetaReply {
-                        status: MetaStatus::Value(data),
-                        flags,
-                    }) if with_value => (data, flags),
-                    Reply::Meta(MetaReply {
-                        status: MetaStatus::Success,
-                        flags,
-                    }) if !with_value => (&[][..], flags),
-                    Reply::Meta(MetaReply {
-                        status: MetaStatus::Miss,
-                        ..
-                    }) => return Ok(None),
-                    other => return Err(Error::from_reply(&other)),
-                };
-                let cas = cas_of(&flags)?;
-                let seen = Seen {
-                    cas,
-                    ttl: ttl_of(&flags)?,
-                };
-                let empty = if with_value {
-                    data.is_empty()
-                } else {
-                    flags.size == Some(0)
-                };
-                // A vivified placeholder: empty with client flags 0, stale
-                // or not (a placeholder invalidated while its lease is
-                // held is still no value).
-                let placeholder = empty && flags.client_flags == Some(0);
-                if flags.won {
-                    // The server handed this caller the lease: keep it even
-                    // when the outdated value does not decode (written by
-                    // another client, or an older version of `V`).
-                    let previous = if placeholder {
-                        None
-                    } else {
-                        match decode(data, &flags) {
-                            Ok(value) => Some(value),
-                            Err(Error::Codec(_)) => None,
-                            Err(e) => return Err(e),
-                        }
-                    };
-                    Ok(Some((Lease::Won { previous, cas }, seen)))
-                } else if placeholder && (flags.win_taken || flags.stale) {
-                    Ok(Some((Lease::Wait, seen)))
-                } else {
-                    let hit = Lease::Hit {
-                        value: decode(data, &flags)?,
-                        cas,
-                        stale: flags.stale,
-                        ttl: seen.ttl,
-                    };
-                    Ok(Some((hit, seen)))
-                }
-            },
-        )
+        self.single(key, &read)
     }
 
     /// Marks `key` stale instead of removing it: the value stays readable for
@@ -310,7 +187,7 @@ impl<C: Codec> Client<C> {
             ttl: Some(exptime_now(stale_ttl).max(1)),
             ..MetaDeleteFlags::default()
         };
-        self.meta_delete(key, &flags, Access::Write)
+        self.meta_delete(key, flags)
     }
 
     /// Like [`Client::invalidate`], but only if the item's CAS unique is
@@ -339,6 +216,6 @@ impl<C: Codec> Client<C> {
             compare_cas: Some(cas.0),
             ..MetaDeleteFlags::default()
         };
-        self.meta_delete(key, &flags, Access::WriteOnce)
+        self.meta_delete(key, flags)
     }
 }

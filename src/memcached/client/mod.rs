@@ -1,20 +1,22 @@
 //! [`Client`] and [`ClientBuilder`]: typed operations over a pool of servers.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::de::DeserializeOwned;
 
+use super::command::{
+    self, Arithmetic, Cas, CasOnly, Delete, Get, GetItem, GetRaw, MetaItem, Touch,
+};
 use super::conn::later;
 use super::error::{Error, Result};
 use super::pending::Pending;
 use super::pool::Pool;
 use super::protocol::{
     ArithmeticMode, KeyError, MAX_KEY_LEN, MAX_RELATIVE_EXPTIME, MetaArithmeticFlags,
-    MetaDeleteFlags, MetaGetFlags, MetaReply, MetaStatus, ProtocolError, RemainingTtl, Reply,
-    ReturnFlags, ValidKey, encode_meta_arithmetic, encode_meta_delete, encode_meta_get, exptime,
-    parse_counter,
+    MetaDeleteFlags, ReturnFlags, ValidKey, exptime,
 };
 use super::ring::Ring;
 use crate::clock::Timer;
@@ -30,7 +32,6 @@ mod tests;
 mod write;
 
 pub use builder::{ClientBuilder, DEFAULT_PENDING_INVALIDATIONS};
-pub use lease::Lease;
 
 /// memcached's default item size limit (its `-I` option): 1 MiB.
 pub const DEFAULT_MAX_ITEM_SIZE: usize = 1024 * 1024;
@@ -39,27 +40,6 @@ pub const DEFAULT_MAX_ITEM_SIZE: usize = 1024 * 1024;
 /// `-I` allows (its `ITEM_SIZE_MAX_UPPER_LIMIT`). It also bounds what a
 /// server's reply can make the client buffer.
 pub const MAX_ITEM_SIZE_LIMIT: usize = 1024 * 1024 * 1024;
-
-/// A CAS unique: the version stamp memcached gives each stored item.
-///
-/// Read it with [`Client::gets`], [`Client::meta_get`] or
-/// [`Client::cas_only`], or get it back from a write with
-/// [`Client::set_returning_cas`] or [`Client::compare_and_set`]; pass it to
-/// [`Client::cas`] or [`Client::compare_and_set`] to store only if the item
-/// was not changed since.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Cas(pub u64);
-
-/// A value read by [`Client::meta_get`], with its CAS unique and remaining TTL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MetaItem<V> {
-    /// The decoded value.
-    pub value: V,
-    /// The item's CAS unique.
-    pub cas: Cas,
-    /// The time the item has left to live; `None` when it never expires.
-    pub ttl: Option<Duration>,
-}
 
 /// A memcached client: typed operations over one or more servers.
 ///
@@ -77,7 +57,7 @@ pub struct MetaItem<V> {
 /// opaque token and asks for its key back, and a multi-key `get` checks the
 /// key of each `VALUE`. A reply that answers another request, or none (a
 /// late or unsolicited one), fails the call with an [`Error::Protocol`]
-/// ([`ProtocolError::UnmatchedReply`] for meta replies) and closes the
+/// ([`ProtocolError::UnmatchedReply`](super::protocol::ProtocolError::UnmatchedReply) for meta replies) and closes the
 /// connection, rather than being taken as the answer.
 ///
 /// # Examples
@@ -150,37 +130,6 @@ impl KeyBuf {
 /// `Pool::run`).
 const IDEMPOTENT: bool = true;
 
-/// What a single-key request does to its item: whether it may be sent
-/// again after a stale pooled connection (see `Pool::run`), and whether a
-/// failure leaves the server owing an invalidation of the key (see
-/// [`pending`](super::pending)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Access {
-    /// Reads only: safe to send twice.
-    Read,
-    /// Changes state a resend would change again (a recompute token, a
-    /// counter), and nothing a stale copy could undo.
-    ReadOnce,
-    /// Writes or removes the item, unconditionally: safe to send twice.
-    Write,
-    /// Writes conditionally (a CAS, `add`): not sent twice.
-    WriteOnce,
-    /// Asks for a lease (`mg ... N`): creates a placeholder on a miss, so
-    /// not sent twice, and a failed one leaves its server owing the key
-    /// (the placeholder may still be made). No value is written: servers
-    /// ahead in the failover order owe nothing for it.
-    Lease,
-}
-
-impl Access {
-    fn idempotent(self) -> bool {
-        matches!(self, Access::Read | Access::Write)
-    }
-    fn writes(self) -> bool {
-        matches!(self, Access::Write | Access::WriteOnce)
-    }
-}
-
 /// Whether a write that failed with `e` may or may not have reached the
 /// server (or may still land): a failure a retry could cure, or a reply
 /// that made no sense. Not a refusal made before sending, nor the server's
@@ -249,10 +198,7 @@ impl<C: Codec> Client<C> {
     }
 
     fn decode<V: DeserializeOwned>(&self, data: &[u8], flags: &ReturnFlags<'_>) -> Result<V> {
-        let client_flags = flags
-            .client_flags
-            .ok_or(ProtocolError::Malformed { reply: "VA" })?;
-        Ok(self.inner.codec.decode(data, client_flags)?)
+        command::decode(&self.inner.codec, data, flags)
     }
 
     fn check_size(&self, size: usize) -> Result<()> {
@@ -283,27 +229,11 @@ impl<C: Codec> Client<C> {
     /// # Ok::<(), nearfar::memcached::Error>(())
     /// ```
     pub fn get<V: DeserializeOwned>(&self, key: &str) -> Result<Option<V>> {
-        let flags = MetaGetFlags {
-            value: true,
-            flags: true,
-            ..MetaGetFlags::default()
+        let get = Get {
+            codec: &self.inner.codec,
+            value: PhantomData,
         };
-        self.single(
-            key,
-            Access::Read,
-            |out, key, opaque| encode_meta_get(out, key, &flags.tagged(opaque)),
-            |reply| match reply {
-                Reply::Meta(MetaReply {
-                    status: MetaStatus::Value(data),
-                    flags,
-                }) => self.decode(data, &flags).map(Some),
-                Reply::Meta(MetaReply {
-                    status: MetaStatus::Miss,
-                    ..
-                }) => Ok(None),
-                other => Err(Error::from_reply(&other)),
-            },
-        )
+        self.single(key, &get)
     }
 
     /// Removes `key`; `Ok(false)` if it held nothing.
@@ -312,22 +242,13 @@ impl<C: Codec> Client<C> {
     ///
     /// [`Error::InvalidKey`] and the connection errors.
     pub fn delete(&self, key: &str) -> Result<bool> {
-        self.meta_delete(key, &MetaDeleteFlags::default(), Access::Write)
+        self.meta_delete(key, MetaDeleteFlags::default())
     }
 
     /// One meta delete (`md`) with `flags`: `Ok(true)` when it applied,
     /// `Ok(false)` when the key held nothing or its CAS did not match.
-    fn meta_delete(&self, key: &str, flags: &MetaDeleteFlags, access: Access) -> Result<bool> {
-        self.single(
-            key,
-            access,
-            |out, key, opaque| encode_meta_delete(out, key, &flags.tagged(opaque)),
-            |reply| match meta_status(&reply) {
-                Some(MetaStatus::Success) => Ok(true),
-                Some(MetaStatus::NotFound | MetaStatus::Exists) => Ok(false),
-                _ => Err(Error::from_reply(&reply)),
-            },
-        )
+    fn meta_delete(&self, key: &str, flags: MetaDeleteFlags) -> Result<bool> {
+        self.single(key, &Delete { flags })
     }
 
     /// Removes `key` only if its CAS unique is still `cas`; `Ok(false)` if
@@ -341,7 +262,7 @@ impl<C: Codec> Client<C> {
             compare_cas: Some(cas.0),
             ..MetaDeleteFlags::default()
         };
-        self.meta_delete(key, &flags, Access::WriteOnce)
+        self.meta_delete(key, flags)
     }
 
     /// Gives `key` a new TTL (same rules as [`Client::set`]); `Ok(false)` if
@@ -351,21 +272,10 @@ impl<C: Codec> Client<C> {
     ///
     /// [`Error::InvalidKey`] and the connection errors.
     pub fn touch(&self, key: &str, ttl: Duration) -> Result<bool> {
-        // Not recorded as a write: a touch the server missed leaves no
-        // older value to be read. A meta get that only sets the TTL (`mg <key> T<ttl>`): unlike the
-        // text `touch`, its reply carries the key and token to match.
-        let flags = MetaGetFlags {
-            update_ttl: Some(exptime_now(ttl)),
-            ..MetaGetFlags::default()
-        };
         self.single(
             key,
-            Access::Read,
-            |out, key, opaque| encode_meta_get(out, key, &flags.tagged(opaque)),
-            |reply| match meta_status(&reply) {
-                Some(MetaStatus::Success) => Ok(true),
-                Some(MetaStatus::Miss) => Ok(false),
-                _ => Err(Error::from_reply(&reply)),
+            &Touch {
+                exptime: exptime_now(ttl),
             },
         )
     }
@@ -383,16 +293,7 @@ impl<C: Codec> Client<C> {
             value: true,
             ..MetaArithmeticFlags::default()
         };
-        self.single(
-            key,
-            Access::ReadOnce,
-            |out, key, opaque| encode_meta_arithmetic(out, key, &flags.tagged(opaque)),
-            |reply| match meta_status(&reply) {
-                Some(MetaStatus::Value(number)) => Ok(Some(parse_counter(number)?)),
-                Some(MetaStatus::NotFound) => Ok(None),
-                _ => Err(Error::from_reply(&reply)),
-            },
-        )
+        self.single(key, &Arithmetic { flags })
     }
 
     /// Adds `delta` to the decimal number stored under `key` (wrapping at
@@ -453,33 +354,11 @@ impl<C: Codec> Client<C> {
     /// # Ok::<(), nearfar::memcached::Error>(())
     /// ```
     pub fn meta_get<V: DeserializeOwned>(&self, key: &str) -> Result<Option<MetaItem<V>>> {
-        let flags = MetaGetFlags {
-            value: true,
-            flags: true,
-            cas: true,
-            ttl: true,
-            ..MetaGetFlags::default()
+        let get = GetItem {
+            codec: &self.inner.codec,
+            value: PhantomData,
         };
-        self.single(
-            key,
-            Access::Read,
-            |out, key, opaque| encode_meta_get(out, key, &flags.tagged(opaque)),
-            |reply| match reply {
-                Reply::Meta(MetaReply {
-                    status: MetaStatus::Value(data),
-                    flags,
-                }) => Ok(Some(MetaItem {
-                    value: self.decode(data, &flags)?,
-                    cas: cas_of(&flags)?,
-                    ttl: ttl_of(&flags)?,
-                })),
-                Reply::Meta(MetaReply {
-                    status: MetaStatus::Miss,
-                    ..
-                }) => Ok(None),
-                other => Err(Error::from_reply(&other)),
-            },
-        )
+        self.single(key, &get)
     }
 
     /// Reads only the CAS unique of `key` (no value is sent back): a cheap
@@ -489,26 +368,7 @@ impl<C: Codec> Client<C> {
     ///
     /// [`Error::InvalidKey`] and the connection errors.
     pub fn cas_only(&self, key: &str) -> Result<Option<Cas>> {
-        let flags = MetaGetFlags {
-            cas: true,
-            ..MetaGetFlags::default()
-        };
-        self.single(
-            key,
-            Access::Read,
-            |out, key, opaque| encode_meta_get(out, key, &flags.tagged(opaque)),
-            |reply| match reply {
-                Reply::Meta(MetaReply {
-                    status: MetaStatus::Success,
-                    flags,
-                }) => cas_of(&flags).map(Some),
-                Reply::Meta(MetaReply {
-                    status: MetaStatus::Miss,
-                    ..
-                }) => Ok(None),
-                other => Err(Error::from_reply(&other)),
-            },
-        )
+        self.single(key, &CasOnly)
     }
 
     // ---- raw operations -------------------------------------------------
@@ -519,58 +379,11 @@ impl<C: Codec> Client<C> {
     ///
     /// [`Error::InvalidKey`] and the connection errors.
     pub fn get_raw(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>> {
-        let flags = MetaGetFlags {
-            value: true,
-            flags: true,
-            ..MetaGetFlags::default()
-        };
-        self.single(
-            key,
-            Access::Read,
-            |out, key, opaque| encode_meta_get(out, key, &flags.tagged(opaque)),
-            |reply| match reply {
-                Reply::Meta(MetaReply {
-                    status: MetaStatus::Value(data),
-                    flags,
-                }) => {
-                    let client_flags = flags
-                        .client_flags
-                        .ok_or(ProtocolError::Malformed { reply: "VA" })?;
-                    Ok(Some((data.to_vec(), client_flags)))
-                }
-                Reply::Meta(MetaReply {
-                    status: MetaStatus::Miss,
-                    ..
-                }) => Ok(None),
-                other => Err(Error::from_reply(&other)),
-            },
-        )
+        self.single(key, &GetRaw)
     }
 }
 
 /// The status of a meta reply, `None` for any other reply.
-fn meta_status<'a>(reply: &Reply<'a>) -> Option<MetaStatus<'a>> {
-    match reply {
-        Reply::Meta(meta) => Some(meta.status),
-        _ => None,
-    }
-}
-
-fn cas_of(flags: &ReturnFlags<'_>) -> Result<Cas> {
-    flags
-        .cas
-        .map(Cas)
-        .ok_or(Error::Protocol(ProtocolError::Malformed { reply: "VA" }))
-}
-
-fn ttl_of(flags: &ReturnFlags<'_>) -> Result<Option<Duration>> {
-    match flags.ttl {
-        Some(RemainingTtl::Never) => Ok(None),
-        Some(RemainingTtl::Seconds(secs)) => Ok(Some(Duration::from_secs(u64::from(secs)))),
-        None => Err(Error::Protocol(ProtocolError::Malformed { reply: "VA" })),
-    }
-}
-
 /// [`exptime`] at the current wall-clock time (read only for TTLs over 30
 /// days, which are sent as absolute times).
 fn exptime_now(ttl: Duration) -> u32 {

@@ -3,8 +3,9 @@
 
 use std::time::Instant;
 
-use super::{Access, Client, IDEMPOTENT, KeyBuf, leaves_doubt, meta_status};
+use super::{Client, IDEMPOTENT, KeyBuf, leaves_doubt};
 use crate::codec::Codec;
+use crate::memcached::command::{Access, Command, meta_status};
 use crate::memcached::conn::Conn;
 use crate::memcached::error::{Error, Result};
 use crate::memcached::health::{Pass, Verdict};
@@ -109,34 +110,29 @@ impl<C: Codec> Client<C> {
         result
     }
 
-    /// Validates and routes `key`, then sends one meta command built by
-    /// `encode` (given the opaque token it must carry, see
-    /// `MetaGetFlags::tagged`) and reads its reply with `read`.
+    /// Validates and routes `key`, then sends `cmd` (tagged with the opaque
+    /// token its reply must echo) and reads its reply: the blocking driver
+    /// of a [`Command`].
     ///
     /// A write leaves the servers ahead of the one it went to (in the key's
     /// failover order: ejected ones) owing an invalidation of the key, and
     /// the server it went to as well when it failed with doubt; with no
     /// server to go to, every server owes it. See [`pending`](crate::memcached::pending).
-    pub(super) fn single<T>(
-        &self,
-        key: &str,
-        access: Access,
-        encode: impl Fn(&mut Vec<u8>, ValidKey<'_>, u32),
-        read: impl Fn(Reply<'_>) -> Result<T>,
-    ) -> Result<T> {
+    pub(super) fn single<Cmd: Command>(&self, key: &str, cmd: &Cmd) -> Result<Cmd::Output> {
         let deadline = self.deadline();
         let mut buf = KeyBuf::new();
         let valid = self.key(key, &mut buf)?;
         let prefixed = valid.as_bytes();
         let place = self.placement(prefixed);
         let routed = self.route(place);
+        let access = cmd.access();
         let run = |server| {
             self.on_server(server, access.idempotent(), deadline, |conn| {
                 let mut request = conn.meta_request();
                 let opaque = request.tag(valid);
-                encode(request.out(), valid, opaque);
+                cmd.encode(request.out(), valid, opaque);
                 conn.send()?;
-                conn.recv(&read)
+                conn.recv(|reply| cmd.read(reply))
             })
         };
         let server = match (access, routed) {

@@ -5,12 +5,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{Access, Cas, Client, exptime_now};
+use super::{Client, exptime_now};
 use crate::codec::Codec;
+use crate::memcached::command::{Cas, Store, Stored};
 use crate::memcached::error::{Error, Result};
-use crate::memcached::protocol::{
-    MetaReply, MetaSetFlags, MetaSetMode, MetaStatus, ProtocolError, Reply, encode_meta_set,
-};
+use crate::memcached::protocol::{MetaSetFlags, MetaSetMode, ProtocolError};
 
 impl<C: Codec> Client<C> {
     /// Stores with a meta set; `Ok(true)` on `HD`, `Ok(false)` on `NS`, `EX`
@@ -36,25 +35,11 @@ impl<C: Codec> Client<C> {
     /// that set `return_cas` treat its absence as a protocol error).
     fn meta_store(&self, key: &str, data: &[u8], set_flags: &MetaSetFlags) -> Result<Stored> {
         self.check_size(data.len())?;
-        let access = if set_flags.compare_cas.is_none() && set_flags.mode != MetaSetMode::Add {
-            Access::Write
-        } else {
-            Access::WriteOnce
-        };
         self.single(
             key,
-            access,
-            |out, key, opaque| encode_meta_set(out, key, data, &set_flags.tagged(opaque)),
-            |reply| match reply {
-                Reply::Meta(MetaReply {
-                    status: MetaStatus::Success,
-                    flags,
-                }) => Ok(Stored::Yes(flags.cas.map(Cas))),
-                Reply::Meta(MetaReply {
-                    status: MetaStatus::NotStored | MetaStatus::Exists | MetaStatus::NotFound,
-                    ..
-                }) => Ok(Stored::No),
-                other => Err(Error::from_reply(&other)),
+            &Store {
+                data,
+                flags: *set_flags,
             },
         )
     }
@@ -274,14 +259,6 @@ impl<C: Codec> Client<C> {
             Err(Error::NotStored)
         }
     }
-}
-
-/// The outcome of a meta set.
-enum Stored {
-    /// `HD`: stored, with the new CAS unique when the reply has one.
-    Yes(Option<Cas>),
-    /// `NS`, `EX` or `NF`: the server declined to store it.
-    No,
 }
 
 /// The meta set flags of a store with client `flags`, `ttl`, `mode` and an

@@ -115,7 +115,8 @@ fn a_write_that_timed_out_is_invalidated_when_the_server_answers() {
     mc.pause();
     // Not marked dead after one failure: the next request goes to the
     // server, and invalidates the key there first.
-    assert!(matches!(c.delete("k"), Err(Error::Timeout)));
+    let deleted = c.delete("k");
+    assert!(matches!(deleted, Err(Error::Timeout)), "{deleted:?}");
     mc.resume();
     assert_eq!(c.get::<String>("k").unwrap(), None);
     // An unconditional write that failed for good (no server up) too.

@@ -84,6 +84,15 @@ impl Memcached {
     /// until [`Memcached::resume`], as a stalled or swapping server does.
     pub fn pause(&self) {
         self.signal("-STOP");
+        // `kill` returns once the signal is sent; wait until every thread
+        // of the server has stopped, or a request sent at once may still be
+        // served. Bounded: 5 s.
+        let pid = self.child.as_ref().expect("the server is running").id();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !all_threads_stopped(pid) {
+            assert!(Instant::now() < deadline, "memcached {pid} did not stop");
+            thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Lets a paused server run again (`SIGCONT`).
@@ -140,6 +149,24 @@ impl Drop for Memcached {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Whether every thread of process `pid` is stopped (state `T` in
+/// `/proc/<pid>/task/*/stat`). Where /proc cannot be read, a short pause
+/// stands in for the check.
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        thread::sleep(Duration::from_millis(50));
+        return true;
+    };
+    tasks.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+            // The state follows the command name, which is in parentheses.
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|state| state == "T" || state == "t")
+        })
+    })
 }
 
 /// A loopback port nothing listens on right now, and never handed out

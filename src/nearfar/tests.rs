@@ -133,16 +133,23 @@ fn a_far_read_older_than_a_write_here_is_not_kept_near() {
     assert_eq!(nf.get(&3).as_deref(), Some("old"));
 }
 
-#[test]
-fn a_probe_that_sends_nothing_does_not_close_the_breaker() {
-    let client = Client::builder().servers(["127.0.0.1:1"]).build().unwrap();
+/// A NearFar over `client` whose breaker opens at the first failure for a
+/// second, on a mock clock.
+fn tripping_on_a_mock_clock(client: Client) -> (NearFar<u32, String>, MockClock) {
     let clock = MockClock::new();
-    let nf: NearFar<u32, String> = NearFar::builder()
+    let nf = NearFar::builder()
         .far(client)
         .circuit_breaker(1, Duration::from_secs(1))
         .clock(clock.clone())
         .build()
         .unwrap();
+    (nf, clock)
+}
+
+#[test]
+fn a_probe_that_sends_nothing_does_not_close_the_breaker() {
+    let client = Client::builder().servers(["127.0.0.1:1"]).build().unwrap();
+    let (nf, clock) = tripping_on_a_mock_clock(client);
     let far = nf.call().unwrap();
     let breaker = &far.breaker;
     breaker.failure(nf.now());
@@ -263,13 +270,7 @@ fn far_keys_fit_the_fallback_clients_prefix_too() {
 #[test]
 fn a_panic_in_the_probe_gives_the_probe_back() {
     let client = Client::builder().servers(["127.0.0.1:1"]).build().unwrap();
-    let clock = MockClock::new();
-    let nf: NearFar<u32, String> = NearFar::builder()
-        .far(client)
-        .circuit_breaker(1, Duration::from_secs(1))
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let (nf, clock) = tripping_on_a_mock_clock(client);
     let far = nf.call().unwrap();
     far.breaker.failure(nf.now());
     clock.advance(Duration::from_secs(2));

@@ -34,14 +34,7 @@ impl<C: Codec> Client<C> {
     ///
     /// The first error of any server, after all were tried.
     pub fn flush_all(&self) -> Result<()> {
-        self.on_every_server(|conn| {
-            encode_flush_all(conn.request(), None, false);
-            conn.send()?;
-            conn.recv(|reply| match reply {
-                Reply::Ok => Ok(()),
-                other => Err(Error::from_reply(&other)),
-            })
-        })?;
+        self.on_every_server(flush_all_on)?;
         Ok(())
     }
 
@@ -138,4 +131,14 @@ impl<C: Codec> Client<C> {
             .iter()
             .any(|p| p.spec.label == server && !p.health.is_routable(now))
     }
+}
+
+/// Sends `flush_all` on `conn` and reads its `OK`.
+pub(super) fn flush_all_on(conn: &mut Conn) -> Result<()> {
+    encode_flush_all(conn.request(), None, false);
+    conn.send()?;
+    conn.recv(|reply| match reply {
+        Reply::Ok => Ok(()),
+        other => Err(Error::from_reply(&other)),
+    })
 }

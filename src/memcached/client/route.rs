@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use super::cluster::flush_all_on;
 use super::{Client, IDEMPOTENT, KeyBuf, leaves_doubt};
 use crate::codec::Codec;
 use crate::memcached::command::{Access, Command, meta_status};
@@ -11,7 +12,7 @@ use crate::memcached::error::{Error, Result};
 use crate::memcached::health::{Pass, Verdict};
 use crate::memcached::pending::Busy;
 use crate::memcached::protocol::{
-    MetaDeleteFlags, MetaStatus, Reply, ValidKey, encode_flush_all, encode_meta_delete,
+    MetaDeleteFlags, MetaStatus, Reply, ValidKey, encode_meta_delete,
 };
 
 /// Keys deleted per round trip when a server's owed invalidations are sent.
@@ -241,12 +242,7 @@ impl<C: Codec> Client<C> {
         let mut flushed = work.flush.is_none();
         let (result, stale) = self.inner.pools[index].run(IDEMPOTENT, deadline, |conn| {
             if let (Some(seq), false) = (work.flush, flushed) {
-                encode_flush_all(conn.request(), None, false);
-                conn.send()?;
-                conn.recv(|reply| match reply {
-                    Reply::Ok => Ok(()),
-                    other => Err(Error::from_reply(&other)),
-                })?;
+                flush_all_on(conn)?;
                 flushed = true;
                 let (stand_ins, keys) = pending.flushed(seq);
                 for server in stand_ins.into_iter().filter(|&s| s != index) {

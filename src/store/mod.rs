@@ -7,7 +7,7 @@
 //! * `shard::retired` — memory held by retired values, bounded with the weight;
 //! * `lru` — the HOT / WARM / COLD policy;
 //! * `ttl` — the clock and expiry;
-//! * `loader` — one loader per missing key;
+//! * `loader` — one loader per missing key: the loading engine;
 //! * `stats` — always-on counters;
 //! * `local` — the per-thread epoch handle and stats stripe.
 
@@ -35,13 +35,11 @@ use std::time::Duration;
 
 use crossbeam_epoch::Guard;
 
-use loader::{InFlight, Landed, Load, Outcome};
+use loader::MissedKey;
 use shard::{Inserted, Shard, State, Try, WriteCtx};
-use stats::{ReadCounters, bump};
+use stats::ReadCounters;
 use ttl::{TimeSource, is_expired};
 
-#[cfg(feature = "memcached")]
-pub(crate) use loader::take_unshared;
 pub use stats::Stats;
 pub use ttl::{Clock, MockClock};
 
@@ -378,9 +376,26 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     }
 }
 
-// ---- crate-private adapter for the two-tier cache (`crate::nearfar`) ----
-#[cfg(feature = "memcached")]
+// ---- LAYERED: the store's API for a cache layered over it ----
+//
+// A cache that keeps copies of values held elsewhere (`NearFar` keeps
+// memcached's) needs four things the public API does not offer: storing and
+// dropping a copy without superseding a load in progress
+// (`Cache::fill_with_ttl`, `Cache::drop_copy`), loading after its own lookup
+// missed, told whether the load is shared (`Cache::load_after_miss`,
+// `Sharing`), and a builder's settings carried over to wrapped values
+// (`CacheBuilder::map_values`). They are the store's crate API, compiled in
+// every build and passed everything they need as arguments; what they mean
+// (what supersedes a load, who a load's value goes to) is the store's, and
+// the store's own unit tests check them under `--no-default-features`
+// (`tests` below and in `loader.rs`). Without the `memcached` feature no
+// module layers a cache over the store and nothing calls them: hence the
+// `allow(dead_code)` on each (only those four; `Sharing` is the engine's).
 impl<K: 'static, V: 'static, S> CacheBuilder<K, V, S> {
+    #[allow(
+        dead_code,
+        reason = "the store's API for a layered cache, unused without one: see `LAYERED`"
+    )]
     /// The same settings for a cache of `W`s that each hold a `V` (found by
     /// `f`): the weigher and the eviction listener see that inner `V`.
     pub(crate) fn map_values<W: 'static>(self, f: fn(&W) -> &V) -> CacheBuilder<K, W, S> {
@@ -419,8 +434,27 @@ const MAX_SHARDS: usize = 1 << 16;
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Origin {
     Write,
-    #[cfg_attr(not(feature = "memcached"), allow(dead_code))]
     Copy,
+}
+
+/// Whom the value of a loader now starting goes to; the store passes it to
+/// the loader as its argument.
+///
+/// A loader that itself coordinates with other processes (`NearFar`'s
+/// memcached lease) reads it: an unshared loader runs for a caller whose
+/// wait was refused because the leader of this process's load of the key is
+/// blocked on this caller, so that leader holds the lease, and waiting for
+/// it would only wait out the lease. It applies to this loader only: the
+/// loads nested in it are shared as usual (each told its own).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Sharing {
+    /// The load is registered: callers for the key wait for its value, and
+    /// the value is stored.
+    Shared,
+    /// This caller's wait on another caller's load of the key was refused
+    /// (it would close a cycle of loaders waiting on each other): the value
+    /// goes to this caller only, and is not stored; the leader's is.
+    Unshared,
 }
 
 /// Whether a lookup counts as a use of the entry.
@@ -695,7 +729,10 @@ where
     /// tier), expiring after `ttl`. Unlike [`insert`](Self::insert) it does
     /// not supersede a load of the key in progress: a read is not newer
     /// than what that load computes.
-    #[cfg(feature = "memcached")]
+    #[allow(
+        dead_code,
+        reason = "the store's API for a layered cache, unused without one: see `LAYERED`"
+    )]
     pub(crate) fn fill_with_ttl(&self, key: K, value: V, ttl: Duration) {
         let _ = self.insert_inner(key, value, Some(ttl), Origin::Copy);
     }
@@ -856,7 +893,10 @@ where
     /// outdated, or dropped on request), not as a write: unlike
     /// [`remove`](Self::remove) it does not supersede a load of the key in
     /// progress, which is fetching a fresher value.
-    #[cfg(feature = "memcached")]
+    #[allow(
+        dead_code,
+        reason = "the store's API for a layered cache, unused without one: see `LAYERED`"
+    )]
     pub(crate) fn drop_copy<Q>(&self, key: &Q)
     where
         K: Borrow<Q>,
@@ -996,7 +1036,7 @@ where
     where
         E: Send + Sync + 'static,
     {
-        self.load_once(key, || load().map(|v| (v, None)))
+        self.load_once(key, |_| load().map(|v| (v, None)))
     }
 
     /// Like [`try_get_or_insert_with`](Self::try_get_or_insert_with), with a
@@ -1029,42 +1069,7 @@ where
     where
         E: Send + Sync + 'static,
     {
-        self.load_once(key, || load().map(|(v, ttl)| (v, Some(ttl))))
-    }
-
-    /// The `get_or_insert_with` family's engine: `load` returns the value and
-    /// an optional TTL (`None`: the cache's default).
-    fn load_once<E>(
-        &self,
-        key: K,
-        load: impl FnOnce() -> Result<(V, Option<Duration>), E>,
-    ) -> Result<V, Arc<E>>
-    where
-        E: Send + Sync + 'static,
-    {
-        let hash = self.inner.hasher.hash_one(&key);
-        if let Some(v) = self.lookup(hash, &key, Touch::Use, V::clone) {
-            return Ok(v);
-        }
-        self.load_missed(hash, MissedKey::Owned(key), load)
-    }
-
-    /// The `get_or_insert_with` family for a caller that has just looked
-    /// `key` up itself and missed (the miss is counted once, by that
-    /// lookup): goes straight to the coalesced load, whose check under the
-    /// lock still returns a value stored since. `None` as the TTL: the
-    /// cache's default.
-    #[cfg(feature = "memcached")]
-    pub(crate) fn load_after_miss<E>(
-        &self,
-        key: K,
-        load: impl FnOnce() -> Result<(V, Option<Duration>), E>,
-    ) -> Result<V, Arc<E>>
-    where
-        E: Send + Sync + 'static,
-    {
-        let hash = self.inner.hasher.hash_one(&key);
-        self.load_missed(hash, MissedKey::Owned(key), load)
+        self.load_once(key, |_| load().map(|(v, ttl)| (v, Some(ttl))))
     }
 
     /// [`get_or_insert_with`](Self::get_or_insert_with) for a borrowed key,
@@ -1098,194 +1103,8 @@ where
         // Cloned only if this caller registers the load (not to wait on one);
         // the clone hashes as `key` does (`Clone`, `Hash` and `Eq` agree).
         let key = MissedKey::Borrowed(key, K::clone);
-        self.load_missed(hash, key, || load().map(|v| (v, None)))
+        self.load_missed(hash, key, |_| load().map(|v| (v, None)))
     }
-
-    /// The slow half of [`load_once`](Self::load_once), after a lookup of
-    /// `key` (hashing to `hash`) missed and counted the miss.
-    fn load_missed<E>(
-        &self,
-        hash: u64,
-        key: MissedKey<'_, K>,
-        load: impl FnOnce() -> Result<(V, Option<Duration>), E>,
-    ) -> Result<V, Arc<E>>
-    where
-        E: Send + Sync + 'static,
-    {
-        let shard = self.shard(hash);
-        let k: &K = match &key {
-            MissedKey::Owned(k) => k,
-            MissedKey::Borrowed(k, _) => k,
-        };
-        let flight = loop {
-            let waiting = {
-                let (guard, _) = local::pin();
-                let st = shard.lock();
-                // Someone may have stored it since our lookup.
-                if let Some((_, slot)) = shard.walk(hash, k, &guard) {
-                    // SAFETY: linked slot under the lock.
-                    let exp = unsafe { slot.expires() };
-                    if exp == 0 || !is_expired(exp, self.inner.time.now()) {
-                        // Cloned after the unlock (user code stays out of
-                        // the critical section).
-                        drop(st);
-                        // SAFETY: reached through the index while pinned:
-                        // even if unlinked now, not reclaimed before `guard`
-                        // drops.
-                        return Ok(unsafe { slot.value() }.clone());
-                    }
-                }
-                // Not a superseded load: its value predates a write the
-                // caller may have made itself (a `remove`, then this call),
-                // and will not be stored. Such a key gets a new load.
-                match st
-                    .loads
-                    .iter()
-                    .find(|l| l.hash == hash && !l.superseded && l.key == *k)
-                {
-                    Some(load) => {
-                        bump(&shard.counters.load_waits, 1);
-                        Arc::clone(&load.flight)
-                    }
-                    None => {
-                        let mut st = st;
-                        let flight = InFlight::new();
-                        bump(&shard.counters.loads, 1);
-                        let key = match key {
-                            MissedKey::Owned(key) => key,
-                            MissedKey::Borrowed(key, clone) => clone(key),
-                        };
-                        st.loads.push(Load {
-                            hash,
-                            key,
-                            flight: Arc::clone(&flight),
-                            superseded: false,
-                        });
-                        break flight;
-                    }
-                }
-            };
-            assert!(
-                !waiting.led_by_current_thread(),
-                "nearfar: a loader asked the cache for its own key; it would wait for itself forever"
-            );
-            let Some(_edge) = waiting.enter_wait() else {
-                // The leader waits, maybe through other loads, for a load
-                // this thread leads: waiting would deadlock. Load for this
-                // caller alone; the leader's value is the one stored.
-                bump(&shard.counters.loads, 1);
-                return loader::run_unshared(load).map(|(v, _)| v).map_err(Arc::new);
-            };
-            match waiting.wait() {
-                Outcome::Value(v) => return Ok(v),
-                Outcome::Failed(e) => {
-                    if let Ok(e) = e.downcast::<E>() {
-                        return Err(e);
-                    }
-                }
-                Outcome::Retry => {}
-            }
-        };
-        self.lead(shard, hash, flight, load)
-    }
-
-    /// Runs the loader for a load this caller registered, and publishes the
-    /// outcome to the cache and the waiters.
-    fn lead<E>(
-        &self,
-        shard: &Shard<K, V>,
-        hash: u64,
-        flight: Arc<InFlight<V>>,
-        load: impl FnOnce() -> Result<(V, Option<Duration>), E>,
-    ) -> Result<V, Arc<E>>
-    where
-        E: Send + Sync + 'static,
-    {
-        /// Releases the waiters if the loader (or anything after it) panics.
-        struct Abandon<'a, K, V> {
-            shard: &'a Shard<K, V>,
-            flight: &'a Arc<InFlight<V>>,
-        }
-        impl<K, V> Drop for Abandon<'_, K, V> {
-            fn drop(&mut self) {
-                let registration = take_registration(self.shard, self.flight);
-                drop(registration);
-                self.flight.abandon();
-            }
-        }
-        // Armed until the outcome is published: a panic anywhere before that
-        // (the loader, the weigher, a Drop, the listener, a clone) releases
-        // the waiters instead of leaving them blocked on a load that ended.
-        let abandon = Abandon {
-            shard,
-            flight: &flight,
-        };
-        let result = match loader::run_shared(load) {
-            Ok((value, ttl)) => {
-                // Cloned before locking: user code (and a panic in it) stays
-                // out of the critical section.
-                let stored = value.clone();
-                let mut weight = None;
-                let first =
-                    self.store_loaded(shard, hash, &flight, stored, ttl, &mut weight, Try::First);
-                let leftover = match first {
-                    Landed::Left(leftover) => leftover,
-                    Landed::Reclaim(stored) => {
-                        // No memory for it yet: as in `insert_inner`.
-                        shard.reclaim_for(weight.unwrap_or(1));
-                        match self.store_loaded(
-                            shard,
-                            hash,
-                            &flight,
-                            stored,
-                            ttl,
-                            &mut weight,
-                            Try::Last,
-                        ) {
-                            Landed::Left(leftover) => leftover,
-                            Landed::Reclaim(stored) => Some((None, stored)),
-                        }
-                    }
-                };
-                // What the write left unstored (a superseded load's key and
-                // value, or a rejected entry) is dropped after the unlock:
-                // their Drop may use the cache.
-                drop(leftover);
-                // Only waiters hold other references now (registration removed).
-                if Arc::strong_count(&flight) > 1 {
-                    flight.succeed(value.clone());
-                }
-                Ok(value)
-            }
-            Err(error) => {
-                let error = Arc::new(error);
-                drop(take_registration(shard, &flight));
-                flight.fail(Arc::clone(&error) as loader::SharedError);
-                Err(error)
-            }
-        };
-        std::mem::forget(abandon);
-        result
-    }
-}
-
-/// The key of a missed lookup, for [`Cache::load_missed`]: owned already, or
-/// borrowed with its clone fn, called only to register a load (a caller that
-/// waits on another's load needs no key of its own).
-enum MissedKey<'a, K> {
-    Owned(K),
-    Borrowed(&'a K, fn(&K) -> K),
-}
-
-/// Removes a load's registration from its shard (returned so the key is
-/// dropped after the lock).
-fn take_registration<K, V>(shard: &Shard<K, V>, flight: &Arc<InFlight<V>>) -> Option<Load<K, V>> {
-    let mut st = shard.lock();
-    let pos = st
-        .loads
-        .iter()
-        .position(|l| Arc::ptr_eq(&l.flight, flight))?;
-    Some(st.loads.swap_remove(pos))
 }
 
 /// Iterator over clones of a cache's entries; see [`Cache::iter`].
@@ -1340,7 +1159,6 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
 mod tests {
     use std::sync::Arc;
 
-    #[cfg(feature = "memcached")]
     #[test]
     fn a_fill_does_not_supersede_a_load_but_an_insert_does() {
         let cache = super::Cache::new(100);
@@ -1360,6 +1178,49 @@ mod tests {
         });
         assert_eq!(got, "loaded");
         assert_eq!(cache.get(&2), Some("written"));
+    }
+
+    #[test]
+    fn a_dropped_copy_does_not_supersede_a_load_but_a_remove_does() {
+        let cache = super::Cache::new(100);
+        cache.insert(1, "old");
+        // A stale copy dropped while the load runs: the load (fetching a
+        // fresher value) still stores its value.
+        let got = cache.get_or_insert_with(2, || {
+            cache.drop_copy(&2);
+            cache.drop_copy(&1);
+            "loaded"
+        });
+        assert_eq!(got, "loaded");
+        assert_eq!((cache.get(&1), cache.get(&2)), (None, Some("loaded")));
+        // A removal is a write: the load's value goes to its caller only.
+        let got = cache.get_or_insert_with(3, || {
+            cache.remove(&3);
+            "loaded"
+        });
+        assert_eq!(got, "loaded");
+        assert_eq!(cache.get(&3), None);
+    }
+
+    #[test]
+    fn mapped_values_keep_the_weigher_and_the_listener_of_the_inner_value() {
+        let removed = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = Arc::clone(&removed);
+        let cache = super::Cache::builder()
+            .max_weight(100)
+            .weigher(|_: &u32, v: &String| v.len() as u64)
+            .eviction_listener(move |k: &u32, v: &String, cause| {
+                seen.lock().unwrap().push((*k, v.clone(), cause));
+            })
+            .map_values(|w: &(u64, String)| &w.1)
+            .build();
+        cache.insert(1, (7, "abc".to_string()));
+        assert_eq!(cache.weight(), 3);
+        cache.remove(&1);
+        assert_eq!(
+            *removed.lock().unwrap(),
+            [(1, "abc".to_string(), super::RemovalCause::Removed)]
+        );
     }
 
     #[test]

@@ -98,7 +98,8 @@ where
         let near_ttl = inner.near_ttl;
         // Called after `try_get_with_ref`'s own lookup missed (and counted
         // it): the load does not look again.
-        let result = inner.near.load_after_miss(key.clone(), || {
+        // Shared or not, the near tier is all there is: nothing to skip.
+        let result = inner.near.load_after_miss(key.clone(), |_| {
             bump(&inner.counters.loader_calls);
             load().map(|v| (self.entry(v, 0, near_ttl), near_ttl))
         });

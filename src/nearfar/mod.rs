@@ -108,6 +108,7 @@ use crate::Cache;
 use crate::clock::Timer;
 use crate::memcached::health::Circuit;
 use crate::memcached::{Cas, Client};
+use crate::store::Sharing;
 use call::{Call, Failure, Pool};
 use load::Store;
 use stats::Counters;
@@ -409,9 +410,9 @@ where
         // runs writes the near tier after the far one, which marks the load
         // superseded: its value (maybe read before that far write) goes to
         // its callers and is not kept near.
-        let result = inner.near.load_after_miss(key.clone(), || {
+        let result = inner.near.load_after_miss(key.clone(), |sharing| {
             ran.set(true);
-            let (entry, ttl) = if crate::store::take_unshared() {
+            let (entry, ttl) = if sharing == Sharing::Unshared {
                 // This caller's wait on a load of this process was refused
                 // (loaders waiting on each other in a cycle): that load's
                 // leader holds the memcached lease, so polling it would only

@@ -1,5 +1,8 @@
 //! In-flight loads: the `get_or_insert_with` family runs one loader per missing
-//! key while other callers for that key wait for its result.
+//! key while other callers for that key wait for its result. This file holds
+//! the whole engine: the registry of loads in progress ([`InFlight`],
+//! [`Load`]), the wait-for graph, and the `Cache` methods that claim a
+//! missed key, lead its load or wait for it, and store the value.
 //!
 //! The first caller to miss registers an [`InFlight`] in the key's shard (under
 //! the shard lock) and runs its loader with no lock held. Later callers find
@@ -16,10 +19,17 @@
 //! Every wait is recorded in a process-wide wait-for graph (blocked thread
 //! -> thread leading the load it waits for), and a wait that would close a
 //! cycle is refused: that caller runs its own loader instead (see
-//! [`InFlight::enter_wait`]). A load that ends removes the edges of its
+//! [`InFlight::enter_wait`]), and its loader is told so by its argument,
+//! [`Sharing::Unshared`]. A load that ends removes the edges of its
 //! waiters before it wakes them, so every edge in the graph is a thread
 //! really blocked on a load still running, and every cycle found is a real
 //! deadlock.
+//!
+//! Only a waiter blocks: claiming a key takes the shard's lock and nothing
+//! else, and a load's outcome is published to whoever holds its
+//! `InFlight`. A waiter that awaits instead of blocking would wait on that
+//! same outcome and keep the rest (its wait-for edge then names a task, not
+//! a thread).
 
 use std::any::Any;
 use std::hash::{BuildHasher, Hash};
@@ -27,8 +37,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::shard::{Inserted, Shard, Try};
-use super::ttl::TimeSource;
-use super::{Cache, local};
+use super::stats::bump;
+use super::ttl::{TimeSource, is_expired};
+use super::{Cache, Sharing, Touch, local};
 use crate::shim::{Condvar, Mutex, ThreadId, current_thread};
 
 /// A shared error from a failed load, type-erased so waiters with any error
@@ -103,54 +114,6 @@ impl Drop for WaitEdge {
             count_edges(&waits);
         }
     }
-}
-
-// Set while this thread runs a loader whose wait was refused (see
-// `run_unshared`). Under shuttle, its thread-local (tasks share OS threads).
-#[cfg(not(shuttle))]
-std::thread_local! {
-    static UNSHARED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-#[cfg(shuttle)]
-shuttle::thread_local! {
-    static UNSHARED: std::cell::Cell<bool> = std::cell::Cell::new(false);
-}
-
-/// Runs a loader for a caller whose wait on another caller's load was
-/// refused (it would close a cycle): its value goes to this caller only.
-/// A loader that itself coordinates with other processes (`NearFar`'s
-/// memcached lease, held by the blocked leader of this process) asks
-/// [`take_unshared`] and skips that coordination.
-pub(crate) fn run_unshared<R>(load: impl FnOnce() -> R) -> R {
-    with_flag(true, load)
-}
-
-/// Runs `load` with this thread's unshared flag set to `unshared`, then
-/// restores it (also when `load` panics).
-fn with_flag<R>(unshared: bool, load: impl FnOnce() -> R) -> R {
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            UNSHARED.with(|f| f.set(self.0));
-        }
-    }
-    let _restore = Restore(UNSHARED.with(|f| f.replace(unshared)));
-    load()
-}
-
-/// Runs the loader of a registered (shared) load: with the flag of
-/// [`run_unshared`] clear, so that a shared load nested in an unshared
-/// one's loader is not taken for unshared.
-pub(crate) fn run_shared<R>(load: impl FnOnce() -> R) -> R {
-    with_flag(false, load)
-}
-
-/// Whether the loader now starting runs for one caller only (see
-/// [`run_unshared`]); clears the flag, so loads nested in it are shared as
-/// usual.
-#[cfg(feature = "memcached")]
-pub(crate) fn take_unshared() -> bool {
-    UNSHARED.with(|f| f.replace(false))
 }
 
 /// One load in progress.
@@ -368,4 +331,364 @@ pub(super) enum Landed<K, V> {
     Left(Option<(Option<K>, V)>),
     /// Not stored yet: no memory for it (see `Inserted::Reclaim`).
     Reclaim(V),
+}
+
+/// The key of a missed lookup, for [`Cache::load_missed`]: owned already, or
+/// borrowed with its clone fn, called only to register a load (a caller that
+/// waits on another's load needs no key of its own).
+pub(super) enum MissedKey<'a, K> {
+    Owned(K),
+    Borrowed(&'a K, fn(&K) -> K),
+}
+
+/// What [`Cache::claim`] found for a missed key, under its shard's lock.
+enum Claim<'a, K, V> {
+    /// A value stored since the caller's lookup.
+    Stored(V),
+    /// A load this caller registered, and so leads.
+    Lead(Arc<InFlight<V>>),
+    /// Another caller's load of the key, to wait for; the key comes back
+    /// for the next claim, should that load give nothing.
+    Wait(Arc<InFlight<V>>, MissedKey<'a, K>),
+}
+
+// The engine of the `get_or_insert_with` family. A missed key is claimed
+// under its shard's lock (`claim`: a value stored since, or a load to lead,
+// or one to wait for), and the rest runs with no lock held: the leader runs
+// the loader (`lead`), a waiter blocks on the load (`InFlight::enter_wait`,
+// then `InFlight::wait`). Only that last step blocks; a waiter that awaits
+// instead would replace it and keep the rest.
+impl<K, V, S> Cache<K, V, S>
+where
+    K: Hash + Eq,
+    V: Clone,
+    S: BuildHasher,
+{
+    /// The `get_or_insert_with` family's engine: `load` returns the value and
+    /// an optional TTL (`None`: the cache's default).
+    pub(super) fn load_once<E>(
+        &self,
+        key: K,
+        load: impl FnOnce(Sharing) -> Result<(V, Option<Duration>), E>,
+    ) -> Result<V, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+    {
+        let hash = self.inner.hasher.hash_one(&key);
+        if let Some(v) = self.lookup(hash, &key, Touch::Use, V::clone) {
+            return Ok(v);
+        }
+        self.load_missed(hash, MissedKey::Owned(key), load)
+    }
+
+    /// The `get_or_insert_with` family for a caller that has just looked
+    /// `key` up itself and missed (the miss is counted once, by that
+    /// lookup): goes straight to the coalesced load, whose check under the
+    /// lock still returns a value stored since. `load` is told whether its
+    /// value is shared (see [`Sharing`]) and returns the value and an
+    /// optional TTL (`None`: the cache's default).
+    ///
+    /// The store's API for a cache layered over it (`NearFar`), which looks
+    /// the key up itself first.
+    #[allow(
+        dead_code,
+        reason = "the store's API for a layered cache, unused without one: see `LAYERED`"
+    )]
+    pub(crate) fn load_after_miss<E>(
+        &self,
+        key: K,
+        load: impl FnOnce(Sharing) -> Result<(V, Option<Duration>), E>,
+    ) -> Result<V, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+    {
+        let hash = self.inner.hasher.hash_one(&key);
+        self.load_missed(hash, MissedKey::Owned(key), load)
+    }
+
+    /// The slow half of [`load_once`](Self::load_once), after a lookup of
+    /// `key` (hashing to `hash`) missed and counted the miss.
+    pub(super) fn load_missed<E>(
+        &self,
+        hash: u64,
+        key: MissedKey<'_, K>,
+        load: impl FnOnce(Sharing) -> Result<(V, Option<Duration>), E>,
+    ) -> Result<V, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+    {
+        let shard = self.shard(hash);
+        let mut key = key;
+        let flight = loop {
+            let waiting = match self.claim(shard, hash, key) {
+                Claim::Stored(v) => return Ok(v),
+                Claim::Lead(flight) => break flight,
+                Claim::Wait(flight, k) => {
+                    key = k;
+                    flight
+                }
+            };
+            assert!(
+                !waiting.led_by_current_thread(),
+                "nearfar: a loader asked the cache for its own key; it would wait for itself forever"
+            );
+            let Some(_edge) = waiting.enter_wait() else {
+                // The leader waits, maybe through other loads, for a load
+                // this thread leads: waiting would deadlock. Load for this
+                // caller alone; the leader's value is the one stored.
+                bump(&shard.counters.loads, 1);
+                return load(Sharing::Unshared).map(|(v, _)| v).map_err(Arc::new);
+            };
+            match waiting.wait() {
+                Outcome::Value(v) => return Ok(v),
+                Outcome::Failed(e) => {
+                    if let Ok(e) = e.downcast::<E>() {
+                        return Err(e);
+                    }
+                }
+                Outcome::Retry => {}
+            }
+        };
+        self.lead(shard, hash, flight, load)
+    }
+
+    /// Under `shard`'s lock: a value stored for `key` since the caller's
+    /// lookup, or else the load of `key` in progress to wait for, or else a
+    /// new load, registered for this caller to lead. Blocks on nothing but
+    /// the lock.
+    fn claim<'a>(&self, shard: &Shard<K, V>, hash: u64, key: MissedKey<'a, K>) -> Claim<'a, K, V> {
+        let k: &K = match &key {
+            MissedKey::Owned(k) => k,
+            MissedKey::Borrowed(k, _) => k,
+        };
+        let (guard, _) = local::pin();
+        let st = shard.lock();
+        // Someone may have stored it since our lookup.
+        if let Some((_, slot)) = shard.walk(hash, k, &guard) {
+            // SAFETY: linked slot under the lock.
+            let exp = unsafe { slot.expires() };
+            if exp == 0 || !is_expired(exp, self.inner.time.now()) {
+                // Cloned after the unlock (user code stays out of
+                // the critical section).
+                drop(st);
+                // SAFETY: reached through the index while pinned:
+                // even if unlinked now, not reclaimed before `guard`
+                // drops.
+                return Claim::Stored(unsafe { slot.value() }.clone());
+            }
+        }
+        // Not a superseded load: its value predates a write the
+        // caller may have made itself (a `remove`, then this call),
+        // and will not be stored. Such a key gets a new load.
+        match st
+            .loads
+            .iter()
+            .find(|l| l.hash == hash && !l.superseded && l.key == *k)
+        {
+            Some(load) => {
+                bump(&shard.counters.load_waits, 1);
+                Claim::Wait(Arc::clone(&load.flight), key)
+            }
+            None => {
+                let mut st = st;
+                let flight = InFlight::new();
+                bump(&shard.counters.loads, 1);
+                let key = match key {
+                    MissedKey::Owned(key) => key,
+                    MissedKey::Borrowed(key, clone) => clone(key),
+                };
+                st.loads.push(Load {
+                    hash,
+                    key,
+                    flight: Arc::clone(&flight),
+                    superseded: false,
+                });
+                Claim::Lead(flight)
+            }
+        }
+    }
+
+    /// Runs the loader for a load this caller registered, and publishes the
+    /// outcome to the cache and the waiters.
+    fn lead<E>(
+        &self,
+        shard: &Shard<K, V>,
+        hash: u64,
+        flight: Arc<InFlight<V>>,
+        load: impl FnOnce(Sharing) -> Result<(V, Option<Duration>), E>,
+    ) -> Result<V, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+    {
+        /// Releases the waiters if the loader (or anything after it) panics.
+        struct Abandon<'a, K, V> {
+            shard: &'a Shard<K, V>,
+            flight: &'a Arc<InFlight<V>>,
+        }
+        impl<K, V> Drop for Abandon<'_, K, V> {
+            fn drop(&mut self) {
+                let registration = take_registration(self.shard, self.flight);
+                drop(registration);
+                self.flight.abandon();
+            }
+        }
+        // Armed until the outcome is published: a panic anywhere before that
+        // (the loader, the weigher, a Drop, the listener, a clone) releases
+        // the waiters instead of leaving them blocked on a load that ended.
+        let abandon = Abandon {
+            shard,
+            flight: &flight,
+        };
+        let result = match load(Sharing::Shared) {
+            Ok((value, ttl)) => {
+                // Cloned before locking: user code (and a panic in it) stays
+                // out of the critical section.
+                let stored = value.clone();
+                let mut weight = None;
+                let first =
+                    self.store_loaded(shard, hash, &flight, stored, ttl, &mut weight, Try::First);
+                let leftover = match first {
+                    Landed::Left(leftover) => leftover,
+                    Landed::Reclaim(stored) => {
+                        // No memory for it yet: as in `insert_inner`.
+                        shard.reclaim_for(weight.unwrap_or(1));
+                        match self.store_loaded(
+                            shard,
+                            hash,
+                            &flight,
+                            stored,
+                            ttl,
+                            &mut weight,
+                            Try::Last,
+                        ) {
+                            Landed::Left(leftover) => leftover,
+                            Landed::Reclaim(stored) => Some((None, stored)),
+                        }
+                    }
+                };
+                // What the write left unstored (a superseded load's key and
+                // value, or a rejected entry) is dropped after the unlock:
+                // their Drop may use the cache.
+                drop(leftover);
+                // Only waiters hold other references now (registration removed).
+                if Arc::strong_count(&flight) > 1 {
+                    flight.succeed(value.clone());
+                }
+                Ok(value)
+            }
+            Err(error) => {
+                let error = Arc::new(error);
+                drop(take_registration(shard, &flight));
+                flight.fail(Arc::clone(&error) as SharedError);
+                Err(error)
+            }
+        };
+        std::mem::forget(abandon);
+        result
+    }
+}
+
+/// Removes a load's registration from its shard (returned so the key is
+/// dropped after the lock).
+fn take_registration<K, V>(shard: &Shard<K, V>, flight: &Arc<InFlight<V>>) -> Option<Load<K, V>> {
+    let mut st = shard.lock();
+    let pos = st
+        .loads
+        .iter()
+        .position(|l| Arc::ptr_eq(&l.flight, flight))?;
+    Some(st.loads.swap_remove(pos))
+}
+
+#[cfg(all(test, not(shuttle)))]
+mod tests {
+    use std::sync::{Arc, Barrier, Mutex, mpsc};
+    use std::time::Duration;
+
+    use super::{Cache, Sharing};
+
+    #[test]
+    fn a_load_after_a_miss_is_shared_and_stored() {
+        let cache: Cache<u32, u32> = Cache::new(10);
+        assert_eq!(cache.get(&1), None);
+        let told = Mutex::new(Vec::new());
+        let got = cache.load_after_miss(1, |sharing| {
+            told.lock().unwrap().push(sharing);
+            Ok::<_, ()>((10, None))
+        });
+        assert_eq!(got, Ok(10));
+        assert_eq!(*told.lock().unwrap(), [Sharing::Shared]);
+        assert_eq!(cache.get(&1), Some(10));
+        // The loader does not look the key up again: one miss, counted by
+        // the caller's own lookup.
+        assert_eq!(cache.stats().misses, 1);
+    }
+
+    #[test]
+    fn the_loader_that_closes_a_cycle_is_told_it_is_unshared_and_its_nested_loads_are_not() {
+        for round in 0..20 {
+            let cache: Cache<u32, u32> = Cache::new(100);
+            let told = Arc::new(Mutex::new(Vec::new()));
+            let both_loading = Arc::new(Barrier::new(2));
+            let (done_tx, done_rx) = mpsc::channel();
+            // Thread for key 1 needs key 2 and the other way round: whichever
+            // asks last is refused the wait and loads the other key itself.
+            for (mine, other) in [(1u32, 2u32), (2, 1)] {
+                let (cache, told, both_loading, done_tx) = (
+                    cache.clone(),
+                    Arc::clone(&told),
+                    Arc::clone(&both_loading),
+                    done_tx.clone(),
+                );
+                std::thread::spawn(move || {
+                    let v = cache.load_after_miss(mine, |sharing| {
+                        told.lock().unwrap().push((mine, sharing));
+                        both_loading.wait();
+                        let o = cache
+                            .load_after_miss(other, |sharing| {
+                                told.lock().unwrap().push((other, sharing));
+                                // A load nested in the unshared one: shared.
+                                let nested = cache
+                                    .load_after_miss(10 + other, |sharing| {
+                                        told.lock().unwrap().push((10 + other, sharing));
+                                        Ok::<_, ()>((1, None))
+                                    })
+                                    .unwrap();
+                                Ok::<_, ()>((other * 100 + nested, None))
+                            })
+                            .unwrap();
+                        Ok::<_, ()>((o + mine, None))
+                    });
+                    done_tx.send(v).unwrap();
+                });
+            }
+            for _ in 0..2 {
+                let v = done_rx.recv_timeout(Duration::from_secs(10));
+                assert!(matches!(v, Ok(Ok(_))), "round {round}: {v:?}");
+            }
+            let mut told = told.lock().unwrap().clone();
+            let unshared: Vec<_> = told
+                .iter()
+                .filter(|(_, s)| *s == Sharing::Unshared)
+                .collect();
+            assert_eq!(unshared.len(), 1, "round {round}: {told:?}");
+            let (r, o) = if unshared[0].0 == 1 { (1, 2) } else { (2, 1) };
+            // Both leaders shared; the refused caller's loader (for key `r`)
+            // unshared; the load nested in it shared. The other thread's
+            // wait succeeded: it ran no loader of its own for key `o`.
+            let order = |&(k, s): &(u32, Sharing)| (k, s == Sharing::Unshared);
+            told.sort_by_key(order);
+            let mut expected = vec![
+                (1, Sharing::Shared),
+                (2, Sharing::Shared),
+                (r, Sharing::Unshared),
+                (10 + r, Sharing::Shared),
+            ];
+            expected.sort_by_key(order);
+            assert_eq!(told, expected, "round {round}");
+            // The unshared value (`r * 100 + 1`) went to its caller only:
+            // the leader of `o` got it, and `r` holds its own leader's value.
+            assert_eq!(cache.get(&o), Some(r * 100 + 1 + o), "round {round}");
+            assert_eq!(cache.get(&r), Some(r * 100 + 1 + o + r), "round {round}");
+        }
+    }
 }

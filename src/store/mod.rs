@@ -1,16 +1,18 @@
 //! The near tier: [`Cache`], a concurrent in-process `K -> V` cache.
 //!
 //! See [`Cache`] for the user guide. Inside:
+//! * `builder` — [`CacheBuilder`]: the settings, and how they split over shards;
 //! * `shard` — one shard: lock-free lookups and the write path;
 //! * `index` — the hash index (F14-style chunks of tags and slot indices);
 //! * `slab` — the slot arena and epoch-deferred slot reuse;
 //! * `shard::retired` — memory held by retired values, bounded with the weight;
 //! * `lru` — the HOT / WARM / COLD policy;
 //! * `ttl` — the clock and expiry;
-//! * `loader` — one loader per missing key;
+//! * `loader` — one loader per missing key: the loading engine;
 //! * `stats` — always-on counters;
 //! * `local` — the per-thread epoch handle and stats stripe.
 
+mod builder;
 mod index;
 mod loader;
 mod local;
@@ -35,13 +37,12 @@ use std::time::Duration;
 
 use crossbeam_epoch::Guard;
 
-use loader::{InFlight, Landed, Load, Outcome};
+use loader::MissedKey;
 use shard::{Inserted, Shard, State, Try, WriteCtx};
-use stats::{ReadCounters, bump};
+use stats::ReadCounters;
 use ttl::{TimeSource, is_expired};
 
-#[cfg(feature = "memcached")]
-pub(crate) use loader::take_unshared;
+pub use builder::CacheBuilder;
 pub use stats::Stats;
 pub use ttl::{Clock, MockClock};
 
@@ -173,234 +174,6 @@ impl<K: Hash + Eq, V: Clone> Cache<K, V> {
     }
 }
 
-/// Configures and builds a [`Cache`].
-///
-/// With neither [`max_entries`](Self::max_entries) nor
-/// [`max_weight`](Self::max_weight) the cache is unbounded.
-pub struct CacheBuilder<K, V, S = ahash::RandomState> {
-    max_entries: Option<usize>,
-    max_weight: Option<u64>,
-    weigher: Option<Weigher<K, V>>,
-    ttl: Option<Duration>,
-    shards: Option<usize>,
-    clock: Option<Arc<dyn Clock>>,
-    listener: Option<Listener<K, V>>,
-    hasher: S,
-}
-
-impl<K, V> Default for CacheBuilder<K, V> {
-    fn default() -> Self {
-        CacheBuilder {
-            max_entries: None,
-            max_weight: None,
-            weigher: None,
-            ttl: None,
-            shards: None,
-            clock: None,
-            listener: None,
-            hasher: ahash::RandomState::new(),
-        }
-    }
-}
-
-impl<K, V, S> fmt::Debug for CacheBuilder<K, V, S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CacheBuilder")
-            .field("max_entries", &self.max_entries)
-            .field("max_weight", &self.max_weight)
-            .field("weigher", &self.weigher.is_some())
-            .field("ttl", &self.ttl)
-            .field("shards", &self.shards)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<K, V, S> CacheBuilder<K, V, S> {
-    /// Bounds the number of entries.
-    pub fn max_entries(mut self, n: usize) -> Self {
-        self.max_entries = Some(n);
-        self
-    }
-
-    /// Bounds the total weight (see [`weigher`](Self::weigher); without one
-    /// every entry weighs 1).
-    ///
-    /// # What the bound covers
-    /// [`Cache::weight`] counts the entries stored. A value that leaves the
-    /// cache (evicted, replaced, removed) is freed only once no reader can
-    /// still be cloning it, which takes the epoch moving on. Until then it
-    /// still holds memory, so when `V` or `K` has a `Drop` (owns memory), the
-    /// bound covers those retired values too: stored and retired weight
-    /// together stay within **1.25 x `max_weight`**, at every moment. With a
-    /// weigher that returns a value's size in bytes, that bounds the memory
-    /// the cache's values hold, besides values callers are inserting (each
-    /// is the caller's until it is stored) and clones readers hold.
-    ///
-    /// An insert that would go past it evicts to make room for itself, then
-    /// pushes the epoch and frees what comes back (while not pinned itself)
-    /// before it stores. If a reader stays pinned meanwhile (a slow eviction
-    /// listener, an [`iter`](Cache::iter) cloning a large shard, a thread
-    /// preempted mid-lookup) it waits for it up to 100 ms (2 ms for a while
-    /// after a wait that ran out); past that the insert is **refused**:
-    /// nothing is stored, any old value for the key is removed, it counts in
-    /// [`Stats::rejected`], and [`try_insert`](Cache::try_insert) hands the
-    /// entry back. A reader that never unpins thus holds the memory at the
-    /// bound, not past it. Inserts made from an eviction listener run pinned
-    /// and do not wait. Values without a `Drop` (plain data, kept inline in
-    /// the cache's slots) free nothing when retired and are not counted.
-    pub fn max_weight(mut self, weight: u64) -> Self {
-        self.max_weight = Some(weight);
-        self
-    }
-
-    /// How much an entry weighs, typically its size in bytes. Called once per
-    /// insert before anything is stored (under the shard's lock for values
-    /// from a `get_or_insert_with` loader), so it must not use the cache; the
-    /// result is stored with the entry.
-    pub fn weigher(mut self, weigher: impl Fn(&K, &V) -> u64 + Send + Sync + 'static) -> Self {
-        self.weigher = Some(Arc::new(weigher));
-        self
-    }
-
-    /// A time to live for entries stored by [`Cache::insert`] and the
-    /// `get_or_insert_with` family. [`Cache::insert_with_ttl`] overrides it.
-    pub fn time_to_live(mut self, ttl: Duration) -> Self {
-        self.ttl = Some(ttl);
-        self
-    }
-
-    /// The number of shards (rounded up to a power of two). The default is
-    /// four per CPU, reduced so that each shard holds at least 32 entries.
-    /// Weight-bounded caches have at most 8 shards (so an entry of up to 1/8
-    /// of `max_weight` is always admitted: see [`Cache::max_entry_weight`]),
-    /// and no shard is left without room, whatever is asked for here.
-    pub fn shards(mut self, n: usize) -> Self {
-        self.shards = Some(n.max(1));
-        self
-    }
-
-    /// The clock used for TTLs (default: the system's monotonic clock).
-    pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Some(Arc::new(clock));
-        self
-    }
-
-    /// Called for every entry that leaves the cache, with the reason.
-    ///
-    /// It runs on the thread that caused the removal, after the shard's lock
-    /// is released, so it may use the cache.
-    ///
-    /// Keep it short. It is handed references into the cache's own storage,
-    /// so it runs with the thread pinned to the current epoch: until it
-    /// returns, slots freed by any thread from then on cannot be reused, and
-    /// writers grow the slab instead (by about one slot per insert made
-    /// meanwhile; the entries stay within the bound, the memory does not
-    /// shrink back). A listener that blocks on I/O should hand the entry to
-    /// a queue or a channel and return.
-    pub fn eviction_listener(
-        mut self,
-        listener: impl Fn(&K, &V, RemovalCause) + Send + Sync + 'static,
-    ) -> Self {
-        self.listener = Some(Arc::new(listener));
-        self
-    }
-
-    /// The hasher used to pick shards and index chunks (default: `ahash`).
-    ///
-    /// The cache spreads the hash with one multiplication, which suits any
-    /// hasher whose output bits all depend on the whole key (ahash, SipHash,
-    /// foldhash). With a bare multiplicative hash such as FxHash, keys that
-    /// differ only in their high bits (`i << 40`) share their index tags, and
-    /// each lookup then compares keys along its chunk: measured 4x slower
-    /// gets for such keys, with results still correct.
-    pub fn hasher<S2: BuildHasher>(self, hasher: S2) -> CacheBuilder<K, V, S2> {
-        CacheBuilder {
-            max_entries: self.max_entries,
-            max_weight: self.max_weight,
-            weigher: self.weigher,
-            ttl: self.ttl,
-            shards: self.shards,
-            clock: self.clock,
-            listener: self.listener,
-            hasher,
-        }
-    }
-
-    /// Builds the cache.
-    pub fn build(self) -> Cache<K, V, S> {
-        let weighted = self.weigher.is_some();
-        let requested = self.shards.unwrap_or_else(|| {
-            let cpus = std::thread::available_parallelism().map_or(4, |n| n.get());
-            (cpus * 4).min(64)
-        });
-        let mut shards = requested.clamp(1, MAX_SHARDS).next_power_of_two();
-        if weighted || self.max_weight.is_some() {
-            shards = shards.min(8);
-        }
-        // Every shard must have room for something: at least 32 entries per
-        // shard by default, and never an empty shard even when asked for.
-        let min_per_shard = if self.shards.is_none() { 32 } else { 1 };
-        let smallest_bound = match (self.max_entries, self.max_weight) {
-            (Some(n), Some(w)) => Some((n as u64).min(w)),
-            (Some(n), None) => Some(n as u64),
-            (None, w) => w,
-        };
-        if let Some(bound) = smallest_bound {
-            while shards > 1 && bound / (shards as u64) < min_per_shard {
-                shards /= 2;
-            }
-        }
-        // Split each bound exactly: the shard budgets add up to the bound.
-        let split = |total: u64, i: usize| {
-            total / shards as u64 + u64::from((i as u64) < total % shards as u64)
-        };
-        let notify = self.listener.is_some();
-        let shard_list = (0..shards)
-            .map(|i| {
-                let entries = self
-                    .max_entries
-                    .map_or(usize::MAX, |n| split(n as u64, i) as usize);
-                let weight = self.max_weight.map_or(u64::MAX, |w| split(w, i));
-                Shard::new(entries, weight, weighted, notify)
-            })
-            .collect();
-        Cache {
-            inner: Arc::new(Inner {
-                shards: shard_list,
-                hasher: self.hasher,
-                time: TimeSource::new(self.clock),
-                default_ttl: self.ttl,
-                weigher: self.weigher,
-                listener: self.listener,
-                reads: ReadCounters::new(),
-            }),
-        }
-    }
-}
-
-// ---- crate-private adapter for the two-tier cache (`crate::nearfar`) ----
-#[cfg(feature = "memcached")]
-impl<K: 'static, V: 'static, S> CacheBuilder<K, V, S> {
-    /// The same settings for a cache of `W`s that each hold a `V` (found by
-    /// `f`): the weigher and the eviction listener see that inner `V`.
-    pub(crate) fn map_values<W: 'static>(self, f: fn(&W) -> &V) -> CacheBuilder<K, W, S> {
-        CacheBuilder {
-            max_entries: self.max_entries,
-            max_weight: self.max_weight,
-            weigher: self
-                .weigher
-                .map(|w| Arc::new(move |k: &K, v: &W| w(k, f(v))) as Weigher<K, W>),
-            ttl: self.ttl,
-            shards: self.shards,
-            clock: self.clock,
-            listener: self
-                .listener
-                .map(|l| Arc::new(move |k: &K, v: &W, c| l(k, f(v), c)) as Listener<K, W>),
-            hasher: self.hasher,
-        }
-    }
-}
-
 /// The shard (of `shards`, a power of two) for `hash`: high bits of the hash
 /// times an odd constant, so a hasher with weak high bits (an identity hash
 /// of small integers) still spreads keys over the shards. The index mixes
@@ -413,14 +186,51 @@ fn shard_of(hash: u64, shards: usize) -> usize {
 /// The most shards a cache can have.
 const MAX_SHARDS: usize = 1 << 16;
 
+// ---- LAYERED: the store's API for a cache layered over it ----
+//
+// A cache that keeps copies of values held elsewhere (`NearFar` keeps
+// memcached's) needs four things the public API does not offer: storing and
+// dropping a copy without superseding a load in progress
+// (`Cache::fill_with_ttl`, `Cache::drop_copy`, below), loading after its own
+// lookup missed, told whether the load is shared (`Cache::load_after_miss`
+// in `loader.rs`, `Sharing` below), and a builder's settings carried over to
+// wrapped values (`CacheBuilder::map_values` in `builder.rs`). They are the
+// store's crate API, compiled in every build and passed everything they need
+// as arguments; what they mean (what supersedes a load, whom a load's value
+// goes to) is the store's, and the store's own unit tests check them under
+// `--no-default-features` (the `tests` modules of those three files).
+// Without the `memcached` feature no module layers a cache over the store,
+// and nothing calls them: hence the `allow(dead_code)` on each of the four
+// (and on nothing else: `Origin::Copy` is built only by them, which the lint
+// then counts as used; `Sharing` is the engine's own).
+
 /// What an insert or removal is: a write (newer than any load of the key in
 /// progress, which it supersedes), or the storing or dropping of a copy of
 /// a value held elsewhere (NearFar's far tier), which supersedes nothing.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Origin {
     Write,
-    #[cfg_attr(not(feature = "memcached"), allow(dead_code))]
     Copy,
+}
+
+/// Whom the value of a loader now starting goes to; the store passes it to
+/// the loader as its argument.
+///
+/// A loader that itself coordinates with other processes (`NearFar`'s
+/// memcached lease) reads it: an unshared loader runs for a caller whose
+/// wait was refused because the leader of this process's load of the key is
+/// blocked on this caller, so that leader holds the lease, and waiting for
+/// it would only wait out the lease. It applies to this loader only: the
+/// loads nested in it are shared as usual (each told its own).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Sharing {
+    /// The load is registered: callers for the key wait for its value, and
+    /// the value is stored.
+    Shared,
+    /// This caller's wait on another caller's load of the key was refused
+    /// (it would close a cycle of loaders waiting on each other): the value
+    /// goes to this caller only, and is not stored; the leader's is.
+    Unshared,
 }
 
 /// Whether a lookup counts as a use of the entry.
@@ -695,7 +505,10 @@ where
     /// tier), expiring after `ttl`. Unlike [`insert`](Self::insert) it does
     /// not supersede a load of the key in progress: a read is not newer
     /// than what that load computes.
-    #[cfg(feature = "memcached")]
+    #[allow(
+        dead_code,
+        reason = "the store's API for a layered cache, unused without one: see `LAYERED`"
+    )]
     pub(crate) fn fill_with_ttl(&self, key: K, value: V, ttl: Duration) {
         let _ = self.insert_inner(key, value, Some(ttl), Origin::Copy);
     }
@@ -856,7 +669,10 @@ where
     /// outdated, or dropped on request), not as a write: unlike
     /// [`remove`](Self::remove) it does not supersede a load of the key in
     /// progress, which is fetching a fresher value.
-    #[cfg(feature = "memcached")]
+    #[allow(
+        dead_code,
+        reason = "the store's API for a layered cache, unused without one: see `LAYERED`"
+    )]
     pub(crate) fn drop_copy<Q>(&self, key: &Q)
     where
         K: Borrow<Q>,
@@ -996,7 +812,7 @@ where
     where
         E: Send + Sync + 'static,
     {
-        self.load_once(key, || load().map(|v| (v, None)))
+        self.load_once(key, |_| load().map(|v| (v, None)))
     }
 
     /// Like [`try_get_or_insert_with`](Self::try_get_or_insert_with), with a
@@ -1029,42 +845,7 @@ where
     where
         E: Send + Sync + 'static,
     {
-        self.load_once(key, || load().map(|(v, ttl)| (v, Some(ttl))))
-    }
-
-    /// The `get_or_insert_with` family's engine: `load` returns the value and
-    /// an optional TTL (`None`: the cache's default).
-    fn load_once<E>(
-        &self,
-        key: K,
-        load: impl FnOnce() -> Result<(V, Option<Duration>), E>,
-    ) -> Result<V, Arc<E>>
-    where
-        E: Send + Sync + 'static,
-    {
-        let hash = self.inner.hasher.hash_one(&key);
-        if let Some(v) = self.lookup(hash, &key, Touch::Use, V::clone) {
-            return Ok(v);
-        }
-        self.load_missed(hash, MissedKey::Owned(key), load)
-    }
-
-    /// The `get_or_insert_with` family for a caller that has just looked
-    /// `key` up itself and missed (the miss is counted once, by that
-    /// lookup): goes straight to the coalesced load, whose check under the
-    /// lock still returns a value stored since. `None` as the TTL: the
-    /// cache's default.
-    #[cfg(feature = "memcached")]
-    pub(crate) fn load_after_miss<E>(
-        &self,
-        key: K,
-        load: impl FnOnce() -> Result<(V, Option<Duration>), E>,
-    ) -> Result<V, Arc<E>>
-    where
-        E: Send + Sync + 'static,
-    {
-        let hash = self.inner.hasher.hash_one(&key);
-        self.load_missed(hash, MissedKey::Owned(key), load)
+        self.load_once(key, |_| load().map(|(v, ttl)| (v, Some(ttl))))
     }
 
     /// [`get_or_insert_with`](Self::get_or_insert_with) for a borrowed key,
@@ -1098,194 +879,8 @@ where
         // Cloned only if this caller registers the load (not to wait on one);
         // the clone hashes as `key` does (`Clone`, `Hash` and `Eq` agree).
         let key = MissedKey::Borrowed(key, K::clone);
-        self.load_missed(hash, key, || load().map(|v| (v, None)))
+        self.load_missed(hash, key, |_| load().map(|v| (v, None)))
     }
-
-    /// The slow half of [`load_once`](Self::load_once), after a lookup of
-    /// `key` (hashing to `hash`) missed and counted the miss.
-    fn load_missed<E>(
-        &self,
-        hash: u64,
-        key: MissedKey<'_, K>,
-        load: impl FnOnce() -> Result<(V, Option<Duration>), E>,
-    ) -> Result<V, Arc<E>>
-    where
-        E: Send + Sync + 'static,
-    {
-        let shard = self.shard(hash);
-        let k: &K = match &key {
-            MissedKey::Owned(k) => k,
-            MissedKey::Borrowed(k, _) => k,
-        };
-        let flight = loop {
-            let waiting = {
-                let (guard, _) = local::pin();
-                let st = shard.lock();
-                // Someone may have stored it since our lookup.
-                if let Some((_, slot)) = shard.walk(hash, k, &guard) {
-                    // SAFETY: linked slot under the lock.
-                    let exp = unsafe { slot.expires() };
-                    if exp == 0 || !is_expired(exp, self.inner.time.now()) {
-                        // Cloned after the unlock (user code stays out of
-                        // the critical section).
-                        drop(st);
-                        // SAFETY: reached through the index while pinned:
-                        // even if unlinked now, not reclaimed before `guard`
-                        // drops.
-                        return Ok(unsafe { slot.value() }.clone());
-                    }
-                }
-                // Not a superseded load: its value predates a write the
-                // caller may have made itself (a `remove`, then this call),
-                // and will not be stored. Such a key gets a new load.
-                match st
-                    .loads
-                    .iter()
-                    .find(|l| l.hash == hash && !l.superseded && l.key == *k)
-                {
-                    Some(load) => {
-                        bump(&shard.counters.load_waits, 1);
-                        Arc::clone(&load.flight)
-                    }
-                    None => {
-                        let mut st = st;
-                        let flight = InFlight::new();
-                        bump(&shard.counters.loads, 1);
-                        let key = match key {
-                            MissedKey::Owned(key) => key,
-                            MissedKey::Borrowed(key, clone) => clone(key),
-                        };
-                        st.loads.push(Load {
-                            hash,
-                            key,
-                            flight: Arc::clone(&flight),
-                            superseded: false,
-                        });
-                        break flight;
-                    }
-                }
-            };
-            assert!(
-                !waiting.led_by_current_thread(),
-                "nearfar: a loader asked the cache for its own key; it would wait for itself forever"
-            );
-            let Some(_edge) = waiting.enter_wait() else {
-                // The leader waits, maybe through other loads, for a load
-                // this thread leads: waiting would deadlock. Load for this
-                // caller alone; the leader's value is the one stored.
-                bump(&shard.counters.loads, 1);
-                return loader::run_unshared(load).map(|(v, _)| v).map_err(Arc::new);
-            };
-            match waiting.wait() {
-                Outcome::Value(v) => return Ok(v),
-                Outcome::Failed(e) => {
-                    if let Ok(e) = e.downcast::<E>() {
-                        return Err(e);
-                    }
-                }
-                Outcome::Retry => {}
-            }
-        };
-        self.lead(shard, hash, flight, load)
-    }
-
-    /// Runs the loader for a load this caller registered, and publishes the
-    /// outcome to the cache and the waiters.
-    fn lead<E>(
-        &self,
-        shard: &Shard<K, V>,
-        hash: u64,
-        flight: Arc<InFlight<V>>,
-        load: impl FnOnce() -> Result<(V, Option<Duration>), E>,
-    ) -> Result<V, Arc<E>>
-    where
-        E: Send + Sync + 'static,
-    {
-        /// Releases the waiters if the loader (or anything after it) panics.
-        struct Abandon<'a, K, V> {
-            shard: &'a Shard<K, V>,
-            flight: &'a Arc<InFlight<V>>,
-        }
-        impl<K, V> Drop for Abandon<'_, K, V> {
-            fn drop(&mut self) {
-                let registration = take_registration(self.shard, self.flight);
-                drop(registration);
-                self.flight.abandon();
-            }
-        }
-        // Armed until the outcome is published: a panic anywhere before that
-        // (the loader, the weigher, a Drop, the listener, a clone) releases
-        // the waiters instead of leaving them blocked on a load that ended.
-        let abandon = Abandon {
-            shard,
-            flight: &flight,
-        };
-        let result = match loader::run_shared(load) {
-            Ok((value, ttl)) => {
-                // Cloned before locking: user code (and a panic in it) stays
-                // out of the critical section.
-                let stored = value.clone();
-                let mut weight = None;
-                let first =
-                    self.store_loaded(shard, hash, &flight, stored, ttl, &mut weight, Try::First);
-                let leftover = match first {
-                    Landed::Left(leftover) => leftover,
-                    Landed::Reclaim(stored) => {
-                        // No memory for it yet: as in `insert_inner`.
-                        shard.reclaim_for(weight.unwrap_or(1));
-                        match self.store_loaded(
-                            shard,
-                            hash,
-                            &flight,
-                            stored,
-                            ttl,
-                            &mut weight,
-                            Try::Last,
-                        ) {
-                            Landed::Left(leftover) => leftover,
-                            Landed::Reclaim(stored) => Some((None, stored)),
-                        }
-                    }
-                };
-                // What the write left unstored (a superseded load's key and
-                // value, or a rejected entry) is dropped after the unlock:
-                // their Drop may use the cache.
-                drop(leftover);
-                // Only waiters hold other references now (registration removed).
-                if Arc::strong_count(&flight) > 1 {
-                    flight.succeed(value.clone());
-                }
-                Ok(value)
-            }
-            Err(error) => {
-                let error = Arc::new(error);
-                drop(take_registration(shard, &flight));
-                flight.fail(Arc::clone(&error) as loader::SharedError);
-                Err(error)
-            }
-        };
-        std::mem::forget(abandon);
-        result
-    }
-}
-
-/// The key of a missed lookup, for [`Cache::load_missed`]: owned already, or
-/// borrowed with its clone fn, called only to register a load (a caller that
-/// waits on another's load needs no key of its own).
-enum MissedKey<'a, K> {
-    Owned(K),
-    Borrowed(&'a K, fn(&K) -> K),
-}
-
-/// Removes a load's registration from its shard (returned so the key is
-/// dropped after the lock).
-fn take_registration<K, V>(shard: &Shard<K, V>, flight: &Arc<InFlight<V>>) -> Option<Load<K, V>> {
-    let mut st = shard.lock();
-    let pos = st
-        .loads
-        .iter()
-        .position(|l| Arc::ptr_eq(&l.flight, flight))?;
-    Some(st.loads.swap_remove(pos))
 }
 
 /// Iterator over clones of a cache's entries; see [`Cache::iter`].
@@ -1340,7 +935,6 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
 mod tests {
     use std::sync::Arc;
 
-    #[cfg(feature = "memcached")]
     #[test]
     fn a_fill_does_not_supersede_a_load_but_an_insert_does() {
         let cache = super::Cache::new(100);
@@ -1360,6 +954,28 @@ mod tests {
         });
         assert_eq!(got, "loaded");
         assert_eq!(cache.get(&2), Some("written"));
+    }
+
+    #[test]
+    fn a_dropped_copy_does_not_supersede_a_load_but_a_remove_does() {
+        let cache = super::Cache::new(100);
+        cache.insert(1, "old");
+        // A stale copy dropped while the load runs: the load (fetching a
+        // fresher value) still stores its value.
+        let got = cache.get_or_insert_with(2, || {
+            cache.drop_copy(&2);
+            cache.drop_copy(&1);
+            "loaded"
+        });
+        assert_eq!(got, "loaded");
+        assert_eq!((cache.get(&1), cache.get(&2)), (None, Some("loaded")));
+        // A removal is a write: the load's value goes to its caller only.
+        let got = cache.get_or_insert_with(3, || {
+            cache.remove(&3);
+            "loaded"
+        });
+        assert_eq!(got, "loaded");
+        assert_eq!(cache.get(&3), None);
     }
 
     #[test]

@@ -504,7 +504,9 @@ where
     /// Stores a copy of `key`'s value read from elsewhere (NearFar's far
     /// tier), expiring after `ttl`. Unlike [`insert`](Self::insert) it does
     /// not supersede a load of the key in progress: a read is not newer
-    /// than what that load computes.
+    /// than what that load computes. Nor does it wait for memory held by
+    /// retired values (see [`max_weight`](CacheBuilder::max_weight)): when
+    /// there is none to be had at once, the copy is not kept.
     #[allow(
         dead_code,
         reason = "the store's API for a layered cache, unused without one: see `LAYERED`"
@@ -550,6 +552,10 @@ where
         });
         let shard = self.shard(hash);
         match self.insert_once(shard, hash, key, value, expires, weight, origin, Try::First) {
+            // A copy of a value held elsewhere is not worth waiting for the
+            // epoch: a read filling the cache never blocks (the next read
+            // fetches it again).
+            Inserted::Reclaim(key, value) if origin == Origin::Copy => Err((key, value)),
             Inserted::Reclaim(key, value) => {
                 self.insert_after_reclaim(shard, hash, key, value, expires, weight, origin)
             }

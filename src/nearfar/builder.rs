@@ -218,7 +218,9 @@ impl<K, V> NearFarBuilder<K, V> {
     }
 
     /// Opens the circuit breaker after `failures` consecutive far failures
-    /// (connection errors, timeouts) for `cooldown`; then one call probes the
+    /// (connection errors, timeouts, no server up, replies that make no
+    /// sense: the same judgement as the client's dead-server ejection) for
+    /// `cooldown`, timed on [`clock`](Self::clock); then one call probes the
     /// server and closes it on success. `failures == 0` turns it off.
     pub fn circuit_breaker(mut self, failures: u32, cooldown: Duration) -> Self {
         self.breaker = (failures, cooldown);

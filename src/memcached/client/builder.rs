@@ -185,8 +185,10 @@ impl<C: Codec> ClientBuilder<C> {
     }
 
     /// After this many consecutive failures (connect errors, timeouts, I/O
-    /// errors) a server is marked dead for [`dead_timeout`](Self::dead_timeout)
-    /// and its keys go to the next live server. At least 1.
+    /// errors, replies that make no sense) a server is marked dead for
+    /// [`dead_timeout`](Self::dead_timeout) and its keys go to the next live
+    /// server; then one request probes it. An answer of any kind (a refusal
+    /// included) clears the count. At least 1.
     pub fn retry_attempts(mut self, attempts: u32) -> Self {
         self.retry_attempts = attempts;
         self

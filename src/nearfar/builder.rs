@@ -227,10 +227,13 @@ impl<K, V> NearFarBuilder<K, V> {
         self
     }
 
-    /// The clock that times revalidation (default: the system's monotonic
-    /// clock). Give the near builder the same clock, so near TTLs and
-    /// revalidation agree; a [`MockClock`](crate::MockClock) makes both
-    /// testable without sleeping.
+    /// The clock of every timed decision of this `NearFar`: revalidation,
+    /// the circuit breaker's cooldown, and the lease wait (whose pauses go
+    /// through [`Clock::sleep`]) (default: the system's monotonic clock).
+    /// Give the near builder the same clock, so near TTLs and revalidation
+    /// agree, and the far client too ([`ClientBuilder::clock`](crate::memcached::ClientBuilder::clock))
+    /// for its dead-server timing; a [`MockClock`](crate::MockClock) makes
+    /// them all testable without sleeping.
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(Arc::new(clock));
         self

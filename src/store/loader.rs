@@ -32,8 +32,11 @@
 //! a thread).
 
 use std::any::Any;
+use std::future::Future;
 use std::hash::{BuildHasher, Hash};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use super::shard::{Inserted, Shard, Try};
@@ -51,6 +54,18 @@ enum LoadState<V> {
     Done(V),
     Failed(SharedError),
     Abandoned,
+}
+
+impl<V: Clone> LoadState<V> {
+    /// What a waiter gets, once the load has ended.
+    fn ended(&self) -> Option<Outcome<V>> {
+        match self {
+            LoadState::Pending => None,
+            LoadState::Done(v) => Some(Outcome::Value(v.clone())),
+            LoadState::Failed(e) => Some(Outcome::Failed(Arc::clone(e))),
+            LoadState::Abandoned => Some(Outcome::Retry),
+        }
+    }
 }
 
 /// What a waiter gets when the load it waited for ends.
@@ -116,23 +131,35 @@ impl Drop for WaitEdge {
     }
 }
 
+/// A load's state, and the tasks awaiting it (see [`InFlight::outcome`]).
+struct Watched<V> {
+    state: LoadState<V>,
+    wakers: Vec<Waker>,
+}
+
 /// One load in progress.
 pub(crate) struct InFlight<V> {
-    state: Mutex<LoadState<V>>,
+    state: Mutex<Watched<V>>,
     done: Condvar,
-    leader: ThreadId,
+    /// The thread running the loader; `None` for an async loader, which
+    /// may run on any thread (see [`InFlight::enter_wait`]).
+    leader: Option<ThreadId>,
     /// Set (SeqCst) when the load ends, before its waiters' edges are taken
     /// out of the wait-for graph (see `finish` and `enter_wait`).
     ended: std::sync::atomic::AtomicBool,
 }
 
 impl<V> InFlight<V> {
-    /// A pending load led by the calling thread.
-    pub(crate) fn new() -> Arc<Self> {
+    /// A pending load led by the calling thread, or by an async task
+    /// (`by_task`).
+    pub(crate) fn new(by_task: bool) -> Arc<Self> {
         Arc::new(InFlight {
-            state: Mutex::new(LoadState::Pending),
+            state: Mutex::new(Watched {
+                state: LoadState::Pending,
+                wakers: Vec::new(),
+            }),
             done: Condvar::new(),
-            leader: current_thread().id(),
+            leader: (!by_task).then(|| current_thread().id()),
             ended: std::sync::atomic::AtomicBool::new(false),
         })
     }
@@ -140,7 +167,7 @@ impl<V> InFlight<V> {
     /// Whether the calling thread is the one running this load's loader (a
     /// loader that asks the cache for its own key would wait on itself).
     pub(crate) fn led_by_current_thread(&self) -> bool {
-        self.leader == current_thread().id()
+        self.leader == Some(current_thread().id())
     }
 
     /// Records that the calling thread is about to wait for this load, or
@@ -157,6 +184,12 @@ impl<V> InFlight<V> {
     pub(crate) fn enter_wait(&self) -> Option<WaitEdge> {
         let me = current_thread().id();
         let load = self as *const Self as usize;
+        let Some(leader) = self.leader else {
+            // An async loader blocks no thread: no cycle of blocked threads
+            // runs through it (a thread blocking on it from inside the
+            // executor that should run it is the caller's deadlock).
+            return Some(WaitEdge { waiter: me, load });
+        };
         let mut waits = waits();
         if self.ended.load(std::sync::atomic::Ordering::SeqCst) {
             // Over already: nothing to wait for, so no edge (and no walk,
@@ -164,7 +197,7 @@ impl<V> InFlight<V> {
             // a cycle where there is none).
             return Some(WaitEdge { waiter: me, load });
         }
-        let mut at = self.leader;
+        let mut at = leader;
         // Each blocked thread has one edge, so a walk longer than the graph
         // has entries is already in a cycle that does not reach us (it
         // cannot be: every cycle is refused as it closes), but bound it.
@@ -179,7 +212,7 @@ impl<V> InFlight<V> {
         }
         waits.push(Edge {
             waiter: me,
-            leader: self.leader,
+            leader,
             load,
         });
         count_edges(&waits);
@@ -200,21 +233,40 @@ impl<V> InFlight<V> {
     {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            match &*state {
-                LoadState::Pending => {
-                    state = self.done.wait(state).unwrap_or_else(|e| e.into_inner());
-                }
-                LoadState::Done(v) => return Outcome::Value(v.clone()),
-                LoadState::Failed(e) => return Outcome::Failed(Arc::clone(e)),
-                LoadState::Abandoned => return Outcome::Retry,
+            match state.state.ended() {
+                Some(outcome) => return outcome,
+                None => state = self.done.wait(state).unwrap_or_else(|e| e.into_inner()),
             }
         }
     }
 
+    /// The load's outcome once it has ended; until then `None`, with `waker`
+    /// registered to be woken when it ends. Never blocks (beyond the short
+    /// lock): the awaiting counterpart of [`InFlight::wait`].
+    pub(crate) fn outcome(&self, waker: &Waker) -> Option<Outcome<V>>
+    where
+        V: Clone,
+    {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let outcome = state.state.ended();
+        if outcome.is_none() && !state.wakers.iter().any(|w| w.will_wake(waker)) {
+            // Under the lock that `finish` takes to set the outcome and to
+            // take the wakers: either it sees this waker, or this poll saw
+            // the outcome.
+            state.wakers.push(waker.clone());
+        }
+        outcome
+    }
+
     fn finish(&self, outcome: LoadState<V>) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        *state = outcome;
+        state.state = outcome;
+        let wakers = std::mem::take(&mut state.wakers);
         drop(state);
+        // Woken outside the lock: a waker may run code of its executor.
+        for waker in wakers {
+            waker.wake();
+        }
         // The waiters are not blocked on this load any more: take their
         // edges out before waking them, so that until they run, the graph
         // does not show them blocked (a wait through one would be refused
@@ -420,7 +472,7 @@ where
         let shard = self.shard(hash);
         let mut key = key;
         let flight = loop {
-            let waiting = match self.claim(shard, hash, key) {
+            let waiting = match self.claim(shard, hash, key, false) {
                 Claim::Stored(v) => return Ok(v),
                 Claim::Lead(flight) => break flight,
                 Claim::Wait(flight, k) => {
@@ -456,7 +508,13 @@ where
     /// lookup, or else the load of `key` in progress to wait for, or else a
     /// new load, registered for this caller to lead. Blocks on nothing but
     /// the lock.
-    fn claim<'a>(&self, shard: &Shard<K, V>, hash: u64, key: MissedKey<'a, K>) -> Claim<'a, K, V> {
+    fn claim<'a>(
+        &self,
+        shard: &Shard<K, V>,
+        hash: u64,
+        key: MissedKey<'a, K>,
+        by_task: bool,
+    ) -> Claim<'a, K, V> {
         let k: &K = match &key {
             MissedKey::Owned(k) => k,
             MissedKey::Borrowed(k, _) => k,
@@ -491,7 +549,7 @@ where
             }
             None => {
                 let mut st = st;
-                let flight = InFlight::new();
+                let flight = InFlight::new(by_task);
                 bump(&shard.counters.loads, 1);
                 let key = match key {
                     MissedKey::Owned(key) => key,
@@ -520,18 +578,6 @@ where
     where
         E: Send + Sync + 'static,
     {
-        /// Releases the waiters if the loader (or anything after it) panics.
-        struct Abandon<'a, K, V> {
-            shard: &'a Shard<K, V>,
-            flight: &'a Arc<InFlight<V>>,
-        }
-        impl<K, V> Drop for Abandon<'_, K, V> {
-            fn drop(&mut self) {
-                let registration = take_registration(self.shard, self.flight);
-                drop(registration);
-                self.flight.abandon();
-            }
-        }
         // Armed until the outcome is published: a panic anywhere before that
         // (the loader, the weigher, a Drop, the listener, a clone) releases
         // the waiters instead of leaving them blocked on a load that ended.
@@ -539,23 +585,73 @@ where
             shard,
             flight: &flight,
         };
-        let result = match load(Sharing::Shared) {
+        let result = self.publish(shard, hash, &flight, load(Sharing::Shared), true);
+        std::mem::forget(abandon);
+        result
+    }
+
+    /// [`lead`](Self::lead) for an async loader. The guard also releases
+    /// the waiters when this future is dropped before the loader finishes
+    /// (cancelled): they retry, and one of them leads. A value that finds
+    /// no memory at once (see `shard::retired`) is returned unstored rather
+    /// than waited for: an async caller must not block its executor.
+    async fn lead_async<E>(
+        &self,
+        shard: &Shard<K, V>,
+        hash: u64,
+        flight: Arc<InFlight<V>>,
+        load: impl Future<Output = Result<V, E>>,
+    ) -> Result<V, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+    {
+        let abandon = Abandon {
+            shard,
+            flight: &flight,
+        };
+        let loaded = load.await.map(|v| (v, None));
+        let result = self.publish(shard, hash, &flight, loaded, false);
+        std::mem::forget(abandon);
+        result
+    }
+
+    /// Publishes a load's outcome: stores the value (as one write that also
+    /// removes the registration), or removes the registration after an
+    /// error, and hands the outcome to the waiters. With `wait_for_memory`
+    /// a value that finds no memory at once waits for retired values to be
+    /// freed and tries again (as `insert` does).
+    fn publish<E>(
+        &self,
+        shard: &Shard<K, V>,
+        hash: u64,
+        flight: &Arc<InFlight<V>>,
+        loaded: Result<(V, Option<Duration>), E>,
+        wait_for_memory: bool,
+    ) -> Result<V, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+    {
+        match loaded {
             Ok((value, ttl)) => {
                 // Cloned before locking: user code (and a panic in it) stays
                 // out of the critical section.
                 let stored = value.clone();
                 let mut weight = None;
                 let first =
-                    self.store_loaded(shard, hash, &flight, stored, ttl, &mut weight, Try::First);
+                    self.store_loaded(shard, hash, flight, stored, ttl, &mut weight, Try::First);
                 let leftover = match first {
                     Landed::Left(leftover) => leftover,
+                    Landed::Reclaim(stored) if !wait_for_memory => {
+                        drop(take_registration(shard, flight));
+                        Some((None, stored))
+                    }
                     Landed::Reclaim(stored) => {
                         // No memory for it yet: as in `insert_inner`.
                         shard.reclaim_for(weight.unwrap_or(1));
                         match self.store_loaded(
                             shard,
                             hash,
-                            &flight,
+                            flight,
                             stored,
                             ttl,
                             &mut weight,
@@ -571,20 +667,137 @@ where
                 // their Drop may use the cache.
                 drop(leftover);
                 // Only waiters hold other references now (registration removed).
-                if Arc::strong_count(&flight) > 1 {
+                if Arc::strong_count(flight) > 1 {
                     flight.succeed(value.clone());
                 }
                 Ok(value)
             }
             Err(error) => {
                 let error = Arc::new(error);
-                drop(take_registration(shard, &flight));
+                drop(take_registration(shard, flight));
                 flight.fail(Arc::clone(&error) as SharedError);
                 Err(error)
             }
+        }
+    }
+
+    /// Returns the value for `key`, or `load`'s value, stored: the async
+    /// counterpart of [`get_or_insert_with`](Self::get_or_insert_with).
+    ///
+    /// `load` runs once per key however many callers ask at once; the others
+    /// await its value, parking no thread (a load's end wakes them).
+    /// Dropping the future of the caller whose `load` is running (a timeout,
+    /// say) releases the others: one of them loads instead. A value that
+    /// finds no memory at once (see [`max_weight`](super::CacheBuilder::max_weight))
+    /// is returned to its callers unstored rather than waited for.
+    ///
+    /// # Panics
+    ///
+    /// When `load` panics: in this caller only; the others awaiting it load
+    /// again. A `load` that awaits this cache for its own key waits forever
+    /// (unlike the blocking family, an async load's task cannot be told
+    /// apart from another's).
+    ///
+    /// ```
+    /// # use std::future::Future;
+    /// # use std::task::{Context, Poll, Waker};
+    /// # fn block_on<F: Future>(f: F) -> F::Output {
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     let mut cx = Context::from_waker(Waker::noop());
+    /// #     loop { if let Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } }
+    /// # }
+    /// let cache = nearfar::Cache::new(100);
+    /// let v = block_on(cache.get_or_insert_async(1, async { "one" }));
+    /// assert_eq!(v, "one");
+    /// let again = block_on(cache.get_or_insert_async(1, async { unreachable!() }));
+    /// assert_eq!(again, "one");
+    /// ```
+    pub async fn get_or_insert_async(&self, key: K, load: impl Future<Output = V>) -> V {
+        let infallible = async { Ok::<V, std::convert::Infallible>(load.await) };
+        match self.try_get_or_insert_async(key, infallible).await {
+            Ok(v) => v,
+            Err(e) => match *e {},
+        }
+    }
+
+    /// Like [`get_or_insert_async`](Self::get_or_insert_async) for a
+    /// fallible loader: an error is not cached; it goes to this caller and
+    /// to those awaiting the same load (one shared `Arc`), and the next
+    /// caller tries again.
+    ///
+    /// # Errors
+    ///
+    /// The loader's error, shared.
+    ///
+    /// # Panics
+    ///
+    /// As for [`get_or_insert_async`](Self::get_or_insert_async).
+    pub async fn try_get_or_insert_async<E>(
+        &self,
+        key: K,
+        load: impl Future<Output = Result<V, E>>,
+    ) -> Result<V, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+    {
+        let hash = self.inner.hasher.hash_one(&key);
+        if let Some(v) = self.lookup(hash, &key, Touch::Use, V::clone) {
+            return Ok(v);
+        }
+        let shard = self.shard(hash);
+        let mut key = MissedKey::Owned(key);
+        let flight = loop {
+            let waiting = match self.claim(shard, hash, key, true) {
+                Claim::Stored(v) => return Ok(v),
+                Claim::Lead(flight) => break flight,
+                Claim::Wait(flight, k) => {
+                    key = k;
+                    flight
+                }
+            };
+            match (WaitLoad { flight: &waiting }).await {
+                Outcome::Value(v) => return Ok(v),
+                Outcome::Failed(e) => {
+                    if let Ok(e) = e.downcast::<E>() {
+                        return Err(e);
+                    }
+                }
+                Outcome::Retry => {}
+            }
         };
-        std::mem::forget(abandon);
-        result
+        self.lead_async(shard, hash, flight, load).await
+    }
+}
+
+/// Releases a load's waiters if its leader stops before publishing an
+/// outcome: the loader (or anything after it) panicked, or the leader's
+/// future was dropped.
+struct Abandon<'a, K, V> {
+    shard: &'a Shard<K, V>,
+    flight: &'a Arc<InFlight<V>>,
+}
+
+impl<K, V> Drop for Abandon<'_, K, V> {
+    fn drop(&mut self) {
+        let registration = take_registration(self.shard, self.flight);
+        drop(registration);
+        self.flight.abandon();
+    }
+}
+
+/// Awaits the end of a load (see [`InFlight::outcome`]).
+struct WaitLoad<'a, V> {
+    flight: &'a InFlight<V>,
+}
+
+impl<V: Clone> Future for WaitLoad<'_, V> {
+    type Output = Outcome<V>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome<V>> {
+        match self.flight.outcome(cx.waker()) {
+            Some(outcome) => Poll::Ready(outcome),
+            None => Poll::Pending,
+        }
     }
 }
 

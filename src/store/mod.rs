@@ -6,6 +6,7 @@
 //! * `index` — the hash index (F14-style chunks of tags and slot indices);
 //! * `slab` — the slot arena and epoch-deferred slot reuse;
 //! * `shard::retired` — memory held by retired values, bounded with the weight;
+//! * `shard::unlink` — how entries leave a shard: eviction, expiry, removal;
 //! * `lru` — the HOT / WARM / COLD policy;
 //! * `ttl` — the clock and expiry;
 //! * `loader` — one loader per missing key: the loading engine;

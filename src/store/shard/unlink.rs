@@ -1,0 +1,352 @@
+//! How entries leave a shard. Each is unlinked from the index and the LRU,
+//! then retired: held back in a batch, handed to the epoch, its slot reused
+//! once no reader can still see it (memory the retired values hold:
+//! `retired`). Eviction to the shard's bounds, the expiry sweep, `remove`
+//! and `retain` all go through `Shard::unlink`; the ghost history keeps
+//! fingerprints of keys evicted on probation.
+
+use std::borrow::Borrow;
+use std::hash::{BuildHasher, Hash};
+
+use crossbeam_epoch::Guard;
+
+use super::{Index, Shard, State, WriteCtx};
+use crate::shim::{Ordering, fence};
+use crate::store::RemovalCause;
+use crate::store::local;
+use crate::store::lru::HOT;
+use crate::store::slab::{LIVE, NIL, Slot, has_drop_glue, retire};
+use crate::store::stats::bump;
+use crate::store::ttl::is_expired;
+
+/// Fingerprints of keys recently evicted for capacity, so that a key coming
+/// back soon skips HOT and enters WARM (the ghost queue of S3-FIFO and
+/// CLOCK-Pro, kept as a direct-mapped table: a newer eviction overwrites an
+/// older one in the same place, which ages the history for free).
+pub(super) struct Ghost {
+    slots: Box<[u16]>,
+}
+
+impl Ghost {
+    /// Room for a quarter of the shard's entries (2 bytes each, so half a
+    /// byte per entry): measured on Zipf streams, larger ghosts admitted too
+    /// many returning keys to WARM and lowered the hit ratio.
+    pub(super) fn new(entries: usize) -> Self {
+        let len = (entries / 4).clamp(64, 1 << 22).next_power_of_two();
+        Ghost {
+            slots: vec![0; len].into_boxed_slice(),
+        }
+    }
+
+    /// Where `hash` lives and its fingerprint (never 0, the empty mark),
+    /// from the hash times an odd constant, so weak hashers spread too.
+    #[inline]
+    fn place(&self, hash: u64) -> (usize, u16) {
+        let mixed = hash.wrapping_mul(0xA076_1D64_78BD_642F);
+        let at = (mixed >> 32) as usize & (self.slots.len().wrapping_sub(1));
+        (at, ((mixed >> 16) as u16) | 1)
+    }
+
+    fn remember(&mut self, hash: u64) {
+        if !self.slots.is_empty() {
+            let (at, fp) = self.place(hash);
+            self.slots[at] = fp;
+        }
+    }
+
+    /// Whether `hash` was evicted recently (and forgets it).
+    pub(super) fn recall(&mut self, hash: u64) -> bool {
+        if self.slots.is_empty() {
+            return false;
+        }
+        let (at, fp) = self.place(hash);
+        let hit = self.slots[at] == fp;
+        if hit {
+            self.slots[at] = 0;
+        }
+        hit
+    }
+}
+
+impl<K, V> Shard<K, V> {
+    /// Unlinks live slot `idx` from the index and the LRU and retires it.
+    pub(super) fn unlink<S: BuildHasher>(
+        &self,
+        st: &mut State<K, V>,
+        ctx: &WriteCtx<'_, S>,
+        idx: u32,
+        cause: RemovalCause,
+        guard: &Guard,
+    ) where
+        K: Hash,
+    {
+        let slot = self.slot(idx);
+        // SAFETY: live slot under the lock.
+        let key = unsafe { slot.key() };
+        // Remember keys evicted on probation (never proven by a second use):
+        // if one comes back soon it skips HOT. User code (Hash) runs before
+        // anything changes.
+        let ghost = (cause == RemovalCause::Capacity && st.lru.segment_of(idx) == HOT)
+            .then(|| ctx.hasher.hash_one(key));
+        let table = self.table(guard);
+        let pos = slot.pos.load(Ordering::Relaxed);
+        if table.remove(pos, || ghost.unwrap_or_else(|| ctx.hasher.hash_one(key))) {
+            self.refill(table, pos);
+        }
+        if let Some(hash) = ghost {
+            st.ghost.remember(hash);
+        }
+        st.lru.remove(idx);
+        self.retire_slot(st, idx, cause);
+    }
+
+    /// Pulls entries displaced past the freed lane `pos` back towards home.
+    /// Moves can make a concurrent lookup miss, so they are bracketed by the
+    /// sequence counter, as a resize is (see `find`).
+    fn refill(&self, table: &Index, pos: u32) {
+        let seq = self.move_seq.load(Ordering::Relaxed);
+        self.move_seq.store(seq.wrapping_add(1), Ordering::Relaxed);
+        // Release fence: no move below is visible before the odd value.
+        fence(Ordering::Release);
+        table.refill(pos, |idx, to| {
+            self.slot(idx).pos.store(to, Ordering::Relaxed)
+        });
+        // Release: a reader that sees the even value sees the moves done.
+        self.move_seq.store(seq.wrapping_add(2), Ordering::Release);
+    }
+
+    /// Marks an already-unlinked slot dead and queues it for the epoch.
+    // Always inlined: small, on every eviction, and outlined once it
+    // gained the retired-weight count.
+    #[inline(always)]
+    pub(super) fn retire_slot(&self, st: &mut State<K, V>, idx: u32, cause: RemovalCause) {
+        let slot = self.slot(idx);
+        // Relaxed load and store (no RMW needed): only the lock holder
+        // writes `flags`, and readers do not look at LIVE.
+        let flags = slot.flags.load(Ordering::Relaxed);
+        slot.flags.store(flags & !LIVE, Ordering::Relaxed);
+        // SAFETY: the slot holds a value until it is reclaimed.
+        if unsafe { slot.expires() } != 0 {
+            st.expiring -= 1;
+        }
+        st.retired.push((idx, slot.generation()));
+        self.count_retired(st, idx);
+        let counter = match cause {
+            RemovalCause::Capacity => &self.counters.evicted_capacity,
+            RemovalCause::Expired => &self.counters.evicted_expired,
+            RemovalCause::Removed => &self.counters.evicted_removed,
+            RemovalCause::Replaced => &self.counters.updates,
+        };
+        bump(counter, 1);
+        if st.notify {
+            st.notices.push((idx, cause));
+        }
+    }
+
+    /// Hands every slot held back in `retired` to the epoch, with a guard
+    /// pinned for it (the operation's own may be unprotected: see `write`).
+    pub(super) fn retire_pending(&self, st: &mut State<K, V>) {
+        let batch = std::mem::replace(&mut st.retired, Vec::with_capacity(st.retire_batch));
+        let (guard, _) = local::pin();
+        retire(&self.mailbox, &guard, batch);
+    }
+
+    /// Counts a refused entry. The shard may be over its bound after a
+    /// panic in an earlier eviction (see `lock`): every insert, refused or
+    /// not, leaves it within.
+    #[cold]
+    pub(super) fn reject_restoring_bound<S: BuildHasher>(
+        &self,
+        st: &mut State<K, V>,
+        ctx: &WriteCtx<'_, S>,
+        guard: &Guard,
+    ) where
+        K: Hash,
+    {
+        if self.over_bound(st) {
+            self.enforce_bound(st, ctx, NIL, guard);
+        }
+        bump(&self.counters.rejected, 1);
+    }
+
+    /// Rebalances segments, then evicts until the shard is within its
+    /// bounds, never picking `spare` (the entry just written).
+    // Always inlined: with a second (cold) caller the compiler outlined it,
+    // and the call cost ~1% of an evicting workload's instructions.
+    #[inline(always)]
+    pub(super) fn enforce_bound<S: BuildHasher>(
+        &self,
+        st: &mut State<K, V>,
+        ctx: &WriteCtx<'_, S>,
+        spare: u32,
+        guard: &Guard,
+    ) where
+        K: Hash,
+    {
+        st.lru.rebalance(&self.slab);
+        while self.over_bound(st) {
+            let Some(victim) = st.lru.victim(&self.slab, spare) else {
+                break;
+            };
+            // `unlink` hashes the key (user code) before it changes anything.
+            // SAFETY: the LRU holds live slots only.
+            let expired = expired_at(unsafe { self.slot(victim).expires() }, ctx);
+            let cause = if expired {
+                RemovalCause::Expired
+            } else {
+                RemovalCause::Capacity
+            };
+            self.unlink(st, ctx, victim, cause, guard);
+        }
+        // The next write to this shard starts its eviction at these tails,
+        // whose slots (use counts, keys) are usually cold by now: start
+        // fetching them, so that write does not wait on memory.
+        for tail in st.lru.tails() {
+            if tail != NIL {
+                prefetch(self.slot(tail));
+            }
+        }
+        // Likewise the slot the next insert will fill.
+        if let Some(&next) = st.free.last() {
+            prefetch(self.slot(next));
+        }
+    }
+
+    /// Looks at up to `budget` slots past the sweep cursor and reclaims the
+    /// expired ones, so dead entries do not hold memory until evicted.
+    pub(super) fn sweep<S: BuildHasher>(
+        &self,
+        st: &mut State<K, V>,
+        ctx: &WriteCtx<'_, S>,
+        budget: u32,
+        guard: &Guard,
+    ) where
+        K: Hash,
+    {
+        if st.expiring == 0 {
+            return;
+        }
+        let high = self.slab.high_water();
+        for _ in 0..budget {
+            let mut idx = st.sweep_cursor;
+            if idx >= high {
+                idx = 1;
+            }
+            st.sweep_cursor = idx + 1;
+            let slot = self.slot(idx);
+            let live = slot.flags.load(Ordering::Relaxed) & LIVE != 0;
+            // SAFETY: a LIVE slot holds a value and stays linked under the lock.
+            if live && expired_at(unsafe { slot.expires() }, ctx) {
+                self.unlink(st, ctx, idx, RemovalCause::Expired, guard);
+            }
+        }
+    }
+
+    /// Reclaims `idx` if it is still the live slot for its key and expired.
+    pub(crate) fn remove_if_expired<S: BuildHasher>(
+        &self,
+        st: &mut State<K, V>,
+        ctx: &WriteCtx<'_, S>,
+        idx: u32,
+        generation: u32,
+        guard: &Guard,
+    ) where
+        K: Hash,
+    {
+        let slot = self.slot(idx);
+        let live = slot.flags.load(Ordering::Relaxed) & LIVE != 0;
+        // SAFETY: LIVE under the lock means it holds a value.
+        if live && slot.generation() == generation && expired_at(unsafe { slot.expires() }, ctx) {
+            self.unlink(st, ctx, idx, RemovalCause::Expired, guard);
+        }
+    }
+
+    /// Removes `key`, returning the retired slot (readable until `guard` drops).
+    pub(crate) fn remove<'g, Q, S: BuildHasher>(
+        &'g self,
+        st: &mut State<K, V>,
+        ctx: &WriteCtx<'_, S>,
+        hash: u64,
+        key: &Q,
+        guard: &'g Guard,
+    ) -> Option<&'g Slot<K, V>>
+    where
+        K: Borrow<Q> + Hash,
+        Q: Eq + ?Sized,
+    {
+        let idx = self.find_locked(hash, key, guard)?;
+        // SAFETY: live slot under the lock.
+        let expired = expired_at(unsafe { self.slot(idx).expires() }, ctx);
+        self.unlink(
+            st,
+            ctx,
+            idx,
+            if expired {
+                RemovalCause::Expired
+            } else {
+                RemovalCause::Removed
+            },
+            guard,
+        );
+        // A removed value is dropped once no reader can see it, not after a
+        // batch of later removals: hand what is held back to the epoch now.
+        // Only when dropping it runs code (`Drop`): otherwise an early drop
+        // changes nothing anyone can see, and the hand-over costs a deferred
+        // call and a flush of the epoch's queue on every remove.
+        if has_drop_glue::<K, V>() {
+            self.retire_pending(st);
+        }
+        (!expired).then(|| self.slot(idx))
+    }
+
+    /// Removes every entry for which `keep` says false (and every expired one).
+    pub(crate) fn retain<S: BuildHasher>(
+        &self,
+        st: &mut State<K, V>,
+        ctx: &WriteCtx<'_, S>,
+        keep: &mut dyn FnMut(&K, &V) -> bool,
+        guard: &Guard,
+    ) where
+        K: Hash,
+    {
+        let all: Vec<u32> = st.lru.indices().collect();
+        for idx in all {
+            let slot = self.slot(idx);
+            // SAFETY: live slots (collected under the lock, which we hold).
+            let (k, v, exp) = unsafe { (slot.key(), slot.value(), slot.expires()) };
+            let cause = if expired_at(exp, ctx) {
+                RemovalCause::Expired
+            } else if !keep(k, v) {
+                RemovalCause::Removed
+            } else {
+                continue;
+            };
+            self.unlink(st, ctx, idx, cause, guard);
+        }
+        // `clear` and `retain` hand everything they removed to the epoch at
+        // once rather than keeping up to a batch of values alive.
+        if !st.retired.is_empty() {
+            self.retire_pending(st);
+        }
+    }
+}
+
+/// Hints the CPU to fetch `value`'s cache line (no effect elsewhere).
+#[inline]
+fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `_mm_prefetch` is an SSE instruction, in every x86-64 CPU's
+    // baseline; a prefetch never faults and reads nothing architecturally.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+            (value as *const T).cast(),
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
+}
+
+/// Whether `expires` has passed, reading the clock only for entries that expire.
+fn expired_at<S>(expires: u64, ctx: &WriteCtx<'_, S>) -> bool {
+    expires != 0 && is_expired(expires, ctx.now())
+}

@@ -32,11 +32,9 @@
 //! a thread).
 
 use std::any::Any;
-use std::future::Future;
 use std::hash::{BuildHasher, Hash};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::Waker;
 use std::time::Duration;
 
 use super::shard::{Inserted, Shard, Try};
@@ -44,6 +42,8 @@ use super::stats::bump;
 use super::ttl::{TimeSource, is_expired};
 use super::{Cache, Sharing, Touch, local};
 use crate::shim::{Condvar, Mutex, ThreadId, current_thread};
+
+mod awaiting;
 
 /// A shared error from a failed load, type-erased so waiters with any error
 /// type can look at it.
@@ -590,31 +590,6 @@ where
         result
     }
 
-    /// [`lead`](Self::lead) for an async loader. The guard also releases
-    /// the waiters when this future is dropped before the loader finishes
-    /// (cancelled): they retry, and one of them leads. A value that finds
-    /// no memory at once (see `shard::retired`) is returned unstored rather
-    /// than waited for: an async caller must not block its executor.
-    async fn lead_async<E>(
-        &self,
-        shard: &Shard<K, V>,
-        hash: u64,
-        flight: Arc<InFlight<V>>,
-        load: impl Future<Output = Result<V, E>>,
-    ) -> Result<V, Arc<E>>
-    where
-        E: Send + Sync + 'static,
-    {
-        let abandon = Abandon {
-            shard,
-            flight: &flight,
-        };
-        let loaded = load.await.map(|v| (v, None));
-        let result = self.publish(shard, hash, &flight, loaded, false);
-        std::mem::forget(abandon);
-        result
-    }
-
     /// Publishes a load's outcome: stores the value (as one write that also
     /// removes the registration), or removes the registration after an
     /// error, and hands the outcome to the waiters. With `wait_for_memory`
@@ -680,93 +655,6 @@ where
             }
         }
     }
-
-    /// Returns the value for `key`, or `load`'s value, stored: the async
-    /// counterpart of [`get_or_insert_with`](Self::get_or_insert_with).
-    ///
-    /// `load` runs once per key however many callers ask at once; the others
-    /// await its value, parking no thread (a load's end wakes them).
-    /// Dropping the future of the caller whose `load` is running (a timeout,
-    /// say) releases the others: one of them loads instead. A value that
-    /// finds no memory at once (see [`max_weight`](super::CacheBuilder::max_weight))
-    /// is returned to its callers unstored rather than waited for.
-    ///
-    /// # Panics
-    ///
-    /// When `load` panics: in this caller only; the others awaiting it load
-    /// again. A `load` that awaits this cache for its own key waits forever
-    /// (unlike the blocking family, an async load's task cannot be told
-    /// apart from another's).
-    ///
-    /// ```
-    /// # use std::future::Future;
-    /// # use std::task::{Context, Poll, Waker};
-    /// # fn block_on<F: Future>(f: F) -> F::Output {
-    /// #     let mut f = std::pin::pin!(f);
-    /// #     let mut cx = Context::from_waker(Waker::noop());
-    /// #     loop { if let Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } }
-    /// # }
-    /// let cache = nearfar::Cache::new(100);
-    /// let v = block_on(cache.get_or_insert_async(1, async { "one" }));
-    /// assert_eq!(v, "one");
-    /// let again = block_on(cache.get_or_insert_async(1, async { unreachable!() }));
-    /// assert_eq!(again, "one");
-    /// ```
-    pub async fn get_or_insert_async(&self, key: K, load: impl Future<Output = V>) -> V {
-        let infallible = async { Ok::<V, std::convert::Infallible>(load.await) };
-        match self.try_get_or_insert_async(key, infallible).await {
-            Ok(v) => v,
-            Err(e) => match *e {},
-        }
-    }
-
-    /// Like [`get_or_insert_async`](Self::get_or_insert_async) for a
-    /// fallible loader: an error is not cached; it goes to this caller and
-    /// to those awaiting the same load (one shared `Arc`), and the next
-    /// caller tries again.
-    ///
-    /// # Errors
-    ///
-    /// The loader's error, shared.
-    ///
-    /// # Panics
-    ///
-    /// As for [`get_or_insert_async`](Self::get_or_insert_async).
-    pub async fn try_get_or_insert_async<E>(
-        &self,
-        key: K,
-        load: impl Future<Output = Result<V, E>>,
-    ) -> Result<V, Arc<E>>
-    where
-        E: Send + Sync + 'static,
-    {
-        let hash = self.inner.hasher.hash_one(&key);
-        if let Some(v) = self.lookup(hash, &key, Touch::Use, V::clone) {
-            return Ok(v);
-        }
-        let shard = self.shard(hash);
-        let mut key = MissedKey::Owned(key);
-        let flight = loop {
-            let waiting = match self.claim(shard, hash, key, true) {
-                Claim::Stored(v) => return Ok(v),
-                Claim::Lead(flight) => break flight,
-                Claim::Wait(flight, k) => {
-                    key = k;
-                    flight
-                }
-            };
-            match (WaitLoad { flight: &waiting }).await {
-                Outcome::Value(v) => return Ok(v),
-                Outcome::Failed(e) => {
-                    if let Ok(e) = e.downcast::<E>() {
-                        return Err(e);
-                    }
-                }
-                Outcome::Retry => {}
-            }
-        };
-        self.lead_async(shard, hash, flight, load).await
-    }
 }
 
 /// Releases a load's waiters if its leader stops before publishing an
@@ -782,22 +670,6 @@ impl<K, V> Drop for Abandon<'_, K, V> {
         let registration = take_registration(self.shard, self.flight);
         drop(registration);
         self.flight.abandon();
-    }
-}
-
-/// Awaits the end of a load (see [`InFlight::outcome`]).
-struct WaitLoad<'a, V> {
-    flight: &'a InFlight<V>,
-}
-
-impl<V: Clone> Future for WaitLoad<'_, V> {
-    type Output = Outcome<V>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome<V>> {
-        match self.flight.outcome(cx.waker()) {
-            Some(outcome) => Poll::Ready(outcome),
-            None => Poll::Pending,
-        }
     }
 }
 

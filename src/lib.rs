@@ -169,6 +169,43 @@ pub use store::{Cache, CacheBuilder, Clock, Iter, MockClock, RemovalCause, Stats
 /// assert_eq!(SQUARES.get(&9), Some(81));
 /// ```
 ///
+/// ## `async fn`
+/// An `async fn` is memoised the same way, in its private cache (the
+/// options above apply, but not `store`: that needs an async store, not yet
+/// available). The generated fn is an `async fn` with the same signature;
+/// its body runs at most once per argument tuple at a time: the callers that
+/// ask for the same missing arguments meanwhile *await* that run (parking no
+/// thread, see [`Cache::get_or_insert_async`]) and share its value.
+/// `Result` and `Option` return types cache `Ok` and `Some` only, with the
+/// semantics described above. The future is `Send` when the body's is (and,
+/// for a `Result`, when `E` is). Dropping the future of the caller running
+/// the body (a timeout, say) lets a waiting caller run it instead.
+///
+/// ```
+/// # use std::future::Future;
+/// # use std::task::{Context, Poll, Waker};
+/// # fn block_on<F: Future>(f: F) -> F::Output {
+/// #     let mut f = std::pin::pin!(f);
+/// #     let mut cx = Context::from_waker(Waker::noop());
+/// #     loop { if let Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } }
+/// # }
+/// # async fn fetch(url: &str) -> Result<String, std::io::Error> { Ok(format!("<{url}>")) }
+/// #[nearfar::memoize(max_entries = 1_000, ttl_secs = 60)]
+/// async fn page(url: String) -> Result<String, std::io::Error> {
+///     fetch(&url).await
+/// }
+///
+/// # block_on(async {
+/// assert_eq!(page("a.example".into()).await?, "<a.example>");
+/// assert_eq!(page("a.example".into()).await?, "<a.example>"); // cached
+/// assert_eq!(page_cache().len(), 1);
+/// # Ok::<(), std::io::Error>(())
+/// # }).unwrap();
+/// ```
+///
+/// The key is built as for a sync fn, except that it is cloned once per
+/// call (the cache takes it by value), hits included.
+///
 /// # Recursion
 /// A memoised function may call itself (or other memoised functions) for
 /// *other* arguments, as `fib` above does. Calling itself with the *same*
@@ -182,10 +219,15 @@ pub use store::{Cache, CacheBuilder, Clock, Iter, MockClock, RemovalCause, Stats
 /// needs `a(1)` in every thread) then ends in the same-arguments panic
 /// above, as it would in one thread.
 ///
+/// A memoised `async fn` may await itself for other arguments (boxing the
+/// recursive call, as any recursive `async fn` must); awaiting itself for
+/// the *same* arguments waits forever instead of panicking (an async task
+/// cannot be told apart from another), as does a cycle of such awaits.
+///
 /// # Limits
 /// The attribute applies to free functions (not methods or associated
-/// functions in an `impl` block) that are not `async`, `const`, `unsafe`,
-/// `extern` or generic, whose parameters are plain identifiers with owned
+/// functions in an `impl` block) that are not `const`, `unsafe`, `extern`
+/// or generic, whose parameters are plain identifiers with owned
 /// types (lint attributes on them are kept; `cfg` is refused), and whose
 /// return type has no `impl Trait`. Anything else is a
 /// compile error that says why — except an associated function *without*
@@ -195,8 +237,17 @@ pub use store::{Cache, CacheBuilder, Clock, Iter, MockClock, RemovalCause, Stats
 /// associated one).
 ///
 /// ```compile_fail
-/// #[nearfar::memoize]
+/// // `store` with an async fn needs an async store, not yet available.
+/// use std::sync::LazyLock;
+/// static STORE: LazyLock<nearfar::Cache<u32, String>> = LazyLock::new(|| nearfar::Cache::new(10));
+///
+/// #[nearfar::memoize(store = STORE)]
 /// async fn fetch(id: u32) -> String { id.to_string() }
+/// ```
+///
+/// ```compile_fail
+/// #[nearfar::memoize]
+/// async fn len(s: &str) -> usize { s.len() }
 /// ```
 ///
 /// ```compile_fail

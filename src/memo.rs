@@ -11,6 +11,8 @@
 //!   (`store = PATH`).
 //! * [`memoize`], [`memoize_result`] and [`memoize_option`] are the calls the
 //!   attribute expands to; they work on any [`MemoStore`].
+//!   [`memoize_async`], [`memoize_result_async`] and [`memoize_option_async`]
+//!   are their counterparts for an `async fn`, on a [`Cache`].
 //!
 //! ```
 //! use nearfar::memo::Memo;
@@ -22,6 +24,7 @@
 //! ```
 
 use std::fmt;
+use std::future::Future;
 use std::hash::{BuildHasher, Hash};
 use std::sync::{Arc, LazyLock};
 
@@ -405,6 +408,148 @@ where
     S: MemoStore<K, V> + ?Sized,
 {
     store.try_get_or_compute(&key, &mut || f(&key))
+}
+
+/// `f(&key).await`, memoised in `cache`: what `#[memoize]` expands to for an
+/// `async fn` with a plain return type (the async [`memoize`]).
+///
+/// The future `f` returns runs at most once per key however many callers
+/// await it at once (see [`Cache::get_or_insert_async`]): the others await
+/// its value, parking no thread. `f` is called only on a miss. The key is
+/// cloned once per call, to hand to the cache (which takes it by value),
+/// and `f` clones what it needs from `&key` on a miss.
+///
+/// ```
+/// # use std::future::Future;
+/// # use std::task::{Context, Poll, Waker};
+/// # fn block_on<F: Future>(f: F) -> F::Output {
+/// #     let mut f = std::pin::pin!(f);
+/// #     let mut cx = Context::from_waker(Waker::noop());
+/// #     loop { if let Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } }
+/// # }
+/// use nearfar::memo::memoize_async;
+/// let cache = nearfar::Cache::new(100);
+/// let v = block_on(memoize_async(&cache, (2, 3), |&(a, b)| async move { a * b }));
+/// assert_eq!(v, 6);
+/// assert_eq!(cache.get(&(2, 3)), Some(6));
+/// ```
+pub async fn memoize_async<K, V, S, F, Fut>(cache: &Cache<K, V, S>, key: K, f: F) -> V
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher,
+    F: FnOnce(&K) -> Fut,
+    Fut: Future<Output = V>,
+{
+    cache
+        .get_or_insert_async(key.clone(), async { f(&key).await })
+        .await
+}
+
+/// `f(&key).await` for a fallible `f`, memoised in `cache`: `Ok` values are
+/// stored, errors are returned and not stored. What `#[memoize]` expands to
+/// for an `async fn` returning a `Result` (without `cache_err`): the async
+/// [`memoize_result`], with its semantics.
+///
+/// Concurrent callers for one key share one run of `f`. When that run fails,
+/// its caller gets the error, and the callers that awaited it ask again: one
+/// of them runs `f` while the others await that run, and so on. So `f`'s
+/// future runs at most once at a time per key, each error returned comes
+/// from its caller's own run (`E` need not be `Clone`, `Send` or `Sync`),
+/// and the first `Ok` is stored and shared with the callers still waiting.
+///
+/// # Errors
+/// `f`'s error, from this caller's own run of `f`.
+///
+/// ```
+/// # use std::future::Future;
+/// # use std::task::{Context, Poll, Waker};
+/// # fn block_on<F: Future>(f: F) -> F::Output {
+/// #     let mut f = std::pin::pin!(f);
+/// #     let mut cx = Context::from_waker(Waker::noop());
+/// #     loop { if let Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } }
+/// # }
+/// use nearfar::memo::memoize_result_async;
+/// let cache = nearfar::Cache::new(100);
+/// let parse = |s: &String| {
+///     let s = s.clone();
+///     async move { s.parse::<u8>() }
+/// };
+/// assert_eq!(block_on(memoize_result_async(&cache, "7".to_string(), parse)), Ok(7));
+/// assert!(block_on(memoize_result_async(&cache, "x".to_string(), parse)).is_err());
+/// assert_eq!(cache.len(), 1);
+/// ```
+pub async fn memoize_result_async<K, V, E, S, F, Fut>(
+    cache: &Cache<K, V, S>,
+    key: K,
+    f: F,
+) -> Result<V, E>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher,
+    F: Fn(&K) -> Fut,
+    Fut: Future<Output = Result<V, E>>,
+{
+    loop {
+        let mut error = None;
+        let got = cache
+            .try_get_or_insert_async(key.clone(), async {
+                f(&key).await.map_err(|e| {
+                    error = Some(e);
+                    NotStored
+                })
+            })
+            .await;
+        if let Ok(v) = got {
+            return Ok(v);
+        }
+        if let Some(e) = error {
+            return Err(e);
+        }
+        // We awaited another caller's run, and it failed: its error is not
+        // ours to return. Ask again, through the same coalescing (as
+        // `memoize_result` does).
+    }
+}
+
+/// `f(&key).await` for an `Option`-returning `f`, memoised in `cache`:
+/// `Some` values are stored, `None` is returned and not stored (callers
+/// awaiting the run that gave it get `None` too). What `#[memoize]` expands
+/// to for an `async fn` returning an `Option` (without `cache_none`): the
+/// async [`memoize_option`].
+///
+/// ```
+/// # use std::future::Future;
+/// # use std::task::{Context, Poll, Waker};
+/// # fn block_on<F: Future>(f: F) -> F::Output {
+/// #     let mut f = std::pin::pin!(f);
+/// #     let mut cx = Context::from_waker(Waker::noop());
+/// #     loop { if let Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } }
+/// # }
+/// use nearfar::memo::memoize_option_async;
+/// let cache = nearfar::Cache::new(100);
+/// let half = |&n: &u32| async move { (n % 2 == 0).then(|| n / 2) };
+/// assert_eq!(block_on(memoize_option_async(&cache, 8, half)), Some(4));
+/// assert_eq!(block_on(memoize_option_async(&cache, 7, half)), None);
+/// assert_eq!(cache.len(), 1);
+/// ```
+pub async fn memoize_option_async<K, V, S, F, Fut>(
+    cache: &Cache<K, V, S>,
+    key: K,
+    f: F,
+) -> Option<V>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher,
+    F: FnOnce(&K) -> Fut,
+    Fut: Future<Output = Option<V>>,
+{
+    cache
+        .try_get_or_insert_async(key.clone(), async { f(&key).await.ok_or(NotStored) })
+        .await
+        .ok()
 }
 
 /// Items the `#[memoize]` expansion names; not part of the API.

@@ -263,13 +263,6 @@ fn find_in_type(ty: &Type, refs: bool) -> Option<(Span, Found)> {
 fn check_signature(f: &ItemFn) -> syn::Result<()> {
     let sig = &f.sig;
     let refuse = |span: Span, msg: &str| Err(Error::new(span, msg));
-    if let Some(t) = &sig.asyncness {
-        return refuse(
-            t.span(),
-            "#[memoize] does not support async fns: a cached value must be ready when the \
-             call returns (memoise the result in an async-aware store instead)",
-        );
-    }
     if let Some(t) = &sig.constness {
         return refuse(t.span(), "#[memoize] cannot apply to a const fn");
     }
@@ -351,6 +344,15 @@ fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     let opts = parse_options(args)?;
     let func: ItemFn = syn::parse2(item)?;
     check_signature(&func)?;
+    let asyncness = &func.sig.asyncness;
+    if let (Some(store), Some(_)) = (&opts.store, asyncness) {
+        // `MemoStore` blocks its waiters; an async fn's waiters must await.
+        return Err(Error::new(
+            store.span(),
+            "`store` with an async fn needs an async store (AsyncNearFar), not yet available: \
+             drop `store = ...` to memoise in a private cache (its options apply)",
+        ));
+    }
 
     let krate = opts
         .krate
@@ -458,11 +460,17 @@ fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
             None => quote!(<#ret as #krate::memo::__private::OptionSome>::Some),
         },
     };
-    let call = match mode {
-        Mode::Plain => quote!(#krate::memo::memoize),
-        Mode::Result => quote!(#krate::memo::memoize_result),
-        Mode::Option => quote!(#krate::memo::memoize_option),
+    let call = match (mode, asyncness.is_some()) {
+        (Mode::Plain, false) => quote!(#krate::memo::memoize),
+        (Mode::Result, false) => quote!(#krate::memo::memoize_result),
+        (Mode::Option, false) => quote!(#krate::memo::memoize_option),
+        (Mode::Plain, true) => quote!(#krate::memo::memoize_async),
+        (Mode::Result, true) => quote!(#krate::memo::memoize_result_async),
+        (Mode::Option, true) => quote!(#krate::memo::memoize_option_async),
     };
+    // An async fn's body becomes an inner async fn: the closure returns its
+    // future (holding clones of the arguments), awaited only on a miss.
+    let awaited = asyncness.map(|_| quote!(.await));
 
     let cfgs: Vec<_> = attrs.iter().filter(|a| a.path().is_ident("cfg")).collect();
     let (store, cache_item) = match &opts.store {
@@ -538,9 +546,9 @@ fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     };
     Ok(quote! {
         #(#attrs)*
-        #vis fn #name(#(#arg_attrs #arg_names: #arg_types),*) #output {
-            fn __nearfar_body(#inputs) #output #block
-            #call(#store, #key_expr, |#closure_arg: &#key_ty| #body_call)
+        #vis #asyncness fn #name(#(#arg_attrs #arg_names: #arg_types),*) #output {
+            #asyncness fn __nearfar_body(#inputs) #output #block
+            #call(#store, #key_expr, |#closure_arg: &#key_ty| #body_call)#awaited
         }
         #cache_item
     })
@@ -568,11 +576,35 @@ mod tests {
         let cases = [
             (
                 quote!(
-                    async fn f(x: u8) -> u8 {
+                    async fn f(x: &str) -> u8 {
+                        0
+                    }
+                ),
+                "owned",
+            ),
+            (
+                quote!(
+                    async fn f(&self, x: u8) -> u8 {
                         x
                     }
                 ),
-                "async",
+                "methods",
+            ),
+            (
+                quote!(
+                    async fn f<T>(x: T) -> u8 {
+                        0
+                    }
+                ),
+                "generic",
+            ),
+            (
+                quote!(
+                    async unsafe fn f(x: u8) -> u8 {
+                        x
+                    }
+                ),
+                "unsafe",
             ),
             (
                 quote!(
@@ -909,6 +941,93 @@ mod tests {
         assert!(
             r.contains("& 'static _ = & crate :: S") && !r.contains("LazyLock"),
             "{r}"
+        );
+    }
+
+    #[test]
+    fn async_fns_refuse_a_store() {
+        let item = quote!(
+            async fn f(x: u8) -> u8 {
+                x
+            }
+        );
+        let e = err(quote!(store = S), item.clone());
+        assert!(
+            e.contains(
+                "`store` with an async fn needs an async store (AsyncNearFar), not yet available"
+            ),
+            "{e}"
+        );
+        // Still refused first when it is combined with private-cache options.
+        let e = err(quote!(store = S, ttl_secs = 1), item);
+        assert!(e.contains("replaces the private cache"), "{e}");
+    }
+
+    #[test]
+    fn async_fns_expand_to_async_fns() {
+        let r = ok(
+            quote!(max_entries = 5, ttl_secs = 1),
+            quote!(
+                pub async fn f(a: u8, b: String) -> u8 {
+                    a
+                }
+            ),
+        );
+        assert!(
+            r.contains("pub async fn f (a : u8 , b : String) -> u8"),
+            "{r}"
+        );
+        assert!(
+            r.contains("async fn __nearfar_body (a : u8 , b : String)"),
+            "{r}"
+        );
+        assert!(r.contains("memo :: memoize_async ("), "{r}");
+        assert!(r.contains(") . await"), "{r}");
+        assert!(r.contains("Cache < (u8 , String ,) , u8 >"), "{r}");
+        assert!(
+            r.contains("max_entries (5usize)") && r.contains("from_millis (1000u64)"),
+            "{r}"
+        );
+        assert!(r.contains("pub fn f_cache ()"), "{r}");
+        let r = ok(
+            quote!(),
+            quote!(
+                async fn f(x: u8) -> std::io::Result<u16> {
+                    Ok(x.into())
+                }
+            ),
+        );
+        assert!(r.contains("memo :: memoize_result_async ("), "{r}");
+        assert!(r.contains("Cache < u8 , u16 >"), "{r}");
+        let r = ok(
+            quote!(),
+            quote!(
+                async fn f(x: u8) -> Option<u16> {
+                    None
+                }
+            ),
+        );
+        assert!(r.contains("memo :: memoize_option_async ("), "{r}");
+        let r = ok(
+            quote!(cache_err),
+            quote!(
+                async fn f(x: u8) -> Result<u8, ()> {
+                    Ok(x)
+                }
+            ),
+        );
+        assert!(r.contains("memo :: memoize_async ("), "{r}");
+        let r = ok(
+            quote!(),
+            quote!(
+                fn f(x: u8) -> u8 {
+                    x
+                }
+            ),
+        );
+        assert!(
+            !r.contains("async") && !r.contains("await"),
+            "sync stays sync: {r}"
         );
     }
 }

@@ -7,6 +7,7 @@
 //! one OS thread and so one epoch participant, which only makes reclamation
 //! more conservative, never less.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use shuttle::sync::atomic::{AtomicUsize, Ordering};
@@ -361,4 +362,76 @@ fn shuttle_growth_never_hides_a_stable_key() {
 #[test]
 fn shuttle_growth_never_hides_a_stable_key_pct() {
     shuttle::check_pct(growth_keeps_stable_keys_visible, ITERATIONS / 4, 3);
+}
+
+/// Two callers await a load (and one blocks on it) while it runs: no
+/// schedule loses a wake-up (shuttle reports the waiter stuck forever as a
+/// deadlock) or runs the loader twice.
+fn async_waiters_are_woken_once_loaded() {
+    let cache: Cache<u32, u32> = Cache::new(10);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let handles: Vec<_> = (0..3)
+        .map(|i| {
+            let (cache, calls) = (cache.clone(), Arc::clone(&calls));
+            thread::spawn(move || {
+                let load = || {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    thread::yield_now();
+                    70
+                };
+                if i == 0 {
+                    cache.get_or_insert_with(7, load)
+                } else {
+                    shuttle::future::block_on(cache.get_or_insert_async(7, async { load() }))
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), 70);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn shuttle_async_waiters_are_woken_once_loaded() {
+    shuttle::check_random(async_waiters_are_woken_once_loaded, ITERATIONS);
+}
+
+#[test]
+fn shuttle_async_waiters_are_woken_once_loaded_pct() {
+    shuttle::check_pct(async_waiters_are_woken_once_loaded, ITERATIONS, 3);
+}
+
+#[test]
+fn shuttle_a_dropped_async_leader_releases_its_waiter() {
+    shuttle::check_random(
+        || {
+            let cache: Cache<u32, &str> = Cache::new(10);
+            let leader = {
+                let cache = cache.clone();
+                thread::spawn(move || {
+                    // Polled once (it claims the key and parks in its
+                    // loader), then dropped: a cancelled caller.
+                    let mut leader = Box::pin(cache.get_or_insert_async(7, async {
+                        std::future::pending::<()>().await;
+                        "never"
+                    }));
+                    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                    let _ = leader.as_mut().poll(&mut cx);
+                    thread::yield_now();
+                })
+            };
+            let waiter = {
+                let cache = cache.clone();
+                thread::spawn(move || {
+                    shuttle::future::block_on(cache.get_or_insert_async(7, async { "waiter" }))
+                })
+            };
+            leader.join().unwrap();
+            assert_eq!(waiter.join().unwrap(), "waiter");
+            assert_eq!(cache.get(&7), Some("waiter"));
+        },
+        ITERATIONS,
+    );
 }

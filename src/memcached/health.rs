@@ -55,6 +55,18 @@ impl Error {
             | Error::Config(_) => Verdict::Unknown,
         }
     }
+
+    /// Whether a write that failed with this error may or may not have
+    /// reached the server (or may still land): a failure a retry could
+    /// cure, or a reply that made no sense. Not a refusal made before
+    /// sending, nor the server's own answer (`SERVER_ERROR`,
+    /// `CLIENT_ERROR`, not stored), which the caller is told of and which
+    /// changed nothing it did not report. Decides what the client records
+    /// as owed (see [`pending`](super::pending)) and when a `NearFar` call
+    /// gives up on a pool.
+    pub(crate) fn leaves_doubt(&self) -> bool {
+        self.is_retryable() || matches!(self, Error::Protocol(_))
+    }
 }
 
 /// What [`Circuit::pass`] granted.

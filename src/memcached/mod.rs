@@ -18,7 +18,6 @@ mod pool;
 pub mod protocol;
 mod ring;
 
-pub(crate) use client::leaves_doubt;
 pub use client::{
     Client, ClientBuilder, DEFAULT_MAX_ITEM_SIZE, DEFAULT_PENDING_INVALIDATIONS,
     MAX_ITEM_SIZE_LIMIT,

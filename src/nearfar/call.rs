@@ -161,7 +161,7 @@ impl<'a> Call<'a> {
             return Err(Failure::Codec);
         }
         bump(&self.counters.far_errors);
-        if memcached::leaves_doubt(&e) {
+        if e.leaves_doubt() {
             // No answer (or garbage, or no connection to be had): asking
             // again within this call would wait on the same server again.
             gave_up.set(true);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Client, IDEMPOTENT, KeyBuf, exptime_now, leaves_doubt};
+use super::{Client, IDEMPOTENT, KeyBuf, exptime_now};
 use crate::codec::{Codec, Encoded};
 use crate::memcached::error::{Error, Result};
 use crate::memcached::protocol::{
@@ -197,7 +197,7 @@ impl<C: Codec> Client<C> {
                 let (chunk, tail) = rest.split_at(len.clamp(1, rest.len()));
                 match self.set_chunk(server, &batch, &encoded, chunk, exptime, deadline) {
                     Ok(()) => {}
-                    Err(e) if leaves_doubt(&e) => {
+                    Err(e) if e.leaves_doubt() => {
                         // This chunk may or may not have landed, and the
                         // rest of the server's items were never sent: the
                         // server owes all of them.

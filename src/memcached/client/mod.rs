@@ -130,15 +130,6 @@ impl KeyBuf {
 /// `Pool::run`).
 const IDEMPOTENT: bool = true;
 
-/// Whether a write that failed with `e` may or may not have reached the
-/// server (or may still land): a failure a retry could cure, or a reply
-/// that made no sense. Not a refusal made before sending, nor the server's
-/// own answer (`SERVER_ERROR`, `CLIENT_ERROR`, not stored), which the caller
-/// is told of and which changed nothing it did not report.
-pub(crate) fn leaves_doubt(e: &Error) -> bool {
-    e.is_retryable() || matches!(e, Error::Protocol(_))
-}
-
 impl Client<DefaultCodec> {
     /// A builder with the defaults listed on [`ClientBuilder`].
     ///

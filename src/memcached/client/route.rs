@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::cluster::flush_all_on;
-use super::{Client, IDEMPOTENT, KeyBuf, leaves_doubt};
+use super::{Client, IDEMPOTENT, KeyBuf};
 use crate::codec::Codec;
 use crate::memcached::command::{Access, Command, meta_status};
 use crate::memcached::conn::Conn;
@@ -155,7 +155,7 @@ impl<C: Codec> Client<C> {
         if ahead {
             self.owe_ahead(place, prefixed, Some(server), Some(server));
         }
-        if result.as_ref().is_err_and(leaves_doubt) {
+        if result.as_ref().is_err_and(Error::leaves_doubt) {
             self.owe(server, prefixed, None);
         }
         result

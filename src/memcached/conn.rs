@@ -48,7 +48,8 @@ use std::time::{Duration, Instant};
 
 use super::address::{Address, ServerSpec};
 use super::error::{Error, Result};
-use super::protocol::{MetaStatus, ProtocolError, Reply, ReturnFlags, ValidKey, parse_reply};
+use super::exchange::{Exchange, Framed, Framer, MetaRequest, Tags};
+use super::protocol::{MetaStatus, ProtocolError, Reply, parse_reply};
 
 /// The read buffer's starting size. Most replies are far smaller; larger
 /// values grow the buffer as they arrive.
@@ -170,96 +171,9 @@ pub(crate) struct Conn {
     /// When the connection last went back to the pool.
     idle_since: Instant,
     /// The meta commands of the request in flight, awaiting replies.
-    pending: Pending,
+    tags: Tags,
     /// The opaque token of the next meta command sent on this connection.
     next_opaque: u32,
-}
-
-/// The meta commands of the request in flight: the opaque token and key
-/// each one's reply must echo (see the module docs).
-#[derive(Debug, Default)]
-struct Pending {
-    /// The first command's token; the i-th carries `first + i` (wrapping).
-    first: u32,
-    /// The commands' keys, end to end: the i-th ends at `ends[i]`.
-    keys: Vec<u8>,
-    ends: Vec<usize>,
-    /// The first command whose reply may still come: replies come in
-    /// request order, so the earlier ones were answered (or were quiet).
-    next: usize,
-}
-
-impl Pending {
-    fn clear(&mut self) {
-        self.keys.clear();
-        self.ends.clear();
-        self.next = 0;
-    }
-
-    /// Registers a command for `key` whose token is `opaque` (the next one
-    /// after the last registered, when there is one).
-    fn push(&mut self, key: &[u8], opaque: u32) {
-        if self.ends.is_empty() {
-            self.first = opaque;
-        }
-        self.keys.extend_from_slice(key);
-        self.ends.push(self.keys.len());
-    }
-
-    /// Whether a meta reply with `flags` answers a command still awaiting
-    /// its reply; if so, it and every command before it are settled.
-    fn answer(&mut self, flags: &ReturnFlags<'_>) -> bool {
-        let Some(opaque) = flags.opaque else {
-            return false;
-        };
-        let Ok(index) = usize::try_from(opaque.wrapping_sub(self.first)) else {
-            return false;
-        };
-        if index < self.next || flags.base64_key {
-            return false;
-        }
-        let Some(&end) = self.ends.get(index) else {
-            return false;
-        };
-        let start = index
-            .checked_sub(1)
-            .and_then(|before| self.ends.get(before))
-            .copied()
-            .unwrap_or(0);
-        let key_matches = flags
-            .key
-            .is_none_or(|echoed| self.keys.get(start..end) == Some(echoed));
-        if key_matches {
-            self.next = index + 1;
-        }
-        key_matches
-    }
-}
-
-/// A meta request being built ([`Conn::meta_request`]): the buffer to
-/// encode into, and the registry of the commands it holds.
-pub(crate) struct MetaRequest<'c> {
-    out: &'c mut Vec<u8>,
-    pending: &'c mut Pending,
-    next_opaque: &'c mut u32,
-}
-
-impl MetaRequest<'_> {
-    /// Registers the next meta command of the request, for `key`: returns
-    /// the opaque token it must carry (`O`, with `k` asked for: see
-    /// `tagged` on the protocol's flag structs), which its reply must echo
-    /// along with the key.
-    pub(crate) fn tag(&mut self, key: ValidKey<'_>) -> u32 {
-        let opaque = *self.next_opaque;
-        *self.next_opaque = opaque.wrapping_add(1);
-        self.pending.push(key.as_bytes(), opaque);
-        opaque
-    }
-
-    /// The buffer to encode the request into.
-    pub(crate) fn out(&mut self) -> &mut Vec<u8> {
-        self.out
-    }
 }
 
 /// A connection back in use within this time of its last request skips the
@@ -358,7 +272,7 @@ impl Conn {
             read_timeout: config.io_timeout,
             write_timeout: config.io_timeout,
             idle_since: Instant::now(),
-            pending: Pending::default(),
+            tags: Tags::default(),
             next_opaque: 1,
         })
     }
@@ -397,24 +311,13 @@ impl Conn {
         alive && self.stream.set_nonblocking(false).is_ok()
     }
 
-    /// The buffer to encode the next request into (empty), for a text
-    /// request: no meta reply is accepted for it.
-    pub(crate) fn request(&mut self) -> &mut Vec<u8> {
-        self.pending.clear();
-        self.wbuf.clear();
-        &mut self.wbuf
-    }
-
-    /// Starts a request of meta commands (empty), each to be registered
-    /// with [`MetaRequest::tag`] so that its reply can be matched to it.
+    /// Starts a request (empty); each meta command in it is registered with
+    /// [`MetaRequest::tag`] so that its reply can be matched to it (a text
+    /// request registers nothing, and gets no meta reply).
     pub(crate) fn meta_request(&mut self) -> MetaRequest<'_> {
-        self.pending.clear();
+        self.tags.clear();
         self.wbuf.clear();
-        MetaRequest {
-            out: &mut self.wbuf,
-            pending: &mut self.pending,
-            next_opaque: &mut self.next_opaque,
-        }
+        MetaRequest::new(&mut self.wbuf, &mut self.tags, &mut self.next_opaque)
     }
 
     /// Bounds the requests sent from now on by the call's `deadline`.
@@ -422,7 +325,7 @@ impl Conn {
         self.cap = deadline;
     }
 
-    /// Sends the request built in [`Conn::request`] and starts its
+    /// Sends the request built in [`Conn::meta_request`] and starts its
     /// inactivity timer, within the call's deadline ([`Conn::bound`]).
     pub(crate) fn send(&mut self) -> Result<()> {
         if self.filled != self.pos {
@@ -509,6 +412,34 @@ impl Conn {
         self.deadline = later(Instant::now(), self.io_timeout).min(self.cap);
     }
 
+    /// Runs `exchange` on this connection: sends its request, then feeds
+    /// it its reply frame by frame, up to where its [`Framer`] says the
+    /// reply ends. The result is the exchange's; an error that
+    /// [drops the connection](Error::drops_connection) leaves it out of step.
+    pub(crate) fn exchange<E: Exchange>(&mut self, mut exchange: E) -> Result<E::Output> {
+        exchange.encode(&mut self.meta_request())?;
+        self.send()?;
+        let mut framer = Framer::new(exchange.framing());
+        loop {
+            let framed = self.recv(|reply| {
+                let framed = framer.push(&reply);
+                exchange.feed(reply)?;
+                Ok(framed)
+            })?;
+            match framed {
+                Framed::More => {}
+                Framed::Whole => return exchange.finish(),
+                // The exchange's result says why; it drops the connection
+                // (an `ERROR` or `CLIENT_ERROR` reply is a client error).
+                Framed::Broken => {
+                    return exchange.finish().and(Err(Error::Protocol(
+                        ProtocolError::UnexpectedReply { reply: "error" },
+                    )));
+                }
+            }
+        }
+    }
+
     /// Reads the next reply frame and hands it to `f`, returning what `f` does.
     ///
     /// The frame borrows the read buffer, so `f` copies out what it keeps.
@@ -539,7 +470,7 @@ impl Conn {
                     self.pos += used;
                     if let Reply::Meta(meta) = &reply
                         && meta.status != MetaStatus::NoOp
-                        && !self.pending.answer(&meta.flags)
+                        && !self.tags.answer(&meta.flags)
                     {
                         return Err(Error::Protocol(ProtocolError::UnmatchedReply {
                             reply: reply.name(),
@@ -650,6 +581,7 @@ fn io_error(e: io::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::memcached::protocol::ValidKey;
 
     #[test]
     fn large_requests_and_replies_do_not_pin_buffers() {
@@ -714,51 +646,6 @@ mod tests {
         server.join().unwrap();
     }
 
-    fn echo<'a>(opaque: Option<u32>, key: Option<&'a [u8]>) -> ReturnFlags<'a> {
-        ReturnFlags {
-            opaque,
-            key,
-            ..ReturnFlags::default()
-        }
-    }
-
-    #[test]
-    fn replies_are_matched_to_their_commands() {
-        let mut pending = Pending::default();
-        pending.push(b"a", 7);
-        // Another token, none, another key, a base64 key: no match.
-        assert!(!pending.answer(&echo(Some(6), Some(b"a"))));
-        assert!(!pending.answer(&echo(Some(8), None)));
-        assert!(!pending.answer(&echo(None, Some(b"a"))));
-        assert!(!pending.answer(&echo(Some(7), Some(b"b"))));
-        let base64 = ReturnFlags {
-            base64_key: true,
-            ..echo(Some(7), Some(b"a"))
-        };
-        assert!(!pending.answer(&base64));
-        // The token, with the key or without: a match, once.
-        assert!(pending.answer(&echo(Some(7), Some(b"a"))));
-        assert!(!pending.answer(&echo(Some(7), Some(b"a"))));
-        pending.clear();
-        assert!(!pending.answer(&echo(Some(7), None)));
-        pending.push(b"a", 9);
-        assert!(pending.answer(&echo(Some(9), None)));
-
-        // A pipeline of quiet commands, its tokens wrapping past u32::MAX:
-        // replies come for some, in order, each with its own key.
-        pending.clear();
-        for (i, key) in [&b"k0"[..], b"k1", b"k22", b"k3"].into_iter().enumerate() {
-            pending.push(key, (u32::MAX - 1).wrapping_add(i as u32));
-        }
-        assert!(!pending.answer(&echo(Some(0), Some(b"k1"))));
-        assert!(pending.answer(&echo(Some(u32::MAX), Some(b"k1"))));
-        // Not an earlier one again, nor one past the last.
-        assert!(!pending.answer(&echo(Some(u32::MAX - 1), Some(b"k0"))));
-        assert!(!pending.answer(&echo(Some(2), Some(b"k4"))));
-        assert!(pending.answer(&echo(Some(1), Some(b"k3"))));
-        assert!(!pending.answer(&echo(Some(0), Some(b"k22"))));
-    }
-
     #[test]
     fn every_meta_command_gets_its_own_token() {
         use std::net::TcpListener;
@@ -778,9 +665,6 @@ mod tests {
         assert_eq!((request.tag(key), request.tag(key)), (1, 2));
         let mut request = conn.meta_request();
         assert_eq!(request.tag(key), 3);
-        // A text request expects no meta reply.
-        conn.request();
-        assert!(conn.pending.ends.is_empty());
         conn.next_opaque = u32::MAX;
         let mut request = conn.meta_request();
         assert_eq!((request.tag(key), request.tag(key)), (u32::MAX, 0));

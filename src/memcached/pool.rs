@@ -1,4 +1,4 @@
-//! The connections to one server, and that server's health.
+//! The blocking connections to one server.
 //!
 //! A [`Pool`] keeps up to `max` connections: idle ones wait in a stack (the
 //! most recently used is reused first, as it is the likeliest to be alive),
@@ -9,10 +9,8 @@
 //! error that [drops the connection](Error::drops_connection) is closed, never
 //! returned.
 //!
-//! The server's health is a [`Circuit`]: at `retry_attempts` consecutive
-//! failures the server is marked dead for `dead_timeout` and the client
-//! routes its keys elsewhere; then one request probes it (see
-//! [`health`](super::health)).
+//! The server's health is not kept here but in the client's
+//! [`Core`](super::core::Core), shared with the async driver.
 
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -20,7 +18,6 @@ use std::time::{Duration, Instant};
 use super::address::ServerSpec;
 use super::conn::{Conn, ConnConfig, later, time_left};
 use super::error::{Error, Result};
-use super::health::Circuit;
 
 /// The connections to one server.
 #[derive(Debug)]
@@ -31,7 +28,6 @@ pub(crate) struct Pool {
     wait_timeout: Duration,
     state: Mutex<PoolState>,
     returned: Condvar,
-    pub(crate) health: Circuit,
 }
 
 #[derive(Debug, Default)]
@@ -50,7 +46,6 @@ impl Pool {
         config: ConnConfig,
         max: usize,
         wait_timeout: Duration,
-        health: Circuit,
     ) -> Pool {
         Pool {
             spec,
@@ -59,7 +54,6 @@ impl Pool {
             wait_timeout,
             state: Mutex::new(PoolState::default()),
             returned: Condvar::new(),
-            health,
         }
     }
 

@@ -9,6 +9,7 @@ use crate::clock::{Clock, Timer};
 use crate::codec::{Codec, DefaultCodec};
 use crate::memcached::address::ServerSpec;
 use crate::memcached::conn::ConnConfig;
+use crate::memcached::core::{Core, Server};
 use crate::memcached::error::{ConfigError, Error, Result};
 use crate::memcached::health::Circuit;
 use crate::memcached::pending::Pending;
@@ -352,26 +353,31 @@ impl<C: Codec> ClientBuilder<C> {
         };
         debug_assert_eq!(ring.len(), specs.len());
         let pools = specs
+            .iter()
+            .map(|spec| Pool::new(spec.clone(), config, self.pool_size, self.pool_timeout))
+            .collect();
+        let servers = specs
             .into_iter()
-            .map(|spec| {
-                let health = Circuit::new(self.retry_attempts, self.dead_timeout);
-                Pool::new(spec, config, self.pool_size, self.pool_timeout, health)
+            .map(|spec| Server {
+                spec,
+                health: Circuit::new(self.retry_attempts, self.dead_timeout),
+                pending: Pending::new(self.pending_invalidations),
             })
             .collect();
-        let pending = (0..ring.len())
-            .map(|_| Pending::new(self.pending_invalidations))
-            .collect();
+        let core = Core {
+            servers,
+            ring,
+            prefix: self.key_prefix.into_bytes().into_boxed_slice(),
+            codec: self.codec,
+            max_item_size: self.max_item_size,
+            request_timeout,
+            config,
+            pool_size: self.pool_size,
+            pool_timeout: self.pool_timeout,
+            timer: Timer::new(self.clock.map(|c| c.0)),
+        };
         Ok(Client {
-            inner: Arc::new(Inner {
-                pools,
-                pending,
-                ring,
-                prefix: self.key_prefix.into_bytes().into_boxed_slice(),
-                codec: self.codec,
-                max_item_size: self.max_item_size,
-                request_timeout,
-                timer: Timer::new(self.clock.map(|c| c.0)),
-            }),
+            inner: Arc::new(Inner { core, pools }),
         })
     }
 }

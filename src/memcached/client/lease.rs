@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-use super::{Client, exptime_now};
+use super::Client;
+use crate::memcached::core::exptime_now;
 use crate::codec::Codec;
 use crate::memcached::command::{Cas, Lease, LeaseRead, Seen};
 use crate::memcached::error::{Error, Result};
@@ -98,7 +99,7 @@ impl<C: Codec> Client<C> {
         let vivify = Some(exptime_now(lease_ttl).max(1));
         // With `N` the server answers every request with an item.
         self.lease_read(key, vivify, recache_ttl, true, |data, flags| {
-            self.decode(data, flags)
+            self.inner.decode(data, flags)
         })?
         .ok_or(Error::Protocol(ProtocolError::UnexpectedReply {
             reply: "EN",
@@ -137,7 +138,7 @@ impl<C: Codec> Client<C> {
     /// ```
     pub fn peek_lease<V: DeserializeOwned>(&self, key: &str) -> Result<Option<Lease<V>>> {
         let read = self.lease_read(key, None, None, true, |data, flags| {
-            self.decode(data, flags)
+            self.inner.decode(data, flags)
         })?;
         Ok(read.map(|(lease, _)| lease))
     }

@@ -3,23 +3,15 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-use super::command::{
-    self, Arithmetic, Cas, CasOnly, Delete, Get, GetItem, GetRaw, MetaItem, Touch,
-};
-use super::conn::later;
-use super::error::{Error, Result};
-use super::pending::Pending;
+use super::command::{Arithmetic, Cas, CasOnly, Delete, Get, GetItem, GetRaw, MetaItem, Touch};
+use super::core::{Core, exptime_now};
+use super::error::Result;
 use super::pool::Pool;
-use super::protocol::{
-    ArithmeticMode, KeyError, MAX_KEY_LEN, MAX_RELATIVE_EXPTIME, MetaArithmeticFlags,
-    MetaDeleteFlags, ReturnFlags, ValidKey, exptime,
-};
-use super::ring::Ring;
-use crate::clock::Timer;
+use super::protocol::{ArithmeticMode, MetaArithmeticFlags, MetaDeleteFlags};
 use crate::codec::{Codec, DefaultCodec};
 
 mod batch;
@@ -88,9 +80,9 @@ impl<C> fmt::Debug for Client<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let servers: Vec<&str> = self
             .inner
-            .pools
+            .servers
             .iter()
-            .map(|p| p.spec.label.as_str())
+            .map(|s| s.spec.label.as_str())
             .collect();
         f.debug_struct("Client")
             .field("servers", &servers)
@@ -99,29 +91,18 @@ impl<C> fmt::Debug for Client<C> {
     }
 }
 
+/// The blocking client's state: the driver-independent [`Core`], and a
+/// pool of blocking connections per server (same index as `core.servers`).
 struct Inner<C> {
+    core: Core<C>,
     pools: Vec<Pool>,
-    /// Per server (same index as `pools`): the invalidations it owes.
-    pending: Vec<Pending>,
-    ring: Ring,
-    prefix: Box<[u8]>,
-    codec: C,
-    max_item_size: usize,
-    request_timeout: Duration,
-    /// The clock of server health (dead periods, probes).
-    timer: Timer,
 }
 
-/// A prefixed key, built on the stack.
-struct KeyBuf {
-    bytes: [u8; MAX_KEY_LEN],
-}
+impl<C> std::ops::Deref for Inner<C> {
+    type Target = Core<C>;
 
-impl KeyBuf {
-    fn new() -> KeyBuf {
-        KeyBuf {
-            bytes: [0; MAX_KEY_LEN],
-        }
+    fn deref(&self) -> &Core<C> {
+        &self.core
     }
 }
 
@@ -154,53 +135,6 @@ impl Client<DefaultCodec> {
 }
 
 impl<C: Codec> Client<C> {
-    // ---- plumbing -------------------------------------------------------
-
-    /// Nanoseconds since the client was built (the clock of server health).
-    fn now(&self) -> u64 {
-        self.inner.timer.now()
-    }
-
-    /// The deadline of a call starting now (see
-    /// [`ClientBuilder::request_timeout`]).
-    fn deadline(&self) -> Instant {
-        later(Instant::now(), self.inner.request_timeout)
-    }
-
-    /// Prefixes `key` into `buf` and validates the result, once.
-    fn key<'b>(&self, key: &str, buf: &'b mut KeyBuf) -> Result<ValidKey<'b>> {
-        let prefix = &self.inner.prefix;
-        if key.is_empty() {
-            return Err(KeyError::Empty.into());
-        }
-        let len = prefix.len() + key.len();
-        if len > MAX_KEY_LEN {
-            return Err(KeyError::TooLong { len }.into());
-        }
-        buf.bytes[..prefix.len()].copy_from_slice(prefix);
-        buf.bytes[prefix.len()..len].copy_from_slice(key.as_bytes());
-        Ok(ValidKey::new(&buf.bytes[..len])?)
-    }
-
-    /// The part of a prefixed key that places it: the key as the caller
-    /// gave it, without the key prefix (see [`ClientBuilder::key_prefix`]).
-    fn placement<'k>(&self, prefixed: &'k [u8]) -> &'k [u8] {
-        prefixed.get(self.inner.prefix.len()..).unwrap_or(prefixed)
-    }
-
-    fn decode<V: DeserializeOwned>(&self, data: &[u8], flags: &ReturnFlags<'_>) -> Result<V> {
-        command::decode(&self.inner.codec, data, flags)
-    }
-
-    fn check_size(&self, size: usize) -> Result<()> {
-        let max = self.inner.max_item_size;
-        if size > max {
-            Err(Error::ValueTooLarge { size, max })
-        } else {
-            Ok(())
-        }
-    }
-
     // ---- typed operations ---------------------------------------------
 
     /// Reads and decodes the value stored under `key`; `None` on a miss.
@@ -374,16 +308,3 @@ impl<C: Codec> Client<C> {
     }
 }
 
-/// The status of a meta reply, `None` for any other reply.
-/// [`exptime`] at the current wall-clock time (read only for TTLs over 30
-/// days, which are sent as absolute times).
-fn exptime_now(ttl: Duration) -> u32 {
-    let now = if ttl.as_secs() >= MAX_RELATIVE_EXPTIME {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
-    } else {
-        0
-    };
-    exptime(ttl, now)
-}

@@ -1,5 +1,10 @@
-use super::batch::chunk_len;
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use super::*;
+use crate::memcached::core::batch::chunk_len;
+use crate::memcached::core::{KeyBuf, exptime_now};
+use crate::memcached::error::Error;
+use crate::memcached::protocol::KeyError;
 
 fn client(prefix: &str) -> Client {
     Client::builder()
@@ -13,27 +18,27 @@ fn client(prefix: &str) -> Client {
 fn keys_are_prefixed_and_checked() {
     let c = client("app:");
     let mut buf = KeyBuf::new();
-    assert_eq!(c.key("k", &mut buf).unwrap().as_bytes(), b"app:k");
+    assert_eq!(c.inner.key("k", &mut buf).unwrap().as_bytes(), b"app:k");
     assert!(matches!(
-        c.key("", &mut buf),
+        c.inner.key("", &mut buf),
         Err(Error::InvalidKey {
             reason: KeyError::Empty
         })
     ));
     assert!(matches!(
-        c.key("k\r\nflush_all", &mut buf),
+        c.inner.key("k\r\nflush_all", &mut buf),
         Err(Error::InvalidKey {
             reason: KeyError::ForbiddenByte { byte: b'\r', .. }
         })
     ));
     let long = "x".repeat(247);
     assert!(matches!(
-        c.key(&long, &mut buf),
+        c.inner.key(&long, &mut buf),
         Err(Error::InvalidKey {
             reason: KeyError::TooLong { len: 251 }
         })
     ));
-    assert!(c.key(&long[1..], &mut buf).is_ok());
+    assert!(c.inner.key(&long[1..], &mut buf).is_ok());
 }
 
 #[test]

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{Client, exptime_now};
+use super::Client;
+use crate::memcached::core::exptime_now;
 use crate::codec::Codec;
 use crate::memcached::command::{Cas, Store, Stored};
 use crate::memcached::error::{Error, Result};
@@ -34,7 +35,7 @@ impl<C: Codec> Client<C> {
     /// stored item's new CAS unique when the reply carries one: the callers
     /// that set `return_cas` treat its absence as a protocol error).
     fn meta_store(&self, key: &str, data: &[u8], set_flags: &MetaSetFlags) -> Result<Stored> {
-        self.check_size(data.len())?;
+        self.inner.check_size(data.len())?;
         self.single(
             key,
             &Store {

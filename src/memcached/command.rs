@@ -4,6 +4,7 @@
 //! bytes on a connection and hands the matched reply to [`Command::read`];
 //! an async driver runs the same commands.
 
+use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::time::Duration;
 
@@ -421,7 +422,7 @@ impl Command for Delete {
 
 /// `ms <key> <len> ...`: a store of already encoded bytes.
 pub(crate) struct Store<'d> {
-    pub(crate) data: &'d [u8],
+    pub(crate) data: Cow<'d, [u8]>,
     pub(crate) flags: MetaSetFlags,
 }
 
@@ -437,7 +438,7 @@ impl Command for Store<'_> {
     }
 
     fn encode(&self, out: &mut Vec<u8>, key: ValidKey<'_>, opaque: u32) {
-        encode_meta_set(out, key, self.data, &self.flags.tagged(opaque));
+        encode_meta_set(out, key, &self.data, &self.flags.tagged(opaque));
     }
 
     fn read(&self, reply: Reply<'_>) -> Result<Stored> {
@@ -550,6 +551,29 @@ impl<V, F: Fn(&[u8], &ReturnFlags<'_>) -> Result<V>> Command for LeaseRead<F> {
     }
 }
 
+/// A command whose result is turned into another by `then` (an operation's
+/// own reading of a command's outcome: a declined store as an error, say).
+pub(crate) struct Then<Cmd, F> {
+    pub(crate) cmd: Cmd,
+    pub(crate) then: F,
+}
+
+impl<Cmd: Command, T, F: Fn(Cmd::Output) -> Result<T>> Command for Then<Cmd, F> {
+    type Output = T;
+
+    fn access(&self) -> Access {
+        self.cmd.access()
+    }
+
+    fn encode(&self, out: &mut Vec<u8>, key: ValidKey<'_>, opaque: u32) {
+        self.cmd.encode(out, key, opaque);
+    }
+
+    fn read(&self, reply: Reply<'_>) -> Result<T> {
+        self.cmd.read(reply).and_then(&self.then)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -589,12 +613,12 @@ mod tests {
     #[test]
     fn stores_and_deletes_say_what_they_do_to_the_item() {
         let set = Store {
-            data: b"v",
+            data: Cow::Borrowed(b"v"),
             flags: MetaSetFlags::default(),
         };
         assert_eq!(set.access(), Access::Write);
         let cas = Store {
-            data: b"v",
+            data: Cow::Borrowed(b"v"),
             flags: MetaSetFlags {
                 compare_cas: Some(1),
                 return_cas: true,

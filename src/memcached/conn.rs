@@ -540,7 +540,7 @@ impl Drop for Conn {
 /// connections: memcached's `Too many open connections` (sent at accept time
 /// to a connection over its `-c` limit, which it then closes), or any
 /// similar "too many ... connections" text.
-fn refuses_connection(message: &[u8]) -> bool {
+pub(crate) fn refuses_connection(message: &[u8]) -> bool {
     let text = String::from_utf8_lossy(message).to_ascii_lowercase();
     text.find("too many")
         .is_some_and(|at| text[at..].contains("connection"))

@@ -8,6 +8,8 @@
 //! [`protocol`] holds the pure encoders and reply parser it is built on.
 
 mod address;
+#[cfg(feature = "tokio")]
+mod async_client;
 mod client;
 mod command;
 mod conn;
@@ -15,11 +17,14 @@ mod core;
 mod error;
 mod exchange;
 pub(crate) mod health;
+mod ops;
 mod pending;
 mod pool;
 pub mod protocol;
 mod ring;
 
+#[cfg(feature = "tokio")]
+pub use async_client::AsyncClient;
 pub use client::{
     Client, ClientBuilder, DEFAULT_MAX_ITEM_SIZE, DEFAULT_PENDING_INVALIDATIONS,
     MAX_ITEM_SIZE_LIMIT,

@@ -27,6 +27,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 /// One owed key: the servers that took its writes instead of this one, and
@@ -53,6 +54,9 @@ struct Owed {
     seq: u64,
     /// A caller is sending the invalidations now.
     settling: bool,
+    /// Async callers waiting for that settle to end (blocking ones wait on
+    /// the condition variable).
+    wakers: Vec<Waker>,
 }
 
 impl Owed {
@@ -170,18 +174,40 @@ impl Pending {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
+        Ok(Self::take(&mut owed))
+    }
+
+    /// [`Pending::begin`] for an async caller: pending while another caller
+    /// settles (woken when it ends); the caller bounds the wait.
+    #[cfg_attr(
+        not(feature = "tokio"),
+        allow(dead_code, reason = "used by the async client only")
+    )]
+    pub(crate) fn poll_begin(&self, cx: &mut Context<'_>) -> Poll<Option<Settle>> {
+        let mut owed = self.lock();
+        if owed.settling {
+            if !owed.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                owed.wakers.push(cx.waker().clone());
+            }
+            return Poll::Pending;
+        }
+        Poll::Ready(Self::take(&mut owed))
+    }
+
+    /// Makes the caller holding `owed`'s lock the settler of what is owed.
+    fn take(owed: &mut Owed) -> Option<Settle> {
         if owed.is_empty() {
-            return Ok(None);
+            return None;
         }
         owed.settling = true;
-        Ok(Some(Settle {
+        Some(Settle {
             flush: owed.flush.map(|_| owed.seq),
             keys: owed
                 .keys
                 .iter()
                 .map(|(key, entry)| (key.clone(), entry.seq))
                 .collect(),
-        }))
+        })
     }
 
     /// The server was emptied by a settle that began at `seq`: the keys
@@ -236,8 +262,12 @@ impl Pending {
         // Relaxed: the lock orders this with every `record`, which sets the
         // flag again under the same lock.
         self.dirty.store(!owed.is_empty(), Ordering::Relaxed);
+        let wakers = std::mem::take(&mut owed.wakers);
         drop(owed);
         self.settled.notify_all();
+        for waker in wakers {
+            waker.wake();
+        }
     }
 
     /// Marks the server to be emptied when it next serves (a stand-in of a

@@ -28,10 +28,10 @@ impl<C: Codec> Client<C> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidKey`] if any key is invalid (nothing is sent), and the
+    /// [`Error::InvalidKey`](crate::memcached::Error::InvalidKey) if any key is invalid (nothing is sent), and the
     /// first error of any server (the whole call fails: a cache caller may
     /// treat that as all misses). A value that does not decode fails the call
-    /// with [`Error::Codec`].
+    /// with [`Error::Codec`](crate::memcached::Error::Codec).
     ///
     /// # Examples
     ///
@@ -91,9 +91,9 @@ impl<C: Codec> Client<C> {
     /// # Errors
     ///
     /// Every key and value is checked and encoded before anything is sent:
-    /// [`Error::InvalidKey`], [`Error::Codec`] and [`Error::ValueTooLarge`]
+    /// [`Error::InvalidKey`](crate::memcached::Error::InvalidKey), [`Error::Codec`](crate::memcached::Error::Codec) and [`Error::ValueTooLarge`](crate::memcached::Error::ValueTooLarge)
     /// refuse the whole batch. After that, the first error of any server
-    /// ([`Error::NotStored`] for an item the server declined to store); the
+    /// ([`Error::NotStored`](crate::memcached::Error::NotStored) for an item the server declined to store); the
     /// other items may have been stored.
     ///
     /// # Examples

@@ -287,6 +287,61 @@ impl<C: Codec> ClientBuilder<C> {
     /// or a setting is out of range (a zero pool size, timeout, retry count or
     /// item size, or a key prefix that is not a valid key part).
     pub fn build(self) -> Result<Client<C>> {
+        let core = self.core()?;
+        let pools = core
+            .servers
+            .iter()
+            .map(|s| {
+                Pool::new(
+                    s.spec.clone(),
+                    core.config,
+                    core.pool_size,
+                    core.pool_timeout,
+                )
+            })
+            .collect();
+        Ok(Client {
+            inner: Arc::new(Inner { core, pools }),
+        })
+    }
+
+    /// Checks the configuration and builds an [`AsyncClient`](crate::memcached::AsyncClient)
+    /// (feature `tokio`): the same settings, with `pool_size` multiplexed
+    /// connections per server, each shared by many tasks.
+    ///
+    /// No connection is opened here (and no runtime is needed): each is
+    /// opened by the first request that needs it, on that request's tokio
+    /// runtime.
+    ///
+    /// # Errors
+    ///
+    /// As [`ClientBuilder::build`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nearfar::memcached::{AsyncClient, Client};
+    ///
+    /// let client: AsyncClient = Client::builder()
+    ///     .servers(["10.0.0.1:11211", "10.0.0.2:11211"])
+    ///     .pool_size(4)
+    ///     .build_async()?;
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub fn build_async(self) -> Result<crate::memcached::AsyncClient<C>> {
+        use crate::memcached::async_client::{AsyncClient, MuxPool};
+        let core = self.core()?;
+        let pools = core
+            .servers
+            .iter()
+            .map(|s| MuxPool::new(s.spec.clone(), core.config, core.pool_size))
+            .collect();
+        Ok(AsyncClient::new(core, pools))
+    }
+
+    /// Checks the configuration and builds what either client needs.
+    fn core(self) -> Result<Core<C>> {
         if self.servers.is_empty() {
             return Err(ConfigError::NoServers.into());
         }
@@ -352,10 +407,6 @@ impl<C: Codec> ClientBuilder<C> {
             max_value: self.max_item_size,
         };
         debug_assert_eq!(ring.len(), specs.len());
-        let pools = specs
-            .iter()
-            .map(|spec| Pool::new(spec.clone(), config, self.pool_size, self.pool_timeout))
-            .collect();
         let servers = specs
             .into_iter()
             .map(|spec| Server {
@@ -376,8 +427,6 @@ impl<C: Codec> ClientBuilder<C> {
             pool_timeout: self.pool_timeout,
             timer: Timer::new(self.clock.map(|c| c.0)),
         };
-        Ok(Client {
-            inner: Arc::new(Inner { core, pools }),
-        })
+        Ok(core)
     }
 }

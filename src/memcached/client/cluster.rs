@@ -14,12 +14,17 @@ impl<C: Codec> Client<C> {
     /// Runs `op` on every server, dead ones included, one after another and
     /// each within its own request timeout, and collects `(server label,
     /// result)`; fails with the first error after trying all.
-    fn on_every_server<E: Exchange>(&self, exchange: impl Fn() -> E) -> Result<Vec<(String, E::Output)>> {
+    fn on_every_server<E: Exchange>(
+        &self,
+        exchange: impl Fn() -> E,
+    ) -> Result<Vec<(String, E::Output)>> {
         let mut out = Vec::with_capacity(self.inner.servers.len());
         let mut first_error = None;
         for (index, server) in self.inner.servers.iter().enumerate() {
             let deadline = self.inner.deadline();
-            match self.on_server(index, IDEMPOTENT, deadline, |conn| conn.exchange(exchange())) {
+            match self.on_server(index, IDEMPOTENT, deadline, |conn| {
+                conn.exchange(exchange())
+            }) {
                 Ok(value) => out.push((server.spec.label.clone(), value)),
                 Err(e) => {
                     first_error.get_or_insert(e);
@@ -78,8 +83,8 @@ impl<C: Codec> Client<C> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidKey`] (the prefixed key is checked), or
-    /// [`Error::AllServersDown`].
+    /// [`Error::InvalidKey`](crate::memcached::Error::InvalidKey) (the prefixed key is checked), or
+    /// [`Error::AllServersDown`](crate::memcached::Error::AllServersDown).
     pub fn server_for(&self, key: &str) -> Result<String> {
         self.inner.server_for(key)
     }

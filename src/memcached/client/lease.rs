@@ -6,11 +6,10 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use super::Client;
-use crate::memcached::core::exptime_now;
 use crate::codec::Codec;
-use crate::memcached::command::{Cas, Lease, LeaseRead, Seen};
-use crate::memcached::error::{Error, Result};
-use crate::memcached::protocol::{MetaDeleteFlags, ProtocolError, ReturnFlags};
+use crate::memcached::command::{Cas, Lease, Seen};
+use crate::memcached::error::Result;
+use crate::memcached::ops;
 
 impl<C: Codec> Client<C> {
     /// Reads `key`, or takes the lease to compute it (stampede protection).
@@ -56,7 +55,9 @@ impl<C: Codec> Client<C> {
         key: &str,
         lease_ttl: Duration,
     ) -> Result<Lease<V>> {
-        Ok(self.lease(key, lease_ttl, None)?.0)
+        Ok(self
+            .single(key, &ops::lease::<C, V>(&self.inner, lease_ttl, None))?
+            .0)
     }
 
     /// [`Client::get_or_lease`], with the CAS unique and remaining TTL of
@@ -68,7 +69,7 @@ impl<C: Codec> Client<C> {
         key: &str,
         lease_ttl: Duration,
     ) -> Result<(Lease<V>, Seen)> {
-        self.lease(key, lease_ttl, None)
+        self.single(key, &ops::lease::<C, V>(&self.inner, lease_ttl, None))
     }
 
     /// Like [`Client::get_or_lease`], and also hands one caller
@@ -85,25 +86,8 @@ impl<C: Codec> Client<C> {
         lease_ttl: Duration,
         recache_within: Duration,
     ) -> Result<Lease<V>> {
-        Ok(self
-            .lease(key, lease_ttl, Some(exptime_now(recache_within).max(1)))?
-            .0)
-    }
-
-    fn lease<V: DeserializeOwned>(
-        &self,
-        key: &str,
-        lease_ttl: Duration,
-        recache_ttl: Option<u32>,
-    ) -> Result<(Lease<V>, Seen)> {
-        let vivify = Some(exptime_now(lease_ttl).max(1));
-        // With `N` the server answers every request with an item.
-        self.lease_read(key, vivify, recache_ttl, true, |data, flags| {
-            self.inner.decode(data, flags)
-        })?
-        .ok_or(Error::Protocol(ProtocolError::UnexpectedReply {
-            reply: "EN",
-        }))
+        let lease = ops::lease::<C, V>(&self.inner, lease_ttl, Some(recache_within));
+        Ok(self.single(key, &lease)?.0)
     }
 
     /// Reads `key` like [`Client::meta_get`], but reports the lease state
@@ -137,10 +121,7 @@ impl<C: Codec> Client<C> {
     /// # Ok::<(), nearfar::memcached::Error>(())
     /// ```
     pub fn peek_lease<V: DeserializeOwned>(&self, key: &str) -> Result<Option<Lease<V>>> {
-        let read = self.lease_read(key, None, None, true, |data, flags| {
-            self.inner.decode(data, flags)
-        })?;
-        Ok(read.map(|(lease, _)| lease))
+        self.single(key, &ops::peek_lease::<C, V>(&self.inner))
     }
 
     /// Like [`Client::peek_lease`] without the value bytes: the CAS unique,
@@ -150,28 +131,9 @@ impl<C: Codec> Client<C> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidKey`] and the connection errors.
+    /// [`Error::InvalidKey`](crate::memcached::Error::InvalidKey) and the connection errors.
     pub fn peek_lease_cas(&self, key: &str) -> Result<Option<Lease<()>>> {
-        let read = self.lease_read(key, None, None, false, |_, _| Ok(()))?;
-        Ok(read.map(|(lease, _)| lease))
-    }
-
-    /// The meta get behind the lease family (see [`LeaseRead`]).
-    fn lease_read<V>(
-        &self,
-        key: &str,
-        vivify: Option<u32>,
-        recache_ttl: Option<u32>,
-        with_value: bool,
-        decode: impl Fn(&[u8], &ReturnFlags<'_>) -> Result<V>,
-    ) -> Result<Option<(Lease<V>, Seen)>> {
-        let read = LeaseRead {
-            vivify,
-            recache_ttl,
-            with_value,
-            decode,
-        };
-        self.single(key, &read)
+        self.single(key, &ops::peek_lease_cas())
     }
 
     /// Marks `key` stale instead of removing it: the value stays readable for
@@ -181,14 +143,9 @@ impl<C: Codec> Client<C> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidKey`] and the connection errors.
+    /// [`Error::InvalidKey`](crate::memcached::Error::InvalidKey) and the connection errors.
     pub fn invalidate(&self, key: &str, stale_ttl: Duration) -> Result<bool> {
-        let flags = MetaDeleteFlags {
-            invalidate: true,
-            ttl: Some(exptime_now(stale_ttl).max(1)),
-            ..MetaDeleteFlags::default()
-        };
-        self.meta_delete(key, flags)
+        self.single(key, &ops::invalidate(stale_ttl, None))
     }
 
     /// Like [`Client::invalidate`], but only if the item's CAS unique is
@@ -198,7 +155,7 @@ impl<C: Codec> Client<C> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidKey`] and the connection errors.
+    /// [`Error::InvalidKey`](crate::memcached::Error::InvalidKey) and the connection errors.
     ///
     /// # Examples
     ///
@@ -211,12 +168,6 @@ impl<C: Codec> Client<C> {
     /// # Ok::<(), nearfar::memcached::Error>(())
     /// ```
     pub fn invalidate_if_cas(&self, key: &str, stale_ttl: Duration, cas: Cas) -> Result<bool> {
-        let flags = MetaDeleteFlags {
-            invalidate: true,
-            ttl: Some(exptime_now(stale_ttl).max(1)),
-            compare_cas: Some(cas.0),
-            ..MetaDeleteFlags::default()
-        };
-        self.meta_delete(key, flags)
+        self.single(key, &ops::invalidate(stale_ttl, Some(cas)))
     }
 }

@@ -1,17 +1,16 @@
 //! [`Client`] and [`ClientBuilder`]: typed operations over a pool of servers.
 
 use std::fmt;
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-use super::command::{Arithmetic, Cas, CasOnly, Delete, Get, GetItem, GetRaw, MetaItem, Touch};
-use super::core::{Core, exptime_now};
+use super::command::{Cas, MetaItem};
+use super::core::Core;
 use super::error::Result;
+use super::ops;
 use super::pool::Pool;
-use super::protocol::{ArithmeticMode, MetaArithmeticFlags, MetaDeleteFlags};
 use crate::codec::{Codec, DefaultCodec};
 
 mod batch;
@@ -48,7 +47,7 @@ pub const MAX_ITEM_SIZE_LIMIT: usize = 1024 * 1024 * 1024;
 /// Every reply is matched to its request: each meta command carries an
 /// opaque token and asks for its key back, and a multi-key `get` checks the
 /// key of each `VALUE`. A reply that answers another request, or none (a
-/// late or unsolicited one), fails the call with an [`Error::Protocol`]
+/// late or unsolicited one), fails the call with an [`Error::Protocol`](crate::memcached::Error::Protocol)
 /// ([`ProtocolError::UnmatchedReply`](super::protocol::ProtocolError::UnmatchedReply) for meta replies) and closes the
 /// connection, rather than being taken as the answer.
 ///
@@ -141,10 +140,10 @@ impl<C: Codec> Client<C> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidKey`] for a key memcached cannot take (checked before
-    /// sending), [`Error::Codec`] when the stored bytes do not decode into a
-    /// `V`, and the connection errors ([`Error::Connect`], [`Error::Io`],
-    /// [`Error::Timeout`], [`Error::Protocol`], [`Error::AllServersDown`], ...).
+    /// [`Error::InvalidKey`](crate::memcached::Error::InvalidKey) for a key memcached cannot take (checked before
+    /// sending), [`Error::Codec`](crate::memcached::Error::Codec) when the stored bytes do not decode into a
+    /// `V`, and the connection errors ([`Error::Connect`](crate::memcached::Error::Connect), [`Error::Io`](crate::memcached::Error::Io),
+    /// [`Error::Timeout`](crate::memcached::Error::Timeout), [`Error::Protocol`](crate::memcached::Error::Protocol), [`Error::AllServersDown`](crate::memcached::Error::AllServersDown), ...).
     ///
     /// # Examples
     ///
@@ -154,26 +153,16 @@ impl<C: Codec> Client<C> {
     /// # Ok::<(), nearfar::memcached::Error>(())
     /// ```
     pub fn get<V: DeserializeOwned>(&self, key: &str) -> Result<Option<V>> {
-        let get = Get {
-            codec: &self.inner.codec,
-            value: PhantomData,
-        };
-        self.single(key, &get)
+        self.single(key, &ops::get::<C, V>(&self.inner))
     }
 
     /// Removes `key`; `Ok(false)` if it held nothing.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidKey`] and the connection errors.
+    /// [`Error::InvalidKey`](crate::memcached::Error::InvalidKey) and the connection errors.
     pub fn delete(&self, key: &str) -> Result<bool> {
-        self.meta_delete(key, MetaDeleteFlags::default())
-    }
-
-    /// One meta delete (`md`) with `flags`: `Ok(true)` when it applied,
-    /// `Ok(false)` when the key held nothing or its CAS did not match.
-    fn meta_delete(&self, key: &str, flags: MetaDeleteFlags) -> Result<bool> {
-        self.single(key, &Delete { flags })
+        self.single(key, &ops::delete())
     }
 
     /// Removes `key` only if its CAS unique is still `cas`; `Ok(false)` if
@@ -181,13 +170,9 @@ impl<C: Codec> Client<C> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidKey`] and the connection errors.
+    /// [`Error::InvalidKey`](crate::memcached::Error::InvalidKey) and the connection errors.
     pub fn delete_if_cas(&self, key: &str, cas: Cas) -> Result<bool> {
-        let flags = MetaDeleteFlags {
-            compare_cas: Some(cas.0),
-            ..MetaDeleteFlags::default()
-        };
-        self.meta_delete(key, flags)
+        self.single(key, &ops::delete_if_cas(cas))
     }
 
     /// Gives `key` a new TTL (same rules as [`Client::set`]); `Ok(false)` if
@@ -195,30 +180,9 @@ impl<C: Codec> Client<C> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidKey`] and the connection errors.
+    /// [`Error::InvalidKey`](crate::memcached::Error::InvalidKey) and the connection errors.
     pub fn touch(&self, key: &str, ttl: Duration) -> Result<bool> {
-        self.single(
-            key,
-            &Touch {
-                exptime: exptime_now(ttl),
-            },
-        )
-    }
-
-    /// `incr`/`decr` as a meta arithmetic command (`ma`), whose reply,
-    /// unlike the text commands', carries the key and token to match.
-    fn arithmetic(&self, key: &str, delta: u64, incr: bool) -> Result<Option<u64>> {
-        let flags = MetaArithmeticFlags {
-            mode: if incr {
-                ArithmeticMode::Incr
-            } else {
-                ArithmeticMode::Decr
-            },
-            delta: Some(delta),
-            value: true,
-            ..MetaArithmeticFlags::default()
-        };
-        self.single(key, &Arithmetic { flags })
+        self.single(key, &ops::touch(ttl))
     }
 
     /// Adds `delta` to the decimal number stored under `key` (wrapping at
@@ -228,8 +192,8 @@ impl<C: Codec> Client<C> {
     ///
     /// # Errors
     ///
-    /// [`Error::Client`] when the stored value is not a number, plus
-    /// [`Error::InvalidKey`] and the connection errors.
+    /// [`Error::Client`](crate::memcached::Error::Client) when the stored value is not a number, plus
+    /// [`Error::InvalidKey`](crate::memcached::Error::InvalidKey) and the connection errors.
     ///
     /// # Examples
     ///
@@ -241,7 +205,7 @@ impl<C: Codec> Client<C> {
     /// # Ok::<(), nearfar::memcached::Error>(())
     /// ```
     pub fn incr(&self, key: &str, delta: u64) -> Result<Option<u64>> {
-        self.arithmetic(key, delta, true)
+        self.single(key, &ops::arithmetic(delta, true))
     }
 
     /// Subtracts `delta` from the number stored under `key`, stopping at 0,
@@ -251,7 +215,7 @@ impl<C: Codec> Client<C> {
     ///
     /// As [`Client::incr`].
     pub fn decr(&self, key: &str, delta: u64) -> Result<Option<u64>> {
-        self.arithmetic(key, delta, false)
+        self.single(key, &ops::arithmetic(delta, false))
     }
 
     /// Reads a value with its CAS unique, for a later [`Client::cas`].
@@ -260,7 +224,7 @@ impl<C: Codec> Client<C> {
     ///
     /// As [`Client::get`].
     pub fn gets<V: DeserializeOwned>(&self, key: &str) -> Result<Option<(V, Cas)>> {
-        Ok(self.meta_get::<V>(key)?.map(|item| (item.value, item.cas)))
+        self.single(key, &ops::gets::<C, V>(&self.inner))
     }
 
     /// Reads a value with its CAS unique and remaining TTL (one `mg` request).
@@ -279,11 +243,7 @@ impl<C: Codec> Client<C> {
     /// # Ok::<(), nearfar::memcached::Error>(())
     /// ```
     pub fn meta_get<V: DeserializeOwned>(&self, key: &str) -> Result<Option<MetaItem<V>>> {
-        let get = GetItem {
-            codec: &self.inner.codec,
-            value: PhantomData,
-        };
-        self.single(key, &get)
+        self.single(key, &ops::meta_get::<C, V>(&self.inner))
     }
 
     /// Reads only the CAS unique of `key` (no value is sent back): a cheap
@@ -291,9 +251,9 @@ impl<C: Codec> Client<C> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidKey`] and the connection errors.
+    /// [`Error::InvalidKey`](crate::memcached::Error::InvalidKey) and the connection errors.
     pub fn cas_only(&self, key: &str) -> Result<Option<Cas>> {
-        self.single(key, &CasOnly)
+        self.single(key, &ops::cas_only())
     }
 
     // ---- raw operations -------------------------------------------------
@@ -302,9 +262,8 @@ impl<C: Codec> Client<C> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidKey`] and the connection errors.
+    /// [`Error::InvalidKey`](crate::memcached::Error::InvalidKey) and the connection errors.
     pub fn get_raw(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>> {
-        self.single(key, &GetRaw)
+        self.single(key, &ops::get_raw())
     }
 }
-

@@ -9,15 +9,12 @@ use super::{Client, IDEMPOTENT};
 use crate::codec::Codec;
 use crate::memcached::command::Command;
 use crate::memcached::conn::Conn;
-use crate::memcached::core::KeyBuf;
-use crate::memcached::error::{Error, Result};
+use crate::memcached::core::{KeyBuf, SETTLE_CHUNK, Settled, Unsettled};
+use crate::memcached::error::Result;
 use crate::memcached::exchange::Single;
 use crate::memcached::exchange::batch::DeleteKeys;
 use crate::memcached::exchange::server::FlushAll;
 use crate::memcached::pending::Busy;
-
-/// Keys deleted per round trip when a server's owed invalidations are sent.
-pub(crate) const SETTLE_CHUNK: usize = 128;
 
 impl<C: Codec> Client<C> {
     /// Runs `op` on a connection to server `index`, within the call's
@@ -32,17 +29,14 @@ impl<C: Codec> Client<C> {
         op: impl FnMut(&mut Conn) -> Result<T>,
     ) -> Result<T> {
         let pool = &self.inner.pools[index];
-        let (result, stale) = match self.settle(index, deadline) {
-            Ok(()) => pool.run(idempotent, deadline, op),
-            Err(Unsettled::Busy) => (Err(Error::PoolTimeout), false),
-            Err(Unsettled::Failed(e, stale)) => {
-                if let Some(dead) = self.inner.refused_settle(index, &e) {
-                    if dead {
-                        pool.clear_idle();
-                    }
-                    return Err(e);
+        let (result, stale) = match self.inner.after_settle(index, self.settle(index, deadline)) {
+            Settled::Go => pool.run(idempotent, deadline, op),
+            Settled::Fail(e, stale) => (Err(e), stale),
+            Settled::Refused(e, dead) => {
+                if dead {
+                    pool.clear_idle();
                 }
-                (Err(e), stale)
+                return Err(e);
             }
         };
         if self.inner.record(index, &result, stale) {
@@ -60,9 +54,12 @@ impl<C: Codec> Client<C> {
         let mut buf = KeyBuf::new();
         let valid = self.inner.key(key, &mut buf)?;
         let routed = self.inner.begin(valid, cmd.access())?;
-        let result = self.on_server(routed.server, routed.access.idempotent(), deadline, |conn| {
-            conn.exchange(Single::new(cmd, valid))
-        });
+        let result = self.on_server(
+            routed.server,
+            routed.access.idempotent(),
+            deadline,
+            |conn| conn.exchange(Single::new(cmd, valid)),
+        );
         self.inner.end(&routed, &result);
         result
     }
@@ -81,7 +78,7 @@ impl<C: Codec> Client<C> {
     /// What was deleted is forgotten chunk by chunk (a settle cut short
     /// keeps its progress); keys whose writes went to a stand-in are then
     /// owed by the stand-in, whose copy is the older one now.
-    pub(super) fn settle(&self, index: usize, deadline: Instant) -> Result<(), Unsettled> {
+    fn settle(&self, index: usize, deadline: Instant) -> Result<(), Unsettled> {
         let pending = &self.inner.servers[index].pending;
         if !pending.is_dirty() {
             return Ok(());
@@ -112,13 +109,4 @@ impl<C: Codec> Client<C> {
         self.inner.end_settle(index, moved);
         result.map_err(|e| Unsettled::Failed(e, stale))
     }
-}
-
-/// Why a server's owed invalidations could not be sent.
-#[derive(Debug)]
-pub(super) enum Unsettled {
-    /// Another caller was sending them and did not finish by the deadline.
-    Busy,
-    /// Sending them failed (with `Pool::run`'s stale-connection flag).
-    Failed(Error, bool),
 }

@@ -6,45 +6,13 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::Client;
-use crate::memcached::core::exptime_now;
 use crate::codec::Codec;
-use crate::memcached::command::{Cas, Store, Stored};
-use crate::memcached::error::{Error, Result};
-use crate::memcached::protocol::{MetaSetFlags, MetaSetMode, ProtocolError};
+use crate::memcached::command::Cas;
+use crate::memcached::error::Result;
+use crate::memcached::ops;
+use crate::memcached::protocol::MetaSetMode;
 
 impl<C: Codec> Client<C> {
-    /// Stores with a meta set; `Ok(true)` on `HD`, `Ok(false)` on `NS`, `EX`
-    /// or `NF`.
-    fn store(
-        &self,
-        key: &str,
-        data: &[u8],
-        flags: u32,
-        ttl: Duration,
-        mode: MetaSetMode,
-        compare_cas: Option<u64>,
-    ) -> Result<bool> {
-        let set_flags = store_flags(flags, ttl, mode, compare_cas);
-        Ok(matches!(
-            self.meta_store(key, data, &set_flags)?,
-            Stored::Yes(_)
-        ))
-    }
-
-    /// Sends one meta set with `set_flags` and reads its outcome (with the
-    /// stored item's new CAS unique when the reply carries one: the callers
-    /// that set `return_cas` treat its absence as a protocol error).
-    fn meta_store(&self, key: &str, data: &[u8], set_flags: &MetaSetFlags) -> Result<Stored> {
-        self.inner.check_size(data.len())?;
-        self.single(
-            key,
-            &Store {
-                data,
-                flags: *set_flags,
-            },
-        )
-    }
-
     /// Stores `value` under `key` for `ttl`.
     ///
     /// `Duration::ZERO` means no expiry; a TTL over 30 days is sent as an
@@ -55,10 +23,10 @@ impl<C: Codec> Client<C> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidKey`], [`Error::Codec`] when the value cannot be
-    /// encoded, [`Error::ValueTooLarge`] when the encoded value is over the
-    /// item limit (nothing is sent), [`Error::Server`] when the server refuses
-    /// it, [`Error::NotStored`] when it declines to store it, and the
+    /// [`Error::InvalidKey`](crate::memcached::Error::InvalidKey), [`Error::Codec`](crate::memcached::Error::Codec) when the value cannot be
+    /// encoded, [`Error::ValueTooLarge`](crate::memcached::Error::ValueTooLarge) when the encoded value is over the
+    /// item limit (nothing is sent), [`Error::Server`](crate::memcached::Error::Server) when the server refuses
+    /// it, [`Error::NotStored`](crate::memcached::Error::NotStored) when it declines to store it, and the
     /// connection errors.
     ///
     /// # Examples
@@ -71,8 +39,7 @@ impl<C: Codec> Client<C> {
     /// # Ok::<(), nearfar::memcached::Error>(())
     /// ```
     pub fn set<V: Serialize + ?Sized>(&self, key: &str, value: &V, ttl: Duration) -> Result<()> {
-        let encoded = self.inner.codec.encode(value)?;
-        self.set_raw(key, &encoded.data, encoded.flags, ttl)
+        self.single(key, &ops::set(&self.inner, value, ttl)?)
     }
 
     /// Stores `value` only if `key` holds nothing; `Ok(false)` if it does.
@@ -81,15 +48,8 @@ impl<C: Codec> Client<C> {
     ///
     /// As [`Client::set`].
     pub fn add<V: Serialize + ?Sized>(&self, key: &str, value: &V, ttl: Duration) -> Result<bool> {
-        let encoded = self.inner.codec.encode(value)?;
-        self.store(
-            key,
-            &encoded.data,
-            encoded.flags,
-            ttl,
-            MetaSetMode::Add,
-            None,
-        )
+        let add = ops::store_value(&self.inner, value, ttl, MetaSetMode::Add, None)?;
+        self.single(key, &add)
     }
 
     /// Stores `value` only if `key` already holds a value; `Ok(false)` if not.
@@ -103,15 +63,8 @@ impl<C: Codec> Client<C> {
         value: &V,
         ttl: Duration,
     ) -> Result<bool> {
-        let encoded = self.inner.codec.encode(value)?;
-        self.store(
-            key,
-            &encoded.data,
-            encoded.flags,
-            ttl,
-            MetaSetMode::Replace,
-            None,
-        )
+        let replace = ops::store_value(&self.inner, value, ttl, MetaSetMode::Replace, None)?;
+        self.single(key, &replace)
     }
 
     /// Stores `value` only if the item's CAS unique is still `cas`.
@@ -141,15 +94,8 @@ impl<C: Codec> Client<C> {
         ttl: Duration,
         cas: Cas,
     ) -> Result<bool> {
-        let encoded = self.inner.codec.encode(value)?;
-        self.store(
-            key,
-            &encoded.data,
-            encoded.flags,
-            ttl,
-            MetaSetMode::Set,
-            Some(cas.0),
-        )
+        let cas = ops::store_value(&self.inner, value, ttl, MetaSetMode::Set, Some(cas))?;
+        self.single(key, &cas)
     }
 
     /// Stores `value` under `key` for `ttl` (as [`Client::set`] does) and
@@ -163,10 +109,10 @@ impl<C: Codec> Client<C> {
     ///
     /// # Errors
     ///
-    /// As [`Client::set`]: [`Error::InvalidKey`], [`Error::Codec`],
-    /// [`Error::ValueTooLarge`] (nothing is sent), [`Error::Server`],
-    /// [`Error::NotStored`], and the connection errors; a reply without the
-    /// CAS is an [`Error::Protocol`].
+    /// As [`Client::set`]: [`Error::InvalidKey`](crate::memcached::Error::InvalidKey), [`Error::Codec`](crate::memcached::Error::Codec),
+    /// [`Error::ValueTooLarge`](crate::memcached::Error::ValueTooLarge) (nothing is sent), [`Error::Server`](crate::memcached::Error::Server),
+    /// [`Error::NotStored`](crate::memcached::Error::NotStored), and the connection errors; a reply without the
+    /// CAS is an [`Error::Protocol`](crate::memcached::Error::Protocol).
     ///
     /// # Examples
     ///
@@ -186,16 +132,7 @@ impl<C: Codec> Client<C> {
         value: &V,
         ttl: Duration,
     ) -> Result<Cas> {
-        let encoded = self.inner.codec.encode(value)?;
-        let set_flags = MetaSetFlags {
-            return_cas: true,
-            ..store_flags(encoded.flags, ttl, MetaSetMode::Set, None)
-        };
-        match self.meta_store(key, &encoded.data, &set_flags)? {
-            Stored::Yes(Some(cas)) => Ok(cas),
-            Stored::Yes(None) => Err(ProtocolError::Malformed { reply: "HD" }.into()),
-            Stored::No => Err(Error::NotStored),
-        }
+        self.single(key, &ops::set_returning_cas(&self.inner, value, ttl)?)
     }
 
     /// Stores `value` only if the item's CAS unique is still `cas` (as
@@ -209,9 +146,9 @@ impl<C: Codec> Client<C> {
     ///
     /// # Errors
     ///
-    /// As [`Client::set`]: [`Error::InvalidKey`], [`Error::Codec`],
-    /// [`Error::ValueTooLarge`] (nothing is sent), [`Error::Server`], and the
-    /// connection errors; a reply without the CAS is an [`Error::Protocol`].
+    /// As [`Client::set`]: [`Error::InvalidKey`](crate::memcached::Error::InvalidKey), [`Error::Codec`](crate::memcached::Error::Codec),
+    /// [`Error::ValueTooLarge`](crate::memcached::Error::ValueTooLarge) (nothing is sent), [`Error::Server`](crate::memcached::Error::Server), and the
+    /// connection errors; a reply without the CAS is an [`Error::Protocol`](crate::memcached::Error::Protocol).
     /// Not sent again after a connection failure, as the first attempt may
     /// have stored the value.
     ///
@@ -235,46 +172,19 @@ impl<C: Codec> Client<C> {
         ttl: Duration,
         cas: Cas,
     ) -> Result<Option<Cas>> {
-        let encoded = self.inner.codec.encode(value)?;
-        let set_flags = MetaSetFlags {
-            return_cas: true,
-            ..store_flags(encoded.flags, ttl, MetaSetMode::Set, Some(cas.0))
-        };
-        match self.meta_store(key, &encoded.data, &set_flags)? {
-            Stored::Yes(Some(cas)) => Ok(Some(cas)),
-            Stored::Yes(None) => Err(ProtocolError::Malformed { reply: "HD" }.into()),
-            Stored::No => Ok(None),
-        }
+        self.single(
+            key,
+            &ops::store_returning_cas(&self.inner, value, ttl, Some(cas))?,
+        )
     }
 
     /// Stores `data` with client `flags` under `key`, unencoded.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidKey`], [`Error::ValueTooLarge`], [`Error::Server`],
-    /// [`Error::NotStored`] and the connection errors.
+    /// [`Error::InvalidKey`](crate::memcached::Error::InvalidKey), [`Error::ValueTooLarge`](crate::memcached::Error::ValueTooLarge), [`Error::Server`](crate::memcached::Error::Server),
+    /// [`Error::NotStored`](crate::memcached::Error::NotStored) and the connection errors.
     pub fn set_raw(&self, key: &str, data: &[u8], flags: u32, ttl: Duration) -> Result<()> {
-        if self.store(key, data, flags, ttl, MetaSetMode::Set, None)? {
-            Ok(())
-        } else {
-            Err(Error::NotStored)
-        }
-    }
-}
-
-/// The meta set flags of a store with client `flags`, `ttl`, `mode` and an
-/// optional CAS to compare.
-fn store_flags(
-    flags: u32,
-    ttl: Duration,
-    mode: MetaSetMode,
-    compare_cas: Option<u64>,
-) -> MetaSetFlags {
-    MetaSetFlags {
-        mode,
-        ttl: Some(exptime_now(ttl)),
-        client_flags: Some(flags),
-        compare_cas,
-        ..MetaSetFlags::default()
+        self.single(key, &ops::set_raw(&self.inner, data, flags, ttl)?)
     }
 }

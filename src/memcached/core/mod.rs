@@ -18,10 +18,15 @@ use super::conn::{ConnConfig, later};
 use super::error::{Error, Result};
 use super::health::{Circuit, Pass, Verdict};
 use super::pending::{Moved, Pending};
-use super::protocol::{KeyError, MAX_KEY_LEN, MAX_RELATIVE_EXPTIME, ReturnFlags, ValidKey, exptime};
+use super::protocol::{
+    KeyError, MAX_KEY_LEN, MAX_RELATIVE_EXPTIME, ReturnFlags, ValidKey, exptime,
+};
 use super::ring::Ring;
 use crate::clock::Timer;
 use crate::codec::Codec;
+
+/// Keys deleted per round trip when a server's owed invalidations are sent.
+pub(crate) const SETTLE_CHUNK: usize = 128;
 
 /// One configured server: where it is, whether it answers, what it owes.
 #[derive(Debug)]
@@ -61,6 +66,30 @@ impl KeyBuf {
             bytes: [0; MAX_KEY_LEN],
         }
     }
+}
+
+/// Why a server's owed invalidations could not be sent.
+#[derive(Debug)]
+pub(crate) enum Unsettled {
+    /// Another caller was sending them and did not finish by the deadline.
+    Busy,
+    /// Sending them failed (with the stale-connection flag: an I/O error
+    /// on a reused connection, which says nothing of the server).
+    Failed(Error, bool),
+}
+
+/// What a request does once its server's settle is over.
+#[derive(Debug)]
+pub(crate) enum Settled {
+    /// Nothing is owed any more: send the request.
+    Go,
+    /// Fail with this error (and the stale flag), recorded as the
+    /// request's outcome.
+    Fail(Error, bool),
+    /// The server refused to forget: fail with this error, already
+    /// recorded as a failure; `true` if it marked the server dead (the
+    /// driver closes its idle connections).
+    Refused(Error, bool),
 }
 
 /// A single-key request routed to its server ([`Core::begin`]), for
@@ -333,13 +362,22 @@ impl<C: Codec> Core<C> {
         }
     }
 
-    /// What to do when server `index`'s owed invalidations could not be
-    /// sent (`error`): whether the server must be marked failing now. One
-    /// that answered but will not forget what it owes (`flush_all`
+    /// What a request to server `index` does after its settle ended with
+    /// `settled`: go ahead, or fail.
+    ///
+    /// A server that answered but will not forget what it owes (`flush_all`
     /// disabled with -F, say) must not serve its older copies, so it counts
     /// as failing, as a server that does not answer does.
-    pub(crate) fn refused_settle(&self, index: usize, error: &Error) -> Option<bool> {
-        (error.verdict() == Verdict::Up).then(|| self.servers[index].health.failure(self.now()))
+    pub(crate) fn after_settle(&self, index: usize, settled: Result<(), Unsettled>) -> Settled {
+        match settled {
+            Ok(()) => Settled::Go,
+            Err(Unsettled::Busy) => Settled::Fail(Error::PoolTimeout, false),
+            Err(Unsettled::Failed(e, _)) if e.verdict() == Verdict::Up => {
+                let dead = self.servers[index].health.failure(self.now());
+                Settled::Refused(e, dead)
+            }
+            Err(Unsettled::Failed(e, stale)) => Settled::Fail(e, stale),
+        }
     }
 
     // ---- server introspection -------------------------------------------
@@ -356,7 +394,9 @@ impl<C: Codec> Core<C> {
         let now = self.now();
         // Only looks: claims no probe of a server whose dead period is over.
         let server = self
-            .pick(self.placement(valid.as_bytes()), |i| self.is_routable(i, now))
+            .pick(self.placement(valid.as_bytes()), |i| {
+                self.is_routable(i, now)
+            })
             .ok_or(Error::AllServersDown)?;
         Ok(self.servers[server].spec.label.clone())
     }

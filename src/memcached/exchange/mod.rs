@@ -173,10 +173,9 @@ impl Framer {
             (Framing::UntilEnd, Reply::Value(_) | Reply::Stat { .. }) => Framed::More,
             (Framing::UntilEnd, Reply::ServerError(_)) => Framed::Whole,
             (Framing::UntilEnd, _) => Framed::Broken,
-            (
-                Framing::UntilNoop,
-                Reply::Meta(meta),
-            ) if meta.status == MetaStatus::NoOp => Framed::Whole,
+            (Framing::UntilNoop, Reply::Meta(meta)) if meta.status == MetaStatus::NoOp => {
+                Framed::Whole
+            }
             (Framing::UntilNoop, Reply::Meta(_) | Reply::ServerError(_)) => Framed::More,
             (Framing::UntilNoop, _) => Framed::Broken,
         }

@@ -45,4 +45,3 @@ fn replies_are_matched_to_their_commands() {
     assert!(tags.answer(&echo(Some(1), Some(b"k3"))));
     assert!(!tags.answer(&echo(Some(0), Some(b"k22"))));
 }
-

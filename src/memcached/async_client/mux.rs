@@ -1,0 +1,465 @@
+//! One multiplexed connection to one server: many tasks' requests share
+//! it, pipelined as they arrive.
+//!
+//! A caller hands a [`Job`] (its encoded request, the [`Tags`] its meta
+//! replies must echo, its [`Framing`]) to the connection's writer task,
+//! and awaits the bytes of its whole reply. The writer drains every job
+//! queued meanwhile into one buffer and one `write` (write coalescing),
+//! after putting each on the in-flight queue in the same order. The reader
+//! task parses what the server sends ([`parse_reply`]), matches each frame
+//! to the job at the head of the queue (its opaque token and key, as the
+//! blocking connection does), frames it with the job's [`Framer`], and
+//! hands the whole reply to the job's caller, who decodes it (see
+//! `route.rs`).
+//!
+//! # Cancellation
+//!
+//! A caller may drop its future at any point (a `tokio::time::timeout`, a
+//! `select!`). A job dropped before the writer took it is never sent; one
+//! already sent keeps its place in the in-flight queue, and its reply is
+//! read and discarded. Replies are matched in order and by token, so a
+//! dropped request never shifts another's reply: no task ever receives
+//! another key's value.
+//!
+//! # Failures
+//!
+//! A reply that matches nothing, bytes that do not parse, an `ERROR` /
+//! `CLIENT_ERROR` line, end of stream, a failed write, or a server that
+//! moves no byte for `io_timeout` while requests wait: the connection is
+//! closed, and every request still in flight on it fails (with an I/O
+//! error, or [`Error::Timeout`]: the server may have applied it). The pool
+//! opens a new connection for the next request.
+
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::memcached::address::{Address, ServerSpec};
+use crate::memcached::conn::{ConnConfig, refuses_connection};
+use crate::memcached::error::{Error, Result};
+use crate::memcached::exchange::{Framed, Framer, Framing, Tags};
+use crate::memcached::protocol::{MetaStatus, ProtocolError, Reply, parse_reply};
+
+/// The read buffer's starting size; it grows for large replies.
+const INITIAL_READ_BUF: usize = 16 * 1024;
+
+/// Once the writer has this many bytes to send, it sends them before taking
+/// more jobs: bounds the write buffer and the latency of the first job.
+const MAX_COALESCED: usize = 256 * 1024;
+
+/// A request waiting to be written, and where its reply goes.
+pub(crate) struct Job {
+    /// The encoded request.
+    pub(crate) request: Vec<u8>,
+    /// The meta commands in it, whose replies must echo their tokens.
+    pub(crate) tags: Tags,
+    pub(crate) framing: Framing,
+    /// The whole reply's bytes (its frames end to end), or why none came.
+    pub(crate) reply: oneshot::Sender<Result<Vec<u8>>>,
+}
+
+/// A request written and not yet answered.
+struct InFlight {
+    tags: Tags,
+    framer: Framer,
+    /// The reply's frames so far.
+    out: Vec<u8>,
+    reply: oneshot::Sender<Result<Vec<u8>>>,
+}
+
+/// Why a connection was closed: given (as an [`Error`]) to every request
+/// still in flight on it.
+#[derive(Debug, Clone)]
+enum Closed {
+    /// End of stream, or a read or write that failed.
+    Io(io::ErrorKind, String),
+    /// No byte moved for `io_timeout` while requests waited.
+    Timeout,
+    /// The server sent what no request can get.
+    Protocol(ProtocolError),
+    /// The server turned the connection away (at its connection limit).
+    Refused(String),
+}
+
+impl Closed {
+    fn error(&self, server: &str) -> Error {
+        match self {
+            Closed::Io(kind, message) => Error::Io(io::Error::new(*kind, message.clone())),
+            Closed::Timeout => Error::Timeout,
+            Closed::Protocol(e) => Error::Protocol(e.clone()),
+            Closed::Refused(message) => Error::Connect {
+                server: server.to_owned(),
+                source: io::Error::new(
+                    io::ErrorKind::ConnectionRefused,
+                    format!("the server turned the connection away: {message}"),
+                ),
+            },
+        }
+    }
+}
+
+/// What the writer and reader tasks share.
+struct Shared {
+    /// The server's label, for errors.
+    server: String,
+    /// Requests written, oldest first, with when the oldest was sent.
+    in_flight: Mutex<Queue>,
+    /// Set once the connection is closed: new jobs fail at once.
+    closed: AtomicBool,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<InFlight>,
+    /// When the head of the queue started waiting: its send, or the last
+    /// byte read for it, whichever is later.
+    waiting_since: Option<Instant>,
+    /// Why the connection was closed, once it is.
+    closed: Option<Closed>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // A queue and two stamps, consistent at every unlock.
+        self.in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Closes the connection for `why` (once: the first reason stands) and
+    /// fails every request in flight.
+    fn close(&self, why: Closed) {
+        let jobs = {
+            let mut queue = self.lock();
+            if queue.closed.is_none() {
+                queue.closed = Some(why);
+            }
+            // Release pairs with the Acquire load in `is_closed`: a caller
+            // that sees the flag finds the reason set.
+            self.closed.store(true, Ordering::Release);
+            std::mem::take(&mut queue.jobs)
+        };
+        let why = self.lock().closed.clone();
+        for job in jobs {
+            let error = why
+                .as_ref()
+                .map_or(Error::Timeout, |w| w.error(&self.server));
+            // The caller may have gone: nothing to tell then.
+            let _ = job.reply.send(Err(error));
+        }
+    }
+}
+
+/// One multiplexed connection: a handle to its writer and reader tasks.
+/// Dropping the last handle closes the connection once the requests in
+/// flight are answered.
+pub(crate) struct MuxConn {
+    jobs: mpsc::UnboundedSender<Job>,
+    shared: Arc<Shared>,
+    /// The opaque token of the next meta command sent on this connection.
+    next_opaque: AtomicU32,
+}
+
+impl MuxConn {
+    /// Opens a connection to `server` within the connect timeout, and
+    /// starts its writer and reader tasks on the current runtime.
+    pub(crate) async fn connect(server: &ServerSpec, config: &ConnConfig) -> Result<MuxConn> {
+        let connect_error = |source: io::Error| Error::Connect {
+            server: server.label.clone(),
+            source,
+        };
+        let timed_out = || {
+            connect_error(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connect timeout reached",
+            ))
+        };
+        let (read, write): (Reader, Writer) = match &server.address {
+            Address::Tcp { host, port } => {
+                let connect = tokio::net::TcpStream::connect((host.as_str(), *port));
+                let stream = tokio::time::timeout(config.connect_timeout, connect)
+                    .await
+                    .map_err(|_| timed_out())?
+                    .map_err(connect_error)?;
+                stream.set_nodelay(true).map_err(connect_error)?;
+                let (read, write) = stream.into_split();
+                (Box::pin(read), Box::pin(write))
+            }
+            #[cfg(unix)]
+            Address::Unix(path) => {
+                let connect = tokio::net::UnixStream::connect(path);
+                let stream = tokio::time::timeout(config.connect_timeout, connect)
+                    .await
+                    .map_err(|_| timed_out())?
+                    .map_err(connect_error)?;
+                let (read, write) = stream.into_split();
+                (Box::pin(read), Box::pin(write))
+            }
+            #[cfg(not(unix))]
+            Address::Unix(_) => {
+                return Err(connect_error(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "unix sockets are not supported on this platform",
+                )));
+            }
+        };
+        let shared = Arc::new(Shared {
+            server: server.label.clone(),
+            in_flight: Mutex::new(Queue::default()),
+            closed: AtomicBool::new(false),
+        });
+        let (jobs, queued) = mpsc::unbounded_channel();
+        tokio::spawn(write_loop(write, queued, Arc::clone(&shared)));
+        tokio::spawn(read_loop(read, Arc::clone(&shared), *config));
+        Ok(MuxConn {
+            jobs,
+            shared,
+            next_opaque: AtomicU32::new(1),
+        })
+    }
+
+    /// Whether the connection was closed (a new one is needed).
+    pub(crate) fn is_closed(&self) -> bool {
+        // Acquire pairs with the Release store in `Shared::close`.
+        self.shared.closed.load(Ordering::Acquire) || self.jobs.is_closed()
+    }
+
+    /// Reserves `count` consecutive opaque tokens for one request.
+    pub(crate) fn opaques(&self, count: u32) -> u32 {
+        // Relaxed: tokens need only be distinct per connection, and each
+        // request's replies are matched within that request.
+        self.next_opaque.fetch_add(count, Ordering::Relaxed)
+    }
+
+    /// Queues `job` for writing. Its reply (or the connection's failure)
+    /// comes through its `reply` channel.
+    pub(crate) fn send(&self, job: Job) {
+        if let Err(mpsc::error::SendError(job)) = self.jobs.send(job) {
+            let error = Closed::Io(io::ErrorKind::BrokenPipe, "connection closed".into());
+            let _ = job.reply.send(Err(error.error(&self.shared.server)));
+        }
+    }
+
+    /// Closes the connection (a reply left it out of step): every request
+    /// in flight on it fails.
+    pub(crate) fn close(&self) {
+        self.shared
+            .close(Closed::Protocol(ProtocolError::UnexpectedReply {
+                reply: "a reply its request could not take",
+            }));
+    }
+}
+
+type Reader = Pin<Box<dyn AsyncRead + Send>>;
+type Writer = Pin<Box<dyn AsyncWrite + Send>>;
+
+/// Takes queued jobs and writes them, as many together as are queued.
+async fn write_loop(
+    mut stream: Writer,
+    mut queued: mpsc::UnboundedReceiver<Job>,
+    shared: Arc<Shared>,
+) {
+    let mut buf = Vec::with_capacity(16 * 1024);
+    while let Some(first) = queued.recv().await {
+        buf.clear();
+        let mut next = Some(first);
+        {
+            let mut queue = shared.lock();
+            if queue.closed.is_some() {
+                drop(queue);
+                fail(next.take(), &shared);
+                break;
+            }
+            while let Some(job) = next.take() {
+                // Dropped by its caller before it was sent: never sent.
+                if !job.reply.is_closed() {
+                    buf.extend_from_slice(&job.request);
+                    if queue.jobs.is_empty() {
+                        queue.waiting_since = Some(Instant::now());
+                    }
+                    queue.jobs.push_back(InFlight {
+                        tags: job.tags,
+                        framer: Framer::new(job.framing),
+                        out: Vec::new(),
+                        reply: job.reply,
+                    });
+                }
+                if buf.len() < MAX_COALESCED {
+                    next = queued.try_recv().ok();
+                }
+            }
+        }
+        if buf.is_empty() {
+            continue;
+        }
+        if let Err(e) = stream.write_all(&buf).await {
+            shared.close(Closed::Io(e.kind(), e.to_string()));
+            break;
+        }
+        if buf.capacity() > MAX_COALESCED * 2 {
+            buf = Vec::with_capacity(16 * 1024);
+        }
+    }
+    // The last handle is gone, or the connection closed: jobs queued
+    // meanwhile fail, and the socket's write half shuts down.
+    queued.close();
+    while let Ok(job) = queued.try_recv() {
+        fail(Some(job), &shared);
+    }
+    let _ = stream.shutdown().await;
+}
+
+/// Fails a job that was never sent, the connection being closed.
+fn fail(job: Option<Job>, shared: &Shared) {
+    if let Some(job) = job {
+        let error = Closed::Io(io::ErrorKind::BrokenPipe, "connection closed".into());
+        let why = shared.lock().closed.clone().unwrap_or(error);
+        let _ = job.reply.send(Err(why.error(&shared.server)));
+    }
+}
+
+/// Reads replies and hands each whole one to its job, until the
+/// connection fails or every handle is gone and nothing is in flight.
+async fn read_loop(mut stream: Reader, shared: Arc<Shared>, config: ConnConfig) {
+    let mut buf = vec![0u8; INITIAL_READ_BUF];
+    let (mut pos, mut filled) = (0usize, 0usize);
+    let why = loop {
+        // Every whole frame buffered.
+        let mut broken = None;
+        while pos < filled {
+            match parse_reply(&buf[pos..filled], config.max_value) {
+                Ok(None) => break,
+                Err(e) => {
+                    broken = Some(Closed::Protocol(e));
+                    break;
+                }
+                Ok(Some((reply, used))) => {
+                    let frame = &buf[pos..pos + used];
+                    pos += used;
+                    if let Err(why) = deliver(&shared, &reply, frame) {
+                        broken = Some(why);
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(why) = broken {
+            break why;
+        }
+        if pos == filled {
+            (pos, filled) = (0, 0);
+        } else if filled == buf.len() {
+            if pos > 0 {
+                buf.copy_within(pos..filled, 0);
+                filled -= pos;
+                pos = 0;
+            } else {
+                buf.resize(buf.len().saturating_mul(2), 0);
+            }
+        }
+        if shared.closed.load(Ordering::Acquire) {
+            // Closed by the writer or a caller: its reason stands.
+            break Closed::Timeout;
+        }
+        match read_some(&mut stream, &mut buf[filled..], &shared, config.io_timeout).await {
+            Ok(0) => {
+                break Closed::Io(
+                    io::ErrorKind::UnexpectedEof,
+                    "server closed the connection".into(),
+                );
+            }
+            Ok(n) => {
+                filled += n;
+                let mut queue = shared.lock();
+                if !queue.jobs.is_empty() {
+                    queue.waiting_since = Some(Instant::now());
+                }
+            }
+            Err(why) => break why,
+        }
+    };
+    shared.close(why);
+}
+
+/// Reads what the server sends, waking every `io_timeout` to check that a
+/// request waiting for its reply still sees bytes move.
+async fn read_some(
+    stream: &mut Reader,
+    into: &mut [u8],
+    shared: &Shared,
+    io_timeout: Duration,
+) -> Result<usize, Closed> {
+    loop {
+        match tokio::time::timeout(io_timeout, stream.read(into)).await {
+            Ok(Ok(n)) => return Ok(n),
+            Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+            Ok(Err(e)) => return Err(Closed::Io(e.kind(), e.to_string())),
+            Err(_) => {
+                let queue = shared.lock();
+                if queue.closed.is_some() {
+                    return Err(Closed::Timeout);
+                }
+                let stalled = queue
+                    .waiting_since
+                    .filter(|_| !queue.jobs.is_empty())
+                    .is_some_and(|since| since.elapsed() >= io_timeout);
+                if stalled {
+                    return Err(Closed::Timeout);
+                }
+            }
+        }
+    }
+}
+
+/// Hands `frame` (parsed as `reply`) to the request at the head of the
+/// in-flight queue; an error closes the connection.
+fn deliver(shared: &Shared, reply: &Reply<'_>, frame: &[u8]) -> Result<(), Closed> {
+    if let Reply::Error(message) = reply
+        && refuses_connection(message)
+    {
+        return Err(Closed::Refused(
+            String::from_utf8_lossy(message).into_owned(),
+        ));
+    }
+    let mut queue = shared.lock();
+    let Some(head) = queue.jobs.front_mut() else {
+        // Bytes nobody asked for: the stream is out of step.
+        return Err(Closed::Protocol(ProtocolError::UnexpectedReply {
+            reply: "unsolicited data",
+        }));
+    };
+    if let Reply::Meta(meta) = reply
+        && meta.status != MetaStatus::NoOp
+        && !head.tags.answer(&meta.flags)
+    {
+        return Err(Closed::Protocol(ProtocolError::UnmatchedReply {
+            reply: reply.name(),
+        }));
+    }
+    head.out.extend_from_slice(frame);
+    let framed = head.framer.push(reply);
+    if framed == Framed::More {
+        return Ok(());
+    }
+    let Some(done) = queue.jobs.pop_front() else {
+        return Ok(());
+    };
+    queue.waiting_since = queue.jobs.front().map(|_| Instant::now());
+    drop(queue);
+    // Its caller may have gone (cancelled): the reply is dropped here.
+    let _ = done.reply.send(Ok(done.out));
+    if framed == Framed::Broken {
+        // `ERROR` / `CLIENT_ERROR`: the reply went to its caller, whose
+        // result is that error; what follows cannot be trusted.
+        return Err(Closed::Protocol(ProtocolError::UnexpectedReply {
+            reply: "error line",
+        }));
+    }
+    Ok(())
+}

@@ -1,0 +1,220 @@
+//! The multiplexed connections to one server, and the run of one exchange
+//! on them: the async counterpart of the blocking `Pool::run` and
+//! `Conn::exchange`.
+//!
+//! A pool holds `pool_size` slots, each with at most one open
+//! [`MuxConn`]; requests take the slots in turn, so their requests spread
+//! over the connections and pipeline on each. A slot whose connection
+//! closed is reopened by the next request that takes it (one connect per
+//! slot at a time; requests arriving meanwhile wait for it).
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+
+use super::mux::{Job, MuxConn};
+use crate::memcached::address::ServerSpec;
+use crate::memcached::conn::{ConnConfig, time_left};
+use crate::memcached::error::{Error, Result};
+use crate::memcached::exchange::{Exchange, MetaRequest, Tags};
+use crate::memcached::protocol::{ProtocolError, parse_reply};
+
+/// Opaque tokens set aside per request: more than any exchange registers
+/// (a chunk is at most 128 commands), so consecutive requests on a
+/// connection never share a token, and a reply that strays into the wrong
+/// request's place is caught.
+const OPAQUE_BLOCK: u32 = 256;
+
+/// The multiplexed connections to one server.
+pub(crate) struct MuxPool {
+    spec: ServerSpec,
+    config: ConnConfig,
+    slots: Box<[Slot]>,
+    /// The slot the next request takes.
+    next: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Slot {
+    conn: Mutex<Option<Arc<MuxConn>>>,
+    /// Held while the slot's connection is being opened.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl Slot {
+    /// The slot's connection, if it is open.
+    fn open(&self) -> Option<Arc<MuxConn>> {
+        let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        conn.as_ref().filter(|c| !c.is_closed()).cloned()
+    }
+}
+
+impl MuxPool {
+    pub(crate) fn new(spec: ServerSpec, config: ConnConfig, size: usize) -> MuxPool {
+        MuxPool {
+            spec,
+            config,
+            slots: (0..size.max(1)).map(|_| Slot::default()).collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// A connection to send on, opened if its slot has none, by the call's
+    /// `deadline`; `true` with a connection that was open already.
+    async fn conn(&self, deadline: Instant) -> Result<(Arc<MuxConn>, bool)> {
+        // Relaxed: the counter only spreads requests over the slots.
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        let slot = &self.slots[index];
+        if let Some(conn) = slot.open() {
+            return Ok((conn, true));
+        }
+        let _connecting = within(deadline, slot.connecting.lock(), || Error::PoolTimeout).await?;
+        if let Some(conn) = slot.open() {
+            // Opened by the request this one waited for: fresh.
+            return Ok((conn, false));
+        }
+        let timed_out = || Error::Connect {
+            server: self.spec.label.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "request deadline reached while connecting",
+            ),
+        };
+        let connect = MuxConn::connect(&self.spec, &self.config);
+        let conn = Arc::new(within(deadline, connect, timed_out).await??);
+        *slot.conn.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&conn));
+        Ok((conn, false))
+    }
+
+    /// Drops the pool's handles on its connections (the server was marked
+    /// dead: they most likely died with it). Requests in flight on them
+    /// finish; the next request opens a new one.
+    pub(crate) fn clear_idle(&self) {
+        for slot in self.slots.iter() {
+            slot.conn
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+        }
+    }
+
+    /// Runs the exchange `make` builds on a connection, within `deadline`.
+    ///
+    /// As the blocking pool does: an I/O error on a connection that was
+    /// already open (it died while idle: the server restarted, say) is
+    /// flagged `true` (it says nothing of the server's health) and, when
+    /// `retry_stale` allows it and the deadline has not passed, the
+    /// exchange is sent once more on a fresh connection.
+    pub(crate) async fn run<E: Exchange>(
+        &self,
+        retry_stale: bool,
+        deadline: Instant,
+        make: impl Fn() -> E,
+    ) -> (Result<E::Output>, bool) {
+        if time_left(deadline).is_none() {
+            return (Err(Error::Timeout), false);
+        }
+        let (conn, reused) = match self.conn(deadline).await {
+            Ok(checked_out) => checked_out,
+            Err(e) => return (Err(e), false),
+        };
+        match self.exchange(&conn, make(), deadline).await {
+            Err(Error::Io(e)) if reused => {
+                if !retry_stale || time_left(deadline).is_none() {
+                    return (Err(Error::Io(e)), true);
+                }
+                let retried = match self.conn(deadline).await {
+                    Ok((conn, _)) => self.exchange(&conn, make(), deadline).await,
+                    Err(e) => Err(e),
+                };
+                (retried, false)
+            }
+            other => (other, false),
+        }
+    }
+
+    /// A connection for several exchanges in turn (a settle's flush and
+    /// deletes), by `deadline`.
+    pub(crate) async fn settle_conn(&self, deadline: Instant) -> Result<Arc<MuxConn>> {
+        if time_left(deadline).is_none() {
+            return Err(Error::Timeout);
+        }
+        Ok(self.conn(deadline).await?.0)
+    }
+
+    /// Sends `exchange` on `conn` and feeds it its reply, by `deadline`.
+    ///
+    /// Cancellation-safe: dropped before the request is written, it is not
+    /// sent; after, its reply is read and discarded by the connection.
+    pub(crate) async fn exchange<E: Exchange>(
+        &self,
+        conn: &MuxConn,
+        mut exchange: E,
+        deadline: Instant,
+    ) -> Result<E::Output> {
+        let mut request = Vec::new();
+        let mut tags = Tags::default();
+        let mut opaque = conn.opaques(OPAQUE_BLOCK);
+        exchange.encode(&mut MetaRequest::new(&mut request, &mut tags, &mut opaque))?;
+        let (reply, replied) = oneshot::channel();
+        conn.send(Job {
+            request,
+            tags,
+            framing: exchange.framing(),
+            reply,
+        });
+        let bytes = match within(deadline, replied, || Error::Timeout).await? {
+            Ok(bytes) => bytes?,
+            // The connection's tasks ended without a word (the runtime is
+            // shutting down).
+            Err(_) => {
+                return Err(Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::BrokenPipe,
+                    "connection closed",
+                )));
+            }
+        };
+        let result =
+            feed(&mut exchange, &bytes, self.config.max_value).and_then(|()| exchange.finish());
+        if result.as_ref().is_err_and(Error::drops_connection) {
+            // The reply made no sense for its request: what follows on the
+            // connection cannot be trusted either.
+            conn.close();
+        }
+        result
+    }
+}
+
+/// Feeds `exchange` the frames of its reply, `bytes` (whole frames, as the
+/// connection's reader framed them).
+fn feed<E: Exchange>(exchange: &mut E, bytes: &[u8], max_value: usize) -> Result<()> {
+    let mut pos = 0;
+    while pos < bytes.len() {
+        match parse_reply(&bytes[pos..], max_value)? {
+            Some((reply, used)) => {
+                pos += used;
+                exchange.feed(reply)?;
+            }
+            None => {
+                return Err(Error::Protocol(ProtocolError::Malformed {
+                    reply: "partial frame",
+                }));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `future`'s output, or `error()` once `deadline` has come.
+pub(crate) async fn within<T>(
+    deadline: Instant,
+    future: impl Future<Output = T>,
+    error: impl FnOnce() -> Error,
+) -> Result<T> {
+    tokio::time::timeout_at(deadline.into(), future)
+        .await
+        .map_err(|_| error())
+}

@@ -28,6 +28,9 @@ pub(super) mod read;
 pub(super) mod token;
 pub(super) mod write;
 
+#[cfg(test)]
+mod tests;
+
 use std::time::Duration;
 
 use super::call::{Failure, Pool};

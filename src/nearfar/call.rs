@@ -79,42 +79,6 @@ impl<'a> Call<'a> {
         }
     }
 
-    /// Runs a request on the far tier; `None` when it was skipped (breaker
-    /// open, or this call gave up on the pool) or failed.
-    pub(super) fn run<T>(&self, op: impl FnOnce(&Client) -> memcached::Result<T>) -> Option<T> {
-        self.attempt(Pool::Far, op).ok().flatten()
-    }
-
-    /// [`Call::run`] on `pool`.
-    pub(super) fn run_on<T>(
-        &self,
-        pool: Pool,
-        op: impl FnOnce(&Client) -> memcached::Result<T>,
-    ) -> Option<T> {
-        self.attempt(pool, op).ok().flatten()
-    }
-
-    /// Deletes `fkey` from `pool`; when the request is skipped or refused,
-    /// the pool's client records the deletion as owed (one that failed with
-    /// doubt it records itself).
-    pub(super) fn delete(&self, pool: Pool, fkey: &str) {
-        self.removal(pool, fkey, |c| c.delete(fkey));
-    }
-
-    /// Runs a removal of `fkey` (a delete, or marking it stale) on `pool`,
-    /// and has the client record it as owed unless it was done or the
-    /// client recorded it already.
-    pub(super) fn removal(
-        &self,
-        pool: Pool,
-        fkey: &str,
-        op: impl FnOnce(&Client) -> memcached::Result<bool>,
-    ) {
-        if matches!(self.attempt(pool, op), Ok(None) | Err(Failure::Refused)) {
-            self.owe(pool, fkey);
-        }
-    }
-
     /// Records that `pool` must forget `fkey` before it serves again: a
     /// write of it was skipped.
     pub(super) fn owe(&self, pool: Pool, fkey: &str) {
@@ -123,8 +87,9 @@ impl<'a> Call<'a> {
         }
     }
 
-    /// Like [`Call::run_on`], telling a skipped request (`Ok(None)`) from a
-    /// failed one (`Err`, with what kind of failure). What the outcome says
+    /// Runs a request on `pool`: `Ok(Some(_))` answered, `Ok(None)` skipped
+    /// (breaker open, this call gave up on the pool, or no such pool),
+    /// `Err` failed, with what kind of failure. What the outcome says
     /// of the server is the error's [`verdict`](memcached::Error), recorded
     /// in the pool's circuit breaker on the `NearFar`'s clock.
     pub(super) fn attempt<T>(

@@ -89,6 +89,8 @@
 
 mod builder;
 mod call;
+mod drive;
+mod flow;
 mod key;
 mod load;
 mod read;
@@ -109,19 +111,17 @@ use crate::clock::Timer;
 use crate::memcached::health::Circuit;
 use crate::memcached::{Cas, Client};
 use crate::store::Sharing;
-use call::{Call, Failure, Pool};
-use load::Store;
+use call::Call;
+use flow::Ctx;
+use flow::load::Store;
+use flow::read::Keep;
+use flow::write::{Insert, Remove};
 use stats::Counters;
 
 pub use builder::{Error, NearFarBuilder};
 pub use key::FarKey;
 pub use stats::NearFarStats;
 
-/// How long a value memcached marked stale is kept in the near tier.
-const STALE_NEAR_TTL: Duration = Duration::from_secs(1);
-/// The first and the longest pause between polls of a held lease.
-const FIRST_PAUSE: Duration = Duration::from_millis(1);
-const MAX_PAUSE: Duration = Duration::from_millis(50);
 /// How many write generations keys are spread over (see `Inner::gens`): a
 /// write to one key makes a far read of another key in its stripe, running
 /// at the same time, skip its near fill (it is fetched again on the next
@@ -129,7 +129,7 @@ const MAX_PAUSE: Duration = Duration::from_millis(50);
 const GENERATIONS: usize = 1024;
 
 /// A near-tier entry: the value and what revalidation needs.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 struct Entry<V> {
     value: V,
     /// When the value was fetched or last revalidated (ns since `epoch`).
@@ -138,6 +138,19 @@ struct Entry<V> {
     expires: u64,
     /// The far item's CAS unique when known, else 0 (never a real CAS).
     cas: u64,
+}
+
+impl<V> Entry<V> {
+    /// An entry for `value` fetched at `now`, near for `ttl` (`None`: no
+    /// bound).
+    fn at(now: u64, value: V, cas: u64, ttl: Option<Duration>) -> Self {
+        Entry {
+            value,
+            checked: now,
+            expires: ttl.map_or(u64::MAX, |t| now.saturating_add(nanos(t))),
+            cas,
+        }
+    }
 }
 
 fn value_of<V>(entry: &Entry<V>) -> &V {
@@ -462,24 +475,8 @@ where
         // The CAS unique memcached gave our write: a revalidation of this
         // entry then finds the item unchanged (0: unknown, always refetched).
         let cas = self.key_of(far, &key).and_then(|fkey| {
-            let set = far.attempt(Pool::Far, |c| {
-                c.set_returning_cas(&fkey, &value, far.far_ttl)
-            });
-            match set {
-                Ok(Some(cas)) => return Some(cas),
-                // Skipped by the breaker: the server must forget the older
-                // copy before it serves again.
-                Ok(None) => far.owe(Pool::Far, &fkey),
-                // Refused (too large, not encodable, declined): the older
-                // copy is still there. Remove it, or every process would
-                // read it until `far_ttl`.
-                Err(Failure::Codec | Failure::Refused) => {
-                    far.delete(Pool::Far, &fkey);
-                }
-                // The client recorded it.
-                Err(Failure::Owed) => {}
-            }
-            None
+            let mut flow = Insert::new(&fkey, &value, far.far_ttl);
+            drive::run(far, &inner.timer, &mut flow)
         });
         // After the far write, before the near one: a far read that began
         // before the far write (a `get` filling the near tier) sees the bump
@@ -510,13 +507,8 @@ where
         inner.near.remove(key);
         let far = self.call();
         if let Some((far, fkey)) = far.as_ref().and_then(|f| Some((f, self.key_of(f, key)?))) {
-            match far.stale_on_remove {
-                Some(stale_for) => {
-                    far.removal(Pool::Far, &fkey, |c| c.invalidate(&fkey, stale_for));
-                }
-                None => far.delete(Pool::Far, &fkey),
-            }
-            far.delete(Pool::Fallback, &fkey);
+            let mut flow = Remove::new(&fkey, far.stale_on_remove);
+            drive::run::<V, _>(far, &inner.timer, &mut flow);
         }
         // After the far removal: a `get` of this process that read the old
         // value before it sees the bump and keeps nothing near, one that
@@ -604,6 +596,18 @@ where
             .map(|far| Call::new(far, &inner.counters, &inner.timer))
     }
 
+    /// The settings and counters the far-tier flows decide with.
+    fn ctx(&self, far: &Far) -> Ctx<'_> {
+        let inner = &*self.inner;
+        Ctx {
+            counters: &inner.counters,
+            far_ttl: far.far_ttl,
+            lease_ttl: far.lease_ttl,
+            lease_wait: far.lease_wait,
+            near_ttl: inner.near_ttl,
+        }
+    }
+
     /// Nanoseconds since the epoch, on the revalidation clock.
     fn now(&self) -> u64 {
         let inner = &*self.inner;
@@ -632,13 +636,7 @@ where
 
     /// An entry for `value` fetched now, near for `ttl` (`None`: no bound).
     fn entry(&self, value: V, cas: u64, ttl: Option<Duration>) -> Entry<V> {
-        let now = self.now();
-        Entry {
-            value,
-            checked: now,
-            expires: ttl.map_or(u64::MAX, |t| now.saturating_add(nanos(t))),
-            cas,
-        }
+        Entry::at(self.now(), value, cas, ttl)
     }
 
     /// The near TTL of a value with `far_left` left in memcached.
@@ -647,16 +645,11 @@ where
         near.min(far_left.unwrap_or(Duration::MAX))
     }
 
-    fn stale_ttl(&self) -> Duration {
-        self.bound(Some(STALE_NEAR_TTL))
-    }
-
-    /// Keeps `value`, read from the far tier, near for what `far_left`
-    /// allows; `seen` is the key's write generation before the read.
-    fn put_near(&self, key: &K, seen: u64, value: V, cas: u64, far_left: Option<Duration>) {
-        let ttl = self.bound(far_left);
-        let entry = self.entry(value, cas, Some(ttl));
-        self.keep_near(key, seen, entry, ttl);
+    /// Keeps `value`, read from the far tier, near as `keep` says; `seen`
+    /// is the key's write generation before the read.
+    fn put_near(&self, key: &K, seen: u64, value: V, keep: Keep) {
+        let entry = self.entry(value, keep.cas, Some(keep.ttl));
+        self.keep_near(key, seen, entry, keep.ttl);
     }
 
     /// Stores `entry`, made from a far read, near for `ttl`, unless this

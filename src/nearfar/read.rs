@@ -1,5 +1,7 @@
-//! The read path after the near tier: revalidating a near copy against the
-//! far item's CAS, and reading memcached (then the fallback pool) on a miss.
+//! The read path after the near tier, on the flows of
+//! [`flow::read`](super::flow::read): revalidating a near copy against the
+//! far item's CAS, and reading memcached (then the fallback pool) on a
+//! miss. What the flows decide to keep near is kept here.
 
 use std::hash::Hash;
 use std::sync::atomic::Ordering;
@@ -9,9 +11,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::call::Call;
+use super::drive;
+use super::flow::read::{Read, Revalidate, Revalidated};
+use super::flow::token::GiveBack;
 use super::stats::bump;
-use super::{Check, Entry, FarKey, NearFar, STALE_NEAR_TTL, nanos};
-use crate::memcached::Lease;
+use super::{Check, Entry, FarKey, NearFar, nanos};
+use crate::memcached::Cas;
 
 impl<K, V> NearFar<K, V>
 where
@@ -20,34 +25,17 @@ where
 {
     /// Checks a near entry due for revalidation against the far item's CAS.
     pub(super) fn revalidate(&self, far: &Call<'_>, key: &K, entry: Entry<V>) -> Check<V> {
-        let inner = &*self.inner;
         let Some(fkey) = self.key_of(far, key) else {
             return Check::Keep(entry.value);
         };
-        let counters = &inner.counters;
-        bump(&counters.revalidations);
         let generation = self.generation(key).load(Ordering::Acquire);
-        let Some(seen) = far.run(|c| c.peek_lease_cas(&fkey)) else {
-            // Far tier unusable: keep serving the copy until its near TTL,
-            // and check it again only after another period (not on every
-            // read while the outage lasts).
-            return Check::Keep(self.refresh(key, generation, entry, None));
-        };
-        match seen {
-            Some(Lease::Hit {
-                cas,
-                stale: false,
-                ttl,
-                ..
-            }) if cas.0 == entry.cas => Check::Keep(self.refresh(key, generation, entry, ttl)),
-            Some(Lease::Won { cas, .. }) => {
-                bump(&counters.revalidations_changed);
-                Check::WonStale(entry.value, cas)
+        let mut flow = Revalidate::new(self.ctx(far), &fkey, entry.cas);
+        match drive::run::<V, _>(far, &self.inner.timer, &mut flow) {
+            Revalidated::Keep(far_left) => {
+                Check::Keep(self.refresh(key, generation, entry, far_left))
             }
-            _ => {
-                bump(&counters.revalidations_changed);
-                Check::Changed
-            }
+            Revalidated::Changed => Check::Changed,
+            Revalidated::WonStale(cas) => Check::WonStale(entry.value, cas),
         }
     }
 
@@ -110,44 +98,19 @@ where
 
     /// Reads `key` from memcached, then the fallback pool.
     pub(super) fn read_far(&self, far: &Call<'_>, key: &K) -> Option<V> {
-        let inner = &*self.inner;
         let fkey = self.key_of(far, key)?;
-        let counters = &inner.counters;
         let generation = self.generation(key).load(Ordering::Acquire);
-        match far.run(|c| c.peek_lease::<V>(&fkey))? {
-            Some(Lease::Hit {
-                value,
-                cas,
-                stale,
-                ttl,
-            }) => {
-                if stale {
-                    bump(&counters.stale_serves);
-                    self.put_near(key, generation, value.clone(), 0, Some(STALE_NEAR_TTL));
-                } else {
-                    bump(&counters.far_hits);
-                    self.put_near(key, generation, value.clone(), cas.0, ttl);
-                }
-                Some(value)
-            }
-            Some(Lease::Won { previous, cas }) => {
-                // A stale item whose recompute token this read took: no
-                // loader here, so hand it back (the next `get_with` wins).
-                self.give_back_token(far, &fkey, cas);
-                if previous.is_some() {
-                    bump(&counters.stale_serves);
-                }
-                previous
-            }
-            Some(Lease::Wait) | None => {
-                bump(&counters.far_misses);
-                let (value, ttl, stored) = self.read_fallback(far, &fkey, None)?;
-                // A far failure (`None`) keeps the copy near, as a load does.
-                if stored != Some(false) {
-                    self.put_near(key, generation, value.clone(), 0, Some(ttl));
-                }
-                Some(value)
-            }
+        let mut flow = Read::<V>::new(self.ctx(far), &fkey);
+        let served = drive::run(far, &self.inner.timer, &mut flow)?;
+        if let Some(keep) = served.keep {
+            self.put_near(key, generation, served.value.clone(), keep);
         }
+        Some(served.value)
+    }
+
+    /// Hands back the recompute token of the stale item `fkey` (see
+    /// [`GiveBack`]).
+    pub(super) fn give_back_token(&self, far: &Call<'_>, fkey: &str, cas: Cas) {
+        drive::run::<V, _>(far, &self.inner.timer, &mut GiveBack::new(fkey, cas));
     }
 }

@@ -1,7 +1,8 @@
 //! Unit tests of `NearFar` that need no memcached (see `tests/nearfar_*.rs`).
 
 use super::call::{Failure, Pool};
-use super::load::{fallback_ttl, lease_age};
+use super::flow::load::lease_age;
+use super::flow::read::fallback_ttl;
 use super::*;
 use crate::MockClock;
 use crate::memcached;

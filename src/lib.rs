@@ -319,5 +319,7 @@ pub use store::{Cache, CacheBuilder, Clock, Iter, MockClock, RemovalCause, Stats
 #[cfg(feature = "macros")]
 pub use nearfar_macros::memoize;
 
+#[cfg(feature = "tokio")]
+pub use nearfar::AsyncNearFar;
 #[cfg(feature = "memcached")]
 pub use nearfar::{Error as NearFarError, FarKey, NearFar, NearFarBuilder, NearFarStats};

@@ -459,8 +459,15 @@ fn waiting_for_a_pooled_connection_ends_at_the_deadline() {
         let started = Instant::now();
         let result = c.get::<String>("k");
         let took = started.elapsed();
+        // Timed out waiting for the connection, or on the trickling
+        // server; or (the busy call let go of the connection just before
+        // the deadline) while connecting anew, with what was left of it.
         assert!(
-            matches!(result, Err(Error::PoolTimeout | Error::Timeout)),
+            matches!(&result, Err(Error::PoolTimeout | Error::Timeout))
+                || matches!(
+                    &result,
+                    Err(Error::Connect { source, .. }) if source.kind() == std::io::ErrorKind::TimedOut
+                ),
             "{result:?}"
         );
         assert!(took <= request + SLACK, "waited {took:?}");

@@ -9,8 +9,9 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::inner::{Far, FarClient, GENERATIONS, Inner};
 use super::stats::Counters;
-use super::{Far, FarKey, GENERATIONS, Inner, NearFar, key, nanos, value_of};
+use super::{FarKey, NearFar, key, nanos, value_of};
 use crate::clock::Timer;
 use crate::memcached::health::Circuit;
 use crate::memcached::{self, Client};
@@ -50,11 +51,16 @@ impl std::error::Error for Error {}
 /// namespace, far TTL 1 hour, near TTL bounded only by the far item's TTL,
 /// no revalidation, lease TTL 10 s, lease wait 1 s, `remove` deletes, and a
 /// circuit breaker that opens after 5 consecutive far failures for 1 s.
+///
+/// The same builder makes an [`AsyncNearFar`](super::AsyncNearFar) (feature
+/// `tokio`), made by `AsyncNearFar::builder`, whose far tier is an
+/// [`AsyncClient`](crate::memcached::AsyncClient): `Cl` is the far client's
+/// type.
 #[must_use]
-pub struct NearFarBuilder<K, V> {
+pub struct NearFarBuilder<K, V, Cl = Client> {
     near: Option<CacheBuilder<K, V>>,
-    far: Option<Client>,
-    fallback: Option<Client>,
+    far: Option<Cl>,
+    fallback: Option<Cl>,
     namespace: String,
     far_ttl: Duration,
     near_ttl: Option<Duration>,
@@ -66,7 +72,7 @@ pub struct NearFarBuilder<K, V> {
     clock: Option<Arc<dyn Clock>>,
 }
 
-impl<K, V> fmt::Debug for NearFarBuilder<K, V> {
+impl<K, V, Cl: fmt::Debug> fmt::Debug for NearFarBuilder<K, V, Cl> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NearFarBuilder")
             .field("near", &self.near)
@@ -84,7 +90,7 @@ impl<K, V> fmt::Debug for NearFarBuilder<K, V> {
     }
 }
 
-impl<K, V> Default for NearFarBuilder<K, V> {
+impl<K, V, Cl> Default for NearFarBuilder<K, V, Cl> {
     fn default() -> Self {
         NearFarBuilder {
             near: None,
@@ -103,7 +109,7 @@ impl<K, V> Default for NearFarBuilder<K, V> {
     }
 }
 
-impl<K, V> NearFarBuilder<K, V> {
+impl<K, V, Cl> NearFarBuilder<K, V, Cl> {
     /// The near tier's settings (bounds, weigher, eviction listener, shards,
     /// clock). Its weigher and listener see the values as stored.
     ///
@@ -120,7 +126,7 @@ impl<K, V> NearFarBuilder<K, V> {
     /// The far tier: a memcached client (its own key prefix, servers and
     /// timeouts apply). Short I/O and connect timeouts keep the cost of a
     /// slow server low.
-    pub fn far(mut self, client: Client) -> Self {
+    pub fn far(mut self, client: Cl) -> Self {
         self.far = Some(client);
         self
     }
@@ -135,7 +141,7 @@ impl<K, V> NearFarBuilder<K, V> {
     /// than the new one's: otherwise a long key is digested by the processes
     /// that have this fallback and not by those that do not, and during a
     /// migration the two kinds would not see each other's writes.
-    pub fn fallback(mut self, old: Client) -> Self {
+    pub fn fallback(mut self, old: Cl) -> Self {
         self.fallback = Some(old);
         self
     }
@@ -240,7 +246,7 @@ impl<K, V> NearFarBuilder<K, V> {
     }
 }
 
-impl<K, V> NearFarBuilder<K, V>
+impl<K, V> NearFarBuilder<K, V, Client>
 where
     K: Hash + Eq + Clone + FarKey + Send + Sync + 'static,
     V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
@@ -264,6 +270,22 @@ where
     /// assert!(matches!(bad, Err(NearFarError::InvalidSetting { setting: "namespace", .. })));
     /// ```
     pub fn build(self) -> Result<NearFar<K, V>, Error> {
+        Ok(NearFar {
+            inner: Arc::new(self.inner()?),
+        })
+    }
+}
+
+impl<K, V, Cl> NearFarBuilder<K, V, Cl>
+where
+    K: Hash + Eq + Clone + FarKey + Send + Sync + 'static,
+    V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// Checks the settings and builds what either handle holds.
+    pub(super) fn inner(self) -> Result<Inner<K, V, Cl>, Error>
+    where
+        Cl: FarClient,
+    {
         let invalid = |setting, expected| Err(Error::InvalidSetting { setting, expected });
         let prefix_len = self
             .far
@@ -318,17 +340,15 @@ where
             .unwrap_or_else(|| Cache::builder().max_entries(10_000))
             .map_values(value_of::<V>)
             .build();
-        Ok(NearFar {
-            inner: Arc::new(Inner {
-                near,
-                far,
-                near_ttl: self.near_ttl,
-                revalidate,
-                timer: Timer::new(self.clock),
-                counters: Counters::default(),
-                gens: (0..GENERATIONS).map(|_| AtomicU64::new(0)).collect(),
-                gen_hasher: RandomState::new(),
-            }),
+        Ok(Inner {
+            near,
+            far,
+            near_ttl: self.near_ttl,
+            revalidate,
+            timer: Timer::new(self.clock),
+            counters: Counters::default(),
+            gens: (0..GENERATIONS).map(|_| AtomicU64::new(0)).collect(),
+            gen_hasher: RandomState::new(),
         })
     }
 }

@@ -10,11 +10,11 @@
 //! handed back): those are skipped as if the breaker were open, so a write
 //! they would have made is recorded as owed by the client.
 
-use std::cell::Cell;
 use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::stats::{Counters, bump};
-use super::{Far, OnDrop};
+use super::{Far, FarClient};
 use crate::clock::Timer;
 use crate::memcached::health::{Circuit, Pass};
 use crate::memcached::{self, Client};
@@ -43,36 +43,58 @@ pub(super) enum Pool {
     Fallback,
 }
 
-/// The far tier, for the length of one `NearFar` call.
-pub(super) struct Call<'a> {
-    far: &'a Far,
+/// The far tier, for the length of one `NearFar` call, over client `Cl`
+/// (the blocking [`Client`] or, with feature `tokio`, the `AsyncClient`).
+pub(super) struct Call<'a, Cl> {
+    far: &'a Far<Cl>,
     counters: &'a Counters,
     timer: &'a Timer,
     /// Per pool (`Pool as usize`): a request of this call went unanswered,
     /// so the call sends that pool nothing more.
-    gave_up: [Cell<bool>; 2],
+    gave_up: [AtomicBool; 2],
 }
 
-impl Deref for Call<'_> {
-    type Target = Far;
+impl<Cl> Deref for Call<'_, Cl> {
+    type Target = Far<Cl>;
 
-    fn deref(&self) -> &Far {
+    fn deref(&self) -> &Far<Cl> {
         self.far
     }
 }
 
-impl<'a> Call<'a> {
-    pub(super) fn new(far: &'a Far, counters: &'a Counters, timer: &'a Timer) -> Call<'a> {
+/// A request let through a pool's breaker ([`Call::begin`]): the client to
+/// send it with, and the pass to record its outcome against. Dropped
+/// without [`Call::finish`] (a panic in the request, or its future
+/// dropped), it gives a probe back: the breaker would otherwise stay open
+/// for another cooldown.
+pub(super) struct Attempt<'a, Cl> {
+    pub(super) client: &'a Cl,
+    breaker: &'a Circuit,
+    pass: Pass,
+    pool: Pool,
+    finished: bool,
+}
+
+impl<Cl> Drop for Attempt<'_, Cl> {
+    fn drop(&mut self) {
+        if !self.finished && self.pass == Pass::Probe {
+            self.breaker.release(self.pass);
+        }
+    }
+}
+
+impl<'a, Cl: FarClient> Call<'a, Cl> {
+    pub(super) fn new(far: &'a Far<Cl>, counters: &'a Counters, timer: &'a Timer) -> Self {
         Call {
             far,
             counters,
             timer,
-            gave_up: [Cell::new(false), Cell::new(false)],
+            gave_up: [AtomicBool::new(false), AtomicBool::new(false)],
         }
     }
 
     /// The pool's client and breaker; `None` for a fallback not configured.
-    fn pool(&self, pool: Pool) -> Option<(&'a Client, &'a Circuit)> {
+    fn pool(&self, pool: Pool) -> Option<(&'a Cl, &'a Circuit)> {
         match pool {
             Pool::Far => Some((&self.far.client, &self.far.breaker)),
             Pool::Fallback => self.far.fallback.as_ref().map(|(c, b)| (c, b)),
@@ -87,32 +109,35 @@ impl<'a> Call<'a> {
         }
     }
 
-    /// Runs a request on `pool`: `Ok(Some(_))` answered, `Ok(None)` skipped
-    /// (breaker open, this call gave up on the pool, or no such pool),
-    /// `Err` failed, with what kind of failure. What the outcome says
-    /// of the server is the error's [`verdict`](memcached::Error), recorded
-    /// in the pool's circuit breaker on the `NearFar`'s clock.
-    pub(super) fn attempt<T>(
-        &self,
-        pool: Pool,
-        op: impl FnOnce(&Client) -> memcached::Result<T>,
-    ) -> Result<Option<T>, Failure> {
-        let Some((client, breaker)) = self.pool(pool) else {
-            return Ok(None);
-        };
-        let gave_up = &self.gave_up[pool as usize];
-        if gave_up.get() {
-            return Ok(None);
+    /// Lets a request to `pool` through, or not: `None` when it is skipped
+    /// (breaker open, this call gave up on the pool, or no such pool).
+    pub(super) fn begin(&self, pool: Pool) -> Option<Attempt<'a, Cl>> {
+        let (client, breaker) = self.pool(pool)?;
+        // Relaxed: a flag of this call, read and set by its own steps.
+        if self.gave_up[pool as usize].load(Ordering::Relaxed) {
+            return None;
         }
         let pass = breaker.pass(self.timer.now());
-        if pass == Pass::Skip {
-            return Ok(None);
-        }
-        // A panic in the call (a value's Serialize or Deserialize) must not
-        // keep the probe: the breaker would stay open for a cooldown more.
-        let probe = (pass == Pass::Probe).then(|| OnDrop(Some(|| breaker.release(pass))));
-        let result = op(client);
-        std::mem::forget(probe);
+        (pass != Pass::Skip).then_some(Attempt {
+            client,
+            breaker,
+            pass,
+            pool,
+            finished: false,
+        })
+    }
+
+    /// Records how an attempted request went: `Ok(Some(_))` answered, `Err`
+    /// failed, with what kind of failure. What the outcome says of the
+    /// server is the error's [`verdict`](memcached::Error), recorded in the
+    /// pool's circuit breaker on the `NearFar`'s clock.
+    pub(super) fn finish<T>(
+        &self,
+        mut attempt: Attempt<'_, Cl>,
+        result: memcached::Result<T>,
+    ) -> Result<Option<T>, Failure> {
+        attempt.finished = true;
+        let breaker = attempt.breaker;
         let e = match result {
             Ok(v) => {
                 breaker.success();
@@ -120,7 +145,7 @@ impl<'a> Call<'a> {
             }
             Err(e) => e,
         };
-        breaker.record(e.verdict(), pass, self.timer.now());
+        breaker.record(e.verdict(), attempt.pass, self.timer.now());
         if matches!(e, memcached::Error::Codec(_)) {
             bump(&self.counters.decode_errors);
             return Err(Failure::Codec);
@@ -129,10 +154,27 @@ impl<'a> Call<'a> {
         if e.leaves_doubt() {
             // No answer (or garbage, or no connection to be had): asking
             // again within this call would wait on the same server again.
-            gave_up.set(true);
+            self.gave_up[attempt.pool as usize].store(true, Ordering::Relaxed);
             Err(Failure::Owed)
         } else {
             Err(Failure::Refused)
         }
+    }
+}
+
+impl Call<'_, Client> {
+    /// Runs a request on `pool` through its breaker (see [`Call::begin`]
+    /// and [`Call::finish`]): `Ok(Some(_))` answered, `Ok(None)` skipped,
+    /// `Err` failed.
+    pub(super) fn attempt<T>(
+        &self,
+        pool: Pool,
+        op: impl FnOnce(&Client) -> memcached::Result<T>,
+    ) -> Result<Option<T>, Failure> {
+        let Some(attempt) = self.begin(pool) else {
+            return Ok(None);
+        };
+        let result = op(attempt.client);
+        self.finish(attempt, result)
     }
 }

@@ -1,114 +1,177 @@
-//! The blocking driver of the far-tier flows (see [`flow`](super::flow)):
-//! far requests through [`Call`] on the blocking client, waits on the
-//! `NearFar`'s clock, the caller's loader run in place.
-//!
-//! An async driver is the same two functions with `.await` on the client's
-//! requests, the wait and the loader.
+//! The drivers of the far-tier flows (see [`flow`](super::flow)): one loop
+//! ([`drive`], [`run`]) over a [`Mode`], which says how a step is
+//! performed. [`Blocking`] performs far requests on the blocking client,
+//! waits on the `NearFar`'s clock and runs the caller's loader in place;
+//! the tokio mode (`tokio.rs`) awaits the async client, tokio's timers and
+//! the loader's future. The loop and every decision around it (in
+//! `read.rs`, `load.rs`, `write.rs`) are written once, as `async fn`s:
+//! in blocking mode every future they await is ready when first polled,
+//! and [`block_on`] runs them on the calling thread.
 
-use std::convert::Infallible;
-use std::marker::PhantomData;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, Thread};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::FarClient;
 use super::call::Call;
+use super::flow::token::Held;
 use super::flow::{FarOp, FarReply, Flow, Input, Seen, Step};
 use crate::clock::Timer;
+use crate::memcached::Client;
 
-/// Performs one far request: the `Client` method the op names, through
-/// the call's breaker (see [`Call::attempt`]).
-pub(super) fn perform<V>(call: &Call<'_>, op: FarOp<'_, V>) -> FarReply<V>
-where
-    V: Serialize + DeserializeOwned,
-{
-    let pool = op.pool();
-    match op {
-        FarOp::GetOrLease { key, lease_ttl } => FarReply::Lease(
-            call.attempt(pool, |c| c.get_or_lease_seen::<V>(key, lease_ttl))
-                .map(|r| {
-                    r.map(|(lease, s)| {
-                        (
-                            lease,
-                            Seen {
-                                cas: s.cas,
-                                ttl: s.ttl,
-                            },
-                        )
-                    })
-                }),
-        ),
-        FarOp::PeekLease { key } => FarReply::Peek(call.attempt(pool, |c| c.peek_lease::<V>(key))),
-        FarOp::PeekLeaseCas { key } => {
-            FarReply::PeekCas(call.attempt(pool, |c| c.peek_lease_cas(key)))
+/// How a driver performs a flow's steps: the blocking or the async way.
+pub(super) trait Mode {
+    /// The far tier's client.
+    type Client: FarClient;
+
+    /// Performs one far request: the client method the op names, through
+    /// the call's breaker.
+    async fn perform<V>(call: &Call<'_, Self::Client>, op: FarOp<'_, V>) -> FarReply<V>
+    where
+        V: Serialize + DeserializeOwned + Send + Sync;
+
+    /// Waits `pause` (a flow's [`Step::Wait`]).
+    async fn pause(timer: &Timer, pause: Duration);
+
+    /// Releases what a flow held when it is dropped unfinished (a panic
+    /// unwinding, or its future dropped): see [`Flow::take_held`].
+    fn release_dropped(call: &Call<'_, Self::Client>, timer: &Timer, held: Held<'_>);
+}
+
+/// The far request an op names, performed through `$call`'s breaker with
+/// `$attempt` and, for the async client, `.await`: the one mapping from
+/// [`FarOp`] to client methods, shared by both modes.
+macro_rules! perform {
+    ($call:expr, $op:expr, $attempt:ident $(, $await:tt)?) => {{
+        let call = $call;
+        let op = $op;
+        let pool = op.pool();
+        match op {
+            FarOp::GetOrLease { key, lease_ttl } => FarReply::Lease(
+                call.$attempt(pool, |c| c.get_or_lease_seen::<V>(key, lease_ttl))$(.$await)?
+                    .map(|r| r.map(|(lease, s)| (lease, Seen { cas: s.cas, ttl: s.ttl }))),
+            ),
+            FarOp::PeekLease { key } => {
+                FarReply::Peek(call.$attempt(pool, |c| c.peek_lease::<V>(key))$(.$await)?)
+            }
+            FarOp::PeekLeaseCas { key } => {
+                FarReply::PeekCas(call.$attempt(pool, |c| c.peek_lease_cas(key))$(.$await)?)
+            }
+            FarOp::MetaGet { key, .. } => {
+                FarReply::Item(call.$attempt(pool, |c| c.meta_get::<V>(key))$(.$await)?)
+            }
+            FarOp::Add { key, value, ttl } => {
+                FarReply::Done(call.$attempt(pool, |c| c.add(key, value, ttl))$(.$await)?)
+            }
+            FarOp::Cas { key, value, ttl, cas } => {
+                FarReply::Done(call.$attempt(pool, |c| c.cas(key, value, ttl, cas))$(.$await)?)
+            }
+            FarOp::CompareAndSet { key, value, ttl, cas } => FarReply::Stored(
+                call.$attempt(pool, |c| c.compare_and_set(key, value, ttl, cas))$(.$await)?,
+            ),
+            FarOp::SetReturningCas { key, value, ttl } => FarReply::Set(
+                call.$attempt(pool, |c| c.set_returning_cas(key, value, ttl))$(.$await)?,
+            ),
+            FarOp::Delete { key, .. } => {
+                FarReply::Done(call.$attempt(pool, |c| c.delete(key))$(.$await)?)
+            }
+            FarOp::DeleteIfCas { key, cas } => {
+                FarReply::Done(call.$attempt(pool, |c| c.delete_if_cas(key, cas))$(.$await)?)
+            }
+            FarOp::Invalidate { key, stale_for } => {
+                FarReply::Done(call.$attempt(pool, |c| c.invalidate(key, stale_for))$(.$await)?)
+            }
+            FarOp::InvalidateIfCas { key, stale_for, cas } => FarReply::Done(
+                call.$attempt(pool, |c| c.invalidate_if_cas(key, stale_for, cas))$(.$await)?,
+            ),
+            FarOp::Owe { key, .. } => {
+                call.owe(pool, key);
+                FarReply::Owed
+            }
         }
-        FarOp::MetaGet { key, .. } => FarReply::Item(call.attempt(pool, |c| c.meta_get::<V>(key))),
-        FarOp::Add { key, value, ttl } => {
-            FarReply::Done(call.attempt(pool, |c| c.add(key, value, ttl)))
-        }
-        FarOp::Cas {
-            key,
-            value,
-            ttl,
-            cas,
-        } => FarReply::Done(call.attempt(pool, |c| c.cas(key, value, ttl, cas))),
-        FarOp::CompareAndSet {
-            key,
-            value,
-            ttl,
-            cas,
-        } => FarReply::Stored(call.attempt(pool, |c| c.compare_and_set(key, value, ttl, cas))),
-        FarOp::SetReturningCas { key, value, ttl } => {
-            FarReply::Set(call.attempt(pool, |c| c.set_returning_cas(key, value, ttl)))
-        }
-        FarOp::Delete { key, .. } => FarReply::Done(call.attempt(pool, |c| c.delete(key))),
-        FarOp::DeleteIfCas { key, cas } => {
-            FarReply::Done(call.attempt(pool, |c| c.delete_if_cas(key, cas)))
-        }
-        FarOp::Invalidate { key, stale_for } => {
-            FarReply::Done(call.attempt(pool, |c| c.invalidate(key, stale_for)))
-        }
-        FarOp::InvalidateIfCas {
-            key,
-            stale_for,
-            cas,
-        } => FarReply::Done(call.attempt(pool, |c| c.invalidate_if_cas(key, stale_for, cas))),
-        FarOp::Owe { key, .. } => {
-            call.owe(pool, key);
-            FarReply::Owed
-        }
+    }};
+}
+#[cfg_attr(
+    not(feature = "tokio"),
+    allow(unused_imports, reason = "the tokio mode uses it too")
+)]
+pub(super) use perform;
+
+/// The blocking mode: the blocking client, the clock's sleep, loaders run
+/// in place. Every future it gives is ready when first polled.
+pub(super) struct Blocking;
+
+impl Mode for Blocking {
+    type Client = Client;
+
+    async fn perform<V>(call: &Call<'_, Client>, op: FarOp<'_, V>) -> FarReply<V>
+    where
+        V: Serialize + DeserializeOwned + Send + Sync,
+    {
+        perform!(call, op, attempt)
+    }
+
+    async fn pause(timer: &Timer, pause: Duration) {
+        timer.sleep(pause);
+    }
+
+    fn release_dropped(call: &Call<'_, Client>, timer: &Timer, mut held: Held<'_>) {
+        // What it holds is released the same whatever `V` is.
+        block_on(run::<Blocking, (), _>(call, timer, &mut held));
     }
 }
 
-/// Runs `flow` to its end; `load` is the caller's loader, run when the
-/// flow asks. Its error ends the flow, and so does a panic: either way what
-/// the flow holds (see [`Flow::take_held`]) is released first.
-pub(super) fn drive<V, F, E>(
-    call: &Call<'_>,
+/// Runs `flow` to its end; `load` is the caller's loader, awaited when the
+/// flow asks. Its error ends the flow, and so does a panic or the future
+/// being dropped: what the flow holds (see [`Flow::take_held`]) is
+/// released first (on a panic or a drop, as [`Mode::release_dropped`]
+/// can).
+pub(super) async fn drive<M, V, F, E>(
+    call: &Call<'_, M::Client>,
     timer: &Timer,
     flow: &mut F,
-    load: impl FnOnce() -> Result<V, E>,
+    load: impl Future<Output = Result<V, E>>,
 ) -> Result<F::Out, E>
 where
-    V: Serialize + DeserializeOwned,
+    M: Mode,
+    V: Serialize + DeserializeOwned + Send + Sync,
     F: Flow<V>,
 {
     let mut load = Some(load);
-    let guard = Release {
+    let mut guard = Release::<M, V, F> {
         call,
         timer,
-        flow,
-        values: PhantomData,
+        flow: Some(flow),
+        values: std::marker::PhantomData,
     };
     let mut input = Input::Start;
     loop {
-        input = match guard.flow.resume(input, timer.now()) {
-            Step::Far(op) => Input::Far(perform(call, op)),
+        let Some(flow) = guard.flow.as_deref_mut() else {
+            unreachable!("the flow is taken only at the end");
+        };
+        input = match flow.resume(input, timer.now()) {
+            Step::Far(op) => Input::Far(M::perform(call, op).await),
             Step::Wait(pause) => {
-                timer.sleep(pause);
+                M::pause(timer, pause).await;
                 Input::Waited
             }
             Step::Load => match load.take() {
-                Some(load) => Input::Loaded(load()?),
+                Some(load) => match load.await {
+                    Ok(value) => Input::Loaded(value),
+                    Err(e) => {
+                        let flow = guard.flow.take();
+                        if let Some(mut held) = flow.and_then(|f| f.take_held()) {
+                            run::<M, (), _>(call, timer, &mut held).await;
+                        }
+                        return Err(e);
+                    }
+                },
                 None => unreachable!("a flow asked to load twice"),
             },
             Step::Done(out) => return Ok(out),
@@ -117,33 +180,76 @@ where
 }
 
 /// Runs `flow`, one that never loads, to its end.
-pub(super) fn run<V, F>(call: &Call<'_>, timer: &Timer, flow: &mut F) -> F::Out
+pub(super) async fn run<M, V, F>(call: &Call<'_, M::Client>, timer: &Timer, flow: &mut F) -> F::Out
 where
-    V: Serialize + DeserializeOwned,
+    M: Mode,
+    V: Serialize + DeserializeOwned + Send + Sync,
     F: Flow<V>,
 {
-    let never = || -> Result<V, Infallible> { unreachable!("this flow loads nothing") };
-    match drive(call, timer, flow, never) {
-        Ok(out) => out,
-        Err(never) => match never {},
+    let mut input = Input::Start;
+    loop {
+        input = match flow.resume(input, timer.now()) {
+            Step::Far(op) => Input::Far(M::perform(call, op).await),
+            Step::Wait(pause) => {
+                M::pause(timer, pause).await;
+                Input::Waited
+            }
+            Step::Load => unreachable!("this flow loads nothing"),
+            Step::Done(out) => return out,
+        };
     }
 }
 
-/// Releases what a flow holds when dropped: on a loader's error, or while
-/// a panic unwinds (a loader's, or a value's `Serialize` or
-/// `Deserialize`). A flow that ended holds nothing.
-struct Release<'c, 'f, V, F: Flow<V>> {
-    call: &'c Call<'c>,
+/// Releases what a flow holds when dropped unfinished: while a panic
+/// unwinds (a loader's, or a value's `Serialize` or `Deserialize`), or
+/// when the future driving it is dropped. A flow that ended, or whose
+/// loader failed (released then), holds nothing.
+struct Release<'c, 'f, M: Mode, V, F: Flow<V>> {
+    call: &'c Call<'c, M::Client>,
     timer: &'c Timer,
-    flow: &'f mut F,
-    values: PhantomData<fn() -> V>,
+    flow: Option<&'f mut F>,
+    values: std::marker::PhantomData<fn() -> V>,
 }
 
-impl<V, F: Flow<V>> Drop for Release<'_, '_, V, F> {
+impl<M: Mode, V, F: Flow<V>> Drop for Release<'_, '_, M, V, F> {
     fn drop(&mut self) {
-        if let Some(mut held) = self.flow.take_held() {
-            // What it holds is released the same whatever `V` is.
-            run::<(), _>(self.call, self.timer, &mut held);
+        if let Some(held) = self.flow.as_deref_mut().and_then(|f| f.take_held()) {
+            M::release_dropped(self.call, self.timer, held);
         }
+    }
+}
+
+/// Runs `future` to its end on this thread. The blocking mode's futures are
+/// ready when first polled, so that poll uses a waker that does nothing
+/// (nothing to allocate); should a future ever not be ready, the thread is
+/// parked, with a waker that unparks it, until it is.
+pub(super) fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    if let Poll::Ready(out) = future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        return out;
+    }
+    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        thread::park();
+    }
+}
+
+/// Wakes a thread parked in [`block_on`].
+struct Unpark(Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
     }
 }

@@ -87,71 +87,38 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#[cfg(feature = "tokio")]
+mod asynchronous;
 mod builder;
 mod call;
 mod drive;
 mod flow;
+mod inner;
 mod key;
 mod load;
 mod read;
 mod stats;
+mod write;
 
-use std::cell::Cell;
 use std::fmt;
-use std::hash::{BuildHasher, Hash, RandomState};
+use std::hash::Hash;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::Cache;
-use crate::clock::Timer;
-use crate::memcached::health::Circuit;
-use crate::memcached::{Cas, Client};
-use crate::store::Sharing;
-use call::Call;
-use flow::Ctx;
-use flow::load::Store;
-use flow::read::Keep;
-use flow::write::{Insert, Remove};
-use stats::Counters;
+use crate::memcached::Client;
+use drive::{Blocking, block_on};
+use inner::{Entry, Far, FarClient, Inner};
+use load::Plan;
+use std::cell::Cell;
 
+#[cfg(feature = "tokio")]
+pub use asynchronous::AsyncNearFar;
 pub use builder::{Error, NearFarBuilder};
 pub use key::FarKey;
 pub use stats::NearFarStats;
-
-/// How many write generations keys are spread over (see `Inner::gens`): a
-/// write to one key makes a far read of another key in its stripe, running
-/// at the same time, skip its near fill (it is fetched again on the next
-/// `get`), so stripes are many (8 KiB of counters).
-const GENERATIONS: usize = 1024;
-
-/// A near-tier entry: the value and what revalidation needs.
-#[derive(Clone, Debug)]
-struct Entry<V> {
-    value: V,
-    /// When the value was fetched or last revalidated (ns since `epoch`).
-    checked: u64,
-    /// When the near copy expires (ns since `epoch`; `u64::MAX`: never).
-    expires: u64,
-    /// The far item's CAS unique when known, else 0 (never a real CAS).
-    cas: u64,
-}
-
-impl<V> Entry<V> {
-    /// An entry for `value` fetched at `now`, near for `ttl` (`None`: no
-    /// bound).
-    fn at(now: u64, value: V, cas: u64, ttl: Option<Duration>) -> Self {
-        Entry {
-            value,
-            checked: now,
-            expires: ttl.map_or(u64::MAX, |t| now.saturating_add(nanos(t))),
-            cas,
-        }
-    }
-}
 
 fn value_of<V>(entry: &Entry<V>) -> &V {
     &entry.value
@@ -159,39 +126,6 @@ fn value_of<V>(entry: &Entry<V>) -> &V {
 
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// The far tier and its settings.
-struct Far {
-    client: Client,
-    breaker: Circuit,
-    fallback: Option<(Client, Circuit)>,
-    /// The longer key prefix of the client and the fallback client: every
-    /// far key must fit memcached's limit with either.
-    prefix_len: usize,
-    namespace: String,
-    far_ttl: Duration,
-    lease_ttl: Duration,
-    lease_wait: Duration,
-    stale_on_remove: Option<Duration>,
-}
-
-struct Inner<K, V> {
-    near: Cache<K, Entry<V>>,
-    far: Option<Far>,
-    near_ttl: Option<Duration>,
-    /// `revalidate_after` in ns; `u64::MAX` when off (or no far tier).
-    revalidate: u64,
-    /// The clock of every timed decision: revalidation, the breaker.
-    timer: Timer,
-    counters: Counters,
-    /// Write generations, one per stripe of keys: `insert` and `remove` bump
-    /// their key's after the far write and before the near one. A `get`
-    /// that read the far tier before such a bump does not keep what it
-    /// read near. (`get_with` loads need no generation: the near tier marks
-    /// a load superseded when its key is written or removed meanwhile.)
-    gens: Box<[AtomicU64]>,
-    gen_hasher: RandomState,
 }
 
 /// The near and far tiers as one cache. Made by [`NearFar::builder`].
@@ -217,7 +151,7 @@ struct Inner<K, V> {
 /// # Ok::<(), nearfar::NearFarError>(())
 /// ```
 pub struct NearFar<K, V> {
-    inner: Arc<Inner<K, V>>,
+    inner: Arc<Inner<K, V, Client>>,
 }
 
 impl<K, V> Clone for NearFar<K, V> {
@@ -230,36 +164,7 @@ impl<K, V> Clone for NearFar<K, V> {
 
 impl<K, V> fmt::Debug for NearFar<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut d = f.debug_struct("NearFar");
-        d.field("near", &self.inner.near);
-        if let Some(far) = &self.inner.far {
-            d.field("far", &far.client)
-                .field("namespace", &far.namespace)
-                .field("breaker_open", &far.breaker.is_open());
-        }
-        d.finish_non_exhaustive()
-    }
-}
-
-/// What a revalidation found.
-enum Check<V> {
-    /// The far item is unchanged (or could not be checked): serve this.
-    Keep(V),
-    /// Changed or gone: fetch again.
-    Changed,
-    /// Stale (invalidated), and this check took its recompute token (the
-    /// item's CAS unique).
-    WonStale(V, Cas),
-}
-
-/// Runs its closure when dropped (also while unwinding) unless forgotten.
-struct OnDrop<F: FnOnce()>(Option<F>);
-
-impl<F: FnOnce()> Drop for OnDrop<F> {
-    fn drop(&mut self) {
-        if let Some(f) = self.0.take() {
-            f();
-        }
+        fmt::Debug::fmt(&*self.inner, f)
     }
 }
 
@@ -316,10 +221,15 @@ where
     pub fn get(&self, key: &K) -> Option<V> {
         let inner = &*self.inner;
         match inner.near.get(key) {
-            Some(entry) if !self.due(&entry) => Some(entry.value),
-            Some(entry) => self.get_revalidate(key, entry),
-            None => self.get_far(key),
+            Some(entry) if !inner.due(&entry) => Some(entry.value),
+            entry => self.get_slow(key, entry),
         }
+    }
+
+    /// `get` after a near miss, or with a copy due for revalidation.
+    #[cold]
+    fn get_slow(&self, key: &K, entry: Option<Entry<V>>) -> Option<V> {
+        block_on(self.inner.get_slow::<Blocking>(key, entry))
     }
 
     /// The value for `key`, or `load`'s result written to both tiers.
@@ -393,57 +303,20 @@ where
         E: Send + Sync + 'static,
     {
         let inner = &*self.inner;
-        let mut won_stale = None;
-        let far = self.call();
-        if let Some(entry) = inner.near.get(key) {
-            if !self.due(&entry) {
-                return Ok(entry.value);
-            }
-            // Due only with a far tier.
-            let Some(far) = &far else {
-                return Ok(entry.value);
-            };
-            match self.revalidate(far, key, entry) {
-                Check::Keep(v) => return Ok(v),
-                Check::Changed => {}
-                Check::WonStale(_, cas) => won_stale = Some(cas),
-            }
-            inner.near.drop_copy(key);
-        }
-        let Some(far) = &far else {
-            return self.load_near_only(key, load);
+        let entry = match inner.near.get(key) {
+            Some(entry) if !inner.due(&entry) => return Ok(entry.value),
+            entry => entry,
         };
-        let Some(fkey) = self.key_of(far, key) else {
-            return self.load_near_only(key, load);
+        let plan = match block_on(inner.plan_load::<Blocking>(key, entry)) {
+            Plan::Done(v) => return Ok(v),
+            plan => plan,
         };
         let ran = Cell::new(false);
-        // The lookup above counted the near miss (or hit, for an entry that
-        // was then found changed): the load does not look again. An
-        // `insert` or `remove` of this key by this `NearFar` while the load
-        // runs writes the near tier after the far one, which marks the load
-        // superseded: its value (maybe read before that far write) goes to
-        // its callers and is not kept near.
         let result = inner.near.load_after_miss(key.clone(), |sharing| {
             ran.set(true);
-            let (entry, ttl) = if sharing == Sharing::Unshared {
-                // This caller's wait on a load of this process was refused
-                // (loaders waiting on each other in a cycle): that load's
-                // leader holds the memcached lease, so polling it would only
-                // wait out `lease_wait`. Load here; store far only with a
-                // recompute token this caller holds.
-                let store = won_stale.map_or(Store::Skip, Store::Stale);
-                self.compute(far, &fkey, store, load)?
-            } else {
-                self.load_through(far, &fkey, won_stale, load)?
-            };
-            Ok((entry, Some(ttl)))
+            block_on(inner.load_far::<Blocking, E>(&plan, sharing, async { load() }))
         });
-        if let Some(cas) = won_stale.filter(|_| !ran.get()) {
-            // Another caller of this process loaded: it saw the item stale
-            // and served it, so the recompute token this caller holds would
-            // go unused. Hand it back.
-            self.give_back_token(far, &fkey, cas);
-        }
+        block_on(inner.after_load::<Blocking>(&plan, ran.get()));
         result.map(|entry| entry.value)
     }
 
@@ -460,32 +333,7 @@ where
     /// # Ok::<(), nearfar::NearFarError>(())
     /// ```
     pub fn insert(&self, key: K, value: V) {
-        let inner = &*self.inner;
-        let Some(far) = &inner.far else {
-            // A load of the key running meanwhile is superseded by this
-            // write (the near tier sees to it) and does not store over it.
-            let entry = self.entry(value, 0, inner.near_ttl);
-            match inner.near_ttl {
-                Some(ttl) => inner.near.insert_with_ttl(key, entry, ttl),
-                None => inner.near.insert(key, entry),
-            }
-            return;
-        };
-        let far = &Call::new(far, &inner.counters, &inner.timer);
-        // The CAS unique memcached gave our write: a revalidation of this
-        // entry then finds the item unchanged (0: unknown, always refetched).
-        let cas = self.key_of(far, &key).and_then(|fkey| {
-            let mut flow = Insert::new(&fkey, &value, far.far_ttl);
-            drive::run(far, &inner.timer, &mut flow)
-        });
-        // After the far write, before the near one: a far read that began
-        // before the far write (a `get` filling the near tier) sees the bump
-        // and keeps nothing near. (A `get_with` load in progress is
-        // superseded by the near write below.)
-        self.generation(&key).fetch_add(1, Ordering::AcqRel);
-        let ttl = self.bound(Some(far.far_ttl));
-        let entry = self.entry(value, cas.map_or(0, |c| c.0), Some(ttl));
-        inner.near.insert_with_ttl(key, entry, ttl);
+        block_on(self.inner.insert::<Blocking>(key, value));
     }
 
     /// Removes `key` from both tiers (and from the fallback pool), or with
@@ -503,19 +351,7 @@ where
     /// # Ok::<(), nearfar::NearFarError>(())
     /// ```
     pub fn remove(&self, key: &K) {
-        let inner = &*self.inner;
-        inner.near.remove(key);
-        let far = self.call();
-        if let Some((far, fkey)) = far.as_ref().and_then(|f| Some((f, self.key_of(f, key)?))) {
-            let mut flow = Remove::new(&fkey, far.stale_on_remove);
-            drive::run::<V, _>(far, &inner.timer, &mut flow);
-        }
-        // After the far removal: a `get` of this process that read the old
-        // value before it sees the bump and keeps nothing near, one that
-        // already filled the near tier is undone by the removal below, and
-        // a `get_with` load still running is superseded by it.
-        self.generation(key).fetch_add(1, Ordering::AcqRel);
-        inner.near.remove(key);
+        block_on(self.inner.remove::<Blocking>(key));
     }
 
     /// Drops this process's near copy of `key` only (the far tier keeps
@@ -547,13 +383,13 @@ where
     /// # Ok::<(), nearfar::NearFarError>(())
     /// ```
     pub fn far_key(&self, key: &K) -> Option<String> {
-        self.key_of(self.inner.far.as_ref()?, key)
+        self.inner.far_key(key)
     }
 
     /// Whether the circuit breaker is open now (far calls are skipped);
     /// `false` without a far tier.
     pub fn far_breaker_open(&self) -> bool {
-        self.inner.far.as_ref().is_some_and(|f| f.breaker.is_open())
+        self.inner.far_breaker_open()
     }
 
     /// A snapshot of the counters.
@@ -569,105 +405,7 @@ where
     /// # Ok::<(), nearfar::NearFarError>(())
     /// ```
     pub fn stats(&self) -> NearFarStats {
-        let inner = &*self.inner;
-        let (trips, skips) = inner.far.as_ref().map_or((0, 0), |f| {
-            let load =
-                |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-            let mut trips = load(&f.breaker.trips);
-            let mut skips = load(&f.breaker.skips);
-            if let Some((_, b)) = &f.fallback {
-                trips += load(&b.trips);
-                skips += load(&b.skips);
-            }
-            (trips, skips)
-        });
-        inner.counters.snapshot(inner.near.stats(), trips, skips)
-    }
-
-    // ---- internals ------------------------------------------------------
-
-    /// The far tier for one call of this `NearFar` (see [`Call`]); `None`
-    /// without one.
-    fn call(&self) -> Option<Call<'_>> {
-        let inner = &*self.inner;
-        inner
-            .far
-            .as_ref()
-            .map(|far| Call::new(far, &inner.counters, &inner.timer))
-    }
-
-    /// The settings and counters the far-tier flows decide with.
-    fn ctx(&self, far: &Far) -> Ctx<'_> {
-        let inner = &*self.inner;
-        Ctx {
-            counters: &inner.counters,
-            far_ttl: far.far_ttl,
-            lease_ttl: far.lease_ttl,
-            lease_wait: far.lease_wait,
-            near_ttl: inner.near_ttl,
-        }
-    }
-
-    /// Nanoseconds since the epoch, on the revalidation clock.
-    fn now(&self) -> u64 {
-        let inner = &*self.inner;
-        inner.timer.now()
-    }
-
-    /// Whether `entry` is due for revalidation.
-    #[inline]
-    fn due(&self, entry: &Entry<V>) -> bool {
-        let after = self.inner.revalidate;
-        after != u64::MAX && self.now().saturating_sub(entry.checked) >= after
-    }
-
-    /// The write generation of `key`'s stripe.
-    fn generation(&self, key: &K) -> &AtomicU64 {
-        let inner = &*self.inner;
-        // The remainder is below `GENERATIONS`, so it fits a usize.
-        let stripe = (inner.gen_hasher.hash_one(key) % GENERATIONS as u64) as usize;
-        &inner.gens[stripe]
-    }
-
-    fn key_of(&self, far: &Far, key: &K) -> Option<String> {
-        let rendered = key.far_key()?;
-        Some(key::full_key(&far.namespace, far.prefix_len, &rendered))
-    }
-
-    /// An entry for `value` fetched now, near for `ttl` (`None`: no bound).
-    fn entry(&self, value: V, cas: u64, ttl: Option<Duration>) -> Entry<V> {
-        Entry::at(self.now(), value, cas, ttl)
-    }
-
-    /// The near TTL of a value with `far_left` left in memcached.
-    fn bound(&self, far_left: Option<Duration>) -> Duration {
-        let near = self.inner.near_ttl.unwrap_or(Duration::MAX);
-        near.min(far_left.unwrap_or(Duration::MAX))
-    }
-
-    /// Keeps `value`, read from the far tier, near as `keep` says; `seen`
-    /// is the key's write generation before the read.
-    fn put_near(&self, key: &K, seen: u64, value: V, keep: Keep) {
-        let entry = self.entry(value, keep.cas, Some(keep.ttl));
-        self.keep_near(key, seen, entry, keep.ttl);
-    }
-
-    /// Stores `entry`, made from a far read, near for `ttl`, unless this
-    /// `NearFar` wrote or removed `key` since the read began (its write
-    /// generation is no longer `seen`): the read may predate that write, and
-    /// storing it would undo it here. A write landing between the check and
-    /// the store is caught by the second check.
-    fn keep_near(&self, key: &K, seen: u64, entry: Entry<V>, ttl: Duration) {
-        let generation = self.generation(key);
-        if generation.load(Ordering::Acquire) != seen {
-            return;
-        }
-        // A fill, not a write: it does not supersede a `get_with` load of
-        // the key in progress (which may have computed a newer value).
-        self.inner.near.fill_with_ttl(key.clone(), entry, ttl);
-        if generation.load(Ordering::Acquire) != seen {
-            self.inner.near.drop_copy(key);
-        }
+        self.inner.stats()
     }
 }
 

@@ -4,9 +4,12 @@ use super::call::{Failure, Pool};
 use super::flow::load::lease_age;
 use super::flow::read::fallback_ttl;
 use super::*;
+use crate::Cache;
 use crate::MockClock;
 use crate::memcached;
 use crate::memcached::health::Pass;
+use std::cell::Cell;
+use std::sync::atomic::Ordering;
 use std::thread;
 
 #[test]
@@ -114,23 +117,23 @@ fn a_far_read_older_than_a_write_here_is_not_kept_near() {
         .build()
         .unwrap();
     let ttl = Duration::from_secs(60);
-    let old = || nf.entry("old".to_string(), 7, Some(ttl));
+    let old = || nf.inner.entry("old".to_string(), 7, Some(ttl));
 
     // A read that began before a removal by this NearFar is dropped.
-    let seen = nf.generation(&1).load(Ordering::Acquire);
+    let seen = nf.inner.generation(&1).load(Ordering::Acquire);
     nf.remove(&1);
-    nf.keep_near(&1, seen, old(), ttl);
+    nf.inner.keep_near(&1, seen, old(), ttl);
     assert_eq!(nf.get(&1), None);
 
     // One that began before a write does not replace the written value.
-    let seen = nf.generation(&2).load(Ordering::Acquire);
+    let seen = nf.inner.generation(&2).load(Ordering::Acquire);
     nf.insert(2, "new".to_string());
-    nf.keep_near(&2, seen, old(), ttl);
+    nf.inner.keep_near(&2, seen, old(), ttl);
     assert_eq!(nf.get(&2).as_deref(), Some("new"));
 
     // Without a write meanwhile, it is kept.
-    let seen = nf.generation(&3).load(Ordering::Acquire);
-    nf.keep_near(&3, seen, old(), ttl);
+    let seen = nf.inner.generation(&3).load(Ordering::Acquire);
+    nf.inner.keep_near(&3, seen, old(), ttl);
     assert_eq!(nf.get(&3).as_deref(), Some("old"));
 }
 
@@ -151,9 +154,9 @@ fn tripping_on_a_mock_clock(client: Client) -> (NearFar<u32, String>, MockClock)
 fn a_probe_that_sends_nothing_does_not_close_the_breaker() {
     let client = Client::builder().servers(["127.0.0.1:1"]).build().unwrap();
     let (nf, clock) = tripping_on_a_mock_clock(client);
-    let far = nf.call().unwrap();
+    let far = nf.inner.call().unwrap();
     let breaker = &far.breaker;
-    breaker.failure(nf.now());
+    breaker.failure(nf.inner.now());
     assert!(breaker.is_open());
     // Each attempt below holds the probe (the cooldown is over).
     clock.advance(Duration::from_secs(2));
@@ -180,7 +183,7 @@ fn a_call_sends_nothing_more_to_a_pool_that_did_not_answer() {
         .circuit_breaker(0, Duration::from_secs(1))
         .build()
         .unwrap();
-    let far = nf.call().unwrap();
+    let far = nf.inner.call().unwrap();
     let runs = Cell::new(0);
     let timeout = |_: &Client| -> memcached::Result<()> {
         runs.set(runs.get() + 1);
@@ -192,12 +195,12 @@ fn a_call_sends_nothing_more_to_a_pool_that_did_not_answer() {
     // The other pool is asked still, and a new call asks the far tier again.
     assert_eq!(far.attempt(Pool::Fallback, timeout), Err(Failure::Owed));
     assert_eq!(runs.get(), 2);
-    let next = nf.call().unwrap();
+    let next = nf.inner.call().unwrap();
     assert_eq!(next.attempt(Pool::Far, timeout), Err(Failure::Owed));
     assert_eq!(runs.get(), 3);
     // A refusal is an answer: the call goes on asking.
     let refused = |_: &Client| -> memcached::Result<()> { Err(memcached::Error::NotStored) };
-    let third = nf.call().unwrap();
+    let third = nf.inner.call().unwrap();
     assert_eq!(third.attempt(Pool::Far, refused), Err(Failure::Refused));
     assert_eq!(third.attempt(Pool::Far, refused), Err(Failure::Refused));
 }
@@ -272,8 +275,8 @@ fn far_keys_fit_the_fallback_clients_prefix_too() {
 fn a_panic_in_the_probe_gives_the_probe_back() {
     let client = Client::builder().servers(["127.0.0.1:1"]).build().unwrap();
     let (nf, clock) = tripping_on_a_mock_clock(client);
-    let far = nf.call().unwrap();
-    far.breaker.failure(nf.now());
+    let far = nf.inner.call().unwrap();
+    far.breaker.failure(nf.inner.now());
     clock.advance(Duration::from_secs(2));
     let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         far.attempt(Pool::Far, |_| -> memcached::Result<()> {
@@ -283,7 +286,7 @@ fn a_panic_in_the_probe_gives_the_probe_back() {
     assert!(panicked.is_err());
     assert!(far.breaker.is_open());
     assert_eq!(
-        far.breaker.pass(nf.now()),
+        far.breaker.pass(nf.inner.now()),
         Pass::Probe,
         "the next caller probes again"
     );

@@ -387,16 +387,19 @@ async fn read_loop(mut stream: Reader, shared: Arc<Shared>, config: ConnConfig) 
     shared.close(why);
 }
 
-/// Reads what the server sends, waking every `io_timeout` to check that a
-/// request waiting for its reply still sees bytes move.
+/// Reads what the server sends. While a request waits for its reply, the
+/// read gives up `io_timeout` after the request was sent or the last byte
+/// came for it, whichever is later (when idle, it wakes every
+/// `io_timeout` to look again).
 async fn read_some(
     stream: &mut Reader,
     into: &mut [u8],
     shared: &Shared,
     io_timeout: Duration,
 ) -> Result<usize, Closed> {
+    let mut until = tokio::time::Instant::now() + io_timeout;
     loop {
-        match tokio::time::timeout(io_timeout, stream.read(into)).await {
+        match tokio::time::timeout_at(until, stream.read(into)).await {
             Ok(Ok(n)) => return Ok(n),
             Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
             Ok(Err(e)) => return Err(Closed::Io(e.kind(), e.to_string())),
@@ -405,12 +408,12 @@ async fn read_some(
                 if queue.closed.is_some() {
                     return Err(Closed::Timeout);
                 }
-                let stalled = queue
-                    .waiting_since
-                    .filter(|_| !queue.jobs.is_empty())
-                    .is_some_and(|since| since.elapsed() >= io_timeout);
-                if stalled {
-                    return Err(Closed::Timeout);
+                match queue.waiting_since.filter(|_| !queue.jobs.is_empty()) {
+                    Some(since) if since.elapsed() >= io_timeout => return Err(Closed::Timeout),
+                    // A request went out since the read began: its own
+                    // limit.
+                    Some(since) => until = tokio::time::Instant::from_std(since + io_timeout),
+                    None => until = tokio::time::Instant::now() + io_timeout,
                 }
             }
         }

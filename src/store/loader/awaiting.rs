@@ -9,6 +9,7 @@ use std::hash::{BuildHasher, Hash};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use super::{Abandon, Claim, InFlight, MissedKey, Outcome};
 use crate::store::shard::Shard;
@@ -83,6 +84,44 @@ where
         if let Some(v) = self.lookup(hash, &key, Touch::Use, V::clone) {
             return Ok(v);
         }
+        let load = async { load.await.map(|v| (v, None)) };
+        self.load_missed_async(hash, key, load).await
+    }
+
+    /// The async counterpart of [`load_after_miss`](Self::load_after_miss),
+    /// for a cache layered over the store (`AsyncNearFar`) that has just
+    /// looked `key` up itself and missed: the coalesced load, whose loader
+    /// returns the value and an optional TTL (`None`: the cache's default).
+    /// Awaiting callers cannot be told apart by task (see
+    /// [`get_or_insert_async`](Self::get_or_insert_async)), so a loader's
+    /// value is always shared ([`Sharing::Shared`](crate::store::Sharing)).
+    #[allow(
+        dead_code,
+        reason = "the store's API for a layered cache, unused without one: see `LAYERED`"
+    )]
+    pub(crate) async fn load_after_miss_async<E>(
+        &self,
+        key: K,
+        load: impl Future<Output = Result<(V, Option<Duration>), E>>,
+    ) -> Result<V, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+    {
+        let hash = self.inner.hasher.hash_one(&key);
+        self.load_missed_async(hash, key, load).await
+    }
+
+    /// The slow half of [`try_get_or_insert_async`](Self::try_get_or_insert_async),
+    /// after a lookup of `key` (hashing to `hash`) missed.
+    async fn load_missed_async<E>(
+        &self,
+        hash: u64,
+        key: K,
+        load: impl Future<Output = Result<(V, Option<Duration>), E>>,
+    ) -> Result<V, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+    {
         let shard = self.shard(hash);
         let mut key = MissedKey::Owned(key);
         let flight = loop {
@@ -117,7 +156,7 @@ where
         shard: &Shard<K, V>,
         hash: u64,
         flight: Arc<InFlight<V>>,
-        load: impl Future<Output = Result<V, E>>,
+        load: impl Future<Output = Result<(V, Option<Duration>), E>>,
     ) -> Result<V, Arc<E>>
     where
         E: Send + Sync + 'static,
@@ -126,7 +165,7 @@ where
             shard,
             flight: &flight,
         };
-        let loaded = load.await.map(|v| (v, None));
+        let loaded = load.await;
         let result = self.publish(shard, hash, &flight, loaded, false);
         std::mem::forget(abandon);
         result

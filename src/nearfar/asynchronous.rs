@@ -1,0 +1,324 @@
+//! [`AsyncNearFar`] (feature `tokio`): the two-tier cache for async code,
+//! over an [`AsyncClient`]. The same state ([`Inner`]), flows and
+//! decisions as [`NearFar`](super::NearFar) (`read.rs`, `load.rs`,
+//! `write.rs`), run in the [`Tokio`] mode: far requests await the async
+//! client, lease waits await tokio's timers, loaders are futures, and
+//! callers waiting for another's load await it instead of parking a
+//! thread.
+
+use std::fmt;
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::call::{Call, Failure, Pool};
+use super::drive::{Mode, perform};
+use super::flow::token::Held;
+use super::flow::{FarOp, FarReply, Seen};
+use super::inner::{Entry, Inner};
+use super::load::Plan;
+use super::{Error, FarKey, NearFarBuilder, NearFarStats};
+use crate::clock::Timer;
+use crate::memcached::{self, AsyncClient};
+use crate::store::Sharing;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The async mode: the async client, tokio's timers, loaders awaited.
+pub(super) struct Tokio;
+
+impl<'a> Call<'a, AsyncClient> {
+    /// Runs a request on `pool` through its breaker (see [`Call::begin`]
+    /// and [`Call::finish`]): `Ok(Some(_))` answered, `Ok(None)` skipped,
+    /// `Err` failed. Dropped midway, the request's probe of the breaker is
+    /// given back.
+    async fn attempt_async<T, F>(
+        &self,
+        pool: Pool,
+        op: impl FnOnce(&'a AsyncClient) -> F,
+    ) -> Result<Option<T>, Failure>
+    where
+        F: Future<Output = memcached::Result<T>>,
+    {
+        let Some(attempt) = self.begin(pool) else {
+            return Ok(None);
+        };
+        let result = op(attempt.client).await;
+        self.finish(attempt, result)
+    }
+}
+
+impl Mode for Tokio {
+    type Client = AsyncClient;
+
+    async fn perform<V>(call: &Call<'_, AsyncClient>, op: FarOp<'_, V>) -> FarReply<V>
+    where
+        V: Serialize + DeserializeOwned + Send + Sync,
+    {
+        perform!(call, op, attempt_async, await)
+    }
+
+    async fn pause(_timer: &Timer, pause: Duration) {
+        tokio::time::sleep(pause).await;
+    }
+
+    /// Nothing can be awaited in a drop: a lease placeholder left by a load
+    /// whose future was dropped (or that panicked) lapses after
+    /// `lease_ttl`, and callers waiting on it take it over after
+    /// `lease_wait`, as for a crashed holder; a stale item's recompute token
+    /// goes to the next reader once its stale period ends.
+    fn release_dropped(_call: &Call<'_, AsyncClient>, _timer: &Timer, _held: Held<'_>) {}
+}
+
+/// The near and far tiers as one cache, for async code (feature `tokio`).
+/// Made by [`AsyncNearFar::builder`].
+///
+/// The same cache as [`NearFar`](super::NearFar) (see its module docs for
+/// the read path, the guarantees and the staleness bounds), with an
+/// [`AsyncClient`] as its far tier and `async` methods: a near hit returns
+/// at once; a miss awaits memcached, and a load awaits the caller's future.
+/// Callers of one missing key share one load in this process (the others
+/// await it) and one across processes (memcached's lease, polled on
+/// tokio's timers). The far tier's failures never reach the caller.
+///
+/// A handle: `Clone` is cheap and clones share everything.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use nearfar::{AsyncNearFar, Cache};
+/// use nearfar::memcached::Client;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let far = Client::builder().servers(["127.0.0.1:11211"]).build_async()?;
+/// let users: AsyncNearFar<u64, String> = AsyncNearFar::builder()
+///     .near(Cache::builder().max_entries(10_000))
+///     .far(far)
+///     .namespace("users:v3")
+///     .far_ttl(Duration::from_secs(3600))
+///     .build()?;
+///
+/// let name = users.get_with(42, || async { "Ada".to_string() }).await;
+/// assert_eq!(users.get(&42).await.as_deref(), Some("Ada"));
+/// users.remove(&42).await;
+/// # Ok(())
+/// # }
+/// ```
+pub struct AsyncNearFar<K, V> {
+    inner: Arc<Inner<K, V, AsyncClient>>,
+}
+
+impl<K, V> Clone for AsyncNearFar<K, V> {
+    fn clone(&self) -> Self {
+        AsyncNearFar {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<K, V> fmt::Debug for AsyncNearFar<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.inner, f)
+    }
+}
+
+impl<K, V> NearFarBuilder<K, V, AsyncClient>
+where
+    K: Hash + Eq + Clone + FarKey + Send + Sync + 'static,
+    V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// Checks the settings and builds the cache. Opens no connection.
+    ///
+    /// # Errors
+    ///
+    /// As [`NearFarBuilder::build`] for a `NearFar`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nearfar::AsyncNearFar;
+    ///
+    /// let cache = AsyncNearFar::<u32, String>::builder().build()?; // near only
+    /// # Ok::<(), nearfar::NearFarError>(())
+    /// ```
+    pub fn build(self) -> Result<AsyncNearFar<K, V>, Error> {
+        Ok(AsyncNearFar {
+            inner: Arc::new(self.inner()?),
+        })
+    }
+}
+
+impl<K, V> AsyncNearFar<K, V>
+where
+    K: Hash + Eq + Clone + FarKey + Send + Sync + 'static,
+    V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// A builder with the defaults listed on [`NearFarBuilder`]; its
+    /// [`far`](NearFarBuilder::far) takes an [`AsyncClient`].
+    pub fn builder() -> NearFarBuilder<K, V, AsyncClient> {
+        NearFarBuilder::default()
+    }
+
+    /// The value for `key`: from the near tier, else from memcached (kept
+    /// near), else `None`. As [`NearFar::get`](super::NearFar::get).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # async fn run() -> Result<(), nearfar::NearFarError> {
+    /// let cache = nearfar::AsyncNearFar::<u32, String>::builder().build()?;
+    /// assert_eq!(cache.get(&1).await, None);
+    /// cache.insert(1, "one".into()).await;
+    /// assert_eq!(cache.get(&1).await.as_deref(), Some("one"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn get(&self, key: &K) -> Option<V> {
+        let inner = &*self.inner;
+        match inner.near.get(key) {
+            Some(entry) if !inner.due(&entry) => Some(entry.value),
+            entry => inner.get_slow::<Tokio>(key, entry).await,
+        }
+    }
+
+    /// The value for `key`, or `load`'s value written to both tiers. As
+    /// [`NearFar::get_with`](super::NearFar::get_with): `load` runs once
+    /// per key per process and once across processes; waiting callers
+    /// await it.
+    ///
+    /// # Panics
+    ///
+    /// When `load` panics (in this caller only; the others retry). A
+    /// `load` that awaits this cache for its own key waits forever.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # async fn run() -> Result<(), nearfar::NearFarError> {
+    /// let cache = nearfar::AsyncNearFar::<u32, u64>::builder().build()?;
+    /// assert_eq!(cache.get_with(10, || async { 10 * 10 }).await, 100);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn get_with<F>(&self, key: K, load: impl FnOnce() -> F) -> V
+    where
+        F: Future<Output = V>,
+    {
+        let inner = &*self.inner;
+        let entry = match inner.near.get(&key) {
+            Some(entry) if !inner.due(&entry) => return entry.value,
+            entry => entry,
+        };
+        let load = load();
+        let load = async move { Ok::<V, std::convert::Infallible>(load.await) };
+        match self.load(key, entry, load).await {
+            Ok(v) => v,
+            Err(e) => match *e {},
+        }
+    }
+
+    /// Like [`get_with`](Self::get_with) for a fallible loader: an error is
+    /// not cached; it goes to this caller and those awaiting the same load
+    /// (one shared `Arc`). A memcached lease won for the failed load is
+    /// released.
+    ///
+    /// # Errors
+    ///
+    /// The loader's error, shared. Never an error of the far tier.
+    ///
+    /// # Panics
+    ///
+    /// As for [`get_with`](Self::get_with).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # async fn run() -> Result<(), nearfar::NearFarError> {
+    /// let cache = nearfar::AsyncNearFar::<String, u32>::builder().build()?;
+    /// let ok = cache.try_get_with("7".to_string(), || async { "7".parse::<u32>() }).await;
+    /// assert_eq!(ok.unwrap(), 7);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn try_get_with<E, F>(&self, key: K, load: impl FnOnce() -> F) -> Result<V, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+        F: Future<Output = Result<V, E>>,
+    {
+        let inner = &*self.inner;
+        let entry = match inner.near.get(&key) {
+            Some(entry) if !inner.due(&entry) => return Ok(entry.value),
+            entry => entry,
+        };
+        self.load(key, entry, load()).await
+    }
+
+    /// `try_get_with` after a near miss (or with a copy due for
+    /// revalidation): the coalesced load of [`Inner::plan_load`]'s plan.
+    async fn load<E>(
+        &self,
+        key: K,
+        entry: Option<Entry<V>>,
+        load: impl Future<Output = Result<V, E>>,
+    ) -> Result<V, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+    {
+        let inner = &*self.inner;
+        let plan = match inner.plan_load::<Tokio>(&key, entry).await {
+            Plan::Done(v) => return Ok(v),
+            plan => plan,
+        };
+        // Awaiting callers' loads are always shared (see
+        // `Cache::load_after_miss_async`): this caller's runs if it leads.
+        let loading = inner.load_far::<Tokio, E>(&plan, Sharing::Shared, load);
+        let ran = AtomicBool::new(false);
+        let loading = async {
+            // Relaxed: read below by this same call, once the load is over.
+            ran.store(true, Ordering::Relaxed);
+            loading.await
+        };
+        let result = inner.near.load_after_miss_async(key, loading).await;
+        inner
+            .after_load::<Tokio>(&plan, ran.load(Ordering::Relaxed))
+            .await;
+        result.map(|entry| entry.value)
+    }
+
+    /// Stores `value` under `key` in both tiers. As
+    /// [`NearFar::insert`](super::NearFar::insert).
+    pub async fn insert(&self, key: K, value: V) {
+        self.inner.insert::<Tokio>(key, value).await;
+    }
+
+    /// Removes `key` from both tiers. As
+    /// [`NearFar::remove`](super::NearFar::remove).
+    pub async fn remove(&self, key: &K) {
+        self.inner.remove::<Tokio>(key).await;
+    }
+
+    /// Drops this process's near copy of `key` only.
+    pub fn remove_near(&self, key: &K) {
+        self.inner.near.drop_copy(key);
+    }
+
+    /// The memcached key used for `key`: see
+    /// [`NearFar::far_key`](super::NearFar::far_key).
+    pub fn far_key(&self, key: &K) -> Option<String> {
+        self.inner.far_key(key)
+    }
+
+    /// Whether the circuit breaker is open now.
+    pub fn far_breaker_open(&self) -> bool {
+        self.inner.far_breaker_open()
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> NearFarStats {
+        self.inner.stats()
+    }
+}

@@ -1,0 +1,269 @@
+//! What a `NearFar` and an `AsyncNearFar` are: the near tier, the far tier
+//! over either client, the settings and counters, and the helpers every
+//! call uses (the near-tier side of a read: due, generations, keeping a far
+//! value near). Shared by both handles; only the drivers differ.
+
+use std::fmt;
+use std::hash::{BuildHasher, Hash, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::call::Call;
+use super::flow::Ctx;
+use super::flow::read::Keep;
+use super::stats::{Counters, NearFarStats};
+use super::{FarKey, key, nanos};
+use crate::Cache;
+use crate::clock::Timer;
+use crate::memcached::health::Circuit;
+
+/// How many write generations keys are spread over (see `Inner::gens`): a
+/// write to one key makes a far read of another key in its stripe, running
+/// at the same time, skip its near fill (it is fetched again on the next
+/// `get`), so stripes are many (8 KiB of counters).
+pub(super) const GENERATIONS: usize = 1024;
+
+/// A near-tier entry: the value and what revalidation needs.
+#[derive(Clone, Debug)]
+pub(crate) struct Entry<V> {
+    pub(super) value: V,
+    /// When the value was fetched or last revalidated (ns since `epoch`).
+    pub(super) checked: u64,
+    /// When the near copy expires (ns since `epoch`; `u64::MAX`: never).
+    pub(super) expires: u64,
+    /// The far item's CAS unique when known, else 0 (never a real CAS).
+    pub(super) cas: u64,
+}
+
+impl<V> Entry<V> {
+    /// An entry for `value` fetched at `now`, near for `ttl` (`None`: no
+    /// bound).
+    pub(super) fn at(now: u64, value: V, cas: u64, ttl: Option<Duration>) -> Self {
+        Entry {
+            value,
+            checked: now,
+            expires: ttl.map_or(u64::MAX, |t| now.saturating_add(nanos(t))),
+            cas,
+        }
+    }
+}
+
+/// What a `NearFar` needs of its far client beyond the requests it sends.
+pub(crate) trait FarClient: fmt::Debug + Send + Sync + 'static {
+    /// The client's key prefix (far keys must fit memcached's limit with it).
+    fn key_prefix(&self) -> &str;
+    /// Records that the write of `key` was skipped (see
+    /// `Client::owe_invalidation`).
+    fn owe_invalidation(&self, key: &str);
+}
+
+impl FarClient for crate::memcached::Client {
+    fn key_prefix(&self) -> &str {
+        crate::memcached::Client::key_prefix(self)
+    }
+
+    fn owe_invalidation(&self, key: &str) {
+        crate::memcached::Client::owe_invalidation(self, key);
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl FarClient for crate::memcached::AsyncClient {
+    fn key_prefix(&self) -> &str {
+        crate::memcached::AsyncClient::key_prefix(self)
+    }
+
+    fn owe_invalidation(&self, key: &str) {
+        crate::memcached::AsyncClient::owe_invalidation(self, key);
+    }
+}
+
+/// The far tier and its settings, over client `Cl`.
+pub(super) struct Far<Cl> {
+    pub(super) client: Cl,
+    pub(super) breaker: Circuit,
+    pub(super) fallback: Option<(Cl, Circuit)>,
+    /// The longer key prefix of the client and the fallback client: every
+    /// far key must fit memcached's limit with either.
+    pub(super) prefix_len: usize,
+    pub(super) namespace: String,
+    pub(super) far_ttl: Duration,
+    pub(super) lease_ttl: Duration,
+    pub(super) lease_wait: Duration,
+    pub(super) stale_on_remove: Option<Duration>,
+}
+
+/// A two-tier cache's state, over far client `Cl`.
+pub(super) struct Inner<K, V, Cl> {
+    pub(super) near: Cache<K, Entry<V>>,
+    pub(super) far: Option<Far<Cl>>,
+    pub(super) near_ttl: Option<Duration>,
+    /// `revalidate_after` in ns; `u64::MAX` when off (or no far tier).
+    pub(super) revalidate: u64,
+    /// The clock of every timed decision: revalidation, the breaker.
+    pub(super) timer: Timer,
+    pub(super) counters: Counters,
+    /// Write generations, one per stripe of keys: `insert` and `remove` bump
+    /// their key's after the far write and before the near one. A `get`
+    /// that read the far tier before such a bump does not keep what it
+    /// read near. (`get_with` loads need no generation: the near tier marks
+    /// a load superseded when its key is written or removed meanwhile.)
+    pub(super) gens: Box<[AtomicU64]>,
+    pub(super) gen_hasher: RandomState,
+}
+
+impl<K, V, Cl: FarClient> fmt::Debug for Inner<K, V, Cl> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("NearFar");
+        d.field("near", &self.near);
+        if let Some(far) = &self.far {
+            d.field("far", &far.client)
+                .field("namespace", &far.namespace)
+                .field("breaker_open", &far.breaker.is_open());
+        }
+        d.finish_non_exhaustive()
+    }
+}
+
+impl<K, V, Cl> Inner<K, V, Cl>
+where
+    K: Hash + Eq + Clone + FarKey + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    Cl: FarClient,
+{
+    /// The far tier for one call (see [`Call`]); `None` without one.
+    pub(super) fn call(&self) -> Option<Call<'_, Cl>> {
+        self.far
+            .as_ref()
+            .map(|far| Call::new(far, &self.counters, &self.timer))
+    }
+
+    /// The settings and counters the far-tier flows decide with.
+    pub(super) fn ctx(&self, far: &Far<Cl>) -> Ctx<'_> {
+        Ctx {
+            counters: &self.counters,
+            far_ttl: far.far_ttl,
+            lease_ttl: far.lease_ttl,
+            lease_wait: far.lease_wait,
+            near_ttl: self.near_ttl,
+        }
+    }
+
+    /// Nanoseconds since the epoch, on the revalidation clock.
+    pub(super) fn now(&self) -> u64 {
+        self.timer.now()
+    }
+
+    /// Whether `entry` is due for revalidation.
+    #[inline]
+    pub(super) fn due(&self, entry: &Entry<V>) -> bool {
+        let after = self.revalidate;
+        after != u64::MAX && self.now().saturating_sub(entry.checked) >= after
+    }
+
+    /// The write generation of `key`'s stripe.
+    pub(super) fn generation(&self, key: &K) -> &AtomicU64 {
+        // The remainder is below `GENERATIONS`, so it fits a usize.
+        let stripe = (self.gen_hasher.hash_one(key) % GENERATIONS as u64) as usize;
+        &self.gens[stripe]
+    }
+
+    /// The far key of `key`, `None` when it cannot be rendered.
+    pub(super) fn key_of(&self, far: &Far<Cl>, key: &K) -> Option<String> {
+        let rendered = key.far_key()?;
+        Some(key::full_key(&far.namespace, far.prefix_len, &rendered))
+    }
+
+    /// An entry for `value` fetched now, near for `ttl` (`None`: no bound).
+    pub(super) fn entry(&self, value: V, cas: u64, ttl: Option<Duration>) -> Entry<V> {
+        Entry::at(self.now(), value, cas, ttl)
+    }
+
+    /// The near TTL of a value with `far_left` left in memcached.
+    pub(super) fn bound(&self, far_left: Option<Duration>) -> Duration {
+        let near = self.near_ttl.unwrap_or(Duration::MAX);
+        near.min(far_left.unwrap_or(Duration::MAX))
+    }
+
+    /// Keeps `value`, read from the far tier, near as `keep` says; `seen`
+    /// is the key's write generation before the read.
+    pub(super) fn put_near(&self, key: &K, seen: u64, value: V, keep: Keep) {
+        let entry = self.entry(value, keep.cas, Some(keep.ttl));
+        self.keep_near(key, seen, entry, keep.ttl);
+    }
+
+    /// Stores `entry`, made from a far read, near for `ttl`, unless this
+    /// cache wrote or removed `key` since the read began (its write
+    /// generation is no longer `seen`): the read may predate that write, and
+    /// storing it would undo it here. A write landing between the check and
+    /// the store is caught by the second check.
+    pub(super) fn keep_near(&self, key: &K, seen: u64, entry: Entry<V>, ttl: Duration) {
+        let generation = self.generation(key);
+        if generation.load(Ordering::Acquire) != seen {
+            return;
+        }
+        // A fill, not a write: it does not supersede a `get_with` load of
+        // the key in progress (which may have computed a newer value).
+        self.near.fill_with_ttl(key.clone(), entry, ttl);
+        if generation.load(Ordering::Acquire) != seen {
+            self.near.drop_copy(key);
+        }
+    }
+
+    /// Writes `value` near after an `insert` (its far write done, `cas` the
+    /// CAS memcached gave it, if known), bumping the key's generation first.
+    pub(super) fn insert_near(&self, key: K, value: V, cas: u64) {
+        let Some(far) = &self.far else {
+            // A load of the key running meanwhile is superseded by this
+            // write (the near tier sees to it) and does not store over it.
+            let entry = self.entry(value, 0, self.near_ttl);
+            match self.near_ttl {
+                Some(ttl) => self.near.insert_with_ttl(key, entry, ttl),
+                None => self.near.insert(key, entry),
+            }
+            return;
+        };
+        // After the far write, before the near one: a far read that began
+        // before the far write (a `get` filling the near tier) sees the bump
+        // and keeps nothing near. (A `get_with` load in progress is
+        // superseded by the near write below.)
+        self.generation(&key).fetch_add(1, Ordering::AcqRel);
+        let ttl = self.bound(Some(far.far_ttl));
+        let entry = self.entry(value, cas, Some(ttl));
+        self.near.insert_with_ttl(key, entry, ttl);
+    }
+
+    /// Ends a `remove` after its far removal: a `get` of this process that
+    /// read the old value before it sees the generation bump and keeps
+    /// nothing near, one that already filled the near tier is undone by the
+    /// removal, and a `get_with` load still running is superseded by it.
+    pub(super) fn removed(&self, key: &K) {
+        self.generation(key).fetch_add(1, Ordering::AcqRel);
+        self.near.remove(key);
+    }
+
+    /// The far key of `key`, as `far_key` on the handles shows it.
+    pub(super) fn far_key(&self, key: &K) -> Option<String> {
+        self.key_of(self.far.as_ref()?, key)
+    }
+
+    /// Whether the far tier's circuit breaker is open now.
+    pub(super) fn far_breaker_open(&self) -> bool {
+        self.far.as_ref().is_some_and(|f| f.breaker.is_open())
+    }
+
+    /// A snapshot of the counters.
+    pub(super) fn stats(&self) -> NearFarStats {
+        let (trips, skips) = self.far.as_ref().map_or((0, 0), |f| {
+            let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+            let mut trips = load(&f.breaker.trips);
+            let mut skips = load(&f.breaker.skips);
+            if let Some((_, b)) = &f.fallback {
+                trips += load(&b.trips);
+                skips += load(&b.skips);
+            }
+            (trips, skips)
+        });
+        self.counters.snapshot(self.near.stats(), trips, skips)
+    }
+}

@@ -171,8 +171,10 @@ pub use store::{Cache, CacheBuilder, Clock, Iter, MockClock, RemovalCause, Stats
 ///
 /// ## `async fn`
 /// An `async fn` is memoised the same way, in its private cache (the
-/// options above apply, but not `store`: that needs an async store, not yet
-/// available). The generated fn is an `async fn` with the same signature;
+/// options above apply), or with `store = PATH` in an async store (an
+/// [`AsyncMemoStore`](memo::AsyncMemoStore): a `Cache`, or an
+/// `AsyncNearFar` with feature `tokio`, whose results are shared with other
+/// processes through memcached). The generated fn is an `async fn` with the same signature;
 /// its body runs at most once per argument tuple at a time: the callers that
 /// ask for the same missing arguments meanwhile *await* that run (parking no
 /// thread, see [`Cache::get_or_insert_async`]) and share its value.
@@ -203,8 +205,9 @@ pub use store::{Cache, CacheBuilder, Clock, Iter, MockClock, RemovalCause, Stats
 /// # }).unwrap();
 /// ```
 ///
-/// The key is built as for a sync fn, except that it is cloned once per
-/// call (the cache takes it by value), hits included.
+/// The key is built as for a sync fn, except that a `Cache` clones it once
+/// per call (its async loads take the key by value), hits included; an
+/// `AsyncNearFar` clones it on a near miss only.
 ///
 /// # Recursion
 /// A memoised function may call itself (or other memoised functions) for
@@ -237,9 +240,11 @@ pub use store::{Cache, CacheBuilder, Clock, Iter, MockClock, RemovalCause, Stats
 /// associated one).
 ///
 /// ```compile_fail
-/// // `store` with an async fn needs an async store, not yet available.
+/// // An async fn needs an async store: a blocking NearFar would block the
+/// // executor (use an AsyncNearFar).
 /// use std::sync::LazyLock;
-/// static STORE: LazyLock<nearfar::Cache<u32, String>> = LazyLock::new(|| nearfar::Cache::new(10));
+/// static STORE: LazyLock<nearfar::NearFar<u32, String>> =
+///     LazyLock::new(|| nearfar::NearFar::builder().build().unwrap());
 ///
 /// #[nearfar::memoize(store = STORE)]
 /// async fn fetch(id: u32) -> String { id.to_string() }

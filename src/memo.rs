@@ -12,7 +12,9 @@
 //! * [`memoize`], [`memoize_result`] and [`memoize_option`] are the calls the
 //!   attribute expands to; they work on any [`MemoStore`].
 //!   [`memoize_async`], [`memoize_result_async`] and [`memoize_option_async`]
-//!   are their counterparts for an `async fn`, on a [`Cache`].
+//!   are their counterparts for an `async fn`, on a [`Cache`];
+//!   [`memoize_async_in`] and its siblings on any [`AsyncMemoStore`] (a
+//!   `Cache`, or an `AsyncNearFar`), for `store = PATH`.
 //!
 //! ```
 //! use nearfar::memo::Memo;
@@ -26,6 +28,7 @@
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash};
+use std::pin::Pin;
 use std::sync::{Arc, LazyLock};
 
 use crate::Cache;
@@ -321,6 +324,215 @@ impl<K, V, T: MemoStore<K, V>, I: FnOnce() -> T> MemoStore<K, V> for LazyLock<T,
     fn try_get_or_compute(&self, key: &K, compute: &mut dyn FnMut() -> Option<V>) -> Option<V> {
         (**self).try_get_or_compute(key, compute)
     }
+}
+
+/// A boxed, `Send` future: what an [`AsyncMemoStore`] takes and gives on a
+/// miss.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A store that an `async fn`'s memoised results live in with
+/// [`#[memoize(store = PATH)]`](crate::memoize): the async [`MemoStore`],
+/// used by [`memoize_async_in`] and its siblings. Implemented for [`Cache`],
+/// for [`AsyncNearFar`](crate::AsyncNearFar) (feature `tokio`: results
+/// shared with other processes through memcached), and for `&T`, [`Arc<T>`]
+/// and [`LazyLock<T>`] where `T: AsyncMemoStore`.
+///
+/// A hit is answered at once ([`get_now`](Self::get_now)), with nothing
+/// allocated; only a miss goes through a boxed future, so the trait's
+/// futures are `Send` by construction (the memoised fn's body must be
+/// `Send` with a store).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot hold an async fn's memoised results",
+    note = "an async fn is memoised in a `nearfar::Cache` or a `nearfar::AsyncNearFar` (a blocking `NearFar` would block the executor)"
+)]
+pub trait AsyncMemoStore<K, V> {
+    /// The value stored for `key` when it can be had without waiting (a
+    /// hit, counted as one); `None` sends the caller to the methods below.
+    fn get_now(&self, key: &K) -> Option<V>;
+
+    /// After [`get_now`](Self::get_now) missed: the value another caller
+    /// stores meanwhile, or `compute`'s, stored under `key`. Concurrent
+    /// callers for one key await one `compute`.
+    fn compute_after_miss<'a>(&'a self, key: &'a K, compute: BoxFuture<'a, V>) -> BoxFuture<'a, V>;
+
+    /// As [`compute_after_miss`](Self::compute_after_miss), for a `compute`
+    /// that may give nothing: `Some` is stored and returned, `None` is
+    /// returned and nothing is stored. A caller that awaited another's
+    /// `compute` returns that result, `Some` or `None` (as
+    /// [`MemoStore::try_get_or_compute`], it must not return `None` without
+    /// awaiting a `compute` for any other reason).
+    fn try_compute_after_miss<'a>(
+        &'a self,
+        key: &'a K,
+        compute: BoxFuture<'a, Option<V>>,
+    ) -> BoxFuture<'a, Option<V>>;
+}
+
+impl<K, V, S> AsyncMemoStore<K, V> for Cache<K, V, S>
+where
+    K: Hash + Eq + Clone + Send + Sync,
+    V: Clone + Send + Sync,
+    S: BuildHasher + Send + Sync,
+{
+    fn get_now(&self, key: &K) -> Option<V> {
+        self.get(key)
+    }
+
+    fn compute_after_miss<'a>(&'a self, key: &'a K, compute: BoxFuture<'a, V>) -> BoxFuture<'a, V> {
+        let computed = async { Ok::<_, std::convert::Infallible>((compute.await, None)) };
+        let loaded = self.load_after_miss_async(key.clone(), computed);
+        Box::pin(async {
+            match loaded.await {
+                Ok(v) => v,
+                Err(e) => match *e {},
+            }
+        })
+    }
+
+    fn try_compute_after_miss<'a>(
+        &'a self,
+        key: &'a K,
+        compute: BoxFuture<'a, Option<V>>,
+    ) -> BoxFuture<'a, Option<V>> {
+        let computed = async { compute.await.map(|v| (v, None)).ok_or(NotStored) };
+        let loaded = self.load_after_miss_async(key.clone(), computed);
+        Box::pin(async { loaded.await.ok() })
+    }
+}
+
+macro_rules! forward_async_memo_store {
+    ($($ty:ty),*) => {$(
+        impl<K, V, T: AsyncMemoStore<K, V> + ?Sized> AsyncMemoStore<K, V> for $ty {
+            fn get_now(&self, key: &K) -> Option<V> {
+                (**self).get_now(key)
+            }
+
+            fn compute_after_miss<'a>(
+                &'a self,
+                key: &'a K,
+                compute: BoxFuture<'a, V>,
+            ) -> BoxFuture<'a, V> {
+                (**self).compute_after_miss(key, compute)
+            }
+
+            fn try_compute_after_miss<'a>(
+                &'a self,
+                key: &'a K,
+                compute: BoxFuture<'a, Option<V>>,
+            ) -> BoxFuture<'a, Option<V>> {
+                (**self).try_compute_after_miss(key, compute)
+            }
+        }
+    )*};
+}
+
+forward_async_memo_store!(&T, Arc<T>);
+
+impl<K, V, T: AsyncMemoStore<K, V>, I: FnOnce() -> T> AsyncMemoStore<K, V> for LazyLock<T, I> {
+    fn get_now(&self, key: &K) -> Option<V> {
+        (**self).get_now(key)
+    }
+
+    fn compute_after_miss<'a>(&'a self, key: &'a K, compute: BoxFuture<'a, V>) -> BoxFuture<'a, V> {
+        (**self).compute_after_miss(key, compute)
+    }
+
+    fn try_compute_after_miss<'a>(
+        &'a self,
+        key: &'a K,
+        compute: BoxFuture<'a, Option<V>>,
+    ) -> BoxFuture<'a, Option<V>> {
+        (**self).try_compute_after_miss(key, compute)
+    }
+}
+
+/// `f(&key).await`, memoised in `store`: what `#[memoize(store = PATH)]`
+/// expands to for an `async fn` with a plain return type.
+///
+/// # Examples
+///
+/// ```
+/// # use std::future::Future;
+/// # use std::task::{Context, Poll, Waker};
+/// # fn block_on<F: Future>(f: F) -> F::Output {
+/// #     let mut f = std::pin::pin!(f);
+/// #     let mut cx = Context::from_waker(Waker::noop());
+/// #     loop { if let Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } }
+/// # }
+/// use nearfar::memo::memoize_async_in;
+/// let store = nearfar::Cache::new(100);
+/// let v = block_on(memoize_async_in(&store, 4, |&n| async move { n * n }));
+/// assert_eq!(v, 16);
+/// assert_eq!(store.get(&4), Some(16));
+/// ```
+pub async fn memoize_async_in<K, V, S, F, Fut>(store: &S, key: K, f: F) -> V
+where
+    S: AsyncMemoStore<K, V> + ?Sized,
+    F: FnOnce(&K) -> Fut,
+    Fut: Future<Output = V> + Send,
+{
+    if let Some(v) = store.get_now(&key) {
+        return v;
+    }
+    store.compute_after_miss(&key, Box::pin(f(&key))).await
+}
+
+/// As [`memoize_result_async`], in any [`AsyncMemoStore`]: what
+/// `#[memoize(store = PATH)]` expands to for an `async fn` returning a
+/// `Result`.
+///
+/// # Errors
+/// `f`'s error, from this caller's own run of `f`.
+pub async fn memoize_result_async_in<K, V, E, S, F, Fut>(store: &S, key: K, f: F) -> Result<V, E>
+where
+    S: AsyncMemoStore<K, V> + ?Sized,
+    F: Fn(&K) -> Fut,
+    Fut: Future<Output = Result<V, E>> + Send,
+    E: Send,
+{
+    if let Some(v) = store.get_now(&key) {
+        return Ok(v);
+    }
+    loop {
+        let error = std::sync::Mutex::new(None);
+        let running = f(&key);
+        let run = async {
+            match running.await {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    *error
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+                    None
+                }
+            }
+        };
+        if let Some(v) = store.try_compute_after_miss(&key, Box::pin(run)).await {
+            return Ok(v);
+        }
+        if let Some(e) = error
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            return Err(e);
+        }
+        // We awaited another caller's run, and it failed: ask again.
+    }
+}
+
+/// As [`memoize_option_async`], in any [`AsyncMemoStore`]: what
+/// `#[memoize(store = PATH)]` expands to for an `async fn` returning an
+/// `Option`.
+pub async fn memoize_option_async_in<K, V, S, F, Fut>(store: &S, key: K, f: F) -> Option<V>
+where
+    S: AsyncMemoStore<K, V> + ?Sized,
+    F: FnOnce(&K) -> Fut,
+    Fut: Future<Output = Option<V>> + Send,
+{
+    if let Some(v) = store.get_now(&key) {
+        return Some(v);
+    }
+    store.try_compute_after_miss(&key, Box::pin(f(&key))).await
 }
 
 /// `f(&key)`, memoised in `store`: what `#[memoize]` expands to for a plain

@@ -247,3 +247,43 @@ fn far_failures_mid_load_never_reach_a_caller() {
         }
     });
 }
+
+/// The memcached server of `memoised_through_async_near_far` (set before
+/// the store is first used).
+static MEMO_ADDR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+static MEMO_STORE: std::sync::LazyLock<AsyncNearFar<u64, String>> =
+    std::sync::LazyLock::new(|| instance(MEMO_ADDR.get().expect("address set"), &fresh("memo")));
+
+static MEMO_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[nearfar::memoize(store = MEMO_STORE)]
+async fn render(id: u64) -> String {
+    MEMO_RUNS.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(20 * MS).await;
+    format!("page {id}")
+}
+
+#[test]
+fn memoised_through_async_near_far() {
+    let mc = Memcached::start();
+    MEMO_ADDR.set(mc.addr()).expect("set once");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        // Concurrent callers share one run, and the future is Send.
+        let calls: Vec<_> = (0..32).map(|_| tokio::spawn(render(5))).collect();
+        for call in calls {
+            assert_eq!(call.await.expect("task"), "page 5");
+        }
+        assert_eq!(MEMO_RUNS.load(Ordering::SeqCst), 1);
+        // The result is in memcached: a near miss finds it there.
+        MEMO_STORE.remove_near(&5);
+        assert_eq!(render(5).await, "page 5");
+        assert_eq!(MEMO_RUNS.load(Ordering::SeqCst), 1);
+        assert_eq!(MEMO_STORE.stats().far_hits, 1);
+    });
+}

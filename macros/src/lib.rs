@@ -345,15 +345,6 @@ fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     let func: ItemFn = syn::parse2(item)?;
     check_signature(&func)?;
     let asyncness = &func.sig.asyncness;
-    if let (Some(store), Some(_)) = (&opts.store, asyncness) {
-        // `MemoStore` blocks its waiters; an async fn's waiters must await.
-        return Err(Error::new(
-            store.span(),
-            "`store` with an async fn needs an async store (AsyncNearFar), not yet available: \
-             drop `store = ...` to memoise in a private cache (its options apply)",
-        ));
-    }
-
     let krate = opts
         .krate
         .as_ref()
@@ -460,13 +451,18 @@ fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
             None => quote!(<#ret as #krate::memo::__private::OptionSome>::Some),
         },
     };
-    let call = match (mode, asyncness.is_some()) {
-        (Mode::Plain, false) => quote!(#krate::memo::memoize),
-        (Mode::Result, false) => quote!(#krate::memo::memoize_result),
-        (Mode::Option, false) => quote!(#krate::memo::memoize_option),
-        (Mode::Plain, true) => quote!(#krate::memo::memoize_async),
-        (Mode::Result, true) => quote!(#krate::memo::memoize_result_async),
-        (Mode::Option, true) => quote!(#krate::memo::memoize_option_async),
+    // An async fn memoised in a store goes through `AsyncMemoStore` (the
+    // `_in` calls); in its private cache, through the `Cache` itself.
+    let call = match (mode, asyncness.is_some(), opts.store.is_some()) {
+        (Mode::Plain, false, _) => quote!(#krate::memo::memoize),
+        (Mode::Result, false, _) => quote!(#krate::memo::memoize_result),
+        (Mode::Option, false, _) => quote!(#krate::memo::memoize_option),
+        (Mode::Plain, true, false) => quote!(#krate::memo::memoize_async),
+        (Mode::Result, true, false) => quote!(#krate::memo::memoize_result_async),
+        (Mode::Option, true, false) => quote!(#krate::memo::memoize_option_async),
+        (Mode::Plain, true, true) => quote!(#krate::memo::memoize_async_in),
+        (Mode::Result, true, true) => quote!(#krate::memo::memoize_result_async_in),
+        (Mode::Option, true, true) => quote!(#krate::memo::memoize_option_async_in),
     };
     // An async fn's body becomes an inner async fn: the closure returns its
     // future (holding clones of the arguments), awaited only on a miss.

@@ -387,20 +387,19 @@ fn keys_and_options_expand() {
 }
 
 #[test]
-fn async_fns_refuse_a_store() {
+fn async_fns_take_a_store() {
     let item = quote!(
         async fn f(x: u8) -> u8 {
             x
         }
     );
-    let e = err(quote!(store = S), item.clone());
-    assert!(
-        e.contains(
-            "`store` with an async fn needs an async store (AsyncNearFar), not yet available"
-        ),
-        "{e}"
-    );
-    // Still refused first when it is combined with private-cache options.
+    // The store is passed to the async memoize call, which needs an
+    // `AsyncMemoStore` (a Cache or an AsyncNearFar): no private cache.
+    let r = ok(quote!(store = S), item.clone());
+    assert!(r.contains("memoize_async_in"), "{r}");
+    assert!(r.contains("& S"), "{r}");
+    assert!(!r.contains("LazyLock"), "{r}");
+    // Refused when combined with private-cache options.
     let e = err(quote!(store = S, ttl_secs = 1), item);
     assert!(e.contains("replaces the private cache"), "{e}");
 }

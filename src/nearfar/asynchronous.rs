@@ -24,6 +24,7 @@ use super::load::Plan;
 use super::{Error, FarKey, NearFarBuilder, NearFarStats};
 use crate::clock::Timer;
 use crate::memcached::{self, AsyncClient};
+use crate::memo::BoxFuture;
 use crate::store::Sharing;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -208,17 +209,7 @@ where
     where
         F: Future<Output = V>,
     {
-        let inner = &*self.inner;
-        let entry = match inner.near.get(&key) {
-            Some(entry) if !inner.due(&entry) => return entry.value,
-            entry => entry,
-        };
-        let load = load();
-        let load = async move { Ok::<V, std::convert::Infallible>(load.await) };
-        match self.load(key, entry, load).await {
-            Ok(v) => v,
-            Err(e) => match *e {},
-        }
+        self.get_with_ref(&key, load()).await
     }
 
     /// Like [`get_with`](Self::get_with) for a fallible loader: an error is
@@ -249,19 +240,42 @@ where
         E: Send + Sync + 'static,
         F: Future<Output = Result<V, E>>,
     {
+        self.try_get_with_ref(&key, load()).await
+    }
+
+    /// [`get_with`](Self::get_with) for a borrowed key, cloned only on a
+    /// near miss (the memoisation path). `load` is polled only on a miss.
+    async fn get_with_ref(&self, key: &K, load: impl Future<Output = V>) -> V {
+        let load = async move { Ok::<V, std::convert::Infallible>(load.await) };
+        match self.try_get_with_ref(key, load).await {
+            Ok(v) => v,
+            Err(e) => match *e {},
+        }
+    }
+
+    /// [`try_get_with`](Self::try_get_with) for a borrowed key, cloned only
+    /// on a near miss.
+    async fn try_get_with_ref<E>(
+        &self,
+        key: &K,
+        load: impl Future<Output = Result<V, E>>,
+    ) -> Result<V, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+    {
         let inner = &*self.inner;
-        let entry = match inner.near.get(&key) {
+        let entry = match inner.near.get(key) {
             Some(entry) if !inner.due(&entry) => return Ok(entry.value),
             entry => entry,
         };
-        self.load(key, entry, load()).await
+        self.load(key, entry, load).await
     }
 
     /// `try_get_with` after a near miss (or with a copy due for
     /// revalidation): the coalesced load of [`Inner::plan_load`]'s plan.
     async fn load<E>(
         &self,
-        key: K,
+        key: &K,
         entry: Option<Entry<V>>,
         load: impl Future<Output = Result<V, E>>,
     ) -> Result<V, Arc<E>>
@@ -269,7 +283,7 @@ where
         E: Send + Sync + 'static,
     {
         let inner = &*self.inner;
-        let plan = match inner.plan_load::<Tokio>(&key, entry).await {
+        let plan = match inner.plan_load::<Tokio>(key, entry).await {
             Plan::Done(v) => return Ok(v),
             plan => plan,
         };
@@ -282,7 +296,7 @@ where
             ran.store(true, Ordering::Relaxed);
             loading.await
         };
-        let result = inner.near.load_after_miss_async(key, loading).await;
+        let result = inner.near.load_after_miss_async(key.clone(), loading).await;
         inner
             .after_load::<Tokio>(&plan, ran.load(Ordering::Relaxed))
             .await;
@@ -320,5 +334,46 @@ where
     /// A snapshot of the counters.
     pub fn stats(&self) -> NearFarStats {
         self.inner.stats()
+    }
+}
+
+/// `#[nearfar::memoize(store = ...)]` on an `async fn` (and
+/// [`memoize_async_in`](crate::memo::memoize_async_in)) can memoise
+/// through an `AsyncNearFar`: results are shared with other processes
+/// through memcached, and a far-tier outage degrades to the near tier and
+/// the function itself.
+impl<K, V> crate::memo::AsyncMemoStore<K, V> for AsyncNearFar<K, V>
+where
+    K: Hash + Eq + Clone + FarKey + Send + Sync + 'static,
+    V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// A near hit not due for revalidation (a copy due for it is fetched
+    /// again by the miss path, which replaces it).
+    fn get_now(&self, key: &K) -> Option<V> {
+        let inner = &*self.inner;
+        inner
+            .near
+            .get(key)
+            .filter(|entry| !inner.due(entry))
+            .map(|entry| entry.value)
+    }
+
+    fn compute_after_miss<'a>(&'a self, key: &'a K, compute: BoxFuture<'a, V>) -> BoxFuture<'a, V> {
+        let computed = async { Ok::<V, std::convert::Infallible>(compute.await) };
+        Box::pin(async move {
+            match self.load(key, None, computed).await {
+                Ok(v) => v,
+                Err(e) => match *e {},
+            }
+        })
+    }
+
+    fn try_compute_after_miss<'a>(
+        &'a self,
+        key: &'a K,
+        compute: BoxFuture<'a, Option<V>>,
+    ) -> BoxFuture<'a, Option<V>> {
+        let computed = async { compute.await.ok_or(()) };
+        Box::pin(async move { self.load(key, None, computed).await.ok() })
     }
 }

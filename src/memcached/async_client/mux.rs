@@ -31,14 +31,16 @@
 //! opens a new connection for the next request.
 
 use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
 use std::io;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::memcached::address::{Address, ServerSpec};
 use crate::memcached::conn::{ConnConfig, refuses_connection};
@@ -112,6 +114,9 @@ struct Shared {
     in_flight: Mutex<Queue>,
     /// Set once the connection is closed: new jobs fail at once.
     closed: AtomicBool,
+    /// Notified when the connection is closed: wakes the writer, which
+    /// then shuts the socket (see [`unless_closed`]).
+    closing: Notify,
 }
 
 #[derive(Default)]
@@ -145,6 +150,8 @@ impl Shared {
             self.closed.store(true, Ordering::Release);
             std::mem::take(&mut queue.jobs)
         };
+        // The writer is the one waiter (a stored permit if it is busy).
+        self.closing.notify_one();
         let why = self.lock().closed.clone();
         for job in jobs {
             let error = why
@@ -213,6 +220,7 @@ impl MuxConn {
             server: server.label.clone(),
             in_flight: Mutex::new(Queue::default()),
             closed: AtomicBool::new(false),
+            closing: Notify::new(),
         });
         let (jobs, queued) = mpsc::unbounded_channel();
         tokio::spawn(write_loop(write, queued, Arc::clone(&shared)));
@@ -266,7 +274,7 @@ async fn write_loop(
     shared: Arc<Shared>,
 ) {
     let mut buf = Vec::with_capacity(16 * 1024);
-    while let Some(first) = queued.recv().await {
+    while let Some(first) = unless_closed(&shared, queued.recv()).await.flatten() {
         buf.clear();
         let mut next = Some(first);
         {
@@ -298,9 +306,14 @@ async fn write_loop(
         if buf.is_empty() {
             continue;
         }
-        if let Err(e) = stream.write_all(&buf).await {
-            shared.close(Closed::Io(e.kind(), e.to_string()));
-            break;
+        match unless_closed(&shared, stream.write_all(&buf)).await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                shared.close(Closed::Io(e.kind(), e.to_string()));
+                break;
+            }
+            // Closed meanwhile (a stalled server): what it held has failed.
+            None => break,
         }
         if buf.capacity() > MAX_COALESCED * 2 {
             buf = Vec::with_capacity(16 * 1024);
@@ -313,6 +326,28 @@ async fn write_loop(
         fail(Some(job), &shared);
     }
     let _ = stream.shutdown().await;
+}
+
+/// `future`'s output, or `None` once the connection is closed.
+///
+/// The writer waits through this, so that a connection closed by the
+/// reader (a reply out of step, garbage, an `ERROR` line, a stall) or by a
+/// caller ends its writer at once, and with it the socket (the reader has
+/// dropped its half by then, or will at the server's end of stream).
+/// Without it the writer would wait for a job or for the last handle to
+/// go, which the pool drops only when a request next takes the slot: the
+/// socket stayed open, and the server kept its end, until then.
+async fn unless_closed<T>(shared: &Shared, future: impl Future<Output = T>) -> Option<T> {
+    let mut future = pin!(future);
+    let mut closing = pin!(shared.closing.notified());
+    poll_fn(|cx| {
+        // The flag covers a close whose permit an earlier wait consumed.
+        if closing.as_mut().poll(cx).is_ready() || shared.closed.load(Ordering::Acquire) {
+            return Poll::Ready(None);
+        }
+        future.as_mut().poll(cx).map(Some)
+    })
+    .await
 }
 
 /// Fails a job that was never sent, the connection being closed.

@@ -102,16 +102,7 @@ impl<C> Clone for AsyncClient<C> {
 
 impl<C> fmt::Debug for AsyncClient<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let servers: Vec<&str> = self
-            .inner
-            .servers
-            .iter()
-            .map(|s| s.spec.label.as_str())
-            .collect();
-        f.debug_struct("AsyncClient")
-            .field("servers", &servers)
-            .field("distribution", &self.inner.ring.distribution())
-            .finish_non_exhaustive()
+        self.inner.core.describe("AsyncClient", f)
     }
 }
 

@@ -77,16 +77,7 @@ impl<C> Clone for Client<C> {
 
 impl<C> fmt::Debug for Client<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let servers: Vec<&str> = self
-            .inner
-            .servers
-            .iter()
-            .map(|s| s.spec.label.as_str())
-            .collect();
-        f.debug_struct("Client")
-            .field("servers", &servers)
-            .field("distribution", &self.inner.ring.distribution())
-            .finish_non_exhaustive()
+        self.inner.core.describe("Client", f)
     }
 }
 

@@ -92,6 +92,17 @@ pub(crate) enum Settled {
     Refused(Error, bool),
 }
 
+impl<C> Core<C> {
+    /// A client's `Debug`: its servers and distribution, as `name`.
+    pub(crate) fn describe(&self, name: &str, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let servers: Vec<&str> = self.servers.iter().map(|s| s.spec.label.as_str()).collect();
+        f.debug_struct(name)
+            .field("servers", &servers)
+            .field("distribution", &self.ring.distribution())
+            .finish_non_exhaustive()
+    }
+}
+
 /// A single-key request routed to its server ([`Core::begin`]), for
 /// [`Core::end`] to account for once it is done.
 #[derive(Debug)]

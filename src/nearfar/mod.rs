@@ -1,4 +1,4 @@
-//! [`NearFar`]: the near tier ([`Cache`]) and the far tier (a memcached
+//! [`NearFar`]: the near tier ([`Cache`](crate::Cache)) and the far tier (a memcached
 //! [`Client`]) as one cache.
 //!
 //! A read looks in the near tier (process memory, no lock); on a miss it

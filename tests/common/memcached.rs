@@ -65,6 +65,11 @@ impl Memcached {
         self.port
     }
 
+    /// The server's process id, while it runs (to pin it to a core, say).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// `127.0.0.1:PORT`, as the client's builder takes it.
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)

@@ -333,7 +333,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// A store that an `async fn`'s memoised results live in with
 /// [`#[memoize(store = PATH)]`](crate::memoize): the async [`MemoStore`],
 /// used by [`memoize_async_in`] and its siblings. Implemented for [`Cache`],
-/// for [`AsyncNearFar`](crate::AsyncNearFar) (feature `tokio`: results
+/// for `AsyncNearFar` (feature `tokio`: results
 /// shared with other processes through memcached), and for `&T`, [`Arc<T>`]
 /// and [`LazyLock<T>`] where `T: AsyncMemoStore`.
 ///

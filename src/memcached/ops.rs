@@ -1,7 +1,7 @@
 //! Every single-key operation of a client, as the command it sends: its
 //! checks before sending (the value's encoding and size, the TTL's
 //! exptime) and what its reply gives. Pure. [`Client`](super::Client) and
-//! [`AsyncClient`](super::AsyncClient) both call these and hand the
+//! `AsyncClient` both call these and hand the
 //! command to their driver, so the two APIs cannot drift apart: each of
 //! their methods is one line over the function of the same name here.
 

@@ -52,9 +52,9 @@ impl std::error::Error for Error {}
 /// no revalidation, lease TTL 10 s, lease wait 1 s, `remove` deletes, and a
 /// circuit breaker that opens after 5 consecutive far failures for 1 s.
 ///
-/// The same builder makes an [`AsyncNearFar`](super::AsyncNearFar) (feature
+/// The same builder makes an `AsyncNearFar` (feature
 /// `tokio`), made by `AsyncNearFar::builder`, whose far tier is an
-/// [`AsyncClient`](crate::memcached::AsyncClient): `Cl` is the far client's
+/// `memcached::AsyncClient`: `Cl` is the far client's
 /// type.
 #[must_use]
 pub struct NearFarBuilder<K, V, Cl = Client> {

@@ -1,7 +1,7 @@
 //! What a client knows and decides, whichever driver does its I/O: its
 //! servers and their health, the invalidations each owes, key placement,
 //! routing, and the bookkeeping before and after a request. The blocking
-//! [`Client`](super::Client) and the tokio [`AsyncClient`](super::AsyncClient)
+//! [`Client`](super::Client) and the tokio `AsyncClient`
 //! each hold a `Core` beside their connections and call it around every
 //! request: no socket and no waiting here; time comes from the injected
 //! clock ([`Timer`]) as nanoseconds.

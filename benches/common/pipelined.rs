@@ -129,6 +129,11 @@ async fn write_loop(
 ) {
     let mut buf = Vec::with_capacity(64 * 1024);
     while let Some(first) = queued.recv().await {
+        // As nearfar's writer does: tokio runs a task just woken at once, so
+        // without this yield each request would go in a write of its own on
+        // a multi-thread runtime. The ceiling must coalesce as well as the
+        // client it bounds.
+        tokio::task::yield_now().await;
         buf.clear();
         let mut next = Some(first);
         while let Some(request) = next.take() {

@@ -68,6 +68,8 @@ pub(crate) struct Job {
 
 /// A request written and not yet answered.
 struct InFlight {
+    /// When its batch was written.
+    sent: Instant,
     tags: Tags,
     framer: Framer,
     /// The reply's frames so far.
@@ -125,6 +127,8 @@ struct Queue {
     /// When the head of the queue started waiting: its send, or the last
     /// byte read for it, whichever is later.
     waiting_since: Option<Instant>,
+    /// When bytes last came from the server.
+    last_read: Option<Instant>,
     /// Why the connection was closed, once it is.
     closed: Option<Closed>,
 }
@@ -275,8 +279,14 @@ async fn write_loop(
 ) {
     let mut buf = Vec::with_capacity(16 * 1024);
     while let Some(first) = unless_closed(&shared, queued.recv()).await.flatten() {
+        // Woken by the first request, the writer runs at once (tokio runs
+        // a task just woken next); letting the tasks already runnable go
+        // first lets their requests join this write.
+        tokio::task::yield_now().await;
         buf.clear();
         let mut next = Some(first);
+        // One clock read per write, not per request.
+        let sent = Instant::now();
         {
             let mut queue = shared.lock();
             if queue.closed.is_some() {
@@ -289,9 +299,10 @@ async fn write_loop(
                 if !job.reply.is_closed() {
                     buf.extend_from_slice(&job.request);
                     if queue.jobs.is_empty() {
-                        queue.waiting_since = Some(Instant::now());
+                        queue.waiting_since = Some(sent);
                     }
                     queue.jobs.push_back(InFlight {
+                        sent,
                         tags: job.tags,
                         framer: Framer::new(job.framing),
                         out: Vec::new(),
@@ -411,9 +422,11 @@ async fn read_loop(mut stream: Reader, shared: Arc<Shared>, config: ConnConfig) 
             }
             Ok(n) => {
                 filled += n;
+                let now = Instant::now();
                 let mut queue = shared.lock();
+                queue.last_read = Some(now);
                 if !queue.jobs.is_empty() {
-                    queue.waiting_since = Some(Instant::now());
+                    queue.waiting_since = Some(now);
                 }
             }
             Err(why) => break why,
@@ -488,7 +501,13 @@ fn deliver(shared: &Shared, reply: &Reply<'_>, frame: &[u8]) -> Result<(), Close
     let Some(done) = queue.jobs.pop_front() else {
         return Ok(());
     };
-    queue.waiting_since = queue.jobs.front().map(|_| Instant::now());
+    // The next request has waited since its send or the last bytes read,
+    // whichever is later (no clock read per reply).
+    let last_read = queue.last_read;
+    queue.waiting_since = queue
+        .jobs
+        .front()
+        .map(|next| last_read.map_or(next.sent, |read| read.max(next.sent)));
     drop(queue);
     // Its caller may have gone (cancelled): the reply is dropped here.
     let _ = done.reply.send(Ok(done.out));

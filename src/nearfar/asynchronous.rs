@@ -74,6 +74,30 @@ impl Mode for Tokio {
     fn release_dropped(_call: &Call<'_, AsyncClient>, _timer: &Timer, _held: Held<'_>) {}
 }
 
+/// The future of [`AsyncNearFar::get`]: a near hit, or the far read.
+enum Get<'a, V> {
+    Hit(Option<V>),
+    Far(BoxFuture<'a, Option<V>>),
+}
+
+// Nothing of a `Get` is ever pinned in place: the value is moved out, and
+// the far read is pinned in its own box.
+impl<V> Unpin for Get<'_, V> {}
+
+impl<V> Future for Get<'_, V> {
+    type Output = Option<V>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<V>> {
+        match self.get_mut() {
+            Get::Hit(value) => std::task::Poll::Ready(value.take()),
+            Get::Far(far) => far.as_mut().poll(cx),
+        }
+    }
+}
+
 /// The near and far tiers as one cache, for async code (feature `tokio`).
 /// Made by [`AsyncNearFar::builder`].
 ///
@@ -178,11 +202,14 @@ where
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn get(&self, key: &K) -> Option<V> {
+    pub fn get<'a>(&'a self, key: &'a K) -> impl Future<Output = Option<V>> + Send + 'a {
         let inner = &*self.inner;
+        // The near lookup is made here, when `get` is called: a near hit's
+        // future is ready at once and costs no state machine; only the far
+        // path (boxed, its state being large) is a future to drive.
         match inner.near.get(key) {
-            Some(entry) if !inner.due(&entry) => Some(entry.value),
-            entry => inner.get_slow::<Tokio>(key, entry).await,
+            Some(entry) if !inner.due(&entry) => Get::Hit(Some(entry.value)),
+            entry => Get::Far(Box::pin(inner.get_slow::<Tokio>(key, entry))),
         }
     }
 
@@ -268,7 +295,8 @@ where
             Some(entry) if !inner.due(&entry) => return Ok(entry.value),
             entry => entry,
         };
-        self.load(key, entry, load).await
+        // Boxed, as in `get`: a near hit does not move the load's state.
+        Box::pin(self.load(key, entry, load)).await
     }
 
     /// `try_get_with` after a near miss (or with a copy due for

@@ -66,6 +66,9 @@ pub(crate) struct Job {
     pub(crate) reply: oneshot::Sender<Result<Vec<u8>>>,
 }
 
+/// Where a request's reply goes.
+type Replied = oneshot::Sender<Result<Vec<u8>>>;
+
 /// A request written and not yet answered.
 struct InFlight {
     /// When its batch was written.
@@ -374,26 +377,36 @@ fn fail(job: Option<Job>, shared: &Shared) {
 /// connection fails or every handle is gone and nothing is in flight.
 async fn read_loop(mut stream: Reader, shared: Arc<Shared>, config: ConnConfig) {
     let mut buf = vec![0u8; INITIAL_READ_BUF];
+    // Replies completed by one read, handed over once the queue is unlocked.
+    let mut answered = Vec::new();
     let (mut pos, mut filled) = (0usize, 0usize);
     let why = loop {
-        // Every whole frame buffered.
+        // Every whole frame buffered, matched under one lock; the callers
+        // are told after it is released.
         let mut broken = None;
-        while pos < filled {
-            match parse_reply(&buf[pos..filled], config.max_value) {
-                Ok(None) => break,
-                Err(e) => {
-                    broken = Some(Closed::Protocol(e));
-                    break;
-                }
-                Ok(Some((reply, used))) => {
-                    let frame = &buf[pos..pos + used];
-                    pos += used;
-                    if let Err(why) = deliver(&shared, &reply, frame) {
-                        broken = Some(why);
+        {
+            let mut queue = shared.lock();
+            while pos < filled {
+                match parse_reply(&buf[pos..filled], config.max_value) {
+                    Ok(None) => break,
+                    Err(e) => {
+                        broken = Some(Closed::Protocol(e));
                         break;
+                    }
+                    Ok(Some((reply, used))) => {
+                        let frame = &buf[pos..pos + used];
+                        pos += used;
+                        if let Err(why) = deliver(&mut queue, &reply, frame, &mut answered) {
+                            broken = Some(why);
+                            break;
+                        }
                     }
                 }
             }
+        }
+        for (reply, out) in answered.drain(..) {
+            // Its caller may have gone (cancelled): the reply is dropped.
+            let _ = reply.send(Ok(out));
         }
         if let Some(why) = broken {
             break why;
@@ -469,8 +482,14 @@ async fn read_some(
 }
 
 /// Hands `frame` (parsed as `reply`) to the request at the head of the
-/// in-flight queue; an error closes the connection.
-fn deliver(shared: &Shared, reply: &Reply<'_>, frame: &[u8]) -> Result<(), Closed> {
+/// in-flight `queue`; a request whose reply is whole moves to `answered`.
+/// An error closes the connection.
+fn deliver(
+    queue: &mut Queue,
+    reply: &Reply<'_>,
+    frame: &[u8],
+    answered: &mut Vec<(Replied, Vec<u8>)>,
+) -> Result<(), Closed> {
     if let Reply::Error(message) = reply
         && refuses_connection(message)
     {
@@ -478,7 +497,6 @@ fn deliver(shared: &Shared, reply: &Reply<'_>, frame: &[u8]) -> Result<(), Close
             String::from_utf8_lossy(message).into_owned(),
         ));
     }
-    let mut queue = shared.lock();
     let Some(head) = queue.jobs.front_mut() else {
         // Bytes nobody asked for: the stream is out of step.
         return Err(Closed::Protocol(ProtocolError::UnexpectedReply {
@@ -508,11 +526,9 @@ fn deliver(shared: &Shared, reply: &Reply<'_>, frame: &[u8]) -> Result<(), Close
         .jobs
         .front()
         .map(|next| last_read.map_or(next.sent, |read| read.max(next.sent)));
-    drop(queue);
-    // Its caller may have gone (cancelled): the reply is dropped here.
-    let _ = done.reply.send(Ok(done.out));
+    answered.push((done.reply, done.out));
     if framed == Framed::Broken {
-        // `ERROR` / `CLIENT_ERROR`: the reply went to its caller, whose
+        // `ERROR` / `CLIENT_ERROR`: the reply goes to its caller, whose
         // result is that error; what follows cannot be trusted.
         return Err(Closed::Protocol(ProtocolError::UnexpectedReply {
             reply: "error line",

@@ -155,7 +155,9 @@ impl MuxPool {
         mut exchange: E,
         deadline: Instant,
     ) -> Result<E::Output> {
-        let mut request = Vec::new();
+        // Sized for a single-key request (most are), so encoding it does
+        // not grow the buffer step by step.
+        let mut request = Vec::with_capacity(128);
         let mut tags = Tags::default();
         let mut opaque = conn.opaques(OPAQUE_BLOCK);
         exchange.encode(&mut MetaRequest::new(&mut request, &mut tags, &mut opaque))?;

@@ -20,16 +20,29 @@ use super::protocol::{MetaStatus, Reply, ReturnFlags, ValidKey};
 pub(crate) mod batch;
 pub(crate) mod server;
 
+/// Keys up to this long are kept inline for a request's first command.
+const INLINE_KEY: usize = 64;
+
 /// The meta commands of a request: the opaque token and key each one's
 /// reply must echo.
 ///
 /// Replies come in request order; a quiet command may send none, so a
 /// reply may skip ahead to a later command, never back.
-#[derive(Debug, Default)]
+///
+/// Most requests hold one command with a short key: its key is kept inline,
+/// so registering it allocates nothing (the async client makes a `Tags`
+/// per request).
+#[derive(Debug)]
 pub(crate) struct Tags {
     /// The first command's token; the i-th carries `first + i` (wrapping).
     first: u32,
-    /// The commands' keys, end to end: the i-th ends at `ends[i]`.
+    /// How many commands are registered.
+    count: usize,
+    /// The first command's key, when it is at most `INLINE_KEY` bytes
+    /// (`first_len`); else it is the first of `keys`.
+    first_key: [u8; INLINE_KEY],
+    first_len: Option<usize>,
+    /// The other commands' keys, end to end: the j-th ends at `ends[j]`.
     keys: Vec<u8>,
     ends: Vec<usize>,
     /// The first command whose reply may still come: replies come in
@@ -37,8 +50,24 @@ pub(crate) struct Tags {
     next: usize,
 }
 
+impl Default for Tags {
+    fn default() -> Self {
+        Tags {
+            first: 0,
+            count: 0,
+            first_key: [0; INLINE_KEY],
+            first_len: None,
+            keys: Vec::new(),
+            ends: Vec::new(),
+            next: 0,
+        }
+    }
+}
+
 impl Tags {
     pub(crate) fn clear(&mut self) {
+        self.count = 0;
+        self.first_len = None;
         self.keys.clear();
         self.ends.clear();
         self.next = 0;
@@ -47,11 +76,36 @@ impl Tags {
     /// Registers a command for `key` whose token is `opaque` (the next one
     /// after the last registered, when there is one).
     pub(crate) fn push(&mut self, key: &[u8], opaque: u32) {
-        if self.ends.is_empty() {
+        if self.count == 0 {
             self.first = opaque;
+            if let Some(inline) = self.first_key.get_mut(..key.len()) {
+                inline.copy_from_slice(key);
+                self.first_len = Some(key.len());
+                self.count = 1;
+                return;
+            }
         }
         self.keys.extend_from_slice(key);
         self.ends.push(self.keys.len());
+        self.count += 1;
+    }
+
+    /// The key of the `index`-th command registered.
+    fn key(&self, index: usize) -> Option<&[u8]> {
+        if index >= self.count {
+            return None;
+        }
+        let spilled = match self.first_len {
+            Some(len) if index == 0 => return self.first_key.get(..len),
+            Some(_) => index - 1,
+            None => index,
+        };
+        let start = spilled
+            .checked_sub(1)
+            .and_then(|before| self.ends.get(before))
+            .copied()
+            .unwrap_or(0);
+        self.keys.get(start..*self.ends.get(spilled)?)
     }
 
     /// Whether a meta reply with `flags` answers a command still awaiting
@@ -66,17 +120,10 @@ impl Tags {
         if index < self.next || flags.base64_key {
             return false;
         }
-        let Some(&end) = self.ends.get(index) else {
+        let Some(key) = self.key(index) else {
             return false;
         };
-        let start = index
-            .checked_sub(1)
-            .and_then(|before| self.ends.get(before))
-            .copied()
-            .unwrap_or(0);
-        let key_matches = flags
-            .key
-            .is_none_or(|echoed| self.keys.get(start..end) == Some(echoed));
+        let key_matches = flags.key.is_none_or(|echoed| key == echoed);
         if key_matches {
             self.next = index + 1;
         }

@@ -45,3 +45,28 @@ fn replies_are_matched_to_their_commands() {
     assert!(tags.answer(&echo(Some(1), Some(b"k3"))));
     assert!(!tags.answer(&echo(Some(0), Some(b"k22"))));
 }
+
+#[test]
+fn long_and_short_keys_are_matched_alike() {
+    let long = vec![b'x'; 200];
+    for first_long in [true, false] {
+        let mut tags = Tags::default();
+        let keys: Vec<&[u8]> = if first_long {
+            vec![&long, b"a", &long[..70]]
+        } else {
+            vec![b"a", &long, b"bb"]
+        };
+        for (i, key) in keys.iter().enumerate() {
+            tags.push(key, 10 + i as u32);
+        }
+        // Each with its own key, and no other's.
+        assert!(!tags.answer(&echo(Some(10), Some(keys[1]))));
+        for (i, key) in keys.iter().enumerate() {
+            assert!(
+                tags.answer(&echo(Some(10 + i as u32), Some(key))),
+                "{first_long} {i}"
+            );
+        }
+        assert!(!tags.answer(&echo(Some(13), None)), "past the last");
+    }
+}

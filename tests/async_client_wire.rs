@@ -260,3 +260,62 @@ fn garbage_or_an_error_line_drops_the_connection() {
         assert_eq!(accepted.load(Ordering::SeqCst), 2, "{rt}");
     });
 }
+
+#[test]
+fn a_late_reply_times_out_its_call_and_is_dropped_in_step() {
+    // The first request gets its reply 600 ms late: its call's deadline
+    // (200 ms, well inside the 5 s I/O timeout) fails it with a timeout at
+    // once, with no timer of its own; the late reply is then read and
+    // dropped, and the next request on the same connection gets its own.
+    let (addr, accepted) = fake_server(|_, stream| {
+        let Ok(mut writer) = stream.try_clone() else {
+            return;
+        };
+        let mut first = true;
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { return };
+            if first {
+                first = false;
+                thread::sleep(Duration::from_millis(600));
+            }
+            if writer.write_all(good_reply(&line).as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = Client::builder()
+            .servers([addr.as_str()])
+            .pool_size(1)
+            .io_timeout(Duration::from_secs(5))
+            .request_timeout(Duration::from_millis(200))
+            .retry_attempts(100)
+            .build_async()
+            .unwrap();
+        let started = std::time::Instant::now();
+        let late = client.get::<String>("late").await;
+        let took = started.elapsed();
+        assert!(matches!(late, Err(Error::Timeout)), "{late:?}");
+        assert!(
+            took >= Duration::from_millis(190) && took < Duration::from_millis(450),
+            "failed after {took:?}"
+        );
+        // Sent while the late reply is still to come (its deadline after
+        // it): answered after it, with its own key, on the same connection.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            client.get::<String>("next").await.unwrap().as_deref(),
+            Some("next")
+        );
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "one connection throughout"
+        );
+    });
+}

@@ -21,6 +21,14 @@
 //! dropped request never shifts another's reply: no task ever receives
 //! another key's value.
 //!
+//! # Deadlines
+//!
+//! Each request carries its call's deadline, and the connection keeps
+//! time for all of them with one timer (the reader's): a request still
+//! queued when its deadline passes is never sent, and one in flight is
+//! told [`Error::Timeout`] at its deadline, its reply read and dropped
+//! when it comes. No request arms a timer of its own.
+//!
 //! # Failures
 //!
 //! A reply that matches nothing, bytes that do not parse, an `ERROR` /
@@ -62,6 +70,9 @@ pub(crate) struct Job {
     /// The meta commands in it, whose replies must echo their tokens.
     pub(crate) tags: Tags,
     pub(crate) framing: Framing,
+    /// When the call it belongs to fails with [`Error::Timeout`] if no
+    /// reply has come: enforced by the connection (see the module docs).
+    pub(crate) deadline: Instant,
     /// The whole reply's bytes (its frames end to end), or why none came.
     pub(crate) reply: oneshot::Sender<Result<Vec<u8>>>,
 }
@@ -73,11 +84,15 @@ type Replied = oneshot::Sender<Result<Vec<u8>>>;
 struct InFlight {
     /// When its batch was written.
     sent: Instant,
+    /// When its caller stops waiting (see [`Job::deadline`]).
+    deadline: Instant,
     tags: Tags,
     framer: Framer,
     /// The reply's frames so far.
     out: Vec<u8>,
-    reply: oneshot::Sender<Result<Vec<u8>>>,
+    /// `None` once its caller was told its deadline passed: the reply is
+    /// still read (the stream stays in step), and dropped.
+    reply: Option<Replied>,
 }
 
 /// Why a connection was closed: given (as an [`Error`]) to every request
@@ -122,6 +137,9 @@ struct Shared {
     /// Notified when the connection is closed: wakes the writer, which
     /// then shuts the socket (see [`unless_closed`]).
     closing: Notify,
+    /// Notified when a request is written whose deadline comes before the
+    /// reader's next wake: the reader rearms its timer.
+    rearm: Notify,
 }
 
 #[derive(Default)]
@@ -132,6 +150,11 @@ struct Queue {
     waiting_since: Option<Instant>,
     /// When bytes last came from the server.
     last_read: Option<Instant>,
+    /// No request still awaited has a deadline before this (it may be
+    /// earlier than any: the reader then looks again).
+    earliest: Option<Instant>,
+    /// When the reader next wakes to check deadlines and stalls.
+    wake_at: Option<Instant>,
     /// Why the connection was closed, once it is.
     closed: Option<Closed>,
 }
@@ -165,7 +188,9 @@ impl Shared {
                 .as_ref()
                 .map_or(Error::Timeout, |w| w.error(&self.server));
             // The caller may have gone: nothing to tell then.
-            let _ = job.reply.send(Err(error));
+            if let Some(reply) = job.reply {
+                let _ = reply.send(Err(error));
+            }
         }
     }
 }
@@ -228,6 +253,7 @@ impl MuxConn {
             in_flight: Mutex::new(Queue::default()),
             closed: AtomicBool::new(false),
             closing: Notify::new(),
+            rearm: Notify::new(),
         });
         let (jobs, queued) = mpsc::unbounded_channel();
         tokio::spawn(write_loop(write, queued, Arc::clone(&shared)));
@@ -298,18 +324,29 @@ async fn write_loop(
                 break;
             }
             while let Some(job) = next.take() {
-                // Dropped by its caller before it was sent: never sent.
-                if !job.reply.is_closed() {
+                if job.reply.is_closed() {
+                    // Dropped by its caller before it was sent: never sent.
+                } else if job.deadline <= sent {
+                    // Its call's time ran out while it was queued.
+                    let _ = job.reply.send(Err(Error::Timeout));
+                } else {
                     buf.extend_from_slice(&job.request);
                     if queue.jobs.is_empty() {
                         queue.waiting_since = Some(sent);
                     }
+                    if queue.earliest.is_none_or(|at| job.deadline < at) {
+                        queue.earliest = Some(job.deadline);
+                        if queue.wake_at.is_none_or(|at| job.deadline < at) {
+                            shared.rearm.notify_one();
+                        }
+                    }
                     queue.jobs.push_back(InFlight {
                         sent,
+                        deadline: job.deadline,
                         tags: job.tags,
                         framer: Framer::new(job.framing),
                         out: Vec::new(),
-                        reply: job.reply,
+                        reply: Some(job.reply),
                     });
                 }
                 if buf.len() < MAX_COALESCED {
@@ -448,37 +485,82 @@ async fn read_loop(mut stream: Reader, shared: Arc<Shared>, config: ConnConfig) 
     shared.close(why);
 }
 
-/// Reads what the server sends. While a request waits for its reply, the
-/// read gives up `io_timeout` after the request was sent or the last byte
-/// came for it, whichever is later (when idle, it wakes every
-/// `io_timeout` to look again).
+/// Reads what the server sends, and keeps time meanwhile: a request that
+/// waits for its reply makes the connection fail `io_timeout` after it was
+/// sent or the last byte came for it, whichever is later (a stalled
+/// server), and a request whose call's deadline passes is told so at once
+/// (its reply, when it comes, is read and dropped). When idle, it wakes
+/// every `io_timeout` to look again.
 async fn read_some(
     stream: &mut Reader,
     into: &mut [u8],
     shared: &Shared,
     io_timeout: Duration,
 ) -> Result<usize, Closed> {
-    let mut until = tokio::time::Instant::now() + io_timeout;
     loop {
-        match tokio::time::timeout_at(until, stream.read(into)).await {
-            Ok(Ok(n)) => return Ok(n),
-            Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-            Ok(Err(e)) => return Err(Closed::Io(e.kind(), e.to_string())),
-            Err(_) => {
-                let queue = shared.lock();
+        let mut read = pin!(stream.read(&mut *into));
+        loop {
+            let until = {
+                let mut queue = shared.lock();
                 if queue.closed.is_some() {
                     return Err(Closed::Timeout);
                 }
-                match queue.waiting_since.filter(|_| !queue.jobs.is_empty()) {
-                    Some(since) if since.elapsed() >= io_timeout => return Err(Closed::Timeout),
-                    // A request went out since the read began: its own
-                    // limit.
-                    Some(since) => until = tokio::time::Instant::from_std(since + io_timeout),
-                    None => until = tokio::time::Instant::now() + io_timeout,
+                let now = Instant::now();
+                let stall_at = match queue.waiting_since.filter(|_| !queue.jobs.is_empty()) {
+                    Some(since) if now >= since + io_timeout => return Err(Closed::Timeout),
+                    Some(since) => since + io_timeout,
+                    None => now + io_timeout,
+                };
+                if queue.earliest.is_some_and(|at| at <= now) {
+                    expire(&mut queue, now);
                 }
+                let until = queue.earliest.map_or(stall_at, |at| at.min(stall_at));
+                queue.wake_at = Some(until);
+                until
+            };
+            // A request written meanwhile with an earlier deadline notifies
+            // this (a permit is kept if it comes before the wait).
+            let mut rearmed = pin!(shared.rearm.notified());
+            let mut timer = pin!(tokio::time::sleep_until(until.into()));
+            let woke = poll_fn(|cx| {
+                if let Poll::Ready(result) = read.as_mut().poll(cx) {
+                    return Poll::Ready(Some(result));
+                }
+                if rearmed.as_mut().poll(cx).is_ready() || timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(None);
+                }
+                Poll::Pending
+            })
+            .await;
+            match woke {
+                Some(Ok(n)) => return Ok(n),
+                // Read again.
+                Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => break,
+                Some(Err(e)) => return Err(Closed::Io(e.kind(), e.to_string())),
+                // A deadline, a stall to check, or a new request's deadline.
+                None => {}
             }
         }
     }
+}
+
+/// Tells every request whose call's deadline has come by `now` that it
+/// timed out, and recomputes the earliest deadline still awaited.
+fn expire(queue: &mut Queue, now: Instant) {
+    let mut earliest = None;
+    for job in &mut queue.jobs {
+        if job.reply.is_none() {
+            continue;
+        }
+        if job.deadline <= now {
+            if let Some(reply) = job.reply.take() {
+                let _ = reply.send(Err(Error::Timeout));
+            }
+        } else if earliest.is_none_or(|at| job.deadline < at) {
+            earliest = Some(job.deadline);
+        }
+    }
+    queue.earliest = earliest;
 }
 
 /// Hands `frame` (parsed as `reply`) to the request at the head of the
@@ -526,7 +608,9 @@ fn deliver(
         .jobs
         .front()
         .map(|next| last_read.map_or(next.sent, |read| read.max(next.sent)));
-    answered.push((done.reply, done.out));
+    if let Some(reply) = done.reply {
+        answered.push((reply, done.out));
+    }
     if framed == Framed::Broken {
         // `ERROR` / `CLIENT_ERROR`: the reply goes to its caller, whose
         // result is that error; what follows cannot be trusted.

@@ -166,9 +166,12 @@ impl MuxPool {
             request,
             tags,
             framing: exchange.framing(),
+            deadline,
             reply,
         });
-        let bytes = match within(deadline, replied, || Error::Timeout).await? {
+        // No timer per request: the connection tells this request when its
+        // deadline passes (see `mux.rs`).
+        let bytes = match replied.await {
             Ok(bytes) => bytes?,
             // The connection's tasks ended without a word (the runtime is
             // shutting down).

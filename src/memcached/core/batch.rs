@@ -135,11 +135,11 @@ impl<C: Codec> Core<C> {
         }
         // Routed once every key is known valid, so a refused batch claims
         // no probe of a dead server.
-        let now = self.now();
+        let now = self.lazy_now();
         let mut probing = Vec::new();
         for (index, range) in batch.ranges.iter().enumerate() {
             let key = batch.bytes.get(range.clone()).unwrap_or_default();
-            let server = self.route_at(self.placement(key), now, &mut probing)?;
+            let server = self.route_at(self.placement(key), &now, &mut probing)?;
             batch.groups[server].push(index);
         }
         Ok(batch)

@@ -68,6 +68,25 @@ impl KeyBuf {
     }
 }
 
+/// The time of one routing decision, read from the clock at most once and
+/// only when needed (see [`Core::lazy_now`]).
+pub(crate) struct LazyNow<'t> {
+    timer: &'t Timer,
+    read: std::cell::Cell<Option<u64>>,
+}
+
+impl LazyNow<'_> {
+    /// Nanoseconds on the client's clock, read on first use.
+    pub(crate) fn get(&self) -> u64 {
+        if let Some(now) = self.read.get() {
+            return now;
+        }
+        let now = self.timer.now();
+        self.read.set(Some(now));
+        now
+    }
+}
+
 /// Why a server's owed invalidations could not be sent.
 #[derive(Debug)]
 pub(crate) enum Unsettled {
@@ -172,7 +191,16 @@ impl<C: Codec> Core<C> {
 
     /// The index of the live server for `key` (given without the prefix).
     pub(crate) fn route(&self, key: &[u8]) -> Result<usize> {
-        self.route_at(key, self.now(), &mut Vec::new())
+        self.route_at(key, &self.lazy_now(), &mut Vec::new())
+    }
+
+    /// The time of a routing decision, read from the clock only if a
+    /// server's circuit is open (with every server up, routing needs none).
+    pub(crate) fn lazy_now(&self) -> LazyNow<'_> {
+        LazyNow {
+            timer: &self.timer,
+            read: std::cell::Cell::new(None),
+        }
     }
 
     /// The index of the server for `key` among those `routable` accepts.
@@ -185,10 +213,10 @@ impl<C: Codec> Core<C> {
 
     /// Whether server `index` takes requests at `now` (without claiming a
     /// probe of it).
-    pub(crate) fn is_routable(&self, index: usize, now: u64) -> bool {
+    pub(crate) fn is_routable(&self, index: usize, now: &LazyNow<'_>) -> bool {
         self.servers
             .get(index)
-            .is_some_and(|s| s.health.is_routable(now))
+            .is_some_and(|s| !s.health.is_open() || s.health.is_routable(now.get()))
     }
 
     /// The index of the server for `key`, with liveness judged at `now`.
@@ -198,7 +226,12 @@ impl<C: Codec> Core<C> {
     /// around it until the probe's outcome is known. `probing` lists the
     /// servers this caller already holds the probe of (all of a batch's
     /// keys for such a server go with the probe).
-    pub(crate) fn route_at(&self, key: &[u8], now: u64, probing: &mut Vec<usize>) -> Result<usize> {
+    pub(crate) fn route_at(
+        &self,
+        key: &[u8],
+        now: &LazyNow<'_>,
+        probing: &mut Vec<usize>,
+    ) -> Result<usize> {
         // Servers whose probe another caller took meanwhile.
         let mut taken = Vec::new();
         loop {
@@ -210,7 +243,15 @@ impl<C: Codec> Core<C> {
             if probing.contains(&server) {
                 return Ok(server);
             }
-            match self.servers[server].health.pass(now) {
+            let health = &self.servers[server].health;
+            // A closed circuit passes whatever the time (one that opens
+            // meanwhile: as if this request came just before).
+            let pass = if health.is_open() {
+                health.pass(now.get())
+            } else {
+                Pass::Closed
+            };
+            match pass {
                 Pass::Closed => return Ok(server),
                 Pass::Probe => {
                     probing.push(server);
@@ -337,8 +378,8 @@ impl<C: Codec> Core<C> {
         };
         let prefixed = valid.as_bytes();
         let place = self.placement(prefixed);
-        let now = self.now();
-        let routed = self.pick(place, |i| self.is_routable(i, now));
+        let now = self.lazy_now();
+        let routed = self.pick(place, |i| self.is_routable(i, &now));
         self.owe_ahead(place, prefixed, routed, None);
         if let Some(server) = routed {
             self.owe(server, prefixed, None);
@@ -402,11 +443,11 @@ impl<C: Codec> Core<C> {
     pub(crate) fn server_for(&self, key: &str) -> Result<String> {
         let mut buf = KeyBuf::new();
         let valid = self.key(key, &mut buf)?;
-        let now = self.now();
+        let now = self.lazy_now();
         // Only looks: claims no probe of a server whose dead period is over.
         let server = self
             .pick(self.placement(valid.as_bytes()), |i| {
-                self.is_routable(i, now)
+                self.is_routable(i, &now)
             })
             .ok_or(Error::AllServersDown)?;
         Ok(self.servers[server].spec.label.clone())

@@ -22,6 +22,10 @@ pub trait Clock: Send + Sync + 'static {
     /// result does between polls (`NearFar`'s lease wait). The default
     /// sleeps the thread; [`MockClock`] advances itself instead, so a test
     /// waits for nothing.
+    ///
+    /// `AsyncNearFar` calls it too, from its task, when a clock is
+    /// injected (without one it awaits tokio's timer): an injected clock
+    /// used with the async API should not block here.
     fn sleep(&self, duration: Duration) {
         std::thread::sleep(duration);
     }
@@ -131,6 +135,15 @@ impl Timer {
             Some(clock) => clock.sleep(duration),
             None => std::thread::sleep(duration),
         }
+    }
+
+    /// Whether a clock was injected (else the system's clock is used).
+    #[cfg_attr(
+        not(feature = "tokio"),
+        allow(dead_code, reason = "asked by the async driver only")
+    )]
+    pub(crate) fn is_injected(&self) -> bool {
+        self.clock.is_some()
     }
 
     /// Nanoseconds since the timer was made (saturating: 584 years).

@@ -287,3 +287,48 @@ fn memoised_through_async_near_far() {
         assert_eq!(MEMO_STORE.stats().far_hits, 1);
     });
 }
+
+#[test]
+fn lease_waits_run_on_the_injected_clock() {
+    // A lease abandoned by another process: the waiter takes it over after
+    // `lease_wait` (30 s) on the NearFar's mock clock, without waiting
+    // 30 s of real time.
+    let mc = Memcached::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let clock = nearfar::MockClock::new();
+    let nf = AsyncNearFar::<u64, String>::builder()
+        .far(client(&mc.addr()))
+        .namespace(fresh("mock"))
+        .lease_wait(Duration::from_secs(30))
+        .lease_ttl(Duration::from_secs(120))
+        .clock(clock)
+        .build()
+        .expect("AsyncNearFar");
+    let fkey = nf.far_key(&1).expect("far key");
+    let other = Client::builder()
+        .servers([mc.addr()])
+        .build()
+        .expect("client");
+    let lease = other.get_or_lease::<String>(&fkey, Duration::from_secs(120));
+    assert!(
+        matches!(lease, Ok(nearfar::memcached::Lease::Won { .. })),
+        "{lease:?}"
+    );
+    let started = Instant::now();
+    let value = rt.block_on(nf.get_with(1, || async { "mine".to_string() }));
+    assert_eq!(value, "mine");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let stats = nf.stats();
+    assert_eq!(
+        (stats.lease_waits, stats.lease_takeovers),
+        (1, 1),
+        "{stats:?}"
+    );
+}

@@ -62,8 +62,16 @@ impl Mode for Tokio {
         perform!(call, op, attempt_async, await)
     }
 
-    async fn pause(_timer: &Timer, pause: Duration) {
-        tokio::time::sleep(pause).await;
+    /// On tokio's timer; on the injected clock when there is one (a
+    /// `MockClock` advances at once, so tests wait for nothing), then
+    /// yielding to the other tasks.
+    async fn pause(timer: &Timer, pause: Duration) {
+        if timer.is_injected() {
+            timer.sleep(pause);
+            tokio::task::yield_now().await;
+        } else {
+            tokio::time::sleep(pause).await;
+        }
     }
 
     /// Nothing can be awaited in a drop: a lease placeholder left by a load

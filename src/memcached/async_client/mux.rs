@@ -1,33 +1,33 @@
 //! One multiplexed connection to one server: many tasks' requests share
 //! it, pipelined as they arrive.
 //!
-//! A caller hands a [`Job`] (its encoded request, the [`Tags`] its meta
-//! replies must echo, its [`Framing`]) to the connection's writer task,
-//! and awaits the bytes of its whole reply. The writer drains every job
-//! queued meanwhile into one buffer and one `write` (write coalescing),
-//! after putting each on the in-flight queue in the same order. The reader
-//! task parses what the server sends ([`parse_reply`]), matches each frame
-//! to the job at the head of the queue (its opaque token and key, as the
-//! blocking connection does), frames it with the job's [`Framer`], and
-//! hands the whole reply to the job's caller, who decodes it (see
-//! `route.rs`).
+//! A caller encodes its request straight into the connection's outbox
+//! ([`MuxConn::send`]: one buffer that every caller appends to, with the
+//! [`Tags`] its meta replies must echo and its [`Framing`]) and awaits the
+//! bytes of its whole reply. The writer task takes the whole outbox at
+//! each turn and sends it in one `write` (write coalescing), after putting
+//! its requests on the in-flight queue in the same order. The reader task
+//! parses what the server sends ([`parse_reply`]), matches each frame to
+//! the request at the head of the queue (its opaque token and key, as the
+//! blocking connection does), frames it with the request's [`Framer`], and
+//! hands the whole reply to the request's caller, who decodes it (see
+//! `pool.rs`).
 //!
 //! # Cancellation
 //!
 //! A caller may drop its future at any point (a `tokio::time::timeout`, a
-//! `select!`). A job dropped before the writer took it is never sent; one
-//! already sent keeps its place in the in-flight queue, and its reply is
-//! read and discarded. Replies are matched in order and by token, so a
+//! `select!`). Its request, once queued, is written all the same and keeps
+//! its place in the in-flight queue, and its reply is read and discarded. Replies are matched in order and by token, so a
 //! dropped request never shifts another's reply: no task ever receives
 //! another key's value.
 //!
 //! # Deadlines
 //!
 //! Each request carries its call's deadline, and the connection keeps
-//! time for all of them with one timer (the reader's): a request still
-//! queued when its deadline passes is never sent, and one in flight is
-//! told [`Error::Timeout`] at its deadline, its reply read and dropped
-//! when it comes. No request arms a timer of its own.
+//! time for all of them with one timer (the reader's): a request is told
+//! [`Error::Timeout`] at its deadline (by the writer if it is still
+//! queued then), and its reply is read and dropped when it comes. No
+//! request arms a timer of its own.
 //!
 //! # Failures
 //!
@@ -48,33 +48,41 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 
 use crate::memcached::address::{Address, ServerSpec};
 use crate::memcached::conn::{ConnConfig, refuses_connection};
 use crate::memcached::error::{Error, Result};
-use crate::memcached::exchange::{Framed, Framer, Framing, Tags};
+use crate::memcached::exchange::{Framed, Framer, Framing, MetaRequest, Tags};
 use crate::memcached::protocol::{MetaStatus, ProtocolError, Reply, parse_reply};
 
 /// The read buffer's starting size; it grows for large replies.
 const INITIAL_READ_BUF: usize = 16 * 1024;
 
-/// Once the writer has this many bytes to send, it sends them before taking
-/// more jobs: bounds the write buffer and the latency of the first job.
-const MAX_COALESCED: usize = 256 * 1024;
+/// A write buffer grown past this (a burst of large requests) is not kept.
+const RETAINED_WRITE_BUF: usize = 512 * 1024;
 
-/// A request waiting to be written, and where its reply goes.
-pub(crate) struct Job {
-    /// The encoded request.
-    pub(crate) request: Vec<u8>,
+/// A request encoded into the outbox and not yet written, and where its
+/// reply goes.
+struct Queued {
     /// The meta commands in it, whose replies must echo their tokens.
-    pub(crate) tags: Tags,
-    pub(crate) framing: Framing,
+    tags: Tags,
+    framing: Framing,
     /// When the call it belongs to fails with [`Error::Timeout`] if no
     /// reply has come: enforced by the connection (see the module docs).
-    pub(crate) deadline: Instant,
+    deadline: Instant,
     /// The whole reply's bytes (its frames end to end), or why none came.
-    pub(crate) reply: oneshot::Sender<Result<Vec<u8>>>,
+    reply: Replied,
+}
+
+/// Requests encoded and not yet written: callers append to it (under its
+/// lock, no allocation of their own), the writer takes all of it at once.
+#[derive(Default)]
+struct Outbox {
+    buf: Vec<u8>,
+    jobs: Vec<Queued>,
+    /// No more requests: the connection is closed, or its last handle gone.
+    shut: bool,
 }
 
 /// Where a request's reply goes.
@@ -84,7 +92,7 @@ type Replied = oneshot::Sender<Result<Vec<u8>>>;
 struct InFlight {
     /// When its batch was written.
     sent: Instant,
-    /// When its caller stops waiting (see [`Job::deadline`]).
+    /// When its caller stops waiting (see [`Queued::deadline`]).
     deadline: Instant,
     tags: Tags,
     framer: Framer,
@@ -140,6 +148,11 @@ struct Shared {
     /// Notified when a request is written whose deadline comes before the
     /// reader's next wake: the reader rearms its timer.
     rearm: Notify,
+    /// What callers have queued for the writer.
+    outbox: Mutex<Outbox>,
+    /// Notified when the outbox gets its first request (or is shut): wakes
+    /// the writer.
+    wake: Notify,
 }
 
 #[derive(Default)]
@@ -167,10 +180,16 @@ impl Shared {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn outbox(&self) -> MutexGuard<'_, Outbox> {
+        // A buffer and a list, consistent at every unlock (requests are
+        // encoded by the crate's own encoders, which do not panic).
+        self.outbox.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Closes the connection for `why` (once: the first reason stands) and
     /// fails every request in flight.
     fn close(&self, why: Closed) {
-        let jobs = {
+        let in_flight = {
             let mut queue = self.lock();
             if queue.closed.is_none() {
                 queue.closed = Some(why);
@@ -180,17 +199,25 @@ impl Shared {
             self.closed.store(true, Ordering::Release);
             std::mem::take(&mut queue.jobs)
         };
+        let queued = {
+            let mut outbox = self.outbox();
+            outbox.shut = true;
+            outbox.buf.clear();
+            std::mem::take(&mut outbox.jobs)
+        };
         // The writer is the one waiter (a stored permit if it is busy).
         self.closing.notify_one();
         let why = self.lock().closed.clone();
-        for job in jobs {
+        let replies = in_flight
+            .into_iter()
+            .filter_map(|job| job.reply)
+            .chain(queued.into_iter().map(|job| job.reply));
+        for reply in replies {
             let error = why
                 .as_ref()
                 .map_or(Error::Timeout, |w| w.error(&self.server));
             // The caller may have gone: nothing to tell then.
-            if let Some(reply) = job.reply {
-                let _ = reply.send(Err(error));
-            }
+            let _ = reply.send(Err(error));
         }
     }
 }
@@ -199,7 +226,6 @@ impl Shared {
 /// Dropping the last handle closes the connection once the requests in
 /// flight are answered.
 pub(crate) struct MuxConn {
-    jobs: mpsc::UnboundedSender<Job>,
     shared: Arc<Shared>,
     /// The opaque token of the next meta command sent on this connection.
     next_opaque: AtomicU32,
@@ -254,12 +280,12 @@ impl MuxConn {
             closed: AtomicBool::new(false),
             closing: Notify::new(),
             rearm: Notify::new(),
+            outbox: Mutex::new(Outbox::default()),
+            wake: Notify::new(),
         });
-        let (jobs, queued) = mpsc::unbounded_channel();
-        tokio::spawn(write_loop(write, queued, Arc::clone(&shared)));
+        tokio::spawn(write_loop(write, Arc::clone(&shared)));
         tokio::spawn(read_loop(read, Arc::clone(&shared), *config));
         Ok(MuxConn {
-            jobs,
             shared,
             next_opaque: AtomicU32::new(1),
         })
@@ -268,23 +294,63 @@ impl MuxConn {
     /// Whether the connection was closed (a new one is needed).
     pub(crate) fn is_closed(&self) -> bool {
         // Acquire pairs with the Release store in `Shared::close`.
-        self.shared.closed.load(Ordering::Acquire) || self.jobs.is_closed()
+        self.shared.closed.load(Ordering::Acquire)
     }
 
-    /// Reserves `count` consecutive opaque tokens for one request.
-    pub(crate) fn opaques(&self, count: u32) -> u32 {
-        // Relaxed: tokens need only be distinct per connection, and each
-        // request's replies are matched within that request.
-        self.next_opaque.fetch_add(count, Ordering::Relaxed)
-    }
-
-    /// Queues `job` for writing. Its reply (or the connection's failure)
-    /// comes through its `reply` channel.
-    pub(crate) fn send(&self, job: Job) {
-        if let Err(mpsc::error::SendError(job)) = self.jobs.send(job) {
-            let error = Closed::Io(io::ErrorKind::BrokenPipe, "connection closed".into());
-            let _ = job.reply.send(Err(error.error(&self.shared.server)));
+    /// Queues a request: `encode` appends it to the outbox (tagging its meta
+    /// commands with tokens of this connection), whose reply, framed by
+    /// `framing`, or the connection's failure, or [`Error::Timeout`] at
+    /// `deadline`, comes through `reply`.
+    ///
+    /// Once queued a request is written, even if its caller goes (its reply
+    /// is then read and dropped).
+    ///
+    /// # Errors
+    ///
+    /// What `encode` returns (nothing is queued then).
+    pub(crate) fn send(
+        &self,
+        encode: impl FnOnce(&mut MetaRequest<'_>) -> Result<()>,
+        framing: Framing,
+        deadline: Instant,
+        reply: Replied,
+    ) -> Result<()> {
+        let mut tags = Tags::default();
+        // Relaxed: tokens need only differ between a connection's
+        // requests (a block each: see `OPAQUE_BLOCK`).
+        let mut opaque = self.next_opaque.fetch_add(OPAQUE_BLOCK, Ordering::Relaxed);
+        let mut outbox = self.shared.outbox();
+        if outbox.shut {
+            drop(outbox);
+            let why = self.shared.lock().closed.clone();
+            let why = why.unwrap_or(Closed::Io(
+                io::ErrorKind::BrokenPipe,
+                "connection closed".into(),
+            ));
+            let _ = reply.send(Err(why.error(&self.shared.server)));
+            return Ok(());
         }
+        let start = outbox.buf.len();
+        if let Err(e) = encode(&mut MetaRequest::new(
+            &mut outbox.buf,
+            &mut tags,
+            &mut opaque,
+        )) {
+            outbox.buf.truncate(start);
+            return Err(e);
+        }
+        let first = outbox.jobs.is_empty();
+        outbox.jobs.push(Queued {
+            tags,
+            framing,
+            deadline,
+            reply,
+        });
+        drop(outbox);
+        if first {
+            self.shared.wake.notify_one();
+        }
+        Ok(())
     }
 
     /// Closes the connection (a reply left it out of step): every request
@@ -297,65 +363,90 @@ impl MuxConn {
     }
 }
 
+impl Drop for MuxConn {
+    /// The last handle: the writer writes what is queued, then shuts the
+    /// socket's write half; the reader reads the replies in flight, then
+    /// the server's end of stream.
+    fn drop(&mut self) {
+        self.shared.outbox().shut = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+/// Opaque tokens set aside per request: more than any exchange registers
+/// (a chunk is at most 128 commands), so consecutive requests on a
+/// connection never share a token, and a reply that strays into the wrong
+/// request's place is caught.
+const OPAQUE_BLOCK: u32 = 256;
+
 type Reader = Pin<Box<dyn AsyncRead + Send>>;
 type Writer = Pin<Box<dyn AsyncWrite + Send>>;
 
-/// Takes queued jobs and writes them, as many together as are queued.
-async fn write_loop(
-    mut stream: Writer,
-    mut queued: mpsc::UnboundedReceiver<Job>,
-    shared: Arc<Shared>,
-) {
+/// Writes what callers queue in the outbox, all of it at each turn.
+async fn write_loop(mut stream: Writer, shared: Arc<Shared>) {
     let mut buf = Vec::with_capacity(16 * 1024);
-    while let Some(first) = unless_closed(&shared, queued.recv()).await.flatten() {
+    let mut taken = Vec::new();
+    loop {
+        {
+            let outbox = shared.outbox();
+            if outbox.shut && outbox.jobs.is_empty() {
+                break;
+            }
+        }
+        if unless_closed(&shared, shared.wake.notified())
+            .await
+            .is_none()
+        {
+            break;
+        }
         // Woken by the first request, the writer runs at once (tokio runs
         // a task just woken next); letting the tasks already runnable go
         // first lets their requests join this write.
         tokio::task::yield_now().await;
-        buf.clear();
-        let mut next = Some(first);
+        {
+            let mut outbox = shared.outbox();
+            std::mem::swap(&mut outbox.buf, &mut buf);
+            std::mem::swap(&mut outbox.jobs, &mut taken);
+        }
+        if taken.is_empty() {
+            continue;
+        }
         // One clock read per write, not per request.
         let sent = Instant::now();
         {
             let mut queue = shared.lock();
             if queue.closed.is_some() {
-                drop(queue);
-                fail(next.take(), &shared);
                 break;
             }
-            while let Some(job) = next.take() {
-                if job.reply.is_closed() {
-                    // Dropped by its caller before it was sent: never sent.
+            for job in taken.drain(..) {
+                let reply = if job.reply.is_closed() {
+                    // Its caller went: the reply is read and dropped.
+                    None
                 } else if job.deadline <= sent {
                     // Its call's time ran out while it was queued.
                     let _ = job.reply.send(Err(Error::Timeout));
+                    None
                 } else {
-                    buf.extend_from_slice(&job.request);
-                    if queue.jobs.is_empty() {
-                        queue.waiting_since = Some(sent);
-                    }
                     if queue.earliest.is_none_or(|at| job.deadline < at) {
                         queue.earliest = Some(job.deadline);
                         if queue.wake_at.is_none_or(|at| job.deadline < at) {
                             shared.rearm.notify_one();
                         }
                     }
-                    queue.jobs.push_back(InFlight {
-                        sent,
-                        deadline: job.deadline,
-                        tags: job.tags,
-                        framer: Framer::new(job.framing),
-                        out: Vec::new(),
-                        reply: Some(job.reply),
-                    });
+                    Some(job.reply)
+                };
+                if queue.jobs.is_empty() {
+                    queue.waiting_since = Some(sent);
                 }
-                if buf.len() < MAX_COALESCED {
-                    next = queued.try_recv().ok();
-                }
+                queue.jobs.push_back(InFlight {
+                    sent,
+                    deadline: job.deadline,
+                    tags: job.tags,
+                    framer: Framer::new(job.framing),
+                    out: Vec::new(),
+                    reply,
+                });
             }
-        }
-        if buf.is_empty() {
-            continue;
         }
         match unless_closed(&shared, stream.write_all(&buf)).await {
             Some(Ok(())) => {}
@@ -366,15 +457,26 @@ async fn write_loop(
             // Closed meanwhile (a stalled server): what it held has failed.
             None => break,
         }
-        if buf.capacity() > MAX_COALESCED * 2 {
+        buf.clear();
+        if buf.capacity() > RETAINED_WRITE_BUF {
             buf = Vec::with_capacity(16 * 1024);
         }
     }
-    // The last handle is gone, or the connection closed: jobs queued
-    // meanwhile fail, and the socket's write half shuts down.
-    queued.close();
-    while let Ok(job) = queued.try_recv() {
-        fail(Some(job), &shared);
+    // The last handle is gone, or the connection closed: requests queued
+    // meanwhile (none once shut by the last handle) fail, and the socket's
+    // write half shuts down.
+    let queued = {
+        let mut outbox = shared.outbox();
+        outbox.shut = true;
+        std::mem::take(&mut outbox.jobs)
+    };
+    for job in queued.into_iter().chain(taken) {
+        let why = shared.lock().closed.clone();
+        let why = why.unwrap_or(Closed::Io(
+            io::ErrorKind::BrokenPipe,
+            "connection closed".into(),
+        ));
+        let _ = job.reply.send(Err(why.error(&shared.server)));
     }
     let _ = stream.shutdown().await;
 }
@@ -399,15 +501,6 @@ async fn unless_closed<T>(shared: &Shared, future: impl Future<Output = T>) -> O
         future.as_mut().poll(cx).map(Some)
     })
     .await
-}
-
-/// Fails a job that was never sent, the connection being closed.
-fn fail(job: Option<Job>, shared: &Shared) {
-    if let Some(job) = job {
-        let error = Closed::Io(io::ErrorKind::BrokenPipe, "connection closed".into());
-        let why = shared.lock().closed.clone().unwrap_or(error);
-        let _ = job.reply.send(Err(why.error(&shared.server)));
-    }
 }
 
 /// Reads replies and hands each whole one to its job, until the

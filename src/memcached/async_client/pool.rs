@@ -15,18 +15,12 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use super::mux::{Job, MuxConn};
+use super::mux::MuxConn;
 use crate::memcached::address::ServerSpec;
 use crate::memcached::conn::{ConnConfig, time_left};
 use crate::memcached::error::{Error, Result};
-use crate::memcached::exchange::{Exchange, MetaRequest, Tags};
+use crate::memcached::exchange::Exchange;
 use crate::memcached::protocol::{ProtocolError, parse_reply};
-
-/// Opaque tokens set aside per request: more than any exchange registers
-/// (a chunk is at most 128 commands), so consecutive requests on a
-/// connection never share a token, and a reply that strays into the wrong
-/// request's place is caught.
-const OPAQUE_BLOCK: u32 = 256;
 
 /// The multiplexed connections to one server.
 pub(crate) struct MuxPool {
@@ -154,20 +148,13 @@ impl MuxPool {
         mut exchange: E,
         deadline: Instant,
     ) -> Result<E::Output> {
-        // Sized for a single-key request (most are), so encoding it does
-        // not grow the buffer step by step.
-        let mut request = Vec::with_capacity(128);
-        let mut tags = Tags::default();
-        let mut opaque = conn.opaques(OPAQUE_BLOCK);
-        exchange.encode(&mut MetaRequest::new(&mut request, &mut tags, &mut opaque))?;
         let (reply, replied) = oneshot::channel();
-        conn.send(Job {
-            request,
-            tags,
-            framing: exchange.framing(),
+        conn.send(
+            |request| exchange.encode(request),
+            exchange.framing(),
             deadline,
             reply,
-        });
+        )?;
         // No timer per request: the connection tells this request when its
         // deadline passes (see `mux.rs`).
         let bytes = match replied.await {

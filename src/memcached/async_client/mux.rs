@@ -47,6 +47,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, oneshot};
 
@@ -85,8 +86,8 @@ struct Outbox {
     shut: bool,
 }
 
-/// Where a request's reply goes.
-type Replied = oneshot::Sender<Result<Vec<u8>>>;
+/// Where a request's reply goes: its frames, end to end, as read.
+pub(crate) type Replied = oneshot::Sender<Result<Bytes>>;
 
 /// A request written and not yet answered.
 struct InFlight {
@@ -96,8 +97,6 @@ struct InFlight {
     deadline: Instant,
     tags: Tags,
     framer: Framer,
-    /// The reply's frames so far.
-    out: Vec<u8>,
     /// `None` once its caller was told its deadline passed: the reply is
     /// still read (the stream stays in step), and dropped.
     reply: Option<Replied>,
@@ -443,7 +442,6 @@ async fn write_loop(mut stream: Writer, shared: Arc<Shared>) {
                     deadline: job.deadline,
                     tags: job.tags,
                     framer: Framer::new(job.framing),
-                    out: Vec::new(),
                     reply,
                 });
             }
@@ -506,65 +504,77 @@ async fn unless_closed<T>(shared: &Shared, future: impl Future<Output = T>) -> O
 /// Reads replies and hands each whole one to its job, until the
 /// connection fails or every handle is gone and nothing is in flight.
 async fn read_loop(mut stream: Reader, shared: Arc<Shared>, config: ConnConfig) {
-    let mut buf = vec![0u8; INITIAL_READ_BUF];
+    let mut buf = BytesMut::with_capacity(INITIAL_READ_BUF);
     // Replies completed by one read, handed over once the queue is unlocked.
-    let mut answered = Vec::new();
-    let (mut pos, mut filled) = (0usize, 0usize);
+    let mut answered: Vec<(Replied, Bytes)> = Vec::new();
+    // `buf[..pos]`: the frames of the head request's reply taken so far
+    // (its reply starts at `buf[0]`); `buf[pos..]`: not parsed yet.
+    let mut pos = 0;
     let why = loop {
         // Every whole frame buffered, matched under one lock; the callers
         // are told after it is released.
         let mut broken = None;
         {
             let mut queue = shared.lock();
-            while pos < filled {
-                match parse_reply(&buf[pos..filled], config.max_value) {
+            loop {
+                let step = match parse_reply(&buf[pos..], config.max_value) {
                     Ok(None) => break,
-                    Err(e) => {
-                        broken = Some(Closed::Protocol(e));
+                    Err(e) => Err(Closed::Protocol(e)),
+                    Ok(Some((reply, used))) => deliver(&mut queue, &reply).map(|d| (d, used)),
+                };
+                let (delivered, used) = match step {
+                    Ok(step) => step,
+                    Err(why) => {
+                        broken = Some(why);
                         break;
                     }
-                    Ok(Some((reply, used))) => {
-                        let frame = &buf[pos..pos + used];
-                        pos += used;
-                        if let Err(why) = deliver(&mut queue, &reply, frame, &mut answered) {
-                            broken = Some(why);
-                            break;
-                        }
-                    }
+                };
+                pos += used;
+                let (to, more) = match delivered {
+                    Delivered::More => continue,
+                    Delivered::Whole(to) => (to, true),
+                    Delivered::Broken(to) => (to, false),
+                };
+                // The reply, handed over without a copy: its part of the
+                // read buffer.
+                let reply = buf.split_to(pos).freeze();
+                pos = 0;
+                if let Some(to) = to {
+                    answered.push((to, reply));
+                }
+                if !more {
+                    // `ERROR` / `CLIENT_ERROR`: the reply goes to its caller,
+                    // whose result is that error; what follows cannot be
+                    // trusted.
+                    broken = Some(Closed::Protocol(ProtocolError::UnexpectedReply {
+                        reply: "error line",
+                    }));
+                    break;
                 }
             }
         }
-        for (reply, out) in answered.drain(..) {
+        for (to, reply) in answered.drain(..) {
             // Its caller may have gone (cancelled): the reply is dropped.
-            let _ = reply.send(Ok(out));
+            let _ = to.send(Ok(reply));
         }
         if let Some(why) = broken {
             break why;
-        }
-        if pos == filled {
-            (pos, filled) = (0, 0);
-        } else if filled == buf.len() {
-            if pos > 0 {
-                buf.copy_within(pos..filled, 0);
-                filled -= pos;
-                pos = 0;
-            } else {
-                buf.resize(buf.len().saturating_mul(2), 0);
-            }
         }
         if shared.closed.load(Ordering::Acquire) {
             // Closed by the writer or a caller: its reason stands.
             break Closed::Timeout;
         }
-        match read_some(&mut stream, &mut buf[filled..], &shared, config.io_timeout).await {
+        // Room for the next read (the allocation is reused once the
+        // replies handed out of it are dropped).
+        buf.reserve(INITIAL_READ_BUF);
+        match read_some(&mut stream, &mut buf, &shared, config.io_timeout).await {
             Ok(0) => {
                 break Closed::Io(
                     io::ErrorKind::UnexpectedEof,
                     "server closed the connection".into(),
                 );
             }
-            Ok(n) => {
-                filled += n;
+            Ok(_) => {
                 let now = Instant::now();
                 let mut queue = shared.lock();
                 queue.last_read = Some(now);
@@ -586,12 +596,12 @@ async fn read_loop(mut stream: Reader, shared: Arc<Shared>, config: ConnConfig) 
 /// every `io_timeout` to look again.
 async fn read_some(
     stream: &mut Reader,
-    into: &mut [u8],
+    into: &mut BytesMut,
     shared: &Shared,
     io_timeout: Duration,
 ) -> Result<usize, Closed> {
     loop {
-        let mut read = pin!(stream.read(&mut *into));
+        let mut read = pin!(stream.read_buf(&mut *into));
         loop {
             let until = {
                 let mut queue = shared.lock();
@@ -656,15 +666,22 @@ fn expire(queue: &mut Queue, now: Instant) {
     queue.earliest = earliest;
 }
 
-/// Hands `frame` (parsed as `reply`) to the request at the head of the
-/// in-flight `queue`; a request whose reply is whole moves to `answered`.
-/// An error closes the connection.
-fn deliver(
-    queue: &mut Queue,
-    reply: &Reply<'_>,
-    frame: &[u8],
-    answered: &mut Vec<(Replied, Vec<u8>)>,
-) -> Result<(), Closed> {
+/// What a frame did to the request at the head of the queue.
+enum Delivered {
+    /// More frames belong to its reply.
+    More,
+    /// Its reply is whole: to be handed to its caller (`None`: the caller
+    /// was told its deadline passed, or went).
+    Whole(Option<Replied>),
+    /// Its reply ends with an `ERROR` / `CLIENT_ERROR` line, after which
+    /// the connection cannot be trusted.
+    Broken(Option<Replied>),
+}
+
+/// Takes `reply`, a frame, for the request at the head of the in-flight
+/// `queue`: matches it (token and key), frames it, and takes the request
+/// off the queue when its reply is whole. An error closes the connection.
+fn deliver(queue: &mut Queue, reply: &Reply<'_>) -> Result<Delivered, Closed> {
     if let Reply::Error(message) = reply
         && refuses_connection(message)
     {
@@ -686,14 +703,11 @@ fn deliver(
             reply: reply.name(),
         }));
     }
-    head.out.extend_from_slice(frame);
     let framed = head.framer.push(reply);
     if framed == Framed::More {
-        return Ok(());
+        return Ok(Delivered::More);
     }
-    let Some(done) = queue.jobs.pop_front() else {
-        return Ok(());
-    };
+    let to = queue.jobs.pop_front().and_then(|done| done.reply);
     // The next request has waited since its send or the last bytes read,
     // whichever is later (no clock read per reply).
     let last_read = queue.last_read;
@@ -701,15 +715,9 @@ fn deliver(
         .jobs
         .front()
         .map(|next| last_read.map_or(next.sent, |read| read.max(next.sent)));
-    if let Some(reply) = done.reply {
-        answered.push((reply, done.out));
-    }
-    if framed == Framed::Broken {
-        // `ERROR` / `CLIENT_ERROR`: the reply goes to its caller, whose
-        // result is that error; what follows cannot be trusted.
-        return Err(Closed::Protocol(ProtocolError::UnexpectedReply {
-            reply: "error line",
-        }));
-    }
-    Ok(())
+    Ok(if framed == Framed::Broken {
+        Delivered::Broken(to)
+    } else {
+        Delivered::Whole(to)
+    })
 }

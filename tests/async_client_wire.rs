@@ -319,3 +319,46 @@ fn a_late_reply_times_out_its_call_and_is_dropped_in_step() {
         );
     });
 }
+
+#[test]
+fn a_client_outlives_the_runtime_its_connections_were_opened_on() {
+    // The connection's tasks die with their runtime; a request made on
+    // another runtime then opens a new connection instead of waiting on
+    // tasks that will never write it (nor time it out).
+    let (addr, accepted) = fake_server(|_, stream| {
+        let Ok(mut writer) = stream.try_clone() else {
+            return;
+        };
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { return };
+            if writer.write_all(good_reply(&line).as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    let client = Client::builder()
+        .servers([addr.as_str()])
+        .pool_size(1)
+        .io_timeout(Duration::from_secs(30))
+        .request_timeout(Duration::from_secs(60))
+        .build_async()
+        .unwrap();
+    let first = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let got = first.block_on(client.get::<String>("a"));
+    assert_eq!(got.unwrap().as_deref(), Some("a"));
+    drop(first);
+    let second = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    second.block_on(async {
+        let got = tokio::time::timeout(Duration::from_secs(5), client.get::<String>("b")).await;
+        let got = got.expect("the request did not hang");
+        assert_eq!(got.unwrap().as_deref(), Some("b"));
+    });
+    assert_eq!(accepted.load(Ordering::SeqCst), 2, "a new connection");
+}

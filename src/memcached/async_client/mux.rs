@@ -282,8 +282,16 @@ impl MuxConn {
             outbox: Mutex::new(Outbox::default()),
             wake: Notify::new(),
         });
-        tokio::spawn(write_loop(write, Arc::clone(&shared)));
-        tokio::spawn(read_loop(read, Arc::clone(&shared), *config));
+        let (writer, reader) = (Ended(Arc::clone(&shared)), Ended(Arc::clone(&shared)));
+        let config = *config;
+        tokio::spawn(async move {
+            let _ended = writer;
+            write_loop(write, Arc::clone(&_ended.0)).await;
+        });
+        tokio::spawn(async move {
+            let _ended = reader;
+            read_loop(read, Arc::clone(&_ended.0), config).await;
+        });
         Ok(MuxConn {
             shared,
             next_opaque: AtomicU32::new(1),
@@ -377,6 +385,24 @@ impl Drop for MuxConn {
 /// connection never share a token, and a reply that strays into the wrong
 /// request's place is caught.
 const OPAQUE_BLOCK: u32 = 256;
+
+/// Closes the connection when one of its tasks ends, however it ends:
+/// when it returns (already closed then), and when its runtime shuts down
+/// and drops it midway. Requests queued or in flight then fail at once,
+/// and the pool opens a new connection (on the runtime of the next
+/// request) rather than queue requests no task will write or time.
+struct Ended(Arc<Shared>);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        if !self.0.closed.load(Ordering::Acquire) {
+            self.0.close(Closed::Io(
+                io::ErrorKind::BrokenPipe,
+                "the connection's task ended (its runtime shut down)".into(),
+            ));
+        }
+    }
+}
 
 type Reader = Pin<Box<dyn AsyncRead + Send>>;
 type Writer = Pin<Box<dyn AsyncWrite + Send>>;

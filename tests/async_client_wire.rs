@@ -305,9 +305,10 @@ fn a_late_reply_times_out_its_call_and_is_dropped_in_step() {
             took >= Duration::from_millis(190) && took < Duration::from_millis(450),
             "failed after {took:?}"
         );
-        // Sent while the late reply is still to come (its deadline after
-        // it): answered after it, with its own key, on the same connection.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Sent once the late reply is about to come or came (its deadline
+        // well after it: the server answers it right after the late one):
+        // answered with its own key, on the same connection.
+        tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(
             client.get::<String>("next").await.unwrap().as_deref(),
             Some("next")

@@ -284,13 +284,14 @@ impl MuxConn {
         });
         let (writer, reader) = (Ended(Arc::clone(&shared)), Ended(Arc::clone(&shared)));
         let config = *config;
+        // Each task holds its guard to the end (dropped with the task).
         tokio::spawn(async move {
-            let _ended = writer;
-            write_loop(write, Arc::clone(&_ended.0)).await;
+            write_loop(write, Arc::clone(&writer.0)).await;
+            drop(writer);
         });
         tokio::spawn(async move {
-            let _ended = reader;
-            read_loop(read, Arc::clone(&_ended.0), config).await;
+            read_loop(read, Arc::clone(&reader.0), config).await;
+            drop(reader);
         });
         Ok(MuxConn {
             shared,

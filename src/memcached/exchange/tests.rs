@@ -70,3 +70,53 @@ fn long_and_short_keys_are_matched_alike() {
         assert!(!tags.answer(&echo(Some(13), None)), "past the last");
     }
 }
+
+/// Feeds `framer` the frames of `wire` (parsed one by one) and returns what
+/// each one did.
+fn frame_all(framing: Framing, wire: &[u8]) -> Vec<Framed> {
+    let mut framer = Framer::new(framing);
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < wire.len() {
+        let (reply, used) = crate::memcached::protocol::parse_reply(&wire[at..], 1024)
+            .unwrap()
+            .unwrap();
+        out.push(framer.push(&reply));
+        at += used;
+    }
+    out
+}
+
+#[test]
+fn the_framer_says_where_each_kind_of_reply_ends() {
+    use Framed::{Broken, More, Whole};
+    // One reply per command.
+    assert_eq!(frame_all(Framing::Replies(1), b"HD O1\r\n"), [Whole]);
+    let three = b"HD O1\r\nEN O2\r\nSERVER_ERROR out of memory\r\n";
+    assert_eq!(frame_all(Framing::Replies(3), three), [More, More, Whole]);
+    // Up to END (a text get, stats); a server error ends it too.
+    let get = b"VALUE a 0 1\r\nx\r\nVALUE b 0 1\r\ny\r\nEND\r\n";
+    assert_eq!(frame_all(Framing::UntilEnd, get), [More, More, Whole]);
+    assert_eq!(
+        frame_all(Framing::UntilEnd, b"STAT pid 1\r\nEND\r\n"),
+        [More, Whole]
+    );
+    assert_eq!(
+        frame_all(Framing::UntilEnd, b"SERVER_ERROR busy\r\n"),
+        [Whole]
+    );
+    // Up to MN (quiet sets then mn); refusals and server errors come before it.
+    let quiet = b"NS O3\r\nSERVER_ERROR out of memory\r\nMN\r\n";
+    assert_eq!(frame_all(Framing::UntilNoop, quiet), [More, More, Whole]);
+    // An ERROR or CLIENT_ERROR line ends any reply and breaks the stream;
+    // so does a frame a text request cannot get.
+    for framing in [Framing::Replies(2), Framing::UntilEnd, Framing::UntilNoop] {
+        assert_eq!(frame_all(framing, b"ERROR\r\n"), [Broken]);
+        assert_eq!(
+            frame_all(framing, b"CLIENT_ERROR bad data chunk\r\n"),
+            [Broken]
+        );
+    }
+    assert_eq!(frame_all(Framing::UntilEnd, b"HD O1\r\n"), [Broken]);
+    assert_eq!(frame_all(Framing::UntilNoop, b"STORED\r\n"), [Broken]);
+}

@@ -45,8 +45,8 @@ pub(crate) use pool::MuxPool;
 /// share a connection, their requests coalesced into few writes, their
 /// replies matched to them in order and by each meta command's opaque
 /// token and key. A future dropped mid-request (by `tokio::time::timeout`,
-/// say) leaves the connection in step: its request is never sent if it was
-/// still queued, and its reply is read and discarded if it was. Timeouts,
+/// say) leaves the connection in step: its request, once queued, is still
+/// written, and its reply is read and discarded. Timeouts,
 /// dead-server ejection and owed invalidations work as in the blocking
 /// client.
 ///

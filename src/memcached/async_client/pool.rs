@@ -140,8 +140,9 @@ impl MuxPool {
 
     /// Sends `exchange` on `conn` and feeds it its reply, by `deadline`.
     ///
-    /// Cancellation-safe: dropped before the request is written, it is not
-    /// sent; after, its reply is read and discarded by the connection.
+    /// Cancellation-safe: once queued, the request is written even if this
+    /// future is dropped, and its reply is read and discarded by the
+    /// connection, which stays in step.
     pub(crate) async fn exchange<E: Exchange>(
         &self,
         conn: &MuxConn,

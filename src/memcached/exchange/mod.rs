@@ -261,6 +261,12 @@ pub(crate) trait Exchange {
     fn finish(self) -> Result<Self::Output>;
 }
 
+/// The error of an exchange finished with no reply fed to it (a driver
+/// bug: a whole reply has at least one frame).
+pub(crate) fn no_reply() -> Error {
+    Error::Protocol(super::protocol::ProtocolError::Malformed { reply: "no reply" })
+}
+
 /// A single-key [`Command`] as an exchange.
 pub(crate) struct Single<'a, Cmd: Command> {
     cmd: &'a Cmd,
@@ -297,9 +303,7 @@ impl<Cmd: Command> Exchange for Single<'_, Cmd> {
     }
 
     fn finish(self) -> Result<Cmd::Output> {
-        self.out.unwrap_or(Err(Error::Protocol(
-            super::protocol::ProtocolError::Malformed { reply: "no reply" },
-        )))
+        self.out.unwrap_or_else(|| Err(no_reply()))
     }
 }
 

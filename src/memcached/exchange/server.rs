@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::{Exchange, Framing, MetaRequest};
+use super::{Exchange, Framing, MetaRequest, no_reply};
 use crate::memcached::error::{Error, Result};
 use crate::memcached::protocol::{Reply, encode_flush_all, encode_stats, encode_version};
 
@@ -34,9 +34,7 @@ impl Exchange for FlushAll {
     }
 
     fn finish(self) -> Result<()> {
-        self.out.unwrap_or(Err(Error::Protocol(
-            crate::memcached::protocol::ProtocolError::Malformed { reply: "no reply" },
-        )))
+        self.out.unwrap_or_else(|| Err(no_reply()))
     }
 }
 
@@ -67,9 +65,7 @@ impl Exchange for Version {
     }
 
     fn finish(self) -> Result<String> {
-        self.out.unwrap_or(Err(Error::Protocol(
-            crate::memcached::protocol::ProtocolError::Malformed { reply: "no reply" },
-        )))
+        self.out.unwrap_or_else(|| Err(no_reply()))
     }
 }
 

@@ -33,6 +33,8 @@ pub use encode::{
     encode_meta_set, encode_meta_set_header, encode_stats, encode_store, encode_store_header,
     encode_touch, encode_version,
 };
+#[cfg(any(feature = "tokio", test))]
+pub(crate) use parse::MetaSpans;
 pub use parse::{
     Item, MAX_LINE_LEN, MetaReply, MetaStatus, RemainingTtl, Reply, ReturnFlags, parse_counter,
     parse_reply,

@@ -42,7 +42,7 @@ use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -55,7 +55,7 @@ use crate::memcached::address::{Address, ServerSpec};
 use crate::memcached::conn::{ConnConfig, refuses_connection};
 use crate::memcached::error::{Error, Result};
 use crate::memcached::exchange::{Framed, Framer, Framing, MetaRequest, Tags};
-use crate::memcached::protocol::{MetaStatus, ProtocolError, Reply, parse_reply};
+use crate::memcached::protocol::{MetaSpans, MetaStatus, ProtocolError, Reply, parse_reply};
 
 /// The read buffer's starting size; it grows for large replies.
 const INITIAL_READ_BUF: usize = 16 * 1024;
@@ -78,16 +78,29 @@ struct Queued {
 
 /// Requests encoded and not yet written: callers append to it (under its
 /// lock, no allocation of their own), the writer takes all of it at once.
-#[derive(Default)]
 struct Outbox {
     buf: Vec<u8>,
     jobs: Vec<Queued>,
+    /// The opaque token of the next meta command encoded: counted under
+    /// the outbox's lock, so every command on the connection has its own,
+    /// in the order they are written (wrapping after 2^32).
+    next_opaque: u32,
     /// No more requests: the connection is closed, or its last handle gone.
     shut: bool,
 }
 
 /// Where a request's reply goes: its frames, end to end, as read.
-pub(crate) type Replied = oneshot::Sender<Result<Bytes>>;
+pub(crate) type Replied = oneshot::Sender<Result<Answer>>;
+
+/// A request's whole reply, as the reader hands it over.
+pub(crate) struct Answer {
+    /// Its frames, end to end: its part of the read buffer, not a copy.
+    pub(crate) bytes: Bytes,
+    /// Its first frame as the reader parsed it, when that is a meta reply
+    /// (most replies are one): the caller reads it back from `bytes`
+    /// without parsing it again.
+    pub(crate) first: Option<MetaSpans>,
+}
 
 /// A request written and not yet answered.
 struct InFlight {
@@ -226,8 +239,6 @@ impl Shared {
 /// flight are answered.
 pub(crate) struct MuxConn {
     shared: Arc<Shared>,
-    /// The opaque token of the next meta command sent on this connection.
-    next_opaque: AtomicU32,
 }
 
 impl MuxConn {
@@ -279,7 +290,12 @@ impl MuxConn {
             closed: AtomicBool::new(false),
             closing: Notify::new(),
             rearm: Notify::new(),
-            outbox: Mutex::new(Outbox::default()),
+            outbox: Mutex::new(Outbox {
+                buf: Vec::new(),
+                jobs: Vec::new(),
+                next_opaque: 1,
+                shut: false,
+            }),
             wake: Notify::new(),
         });
         let (writer, reader) = (Ended(Arc::clone(&shared)), Ended(Arc::clone(&shared)));
@@ -293,10 +309,7 @@ impl MuxConn {
             read_loop(read, Arc::clone(&reader.0), config).await;
             drop(reader);
         });
-        Ok(MuxConn {
-            shared,
-            next_opaque: AtomicU32::new(1),
-        })
+        Ok(MuxConn { shared })
     }
 
     /// Whether the connection was closed (a new one is needed).
@@ -324,12 +337,10 @@ impl MuxConn {
         reply: Replied,
     ) -> Result<()> {
         let mut tags = Tags::default();
-        // Relaxed: tokens need only differ between a connection's
-        // requests (a block each: see `OPAQUE_BLOCK`).
-        let mut opaque = self.next_opaque.fetch_add(OPAQUE_BLOCK, Ordering::Relaxed);
-        let mut outbox = self.shared.outbox();
+        let mut guard = self.shared.outbox();
+        let outbox = &mut *guard;
         if outbox.shut {
-            drop(outbox);
+            drop(guard);
             let why = self.shared.lock().closed.clone();
             let why = why.unwrap_or(Closed::Io(
                 io::ErrorKind::BrokenPipe,
@@ -342,7 +353,7 @@ impl MuxConn {
         if let Err(e) = encode(&mut MetaRequest::new(
             &mut outbox.buf,
             &mut tags,
-            &mut opaque,
+            &mut outbox.next_opaque,
         )) {
             outbox.buf.truncate(start);
             return Err(e);
@@ -354,7 +365,7 @@ impl MuxConn {
             deadline,
             reply,
         });
-        drop(outbox);
+        drop(guard);
         if first {
             self.shared.wake.notify_one();
         }
@@ -380,12 +391,6 @@ impl Drop for MuxConn {
         self.shared.wake.notify_one();
     }
 }
-
-/// Opaque tokens set aside per request: more than any exchange registers
-/// (a chunk is at most 128 commands), so consecutive requests on a
-/// connection never share a token, and a reply that strays into the wrong
-/// request's place is caught.
-const OPAQUE_BLOCK: u32 = 256;
 
 /// Closes the connection when one of its tasks ends, however it ends:
 /// when it returns (already closed then), and when its runtime shuts down
@@ -533,7 +538,9 @@ async fn unless_closed<T>(shared: &Shared, future: impl Future<Output = T>) -> O
 async fn read_loop(mut stream: Reader, shared: Arc<Shared>, config: ConnConfig) {
     let mut buf = BytesMut::with_capacity(INITIAL_READ_BUF);
     // Replies completed by one read, handed over once the queue is unlocked.
-    let mut answered: Vec<(Replied, Bytes)> = Vec::new();
+    let mut answered: Vec<(Replied, Answer)> = Vec::new();
+    // The head request's first frame, parsed.
+    let mut first = None;
     // `buf[..pos]`: the frames of the head request's reply taken so far
     // (its reply starts at `buf[0]`); `buf[pos..]`: not parsed yet.
     let mut pos = 0;
@@ -544,13 +551,24 @@ async fn read_loop(mut stream: Reader, shared: Arc<Shared>, config: ConnConfig) 
         {
             let mut queue = shared.lock();
             loop {
-                let step = match parse_reply(&buf[pos..], config.max_value) {
+                let (reply, used) = match parse_reply(&buf[pos..], config.max_value) {
+                    Ok(Some(frame)) => frame,
                     Ok(None) => break,
-                    Err(e) => Err(Closed::Protocol(e)),
-                    Ok(Some((reply, used))) => deliver(&mut queue, &reply).map(|d| (d, used)),
+                    Err(e) => {
+                        broken = Some(Closed::Protocol(e));
+                        break;
+                    }
                 };
-                let (delivered, used) = match step {
-                    Ok(step) => step,
+                if pos == 0 {
+                    // A reply's first frame (it starts at `buf[0]`): kept
+                    // parsed for its caller, when it is a meta reply.
+                    first = match &reply {
+                        Reply::Meta(meta) => MetaSpans::new(meta, &buf, used),
+                        _ => None,
+                    };
+                }
+                let delivered = match deliver(&mut queue, &reply) {
+                    Ok(delivered) => delivered,
                     Err(why) => {
                         broken = Some(why);
                         break;
@@ -564,10 +582,11 @@ async fn read_loop(mut stream: Reader, shared: Arc<Shared>, config: ConnConfig) 
                 };
                 // The reply, handed over without a copy: its part of the
                 // read buffer.
-                let reply = buf.split_to(pos).freeze();
+                let bytes = buf.split_to(pos).freeze();
                 pos = 0;
                 if let Some(to) = to {
-                    answered.push((to, reply));
+                    let first = first.take();
+                    answered.push((to, Answer { bytes, first }));
                 }
                 if !more {
                     // `ERROR` / `CLIENT_ERROR`: the reply goes to its caller,
@@ -580,9 +599,9 @@ async fn read_loop(mut stream: Reader, shared: Arc<Shared>, config: ConnConfig) 
                 }
             }
         }
-        for (to, reply) in answered.drain(..) {
+        for (to, answer) in answered.drain(..) {
             // Its caller may have gone (cancelled): the reply is dropped.
-            let _ = to.send(Ok(reply));
+            let _ = to.send(Ok(answer));
         }
         if let Some(why) = broken {
             break why;

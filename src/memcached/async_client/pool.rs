@@ -15,12 +15,12 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use super::mux::MuxConn;
+use super::mux::{Answer, MuxConn};
 use crate::memcached::address::ServerSpec;
 use crate::memcached::conn::{ConnConfig, time_left};
 use crate::memcached::error::{Error, Result};
 use crate::memcached::exchange::Exchange;
-use crate::memcached::protocol::{ProtocolError, parse_reply};
+use crate::memcached::protocol::{ProtocolError, Reply, parse_reply};
 
 /// The multiplexed connections to one server.
 pub(crate) struct MuxPool {
@@ -158,8 +158,8 @@ impl MuxPool {
         )?;
         // No timer per request: the connection tells this request when its
         // deadline passes (see `mux.rs`).
-        let bytes = match replied.await {
-            Ok(bytes) => bytes?,
+        let answer = match replied.await {
+            Ok(answer) => answer?,
             // The connection's tasks ended without a word (the runtime is
             // shutting down).
             Err(_) => {
@@ -170,7 +170,7 @@ impl MuxPool {
             }
         };
         let result =
-            feed(&mut exchange, &bytes, self.config.max_value).and_then(|()| exchange.finish());
+            feed(&mut exchange, &answer, self.config.max_value).and_then(|()| exchange.finish());
         if result.as_ref().is_err_and(Error::drops_connection) {
             // The reply made no sense for its request: what follows on the
             // connection cannot be trusted either.
@@ -180,21 +180,29 @@ impl MuxPool {
     }
 }
 
-/// Feeds `exchange` the frames of its reply, `bytes` (whole frames, as the
-/// connection's reader framed them).
-fn feed<E: Exchange>(exchange: &mut E, bytes: &[u8], max_value: usize) -> Result<()> {
+/// Feeds `exchange` the frames of its reply (whole frames, as the
+/// connection's reader framed them): the first as the reader parsed it,
+/// when it kept it, the others parsed here.
+fn feed<E: Exchange>(exchange: &mut E, answer: &Answer, max_value: usize) -> Result<()> {
+    let bytes = &answer.bytes[..];
+    let partial = || {
+        Error::Protocol(ProtocolError::Malformed {
+            reply: "partial frame",
+        })
+    };
     let mut pos = 0;
+    if let Some(first) = &answer.first {
+        let meta = first.resolve(bytes).ok_or_else(partial)?;
+        exchange.feed(Reply::Meta(meta))?;
+        pos = first.len();
+    }
     while pos < bytes.len() {
         match parse_reply(&bytes[pos..], max_value)? {
             Some((reply, used)) => {
                 pos += used;
                 exchange.feed(reply)?;
             }
-            None => {
-                return Err(Error::Protocol(ProtocolError::Malformed {
-                    reply: "partial frame",
-                }));
-            }
+            None => return Err(partial()),
         }
     }
     Ok(())

@@ -192,6 +192,87 @@ impl Reply<'_> {
     }
 }
 
+/// A parsed meta reply kept as positions in its frame, so that a driver
+/// that parsed the frame (to find where it ends and whose it is) can hand
+/// it on with the frame's bytes, and the receiver reads it back with
+/// [`MetaSpans::resolve`] instead of parsing it again.
+#[cfg(any(feature = "tokio", test))]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MetaSpans {
+    /// The status, with an empty value in place of a `VA`'s data.
+    status: MetaStatus<'static>,
+    /// Where a `VA`'s data is: start and length.
+    value: Option<(usize, usize)>,
+    /// The return flags, without the key.
+    flags: ReturnFlags<'static>,
+    /// Where the echoed key is: start and length.
+    key: Option<(usize, usize)>,
+    /// The frame's length.
+    len: usize,
+}
+
+#[cfg(any(feature = "tokio", test))]
+impl MetaSpans {
+    /// `meta`, parsed from the front of `frame` as a frame of `len` bytes:
+    /// `None` if a part of it is not inside `frame` (not parsed from it).
+    pub(crate) fn new(meta: &MetaReply<'_>, frame: &[u8], len: usize) -> Option<MetaSpans> {
+        let (status, value) = match meta.status {
+            MetaStatus::Value(data) => (MetaStatus::Value(&[]), Some(span(data, frame)?)),
+            MetaStatus::Success => (MetaStatus::Success, None),
+            MetaStatus::Miss => (MetaStatus::Miss, None),
+            MetaStatus::NotFound => (MetaStatus::NotFound, None),
+            MetaStatus::NotStored => (MetaStatus::NotStored, None),
+            MetaStatus::Exists => (MetaStatus::Exists, None),
+            MetaStatus::NoOp => (MetaStatus::NoOp, None),
+        };
+        let key = match meta.flags.key {
+            Some(key) => Some(span(key, frame)?),
+            None => None,
+        };
+        Some(MetaSpans {
+            status,
+            value,
+            flags: ReturnFlags {
+                key: None,
+                ..meta.flags
+            },
+            key,
+            len,
+        })
+    }
+
+    /// The frame's length.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The reply again, its parts borrowed from `frame` (the bytes it was
+    /// parsed from, moved or shared since): `None` if `frame` is too short.
+    pub(crate) fn resolve<'a>(&self, frame: &'a [u8]) -> Option<MetaReply<'a>> {
+        let part = |(start, len): (usize, usize)| frame.get(start..start.checked_add(len)?);
+        let status = match self.value {
+            Some(value) => MetaStatus::Value(part(value)?),
+            None => self.status,
+        };
+        let key = match self.key {
+            Some(key) => Some(part(key)?),
+            None => None,
+        };
+        Some(MetaReply {
+            status,
+            flags: ReturnFlags { key, ..self.flags },
+        })
+    }
+}
+
+/// Where `part` lies in `within`: its start and length, if it lies there.
+#[cfg(any(feature = "tokio", test))]
+fn span(part: &[u8], within: &[u8]) -> Option<(usize, usize)> {
+    // Addresses compared, never dereferenced.
+    let start = (part.as_ptr() as usize).checked_sub(within.as_ptr() as usize)?;
+    (start.checked_add(part.len())? <= within.len()).then_some((start, part.len()))
+}
+
 /// The outcome of one parse step: a frame and its length, or "need more bytes".
 type Parsed<'a> = Result<Option<(Reply<'a>, usize)>, ProtocolError>;
 
@@ -282,7 +363,7 @@ pub fn parse_counter(data: &[u8]) -> Result<u64, ProtocolError> {
 /// Finds the first line of `buf`: returns it without `\r\n`, and its length with `\r\n`.
 fn next_line(buf: &[u8]) -> Result<Option<(&[u8], usize)>, ProtocolError> {
     let window = &buf[..buf.len().min(MAX_LINE_LEN)];
-    match window.iter().position(|&b| b == b'\n') {
+    match memchr::memchr(b'\n', window) {
         None if buf.len() >= MAX_LINE_LEN => Err(ProtocolError::LineTooLong {
             limit: MAX_LINE_LEN,
         }),
@@ -432,7 +513,7 @@ fn return_flags<'a>(
         let Some((&letter, token)) = field.split_first() else {
             continue;
         };
-        let bad = ProtocolError::BadMetaFlag { flag: letter };
+        let bad = || ProtocolError::BadMetaFlag { flag: letter };
         match letter {
             b'b' => flags.base64_key = true,
             b'c' => flags.cas = Some(parse_u64(token, "meta c")?),
@@ -451,12 +532,12 @@ fn return_flags<'a>(
                 flags.hit_before = Some(match token {
                     b"0" => false,
                     b"1" => true,
-                    _ => return Err(bad),
+                    _ => return Err(bad()),
                 });
             }
             b'k' => {
                 if token.is_empty() {
-                    return Err(bad);
+                    return Err(bad());
                 }
                 flags.key = Some(token);
             }
@@ -465,7 +546,7 @@ fn return_flags<'a>(
             b'Z' => flags.win_taken = true,
             // A flag this client never asks for (or a newer server's): skip it.
             _ if letter.is_ascii_alphabetic() => {}
-            _ => return Err(bad),
+            _ => return Err(bad()),
         }
     }
     Ok(flags)

@@ -1051,3 +1051,56 @@ fn errors_do_not_depend_on_later_bytes() {
         assert_eq!(parse_err(&longer), e, "{input:?}");
     }
 }
+
+// ---------------------------------------------------------------- spans
+
+/// A meta reply kept as spans reads back, from a copy of its frame at
+/// another address, as parsing that copy gives: every status, with and
+/// without a value, key and flags.
+#[test]
+fn meta_spans_read_back_from_a_moved_frame() {
+    let frames: [&[u8]; 8] = [
+        b"VA 5 f7 kname O42 c99 t-1\r\nhello\r\n",
+        b"VA 0 kname O1\r\n\r\n",
+        b"HD O3 kname W\r\n",
+        b"EN O4 kname\r\n",
+        b"NF O5\r\n",
+        b"NS O6 kname\r\n",
+        b"EX O7 kname c12\r\n",
+        b"MN\r\n",
+    ];
+    for frame in frames {
+        // What the reader parses, followed by the next reply's bytes.
+        let mut read = frame.to_vec();
+        read.extend_from_slice(b"HD O8 kother\r\n");
+        let (Reply::Meta(meta), used) = parse_reply(&read, MAX).unwrap().unwrap() else {
+            panic!("{frame:?} is a meta reply");
+        };
+        assert_eq!(used, frame.len());
+        let spans = MetaSpans::new(&meta, &read, used).expect("parts inside the frame");
+        assert_eq!(spans.len(), frame.len());
+        // The frame handed on: other bytes, at another address.
+        let moved = read[..used].to_vec();
+        let Reply::Meta(direct) = parse_whole(&moved) else {
+            unreachable!("parsed as meta above");
+        };
+        assert_eq!(spans.resolve(&moved), Some(direct), "{frame:?}");
+        // A frame cut short reads back as nothing, not a wrong value.
+        if let MetaStatus::Value(data) = direct.status {
+            let cut = used - data.len() - 3;
+            assert_eq!(spans.resolve(&moved[..cut]), None, "{frame:?} cut");
+        }
+    }
+}
+
+/// A reply not parsed from the given bytes gives no spans.
+#[test]
+fn meta_spans_need_the_frame_the_reply_came_from() {
+    let frame = b"VA 2 kab O9\r\nhi\r\n".to_vec();
+    let elsewhere = frame.clone();
+    let Reply::Meta(meta) = parse_whole(&frame) else {
+        panic!("a meta reply");
+    };
+    assert!(MetaSpans::new(&meta, &elsewhere, frame.len()).is_none());
+    assert!(MetaSpans::new(&meta, &frame, frame.len()).is_some());
+}

@@ -10,8 +10,9 @@
 //! parses what the server sends ([`parse_reply`]), matches each frame to
 //! the request at the head of the queue (its opaque token and key, as the
 //! blocking connection does), frames it with the request's [`Framer`], and
-//! hands the whole reply to the request's caller, who decodes it (see
-//! `pool.rs`).
+//! hands the whole reply to the request's caller ([`Answer`]: its bytes,
+//! and its first frame as parsed here, so that the caller, who decodes it
+//! (see `pool.rs`), need not parse it again).
 //!
 //! # Cancellation
 //!

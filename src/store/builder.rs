@@ -20,6 +20,7 @@ pub struct CacheBuilder<K, V, S = ahash::RandomState> {
     max_weight: Option<u64>,
     weigher: Option<Weigher<K, V>>,
     ttl: Option<Duration>,
+    keep_expired: Option<Duration>,
     shards: Option<usize>,
     clock: Option<Arc<dyn Clock>>,
     listener: Option<Listener<K, V>>,
@@ -33,6 +34,7 @@ impl<K, V> Default for CacheBuilder<K, V> {
             max_weight: None,
             weigher: None,
             ttl: None,
+            keep_expired: None,
             shards: None,
             clock: None,
             listener: None,
@@ -48,6 +50,7 @@ impl<K, V, S> fmt::Debug for CacheBuilder<K, V, S> {
             .field("max_weight", &self.max_weight)
             .field("weigher", &self.weigher.is_some())
             .field("ttl", &self.ttl)
+            .field("keep_expired", &self.keep_expired)
             .field("shards", &self.shards)
             .finish_non_exhaustive()
     }
@@ -107,6 +110,40 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         self
     }
 
+    /// Keeps an entry for up to `grace` after its TTL runs out, as a
+    /// fail-safe copy: reads treat it as gone ([`Cache::get`] misses, a
+    /// `get_or_insert_with` loads), but [`Cache::get_stale`] still returns
+    /// it, so a caller whose source fails can serve the last good value.
+    ///
+    /// Kept entries stay within the cache's bounds and are the first it
+    /// evicts (the earliest expired first); past `grace` they are removed
+    /// as expired entries are without it. A new value for the key replaces
+    /// a kept entry as it would a live one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nearfar::{Cache, MockClock};
+    ///
+    /// let clock = MockClock::new();
+    /// let cache = Cache::builder()
+    ///     .max_entries(100)
+    ///     .keep_expired(Duration::from_secs(60))
+    ///     .clock(clock.clone())
+    ///     .build();
+    /// cache.insert_with_ttl("rate", 1.25, Duration::from_secs(10));
+    /// clock.advance(Duration::from_secs(15));
+    /// assert_eq!(cache.get("rate"), None);
+    /// assert_eq!(cache.get_stale("rate"), Some((1.25, Duration::from_secs(5))));
+    /// clock.advance(Duration::from_secs(60));
+    /// assert_eq!(cache.get_stale("rate"), None);
+    /// ```
+    pub fn keep_expired(mut self, grace: Duration) -> Self {
+        self.keep_expired = Some(grace);
+        self
+    }
+
     /// The number of shards (rounded up to a power of two). The default is
     /// four per CPU, reduced so that each shard holds at least 32 entries.
     /// Weight-bounded caches have at most 8 shards (so an entry of up to 1/8
@@ -157,6 +194,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             max_weight: self.max_weight,
             weigher: self.weigher,
             ttl: self.ttl,
+            keep_expired: self.keep_expired,
             shards: self.shards,
             clock: self.clock,
             listener: self.listener,
@@ -206,7 +244,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             inner: Arc::new(Inner {
                 shards: shard_list,
                 hasher: self.hasher,
-                time: TimeSource::new(self.clock),
+                time: TimeSource::new(self.clock).keeping_expired(self.keep_expired),
                 default_ttl: self.ttl,
                 weigher: self.weigher,
                 listener: self.listener,
@@ -232,6 +270,7 @@ impl<K: 'static, V: 'static, S> CacheBuilder<K, V, S> {
                 .weigher
                 .map(|w| Arc::new(move |k: &K, v: &W| w(k, f(v))) as Weigher<K, W>),
             ttl: self.ttl,
+            keep_expired: self.keep_expired,
             shards: self.shards,
             clock: self.clock,
             listener: self

@@ -43,6 +43,9 @@ fn share(budget: u64, percent: u128) -> u64 {
 pub(crate) const HOT: u8 = 0;
 pub(crate) const WARM: u8 = 1;
 pub(crate) const COLD: u8 = 2;
+/// Expired entries kept for `keep_expired` (fail-safe copies): invisible to
+/// reads, the first evicted, oldest first.
+pub(crate) const STALE: u8 = 3;
 
 /// How many list moves one eviction may make before it evicts whatever is at
 /// the tail, used or not. Keeps an insert's worst case bounded even while
@@ -88,7 +91,7 @@ pub(crate) struct Lru {
     /// Per-slot weights; empty when every entry weighs 1 (count-bounded cache).
     weights: Vec<u64>,
     weighted: bool,
-    segs: [Segment; 3],
+    segs: [Segment; 4],
     /// Sums over the segments, kept current so the bound check on every
     /// write reads two fields instead of adding three segments up.
     len: usize,
@@ -120,7 +123,7 @@ impl Lru {
             links: Vec::new(),
             weights: Vec::new(),
             weighted,
-            segs: [Segment::default(); 3],
+            segs: [Segment::default(); 4],
             len: 0,
             weight: 0,
             hot_cap: u128::from(share(budget, HOT_PERCENT)),
@@ -306,11 +309,29 @@ impl Lru {
         weight
     }
 
-    /// `new` takes `old`'s place (same segment and position) with a new weight.
+    /// Moves an expired entry kept for `keep_expired` to the list evicted
+    /// first (at its head: the entries staled earliest go first).
+    pub(crate) fn stale(&mut self, idx: u32) {
+        if self.segment_of(idx) != STALE {
+            self.move_to(idx, STALE);
+        }
+    }
+
+    /// `new` takes `old`'s place (same segment and position) with a new weight,
+    /// unless `old` was a kept expired entry: a fresh value for its key
+    /// enters WARM (a returning key), not the list evicted first.
     #[inline]
     pub(crate) fn replace(&mut self, old: u32, new: u32, weight: u64) {
-        let link = self.links[old as usize];
         let seg = self.segment_of(old);
+        if seg == STALE {
+            self.unlink(old);
+            if self.weighted {
+                self.weights[new as usize] = weight;
+            }
+            self.push_head(WARM, new, weight);
+            return;
+        }
+        let link = self.links[old as usize];
         let old_weight = self.weight_of(old);
         self.links[new as usize] = link;
         if self.weighted {
@@ -369,8 +390,9 @@ impl Lru {
     }
 
     /// Picks the entry to evict, leaving it linked (the caller unlinks it with
-    /// [`Lru::remove`]); `None` when no entry but `spare` is left. Moves
-    /// entries between segments on the way, as their use counts say:
+    /// [`Lru::remove`]); `None` when no entry but `spare` is left. A kept
+    /// expired entry ([`STALE`]'s tail) goes first; else entries move
+    /// between segments on the way, as their use counts say:
     /// 1. while HOT is over its share, its tail is promoted to WARM if it was
     ///    used, else it is the victim (an unused HOT entry never reaches COLD);
     /// 2. otherwise COLD's tail: promoted if used, else the victim;
@@ -381,6 +403,14 @@ impl Lru {
     pub(crate) fn victim(&mut self, bits: &impl UseCounts, spare: u32) -> Option<u32> {
         // Called only when the shard is over its bound: it has filled.
         self.filled = true;
+        // Kept expired entries go first, whatever their use.
+        let mut stale = self.segs[STALE as usize].tail;
+        if stale != NIL && stale == spare {
+            stale = self.prev(stale);
+        }
+        if stale != NIL {
+            return Some(stale);
+        }
         for _ in 0..MAX_MOVES {
             let hot = self.segs[HOT as usize].tail;
             let cold = self.segs[COLD as usize].tail;
@@ -426,7 +456,7 @@ impl Lru {
         }
         // Every tail we met was used: evict the coldest tail regardless,
         // stepping past `spare`.
-        [HOT, COLD, WARM].into_iter().find_map(|seg| {
+        [HOT, COLD, WARM, STALE].into_iter().find_map(|seg| {
             let tail = self.segs[seg as usize].tail;
             match tail {
                 NIL => None,
@@ -449,7 +479,7 @@ impl Lru {
 
     /// Every linked index, coldest segment first, tail to head.
     pub(crate) fn indices(&self) -> impl Iterator<Item = u32> + '_ {
-        [COLD, WARM, HOT].into_iter().flat_map(move |seg| {
+        [STALE, COLD, WARM, HOT].into_iter().flat_map(move |seg| {
             let mut cur = self.segs[seg as usize].tail;
             std::iter::from_fn(move || {
                 (cur != NIL).then(|| {
@@ -464,7 +494,7 @@ impl Lru {
     /// Checks the lists' structure: links are mutual, counts and weights add
     /// up, every entry is in the segment it says. For tests and fuzzing.
     pub(crate) fn check(&self) -> Result<(), String> {
-        for seg in [HOT, WARM, COLD] {
+        for seg in [HOT, WARM, COLD, STALE] {
             let s = self.segs[seg as usize];
             let (mut len, mut weight, mut prev, mut cur) = (0usize, 0u128, NIL, s.head);
             while cur != NIL {
@@ -558,6 +588,40 @@ mod tests {
         let order: Vec<u32> = (0..10).map(|_| lru.evict(&bits).unwrap().0).collect();
         assert_eq!(order, (1..=10).collect::<Vec<_>>());
         assert_eq!(lru.evict(&bits), None);
+        lru.check().unwrap();
+    }
+
+    #[test]
+    fn stale_entries_are_evicted_first_earliest_first_whatever_their_use() {
+        let bits = Bits::default();
+        let mut lru = lru_with(10, 10);
+        lru.rebalance(&bits);
+        lru.stale(7);
+        lru.stale(4);
+        lru.stale(7); // again: stays where it was
+        bits.set([4, 7]);
+        lru.check().unwrap();
+        assert_eq!(lru.segment_of(4), STALE);
+        // `spare` is never picked, not even from STALE.
+        assert_eq!(lru.victim(&bits, 7), Some(4));
+        let order: Vec<u32> = (0..4).map(|_| lru.evict(&bits).unwrap().0).collect();
+        assert_eq!(order, vec![7, 4, 1, 2]);
+        lru.check().unwrap();
+        assert_eq!(lru.indices().count(), 6);
+    }
+
+    #[test]
+    fn a_replaced_stale_entry_leaves_the_stale_list_for_warm() {
+        let bits = Bits::default();
+        let mut lru = lru_with(4, 4);
+        lru.stale(2);
+        lru.reserve_slot(9, 0);
+        lru.replace(2, 9, 1);
+        lru.check().unwrap();
+        assert_eq!(lru.segment_of(9), WARM);
+        assert_eq!(lru.len(), 4);
+        // Nothing is stale now: the first victim is an ordinary one.
+        assert_ne!(lru.evict(&bits).map(|v| v.0), Some(9));
         lru.check().unwrap();
     }
 

@@ -28,6 +28,7 @@ mod shard;
 #[cfg(all(test, shuttle))]
 mod shuttle_tests;
 mod slab;
+mod stale;
 mod stats;
 mod ttl;
 mod write;

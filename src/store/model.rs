@@ -36,6 +36,8 @@ pub enum Op {
     Advance(u8),
     /// `retain(|k, _| k % (n + 2) != 0)`.
     Retain(u8),
+    /// `get_stale(key)`: an expired entry kept by `keep_expired`.
+    GetStale(u8),
     /// `clear()`.
     Clear,
 }
@@ -50,6 +52,8 @@ pub struct Shape {
     pub shard_bits: u8,
     /// Bound by weight (value % 13 + 1) instead of count.
     pub weighted: bool,
+    /// `keep_expired`, in milliseconds (0: off).
+    pub keep_expired_ms: u8,
 }
 
 fn weight_of(v: u16) -> u64 {
@@ -61,9 +65,13 @@ pub fn run(shape: Shape, ops: &[Op]) -> Result<(), String> {
     let clock = MockClock::new();
     let shards = 1usize << (shape.shard_bits % 4);
     let cap = usize::from(shape.capacity);
+    let grace = u64::from(shape.keep_expired_ms);
     let mut builder = Cache::<u8, u16>::builder()
         .shards(shards)
         .clock(clock.clone());
+    if grace > 0 {
+        builder = builder.keep_expired(Duration::from_millis(grace));
+    }
     builder = if shape.weighted {
         builder
             .max_weight(cap as u64 * 4)
@@ -79,6 +87,12 @@ pub fn run(shape: Shape, ops: &[Op]) -> Result<(), String> {
     let live = |m: &BTreeMap<u8, (u16, Option<u64>)>, k: u8, now: u64| -> Option<u16> {
         m.get(&k)
             .and_then(|&(v, exp)| exp.is_none_or(|e| now < e).then_some(v))
+    };
+    // An expired entry `keep_expired` still keeps: its value and age (ms).
+    let kept = |m: &BTreeMap<u8, (u16, Option<u64>)>, k: u8, now: u64| -> Option<(u16, u64)> {
+        let &(v, exp) = m.get(&k)?;
+        let e = exp?;
+        (grace > 0 && now >= e && now < e + grace).then(|| (v, now - e))
     };
 
     for (step, op) in ops.iter().enumerate() {
@@ -96,6 +110,15 @@ pub fn run(shape: Shape, ops: &[Op]) -> Result<(), String> {
                 let expiry = ttl.map(|ms| now_ms + ms);
                 if let Err(e) = learn_admission(&cache, &shape, k, v, expiry, now_ms, &mut model) {
                     return fail(e);
+                }
+                // Born expired, it may still be kept (if it was admitted).
+                if grace > 0 && expiry.is_some_and(|e| e <= now_ms) {
+                    if let Some((held, _)) = cache.get_stale(&k) {
+                        if held != v {
+                            return fail(format!("kept {held} after writing {v}"));
+                        }
+                        model.insert(k, (v, expiry));
+                    }
                 }
             }
             Op::Get(k) | Op::Peek(k) => {
@@ -158,7 +181,24 @@ pub fn run(shape: Shape, ops: &[Op]) -> Result<(), String> {
             Op::Retain(n) => {
                 let m = u16::from(n) + 2;
                 cache.retain(|k, _| u16::from(*k) % m != 0);
-                model.retain(|k, _| u16::from(*k) % m != 0);
+                // `retain` also ends every expired entry, kept ones too.
+                model.retain(|k, &mut (_, exp)| {
+                    u16::from(*k) % m != 0 && exp.is_none_or(|e| now_ms < e)
+                });
+            }
+            Op::GetStale(k) => {
+                let got = cache
+                    .get_stale(&k)
+                    .map(|(v, age)| (v, age.as_millis() as u64));
+                let want = kept(&model, k, now_ms);
+                match (got, want) {
+                    (g, w) if g == w => {}
+                    // Evicted (kept entries go first).
+                    (None, Some(_)) if !roomy => {
+                        model.remove(&k);
+                    }
+                    (g, w) => return fail(format!("stale {g:?}, model {w:?}")),
+                }
             }
             Op::Clear => {
                 cache.clear();
@@ -203,7 +243,9 @@ pub fn run(shape: Shape, ops: &[Op]) -> Result<(), String> {
         // Forget model entries the cache evicted, so later answers compare fairly.
         if !roomy && seen != expected {
             let present: std::collections::BTreeSet<u8> = cache.iter().map(|(k, _)| k).collect();
-            model.retain(|k, _| present.contains(k));
+            // (Expired entries are not listed: `GetStale` checks kept ones.)
+            model
+                .retain(|k, &mut (_, exp)| present.contains(k) || exp.is_some_and(|e| e <= now_ms));
         }
     }
     Ok(())
@@ -266,7 +308,8 @@ mod tests {
                 match rng.below(100) {
                     0..=29 => Op::Insert(k, v),
                     30..=37 => Op::InsertTtl(k, v, rng.below(50) as u8),
-                    38..=64 => Op::Get(k),
+                    38..=60 => Op::Get(k),
+                    61..=64 => Op::GetStale(k),
                     65..=69 => Op::Peek(k),
                     70..=79 => Op::Remove(k),
                     80..=87 => Op::Load(k, v),
@@ -287,6 +330,7 @@ mod tests {
                 capacity: [0, 1, 3, 16, 64, 255, 4096][round % 7],
                 shard_bits: (round / 6 % 3) as u8,
                 weighted: round % 5 == 0,
+                keep_expired_ms: [0, 0, 5, 40][round % 4],
             };
             let keys = if round % 2 == 0 { 24 } else { 256 };
             let ops = random_ops(&mut rng, 400, keys);
@@ -305,6 +349,7 @@ mod tests {
                 capacity: 2048,
                 shard_bits: 3,
                 weighted: false,
+                keep_expired_ms: 30,
             };
             let ops = random_ops(&mut rng, 500, 200);
             run(shape, &ops).unwrap();

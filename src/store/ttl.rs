@@ -9,18 +9,41 @@ use std::time::Duration;
 use crate::clock::Timer;
 pub use crate::clock::{Clock, MockClock};
 
-/// The cache's view of time: nanoseconds since it was built, plus one.
-pub(crate) struct TimeSource(Timer);
+/// The cache's view of time: nanoseconds since it was built, plus one; and
+/// how long an expired entry is kept (`keep_expired`).
+pub(crate) struct TimeSource {
+    timer: Timer,
+    /// Nanoseconds an entry is kept past its expiry; 0: not kept.
+    keep_expired: u64,
+}
 
 impl TimeSource {
     pub(crate) fn new(clock: Option<Arc<dyn Clock>>) -> Self {
-        TimeSource(Timer::new(clock))
+        TimeSource {
+            timer: Timer::new(clock),
+            keep_expired: 0,
+        }
+    }
+
+    /// The same, keeping expired entries for `grace` (`None`: not kept).
+    pub(crate) fn keeping_expired(self, grace: Option<Duration>) -> Self {
+        TimeSource {
+            keep_expired: grace.map_or(0, |g| u64::try_from(g.as_nanos()).unwrap_or(u64::MAX)),
+            ..self
+        }
     }
 
     /// Nanoseconds since the cache was built, plus one (never 0).
     #[inline]
     pub(crate) fn now(&self) -> u64 {
-        self.0.now().saturating_add(1)
+        self.timer.now().saturating_add(1)
+    }
+
+    /// Whether an entry stamped `expires`, expired at `now`, is still kept
+    /// (a fail-safe copy, see `CacheBuilder::keep_expired`).
+    #[inline]
+    pub(crate) fn kept(&self, expires: u64, now: u64) -> bool {
+        self.keep_expired != 0 && now < expires.saturating_add(self.keep_expired)
     }
 
     /// The expiry stamp for an entry living `ttl` from `now`; 0 (never) when

@@ -235,14 +235,39 @@ impl<K, V> Shard<K, V> {
             st.sweep_cursor = idx + 1;
             let slot = self.slot(idx);
             let live = slot.flags.load(Ordering::Relaxed) & LIVE != 0;
+            if !live {
+                continue;
+            }
             // SAFETY: a LIVE slot holds a value and stays linked under the lock.
-            if live && expired_at(unsafe { slot.expires() }, ctx) {
-                self.unlink(st, ctx, idx, RemovalCause::Expired, guard);
+            let expires = unsafe { slot.expires() };
+            if expired_at(expires, ctx) {
+                self.end_expired(st, ctx, idx, expires, guard);
             }
         }
     }
 
-    /// Reclaims `idx` if it is still the live slot for its key and expired.
+    /// Ends live slot `idx`, expired: kept as a fail-safe copy (on the list
+    /// evicted first) while `keep_expired` allows, else unlinked.
+    fn end_expired<S: BuildHasher>(
+        &self,
+        st: &mut State<K, V>,
+        ctx: &WriteCtx<'_, S>,
+        idx: u32,
+        expires: u64,
+        guard: &Guard,
+    ) where
+        K: Hash,
+    {
+        if ctx.time.kept(expires, ctx.now()) {
+            st.lru.stale(idx);
+        } else {
+            self.unlink(st, ctx, idx, RemovalCause::Expired, guard);
+        }
+    }
+
+    /// Reclaims `idx` if it is still the live slot for its key and expired
+    /// (or, while `keep_expired` keeps it, moves it to the list evicted
+    /// first).
     pub(crate) fn remove_if_expired<S: BuildHasher>(
         &self,
         st: &mut State<K, V>,
@@ -254,10 +279,13 @@ impl<K, V> Shard<K, V> {
         K: Hash,
     {
         let slot = self.slot(idx);
-        let live = slot.flags.load(Ordering::Relaxed) & LIVE != 0;
+        if slot.flags.load(Ordering::Relaxed) & LIVE == 0 || slot.generation() != generation {
+            return;
+        }
         // SAFETY: LIVE under the lock means it holds a value.
-        if live && slot.generation() == generation && expired_at(unsafe { slot.expires() }, ctx) {
-            self.unlink(st, ctx, idx, RemovalCause::Expired, guard);
+        let expires = unsafe { slot.expires() };
+        if expired_at(expires, ctx) {
+            self.end_expired(st, ctx, idx, expires, guard);
         }
     }
 

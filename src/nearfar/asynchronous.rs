@@ -325,7 +325,8 @@ where
         };
         // Awaiting callers' loads are always shared (see
         // `Cache::load_after_miss_async`): this caller's runs if it leads.
-        let loading = inner.load_far::<Tokio, E>(&plan, Sharing::Shared, load);
+        let timeout = inner.fail_safe.and_then(|f| f.loader_timeout);
+        let loading = inner.load_fail_safe::<Tokio, E>(key, &plan, Sharing::Shared, load, timeout);
         let ran = AtomicBool::new(false);
         let loading = async {
             // Relaxed: read below by this same call, once the load is over.

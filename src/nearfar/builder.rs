@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::fail_safe::FailSafe;
 use super::inner::{Far, FarClient, GENERATIONS, Inner};
 use super::stats::Counters;
 use super::{FarKey, NearFar, key, nanos, value_of};
@@ -50,7 +51,8 @@ impl std::error::Error for Error {}
 /// Defaults: a near tier of at most 10,000 entries, no far tier, no
 /// namespace, far TTL 1 hour, near TTL bounded only by the far item's TTL,
 /// no revalidation, lease TTL 10 s, lease wait 1 s, `remove` deletes, and a
-/// circuit breaker that opens after 5 consecutive far failures for 1 s.
+/// circuit breaker that opens after 5 consecutive far failures for 1 s,
+/// and no fail-safe.
 ///
 /// The same builder makes an `AsyncNearFar` (feature
 /// `tokio`), made by `AsyncNearFar::builder`, whose far tier is an
@@ -69,6 +71,9 @@ pub struct NearFarBuilder<K, V, Cl = Client> {
     lease_wait: Duration,
     stale_on_remove: Option<Duration>,
     breaker: (u32, Duration),
+    fail_safe: Option<Duration>,
+    fail_safe_backoff: Duration,
+    loader_timeout: Option<Duration>,
     clock: Option<Arc<dyn Clock>>,
 }
 
@@ -86,6 +91,9 @@ impl<K, V, Cl: fmt::Debug> fmt::Debug for NearFarBuilder<K, V, Cl> {
             .field("lease_wait", &self.lease_wait)
             .field("stale_on_remove", &self.stale_on_remove)
             .field("circuit_breaker", &self.breaker)
+            .field("fail_safe", &self.fail_safe)
+            .field("fail_safe_backoff", &self.fail_safe_backoff)
+            .field("loader_timeout", &self.loader_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -104,6 +112,9 @@ impl<K, V, Cl> Default for NearFarBuilder<K, V, Cl> {
             lease_wait: Duration::from_secs(1),
             stale_on_remove: None,
             breaker: (5, Duration::from_secs(1)),
+            fail_safe: None,
+            fail_safe_backoff: Duration::from_secs(5),
+            loader_timeout: None,
             clock: None,
         }
     }
@@ -233,6 +244,68 @@ impl<K, V, Cl> NearFarBuilder<K, V, Cl> {
         self
     }
 
+    /// Fail-safe: when a load fails — the loader returns an error or
+    /// panics, or an `AsyncNearFar`'s loader outlasts
+    /// [`loader_timeout`](Self::loader_timeout) — and this process still has
+    /// the key's last value, expired less than `max_stale` ago, that value
+    /// is returned instead (to the caller and the callers waiting on the
+    /// same load) and counted in
+    /// [`NearFarStats::fail_safe_serves`](super::NearFarStats::fail_safe_serves).
+    /// It is then served near for
+    /// [`fail_safe_backoff`](Self::fail_safe_backoff), so a failing source
+    /// is tried at most once per backoff per key; each try that fails
+    /// serves it again until `max_stale` has passed since it first expired.
+    /// Without a last value the caller gets the error (or the panic) as
+    /// without fail-safe. The value is not written to memcached again.
+    ///
+    /// To have last values, the near tier keeps expired entries for
+    /// `max_stale` (see [`CacheBuilder::keep_expired`]): within its bounds,
+    /// and the first it evicts. Off by default.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nearfar::{Cache, MockClock, NearFar};
+    ///
+    /// let clock = MockClock::new();
+    /// let cache: NearFar<&str, u32> = NearFar::builder()
+    ///     .near(Cache::builder().max_entries(1_000).clock(clock.clone()))
+    ///     .near_ttl(Duration::from_secs(60))
+    ///     .fail_safe(Duration::from_secs(3600))
+    ///     .clock(clock.clone())
+    ///     .build()?;
+    /// assert_eq!(cache.try_get_with("price", || Ok::<_, String>(7)), Ok(7));
+    /// clock.advance(Duration::from_secs(61));
+    /// // The source is down: the last price is served, not the error.
+    /// let price = cache.try_get_with("price", || Err("db unreachable".to_string()));
+    /// assert_eq!(price, Ok(7));
+    /// assert_eq!(cache.stats().fail_safe_serves, 1);
+    /// # Ok::<(), nearfar::NearFarError>(())
+    /// ```
+    pub fn fail_safe(mut self, max_stale: Duration) -> Self {
+        self.fail_safe = Some(max_stale);
+        self
+    }
+
+    /// How long a value served by the [`fail_safe`](Self::fail_safe) is
+    /// kept near before the loader is tried again (default 5 s).
+    pub fn fail_safe_backoff(mut self, backoff: Duration) -> Self {
+        self.fail_safe_backoff = backoff;
+        self
+    }
+
+    /// With [`fail_safe`](Self::fail_safe), how long an `AsyncNearFar`
+    /// load (the far read, the lease wait and the loader) may run before
+    /// the key's last value is served instead; the load is then dropped
+    /// (its lease, if any, is released). Without a last value the load runs
+    /// on. Off by default. A blocking `NearFar` runs its loader on the
+    /// calling thread, which nothing can interrupt: it ignores this setting.
+    pub fn loader_timeout(mut self, timeout: Duration) -> Self {
+        self.loader_timeout = Some(timeout);
+        self
+    }
+
     /// The clock of every timed decision of this `NearFar`: revalidation,
     /// the circuit breaker's cooldown, and the lease wait (whose pauses go
     /// through [`Clock::sleep`]) (default: the system's monotonic clock).
@@ -259,7 +332,8 @@ where
     /// client's key prefix, or the fallback client's when that is longer,
     /// and a digest it must fit memcached's 250 bytes)
     /// or holds spaces or control bytes, a zero `far_ttl`, `near_ttl`,
-    /// `lease_ttl` or `circuit_breaker` cooldown.
+    /// `lease_ttl`, `circuit_breaker` cooldown, `fail_safe`, `fail_safe_backoff`
+    /// or `loader_timeout`.
     ///
     /// # Examples
     ///
@@ -317,6 +391,20 @@ where
         if self.breaker.0 > 0 && self.breaker.1.is_zero() {
             return invalid("circuit_breaker", "a non-zero cooldown");
         }
+        if self.fail_safe.is_some_and(|d| d.is_zero()) {
+            return invalid("fail_safe", "a non-zero duration");
+        }
+        if self.fail_safe_backoff.is_zero() {
+            return invalid("fail_safe_backoff", "a non-zero duration");
+        }
+        if self.loader_timeout.is_some_and(|d| d.is_zero()) {
+            return invalid("loader_timeout", "a non-zero duration");
+        }
+        let fail_safe = self.fail_safe.map(|max_stale| FailSafe {
+            max_stale: nanos(max_stale),
+            backoff: self.fail_safe_backoff,
+            loader_timeout: self.loader_timeout,
+        });
         let (threshold, cooldown) = self.breaker;
         let far = self.far.map(|client| Far {
             client,
@@ -335,16 +423,20 @@ where
             (Some(_), Some(after)) => nanos(after),
             _ => u64::MAX,
         };
-        let near = self
+        let mut near = self
             .near
             .unwrap_or_else(|| Cache::builder().max_entries(10_000))
-            .map_values(value_of::<V>)
-            .build();
+            .map_values(value_of::<V>);
+        if let Some(max_stale) = self.fail_safe {
+            near = near.keep_expired(max_stale);
+        }
+        let near = near.build();
         Ok(Inner {
             near,
             far,
             near_ttl: self.near_ttl,
             revalidate,
+            fail_safe,
             timer: Timer::new(self.clock),
             counters: Counters::default(),
             gens: (0..GENERATIONS).map(|_| AtomicU64::new(0)).collect(),

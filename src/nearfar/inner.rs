@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::call::Call;
+use super::fail_safe::FailSafe;
 use super::flow::Ctx;
 use super::flow::read::Keep;
 use super::stats::{Counters, NearFarStats};
@@ -33,6 +34,9 @@ pub(crate) struct Entry<V> {
     pub(super) expires: u64,
     /// The far item's CAS unique when known, else 0 (never a real CAS).
     pub(super) cas: u64,
+    /// For a value served by the fail-safe after a failed load: when it
+    /// first expired (ns since `epoch`); 0 for a fresh value.
+    pub(super) stale_since: u64,
 }
 
 impl<V> Entry<V> {
@@ -44,6 +48,7 @@ impl<V> Entry<V> {
             checked: now,
             expires: ttl.map_or(u64::MAX, |t| now.saturating_add(nanos(t))),
             cas,
+            stale_since: 0,
         }
     }
 }
@@ -100,6 +105,8 @@ pub(super) struct Inner<K, V, Cl> {
     pub(super) near_ttl: Option<Duration>,
     /// `revalidate_after` in ns; `u64::MAX` when off (or no far tier).
     pub(super) revalidate: u64,
+    /// Serving the last value when a load fails (`None`: off).
+    pub(super) fail_safe: Option<FailSafe>,
     /// The clock of every timed decision: revalidation, the breaker.
     pub(super) timer: Timer,
     pub(super) counters: Counters,

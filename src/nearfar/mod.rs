@@ -92,6 +92,7 @@ mod asynchronous;
 mod builder;
 mod call;
 mod drive;
+mod fail_safe;
 mod flow;
 mod inner;
 mod key;
@@ -314,7 +315,9 @@ where
         let ran = Cell::new(false);
         let result = inner.near.load_after_miss(key.clone(), |sharing| {
             ran.set(true);
-            block_on(inner.load_far::<Blocking, E>(&plan, sharing, async { load() }))
+            // No loader timeout: the loader runs on this thread.
+            let loading = async { load() };
+            block_on(inner.load_fail_safe::<Blocking, E>(key, &plan, sharing, loading, None))
         });
         block_on(inner.after_load::<Blocking>(&plan, ran.get()));
         result.map(|entry| entry.value)

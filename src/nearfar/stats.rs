@@ -52,6 +52,12 @@ pub struct NearFarStats {
     pub breaker_trips: u64,
     /// Far operations skipped because the breaker was open.
     pub breaker_skips: u64,
+    /// Failed loads (an error, a panic, or `loader_timeout` passed) answered
+    /// with the key's last value by the
+    /// [`fail_safe`](super::NearFarBuilder::fail_safe): once per load, its
+    /// waiters included; the value is then served near for
+    /// [`fail_safe_backoff`](super::NearFarBuilder::fail_safe_backoff).
+    pub fail_safe_serves: u64,
     /// The near tier's own counters.
     pub near: Stats,
 }
@@ -70,6 +76,7 @@ pub(crate) struct Counters {
     pub(crate) revalidations: AtomicU64,
     pub(crate) revalidations_changed: AtomicU64,
     pub(crate) fallback_hits: AtomicU64,
+    pub(crate) fail_safe_serves: AtomicU64,
 }
 
 /// Adds one to a counter.
@@ -99,6 +106,7 @@ impl Counters {
             fallback_hits: get(&self.fallback_hits),
             breaker_trips: trips,
             breaker_skips: skips,
+            fail_safe_serves: get(&self.fail_safe_serves),
             near,
         }
     }

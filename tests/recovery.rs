@@ -130,16 +130,50 @@ impl Load {
     }
 }
 
-/// Restarts `mc` and returns how long after it accepts connections again
-/// `counter` moves, and how long the restart itself took.
-fn time_recovery(mc: &mut Memcached, counter: impl Fn() -> u64) -> (Duration, Duration) {
+/// When a restarted server was first answered (the counter of answers
+/// moved), measured from the start of its restart (the process spawned)
+/// and from when it accepted connections (the restart returned).
+#[derive(Debug, Clone, Copy)]
+struct Recovery {
+    since_restart: Duration,
+    since_up: Duration,
+}
+
+impl Recovery {
+    /// Fails the test unless the far tier answered within
+    /// [`RECOVERY_LIMIT`] of the start of the restart.
+    fn check(self, what: &str) {
+        assert!(
+            self.since_restart < RECOVERY_LIMIT,
+            "{what}: answered {:?} after the restart began",
+            self.since_restart
+        );
+    }
+}
+
+impl std::fmt::Display for Recovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:?} after the restarted memcached accepted connections ({:?} after its \
+             restart began)",
+            self.since_up, self.since_restart
+        )
+    }
+}
+
+/// Restarts `mc` and returns when `counter` moved after it.
+fn time_recovery(mc: &mut Memcached, counter: impl Fn() -> u64) -> Recovery {
     let before = counter();
     let start = Instant::now();
     mc.restart();
     let up = Instant::now();
     let moved = wait_for(Duration::from_secs(15), || counter() > before)
         .expect("no far answer within 15 s of the restart");
-    (moved.saturating_duration_since(up), up - start)
+    Recovery {
+        since_restart: moved - start,
+        since_up: moved.saturating_duration_since(up),
+    }
 }
 
 #[test]
@@ -167,17 +201,13 @@ fn near_far_hits_resume_within_a_second_of_a_restart() {
     // one probe per second, not one per call.
     assert!(during <= 24, "{during} far errors in a 2 s outage: {s:?}");
 
-    let (recovery, restart) = time_recovery(&mut mc, || nf.stats().far_hits);
+    let recovery = time_recovery(&mut mc, || nf.stats().far_hits);
     let calls = load.stop();
     eprintln!(
-        "NearFar over Client: first far hit {recovery:?} after the restarted memcached \
-         accepted connections (its restart took {restart:?}); {during} far errors \
-         during the outage; {calls} calls"
+        "NearFar over Client: first far hit {recovery}; {during} far errors during the \
+         outage; {calls} calls"
     );
-    assert!(
-        recovery < RECOVERY_LIMIT,
-        "far hits resumed after {recovery:?}"
-    );
+    recovery.check("NearFar over Client");
     assert!(!nf.far_breaker_open());
 }
 
@@ -217,20 +247,20 @@ fn near_fars_sharing_a_client_resume_together() {
     // Not a whole number of cooldowns: the restart falls between probes.
     thread::sleep(OUTAGE + 500 * MS);
     let before: Vec<u64> = caches.iter().map(far_hits).collect();
+    let start = Instant::now();
     mc.restart();
-    let up = Instant::now();
     let mut resumed = [None, None];
     wait_for(Duration::from_secs(15), || {
         for (i, nf) in caches.iter().enumerate() {
             if resumed[i].is_none() && far_hits(nf) > before[i] {
-                resumed[i] = Some(up.elapsed());
+                resumed[i] = Some(start.elapsed());
             }
         }
         resumed.iter().all(Option::is_some)
     })
     .expect("far hits within 15 s of the restart");
     load.stop();
-    eprintln!("two NearFars over one Client: first far hits {resumed:?} after the restart");
+    eprintln!("two NearFars over one Client: first far hits {resumed:?} after the restart began");
     let resumed: Vec<Duration> = resumed.into_iter().flatten().collect();
     for (i, took) in resumed.iter().enumerate() {
         assert!(
@@ -278,17 +308,13 @@ fn client_answers_within_a_second_of_a_restart() {
         "{attempts} connection attempts in a 2 s outage"
     );
 
-    let (recovery, restart) = time_recovery(&mut mc, || answered.load(Ordering::Relaxed));
+    let recovery = time_recovery(&mut mc, || answered.load(Ordering::Relaxed));
     let calls = load.stop();
     eprintln!(
-        "Client: first answer {recovery:?} after the restarted memcached accepted \
-         connections (its restart took {restart:?}); {attempts} connects refused \
-         during the outage; {calls} calls"
+        "Client: first answer {recovery}; {attempts} connects refused during the outage; \
+         {calls} calls"
     );
-    assert!(
-        recovery < RECOVERY_LIMIT,
-        "answers resumed after {recovery:?}"
-    );
+    recovery.check("Client");
     assert!(!client.is_marked_dead(&mc.addr()));
 }
 
@@ -392,10 +418,11 @@ fn assert_one_probe_per_interval(what: &str, accepted: &[Instant], elapsed: Dura
         accepted.len(),
         probes.iter().map(|&at| at - first).collect::<Vec<_>>()
     );
-    // Before the client marks it dead: at most one request per thread in
-    // flight, and its threshold (2 failures).
+    // Before the client marks it dead (2 failures in a row): the requests
+    // in flight, one per thread, each of which may have tried a second,
+    // new connection after its pooled one turned out closed.
     assert!(
-        burst as u64 <= THREADS + 2,
+        burst as u64 <= 2 * THREADS + 2,
         "{what}: {burst} connections at first"
     );
     let most = elapsed.as_millis() / INTERVAL.as_millis() + 1;
@@ -518,7 +545,7 @@ mod asynchronous {
     async fn time_recovery_async(
         mc: &Arc<Mutex<Memcached>>,
         counter: impl Fn() -> u64,
-    ) -> (Duration, Duration) {
+    ) -> Recovery {
         let before = counter();
         let start = Instant::now();
         let server = Arc::clone(mc);
@@ -527,7 +554,10 @@ mod asynchronous {
         let moved = wait_for_async(Duration::from_secs(15), || counter() > before)
             .await
             .expect("no far answer within 15 s of the restart");
-        (moved.saturating_duration_since(up), up - start)
+        Recovery {
+            since_restart: moved - start,
+            since_up: moved.saturating_duration_since(up),
+        }
     }
 
     async fn stop_server(mc: &Arc<Mutex<Memcached>>) {
@@ -566,17 +596,14 @@ mod asynchronous {
                 "{rt}: {during} far errors in a 2 s outage: {s:?}"
             );
 
-            let (recovery, restart) = time_recovery_async(&mc, || nf.stats().far_hits).await;
+            let recovery = time_recovery_async(&mc, || nf.stats().far_hits).await;
             let calls = load.stop().await;
+            let what = format!("AsyncNearFar over AsyncClient ({rt})");
             eprintln!(
-                "AsyncNearFar over AsyncClient ({rt}): first far hit {recovery:?} after the \
-                 restarted memcached accepted connections (its restart took {restart:?}); \
-                 {during} far errors during the outage; {calls} calls"
+                "{what}: first far hit {recovery}; {during} far errors during the outage; \
+                 {calls} calls"
             );
-            assert!(
-                recovery < RECOVERY_LIMIT,
-                "{rt}: far hits resumed after {recovery:?}"
-            );
+            recovery.check(&what);
             assert!(!nf.far_breaker_open());
         });
     }
@@ -623,18 +650,14 @@ mod asynchronous {
                 "{rt}: {attempts} connection attempts in a 2 s outage"
             );
 
-            let (recovery, restart) =
-                time_recovery_async(&mc, || answered.load(Ordering::Relaxed)).await;
+            let recovery = time_recovery_async(&mc, || answered.load(Ordering::Relaxed)).await;
             let calls = load.stop().await;
+            let what = format!("AsyncClient ({rt})");
             eprintln!(
-                "AsyncClient ({rt}): first answer {recovery:?} after the restarted memcached \
-                 accepted connections (its restart took {restart:?}); {attempts} connects \
-                 refused during the outage; {calls} calls"
+                "{what}: first answer {recovery}; {attempts} connects refused during the \
+                 outage; {calls} calls"
             );
-            assert!(
-                recovery < RECOVERY_LIMIT,
-                "{rt}: answers resumed after {recovery:?}"
-            );
+            recovery.check(&what);
             assert!(!client.is_marked_dead(&addr));
         });
     }

@@ -12,6 +12,33 @@
 //! recorded, until another probe is due. An answer closes the circuit; a
 //! failure opens it again for a full cooldown.
 //!
+//! # Two circuits in a row
+//!
+//! `NearFar`'s breaker sits in front of the client, whose servers have
+//! circuits of their own: a request the breaker lets through may still be
+//! refused by the client, unsent, with `Error::AllServersDown`
+//! ([`Verdict::HeldOut`]). Stacked naively the two cooldowns add up: a
+//! breaker probe that reaches the client while the client's own probe is
+//! not due yet (or was just taken by another of its callers: a second
+//! cache over the same client) is refused, counts as a failure, and holds
+//! the far tier out for another whole cooldown, during which the client's
+//! probe falls due but nobody asks. Recovery then takes up to the sum of
+//! the two cooldowns instead of the longer one. So:
+//!
+//! - the breaker claims its probe only when the client would send it
+//!   ([`Circuit::pass_when`], asked of the client's own circuits): until
+//!   then its calls skip as when it is open, and the first call once both
+//!   are due probes both;
+//! - a breaker probe the client refused anyway (another caller of the
+//!   client took its probe meanwhile) proves nothing: it is given back, not
+//!   counted as a failure ([`Circuit::record`]).
+//!
+//! Then the far tier is asked again as soon as the later of the two is
+//! due: with the defaults (1 s each) memcached coming back is used again
+//! within about one second, not two, and each server still gets one probe
+//! per cooldown, sent by the client. The client's own verdicts are
+//! unchanged: it never records `AllServersDown` (no server was asked).
+//!
 //! The circuit is sans-IO: every method that needs the time takes `now`,
 //! nanoseconds on the owner's clock (an injected [`Clock`](crate::Clock)
 //! makes it testable without sleeping).
@@ -27,10 +54,16 @@ pub(crate) enum Verdict {
     /// The server answered (a value, a miss, a refusal, `SERVER_ERROR`):
     /// it is up.
     Up,
-    /// No answer (refused or failed connect, I/O error, timeout, no server
-    /// to send to), or an answer that made no sense: count it against the
-    /// server.
+    /// No answer (refused or failed connect, I/O error, timeout), or an
+    /// answer that made no sense: count it against the server.
     Down,
+    /// Nothing was sent: the client's own circuits hold every server out
+    /// (`Error::AllServersDown`). The client never records it (it has no
+    /// server to record it against); for a circuit in front of the client
+    /// (`NearFar`'s breaker) it is a failure when that circuit was closed
+    /// (the far tier is down, as far as anyone knows) and proves nothing
+    /// for a probe (see [`Circuit::record`]).
+    HeldOut,
     /// Nothing was sent (an invalid key, a value too large, a codec error),
     /// or the outcome proves nothing (all connections busy): neither.
     Unknown,
@@ -42,11 +75,10 @@ impl Error {
     /// `NearFar`'s circuit breaker alike.
     pub(crate) fn verdict(&self) -> Verdict {
         match self {
-            Error::Io(_)
-            | Error::Timeout
-            | Error::Connect { .. }
-            | Error::AllServersDown
-            | Error::Protocol(_) => Verdict::Down,
+            Error::Io(_) | Error::Timeout | Error::Connect { .. } | Error::Protocol(_) => {
+                Verdict::Down
+            }
+            Error::AllServersDown => Verdict::HeldOut,
             Error::Server(_) | Error::NotStored | Error::Client(_) => Verdict::Up,
             Error::PoolTimeout
             | Error::Codec(_)
@@ -143,6 +175,20 @@ impl Circuit {
         Pass::Skip
     }
 
+    /// As [`Circuit::pass`], for a circuit in front of another one (the
+    /// client's servers' circuits): a due probe is claimed only if `ready()`
+    /// says what lies behind would send it now; if not, the caller skips,
+    /// as while the cooldown runs, and the probe stays due. `ready` is asked
+    /// only when a probe is due.
+    pub(crate) fn pass_when(&self, now: u64, ready: impl FnOnce() -> bool) -> Pass {
+        let until = self.open_until.load(Ordering::Relaxed);
+        if until != 0 && now >= until && !ready() {
+            self.skips.fetch_add(1, Ordering::Relaxed);
+            return Pass::Skip;
+        }
+        self.pass(now)
+    }
+
     /// Whether requests go through at `now` without probing (not open, or
     /// its cooldown is over): for looking, not for sending.
     pub(crate) fn is_routable(&self, now: u64) -> bool {
@@ -221,14 +267,20 @@ impl Circuit {
 
     /// Records `verdict` for a request that went through with `pass` at
     /// `now`; returns [`Circuit::failure`]'s answer.
+    ///
+    /// [`Verdict::HeldOut`] (the client behind sent nothing) counts as a
+    /// failure for a request that passed a closed circuit, and gives a
+    /// probe back: the probe reached no server, so it neither closes the
+    /// circuit nor holds it open for another cooldown (see the module docs,
+    /// "Two circuits in a row").
     pub(crate) fn record(&self, verdict: Verdict, pass: Pass, now: u64) -> bool {
-        match verdict {
-            Verdict::Up => {
+        match (verdict, pass) {
+            (Verdict::Up, _) => {
                 self.success();
                 false
             }
-            Verdict::Down => self.failure(now),
-            Verdict::Unknown => {
+            (Verdict::Down, _) | (Verdict::HeldOut, Pass::Closed | Pass::Skip) => self.failure(now),
+            (Verdict::Unknown, _) | (Verdict::HeldOut, Pass::Probe) => {
                 self.release(pass);
                 false
             }
@@ -349,5 +401,128 @@ mod tests {
             assert!(!c.failure(0));
         }
         assert_eq!(c.pass(0), Pass::Closed);
+    }
+
+    /// Two caches' breakers in front of one client's circuit of its one
+    /// server (`NearFar`s sharing a `Client`), driven on a [`MockClock`]:
+    /// each breaker's caller calls every `tick`; the server answers from
+    /// `back` on. The first breaker opened at 0 with the server's circuit,
+    /// the second at `phase`. `gated`: a breaker's probe waits for the
+    /// client's ([`Circuit::pass_when`]) and a refusal gives it back
+    /// ([`Verdict::HeldOut`]); else a breaker passes on its own and counts
+    /// a refusal as a failure (the circuits stacked). Returns when each
+    /// breaker's caller first got an answer, and when each request reached
+    /// the server.
+    fn layered(gated: bool, phase: u64, back: u64) -> ([u64; 2], Vec<u64>) {
+        use crate::clock::{MockClock, Timer};
+        use std::sync::Arc;
+
+        const TICK: u64 = SECOND / 100;
+        let clock = MockClock::new();
+        let timer = Timer::new(Some(Arc::new(clock.clone())));
+        let breakers = [(); 2].map(|()| Circuit::new(5, Duration::from_secs(1)));
+        let server = Circuit::new(2, Duration::from_secs(1));
+        let mut asked = Vec::new();
+        let mut answered = [None; 2];
+        let mut opened = [false; 2];
+        server.failure(0);
+        server.failure(0);
+        while timer.now() < back + 10 * SECOND {
+            let now = timer.now();
+            for (i, breaker) in breakers.iter().enumerate() {
+                if !opened[i] && now >= i as u64 * phase {
+                    opened[i] = true;
+                    for _ in 0..5 {
+                        breaker.failure(now);
+                    }
+                }
+                let pass = if gated {
+                    breaker.pass_when(now, || server.is_routable(now))
+                } else {
+                    breaker.pass(now)
+                };
+                if pass == Pass::Skip {
+                    continue;
+                }
+                let verdict = match server.pass(now) {
+                    Pass::Skip => Error::AllServersDown.verdict(),
+                    sent => {
+                        asked.push(now);
+                        let up = if now >= back {
+                            Verdict::Up
+                        } else {
+                            Verdict::Down
+                        };
+                        server.record(up, sent, now);
+                        up
+                    }
+                };
+                let verdict = match verdict {
+                    Verdict::HeldOut if !gated => Verdict::Down,
+                    v => v,
+                };
+                breaker.record(verdict, pass, now);
+                if verdict == Verdict::Up && answered[i].is_none() {
+                    answered[i] = Some(now);
+                }
+            }
+            if let [Some(a), Some(b)] = answered {
+                return ([a, b], asked);
+            }
+            clock.advance(Duration::from_nanos(TICK));
+        }
+        panic!("never recovered (gated: {gated}, phase {phase}, back {back})");
+    }
+
+    #[test]
+    fn a_breaker_in_front_of_the_client_adds_no_cooldown_of_its_own() {
+        let ms = SECOND / 1000;
+        let mut worst = 0;
+        let mut worst_stacked = 0;
+        for phase in (0..1000).step_by(90).map(|p| p * ms) {
+            for back in (1000..4000).step_by(70).map(|b| b * ms) {
+                let (up, mut asked) = layered(true, phase, back);
+                worst = worst.max(up[0].max(up[1]) - back);
+                // One request reaches the dead server per cooldown at most.
+                asked.retain(|&at| at < back);
+                for pair in asked.windows(2) {
+                    assert!(pair[1] - pair[0] >= SECOND, "{asked:?}");
+                }
+                let (up, _) = layered(false, phase, back);
+                worst_stacked = worst_stacked.max(up[0].max(up[1]) - back);
+            }
+        }
+        // One cooldown (both are 1 s), and a tick of the load.
+        assert!(worst <= SECOND + 10 * ms, "recovered {worst} ns after");
+        // Stacked, a probe refused by the client held a cache out for a
+        // cooldown of its own.
+        assert!(worst_stacked > 3 * SECOND / 2, "{worst_stacked}");
+    }
+
+    #[test]
+    fn a_due_probe_waits_until_what_lies_behind_would_send_it() {
+        let c = Circuit::new(1, Duration::from_secs(1));
+        assert_eq!(c.pass_when(0, || unreachable!("closed")), Pass::Closed);
+        assert!(c.failure(0));
+        assert_eq!(
+            c.pass_when(SECOND / 2, || unreachable!("not due")),
+            Pass::Skip
+        );
+        // Due, but the client would refuse: skip, and the probe stays due.
+        assert_eq!(c.pass_when(SECOND, || false), Pass::Skip);
+        assert!(c.is_routable(SECOND));
+        assert_eq!(c.skips.load(Ordering::Relaxed), 2);
+        assert_eq!(c.pass_when(SECOND, || true), Pass::Probe);
+        // Refused anyway (another caller took the client's probe): given
+        // back, not a failure.
+        assert!(!c.record(Verdict::HeldOut, Pass::Probe, SECOND));
+        assert!(c.is_open() && c.is_routable(SECOND));
+        assert_eq!(c.pass_when(SECOND, || true), Pass::Probe);
+        assert!(!c.record(Verdict::Up, Pass::Probe, SECOND));
+        assert!(!c.is_open());
+        // Through a closed circuit, a refusal is a failure.
+        assert!(c.record(Verdict::HeldOut, Pass::Closed, 2 * SECOND));
+        assert!(!c.is_routable(2 * SECOND));
+        assert_eq!(Error::AllServersDown.verdict(), Verdict::HeldOut);
     }
 }

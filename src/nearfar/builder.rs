@@ -239,6 +239,24 @@ impl<K, V, Cl> NearFarBuilder<K, V, Cl> {
     /// sense: the same judgement as the client's dead-server ejection) for
     /// `cooldown`, timed on [`clock`](Self::clock); then one call probes the
     /// server and closes it on success. `failures == 0` turns it off.
+    /// Default: 5 failures, 1 s.
+    ///
+    /// The breaker sits in front of the client's own dead-server ejection
+    /// ([`ClientBuilder::retry_attempts`](crate::memcached::ClientBuilder::retry_attempts)
+    /// and [`ClientBuilder::dead_timeout`](crate::memcached::ClientBuilder::dead_timeout),
+    /// default 2 failures, 1 s), and the two cooldowns do not add up: once
+    /// `cooldown` is over, the breaker's probe waits until the client
+    /// would send it (calls skip the far tier meanwhile, as while the
+    /// breaker is open), so it is never spent on a server the client still
+    /// leaves out; and a probe the client refused unsent anyway proves
+    /// nothing, so it is given back rather than counted as a failure.
+    /// When memcached comes back, the far tier is used again within the
+    /// longer of `cooldown` and `dead_timeout`, plus the time to the next
+    /// call: measured with both defaults, memcached killed for 2 s under
+    /// load and restarted, the first far hit came 0.8 s to 1.0 s after it
+    /// accepted connections, with `NearFar` and `AsyncNearFar` alike
+    /// (`tests/recovery.rs`). A dead server still gets one probe per
+    /// `dead_timeout`, sent by the client, however many calls are made.
     pub fn circuit_breaker(mut self, failures: u32, cooldown: Duration) -> Self {
         self.breaker = (failures, cooldown);
         self

@@ -19,6 +19,29 @@ use crate::clock::Timer;
 use crate::memcached::health::{Circuit, Pass};
 use crate::memcached::{self, Client};
 
+/// What a pool's breaker asks of the pool's client before it lets a probe
+/// through: whether the client would send a request now, or refuse it
+/// unsent because its own circuits hold every server out. A breaker probe
+/// waits for the client's (see the module docs of
+/// [`health`](crate::memcached::health), "Two circuits in a row").
+pub(super) trait Sends {
+    /// Whether a request would be sent now (claims nothing).
+    fn can_send(&self) -> bool;
+}
+
+impl Sends for Client {
+    fn can_send(&self) -> bool {
+        Client::can_send(self)
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Sends for crate::memcached::AsyncClient {
+    fn can_send(&self) -> bool {
+        crate::memcached::AsyncClient::can_send(self)
+    }
+}
+
 /// How a far request failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Failure {
@@ -111,13 +134,20 @@ impl<'a, Cl: FarClient> Call<'a, Cl> {
 
     /// Lets a request to `pool` through, or not: `None` when it is skipped
     /// (breaker open, this call gave up on the pool, or no such pool).
-    pub(super) fn begin(&self, pool: Pool) -> Option<Attempt<'a, Cl>> {
+    ///
+    /// Once the breaker's cooldown is over, its probe is claimed only when
+    /// the client would send it: while the client's own circuits hold every
+    /// server out, the call skips (see [`Sends`]).
+    pub(super) fn begin(&self, pool: Pool) -> Option<Attempt<'a, Cl>>
+    where
+        Cl: Sends,
+    {
         let (client, breaker) = self.pool(pool)?;
         // Relaxed: a flag of this call, read and set by its own steps.
         if self.gave_up[pool as usize].load(Ordering::Relaxed) {
             return None;
         }
-        let pass = breaker.pass(self.timer.now());
+        let pass = breaker.pass_when(self.timer.now(), || client.can_send());
         (pass != Pass::Skip).then_some(Attempt {
             client,
             breaker,

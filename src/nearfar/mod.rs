@@ -23,8 +23,10 @@
 //!   slow or returns garbage: they count the error and go on with the near
 //!   tier and the loader. A circuit breaker stops calling a failing server
 //!   for a cooldown, so an outage costs one failed call per cooldown, not
-//!   one per request. A server that comes back empty is refilled as keys
-//!   are read.
+//!   one per request. A server that comes back is used again within the
+//!   longer of that cooldown and the client's dead timeout (1 s each by
+//!   default: see [`circuit_breaker`](NearFarBuilder::circuit_breaker)),
+//!   and, empty after a restart, is refilled as keys are read.
 //! * **No write undone by an outage.** An `insert` or `remove` whose far
 //!   write the server did not take (it timed out or failed, the server was
 //!   marked dead, the breaker skipped it, or it went to another server

@@ -92,4 +92,10 @@ impl<C: Codec> AsyncClient<C> {
     pub(crate) fn owe_invalidation(&self, key: &str) {
         self.inner.owe_invalidation(key);
     }
+
+    /// Whether a request would be sent now: see
+    /// [`Core::can_send`](crate::memcached::core::Core::can_send).
+    pub(crate) fn can_send(&self) -> bool {
+        self.inner.can_send()
+    }
 }

@@ -70,6 +70,12 @@ impl<C: Codec> Client<C> {
         self.inner.owe_invalidation(key);
     }
 
+    /// Whether a request would be sent now: see
+    /// [`Core::can_send`](crate::memcached::core::Core::can_send).
+    pub(crate) fn can_send(&self) -> bool {
+        self.inner.can_send()
+    }
+
     /// Sends server `index` the invalidations it owes, if any, before any
     /// other request of this client reaches it: a `flush_all` if its record
     /// overflowed, then the owed keys' deletions, in pipelined chunks. One

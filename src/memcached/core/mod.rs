@@ -219,6 +219,16 @@ impl<C: Codec> Core<C> {
             .is_some_and(|s| !s.health.is_open() || s.health.is_routable(now.get()))
     }
 
+    /// Whether a request would be sent now rather than refused with
+    /// [`Error::AllServersDown`]: some server's circuit is closed, or its
+    /// dead period is over and its probe unclaimed. Claims nothing: what a
+    /// circuit in front of this client (`NearFar`'s breaker) asks before it
+    /// claims a probe of its own (see [`health`](super::health)).
+    pub(crate) fn can_send(&self) -> bool {
+        let now = self.lazy_now();
+        (0..self.servers.len()).any(|i| self.is_routable(i, &now))
+    }
+
     /// The index of the server for `key`, with liveness judged at `now`.
     ///
     /// A server whose dead period is over is probed by one caller only: the

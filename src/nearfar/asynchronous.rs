@@ -300,7 +300,13 @@ where
     {
         let inner = &*self.inner;
         let entry = match inner.near.get(key) {
-            Some(entry) if !inner.due(&entry) => return Ok(entry.value),
+            Some(entry) if !inner.due(&entry) => {
+                if inner.due_refresh(&entry) {
+                    // On this task: see `NearFarBuilder::refresh_ahead`.
+                    return Ok(Box::pin(inner.refresh_ahead::<Tokio, E>(key, entry, load)).await);
+                }
+                return Ok(entry.value);
+            }
             entry => entry,
         };
         // Boxed, as in `get`: a near hit does not move the load's state.

@@ -74,6 +74,7 @@ pub struct NearFarBuilder<K, V, Cl = Client> {
     fail_safe: Option<Duration>,
     fail_safe_backoff: Duration,
     loader_timeout: Option<Duration>,
+    refresh_ahead: Option<f64>,
     clock: Option<Arc<dyn Clock>>,
 }
 
@@ -94,6 +95,7 @@ impl<K, V, Cl: fmt::Debug> fmt::Debug for NearFarBuilder<K, V, Cl> {
             .field("fail_safe", &self.fail_safe)
             .field("fail_safe_backoff", &self.fail_safe_backoff)
             .field("loader_timeout", &self.loader_timeout)
+            .field("refresh_ahead", &self.refresh_ahead)
             .finish_non_exhaustive()
     }
 }
@@ -115,6 +117,7 @@ impl<K, V, Cl> Default for NearFarBuilder<K, V, Cl> {
             fail_safe: None,
             fail_safe_backoff: Duration::from_secs(5),
             loader_timeout: None,
+            refresh_ahead: None,
             clock: None,
         }
     }
@@ -325,6 +328,54 @@ impl<K, V, Cl> NearFarBuilder<K, V, Cl> {
         self
     }
 
+    /// Refresh-ahead: once a near copy has lived `threshold` of its TTL
+    /// (e.g. 0.8; FusionCache's eager refresh), the next `get_with` /
+    /// `try_get_with` of it reloads it while every other caller keeps being
+    /// served the copy, so a hot key never misses at its expiry.
+    ///
+    /// * One refresh per key at a time in this process, and one across
+    ///   processes: the far read asks memcached for the recompute token of
+    ///   a value in the last `1 - threshold` of [`far_ttl`](Self::far_ttl)
+    ///   (`mg ... R`); a process that finds the far value already
+    ///   refreshed takes it instead of loading, one that finds it being
+    ///   computed elsewhere (the far item gone) loads without waiting.
+    /// * When a refresh starts is spread by probabilistic early expiration
+    ///   (XFetch), scaled by the key's last load time, so keys filled
+    ///   together do not all refresh together.
+    /// * The refresh runs in the call that starts it: on the caller's
+    ///   thread for a `NearFar` (no hidden threads), on the caller's task
+    ///   for an `AsyncNearFar`; that caller waits for the load and gets the
+    ///   new value. A refresh that fails leaves the copy until it expires
+    ///   (its caller gets the copy, not the error).
+    ///
+    /// Counted in [`NearFarStats::refresh_aheads`](super::NearFarStats::refresh_aheads).
+    /// `get` (without a loader) does not refresh. Off by default.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nearfar::{Cache, MockClock, NearFar};
+    ///
+    /// let clock = MockClock::new();
+    /// let rates: NearFar<&str, u32> = NearFar::builder()
+    ///     .near(Cache::builder().max_entries(100).clock(clock.clone()))
+    ///     .near_ttl(Duration::from_secs(10))
+    ///     .refresh_ahead(0.8)
+    ///     .clock(clock.clone())
+    ///     .build()?;
+    /// assert_eq!(rates.get_with("eur", || 1), 1);
+    /// clock.advance(Duration::from_secs(9)); // past 80% of its TTL
+    /// assert_eq!(rates.get_with("eur", || 2), 2, "this call refreshed it");
+    /// clock.advance(Duration::from_secs(5)); // the old copy would be gone
+    /// assert_eq!(rates.get(&"eur"), Some(2));
+    /// # Ok::<(), nearfar::NearFarError>(())
+    /// ```
+    pub fn refresh_ahead(mut self, threshold: f64) -> Self {
+        self.refresh_ahead = Some(threshold);
+        self
+    }
+
     /// The clock of every timed decision of this `NearFar`: revalidation,
     /// the circuit breaker's cooldown, and the lease wait (whose pauses go
     /// through [`Clock::sleep`]) (default: the system's monotonic clock).
@@ -352,7 +403,8 @@ where
     /// and a digest it must fit memcached's 250 bytes)
     /// or holds spaces or control bytes, a zero `far_ttl`, `near_ttl`,
     /// `lease_ttl`, `circuit_breaker` cooldown, `fail_safe`, `fail_safe_backoff`
-    /// or `loader_timeout`.
+    /// or `loader_timeout`, a `refresh_ahead` threshold not strictly between
+    /// 0 and 1.
     ///
     /// # Examples
     ///
@@ -419,6 +471,9 @@ where
         if self.loader_timeout.is_some_and(|d| d.is_zero()) {
             return invalid("loader_timeout", "a non-zero duration");
         }
+        if self.refresh_ahead.is_some_and(|t| !(t > 0.0 && t < 1.0)) {
+            return invalid("refresh_ahead", "a threshold strictly between 0 and 1");
+        }
         let fail_safe = self.fail_safe.map(|max_stale| FailSafe {
             max_stale: nanos(max_stale),
             backoff: self.fail_safe_backoff,
@@ -456,6 +511,8 @@ where
             near_ttl: self.near_ttl,
             revalidate,
             fail_safe,
+            refresh_ahead: self.refresh_ahead,
+            refreshing: (0..GENERATIONS).map(|_| AtomicU64::new(0)).collect(),
             timer: Timer::new(self.clock),
             counters: Counters::default(),
             gens: (0..GENERATIONS).map(|_| AtomicU64::new(0)).collect(),

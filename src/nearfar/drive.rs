@@ -53,8 +53,8 @@ macro_rules! perform {
         let op = $op;
         let pool = op.pool();
         match op {
-            FarOp::GetOrLease { key, lease_ttl } => FarReply::Lease(
-                call.$attempt(pool, |c| c.get_or_lease_seen::<V>(key, lease_ttl))$(.$await)?
+            FarOp::GetOrLease { key, lease_ttl, recache } => FarReply::Lease(
+                call.$attempt(pool, |c| c.get_or_lease_seen::<V>(key, lease_ttl, recache))$(.$await)?
                     .map(|r| r.map(|(lease, s)| (lease, Seen { cas: s.cas, ttl: s.ttl }))),
             ),
             FarOp::PeekLease { key } => {

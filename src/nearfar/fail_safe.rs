@@ -54,8 +54,33 @@ where
     /// to the key's last value when fail-safe is on: a panic in the loader
     /// is caught (and resumed when there is no value to serve), and with
     /// `timeout` (async only) a load that outlasts it serves the last value
-    /// if there is one (it is dropped then; without one it runs on).
+    /// if there is one (it is dropped then; without one it runs on). The
+    /// entry of a load that succeeds keeps how long it took (refresh-ahead
+    /// starts earlier for keys that take longer: see `refresh.rs`).
     pub(super) async fn load_fail_safe<M: Mode<Client = Cl>, E>(
+        &self,
+        key: &K,
+        plan: &Plan<'_, V, Cl>,
+        sharing: Sharing,
+        load: impl Future<Output = Result<V, E>>,
+        timeout: Option<Duration>,
+    ) -> Loaded<V, E> {
+        let start = self.now();
+        let mut loaded = self
+            .load_guarded::<M, E>(key, plan, sharing, load, timeout)
+            .await;
+        if let Ok((entry, _)) = &mut loaded
+            && entry.stale_since == 0
+        {
+            // How long the load took: refresh-ahead starts earlier for
+            // keys that take longer (see `refresh.rs`).
+            entry.delta = self.now().saturating_sub(start);
+        }
+        loaded
+    }
+
+    /// [`Inner::load_fail_safe`] without the timing.
+    async fn load_guarded<M: Mode<Client = Cl>, E>(
         &self,
         key: &K,
         plan: &Plan<'_, V, Cl>,

@@ -37,6 +37,9 @@ pub(crate) struct Entry<V> {
     /// For a value served by the fail-safe after a failed load: when it
     /// first expired (ns since `epoch`); 0 for a fresh value.
     pub(super) stale_since: u64,
+    /// How long the load that made it took (ns; 0: unknown): scales how
+    /// early refresh-ahead may start (XFetch).
+    pub(super) delta: u64,
 }
 
 impl<V> Entry<V> {
@@ -49,6 +52,7 @@ impl<V> Entry<V> {
             expires: ttl.map_or(u64::MAX, |t| now.saturating_add(nanos(t))),
             cas,
             stale_since: 0,
+            delta: 0,
         }
     }
 }
@@ -107,6 +111,12 @@ pub(super) struct Inner<K, V, Cl> {
     pub(super) revalidate: u64,
     /// Serving the last value when a load fails (`None`: off).
     pub(super) fail_safe: Option<FailSafe>,
+    /// Refresh-ahead's threshold, the share of a near copy's TTL after
+    /// which a hit refreshes it (`None`: off).
+    pub(super) refresh_ahead: Option<f64>,
+    /// Per stripe of keys (as `gens`): until when a refresh of a key in it
+    /// is claimed (ns; 0 or past: free).
+    pub(super) refreshing: Box<[AtomicU64]>,
     /// The clock of every timed decision: revalidation, the breaker.
     pub(super) timer: Timer,
     pub(super) counters: Counters,

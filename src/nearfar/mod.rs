@@ -100,6 +100,7 @@ mod inner;
 mod key;
 mod load;
 mod read;
+mod refresh;
 mod stats;
 mod write;
 
@@ -307,7 +308,12 @@ where
     {
         let inner = &*self.inner;
         let entry = match inner.near.get(key) {
-            Some(entry) if !inner.due(&entry) => return Ok(entry.value),
+            Some(entry) if !inner.due(&entry) => {
+                if inner.due_refresh(&entry) {
+                    return Ok(self.refresh(key, entry, load));
+                }
+                return Ok(entry.value);
+            }
             entry => entry,
         };
         let plan = match block_on(inner.plan_load::<Blocking>(key, entry)) {
@@ -323,6 +329,16 @@ where
         });
         block_on(inner.after_load::<Blocking>(&plan, ran.get()));
         result.map(|entry| entry.value)
+    }
+
+    /// A near hit due for refresh-ahead: refreshed here if this caller
+    /// wins the key's claim, else its value as it is.
+    #[cold]
+    fn refresh<E>(&self, key: &K, entry: Entry<V>, load: impl FnOnce() -> Result<V, E>) -> V {
+        block_on(
+            self.inner
+                .refresh_ahead::<Blocking, E>(key, entry, async { load() }),
+        )
     }
 
     /// Stores `value` under `key` in both tiers (far for

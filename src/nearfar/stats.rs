@@ -58,6 +58,10 @@ pub struct NearFarStats {
     /// waiters included; the value is then served near for
     /// [`fail_safe_backoff`](super::NearFarBuilder::fail_safe_backoff).
     pub fail_safe_serves: u64,
+    /// Refreshes started by refresh-ahead (one caller per key at a time in
+    /// this process; see
+    /// [`refresh_ahead`](super::NearFarBuilder::refresh_ahead)).
+    pub refresh_aheads: u64,
     /// The near tier's own counters.
     pub near: Stats,
 }
@@ -77,6 +81,7 @@ pub(crate) struct Counters {
     pub(crate) revalidations_changed: AtomicU64,
     pub(crate) fallback_hits: AtomicU64,
     pub(crate) fail_safe_serves: AtomicU64,
+    pub(crate) refresh_aheads: AtomicU64,
 }
 
 /// Adds one to a counter.
@@ -107,6 +112,7 @@ impl Counters {
             breaker_trips: trips,
             breaker_skips: skips,
             fail_safe_serves: get(&self.fail_safe_serves),
+            refresh_aheads: get(&self.refresh_aheads),
             near,
         }
     }

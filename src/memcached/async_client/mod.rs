@@ -354,7 +354,7 @@ impl<C: Codec> AsyncClient<C> {
         key: &str,
         lease_ttl: Duration,
     ) -> Result<Lease<V>> {
-        Ok(self.get_or_lease_seen(key, lease_ttl).await?.0)
+        Ok(self.get_or_lease_seen(key, lease_ttl, None).await?.0)
     }
 
     /// [`AsyncClient::get_or_lease`] with the item's CAS and TTL.
@@ -363,8 +363,9 @@ impl<C: Codec> AsyncClient<C> {
         &self,
         key: &str,
         lease_ttl: Duration,
+        recache: Option<Duration>,
     ) -> Result<(Lease<V>, Seen)> {
-        self.single(key, &ops::lease::<C, V>(&self.inner, lease_ttl, None))
+        self.single(key, &ops::lease::<C, V>(&self.inner, lease_ttl, recache))
             .await
     }
 

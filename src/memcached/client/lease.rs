@@ -60,16 +60,18 @@ impl<C: Codec> Client<C> {
             .0)
     }
 
-    /// [`Client::get_or_lease`], with the CAS unique and remaining TTL of
-    /// the item read: for [`Lease::Wait`], those of the placeholder another
-    /// caller holds, which tell how old it is and let a waiter take an
-    /// abandoned one over (delete it by its CAS and lease again).
+    /// [`Client::get_or_lease`] (with [`recache`](Client::get_or_lease_with_recache)
+    /// when given), with the CAS unique and remaining TTL of the item read:
+    /// for [`Lease::Wait`], those of the placeholder another caller holds,
+    /// which tell how old it is and let a waiter take an abandoned one over
+    /// (delete it by its CAS and lease again).
     pub(crate) fn get_or_lease_seen<V: DeserializeOwned>(
         &self,
         key: &str,
         lease_ttl: Duration,
+        recache: Option<Duration>,
     ) -> Result<(Lease<V>, Seen)> {
-        self.single(key, &ops::lease::<C, V>(&self.inner, lease_ttl, None))
+        self.single(key, &ops::lease::<C, V>(&self.inner, lease_ttl, recache))
     }
 
     /// Like [`Client::get_or_lease`], and also hands one caller

@@ -61,6 +61,9 @@ pub(in crate::nearfar) struct Load<'a, V> {
     waited: bool,
     cleared: bool,
     took_over: bool,
+    /// A refresh-ahead: the lease asks for the recompute token of a far
+    /// value with less than this left, and a held lease is not waited for.
+    recache: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -103,6 +106,18 @@ impl<'a, V> Load<'a, V> {
         Self::with(ctx, key, LoadState::Start(Some(store)))
     }
 
+    /// A refresh-ahead of a near copy still live: the far value if another
+    /// process already refreshed it (it has more than `recache` left), else
+    /// the loader, stored over the recompute token memcached hands one
+    /// process (`mg ... R`). Never waits on another process's lease: with a
+    /// placeholder held (the far item gone, being computed elsewhere) it
+    /// loads here and stores nothing far.
+    pub(in crate::nearfar) fn refresh(ctx: Ctx<'a>, key: &'a str, recache: Duration) -> Self {
+        let mut load = Self::with(ctx, key, LoadState::Start(None));
+        load.recache = Some(recache);
+        load
+    }
+
     fn with(ctx: Ctx<'a>, key: &'a str, state: LoadState<'a, V>) -> Self {
         Load {
             ctx,
@@ -115,6 +130,7 @@ impl<'a, V> Load<'a, V> {
             waited: false,
             cleared: false,
             took_over: false,
+            recache: None,
         }
     }
 
@@ -172,6 +188,10 @@ impl<'a, V> Load<'a, V> {
     /// Another caller holds the lease: wait for it, or take it over.
     fn on_wait(&mut self, placeholder: Seen, now: u64) -> Next<Loaded<V>> {
         let ctx = self.ctx;
+        if self.recache.is_some() {
+            // A refresh waits for no one: its callers hold a live copy.
+            return self.begin_compute(Store::Skip, now);
+        }
         if !self.waited {
             self.waited = true;
             bump(&ctx.counters.lease_waits);
@@ -359,6 +379,7 @@ impl<V> Flow<V> for Load<'_, V> {
             LoadState::Leasing => FarOp::GetOrLease {
                 key,
                 lease_ttl: self.ctx.lease_ttl,
+                recache: self.recache,
             },
             LoadState::TakingOver(cas) | LoadState::Clearing(cas) => {
                 FarOp::DeleteIfCas { key, cas: *cas }

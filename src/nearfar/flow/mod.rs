@@ -60,7 +60,13 @@ pub(super) struct Seen {
 #[derive(Debug)]
 pub(super) enum FarOp<'a, V> {
     /// `get_or_lease_seen(key, lease_ttl)`: the value, or the lease.
-    GetOrLease { key: &'a str, lease_ttl: Duration },
+    GetOrLease {
+        key: &'a str,
+        lease_ttl: Duration,
+        /// With refresh-ahead: win the recompute token of a value with less
+        /// than this left (`mg ... R`).
+        recache: Option<Duration>,
+    },
     /// `peek_lease(key)`: the value, taking a stale item's token at most.
     PeekLease { key: &'a str },
     /// `peek_lease_cas(key)`: as `PeekLease`, without the value bytes.

@@ -88,7 +88,8 @@ fn a_hit_is_done_at_once_and_kept_near_within_both_ttls() {
         flow.resume(Input::Start, 0),
         Step::Far(FarOp::GetOrLease {
             key: "k",
-            lease_ttl: LEASE_TTL
+            lease_ttl: LEASE_TTL,
+            recache: None,
         })
     );
     let hit = Lease::Hit {
@@ -596,5 +597,62 @@ fn a_remove_marks_stale_then_deletes_from_the_fallback_pool() {
             pool: Pool::Fallback,
             key: "k"
         })
+    );
+}
+
+#[test]
+fn a_refresh_asks_for_the_recache_token_and_stores_over_it_when_won() {
+    let counters = Counters::default();
+    let window = Duration::from_secs(60);
+    let mut flow = Load::<String>::refresh(ctx(&counters), "k", window);
+    expect!(
+        flow.resume(Input::Start, 0),
+        Step::Far(FarOp::GetOrLease { key: "k", lease_ttl: LEASE_TTL, recache: Some(w) })
+            if w == window
+    );
+    // memcached handed this process the token of the value about to expire.
+    expect!(flow.resume(won(8, Some("old")), 0), Step::Load);
+    expect!(
+        flow.resume(Input::Loaded("new".to_string()), 0),
+        Step::Far(FarOp::CompareAndSet { key: "k", value, cas: Cas(8), .. }) if value == "new"
+    );
+    let (entry, _) = done(flow.resume(far(FarReply::Stored(Ok(Some(Some(Cas(9)))))), 1));
+    assert_eq!((entry.value.as_str(), entry.cas), ("new", 9));
+    assert_eq!(get(&counters.loader_calls), 1);
+}
+
+#[test]
+fn a_refresh_takes_a_far_value_another_process_refreshed() {
+    let counters = Counters::default();
+    let mut flow = Load::<String>::refresh(ctx(&counters), "k", Duration::from_secs(60));
+    flow.resume(Input::Start, 0);
+    let fresh = Lease::Hit {
+        value: "theirs".to_string(),
+        cas: Cas(12),
+        stale: false,
+        ttl: Some(Duration::from_secs(3000)),
+    };
+    let (entry, _) = done(flow.resume(lease(fresh, 12, Some(Duration::from_secs(3000))), 0));
+    assert_eq!(entry.value, "theirs");
+    assert_eq!(
+        get(&counters.loader_calls),
+        0,
+        "no load: the far value is new"
+    );
+}
+
+#[test]
+fn a_refresh_does_not_wait_for_another_process_lease() {
+    let counters = Counters::default();
+    let mut flow = Load::<String>::refresh(ctx(&counters), "k", Duration::from_secs(60));
+    flow.resume(Input::Start, 0);
+    // The far item is gone and being computed elsewhere: load here, now.
+    expect!(flow.resume(wait(5, Duration::ZERO), 0), Step::Load);
+    let (entry, _) = done(flow.resume(Input::Loaded("mine".to_string()), 0));
+    assert_eq!(entry.value, "mine");
+    assert_eq!(get(&counters.lease_waits), 0);
+    assert!(
+        flow.take_held().is_none(),
+        "nothing stored far, nothing held"
     );
 }

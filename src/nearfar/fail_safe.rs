@@ -66,9 +66,11 @@ where
         timeout: Option<Duration>,
     ) -> Loaded<V, E> {
         let start = self.now();
-        let mut loaded = self
-            .load_guarded::<M, E>(key, plan, sharing, load, timeout)
-            .await;
+        let loading = self.load_far::<M, E>(plan, sharing, load);
+        let mut loaded = match self.fail_safe {
+            None => loading.await,
+            Some(_) => self.fail_over::<M, E>(key, loading, timeout).await,
+        };
         if let Ok((entry, _)) = &mut loaded
             && entry.stale_since == 0
         {
@@ -79,19 +81,14 @@ where
         loaded
     }
 
-    /// [`Inner::load_fail_safe`] without the timing.
-    async fn load_guarded<M: Mode<Client = Cl>, E>(
+    /// `loading`, failing over to `key`'s last value (see
+    /// [`Inner::load_fail_safe`]).
+    async fn fail_over<M: Mode<Client = Cl>, E>(
         &self,
         key: &K,
-        plan: &Plan<'_, V, Cl>,
-        sharing: Sharing,
-        load: impl Future<Output = Result<V, E>>,
+        loading: impl Future<Output = Loaded<V, E>>,
         timeout: Option<Duration>,
     ) -> Loaded<V, E> {
-        let loading = self.load_far::<M, E>(plan, sharing, load);
-        if self.fail_safe.is_none() {
-            return loading.await;
-        }
         let mut loading = pin!(loading);
         // On the injected clock, as every timed decision (never in the
         // blocking mode, whose pause blocks: its caller passes `None`).

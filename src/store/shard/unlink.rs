@@ -233,31 +233,28 @@ impl<K, V> Shard<K, V> {
                 idx = 1;
             }
             st.sweep_cursor = idx + 1;
-            let slot = self.slot(idx);
-            let live = slot.flags.load(Ordering::Relaxed) & LIVE != 0;
-            if !live {
-                continue;
-            }
-            // SAFETY: a LIVE slot holds a value and stays linked under the lock.
-            let expires = unsafe { slot.expires() };
-            if expired_at(expires, ctx) {
-                self.end_expired(st, ctx, idx, expires, guard);
+            if self.slot(idx).flags.load(Ordering::Relaxed) & LIVE != 0 {
+                self.end_if_expired(st, ctx, idx, guard);
             }
         }
     }
 
-    /// Ends live slot `idx`, expired: kept as a fail-safe copy (on the list
-    /// evicted first) while `keep_expired` allows, else unlinked.
-    fn end_expired<S: BuildHasher>(
+    /// Ends live slot `idx` if it has expired: kept as a fail-safe copy (on
+    /// the list evicted first) while `keep_expired` allows, else unlinked.
+    fn end_if_expired<S: BuildHasher>(
         &self,
         st: &mut State<K, V>,
         ctx: &WriteCtx<'_, S>,
         idx: u32,
-        expires: u64,
         guard: &Guard,
     ) where
         K: Hash,
     {
+        // SAFETY: a LIVE slot holds a value and stays linked under the lock.
+        let expires = unsafe { self.slot(idx).expires() };
+        if !expired_at(expires, ctx) {
+            return;
+        }
         if ctx.time.kept(expires, ctx.now()) {
             st.lru.stale(idx);
         } else {
@@ -279,13 +276,8 @@ impl<K, V> Shard<K, V> {
         K: Hash,
     {
         let slot = self.slot(idx);
-        if slot.flags.load(Ordering::Relaxed) & LIVE == 0 || slot.generation() != generation {
-            return;
-        }
-        // SAFETY: LIVE under the lock means it holds a value.
-        let expires = unsafe { slot.expires() };
-        if expired_at(expires, ctx) {
-            self.end_expired(st, ctx, idx, expires, guard);
+        if slot.flags.load(Ordering::Relaxed) & LIVE != 0 && slot.generation() == generation {
+            self.end_if_expired(st, ctx, idx, guard);
         }
     }
 

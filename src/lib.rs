@@ -327,4 +327,6 @@ pub use nearfar_macros::memoize;
 #[cfg(feature = "tokio")]
 pub use nearfar::AsyncNearFar;
 #[cfg(feature = "memcached")]
-pub use nearfar::{Error as NearFarError, FarKey, NearFar, NearFarBuilder, NearFarStats};
+pub use nearfar::{
+    Error as NearFarError, FarKey, InvalidateError, NearFar, NearFarBuilder, NearFarStats,
+};

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::generation::Generations;
 use super::inner::{Far, FarClient, GENERATIONS, Inner};
 use super::stats::Counters;
 use super::{FarKey, NearFar, key, nanos, value_of};
@@ -49,8 +50,10 @@ impl std::error::Error for Error {}
 ///
 /// Defaults: a near tier of at most 10,000 entries, no far tier, no
 /// namespace, far TTL 1 hour, near TTL bounded only by the far item's TTL,
-/// no revalidation, lease TTL 10 s, lease wait 1 s, `remove` deletes, and a
-/// circuit breaker that opens after 5 consecutive far failures for 1 s.
+/// no revalidation, no generation check (so no
+/// [`invalidate_all`](NearFar::invalidate_all) with a far tier), lease TTL
+/// 10 s, lease wait 1 s, `remove` deletes, and a circuit breaker that opens
+/// after 5 consecutive far failures for 1 s.
 ///
 /// The same builder makes an `AsyncNearFar` (feature
 /// `tokio`), made by `AsyncNearFar::builder`, whose far tier is an
@@ -68,6 +71,7 @@ pub struct NearFarBuilder<K, V, Cl = Client> {
     lease_ttl: Duration,
     lease_wait: Duration,
     stale_on_remove: Option<Duration>,
+    generation_check: Option<Duration>,
     breaker: (u32, Duration),
     clock: Option<Arc<dyn Clock>>,
 }
@@ -85,6 +89,7 @@ impl<K, V, Cl: fmt::Debug> fmt::Debug for NearFarBuilder<K, V, Cl> {
             .field("lease_ttl", &self.lease_ttl)
             .field("lease_wait", &self.lease_wait)
             .field("stale_on_remove", &self.stale_on_remove)
+            .field("generation_check", &self.generation_check)
             .field("circuit_breaker", &self.breaker)
             .finish_non_exhaustive()
     }
@@ -103,6 +108,7 @@ impl<K, V, Cl> Default for NearFarBuilder<K, V, Cl> {
             lease_ttl: Duration::from_secs(10),
             lease_wait: Duration::from_secs(1),
             stale_on_remove: None,
+            generation_check: None,
             breaker: (5, Duration::from_secs(1)),
             clock: None,
         }
@@ -223,6 +229,50 @@ impl<K, V, Cl> NearFarBuilder<K, V, Cl> {
         self
     }
 
+    /// Makes [`invalidate_all`](NearFar::invalidate_all) possible: this
+    /// process reads the namespace's generation (one memcached item, a
+    /// number) at most once per `interval`, and its far keys carry it once
+    /// the namespace has been invalidated (`namespace:#g<generation>:key`;
+    /// before that they are unchanged, `namespace:key`). Off by default:
+    /// nothing is read and far keys never change.
+    ///
+    /// **The bound.** A process that finds a newer generation serves none
+    /// of its near copies again and reads and writes only the new far keys
+    /// (the old items are never read again and expire). It finds it at its
+    /// first read once `interval` has passed since its previous check, one
+    /// round trip later: so after `invalidate_all` returns, no reader
+    /// anywhere sees a value from before it later than `interval` plus one
+    /// round trip (the check's; at most the client's `request_timeout`).
+    /// Two limits: reads of a process running during its check's round trip
+    /// go on with the generation known before (after a pause in reads longer
+    /// than `interval`, that one may be older than `interval`); and a process
+    /// that cannot reach memcached goes on with the generation it knows (its
+    /// near copies then end with their near TTL, as in any outage).
+    ///
+    /// **The cost.** One `get` of a few bytes per `interval` per process,
+    /// made by the first read to find the check due (that read waits for
+    /// it; the others go on). A near hit otherwise costs an atomic load and
+    /// a clock read more. Before its first check is answered, a process
+    /// knows no generation: every call checks (the first answer ends that),
+    /// and while memcached is unreachable the process uses its near tier
+    /// only (its loader's values are not stored far, its `insert` and
+    /// `remove` not sent).
+    ///
+    /// **Compatibility.** Every process sharing the namespace must set it
+    /// (with any interval): one that does not never sees an invalidation
+    /// and keeps the plain keys. Other clients (pymemcache) share items only
+    /// until the first `invalidate_all`; after it they must name keys the
+    /// same way: read `namespace:#generation` (decimal), and prefix
+    /// `#g<generation>:` when it is above 0. The tag must fit memcached's
+    /// 250-byte keys with a digest: with it, the key prefix and the
+    /// namespace may take at most 193 bytes together (216 without).
+    ///
+    /// Must not be zero.
+    pub fn generation_check(mut self, interval: Duration) -> Self {
+        self.generation_check = Some(interval);
+        self
+    }
+
     /// Opens the circuit breaker after `failures` consecutive far failures
     /// (connection errors, timeouts, no server up, replies that make no
     /// sense: the same judgement as the client's dead-server ejection) for
@@ -257,9 +307,10 @@ where
     ///
     /// [`Error::InvalidSetting`] for a namespace that is too long (with the
     /// client's key prefix, or the fallback client's when that is longer,
-    /// and a digest it must fit memcached's 250 bytes)
+    /// a digest, and with [`generation_check`](Self::generation_check) a
+    /// generation tag, it must fit memcached's 250 bytes)
     /// or holds spaces or control bytes, a zero `far_ttl`, `near_ttl`,
-    /// `lease_ttl` or `circuit_breaker` cooldown.
+    /// `lease_ttl`, `generation_check` or `circuit_breaker` cooldown.
     ///
     /// # Examples
     ///
@@ -294,15 +345,20 @@ where
             .map(|c| c.key_prefix().len())
             .max()
             .unwrap_or(0);
+        let tag = if self.generation_check.is_some() {
+            key::MAX_GENERATION_TAG
+        } else {
+            0
+        };
         if self.namespace.len() > 200
-            || prefix_len + self.namespace.len() + 1 + key::DIGEST_LEN
+            || prefix_len + self.namespace.len() + 1 + tag + key::DIGEST_LEN
                 > memcached::protocol::MAX_KEY_LEN
             || (!self.namespace.is_empty()
                 && memcached::protocol::validate_key(self.namespace.as_bytes()).is_err())
         {
             return invalid(
                 "namespace",
-                "at most 200 bytes (with the key prefix, room for a 34-byte digest) and no spaces or control bytes",
+                "at most 200 bytes (with the key prefix, room for a 34-byte digest, and a 23-byte generation tag with generation_check) and no spaces or control bytes",
             );
         }
         if self.far_ttl.is_zero() {
@@ -317,7 +373,17 @@ where
         if self.breaker.0 > 0 && self.breaker.1.is_zero() {
             return invalid("circuit_breaker", "a non-zero cooldown");
         }
+        if self.generation_check.is_some_and(|d| d.is_zero()) {
+            return invalid("generation_check", "a non-zero duration");
+        }
         let (threshold, cooldown) = self.breaker;
+        let generations = match &self.far {
+            Some(_) => Generations::new(
+                self.generation_check.map(nanos),
+                key::generation_key(&self.namespace),
+            ),
+            None => Generations::new(None, String::new()),
+        };
         let far = self.far.map(|client| Far {
             client,
             breaker: Circuit::new(threshold, cooldown),
@@ -349,6 +415,7 @@ where
             counters: Counters::default(),
             gens: (0..GENERATIONS).map(|_| AtomicU64::new(0)).collect(),
             gen_hasher: RandomState::new(),
+            generations,
         })
     }
 }

@@ -52,11 +52,20 @@ pub struct NearFarStats {
     pub breaker_trips: u64,
     /// Far operations skipped because the breaker was open.
     pub breaker_skips: u64,
+    /// Checks of the namespace's generation
+    /// ([`generation_check`](super::NearFarBuilder::generation_check)) this
+    /// process made (at most one per interval once it knows the generation;
+    /// a check the breaker skipped counts too).
+    pub generation_checks: u64,
+    /// Newer generations of the namespace this process took, from a check
+    /// or its own [`invalidate_all`](super::NearFar::invalidate_all): each
+    /// cleared its near tier.
+    pub invalidations: u64,
     /// The near tier's own counters.
     pub near: Stats,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) far_hits: AtomicU64,
     pub(crate) far_misses: AtomicU64,
@@ -70,6 +79,8 @@ pub(crate) struct Counters {
     pub(crate) revalidations: AtomicU64,
     pub(crate) revalidations_changed: AtomicU64,
     pub(crate) fallback_hits: AtomicU64,
+    pub(crate) generation_checks: AtomicU64,
+    pub(crate) invalidations: AtomicU64,
 }
 
 /// Adds one to a counter.
@@ -99,6 +110,8 @@ impl Counters {
             fallback_hits: get(&self.fallback_hits),
             breaker_trips: trips,
             breaker_skips: skips,
+            generation_checks: get(&self.generation_checks),
+            invalidations: get(&self.invalidations),
             near,
         }
     }

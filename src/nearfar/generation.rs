@@ -240,7 +240,7 @@ where
             bump(&self.counters.generation_checks);
             let mut flow = Check::new(&self.counters, &generations.key, generations.known());
             if let Some(seen) = drive::run::<M, (), _>(&call, &self.timer, &mut flow).await {
-                self.adopt(seen);
+                self.adopt(seen, false);
             }
         }
         let generation = generations.known()?;
@@ -256,11 +256,13 @@ where
     /// Takes `seen` as the namespace's generation if it is newer than the
     /// one known, and then clears the near tier: its entries are of an
     /// older generation (and not served: see the module docs), and the
-    /// loads in progress are superseded.
-    pub(super) fn adopt(&self, seen: u64) {
+    /// loads in progress are superseded. Counted as an invalidation when
+    /// `own` (this process's `invalidate_all`) or when a generation was
+    /// known before (not a process's first check).
+    pub(super) fn adopt(&self, seen: u64, own: bool) {
         let first = self.generations.known().is_none();
         if self.generations.advance(seen) {
-            if !first {
+            if own || !first {
                 bump(&self.counters.invalidations);
             }
             self.near.clear();
@@ -284,7 +286,7 @@ where
         // Higher than any generation known here (`Bump` sees to it), unless
         // a check of this process adopted a higher one meanwhile (and
         // cleared the near tier then).
-        self.adopt(generation);
+        self.adopt(generation, true);
         Ok(())
     }
 }

@@ -93,7 +93,7 @@ fn checking(clock: &MockClock, breaker: u32) -> NearFar<u32, String> {
 fn near_hits_make_one_check_per_interval_under_concurrency() {
     let clock = MockClock::new();
     let nf = checking(&clock, 0); // no breaker: every check is sent (and fails)
-    nf.inner.adopt(0); // as after a first check answered
+    nf.inner.adopt(0, false); // as after a first check answered
     nf.insert(1, "a".into()); // the first check is due at once: made here
     let before = nf.stats();
     assert_eq!(before.generation_checks, 1);
@@ -125,14 +125,14 @@ fn near_hits_make_one_check_per_interval_under_concurrency() {
 fn a_far_read_that_began_before_a_newer_generation_is_never_served() {
     let clock = MockClock::new();
     let nf = checking(&clock, 0);
-    nf.inner.adopt(4);
+    nf.inner.adopt(4, false);
     let of = |value: &str, generation| nf.inner.entry(value.to_string(), 7, Some(TTL), generation);
 
     // A far read of key 1 began in generation 4; generation 5 is taken
     // meanwhile (the near tier cleared); then the read ends: not kept.
     let seen = nf.inner.write_generation(&1).load(Ordering::Acquire);
     nf.inner.near.fill_with_ttl(9, of("old", 4), TTL);
-    nf.inner.adopt(5);
+    nf.inner.adopt(5, false);
     assert!(nf.inner.near.peek(&9).is_none(), "cleared");
     assert_eq!(nf.stats().invalidations, 1);
     nf.inner.keep_near(&1, seen, of("old", 4), TTL);
@@ -160,7 +160,7 @@ fn a_far_read_that_began_before_a_newer_generation_is_never_served() {
 fn a_load_running_when_a_newer_generation_is_taken_keeps_nothing_near() {
     let clock = MockClock::new();
     let nf = checking(&clock, 0);
-    nf.inner.adopt(1);
+    nf.inner.adopt(1, false);
     let (started_tx, started_rx) = mpsc::channel();
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let nf = &nf;
@@ -173,7 +173,7 @@ fn a_load_running_when_a_newer_generation_is_taken_keeps_nothing_near() {
             })
         });
         started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        nf.inner.adopt(2);
+        nf.inner.adopt(2, false);
         // A caller after it does not join the superseded load (it would
         // wait for it: failed after 10 s rather than hung): it loads in the
         // new generation.
@@ -196,11 +196,11 @@ fn a_load_running_when_a_newer_generation_is_taken_keeps_nothing_near() {
 fn a_load_planned_before_a_newer_generation_loads_in_it() {
     let clock = MockClock::new();
     let nf = checking(&clock, 0);
-    nf.inner.adopt(1);
+    nf.inner.adopt(1, false);
     let plan = block_on(nf.inner.plan_load::<Blocking>(&1, None));
     assert!(matches!(&plan, Plan::Far { fkey, .. } if fkey == "ns:#g1:1"));
     // Taken before the load is registered: the clear cannot supersede it.
-    nf.inner.adopt(2);
+    nf.inner.adopt(2, false);
     let loaded = nf.inner.near.load_after_miss(1, |sharing| {
         let load = async { Ok::<_, Infallible>("v".to_string()) };
         block_on(nf.inner.load_far::<Blocking, _>(&1, &plan, sharing, load))
@@ -241,7 +241,7 @@ fn with_the_breaker_open_a_check_neither_blocks_nor_fails_a_read() {
     // With a generation known: near hits go on with it after each skipped
     // check, and nothing is cleared.
     let nf = checking(&clock, 1);
-    nf.inner.adopt(3);
+    nf.inner.adopt(3, false);
     nf.insert(1, "a".into()); // its check fails: the breaker opens
     assert!(nf.far_breaker_open());
     for _ in 0..3 {

@@ -12,8 +12,9 @@
 //! * `NearFar` — both tiers as one cache (feature `memcached`): near hit,
 //!   else memcached, else a loader run once per key across processes
 //!   (memcached leases), with CAS revalidation, stale-while-revalidate, a
-//!   circuit breaker and a fallback pool; far-tier failures never reach
-//!   the caller.
+//!   circuit breaker, a fallback pool, and fleet-wide invalidation in
+//!   bounded time (`invalidate_all`); far-tier failures never reach the
+//!   caller.
 //!
 //! ```
 //! use std::time::Duration;

@@ -105,7 +105,9 @@ where
                 won_stale,
             } => (far, fkey, *won_stale),
             Plan::NearOnly(generation) => return self.load_near(*generation, load).await,
-            Plan::Done(_) => unreachable!("a plan that is done loads nothing"),
+            // Not given one (its caller returns the value), but a load all
+            // the same if it were.
+            Plan::Done(_) => return self.load_near(self.generations.current(), load).await,
         };
         // Registered with the near tier now: a generation taken since the
         // plan, and before that, is seen here (the clear that followed it

@@ -12,8 +12,9 @@
 //! * `NearFar` — both tiers as one cache (feature `memcached`): near hit,
 //!   else memcached, else a loader run once per key across processes
 //!   (memcached leases), with CAS revalidation, stale-while-revalidate, a
-//!   circuit breaker and a fallback pool; far-tier failures never reach
-//!   the caller.
+//!   circuit breaker, a fallback pool, and fleet-wide invalidation in
+//!   bounded time (`invalidate_all`); far-tier failures never reach the
+//!   caller.
 //!
 //! ```
 //! use std::time::Duration;
@@ -327,4 +328,6 @@ pub use nearfar_macros::memoize;
 #[cfg(feature = "tokio")]
 pub use nearfar::AsyncNearFar;
 #[cfg(feature = "memcached")]
-pub use nearfar::{Error as NearFarError, FarKey, NearFar, NearFarBuilder, NearFarStats};
+pub use nearfar::{
+    Error as NearFarError, FarKey, InvalidateError, NearFar, NearFarBuilder, NearFarStats,
+};

@@ -21,7 +21,7 @@ use super::flow::token::Held;
 use super::flow::{FarOp, FarReply, Seen};
 use super::inner::{Entry, Inner};
 use super::load::Plan;
-use super::{Error, FarKey, NearFarBuilder, NearFarStats};
+use super::{Error, FarKey, InvalidateError, NearFarBuilder, NearFarStats};
 use crate::clock::Timer;
 use crate::memcached::{self, AsyncClient};
 use crate::memo::BoxFuture;
@@ -361,6 +361,40 @@ where
     /// Drops this process's near copy of `key` only.
     pub fn remove_near(&self, key: &K) {
         self.inner.near.drop_copy(key);
+    }
+
+    /// Invalidates every key of the namespace, in every process. As
+    /// [`NearFar::invalidate_all`](super::NearFar::invalidate_all): bumps
+    /// the namespace's generation in memcached and clears this process's
+    /// near tier; the other processes follow within
+    /// [`generation_check`](NearFarBuilder::generation_check) plus one
+    /// round trip.
+    ///
+    /// # Errors
+    ///
+    /// As [`NearFar::invalidate_all`](super::NearFar::invalidate_all): an
+    /// [`InvalidateError`] says why nothing (or, with
+    /// [`InvalidateError::NoAnswer`], maybe nothing) was invalidated.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use nearfar::{AsyncNearFar, memcached::Client};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let far = Client::builder().servers(["127.0.0.1:11211"]).build_async()?;
+    /// let prices: AsyncNearFar<u64, u64> = AsyncNearFar::builder()
+    ///     .far(far)
+    ///     .namespace("prices")
+    ///     .generation_check(Duration::from_secs(1))
+    ///     .build()?;
+    /// prices.invalidate_all().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn invalidate_all(&self) -> Result<(), InvalidateError> {
+        self.inner.invalidate_all::<Tokio>().await
     }
 
     /// The memcached key used for `key`: see

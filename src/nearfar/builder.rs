@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::fail_safe::FailSafe;
+use super::generation::Generations;
 use super::inner::{Far, FarClient, GENERATIONS, Inner};
 use super::stats::Counters;
 use super::{FarKey, NearFar, key, nanos, value_of};
@@ -50,9 +51,11 @@ impl std::error::Error for Error {}
 ///
 /// Defaults: a near tier of at most 10,000 entries, no far tier, no
 /// namespace, far TTL 1 hour, near TTL bounded only by the far item's TTL,
-/// no revalidation, lease TTL 10 s, lease wait 1 s, `remove` deletes, and a
-/// circuit breaker that opens after 5 consecutive far failures for 1 s,
-/// and no fail-safe.
+/// no revalidation, no generation check (so no
+/// [`invalidate_all`](NearFar::invalidate_all) with a far tier), lease TTL
+/// 10 s, lease wait 1 s, `remove` deletes, a circuit breaker that opens
+/// after 5 consecutive far failures for 1 s, no fail-safe and no
+/// refresh-ahead.
 ///
 /// The same builder makes an `AsyncNearFar` (feature
 /// `tokio`), made by `AsyncNearFar::builder`, whose far tier is an
@@ -70,6 +73,7 @@ pub struct NearFarBuilder<K, V, Cl = Client> {
     lease_ttl: Duration,
     lease_wait: Duration,
     stale_on_remove: Option<Duration>,
+    generation_check: Option<Duration>,
     breaker: (u32, Duration),
     fail_safe: Option<Duration>,
     fail_safe_backoff: Duration,
@@ -91,6 +95,7 @@ impl<K, V, Cl: fmt::Debug> fmt::Debug for NearFarBuilder<K, V, Cl> {
             .field("lease_ttl", &self.lease_ttl)
             .field("lease_wait", &self.lease_wait)
             .field("stale_on_remove", &self.stale_on_remove)
+            .field("generation_check", &self.generation_check)
             .field("circuit_breaker", &self.breaker)
             .field("fail_safe", &self.fail_safe)
             .field("fail_safe_backoff", &self.fail_safe_backoff)
@@ -113,6 +118,7 @@ impl<K, V, Cl> Default for NearFarBuilder<K, V, Cl> {
             lease_ttl: Duration::from_secs(10),
             lease_wait: Duration::from_secs(1),
             stale_on_remove: None,
+            generation_check: None,
             breaker: (5, Duration::from_secs(1)),
             fail_safe: None,
             fail_safe_backoff: Duration::from_secs(5),
@@ -234,6 +240,50 @@ impl<K, V, Cl> NearFarBuilder<K, V, Cl> {
     /// [module docs](super)). Memcached counts whole seconds, at least one.
     pub fn stale_on_remove(mut self, stale_for: Duration) -> Self {
         self.stale_on_remove = Some(stale_for);
+        self
+    }
+
+    /// Makes [`invalidate_all`](NearFar::invalidate_all) possible: this
+    /// process reads the namespace's generation (one memcached item, a
+    /// number) at most once per `interval`, and its far keys carry it once
+    /// the namespace has been invalidated (`namespace:#g<generation>:key`;
+    /// before that they are unchanged, `namespace:key`). Off by default:
+    /// nothing is read and far keys never change.
+    ///
+    /// **The bound.** A process that finds a newer generation serves none
+    /// of its near copies again and reads and writes only the new far keys
+    /// (the old items are never read again and expire). It finds it at its
+    /// first read once `interval` has passed since its previous check, one
+    /// round trip later: so after `invalidate_all` returns, no reader
+    /// anywhere sees a value from before it later than `interval` plus one
+    /// round trip (the check's; at most the client's `request_timeout`).
+    /// Two limits: reads of a process running during its check's round trip
+    /// go on with the generation known before (after a pause in reads longer
+    /// than `interval`, that one may be older than `interval`); and a process
+    /// that cannot reach memcached goes on with the generation it knows (its
+    /// near copies then end with their near TTL, as in any outage).
+    ///
+    /// **The cost.** One `get` of a few bytes per `interval` per process,
+    /// made by the first read to find the check due (that read waits for
+    /// it; the others go on). A near hit otherwise costs an atomic load and
+    /// a clock read more. Before its first check is answered, a process
+    /// knows no generation: every call checks (the first answer ends that),
+    /// and while memcached is unreachable the process uses its near tier
+    /// only (its loader's values are not stored far, its `insert` and
+    /// `remove` not sent).
+    ///
+    /// **Compatibility.** Every process sharing the namespace must set it
+    /// (with any interval): one that does not never sees an invalidation
+    /// and keeps the plain keys. Other clients (pymemcache) share items only
+    /// until the first `invalidate_all`; after it they must name keys the
+    /// same way: read `namespace:#generation` (decimal), and prefix
+    /// `#g<generation>:` when it is above 0. The tag must fit memcached's
+    /// 250-byte keys with a digest: with it, the key prefix and the
+    /// namespace may take at most 193 bytes together (216 without).
+    ///
+    /// Must not be zero.
+    pub fn generation_check(mut self, interval: Duration) -> Self {
+        self.generation_check = Some(interval);
         self
     }
 
@@ -400,11 +450,12 @@ where
     ///
     /// [`Error::InvalidSetting`] for a namespace that is too long (with the
     /// client's key prefix, or the fallback client's when that is longer,
-    /// and a digest it must fit memcached's 250 bytes)
+    /// a digest, and with [`generation_check`](Self::generation_check) a
+    /// generation tag, it must fit memcached's 250 bytes)
     /// or holds spaces or control bytes, a zero `far_ttl`, `near_ttl`,
-    /// `lease_ttl`, `circuit_breaker` cooldown, `fail_safe`, `fail_safe_backoff`
-    /// or `loader_timeout`, a `refresh_ahead` threshold not strictly between
-    /// 0 and 1.
+    /// `lease_ttl`, `generation_check`, `circuit_breaker` cooldown,
+    /// `fail_safe`, `fail_safe_backoff` or `loader_timeout`, a
+    /// `refresh_ahead` threshold not strictly between 0 and 1.
     ///
     /// # Examples
     ///
@@ -439,15 +490,20 @@ where
             .map(|c| c.key_prefix().len())
             .max()
             .unwrap_or(0);
+        let tag = if self.generation_check.is_some() {
+            key::MAX_GENERATION_TAG
+        } else {
+            0
+        };
         if self.namespace.len() > 200
-            || prefix_len + self.namespace.len() + 1 + key::DIGEST_LEN
+            || prefix_len + self.namespace.len() + 1 + tag + key::DIGEST_LEN
                 > memcached::protocol::MAX_KEY_LEN
             || (!self.namespace.is_empty()
                 && memcached::protocol::validate_key(self.namespace.as_bytes()).is_err())
         {
             return invalid(
                 "namespace",
-                "at most 200 bytes (with the key prefix, room for a 34-byte digest) and no spaces or control bytes",
+                "at most 200 bytes (with the key prefix, room for a 34-byte digest, and a 23-byte generation tag with generation_check) and no spaces or control bytes",
             );
         }
         if self.far_ttl.is_zero() {
@@ -461,6 +517,9 @@ where
         }
         if self.breaker.0 > 0 && self.breaker.1.is_zero() {
             return invalid("circuit_breaker", "a non-zero cooldown");
+        }
+        if self.generation_check.is_some_and(|d| d.is_zero()) {
+            return invalid("generation_check", "a non-zero duration");
         }
         if self.fail_safe.is_some_and(|d| d.is_zero()) {
             return invalid("fail_safe", "a non-zero duration");
@@ -480,6 +539,13 @@ where
             loader_timeout: self.loader_timeout,
         });
         let (threshold, cooldown) = self.breaker;
+        let generations = match &self.far {
+            Some(_) => Generations::new(
+                self.generation_check.map(nanos),
+                key::generation_key(&self.namespace),
+            ),
+            None => Generations::new(None, String::new()),
+        };
         let far = self.far.map(|client| Far {
             client,
             breaker: Circuit::new(threshold, cooldown),
@@ -517,6 +583,7 @@ where
             counters: Counters::default(),
             gens: (0..GENERATIONS).map(|_| AtomicU64::new(0)).collect(),
             gen_hasher: RandomState::new(),
+            generations,
         })
     }
 }

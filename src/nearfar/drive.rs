@@ -94,6 +94,15 @@ macro_rules! perform {
                 call.owe(pool, key);
                 FarReply::Owed
             }
+            FarOp::GetRaw { key } => {
+                FarReply::Raw(call.$attempt(pool, |c| c.get_raw(key))$(.$await)?)
+            }
+            FarOp::Incr { key, delta } => {
+                FarReply::Counter(call.$attempt(pool, |c| c.incr(key, delta))$(.$await)?)
+            }
+            FarOp::AddCounter { key, value } => FarReply::Done(
+                call.$attempt(pool, |c| c.add(key, &value, ::std::time::Duration::ZERO))$(.$await)?,
+            ),
         }
     }};
 }

@@ -66,7 +66,7 @@ where
         timeout: Option<Duration>,
     ) -> Loaded<V, E> {
         let start = self.now();
-        let loading = self.load_far::<M, E>(plan, sharing, load);
+        let loading = self.load_far::<M, E>(key, plan, sharing, load);
         let mut loaded = match self.fail_safe {
             None => loading.await,
             Some(_) => self.fail_over::<M, E>(key, loading, timeout).await,

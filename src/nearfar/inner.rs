@@ -1,7 +1,7 @@
 //! What a `NearFar` and an `AsyncNearFar` are: the near tier, the far tier
 //! over either client, the settings and counters, and the helpers every
-//! call uses (the near-tier side of a read: due, generations, keeping a far
-//! value near). Shared by both handles; only the drivers differ.
+//! call uses (the near-tier side of a read: due, write generations, keeping
+//! a far value near). Shared by both handles; only the drivers differ.
 
 use std::fmt;
 use std::hash::{BuildHasher, Hash, RandomState};
@@ -12,6 +12,7 @@ use super::call::Call;
 use super::fail_safe::FailSafe;
 use super::flow::Ctx;
 use super::flow::read::Keep;
+use super::generation::{FarCall, Generations};
 use super::stats::{Counters, NearFarStats};
 use super::{FarKey, key, nanos};
 use crate::Cache;
@@ -40,12 +41,15 @@ pub(crate) struct Entry<V> {
     /// How long the load that made it took (ns; 0: unknown): scales how
     /// early refresh-ahead may start (XFetch).
     pub(super) delta: u64,
+    /// The namespace's generation the entry was read or loaded under (see
+    /// `generation.rs`): served only while it is the one known.
+    pub(super) generation: u64,
 }
 
 impl<V> Entry<V> {
-    /// An entry for `value` fetched at `now`, near for `ttl` (`None`: no
-    /// bound).
-    pub(super) fn at(now: u64, value: V, cas: u64, ttl: Option<Duration>) -> Self {
+    /// An entry for `value` fetched at `now` under the namespace's
+    /// `generation`, near for `ttl` (`None`: no bound).
+    pub(super) fn at(now: u64, value: V, cas: u64, ttl: Option<Duration>, generation: u64) -> Self {
         Entry {
             value,
             checked: now,
@@ -53,6 +57,7 @@ impl<V> Entry<V> {
             cas,
             stale_since: 0,
             delta: 0,
+            generation,
         }
     }
 }
@@ -127,6 +132,10 @@ pub(super) struct Inner<K, V, Cl> {
     /// a load superseded when its key is written or removed meanwhile.)
     pub(super) gens: Box<[AtomicU64]>,
     pub(super) gen_hasher: RandomState,
+    /// The namespace's generation (`invalidate_all`): not the per-key write
+    /// generations above, but the one every far key of the namespace
+    /// carries (see `generation.rs`).
+    pub(super) generations: Generations,
 }
 
 impl<K, V, Cl: FarClient> fmt::Debug for Inner<K, V, Cl> {
@@ -136,7 +145,8 @@ impl<K, V, Cl: FarClient> fmt::Debug for Inner<K, V, Cl> {
         if let Some(far) = &self.far {
             d.field("far", &far.client)
                 .field("namespace", &far.namespace)
-                .field("breaker_open", &far.breaker.is_open());
+                .field("breaker_open", &far.breaker.is_open())
+                .field("generation", &self.generations.known());
         }
         d.finish_non_exhaustive()
     }
@@ -155,14 +165,16 @@ where
             .map(|far| Call::new(far, &self.counters, &self.timer))
     }
 
-    /// The settings and counters the far-tier flows decide with.
-    pub(super) fn ctx(&self, far: &Far<Cl>) -> Ctx<'_> {
+    /// The settings and counters the far-tier flows of call `far` decide
+    /// with.
+    pub(super) fn ctx(&self, far: &FarCall<'_, Cl>) -> Ctx<'_> {
         Ctx {
             counters: &self.counters,
             far_ttl: far.far_ttl,
             lease_ttl: far.lease_ttl,
             lease_wait: far.lease_wait,
             near_ttl: self.near_ttl,
+            generation: far.generation,
         }
     }
 
@@ -171,29 +183,83 @@ where
         self.timer.now()
     }
 
-    /// Whether `entry` is due for revalidation.
+    /// Whether a near hit on `entry` takes the slow path: the entry is of
+    /// another generation than the one known (not to be served), the
+    /// namespace's generation check is due (the slow path makes it), or the
+    /// entry is due for revalidation. The hot path's cost: one atomic load
+    /// and, only with `generation_check` or `revalidate_after`, the clock.
     #[inline]
     pub(super) fn due(&self, entry: &Entry<V>) -> bool {
+        if entry.generation != self.generations.current() {
+            return true;
+        }
+        let (after, next) = (self.revalidate, self.generations.next_check());
+        if after == u64::MAX && next == u64::MAX {
+            return false;
+        }
+        let now = self.now();
+        now >= next || now.saturating_sub(entry.checked) >= after
+    }
+
+    /// Whether `entry` is due for revalidation.
+    pub(super) fn revalidation_due(&self, entry: &Entry<V>) -> bool {
         let after = self.revalidate;
         after != u64::MAX && self.now().saturating_sub(entry.checked) >= after
     }
 
+    /// `entry` if it is of `generation` (the call's), else `None`, its copy
+    /// dropped from the near tier: a near copy from before the namespace's
+    /// generation changed is never served.
+    pub(super) fn current_copy(
+        &self,
+        key: &K,
+        entry: Option<Entry<V>>,
+        generation: u64,
+    ) -> Option<Entry<V>> {
+        match entry {
+            Some(e) if e.generation != generation => {
+                self.near.drop_copy(key);
+                None
+            }
+            entry => entry,
+        }
+    }
+
     /// The write generation of `key`'s stripe.
-    pub(super) fn generation(&self, key: &K) -> &AtomicU64 {
+    pub(super) fn write_generation(&self, key: &K) -> &AtomicU64 {
         // The remainder is below `GENERATIONS`, so it fits a usize.
         let stripe = (self.gen_hasher.hash_one(key) % GENERATIONS as u64) as usize;
         &self.gens[stripe]
     }
 
-    /// The far key of `key`, `None` when it cannot be rendered.
-    pub(super) fn key_of(&self, far: &Far<Cl>, key: &K) -> Option<String> {
-        let rendered = key.far_key()?;
-        Some(key::full_key(&far.namespace, far.prefix_len, &rendered))
+    /// The far key of `key` in call `far`'s generation, `None` when it
+    /// cannot be rendered.
+    pub(super) fn key_of(&self, far: &FarCall<'_, Cl>, key: &K) -> Option<String> {
+        self.key_at(far, far.generation, key)
     }
 
-    /// An entry for `value` fetched now, near for `ttl` (`None`: no bound).
-    pub(super) fn entry(&self, value: V, cas: u64, ttl: Option<Duration>) -> Entry<V> {
-        Entry::at(self.now(), value, cas, ttl)
+    /// The far key of `key` in the namespace's `generation`, `None` when it
+    /// cannot be rendered.
+    pub(super) fn key_at(&self, far: &Far<Cl>, generation: u64, key: &K) -> Option<String> {
+        let rendered = key.far_key()?;
+        Some(key::full_key(
+            &far.namespace,
+            far.prefix_len,
+            generation,
+            &rendered,
+        ))
+    }
+
+    /// An entry for `value` fetched now under the namespace's `generation`,
+    /// near for `ttl` (`None`: no bound).
+    pub(super) fn entry(
+        &self,
+        value: V,
+        cas: u64,
+        ttl: Option<Duration>,
+        generation: u64,
+    ) -> Entry<V> {
+        Entry::at(self.now(), value, cas, ttl, generation)
     }
 
     /// The near TTL of a value with `far_left` left in memcached.
@@ -202,10 +268,11 @@ where
         near.min(far_left.unwrap_or(Duration::MAX))
     }
 
-    /// Keeps `value`, read from the far tier, near as `keep` says; `seen`
-    /// is the key's write generation before the read.
-    pub(super) fn put_near(&self, key: &K, seen: u64, value: V, keep: Keep) {
-        let entry = self.entry(value, keep.cas, Some(keep.ttl));
+    /// Keeps `value`, read from the far tier in the namespace's
+    /// `generation`, near as `keep` says; `seen` is the key's write
+    /// generation before the read.
+    pub(super) fn put_near(&self, key: &K, seen: u64, generation: u64, value: V, keep: Keep) {
+        let entry = self.entry(value, keep.cas, Some(keep.ttl), generation);
         self.keep_near(key, seen, entry, keep.ttl);
     }
 
@@ -213,27 +280,35 @@ where
     /// cache wrote or removed `key` since the read began (its write
     /// generation is no longer `seen`): the read may predate that write, and
     /// storing it would undo it here. A write landing between the check and
-    /// the store is caught by the second check.
+    /// the store is caught by the second check. The same for the
+    /// namespace's generation: an entry read under one that is no longer
+    /// known is not kept (it would not be served anyway: see `due`).
     pub(super) fn keep_near(&self, key: &K, seen: u64, entry: Entry<V>, ttl: Duration) {
-        let generation = self.generation(key);
-        if generation.load(Ordering::Acquire) != seen {
+        let write = self.write_generation(key);
+        let of = entry.generation;
+        let current = || write.load(Ordering::Acquire) == seen && self.generations.current() == of;
+        if !current() {
             return;
         }
         // A fill, not a write: it does not supersede a `get_with` load of
         // the key in progress (which may have computed a newer value).
         self.near.fill_with_ttl(key.clone(), entry, ttl);
-        if generation.load(Ordering::Acquire) != seen {
+        if !current() {
             self.near.drop_copy(key);
         }
     }
 
-    /// Writes `value` near after an `insert` (its far write done, `cas` the
-    /// CAS memcached gave it, if known), bumping the key's generation first.
-    pub(super) fn insert_near(&self, key: K, value: V, cas: u64) {
+    /// Writes `value` near after an `insert` (its far write done, in the
+    /// namespace's `generation`, `cas` the CAS memcached gave it, if known),
+    /// bumping the key's write generation first. Written under a generation
+    /// that is no longer known (an invalidation seen meanwhile), the entry
+    /// is not served: the invalidation wins over the write it overlapped,
+    /// here as in every other process.
+    pub(super) fn insert_near(&self, key: K, value: V, cas: u64, generation: u64) {
         let Some(far) = &self.far else {
             // A load of the key running meanwhile is superseded by this
             // write (the near tier sees to it) and does not store over it.
-            let entry = self.entry(value, 0, self.near_ttl);
+            let entry = self.entry(value, 0, self.near_ttl, generation);
             match self.near_ttl {
                 Some(ttl) => self.near.insert_with_ttl(key, entry, ttl),
                 None => self.near.insert(key, entry),
@@ -244,9 +319,9 @@ where
         // before the far write (a `get` filling the near tier) sees the bump
         // and keeps nothing near. (A `get_with` load in progress is
         // superseded by the near write below.)
-        self.generation(&key).fetch_add(1, Ordering::AcqRel);
+        self.write_generation(&key).fetch_add(1, Ordering::AcqRel);
         let ttl = self.bound(Some(far.far_ttl));
-        let entry = self.entry(value, cas, Some(ttl));
+        let entry = self.entry(value, cas, Some(ttl), generation);
         self.near.insert_with_ttl(key, entry, ttl);
     }
 
@@ -255,13 +330,14 @@ where
     /// nothing near, one that already filled the near tier is undone by the
     /// removal, and a `get_with` load still running is superseded by it.
     pub(super) fn removed(&self, key: &K) {
-        self.generation(key).fetch_add(1, Ordering::AcqRel);
+        self.write_generation(key).fetch_add(1, Ordering::AcqRel);
         self.near.remove(key);
     }
 
-    /// The far key of `key`, as `far_key` on the handles shows it.
+    /// The far key of `key`, as `far_key` on the handles shows it: in the
+    /// generation known (`None` before one is).
     pub(super) fn far_key(&self, key: &K) -> Option<String> {
-        self.key_of(self.far.as_ref()?, key)
+        self.key_at(self.far.as_ref()?, self.generations.known()?, key)
     }
 
     /// Whether the far tier's circuit breaker is open now.

@@ -66,28 +66,49 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// Length of the digest form's tail: `#` and 32 hex digits.
 pub(crate) const DIGEST_LEN: usize = 33;
 
-/// The memcached key for `rendered` under `namespace`, for a client whose
-/// own key prefix is `prefix_len` bytes long.
+/// The longest generation tag (see [`full_key`]): `#g`, the 20 digits of
+/// a `u64`, and `:`.
+pub(crate) const MAX_GENERATION_TAG: usize = 23;
+
+/// The memcached key for `rendered` under `namespace` in `generation` of
+/// the namespace (see `NearFar::invalidate_all`), for a client whose own
+/// key prefix is `prefix_len` bytes long.
 ///
-/// `namespace + ":" + rendered` (just `rendered` with no namespace), unless
-/// that would be too long for memcached (250 bytes with the prefix), is
-/// empty, holds a byte memcached refuses (space, control bytes, DEL) or
-/// starts with `#`: then `namespace + ":#" + hex(md5(rendered))`. Rendered
-/// keys starting with `#` are digested too, so that no plain key can spell a
-/// digest.
-pub(crate) fn full_key(namespace: &str, prefix_len: usize, rendered: &str) -> String {
+/// `namespace + ":" + tag + rendered` (no `":"` with no namespace), where
+/// `tag` is empty in generation 0 (the keys of a namespace never
+/// invalidated: what other clients, pymemcache's `str(key)`, name too) and
+/// `"#g" + generation + ":"` after it. A rendered key that would make that
+/// too long for memcached (250 bytes with the prefix), is empty, holds a
+/// byte memcached refuses (space, control bytes, DEL) or starts with `#`
+/// is replaced by `"#" + hex(md5(rendered))`. Rendered keys starting with
+/// `#` are digested too, so that no plain key can spell a digest or a
+/// generation tag: after the namespace, `#g<digits>:` can only be a tag,
+/// and `#` followed by 32 hex digits only a digest.
+pub(crate) fn full_key(
+    namespace: &str,
+    prefix_len: usize,
+    generation: u64,
+    rendered: &str,
+) -> String {
     let sep = usize::from(!namespace.is_empty());
-    let plain_len = prefix_len + namespace.len() + sep + rendered.len();
+    let tag = if generation == 0 {
+        String::new()
+    } else {
+        format!("#g{generation}:")
+    };
+    let plain_len = prefix_len + namespace.len() + sep + tag.len() + rendered.len();
     // `validate_key` also refuses an empty key; the length it checks is
     // the rendered part's alone, within `plain_len`'s.
     let plain = !rendered.starts_with('#')
         && plain_len <= MAX_KEY_LEN
         && validate_key(rendered.as_bytes()).is_ok();
-    let mut out = String::with_capacity(namespace.len() + sep + rendered.len().min(DIGEST_LEN));
+    let mut out =
+        String::with_capacity(namespace.len() + sep + tag.len() + rendered.len().min(DIGEST_LEN));
     out.push_str(namespace);
     if sep == 1 {
         out.push(':');
     }
+    out.push_str(&tag);
     if plain {
         out.push_str(rendered);
     } else {
@@ -95,6 +116,18 @@ pub(crate) fn full_key(namespace: &str, prefix_len: usize, rendered: &str) -> St
         out.push_str(&hex(&Md5::digest(rendered.as_bytes())));
     }
     out
+}
+
+/// The memcached key of `namespace`'s generation counter:
+/// `namespace + ":#generation"` (`#generation` with no namespace). No data
+/// key can spell it: rendered keys starting with `#` are digested, and
+/// `#generation` is neither a digest nor a generation tag.
+pub(crate) fn generation_key(namespace: &str) -> String {
+    if namespace.is_empty() {
+        "#generation".to_string()
+    } else {
+        format!("{namespace}:#generation")
+    }
 }
 
 #[cfg(test)]
@@ -111,19 +144,59 @@ mod tests {
 
     #[test]
     fn digests_what_memcached_cannot_take() {
-        assert_eq!(full_key("ns", 0, "k"), "ns:k");
-        assert_eq!(full_key("", 0, "k"), "k");
+        assert_eq!(full_key("ns", 0, 0, "k"), "ns:k");
+        assert_eq!(full_key("", 0, 0, "k"), "k");
         let digest = |s: &str| hex(&Md5::digest(s.as_bytes()));
-        assert_eq!(full_key("ns", 0, "a b"), format!("ns:#{}", digest("a b")));
-        assert_eq!(full_key("ns", 0, ""), format!("ns:#{}", digest("")));
-        assert_eq!(full_key("ns", 0, "#x"), format!("ns:#{}", digest("#x")));
         assert_eq!(
-            full_key("ns", 0, "a\x7f"),
+            full_key("ns", 0, 0, "a b"),
+            format!("ns:#{}", digest("a b"))
+        );
+        assert_eq!(full_key("ns", 0, 0, ""), format!("ns:#{}", digest("")));
+        assert_eq!(full_key("ns", 0, 0, "#x"), format!("ns:#{}", digest("#x")));
+        assert_eq!(
+            full_key("ns", 0, 0, "a\x7f"),
             format!("ns:#{}", digest("a\x7f"))
         );
         let long = "k".repeat(247);
-        assert_eq!(full_key("ns", 0, &long), format!("ns:{long}"));
-        assert_eq!(full_key("ns", 1, &long), format!("ns:#{}", digest(&long)));
-        assert_eq!(full_key("", 0, &"k".repeat(251)).len(), DIGEST_LEN);
+        assert_eq!(full_key("ns", 0, 0, &long), format!("ns:{long}"));
+        assert_eq!(
+            full_key("ns", 1, 0, &long),
+            format!("ns:#{}", digest(&long))
+        );
+        assert_eq!(full_key("", 0, 0, &"k".repeat(251)).len(), DIGEST_LEN);
+    }
+
+    #[test]
+    fn a_generation_is_a_tag_no_plain_key_can_spell() {
+        let digest = |s: &str| hex(&Md5::digest(s.as_bytes()));
+        assert_eq!(full_key("ns", 0, 1, "k"), "ns:#g1:k");
+        assert_eq!(full_key("", 0, 7, "k"), "#g7:k");
+        assert_eq!(
+            full_key("ns", 0, 3, "a b"),
+            format!("ns:#g3:#{}", digest("a b"))
+        );
+        // Generation 0 keeps the keys other clients name.
+        assert_eq!(full_key("ns", 0, 0, "k"), "ns:k");
+        // A key that spells a tag is digested: it cannot meet a tagged key.
+        assert_eq!(
+            full_key("ns", 0, 0, "#g1:k"),
+            format!("ns:#{}", digest("#g1:k"))
+        );
+        // The tag counts toward the limit: a key that fits untagged is
+        // digested once tagged.
+        let long = "k".repeat(247);
+        assert_eq!(full_key("ns", 0, 0, &long), format!("ns:{long}"));
+        assert_eq!(
+            full_key("ns", 0, 1, &long),
+            format!("ns:#g1:#{}", digest(&long))
+        );
+        // The longest tag with the longest namespace the builder allows
+        // (prefix + namespace + 1 + tag + digest = 250) fits.
+        let ns = "n".repeat(MAX_KEY_LEN - 1 - MAX_GENERATION_TAG - DIGEST_LEN);
+        let key = full_key(&ns, 0, u64::MAX - 1, &"k".repeat(300));
+        assert_eq!(key.len(), MAX_KEY_LEN);
+        assert_eq!(format!("#g{}:", u64::MAX).len(), MAX_GENERATION_TAG);
+        assert_eq!(generation_key("ns"), "ns:#generation");
+        assert_eq!(generation_key(""), "#generation");
     }
 }

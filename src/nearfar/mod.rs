@@ -60,6 +60,22 @@
 //! While the far tier is unreachable, near copies are served until their
 //! near TTL ends.
 //!
+//! # Fleet-wide invalidation
+//!
+//! memcached cannot tell other processes that something changed, so
+//! [`invalidate_all`](NearFar::invalidate_all) does it with a number:
+//! with [`generation_check`](NearFarBuilder::generation_check) set, every
+//! process reads the namespace's generation (one memcached item) at most
+//! once per interval, and far keys carry it (`namespace:#g<generation>:key`
+//! once it is above 0). `invalidate_all` increments it: every process that
+//! sees the new number serves none of its near copies again, and reads and
+//! writes only the new far keys, so the old far items are never read again
+//! (they expire with their far TTL). After `invalidate_all` returns, no
+//! reader anywhere sees a value from before it later than
+//! `generation_check` plus one round trip (see
+//! [`generation_check`](NearFarBuilder::generation_check) for the limits of
+//! that bound and its cost).
+//!
 //! With [`stale_on_remove`](NearFarBuilder::stale_on_remove), `remove`
 //! marks the far item stale (`md ... I`) instead of deleting it: the next
 //! `get_with` caller recomputes it while the others keep being served the
@@ -96,6 +112,7 @@ mod call;
 mod drive;
 mod fail_safe;
 mod flow;
+mod generation;
 mod inner;
 mod key;
 mod load;
@@ -121,6 +138,7 @@ use std::cell::Cell;
 #[cfg(feature = "tokio")]
 pub use asynchronous::AsyncNearFar;
 pub use builder::{Error, NearFarBuilder};
+pub use generation::InvalidateError;
 pub use key::FarKey;
 pub use stats::NearFarStats;
 
@@ -381,16 +399,79 @@ where
         self.inner.near.drop_copy(key);
     }
 
+    /// Invalidates every key of the namespace, in every process: bumps the
+    /// namespace's generation in memcached (one `incr`) and clears this
+    /// process's near tier. Other processes (built with
+    /// [`generation_check`](NearFarBuilder::generation_check)) drop their
+    /// near copies at their next check, within `generation_check` plus one
+    /// round trip, and nobody reads the far items written before the
+    /// invalidation again: reads go to the loader (or a value written
+    /// since). Without a far tier, it clears the near tier.
+    ///
+    /// A read or load of this process running meanwhile still returns its
+    /// value to its caller, but keeps nothing near.
+    ///
+    /// # Errors
+    ///
+    /// Unlike the other calls, it reports the far tier's failure (an admin
+    /// call: its caller needs to know): [`InvalidateError::NotEnabled`]
+    /// with a far tier but no `generation_check`;
+    /// [`InvalidateError::Unavailable`] when the circuit breaker is open;
+    /// [`InvalidateError::Refused`] or [`InvalidateError::NoAnswer`] when
+    /// the request failed (the memcached error is counted in
+    /// [`NearFarStats::far_errors`]). On an error this process's near tier
+    /// is left as it was.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use nearfar::{NearFar, memcached::Client};
+    ///
+    /// let client = Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// let prices: NearFar<u64, u64> = NearFar::builder()
+    ///     .far(client)
+    ///     .namespace("prices")
+    ///     .near_ttl(Duration::from_secs(3600))
+    ///     .generation_check(Duration::from_secs(1))
+    ///     .build()?;
+    /// assert_eq!(prices.get_with(7, || 700), 700);
+    /// // The price list was reloaded: every process forgets every price
+    /// // within about a second.
+    /// prices.invalidate_all()?;
+    /// assert_eq!(prices.get_with(7, || 710), 710);
+    /// assert_eq!(prices.far_key(&7).as_deref(), Some("prices:#g1:7"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// Near only, it clears the near tier:
+    ///
+    /// ```
+    /// let cache: nearfar::NearFar<u8, u8> = nearfar::NearFar::builder().build()?;
+    /// cache.insert(1, 1);
+    /// cache.invalidate_all()?;
+    /// assert_eq!(cache.get(&1), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn invalidate_all(&self) -> Result<(), InvalidateError> {
+        block_on(self.inner.invalidate_all::<Blocking>())
+    }
+
     /// The memcached key used for `key` (without the client's own key
-    /// prefix), or `None` without a far tier or when the key cannot be
-    /// rendered (see [`FarKey`]).
+    /// prefix), or `None` without a far tier, when the key cannot be
+    /// rendered (see [`FarKey`]), or with
+    /// [`generation_check`](NearFarBuilder::generation_check) before this
+    /// process has read the namespace's generation.
     ///
     /// It is `namespace + ":" + rendered` (just `rendered` with no
     /// namespace), unless the rendered key is empty, starts with `#`, holds
     /// a space, control byte or DEL, or would make the full key (the
     /// client's key prefix included, or the fallback client's when that is
     /// longer) longer than 250 bytes: then it is
-    /// `namespace + ":#" + hex(md5(rendered))`, 32 hex digits.
+    /// `namespace + ":#" + hex(md5(rendered))`, 32 hex digits. Once the
+    /// namespace has been invalidated ([`invalidate_all`](Self::invalidate_all)),
+    /// `#g<generation>:` comes after the namespace's `:`
+    /// (`users:#g3:42`, `users:#g3:#<md5>`).
     ///
     /// # Examples
     ///

@@ -15,6 +15,7 @@ use super::call::Call;
 use super::drive::{self, Mode};
 use super::flow::read::{Read, Revalidate, Revalidated};
 use super::flow::token::GiveBack;
+use super::generation::FarCall;
 use super::inner::{Entry, FarClient, Inner};
 use super::stats::bump;
 use super::{FarKey, nanos};
@@ -37,19 +38,26 @@ where
     V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
     Cl: FarClient,
 {
-    /// `get` after its near lookup: `entry` is the near copy (due for
-    /// revalidation), or `None` after a miss.
+    /// `get` after its near lookup: `entry` is the near copy (of another
+    /// generation, or due for the generation check or revalidation), or
+    /// `None` after a miss.
     pub(super) async fn get_slow<M: Mode<Client = Cl>>(
         &self,
         key: &K,
         entry: Option<Entry<V>>,
     ) -> Option<V> {
-        let Some(far) = self.call() else {
+        let far = self.far_call::<M>().await;
+        let entry = self.current_copy(key, entry, self.generation_of(far.as_ref()));
+        let Some(far) = far else {
             return entry.map(|e| e.value);
         };
         let Some(entry) = entry else {
             return self.read_far::<M>(&far, key).await;
         };
+        if !self.revalidation_due(&entry) {
+            // Here for the generation check only, which found no change.
+            return Some(entry.value);
+        }
         match self.revalidate::<M>(&far, key, entry).await {
             Check::Keep(v) => Some(v),
             Check::Changed => {
@@ -69,17 +77,18 @@ where
         }
     }
 
-    /// Checks a near entry due for revalidation against the far item's CAS.
+    /// Checks a near entry (of `far`'s generation) due for revalidation
+    /// against the far item's CAS.
     pub(super) async fn revalidate<M: Mode<Client = Cl>>(
         &self,
-        far: &Call<'_, Cl>,
+        far: &FarCall<'_, Cl>,
         key: &K,
         entry: Entry<V>,
     ) -> Check<V> {
         let Some(fkey) = self.key_of(far, key) else {
             return Check::Keep(entry.value);
         };
-        let generation = self.generation(key).load(Ordering::Acquire);
+        let generation = self.write_generation(key).load(Ordering::Acquire);
         let mut flow = Revalidate::new(self.ctx(far), &fkey, entry.cas);
         match drive::run::<M, V, _>(far, &self.timer, &mut flow).await {
             Revalidated::Keep(far_left) => {
@@ -111,13 +120,14 @@ where
     }
 
     /// Reads `key` from memcached, then the fallback pool.
-    async fn read_far<M: Mode<Client = Cl>>(&self, far: &Call<'_, Cl>, key: &K) -> Option<V> {
+    async fn read_far<M: Mode<Client = Cl>>(&self, far: &FarCall<'_, Cl>, key: &K) -> Option<V> {
         let fkey = self.key_of(far, key)?;
-        let generation = self.generation(key).load(Ordering::Acquire);
+        let seen = self.write_generation(key).load(Ordering::Acquire);
         let mut flow = Read::<V>::new(self.ctx(far), &fkey);
         let served = drive::run::<M, V, _>(far, &self.timer, &mut flow).await?;
         if let Some(keep) = served.keep {
-            self.put_near(key, generation, served.value.clone(), keep);
+            let value = served.value.clone();
+            self.put_near(key, seen, far.generation, value, keep);
         }
         Some(served.value)
     }

@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 
 use super::drive::{self, Mode};
 use super::flow::load::Load;
+use super::generation::FarCall;
 use super::inner::{Entry, FarClient, GENERATIONS, Inner};
 use super::stats::bump;
 use super::{FarKey, nanos};
@@ -74,9 +75,10 @@ where
             return current.value;
         };
         bump(&self.counters.refresh_aheads);
-        let seen = self.generation(key).load(Ordering::Acquire);
+        let seen = self.write_generation(key).load(Ordering::Acquire);
         let start = self.now();
-        let far = self.call();
+        let far = self.far_call::<M>().await;
+        let generation = self.generation_of(far.as_ref());
         let loaded = match far.and_then(|far| Some((self.key_of(&far, key)?, far))) {
             Some((fkey, far)) => {
                 // A far value with less than this left is ours to recompute
@@ -87,7 +89,7 @@ where
                     .await
                     .map(|(entry, ttl)| (entry, Some(ttl)))
             }
-            None => self.load_near(load).await,
+            None => self.load_near(generation, load).await,
         };
         match loaded {
             Ok((mut entry, ttl)) => {
@@ -109,7 +111,7 @@ where
     /// so a window cut to the second could stay shut for an item past the
     /// threshold; one second more opens it, and an item another process
     /// has just refreshed (its whole `far_ttl` left) stays outside it.
-    fn refresh_window(&self, far: &super::call::Call<'_, Cl>) -> Duration {
+    fn refresh_window(&self, far: &FarCall<'_, Cl>) -> Duration {
         let threshold = self.refresh_ahead.unwrap_or(1.0);
         let window = far.far_ttl.mul_f64((1.0 - threshold).max(0.0));
         Duration::from_secs(window.as_secs_f64().ceil() as u64 + 1)

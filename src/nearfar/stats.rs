@@ -62,11 +62,20 @@ pub struct NearFarStats {
     /// this process; see
     /// [`refresh_ahead`](super::NearFarBuilder::refresh_ahead)).
     pub refresh_aheads: u64,
+    /// Checks of the namespace's generation
+    /// ([`generation_check`](super::NearFarBuilder::generation_check)) this
+    /// process made (at most one per interval once it knows the generation;
+    /// a check the breaker skipped counts too).
+    pub generation_checks: u64,
+    /// Newer generations of the namespace this process took, from a check
+    /// or its own [`invalidate_all`](super::NearFar::invalidate_all): each
+    /// cleared its near tier.
+    pub invalidations: u64,
     /// The near tier's own counters.
     pub near: Stats,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) far_hits: AtomicU64,
     pub(crate) far_misses: AtomicU64,
@@ -82,6 +91,8 @@ pub(crate) struct Counters {
     pub(crate) fallback_hits: AtomicU64,
     pub(crate) fail_safe_serves: AtomicU64,
     pub(crate) refresh_aheads: AtomicU64,
+    pub(crate) generation_checks: AtomicU64,
+    pub(crate) invalidations: AtomicU64,
 }
 
 /// Adds one to a counter.
@@ -113,6 +124,8 @@ impl Counters {
             breaker_skips: skips,
             fail_safe_serves: get(&self.fail_safe_serves),
             refresh_aheads: get(&self.refresh_aheads),
+            generation_checks: get(&self.generation_checks),
+            invalidations: get(&self.invalidations),
             near,
         }
     }

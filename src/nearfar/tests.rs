@@ -117,22 +117,22 @@ fn a_far_read_older_than_a_write_here_is_not_kept_near() {
         .build()
         .unwrap();
     let ttl = Duration::from_secs(60);
-    let old = || nf.inner.entry("old".to_string(), 7, Some(ttl));
+    let old = || nf.inner.entry("old".to_string(), 7, Some(ttl), 0);
 
     // A read that began before a removal by this NearFar is dropped.
-    let seen = nf.inner.generation(&1).load(Ordering::Acquire);
+    let seen = nf.inner.write_generation(&1).load(Ordering::Acquire);
     nf.remove(&1);
     nf.inner.keep_near(&1, seen, old(), ttl);
     assert_eq!(nf.get(&1), None);
 
     // One that began before a write does not replace the written value.
-    let seen = nf.inner.generation(&2).load(Ordering::Acquire);
+    let seen = nf.inner.write_generation(&2).load(Ordering::Acquire);
     nf.insert(2, "new".to_string());
     nf.inner.keep_near(&2, seen, old(), ttl);
     assert_eq!(nf.get(&2).as_deref(), Some("new"));
 
     // Without a write meanwhile, it is kept.
-    let seen = nf.inner.generation(&3).load(Ordering::Acquire);
+    let seen = nf.inner.write_generation(&3).load(Ordering::Acquire);
     nf.inner.keep_near(&3, seen, old(), ttl);
     assert_eq!(nf.get(&3).as_deref(), Some("old"));
 }

@@ -158,7 +158,7 @@ impl<'a, V> Load<'a, V> {
                     bump(&counters.far_hits);
                     self.ctx.bound(ttl)
                 };
-                self.finish((Entry::at(now, value, cas.0, Some(ttl)), ttl), now)
+                self.finish((self.ctx.entry(now, value, cas.0, Some(ttl)), ttl), now)
             }
             Ok(Some((Lease::Won { previous, cas }, _))) => {
                 let store = if previous.is_none() {
@@ -265,10 +265,10 @@ impl<'a, V> Load<'a, V> {
                 self.settle(stored);
                 let out = if stored == Some(false) {
                     // Refused far: for this caller only.
-                    (Entry::at(now, value, 0, None), Duration::ZERO)
+                    (self.ctx.entry(now, value, 0, None), Duration::ZERO)
                 } else {
                     let ttl = self.ctx.bound(Some(ttl));
-                    (Entry::at(now, value, 0, Some(ttl)), ttl)
+                    (self.ctx.entry(now, value, 0, Some(ttl)), ttl)
                 };
                 self.finish(out, now)
             }
@@ -287,12 +287,12 @@ impl<'a, V> Load<'a, V> {
     fn stored(&mut self, value: V, kept: Option<Option<Cas>>, now: u64) -> Next<Loaded<V>> {
         self.settle(kept.map(|stored| stored.is_some()));
         if kept == Some(None) {
-            return self.finish((Entry::at(now, value, 0, None), Duration::ZERO), now);
+            return self.finish((self.ctx.entry(now, value, 0, None), Duration::ZERO), now);
         }
         // Loaded locally or not, a near copy never outlives `far_ttl`.
         let ttl = self.ctx.bound(Some(self.ctx.far_ttl));
         let cas = kept.flatten().map_or(0, |c| c.0);
-        self.finish((Entry::at(now, value, cas, Some(ttl)), ttl), now)
+        self.finish((self.ctx.entry(now, value, cas, Some(ttl)), ttl), now)
     }
 
     /// The far tier took the value or refused it (`Some`): nothing held is

@@ -21,8 +21,12 @@
 //!   ([`token::Held`]) when its value does not reach the far tier;
 //! * [`token::GiveBack`]: a stale item's recompute token handed back;
 //! * [`write::Insert`] and [`write::Remove`]: the far half of `insert` and
-//!   `remove`, with the invalidations a skipped write leaves owed.
+//!   `remove`, with the invalidations a skipped write leaves owed;
+//! * [`generation::Check`] and [`generation::Bump`]: the namespace's
+//!   generation counter read (and restored if lost) or bumped
+//!   (`invalidate_all`).
 
+pub(super) mod generation;
 pub(super) mod load;
 pub(super) mod read;
 pub(super) mod token;
@@ -34,6 +38,7 @@ mod tests;
 use std::time::Duration;
 
 use super::call::{Failure, Pool};
+use super::inner::Entry;
 use super::stats::Counters;
 use crate::memcached::{Cas, Lease, MetaItem};
 
@@ -114,6 +119,13 @@ pub(super) enum FarOp<'a, V> {
     /// `owe_invalidation(key)` on `pool`'s client: no request, the client
     /// records that the server must forget `key` before it serves again.
     Owe { pool: Pool, key: &'a str },
+    /// `get_raw(key)`: the namespace's generation counter, as stored.
+    GetRaw { key: &'a str },
+    /// `incr(key, delta)`: bumps the generation counter.
+    Incr { key: &'a str, delta: u64 },
+    /// `add(key, &value, Duration::ZERO)`: creates the generation counter
+    /// (a number, so `incr` works on it), never expiring.
+    AddCounter { key: &'a str, value: u64 },
 }
 
 impl<V> FarOp<'_, V> {
@@ -148,6 +160,10 @@ pub(super) enum FarReply<V> {
     Set(Reply<Cas>),
     /// Of `Owe`.
     Owed,
+    /// Of `GetRaw`: the bytes and client flags.
+    Raw(Reply<Option<(Vec<u8>, u32)>>),
+    /// Of `Incr`: the new number, `None` when the key holds nothing.
+    Counter(Reply<Option<u64>>),
 }
 
 /// A reply of another kind than the request: a driver bug.
@@ -203,6 +219,20 @@ impl<V> FarReply<V> {
         match self {
             FarReply::Set(r) => r,
             _ => mismatch("a set"),
+        }
+    }
+
+    pub(super) fn raw(self) -> Reply<Option<(Vec<u8>, u32)>> {
+        match self {
+            FarReply::Raw(r) => r,
+            _ => mismatch("raw bytes"),
+        }
+    }
+
+    pub(super) fn counter(self) -> Reply<Option<u64>> {
+        match self {
+            FarReply::Counter(r) => r,
+            _ => mismatch("a counter"),
         }
     }
 }
@@ -298,6 +328,9 @@ pub(super) struct Ctx<'a> {
     pub(super) lease_ttl: Duration,
     pub(super) lease_wait: Duration,
     pub(super) near_ttl: Option<Duration>,
+    /// The namespace's generation the flow's far keys carry: the
+    /// generation of every near entry it makes.
+    pub(super) generation: u64,
 }
 
 impl std::fmt::Debug for Ctx<'_> {
@@ -307,6 +340,7 @@ impl std::fmt::Debug for Ctx<'_> {
             .field("lease_ttl", &self.lease_ttl)
             .field("lease_wait", &self.lease_wait)
             .field("near_ttl", &self.near_ttl)
+            .field("generation", &self.generation)
             .finish_non_exhaustive()
     }
 }
@@ -321,6 +355,12 @@ impl Ctx<'_> {
     /// The near TTL of a value memcached marked stale.
     pub(super) fn stale_ttl(&self) -> Duration {
         self.bound(Some(STALE_NEAR_TTL))
+    }
+
+    /// A near entry for `value` read or loaded at `now`, in this flow's
+    /// generation (see [`Entry::at`]).
+    pub(super) fn entry<V>(&self, now: u64, value: V, cas: u64, ttl: Option<Duration>) -> Entry<V> {
+        Entry::at(now, value, cas, ttl, self.generation)
     }
 }
 

@@ -24,6 +24,7 @@ fn ctx(counters: &Counters) -> Ctx<'_> {
         lease_ttl: LEASE_TTL,
         lease_wait: LEASE_WAIT,
         near_ttl: Some(NEAR_TTL),
+        generation: 0,
     }
 }
 

@@ -39,6 +39,9 @@
 //! |---|---|---|
 //! | `memcached` | yes | the far-tier client, the [`codec`] module (serde, bincode 2, zlib) and the two-tier `NearFar` |
 //! | `macros` | yes | the [`#[memoize]`](memoize) attribute (a proc-macro crate: syn, quote) |
+//! | `tokio` | no | the async far-tier client and `AsyncNearFar` |
+//! | `metrics` | no | counters, gauges and histograms through the `metrics` facade, named in [`observe`] |
+//! | `tracing` | no | spans around `NearFar`'s far requests and loads (key digests, never keys), see [`observe`] |
 //!
 //! [`memo`] (always available) memoises closures: [`memo::Memo`],
 //! [`memo::TryMemo`], and [`memo::MemoStore`], the store trait `#[memoize]`
@@ -57,6 +60,7 @@
 
 mod clock;
 pub mod memo;
+pub mod observe;
 mod shim;
 pub mod store;
 

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 
 use super::fail_safe::FailSafe;
 use super::inner::{Far, FarClient, GENERATIONS, Inner};
+use super::observe::Observe;
 use super::stats::Counters;
 use super::{FarKey, NearFar, key, nanos, value_of};
 use crate::clock::Timer;
@@ -75,6 +76,7 @@ pub struct NearFarBuilder<K, V, Cl = Client> {
     fail_safe_backoff: Duration,
     loader_timeout: Option<Duration>,
     clock: Option<Arc<dyn Clock>>,
+    name: Option<String>,
 }
 
 impl<K, V, Cl: fmt::Debug> fmt::Debug for NearFarBuilder<K, V, Cl> {
@@ -94,6 +96,7 @@ impl<K, V, Cl: fmt::Debug> fmt::Debug for NearFarBuilder<K, V, Cl> {
             .field("fail_safe", &self.fail_safe)
             .field("fail_safe_backoff", &self.fail_safe_backoff)
             .field("loader_timeout", &self.loader_timeout)
+            .field("name", &self.name)
             .finish_non_exhaustive()
     }
 }
@@ -116,6 +119,7 @@ impl<K, V, Cl> Default for NearFarBuilder<K, V, Cl> {
             fail_safe_backoff: Duration::from_secs(5),
             loader_timeout: None,
             clock: None,
+            name: None,
         }
     }
 }
@@ -318,6 +322,25 @@ impl<K, V, Cl> NearFarBuilder<K, V, Cl> {
         self.clock = Some(Arc::new(clock));
         self
     }
+
+    /// The cache's name: the `name` label of its metrics (feature
+    /// `metrics`, see [`crate::observe`]), its near tier's included, and a
+    /// field of its `Debug` output. Default: the near builder's
+    /// ([`CacheBuilder::name`]), else `"default"`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let users: nearfar::NearFar<u64, String> = nearfar::NearFar::builder()
+    ///     .name("users")
+    ///     .build()?;
+    /// assert!(format!("{users:?}").contains("\"users\""));
+    /// # Ok::<(), nearfar::NearFarError>(())
+    /// ```
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
 }
 
 impl<K, V> NearFarBuilder<K, V, Client>
@@ -431,7 +454,11 @@ where
         if let Some(max_stale) = self.fail_safe {
             near = near.keep_expired(max_stale);
         }
+        if let Some(name) = self.name {
+            near = near.name(name);
+        }
         let near = near.build();
+        let observe = Observe::new(near.name().into(), far.as_ref());
         Ok(Inner {
             near,
             far,
@@ -439,7 +466,7 @@ where
             revalidate,
             fail_safe,
             timer: Timer::new(self.clock),
-            counters: Counters::default(),
+            counters: Counters::observed(observe),
             gens: (0..GENERATIONS).map(|_| AtomicU64::new(0)).collect(),
             gen_hasher: RandomState::new(),
         })

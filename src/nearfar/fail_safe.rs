@@ -63,7 +63,7 @@ where
         load: impl Future<Output = Result<V, E>>,
         timeout: Option<Duration>,
     ) -> Loaded<V, E> {
-        let loading = self.load_far::<M, E>(plan, sharing, load);
+        let loading = self.load_far::<M, E>(plan, sharing, self.observed_load(key, plan, load));
         if self.fail_safe.is_none() {
             return loading.await;
         }

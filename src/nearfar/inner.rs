@@ -12,6 +12,7 @@ use super::call::Call;
 use super::fail_safe::FailSafe;
 use super::flow::Ctx;
 use super::flow::read::Keep;
+use super::observe::Servers;
 use super::stats::{Counters, NearFarStats};
 use super::{FarKey, key, nanos};
 use crate::Cache;
@@ -54,7 +55,7 @@ impl<V> Entry<V> {
 }
 
 /// What a `NearFar` needs of its far client beyond the requests it sends.
-pub(crate) trait FarClient: fmt::Debug + Send + Sync + 'static {
+pub(crate) trait FarClient: fmt::Debug + Send + Sync + Servers + 'static {
     /// The client's key prefix (far keys must fit memcached's limit with it).
     fn key_prefix(&self) -> &str;
     /// Records that the write of `key` was skipped (see
@@ -122,6 +123,7 @@ pub(super) struct Inner<K, V, Cl> {
 impl<K, V, Cl: FarClient> fmt::Debug for Inner<K, V, Cl> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("NearFar");
+        d.field("name", &self.counters.observe.name());
         d.field("near", &self.near);
         if let Some(far) = &self.far {
             d.field("far", &far.client)

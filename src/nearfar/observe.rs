@@ -418,3 +418,6 @@ impl<K, V, Cl> Drop for Run<'_, K, V, Cl> {
 
 #[cfg(feature = "metrics")]
 mod handles;
+
+#[cfg(all(test, any(feature = "metrics", feature = "tracing")))]
+mod tests;

@@ -106,6 +106,9 @@ mod facade;
 )]
 pub(crate) use facade::{Throttle, counter, gauge, histogram};
 
+#[cfg(all(test, feature = "metrics"))]
+pub(crate) mod tests;
+
 #[cfg(feature = "tracing")]
 #[cfg_attr(not(feature = "memcached"), allow(dead_code, reason = "NearFar's"))]
 mod trace;

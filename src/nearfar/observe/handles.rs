@@ -137,6 +137,29 @@ impl Handles {
         }
     }
 
+    /// Handles that report nowhere (registered with no recorder).
+    pub(super) fn detached() -> Self {
+        Handles {
+            throttle: Throttle::new(),
+            far_hits: Counter::noop(),
+            far_misses: Counter::noop(),
+            loader_calls: Counter::noop(),
+            loader_errors: Counter::noop(),
+            lease_waits: Counter::noop(),
+            lease_timeouts: Counter::noop(),
+            lease_takeovers: Counter::noop(),
+            stale_serves: Counter::noop(),
+            fail_safe_serves: Counter::noop(),
+            revalidations: Counter::noop(),
+            revalidations_changed: Counter::noop(),
+            fallback_hits: Counter::noop(),
+            request_seconds: COMMANDS.iter().map(|_| Histogram::noop()).collect(),
+            errors: KINDS.iter().map(|_| Counter::noop()).collect(),
+            loader_seconds: Histogram::noop(),
+            pools: Vec::new(),
+        }
+    }
+
     /// Whether the counters are due for publishing at `now` (claims it).
     pub(super) fn due(&self, now: u64) -> bool {
         self.throttle.due(now)

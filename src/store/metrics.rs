@@ -16,7 +16,14 @@ pub(super) const WRITE_TICK: u64 = 64;
 
 /// A cache's name and, with the `metrics` feature, its metric handles,
 /// registered when it is built.
-pub(super) struct NearMetrics {
+///
+/// One pointer in the cache's `Inner`, with or without the feature: the
+/// fields a lookup reads keep their places (when the handles sat in
+/// `Inner`, the time source moved to another cache line and a hit took
+/// ~15% longer on this machine, for the same instructions).
+pub(super) struct NearMetrics(Box<Named>);
+
+struct Named {
     name: Box<str>,
     #[cfg(feature = "metrics")]
     handles: Handles,
@@ -90,15 +97,15 @@ impl NearMetrics {
     /// The metrics of a cache named `name`, registered with the recorder
     /// installed now.
     pub(super) fn new(name: Box<str>) -> Self {
-        NearMetrics {
+        NearMetrics(Box::new(Named {
             #[cfg(feature = "metrics")]
             handles: Handles::new(&name),
             name,
-        }
+        }))
     }
 
     pub(super) fn name(&self) -> &str {
-        &self.name
+        &self.0.name
     }
 }
 
@@ -127,7 +134,7 @@ impl<K, V, S> Cache<K, V, S> {
     /// ```
     pub fn publish_metrics(&self) {
         #[cfg(feature = "metrics")]
-        self.inner.metrics.handles.publish(&self.stats());
+        self.inner.metrics.0.handles.publish(&self.stats());
     }
 
     /// Publishes the counters if they are due (see [`crate::observe`]):
@@ -137,7 +144,7 @@ impl<K, V, S> Cache<K, V, S> {
     pub(super) fn metrics_due(&self) {
         #[cfg(feature = "metrics")]
         {
-            let handles = &self.inner.metrics.handles;
+            let handles = &self.inner.metrics.0.handles;
             if handles.throttle.due(self.inner.time.now()) {
                 handles.publish(&self.stats());
             }

@@ -89,7 +89,8 @@ pub use store::{Cache, CacheBuilder, Clock, Iter, MockClock, RemovalCause, Stats
 /// for one run and share its value (see [`Cache::get_or_insert_with`]).
 ///
 /// # What it generates
-/// * A `static` [`Cache`] (a `std::sync::LazyLock`), private to a generated
+/// * A `static` [`Cache`] (a `std::sync::LazyLock`) named after the fn's
+///   path (`module::name`, see [`CacheBuilder::name`]), private to a generated
 ///   function `<name>_cache() -> &'static Cache<Key, Value>` with the memoised
 ///   fn's visibility and `cfg`s: use it for [`stats`](Cache::stats), to
 ///   [`clear`](Cache::clear) or [`remove`](Cache::remove) entries, or to

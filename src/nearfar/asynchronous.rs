@@ -377,6 +377,15 @@ where
 
     /// Publishes the counters to the `metrics` facade now, as
     /// [`NearFar::publish_metrics`](super::NearFar::publish_metrics) does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cache: nearfar::AsyncNearFar<u8, u8> =
+    ///     nearfar::AsyncNearFar::builder().name("sessions").build()?;
+    /// cache.publish_metrics(); // needs no runtime
+    /// # Ok::<(), nearfar::NearFarError>(())
+    /// ```
     pub fn publish_metrics(&self) {
         self.inner.publish_metrics();
     }

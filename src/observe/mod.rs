@@ -74,6 +74,11 @@
 //! `cas`, `compare_and_set`, `set`, `delete`, `delete_if_cas`,
 //! `invalidate`, `invalidate_if_cas`.
 //!
+//! Far writes have no counter of their own: the `_count` of
+//! `nearfar_far_request_seconds` for `set`, `add`, `cas` and
+//! `compare_and_set` counts them (attempted; `nearfar_far_errors_total`
+//! the failed ones).
+//!
 //! Not published yet: refresh-ahead is not built; its counter will be
 //! `nearfar_refresh_aheads_total` when it is.
 //!

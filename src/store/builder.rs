@@ -209,7 +209,8 @@ impl<K, V, S> CacheBuilder<K, V, S> {
 
     /// The cache's name (default `"default"`): the `name` label of its
     /// metrics (feature `metrics`, see [`crate::observe`]) and a field of
-    /// its `Debug` output. Give each cache of a process its own.
+    /// its `Debug` output. Give each cache of a process its own: two caches
+    /// of one name publish into the same series, and their figures mix.
     ///
     /// ```
     /// let users: nearfar::Cache<u64, String> = nearfar::Cache::builder()

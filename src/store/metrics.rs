@@ -137,6 +137,16 @@ impl<K, V, S> Cache<K, V, S> {
         self.inner.metrics.0.handles.publish(&self.stats());
     }
 
+    /// After a read counted as its thread's `n`th hit (or miss): every
+    /// [`READ_TICK`]th, the metrics may be due (never without the
+    /// `metrics` feature).
+    #[inline(always)]
+    pub(super) fn counted(&self, n: u64) {
+        if crate::observe::every(READ_TICK, || n) {
+            self.metrics_due();
+        }
+    }
+
     /// Publishes the counters if they are due (see [`crate::observe`]):
     /// called by the lookups and writes every so many of them.
     #[cold]

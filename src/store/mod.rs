@@ -42,8 +42,8 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 use std::time::Duration;
 
+use self::metrics::NearMetrics;
 use loader::MissedKey;
-use metrics::{NearMetrics, READ_TICK};
 use shard::Shard;
 use stats::ReadCounters;
 use ttl::{TimeSource, is_expired};
@@ -316,16 +316,6 @@ where
     fn shard(&self, hash: u64) -> &Shard<K, V> {
         let shards = &self.inner.shards;
         &shards[shard_of(hash, shards.len())]
-    }
-
-    /// After a read counted as its thread's `n`th hit (or miss): every
-    /// [`READ_TICK`]th, the metrics may be due (never without the
-    /// `metrics` feature: see `metrics.rs`).
-    #[inline(always)]
-    fn counted(&self, n: u64) {
-        if crate::observe::every(READ_TICK, || n) {
-            self.metrics_due();
-        }
     }
 
     /// Looks `key` up and applies `f` to its value if present and unexpired.

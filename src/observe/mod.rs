@@ -64,7 +64,9 @@
 //! Every [`Cache`](crate::Cache) publishes the `nearfar_near_*` metrics; a
 //! `NearFar`'s near tier publishes them under the `NearFar`'s name, and the
 //! `NearFar` the rest. A plain `Cache`'s loader runs are
-//! `nearfar_near_loads_total`. Histograms are in seconds.
+//! `nearfar_near_loads_total`. Histograms are in seconds, timed on the
+//! cache's clock (`NearFarBuilder::clock`: a `MockClock` in a test times
+//! what it was advanced by).
 //!
 //! `kind` of `nearfar_far_errors_total` is one of `io`, `timeout`,
 //! `connect`, `protocol`, `server`, `not_stored`, `client`, `codec`,

@@ -40,6 +40,9 @@
 //! |---|---|---|
 //! | `memcached` | yes | the far-tier client, the [`codec`] module (serde, bincode 2, zlib) and the two-tier `NearFar` |
 //! | `macros` | yes | the [`#[memoize]`](memoize) attribute (a proc-macro crate: syn, quote) |
+//! | `tokio` | no | the async far-tier client and `AsyncNearFar` |
+//! | `metrics` | no | counters, gauges and histograms through the `metrics` facade, named in [`observe`] |
+//! | `tracing` | no | spans around `NearFar`'s far requests and loads (key digests, never keys), see [`observe`] |
 //!
 //! [`memo`] (always available) memoises closures: [`memo::Memo`],
 //! [`memo::TryMemo`], and [`memo::MemoStore`], the store trait `#[memoize]`
@@ -58,6 +61,7 @@
 
 mod clock;
 pub mod memo;
+pub mod observe;
 mod shim;
 pub mod store;
 
@@ -86,7 +90,8 @@ pub use store::{Cache, CacheBuilder, Clock, Iter, MockClock, RemovalCause, Stats
 /// for one run and share its value (see [`Cache::get_or_insert_with`]).
 ///
 /// # What it generates
-/// * A `static` [`Cache`] (a `std::sync::LazyLock`), private to a generated
+/// * A `static` [`Cache`] (a `std::sync::LazyLock`) named after the fn's
+///   path (`module::name`, see [`CacheBuilder::name`]), private to a generated
 ///   function `<name>_cache() -> &'static Cache<Key, Value>` with the memoised
 ///   fn's visibility and `cfg`s: use it for [`stats`](Cache::stats), to
 ///   [`clear`](Cache::clear) or [`remove`](Cache::remove) entries, or to

@@ -71,6 +71,8 @@ fn recursion_on_other_keys() {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(fib_cache().len(), 81);
     assert_eq!(fib_cache().stats().loads, 81);
+    // Named after the fn's path: its metrics' `name` label.
+    assert_eq!(fib_cache().name(), "memoize::fib");
 }
 
 static SELF_RUNS: AtomicUsize = AtomicUsize::new(0);

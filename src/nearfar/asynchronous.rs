@@ -21,6 +21,7 @@ use super::flow::token::Held;
 use super::flow::{FarOp, FarReply, Seen};
 use super::inner::{Entry, Inner};
 use super::load::Plan;
+use super::observe::Request;
 use super::{Error, FarKey, InvalidateError, NearFarBuilder, NearFarStats};
 use crate::clock::Timer;
 use crate::memcached::{self, AsyncClient};
@@ -39,15 +40,16 @@ impl<'a> Call<'a, AsyncClient> {
     async fn attempt_async<T, F>(
         &self,
         pool: Pool,
+        request: Request<'_>,
         op: impl FnOnce(&'a AsyncClient) -> F,
     ) -> Result<Option<T>, Failure>
     where
         F: Future<Output = memcached::Result<T>>,
     {
-        let Some(attempt) = self.begin(pool) else {
+        let Some(attempt) = self.begin(pool, request) else {
             return Ok(None);
         };
-        let result = op(attempt.client).await;
+        let result = attempt.observed.traced(op(attempt.client)).await;
         self.finish(attempt, result)
     }
 }
@@ -411,6 +413,21 @@ where
     /// A snapshot of the counters.
     pub fn stats(&self) -> NearFarStats {
         self.inner.stats()
+    }
+
+    /// Publishes the counters to the `metrics` facade now, as
+    /// [`NearFar::publish_metrics`](super::NearFar::publish_metrics) does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cache: nearfar::AsyncNearFar<u8, u8> =
+    ///     nearfar::AsyncNearFar::builder().name("sessions").build()?;
+    /// cache.publish_metrics(); // needs no runtime
+    /// # Ok::<(), nearfar::NearFarError>(())
+    /// ```
+    pub fn publish_metrics(&self) {
+        self.inner.publish_metrics();
     }
 }
 

@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use super::fail_safe::FailSafe;
 use super::generation::Generations;
 use super::inner::{Far, FarClient, GENERATIONS, Inner};
+use super::observe::Observe;
 use super::stats::Counters;
 use super::{FarKey, NearFar, key, nanos, value_of};
 use crate::clock::Timer;
@@ -80,6 +81,7 @@ pub struct NearFarBuilder<K, V, Cl = Client> {
     loader_timeout: Option<Duration>,
     refresh_ahead: Option<f64>,
     clock: Option<Arc<dyn Clock>>,
+    name: Option<String>,
 }
 
 impl<K, V, Cl: fmt::Debug> fmt::Debug for NearFarBuilder<K, V, Cl> {
@@ -101,6 +103,7 @@ impl<K, V, Cl: fmt::Debug> fmt::Debug for NearFarBuilder<K, V, Cl> {
             .field("fail_safe_backoff", &self.fail_safe_backoff)
             .field("loader_timeout", &self.loader_timeout)
             .field("refresh_ahead", &self.refresh_ahead)
+            .field("name", &self.name)
             .finish_non_exhaustive()
     }
 }
@@ -125,6 +128,7 @@ impl<K, V, Cl> Default for NearFarBuilder<K, V, Cl> {
             loader_timeout: None,
             refresh_ahead: None,
             clock: None,
+            name: None,
         }
     }
 }
@@ -437,6 +441,25 @@ impl<K, V, Cl> NearFarBuilder<K, V, Cl> {
         self.clock = Some(Arc::new(clock));
         self
     }
+
+    /// The cache's name: the `name` label of its metrics (feature
+    /// `metrics`, see [`crate::observe`]), its near tier's included, and a
+    /// field of its `Debug` output. Default: the near builder's
+    /// ([`CacheBuilder::name`]), else `"default"`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let users: nearfar::NearFar<u64, String> = nearfar::NearFar::builder()
+    ///     .name("users")
+    ///     .build()?;
+    /// assert!(format!("{users:?}").contains("\"users\""));
+    /// # Ok::<(), nearfar::NearFarError>(())
+    /// ```
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
 }
 
 impl<K, V> NearFarBuilder<K, V, Client>
@@ -570,7 +593,11 @@ where
         if let Some(max_stale) = self.fail_safe {
             near = near.keep_expired(max_stale);
         }
+        if let Some(name) = self.name {
+            near = near.name(name);
+        }
         let near = near.build();
+        let observe = Observe::new(near.name().into(), far.as_ref());
         Ok(Inner {
             near,
             far,
@@ -580,7 +607,7 @@ where
             refresh_ahead: self.refresh_ahead,
             refreshing: (0..GENERATIONS).map(|_| AtomicU64::new(0)).collect(),
             timer: Timer::new(self.clock),
-            counters: Counters::default(),
+            counters: Counters::observed(observe),
             gens: (0..GENERATIONS).map(|_| AtomicU64::new(0)).collect(),
             gen_hasher: RandomState::new(),
             generations,

@@ -13,6 +13,7 @@
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::observe::{Request, Started};
 use super::stats::{Counters, bump};
 use super::{Far, FarClient};
 use crate::clock::Timer;
@@ -96,6 +97,8 @@ pub(super) struct Attempt<'a, Cl> {
     pass: Pass,
     pool: Pool,
     finished: bool,
+    /// Its metrics and span (see `observe.rs`).
+    pub(super) observed: Started,
 }
 
 impl<Cl> Drop for Attempt<'_, Cl> {
@@ -132,13 +135,13 @@ impl<'a, Cl: FarClient> Call<'a, Cl> {
         }
     }
 
-    /// Lets a request to `pool` through, or not: `None` when it is skipped
+    /// Lets `request` to `pool` through, or not: `None` when it is skipped
     /// (breaker open, this call gave up on the pool, or no such pool).
     ///
     /// Once the breaker's cooldown is over, its probe is claimed only when
     /// the client would send it: while the client's own circuits hold every
     /// server out, the call skips (see [`Sends`]).
-    pub(super) fn begin(&self, pool: Pool) -> Option<Attempt<'a, Cl>>
+    pub(super) fn begin(&self, pool: Pool, request: Request<'_>) -> Option<Attempt<'a, Cl>>
     where
         Cl: Sends,
     {
@@ -147,13 +150,15 @@ impl<'a, Cl: FarClient> Call<'a, Cl> {
         if self.gave_up[pool as usize].load(Ordering::Relaxed) {
             return None;
         }
-        let pass = breaker.pass_when(self.timer.now(), || client.can_send());
-        (pass != Pass::Skip).then_some(Attempt {
+        let now = self.timer.now();
+        let pass = breaker.pass_when(now, || client.can_send());
+        (pass != Pass::Skip).then(|| Attempt {
             client,
             breaker,
             pass,
             pool,
             finished: false,
+            observed: self.counters.observe.start(request, pool, client, now),
         })
     }
 
@@ -167,6 +172,8 @@ impl<'a, Cl: FarClient> Call<'a, Cl> {
         result: memcached::Result<T>,
     ) -> Result<Option<T>, Failure> {
         attempt.finished = true;
+        self.counters
+            .far_done(&attempt.observed, &result, self.far, self.timer);
         let breaker = attempt.breaker;
         let e = match result {
             Ok(v) => {
@@ -196,15 +203,27 @@ impl Call<'_, Client> {
     /// Runs a request on `pool` through its breaker (see [`Call::begin`]
     /// and [`Call::finish`]): `Ok(Some(_))` answered, `Ok(None)` skipped,
     /// `Err` failed.
+    pub(super) fn attempt_as<T>(
+        &self,
+        pool: Pool,
+        request: Request<'_>,
+        op: impl FnOnce(&Client) -> memcached::Result<T>,
+    ) -> Result<Option<T>, Failure> {
+        let Some(attempt) = self.begin(pool, request) else {
+            return Ok(None);
+        };
+        let result = attempt.observed.within(|| op(attempt.client));
+        self.finish(attempt, result)
+    }
+
+    /// [`attempt_as`](Self::attempt_as) a request of no particular command
+    /// or key (the tests' far requests).
+    #[cfg(test)]
     pub(super) fn attempt<T>(
         &self,
         pool: Pool,
         op: impl FnOnce(&Client) -> memcached::Result<T>,
     ) -> Result<Option<T>, Failure> {
-        let Some(attempt) = self.begin(pool) else {
-            return Ok(None);
-        };
-        let result = op(attempt.client);
-        self.finish(attempt, result)
+        self.attempt_as(pool, Request::unnamed(), op)
     }
 }

@@ -52,56 +52,57 @@ macro_rules! perform {
         let call = $call;
         let op = $op;
         let pool = op.pool();
+        let request = op.request();
         match op {
             FarOp::GetOrLease { key, lease_ttl, recache } => FarReply::Lease(
-                call.$attempt(pool, |c| c.get_or_lease_seen::<V>(key, lease_ttl, recache))$(.$await)?
+                call.$attempt(pool, request, |c| c.get_or_lease_seen::<V>(key, lease_ttl, recache))$(.$await)?
                     .map(|r| r.map(|(lease, s)| (lease, Seen { cas: s.cas, ttl: s.ttl }))),
             ),
             FarOp::PeekLease { key } => {
-                FarReply::Peek(call.$attempt(pool, |c| c.peek_lease::<V>(key))$(.$await)?)
+                FarReply::Peek(call.$attempt(pool, request, |c| c.peek_lease::<V>(key))$(.$await)?)
             }
             FarOp::PeekLeaseCas { key } => {
-                FarReply::PeekCas(call.$attempt(pool, |c| c.peek_lease_cas(key))$(.$await)?)
+                FarReply::PeekCas(call.$attempt(pool, request, |c| c.peek_lease_cas(key))$(.$await)?)
             }
             FarOp::MetaGet { key, .. } => {
-                FarReply::Item(call.$attempt(pool, |c| c.meta_get::<V>(key))$(.$await)?)
+                FarReply::Item(call.$attempt(pool, request, |c| c.meta_get::<V>(key))$(.$await)?)
             }
             FarOp::Add { key, value, ttl } => {
-                FarReply::Done(call.$attempt(pool, |c| c.add(key, value, ttl))$(.$await)?)
+                FarReply::Done(call.$attempt(pool, request, |c| c.add(key, value, ttl))$(.$await)?)
             }
             FarOp::Cas { key, value, ttl, cas } => {
-                FarReply::Done(call.$attempt(pool, |c| c.cas(key, value, ttl, cas))$(.$await)?)
+                FarReply::Done(call.$attempt(pool, request, |c| c.cas(key, value, ttl, cas))$(.$await)?)
             }
             FarOp::CompareAndSet { key, value, ttl, cas } => FarReply::Stored(
-                call.$attempt(pool, |c| c.compare_and_set(key, value, ttl, cas))$(.$await)?,
+                call.$attempt(pool, request, |c| c.compare_and_set(key, value, ttl, cas))$(.$await)?,
             ),
             FarOp::SetReturningCas { key, value, ttl } => FarReply::Set(
-                call.$attempt(pool, |c| c.set_returning_cas(key, value, ttl))$(.$await)?,
+                call.$attempt(pool, request, |c| c.set_returning_cas(key, value, ttl))$(.$await)?,
             ),
             FarOp::Delete { key, .. } => {
-                FarReply::Done(call.$attempt(pool, |c| c.delete(key))$(.$await)?)
+                FarReply::Done(call.$attempt(pool, request, |c| c.delete(key))$(.$await)?)
             }
             FarOp::DeleteIfCas { key, cas } => {
-                FarReply::Done(call.$attempt(pool, |c| c.delete_if_cas(key, cas))$(.$await)?)
+                FarReply::Done(call.$attempt(pool, request, |c| c.delete_if_cas(key, cas))$(.$await)?)
             }
             FarOp::Invalidate { key, stale_for } => {
-                FarReply::Done(call.$attempt(pool, |c| c.invalidate(key, stale_for))$(.$await)?)
+                FarReply::Done(call.$attempt(pool, request, |c| c.invalidate(key, stale_for))$(.$await)?)
             }
             FarOp::InvalidateIfCas { key, stale_for, cas } => FarReply::Done(
-                call.$attempt(pool, |c| c.invalidate_if_cas(key, stale_for, cas))$(.$await)?,
+                call.$attempt(pool, request, |c| c.invalidate_if_cas(key, stale_for, cas))$(.$await)?,
             ),
             FarOp::Owe { key, .. } => {
                 call.owe(pool, key);
                 FarReply::Owed
             }
             FarOp::GetRaw { key } => {
-                FarReply::Raw(call.$attempt(pool, |c| c.get_raw(key))$(.$await)?)
+                FarReply::Raw(call.$attempt(pool, request, |c| c.get_raw(key))$(.$await)?)
             }
             FarOp::Incr { key, delta } => {
-                FarReply::Counter(call.$attempt(pool, |c| c.incr(key, delta))$(.$await)?)
+                FarReply::Counter(call.$attempt(pool, request, |c| c.incr(key, delta))$(.$await)?)
             }
             FarOp::AddCounter { key, value } => FarReply::Done(
-                call.$attempt(pool, |c| c.add(key, &value, ::std::time::Duration::ZERO))$(.$await)?,
+                call.$attempt(pool, request, |c| c.add(key, &value, ::std::time::Duration::ZERO))$(.$await)?,
             ),
         }
     }};
@@ -123,7 +124,7 @@ impl Mode for Blocking {
     where
         V: Serialize + DeserializeOwned + Send + Sync,
     {
-        perform!(call, op, attempt)
+        perform!(call, op, attempt_as)
     }
 
     async fn pause(timer: &Timer, pause: Duration) {

@@ -66,6 +66,7 @@ where
         timeout: Option<Duration>,
     ) -> Loaded<V, E> {
         let start = self.now();
+        let load = self.observed_load(key, plan, load);
         let loading = self.load_far::<M, E>(key, plan, sharing, load);
         let mut loaded = match self.fail_safe {
             None => loading.await,

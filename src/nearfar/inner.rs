@@ -13,6 +13,7 @@ use super::fail_safe::FailSafe;
 use super::flow::Ctx;
 use super::flow::read::Keep;
 use super::generation::{FarCall, Generations};
+use super::observe::Servers;
 use super::stats::{Counters, NearFarStats};
 use super::{FarKey, key, nanos};
 use crate::Cache;
@@ -63,7 +64,7 @@ impl<V> Entry<V> {
 }
 
 /// What a `NearFar` needs of its far client beyond the requests it sends.
-pub(crate) trait FarClient: fmt::Debug + Send + Sync + 'static {
+pub(crate) trait FarClient: fmt::Debug + Send + Sync + Servers + 'static {
     /// The client's key prefix (far keys must fit memcached's limit with it).
     fn key_prefix(&self) -> &str;
     /// Records that the write of `key` was skipped (see
@@ -141,6 +142,7 @@ pub(super) struct Inner<K, V, Cl> {
 impl<K, V, Cl: FarClient> fmt::Debug for Inner<K, V, Cl> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("NearFar");
+        d.field("name", &self.counters.observe.name());
         d.field("near", &self.near);
         if let Some(far) = &self.far {
             d.field("far", &far.client)

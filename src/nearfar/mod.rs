@@ -116,6 +116,7 @@ mod generation;
 mod inner;
 mod key;
 mod load;
+mod observe;
 mod read;
 mod refresh;
 mod stats;
@@ -508,6 +509,22 @@ where
     /// ```
     pub fn stats(&self) -> NearFarStats {
         self.inner.stats()
+    }
+
+    /// Publishes the counters, the near tier's included, to the `metrics`
+    /// facade now (see [`crate::observe`]), as before a scrape; without
+    /// the `metrics` feature it does nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cache: nearfar::NearFar<u8, u8> = nearfar::NearFar::builder().name("small").build()?;
+    /// cache.get_with(1, || 1);
+    /// cache.publish_metrics();
+    /// # Ok::<(), nearfar::NearFarError>(())
+    /// ```
+    pub fn publish_metrics(&self) {
+        self.inner.publish_metrics();
     }
 }
 

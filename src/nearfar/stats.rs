@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::observe::Observe;
 use crate::Stats;
 
 /// A snapshot of a [`NearFar`](super::NearFar)'s counters, from
@@ -23,6 +24,8 @@ pub struct NearFarStats {
     pub decode_errors: u64,
     /// Runs of a caller's loader.
     pub loader_calls: u64,
+    /// Of `loader_calls`, those that returned an error or panicked.
+    pub loader_errors: u64,
     /// Callers that waited for another caller's load instead of running
     /// their own: in this process (the near tier's coalescing) plus waits on
     /// another process's memcached lease (once per caller).
@@ -82,6 +85,7 @@ pub(crate) struct Counters {
     pub(crate) far_errors: AtomicU64,
     pub(crate) decode_errors: AtomicU64,
     pub(crate) loader_calls: AtomicU64,
+    pub(crate) loader_errors: AtomicU64,
     pub(crate) lease_waits: AtomicU64,
     pub(crate) lease_timeouts: AtomicU64,
     pub(crate) lease_takeovers: AtomicU64,
@@ -93,6 +97,8 @@ pub(crate) struct Counters {
     pub(crate) refresh_aheads: AtomicU64,
     pub(crate) generation_checks: AtomicU64,
     pub(crate) invalidations: AtomicU64,
+    /// The cache's name and metric handles, which publish these counters.
+    pub(crate) observe: Observe,
 }
 
 /// Adds one to a counter.
@@ -102,6 +108,14 @@ pub(crate) fn bump(counter: &AtomicU64) {
 }
 
 impl Counters {
+    /// Zeroed counters, published through `observe`.
+    pub(crate) fn observed(observe: Observe) -> Self {
+        Counters {
+            observe,
+            ..Counters::default()
+        }
+    }
+
     pub(crate) fn snapshot(&self, near: Stats, trips: u64, skips: u64) -> NearFarStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let lease_waits = get(&self.lease_waits);
@@ -112,6 +126,7 @@ impl Counters {
             far_errors: get(&self.far_errors),
             decode_errors: get(&self.decode_errors),
             loader_calls: get(&self.loader_calls),
+            loader_errors: get(&self.loader_errors),
             coalesced_waits: near.load_waits + lease_waits,
             lease_waits,
             lease_timeouts: get(&self.lease_timeouts),

@@ -6,6 +6,7 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::metrics::NearMetrics;
 use super::shard::Shard;
 use super::stats::ReadCounters;
 use super::ttl::TimeSource;
@@ -25,6 +26,7 @@ pub struct CacheBuilder<K, V, S = ahash::RandomState> {
     clock: Option<Arc<dyn Clock>>,
     listener: Option<Listener<K, V>>,
     hasher: S,
+    name: Option<String>,
 }
 
 impl<K, V> Default for CacheBuilder<K, V> {
@@ -39,6 +41,7 @@ impl<K, V> Default for CacheBuilder<K, V> {
             clock: None,
             listener: None,
             hasher: ahash::RandomState::new(),
+            name: None,
         }
     }
 }
@@ -52,6 +55,7 @@ impl<K, V, S> fmt::Debug for CacheBuilder<K, V, S> {
             .field("ttl", &self.ttl)
             .field("keep_expired", &self.keep_expired)
             .field("shards", &self.shards)
+            .field("name", &self.name)
             .finish_non_exhaustive()
     }
 }
@@ -199,7 +203,26 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             clock: self.clock,
             listener: self.listener,
             hasher,
+            name: self.name,
         }
+    }
+
+    /// The cache's name (default `"default"`): the `name` label of its
+    /// metrics (feature `metrics`, see [`crate::observe`]) and a field of
+    /// its `Debug` output. Give each cache of a process its own: two caches
+    /// of one name publish into the same series, and their figures mix.
+    ///
+    /// ```
+    /// let users: nearfar::Cache<u64, String> = nearfar::Cache::builder()
+    ///     .max_entries(1_000)
+    ///     .name("users")
+    ///     .build();
+    /// assert_eq!(users.name(), "users");
+    /// assert!(format!("{users:?}").contains("users"));
+    /// ```
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
     }
 
     /// Builds the cache.
@@ -249,6 +272,11 @@ impl<K, V, S> CacheBuilder<K, V, S> {
                 weigher: self.weigher,
                 listener: self.listener,
                 reads: ReadCounters::new(),
+                metrics: NearMetrics::new(
+                    self.name
+                        .unwrap_or_else(|| crate::observe::DEFAULT_NAME.to_owned())
+                        .into_boxed_str(),
+                ),
             }),
         }
     }
@@ -277,6 +305,7 @@ impl<K: 'static, V: 'static, S> CacheBuilder<K, V, S> {
                 .listener
                 .map(|l| Arc::new(move |k: &K, v: &W, c| l(k, f(v), c)) as Listener<K, W>),
             hasher: self.hasher,
+            name: self.name,
         }
     }
 }

@@ -12,6 +12,8 @@
 //! * `ttl` — the clock and expiry;
 //! * `loader` — one loader per missing key: the loading engine;
 //! * `stats` — always-on counters;
+//! * `metrics` — the cache's name, and its counters published to the
+//!   `metrics` facade (feature `metrics`);
 //! * `local` — the per-thread epoch handle and stats stripe.
 
 mod builder;
@@ -21,6 +23,7 @@ mod local;
 #[cfg(all(test, not(shuttle)))]
 mod lock_tests;
 mod lru;
+mod metrics;
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]
 pub mod model;
@@ -39,6 +42,7 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 use std::time::Duration;
 
+use self::metrics::NearMetrics;
 use loader::MissedKey;
 use shard::Shard;
 use stats::ReadCounters;
@@ -128,6 +132,7 @@ struct Inner<K, V, S> {
     weigher: Option<Weigher<K, V>>,
     listener: Option<Listener<K, V>>,
     reads: ReadCounters,
+    metrics: NearMetrics,
 }
 
 impl<K, V, S> Clone for Cache<K, V, S> {
@@ -141,6 +146,7 @@ impl<K, V, S> Clone for Cache<K, V, S> {
 impl<K, V, S> fmt::Debug for Cache<K, V, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cache")
+            .field("name", &self.name())
             .field("entries", &self.len())
             .field("weight", &self.weight())
             .field("shards", &self.inner.shards.len())
@@ -325,7 +331,7 @@ where
         let (guard, owner) = local::pin();
         let Some((idx, slot)) = shard.find(hash, key, &guard) else {
             if touch == Touch::Use {
-                self.inner.reads.miss(owner);
+                self.counted(self.inner.reads.miss(owner));
             }
             return None;
         };
@@ -333,7 +339,7 @@ where
         let expires = unsafe { slot.expires() };
         if expires != 0 && is_expired(expires, self.inner.time.now()) {
             if touch == Touch::Use {
-                self.inner.reads.miss(owner);
+                self.counted(self.inner.reads.miss(owner));
                 self.reclaim_expired(shard, idx, slot.generation(), &guard);
             }
             return None;
@@ -342,7 +348,7 @@ where
             // Counts the use only while the count is below its cap, so a hot
             // entry's line is not written on every hit.
             slot.touch();
-            self.inner.reads.hit(owner);
+            self.counted(self.inner.reads.hit(owner));
         }
         // SAFETY: as above.
         Some(f(unsafe { slot.value() }))

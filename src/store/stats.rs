@@ -108,31 +108,37 @@ impl ReadCounters {
     }
 
     /// Counts one on `owner`'s stripe (`usize::MAX` or any number past the
-    /// exclusive stripes: the shared one).
+    /// exclusive stripes: the shared one), and returns the stripe's new
+    /// count (which the metrics' publishing looks at: see `metrics.rs`).
     #[inline]
-    fn count(&self, owner: usize, field: impl Fn(&Stripe) -> &AtomicU64) {
+    fn count(&self, owner: usize, field: impl Fn(&Stripe) -> &AtomicU64) -> u64 {
         let shared = self.stripes.len() - 1;
         if owner < shared && !cfg!(shuttle) {
             let c = field(&self.stripes[owner]);
             // Relaxed load + store: this thread is the stripe's only writer
             // (see the type's docs); readers only need some recent value.
-            c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+            let n = c.load(Ordering::Relaxed).wrapping_add(1);
+            c.store(n, Ordering::Relaxed);
+            n
         } else {
             // Relaxed RMW: shared by several threads, exact, orders nothing.
-            field(&self.stripes[shared]).fetch_add(1, Ordering::Relaxed);
+            field(&self.stripes[shared])
+                .fetch_add(1, Ordering::Relaxed)
+                .wrapping_add(1)
         }
     }
 
-    /// Counts a hit by the thread owning stripe `owner` (from `local::pin`).
+    /// Counts a hit by the thread owning stripe `owner` (from `local::pin`);
+    /// returns the stripe's hits.
     #[inline]
-    pub(crate) fn hit(&self, owner: usize) {
-        self.count(owner, |s| &s.hits);
+    pub(crate) fn hit(&self, owner: usize) -> u64 {
+        self.count(owner, |s| &s.hits)
     }
 
     /// Counts a miss, as [`hit`](Self::hit).
     #[inline]
-    pub(crate) fn miss(&self, owner: usize) {
-        self.count(owner, |s| &s.misses);
+    pub(crate) fn miss(&self, owner: usize) -> u64 {
+        self.count(owner, |s| &s.misses)
     }
 
     pub(crate) fn add_to(&self, stats: &mut Stats) {
@@ -157,6 +163,9 @@ pub(crate) struct WriteCounters {
     pub(crate) load_waits: AtomicU64,
     pub(crate) entries: AtomicU64,
     pub(crate) weight: AtomicU64,
+    /// Write operations, counted only with the `metrics` feature (which
+    /// looks at the throttle every so many: see `metrics.rs`).
+    writes: AtomicU64,
 }
 
 /// Adds `n` to a counter only the lock holder writes.
@@ -171,6 +180,12 @@ pub(crate) fn bump(counter: &AtomicU64, n: u64) {
 }
 
 impl WriteCounters {
+    /// Counts a write operation (by the lock holder); returns the count.
+    pub(crate) fn wrote(&self) -> u64 {
+        bump(&self.writes, 1);
+        self.writes.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn add_to(&self, stats: &mut Stats) {
         let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
         stats.inserts += l(&self.inserts);

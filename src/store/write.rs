@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use crossbeam_epoch::Guard;
 
+use super::metrics::WRITE_TICK;
 use super::shard::{Inserted, Shard, State, Try, WriteCtx};
 use super::ttl::TimeSource;
 use super::{Cache, Origin, local};
+use crate::observe;
 
 impl<K, V, S> Cache<K, V, S>
 where
@@ -72,7 +74,11 @@ where
         } else {
             std::mem::take(&mut st.notices)
         };
+        let publish = observe::every(WRITE_TICK, || shard.counters.wrote());
         drop(st);
+        if publish {
+            self.metrics_due();
+        }
         if let Some(listener) = &self.inner.listener {
             for (idx, cause) in notices {
                 // SAFETY: retired during this operation while `_guard` was

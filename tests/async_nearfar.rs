@@ -332,3 +332,36 @@ fn lease_waits_run_on_the_injected_clock() {
         "{stats:?}"
     );
 }
+
+/// A load whose future is dropped while it holds the memcached lease (a
+/// `tokio::time::timeout` around `get_with`) releases it on a task of its
+/// own: another process then loads at once instead of waiting out
+/// `lease_wait` (5 s here) for a placeholder no one will fill.
+#[test]
+fn a_dropped_load_releases_its_lease() {
+    let mc = Memcached::start();
+    on_both_runtimes(|| async {
+        let ns = fresh("drop");
+        let (a, b) = (instance(&mc.addr(), &ns), instance(&mc.addr(), &ns));
+        let dropped = tokio::time::timeout(
+            Duration::from_millis(100),
+            a.get_with(7, std::future::pending::<String>),
+        )
+        .await;
+        assert!(
+            dropped.is_err(),
+            "the loader never ends: the call is dropped"
+        );
+        // The release runs on its own task: give it the moment it needs.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = Instant::now();
+        let value = b.get_with(7, || async { "b's".to_string() }).await;
+        let took = started.elapsed();
+        assert_eq!(value, "b's");
+        assert!(
+            took < Duration::from_secs(2),
+            "the placeholder was still there: waited {took:?}"
+        );
+        assert_eq!(b.stats().lease_waits, 0, "nothing to wait for");
+    });
+}

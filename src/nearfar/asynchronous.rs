@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use super::call::{Call, Failure, Pool};
 use super::drive::{Mode, perform};
 use super::flow::token::Held;
-use super::flow::{FarOp, FarReply, Seen};
+use super::flow::{FarOp, FarReply, Flow, Input, Seen, Step};
 use super::inner::{Entry, Inner};
 use super::load::Plan;
 use super::observe::Request;
@@ -76,12 +76,77 @@ impl Mode for Tokio {
         }
     }
 
-    /// Nothing can be awaited in a drop: a lease placeholder left by a load
-    /// whose future was dropped (or that panicked) lapses after
-    /// `lease_ttl`, and callers waiting on it take it over after
-    /// `lease_wait`, as for a crashed holder; a stale item's recompute token
-    /// goes to the next reader once its stale period ends.
-    fn release_dropped(_call: &Call<'_, AsyncClient>, _timer: &Timer, _held: Held<'_>) {}
+    /// Nothing can be awaited in a drop: what a load whose future was
+    /// dropped (a `loader_timeout`, a `select!`) or that panicked held is
+    /// released on a task of its own, on the runtime the load ran on, with
+    /// the far pool's client (not through the call's breaker, which the
+    /// call no longer waits on). Without a runtime (it is shutting down)
+    /// the lease placeholder lapses after `lease_ttl`, and callers waiting
+    /// on it take it over after `lease_wait`, as for a crashed holder.
+    fn release_dropped(call: &Call<'_, AsyncClient>, timer: &Timer, held: Held<'_>) {
+        let (Ok(runtime), Some(client)) = (
+            tokio::runtime::Handle::try_current(),
+            call.client(Pool::Far),
+        ) else {
+            return;
+        };
+        let (released, client, timer) = (held.to_owned(), client.clone(), timer.clone());
+        runtime.spawn(async move {
+            let client = Unguarded(&client);
+            let mut held = released.held();
+            let mut input = Input::Start;
+            // The step loop of `drive::run`, over this task's own client.
+            loop {
+                input = match Flow::<()>::resume(&mut held, input, timer.now()) {
+                    Step::Far(op) => Input::Far(client.perform(op).await),
+                    Step::Wait(pause) => {
+                        Tokio::pause(&timer, pause).await;
+                        Input::Waited
+                    }
+                    Step::Load | Step::Done(()) => break,
+                };
+            }
+        });
+    }
+}
+
+/// The far pool's client, sending without a call's breaker or counters:
+/// what a dropped load held is released with it (see
+/// [`Tokio::release_dropped`]).
+struct Unguarded<'a>(&'a AsyncClient);
+
+impl<'a> Unguarded<'a> {
+    /// The request `op` names, by the one mapping (`perform!`).
+    async fn perform<V>(&self, op: FarOp<'_, V>) -> FarReply<V>
+    where
+        V: Serialize + DeserializeOwned + Send + Sync,
+    {
+        perform!(self, op, attempt_async, await)
+    }
+
+    /// What `perform!` calls: `op` on the far pool's client (the fallback
+    /// pool is not released to: skipped).
+    async fn attempt_async<T, F>(
+        &self,
+        pool: Pool,
+        _request: Request<'_>,
+        op: impl FnOnce(&'a AsyncClient) -> F,
+    ) -> Result<Option<T>, Failure>
+    where
+        F: Future<Output = memcached::Result<T>>,
+    {
+        if pool != Pool::Far {
+            return Ok(None);
+        }
+        op(self.0).await.map(Some).map_err(|e| Failure::of(&e))
+    }
+
+    /// What `perform!` calls for a skipped write: owed by the client.
+    fn owe(&self, pool: Pool, fkey: &str) {
+        if pool == Pool::Far {
+            self.0.owe_invalidation(fkey);
+        }
+    }
 }
 
 /// The future of [`AsyncNearFar::get`]: a near hit, or the far read.

@@ -373,9 +373,9 @@ impl<K, V, Cl> NearFarBuilder<K, V, Cl> {
     /// With [`fail_safe`](Self::fail_safe), how long an `AsyncNearFar`
     /// load (the far read, the lease wait and the loader) may run before
     /// the key's last value is served instead; the load is then dropped (a
-    /// memcached lease it held is not deleted: other processes take it over
-    /// after [`lease_wait`](Self::lease_wait)). Without a last value the
-    /// load runs on. Off by default. A blocking `NearFar` runs its loader on the
+    /// memcached lease it held is released on a task of its own, so other
+    /// processes do not wait out [`lease_wait`](Self::lease_wait) for it).
+    /// Without a last value the load runs on. Off by default. A blocking `NearFar` runs its loader on the
     /// calling thread, which nothing can interrupt: it ignores this setting.
     pub fn loader_timeout(mut self, timeout: Duration) -> Self {
         self.loader_timeout = Some(timeout);

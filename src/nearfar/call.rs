@@ -58,6 +58,19 @@ pub(super) enum Failure {
     Refused,
 }
 
+impl Failure {
+    /// What a far request's error means for the flow that sent it.
+    pub(super) fn of(e: &memcached::Error) -> Failure {
+        if matches!(e, memcached::Error::Codec(_)) {
+            Failure::Codec
+        } else if e.leaves_doubt() {
+            Failure::Owed
+        } else {
+            Failure::Refused
+        }
+    }
+}
+
 /// Which pool a request goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Pool {
@@ -120,6 +133,12 @@ impl<'a, Cl: FarClient> Call<'a, Cl> {
     }
 
     /// The pool's client and breaker; `None` for a fallback not configured.
+    /// The client of `pool`, if the call has one.
+    #[cfg(feature = "tokio")]
+    pub(super) fn client(&self, pool: Pool) -> Option<&'a Cl> {
+        self.pool(pool).map(|(client, _)| client)
+    }
+
     fn pool(&self, pool: Pool) -> Option<(&'a Cl, &'a Circuit)> {
         match pool {
             Pool::Far => Some((&self.far.client, &self.far.breaker)),
@@ -183,19 +202,18 @@ impl<'a, Cl: FarClient> Call<'a, Cl> {
             Err(e) => e,
         };
         breaker.record(e.verdict(), attempt.pass, self.timer.now());
-        if matches!(e, memcached::Error::Codec(_)) {
-            bump(&self.counters.decode_errors);
-            return Err(Failure::Codec);
+        let failure = Failure::of(&e);
+        match failure {
+            Failure::Codec => bump(&self.counters.decode_errors),
+            Failure::Owed => {
+                bump(&self.counters.far_errors);
+                // No answer (or garbage, or no connection to be had): asking
+                // again within this call would wait on the same server again.
+                self.gave_up[attempt.pool as usize].store(true, Ordering::Relaxed);
+            }
+            Failure::Refused => bump(&self.counters.far_errors),
         }
-        bump(&self.counters.far_errors);
-        if e.leaves_doubt() {
-            // No answer (or garbage, or no connection to be had): asking
-            // again within this call would wait on the same server again.
-            self.gave_up[attempt.pool as usize].store(true, Ordering::Relaxed);
-            Err(Failure::Owed)
-        } else {
-            Err(Failure::Refused)
-        }
+        Err(failure)
     }
 }
 

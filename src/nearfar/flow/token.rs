@@ -117,6 +117,47 @@ impl<'k> Held<'k> {
     pub(super) fn token(key: &'k str, cas: Cas) -> Self {
         Held::Token(GiveBack::new(key, cas))
     }
+
+    /// What is held, owned: to be released from the start by a driver that
+    /// cannot release it where the flow was dropped (the async one, on a
+    /// task of its own). Releasing again what was partly released changes
+    /// nothing: each step is conditional on the item's CAS.
+    #[cfg(feature = "tokio")]
+    pub(in crate::nearfar) fn to_owned(&self) -> Released {
+        match self {
+            Held::Placeholder { key, cas, .. } => Released {
+                key: (*key).to_owned(),
+                cas: *cas,
+                token: false,
+            },
+            Held::Token(give_back) => Released {
+                key: give_back.key.to_owned(),
+                cas: give_back.cas,
+                token: true,
+            },
+        }
+    }
+}
+
+/// A [`Held`] owned (see `Held::to_owned`).
+#[cfg(feature = "tokio")]
+#[derive(Debug, Clone)]
+pub(in crate::nearfar) struct Released {
+    key: String,
+    cas: Cas,
+    token: bool,
+}
+
+#[cfg(feature = "tokio")]
+impl Released {
+    /// The flow that releases it, from its start.
+    pub(in crate::nearfar) fn held(&self) -> Held<'_> {
+        if self.token {
+            Held::token(&self.key, self.cas)
+        } else {
+            Held::placeholder(&self.key, self.cas)
+        }
+    }
 }
 
 impl<V> Flow<V> for Held<'_> {

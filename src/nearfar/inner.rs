@@ -227,11 +227,15 @@ where
         }
     }
 
+    /// The stripe of keys `key` is in (of `gens` and `refreshing`).
+    pub(super) fn stripe(&self, key: &K) -> usize {
+        // The remainder is below `GENERATIONS`, so it fits a usize.
+        (self.gen_hasher.hash_one(key) % GENERATIONS as u64) as usize
+    }
+
     /// The write generation of `key`'s stripe.
     pub(super) fn write_generation(&self, key: &K) -> &AtomicU64 {
-        // The remainder is below `GENERATIONS`, so it fits a usize.
-        let stripe = (self.gen_hasher.hash_one(key) % GENERATIONS as u64) as usize;
-        &self.gens[stripe]
+        &self.gens[self.stripe(key)]
     }
 
     /// The far key of `key` in call `far`'s generation, `None` when it

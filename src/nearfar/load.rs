@@ -53,11 +53,25 @@ where
             }
             self.near.drop_copy(key);
         }
+        self.plan(far, key, won_stale, None)
+    }
+
+    /// The plan of a load of `key` through `far` (`None`: near only, in the
+    /// generation known); `won_stale` and `recache` as [`Plan::Far`] says.
+    pub(super) fn plan<'c>(
+        &'c self,
+        far: Option<FarCall<'c, Cl>>,
+        key: &K,
+        won_stale: Option<Cas>,
+        recache: Option<Duration>,
+    ) -> Plan<'c, V, Cl> {
+        let generation = self.generation_of(far.as_ref());
         match far.and_then(|far| Some((self.key_of(&far, key)?, far))) {
             Some((fkey, far)) => Plan::Far {
                 far,
                 fkey,
                 won_stale,
+                recache,
             },
             None => Plan::NearOnly(generation),
         }
@@ -98,12 +112,13 @@ where
         sharing: Sharing,
         load: impl Future<Output = Result<V, E>>,
     ) -> Result<(Entry<V>, Option<Duration>), E> {
-        let (far, planned, won_stale) = match plan {
+        let (far, planned, won_stale, recache) = match plan {
             Plan::Far {
                 far,
                 fkey,
                 won_stale,
-            } => (far, fkey, *won_stale),
+                recache,
+            } => (far, fkey, *won_stale, *recache),
             Plan::NearOnly(generation) => return self.load_near(*generation, load).await,
             // Not given one (its caller returns the value), but a load all
             // the same if it were.
@@ -129,16 +144,18 @@ where
             };
             (ctx, renamed.as_str(), None)
         };
-        let mut flow = if sharing == Sharing::Unshared {
-            // This caller's wait on a load of this process was refused
-            // (loaders waiting on each other in a cycle): that load's
-            // leader holds the memcached lease, so polling it would only
-            // wait out `lease_wait`. Load here; store far only with a
-            // recompute token this caller holds.
-            let store = won_stale.map_or(Store::Skip, Store::Stale);
-            Load::compute(ctx, fkey, store)
-        } else {
-            Load::new(ctx, fkey, won_stale)
+        let mut flow = match recache {
+            Some(window) => Load::refresh(ctx, fkey, window),
+            None if sharing == Sharing::Unshared => {
+                // This caller's wait on a load of this process was refused
+                // (loaders waiting on each other in a cycle): that load's
+                // leader holds the memcached lease, so polling it would
+                // only wait out `lease_wait`. Load here; store far only
+                // with a recompute token this caller holds.
+                let store = won_stale.map_or(Store::Skip, Store::Stale);
+                Load::compute(ctx, fkey, store)
+            }
+            None => Load::new(ctx, fkey, won_stale),
         };
         let (entry, ttl) = drive::drive::<M, V, _, E>(far, &self.timer, &mut flow, load).await?;
         Ok((entry, Some(ttl)))
@@ -153,6 +170,7 @@ where
             far,
             fkey,
             won_stale: Some(cas),
+            ..
         } = plan
             && !ran
         {
@@ -172,10 +190,13 @@ pub(super) enum Plan<'c, V, Cl> {
     NearOnly(u64),
     /// Through the far tier, as `fkey` (in `far`'s generation);
     /// `won_stale`: the recompute token of a stale far item that a
-    /// revalidation took.
+    /// revalidation took; `recache`: a refresh-ahead of a live near copy,
+    /// which asks for the recompute token of a far value with less than
+    /// this left (see `refresh.rs`).
     Far {
         far: FarCall<'c, Cl>,
         fkey: String,
         won_stale: Option<Cas>,
+        recache: Option<Duration>,
     },
 }

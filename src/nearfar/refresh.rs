@@ -19,12 +19,12 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::drive::{self, Mode};
-use super::flow::load::Load;
+use super::drive::Mode;
 use super::generation::FarCall;
-use super::inner::{Entry, FarClient, GENERATIONS, Inner};
+use super::inner::{Entry, FarClient, Inner};
 use super::stats::bump;
 use super::{FarKey, nanos};
+use crate::store::Sharing;
 
 /// How long a refresh may hold its key's claim before another caller may
 /// start one (its holder is gone, or slower than this).
@@ -76,24 +76,19 @@ where
         };
         bump(&self.counters.refresh_aheads);
         let seen = self.write_generation(key).load(Ordering::Acquire);
-        let start = self.now();
         let far = self.far_call::<M>().await;
-        let generation = self.generation_of(far.as_ref());
-        let loaded = match far.and_then(|far| Some((self.key_of(&far, key)?, far))) {
-            Some((fkey, far)) => {
-                // A far value with less than this left is ours to recompute
-                // (if no other process took the token first).
-                let window = self.refresh_window(&far);
-                let mut flow = Load::refresh(self.ctx(&far), &fkey, window);
-                drive::drive::<M, V, _, E>(&far, &self.timer, &mut flow, load)
-                    .await
-                    .map(|(entry, ttl)| (entry, Some(ttl)))
-            }
-            None => self.load_near(generation, load).await,
-        };
+        // A far value with less than this left is ours to recompute (if no
+        // other process took the token first).
+        let window = far.as_ref().map(|far| self.refresh_window(far));
+        let plan = self.plan(far, key, None, window);
+        // The load path of every `get_with` (timed, observed; its value not
+        // shared: this caller's copy is live, so no one waits on it). No
+        // loader timeout: the copy is served to everyone else meanwhile.
+        let loaded = self
+            .load_fail_safe::<M, E>(key, &plan, Sharing::Unshared, load, None)
+            .await;
         match loaded {
-            Ok((mut entry, ttl)) => {
-                entry.delta = self.now().saturating_sub(start);
+            Ok((entry, ttl)) => {
                 let value = entry.value.clone();
                 let ttl = ttl.unwrap_or(Duration::MAX);
                 if !ttl.is_zero() {
@@ -121,8 +116,7 @@ where
     /// caller holds it (or a key sharing its stripe does). Released when the
     /// claim is dropped, however the refresh ends.
     fn claim_refresh(&self, key: &K) -> Option<Claim<'_>> {
-        let stripe = (self.gen_hasher.hash_one(key) % GENERATIONS as u64) as usize;
-        let slot = &self.refreshing[stripe];
+        let slot = &self.refreshing[self.stripe(key)];
         let now = self.now().max(1);
         let held = slot.load(Ordering::Relaxed);
         if held > now {

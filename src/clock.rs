@@ -138,10 +138,6 @@ impl Timer {
     }
 
     /// Whether a clock was injected (else the system's clock is used).
-    #[cfg_attr(
-        not(feature = "tokio"),
-        allow(dead_code, reason = "asked by the async driver only")
-    )]
     pub(crate) fn is_injected(&self) -> bool {
         self.clock.is_some()
     }

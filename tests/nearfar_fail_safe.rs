@@ -134,6 +134,54 @@ fn a_panicking_loader_serves_the_last_value_and_without_one_the_panic_goes_on() 
 }
 
 #[test]
+fn a_blocking_caller_waiting_past_loader_timeout_for_another_threads_load_is_served_the_last_value()
+{
+    let clock = MockClock::new();
+    let cache = builder(&clock).loader_timeout(secs(2)).build().unwrap();
+    let k = || "rate".to_string();
+    assert_eq!(cache.get_with(k(), || 5), 5);
+    clock.advance(NEAR_TTL + secs(1));
+
+    // Thread A loads the expired key, and its source hangs.
+    let (release, hold) = std::sync::mpsc::channel::<()>();
+    let (running, started) = std::sync::mpsc::channel();
+    let leader = {
+        let cache = cache.clone();
+        std::thread::spawn(move || {
+            cache.get_with(k(), || {
+                running.send(()).unwrap();
+                hold.recv_timeout(secs(10)).unwrap();
+                6
+            })
+        })
+    };
+    started.recv_timeout(secs(10)).unwrap();
+    // Thread B waits for A's load: on the cache's clock, not real time.
+    let (done, answer) = std::sync::mpsc::channel();
+    let waiter = {
+        let cache = cache.clone();
+        std::thread::spawn(move || done.send(cache.get_with(k(), || 7)).unwrap())
+    };
+    for _ in 0..1_000 {
+        if cache.stats().coalesced_waits == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(answer.recv_timeout(Duration::from_millis(50)).is_err());
+    clock.advance(secs(2));
+    // Past `loader_timeout`: B is served the last value, counted; A's
+    // loader runs on (nothing interrupts a thread) and its value is kept.
+    assert_eq!(answer.recv_timeout(secs(10)).unwrap(), 5);
+    assert_eq!(cache.stats().fail_safe_serves, 1);
+    waiter.join().unwrap();
+    release.send(()).unwrap();
+    assert_eq!(leader.join().unwrap(), 6);
+    assert_eq!(cache.get(&k()), Some(6));
+}
+
+#[test]
 fn the_setting_is_checked() {
     let zero = NearFar::<u32, u32>::builder()
         .fail_safe(Duration::ZERO)

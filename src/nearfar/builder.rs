@@ -320,8 +320,7 @@ impl<K, V, Cl> NearFarBuilder<K, V, Cl> {
     }
 
     /// Fail-safe: when a load fails — the loader returns an error or
-    /// panics, or an `AsyncNearFar`'s loader outlasts
-    /// [`loader_timeout`](Self::loader_timeout) — and this process still has
+    /// panics, or outlasts [`loader_timeout`](Self::loader_timeout) — and this process still has
     /// the key's last value, expired less than `max_stale` ago, that value
     /// is returned instead (to the caller and the callers waiting on the
     /// same load) and counted in
@@ -375,8 +374,14 @@ impl<K, V, Cl> NearFarBuilder<K, V, Cl> {
     /// the key's last value is served instead; the load is then dropped (a
     /// memcached lease it held is released on a task of its own, so other
     /// processes do not wait out [`lease_wait`](Self::lease_wait) for it).
-    /// Without a last value the load runs on. Off by default. A blocking `NearFar` runs its loader on the
-    /// calling thread, which nothing can interrupt: it ignores this setting.
+    /// Without a last value the load runs on. Off by default.
+    ///
+    /// A blocking `NearFar` runs its loader on the calling thread, which
+    /// nothing can interrupt: that caller waits for its own loader. The
+    /// callers waiting for it (other threads asking for the same key) are
+    /// served the last value once they have waited `timeout` (on the
+    /// injected [`clock`](Self::clock) when there is one); the loader runs
+    /// on, and its value is stored when it comes.
     pub fn loader_timeout(mut self, timeout: Duration) -> Self {
         self.loader_timeout = Some(timeout);
         self

@@ -1,5 +1,7 @@
 //! Fail-safe: when a load fails (the loader errs or panics, or, for an
-//! `AsyncNearFar`, outlasts `loader_timeout`) and the near tier still keeps
+//! `AsyncNearFar`, outlasts `loader_timeout`; for a `NearFar`, a caller
+//! waiting for another thread's load waits longer than `loader_timeout`:
+//! the store's `Patience`) and the near tier still keeps
 //! the key's last value, expired less than `max_stale` ago, that value is
 //! served instead, and kept near for `fail_safe_backoff` so the loader is
 //! tried again at most once per backoff. Written once for both handles: the
@@ -32,11 +34,8 @@ pub(super) struct FailSafe {
     /// How long a value served this way is kept near before the loader is
     /// tried again.
     pub(super) backoff: Duration,
-    /// How long an async load may run before a stale value is served.
-    #[cfg_attr(
-        not(feature = "tokio"),
-        allow(dead_code, reason = "read by the async handle only")
-    )]
+    /// How long an async load, or a blocking caller's wait for another
+    /// thread's load, may take before a stale value is served.
     pub(super) loader_timeout: Option<Duration>,
 }
 
@@ -126,7 +125,7 @@ where
     /// The key's last value, if the near tier keeps it and it expired less
     /// than `max_stale` ago (counting from its first expiry, however often
     /// it was served since): as the entry to keep near for the backoff.
-    fn fail_safe_entry(&self, key: &K) -> Option<(Entry<V>, Option<Duration>)> {
+    pub(super) fn fail_safe_entry(&self, key: &K) -> Option<(Entry<V>, Option<Duration>)> {
         let fail_safe = self.fail_safe?;
         let (entry, age) = self.near.get_stale(key)?;
         let now = self.now();

@@ -131,6 +131,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::memcached::Client;
+use crate::store::Patience;
 use drive::{Blocking, block_on};
 use inner::{Entry, Far, FarClient, Inner};
 use load::Plan;
@@ -340,12 +341,21 @@ where
             plan => plan,
         };
         let ran = Cell::new(false);
-        let result = inner.near.load_after_miss(key.clone(), |sharing| {
+        // The loader runs on this thread, which nothing interrupts; a
+        // caller waiting for another thread's load of the key is served
+        // its last value once `loader_timeout` has passed.
+        let instead = || inner.fail_safe_entry(key).map(|(entry, _)| entry);
+        let patience = inner.fail_safe.and_then(|f| f.loader_timeout);
+        let patience = patience.map(|wait| Patience {
+            wait,
+            instead: &instead,
+        });
+        let loader = |sharing| {
             ran.set(true);
-            // No loader timeout: the loader runs on this thread.
             let loading = async { load() };
             block_on(inner.load_fail_safe::<Blocking, E>(key, &plan, sharing, loading, None))
-        });
+        };
+        let result = inner.near.load_after_miss(key.clone(), loader, patience);
         block_on(inner.after_load::<Blocking>(&plan, ran.get()));
         result.map(|entry| entry.value)
     }

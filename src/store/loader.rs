@@ -44,6 +44,9 @@ use super::{Cache, Sharing, Touch, local};
 use crate::shim::{Condvar, Mutex, ThreadId, current_thread};
 
 mod awaiting;
+mod patience;
+
+pub(crate) use patience::Patience;
 
 /// A shared error from a failed load, type-erased so waiters with any error
 /// type can look at it.
@@ -446,16 +449,21 @@ where
         dead_code,
         reason = "the store's API for a layered cache, unused without one: see `LAYERED`"
     )]
+    ///
+    /// With `patience`, a caller that waits for another caller's load of
+    /// `key` waits that long at most, then returns what `patience.instead`
+    /// gives (when it gives nothing, it waits on).
     pub(crate) fn load_after_miss<E>(
         &self,
         key: K,
         load: impl FnOnce(Sharing) -> Result<(V, Option<Duration>), E>,
+        patience: Option<Patience<'_, V>>,
     ) -> Result<V, Arc<E>>
     where
         E: Send + Sync + 'static,
     {
         let hash = self.inner.hasher.hash_one(&key);
-        self.load_missed(hash, MissedKey::Owned(key), load)
+        self.load_missed_patiently(hash, MissedKey::Owned(key), load, patience)
     }
 
     /// The slow half of [`load_once`](Self::load_once), after a lookup of
@@ -465,6 +473,21 @@ where
         hash: u64,
         key: MissedKey<'_, K>,
         load: impl FnOnce(Sharing) -> Result<(V, Option<Duration>), E>,
+    ) -> Result<V, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+    {
+        self.load_missed_patiently(hash, key, load, None)
+    }
+
+    /// [`load_missed`](Self::load_missed), a wait on another caller's load
+    /// bounded by `patience` (see [`load_after_miss`](Self::load_after_miss)).
+    fn load_missed_patiently<E>(
+        &self,
+        hash: u64,
+        key: MissedKey<'_, K>,
+        load: impl FnOnce(Sharing) -> Result<(V, Option<Duration>), E>,
+        patience: Option<Patience<'_, V>>,
     ) -> Result<V, Arc<E>>
     where
         E: Send + Sync + 'static,
@@ -491,7 +514,21 @@ where
                 bump(&shard.counters.loads, 1);
                 return load(Sharing::Unshared).map(|(v, _)| v).map_err(Arc::new);
             };
-            match waiting.wait() {
+            let outcome = match &patience {
+                None => waiting.wait(),
+                Some(patience) => {
+                    let now = self.inner.time.now();
+                    let wait = u64::try_from(patience.wait.as_nanos()).unwrap_or(u64::MAX);
+                    match waiting.wait_until(&self.inner.time, now.saturating_add(wait)) {
+                        Some(outcome) => outcome,
+                        None => match (patience.instead)() {
+                            Some(v) => return Ok(v),
+                            None => waiting.wait(),
+                        },
+                    }
+                }
+            };
+            match outcome {
                 Outcome::Value(v) => return Ok(v),
                 Outcome::Failed(e) => {
                     if let Ok(e) = e.downcast::<E>() {
@@ -696,10 +733,14 @@ mod tests {
         let cache: Cache<u32, u32> = Cache::new(10);
         assert_eq!(cache.get(&1), None);
         let told = Mutex::new(Vec::new());
-        let got = cache.load_after_miss(1, |sharing| {
-            told.lock().unwrap().push(sharing);
-            Ok::<_, ()>((10, None))
-        });
+        let got = cache.load_after_miss(
+            1,
+            |sharing| {
+                told.lock().unwrap().push(sharing);
+                Ok::<_, ()>((10, None))
+            },
+            None,
+        );
         assert_eq!(got, Ok(10));
         assert_eq!(*told.lock().unwrap(), [Sharing::Shared]);
         assert_eq!(cache.get(&1), Some(10));
@@ -725,24 +766,38 @@ mod tests {
                     done_tx.clone(),
                 );
                 std::thread::spawn(move || {
-                    let v = cache.load_after_miss(mine, |sharing| {
-                        told.lock().unwrap().push((mine, sharing));
-                        both_loading.wait();
-                        let o = cache
-                            .load_after_miss(other, |sharing| {
-                                told.lock().unwrap().push((other, sharing));
-                                // A load nested in the unshared one: shared.
-                                let nested = cache
-                                    .load_after_miss(10 + other, |sharing| {
-                                        told.lock().unwrap().push((10 + other, sharing));
-                                        Ok::<_, ()>((1, None))
-                                    })
-                                    .unwrap();
-                                Ok::<_, ()>((other * 100 + nested, None))
-                            })
-                            .unwrap();
-                        Ok::<_, ()>((o + mine, None))
-                    });
+                    let v = cache.load_after_miss(
+                        mine,
+                        |sharing| {
+                            told.lock().unwrap().push((mine, sharing));
+                            both_loading.wait();
+                            let o = cache
+                                .load_after_miss(
+                                    other,
+                                    |sharing| {
+                                        told.lock().unwrap().push((other, sharing));
+                                        // A load nested in the unshared one: shared.
+                                        let nested = cache
+                                            .load_after_miss(
+                                                10 + other,
+                                                |sharing| {
+                                                    told.lock()
+                                                        .unwrap()
+                                                        .push((10 + other, sharing));
+                                                    Ok::<_, ()>((1, None))
+                                                },
+                                                None,
+                                            )
+                                            .unwrap();
+                                        Ok::<_, ()>((other * 100 + nested, None))
+                                    },
+                                    None,
+                                )
+                                .unwrap();
+                            Ok::<_, ()>((o + mine, None))
+                        },
+                        None,
+                    );
                     done_tx.send(v).unwrap();
                 });
             }

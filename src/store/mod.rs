@@ -19,6 +19,11 @@
 mod builder;
 mod index;
 mod loader;
+#[cfg_attr(
+    not(feature = "memcached"),
+    allow(unused_imports, reason = "the store's API for a layered cache: see `LAYERED`")
+)]
+pub(crate) use loader::Patience;
 mod local;
 #[cfg(all(test, not(shuttle)))]
 mod lock_tests;

@@ -435,3 +435,71 @@ fn shuttle_a_dropped_async_leader_releases_its_waiter() {
         ITERATIONS,
     );
 }
+
+/// A waiter with patience (`Patience`, NearFar's blocking `loader_timeout`)
+/// on an injected clock that a third thread advances past its deadline:
+/// in every interleaving the waiter returns, with the leader's value or
+/// (only once the clock passed its deadline) the one it is offered; the
+/// leader's value is stored; the loader runs once.
+fn patient_waiter_returns_and_the_leaders_value_is_stored() {
+    use std::time::Duration;
+
+    use super::Patience;
+    use crate::MockClock;
+
+    let clock = MockClock::new();
+    let cache: Cache<u32, u32> = Cache::builder()
+        .max_entries(10)
+        .shards(1)
+        .clock(clock.clone())
+        .build();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let load = |cache: Cache<u32, u32>, calls: Arc<AtomicUsize>, patient: bool| {
+        let clock = clock.clone();
+        thread::spawn(move || {
+            let instead = || {
+                assert!(clock.elapsed() >= Duration::from_secs(1), "gave up early");
+                Some(99)
+            };
+            let patience = patient.then(|| Patience {
+                wait: Duration::from_secs(1),
+                instead: &instead,
+            });
+            let loader = |_| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                thread::yield_now();
+                Ok::<_, ()>((10, None))
+            };
+            cache.load_after_miss(7, loader, patience).unwrap()
+        })
+    };
+    let a = load(cache.clone(), Arc::clone(&calls), true);
+    let b = load(cache.clone(), Arc::clone(&calls), true);
+    let advancer = {
+        let clock = clock.clone();
+        thread::spawn(move || clock.advance(Duration::from_secs(2)))
+    };
+    let got = [a.join().unwrap(), b.join().unwrap()];
+    advancer.join().unwrap();
+    assert!(got.contains(&10), "no caller led the load: {got:?}");
+    assert!(got.iter().all(|&v| v == 10 || v == 99), "{got:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(cache.get(&7), Some(10));
+}
+
+#[test]
+fn shuttle_a_patient_waiter_returns_and_the_leaders_value_is_stored() {
+    shuttle::check_random(
+        patient_waiter_returns_and_the_leaders_value_is_stored,
+        ITERATIONS,
+    );
+}
+
+#[test]
+fn shuttle_a_patient_waiter_returns_and_the_leaders_value_is_stored_pct() {
+    shuttle::check_pct(
+        patient_waiter_returns_and_the_leaders_value_is_stored,
+        ITERATIONS,
+        3,
+    );
+}

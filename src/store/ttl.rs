@@ -33,6 +33,12 @@ impl TimeSource {
         }
     }
 
+    /// Whether a clock was injected (it moves only when told: a timed wait
+    /// on it reads it again rather than trusting real time).
+    pub(crate) fn is_injected(&self) -> bool {
+        self.timer.is_injected()
+    }
+
     /// Nanoseconds since the cache was built, plus one (never 0).
     #[inline]
     pub(crate) fn now(&self) -> u64 {

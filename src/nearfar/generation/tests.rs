@@ -201,10 +201,14 @@ fn a_load_planned_before_a_newer_generation_loads_in_it() {
     assert!(matches!(&plan, Plan::Far { fkey, .. } if fkey == "ns:#g1:1"));
     // Taken before the load is registered: the clear cannot supersede it.
     nf.inner.adopt(2, false);
-    let loaded = nf.inner.near.load_after_miss(1, |sharing| {
-        let load = async { Ok::<_, Infallible>("v".to_string()) };
-        block_on(nf.inner.load_far::<Blocking, _>(&1, &plan, sharing, load))
-    });
+    let loaded = nf.inner.near.load_after_miss(
+        1,
+        |sharing| {
+            let load = async { Ok::<_, Infallible>("v".to_string()) };
+            block_on(nf.inner.load_far::<Blocking, _>(&1, &plan, sharing, load))
+        },
+        None,
+    );
     assert_eq!(loaded.unwrap().generation, 2);
     assert_eq!(nf.get(&1).as_deref(), Some("v"));
     assert_eq!(nf.far_key(&1).as_deref(), Some("ns:#g2:1"));

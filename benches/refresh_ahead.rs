@@ -5,7 +5,10 @@
 //! calls, and the calls that waited for a load (took over 25 ms: a near or
 //! far hit takes well under a millisecond here) after the first fill (each
 //! thread's first call, which all wait for the first load, is left out),
-//! per mode.
+//! per mode. A third mode runs the same load as tasks: 4 `AsyncNearFar`
+//! instances x 50 tasks on a 2-worker tokio runtime, with
+//! `refresh_ahead(0.8)` and `get_with_spawned` (the refresh on a task of
+//! its own, so no caller should wait after the first fill).
 //!
 //! `cargo bench --bench refresh_ahead` (2 x 10 TTL periods of 3 s: a
 //! minute; `NEARFAR_RA_TTL_MS` changes the period: memcached counts TTLs in
@@ -28,6 +31,7 @@ const LOADER: Duration = Duration::from_millis(50);
 /// A call slower than this waited for a load.
 const WAITED: Duration = Duration::from_millis(25);
 
+#[derive(Default)]
 struct Run {
     calls: u64,
     waited: u64,
@@ -79,8 +83,7 @@ fn run(
                 // A steady rate: one read every 10 ms per thread, offset
                 // so the threads do not read in lockstep.
                 thread::sleep(Duration::from_micros(200 * t as u64));
-                let (mut calls, mut waited, mut slowest) = (0u64, 0u64, Duration::ZERO);
-                let mut first = true;
+                let mut tally = Tally::default();
                 while !stop.load(Ordering::Relaxed) {
                     let at = Instant::now();
                     cache.get_with("hot".to_string(), || {
@@ -88,37 +91,124 @@ fn run(
                         thread::sleep(LOADER);
                         7
                     });
-                    let took = at.elapsed();
-                    calls += 1;
-                    if !std::mem::take(&mut first) {
-                        if took >= WAITED {
-                            waited += 1;
-                        }
-                        slowest = slowest.max(took);
-                    }
+                    let took = tally.record(at.elapsed());
                     thread::sleep(Duration::from_millis(10).saturating_sub(took));
                 }
-                (calls, waited, slowest)
+                tally
             })
         })
         .collect();
     start.wait();
     thread::sleep(ttl * periods);
     stop.store(true, Ordering::Relaxed);
-    let mut out = Run {
-        calls: 0,
-        waited: 0,
-        loader_calls: 0,
-        slowest: Duration::ZERO,
-    };
+    let mut out = Run::default();
     for handle in handles {
-        let (calls, waited, slowest) = handle.join().expect("reader");
-        out.calls += calls;
-        out.waited += waited;
-        out.slowest = out.slowest.max(slowest);
+        out.add(handle.join().expect("reader"));
     }
     out.loader_calls = loader_calls.load(Ordering::Relaxed);
     out
+}
+
+/// The async mode: `instances` `AsyncNearFar`s x `tasks` tasks, each read
+/// through `get_with_spawned`.
+fn run_async(
+    addr: &str,
+    namespace: &str,
+    instances: usize,
+    tasks: usize,
+    ttl: Duration,
+    periods: u32,
+) -> Run {
+    use nearfar::AsyncNearFar;
+    use nearfar::memcached::AsyncClient;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let loader_calls = Arc::new(AtomicU64::new(0));
+        let mut caches: Vec<Arc<AsyncNearFar<String, u64>>> = Vec::new();
+        for _ in 0..instances {
+            let client: AsyncClient = Client::builder()
+                .servers([addr])
+                .build_async()
+                .expect("client");
+            let cache = AsyncNearFar::builder()
+                .far(client)
+                .namespace(namespace)
+                .far_ttl(ttl)
+                .near_ttl(ttl)
+                .refresh_ahead(0.8)
+                .build()
+                .expect("near/far");
+            caches.push(Arc::new(cache));
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let handles: Vec<_> = caches
+            .iter()
+            .flat_map(|cache| (0..tasks).map(move |t| (Arc::clone(cache), t)))
+            .map(|(cache, t)| {
+                let (stop, loader_calls) = (Arc::clone(&stop), Arc::clone(&loader_calls));
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_micros(200 * t as u64)).await;
+                    let mut tally = Tally::default();
+                    while !stop.load(Ordering::Relaxed) {
+                        let at = Instant::now();
+                        let loader_calls = Arc::clone(&loader_calls);
+                        let load = || async move {
+                            loader_calls.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(LOADER).await;
+                            7
+                        };
+                        cache.get_with_spawned("hot".to_string(), load).await;
+                        let took = tally.record(at.elapsed());
+                        tokio::time::sleep(Duration::from_millis(10).saturating_sub(took)).await;
+                    }
+                    tally
+                })
+            })
+            .collect();
+        tokio::time::sleep(ttl * periods).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut out = Run::default();
+        for handle in handles {
+            out.add(handle.await.expect("reader"));
+        }
+        out.loader_calls = loader_calls.load(Ordering::Relaxed);
+        out
+    })
+}
+
+/// One reader's calls: how many, how many waited for a load after its
+/// first (which waits for the first fill), the slowest after it.
+#[derive(Default)]
+struct Tally {
+    calls: u64,
+    waited: u64,
+    slowest: Duration,
+}
+
+impl Tally {
+    fn record(&mut self, took: Duration) -> Duration {
+        if self.calls > 0 {
+            if took >= WAITED {
+                self.waited += 1;
+            }
+            self.slowest = self.slowest.max(took);
+        }
+        self.calls += 1;
+        took
+    }
+}
+
+impl Run {
+    fn add(&mut self, tally: Tally) {
+        self.calls += tally.calls;
+        self.waited += tally.waited;
+        self.slowest = self.slowest.max(tally.slowest);
+    }
 }
 
 fn main() {
@@ -138,20 +228,29 @@ fn main() {
         "| mode | calls | loader calls | calls that waited for a load (> {WAITED:?}) after the first fill | slowest call after it |"
     );
     println!("|---|---|---|---|---|");
-    for (mode, refresh) in [
-        ("without refresh-ahead", false),
-        ("refresh_ahead(0.8)", true),
+    for (mode, refresh, spawned) in [
+        ("without refresh-ahead", false, false),
+        ("refresh_ahead(0.8)", true, false),
+        ("refresh_ahead(0.8), async, get_with_spawned", true, true),
     ] {
-        let namespace = if refresh { "ra-on" } else { "ra-off" };
-        let r = run(
-            &server.addr(),
-            namespace,
-            refresh,
-            instances,
-            threads,
-            ttl,
-            periods,
-        );
+        let namespace = match (refresh, spawned) {
+            (false, _) => "ra-off",
+            (true, false) => "ra-on",
+            (true, true) => "ra-async",
+        };
+        let r = if spawned {
+            run_async(&server.addr(), namespace, instances, threads, ttl, periods)
+        } else {
+            run(
+                &server.addr(),
+                namespace,
+                refresh,
+                instances,
+                threads,
+                ttl,
+                periods,
+            )
+        };
         println!(
             "| {mode} | {} | {} | {} | {:.1} ms |",
             r.calls,

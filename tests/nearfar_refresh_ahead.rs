@@ -225,3 +225,67 @@ fn an_async_copy_past_the_threshold_is_reloaded_by_one_task() {
         assert_eq!(cache.get(&"k".to_string()).await, Some(2));
     });
 }
+
+#[cfg(feature = "tokio")]
+#[test]
+fn with_get_with_spawned_the_refresh_runs_on_its_own_task_and_no_caller_waits() {
+    use nearfar::AsyncNearFar;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let clock = MockClock::new();
+        let cache: Arc<AsyncNearFar<String, u32>> = Arc::new(
+            AsyncNearFar::builder()
+                .near(Cache::builder().max_entries(100).clock(clock.clone()))
+                .near_ttl(TTL)
+                .refresh_ahead(0.8)
+                .clock(clock.clone())
+                .build()
+                .unwrap(),
+        );
+        let loads = Loads::default();
+        let l = loads.clone();
+        let first = cache.get_with_spawned("k".to_string(), || async move { l.load(1) });
+        assert_eq!(first.await, 1);
+        clock.advance(secs(9.0));
+        // The refresh's loader does not end until the test says so: every
+        // caller, the one that started the refresh too, is served the copy
+        // meanwhile.
+        let release = Arc::new(tokio::sync::Notify::new());
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let (cache, loads, release) =
+                    (Arc::clone(&cache), loads.clone(), Arc::clone(&release));
+                tokio::spawn(async move {
+                    cache
+                        .get_with_spawned("k".to_string(), || async move {
+                            release.notified().await;
+                            loads.load(2)
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), 1, "served the copy, not waiting");
+        }
+        assert_eq!(cache.stats().refresh_aheads, 1, "one refresh started");
+        release.notify_one();
+        // The refresh lands on its own (bounded: 5 s of real time).
+        for _ in 0..500 {
+            if cache.get(&"k".to_string()).await == Some(2) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(cache.get(&"k".to_string()).await, Some(2));
+        assert_eq!(loads.count(), 2, "one refresh");
+        // Past the old copy's expiry the new one is served.
+        clock.advance(secs(2.0));
+        assert_eq!(cache.get(&"k".to_string()).await, Some(2));
+    });
+}

@@ -110,6 +110,16 @@ impl Mode for Tokio {
     }
 }
 
+/// What the near lookup of a `get_with` found.
+enum Lookup<V> {
+    /// A live copy, not due for refresh.
+    Fresh(V),
+    /// A live copy due for refresh-ahead.
+    DueRefresh(Entry<V>),
+    /// None, or a copy to revalidate: load (see `AsyncNearFar::load`).
+    Load(Option<Entry<V>>),
+}
+
 /// The far pool's client, sending without a call's breaker or counters:
 /// what a dropped load held is released with it (see
 /// [`Tokio::release_dropped`]).
@@ -366,18 +376,142 @@ where
         E: Send + Sync + 'static,
     {
         let inner = &*self.inner;
-        let entry = match inner.near.get(key) {
+        match self.lookup(key) {
+            Lookup::Fresh(value) => Ok(value),
+            Lookup::DueRefresh(entry) => {
+                // On this task: see `NearFarBuilder::refresh_ahead`.
+                Ok(Box::pin(inner.refresh_ahead::<Tokio, E>(key, entry, load)).await)
+            }
+            // Boxed, as in `get`: a near hit does not move the load's state.
+            Lookup::Load(entry) => Box::pin(self.load(key, entry, load)).await,
+        }
+    }
+
+    /// The near lookup a `get_with` starts with.
+    #[inline]
+    fn lookup(&self, key: &K) -> Lookup<V> {
+        let inner = &*self.inner;
+        match inner.near.get(key) {
             Some(entry) if !inner.due(&entry) => {
                 if inner.due_refresh(&entry) {
-                    // On this task: see `NearFarBuilder::refresh_ahead`.
-                    return Ok(Box::pin(inner.refresh_ahead::<Tokio, E>(key, entry, load)).await);
+                    Lookup::DueRefresh(entry)
+                } else {
+                    Lookup::Fresh(entry.value)
                 }
-                return Ok(entry.value);
             }
-            entry => entry,
+            entry => Lookup::Load(entry),
+        }
+    }
+
+    /// As [`get_with`](Self::get_with), for a loader that owns what it
+    /// uses (`Send + 'static`), so that a refresh-ahead (see
+    /// [`NearFarBuilder::refresh_ahead`]) runs on a task of its own: the
+    /// caller that wins the refresh is served the current copy at once,
+    /// like every other caller, and no caller waits for the refresh. A miss
+    /// is loaded as by `get_with`, awaited by its callers.
+    ///
+    /// # Panics
+    ///
+    /// As for [`get_with`](Self::get_with). A refresh that panics on its
+    /// task ends that task only (the copy stays until it expires).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use nearfar::AsyncNearFar;
+    ///
+    /// # async fn fetch_rate(_: &str) -> f64 { 1.08 }
+    /// # async fn run() -> Result<(), nearfar::NearFarError> {
+    /// let rates: AsyncNearFar<String, f64> = AsyncNearFar::builder()
+    ///     .near_ttl(Duration::from_secs(60))
+    ///     .refresh_ahead(0.8)
+    ///     .build()?;
+    /// let rate = rates
+    ///     .get_with_spawned("eur".to_string(), || async { fetch_rate("eur").await })
+    ///     .await;
+    /// assert_eq!(rate, 1.08);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn get_with_spawned<F>(&self, key: K, load: impl FnOnce() -> F) -> V
+    where
+        F: Future<Output = V> + Send + 'static,
+    {
+        let load = || {
+            let load = load();
+            async move { Ok::<V, std::convert::Infallible>(load.await) }
         };
-        // Boxed, as in `get`: a near hit does not move the load's state.
-        Box::pin(self.load(key, entry, load)).await
+        match self.try_get_with_spawned(key, load).await {
+            Ok(v) => v,
+            Err(e) => match *e {},
+        }
+    }
+
+    /// As [`try_get_with`](Self::try_get_with), with the refresh-ahead of
+    /// [`get_with_spawned`](Self::get_with_spawned) on a task of its own.
+    ///
+    /// # Errors
+    ///
+    /// The loader's error, shared, for a miss. The error of a refresh is
+    /// not returned (the copy is served, and stays until it expires).
+    ///
+    /// # Panics
+    ///
+    /// As for [`get_with_spawned`](Self::get_with_spawned).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # async fn run() -> Result<(), nearfar::NearFarError> {
+    /// let cache = nearfar::AsyncNearFar::<String, u32>::builder().build()?;
+    /// let ok = cache
+    ///     .try_get_with_spawned("7".to_string(), || async { "7".parse::<u32>() })
+    ///     .await;
+    /// assert_eq!(ok.unwrap(), 7);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn try_get_with_spawned<E, F>(
+        &self,
+        key: K,
+        load: impl FnOnce() -> F,
+    ) -> Result<V, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+        F: Future<Output = Result<V, E>> + Send + 'static,
+    {
+        match self.lookup(&key) {
+            Lookup::Fresh(value) => Ok(value),
+            Lookup::DueRefresh(entry) => {
+                self.spawn_refresh(key, load());
+                Ok(entry.value)
+            }
+            Lookup::Load(entry) => Box::pin(self.load(&key, entry, load())).await,
+        }
+    }
+
+    /// Starts the refresh of `key` on a task of its own if this caller
+    /// wins the key's claim (claimed here, so that one task is spawned
+    /// however many callers find the copy due). Without a runtime to
+    /// spawn on (it is shutting down) there is no refresh.
+    fn spawn_refresh<E, F>(&self, key: K, load: F)
+    where
+        E: Send + Sync + 'static,
+        F: Future<Output = Result<V, E>> + Send + 'static,
+    {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let Some(claim) = self.inner.claim_refresh(&key) else {
+            return;
+        };
+        let (claim, inner) = (claim.detach(), Arc::clone(&self.inner));
+        runtime.spawn(async move {
+            let claim = inner.reattach(claim);
+            inner.refresh_claimed::<Tokio, E>(&key, claim, load).await;
+        });
     }
 
     /// `try_get_with` after a near miss (or with a copy due for

@@ -403,9 +403,13 @@ impl<K, V, Cl> NearFarBuilder<K, V, Cl> {
     ///   together do not all refresh together.
     /// * The refresh runs in the call that starts it: on the caller's
     ///   thread for a `NearFar` (no hidden threads), on the caller's task
-    ///   for an `AsyncNearFar`; that caller waits for the load and gets the
-    ///   new value. A refresh that fails leaves the copy until it expires
-    ///   (its caller gets the copy, not the error).
+    ///   for an `AsyncNearFar`'s `get_with`; that caller waits for the load
+    ///   and gets the new value. With
+    ///   [`AsyncNearFar::get_with_spawned`](super::AsyncNearFar::get_with_spawned)
+    ///   (a loader that owns what it uses: `Send + 'static`) it runs on a
+    ///   task of its own instead, and no caller waits for it. A refresh
+    ///   that fails leaves the copy until it expires (its caller gets the
+    ///   copy, not the error).
     ///
     /// Counted in [`NearFarStats::refresh_aheads`](super::NearFarStats::refresh_aheads).
     /// `get` (without a loader) does not refresh. Off by default.

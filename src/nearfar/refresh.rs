@@ -8,7 +8,9 @@
 //! close to its expiry (`mg ... R`), and a process that finds the far value
 //! already refreshed takes it instead of loading. Written once for both
 //! handles: an `async fn` over a driver [`Mode`], run on the winner's
-//! thread (blocking) or task (async).
+//! thread (blocking) or task (`AsyncNearFar::get_with`), or on a task
+//! spawned for it (`AsyncNearFar::get_with_spawned`, whose loader is
+//! `'static`).
 
 use std::cell::Cell;
 use std::future::Future;
@@ -71,9 +73,24 @@ where
         current: Entry<V>,
         load: impl Future<Output = Result<V, E>>,
     ) -> V {
-        let Some(_claim) = self.claim_refresh(key) else {
+        let Some(claim) = self.claim_refresh(key) else {
             return current.value;
         };
+        let refreshed = self.refresh_claimed::<M, E>(key, claim, load).await;
+        refreshed.unwrap_or(current.value)
+    }
+
+    /// The refresh of `key` once its `claim` is won (by this caller, or
+    /// handed to a spawned task: see `AsyncNearFar::get_with_spawned`):
+    /// the new value, kept near, or `None` when the refresh failed.
+    pub(super) async fn refresh_claimed<M: Mode<Client = Cl>, E>(
+        &self,
+        key: &K,
+        claim: Claim<'_>,
+        load: impl Future<Output = Result<V, E>>,
+    ) -> Option<V> {
+        // Released when the refresh ends, however it ends.
+        let _claim = claim;
         bump(&self.counters.refresh_aheads);
         let seen = self.write_generation(key).load(Ordering::Acquire);
         let far = self.far_call::<M>().await;
@@ -87,17 +104,13 @@ where
         let loaded = self
             .load_fail_safe::<M, E>(key, &plan, Sharing::Unshared, load, None)
             .await;
-        match loaded {
-            Ok((entry, ttl)) => {
-                let value = entry.value.clone();
-                let ttl = ttl.unwrap_or(Duration::MAX);
-                if !ttl.is_zero() {
-                    self.keep_near(key, seen, entry, ttl);
-                }
-                value
-            }
-            Err(_) => current.value,
+        let (entry, ttl) = loaded.ok()?;
+        let value = entry.value.clone();
+        let ttl = ttl.unwrap_or(Duration::MAX);
+        if !ttl.is_zero() {
+            self.keep_near(key, seen, entry, ttl);
         }
+        Some(value)
     }
 
     /// The far refresh window: the share of `far_ttl` after the threshold,
@@ -115,8 +128,9 @@ where
     /// Claims the refresh of `key` in this process: `None` when another
     /// caller holds it (or a key sharing its stripe does). Released when the
     /// claim is dropped, however the refresh ends.
-    fn claim_refresh(&self, key: &K) -> Option<Claim<'_>> {
-        let slot = &self.refreshing[self.stripe(key)];
+    pub(super) fn claim_refresh(&self, key: &K) -> Option<Claim<'_>> {
+        let stripe = self.stripe(key);
+        let slot = &self.refreshing[stripe];
         let now = self.now().max(1);
         let held = slot.load(Ordering::Relaxed);
         if held > now {
@@ -127,14 +141,61 @@ where
         // compare-exchange makes exactly one caller win it.
         slot.compare_exchange(held, until, Ordering::Relaxed, Ordering::Relaxed)
             .ok()?;
-        Some(Claim { slot, until })
+        Some(Claim {
+            slot,
+            stripe,
+            until,
+        })
+    }
+
+    /// A claim [`Claim::detach`]ed for a task that holds its own handle on
+    /// this state, taken up again (released when dropped).
+    #[cfg_attr(
+        not(feature = "tokio"),
+        allow(dead_code, reason = "a spawned refresh is the async handle's")
+    )]
+    pub(super) fn reattach(&self, claim: Detached) -> Claim<'_> {
+        Claim {
+            slot: &self.refreshing[claim.stripe],
+            stripe: claim.stripe,
+            until: claim.until,
+        }
     }
 }
 
 /// A held refresh claim: released on drop (if still this one's).
-struct Claim<'a> {
+pub(super) struct Claim<'a> {
     slot: &'a AtomicU64,
+    stripe: usize,
     until: u64,
+}
+
+/// A held claim without its borrow of the state, to move into a spawned
+/// task (see [`Inner::reattach`]). Dropped without being reattached, it is
+/// not released: it lapses after [`CLAIM_HOLD`].
+#[cfg_attr(
+    not(feature = "tokio"),
+    allow(dead_code, reason = "a spawned refresh is the async handle's")
+)]
+pub(super) struct Detached {
+    stripe: usize,
+    until: u64,
+}
+
+impl Claim<'_> {
+    /// This claim, still held, for a task of its own.
+    #[cfg_attr(
+        not(feature = "tokio"),
+        allow(dead_code, reason = "a spawned refresh is the async handle's")
+    )]
+    pub(super) fn detach(self) -> Detached {
+        let detached = Detached {
+            stripe: self.stripe,
+            until: self.until,
+        };
+        std::mem::forget(self);
+        detached
+    }
 }
 
 impl Drop for Claim<'_> {

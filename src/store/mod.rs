@@ -21,7 +21,10 @@ mod index;
 mod loader;
 #[cfg_attr(
     not(feature = "memcached"),
-    allow(unused_imports, reason = "the store's API for a layered cache: see `LAYERED`")
+    allow(
+        unused_imports,
+        reason = "the store's API for a layered cache: see `LAYERED`"
+    )
 )]
 pub(crate) use loader::Patience;
 mod local;

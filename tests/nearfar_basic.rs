@@ -118,6 +118,23 @@ fn instances_share_inserts_and_removes() {
 }
 
 #[test]
+fn a_borrowed_key_reads_both_tiers_as_the_owned_one() {
+    let mc = Memcached::start();
+    let a = instance(&mc, "borrowed");
+    let b = instance(&mc, "borrowed");
+    a.insert(k("x"), k("1"));
+    // Near hit, by `&str` on a `String` key.
+    assert_eq!(a.get("x").as_deref(), Some("1"));
+    // Near miss, far hit: the `&str` renders the owned key's far key, and
+    // the far value is kept near under the owned key.
+    assert_eq!(b.get("x").as_deref(), Some("1"));
+    assert_eq!(b.stats().far_hits, 1);
+    assert_eq!(b.get(&k("x")).as_deref(), Some("1"));
+    assert_eq!(b.stats().near_hits, 1);
+    assert_eq!(b.get("y"), None);
+}
+
+#[test]
 fn near_ttl_is_bounded_by_far_ttl_left() {
     let mc = Memcached::start();
     let raw = client(&mc);

@@ -6,6 +6,7 @@
 //! callers waiting for another's load await it instead of parking a
 //! thread.
 
+use std::borrow::Borrow;
 use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
@@ -274,27 +275,36 @@ where
     }
 
     /// The value for `key`: from the near tier, else from memcached (kept
-    /// near), else `None`. As [`NearFar::get`](super::NearFar::get).
+    /// near), else `None`. As [`NearFar::get`](super::NearFar::get), the
+    /// key in a borrowed form too (`&str` for a `String` key).
     ///
     /// # Examples
     ///
     /// ```
     /// # async fn run() -> Result<(), nearfar::NearFarError> {
-    /// let cache = nearfar::AsyncNearFar::<u32, String>::builder().build()?;
-    /// assert_eq!(cache.get(&1).await, None);
-    /// cache.insert(1, "one".into()).await;
-    /// assert_eq!(cache.get(&1).await.as_deref(), Some("one"));
+    /// let cache = nearfar::AsyncNearFar::<String, u32>::builder().build()?;
+    /// assert_eq!(cache.get("one").await, None);
+    /// cache.insert("one".to_string(), 1).await;
+    /// assert_eq!(cache.get("one").await, Some(1));
     /// # Ok(())
     /// # }
     /// ```
-    pub fn get<'a>(&'a self, key: &'a K) -> impl Future<Output = Option<V>> + Send + 'a {
+    pub fn get<'a, Q>(&'a self, key: &Q) -> impl Future<Output = Option<V>> + Send + 'a
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let inner = &*self.inner;
         // The near lookup is made here, when `get` is called: a near hit's
         // future is ready at once and costs no state machine; only the far
-        // path (boxed, its state being large) is a future to drive.
+        // path (boxed, its state being large) is a future to drive, with
+        // the key made owned.
         match inner.near.get(key) {
             Some(entry) if !inner.due(&entry) => Get::Hit(Some(entry.value)),
-            entry => Get::Far(Box::pin(inner.get_slow::<Tokio>(key, entry))),
+            entry => {
+                let key = key.to_owned();
+                Get::Far(Box::pin(async move { inner.get_slow::<Tokio>(&key, entry).await }))
+            }
         }
     }
 

@@ -122,6 +122,7 @@ mod refresh;
 mod stats;
 mod write;
 
+use std::borrow::Borrow;
 use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
@@ -232,21 +233,32 @@ where
     /// in `far_errors`). A value memcached marked stale is returned (counted
     /// in `stale_serves`).
     ///
+    /// The key may be given in a borrowed form (`&str` for a `String`
+    /// key), as for [`Cache::get`](crate::Cache::get); it is made owned only
+    /// when the near tier misses. The borrowed form must render the same
+    /// far key as the owned one, as std's pairs do (`str` and `String`,
+    /// `[T]` and `Vec<T>`, `T` and `Box<T>` or `Arc<T>`: serde writes them
+    /// alike).
+    ///
     /// # Examples
     ///
     /// ```
-    /// let cache: nearfar::NearFar<u32, String> = nearfar::NearFar::builder().build()?;
-    /// assert_eq!(cache.get(&1), None);
-    /// cache.insert(1, "one".into());
-    /// assert_eq!(cache.get(&1).as_deref(), Some("one"));
+    /// let cache: nearfar::NearFar<String, u32> = nearfar::NearFar::builder().build()?;
+    /// assert_eq!(cache.get("one"), None);
+    /// cache.insert("one".to_string(), 1);
+    /// assert_eq!(cache.get("one"), Some(1));
     /// # Ok::<(), nearfar::NearFarError>(())
     /// ```
     #[inline]
-    pub fn get(&self, key: &K) -> Option<V> {
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let inner = &*self.inner;
         match inner.near.get(key) {
             Some(entry) if !inner.due(&entry) => Some(entry.value),
-            entry => self.get_slow(key, entry),
+            entry => self.get_slow(&key.to_owned(), entry),
         }
     }
 

@@ -250,6 +250,39 @@ fn key_prefix_is_applied() {
 }
 
 #[test]
+fn with_the_default_limit_the_client_refuses_what_memcached_would() {
+    // memcached's default item limit (`-I 1m`) covers the value, the key
+    // and 63 bytes of item overhead: the client refuses a value of 1 MiB
+    // itself, and the largest value it lets through is stored.
+    let mc = Memcached::start();
+    let c = client(&mc);
+    let mib = "x".repeat(1024 * 1024);
+    assert!(matches!(
+        c.set("whole", &mib, MINUTE),
+        Err(Error::ValueTooLarge {
+            size: 1_048_576,
+            max: 1_048_508
+        })
+    ));
+    let key = "k".repeat(250);
+    for key in ["k", key.as_str()] {
+        // A `String` is stored with non-zero client flags (text), which
+        // take memcached's item 4 bytes more than flags 0.
+        let largest = "x".repeat(1024 * 1024 - 63 - key.len());
+        c.set(key, &largest, MINUTE).unwrap();
+        assert_eq!(
+            c.get::<String>(key).unwrap().map(|v| v.len()),
+            Some(largest.len())
+        );
+        let over = "x".repeat(largest.len() + 1);
+        assert!(matches!(
+            c.set(key, &over, MINUTE),
+            Err(Error::ValueTooLarge { .. })
+        ));
+    }
+}
+
+#[test]
 fn oversized_values_are_refused_before_sending() {
     let mc = Memcached::start();
     let c = Client::builder()
@@ -258,11 +291,13 @@ fn oversized_values_are_refused_before_sending() {
         .build()
         .unwrap();
     let big = vec![7u8; 1001];
+    // The limit is the server's item size: the key and memcached's 63
+    // bytes of item overhead count against it.
     assert!(matches!(
         c.set("big", &big, MINUTE),
         Err(Error::ValueTooLarge {
             size: 1001,
-            max: 1000
+            max: 934
         })
     ));
     assert!(matches!(
@@ -272,17 +307,29 @@ fn oversized_values_are_refused_before_sending() {
     // Nothing of the refused batch was sent.
     assert_eq!(c.get_raw("ok").unwrap(), None);
     assert_eq!(c.get_raw("big").unwrap(), None);
-    c.set("fits", &vec![1u8; 1000], MINUTE).unwrap();
+    c.set("fits", &vec![1u8; 933], MINUTE).unwrap();
+    assert!(matches!(
+        c.set("fits", &vec![1u8; 934], MINUTE),
+        Err(Error::ValueTooLarge {
+            size: 934,
+            max: 933
+        })
+    ));
 
-    // With the default limit (1 MiB) a value the server refuses by its own
-    // limit comes back as a server error, and the connection stays usable.
-    let d = client(&mc);
+    // A client told of a larger limit than the server's: the value the
+    // server refuses by its own limit comes back as a server error, and
+    // the connection stays usable.
+    let d = Client::builder()
+        .servers([mc.addr()])
+        .max_item_size(2 * 1024 * 1024)
+        .build()
+        .unwrap();
     let almost = vec![1u8; 1024 * 1024 - 10];
     assert!(matches!(
         d.set("huge", &almost, MINUTE),
         Err(Error::Server(_))
     ));
-    assert_eq!(d.get::<Vec<u8>>("fits").unwrap(), Some(vec![1u8; 1000]));
+    assert_eq!(d.get::<Vec<u8>>("fits").unwrap(), Some(vec![1u8; 933]));
 }
 
 #[test]

@@ -298,7 +298,7 @@ fn a_refused_set_many_leaves_a_due_probe_alone() {
         c.set_many(&[("ok", &small), ("big", &big)], MINUTE),
         Err(Error::ValueTooLarge {
             size: 1001,
-            max: 1000
+            max: 934
         })
     ));
     assert!(!c.is_marked_dead(&mc.addr()));

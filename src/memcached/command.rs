@@ -152,6 +152,12 @@ pub(crate) trait Command {
     /// The server's error lines as [`Error::from_reply`] maps them, a reply
     /// this request cannot get as a protocol error, and codec errors.
     fn read(&self, reply: Reply<'_>) -> Result<Self::Output>;
+
+    /// The size of the value it stores, if it stores one: checked against
+    /// the item size limit before it is routed (`Core::begin`).
+    fn stored_len(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// The meta status of a reply, `None` for any other reply.
@@ -441,6 +447,10 @@ impl Command for Store<'_> {
         encode_meta_set(out, key, &self.data, &self.flags.tagged(opaque));
     }
 
+    fn stored_len(&self) -> Option<usize> {
+        Some(self.data.len())
+    }
+
     fn read(&self, reply: Reply<'_>) -> Result<Stored> {
         match reply {
             Reply::Meta(MetaReply {
@@ -571,6 +581,10 @@ impl<Cmd: Command, T, F: Fn(Cmd::Output) -> Result<T>> Command for Then<Cmd, F> 
 
     fn read(&self, reply: Reply<'_>) -> Result<T> {
         self.cmd.read(reply).and_then(&self.then)
+    }
+
+    fn stored_len(&self) -> Option<usize> {
+        self.cmd.stored_len()
     }
 }
 

@@ -49,11 +49,13 @@ pub enum Error {
         /// Which rule the key breaks.
         reason: KeyError,
     },
-    /// The encoded value is larger than the configured item size limit.
+    /// The encoded value does not fit memcached's item size limit under
+    /// its key (see [`ClientBuilder::max_item_size`](super::ClientBuilder::max_item_size)).
     ValueTooLarge {
         /// The value's size in bytes.
         size: usize,
-        /// The limit in bytes.
+        /// The largest value the key can hold, in bytes: the item size
+        /// limit less the key and memcached's item overhead.
         max: usize,
     },
     /// The key's server, and every fallback, is marked down.
@@ -199,7 +201,7 @@ impl fmt::Display for Error {
             Error::Codec(e) => write!(f, "value codec error: {e}"),
             Error::InvalidKey { reason } => write!(f, "invalid memcached key: {reason}"),
             Error::ValueTooLarge { size, max } => {
-                write!(f, "value of {size} bytes exceeds the {max}-byte item limit")
+                write!(f, "value of {size} bytes is over the {max} bytes memcached's item limit leaves for it under its key")
             }
             Error::AllServersDown => f.write_str("all memcached servers are down"),
             Error::Connect { server, source } => {

@@ -129,14 +129,10 @@ fn store_flags(
     }
 }
 
-/// A meta set of `data` (checked against the item limit) with `flags`.
-fn store<'d, C: Codec>(
-    core: &Core<C>,
-    data: Cow<'d, [u8]>,
-    flags: MetaSetFlags,
-) -> Result<Store<'d>> {
-    core.check_size(data.len())?;
-    Ok(Store { data, flags })
+/// A meta set of `data` with `flags` (checked against the item limit,
+/// with its key, by `Core::begin`).
+fn store(data: Cow<'_, [u8]>, flags: MetaSetFlags) -> Store<'_> {
+    Store { data, flags }
 }
 
 /// A store of `value`, encoded by the client's codec, with `mode` and an
@@ -151,7 +147,7 @@ pub(crate) fn store_value<C: Codec, V: Serialize + ?Sized>(
     let encoded = core.codec.encode(value)?;
     let flags = store_flags(encoded.flags, ttl, mode, cas.map(|cas| cas.0));
     Ok(Then {
-        cmd: store(core, Cow::Owned(encoded.data), flags)?,
+        cmd: store(Cow::Owned(encoded.data), flags),
         then: |stored| Ok(matches!(stored, Stored::Yes(_))),
     })
 }
@@ -169,17 +165,12 @@ pub(crate) fn set<C: Codec, V: Serialize + ?Sized>(
 }
 
 /// `set_raw`: bytes and client flags stored as given.
-pub(crate) fn set_raw<'d, C: Codec>(
-    core: &Core<C>,
-    data: &'d [u8],
-    flags: u32,
-    ttl: Duration,
-) -> Result<impl Command<Output = ()> + 'd> {
+pub(crate) fn set_raw(data: &[u8], flags: u32, ttl: Duration) -> impl Command<Output = ()> + '_ {
     let flags = store_flags(flags, ttl, MetaSetMode::Set, None);
-    Ok(Then {
-        cmd: store(core, Cow::Borrowed(data), flags)?,
+    Then {
+        cmd: store(Cow::Borrowed(data), flags),
         then: |stored| must_store(matches!(stored, Stored::Yes(_))),
-    })
+    }
 }
 
 fn must_store(stored: bool) -> Result<()> {
@@ -204,7 +195,7 @@ pub(crate) fn store_returning_cas<C: Codec, V: Serialize + ?Sized>(
         ..store_flags(encoded.flags, ttl, MetaSetMode::Set, cas.map(|cas| cas.0))
     };
     Ok(Then {
-        cmd: store(core, Cow::Owned(encoded.data), flags)?,
+        cmd: store(Cow::Owned(encoded.data), flags),
         then: |stored| match stored {
             Stored::Yes(Some(cas)) => Ok(Some(cas)),
             Stored::Yes(None) => Err(ProtocolError::Malformed { reply: "HD" }.into()),

@@ -303,7 +303,9 @@ where
             Some(entry) if !inner.due(&entry) => Get::Hit(Some(entry.value)),
             entry => {
                 let key = key.to_owned();
-                Get::Far(Box::pin(async move { inner.get_slow::<Tokio>(&key, entry).await }))
+                Get::Far(Box::pin(async move {
+                    inner.get_slow::<Tokio>(&key, entry).await
+                }))
             }
         }
     }

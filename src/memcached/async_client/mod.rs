@@ -273,8 +273,7 @@ impl<C: Codec> AsyncClient<C> {
     ///
     /// As [`Client::set_raw`](super::Client::set_raw).
     pub async fn set_raw(&self, key: &str, data: &[u8], flags: u32, ttl: Duration) -> Result<()> {
-        self.single(key, &ops::set_raw(&self.inner, data, flags, ttl)?)
-            .await
+        self.single(key, &ops::set_raw(data, flags, ttl)).await
     }
 
     // ---- removal, expiry, counters ---------------------------------------

@@ -53,7 +53,7 @@ impl<C: Codec> AsyncClient<C> {
         let deadline = self.inner.deadline();
         let mut buf = KeyBuf::new();
         let valid = self.inner.key(key, &mut buf)?;
-        let routed = self.inner.begin(valid, cmd.access())?;
+        let routed = self.inner.begin(valid, cmd)?;
         let run = self.on_server(routed.server, routed.access.idempotent(), deadline, || {
             Single::new(cmd, valid)
         });

@@ -231,11 +231,27 @@ impl<C: Codec> ClientBuilder<C> {
         self
     }
 
-    /// The largest value stored or read, in bytes (default 1 MiB, memcached's
-    /// default item limit). Larger values are refused with
-    /// [`Error::ValueTooLarge`] before anything is sent; a larger value in a
-    /// reply is a protocol error. At most [`MAX_ITEM_SIZE_LIMIT`] (1 GiB):
-    /// `build` refuses more.
+    /// The servers' item size limit, in bytes: memcached's `-I` (default
+    /// 1 MiB, memcached's default). As in memcached, an item holds its key
+    /// and 63 bytes of overhead too, so the largest value stored under a
+    /// key of `n` bytes (prefix included) is `bytes - 63 - n`: 1,048,503 for
+    /// a 10-byte key by default. A larger value is refused with
+    /// [`Error::ValueTooLarge`] before anything is sent (the server keeps
+    /// what it had); a value over `bytes` in a reply is a protocol error.
+    /// At most [`MAX_ITEM_SIZE_LIMIT`] (1 GiB): `build` refuses more.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nearfar::memcached::Client;
+    ///
+    /// // Servers started with `memcached -I 8m`:
+    /// let client = Client::builder()
+    ///     .servers(["10.0.0.1:11211"])
+    ///     .max_item_size(8 * 1024 * 1024)
+    ///     .build()?;
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
     pub fn max_item_size(mut self, bytes: usize) -> Self {
         self.max_item_size = bytes;
         self

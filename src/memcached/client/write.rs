@@ -185,6 +185,6 @@ impl<C: Codec> Client<C> {
     /// [`Error::InvalidKey`](crate::memcached::Error::InvalidKey), [`Error::ValueTooLarge`](crate::memcached::Error::ValueTooLarge), [`Error::Server`](crate::memcached::Error::Server),
     /// [`Error::NotStored`](crate::memcached::Error::NotStored) and the connection errors.
     pub fn set_raw(&self, key: &str, data: &[u8], flags: u32, ttl: Duration) -> Result<()> {
-        self.single(key, &ops::set_raw(&self.inner, data, flags, ttl)?)
+        self.single(key, &ops::set_raw(data, flags, ttl))
     }
 }

@@ -166,9 +166,10 @@ impl<C: Codec> Core<C> {
         // another dead period).
         let encoded = items
             .iter()
-            .map(|(_, value)| {
+            .map(|(key, value)| {
                 let encoded = self.codec.encode(*value)?;
-                self.check_size(encoded.data.len())?;
+                let key_len = self.prefix.len() + key.as_ref().len();
+                self.check_size(key_len, encoded.data.len())?;
                 Ok(encoded)
             })
             .collect::<Result<Vec<_>>>()?;

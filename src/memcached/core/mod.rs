@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 pub(crate) mod batch;
 
 use super::address::ServerSpec;
-use super::command::{self, Access};
+use super::command::{self, Access, Command};
 use super::conn::{ConnConfig, later};
 use super::error::{Error, Result};
 use super::health::{Circuit, Pass, Verdict};
@@ -24,6 +24,15 @@ use super::protocol::{
 use super::ring::Ring;
 use crate::clock::Timer;
 use crate::codec::Codec;
+
+/// What memcached adds to a value within its item size limit (`-I`,
+/// [`ClientBuilder::max_item_size`](super::ClientBuilder::max_item_size)),
+/// besides the key: the item header (48 bytes on 64-bit builds), the CAS
+/// value (8), the key's terminating NUL (1), the data's `\r\n` (2) and the
+/// client flags (4). Measured on memcached 1.6.18 with the default 1 MiB
+/// limit: the largest value stored under a key of `n` bytes is
+/// `1,048,576 - 63 - n` with non-zero client flags (4 more with flags 0).
+pub(crate) const ITEM_OVERHEAD: usize = 63;
 
 /// Keys deleted per round trip when a server's owed invalidations are sent.
 pub(crate) const SETTLE_CHUNK: usize = 128;
@@ -178,8 +187,13 @@ impl<C: Codec> Core<C> {
         command::decode(&self.codec, data, flags)
     }
 
-    pub(crate) fn check_size(&self, size: usize) -> Result<()> {
-        let max = self.max_item_size;
+    /// Whether a value of `size` bytes fits memcached's item limit under a
+    /// key of `key_len` bytes (as sent: prefixed): the limit covers the
+    /// key and the item's own overhead too ([`ITEM_OVERHEAD`]).
+    pub(crate) fn check_size(&self, key_len: usize, size: usize) -> Result<()> {
+        let max = self
+            .max_item_size
+            .saturating_sub(ITEM_OVERHEAD.saturating_add(key_len));
         if size > max {
             Err(Error::ValueTooLarge { size, max })
         } else {
@@ -274,8 +288,7 @@ impl<C: Codec> Core<C> {
 
     // ---- a single-key request -------------------------------------------
 
-    /// Routes a single-key request for `key` (prefixed and valid) that does
-    /// `access` to its item.
+    /// Routes a single-key request `cmd` for `key` (prefixed and valid).
     ///
     /// A write leaves the servers ahead of the one it goes to (in the key's
     /// failover order: ejected ones) owing an invalidation of the key,
@@ -286,8 +299,15 @@ impl<C: Codec> Core<C> {
     /// # Errors
     ///
     /// [`Error::AllServersDown`].
-    pub(crate) fn begin<'k>(&self, key: ValidKey<'k>, access: Access) -> Result<Routed<'k>> {
+    ///
+    /// A value to store is checked against the item limit first: refused,
+    /// it changes nothing anywhere (the server keeps its value).
+    pub(crate) fn begin<'k>(&self, key: ValidKey<'k>, cmd: &impl Command) -> Result<Routed<'k>> {
         let prefixed = key.as_bytes();
+        if let Some(size) = cmd.stored_len() {
+            self.check_size(prefixed.len(), size)?;
+        }
+        let access = cmd.access();
         let place = self.placement(prefixed);
         let server = match (access, self.route(place)) {
             (_, Ok(server)) => server,

@@ -336,3 +336,11 @@ pub use nearfar::AsyncNearFar;
 pub use nearfar::{
     Error as NearFarError, FarKey, InvalidateError, NearFar, NearFarBuilder, NearFarStats,
 };
+
+/// The README's Rust examples, compiled (and those not marked `no_run`
+/// run) as doctests, so the front page cannot drift from the API.
+/// They use every feature but `metrics` and `tracing` (`cargo test
+/// --all-features` runs them).
+#[cfg(all(doctest, feature = "tokio", feature = "macros"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -15,7 +15,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use nearfar::codec::{FLAG_BINCODE, FLAG_TEXT};
-use nearfar::memcached::protocol::KeyError;
+use nearfar::memcached::KeyError;
 use nearfar::memcached::{AsyncClient, Cas, Client, Error, Lease};
 use runtimes::on_both_runtimes;
 use serde::{Deserialize, Serialize};

@@ -13,7 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nearfar::codec::{FLAG_BINCODE, FLAG_BYTES, FLAG_TEXT};
-use nearfar::memcached::protocol::KeyError;
+use nearfar::memcached::KeyError;
 use nearfar::memcached::{Cas, Client, Error, Lease};
 use serde::{Deserialize, Serialize};
 use server::Memcached;

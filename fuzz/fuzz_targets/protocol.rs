@@ -12,8 +12,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nearfar::memcached::protocol::{
-    self, MetaArithmeticFlags, MetaDeleteFlags, MetaGetFlags, MetaSetFlags, StoreCommand, ValidKey,
+use nearfar::memcached::__fuzz_protocol::{
+    self as protocol, MetaArithmeticFlags, MetaDeleteFlags, MetaGetFlags, MetaSetFlags,
+    StoreCommand, ValidKey,
 };
 
 /// Limits on the data block size: none allowed, small, and effectively unbounded.

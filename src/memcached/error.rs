@@ -201,7 +201,10 @@ impl fmt::Display for Error {
             Error::Codec(e) => write!(f, "value codec error: {e}"),
             Error::InvalidKey { reason } => write!(f, "invalid memcached key: {reason}"),
             Error::ValueTooLarge { size, max } => {
-                write!(f, "value of {size} bytes is over the {max} bytes memcached's item limit leaves for it under its key")
+                write!(
+                    f,
+                    "value of {size} bytes is over the {max} bytes memcached's item limit leaves for it under its key"
+                )
             }
             Error::AllServersDown => f.write_str("all memcached servers are down"),
             Error::Connect { server, source } => {

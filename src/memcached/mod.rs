@@ -5,7 +5,8 @@
 //! [`Distribution`], dead-server ejection, typed values through a
 //! [`Codec`](crate::codec::Codec), pipelined batches, and the meta-protocol
 //! tools (leases, invalidation, CAS revalidation) a two-tier cache needs.
-//! [`protocol`] holds the pure encoders and reply parser it is built on.
+//! It is built on a pure wire protocol (encoders and an incremental reply
+//! parser over `&[u8]`), kept private.
 
 mod address;
 #[cfg(feature = "tokio")]
@@ -20,7 +21,7 @@ pub(crate) mod health;
 mod ops;
 mod pending;
 mod pool;
-pub mod protocol;
+pub(crate) mod protocol;
 mod ring;
 
 #[cfg(feature = "tokio")]
@@ -31,4 +32,14 @@ pub use client::{
 };
 pub use command::{Cas, Lease, MetaItem};
 pub use error::{ConfigError, Error, Result};
+pub use protocol::{KeyError, ProtocolError};
 pub use ring::Distribution;
+
+/// **Not part of nearfar's API: no stability guarantee, may change in any
+/// release.** The pure wire protocol (key checks, request encoders, the
+/// reply parser), reachable only so that the fuzz targets (`fuzz/`) can
+/// drive it from outside the crate.
+#[doc(hidden)]
+pub mod __fuzz_protocol {
+    pub use super::protocol::*;
+}

@@ -62,6 +62,18 @@ impl<K, V, S> fmt::Debug for CacheBuilder<K, V, S> {
 
 impl<K, V, S> CacheBuilder<K, V, S> {
     /// Bounds the number of entries.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cache = nearfar::Cache::builder().max_entries(2).build();
+    /// cache.insert("a", 1);
+    /// cache.insert("b", 2);
+    /// cache.insert("c", 3); // evicts one entry to make room
+    /// assert_eq!(cache.len(), 2);
+    /// assert_eq!(cache.get("c"), Some(3));
+    /// assert_eq!(cache.stats().evicted_capacity, 1);
+    /// ```
     pub fn max_entries(mut self, n: usize) -> Self {
         self.max_entries = Some(n);
         self
@@ -93,6 +105,21 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// bound, not past it. Inserts made from an eviction listener run pinned
     /// and do not wait. Values without a `Drop` (plain data, kept inline in
     /// the cache's slots) free nothing when retired and are not counted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // Page bodies, up to 10,000 bytes in all.
+    /// let pages = nearfar::Cache::builder()
+    ///     .max_weight(10_000)
+    ///     .weigher(|_id: &u32, body: &String| body.len() as u64)
+    ///     .build();
+    /// for id in 0..100 {
+    ///     pages.insert(id, "x".repeat(200));
+    /// }
+    /// assert!(pages.weight() <= 10_000); // older pages were evicted
+    /// assert!(pages.stats().evicted_capacity >= 50);
+    /// ```
     pub fn max_weight(mut self, weight: u64) -> Self {
         self.max_weight = Some(weight);
         self
@@ -102,6 +129,32 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// insert before anything is stored (under the shard's lock for values
     /// from a `get_or_insert_with` loader), so it must not use the cache; the
     /// result is stored with the entry.
+    ///
+    /// An entry heavier than [`Cache::max_entry_weight`] (a shard's share of
+    /// [`max_weight`](Self::max_weight)) is refused rather than stored.
+    ///
+    /// # Panics
+    ///
+    /// A panic in the weigher propagates to the caller that inserted: the
+    /// entry is not stored (an older value for its key is kept), and the
+    /// cache stays usable.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let images = nearfar::Cache::builder()
+    ///     .max_weight(64 * 1024)
+    ///     .weigher(|name: &String, bytes: &Vec<u8>| (name.len() + bytes.len()) as u64)
+    ///     .build();
+    /// images.insert("logo.png".to_string(), vec![0; 1_000]);
+    /// assert_eq!(images.weight(), 1_008);
+    ///
+    /// // Too heavy to admit (over a shard's share of the bound, which is at
+    /// // least 1/8 of it): handed back, nothing stored.
+    /// assert!(images.max_entry_weight() >= 8 * 1024);
+    /// assert!(images.try_insert("banner.png".to_string(), vec![0; 100_000]).is_err());
+    /// assert_eq!(images.stats().rejected, 1);
+    /// ```
     pub fn weigher(mut self, weigher: impl Fn(&K, &V) -> u64 + Send + Sync + 'static) -> Self {
         self.weigher = Some(Arc::new(weigher));
         self
@@ -109,6 +162,26 @@ impl<K, V, S> CacheBuilder<K, V, S> {
 
     /// A time to live for entries stored by [`Cache::insert`] and the
     /// `get_or_insert_with` family. [`Cache::insert_with_ttl`] overrides it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nearfar::{Cache, MockClock};
+    ///
+    /// let clock = MockClock::new();
+    /// let sessions = Cache::builder()
+    ///     .max_entries(1_000)
+    ///     .time_to_live(Duration::from_secs(30 * 60))
+    ///     .clock(clock.clone())
+    ///     .build();
+    /// sessions.insert("9f2c", "alice");
+    /// sessions.insert_with_ttl("77ab", "bob", Duration::from_secs(60 * 60));
+    ///
+    /// clock.advance(Duration::from_secs(31 * 60));
+    /// assert_eq!(sessions.get("9f2c"), None); // the default TTL ran out
+    /// assert_eq!(sessions.get("77ab"), Some("bob")); // its own TTL did not
+    /// ```
     pub fn time_to_live(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
@@ -153,12 +226,43 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// Weight-bounded caches have at most 8 shards (so an entry of up to 1/8
     /// of `max_weight` is always admitted: see [`Cache::max_entry_weight`]),
     /// and no shard is left without room, whatever is asked for here.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // Few writers: fewer, larger shards keep eviction closer to one LRU.
+    /// let cache = nearfar::Cache::builder().max_entries(10_000).shards(4).build();
+    /// for i in 0..1_000u32 {
+    ///     cache.insert(i, i * 2);
+    /// }
+    /// assert_eq!(cache.len(), 1_000);
+    /// assert_eq!(cache.get(&500), Some(1_000));
+    /// assert!(format!("{cache:?}").contains("shards: 4"));
+    /// ```
     pub fn shards(mut self, n: usize) -> Self {
         self.shards = Some(n.max(1));
         self
     }
 
     /// The clock used for TTLs (default: the system's monotonic clock).
+    ///
+    /// A [`MockClock`](crate::MockClock) makes expiry testable without
+    /// sleeping: time moves only when the test advances it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nearfar::{Cache, MockClock};
+    ///
+    /// let clock = MockClock::new();
+    /// let cache = Cache::builder().max_entries(10).clock(clock.clone()).build();
+    /// cache.insert_with_ttl("token", 7, Duration::from_secs(60));
+    /// clock.advance(Duration::from_secs(59));
+    /// assert_eq!(cache.get("token"), Some(7));
+    /// clock.advance(Duration::from_secs(1));
+    /// assert_eq!(cache.get("token"), None);
+    /// ```
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(Arc::new(clock));
         self
@@ -176,6 +280,53 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// meanwhile; the entries stay within the bound, the memory does not
     /// shrink back). A listener that blocks on I/O should hand the entry to
     /// a queue or a channel and return.
+    ///
+    /// # Panics
+    ///
+    /// A panic in the listener propagates to the caller whose call removed
+    /// the entry; the removal itself is done, and the cache stays usable.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// use nearfar::{Cache, MockClock, RemovalCause};
+    ///
+    /// let clock = MockClock::new();
+    /// let causes = Arc::new(Mutex::new(Vec::new()));
+    /// let seen = Arc::clone(&causes);
+    /// let cache = Cache::builder()
+    ///     .max_entries(2)
+    ///     .clock(clock.clone())
+    ///     .eviction_listener(move |key: &&str, _value: &u32, cause| {
+    ///         seen.lock().unwrap().push((*key, cause));
+    ///     })
+    ///     .build();
+    ///
+    /// cache.insert("a", 1);
+    /// cache.insert("a", 2); // the old value is replaced
+    /// cache.remove("a");
+    /// cache.insert_with_ttl("b", 3, Duration::from_secs(5));
+    /// clock.advance(Duration::from_secs(6));
+    /// assert_eq!(cache.get("b"), None); // found expired
+    /// assert_eq!(
+    ///     *causes.lock().unwrap(),
+    ///     [
+    ///         ("a", RemovalCause::Replaced),
+    ///         ("a", RemovalCause::Removed),
+    ///         ("b", RemovalCause::Expired),
+    ///     ]
+    /// );
+    ///
+    /// causes.lock().unwrap().clear();
+    /// for (key, value) in [("c", 4), ("d", 5), ("e", 6)] {
+    ///     cache.insert(key, value);
+    /// }
+    /// // One of the three made way for the others.
+    /// assert_eq!(cache.len(), 2);
+    /// assert!(matches!(causes.lock().unwrap()[..], [(_, RemovalCause::Capacity)]));
+    /// ```
     pub fn eviction_listener(
         mut self,
         listener: impl Fn(&K, &V, RemovalCause) + Send + Sync + 'static,
@@ -192,6 +343,20 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// differ only in their high bits (`i << 40`) share their index tags, and
     /// each lookup then compares keys along its chunk: measured 4x slower
     /// gets for such keys, with results still correct.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::hash::RandomState; // std's SipHash
+    /// use nearfar::Cache;
+    ///
+    /// let cache: Cache<String, u32, RandomState> = Cache::builder()
+    ///     .max_entries(100)
+    ///     .hasher(RandomState::new())
+    ///     .build();
+    /// cache.insert("answer".to_string(), 42);
+    /// assert_eq!(cache.get("answer"), Some(42));
+    /// ```
     pub fn hasher<S2: BuildHasher>(self, hasher: S2) -> CacheBuilder<K, V, S2> {
         CacheBuilder {
             max_entries: self.max_entries,
@@ -226,6 +391,21 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     }
 
     /// Builds the cache.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let cache: nearfar::Cache<u64, String> = nearfar::Cache::builder()
+    ///     .max_entries(10_000)
+    ///     .time_to_live(Duration::from_secs(300))
+    ///     .build();
+    /// assert!(cache.is_empty());
+    /// let handle = cache.clone(); // another handle to the same cache
+    /// handle.insert(1, "one".to_string());
+    /// assert_eq!(cache.get(&1).as_deref(), Some("one"));
+    /// ```
     pub fn build(self) -> Cache<K, V, S> {
         let weighted = self.weigher.is_some();
         let requested = self.shards.unwrap_or_else(|| {

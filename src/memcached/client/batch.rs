@@ -58,6 +58,21 @@ impl<C: Codec> Client<C> {
     /// # Errors
     ///
     /// As [`Client::get_many`], without codec errors.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// use nearfar::codec::FLAG_BYTES;
+    ///
+    /// client.set_raw("thumb:1", b"\x89PNG-1", FLAG_BYTES, Duration::from_secs(60))?;
+    /// client.set_raw("thumb:2", b"\x89PNG-2", FLAG_BYTES, Duration::from_secs(60))?;
+    /// let thumbs = client.get_many_raw(&["thumb:1", "thumb:2", "thumb:3"])?;
+    /// assert_eq!(thumbs.len(), 2); // thumb:3 missed
+    /// assert_eq!(thumbs["thumb:1"], (b"\x89PNG-1".to_vec(), FLAG_BYTES));
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
     pub fn get_many_raw(
         &self,
         keys: &[impl AsRef<str>],

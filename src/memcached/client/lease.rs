@@ -82,6 +82,32 @@ impl<C: Codec> Client<C> {
     /// # Errors
     ///
     /// As [`Client::get`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// use nearfar::memcached::Lease;
+    ///
+    /// let (lease_ttl, recache_within) = (Duration::from_secs(10), Duration::from_secs(60));
+    /// client.set("report", "Q3 figures", Duration::from_secs(30))?;
+    /// // Under a minute left: this caller is asked to recompute it now...
+    /// let Lease::Won { previous, cas } =
+    ///     client.get_or_lease_with_recache::<String>("report", lease_ttl, recache_within)?
+    /// else {
+    ///     panic!("the first reader of an item about to expire wins")
+    /// };
+    /// assert_eq!(previous.as_deref(), Some("Q3 figures"));
+    /// // ...while the others still read the current value.
+    /// assert!(matches!(
+    ///     client.get_or_lease_with_recache::<String>("report", lease_ttl, recache_within)?,
+    ///     Lease::Hit { .. }
+    /// ));
+    /// let revised = "Q3 figures, revised";
+    /// assert!(client.cas("report", revised, Duration::from_secs(300), cas)?);
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
     pub fn get_or_lease_with_recache<V: DeserializeOwned>(
         &self,
         key: &str,
@@ -134,6 +160,27 @@ impl<C: Codec> Client<C> {
     /// # Errors
     ///
     /// [`Error::InvalidKey`](crate::memcached::Error::InvalidKey) and the connection errors.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// use nearfar::memcached::Lease;
+    ///
+    /// let cas = client.set_returning_cas("report", "Q3 figures", Duration::from_secs(300))?;
+    /// // The copy we wrote is the stored one, and not marked stale.
+    /// assert!(matches!(
+    ///     client.peek_lease_cas("report")?,
+    ///     Some(Lease::Hit { cas: now, stale: false, .. }) if now == cas
+    /// ));
+    /// client.invalidate("report", Duration::from_secs(30))?;
+    /// // Stale now; this read is handed the recompute token (a caller that
+    /// // will not recompute should delete the key: see `peek_lease`).
+    /// assert!(matches!(client.peek_lease_cas("report")?, Some(Lease::Won { .. })));
+    /// assert_eq!(client.peek_lease_cas("report:missing")?, None);
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
     pub fn peek_lease_cas(&self, key: &str) -> Result<Option<Lease<()>>> {
         self.single(key, &ops::peek_lease_cas())
     }
@@ -146,6 +193,31 @@ impl<C: Codec> Client<C> {
     /// # Errors
     ///
     /// [`Error::InvalidKey`](crate::memcached::Error::InvalidKey) and the connection errors.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// use nearfar::memcached::Lease;
+    ///
+    /// let lease_ttl = Duration::from_secs(10);
+    /// client.set("report", "Q3 figures", Duration::from_secs(300))?;
+    /// // The source changed: mark the copy stale rather than delete it.
+    /// assert!(client.invalidate("report", Duration::from_secs(30))?);
+    /// // The next reader recomputes it, with the old value to serve meanwhile...
+    /// let Lease::Won { previous, .. } = client.get_or_lease::<String>("report", lease_ttl)? else {
+    ///     panic!("the first reader after an invalidation wins")
+    /// };
+    /// assert_eq!(previous.as_deref(), Some("Q3 figures"));
+    /// // ...while the other readers get the stale value.
+    /// assert!(matches!(
+    ///     client.get_or_lease::<String>("report", lease_ttl)?,
+    ///     Lease::Hit { stale: true, .. }
+    /// ));
+    /// assert!(!client.invalidate("report:missing", Duration::from_secs(30))?);
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
     pub fn invalidate(&self, key: &str, stale_ttl: Duration) -> Result<bool> {
         self.single(key, &ops::invalidate(stale_ttl, None))
     }

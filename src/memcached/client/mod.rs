@@ -152,6 +152,18 @@ impl<C: Codec> Client<C> {
     /// # Errors
     ///
     /// [`Error::InvalidKey`](crate::memcached::Error::InvalidKey) and the connection errors.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// client.set("session:9f2c", "alice", Duration::from_secs(600))?;
+    /// assert!(client.delete("session:9f2c")?); // logged out
+    /// assert!(!client.delete("session:9f2c")?); // nothing left to remove
+    /// assert_eq!(client.get::<String>("session:9f2c")?, None);
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
     pub fn delete(&self, key: &str) -> Result<bool> {
         self.single(key, &ops::delete())
     }
@@ -162,6 +174,21 @@ impl<C: Codec> Client<C> {
     /// # Errors
     ///
     /// [`Error::InvalidKey`](crate::memcached::Error::InvalidKey) and the connection errors.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// // Worker A claims the job, and keeps the CAS of its claim.
+    /// let a = client.set_returning_cas("job:7:owner", "worker-a", Duration::from_secs(60))?;
+    /// // A stalls, its claim lapses, and worker B claims the job.
+    /// let b = client.set_returning_cas("job:7:owner", "worker-b", Duration::from_secs(60))?;
+    /// // A's release leaves B's claim alone; B's own release removes it.
+    /// assert!(!client.delete_if_cas("job:7:owner", a)?);
+    /// assert!(client.delete_if_cas("job:7:owner", b)?);
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
     pub fn delete_if_cas(&self, key: &str, cas: Cas) -> Result<bool> {
         self.single(key, &ops::delete_if_cas(cas))
     }
@@ -172,6 +199,18 @@ impl<C: Codec> Client<C> {
     /// # Errors
     ///
     /// [`Error::InvalidKey`](crate::memcached::Error::InvalidKey) and the connection errors.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// client.set("session:4d1e", "bob", Duration::from_secs(600))?;
+    /// // The user is active: keep the session another ten minutes from now.
+    /// assert!(client.touch("session:4d1e", Duration::from_secs(600))?);
+    /// assert!(!client.touch("session:expired", Duration::from_secs(600))?);
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
     pub fn touch(&self, key: &str, ttl: Duration) -> Result<bool> {
         self.single(key, &ops::touch(ttl))
     }
@@ -205,6 +244,18 @@ impl<C: Codec> Client<C> {
     /// # Errors
     ///
     /// As [`Client::incr`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// client.set("seats:left", &2u64, Duration::ZERO)?;
+    /// assert_eq!(client.decr("seats:left", 1)?, Some(1));
+    /// assert_eq!(client.decr("seats:left", 5)?, Some(0)); // stops at 0
+    /// assert_eq!(client.decr("seats:unknown", 1)?, None);
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
     pub fn decr(&self, key: &str, delta: u64) -> Result<Option<u64>> {
         self.single(key, &ops::arithmetic(delta, false))
     }
@@ -214,6 +265,20 @@ impl<C: Codec> Client<C> {
     /// # Errors
     ///
     /// As [`Client::get`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// client.set("stock:sku-1", &10u64, Duration::ZERO)?;
+    /// let (stock, cas) = client.gets::<u64>("stock:sku-1")?.expect("just set");
+    /// assert!(client.cas("stock:sku-1", &(stock - 1), Duration::ZERO, cas)?);
+    /// // That write changed the CAS: a second write with the old one is refused.
+    /// assert!(!client.cas("stock:sku-1", &(stock - 1), Duration::ZERO, cas)?);
+    /// assert_eq!(client.get::<u64>("stock:sku-1")?, Some(9));
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
     pub fn gets<V: DeserializeOwned>(&self, key: &str) -> Result<Option<(V, Cas)>> {
         self.single(key, &ops::gets::<C, V>(&self.inner))
     }
@@ -243,6 +308,20 @@ impl<C: Codec> Client<C> {
     /// # Errors
     ///
     /// [`Error::InvalidKey`](crate::memcached::Error::InvalidKey) and the connection errors.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// let cas = client.set_returning_cas("config", "v1", Duration::from_secs(300))?;
+    /// // A copy of "v1" kept in process is current while the CAS is unchanged.
+    /// assert_eq!(client.cas_only("config")?, Some(cas));
+    /// client.set("config", "v2", Duration::from_secs(300))?;
+    /// assert_ne!(client.cas_only("config")?, Some(cas));
+    /// assert_eq!(client.cas_only("config:missing")?, None);
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
     pub fn cas_only(&self, key: &str) -> Result<Option<Cas>> {
         self.single(key, &ops::cas_only())
     }
@@ -254,6 +333,21 @@ impl<C: Codec> Client<C> {
     /// # Errors
     ///
     /// [`Error::InvalidKey`](crate::memcached::Error::InvalidKey) and the connection errors.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// use nearfar::codec::{FLAG_INTEGER, FLAG_TEXT};
+    ///
+    /// client.set("greeting", "hello", Duration::from_secs(60))?;
+    /// assert_eq!(client.get_raw("greeting")?, Some((b"hello".to_vec(), FLAG_TEXT)));
+    /// client.set("visits", &1_000u64, Duration::ZERO)?;
+    /// assert_eq!(client.get_raw("visits")?, Some((b"1000".to_vec(), FLAG_INTEGER)));
+    /// assert_eq!(client.get_raw("missing")?, None);
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
     pub fn get_raw(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>> {
         self.single(key, &ops::get_raw())
     }

@@ -47,6 +47,19 @@ impl<C: Codec> Client<C> {
     /// # Errors
     ///
     /// As [`Client::set`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// // A lock that frees itself if its holder dies: only one caller takes it.
+    /// assert!(client.add("lock:nightly-report", "worker-a", Duration::from_secs(30))?);
+    /// assert!(!client.add("lock:nightly-report", "worker-b", Duration::from_secs(30))?);
+    /// assert_eq!(client.get::<String>("lock:nightly-report")?.as_deref(), Some("worker-a"));
+    /// client.delete("lock:nightly-report")?; // done: release it
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
     pub fn add<V: Serialize + ?Sized>(&self, key: &str, value: &V, ttl: Duration) -> Result<bool> {
         let add = ops::store_value(&self.inner, value, ttl, MetaSetMode::Add, None)?;
         self.single(key, &add)
@@ -57,6 +70,21 @@ impl<C: Codec> Client<C> {
     /// # Errors
     ///
     /// As [`Client::set`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// # client.delete("profile:7")?;
+    /// // Refresh a cached profile only if it is cached: no entry for a user the
+    /// // cache does not hold.
+    /// assert!(!client.replace("profile:7", "Ada", Duration::from_secs(300))?);
+    /// client.set("profile:7", "Ada", Duration::from_secs(300))?;
+    /// assert!(client.replace("profile:7", "Ada Lovelace", Duration::from_secs(300))?);
+    /// assert_eq!(client.get::<String>("profile:7")?.as_deref(), Some("Ada Lovelace"));
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
     pub fn replace<V: Serialize + ?Sized>(
         &self,
         key: &str,
@@ -184,6 +212,22 @@ impl<C: Codec> Client<C> {
     ///
     /// [`Error::InvalidKey`](crate::memcached::Error::InvalidKey), [`Error::ValueTooLarge`](crate::memcached::Error::ValueTooLarge), [`Error::Server`](crate::memcached::Error::Server),
     /// [`Error::NotStored`](crate::memcached::Error::NotStored) and the connection errors.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # let client = nearfar::memcached::Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// use nearfar::codec::FLAG_BYTES;
+    ///
+    /// // Bytes already encoded elsewhere (a thumbnail), stored as they are.
+    /// let png = [0x89, b'P', b'N', b'G', b'\r', b'\n'];
+    /// client.set_raw("thumb:42", &png, FLAG_BYTES, Duration::from_secs(3600))?;
+    /// assert_eq!(client.get_raw("thumb:42")?, Some((png.to_vec(), FLAG_BYTES)));
+    /// // Flags 0 is the codec's raw bytes, so a typed read gets them too.
+    /// assert_eq!(client.get::<Vec<u8>>("thumb:42")?, Some(png.to_vec()));
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
     pub fn set_raw(&self, key: &str, data: &[u8], flags: u32, ttl: Duration) -> Result<()> {
         self.single(key, &ops::set_raw(data, flags, ttl))
     }

@@ -1,0 +1,235 @@
+//! Decoding the formats pymemcache stores natively: UTF-8 text, ASCII
+//! decimal integers, raw bytes.
+
+use std::fmt;
+
+use serde::Deserializer;
+use serde::de::{self, DeserializeOwned, IntoDeserializer, Visitor};
+
+use super::{CodecError, FLAG_BYTES, FLAG_INTEGER, FLAG_LONG, FLAG_TEXT};
+
+/// Decodes `data` stored (after inflating) with `format`, one of
+/// [`FLAG_BYTES`], [`FLAG_TEXT`], [`FLAG_INTEGER`] and [`FLAG_LONG`].
+pub(super) fn native<T: DeserializeOwned>(format: u32, data: &[u8]) -> Result<T, CodecError> {
+    let decoded = match format {
+        FLAG_TEXT => {
+            let text = std::str::from_utf8(data)
+                .map_err(|e| CodecError::Decode(format!("text value is not UTF-8: {e}")))?;
+            T::deserialize(TextDeserializer(text))
+        }
+        FLAG_INTEGER | FLAG_LONG => T::deserialize(IntDeserializer::parse(data)?),
+        _ => {
+            debug_assert_eq!(format, FLAG_BYTES);
+            T::deserialize(BytesDeserializer(data))
+        }
+    };
+    decoded.map_err(|e| CodecError::Decode(e.0))
+}
+
+/// A deserialization failure message.
+#[derive(Debug)]
+struct DeError(String);
+
+impl fmt::Display for DeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DeError {}
+
+impl de::Error for DeError {
+    fn custom<T: fmt::Display>(msg: T) -> DeError {
+        DeError(msg.to_string())
+    }
+}
+
+/// A [`FLAG_TEXT`] value.
+struct TextDeserializer<'de>(&'de str);
+
+impl<'de> Deserializer<'de> for TextDeserializer<'de> {
+    type Error = DeError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        visitor.visit_borrowed_str(self.0)
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        visitor.visit_some(self)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        // A unit variant named by the text.
+        visitor.visit_enum(IntoDeserializer::<DeError>::into_deserializer(self.0))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf unit unit_struct seq tuple tuple_struct map struct identifier ignored_any
+    }
+}
+
+/// A parsed [`FLAG_INTEGER`] value.
+struct IntDeserializer<'de> {
+    digits: &'de str,
+    value: Integer,
+}
+
+#[derive(Clone, Copy)]
+enum Integer {
+    Negative(i128),
+    NonNegative(u128),
+}
+
+impl<'de> IntDeserializer<'de> {
+    /// Parses ASCII decimal as Python's `int()` would for what pymemcache
+    /// writes: optional surrounding whitespace, an optional sign, digits.
+    fn parse(data: &'de [u8]) -> Result<IntDeserializer<'de>, CodecError> {
+        let invalid = || {
+            let shown = String::from_utf8_lossy(&data[..data.len().min(40)]).into_owned();
+            CodecError::Decode(format!("integer value is not a decimal integer: {shown:?}"))
+        };
+        let digits = std::str::from_utf8(data)
+            .map_err(|_| invalid())?
+            .trim_ascii();
+        let unsigned = digits.strip_prefix(['-', '+']).unwrap_or(digits);
+        if unsigned.is_empty() || !unsigned.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid());
+        }
+        let out_of_range = || CodecError::Decode(format!("integer {digits} is out of range"));
+        let value = if digits.starts_with('-') {
+            Integer::Negative(digits.parse().map_err(|_| out_of_range())?)
+        } else {
+            Integer::NonNegative(unsigned.parse().map_err(|_| out_of_range())?)
+        };
+        Ok(IntDeserializer { digits, value })
+    }
+}
+
+impl<'de> Deserializer<'de> for IntDeserializer<'de> {
+    type Error = DeError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        // serde's integer visitors range-check, so narrower targets work.
+        match self.value {
+            Integer::NonNegative(v) => match u64::try_from(v) {
+                Ok(v) => visitor.visit_u64(v),
+                Err(_) => visitor.visit_u128(v),
+            },
+            Integer::Negative(v) => match i64::try_from(v) {
+                Ok(v) => visitor.visit_i64(v),
+                Err(_) => visitor.visit_i128(v),
+            },
+        }
+    }
+
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        visitor.visit_borrowed_str(self.digits)
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        visitor.visit_borrowed_str(self.digits)
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        visitor.visit_some(self)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char
+        bytes byte_buf unit unit_struct seq tuple tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+/// A [`FLAG_BYTES`] value.
+struct BytesDeserializer<'de>(&'de [u8]);
+
+impl<'de> BytesDeserializer<'de> {
+    fn visit_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        let mut seq = de::value::SeqDeserializer::new(self.0.iter().copied());
+        let value = visitor.visit_seq(&mut seq)?;
+        // Leftover bytes (a `[u8; 2]` from three bytes) are an error.
+        seq.end()?;
+        Ok(value)
+    }
+
+    fn text<V: Visitor<'de>>(&self, visitor: &V) -> Result<&'de str, DeError> {
+        std::str::from_utf8(self.0)
+            .map_err(|_| de::Error::invalid_value(de::Unexpected::Bytes(self.0), visitor))
+    }
+}
+
+impl<'de> Deserializer<'de> for BytesDeserializer<'de> {
+    type Error = DeError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        visitor.visit_borrowed_bytes(self.0)
+    }
+
+    fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        visitor.visit_byte_buf(self.0.to_vec())
+    }
+
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.visit_seq(visitor)
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        self.visit_seq(visitor)
+    }
+
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        let text = self.text(&visitor)?;
+        visitor.visit_borrowed_str(text)
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_char<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        visitor.visit_some(self)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64
+        bytes unit unit_struct tuple_struct map struct enum identifier ignored_any
+    }
+}

@@ -17,22 +17,38 @@ pub(super) fn native<T: DeserializeOwned>(format: u32, data: &[u8]) -> Result<T,
                 .map_err(|e| CodecError::Decode(format!("text value is not UTF-8: {e}")))?;
             T::deserialize(TextDeserializer(text))
         }
-        FLAG_INTEGER | FLAG_LONG => T::deserialize(IntDeserializer::parse(data)?),
+        FLAG_INTEGER | FLAG_LONG => T::deserialize(IntDeserializer::parse(data, "integer value")?),
         _ => {
             debug_assert_eq!(format, FLAG_BYTES);
             T::deserialize(BytesDeserializer(data))
         }
     };
-    decoded.map_err(|e| CodecError::Decode(e.0))
+    decoded.map_err(CodecError::from)
 }
 
-/// A deserialization failure message.
+/// A deserialization failure: serde's message, or one of the codec's own
+/// errors carried out unchanged.
 #[derive(Debug)]
-struct DeError(String);
+enum DeError {
+    Message(String),
+    Codec(CodecError),
+}
+
+impl From<DeError> for CodecError {
+    fn from(e: DeError) -> CodecError {
+        match e {
+            DeError::Message(m) => CodecError::Decode(m),
+            DeError::Codec(e) => e,
+        }
+    }
+}
 
 impl fmt::Display for DeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            DeError::Message(m) => f.write_str(m),
+            DeError::Codec(e) => e.fmt(f),
+        }
     }
 }
 
@@ -40,7 +56,7 @@ impl std::error::Error for DeError {}
 
 impl de::Error for DeError {
     fn custom<T: fmt::Display>(msg: T) -> DeError {
-        DeError(msg.to_string())
+        DeError::Message(msg.to_string())
     }
 }
 
@@ -97,10 +113,12 @@ enum Integer {
 impl<'de> IntDeserializer<'de> {
     /// Parses ASCII decimal as Python's `int()` would for what pymemcache
     /// writes: optional surrounding whitespace, an optional sign, digits.
-    fn parse(data: &'de [u8]) -> Result<IntDeserializer<'de>, CodecError> {
+    /// (memcached pads a counter that `decr` shortened with spaces.) `what`
+    /// names the value in the error.
+    fn parse(data: &'de [u8], what: &str) -> Result<IntDeserializer<'de>, CodecError> {
         let invalid = || {
             let shown = String::from_utf8_lossy(&data[..data.len().min(40)]).into_owned();
-            CodecError::Decode(format!("integer value is not a decimal integer: {shown:?}"))
+            CodecError::Decode(format!("{what} is not a decimal integer: {shown:?}"))
         };
         let digits = std::str::from_utf8(data)
             .map_err(|_| invalid())?
@@ -162,12 +180,57 @@ impl<'de> Deserializer<'de> for IntDeserializer<'de> {
     }
 }
 
-/// A [`FLAG_BYTES`] value.
+/// What `visitor` expects, as serde words it (`i64`, `a sequence`,
+/// `struct User`).
+fn expected<'de, V: Visitor<'de>>(visitor: &V) -> String {
+    (visitor as &dyn de::Expected).to_string()
+}
+
+/// The error for untyped bytes read as something they cannot be told apart
+/// from.
+fn untyped(requested: String) -> DeError {
+    DeError::Codec(CodecError::UntypedBytes { requested })
+}
+
+/// Deserializer methods that refuse, each with [`CodecError::UntypedBytes`]
+/// naming what its visitor expects, prefixed by `$what`.
+macro_rules! refuse_untyped {
+    ($what:literal; $($method:ident($($arg:ident: $ty:ty),*);)*) => {
+        $(
+            fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, DeError> {
+                $(let _ = $arg;)*
+                Err(untyped(format!(concat!($what, "{}"), expected(&visitor))))
+            }
+        )*
+    };
+}
+
+/// Deserializer methods that read the bytes as an ASCII decimal integer.
+macro_rules! untyped_integer {
+    ($($method:ident)*) => {
+        $(
+            fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+                IntDeserializer::parse(self.0, "untyped value (flags 0)")
+                    .map_err(DeError::Codec)?
+                    .$method(visitor)
+            }
+        )*
+    };
+}
+
+/// A [`FLAG_BYTES`] value: bytes with no type recorded.
+///
+/// They read as what they can only be: bytes (a sequence of `u8`, a
+/// `[u8; N]` of their length, a bytes type), a string when they are UTF-8,
+/// or an integer when they are ASCII decimal (pymemcache's default
+/// `Client` stores every value as `str(value)` with flags 0, and memcached's
+/// counters are digits). Anything else would be a guess (`[1, 2]` read as a
+/// `Vec<i64>` one number per byte): [`CodecError::UntypedBytes`].
 struct BytesDeserializer<'de>(&'de [u8]);
 
 impl<'de> BytesDeserializer<'de> {
     fn visit_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        let mut seq = de::value::SeqDeserializer::new(self.0.iter().copied());
+        let mut seq = de::value::SeqDeserializer::new(self.0.iter().copied().map(ByteElement));
         let value = visitor.visit_seq(&mut seq)?;
         // Leftover bytes (a `[u8; 2]` from three bytes) are an error.
         seq.end()?;
@@ -184,6 +247,11 @@ impl<'de> Deserializer<'de> for BytesDeserializer<'de> {
     type Error = DeError;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        // A self-describing target is told the truth: bytes.
+        visitor.visit_borrowed_bytes(self.0)
+    }
+
+    fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         visitor.visit_borrowed_bytes(self.0)
     }
 
@@ -228,8 +296,90 @@ impl<'de> Deserializer<'de> for BytesDeserializer<'de> {
         visitor.visit_newtype_struct(self)
     }
 
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64
-        bytes unit unit_struct tuple_struct map struct enum identifier ignored_any
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        visitor.visit_unit()
+    }
+
+    untyped_integer! { deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64
+    deserialize_i128 deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64
+    deserialize_u128 }
+
+    refuse_untyped! { "";
+        deserialize_bool();
+        deserialize_f32();
+        deserialize_f64();
+        deserialize_unit();
+        deserialize_unit_struct(name: &'static str);
+        deserialize_tuple_struct(name: &'static str, len: usize);
+        deserialize_map();
+        deserialize_struct(name: &'static str, fields: &'static [&'static str]);
+        deserialize_enum(name: &'static str, variants: &'static [&'static str]);
+        deserialize_identifier();
+    }
+}
+
+/// One byte of a [`FLAG_BYTES`] value read as a sequence: it reads as a
+/// `u8` and nothing else, so a `Vec<u8>` or `[u8; N]` gets the bytes and a
+/// sequence of anything else is refused rather than filled one number per
+/// byte.
+struct ByteElement(u8);
+
+impl<'de> IntoDeserializer<'de, DeError> for ByteElement {
+    type Deserializer = ByteElement;
+
+    fn into_deserializer(self) -> ByteElement {
+        self
+    }
+}
+
+impl<'de> Deserializer<'de> for ByteElement {
+    type Error = DeError;
+
+    fn deserialize_u8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        visitor.visit_u8(self.0)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        // A newtype around a `u8` reads as that byte.
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        visitor.visit_unit()
+    }
+
+    refuse_untyped! { "a sequence of ";
+        deserialize_any();
+        deserialize_bool();
+        deserialize_i8();
+        deserialize_i16();
+        deserialize_i32();
+        deserialize_i64();
+        deserialize_i128();
+        deserialize_u16();
+        deserialize_u32();
+        deserialize_u64();
+        deserialize_u128();
+        deserialize_f32();
+        deserialize_f64();
+        deserialize_char();
+        deserialize_str();
+        deserialize_string();
+        deserialize_bytes();
+        deserialize_byte_buf();
+        deserialize_option();
+        deserialize_unit();
+        deserialize_unit_struct(name: &'static str);
+        deserialize_seq();
+        deserialize_tuple(len: usize);
+        deserialize_tuple_struct(name: &'static str, len: usize);
+        deserialize_map();
+        deserialize_struct(name: &'static str, fields: &'static [&'static str]);
+        deserialize_enum(name: &'static str, variants: &'static [&'static str]);
+        deserialize_identifier();
     }
 }

@@ -337,7 +337,7 @@ fn untyped<T: DeserializeOwned + fmt::Debug>(data: &[u8]) -> String {
 #[test]
 fn untyped_decimal_reads_as_every_integer_type() {
     // pymemcache's default Client stores `42` as b"42" with flags 0, and
-    // memcached's counters are digits (padded with spaces after a decr).
+    // memcached's counters are digits; whitespace around them is allowed.
     macro_rules! each {
         ($($ty:ty),*) => {$(
             assert_eq!(decode::<$ty>(b"42", FLAG_BYTES).unwrap(), 42, "{}", stringify!($ty));

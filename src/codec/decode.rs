@@ -113,8 +113,7 @@ enum Integer {
 impl<'de> IntDeserializer<'de> {
     /// Parses ASCII decimal as Python's `int()` would for what pymemcache
     /// writes: optional surrounding whitespace, an optional sign, digits.
-    /// (memcached pads a counter that `decr` shortened with spaces.) `what`
-    /// names the value in the error.
+    /// `what` names the value in the error.
     fn parse(data: &'de [u8], what: &str) -> Result<IntDeserializer<'de>, CodecError> {
         let invalid = || {
             let shown = String::from_utf8_lossy(&data[..data.len().min(40)]).into_owned();

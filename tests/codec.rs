@@ -295,6 +295,20 @@ fn python_integers_decode() {
         decode::<User>(b"1", FLAG_INTEGER),
         Err(CodecError::Decode(_))
     ));
+    // Python's integers have no bound: past 128 bits they still read as
+    // their digits.
+    let huge = format!("-1{}", "0".repeat(300));
+    assert_eq!(
+        decode::<String>(huge.as_bytes(), FLAG_INTEGER).unwrap(),
+        huge
+    );
+    assert_eq!(
+        decode::<i128>(huge.as_bytes(), FLAG_INTEGER),
+        Err(CodecError::Decode(format!(
+            "integer -1{}... (301 digits) is out of range",
+            "0".repeat(38)
+        )))
+    );
 }
 
 #[test]

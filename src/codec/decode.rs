@@ -101,7 +101,9 @@ impl<'de> Deserializer<'de> for TextDeserializer<'de> {
 /// A parsed [`FLAG_INTEGER`] value.
 struct IntDeserializer<'de> {
     digits: &'de str,
-    value: Integer,
+    /// `None` past 128 bits (Python's integers have no bound): an error
+    /// for a numeric target, while a string target still gets the digits.
+    value: Option<Integer>,
 }
 
 #[derive(Clone, Copy)]
@@ -126,11 +128,10 @@ impl<'de> IntDeserializer<'de> {
         if unsigned.is_empty() || !unsigned.bytes().all(|b| b.is_ascii_digit()) {
             return Err(invalid());
         }
-        let out_of_range = || CodecError::Decode(format!("integer {digits} is out of range"));
         let value = if digits.starts_with('-') {
-            Integer::Negative(digits.parse().map_err(|_| out_of_range())?)
+            digits.parse().ok().map(Integer::Negative)
         } else {
-            Integer::NonNegative(unsigned.parse().map_err(|_| out_of_range())?)
+            unsigned.parse().ok().map(Integer::NonNegative)
         };
         Ok(IntDeserializer { digits, value })
     }
@@ -142,14 +143,26 @@ impl<'de> Deserializer<'de> for IntDeserializer<'de> {
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         // serde's integer visitors range-check, so narrower targets work.
         match self.value {
-            Integer::NonNegative(v) => match u64::try_from(v) {
+            Some(Integer::NonNegative(v)) => match u64::try_from(v) {
                 Ok(v) => visitor.visit_u64(v),
                 Err(_) => visitor.visit_u128(v),
             },
-            Integer::Negative(v) => match i64::try_from(v) {
+            Some(Integer::Negative(v)) => match i64::try_from(v) {
                 Ok(v) => visitor.visit_i64(v),
                 Err(_) => visitor.visit_i128(v),
             },
+            None => {
+                let digits = self.digits;
+                Err(DeError::Message(if digits.len() > 48 {
+                    format!(
+                        "integer {}... ({} digits) is out of range",
+                        &digits[..40],
+                        digits.trim_start_matches(['-', '+']).len()
+                    )
+                } else {
+                    format!("integer {digits} is out of range")
+                }))
+            }
         }
     }
 

@@ -25,11 +25,15 @@ use nearfar::codec::{
     Codec, CodecError, DefaultCodec, FLAG_BYTES, FLAG_COMPRESSED, FLAG_INTEGER, FLAG_PICKLE,
     FLAG_TEXT,
 };
-use nearfar::memcached::{Client, Distribution, Error};
+use nearfar::memcached::{Client, ClientBuilder, Distribution, Error};
 use serde::{Deserialize, Serialize};
 use server::Memcached;
 
 const MINUTE: Duration = Duration::from_secs(60);
+
+/// Servers and weights of the placement tests: the first has weight 1, so
+/// the two versions' hashes of 0 and 1 land on different servers.
+const WEIGHTS: [u32; 4] = [1, 3, 2, 5];
 
 fn long_text() -> String {
     "the quick brown fox jumps over the lazy dog; ".repeat(40)
@@ -45,25 +49,23 @@ struct Profile {
     name: String,
 }
 
-fn client(servers: &[Memcached], distribution: Distribution, weights: &[u32]) -> Client {
+/// A client over `servers`, with [`WEIGHTS`], placing as `distribution`.
+fn builder(servers: &[Memcached], distribution: Distribution) -> ClientBuilder {
     Client::builder()
         .servers(
             servers
                 .iter()
-                .zip(weights)
+                .zip(WEIGHTS)
                 .map(|(s, w)| format!("{}:{w}", s.addr())),
         )
         .distribution(distribution)
-        .build()
-        .unwrap()
 }
 
-/// `sys.argv[1..]` for a python-memcached script over `servers`:
-/// `port:weight` each.
-fn server_args(servers: &[Memcached], weights: &[u32]) -> Vec<String> {
+/// The arguments of [`CLIENT`] for `servers`: `port:weight` each.
+fn server_args(servers: &[Memcached]) -> Vec<String> {
     servers
         .iter()
-        .zip(weights)
+        .zip(WEIGHTS)
         .map(|(s, w)| format!("{}:{w}", s.port()))
         .collect()
 }
@@ -219,17 +221,13 @@ print("ok")
     ));
 }
 
-/// Servers and weights of the placement tests: the first has weight 1, so
-/// the two versions' hashes of 0 and 1 land on different servers.
-const WEIGHTS: [u32; 4] = [1, 3, 2, 5];
-
 /// Python writes keys over four weighted servers and tells where each
 /// went; this client, placing as `distribution`, agrees on every key, reads
 /// them all, and writes keys Python then reads. Keys with a prefix go
 /// through `get_multi`/`set_multi` with `key_prefix` both ways.
 fn placement_agrees(distribution: Distribution, run: fn(&str, &[String]) -> String) {
     let servers: Vec<Memcached> = (0..4).map(|_| Memcached::start()).collect();
-    let c = client(&servers, distribution, &WEIGHTS);
+    let c = builder(&servers, distribution).build().unwrap();
     // "k25" hashes to 0: the versions part on it.
     let keys: Vec<String> = (0..300)
         .map(|i| format!("k{i}"))
@@ -252,7 +250,7 @@ else:
 "#
     );
     let mut args = vec!["write".to_string()];
-    args.extend(server_args(&servers, &WEIGHTS));
+    args.extend(server_args(&servers));
     let out = run(&script, &args);
     let mut placed = HashMap::new();
     for line in out.lines() {
@@ -286,7 +284,10 @@ else:
     assert_eq!(got["ключ"], "py-ключ");
     // Prefixed keys place by the prefixed key, as python-memcached's
     // *_multi with key_prefix do.
-    let prefixed = client_with_prefix(&servers, distribution, "app:");
+    let prefixed = builder(&servers, distribution)
+        .key_prefix("app:")
+        .build()
+        .unwrap();
     let names: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();
     let got: HashMap<String, i64> = prefixed.get_many(&names).unwrap();
     assert_eq!(got.len(), 50, "{distribution:?}: prefixed keys found");
@@ -304,20 +305,6 @@ else:
     assert_eq!(run(&script, &args).trim(), "ok");
 }
 
-fn client_with_prefix(servers: &[Memcached], distribution: Distribution, prefix: &str) -> Client {
-    Client::builder()
-        .servers(
-            servers
-                .iter()
-                .zip(WEIGHTS)
-                .map(|(s, w)| format!("{}:{w}", s.addr())),
-        )
-        .distribution(distribution)
-        .key_prefix(prefix)
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn placement_matches_python_memcached() {
     placement_agrees(Distribution::PythonMemcached, python::run);
@@ -333,14 +320,7 @@ fn placement_matches_python_memcached_1_59() {
 /// python-memcached does, both ways.
 fn dead_server_rehash_agrees(distribution: Distribution, run: fn(&str, &[String]) -> String) {
     let mut servers: Vec<Memcached> = (0..4).map(|_| Memcached::start()).collect();
-    let c = Client::builder()
-        .servers(
-            servers
-                .iter()
-                .zip(WEIGHTS)
-                .map(|(s, w)| format!("{}:{w}", s.addr())),
-        )
-        .distribution(distribution)
+    let c = builder(&servers, distribution)
         .retry_attempts(1)
         .dead_timeout(Duration::from_secs(600))
         .build()
@@ -377,7 +357,7 @@ else:
 "#
     );
     let mut args = vec!["write".to_string()];
-    args.extend(server_args(&servers, &WEIGHTS));
+    args.extend(server_args(&servers));
     let out = run(&script, &args);
     let mut moved = 0;
     for line in out.lines() {

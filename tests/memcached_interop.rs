@@ -40,10 +40,6 @@ fn python_with_args(script: &str, args: &[String]) -> String {
     python::run(script, args)
 }
 
-fn long_text() -> String {
-    "the quick brown fox jumps over the lazy dog; ".repeat(40)
-}
-
 /// A value only Rust readers understand (bincode, flag 256).
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct Profile {
@@ -60,10 +56,6 @@ fn profile() -> Profile {
     }
 }
 
-fn long_bytes() -> Vec<u8> {
-    (0..2000u32).map(|i| (i % 7) as u8).collect()
-}
-
 #[test]
 fn python_reads_what_rust_writes() {
     let mc = Memcached::start();
@@ -76,8 +68,8 @@ fn python_reads_what_rust_writes() {
     c.set("int", &-1234567890123i64, MINUTE).unwrap();
     c.set("bytes", &b"\x00\x01\xfe\xff".to_vec(), MINUTE)
         .unwrap();
-    c.set("long", &long_text(), MINUTE).unwrap();
-    c.set("long_bytes", &long_bytes(), MINUTE).unwrap();
+    c.set("long", &python::long_text(), MINUTE).unwrap();
+    c.set("long_bytes", &python::long_bytes(), MINUTE).unwrap();
     c.set("profile", &profile(), MINUTE).unwrap();
     for (key, flags) in [
         ("long", FLAG_TEXT | FLAG_COMPRESSED),
@@ -171,7 +163,7 @@ print("ok")
         FLAG_COMPRESSED,
         "python compressed it"
     );
-    assert_eq!(c.get::<String>("long").unwrap(), Some(long_text()));
+    assert_eq!(c.get::<String>("long").unwrap(), Some(python::long_text()));
     // Counters are shared too.
     assert_eq!(c.incr("count", 5).unwrap(), Some(15));
     let got = c.get_many::<String>(&["str", "long", "missing"]).unwrap();

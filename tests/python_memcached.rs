@@ -35,14 +35,6 @@ const MINUTE: Duration = Duration::from_secs(60);
 /// the two versions' hashes of 0 and 1 land on different servers.
 const WEIGHTS: [u32; 4] = [1, 3, 2, 5];
 
-fn long_text() -> String {
-    "the quick brown fox jumps over the lazy dog; ".repeat(40)
-}
-
-fn long_bytes() -> Vec<u8> {
-    (0..2000u32).map(|i| (i % 7) as u8).collect()
-}
-
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct Profile {
     id: u64,
@@ -94,8 +86,8 @@ fn python_memcached_reads_what_rust_writes() {
     c.set("big", &u128::MAX, MINUTE).unwrap();
     c.set("bytes", &b"\x00\x01\xfe\xff".to_vec(), MINUTE)
         .unwrap();
-    c.set("long", &long_text(), MINUTE).unwrap();
-    c.set("long_bytes", &long_bytes(), MINUTE).unwrap();
+    c.set("long", &python::long_text(), MINUTE).unwrap();
+    c.set("long_bytes", &python::long_bytes(), MINUTE).unwrap();
     c.set("count", &10u64, MINUTE).unwrap();
     c.set(
         "profile",
@@ -194,8 +186,11 @@ print("ok")
         c.get::<Vec<u8>>("bytes").unwrap(),
         Some(b"\x00\x01\xfe\xff".to_vec())
     );
-    assert_eq!(c.get::<String>("long").unwrap(), Some(long_text()));
-    assert_eq!(c.get::<Vec<u8>>("long_bytes").unwrap(), Some(long_bytes()));
+    assert_eq!(c.get::<String>("long").unwrap(), Some(python::long_text()));
+    assert_eq!(
+        c.get::<Vec<u8>>("long_bytes").unwrap(),
+        Some(python::long_bytes())
+    );
     // Counters: an int counts as one; text stays text.
     assert_eq!(c.get::<u64>("count").unwrap(), Some(15));
     assert_eq!(c.incr("count", 1).unwrap(), Some(16));

@@ -105,3 +105,16 @@ fn run_with(script: &str, args: &[String], path: Option<PathBuf>) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Text over pymemcache's 400-byte compression threshold that zlib
+/// shrinks; the scripts write it as `"the quick brown fox jumps over the
+/// lazy dog; " * 40`.
+pub fn long_text() -> String {
+    "the quick brown fox jumps over the lazy dog; ".repeat(40)
+}
+
+/// Bytes likewise; the scripts write them as `bytes(i % 7 for i in
+/// range(2000))`.
+pub fn long_bytes() -> Vec<u8> {
+    (0..2000u32).map(|i| (i % 7) as u8).collect()
+}

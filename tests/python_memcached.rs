@@ -1,8 +1,9 @@
 //! python-memcached (`memcache.Client`, PyPI `python-memcached`, Debian
-//! `python3-memcache`) as a peer: values both ways through real memcached,
-//! and key placement over several weighted servers, a dead one included,
-//! against `Distribution::PythonMemcached` (1.60 and later) and
-//! `Distribution::PythonMemcachedLegacy` (1.59, Debian 12's).
+//! `python3-memcache`) as a peer, versions 1.62 and 1.59: values both ways
+//! through real memcached, and key placement over several weighted
+//! servers, a dead one included, against `Distribution::PythonMemcached`
+//! (1.60 and later) and `Distribution::PythonMemcachedLegacy` (1.59,
+//! Debian 12's).
 //!
 //! python-memcached's flags (its `_val_to_store_info`, `_recv_value`):
 //! bytes 0, `str` 16 (UTF-8), `int` 2 (decimal), a Python 2 `long` 4, zlib
@@ -73,8 +74,20 @@ def where(key):
     return "127.0.0.1:%d" % server.port
 "#;
 
+/// A way to run a python-memcached script: 1.62, or 1.59.
+type Peer = fn(&str, &[String]) -> String;
+
+/// Both versions: their values code is the same; their server hash is not.
+const PEERS: [Peer; 2] = [python::run, python::run_legacy];
+
 #[test]
 fn python_memcached_reads_what_rust_writes() {
+    for run in PEERS {
+        reads_what_rust_writes(run);
+    }
+}
+
+fn reads_what_rust_writes(run: Peer) {
     let mc = Memcached::start();
     let c = Client::builder()
         .servers([mc.addr()])
@@ -127,12 +140,18 @@ except ValueError as e:
     assert "Unknown flags on get: 100" in str(e), e
 print("ok")
 "#;
-    assert_eq!(python::run(script, &[mc.port().to_string()]).trim(), "ok");
+    assert_eq!(run(script, &[mc.port().to_string()]).trim(), "ok");
     assert_eq!(c.get::<u64>("count").unwrap(), Some(15));
 }
 
 #[test]
 fn rust_reads_what_python_memcached_writes() {
+    for run in PEERS {
+        reads_what_python_writes(run);
+    }
+}
+
+fn reads_what_python_writes(run: Peer) {
     let mc = Memcached::start();
     let script = r#"
 import sys, memcache
@@ -155,7 +174,7 @@ assert c.set("bool", True)
 assert c.set("big_dict", {"k%d" % i: "v" * 10 for i in range(100)}, min_compress_len=100)
 print("ok")
 "#;
-    assert_eq!(python::run(script, &[mc.port().to_string()]).trim(), "ok");
+    assert_eq!(run(script, &[mc.port().to_string()]).trim(), "ok");
 
     let c = Client::builder().servers([mc.addr()]).build().unwrap();
     let flags = |key: &str| c.get_raw(key).unwrap().unwrap().1;
@@ -220,7 +239,7 @@ print("ok")
 /// went; this client, placing as `distribution`, agrees on every key, reads
 /// them all, and writes keys Python then reads. Keys with a prefix go
 /// through `get_multi`/`set_multi` with `key_prefix` both ways.
-fn placement_agrees(distribution: Distribution, run: fn(&str, &[String]) -> String) {
+fn placement_agrees(distribution: Distribution, run: Peer) {
     let servers: Vec<Memcached> = (0..4).map(|_| Memcached::start()).collect();
     let c = builder(&servers, distribution).build().unwrap();
     // "k25" hashes to 0: the versions part on it.
@@ -313,7 +332,7 @@ fn placement_matches_python_memcached_1_59() {
 /// With one server down, python-memcached rehashes that server's keys;
 /// this client, once it has marked the server dead, sends them where
 /// python-memcached does, both ways.
-fn dead_server_rehash_agrees(distribution: Distribution, run: fn(&str, &[String]) -> String) {
+fn dead_server_rehash_agrees(distribution: Distribution, run: Peer) {
     let mut servers: Vec<Memcached> = (0..4).map(|_| Memcached::start()).collect();
     let c = builder(&servers, distribution)
         .retry_attempts(1)
@@ -400,7 +419,6 @@ for v in ("héllo", -42, 2**70, b"\x00\xff", "", 0):
     flags, _, data = c._val_to_store_info(v, 0)
     print("%d\t%s" % (flags, data.hex()))
 "#;
-    let out = python::run(script, &[]);
     let ours = [
         codec.encode("héllo").unwrap(),
         codec.encode(&-42i64).unwrap(),
@@ -409,10 +427,13 @@ for v in ("héllo", -42, 2**70, b"\x00\xff", "", 0):
         codec.encode("").unwrap(),
         codec.encode(&0u8).unwrap(),
     ];
-    let theirs: Vec<&str> = out.lines().collect();
-    assert_eq!(theirs.len(), ours.len());
-    for (line, item) in theirs.iter().zip(&ours) {
-        let hex: String = item.data.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(*line, format!("{}\t{hex}", item.flags));
+    for run in PEERS {
+        let out = run(script, &[]);
+        let theirs: Vec<&str> = out.lines().collect();
+        assert_eq!(theirs.len(), ours.len());
+        for (line, item) in theirs.iter().zip(&ours) {
+            let hex: String = item.data.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(*line, format!("{}\t{hex}", item.flags));
+        }
     }
 }

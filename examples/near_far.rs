@@ -2,7 +2,7 @@
 //! processes sharing one memcached.
 //!
 //! ```text
-//! memcached -p 11211 &          # or: apt-get install memcached
+//! memcached -u nobody -p 11211 &   # or: apt-get install memcached
 //! cargo run --example near_far
 //! MEMCACHED_SERVERS=10.0.0.1:11211,10.0.0.2:11211 cargo run --example near_far
 //! ```
@@ -34,8 +34,9 @@ fn main() -> ExitCode {
     if let Err(e) = client.version() {
         eprintln!(
             "no memcached answers at {servers:?} ({e}).\n\
-             Start one with `memcached -p 11211` (install it with \
-             `apt-get install memcached`), or point MEMCACHED_SERVERS at yours \
+             Start one with `memcached -u nobody -p 11211` (`-u` names the user \
+             it runs as, which memcached requires when started as root; install it \
+             with `apt-get install memcached`), or point MEMCACHED_SERVERS at yours \
              (comma-separated host:port list)."
         );
         return ExitCode::FAILURE;

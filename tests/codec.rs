@@ -295,6 +295,20 @@ fn python_integers_decode() {
         decode::<User>(b"1", FLAG_INTEGER),
         Err(CodecError::Decode(_))
     ));
+    // Python's integers have no bound: past 128 bits they still read as
+    // their digits.
+    let huge = format!("-1{}", "0".repeat(300));
+    assert_eq!(
+        decode::<String>(huge.as_bytes(), FLAG_INTEGER).unwrap(),
+        huge
+    );
+    assert_eq!(
+        decode::<i128>(huge.as_bytes(), FLAG_INTEGER),
+        Err(CodecError::Decode(format!(
+            "integer -1{}... (301 digits) is out of range",
+            "0".repeat(38)
+        )))
+    );
 }
 
 #[test]
@@ -315,10 +329,163 @@ fn raw_bytes_decode_into_byte_and_text_targets() {
         decode::<String>(b"\xc3", FLAG_BYTES),
         Err(CodecError::Decode(_))
     ));
-    assert!(matches!(
+    assert_eq!(
         decode::<User>(b"abc", FLAG_BYTES),
+        Err(CodecError::UntypedBytes {
+            requested: "struct User".into()
+        })
+    );
+}
+
+/// The error a flags-0 read as `T` must give.
+fn untyped<T: DeserializeOwned + fmt::Debug>(data: &[u8]) -> String {
+    match decode::<T>(data, FLAG_BYTES) {
+        Err(CodecError::UntypedBytes { requested }) => requested,
+        other => panic!(
+            "{data:?} as {}: {other:?}, not UntypedBytes",
+            std::any::type_name::<T>()
+        ),
+    }
+}
+
+#[test]
+fn untyped_decimal_reads_as_every_integer_type() {
+    // pymemcache's default Client stores `42` as b"42" with flags 0, and
+    // memcached's counters are digits; whitespace around them is allowed.
+    macro_rules! each {
+        ($($ty:ty),*) => {$(
+            assert_eq!(decode::<$ty>(b"42", FLAG_BYTES).unwrap(), 42, "{}", stringify!($ty));
+            assert_eq!(decode::<$ty>(b"5  ", FLAG_BYTES).unwrap(), 5, "{}", stringify!($ty));
+            assert_eq!(
+                decode::<$ty>(<$ty>::MAX.to_string().as_bytes(), FLAG_BYTES).unwrap(),
+                <$ty>::MAX
+            );
+            assert_eq!(
+                decode::<$ty>(<$ty>::MIN.to_string().as_bytes(), FLAG_BYTES).unwrap(),
+                <$ty>::MIN
+            );
+        )*};
+    }
+    each!(
+        i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize
+    );
+    assert_eq!(decode::<i64>(b"-7", FLAG_BYTES).unwrap(), -7);
+    assert_eq!(
+        decode::<Option<u64>>(b"18446744073709551615", FLAG_BYTES).unwrap(),
+        Some(u64::MAX)
+    );
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct Count(u32);
+    assert_eq!(decode::<Count>(b"12", FLAG_BYTES).unwrap(), Count(12));
+    // Compressed untyped digits too.
+    assert_eq!(decode::<u64>(&zlib(b"123"), FLAG_COMPRESSED).unwrap(), 123);
+    // The same bytes still read as text and as bytes.
+    assert_eq!(decode::<String>(b"42", FLAG_BYTES).unwrap(), "42");
+    assert_eq!(decode::<Vec<u8>>(b"42", FLAG_BYTES).unwrap(), b"42");
+
+    // Not decimal, or out of range: decode errors naming the value.
+    for (data, want) in [
+        (
+            &b"hello"[..],
+            "untyped value (flags 0) is not a decimal integer: \"hello\"",
+        ),
+        (
+            b"1.5",
+            "untyped value (flags 0) is not a decimal integer: \"1.5\"",
+        ),
+        (
+            b"",
+            "untyped value (flags 0) is not a decimal integer: \"\"",
+        ),
+        (
+            b"\xff",
+            "untyped value (flags 0) is not a decimal integer: \"\u{fffd}\"",
+        ),
+    ] {
+        assert_eq!(
+            decode::<i64>(data, FLAG_BYTES),
+            Err(CodecError::Decode(want.into()))
+        );
+    }
+    assert!(matches!(
+        decode::<u8>(b"300", FLAG_BYTES),
+        Err(CodecError::Decode(m)) if m.contains("300")
+    ));
+    assert!(matches!(
+        decode::<u32>(b"-1", FLAG_BYTES),
         Err(CodecError::Decode(_))
     ));
+}
+
+#[test]
+fn untyped_bytes_refuse_what_they_cannot_be_told_apart_from() {
+    // pymemcache's default Client stores `[1, 2, 3]` as b"[1, 2, 3]": read
+    // as numbers it used to give one per byte ([91, 49, 44, ...]).
+    assert_eq!(untyped::<Vec<i64>>(b"[1, 2, 3]"), "a sequence of i64");
+    assert_eq!(untyped::<Vec<u16>>(b"\x01\x02"), "a sequence of u16");
+    assert_eq!(untyped::<Vec<i8>>(b"\x01"), "a sequence of i8");
+    assert_eq!(untyped::<Vec<char>>(b"ab"), "a sequence of a character");
+    assert_eq!(untyped::<Vec<String>>(b"ab"), "a sequence of a string");
+    assert_eq!(untyped::<[u32; 2]>(b"ab"), "a sequence of u32");
+    assert_eq!(untyped::<(u8, u16)>(b"ab"), "a sequence of u16");
+    assert_eq!(untyped::<Vec<Option<u8>>>(b"ab"), "a sequence of option");
+    assert_eq!(untyped::<f64>(b"1.5"), "f64");
+    assert_eq!(untyped::<f32>(b"1"), "f32");
+    assert_eq!(untyped::<bool>(b"True"), "a boolean");
+    assert_eq!(untyped::<()>(b""), "unit");
+    assert_eq!(untyped::<User>(b"{}"), "struct User");
+    assert_eq!(untyped::<Color>(b"Red"), "enum Color");
+    assert_eq!(untyped::<HashMap<String, i64>>(b"{}"), "a map");
+    assert_eq!(untyped::<Option<Vec<i64>>>(b"[1]"), "a sequence of i64");
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Pair(u8, u8);
+    assert_eq!(untyped::<Pair>(b"ab"), "tuple struct Pair");
+    // The message says what to do.
+    let message = CodecError::UntypedBytes {
+        requested: "a sequence of i64".into(),
+    }
+    .to_string();
+    assert_eq!(
+        message,
+        "the item is untyped bytes (flags 0), readable as bytes, a string or a \
+         decimal integer, not as a sequence of i64"
+    );
+
+    // What they can be still reads: bytes in every form, text.
+    assert_eq!(
+        decode::<Vec<u8>>(b"[1, 2, 3]", FLAG_BYTES).unwrap(),
+        b"[1, 2, 3]"
+    );
+    assert_eq!(
+        decode::<std::collections::VecDeque<u8>>(b"ab", FLAG_BYTES).unwrap(),
+        [b'a', b'b']
+    );
+    assert_eq!(
+        decode::<Box<[u8]>>(b"ab", FLAG_BYTES).unwrap().as_ref(),
+        b"ab"
+    );
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct Byte(u8);
+    assert_eq!(
+        decode::<Vec<Byte>>(b"ab", FLAG_BYTES).unwrap(),
+        [Byte(b'a'), Byte(b'b')]
+    );
+    assert_eq!(decode::<char>("é".as_bytes(), FLAG_BYTES).unwrap(), 'é');
+    assert_eq!(
+        decode::<Option<String>>(b"[1, 2, 3]", FLAG_BYTES).unwrap(),
+        Some("[1, 2, 3]".into())
+    );
+    assert_eq!(
+        decode::<UserName>(b"zoe", FLAG_BYTES).unwrap(),
+        UserName("zoe".into())
+    );
+    decode::<serde::de::IgnoredAny>(b"anything", FLAG_BYTES).unwrap();
+    // Nothing to tell an element type by: empty bytes are an empty sequence.
+    assert_eq!(
+        decode::<Vec<i64>>(b"", FLAG_BYTES).unwrap(),
+        Vec::<i64>::new()
+    );
 }
 
 #[test]

@@ -169,11 +169,15 @@ impl<C: Codec> ClientBuilder<C> {
     /// prefixed key). Must itself be a valid key part: no spaces or control
     /// bytes.
     ///
-    /// The prefix does not move keys between servers: a key is placed by
-    /// the key as given, before the prefix is added, as pymemcache's
+    /// Under [`Distribution::Ketama`] and [`Distribution::Rendezvous`] the
+    /// prefix does not move keys between servers: a key is placed by the
+    /// key as given, before the prefix is added, as pymemcache's
     /// `HashClient` and libmemcached (without
     /// `MEMCACHED_BEHAVIOR_HASH_WITH_NAMESPACE`) place it, so clients of
     /// either kind sharing a pool with the same prefix agree on every key.
+    /// Under [`Distribution::PythonMemcached`] (and its legacy form) the
+    /// prefixed key places it, as python-memcached places the keys of its
+    /// `get_multi` and `set_multi` with `key_prefix`.
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.key_prefix = prefix.into();
         self

@@ -141,10 +141,16 @@ impl<C: Codec> Client<C> {
     /// The label of the server `key` is sent to now, skipping servers
     /// marked dead.
     ///
-    /// The key is placed as given, without the key prefix (which only
-    /// changes the key stored on the server), so the answer is the same
-    /// with or without a prefix, and the same as pymemcache's `HashClient`
-    /// or libmemcached gives for that key over the same servers.
+    /// Under ketama and rendezvous the key is placed as given, without the
+    /// key prefix (which only changes the key stored on the server), so the
+    /// answer is the same with or without a prefix, and the same as
+    /// pymemcache's `HashClient` or libmemcached gives for that key over the
+    /// same servers. Under [`Distribution::PythonMemcached`] the prefixed
+    /// key is placed, as python-memcached places it (see
+    /// [`ClientBuilder::key_prefix`]).
+    ///
+    /// [`Distribution::PythonMemcached`]: crate::memcached::Distribution::PythonMemcached
+    /// [`ClientBuilder::key_prefix`]: crate::memcached::ClientBuilder::key_prefix
     ///
     /// # Errors
     ///

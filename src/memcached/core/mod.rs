@@ -173,9 +173,13 @@ impl<C: Codec> Core<C> {
     }
 
     /// The part of a prefixed key that places it: the key as the caller
-    /// gave it, without the key prefix (see
+    /// gave it, without the key prefix, or the whole key for the
+    /// distributions that hash it (see
     /// [`ClientBuilder::key_prefix`](super::ClientBuilder::key_prefix)).
     pub(crate) fn placement<'k>(&self, prefixed: &'k [u8]) -> &'k [u8] {
+        if self.ring.distribution().hashes_key_prefix() {
+            return prefixed;
+        }
         prefixed.get(self.prefix.len()..).unwrap_or(prefixed)
     }
 

@@ -64,6 +64,7 @@ use rendezvous::Rendezvous;
 /// # Ok::<(), nearfar::memcached::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum Distribution {
     /// libmemcached's weighted ketama consistent hashing (MD5 continuum).
     ///

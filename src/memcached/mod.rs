@@ -22,6 +22,8 @@ mod pending;
 mod pool;
 pub mod protocol;
 mod ring;
+#[cfg(feature = "tls")]
+mod tls;
 
 #[cfg(feature = "tokio")]
 pub use async_client::AsyncClient;
@@ -32,3 +34,7 @@ pub use client::{
 pub use command::{Cas, Lease, MetaItem};
 pub use error::{ConfigError, Error, Result};
 pub use ring::Distribution;
+/// The TLS library of feature `tls`, for making the configuration
+/// [`ClientBuilder::tls`] takes with the version this crate uses.
+#[cfg(feature = "tls")]
+pub use rustls;

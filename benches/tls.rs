@@ -128,8 +128,9 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Times `slices` pairs of slices of `ops` operations, TLS then plain
-/// (then plain then TLS, in turn), after one warm-up slice of each.
+/// Times `slices` pairs of slices of `ops` operations (`tls(ops)` runs
+/// one slice), TLS then plain (then plain then TLS, in turn), after one
+/// warm-up slice of each.
 fn interleave(
     name: &'static str,
     slices: usize,
@@ -139,9 +140,7 @@ fn interleave(
 ) -> Row {
     let time = |f: &mut dyn FnMut(usize)| {
         let start = Instant::now();
-        for i in 0..ops {
-            f(i);
-        }
+        f(ops);
         start.elapsed().as_secs_f64() * 1e6 / ops as f64
     };
     time(&mut tls);
@@ -172,6 +171,25 @@ fn interleave(
     row
 }
 
+/// `TASKS` tasks each get (or set) a 100-byte value at once.
+async fn round(client: &AsyncClient, set: bool, small: &str) {
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|_| {
+            let (client, small) = (client.clone(), small.to_owned());
+            tokio::spawn(async move {
+                if set {
+                    client.set("small", &small, MINUTE).await.expect("set");
+                } else {
+                    black_box(client.get::<String>("small").await.expect("get"));
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task");
+    }
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` does not.
     let full = std::env::args().any(|a| a == "--bench");
@@ -187,46 +205,55 @@ fn main() {
         client.set("small", &small, MINUTE).expect("set");
         client.set("large", &large, MINUTE).expect("set");
     }
-    let get = |client: &Client, key: &str| {
-        black_box(client.get::<String>(key).expect("get").expect("hit"));
+    let gets = |client: &Client, key: &str, n: usize| {
+        for _ in 0..n {
+            black_box(client.get::<String>(key).expect("get").expect("hit"));
+        }
+    };
+    let sets = |client: &Client, n: usize| {
+        for _ in 0..n {
+            client.set("small", &small, MINUTE).expect("set");
+        }
     };
     rows.push(interleave(
         "blocking get, 100 B",
         slices,
         4000 / scale,
-        |_| get(&tls, "small"),
-        |_| get(&plain, "small"),
+        |n| gets(&tls, "small", n),
+        |n| gets(&plain, "small", n),
     ));
     rows.push(interleave(
         "blocking set, 100 B",
         slices,
         4000 / scale,
-        |_| tls.set("small", &small, MINUTE).expect("set"),
-        |_| plain.set("small", &small, MINUTE).expect("set"),
+        |n| sets(&tls, n),
+        |n| sets(&plain, n),
     ));
     rows.push(interleave(
         "blocking get, 16 KiB",
         slices,
         2000 / scale,
-        |_| get(&tls, "large"),
-        |_| get(&plain, "large"),
+        |n| gets(&tls, "large", n),
+        |n| gets(&plain, "large", n),
     ));
-    let connect = |addr: &str, tls: bool| {
-        let builder = Setup::builder(addr);
-        let builder = if tls {
-            builder.tls(Arc::clone(&setup.fresh_config))
-        } else {
-            builder
-        };
-        let client = builder.build().expect("client");
-        get(&client, "small");
+    // A fresh client each time: connect (and handshake), then one get.
+    let connect = |addr: &str, tls: bool, n: usize| {
+        for _ in 0..n {
+            let builder = Setup::builder(addr);
+            let builder = if tls {
+                builder.tls(Arc::clone(&setup.fresh_config))
+            } else {
+                builder
+            };
+            gets(&builder.build().expect("client"), "small", 1);
+        }
     };
     rows.push(interleave(
         "new connection + first get (blocking)",
         slices,
         100 / scale.min(10),
-        |_| connect(&setup.tls_addr, true),
-        |_| connect(&setup.plain_addr, false),
+        |n| connect(&setup.tls_addr, true, n),
+        |n| connect(&setup.plain_addr, false, n),
     ));
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -235,56 +262,42 @@ fn main() {
         .build()
         .expect("runtime");
     let (atls, aplain) = rt.block_on(async { setup.asynchronous() });
-    let one_get = |client: &AsyncClient| {
+    // One task: the slice's gets one after another.
+    let one_task = |client: &AsyncClient, n: usize| {
         rt.block_on(async {
-            black_box(
-                client
-                    .get::<String>("small")
-                    .await
-                    .expect("get")
-                    .expect("hit"),
-            );
+            for _ in 0..n {
+                black_box(client.get::<String>("small").await.expect("get"));
+            }
         })
     };
     rows.push(interleave(
         "async get, 100 B, one task",
         slices,
         4000 / scale,
-        |_| one_get(&atls),
-        |_| one_get(&aplain),
+        |n| one_task(&atls, n),
+        |n| one_task(&aplain, n),
     ));
-    let many = |client: &AsyncClient, set: bool| {
+    // `n` rounds of 64 tasks at once.
+    let rounds = |client: &AsyncClient, set: bool, n: usize| {
         rt.block_on(async {
-            let tasks: Vec<_> = (0..TASKS)
-                .map(|_| {
-                    let (client, small) = (client.clone(), small.clone());
-                    tokio::spawn(async move {
-                        if set {
-                            client.set("small", &small, MINUTE).await.expect("set");
-                        } else {
-                            black_box(client.get::<String>("small").await.expect("get"));
-                        }
-                    })
-                })
-                .collect();
-            for task in tasks {
-                task.await.expect("task");
+            for _ in 0..n {
+                round(client, set, &small).await;
             }
         })
     };
     rows.push(interleave(
-        "async get, 100 B, 64 tasks (per batch of 64)",
+        "async get, 100 B, 64 tasks (per round of 64)",
         slices,
         200 / scale,
-        |_| many(&atls, false),
-        |_| many(&aplain, false),
+        |n| rounds(&atls, false, n),
+        |n| rounds(&aplain, false, n),
     ));
     rows.push(interleave(
-        "async set, 100 B, 64 tasks (per batch of 64)",
+        "async set, 100 B, 64 tasks (per round of 64)",
         slices,
         200 / scale,
-        |_| many(&atls, true),
-        |_| many(&aplain, true),
+        |n| rounds(&atls, true, n),
+        |n| rounds(&aplain, true, n),
     ));
 
     println!("\n| case | TLS | plain TCP | TLS ÷ plain |\n|---|---|---|---|");

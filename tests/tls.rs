@@ -101,7 +101,11 @@ fn blocking_round_trip_over_tls() {
     let before = connections();
     std::thread::sleep(Duration::from_millis(20));
     client.set("greeting", "again", MINUTE).unwrap();
-    assert_eq!(connections(), before, "the idle TLS connection was not reused");
+    assert_eq!(
+        connections(),
+        before,
+        "the idle TLS connection was not reused"
+    );
     mc.restart();
     std::thread::sleep(Duration::from_millis(20));
     assert_eq!(client.get::<String>("greeting").unwrap(), None);

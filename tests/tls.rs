@@ -167,6 +167,36 @@ fn a_certificate_from_another_ca_is_refused_every_time() {
 }
 
 #[test]
+fn nearfar_over_a_refused_certificate_loads_and_keeps_asking() {
+    let pki = Pki::new();
+    let mc = tls_memcached(&pki);
+    let far = builder(&mc.addr())
+        .tls_ca_file(&pki.other_ca)
+        .build()
+        .unwrap();
+    let cache: nearfar::NearFar<u64, String> = nearfar::NearFar::builder()
+        .far(far)
+        .namespace("tls")
+        .circuit_breaker(1, MINUTE)
+        .build()
+        .unwrap();
+    // The far tier's error never reaches the caller: the loader answers.
+    for key in 0..3 {
+        assert_eq!(cache.get_with(key, || format!("v{key}")), format!("v{key}"));
+    }
+    // Each call asked the far tier (and was refused): a breaker that opens
+    // at the first failure would have held it out for a minute and hidden
+    // the cause from the client's errors.
+    let stats = cache.stats();
+    assert!(stats.far_errors >= 3, "{stats:?}");
+    assert_eq!(
+        (stats.breaker_trips, stats.breaker_skips),
+        (0, 0),
+        "{stats:?}"
+    );
+}
+
+#[test]
 fn a_plain_client_on_a_tls_port_fails_fast() {
     let pki = Pki::new();
     let mc = tls_memcached(&pki);

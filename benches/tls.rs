@@ -21,6 +21,25 @@
 //!
 //! Under `cargo test --benches --features tls` (no `--bench` argument) it
 //! runs a small smoke version.
+//!
+//! Measured twice back to back (memcached 1.6.18 with OpenSSL 3, a shared
+//! 2-core VM under other load, unpinned; TLS ÷ plain, median of 15 slice
+//! pairs):
+//!
+//! | case | run 1 | run 2 |
+//! |---|---|---|
+//! | blocking get, 100 B | 1.38x (12.4 / 9.0 µs) | 1.41x |
+//! | blocking set, 100 B | 1.40x (13.2 / 9.6 µs) | 1.42x |
+//! | blocking get, 16 KiB | 2.96x (74.9 / 14.0 µs) | 2.77x (28.9 / 10.3 µs) |
+//! | new connection + first get | 44.2x (3,768 / 88 µs) | 38.8x (4,032 / 108 µs) |
+//! | async get, 100 B, one task | 1.17x | 0.98x |
+//! | async get, 100 B, 64 tasks | 0.96x | 1.03x |
+//! | async set, 100 B, 64 tasks | 1.20x | 1.03x |
+//!
+//! Of a handshake's ~3.5 ms, the client's own work (ring: X25519, two
+//! ECDSA P-256 verifications) was about 0.55 ms; the rest is waiting for
+//! memcached's side of it. The async client's per-request cost hides in
+//! the scheduling that dominates its round trips on a loaded machine.
 #![allow(missing_docs)]
 
 #[path = "../tests/common/memcached.rs"]

@@ -265,6 +265,51 @@ fn a_handshake_that_never_completes_ends_at_the_connect_timeout() {
     drop(silent);
 }
 
+/// A value larger than loopback's socket buffers hold, so that writing
+/// it to a stopped server blocks.
+const HUGE: usize = 24 << 20;
+
+/// The stalled-server test's request timeout (its I/O timeout is 1 s) and
+/// how late past it a call may end.
+const DEADLINE: Duration = Duration::from_millis(1200);
+const SLACK: Duration = Duration::from_millis(500);
+
+#[test]
+fn a_stalled_server_is_bounded_by_the_deadline_over_tls() {
+    let pki = Pki::new();
+    let mut args = pki.memcached_args();
+    args.extend(["-I".to_owned(), "32m".to_owned()]);
+    let mc = Memcached::start_with(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let client = builder(&mc.addr())
+        .tls_ca_file(&pki.ca)
+        .io_timeout(Duration::from_secs(1))
+        .request_timeout(DEADLINE)
+        .max_item_size(32 << 20)
+        .build()
+        .unwrap();
+    client.set("k", "v", MINUTE).unwrap();
+    mc.pause();
+    let huge = vec![7u8; HUGE];
+    // On the open connection: blocked writing (the server reads nothing),
+    // a timeout that drops the connection.
+    let started = Instant::now();
+    let e = client.set_raw("huge", &huge, 0, MINUTE).unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(e, Error::Timeout), "{e:?}");
+    assert!(took < DEADLINE + SLACK, "the set took {took:?}");
+    // A new connection: the handshake gets no answer, and the call's
+    // deadline ends it well before the connect timeout (5 s).
+    let started = Instant::now();
+    let e = client.get::<String>("k").unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        matches!(&e, Error::Connect { source, .. } if source.kind() == std::io::ErrorKind::TimedOut),
+        "{e:?}"
+    );
+    assert!(took < DEADLINE + SLACK, "the get took {took:?}");
+    mc.resume();
+}
+
 #[test]
 fn build_refuses_what_tls_cannot_do() {
     let pki = Pki::new();

@@ -77,8 +77,9 @@ enum Stream {
     #[cfg(unix)]
     Unix(UnixStream),
     /// TLS over TCP (feature `tls`): the socket's timeouts bound its reads
-    /// and writes as they bound a plain socket's; [`Conn::send`] sends
-    /// what the TLS layer holds back ([`Stream::holds_writes`]).
+    /// and writes as they bound a plain socket's. Reads go through rustls's
+    /// stream; writes make records ([`Stream::write`]) that [`Conn::send`]
+    /// sends ([`Stream::send_held`]).
     #[cfg(feature = "tls")]
     Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
 }
@@ -114,9 +115,8 @@ impl Stream {
         }
     }
 
-    /// Whether bytes written are still held above the socket (TLS records
-    /// not sent yet: [`Stream::write`] takes bytes into the TLS layer and
-    /// sends what the socket takes at once, keeping the rest).
+    /// Whether bytes written are still held above the socket: TLS records
+    /// not sent yet ([`Stream::write`] only makes them).
     fn holds_writes(&self) -> bool {
         match self {
             #[cfg(feature = "tls")]
@@ -126,8 +126,9 @@ impl Stream {
     }
 
     /// Sends some of what [`Stream::holds_writes`]: one socket write,
-    /// within the socket's write timeout. `Ok(0)` when nothing is held.
-    fn write_held(&mut self) -> io::Result<usize> {
+    /// within the socket's write timeout (its error, a timeout included,
+    /// is the caller's). `Ok(0)` when nothing is held.
+    fn send_held(&mut self) -> io::Result<usize> {
         match self {
             #[cfg(feature = "tls")]
             Stream::Tls(s) => {
@@ -169,8 +170,11 @@ impl Write for Stream {
             Stream::Tcp(s) => s.write(buf),
             #[cfg(unix)]
             Stream::Unix(s) => s.write(buf),
+            // Into TLS records, held until `send_held` sends them: no
+            // I/O here (rustls's own stream would also read when a write
+            // blocks, waiting past the write's deadline).
             #[cfg(feature = "tls")]
-            Stream::Tls(s) => s.write(buf),
+            Stream::Tls(s) => s.conn.writer().write(buf),
         }
     }
 
@@ -410,25 +414,27 @@ impl Conn {
         }
         self.progressed();
         let mut sent = 0;
-        // Then, once all is written, until the stream holds nothing back
-        // (a TLS stream may keep the last records: see `Stream::flush`).
+        // A TLS stream takes bytes into records without I/O and holds them
+        // (`Stream::holds_writes`): what it holds is sent first, one socket
+        // write at a time, each within the timeouts as a plain write is.
         while sent < self.wbuf.len() || self.stream.holds_writes() {
             let remaining = self.remaining()?;
             if self.overshoots(remaining, self.write_timeout) {
                 self.stream.set_write_timeout(remaining)?;
                 self.write_timeout = remaining;
             }
-            let written = if sent < self.wbuf.len() {
-                self.stream.write(&self.wbuf[sent..])
+            let written = if self.stream.holds_writes() {
+                self.stream.send_held()
             } else {
-                self.stream.write_held()
+                let written = self.stream.write(&self.wbuf[sent..]);
+                if let Ok(n) = written {
+                    sent += n;
+                }
+                written
             };
             match written {
                 Ok(0) => return Err(Error::Io(io::Error::from(io::ErrorKind::WriteZero))),
-                Ok(n) => {
-                    sent = (sent + n).min(self.wbuf.len());
-                    self.progressed();
-                }
+                Ok(_) => self.progressed(),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if is_timeout(&e) => {
                     // Woke at the deadline, or early on a timeout set for a

@@ -423,6 +423,57 @@ mod asynchronous {
     }
 
     #[test]
+    fn async_stalled_server_is_bounded_by_the_deadline_over_tls() {
+        let pki = Pki::new();
+        on_both_runtimes(|rt| {
+            let (ca, mut args) = (pki.ca.clone(), pki.memcached_args());
+            args.extend(["-I".to_owned(), "32m".to_owned()]);
+            async move {
+                let mc = runtimes::blocking(move || {
+                    Memcached::start_with(&args.iter().map(String::as_str).collect::<Vec<_>>())
+                })
+                .await;
+                let client = builder(&mc.addr())
+                    .tls_ca_file(&ca)
+                    .pool_size(1)
+                    .io_timeout(Duration::from_secs(1))
+                    .request_timeout(DEADLINE)
+                    .max_item_size(32 << 20)
+                    .build_async()
+                    .unwrap();
+                client.set("k", "v", MINUTE).await.unwrap();
+                let mc = runtimes::blocking(move || {
+                    mc.pause();
+                    mc
+                })
+                .await;
+                let huge = vec![7u8; HUGE];
+                let started = Instant::now();
+                let e = client.set_raw("huge", &huge, 0, MINUTE).await.unwrap_err();
+                let took = started.elapsed();
+                assert!(matches!(e, Error::Timeout), "{rt}: {e:?}");
+                assert!(took < DEADLINE + SLACK, "{rt}: the set took {took:?}");
+                // The stall closed the connection: a new one's handshake
+                // is cut short by the call's deadline.
+                let started = Instant::now();
+                let e = client.get::<String>("k").await.unwrap_err();
+                let took = started.elapsed();
+                assert!(
+                    matches!(&e, Error::Connect { source, .. }
+                        if source.kind() == std::io::ErrorKind::TimedOut),
+                    "{rt}: {e:?}"
+                );
+                assert!(took < DEADLINE + SLACK, "{rt}: the get took {took:?}");
+                runtimes::blocking(move || {
+                    mc.resume();
+                    drop(mc);
+                })
+                .await;
+            }
+        });
+    }
+
+    #[test]
     fn async_mismatches_fail_fast_with_clear_errors() {
         let pki = Pki::new();
         on_both_runtimes(|rt| {

@@ -5,6 +5,9 @@
 //! [`Distribution`], dead-server ejection, typed values through a
 //! [`Codec`](crate::codec::Codec), pipelined batches, and the meta-protocol
 //! tools (leases, invalidation, CAS revalidation) a two-tier cache needs.
+//! With feature `tokio`, `AsyncClient` is the same client on tokio; with
+//! feature `tls`, either one connects over TLS (`ClientBuilder::tls`,
+//! `tls_ca_file`: memcached started with `-Z`).
 //! [`protocol`] holds the pure encoders and reply parser it is built on.
 
 mod address;

@@ -22,19 +22,19 @@
 //! Under `cargo test --benches --features tls` (no `--bench` argument) it
 //! runs a small smoke version.
 //!
-//! Measured twice back to back (memcached 1.6.18 with OpenSSL 3, a shared
-//! 2-core VM under other load, unpinned; TLS ÷ plain, median of 15 slice
-//! pairs):
+//! Measured three times (memcached 1.6.18 with OpenSSL 3, a shared 2-core
+//! VM under other load, unpinned; TLS ÷ plain, median of 15 slice pairs;
+//! run 3 after the blocking write path's last change):
 //!
-//! | case | run 1 | run 2 |
-//! |---|---|---|
-//! | blocking get, 100 B | 1.38x (12.4 / 9.0 µs) | 1.41x |
-//! | blocking set, 100 B | 1.40x (13.2 / 9.6 µs) | 1.42x |
-//! | blocking get, 16 KiB | 2.96x (74.9 / 14.0 µs) | 2.77x (28.9 / 10.3 µs) |
-//! | new connection + first get | 44.2x (3,768 / 88 µs) | 38.8x (4,032 / 108 µs) |
-//! | async get, 100 B, one task | 1.17x | 0.98x |
-//! | async get, 100 B, 64 tasks | 0.96x | 1.03x |
-//! | async set, 100 B, 64 tasks | 1.20x | 1.03x |
+//! | case | run 1 | run 2 | run 3 |
+//! |---|---|---|---|
+//! | blocking get, 100 B | 1.38x (12.4 / 9.0 µs) | 1.41x | 1.38x (12.6 / 9.1 µs) |
+//! | blocking set, 100 B | 1.40x (13.2 / 9.6 µs) | 1.42x | 1.42x |
+//! | blocking get, 16 KiB | 2.96x | 2.77x (28.9 / 10.3 µs) | 2.76x |
+//! | new connection + first get | 44.2x (3,768 / 88 µs) | 38.8x | 49.3x (4,232 / 96 µs) |
+//! | async get, 100 B, one task | 1.17x | 0.98x | 1.30x |
+//! | async get, 100 B, 64 tasks | 0.96x | 1.03x | 0.90x |
+//! | async set, 100 B, 64 tasks | 1.20x | 1.03x | 1.40x |
 //!
 //! Of a handshake's ~3.5 ms, the client's own work (ring: X25519, two
 //! ECDSA P-256 verifications) was about 0.55 ms; the rest is waiting for

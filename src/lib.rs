@@ -41,6 +41,7 @@
 //! | `memcached` | yes | the far-tier client, the [`codec`] module (serde, bincode 2, zlib) and the two-tier `NearFar` |
 //! | `macros` | yes | the [`#[memoize]`](memoize) attribute (a proc-macro crate: syn, quote) |
 //! | `tokio` | no | the async far-tier client and `AsyncNearFar` |
+//! | `tls` | no | TLS to memcached for both clients (rustls with ring: no OpenSSL, no cmake): `ClientBuilder::tls`, `tls_ca_file` |
 //! | `metrics` | no | counters, gauges and histograms through the `metrics` facade, named in [`observe`] |
 //! | `tracing` | no | spans around `NearFar`'s far requests and loads (key digests, never keys), see [`observe`] |
 //!
@@ -341,6 +342,6 @@ pub use nearfar::{
 /// run) as doctests, so the front page cannot drift from the API.
 /// They use every feature but `metrics` and `tracing` (`cargo test
 /// --all-features` runs them).
-#[cfg(all(doctest, feature = "tokio", feature = "macros"))]
+#[cfg(all(doctest, feature = "tokio", feature = "macros", feature = "tls"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

@@ -37,7 +37,8 @@
 //! ([`Conn::bound`]), so a server trickling bytes can hold a caller no
 //! longer than that, however many requests the call makes. Every read and
 //! write, the first included, waits no longer than the nearer of the two.
-//! Connecting is bounded by the connect timeout and the deadline alike.
+//! Connecting is bounded by the connect timeout and the deadline alike,
+//! its TLS handshake included (feature `tls`: see `tls.rs`).
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -75,6 +76,12 @@ enum Stream {
     Tcp(TcpStream),
     #[cfg(unix)]
     Unix(UnixStream),
+    /// TLS over TCP (feature `tls`): the socket's timeouts bound its reads
+    /// and writes as they bound a plain socket's. Reads go through rustls's
+    /// stream; writes make records ([`Stream::write`]) that [`Conn::send`]
+    /// sends ([`Stream::send_held`]).
+    #[cfg(feature = "tls")]
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
 }
 
 impl Stream {
@@ -83,6 +90,8 @@ impl Stream {
             Stream::Tcp(s) => s.set_read_timeout(Some(timeout)),
             #[cfg(unix)]
             Stream::Unix(s) => s.set_read_timeout(Some(timeout)),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.sock.set_read_timeout(Some(timeout)),
         }
     }
 
@@ -91,6 +100,8 @@ impl Stream {
             Stream::Tcp(s) => s.set_write_timeout(Some(timeout)),
             #[cfg(unix)]
             Stream::Unix(s) => s.set_write_timeout(Some(timeout)),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.sock.set_write_timeout(Some(timeout)),
         }
     }
 
@@ -99,15 +110,44 @@ impl Stream {
             Stream::Tcp(s) => s.set_nonblocking(nonblocking),
             #[cfg(unix)]
             Stream::Unix(s) => s.set_nonblocking(nonblocking),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.sock.set_nonblocking(nonblocking),
+        }
+    }
+
+    /// Whether bytes written are still held above the socket: TLS records
+    /// not sent yet ([`Stream::write`] only makes them).
+    fn holds_writes(&self) -> bool {
+        match self {
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.conn.wants_write(),
+            _ => false,
+        }
+    }
+
+    /// Sends some of what [`Stream::holds_writes`]: one socket write,
+    /// within the socket's write timeout (its error, a timeout included,
+    /// is the caller's). `Ok(0)` when nothing is held.
+    fn send_held(&mut self) -> io::Result<usize> {
+        match self {
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => {
+                let s = &mut **s;
+                s.conn.write_tls(&mut s.sock)
+            }
+            _ => Ok(0),
         }
     }
 
     fn shutdown(&self) {
-        // Best effort: the socket is being dropped anyway.
+        // Best effort: the socket is being dropped anyway (a TLS stream
+        // sends no close_notify: memcached reads the end of stream alike).
         let _ = match self {
             Stream::Tcp(s) => s.shutdown(Shutdown::Both),
             #[cfg(unix)]
             Stream::Unix(s) => s.shutdown(Shutdown::Both),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.sock.shutdown(Shutdown::Both),
         };
     }
 }
@@ -118,6 +158,8 @@ impl Read for Stream {
             Stream::Tcp(s) => s.read(buf),
             #[cfg(unix)]
             Stream::Unix(s) => s.read(buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.read(buf),
         }
     }
 }
@@ -128,6 +170,11 @@ impl Write for Stream {
             Stream::Tcp(s) => s.write(buf),
             #[cfg(unix)]
             Stream::Unix(s) => s.write(buf),
+            // Into TLS records, held until `send_held` sends them: no
+            // I/O here (rustls's own stream would also read when a write
+            // blocks, waiting past the write's deadline).
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.conn.writer().write(buf),
         }
     }
 
@@ -137,12 +184,15 @@ impl Write for Stream {
 }
 
 /// Connection settings shared by every connection of a client.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct ConnConfig {
     pub(crate) connect_timeout: Duration,
     pub(crate) io_timeout: Duration,
     /// The largest data block accepted in a reply.
     pub(crate) max_value: usize,
+    /// TLS on every connection (feature `tls`).
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<super::tls::Tls>,
 }
 
 /// One open connection.
@@ -242,6 +292,11 @@ impl Conn {
                 }
                 let stream = connected.ok_or_else(|| connect_error(last))?;
                 stream.set_nodelay(true).map_err(connect_error)?;
+                #[cfg(feature = "tls")]
+                if let Some(tls) = &config.tls {
+                    let stream = tls.handshake(server, stream, connect_by)?;
+                    return Conn::over(Stream::Tls(Box::new(stream)), server, config, deadline);
+                }
                 Stream::Tcp(stream)
             }
             #[cfg(unix)]
@@ -254,10 +309,23 @@ impl Conn {
                 )));
             }
         };
+        Conn::over(stream, server, config, deadline)
+    }
+
+    /// A connection over `stream`, connected to `server`.
+    fn over(
+        stream: Stream,
+        server: &ServerSpec,
+        config: &ConnConfig,
+        deadline: Instant,
+    ) -> Result<Conn> {
         stream
             .set_read_timeout(config.io_timeout)
             .and_then(|()| stream.set_write_timeout(config.io_timeout))
-            .map_err(connect_error)?;
+            .map_err(|source| Error::Connect {
+                server: server.label.clone(),
+                source,
+            })?;
         Ok(Conn {
             stream,
             server: server.label.clone(),
@@ -346,18 +414,27 @@ impl Conn {
         }
         self.progressed();
         let mut sent = 0;
-        while sent < self.wbuf.len() {
+        // A TLS stream takes bytes into records without I/O and holds them
+        // (`Stream::holds_writes`): what it holds is sent first, one socket
+        // write at a time, each within the timeouts as a plain write is.
+        while sent < self.wbuf.len() || self.stream.holds_writes() {
             let remaining = self.remaining()?;
             if self.overshoots(remaining, self.write_timeout) {
                 self.stream.set_write_timeout(remaining)?;
                 self.write_timeout = remaining;
             }
-            match self.stream.write(&self.wbuf[sent..]) {
-                Ok(0) => return Err(Error::Io(io::Error::from(io::ErrorKind::WriteZero))),
-                Ok(n) => {
+            let written = if self.stream.holds_writes() {
+                self.stream.send_held()
+            } else {
+                let written = self.stream.write(&self.wbuf[sent..]);
+                if let Ok(n) = written {
                     sent += n;
-                    self.progressed();
                 }
+                written
+            };
+            match written {
+                Ok(0) => return Err(Error::Io(io::Error::from(io::ErrorKind::WriteZero))),
+                Ok(_) => self.progressed(),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if is_timeout(&e) => {
                     // Woke at the deadline, or early on a timeout set for a
@@ -615,6 +692,8 @@ mod tests {
             connect_timeout: Duration::from_secs(5),
             io_timeout: Duration::from_secs(5),
             max_value: 2 * BIG,
+            #[cfg(feature = "tls")]
+            tls: None,
         };
         let mut conn = Conn::connect(
             &spec,
@@ -657,6 +736,8 @@ mod tests {
             connect_timeout: Duration::from_secs(5),
             io_timeout: Duration::from_secs(5),
             max_value: 1024,
+            #[cfg(feature = "tls")]
+            tls: None,
         };
         let deadline = later(Instant::now(), Duration::from_secs(10));
         let mut conn = Conn::connect(&spec, &config, deadline).unwrap();

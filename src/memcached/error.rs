@@ -74,6 +74,26 @@ pub enum Error {
     PoolTimeout,
     /// The client's configuration is invalid.
     Config(ConfigError),
+    /// The TLS handshake with a server failed (feature `tls`): its
+    /// certificate does not verify against the trusted CAs and the server
+    /// name (`source` is then [`rustls::Error::InvalidCertificate`]), it
+    /// does not speak TLS on that port
+    /// ([`rustls::Error::InvalidMessage`]), or it refused the client's
+    /// offer (an alert).
+    ///
+    /// Not retryable: every connection to that server fails the same way
+    /// until the configuration on one side changes. Nor does it count
+    /// against the server's health: the server is not ejected, so every
+    /// request to it reports this error rather than
+    /// [`Error::AllServersDown`]. A socket that fails or times out during
+    /// the handshake is an [`Error::Connect`].
+    #[cfg(feature = "tls")]
+    Tls {
+        /// The server's address, as configured.
+        server: String,
+        /// What the TLS layer refused.
+        source: rustls::Error,
+    },
 }
 
 /// Why a client configuration was refused.
@@ -94,6 +114,34 @@ pub enum ConfigError {
     },
     /// The configuration names no server.
     NoServers,
+    /// The CA file given to
+    /// [`ClientBuilder::tls_ca_file`](super::ClientBuilder::tls_ca_file)
+    /// could not be read, or holds no usable PEM certificate (feature `tls`).
+    #[cfg(feature = "tls")]
+    TlsCaFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// A name that cannot be a TLS server name (a DNS name or an IP
+    /// address): the one given to
+    /// [`ClientBuilder::tls_server_name`](super::ClientBuilder::tls_server_name),
+    /// or, when none is, a server's host (feature `tls`).
+    #[cfg(feature = "tls")]
+    TlsServerName {
+        /// The name.
+        name: String,
+    },
+    /// TLS was asked for with a unix socket server: memcached serves its
+    /// unix sockets without TLS, even with `-Z`, so the client refuses
+    /// rather than talk to it in the clear (feature `tls`). Use a client
+    /// without TLS for it.
+    #[cfg(feature = "tls")]
+    TlsUnixSocket {
+        /// The socket's path.
+        path: String,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -106,6 +154,22 @@ impl fmt::Display for ConfigError {
                 write!(f, "invalid {setting}: expected {expected}")
             }
             ConfigError::NoServers => f.write_str("no memcached server configured"),
+            #[cfg(feature = "tls")]
+            ConfigError::TlsCaFile { path, reason } => {
+                write!(f, "cannot use the TLS CA file {}: {reason}", path.display())
+            }
+            #[cfg(feature = "tls")]
+            ConfigError::TlsServerName { name } => write!(
+                f,
+                "{name:?} cannot be a TLS server name (a DNS name or an IP address): \
+                 give one with tls_server_name"
+            ),
+            #[cfg(feature = "tls")]
+            ConfigError::TlsUnixSocket { path } => write!(
+                f,
+                "TLS cannot be used with the unix socket {path}: memcached serves unix \
+                 sockets without TLS; use a client without TLS for it"
+            ),
         }
     }
 }
@@ -140,8 +204,10 @@ impl Error {
     /// at its connection limit included), pool timeouts and servers marked
     /// down. False for mistakes in the request (invalid key,
     /// value too large, codec errors, configuration), for the server's
-    /// refusals (`CLIENT_ERROR`, `ERROR`, `SERVER_ERROR`), and for protocol
-    /// errors, which a retry would more likely repeat than cure.
+    /// refusals (`CLIENT_ERROR`, `ERROR`, `SERVER_ERROR`), for protocol
+    /// errors, which a retry would more likely repeat than cure, and for a
+    /// failed TLS handshake (a certificate not trusted: a configuration
+    /// that a retry does not change).
     ///
     /// It says nothing of whether a retry is safe. After an I/O error or a
     /// timeout the server may have carried out the request: resending an
@@ -164,6 +230,8 @@ impl Error {
             | Error::InvalidKey { .. }
             | Error::ValueTooLarge { .. }
             | Error::Config(_) => false,
+            #[cfg(feature = "tls")]
+            Error::Tls { .. } => false,
         }
     }
 
@@ -175,7 +243,7 @@ impl Error {
     /// `ERROR` and `CLIENT_ERROR` lines ([`Error::Client`]): in each, the
     /// client no longer knows where the next reply starts. True as well for
     /// [`Error::Connect`], whose connection, if one was opened, the server
-    /// turned away. `SERVER_ERROR` ([`Error::Server`]), a declined store and
+    /// turned away, and for a failed TLS handshake. `SERVER_ERROR` ([`Error::Server`]), a declined store and
     /// the caller's own mistakes leave the connection in step.
     pub fn drops_connection(&self) -> bool {
         matches!(
@@ -185,7 +253,17 @@ impl Error {
                 | Error::Protocol(_)
                 | Error::Client(_)
                 | Error::Connect { .. }
-        )
+        ) || self.is_tls()
+    }
+
+    /// Whether this is a failed TLS handshake ([`Error::Tls`]; never
+    /// without feature `tls`).
+    pub(crate) fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if let Error::Tls { .. } = self {
+            return true;
+        }
+        false
     }
 }
 
@@ -212,6 +290,12 @@ impl fmt::Display for Error {
             }
             Error::PoolTimeout => f.write_str("timed out waiting for a pooled connection"),
             Error::Config(e) => write!(f, "invalid memcached client configuration: {e}"),
+            #[cfg(feature = "tls")]
+            Error::Tls { server, source } => write!(
+                f,
+                "TLS handshake with memcached at {server} failed: {source}{}",
+                super::tls::hint(source)
+            ),
         }
     }
 }
@@ -224,6 +308,8 @@ impl std::error::Error for Error {
             Error::Codec(e) => Some(e),
             Error::InvalidKey { reason } => Some(reason),
             Error::Config(e) => Some(e),
+            #[cfg(feature = "tls")]
+            Error::Tls { source, .. } => Some(source),
             Error::Timeout
             | Error::Server(_)
             | Error::NotStored

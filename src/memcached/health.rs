@@ -65,7 +65,8 @@ pub(crate) enum Verdict {
     /// for a probe (see [`Circuit::record`]).
     HeldOut,
     /// Nothing was sent (an invalid key, a value too large, a codec error),
-    /// or the outcome proves nothing (all connections busy): neither.
+    /// or the outcome proves nothing (all connections busy, or a TLS
+    /// handshake that failed: see [`Error::verdict`]): neither.
     Unknown,
 }
 
@@ -73,6 +74,16 @@ impl Error {
     /// What this error says about the server's health: the one place that
     /// decides it, for the client's dead-server ejection and for
     /// `NearFar`'s circuit breaker alike.
+    ///
+    /// A failed TLS handshake ([`Error::Tls`]: a certificate not trusted, a
+    /// port without TLS) says nothing of the server's health: it is a
+    /// mismatch of configurations, and every connection fails the same way
+    /// until one side changes. Counted as a failure it would eject the
+    /// server (and open `NearFar`'s breaker), and callers would then be
+    /// told [`Error::AllServersDown`] instead of what is wrong; so it is
+    /// [`Verdict::Unknown`], and each request to the server reports it.
+    /// (A socket that fails during the handshake is an [`Error::Connect`],
+    /// [`Verdict::Down`] as any failed connect.)
     pub(crate) fn verdict(&self) -> Verdict {
         match self {
             Error::Io(_) | Error::Timeout | Error::Connect { .. } | Error::Protocol(_) => {
@@ -85,6 +96,8 @@ impl Error {
             | Error::InvalidKey { .. }
             | Error::ValueTooLarge { .. }
             | Error::Config(_) => Verdict::Unknown,
+            #[cfg(feature = "tls")]
+            Error::Tls { .. } => Verdict::Unknown,
         }
     }
 
@@ -96,8 +109,12 @@ impl Error {
     /// changed nothing it did not report. Decides what the client records
     /// as owed (see [`pending`](super::pending)) and when a `NearFar` call
     /// gives up on a pool.
+    ///
+    /// A failed TLS handshake counts, as a failed connect does: the write
+    /// never reached the server, whose older copy must not be read if the
+    /// handshake works again later (a certificate put right on the server).
     pub(crate) fn leaves_doubt(&self) -> bool {
-        self.is_retryable() || matches!(self, Error::Protocol(_))
+        self.is_retryable() || matches!(self, Error::Protocol(_)) || self.is_tls()
     }
 }
 

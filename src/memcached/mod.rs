@@ -5,8 +5,11 @@
 //! [`Distribution`], dead-server ejection, typed values through a
 //! [`Codec`](crate::codec::Codec), pipelined batches, and the meta-protocol
 //! tools (leases, invalidation, CAS revalidation) a two-tier cache needs.
-//! It is built on a pure wire protocol (encoders and an incremental reply
-//! parser over `&[u8]`), kept private.
+//! With feature `tokio`, `AsyncClient` is the same client on tokio; with
+//! feature `tls`, either one connects over TLS (`ClientBuilder::tls`,
+//! `tls_ca_file`: memcached started with `-Z`). It is built on a pure wire
+//! protocol (encoders and an incremental reply parser over `&[u8]`), kept
+//! private.
 
 mod address;
 #[cfg(feature = "tokio")]
@@ -23,6 +26,8 @@ mod pending;
 mod pool;
 pub(crate) mod protocol;
 mod ring;
+#[cfg(feature = "tls")]
+mod tls;
 
 #[cfg(feature = "tokio")]
 pub use async_client::AsyncClient;
@@ -43,3 +48,8 @@ pub use ring::Distribution;
 pub mod __fuzz_protocol {
     pub use super::protocol::*;
 }
+
+/// The TLS library of feature `tls`, for making the configuration
+/// [`ClientBuilder::tls`] takes with the version this crate uses.
+#[cfg(feature = "tls")]
+pub use rustls;

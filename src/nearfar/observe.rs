@@ -85,7 +85,7 @@ const COMMANDS: [&str; 15] = [
 ];
 
 /// The `kind` label of each far error, by `memcached::Error` variant.
-const KINDS: [&str; 13] = [
+const KINDS: [&str; 14] = [
     "io",
     "timeout",
     "protocol",
@@ -99,6 +99,8 @@ const KINDS: [&str; 13] = [
     "connect",
     "pool_timeout",
     "config",
+    // Feature `tls` (registered without it too, and never counted then).
+    "tls",
 ];
 
 /// The index of `e`'s kind in [`KINDS`].
@@ -118,6 +120,8 @@ fn kind(e: &memcached::Error) -> usize {
         E::Connect { .. } => 10,
         E::PoolTimeout => 11,
         E::Config(_) => 12,
+        #[cfg(feature = "tls")]
+        E::Tls { .. } => 13,
     }
 }
 

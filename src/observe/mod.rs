@@ -74,7 +74,8 @@
 //! `kind` of `nearfar_far_errors_total` is one of `io`, `timeout`,
 //! `connect`, `protocol`, `server`, `not_stored`, `client`, `codec`,
 //! `invalid_key`, `value_too_large`, `all_servers_down`, `pool_timeout`,
-//! `config` (one per variant of the far client's `memcached::Error`). `command` of `nearfar_far_request_seconds` names the client
+//! `config`, `tls` (one per variant of the far client's `memcached::Error`;
+//! `tls` with feature `tls`). `command` of `nearfar_far_request_seconds` names the client
 //! method: `get_or_lease`, `peek_lease`, `peek_lease_cas`, `meta_get`, `add`,
 //! `cas`, `compare_and_set`, `set`, `delete`, `delete_if_cas`,
 //! `invalidate`, `invalidate_if_cas`, `get_raw`, `incr`, `add_counter`

@@ -25,6 +25,7 @@ use crate::codec::{Codec, DefaultCodec};
 
 mod batch;
 mod cluster;
+mod connect;
 mod mux;
 mod pool;
 mod route;

@@ -42,17 +42,18 @@
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::io;
-use std::pin::{Pin, pin};
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Notify, oneshot};
 
-use crate::memcached::address::{Address, ServerSpec};
+use super::connect::{Reader, Writer, open};
+use crate::memcached::address::ServerSpec;
 use crate::memcached::conn::{ConnConfig, refuses_connection};
 use crate::memcached::error::{Error, Result};
 use crate::memcached::exchange::{Framed, Framer, Framing, MetaRequest, Tags};
@@ -246,45 +247,7 @@ impl MuxConn {
     /// Opens a connection to `server` within the connect timeout, and
     /// starts its writer and reader tasks on the current runtime.
     pub(crate) async fn connect(server: &ServerSpec, config: &ConnConfig) -> Result<MuxConn> {
-        let connect_error = |source: io::Error| Error::Connect {
-            server: server.label.clone(),
-            source,
-        };
-        let timed_out = || {
-            connect_error(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "connect timeout reached",
-            ))
-        };
-        let (read, write): (Reader, Writer) = match &server.address {
-            Address::Tcp { host, port } => {
-                let connect = tokio::net::TcpStream::connect((host.as_str(), *port));
-                let stream = tokio::time::timeout(config.connect_timeout, connect)
-                    .await
-                    .map_err(|_| timed_out())?
-                    .map_err(connect_error)?;
-                stream.set_nodelay(true).map_err(connect_error)?;
-                let (read, write) = stream.into_split();
-                (Box::pin(read), Box::pin(write))
-            }
-            #[cfg(unix)]
-            Address::Unix(path) => {
-                let connect = tokio::net::UnixStream::connect(path);
-                let stream = tokio::time::timeout(config.connect_timeout, connect)
-                    .await
-                    .map_err(|_| timed_out())?
-                    .map_err(connect_error)?;
-                let (read, write) = stream.into_split();
-                (Box::pin(read), Box::pin(write))
-            }
-            #[cfg(not(unix))]
-            Address::Unix(_) => {
-                return Err(connect_error(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    "unix sockets are not supported on this platform",
-                )));
-            }
-        };
+        let (read, write) = open(server, config).await?;
         let shared = Arc::new(Shared {
             server: server.label.clone(),
             in_flight: Mutex::new(Queue::default()),
@@ -300,7 +263,7 @@ impl MuxConn {
             wake: Notify::new(),
         });
         let (writer, reader) = (Ended(Arc::clone(&shared)), Ended(Arc::clone(&shared)));
-        let config = *config;
+        let config = config.clone();
         // Each task holds its guard to the end (dropped with the task).
         tokio::spawn(async move {
             write_loop(write, Arc::clone(&writer.0)).await;
@@ -411,9 +374,6 @@ impl Drop for Ended {
     }
 }
 
-type Reader = Pin<Box<dyn AsyncRead + Send>>;
-type Writer = Pin<Box<dyn AsyncWrite + Send>>;
-
 /// Writes what callers queue in the outbox, all of it at each turn.
 async fn write_loop(mut stream: Writer, shared: Arc<Shared>) {
     let mut buf = Vec::with_capacity(16 * 1024);
@@ -479,7 +439,12 @@ async fn write_loop(mut stream: Writer, shared: Arc<Shared>) {
                 });
             }
         }
-        match unless_closed(&shared, stream.write_all(&buf)).await {
+        // Flushed too: a TLS stream may hold the last records back.
+        let write = async {
+            stream.write_all(&buf).await?;
+            stream.flush().await
+        };
+        match unless_closed(&shared, write).await {
             Some(Ok(())) => {}
             Some(Err(e)) => {
                 shared.close(Closed::Io(e.kind(), e.to_string()));

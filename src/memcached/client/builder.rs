@@ -16,6 +16,8 @@ use crate::memcached::pending::Pending;
 use crate::memcached::pool::Pool;
 use crate::memcached::protocol::{MAX_KEY_LEN, ValidKey};
 use crate::memcached::ring::{Distribution, Ring};
+#[cfg(feature = "tls")]
+use crate::memcached::tls::{Tls, TlsSource};
 
 /// An injected clock, shareable and printable (for builders that derive
 /// `Debug` and `Clone`).
@@ -54,6 +56,10 @@ pub struct ClientBuilder<C = DefaultCodec> {
     max_item_size: usize,
     pending_invalidations: usize,
     clock: Option<SharedClock>,
+    #[cfg(feature = "tls")]
+    tls: Option<TlsSource>,
+    #[cfg(feature = "tls")]
+    tls_server_name: Option<String>,
     codec: C,
 }
 
@@ -73,6 +79,10 @@ impl Default for ClientBuilder<DefaultCodec> {
             max_item_size: DEFAULT_MAX_ITEM_SIZE,
             pending_invalidations: DEFAULT_PENDING_INVALIDATIONS,
             clock: None,
+            #[cfg(feature = "tls")]
+            tls: None,
+            #[cfg(feature = "tls")]
+            tls_server_name: None,
             codec: DefaultCodec::default(),
         }
     }
@@ -102,7 +112,9 @@ impl<C: Codec> ClientBuilder<C> {
     }
 
     /// How long opening a TCP connection may take, in all: a host that
-    /// resolves to several addresses shares this time between them.
+    /// resolves to several addresses shares this time between them, and
+    /// with TLS (`tls`, feature `tls`) the handshake is part
+    /// of it.
     ///
     /// It does not bound connecting to a unix socket path, which is a plain
     /// blocking `connect` (`std` offers no way to set a timeout or
@@ -303,6 +315,103 @@ impl<C: Codec> ClientBuilder<C> {
         self
     }
 
+    /// Connects to every server over TLS (feature `tls`), with `config`
+    /// (made with [`rustls`], re-exported as
+    /// [`nearfar::memcached::rustls`](crate::memcached::rustls): a client
+    /// certificate for memcached's `ssl_verify_mode`, other roots, other
+    /// protocol versions). Replaces an earlier [`tls_ca_file`](Self::tls_ca_file).
+    ///
+    /// Each server's certificate is checked against the host of its
+    /// address (an IP address against the certificate's IP address
+    /// names), unless [`tls_server_name`](Self::tls_server_name) gives
+    /// another name. memcached serves TLS when started with `-Z -o
+    /// ssl_chain_cert=FILE,ssl_key=FILE`.
+    ///
+    /// Connecting, the handshake included, is bounded by the
+    /// [connect timeout](Self::connect_timeout) and the call's
+    /// [deadline](Self::request_timeout). A handshake that fails (a
+    /// certificate not trusted, a port without TLS) fails the request with
+    /// [`Error::Tls`], which names the server, is not retryable, and does
+    /// not eject the server: every request to it reports it.
+    ///
+    /// `build` refuses a unix socket server with TLS
+    /// ([`ConfigError::TlsUnixSocket`]): memcached serves its unix sockets
+    /// without TLS even with `-Z`, and the client does not fall back to the
+    /// clear without being asked. Use a client without TLS for it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use nearfar::memcached::{Client, rustls};
+    ///
+    /// // The CAs that signed the servers' certificates go in here
+    /// // (`roots.add`), a client certificate below (`with_client_auth_cert`).
+    /// let roots = rustls::RootCertStore::empty();
+    /// let config = rustls::ClientConfig::builder()
+    ///     .with_root_certificates(roots)
+    ///     .with_no_client_auth();
+    /// let client = Client::builder()
+    ///     .servers(["cache-1.internal:11211", "10.0.0.2:11211"])
+    ///     .tls(Arc::new(config))
+    ///     .build()?;
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(TlsSource::Config(config));
+        self
+    }
+
+    /// Connects to every server over TLS (feature `tls`), trusting the CA
+    /// certificates in the PEM file at `path` and only them (TLS 1.2 and
+    /// 1.3, no client certificate, the crypto provider the application
+    /// installed as rustls's process default or else ring's; for more, see
+    /// [`tls`](Self::tls), which this replaces and whose notes apply).
+    ///
+    /// The file is read by `build`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use nearfar::memcached::Client;
+    ///
+    /// let client = Client::builder()
+    ///     .servers(["cache-1.internal:11211"])
+    ///     .tls_ca_file("/etc/memcached/ca.pem")
+    ///     .build()?;
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.tls = Some(TlsSource::CaFile(path.into()));
+        self
+    }
+
+    /// The name every server's certificate is checked against (a DNS name
+    /// or an IP address), instead of each server's host (feature `tls`):
+    /// for servers reached by addresses their certificates do not name
+    /// (one certificate for the whole pool, say). `build` refuses it
+    /// without [`tls`](Self::tls) or [`tls_ca_file`](Self::tls_ca_file).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use nearfar::memcached::Client;
+    ///
+    /// let client = Client::builder()
+    ///     .servers(["10.0.0.1:11211", "10.0.0.2:11211"])
+    ///     .tls_ca_file("/etc/memcached/ca.pem")
+    ///     .tls_server_name("memcached.internal")
+    ///     .build()?;
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls_server_name(mut self, name: impl Into<String>) -> Self {
+        self.tls_server_name = Some(name.into());
+        self
+    }
+
     /// The codec that turns values into bytes and flags.
     ///
     /// To compress large values as pymemcache does, pass
@@ -322,6 +431,10 @@ impl<C: Codec> ClientBuilder<C> {
             max_item_size: self.max_item_size,
             pending_invalidations: self.pending_invalidations,
             clock: self.clock,
+            #[cfg(feature = "tls")]
+            tls: self.tls,
+            #[cfg(feature = "tls")]
+            tls_server_name: self.tls_server_name,
             codec,
         }
     }
@@ -335,7 +448,10 @@ impl<C: Codec> ClientBuilder<C> {
     ///
     /// [`Error::Config`] when no server is given, an address does not parse,
     /// or a setting is out of range (a zero pool size, timeout, retry count or
-    /// item size, or a key prefix that is not a valid key part).
+    /// item size, or a key prefix that is not a valid key part); with TLS
+    /// (feature `tls`), when the CA file cannot be used, a server name
+    /// cannot be one, or a server is a unix socket (see
+    /// [`tls`](Self::tls)).
     pub fn build(self) -> Result<Client<C>> {
         let core = self.core()?;
         let pools = core
@@ -344,7 +460,7 @@ impl<C: Codec> ClientBuilder<C> {
             .map(|s| {
                 Pool::new(
                     s.spec.clone(),
-                    core.config,
+                    core.config.clone(),
                     core.pool_size,
                     core.pool_timeout,
                 )
@@ -385,7 +501,7 @@ impl<C: Codec> ClientBuilder<C> {
         let pools = core
             .servers
             .iter()
-            .map(|s| MuxPool::new(s.spec.clone(), core.config, core.pool_size))
+            .map(|s| MuxPool::new(s.spec.clone(), core.config.clone(), core.pool_size))
             .collect();
         Ok(AsyncClient::new(core, pools))
     }
@@ -455,6 +571,14 @@ impl<C: Codec> ClientBuilder<C> {
             connect_timeout: self.connect_timeout,
             io_timeout: self.io_timeout,
             max_value: self.max_item_size,
+            #[cfg(feature = "tls")]
+            tls: match &self.tls {
+                Some(source) => Some(Tls::new(source, self.tls_server_name.as_deref(), &specs)?),
+                None if self.tls_server_name.is_some() => {
+                    return invalid("tls_server_name", "tls or tls_ca_file set as well");
+                }
+                None => None,
+            },
         };
         debug_assert_eq!(ring.len(), specs.len());
         let servers = specs

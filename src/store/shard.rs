@@ -723,6 +723,7 @@ impl<K, V> Shard<K, V> {
     }
 }
 
+#[inline]
 fn bump_to(counter: &crate::shim::AtomicU64, value: u64) {
     counter.store(value, Ordering::Relaxed);
 }

@@ -501,15 +501,11 @@ impl Lru {
         })
     }
 
-    /// The tails of HOT, WARM and COLD ([`NIL`] when empty): where the next
-    /// evictions and demotions will look.
+    /// The tails of HOT and COLD ([`NIL`] when empty): where the next
+    /// eviction will look first.
     #[inline]
-    pub(crate) fn tails(&self) -> [u32; 3] {
-        [
-            self.segs[HOT as usize].tail,
-            self.segs[WARM as usize].tail,
-            self.segs[COLD as usize].tail,
-        ]
+    pub(crate) fn eviction_tails(&self) -> [u32; 2] {
+        [self.segs[HOT as usize].tail, self.segs[COLD as usize].tail]
     }
 
     /// Every linked index, coldest segment first, tail to head.

@@ -61,6 +61,9 @@ where
         result
     }
 
+    // Always inlined: once per write, and as a call (prologue, epilogue,
+    // its arguments) it cost ~25 instructions per insert (callgrind).
+    #[inline(always)]
     fn end_write(
         &self,
         shard: &Shard<K, V>,

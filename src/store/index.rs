@@ -389,7 +389,9 @@ impl Index {
 
     /// Adds `idx` for `hash` (the key must not be in the table) and returns
     /// its position, or `None` when every lane is taken. Writer only.
-    #[inline]
+    // Always inlined: outlined (as `#[inline]` left it), its call cost ~15
+    // instructions of an evicting insert's ~900 (callgrind).
+    #[inline(always)]
     pub(crate) fn insert(&self, hash: u64, idx: u32) -> Option<u32> {
         let home = self.home(hash);
         let mut at = home;

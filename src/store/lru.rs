@@ -81,7 +81,8 @@ struct Segment {
     tail: u32,
     len: usize,
     /// Sum of the entries' weights: u128, so u64 weights cannot overflow it
-    /// (an unbounded weighted cache takes any u64 weight).
+    /// (an unbounded weighted cache takes any u64 weight). Kept only in a
+    /// weighted shard: elsewhere every entry weighs 1, the sum is `len`.
     weight: u128,
 }
 
@@ -93,13 +94,15 @@ pub(crate) struct Lru {
     weighted: bool,
     segs: [Segment; 4],
     /// Sums over the segments, kept current so the bound check on every
-    /// write reads two fields instead of adding three segments up.
+    /// write reads two fields instead of adding three segments up (the
+    /// weight, as the segments', only in a weighted shard).
     len: usize,
     weight: u128,
     hot_cap: u128,
     warm_cap: u128,
     /// The same caps in entries, from the entry bound: a weighted shard may
-    /// be held by its entry count rather than its weight.
+    /// be held by its entry count rather than its weight. In a shard that
+    /// is not weighted, the lesser of the two caps (weight is count there).
     hot_len_cap: usize,
     warm_len_cap: usize,
     /// The weight budget and the entry bound.
@@ -119,6 +122,16 @@ impl Lru {
     pub(crate) fn new(budget: u64, max_len: usize, weighted: bool) -> Self {
         // At most max_len (< 2^64), so the cast back is exact.
         let len_share = |percent| ((max_len as u128 * percent / 100) as usize).max(1);
+        // Unweighted, a weight cap is an entry cap: keep the stricter one
+        // as the entry cap, and compare counts only.
+        let cap = |percent| {
+            let by_len = len_share(percent);
+            if weighted {
+                by_len
+            } else {
+                by_len.min(usize::try_from(share(budget, percent)).unwrap_or(usize::MAX))
+            }
+        };
         Lru {
             links: Vec::new(),
             weights: Vec::new(),
@@ -128,8 +141,8 @@ impl Lru {
             weight: 0,
             hot_cap: u128::from(share(budget, HOT_PERCENT)),
             warm_cap: u128::from(share(budget, WARM_PERCENT)),
-            hot_len_cap: len_share(HOT_PERCENT),
-            warm_len_cap: len_share(WARM_PERCENT),
+            hot_len_cap: cap(HOT_PERCENT),
+            warm_len_cap: cap(WARM_PERCENT),
             budget: u128::from(budget),
             max_len,
             filled: false,
@@ -140,14 +153,25 @@ impl Lru {
     #[inline]
     fn hot_over(&self) -> bool {
         let s = &self.segs[HOT as usize];
-        s.weight > self.hot_cap || s.len > self.hot_len_cap
+        s.len > self.hot_len_cap || (self.weighted && s.weight > self.hot_cap)
     }
 
     /// Whether WARM is over its cap, by weight or by count.
     #[inline]
     fn warm_over(&self) -> bool {
         let s = &self.segs[WARM as usize];
-        s.weight > self.warm_cap || s.len > self.warm_len_cap
+        s.len > self.warm_len_cap || (self.weighted && s.weight > self.warm_cap)
+    }
+
+    /// The weight of segment `seg` (its length, when not weighted).
+    #[inline]
+    fn seg_weight(&self, seg: u8) -> u128 {
+        let s = &self.segs[seg as usize];
+        if self.weighted {
+            s.weight
+        } else {
+            s.len as u128
+        }
     }
 
     /// Makes room in the side arrays for slot `idx`.
@@ -179,7 +203,11 @@ impl Lru {
     /// Total weight of all entries.
     #[inline]
     pub(crate) fn weight(&self) -> u128 {
-        self.weight
+        if self.weighted {
+            self.weight
+        } else {
+            self.len as u128
+        }
     }
 
     /// The weight recorded for `idx`.
@@ -231,9 +259,11 @@ impl Lru {
             s.tail = idx;
         }
         s.len += 1;
-        s.weight += u128::from(weight);
         self.len += 1;
-        self.weight += u128::from(weight);
+        if self.weighted {
+            s.weight += u128::from(weight);
+            self.weight += u128::from(weight);
+        }
     }
 
     /// Unlinks `idx` from whatever segment it is in.
@@ -254,9 +284,11 @@ impl Lru {
         }
         let s = &mut self.segs[seg as usize];
         s.len -= 1;
-        s.weight -= u128::from(weight);
         self.len -= 1;
-        self.weight -= u128::from(weight);
+        if self.weighted {
+            s.weight -= u128::from(weight);
+            self.weight -= u128::from(weight);
+        }
         (seg, weight)
     }
 
@@ -288,12 +320,11 @@ impl Lru {
             self.weights[idx as usize] = weight;
         }
         let w = u128::from(weight);
-        let warm_seg = &self.segs[WARM as usize];
         let filling = !self.filled
             && self.len < self.max_len
-            && self.weight + w <= self.budget
-            && warm_seg.len < self.warm_len_cap
-            && warm_seg.weight + w <= self.warm_cap;
+            && self.weight() + w <= self.budget
+            && self.segs[WARM as usize].len < self.warm_len_cap
+            && self.seg_weight(WARM) + w <= self.warm_cap;
         self.push_head(if warm || filling { WARM } else { HOT }, idx, weight);
     }
 
@@ -349,7 +380,7 @@ impl Lru {
             self.segs[seg as usize].tail = new;
         }
         // Same weight (always, in a count-bounded cache): no sums to touch.
-        if old_weight != weight {
+        if self.weighted && old_weight != weight {
             let s = &mut self.segs[seg as usize];
             s.weight = s.weight - u128::from(old_weight) + u128::from(weight);
             self.weight = self.weight - u128::from(old_weight) + u128::from(weight);
@@ -360,7 +391,11 @@ impl Lru {
     /// unused HOT tail is evicted, not demoted), so nothing moves for it here.
     #[inline]
     pub(crate) fn rebalance(&mut self, bits: &impl UseCounts) {
-        self.rebalance_warm(bits, MAX_MOVES);
+        // Tested here, inlined: WARM is rarely over its cap at this point
+        // (promotions rebalance as they go), and the call was most of the cost.
+        if self.warm_over() {
+            self.rebalance_warm(bits, MAX_MOVES);
+        }
     }
 
     fn rebalance_warm(&mut self, bits: &impl UseCounts, mut budget: usize) {
@@ -466,15 +501,11 @@ impl Lru {
         })
     }
 
-    /// The tails of HOT, WARM and COLD ([`NIL`] when empty): where the next
-    /// evictions and demotions will look.
+    /// The tails of HOT and COLD ([`NIL`] when empty): where the next
+    /// eviction will look first.
     #[inline]
-    pub(crate) fn tails(&self) -> [u32; 3] {
-        [
-            self.segs[HOT as usize].tail,
-            self.segs[WARM as usize].tail,
-            self.segs[COLD as usize].tail,
-        ]
+    pub(crate) fn eviction_tails(&self) -> [u32; 2] {
+        [self.segs[HOT as usize].tail, self.segs[COLD as usize].tail]
     }
 
     /// Every linked index, coldest segment first, tail to head.
@@ -515,7 +546,9 @@ impl Lru {
                 prev = cur;
                 cur = self.next(cur);
             }
-            if prev != s.tail || len != s.len || weight != s.weight {
+            let recorded = if self.weighted { s.weight } else { 0 };
+            let weight = if self.weighted { weight } else { 0 };
+            if prev != s.tail || len != s.len || weight != recorded {
                 return Err(format!(
                     "seg {seg}: tail {}/{prev} len {}/{len} weight {}/{weight}",
                     s.tail, s.len, s.weight
@@ -526,7 +559,7 @@ impl Lru {
             self.segs.iter().map(|s| s.len).sum(),
             self.segs.iter().map(|s| s.weight).sum(),
         );
-        if (self.len, self.weight) != (len, weight) {
+        if (self.len, self.weight) != (len, weight) || (!self.weighted && self.weight != 0) {
             return Err(format!(
                 "totals {}/{} but segments add up to {len}/{weight}",
                 self.len, self.weight

@@ -135,14 +135,20 @@ pub struct Cache<K, V, S = ahash::RandomState> {
     inner: Arc<Inner<K, V, S>>,
 }
 
+/// `repr(C)`, in this order: what every lookup reads first (the shards,
+/// the hasher, the read counters, the clock), then what writes read, then
+/// the rest. Left to the compiler, a field added elsewhere can move the
+/// lookup's fields onto another cache line (a layout change once moved
+/// hits by about 15%, for the same instructions).
+#[repr(C)]
 struct Inner<K, V, S> {
     shards: Box<[Shard<K, V>]>,
+    reads: ReadCounters,
     hasher: S,
     time: TimeSource,
-    default_ttl: Option<Duration>,
-    weigher: Option<Weigher<K, V>>,
     listener: Option<Listener<K, V>>,
-    reads: ReadCounters,
+    weigher: Option<Weigher<K, V>>,
+    default_ttl: Option<Duration>,
     metrics: NearMetrics,
 }
 
@@ -326,7 +332,12 @@ where
     #[inline]
     fn shard(&self, hash: u64) -> &Shard<K, V> {
         let shards = &self.inner.shards;
-        &shards[shard_of(hash, shards.len())]
+        let at = shard_of(hash, shards.len());
+        debug_assert!(at < shards.len());
+        // SAFETY: `shard_of` masks with `len - 1`, and the builder makes
+        // `len` a power of two of at least 1: `at < len`. (Spares every
+        // lookup and write a bounds check.)
+        unsafe { shards.get_unchecked(at) }
     }
 
     /// Looks `key` up and applies `f` to its value if present and unexpired.

@@ -179,6 +179,10 @@ pub(crate) struct Shard<K, V> {
     max_weight: u64,
     /// Slab chunk 0's capacity: before growing past it, nudge the epoch.
     first_chunk: usize,
+    /// Entries the first index holds without growing. Tables are only
+    /// ever replaced by larger ones, so below this an insert needs no look
+    /// at the table's room (`ensure_room`).
+    first_room: usize,
     /// What the live and retired values may weigh together.
     memory: MemoryBound,
 }
@@ -205,7 +209,8 @@ impl<K, V> Shard<K, V> {
         // A large bound does not allocate its whole index up front: it starts
         // at INITIAL_ENTRIES at most and doubles as entries arrive. One more
         // than the bound: an insert links its entry before it evicts.
-        let index = Index::for_entries(expected.min(INITIAL_ENTRIES) + 1);
+        let first_room = expected.min(INITIAL_ENTRIES) + 1;
+        let index = Index::for_entries(first_room);
         let budget = if weighted {
             max_weight
         } else {
@@ -217,6 +222,7 @@ impl<K, V> Shard<K, V> {
             table: Atomic::new(index),
             move_seq: AtomicU32::new(0),
             first_chunk,
+            first_room,
             slab,
             mailbox: Arc::new(Mailbox::default()),
             state: Mutex::new(State {
@@ -530,7 +536,7 @@ impl<K, V> Shard<K, V> {
             self.reject_restoring_bound(st, ctx, guard);
             return Inserted::Rejected(key, value);
         }
-        if existing.is_none() {
+        if existing.is_none() && st.lru.len() >= self.first_room {
             // Hashes every key when it grows: user code, before any change.
             self.ensure_room(st, ctx, guard);
         }
@@ -723,6 +729,7 @@ impl<K, V> Shard<K, V> {
     }
 }
 
+#[inline]
 fn bump_to(counter: &crate::shim::AtomicU64, value: u64) {
     counter.store(value, Ordering::Relaxed);
 }

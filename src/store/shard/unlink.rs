@@ -200,8 +200,9 @@ impl<K, V> Shard<K, V> {
         }
         // The next write to this shard starts its eviction at these tails,
         // whose slots (use counts, keys) are usually cold by now: start
-        // fetching them, so that write does not wait on memory.
-        for tail in st.lru.tails() {
+        // fetching them, so that write does not wait on memory. (Not
+        // WARM's: it is looked at only when a promotion overfills WARM.)
+        for tail in st.lru.eviction_tails() {
             if tail != NIL {
                 prefetch(self.slot(tail));
             }

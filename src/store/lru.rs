@@ -236,6 +236,27 @@ impl Lru {
         self.weight += u128::from(weight);
     }
 
+    /// Links `idx` at the tail of `seg`.
+    fn push_tail(&mut self, seg: u8, idx: u32, weight: u64) {
+        let old_tail = self.segs[seg as usize].tail;
+        self.links[idx as usize] = Link {
+            prev: (u32::from(seg) << SEG_SHIFT) | old_tail,
+            next: NIL,
+        };
+        if old_tail != NIL {
+            self.links[old_tail as usize].next = idx;
+        }
+        let s = &mut self.segs[seg as usize];
+        s.tail = idx;
+        if s.head == NIL {
+            s.head = idx;
+        }
+        s.len += 1;
+        s.weight += u128::from(weight);
+        self.len += 1;
+        self.weight += u128::from(weight);
+    }
+
     /// Unlinks `idx` from whatever segment it is in.
     #[inline]
     fn unlink(&mut self, idx: u32) -> (u8, u64) {
@@ -307,6 +328,24 @@ impl Lru {
             self.filled = false;
         }
         weight
+    }
+
+    /// Places an entry restored from a snapshot (just inserted): at WARM's
+    /// tail while WARM is under its cap with it, else at COLD's tail. A
+    /// snapshot is restored hottest first, so the lists come back in its
+    /// order from head to tail (what the snapshot listed first is at the
+    /// heads again), and entries past WARM's cap wait in COLD, which an
+    /// eviction reaches only after HOT's overflow, coldest first.
+    pub(crate) fn place_restored(&mut self, idx: u32) {
+        let (_, weight) = self.unlink(idx);
+        let w = u128::from(weight);
+        let warm = &self.segs[WARM as usize];
+        let seg = if warm.len < self.warm_len_cap && warm.weight + w <= self.warm_cap {
+            WARM
+        } else {
+            COLD
+        };
+        self.push_tail(seg, idx, weight);
     }
 
     /// Moves an expired entry kept for `keep_expired` to the list evicted
@@ -491,6 +530,19 @@ impl Lru {
         })
     }
 
+    /// The entries of segment `seg`, from its head (the latest arrived) to
+    /// its tail (where the next eviction or demotion looks).
+    pub(crate) fn head_to_tail(&self, seg: u8) -> impl Iterator<Item = u32> + '_ {
+        let mut cur = self.segs[seg as usize].head;
+        std::iter::from_fn(move || {
+            (cur != NIL).then(|| {
+                let idx = cur;
+                cur = self.next(idx);
+                idx
+            })
+        })
+    }
+
     /// Checks the lists' structure: links are mutual, counts and weights add
     /// up, every entry is in the segment it says. For tests and fuzzing.
     pub(crate) fn check(&self) -> Result<(), String> {
@@ -623,6 +675,24 @@ mod tests {
         // Nothing is stale now: the first victim is an ordinary one.
         assert_ne!(lru.evict(&bits).map(|v| v.0), Some(9));
         lru.check().unwrap();
+    }
+
+    #[test]
+    fn restored_entries_fill_warm_from_the_head_then_cold() {
+        let mut lru = Lru::new(10, 10, false);
+        for i in 1..=10 {
+            lru.reserve_slot(i, 0);
+            lru.insert(i, 1, false);
+            lru.place_restored(i);
+        }
+        lru.check().unwrap();
+        // WARM's cap is 9: the first nine, in order from its head.
+        assert_eq!(
+            lru.head_to_tail(WARM).collect::<Vec<_>>(),
+            (1..=9).collect::<Vec<_>>()
+        );
+        assert_eq!(lru.head_to_tail(COLD).collect::<Vec<_>>(), vec![10]);
+        assert_eq!(lru.seg_lens(), [0, 9, 1]);
     }
 
     #[test]

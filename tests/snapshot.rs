@@ -5,47 +5,19 @@
 //! previous file whole.
 #![cfg(feature = "snapshot")]
 
+#[path = "common/dir.rs"]
+mod dir;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+use dir::TestDir as Dir;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nearfar::{Cache, MockClock, SnapshotError};
 use serde::{Deserialize, Serialize};
-
-/// A directory of its own per test, removed at the end.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(test: &str) -> Dir {
-        let dir =
-            std::env::temp_dir().join(format!("nearfar-snapshot-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create the test's directory");
-        Dir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    /// The names of the files in the directory.
-    fn files(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(&self.0)
-            .expect("list the directory")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Profile {
@@ -64,8 +36,8 @@ fn profile(i: u32) -> Profile {
 
 #[test]
 fn a_snapshot_round_trips_keys_values_and_counts() {
-    let dir = Dir::new("round-trip");
-    let path = dir.path("near.snap");
+    let dir = Dir::new("snapshot-round-trip");
+    let path = dir.file("near.snap");
     let cache: Cache<String, Profile> = Cache::new(1_000);
     for i in 0..500 {
         cache.insert(format!("k{i}"), profile(i));
@@ -95,8 +67,8 @@ fn a_snapshot_round_trips_keys_values_and_counts() {
 
 #[test]
 fn ttls_go_on_counting_while_the_process_is_down() {
-    let dir = Dir::new("ttl");
-    let path = dir.path("near.snap");
+    let dir = Dir::new("snapshot-ttl");
+    let path = dir.file("near.snap");
     let clock = MockClock::new();
     let cache: Cache<String, i32> = Cache::builder()
         .max_entries(100)
@@ -140,8 +112,8 @@ fn ttls_go_on_counting_while_the_process_is_down() {
 
 #[test]
 fn expired_and_kept_expired_entries_are_not_saved() {
-    let dir = Dir::new("expired");
-    let path = dir.path("near.snap");
+    let dir = Dir::new("snapshot-expired");
+    let path = dir.file("near.snap");
     let clock = MockClock::new();
     let cache = Cache::builder()
         .max_entries(100)
@@ -157,8 +129,8 @@ fn expired_and_kept_expired_entries_are_not_saved() {
 
 #[test]
 fn a_smaller_cache_loads_the_hottest_entries() {
-    let dir = Dir::new("hottest");
-    let path = dir.path("near.snap");
+    let dir = Dir::new("snapshot-hottest");
+    let path = dir.file("near.snap");
     let cache: Cache<u32, u64> = Cache::builder().max_entries(4_000).shards(4).build();
     for k in 0..2_000u32 {
         cache.insert(k, u64::from(k));
@@ -192,8 +164,8 @@ fn a_smaller_cache_loads_the_hottest_entries() {
 
 #[test]
 fn the_weight_bound_holds_on_load() {
-    let dir = Dir::new("weight");
-    let path = dir.path("near.snap");
+    let dir = Dir::new("snapshot-weight");
+    let path = dir.file("near.snap");
     let weigh = |_: &u32, v: &String| v.len() as u64;
     let cache = Cache::builder().max_weight(10_000).weigher(weigh).build();
     for k in 0..500u32 {
@@ -214,8 +186,8 @@ fn the_weight_bound_holds_on_load() {
 
 #[test]
 fn keys_present_keep_their_value() {
-    let dir = Dir::new("present");
-    let path = dir.path("near.snap");
+    let dir = Dir::new("snapshot-present");
+    let path = dir.file("near.snap");
     let cache: Cache<u32, &'static str> = Cache::new(100);
     cache.insert(1, "old");
     cache.insert(2, "old");
@@ -237,7 +209,7 @@ fn keys_present_keep_their_value() {
 
 /// A saved snapshot of 100 entries, and its bytes.
 fn saved(dir: &Dir) -> (PathBuf, Vec<u8>) {
-    let path = dir.path("good.snap");
+    let path = dir.file("good.snap");
     let cache: Cache<u32, String> = Cache::new(1_000);
     for k in 0..100 {
         cache.insert(k, format!("value {k}"));
@@ -250,7 +222,7 @@ fn saved(dir: &Dir) -> (PathBuf, Vec<u8>) {
 /// Loads `bytes` as a snapshot into a fresh cache: the error, and that
 /// nothing was loaded.
 fn load_bad(dir: &Dir, bytes: &[u8]) -> SnapshotError {
-    let path = dir.path("bad.snap");
+    let path = dir.file("bad.snap");
     std::fs::write(&path, bytes).unwrap();
     let cache: Cache<u32, String> = Cache::new(1_000);
     let e = cache.load(&path).expect_err("a bad file must be refused");
@@ -262,7 +234,7 @@ fn load_bad(dir: &Dir, bytes: &[u8]) -> SnapshotError {
 
 #[test]
 fn a_truncated_file_is_refused_whole() {
-    let dir = Dir::new("truncated");
+    let dir = Dir::new("snapshot-truncated");
     let (_, bytes) = saved(&dir);
     for len in [bytes.len() - 1, bytes.len() / 2, 60, 20, 5] {
         let e = load_bad(&dir, &bytes[..len]);
@@ -279,7 +251,7 @@ fn a_truncated_file_is_refused_whole() {
 
 #[test]
 fn a_flipped_byte_is_refused_whole() {
-    let dir = Dir::new("flipped");
+    let dir = Dir::new("snapshot-flipped");
     let (_, bytes) = saved(&dir);
     // In the body (a value), in the header (the record count), at the end
     // (the checksum itself).
@@ -302,7 +274,7 @@ fn a_flipped_byte_is_refused_whole() {
 
 #[test]
 fn another_version_or_another_file_is_refused() {
-    let dir = Dir::new("version");
+    let dir = Dir::new("snapshot-version");
     let (_, bytes) = saved(&dir);
     let mut newer = bytes.clone();
     newer[8..12].copy_from_slice(&2u32.to_le_bytes());
@@ -327,7 +299,7 @@ fn another_version_or_another_file_is_refused() {
 
 #[test]
 fn a_snapshot_of_other_types_is_refused() {
-    let dir = Dir::new("types");
+    let dir = Dir::new("snapshot-types");
     let (path, _) = saved(&dir);
     let keys_differ: Cache<u64, String> = Cache::new(1_000);
     let e = keys_differ.load(&path).unwrap_err();
@@ -360,8 +332,8 @@ fn fragile<S: serde::Serializer>(v: &u32, s: S) -> Result<S::Ok, S::Error> {
 
 #[test]
 fn a_failed_save_leaves_the_previous_snapshot_whole() {
-    let dir = Dir::new("crash");
-    let path = dir.path("near.snap");
+    let dir = Dir::new("snapshot-crash");
+    let path = dir.file("near.snap");
     let cache: Cache<u32, Fragile> = Cache::new(1_000);
     for k in 0..100 {
         cache.insert(k, Fragile(k));
@@ -384,7 +356,7 @@ fn a_failed_save_leaves_the_previous_snapshot_whole() {
 
     // A save that crashed mid-write leaves a temporary file: loads read the
     // previous snapshot, and the next save goes through.
-    let leftover = dir.path(".near.snap.4242-0.tmp");
+    let leftover = dir.file(".near.snap.4242-0.tmp");
     std::fs::write(&leftover, &good[..good.len() / 3]).unwrap();
     let restarted: Cache<u32, Fragile> = Cache::new(1_000);
     assert_eq!(restarted.load(&path).unwrap().stored, 100);
@@ -392,10 +364,10 @@ fn a_failed_save_leaves_the_previous_snapshot_whole() {
 
     // A directory that does not exist: an I/O error (worth a retry once
     // it does), nothing written.
-    let e = cache.save(dir.path("missing/near.snap")).unwrap_err();
-    assert!(matches!(&e, SnapshotError::Io { path, .. } if path.starts_with(&dir.0)));
+    let e = cache.save(dir.file("missing/near.snap")).unwrap_err();
+    assert!(matches!(&e, SnapshotError::Io { path, .. } if path.starts_with(dir.path())));
     assert!(e.is_retryable());
-    let missing = cache.load(dir.path("none.snap")).unwrap_err();
+    let missing = cache.load(dir.file("none.snap")).unwrap_err();
     assert!(
         matches!(&missing, SnapshotError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
     );
@@ -403,8 +375,8 @@ fn a_failed_save_leaves_the_previous_snapshot_whole() {
 
 #[test]
 fn saves_run_while_readers_and_writers_go_on() {
-    let dir = Dir::new("concurrent");
-    let path = dir.path("near.snap");
+    let dir = Dir::new("snapshot-concurrent");
+    let path = dir.file("near.snap");
     let cache: Arc<Cache<u64, u64>> = Arc::new(Cache::new(5_000));
     for k in 0..5_000 {
         cache.insert(k, k);

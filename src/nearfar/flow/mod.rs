@@ -35,6 +35,7 @@ pub(super) mod write;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use super::call::{Failure, Pool};
@@ -126,6 +127,8 @@ pub(super) enum FarOp<'a, V> {
     /// `add(key, &value, Duration::ZERO)`: creates the generation counter
     /// (a number, so `incr` works on it), never expiring.
     AddCounter { key: &'a str, value: u64 },
+    /// `get_many(keys)`: the preload's batch read (see `warm.rs`).
+    GetMany { keys: &'a [String] },
 }
 
 impl<V> FarOp<'_, V> {
@@ -164,6 +167,8 @@ pub(super) enum FarReply<V> {
     Raw(Reply<Option<(Vec<u8>, u32)>>),
     /// Of `Incr`: the new number, `None` when the key holds nothing.
     Counter(Reply<Option<u64>>),
+    /// Of `GetMany`: the hits, by far key.
+    Many(Reply<HashMap<String, V>>),
 }
 
 /// A reply of another kind than the request: a driver bug.
@@ -233,6 +238,13 @@ impl<V> FarReply<V> {
         match self {
             FarReply::Counter(r) => r,
             _ => mismatch("a counter"),
+        }
+    }
+
+    pub(super) fn many(self) -> Reply<HashMap<String, V>> {
+        match self {
+            FarReply::Many(r) => r,
+            _ => mismatch("many values"),
         }
     }
 }

@@ -288,7 +288,8 @@ where
     /// cache.save(&path)?;
     ///
     /// clock.advance(Duration::from_secs(45)); // the process is down for 45 s
-    /// let restarted = Cache::builder().max_entries(100).clock(clock.clone()).build();
+    /// let restarted: Cache<u32, String> =
+    ///     Cache::builder().max_entries(100).clock(clock.clone()).build();
     /// restarted.load(&path)?;
     /// clock.advance(Duration::from_secs(14));
     /// assert_eq!(restarted.get(&1).as_deref(), Some("one"));

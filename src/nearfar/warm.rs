@@ -33,8 +33,8 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::drive::Mode;
-use super::flow::FarOp;
+use super::drive::{self, Mode};
+use super::flow::preload::Batch;
 use super::generation::Generations;
 use super::inner::{Entry, FarClient, Inner};
 use super::stats::{NearFarStats, bump};
@@ -503,10 +503,8 @@ where
             return true;
         }
         let fkeys: Vec<String> = wanted.iter().map(|(_, fkey, _)| fkey.clone()).collect();
-        let Ok(Some(mut found)) = M::perform::<V>(&far, FarOp::GetMany { keys: &fkeys })
-            .await
-            .many()
-        else {
+        let mut batch = Batch::new(&fkeys);
+        let Some(mut found) = drive::run::<M, V, _>(&far, &self.timer, &mut batch).await else {
             return false;
         };
         let ttl = self.bound(Some(far.far_ttl));

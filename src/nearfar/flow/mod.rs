@@ -24,10 +24,12 @@
 //!   `remove`, with the invalidations a skipped write leaves owed;
 //! * [`generation::Check`] and [`generation::Bump`]: the namespace's
 //!   generation counter read (and restored if lost) or bumped
-//!   (`invalidate_all`).
+//!   (`invalidate_all`);
+//! * [`preload::Batch`]: a batch of the key preload read at once.
 
 pub(super) mod generation;
 pub(super) mod load;
+pub(super) mod preload;
 pub(super) mod read;
 pub(super) mod token;
 pub(super) mod write;
@@ -127,7 +129,7 @@ pub(super) enum FarOp<'a, V> {
     /// `add(key, &value, Duration::ZERO)`: creates the generation counter
     /// (a number, so `incr` works on it), never expiring.
     AddCounter { key: &'a str, value: u64 },
-    /// `get_many(keys)`: the preload's batch read (see `warm.rs`).
+    /// `get_many(keys)`: the preload's batch read ([`preload::Batch`]).
     GetMany { keys: &'a [String] },
 }
 

@@ -45,7 +45,7 @@ impl<K, V> Shard<K, V> {
         copy: &mut impl FnMut(&K, &V, u64, u8) -> T,
     ) -> Vec<T> {
         let (guard, _) = local::pin();
-        let picked: Vec<(u8, &Slot<K, V>, u64)> = {
+        let mut picked: Vec<(u8, &Slot<K, V>, u64)> = {
             let st = self.lock();
             let mut picked = Vec::with_capacity(st.lru.len());
             for seg in [WARM, COLD, HOT] {
@@ -58,10 +58,11 @@ impl<K, V> Shard<K, V> {
                     }
                 }
             }
-            // Stable: the segment order stays within each use count.
-            picked.sort_by_key(|&(uses, ..)| Reverse(uses));
             picked
         };
+        // After the lock, as the copies: stable, so the segment order stays
+        // within each use count.
+        picked.sort_by_key(|&(uses, ..)| Reverse(uses));
         let copied = picked
             .into_iter()
             // SAFETY: linked when picked, while `guard` was pinned: even if

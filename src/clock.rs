@@ -5,7 +5,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::shim::{AtomicU64, Ordering};
 
@@ -28,6 +28,15 @@ pub trait Clock: Send + Sync + 'static {
     /// used with the async API should not block here.
     fn sleep(&self, duration: Duration) {
         std::thread::sleep(duration);
+    }
+
+    /// The wall-clock time: what a snapshot records when it is saved, so
+    /// that the time a process spent down counts against its entries' TTLs
+    /// when another process loads it (`Cache::load`, feature `snapshot`).
+    /// The default is [`SystemTime::now`]; [`MockClock`] moves it with its
+    /// monotonic time.
+    fn wall_time(&self) -> SystemTime {
+        SystemTime::now()
     }
 }
 
@@ -52,14 +61,17 @@ pub trait Clock: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct MockClock {
     origin: Instant,
+    wall_origin: SystemTime,
     offset_nanos: Arc<AtomicU64>,
 }
 
 impl MockClock {
-    /// A mock clock starting at the current real instant.
+    /// A mock clock starting at the current real instant (and, for
+    /// [`Clock::wall_time`], the current wall-clock time).
     pub fn new() -> Self {
         MockClock {
             origin: Instant::now(),
+            wall_origin: SystemTime::now(),
             offset_nanos: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -106,6 +118,11 @@ impl Clock for MockClock {
     fn sleep(&self, duration: Duration) {
         self.advance(duration);
     }
+
+    /// The wall-clock time it started at, plus how far it was advanced.
+    fn wall_time(&self) -> SystemTime {
+        self.wall_origin + self.elapsed()
+    }
 }
 
 /// Nanoseconds since creation, on an injected [`Clock`] when there is one,
@@ -142,6 +159,19 @@ impl Timer {
         self.clock.is_some()
     }
 
+    /// The wall-clock time, on the injected clock when there is one (see
+    /// [`Clock::wall_time`]).
+    #[allow(
+        dead_code,
+        reason = "the clock's own API (tested below); its caller, the snapshot, is built with the snapshot feature"
+    )]
+    pub(crate) fn wall(&self) -> SystemTime {
+        match &self.clock {
+            Some(c) => c.wall_time(),
+            None => SystemTime::now(),
+        }
+    }
+
     /// Nanoseconds since the timer was made (saturating: 584 years).
     #[inline]
     pub(crate) fn now(&self) -> u64 {
@@ -173,6 +203,18 @@ mod tests {
         let c2 = c.clone();
         c2.advance(Duration::from_millis(1500));
         assert_eq!(c.now() - t0, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn a_mock_clock_moves_its_wall_time_with_it() {
+        let clock = MockClock::new();
+        let timer = Timer::new(Some(Arc::new(clock.clone())));
+        let before = timer.wall();
+        clock.advance(Duration::from_secs(90));
+        assert_eq!(
+            timer.wall().duration_since(before).ok(),
+            Some(Duration::from_secs(90))
+        );
     }
 
     #[test]

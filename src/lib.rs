@@ -38,7 +38,8 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `memcached` | yes | the far-tier client, the [`codec`] module (serde, bincode 2, zlib) and the two-tier `NearFar` |
+//! | `memcached` | yes | the far-tier client, the [`codec`] module (serde, bincode 2, zlib) and the two-tier `NearFar`; turns `snapshot` on |
+//! | `snapshot` | yes (with `memcached`) | warm restarts: [`Cache::save`] / [`Cache::load`] (the [`snapshot`] module: a checksummed file written atomically, through the [`codec`]), and `NearFar`'s periodic snapshot and key preload |
 //! | `macros` | yes | the [`#[memoize]`](memoize) attribute (a proc-macro crate: syn, quote) |
 //! | `tokio` | no | the async far-tier client and `AsyncNearFar` |
 //! | `tls` | no | TLS to memcached for both clients (rustls with ring: no OpenSSL, no cmake): `ClientBuilder::tls`, `tls_ca_file` |
@@ -66,13 +67,19 @@ pub mod observe;
 mod shim;
 pub mod store;
 
-#[cfg(feature = "memcached")]
+// The codec is the far tier's and the snapshot's (`memcached` turns
+// `snapshot` on, so `snapshot` alone gates it).
+#[cfg(feature = "snapshot")]
 pub mod codec;
 #[cfg(feature = "memcached")]
 pub mod memcached;
 #[cfg(feature = "memcached")]
 pub mod nearfar;
+#[cfg(feature = "snapshot")]
+pub mod snapshot;
 
+#[cfg(feature = "snapshot")]
+pub use snapshot::SnapshotError;
 pub use store::{Cache, CacheBuilder, Clock, Iter, MockClock, RemovalCause, Stats};
 
 /// Memoises a free function: its results are cached by its arguments.

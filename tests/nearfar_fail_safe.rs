@@ -4,6 +4,8 @@
 //! last value the caller gets the error as before. Near-only and over a real
 //! memcached, blocking and async. Time is a `MockClock`: no sleeping.
 
+#![cfg(feature = "memcached")]
+
 #[path = "common/memcached.rs"]
 mod server;
 

@@ -3,6 +3,8 @@
 //! processes memcached's recache token (`mg ... R`) picks one loader.
 //! Near-tier time is a `MockClock`; memcached's own TTLs run on its clock.
 
+#![cfg(feature = "memcached")]
+
 #[path = "common/memcached.rs"]
 mod server;
 

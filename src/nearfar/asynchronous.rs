@@ -23,6 +23,7 @@ use super::flow::{FarOp, FarReply, Flow, Input, Seen, Step};
 use super::inner::{Entry, Inner};
 use super::load::Plan;
 use super::observe::Request;
+use super::warm::Stopper;
 use super::{Error, FarKey, InvalidateError, NearFarBuilder, NearFarStats};
 use crate::clock::Timer;
 use crate::memcached::{self, AsyncClient};
@@ -257,9 +258,18 @@ where
     /// # Ok::<(), nearfar::NearFarError>(())
     /// ```
     pub fn build(self) -> Result<AsyncNearFar<K, V>, Error> {
-        Ok(AsyncNearFar {
-            inner: Arc::new(self.inner()?),
-        })
+        let built = self.inner()?;
+        let inner = Arc::new(built.inner);
+        // The key preload (see `NearFarBuilder::preload`) on a task of the
+        // current runtime, aborted when the cache is dropped; outside a
+        // runtime there is none to run it.
+        inner.start_preload(built.preload, |weak, keys, stop| {
+            let runtime = tokio::runtime::Handle::try_current().ok()?;
+            let task = runtime.spawn(Inner::preload::<Tokio>(weak, keys, stop));
+            let stopper: Stopper = Box::new(move || task.abort());
+            Some(stopper)
+        });
+        Ok(AsyncNearFar { inner })
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::hash::{Hash, RandomState};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use super::generation::Generations;
 use super::inner::{Far, FarClient, GENERATIONS, Inner};
 use super::observe::Observe;
 use super::stats::Counters;
+use super::warm::{self, Files, Io};
 use super::{FarKey, NearFar, key, nanos, value_of};
 use crate::clock::Timer;
 use crate::memcached::health::Circuit;
@@ -48,6 +50,13 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// What [`NearFarBuilder::inner`] builds: the state either handle holds,
+/// and the keys its preload reads (see `warm.rs`).
+pub(super) struct Built<K, V, Cl> {
+    pub(super) inner: Inner<K, V, Cl>,
+    pub(super) preload: Vec<K>,
+}
+
 /// Configures and builds a [`NearFar`]. Made by [`NearFar::builder`].
 ///
 /// Defaults: a near tier of at most 10,000 entries, no far tier, no
@@ -80,6 +89,7 @@ pub struct NearFarBuilder<K, V, Cl = Client> {
     fail_safe_backoff: Duration,
     loader_timeout: Option<Duration>,
     refresh_ahead: Option<f64>,
+    files: Files<K, V>,
     clock: Option<Arc<dyn Clock>>,
     name: Option<String>,
 }
@@ -103,6 +113,9 @@ impl<K, V, Cl: fmt::Debug> fmt::Debug for NearFarBuilder<K, V, Cl> {
             .field("fail_safe_backoff", &self.fail_safe_backoff)
             .field("loader_timeout", &self.loader_timeout)
             .field("refresh_ahead", &self.refresh_ahead)
+            .field("snapshot", &self.files.snapshot)
+            .field("preload", &self.files.preload)
+            .field("save_every", &self.files.every)
             .field("name", &self.name)
             .finish_non_exhaustive()
     }
@@ -127,6 +140,7 @@ impl<K, V, Cl> Default for NearFarBuilder<K, V, Cl> {
             fail_safe_backoff: Duration::from_secs(5),
             loader_timeout: None,
             refresh_ahead: None,
+            files: Files::default(),
             clock: None,
             name: None,
         }
@@ -404,8 +418,7 @@ impl<K, V, Cl> NearFarBuilder<K, V, Cl> {
     /// * The refresh runs in the call that starts it: on the caller's
     ///   thread for a `NearFar` (no hidden threads), on the caller's task
     ///   for an `AsyncNearFar`'s `get_with`; that caller waits for the load
-    ///   and gets the new value. With
-    ///   [`AsyncNearFar::get_with_spawned`](super::AsyncNearFar::get_with_spawned)
+    ///   and gets the new value. With `AsyncNearFar::get_with_spawned`
     ///   (a loader that owns what it uses: `Send + 'static`) it runs on a
     ///   task of its own instead, and no caller waits for it. A refresh
     ///   that fails leaves the copy until it expires (its caller gets the
@@ -471,6 +484,113 @@ impl<K, V, Cl> NearFarBuilder<K, V, Cl> {
     }
 }
 
+/// Warm restarts (feature `snapshot`, which `memcached` turns on): for
+/// keys and values that serialize.
+impl<K, V, Cl> NearFarBuilder<K, V, Cl>
+where
+    K: Hash + Eq + Serialize + DeserializeOwned,
+    V: Clone + Serialize + DeserializeOwned,
+{
+    /// Warm restarts from disk: saves the near tier to the file at `path`
+    /// every `every` (on this cache's [`clock`](Self::clock)) and when its
+    /// last handle is dropped, and loads it when the cache is built, if
+    /// the file is there. A restarted process then serves what it held
+    /// before from its first call, without a far read.
+    ///
+    /// The file is [`Cache::save`]'s: written atomically (a crash during a
+    /// save leaves the previous one), checksummed, hottest entries first;
+    /// loaded within the near tier's bounds, each entry with what was left
+    /// of its near TTL when saved less the time since (the process's
+    /// downtime counts; never longer than [`near_ttl`](Self::near_ttl)),
+    /// and served only while the namespace's generation is the one it was
+    /// saved in (see [`generation_check`](Self::generation_check)): an
+    /// `invalidate_all` while the process was down is not undone. A
+    /// restored entry has no CAS: the first revalidation
+    /// ([`revalidate_after`](Self::revalidate_after), counted from the
+    /// load) refetches it.
+    ///
+    /// Saves run on a thread of their own (`nearfar-snapshot`), for a
+    /// `NearFar` and an `AsyncNearFar` alike, so no call waits for one;
+    /// the last save runs on the thread that drops the last handle. A
+    /// file that does not load (cut short, changed, of other types) is
+    /// counted in [`NearFarStats::snapshot_errors`](super::NearFarStats::snapshot_errors),
+    /// the cache starts cold, and the next save replaces it. Values fail
+    /// the save if they do not serialize. Counted:
+    /// [`restored`](super::NearFarStats::restored),
+    /// [`snapshot_saves`](super::NearFarStats::snapshot_saves).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nearfar::NearFar;
+    ///
+    /// let path = std::env::temp_dir().join(format!("nearfar-doc-nf-{}", std::process::id()));
+    /// let cache: NearFar<u32, String> = NearFar::builder()
+    ///     .snapshot(&path, Duration::from_secs(60))
+    ///     .build()?;
+    /// cache.insert(1, "one".into());
+    /// drop(cache); // saved
+    ///
+    /// let restarted: NearFar<u32, String> = NearFar::builder()
+    ///     .snapshot(&path, Duration::from_secs(60))
+    ///     .build()?;
+    /// assert_eq!(restarted.stats().restored, 1);
+    /// assert_eq!(restarted.get(&1).as_deref(), Some("one"));
+    /// # drop(restarted);
+    /// # std::fs::remove_file(&path).unwrap();
+    /// # Ok::<(), nearfar::NearFarError>(())
+    /// ```
+    pub fn snapshot(mut self, path: impl Into<PathBuf>, every: Duration) -> Self {
+        self.files.snapshot = Some(path.into());
+        self.files.every = Some(every);
+        self.files.io = Some(Io::new());
+        self
+    }
+
+    /// Warm restarts from memcached (Hazelcast's "preloader", without
+    /// values on disk): saves the near tier's keys, hottest first, to the
+    /// file at `path` (when the [`snapshot`](Self::snapshot) is saved, or
+    /// every 60 s without one, and when the last handle is dropped); when
+    /// the cache is built, reads them again from the far tier in the
+    /// background, in `get_many` batches of 1024 keys, and keeps the values
+    /// found near. A restarted process is warm after a few round trips,
+    /// with no copy of values on disk to go stale or leak.
+    ///
+    /// The preload runs on a thread of its own (`nearfar-preload`) for a
+    /// `NearFar`, on a task of the current tokio runtime for an
+    /// `AsyncNearFar` (none when built outside one). No call waits for it:
+    /// a key not preloaded yet is read far as usual. It reads only keys not
+    /// near already (those the snapshot restored), keeps values as a `get`
+    /// would (for [`near_ttl`](Self::near_ttl), bounded by
+    /// [`far_ttl`](Self::far_ttl)), and stops at the first batch the far
+    /// tier fails or its breaker skips, or when the cache is dropped. Its
+    /// values are counted in
+    /// [`NearFarStats::preloaded`](super::NearFarStats::preloaded). Without
+    /// a far tier nothing is preloaded.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use nearfar::{NearFar, memcached::Client};
+    ///
+    /// let client = Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// let users: NearFar<u64, String> = NearFar::builder()
+    ///     .far(client)
+    ///     .namespace("users")
+    ///     .near_ttl(Duration::from_secs(30))
+    ///     .preload("/var/lib/myapp/users.keys")
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn preload(mut self, path: impl Into<PathBuf>) -> Self {
+        self.files.preload = Some(path.into());
+        self.files.io = Some(Io::new());
+        self
+    }
+}
+
 impl<K, V> NearFarBuilder<K, V, Client>
 where
     K: Hash + Eq + Clone + FarKey + Send + Sync + 'static,
@@ -487,7 +607,8 @@ where
     /// or holds spaces or control bytes, a zero `far_ttl`, `near_ttl`,
     /// `lease_ttl`, `generation_check`, `circuit_breaker` cooldown,
     /// `fail_safe`, `fail_safe_backoff` or `loader_timeout`, a
-    /// `refresh_ahead` threshold not strictly between 0 and 1.
+    /// `refresh_ahead` threshold not strictly between 0 and 1, a zero
+    /// `snapshot` period, or a `preload` file that is the snapshot's.
     ///
     /// # Examples
     ///
@@ -498,9 +619,10 @@ where
     /// assert!(matches!(bad, Err(NearFarError::InvalidSetting { setting: "namespace", .. })));
     /// ```
     pub fn build(self) -> Result<NearFar<K, V>, Error> {
-        Ok(NearFar {
-            inner: Arc::new(self.inner()?),
-        })
+        let built = self.inner()?;
+        let inner = Arc::new(built.inner);
+        NearFar::preload(&inner, built.preload);
+        Ok(NearFar { inner })
     }
 }
 
@@ -509,8 +631,9 @@ where
     K: Hash + Eq + Clone + FarKey + Send + Sync + 'static,
     V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    /// Checks the settings and builds what either handle holds.
-    pub(super) fn inner(self) -> Result<Inner<K, V, Cl>, Error>
+    /// Checks the settings and builds what either handle holds, its
+    /// snapshot loaded, and the keys to preload.
+    pub(super) fn inner(self) -> Result<Built<K, V, Cl>, Error>
     where
         Cl: FarClient,
     {
@@ -565,19 +688,25 @@ where
         if self.refresh_ahead.is_some_and(|t| !(t > 0.0 && t < 1.0)) {
             return invalid("refresh_ahead", "a threshold strictly between 0 and 1");
         }
+        if self.files.every.is_some_and(|d| d.is_zero()) {
+            return invalid("snapshot", "a non-zero period");
+        }
+        if self.files.preload.is_some() && self.files.preload == self.files.snapshot {
+            return invalid("preload", "a file other than the snapshot's");
+        }
         let fail_safe = self.fail_safe.map(|max_stale| FailSafe {
             max_stale: nanos(max_stale),
             backoff: self.fail_safe_backoff,
             loader_timeout: self.loader_timeout,
         });
         let (threshold, cooldown) = self.breaker;
-        let generations = match &self.far {
+        let generations = Arc::new(match &self.far {
             Some(_) => Generations::new(
                 self.generation_check.map(nanos),
                 key::generation_key(&self.namespace),
             ),
             None => Generations::new(None, String::new()),
-        };
+        });
         let far = self.far.map(|client| Far {
             client,
             breaker: Circuit::new(threshold, cooldown),
@@ -607,7 +736,9 @@ where
         }
         let near = near.build();
         let observe = Observe::new(near.name().into(), far.as_ref());
-        Ok(Inner {
+        let timer = Timer::new(self.clock);
+        let (warm, preload) = warm::start(&near, &generations, &timer, self.near_ttl, self.files);
+        let inner = Inner {
             near,
             far,
             near_ttl: self.near_ttl,
@@ -615,11 +746,13 @@ where
             fail_safe,
             refresh_ahead: self.refresh_ahead,
             refreshing: (0..GENERATIONS).map(|_| AtomicU64::new(0)).collect(),
-            timer: Timer::new(self.clock),
+            timer,
             counters: Counters::observed(observe),
             gens: (0..GENERATIONS).map(|_| AtomicU64::new(0)).collect(),
             gen_hasher: RandomState::new(),
             generations,
-        })
+            warm,
+        };
+        Ok(Built { inner, preload })
     }
 }

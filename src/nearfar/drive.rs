@@ -104,6 +104,9 @@ macro_rules! perform {
             FarOp::AddCounter { key, value } => FarReply::Done(
                 call.$attempt(pool, request, |c| c.add(key, &value, ::std::time::Duration::ZERO))$(.$await)?,
             ),
+            FarOp::GetMany { keys } => {
+                FarReply::Many(call.$attempt(pool, request, |c| c.get_many::<V>(keys))$(.$await)?)
+            }
         }
     }};
 }

@@ -256,7 +256,8 @@ where
     /// Takes `seen` as the namespace's generation if it is newer than the
     /// one known, and then clears the near tier: its entries are of an
     /// older generation (and not served: see the module docs), and the
-    /// loads in progress are superseded. Counted as an invalidation when
+    /// loads in progress are superseded. At a process's first check only
+    /// the entries of other generations are dropped (see below). Counted as an invalidation when
     /// `own` (this process's `invalidate_all`) or when a generation was
     /// known before (not a process's first check).
     pub(super) fn adopt(&self, seen: u64, own: bool) {
@@ -264,8 +265,17 @@ where
         if self.generations.advance(seen) {
             if own || !first {
                 bump(&self.counters.invalidations);
+                self.near.clear();
+            } else {
+                // A process's first check: what its near tier holds of the
+                // generation it found is current (entries restored from a
+                // snapshot saved in it). The rest (older generations, and
+                // entries loaded near-only before any was known) is never
+                // served again: dropped. Loads in progress were made
+                // near-only, so what they store carries no generation
+                // known and is not served either.
+                self.near.retain(|_, entry| entry.generation == seen);
             }
-            self.near.clear();
         }
     }
 

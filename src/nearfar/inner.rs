@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::hash::{BuildHasher, Hash, RandomState};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use super::flow::read::Keep;
 use super::generation::{FarCall, Generations};
 use super::observe::Servers;
 use super::stats::{Counters, NearFarStats};
+use super::warm::Warm;
 use super::{FarKey, key, nanos};
 use crate::Cache;
 use crate::clock::Timer;
@@ -135,8 +137,12 @@ pub(super) struct Inner<K, V, Cl> {
     pub(super) gen_hasher: RandomState,
     /// The namespace's generation (`invalidate_all`): not the per-key write
     /// generations above, but the one every far key of the namespace
-    /// carries (see `generation.rs`).
-    pub(super) generations: Generations,
+    /// carries (see `generation.rs`). Shared with the snapshot's saver,
+    /// which saves the entries of the generation known.
+    pub(super) generations: Arc<Generations>,
+    /// Warm restarts: the snapshot's saver and the key preload (see
+    /// `warm.rs`). Last: dropped after the rest, it saves once more.
+    pub(super) warm: Warm,
 }
 
 impl<K, V, Cl: FarClient> fmt::Debug for Inner<K, V, Cl> {
@@ -363,6 +369,8 @@ where
             }
             (trips, skips)
         });
-        self.counters.snapshot(self.near.stats(), trips, skips)
+        let mut stats = self.counters.snapshot(self.near.stats(), trips, skips);
+        self.warm.add_to(&mut stats);
+        stats
     }
 }

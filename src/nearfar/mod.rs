@@ -120,6 +120,7 @@ mod observe;
 mod read;
 mod refresh;
 mod stats;
+mod warm;
 mod write;
 
 use std::borrow::Borrow;
@@ -137,6 +138,7 @@ use drive::{Blocking, block_on};
 use inner::{Entry, Far, FarClient, Inner};
 use load::Plan;
 use std::cell::Cell;
+use warm::Stopper;
 
 #[cfg(feature = "tokio")]
 pub use asynchronous::AsyncNearFar;
@@ -260,6 +262,25 @@ where
             Some(entry) if !inner.due(&entry) => Some(entry.value),
             entry => self.get_slow(&key.to_owned(), entry),
         }
+    }
+
+    /// Starts the key preload (see [`NearFarBuilder::preload`]) on a
+    /// thread of its own, joined when the cache is dropped (unless the
+    /// preload is what drops it).
+    fn preload(inner: &Arc<Inner<K, V, Client>>, keys: Vec<K>) {
+        inner.start_preload(keys, |weak, keys, stop| {
+            let thread = std::thread::Builder::new()
+                .name("nearfar-preload".into())
+                .spawn(move || block_on(Inner::preload::<Blocking>(weak, keys, stop)))
+                // No thread to be had: no preload (the cache works cold).
+                .ok()?;
+            let stopper: Stopper = Box::new(move || {
+                if thread.thread().id() != std::thread::current().id() {
+                    let _ = thread.join();
+                }
+            });
+            Some(stopper)
+        });
     }
 
     /// `get` after a near miss, or with a copy due for revalidation.

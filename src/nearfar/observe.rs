@@ -66,7 +66,7 @@ impl Servers for memcached::AsyncClient {
 
 /// The `command` label of each far request, by [`FarOp`] (the client
 /// method it calls).
-const COMMANDS: [&str; 15] = [
+const COMMANDS: [&str; 16] = [
     "get_or_lease",
     "peek_lease",
     "peek_lease_cas",
@@ -82,6 +82,7 @@ const COMMANDS: [&str; 15] = [
     "get_raw",
     "incr",
     "add_counter",
+    "get_many",
 ];
 
 /// The `kind` label of each far error, by `memcached::Error` variant.
@@ -172,6 +173,8 @@ impl<'a, V> FarOp<'a, V> {
             FarOp::GetRaw { key } => (12, key),
             FarOp::Incr { key, .. } => (13, key),
             FarOp::AddCounter { key, .. } => (14, key),
+            // A batch: its span and digest name its first key.
+            FarOp::GetMany { keys } => (15, keys.first().map_or("", String::as_str)),
         };
         Request { command, key }
     }

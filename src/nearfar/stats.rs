@@ -74,6 +74,19 @@ pub struct NearFarStats {
     /// or its own [`invalidate_all`](super::NearFar::invalidate_all): each
     /// cleared its near tier.
     pub invalidations: u64,
+    /// Near entries loaded from the
+    /// [`snapshot`](super::NearFarBuilder::snapshot) when the cache was
+    /// built.
+    pub restored: u64,
+    /// Values the key [`preload`](super::NearFarBuilder::preload) read
+    /// from memcached into the near tier.
+    pub preloaded: u64,
+    /// Snapshot and preload files saved (once per save, both files
+    /// included).
+    pub snapshot_saves: u64,
+    /// Saves that failed (the previous files are left as they were), and
+    /// files that did not load when the cache was built (it started cold).
+    pub snapshot_errors: u64,
     /// The near tier's own counters.
     pub near: Stats,
 }
@@ -141,6 +154,11 @@ impl Counters {
             refresh_aheads: get(&self.refresh_aheads),
             generation_checks: get(&self.generation_checks),
             invalidations: get(&self.invalidations),
+            // Filled in by `Warm::add_to`.
+            restored: 0,
+            preloaded: 0,
+            snapshot_saves: 0,
+            snapshot_errors: 0,
             near,
         }
     }

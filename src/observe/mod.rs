@@ -79,7 +79,8 @@
 //! method: `get_or_lease`, `peek_lease`, `peek_lease_cas`, `meta_get`, `add`,
 //! `cas`, `compare_and_set`, `set`, `delete`, `delete_if_cas`,
 //! `invalidate`, `invalidate_if_cas`, `get_raw`, `incr`, `add_counter`
-//! (the last three: the namespace's generation counter).
+//! (those three: the namespace's generation counter), `get_many` (a
+//! batch of the key preload, `NearFarBuilder::preload`).
 //!
 //! Far writes have no counter of their own: the `_count` of
 //! `nearfar_far_request_seconds` for `set`, `add`, `cas` and

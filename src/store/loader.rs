@@ -374,7 +374,7 @@ where
                 Inserted::Rejected(k, v) | Inserted::Reclaim(k, v) => {
                     Landed::Left(Some((Some(k), v)))
                 }
-                Inserted::New | Inserted::Replaced => Landed::Left(None),
+                Inserted::New(_) | Inserted::Replaced => Landed::Left(None),
             }
         })
     }

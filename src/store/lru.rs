@@ -266,6 +266,30 @@ impl Lru {
         }
     }
 
+    /// Links `idx` at the tail of `seg`.
+    fn push_tail(&mut self, seg: u8, idx: u32, weight: u64) {
+        let old_tail = self.segs[seg as usize].tail;
+        self.links[idx as usize] = Link {
+            prev: (u32::from(seg) << SEG_SHIFT) | old_tail,
+            next: NIL,
+        };
+        if old_tail != NIL {
+            self.links[old_tail as usize].next = idx;
+        }
+        let s = &mut self.segs[seg as usize];
+        s.tail = idx;
+        if s.head == NIL {
+            s.head = idx;
+        }
+        s.len += 1;
+        self.len += 1;
+        // Weight sums only where they bound (see `push_head`).
+        if self.weighted {
+            s.weight += u128::from(weight);
+            self.weight += u128::from(weight);
+        }
+    }
+
     /// Unlinks `idx` from whatever segment it is in.
     #[inline]
     fn unlink(&mut self, idx: u32) -> (u8, u64) {
@@ -338,6 +362,24 @@ impl Lru {
             self.filled = false;
         }
         weight
+    }
+
+    /// Places an entry restored from a snapshot (just inserted): at WARM's
+    /// tail while WARM is under its cap with it, else at COLD's tail. A
+    /// snapshot is restored hottest first, so the lists come back in its
+    /// order from head to tail (what the snapshot listed first is at the
+    /// heads again), and entries past WARM's cap wait in COLD, which an
+    /// eviction reaches only after HOT's overflow, coldest first.
+    pub(crate) fn place_restored(&mut self, idx: u32) {
+        let (_, weight) = self.unlink(idx);
+        let w = u128::from(weight);
+        let warm = &self.segs[WARM as usize];
+        let seg = if warm.len < self.warm_len_cap && warm.weight + w <= self.warm_cap {
+            WARM
+        } else {
+            COLD
+        };
+        self.push_tail(seg, idx, weight);
     }
 
     /// Moves an expired entry kept for `keep_expired` to the list evicted
@@ -522,6 +564,19 @@ impl Lru {
         })
     }
 
+    /// The entries of segment `seg`, from its head (the latest arrived) to
+    /// its tail (where the next eviction or demotion looks).
+    pub(crate) fn head_to_tail(&self, seg: u8) -> impl Iterator<Item = u32> + '_ {
+        let mut cur = self.segs[seg as usize].head;
+        std::iter::from_fn(move || {
+            (cur != NIL).then(|| {
+                let idx = cur;
+                cur = self.next(idx);
+                idx
+            })
+        })
+    }
+
     /// Checks the lists' structure: links are mutual, counts and weights add
     /// up, every entry is in the segment it says. For tests and fuzzing.
     pub(crate) fn check(&self) -> Result<(), String> {
@@ -581,222 +636,4 @@ impl Lru {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-
-    #[derive(Default)]
-    struct Bits(RefCell<HashMap<u32, u32>>);
-    impl Bits {
-        fn set(&self, idx: impl IntoIterator<Item = u32>) {
-            self.0.borrow_mut().extend(idx.into_iter().map(|i| (i, 1)));
-        }
-    }
-    impl UseCounts for Bits {
-        fn decay(&self, idx: u32) -> u32 {
-            let mut m = self.0.borrow_mut();
-            let c = m.entry(idx).or_default();
-            let was = *c;
-            *c = c.saturating_sub(1);
-            was
-        }
-    }
-
-    fn lru_with(n: u32, budget: u64) -> Lru {
-        let mut lru = Lru::new(budget, budget as usize, false);
-        for i in 1..=n {
-            lru.reserve_slot(i, 0);
-            lru.insert(i, 1, false);
-        }
-        lru
-    }
-
-    #[test]
-    fn inactive_entries_are_evicted_in_insertion_order() {
-        let bits = Bits::default();
-        let mut lru = lru_with(10, 10);
-        lru.rebalance(&bits);
-        lru.check().unwrap();
-        let order: Vec<u32> = (0..10).map(|_| lru.evict(&bits).unwrap().0).collect();
-        assert_eq!(order, (1..=10).collect::<Vec<_>>());
-        assert_eq!(lru.evict(&bits), None);
-        lru.check().unwrap();
-    }
-
-    #[test]
-    fn stale_entries_are_evicted_first_earliest_first_whatever_their_use() {
-        let bits = Bits::default();
-        let mut lru = lru_with(10, 10);
-        lru.rebalance(&bits);
-        lru.stale(7);
-        lru.stale(4);
-        lru.stale(7); // again: stays where it was
-        bits.set([4, 7]);
-        lru.check().unwrap();
-        assert_eq!(lru.segment_of(4), STALE);
-        // `spare` is never picked, not even from STALE.
-        assert_eq!(lru.victim(&bits, 7), Some(4));
-        let order: Vec<u32> = (0..4).map(|_| lru.evict(&bits).unwrap().0).collect();
-        assert_eq!(order, vec![7, 4, 1, 2]);
-        lru.check().unwrap();
-        assert_eq!(lru.indices().count(), 6);
-    }
-
-    #[test]
-    fn a_replaced_stale_entry_leaves_the_stale_list_for_warm() {
-        let bits = Bits::default();
-        let mut lru = lru_with(4, 4);
-        lru.stale(2);
-        lru.reserve_slot(9, 0);
-        lru.replace(2, 9, 1);
-        lru.check().unwrap();
-        assert_eq!(lru.segment_of(9), WARM);
-        assert_eq!(lru.len(), 4);
-        // Nothing is stale now: the first victim is an ordinary one.
-        assert_ne!(lru.evict(&bits).map(|v| v.0), Some(9));
-        lru.check().unwrap();
-    }
-
-    #[test]
-    fn active_entries_survive_eviction() {
-        let bits = Bits::default();
-        let mut lru = lru_with(10, 10);
-        lru.rebalance(&bits);
-        bits.set([1, 2]);
-        let evicted: Vec<u32> = (0..3).map(|_| lru.evict(&bits).unwrap().0).collect();
-        assert_eq!(evicted, vec![3, 4, 5]);
-        lru.check().unwrap();
-        // 1 and 2 (filled into WARM) were used: bumped to its head instead.
-        assert_eq!(lru.segment_of(1), WARM);
-        assert_eq!(lru.segment_of(2), WARM);
-    }
-
-    #[test]
-    fn probation_overflow_is_evicted_first_and_warm_stays_capped() {
-        let bits = Bits::default();
-        // Filling: the first 90 (WARM's cap) enter WARM, the rest HOT.
-        let mut lru = lru_with(100, 100);
-        assert_eq!(lru.seg_lens(), [10, 90, 0]);
-        // Past the budget every new entry enters HOT, far over its 3% share.
-        for i in 101..=120 {
-            lru.reserve_slot(i, 0);
-            lru.insert(i, 1, false);
-        }
-        assert_eq!(lru.seg_lens(), [30, 90, 0]);
-        // Unused tails go first.
-        assert_eq!(lru.evict(&bits), Some((91, 1)));
-        // Used entries at HOT's tail are promoted to WARM instead, and WARM
-        // stays at its 90% cap by demoting its oldest (unused) to COLD.
-        bits.set(92..=100);
-        assert_eq!(lru.evict(&bits), Some((101, 1)));
-        lru.check().unwrap();
-        assert_eq!(lru.segment_of(92), WARM);
-        assert_eq!(lru.segment_of(1), COLD, "the oldest WARM entry was demoted");
-        assert_eq!(lru.seg_lens(), [19, 90, 9]);
-    }
-
-    #[test]
-    fn only_a_filling_shard_admits_to_warm() {
-        let bits = Bits::default();
-        let mut lru = lru_with(10, 10);
-        lru.reserve_slot(11, 0);
-        lru.insert(11, 1, false);
-        assert!(lru.evict(&bits).is_some(), "full: the shard has filled");
-        // Room made by removals afterwards does not reopen WARM.
-        lru.remove(5);
-        lru.remove(6);
-        lru.reserve_slot(12, 0);
-        lru.insert(12, 1, false);
-        assert_eq!(lru.segment_of(12), HOT);
-        // Emptied, it fills afresh.
-        for idx in lru.indices().collect::<Vec<_>>() {
-            lru.remove(idx);
-        }
-        lru.insert(12, 1, false);
-        assert_eq!(lru.segment_of(12), WARM);
-        lru.check().unwrap();
-    }
-
-    #[test]
-    fn a_loop_over_more_keys_than_fit_keeps_hitting_part_of_them() {
-        // Keys 1..=1000 in a loop, 100 fit: every key comes back only after
-        // 999 others. An LRU (or a policy that admits everything through
-        // one probation list) never hits; keeping what filled WARM does.
-        let bits = Bits::default();
-        let mut lru = Lru::new(100, 100, false);
-        let mut resident = std::collections::HashSet::new();
-        let mut hits = 0;
-        for round in 0..3 {
-            for k in 1..=1000u32 {
-                if resident.contains(&k) {
-                    bits.set([k]);
-                    hits += u32::from(round > 0);
-                    continue;
-                }
-                lru.reserve_slot(k, 0);
-                lru.insert(k, 1, false);
-                resident.insert(k);
-                while lru.len() > 100 {
-                    let (gone, _) = lru.evict(&bits).unwrap();
-                    resident.remove(&gone);
-                }
-            }
-        }
-        lru.check().unwrap();
-        // WARM's 90 entries hit on each of the last two rounds.
-        assert!(hits >= 2 * 89, "{hits} hits");
-    }
-
-    #[test]
-    fn replace_keeps_position_and_updates_weight() {
-        let bits = Bits::default();
-        let mut lru = Lru::new(100, 100, true);
-        for i in 1..=3 {
-            lru.reserve_slot(i, 0);
-            lru.insert(i, 10, false);
-        }
-        lru.reserve_slot(9, 0);
-        lru.replace(2, 9, 25);
-        lru.check().unwrap();
-        assert_eq!(lru.weight(), 45);
-        assert_eq!(lru.indices().collect::<Vec<_>>(), vec![1, 9, 3]);
-        assert_eq!(lru.evict(&bits), Some((1, 10)));
-        assert_eq!(lru.evict(&bits), Some((9, 25)));
-    }
-
-    #[test]
-    fn the_spared_entry_is_never_the_victim() {
-        struct Always;
-        impl UseCounts for Always {
-            fn decay(&self, _: u32) -> u32 {
-                3
-            }
-        }
-        for n in 1..6u32 {
-            let mut lru = lru_with(n, 1);
-            for spare in 1..=n {
-                let v = lru.victim(&Always, spare);
-                assert_ne!(v, Some(spare));
-                assert_eq!(v.is_none(), n == 1, "n {n} spare {spare}");
-                lru.check().unwrap();
-            }
-        }
-    }
-
-    #[test]
-    fn eviction_terminates_when_everything_stays_active() {
-        struct Always;
-        impl UseCounts for Always {
-            fn decay(&self, _: u32) -> u32 {
-                3
-            }
-        }
-        let mut lru = lru_with(50, 50);
-        for _ in 0..50 {
-            assert!(lru.evict(&Always).is_some());
-            lru.check().unwrap();
-        }
-        assert_eq!(lru.len(), 0);
-    }
-}
+mod tests;

@@ -11,12 +11,15 @@
 //! * `lru` — the HOT / WARM / COLD policy;
 //! * `ttl` — the clock and expiry;
 //! * `loader` — one loader per missing key: the loading engine;
+//! * `export` — what a snapshot needs: entries copied out hottest first,
+//!   restored only where they fit;
 //! * `stats` — always-on counters;
 //! * `metrics` — the cache's name, and its counters published to the
 //!   `metrics` facade (feature `metrics`);
 //! * `local` — the per-thread epoch handle and stats stripe.
 
 mod builder;
+mod export;
 mod index;
 mod loader;
 #[cfg_attr(
@@ -57,6 +60,11 @@ use stats::ReadCounters;
 use ttl::{TimeSource, is_expired};
 
 pub use builder::CacheBuilder;
+#[allow(
+    unused_imports,
+    reason = "the store's API for a snapshot, unused without the feature"
+)]
+pub(crate) use shard::Restored;
 pub use stats::Stats;
 pub use ttl::{Clock, MockClock};
 

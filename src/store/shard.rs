@@ -34,9 +34,13 @@ use super::slab::{LIVE, Mailbox, NIL, Slab, Slot, has_drop_glue};
 use super::stats::{WriteCounters, bump};
 use super::ttl::{TimeSource, is_expired};
 use crate::shim::{AtomicU32, Mutex, MutexGuard, Ordering, fence};
+pub(crate) use export::Restored;
 use retired::MemoryBound;
 use unlink::Ghost;
 
+/// A snapshot's side: entries copied out hottest first, restored only
+/// where they fit (a child module: it reads the shard's private state).
+mod export;
 /// The memory bound over live and retired values (a child module: it
 /// reads the shard's private state).
 mod retired;
@@ -145,7 +149,8 @@ type Found<'g, K, V> = Option<(u32, &'g Slot<K, V>)>;
 
 /// How an insert went.
 pub(crate) enum Inserted<K, V> {
-    New,
+    /// A new key, stored in this slot.
+    New(u32),
     Replaced,
     /// Heavier than the shard's whole budget, or no memory left for it
     /// while retired values wait for a stalled reader: handed back,
@@ -575,7 +580,7 @@ impl<K, V> Shard<K, V> {
                 let returning = st.ghost.recall(hash);
                 st.lru.insert(idx, weight, returning);
                 bump(&self.counters.inserts, 1);
-                (Inserted::New, true)
+                (Inserted::New(idx), true)
             }
         };
         // A replacement that weighs no more than the entry it replaced

@@ -158,6 +158,18 @@ impl<K, V> Slot<K, V> {
             .store(uses.saturating_add(1).min(MAX_USES), Ordering::Relaxed);
     }
 
+    /// The use count now (a hint, as every read of it).
+    #[inline]
+    pub(crate) fn uses(&self) -> u8 {
+        self.uses.load(Ordering::Relaxed)
+    }
+
+    /// Sets the use count (capped): an entry restored from a snapshot takes
+    /// the count it had. Writer only.
+    pub(crate) fn set_uses(&self, uses: u8) {
+        self.uses.store(uses.min(MAX_USES), Ordering::Relaxed);
+    }
+
     /// Takes one use off the count and returns the count it had. Writer only.
     #[inline]
     pub(crate) fn decay(&self) -> u32 {

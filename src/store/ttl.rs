@@ -45,6 +45,15 @@ impl TimeSource {
         self.timer.now().saturating_add(1)
     }
 
+    /// The wall-clock time on the cache's clock (see `Clock::wall_time`).
+    #[allow(
+        dead_code,
+        reason = "the store's API for a snapshot, unused without one: see `store::export`"
+    )]
+    pub(crate) fn wall(&self) -> std::time::SystemTime {
+        self.timer.wall()
+    }
+
     /// Whether an entry stamped `expires`, expired at `now`, is still kept
     /// (a fail-safe copy, see `CacheBuilder::keep_expired`).
     #[inline]

@@ -118,7 +118,7 @@ where
                 self.insert_after_reclaim(shard, hash, key, value, expires, weight, origin)
             }
             Inserted::Rejected(k, v) => Err((k, v)),
-            Inserted::New | Inserted::Replaced => Ok(()),
+            Inserted::New(_) | Inserted::Replaced => Ok(()),
         }
     }
 
@@ -141,7 +141,7 @@ where
         shard.reclaim_for(weight);
         match self.insert_once(shard, hash, key, value, expires, weight, origin, Try::Last) {
             Inserted::Rejected(k, v) | Inserted::Reclaim(k, v) => Err((k, v)),
-            Inserted::New | Inserted::Replaced => Ok(()),
+            Inserted::New(_) | Inserted::Replaced => Ok(()),
         }
     }
 

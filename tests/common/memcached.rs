@@ -3,7 +3,9 @@
 //! Include it with `#[path = "common/memcached.rs"] mod server;`. Each
 //! [`Memcached`] runs its own server (`-l 127.0.0.1 -p PORT -U 0 -m 64`),
 //! killed when the value is dropped; [`Memcached::stop`] and
-//! [`Memcached::restart`] keep the port, for fail-over tests.
+//! [`Memcached::restart`] keep the port, for fail-over tests;
+//! [`Memcached::restart_graceful`] stops it with `SIGUSR1` first, for
+//! memcached's own warm restart (`-e <memory file>`).
 //!
 //! A missing `memcached` binary fails the test with instructions: these
 //! tests never skip silently.
@@ -117,6 +119,39 @@ impl Memcached {
     /// Starts the server again on the same port (after [`Memcached::stop`]).
     pub fn restart(&mut self) {
         self.stop();
+        self.launch();
+    }
+
+    /// Stops the server gracefully and starts it again with the same
+    /// arguments on the same port. `SIGUSR1` makes memcached finish its
+    /// requests and exit; started with `-e <file>` (its memory in a file),
+    /// it first writes `<file>.meta`, and the new process started with the
+    /// same `-e` and memory settings takes the items back. memcached
+    /// refuses a restart in the wall-clock second it stopped in (it checks
+    /// that time went forward), so this waits for the next second.
+    pub fn restart_graceful(&mut self) {
+        let mut child = self.child.take().expect("the server is running");
+        let status = Command::new("kill")
+            .args(["-USR1", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -USR1 {} failed", child.id());
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+                other => {
+                    let _ = child.kill();
+                    panic!("memcached did not stop on SIGUSR1 in time: {other:?}");
+                }
+            }
+        }
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("a clock after 1970");
+        let into_second = Duration::from_nanos(u64::from(since_epoch.subsec_nanos()));
+        thread::sleep(Duration::from_secs(1) - into_second + Duration::from_millis(20));
         self.launch();
     }
 

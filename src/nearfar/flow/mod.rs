@@ -24,10 +24,12 @@
 //!   `remove`, with the invalidations a skipped write leaves owed;
 //! * [`generation::Check`] and [`generation::Bump`]: the namespace's
 //!   generation counter read (and restored if lost) or bumped
-//!   (`invalidate_all`).
+//!   (`invalidate_all`);
+//! * [`preload::Batch`]: a batch of the key preload read at once.
 
 pub(super) mod generation;
 pub(super) mod load;
+pub(super) mod preload;
 pub(super) mod read;
 pub(super) mod token;
 pub(super) mod write;
@@ -35,6 +37,7 @@ pub(super) mod write;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use super::call::{Failure, Pool};
@@ -126,6 +129,8 @@ pub(super) enum FarOp<'a, V> {
     /// `add(key, &value, Duration::ZERO)`: creates the generation counter
     /// (a number, so `incr` works on it), never expiring.
     AddCounter { key: &'a str, value: u64 },
+    /// `get_many(keys)`: the preload's batch read ([`preload::Batch`]).
+    GetMany { keys: &'a [String] },
 }
 
 impl<V> FarOp<'_, V> {
@@ -164,6 +169,8 @@ pub(super) enum FarReply<V> {
     Raw(Reply<Option<(Vec<u8>, u32)>>),
     /// Of `Incr`: the new number, `None` when the key holds nothing.
     Counter(Reply<Option<u64>>),
+    /// Of `GetMany`: the hits, by far key.
+    Many(Reply<HashMap<String, V>>),
 }
 
 /// A reply of another kind than the request: a driver bug.
@@ -233,6 +240,13 @@ impl<V> FarReply<V> {
         match self {
             FarReply::Counter(r) => r,
             _ => mismatch("a counter"),
+        }
+    }
+
+    pub(super) fn many(self) -> Reply<HashMap<String, V>> {
+        match self {
+            FarReply::Many(r) => r,
+            _ => mismatch("many values"),
         }
     }
 }

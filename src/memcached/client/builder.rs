@@ -93,6 +93,21 @@ impl<C: Codec> ClientBuilder<C> {
     /// a unix socket path such as `/run/memcached.sock` (a path may end in
     /// `:weight` too). A host without a port uses 11211. Replaces any
     /// servers given before.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nearfar::memcached::{Client, ConfigError, Error};
+    ///
+    /// let from_config = "10.0.0.1, 10.0.0.2:11212:2, /run/memcached.sock";
+    /// let client = Client::builder()
+    ///     .servers(from_config.split(',').map(str::trim)) // " 10.0.0.2..." is refused
+    ///     .build()?; // connects lazily: no server needs to be up yet
+    /// assert_eq!(client.servers(), ["10.0.0.1:11211", "10.0.0.2:11212", "/run/memcached.sock"]);
+    /// let none = Client::builder().servers(Vec::<String>::new()).build();
+    /// assert!(matches!(none, Err(Error::Config(ConfigError::NoServers))));
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
     pub fn servers<I, S>(mut self, servers: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -106,6 +121,18 @@ impl<C: Codec> ClientBuilder<C> {
     ///
     /// A request that finds all of them busy waits up to
     /// [`pool_timeout`](Self::pool_timeout) for one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nearfar::memcached::{Client, ConfigError, Error};
+    ///
+    /// // Up to 32 threads calling at once, each with a connection of its own.
+    /// let client = Client::builder().servers(["10.0.0.1:11211"]).pool_size(32).build()?;
+    /// let zero = Client::builder().servers(["10.0.0.1:11211"]).pool_size(0).build();
+    /// assert!(matches!(zero, Err(Error::Config(ConfigError::InvalidSetting { .. }))));
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
     pub fn pool_size(mut self, connections: usize) -> Self {
         self.pool_size = connections;
         self
@@ -124,6 +151,20 @@ impl<C: Codec> ClientBuilder<C> {
     /// accept backlog is full: on Linux, until the server accepts enough
     /// connections to make room. The I/O timeout bounds every request once
     /// connected.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nearfar::memcached::Client;
+    ///
+    /// // Servers in the same rack: a connect not done in 100 ms has failed.
+    /// let client = Client::builder()
+    ///     .servers(["10.0.0.1:11211", "10.0.0.2:11211"])
+    ///     .connect_timeout(Duration::from_millis(100))
+    ///     .build()?;
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
@@ -137,6 +178,21 @@ impl<C: Codec> ClientBuilder<C> {
     /// reply that keeps streaming is not cut off; the whole call is still
     /// bounded by [`request_timeout`](Self::request_timeout), twice this
     /// unless set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::{net::TcpListener, time::Duration};
+    /// use nearfar::memcached::{Client, Error};
+    ///
+    /// let silent = TcpListener::bind("127.0.0.1:0")?; // takes connections, never answers
+    /// let client = Client::builder()
+    ///     .servers([silent.local_addr()?.to_string()])
+    ///     .io_timeout(Duration::from_millis(50))
+    ///     .build()?;
+    /// assert!(matches!(client.get::<String>("k"), Err(Error::Timeout))); // after 50 ms
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn io_timeout(mut self, timeout: Duration) -> Self {
         self.io_timeout = timeout;
         self
@@ -166,12 +222,41 @@ impl<C: Codec> ClientBuilder<C> {
     /// batches of many round trips. It also cuts the
     /// [connect](Self::connect_timeout) and [pool](Self::pool_timeout)
     /// timeouts short when they are longer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nearfar::memcached::Client;
+    ///
+    /// // Quick to notice a stalled server, patient with values of many MiB.
+    /// let client = Client::builder()
+    ///     .servers(["10.0.0.1:11211"])
+    ///     .io_timeout(Duration::from_millis(200))
+    ///     .request_timeout(Duration::from_secs(10))
+    ///     .build()?;
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = Some(timeout);
         self
     }
 
     /// How long a request waits for a free connection when the pool is full.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nearfar::memcached::Client;
+    ///
+    /// // In a burst, fail fast with `Error::PoolTimeout` rather than queue for 1 s.
+    /// let client = Client::builder()
+    ///     .servers(["10.0.0.1:11211"])
+    ///     .pool_timeout(Duration::from_millis(20))
+    ///     .build()?;
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
     pub fn pool_timeout(mut self, timeout: Duration) -> Self {
         self.pool_timeout = timeout;
         self
@@ -190,12 +275,45 @@ impl<C: Codec> ClientBuilder<C> {
     /// Under [`Distribution::PythonMemcached`] (and its legacy form) the
     /// prefixed key places it, as python-memcached places the keys of its
     /// `get_multi` and `set_multi` with `key_prefix`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nearfar::memcached::{Client, ConfigError, Error};
+    ///
+    /// // Two services share a memcached; each reads and writes only its own keys:
+    /// // billing's get("user:42") reads "billing:user:42", search's "search:user:42".
+    /// let billing = Client::builder().servers(["10.0.0.1"]).key_prefix("billing:").build()?;
+    /// let search = Client::builder().servers(["10.0.0.1"]).key_prefix("search:").build()?;
+    /// assert_eq!((billing.key_prefix(), search.key_prefix()), ("billing:", "search:"));
+    /// let spaced = Client::builder().servers(["10.0.0.1"]).key_prefix("my app:").build();
+    /// assert!(matches!(spaced, Err(Error::Config(ConfigError::InvalidSetting { .. }))));
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.key_prefix = prefix.into();
         self
     }
 
     /// How keys are spread over the servers.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nearfar::memcached::{Client, Distribution};
+    ///
+    /// // Keys shared with Python services using pymemcache's
+    /// // HashClient([("10.0.0.1", 11211), ("10.0.0.2", 11211), ("10.0.0.3", 11211)]):
+    /// let client = Client::builder()
+    ///     .servers(["10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.3:11211"])
+    ///     .distribution(Distribution::Rendezvous)
+    ///     .build()?;
+    /// // Where HashClient puts them (pymemcache 4.0):
+    /// assert_eq!(client.server_for("user:42")?, "10.0.0.1:11211");
+    /// assert_eq!(client.server_for("session:9f2c")?, "10.0.0.2:11211");
+    /// assert_eq!(client.server_for("cart:7")?, "10.0.0.3:11211");
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
     pub fn distribution(mut self, distribution: Distribution) -> Self {
         self.distribution = distribution;
         self
@@ -206,6 +324,24 @@ impl<C: Codec> ClientBuilder<C> {
     /// [`dead_timeout`](Self::dead_timeout) and its keys go to the next live
     /// server; then one request probes it. An answer of any kind (a refusal
     /// included) clears the count. At least 1.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nearfar::MockClock;
+    /// use nearfar::memcached::{Client, Error};
+    ///
+    /// let down = "/nonexistent/memcached.sock"; // a server that cannot be reached
+    /// let clock = MockClock::new(); // so it stays dead however slowly this runs
+    /// let client = Client::builder().servers([down]).retry_attempts(3).clock(clock).build()?;
+    /// for _ in 0..3 {
+    ///     assert!(!client.is_marked_dead(down));
+    ///     assert!(matches!(client.get::<String>("k"), Err(Error::Connect { .. })));
+    /// }
+    /// assert!(client.is_marked_dead(down)); // after the third failure in a row
+    /// assert!(matches!(client.get::<String>("k"), Err(Error::AllServersDown)));
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
     pub fn retry_attempts(mut self, attempts: u32) -> Self {
         self.retry_attempts = attempts;
         self
@@ -242,6 +378,29 @@ impl<C: Codec> ClientBuilder<C> {
     /// server per period (a refused connect costs microseconds; a host that
     /// does not answer holds the probing call up to the
     /// [connect timeout](Self::connect_timeout)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nearfar::MockClock;
+    /// use nearfar::memcached::Client;
+    ///
+    /// let (down, up) = ("/nonexistent/memcached.sock", "10.0.0.2:11211");
+    /// let clock = MockClock::new();
+    /// let client = Client::builder()
+    ///     .servers([down, up])
+    ///     .retry_attempts(1)
+    ///     .dead_timeout(Duration::from_secs(10))
+    ///     .clock(clock.clone())
+    ///     .build()?;
+    /// assert_eq!(client.server_for("user:42")?, down);
+    /// assert!(client.get::<String>("user:42").is_err()); // cannot connect: marked dead
+    /// assert_eq!(client.server_for("user:42")?, up); // its keys go to the next live server
+    /// clock.advance(Duration::from_secs(10));
+    /// assert_eq!(client.server_for("user:42")?, down); // due for a probe
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
     pub fn dead_timeout(mut self, timeout: Duration) -> Self {
         self.dead_timeout = timeout;
         self
@@ -299,6 +458,19 @@ impl<C: Codec> ClientBuilder<C> {
     /// runs it when it resumes): it then stores the value this client last
     /// wrote, not an older one. `incr`, `decr` and `touch` are not
     /// recorded.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nearfar::memcached::Client;
+    ///
+    /// // Many distinct keys written during an outage: keep up to 100,000 owed per
+    /// // server rather than flush the server when it returns.
+    /// let client = Client::builder().servers(["cache-1"]).pending_invalidations(100_000).build()?;
+    /// // None kept: a server that missed a write is flushed when it returns.
+    /// let flushing = Client::builder().servers(["cache-1"]).pending_invalidations(0).build()?;
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
     pub fn pending_invalidations(mut self, limit: usize) -> Self {
         self.pending_invalidations = limit;
         self
@@ -310,6 +482,25 @@ impl<C: Codec> ClientBuilder<C> {
     /// [`MockClock`](crate::MockClock) makes ejection and recovery testable
     /// without sleeping. I/O timeouts are the sockets' own and always run
     /// on real time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nearfar::MockClock;
+    /// use nearfar::memcached::Client;
+    ///
+    /// // A test of ejection: time moves only when the test moves it, to the nanosecond.
+    /// let (down, clock) = ("/nonexistent/memcached.sock", MockClock::new());
+    /// let client =
+    ///     Client::builder().servers([down]).retry_attempts(1).clock(clock.clone()).build()?;
+    /// assert!(client.get::<String>("k").is_err()); // marked dead for 1 s (`dead_timeout`)
+    /// clock.advance(Duration::from_millis(999));
+    /// assert!(client.is_marked_dead(down));
+    /// clock.advance(Duration::from_millis(1));
+    /// assert!(!client.is_marked_dead(down)); // due for a probe
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(SharedClock(Arc::new(clock)));
         self
@@ -416,6 +607,37 @@ impl<C: Codec> ClientBuilder<C> {
     ///
     /// To compress large values as pymemcache does, pass
     /// `DefaultCodec::new().with_compression_threshold(Some(400))`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nearfar::codec::{Codec, CodecError, DefaultCodec, Encoded, FLAG_BINCODE};
+    /// use nearfar::memcached::{Client, Error};
+    /// use serde::{Serialize, de::DeserializeOwned};
+    ///
+    /// // Writes only what Python's clients read: no bincode values.
+    /// struct PythonReadable(DefaultCodec);
+    /// impl Codec for PythonReadable {
+    ///     fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Encoded, CodecError> {
+    ///         let item = self.0.encode(value)?;
+    ///         match item.flags & FLAG_BINCODE {
+    ///             0 => Ok(item),
+    ///             _ => Err(CodecError::Encode("Python cannot read bincode".into())),
+    ///         }
+    ///     }
+    ///     fn decode<T: DeserializeOwned>(&self, data: &[u8], flags: u32) -> Result<T, CodecError> {
+    ///         self.0.decode(data, flags)
+    ///     }
+    /// }
+    ///
+    /// // Compressing values over 400 bytes, as pymemcache's CompressedSerde does.
+    /// let codec = PythonReadable(DefaultCodec::new().with_compression_threshold(Some(400)));
+    /// let client = Client::builder().servers(["127.0.0.1:11211"]).codec(codec).build()?;
+    /// let refused = client.set("point", &(1, 2), Duration::from_secs(60)); // nothing sent
+    /// assert!(matches!(refused, Err(Error::Codec(CodecError::Encode(_)))));
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
     pub fn codec<C2: Codec>(self, codec: C2) -> ClientBuilder<C2> {
         ClientBuilder {
             servers: self.servers,
@@ -446,12 +668,30 @@ impl<C: Codec> ClientBuilder<C> {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when no server is given, an address does not parse,
-    /// or a setting is out of range (a zero pool size, timeout, retry count or
-    /// item size, or a key prefix that is not a valid key part); with TLS
-    /// (feature `tls`), when the CA file cannot be used, a server name
-    /// cannot be one, or a server is a unix socket (see
-    /// [`tls`](Self::tls)).
+    /// [`Error::Config`], not retryable, with [`ConfigError::NoServers`]
+    /// when no server is given; [`ConfigError::InvalidAddress`] when an
+    /// address does not parse or names a server given before;
+    /// [`ConfigError::InvalidSetting`] (naming the setting) for a zero pool
+    /// size, connect, I/O, request or pool timeout, or retry count, an item
+    /// size of 0 or over 1 GiB, or a key prefix that is not a valid key part
+    /// under 250 bytes. With TLS (feature `tls`): `TlsCaFile` when the CA
+    /// file cannot be used, `TlsServerName` when a server name cannot be
+    /// one, `TlsUnixSocket` for a unix socket server (see `tls`), and
+    /// `InvalidSetting` for a `tls_server_name` without TLS.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nearfar::memcached::{Client, ConfigError, Error};
+    ///
+    /// // Nothing listens there, and the build succeeds: it connects nothing.
+    /// let client = Client::builder().servers(["/nonexistent/memcached.sock"]).build()?;
+    /// assert!(matches!(client.get::<String>("k"), Err(Error::Connect { .. })));
+    /// // "10.0.0.1" is "10.0.0.1:11211" again.
+    /// let twice = Client::builder().servers(["10.0.0.1:11211", "10.0.0.1"]).build();
+    /// assert!(matches!(twice, Err(Error::Config(ConfigError::InvalidAddress { .. }))));
+    /// # Ok::<(), nearfar::memcached::Error>(())
+    /// ```
     pub fn build(self) -> Result<Client<C>> {
         let core = self.core()?;
         let pools = core

@@ -444,15 +444,16 @@ impl<K, V> Shard<K, V> {
         );
     }
 
-    /// Under the lock: the live slot index holding `key`.
-    fn find_locked<Q>(&self, hash: u64, key: &Q, guard: &Guard) -> Option<u32>
+    /// Under the lock: the live slot index holding `key`, and its position
+    /// in the index.
+    fn find_locked<Q>(&self, hash: u64, key: &Q, guard: &Guard) -> Option<(u32, u32)>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        self.table(guard).find(hash, |_, idx| {
+        self.table(guard).find(hash, |pos, idx| {
             // SAFETY: indexed slots hold values; the lock keeps them indexed.
-            (unsafe { self.slot(idx).key() }.borrow() == key).then_some(idx)
+            (unsafe { self.slot(idx).key() }.borrow() == key).then_some((idx, pos))
         })
     }
 
@@ -535,7 +536,7 @@ impl<K, V> Shard<K, V> {
         if too_heavy || !fits {
             // Too heavy to ever fit, or no memory for it. The caller asked
             // to overwrite the key, so the old value must not survive either.
-            if let Some(idx) = existing {
+            if let Some((idx, _)) = existing {
                 self.unlink(st, ctx, idx, RemovalCause::Replaced, guard);
             }
             self.reject_restoring_bound(st, ctx, guard);
@@ -556,24 +557,24 @@ impl<K, V> Shard<K, V> {
         if expires != 0 {
             st.expiring += 1;
         }
+        let table = self.table(guard);
         let (outcome, grew) = match existing {
-            Some(old) => {
+            Some((old, pos)) => {
                 // The new slot takes the old one's place in the index and list.
-                let pos = self.slot(old).pos.load(Ordering::Relaxed);
+                let old_slot = self.slot(old);
                 slot.pos.store(pos, Ordering::Relaxed);
-                slot.inherit_uses(self.slot(old));
-                self.table(guard).replace(pos, idx);
+                slot.inherit_uses(old_slot);
+                table.replace(pos, idx);
                 let grew = weight > st.lru.weight_of(old);
                 st.lru.replace(old, idx, weight);
-                self.retire_slot(st, old, RemovalCause::Replaced);
+                self.retire_slot(st, old, old_slot, RemovalCause::Replaced);
                 (Inserted::Replaced, grew)
             }
             None => {
                 // `ensure_room` left a free lane: an index at its largest
                 // holds 2^28 chunks of 12 lanes, more than the 2^30 slots
                 // the LRU can address, so the slab runs out first.
-                let pos = self
-                    .table(guard)
+                let pos = table
                     .insert(hash, idx)
                     .expect("the index has a free lane after ensure_room");
                 slot.pos.store(pos, Ordering::Relaxed);

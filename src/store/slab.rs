@@ -368,10 +368,19 @@ impl<K, V> Slab<K, V> {
         if has_drop_glue::<K, V>() {
             self.drop_reclaimed_guarded(reclaimed);
         } else {
-            // Nothing runs, nothing can unwind: only the flags to clear.
+            // Nothing to drop: dropping a key and value without drop glue
+            // leaves their bytes as they were, so HAS_VALUE stays true, and
+            // nothing reads it for such types anyway (only `drop_one` and
+            // the slab's `Drop`, both behind `has_drop_glue`). `fill`
+            // rewrites the flags; LIVE was cleared at retirement.
+            // (A loop over the batch here cost ~13 instructions per insert,
+            // callgrind.)
+            #[cfg(debug_assertions)]
             for &(idx, generation) in reclaimed {
-                // SAFETY: as in `drop_one`.
-                unsafe { self.drop_one(idx, generation) };
+                // SAFETY: a retired slot of this slab (the caller's
+                // obligation), so its chunk exists.
+                let slot = unsafe { self.slot(idx) };
+                debug_assert_eq!(slot.generation(), generation, "slot {idx} retired twice");
             }
         }
     }

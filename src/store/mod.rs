@@ -21,6 +21,7 @@
 mod builder;
 mod export;
 mod index;
+mod iter;
 mod loader;
 #[cfg_attr(
     not(feature = "memcached"),
@@ -60,6 +61,7 @@ use stats::ReadCounters;
 use ttl::{TimeSource, is_expired};
 
 pub use builder::CacheBuilder;
+pub use iter::Iter;
 #[allow(
     unused_imports,
     reason = "the store's API for a snapshot, unused without the feature"
@@ -753,40 +755,6 @@ where
         // the clone hashes as `key` does (`Clone`, `Hash` and `Eq` agree).
         let key = MissedKey::Borrowed(key, K::clone);
         self.load_missed(hash, key, |_| load().map(|v| (v, None)))
-    }
-}
-
-/// Iterator over clones of a cache's entries; see [`Cache::iter`].
-pub struct Iter<'a, K, V, S> {
-    cache: &'a Cache<K, V, S>,
-    next_shard: usize,
-    buffer: std::vec::IntoIter<(K, V)>,
-}
-
-impl<K, V, S> Iterator for Iter<'_, K, V, S>
-where
-    K: Clone,
-    V: Clone,
-{
-    type Item = (K, V);
-
-    fn next(&mut self) -> Option<(K, V)> {
-        loop {
-            if let Some(entry) = self.buffer.next() {
-                return Some(entry);
-            }
-            let shard = self.cache.inner.shards.get(self.next_shard)?;
-            self.next_shard += 1;
-            self.buffer = shard.snapshot(self.cache.inner.time.now()).into_iter();
-        }
-    }
-}
-
-impl<K, V, S> fmt::Debug for Iter<'_, K, V, S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Iter")
-            .field("next_shard", &self.next_shard)
-            .finish_non_exhaustive()
     }
 }
 

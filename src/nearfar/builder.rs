@@ -747,7 +747,7 @@ where
             refresh_ahead: self.refresh_ahead,
             refreshing: (0..GENERATIONS).map(|_| AtomicU64::new(0)).collect(),
             timer,
-            counters: Counters::observed(observe),
+            counters: Counters::observed(observe, warm.counters()),
             gens: (0..GENERATIONS).map(|_| AtomicU64::new(0)).collect(),
             gen_hasher: RandomState::new(),
             generations,

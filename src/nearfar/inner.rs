@@ -369,8 +369,6 @@ where
             }
             (trips, skips)
         });
-        let mut stats = self.counters.snapshot(self.near.stats(), trips, skips);
-        self.warm.add_to(&mut stats);
-        stats
+        self.counters.snapshot(self.near.stats(), trips, skips)
     }
 }

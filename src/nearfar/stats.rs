@@ -1,8 +1,10 @@
 //! Counters of the two-tier cache, and their snapshot [`NearFarStats`].
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::observe::Observe;
+use super::warm::Counters as WarmCounters;
 use crate::Stats;
 
 /// A snapshot of a [`NearFar`](super::NearFar)'s counters, from
@@ -110,6 +112,9 @@ pub(crate) struct Counters {
     pub(crate) refresh_aheads: AtomicU64,
     pub(crate) generation_checks: AtomicU64,
     pub(crate) invalidations: AtomicU64,
+    /// Warm restarts' counters (restored, preloaded, saves, errors), shared
+    /// with the snapshot saver's thread.
+    pub(crate) warm: Arc<WarmCounters>,
     /// The cache's name and metric handles, which publish these counters.
     pub(crate) observe: Observe,
 }
@@ -121,10 +126,11 @@ pub(crate) fn bump(counter: &AtomicU64) {
 }
 
 impl Counters {
-    /// Zeroed counters, published through `observe`.
-    pub(crate) fn observed(observe: Observe) -> Self {
+    /// Zeroed counters, `warm`'s included, published through `observe`.
+    pub(crate) fn observed(observe: Observe, warm: Arc<WarmCounters>) -> Self {
         Counters {
             observe,
+            warm,
             ..Counters::default()
         }
     }
@@ -154,11 +160,10 @@ impl Counters {
             refresh_aheads: get(&self.refresh_aheads),
             generation_checks: get(&self.generation_checks),
             invalidations: get(&self.invalidations),
-            // Filled in by `Warm::add_to`.
-            restored: 0,
-            preloaded: 0,
-            snapshot_saves: 0,
-            snapshot_errors: 0,
+            restored: get(&self.warm.restored),
+            preloaded: get(&self.warm.preloaded),
+            snapshot_saves: get(&self.warm.saves),
+            snapshot_errors: get(&self.warm.errors),
             near,
         }
     }

@@ -37,7 +37,7 @@ use super::drive::{self, Mode};
 use super::flow::preload::Batch;
 use super::generation::Generations;
 use super::inner::{Entry, FarClient, Inner};
-use super::stats::{NearFarStats, bump};
+use super::stats::bump;
 use super::{FarKey, nanos};
 use crate::Cache;
 use crate::clock::Timer;
@@ -163,13 +163,15 @@ struct Paths {
     preload: Option<PathBuf>,
 }
 
-/// The counters of [`NearFarStats`] that are this module's.
+/// The counters of [`NearFarStats`](super::NearFarStats) that are this module's: shared with
+/// the saver's thread, and held by the cache's own counters (which read
+/// them into its stats and publish them).
 #[derive(Debug, Default)]
-pub(super) struct Counters {
-    restored: AtomicU64,
-    preloaded: AtomicU64,
-    saves: AtomicU64,
-    errors: AtomicU64,
+pub(crate) struct Counters {
+    pub(super) restored: AtomicU64,
+    pub(super) preloaded: AtomicU64,
+    pub(super) saves: AtomicU64,
+    pub(super) errors: AtomicU64,
 }
 
 /// Stops a preload (joins its thread, or aborts its task).
@@ -201,14 +203,9 @@ impl Warm {
         }
     }
 
-    /// Adds this module's counters to `stats`.
-    pub(super) fn add_to(&self, stats: &mut NearFarStats) {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let c = &self.counters;
-        stats.restored = get(&c.restored);
-        stats.preloaded = get(&c.preloaded);
-        stats.snapshot_saves = get(&c.saves);
-        stats.snapshot_errors = get(&c.errors);
+    /// Its counters, for the cache's own (see [`Counters`]).
+    pub(super) fn counters(&self) -> Arc<Counters> {
+        Arc::clone(&self.counters)
     }
 }
 

@@ -59,6 +59,10 @@
 //! | `nearfar_revalidations_total` | counter | `name` | near copies checked against the far item's CAS |
 //! | `nearfar_revalidations_changed_total` | counter | `name` | of those, the ones found changed or gone |
 //! | `nearfar_fallback_hits_total` | counter | `name` | values copied from the fallback pool |
+//! | `nearfar_restored_total` | counter | `name` | near entries loaded from the snapshot when the cache was built |
+//! | `nearfar_preloaded_total` | counter | `name` | values the key preload read from memcached into the near tier |
+//! | `nearfar_snapshot_saves_total` | counter | `name` | snapshot and preload saves |
+//! | `nearfar_snapshot_errors_total` | counter | `name` | saves that failed, and files that did not load at build |
 //! | `nearfar_breaker_open` | gauge | `name`, `pool` = `far` / `fallback` | 1 while `NearFar`'s circuit breaker for the pool is open |
 //! | `nearfar_breaker_trips_total` | counter | `name`, `pool` | times that breaker opened |
 //! | `nearfar_breaker_skips_total` | counter | `name`, `pool` | far requests it turned away |
@@ -197,6 +201,14 @@ pub const REVALIDATIONS: &str = "nearfar_revalidations_total";
 pub const REVALIDATIONS_CHANGED: &str = "nearfar_revalidations_changed_total";
 /// `nearfar_fallback_hits_total`: values copied from the fallback pool.
 pub const FALLBACK_HITS: &str = "nearfar_fallback_hits_total";
+/// `nearfar_restored_total`: near entries loaded from the snapshot.
+pub const RESTORED: &str = "nearfar_restored_total";
+/// `nearfar_preloaded_total`: values the key preload read into the near tier.
+pub const PRELOADED: &str = "nearfar_preloaded_total";
+/// `nearfar_snapshot_saves_total`: snapshot and preload saves.
+pub const SNAPSHOT_SAVES: &str = "nearfar_snapshot_saves_total";
+/// `nearfar_snapshot_errors_total`: failed saves, and files that did not load.
+pub const SNAPSHOT_ERRORS: &str = "nearfar_snapshot_errors_total";
 /// `nearfar_breaker_open{pool}`: 1 while the pool's breaker is open (gauge).
 pub const BREAKER_OPEN: &str = "nearfar_breaker_open";
 /// `nearfar_breaker_trips_total{pool}`: times the breaker opened.

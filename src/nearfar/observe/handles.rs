@@ -80,6 +80,10 @@ pub(super) struct Handles {
     revalidations: Counter,
     revalidations_changed: Counter,
     fallback_hits: Counter,
+    restored: Counter,
+    preloaded: Counter,
+    snapshot_saves: Counter,
+    snapshot_errors: Counter,
     /// By command (see [`COMMANDS`]).
     request_seconds: Vec<Histogram>,
     /// By kind (see [`KINDS`]).
@@ -119,6 +123,10 @@ impl Handles {
             revalidations: c(o::REVALIDATIONS, "Near copies checked by CAS."),
             revalidations_changed: c(o::REVALIDATIONS_CHANGED, "Checks that found a change."),
             fallback_hits: c(o::FALLBACK_HITS, "Values copied from the fallback pool."),
+            restored: c(o::RESTORED, "Near entries loaded from the snapshot."),
+            preloaded: c(o::PRELOADED, "Values the key preload read near."),
+            snapshot_saves: c(o::SNAPSHOT_SAVES, "Snapshot and preload saves."),
+            snapshot_errors: c(o::SNAPSHOT_ERRORS, "Failed saves and unloadable files."),
             request_seconds: COMMANDS
                 .iter()
                 .map(|&command| {
@@ -165,6 +173,10 @@ impl Handles {
             revalidations: Counter::noop(),
             revalidations_changed: Counter::noop(),
             fallback_hits: Counter::noop(),
+            restored: Counter::noop(),
+            preloaded: Counter::noop(),
+            snapshot_saves: Counter::noop(),
+            snapshot_errors: Counter::noop(),
             request_seconds: COMMANDS.iter().map(|_| Histogram::noop()).collect(),
             errors: KINDS.iter().map(|_| Counter::noop()).collect(),
             loader_seconds: Histogram::noop(),
@@ -209,6 +221,10 @@ impl Handles {
         self.revalidations.absolute(s.revalidations);
         self.revalidations_changed.absolute(s.revalidations_changed);
         self.fallback_hits.absolute(s.fallback_hits);
+        self.restored.absolute(s.restored);
+        self.preloaded.absolute(s.preloaded);
+        self.snapshot_saves.absolute(s.snapshot_saves);
+        self.snapshot_errors.absolute(s.snapshot_errors);
         let Some(far) = far else {
             return;
         };

@@ -107,6 +107,42 @@ mod metrics {
     }
 
     #[test]
+    fn warm_restarts_are_counted() {
+        let dir = std::env::temp_dir().join(format!(
+            "nearfar-observe-warm-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("near.snap");
+        let hour = Duration::from_secs(3600);
+        let first: NearFar<u32, u32> = NearFar::builder().snapshot(&path, hour).build().unwrap();
+        for k in 0..10 {
+            first.insert(k, k);
+        }
+        // Saved when the last handle is dropped.
+        drop(first);
+        let rec = TestRecorder::default();
+        let second: NearFar<u32, u32> = built_with(&rec, || {
+            NearFar::builder()
+                .name("warm")
+                .snapshot(&path, hour)
+                .build()
+                .unwrap()
+        });
+        assert_eq!(second.stats().restored, 10);
+        second.publish_metrics();
+        assert_eq!(rec.counter("nearfar_restored_total{name=warm}"), Some(10));
+        assert_eq!(
+            rec.counter("nearfar_snapshot_errors_total{name=warm}"),
+            Some(0)
+        );
+        assert_eq!(rec.counter("nearfar_preloaded_total{name=warm}"), Some(0));
+        drop(second);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn far_requests_are_timed_by_command_their_errors_counted_by_kind_and_the_breaker_shown() {
         let rec = TestRecorder::default();
         let clock = MockClock::new();

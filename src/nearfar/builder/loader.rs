@@ -53,6 +53,41 @@ impl<K, V, Cl> NearFarBuilder<K, V, Cl> {
 
     /// How long a value served by the [`fail_safe`](Self::fail_safe) is
     /// kept near before the loader is tried again (default 5 s).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use std::time::Duration;
+    /// use nearfar::{Cache, MockClock, NearFar, NearFarError};
+    ///
+    /// let clock = MockClock::new();
+    /// let cache: NearFar<&str, u32> = NearFar::builder()
+    ///     .near(Cache::builder().max_entries(1_000).clock(clock.clone()))
+    ///     .near_ttl(Duration::from_secs(60))
+    ///     .fail_safe(Duration::from_secs(3600))
+    ///     .fail_safe_backoff(Duration::from_secs(10))
+    ///     .clock(clock.clone())
+    ///     .build()?;
+    /// cache.insert("price", 7);
+    /// clock.advance(Duration::from_secs(60)); // expired: the next call loads
+    /// let tries = Cell::new(0);
+    /// let down = || {
+    ///     tries.set(tries.get() + 1);
+    ///     Err("db unreachable")
+    /// };
+    /// assert_eq!(cache.try_get_with("price", down), Ok(7)); // tried: the last value
+    /// clock.advance(Duration::from_secs(9));
+    /// assert_eq!(cache.try_get_with("price", down), Ok(7)); // within the backoff
+    /// assert_eq!(tries.get(), 1, "not tried again");
+    /// clock.advance(Duration::from_secs(1));
+    /// assert_eq!(cache.try_get_with("price", down), Ok(7));
+    /// assert_eq!(tries.get(), 2, "tried once per backoff");
+    ///
+    /// let zero = NearFar::<&str, u32>::builder().fail_safe_backoff(Duration::ZERO).build();
+    /// assert!(matches!(zero, Err(NearFarError::InvalidSetting { setting: "fail_safe_backoff", .. })));
+    /// # Ok::<(), NearFarError>(())
+    /// ```
     pub fn fail_safe_backoff(mut self, backoff: Duration) -> Self {
         self.fail_safe_backoff = backoff;
         self
@@ -71,6 +106,27 @@ impl<K, V, Cl> NearFarBuilder<K, V, Cl> {
     /// served the last value once they have waited `timeout` (on the
     /// injected [`clock`](Self::clock) when there is one); the loader runs
     /// on, and its value is stored when it comes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nearfar::{NearFar, NearFarError};
+    ///
+    /// // A thread that asks for a key another thread is loading gets the key's
+    /// // last value after 2 s, rather than waiting for the load to end.
+    /// let rates: NearFar<&str, f64> = NearFar::builder()
+    ///     .fail_safe(Duration::from_secs(3600))
+    ///     .loader_timeout(Duration::from_secs(2))
+    ///     .build()?;
+    ///
+    /// let zero = NearFar::<&str, f64>::builder()
+    ///     .fail_safe(Duration::from_secs(3600))
+    ///     .loader_timeout(Duration::ZERO)
+    ///     .build();
+    /// assert!(matches!(zero, Err(NearFarError::InvalidSetting { setting: "loader_timeout", .. })));
+    /// # Ok::<(), NearFarError>(())
+    /// ```
     pub fn loader_timeout(mut self, timeout: Duration) -> Self {
         self.loader_timeout = Some(timeout);
         self

@@ -74,6 +74,25 @@ pub(super) struct Built<K, V, Cl> {
 /// `tokio`), made by `AsyncNearFar::builder`, whose far tier is an
 /// `memcached::AsyncClient`: `Cl` is the far client's
 /// type.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use nearfar::{Cache, NearFar, memcached::Client};
+///
+/// // Neither builds connect: no server needs to be up yet.
+/// let client = Client::builder().servers(["127.0.0.1:11211"]).build()?;
+/// let users: NearFar<u64, String> = NearFar::builder()
+///     .near(Cache::builder().max_entries(100_000))
+///     .far(client)
+///     .namespace("users:v3")
+///     .near_ttl(Duration::from_secs(30))
+///     .revalidate_after(Duration::from_secs(5))
+///     .fail_safe(Duration::from_secs(3600))
+///     .build()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use]
 pub struct NearFarBuilder<K, V, Cl = Client> {
     near: Option<CacheBuilder<K, V>>,
@@ -159,6 +178,31 @@ impl<K, V, Cl> NearFarBuilder<K, V, Cl> {
     /// used; without one, it applies when `near_ttl` is not set. Entries
     /// refreshed by revalidation are written again (a listener sees
     /// [`RemovalCause::Replaced`](crate::RemovalCause::Replaced)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nearfar::{Cache, MockClock, NearFar};
+    ///
+    /// // No far tier: the near builder's TTL applies (no `near_ttl` set).
+    /// let clock = MockClock::new();
+    /// let sessions: NearFar<u64, String> = NearFar::builder()
+    ///     .near(
+    ///         Cache::builder()
+    ///             .max_entries(50_000)
+    ///             .time_to_live(Duration::from_secs(600))
+    ///             .clock(clock.clone()),
+    ///     )
+    ///     .clock(clock.clone())
+    ///     .build()?;
+    /// sessions.insert(7, "alice".into());
+    /// clock.advance(Duration::from_secs(599));
+    /// assert_eq!(sessions.get(&7).as_deref(), Some("alice"));
+    /// clock.advance(Duration::from_secs(1));
+    /// assert_eq!(sessions.get(&7), None);
+    /// # Ok::<(), nearfar::NearFarError>(())
+    /// ```
     pub fn near(mut self, near: CacheBuilder<K, V>) -> Self {
         self.near = Some(near);
         self
@@ -171,6 +215,32 @@ impl<K, V, Cl> NearFarBuilder<K, V, Cl> {
     /// agree, and the far client too ([`ClientBuilder::clock`](crate::memcached::ClientBuilder::clock))
     /// for its dead-server timing; a [`MockClock`](crate::MockClock) makes
     /// them all testable without sleeping.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nearfar::{Cache, MockClock, NearFar, memcached::Client};
+    ///
+    /// // One clock for the three: the breaker's cooldown (NearFar), the
+    /// // client's dead timeout, and the near TTLs.
+    /// let clock = MockClock::new();
+    /// // Nothing listens on port 1: every far request fails at once.
+    /// let far = Client::builder().servers(["127.0.0.1:1"]).clock(clock.clone()).build()?;
+    /// let cache: NearFar<u32, u32> = NearFar::builder()
+    ///     .near(Cache::builder().max_entries(100).clock(clock.clone()))
+    ///     .far(far)
+    ///     .circuit_breaker(1, Duration::from_secs(30))
+    ///     .clock(clock.clone())
+    ///     .build()?;
+    /// assert_eq!(cache.get_with(1, || 10), 10); // far fails: the breaker opens
+    /// assert_eq!(cache.get_with(2, || 20), 20); // skipped: nothing sent
+    /// assert_eq!(cache.stats().far_errors, 1);
+    /// clock.advance(Duration::from_secs(30)); // no sleep: the cooldown is over
+    /// assert_eq!(cache.get_with(3, || 30), 30); // probes the server (and fails)
+    /// assert_eq!(cache.stats().far_errors, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(Arc::new(clock));
         self

@@ -51,6 +51,13 @@ fn build_checks_settings() {
         }
     ));
     assert!(matches!(
+        err(NearFar::builder().lease_wait(Duration::ZERO)),
+        Error::InvalidSetting {
+            setting: "lease_wait",
+            ..
+        }
+    ));
+    assert!(matches!(
         err(NearFar::builder().circuit_breaker(3, Duration::ZERO)),
         Error::InvalidSetting {
             setting: "circuit_breaker",

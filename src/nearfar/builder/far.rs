@@ -296,6 +296,9 @@ impl<K, V, Cl> NearFarBuilder<K, V, Cl> {
     /// assert_eq!(b.stats().lease_waits, 1);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    ///
+    /// `build` refuses a zero wait: every process would take over every
+    /// lease at once, and load for itself.
     pub fn lease_wait(mut self, wait: Duration) -> Self {
         self.lease_wait = wait;
         self

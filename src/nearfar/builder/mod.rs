@@ -280,7 +280,7 @@ where
     /// a digest, and with [`generation_check`](Self::generation_check) a
     /// generation tag, it must fit memcached's 250 bytes)
     /// or holds spaces or control bytes, a zero `far_ttl`, `near_ttl`,
-    /// `lease_ttl`, `generation_check`, `circuit_breaker` cooldown,
+    /// `lease_ttl`, `lease_wait`, `generation_check`, `circuit_breaker` cooldown,
     /// `fail_safe`, `fail_safe_backoff` or `loader_timeout`, a
     /// `refresh_ahead` threshold not strictly between 0 and 1, a zero
     /// `snapshot` period, or a `preload` file that is the snapshot's.
@@ -344,6 +344,11 @@ where
         }
         if self.lease_ttl.is_zero() {
             return invalid("lease_ttl", "a non-zero duration");
+        }
+        // A zero wait takes over every lease at once: each process would
+        // load for itself, deleting the others' placeholders.
+        if self.lease_wait.is_zero() {
+            return invalid("lease_wait", "a non-zero duration");
         }
         if self.breaker.0 > 0 && self.breaker.1.is_zero() {
             return invalid("circuit_breaker", "a non-zero cooldown");

@@ -73,36 +73,30 @@ mod tests {
     use crate::MockClock;
     use crate::store::Cache;
 
-    /// A cache on `clock` whose load of key 1 is led by a thread that
-    /// holds it until `release` is sent; returns once the load is running.
-    fn leader_held(
-        clock: &MockClock,
-    ) -> (
-        Cache<u32, u32>,
-        mpsc::Sender<()>,
-        std::thread::JoinHandle<u32>,
-    ) {
-        let cache: Cache<u32, u32> = Cache::builder()
-            .max_entries(10)
-            .clock(clock.clone())
-            .build();
+    /// `cache`, whose load of key 1 is led by a thread that holds it until
+    /// `release` is sent; returns once the load is running.
+    fn leader_held(cache: &Cache<u32, u32>) -> (mpsc::Sender<()>, std::thread::JoinHandle<u32>) {
         let (release, hold) = mpsc::channel::<()>();
         let (running, started) = mpsc::channel();
         let c = cache.clone();
         let leader = std::thread::spawn(move || {
-            c.load_after_miss(
-                1,
-                |_| {
-                    running.send(()).unwrap();
-                    hold.recv_timeout(Duration::from_secs(10)).unwrap();
-                    Ok::<_, ()>((10, None))
-                },
-                None,
-            )
-            .unwrap()
+            let load = |_| {
+                running.send(()).unwrap();
+                hold.recv_timeout(Duration::from_secs(10)).unwrap();
+                Ok::<_, ()>((10, None))
+            };
+            c.load_after_miss(1, load, None).unwrap()
         });
         started.recv_timeout(Duration::from_secs(10)).unwrap();
-        (cache, release, leader)
+        (release, leader)
+    }
+
+    /// A cache on `clock`.
+    fn on(clock: &MockClock) -> Cache<u32, u32> {
+        Cache::builder()
+            .max_entries(10)
+            .clock(clock.clone())
+            .build()
     }
 
     /// Returns once a caller waits for `cache`'s load (it counted its wait
@@ -122,7 +116,8 @@ mod tests {
     #[test]
     fn a_waiter_takes_what_it_is_offered_once_its_patience_runs_out_on_the_cache_clock() {
         let clock = MockClock::new();
-        let (cache, release, leader) = leader_held(&clock);
+        let cache = on(&clock);
+        let (release, leader) = leader_held(&cache);
         let (tx, rx) = mpsc::channel();
         let c = cache.clone();
         let waiter = std::thread::spawn(move || {
@@ -152,7 +147,8 @@ mod tests {
     #[test]
     fn a_waiter_offered_nothing_waits_for_the_load() {
         let clock = MockClock::new();
-        let (cache, release, leader) = leader_held(&clock);
+        let cache = on(&clock);
+        let (release, leader) = leader_held(&cache);
         let (tx, rx) = mpsc::channel();
         let c = cache.clone();
         let waiter = std::thread::spawn(move || {
@@ -184,21 +180,7 @@ mod tests {
     #[test]
     fn on_the_system_clock_the_wait_ends_at_its_deadline() {
         let cache: Cache<u32, u32> = Cache::new(10);
-        let (release, hold) = mpsc::channel::<()>();
-        let (running, started) = mpsc::channel();
-        let c = cache.clone();
-        let leader = std::thread::spawn(move || {
-            c.load_after_miss(
-                1,
-                |_| {
-                    running.send(()).unwrap();
-                    hold.recv_timeout(Duration::from_secs(10)).unwrap();
-                    Ok::<_, ()>((10, None))
-                },
-                None,
-            )
-        });
-        started.recv_timeout(Duration::from_secs(10)).unwrap();
+        let (release, leader) = leader_held(&cache);
         let start = std::time::Instant::now();
         let instead = || Some(7);
         let patience = Patience {
@@ -209,6 +191,6 @@ mod tests {
         assert_eq!(got, Ok(7));
         assert!(start.elapsed() >= Duration::from_millis(20));
         release.send(()).unwrap();
-        assert_eq!(leader.join().unwrap(), Ok(10));
+        assert_eq!(leader.join().unwrap(), 10);
     }
 }

@@ -177,27 +177,36 @@ fn across_processes_one_loads_and_the_other_takes_the_refreshed_far_value() {
     assert_eq!(b.stats().refresh_aheads, 1);
 }
 
+/// A two-worker tokio runtime.
 #[cfg(feature = "tokio")]
-#[test]
-fn an_async_copy_past_the_threshold_is_reloaded_by_one_task() {
-    use nearfar::AsyncNearFar;
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .expect("runtime");
-    runtime.block_on(async {
+        .expect("runtime")
+}
+
+/// A near-only `AsyncNearFar` on `clock`, refreshing ahead at 0.8.
+#[cfg(feature = "tokio")]
+fn async_cache(clock: &MockClock) -> Arc<nearfar::AsyncNearFar<String, u32>> {
+    Arc::new(
+        nearfar::AsyncNearFar::builder()
+            .near(Cache::builder().max_entries(100).clock(clock.clone()))
+            .near_ttl(TTL)
+            .refresh_ahead(0.8)
+            .clock(clock.clone())
+            .build()
+            .unwrap(),
+    )
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+fn an_async_copy_past_the_threshold_is_reloaded_by_one_task() {
+    runtime().block_on(async {
         let clock = MockClock::new();
-        let cache: Arc<AsyncNearFar<String, u32>> = Arc::new(
-            AsyncNearFar::builder()
-                .near(Cache::builder().max_entries(100).clock(clock.clone()))
-                .near_ttl(TTL)
-                .refresh_ahead(0.8)
-                .clock(clock.clone())
-                .build()
-                .unwrap(),
-        );
+        let cache = async_cache(&clock);
         let loads = Loads::default();
         let first = cache.get_with("k".to_string(), || async { loads.load(1) });
         assert_eq!(first.await, 1);
@@ -231,24 +240,9 @@ fn an_async_copy_past_the_threshold_is_reloaded_by_one_task() {
 #[cfg(feature = "tokio")]
 #[test]
 fn with_get_with_spawned_the_refresh_runs_on_its_own_task_and_no_caller_waits() {
-    use nearfar::AsyncNearFar;
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
+    runtime().block_on(async {
         let clock = MockClock::new();
-        let cache: Arc<AsyncNearFar<String, u32>> = Arc::new(
-            AsyncNearFar::builder()
-                .near(Cache::builder().max_entries(100).clock(clock.clone()))
-                .near_ttl(TTL)
-                .refresh_ahead(0.8)
-                .clock(clock.clone())
-                .build()
-                .unwrap(),
-        );
+        let cache = async_cache(&clock);
         let loads = Loads::default();
         let l = loads.clone();
         let first = cache.get_with_spawned("k".to_string(), || async move { l.load(1) });

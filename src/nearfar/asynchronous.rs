@@ -626,7 +626,8 @@ where
         self.inner.far_key(key)
     }
 
-    /// Whether the circuit breaker is open now.
+    /// Whether the circuit breaker is open. As
+    /// [`NearFar::far_breaker_open`](super::NearFar::far_breaker_open).
     pub fn far_breaker_open(&self) -> bool {
         self.inner.far_breaker_open()
     }

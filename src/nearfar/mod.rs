@@ -532,8 +532,11 @@ where
         self.inner.far_key(key)
     }
 
-    /// Whether the circuit breaker is open now (far calls are skipped);
-    /// `false` without a far tier.
+    /// Whether the circuit breaker is open (`false` without a far tier):
+    /// from the failure that opens it until a far call succeeds again.
+    /// Calls skip the far tier while it cools down; after the cooldown one
+    /// call at a time is sent as a probe, and it stays open until a probe
+    /// succeeds.
     pub fn far_breaker_open(&self) -> bool {
         self.inner.far_breaker_open()
     }

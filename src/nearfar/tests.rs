@@ -51,6 +51,21 @@ fn build_checks_settings() {
         }
     ));
     assert!(matches!(
+        err(NearFar::builder().loader_timeout(Duration::from_secs(1))),
+        Error::InvalidSetting {
+            setting: "loader_timeout",
+            ..
+        }
+    ));
+    let old_pool = Client::builder().servers(["127.0.0.1:1"]).build().unwrap();
+    assert!(matches!(
+        err(NearFar::builder().fallback(old_pool)),
+        Error::InvalidSetting {
+            setting: "fallback",
+            ..
+        }
+    ));
+    assert!(matches!(
         err(NearFar::builder().lease_wait(Duration::ZERO)),
         Error::InvalidSetting {
             setting: "lease_wait",

@@ -157,6 +157,12 @@ impl<C: Codec> Client<C> {
     /// check whether a copy held elsewhere is still current that, unlike
     /// [`Client::cas_only`], tells a stale item and its recompute token apart.
     ///
+    /// As with `peek_lease`, the first peek at a stale item (after
+    /// [`invalidate`](Client::invalidate)) wins its recompute token
+    /// ([`Lease::Won`]): a caller that only checks currency and drops a
+    /// won token leaves the other readers served the stale value until it
+    /// expires, so a caller that wins should recompute and store the value.
+    ///
     /// # Errors
     ///
     /// [`Error::InvalidKey`](crate::memcached::Error::InvalidKey) and the connection errors.

@@ -107,6 +107,9 @@ impl<K, V, Cl> NearFarBuilder<K, V, Cl> {
     /// injected [`clock`](Self::clock) when there is one); the loader runs
     /// on, and its value is stored when it comes.
     ///
+    /// `build` refuses it without [`fail_safe`](Self::fail_safe), which
+    /// gives it the value to serve.
+    ///
     /// # Examples
     ///
     /// ```

@@ -282,6 +282,7 @@ where
     /// or holds spaces or control bytes, a zero `far_ttl`, `near_ttl`,
     /// `lease_ttl`, `lease_wait`, `generation_check`, `circuit_breaker` cooldown,
     /// `fail_safe`, `fail_safe_backoff` or `loader_timeout`, a
+    /// `loader_timeout` without `fail_safe`, a `fallback` without `far`, a
     /// `refresh_ahead` threshold not strictly between 0 and 1, a zero
     /// `snapshot` period, or a `preload` file that is the snapshot's.
     ///
@@ -364,6 +365,13 @@ where
         }
         if self.loader_timeout.is_some_and(|d| d.is_zero()) {
             return invalid("loader_timeout", "a non-zero duration");
+        }
+        // Settings that would otherwise do nothing, silently.
+        if self.loader_timeout.is_some() && self.fail_safe.is_none() {
+            return invalid("loader_timeout", "fail_safe too (it serves the last value)");
+        }
+        if self.fallback.is_some() && self.far.is_none() {
+            return invalid("fallback", "a far tier too (the pool it falls back from)");
         }
         if self.refresh_ahead.is_some_and(|t| !(t > 0.0 && t < 1.0)) {
             return invalid("refresh_ahead", "a threshold strictly between 0 and 1");

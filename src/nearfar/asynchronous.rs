@@ -23,6 +23,7 @@ use super::flow::{FarOp, FarReply, Flow, Input, Seen, Step};
 use super::inner::{Entry, Inner};
 use super::load::Plan;
 use super::observe::Request;
+use super::refresh::Lookup;
 use super::warm::Stopper;
 use super::{Error, FarKey, InvalidateError, NearFarBuilder, NearFarStats};
 use crate::clock::Timer;
@@ -110,16 +111,6 @@ impl Mode for Tokio {
             }
         });
     }
-}
-
-/// What the near lookup of a `get_with` found.
-enum Lookup<V> {
-    /// A live copy, not due for refresh.
-    Fresh(V),
-    /// A live copy due for refresh-ahead.
-    DueRefresh(Entry<V>),
-    /// None, or a copy to revalidate: load (see `AsyncNearFar::load`).
-    Load(Option<Entry<V>>),
 }
 
 /// The far pool's client, sending without a call's breaker or counters:
@@ -398,7 +389,7 @@ where
         E: Send + Sync + 'static,
     {
         let inner = &*self.inner;
-        match self.lookup(key) {
+        match inner.lookup(key) {
             Lookup::Fresh(value) => Ok(value),
             Lookup::DueRefresh(entry) => {
                 // On this task: see `NearFarBuilder::refresh_ahead`.
@@ -406,22 +397,6 @@ where
             }
             // Boxed, as in `get`: a near hit does not move the load's state.
             Lookup::Load(entry) => Box::pin(self.load(key, entry, load)).await,
-        }
-    }
-
-    /// The near lookup a `get_with` starts with.
-    #[inline]
-    fn lookup(&self, key: &K) -> Lookup<V> {
-        let inner = &*self.inner;
-        match inner.near.get(key) {
-            Some(entry) if !inner.due(&entry) => {
-                if inner.due_refresh(&entry) {
-                    Lookup::DueRefresh(entry)
-                } else {
-                    Lookup::Fresh(entry.value)
-                }
-            }
-            entry => Lookup::Load(entry),
         }
     }
 
@@ -504,7 +479,7 @@ where
         E: Send + Sync + 'static,
         F: Future<Output = Result<V, E>> + Send + 'static,
     {
-        match self.lookup(&key) {
+        match self.inner.lookup(&key) {
             Lookup::Fresh(value) => Ok(value),
             Lookup::DueRefresh(entry) => {
                 self.spawn_refresh(key, load());

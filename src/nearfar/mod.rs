@@ -137,6 +137,7 @@ use crate::store::Patience;
 use drive::{Blocking, block_on};
 use inner::{Entry, Far, FarClient, Inner};
 use load::Plan;
+use refresh::Lookup;
 use std::cell::Cell;
 use warm::Stopper;
 
@@ -360,14 +361,10 @@ where
         E: Send + Sync + 'static,
     {
         let inner = &*self.inner;
-        let entry = match inner.near.get(key) {
-            Some(entry) if !inner.due(&entry) => {
-                if inner.due_refresh(&entry) {
-                    return Ok(self.refresh(key, entry, load));
-                }
-                return Ok(entry.value);
-            }
-            entry => entry,
+        let entry = match inner.lookup(key) {
+            Lookup::Fresh(value) => return Ok(value),
+            Lookup::DueRefresh(entry) => return Ok(self.refresh(key, entry, load)),
+            Lookup::Load(entry) => entry,
         };
         let plan = match block_on(inner.plan_load::<Blocking>(key, entry)) {
             Plan::Done(v) => return Ok(v),

@@ -38,6 +38,22 @@ where
     V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
     Cl: FarClient,
 {
+    /// The near lookup a `get_with` starts with (both handles): a live
+    /// copy, one due for refresh-ahead, or a load to make.
+    #[inline]
+    pub(super) fn lookup(&self, key: &K) -> Lookup<V> {
+        match self.near.get(key) {
+            Some(entry) if !self.due(&entry) => {
+                if self.due_refresh(&entry) {
+                    Lookup::DueRefresh(entry)
+                } else {
+                    Lookup::Fresh(entry.value)
+                }
+            }
+            entry => Lookup::Load(entry),
+        }
+    }
+
     /// Whether a near hit on `entry` should refresh it: past `threshold` of
     /// its life, or, by XFetch, a little before (the more likely the
     /// closer, within a few of its last load times).
@@ -161,6 +177,16 @@ where
             until: claim.until,
         }
     }
+}
+
+/// What the near lookup of a `get_with` found (see [`Inner::lookup`]).
+pub(super) enum Lookup<V> {
+    /// A live copy, not due for refresh.
+    Fresh(V),
+    /// A live copy due for refresh-ahead.
+    DueRefresh(Entry<V>),
+    /// None, or a copy to revalidate: load (see `Inner::plan_load`).
+    Load(Option<Entry<V>>),
 }
 
 /// A held refresh claim: released on drop (if still this one's).

@@ -198,6 +198,14 @@ where
     /// and, only with `generation_check` or `revalidate_after`, the clock.
     #[inline]
     pub(super) fn due(&self, entry: &Entry<V>) -> bool {
+        self.due_at(entry, &mut None)
+    }
+
+    /// [`due`](Self::due), with the clock read at most once across the
+    /// checks of one lookup: `now` holds it once read (see
+    /// [`Inner::lookup`]).
+    #[inline]
+    pub(super) fn due_at(&self, entry: &Entry<V>, now: &mut Option<u64>) -> bool {
         if entry.generation != self.generations.current() {
             return true;
         }
@@ -205,7 +213,7 @@ where
         if after == u64::MAX && next == u64::MAX {
             return false;
         }
-        let now = self.now();
+        let now = *now.get_or_insert_with(|| self.now());
         now >= next || now.saturating_sub(entry.checked) >= after
     }
 

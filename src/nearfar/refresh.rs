@@ -42,9 +42,11 @@ where
     /// copy, one due for refresh-ahead, or a load to make.
     #[inline]
     pub(super) fn lookup(&self, key: &K) -> Lookup<V> {
+        // One clock read for both checks, when either needs it.
+        let mut now = None;
         match self.near.get(key) {
-            Some(entry) if !self.due(&entry) => {
-                if self.due_refresh(&entry) {
+            Some(entry) if !self.due_at(&entry, &mut now) => {
+                if self.due_refresh(&entry, &mut now) {
                     Lookup::DueRefresh(entry)
                 } else {
                     Lookup::Fresh(entry.value)
@@ -56,16 +58,17 @@ where
 
     /// Whether a near hit on `entry` should refresh it: past `threshold` of
     /// its life, or, by XFetch, a little before (the more likely the
-    /// closer, within a few of its last load times).
+    /// closer, within a few of its last load times). `now` is the lookup's
+    /// clock reading, if it made one (else it is read here and kept).
     #[inline]
-    pub(super) fn due_refresh(&self, entry: &Entry<V>) -> bool {
+    pub(super) fn due_refresh(&self, entry: &Entry<V>, now: &mut Option<u64>) -> bool {
         let Some(threshold) = self.refresh_ahead else {
             return false;
         };
         if entry.expires == u64::MAX || entry.stale_since != 0 {
             return false;
         }
-        let now = self.now();
+        let now = *now.get_or_insert_with(|| self.now());
         let life = entry.expires.saturating_sub(entry.checked);
         // Never past the expiry (a threshold below 1 keeps it before).
         let point = entry.checked + (life as f64 * threshold) as u64;

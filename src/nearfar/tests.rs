@@ -505,3 +505,36 @@ fn a_placeholder_age_is_a_lower_bound_in_whole_seconds() {
         secs(1)
     );
 }
+
+/// A clock that counts how often it is read.
+#[derive(Clone, Default)]
+struct CountingClock {
+    inner: MockClock,
+    reads: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl crate::Clock for CountingClock {
+    fn now(&self) -> std::time::Instant {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        crate::Clock::now(&self.inner)
+    }
+}
+
+#[test]
+fn a_near_hit_reads_the_clock_once_with_revalidation_and_refresh_ahead_both_on() {
+    let clock = CountingClock::default();
+    let far = Client::builder().servers(["127.0.0.1:1"]).build().unwrap();
+    let cache: NearFar<u32, u32> = NearFar::builder()
+        .far(far)
+        .near_ttl(Duration::from_secs(60))
+        .revalidate_after(Duration::from_secs(30))
+        .refresh_ahead(0.8)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    assert_eq!(cache.get_with(1, || 10), 10);
+    let before = clock.reads.load(Ordering::Relaxed);
+    assert_eq!(cache.get_with(1, || unreachable!("a near hit")), 10);
+    // Both checks (revalidation due? refresh due?) share one reading.
+    assert_eq!(clock.reads.load(Ordering::Relaxed) - before, 1);
+}

@@ -426,7 +426,8 @@ impl Command for Delete {
     }
 }
 
-/// `ms <key> <len> ...`: a store of already encoded bytes.
+/// `ms <key> <len> ...`: a store of already encoded bytes (checked against
+/// the item limit, with its key, by `Core::begin`: see `stored_len`).
 pub(crate) struct Store<'d> {
     pub(crate) data: Cow<'d, [u8]>,
     pub(crate) flags: MetaSetFlags,

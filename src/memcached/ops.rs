@@ -129,12 +129,6 @@ fn store_flags(
     }
 }
 
-/// A meta set of `data` with `flags` (checked against the item limit,
-/// with its key, by `Core::begin`).
-fn store(data: Cow<'_, [u8]>, flags: MetaSetFlags) -> Store<'_> {
-    Store { data, flags }
-}
-
 /// A store of `value`, encoded by the client's codec, with `mode` and an
 /// optional CAS to compare; `Ok(true)` when stored.
 pub(crate) fn store_value<C: Codec, V: Serialize + ?Sized>(
@@ -147,7 +141,10 @@ pub(crate) fn store_value<C: Codec, V: Serialize + ?Sized>(
     let encoded = core.codec.encode(value)?;
     let flags = store_flags(encoded.flags, ttl, mode, cas.map(|cas| cas.0));
     Ok(Then {
-        cmd: store(Cow::Owned(encoded.data), flags),
+        cmd: Store {
+            data: Cow::Owned(encoded.data),
+            flags,
+        },
         then: |stored| Ok(matches!(stored, Stored::Yes(_))),
     })
 }
@@ -168,7 +165,10 @@ pub(crate) fn set<C: Codec, V: Serialize + ?Sized>(
 pub(crate) fn set_raw(data: &[u8], flags: u32, ttl: Duration) -> impl Command<Output = ()> + '_ {
     let flags = store_flags(flags, ttl, MetaSetMode::Set, None);
     Then {
-        cmd: store(Cow::Borrowed(data), flags),
+        cmd: Store {
+            data: Cow::Borrowed(data),
+            flags,
+        },
         then: |stored| must_store(matches!(stored, Stored::Yes(_))),
     }
 }
@@ -195,7 +195,10 @@ pub(crate) fn store_returning_cas<C: Codec, V: Serialize + ?Sized>(
         ..store_flags(encoded.flags, ttl, MetaSetMode::Set, cas.map(|cas| cas.0))
     };
     Ok(Then {
-        cmd: store(Cow::Owned(encoded.data), flags),
+        cmd: Store {
+            data: Cow::Owned(encoded.data),
+            flags,
+        },
         then: |stored| match stored {
             Stored::Yes(Some(cas)) => Ok(Some(cas)),
             Stored::Yes(None) => Err(ProtocolError::Malformed { reply: "HD" }.into()),

@@ -9,11 +9,14 @@
 //! is a bare concurrent map, with no policy, no bound and no eviction.
 //!
 //! Workloads as in `near.rs`: capacity 100,000, `[u8; 64]` values, Zipf
-//! s = 0.99 and 1.2 over 1,000,000 keys, cache-aside and 90/10, 1 and 2
-//! threads (with 2, each slice is split between two threads). Each cache is
-//! warmed by one cache-aside pass over the stream first.
+//! s = 0.99 and 1.2 over 1,000,000 keys, cache-aside and 90/10; also
+//! read-only (the stream's reads of keys both warmed caches hold: every
+//! read a hit, no writes). 1, 2, 4 and 16 threads (each slice is split
+//! between the threads; from 8 threads up, slices are longer so thread
+//! spawns stay a small part of them). Each cache is warmed by one
+//! cache-aside pass over the stream first.
 //!
-//! Run: `cargo bench --bench interleaved` (about a minute).
+//! Run: `cargo bench --bench interleaved` (about three minutes).
 //!
 //! For instruction counts (steadier still), one cache, one workload, one
 //! warm and one measured pass, under callgrind:
@@ -42,6 +45,26 @@ type QuickCache = quick_cache::sync::Cache<u64, Value>;
 /// Operations per slice: long enough to time, short enough that the two
 /// caches' slices see the same machine.
 const SLICE: usize = 1 << 16;
+
+/// Thread counts of the table: the 1 and 2, and 4 and 16 on the
+/// machine's cores (more threads than cores, as thread pools run).
+const THREADS: [usize; 4] = [1, 2, 4, 16];
+
+/// The read-only row's stream: `keys` in their order, with the ones either
+/// warmed cache does not hold left out, so every read is a hit in both.
+/// (dashmap holds every key.)
+fn held_by_all(keys: &[u64], near: &Nearfar, quick: &QuickCache) -> Vec<u64> {
+    let held: Vec<u64> = keys
+        .iter()
+        .copied()
+        .filter(|&k| BenchCache::get(near, k).is_some() && BenchCache::get(quick, k).is_some())
+        .collect();
+    assert!(
+        held.len() > keys.len() / 2,
+        "the warmed caches hold too few of the stream's keys for a read-only row"
+    );
+    held
+}
 
 /// Nanoseconds per operation for `keys`, split over `threads`.
 fn time<C: BenchCache<Value>>(workload: Workload, cache: &C, keys: &[u64], threads: usize) -> f64 {
@@ -77,6 +100,16 @@ fn row(keys: &[u64], workload: Workload, threads: usize, rounds: usize) -> Row {
     cache_aside(&near, keys, value_for, false);
     cache_aside(&quick, keys, value_for, false);
     cache_aside(&dash, keys, value_for, false);
+    let held;
+    let keys = if workload == Workload::ReadOnly {
+        held = held_by_all(keys, &near, &quick);
+        &held[..]
+    } else {
+        keys
+    };
+    // Spawning 16 threads costs tens of microseconds: longer slices keep
+    // that a small part of each timing.
+    let slice = SLICE * threads.div_ceil(4);
     let runs: [TimeSlice<'_>; 3] = [
         &|part| time(workload, &near, part, threads),
         &|part| time(workload, &quick, part, threads),
@@ -85,7 +118,7 @@ fn row(keys: &[u64], workload: Workload, threads: usize, rounds: usize) -> Row {
     let mut times: [Vec<f64>; 3] = Default::default();
     let (mut near_ratio, mut dash_ratio) = (Vec::new(), Vec::new());
     for round in 0..rounds {
-        for (i, part) in keys.chunks(SLICE).enumerate() {
+        for (i, part) in keys.chunks(slice).enumerate() {
             // Rotate which cache goes first, so none always inherits
             // another's cache pollution.
             let mut t = [0.0; 3];
@@ -123,8 +156,8 @@ fn table(ops: usize, rounds: usize) {
     println!("|---|---|---|---|---|---|");
     for s in [0.99, 1.2] {
         let keys = zipf_stream(s, ops, 0x5EED);
-        for workload in Workload::ALL {
-            for threads in [1, 2] {
+        for workload in [Workload::CacheAside, Workload::Mixed, Workload::ReadOnly] {
+            for threads in THREADS {
                 let r = row(&keys, workload, threads, rounds);
                 println!(
                     "| {}/s={s}/{threads}t | {:.1} | {:.1} | {:.1} | {:.2}x | {:.2}x |",
@@ -146,10 +179,11 @@ fn measured_pass<C: BenchCache<Value>>(cache: &C, keys: &[u64], workload: Worklo
     workload.run(cache, keys);
 }
 
-/// `one <nearfar|quick_cache|dashmap> <s> <cache_aside|mixed_90_10>`: a warm pass, then
-/// the measured one.
+/// `one <nearfar|quick_cache|dashmap> <s> <cache_aside|mixed_90_10|read_only>`: a
+/// warm pass, then the measured one (`read_only`: over the keys the warmed
+/// cache holds, so every read is a hit).
 fn one(args: &[String]) {
-    let usage = "usage: one <nearfar|quick_cache|dashmap> <s> <cache_aside|mixed_90_10>";
+    let usage = "usage: one <nearfar|quick_cache|dashmap> <s> <cache_aside|mixed_90_10|read_only>";
     let [cache, s, workload] = args else {
         panic!("{usage}");
     };
@@ -159,8 +193,23 @@ fn one(args: &[String]) {
     fn go<C: BenchCache<Value>>(keys: &[u64], workload: Workload) {
         let cache = C::with_capacity(CAPACITY);
         cache_aside(&cache, keys, value_for, false);
+        let held: Vec<u64>;
+        let keys = if workload == Workload::ReadOnly {
+            held = keys
+                .iter()
+                .copied()
+                .filter(|&k| cache.get(k).is_some())
+                .collect();
+            &held[..]
+        } else {
+            keys
+        };
         measured_pass(&cache, keys, workload);
-        println!("{} entries", cache.len());
+        println!(
+            "{} operations measured, {} entries",
+            keys.len(),
+            cache.len()
+        );
     }
     match cache.as_str() {
         "nearfar" => go::<Nearfar>(&keys, workload),

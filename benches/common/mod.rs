@@ -331,27 +331,45 @@ pub fn mixed_90_10<V, C: BenchCache<V>>(cache: &C, keys: &[u64], make: impl Fn(u
     hits
 }
 
-/// The two replay workloads of the throughput benches.
+/// Only `get`s: the read-only row replays keys every cache holds, so every
+/// read is a hit. Returns the hits.
+pub fn read_only<V, C: BenchCache<V>>(cache: &C, keys: &[u64]) -> u64 {
+    let mut hits = 0;
+    for &k in keys {
+        if std::hint::black_box(cache.get(k)).is_some() {
+            hits += 1;
+        }
+    }
+    hits
+}
+
+/// The replay workloads of the throughput benches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Workload {
     /// `get`; on a miss, `insert`.
     CacheAside,
     /// 90% `get`, 10% `insert`.
     Mixed,
+    /// `get` only, of keys the cache holds (see [`read_only`]).
+    ReadOnly,
 }
 
 impl Workload {
+    /// The two workloads of `near`; `interleaved` adds [`Workload::ReadOnly`].
     pub const ALL: [Workload; 2] = [Workload::CacheAside, Workload::Mixed];
 
     pub fn name(self) -> &'static str {
         match self {
             Workload::CacheAside => "cache_aside",
             Workload::Mixed => "mixed_90_10",
+            Workload::ReadOnly => "read_only",
         }
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|w| w.name() == name)
+        [Workload::CacheAside, Workload::Mixed, Workload::ReadOnly]
+            .into_iter()
+            .find(|w| w.name() == name)
     }
 
     /// Replays `keys` once on this thread.
@@ -362,6 +380,9 @@ impl Workload {
             }
             Workload::Mixed => {
                 std::hint::black_box(mixed_90_10(cache, keys, value_for));
+            }
+            Workload::ReadOnly => {
+                std::hint::black_box(read_only(cache, keys));
             }
         }
     }

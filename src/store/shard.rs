@@ -182,6 +182,12 @@ pub(crate) struct Shard<K, V> {
     pub(crate) counters: WriteCounters,
     max_entries: usize,
     max_weight: u64,
+    /// The most entries the shard holds: `max_entries`, or in a shard that
+    /// is not weighted (every entry weighs 1), the lesser of it and
+    /// `max_weight`, so that its bound check is one compare.
+    len_bound: usize,
+    /// Whether entries have weights of their own (else each weighs 1).
+    weighted: bool,
     /// Slab chunk 0's capacity: before growing past it, nudge the epoch.
     first_chunk: usize,
     /// Entries the first index holds without growing. Tables are only
@@ -248,6 +254,12 @@ impl<K, V> Shard<K, V> {
             counters: WriteCounters::default(),
             max_entries,
             max_weight,
+            len_bound: if weighted {
+                max_entries
+            } else {
+                max_entries.min(usize::try_from(max_weight).unwrap_or(usize::MAX))
+            },
+            weighted,
             memory: MemoryBound::new(max_weight, has_drop_glue::<K, V>()),
         }
     }
@@ -255,7 +267,9 @@ impl<K, V> Shard<K, V> {
     /// Whether the shard holds more entries or weight than its bounds allow.
     #[inline]
     fn over_bound(&self, st: &State<K, V>) -> bool {
-        st.lru.len() > self.max_entries || st.lru.weight() > u128::from(self.max_weight)
+        // Unweighted, the weight is the entry count: `len_bound` covers both.
+        st.lru.len() > self.len_bound
+            || (self.weighted && st.lru.weight() > u128::from(self.max_weight))
     }
 
     /// The heaviest entry this shard admits.

@@ -235,3 +235,52 @@ fn eviction_terminates_when_everything_stays_active() {
     }
     assert_eq!(lru.len(), 0);
 }
+
+#[test]
+fn moving_a_tail_matches_unlinking_and_pushing_it() {
+    // Every (from, to) pair, `from` of 1 to 3 entries and `to` of 0 to 2,
+    // weighted or not:
+    // `move_tail` leaves the lists, counts and weights `move_to` would.
+    for weighted in [false, true] {
+        for from in [HOT, WARM, COLD, STALE] {
+            for to in [HOT, WARM, COLD, STALE] {
+                let others = if to == from { 0..=0 } else { 0..=2 };
+                for (len, others) in (1..=3u32).flat_map(|l| others.clone().map(move |o| (l, o))) {
+                    let mut lru = Lru::new(100, 100, weighted);
+                    for i in 1..=8 {
+                        lru.reserve_slot(i, 0);
+                    }
+                    // `len` entries in `from`, `others` in `to` when it differs.
+                    let segs = std::iter::repeat_n(from, len as usize)
+                        .chain(std::iter::repeat_n(to, others));
+                    for (idx, seg) in (1..).zip(segs) {
+                        if weighted {
+                            lru.weights[idx as usize] = u64::from(idx) * 10;
+                        }
+                        lru.push_head(seg, idx, u64::from(idx) * 10);
+                    }
+                    let mut expected = Lru::new(100, 100, weighted);
+                    expected.links.clone_from(&lru.links);
+                    expected.weights.clone_from(&lru.weights);
+                    (expected.segs, expected.len, expected.weight) =
+                        (lru.segs, lru.len, lru.weight);
+                    let tail = lru.segs[from as usize].tail;
+                    expected.move_to(tail, to);
+                    lru.move_tail(from, to);
+                    lru.check().unwrap();
+                    assert_eq!(
+                        lru.segs, expected.segs,
+                        "{from} -> {to}, {len} {others} {weighted}"
+                    );
+                    assert_eq!((lru.len, lru.weight), (expected.len, expected.weight));
+                    for seg in [HOT, WARM, COLD, STALE] {
+                        assert_eq!(
+                            lru.head_to_tail(seg).collect::<Vec<_>>(),
+                            expected.head_to_tail(seg).collect::<Vec<_>>()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

@@ -70,6 +70,10 @@ impl Ghost {
 
 impl<K, V> Shard<K, V> {
     /// Unlinks live slot `idx` from the index and the LRU and retires it.
+    // Always inlined: once per eviction, and as a call (saved registers,
+    // its arguments) it cost ~25 instructions of an evicting insert's ~830
+    // (callgrind).
+    #[inline(always)]
     pub(super) fn unlink<S: BuildHasher>(
         &self,
         st: &mut State<K, V>,

@@ -16,7 +16,7 @@
 //! spawns stay a small part of them). Each cache is warmed by one
 //! cache-aside pass over the stream first.
 //!
-//! Run: `cargo bench --bench interleaved` (about three minutes).
+//! Run: `cargo bench --bench interleaved` (about half a minute).
 //!
 //! For instruction counts (steadier still), one cache, one workload, one
 //! warm and one measured pass, under callgrind:

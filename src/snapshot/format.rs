@@ -101,12 +101,27 @@ pub(super) fn encode(header: &Header<'_>, records: &[u8]) -> Vec<u8> {
     for n in [header.saved_at, header.generation, header.count] {
         file.extend_from_slice(&n.to_le_bytes());
     }
-    file.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    let crc = crc32fast::hash(&file);
-    file.extend_from_slice(&crc.to_le_bytes());
+    // The body's length and the checksums: filled in by `seal`.
+    file.resize(HEADER, 0);
     file.extend_from_slice(&body);
-    file.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    file.extend_from_slice(&[0; TRAILER]);
+    seal(&mut file);
     file
+}
+
+/// Writes the body's length and both checksums into `file` for the bytes
+/// it holds (a file shorter than a header and a trailer is left as it is).
+/// What `encode` ends with; the fuzz target's way past the checksums to
+/// the decoding of a changed file.
+pub(super) fn seal(file: &mut [u8]) {
+    let Some(body_len) = file.len().checked_sub(HEADER + TRAILER) else {
+        return;
+    };
+    file[HEADER - 12..HEADER - 4].copy_from_slice(&(body_len as u64).to_le_bytes());
+    let crc = crc32fast::hash(&file[..HEADER - 4]);
+    file[HEADER - 4..HEADER].copy_from_slice(&crc.to_le_bytes());
+    let (body, trailer) = file[HEADER..].split_at_mut(body_len);
+    trailer.copy_from_slice(&crc32fast::hash(body).to_le_bytes());
 }
 
 /// `name` cut to at most `max` bytes, at a char boundary.
@@ -355,6 +370,28 @@ mod tests {
             bad[at] ^= 0x10;
             assert!(verify(&bad).is_err(), "flipped byte {at}");
         }
+    }
+
+    #[test]
+    fn a_sealed_file_passes_its_checks_with_any_body() {
+        let file = encode(&header(), b"abcd");
+        let mut resealed = file.clone();
+        seal(&mut resealed);
+        assert_eq!(resealed, file, "encode ends with seal");
+        // A byte changed and one added in the records: the checksums and
+        // the length no longer match, until sealed again.
+        let mut changed = file.clone();
+        changed[HEADER + 10] ^= 1;
+        changed.insert(HEADER + 11, b'!');
+        assert!(verify(&changed).is_err());
+        seal(&mut changed);
+        let verified = verify(&changed).unwrap();
+        assert_eq!(verified.header, header());
+        assert_eq!(verified.records.len(), 5);
+        // Too short to hold a header and a trailer: left as it is.
+        let mut short = file[..HEADER + TRAILER - 1].to_vec();
+        seal(&mut short);
+        assert_eq!(short, file[..HEADER + TRAILER - 1]);
     }
 
     #[test]

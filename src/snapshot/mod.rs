@@ -29,6 +29,7 @@
 //! bincode 2). The layout of the file is in the `format` module's docs.
 
 mod format;
+mod read;
 
 use std::any::type_name;
 use std::cmp::Reverse;
@@ -43,7 +44,12 @@ use serde::de::DeserializeOwned;
 use crate::Cache;
 use crate::codec::{Codec, CodecError, DefaultCodec};
 use crate::store::Restored;
-use format::{Header, Kind, Reader};
+use format::{Header, Kind};
+#[cfg_attr(
+    not(feature = "memcached"),
+    allow(unused_imports, reason = "NearFar's warm restarts (feature memcached)")
+)]
+pub(crate) use read::{read_entries, read_keys};
 
 /// Why a snapshot could not be saved or loaded. Nothing was loaded when
 /// [`Cache::load`] returns one, and a failed [`Cache::save`] left the
@@ -241,11 +247,17 @@ where
     /// # Ok::<(), nearfar::SnapshotError>(())
     /// ```
     pub fn save(&self, path: impl AsRef<Path>) -> Result<Saved, SnapshotError> {
+        write_file(path.as_ref(), self.save_bytes()?)
+    }
+
+    /// The snapshot file [`save`](Self::save) writes, as bytes, and its
+    /// number of entries.
+    fn save_bytes(&self) -> Result<(Vec<u8>, u64), SnapshotError> {
         let codec = DefaultCodec::new();
         let saved_at = self.wall_time();
         let shards =
             self.export(|key, value, ttl, uses| entry_record(&codec, key, value, ttl, uses));
-        write_entries::<K, V>(path.as_ref(), saved_at, 0, shards)
+        encode_entries::<K, V>(saved_at, 0, shards)
     }
 }
 
@@ -299,7 +311,13 @@ where
     /// # Ok::<(), nearfar::SnapshotError>(())
     /// ```
     pub fn load(&self, path: impl AsRef<Path>) -> Result<Loaded, SnapshotError> {
-        let entries = read_entries::<K, V>(path.as_ref(), self.wall_time())?;
+        self.load_bytes(&format::read(path.as_ref())?)
+    }
+
+    /// Loads the snapshot file `file`, as [`load`](Self::load) does the
+    /// file it reads: decoded whole first, then stored.
+    fn load_bytes(&self, file: &[u8]) -> Result<Loaded, SnapshotError> {
+        let entries = read::decode_entries::<K, V>(file, self.wall_time())?;
         let mut loaded = Loaded {
             expired: entries.expired,
             ..Loaded::default()
@@ -383,34 +401,44 @@ pub(crate) fn key_record<K: Serialize + ?Sized>(
 /// Writes a file of entries of `(K, V)` saved at `saved_at`, of the
 /// namespace's `generation` (0 for a plain cache), from each shard's
 /// records, hottest first (see [`interleave`]).
+#[cfg_attr(
+    not(feature = "memcached"),
+    allow(dead_code, reason = "NearFar's snapshot (feature memcached)")
+)]
 pub(crate) fn write_entries<K, V>(
     path: &Path,
     saved_at: SystemTime,
     generation: u64,
     shards: Records,
 ) -> Result<Saved, SnapshotError> {
-    let types = (type_name::<K>(), type_name::<V>());
-    write(path, Kind::Entries, types, saved_at, generation, shards)
+    write_file(path, encode_entries::<K, V>(saved_at, generation, shards)?)
 }
 
+/// The file [`write_entries`] writes, and its number of entries.
+fn encode_entries<K, V>(
+    saved_at: SystemTime,
+    generation: u64,
+    shards: Records,
+) -> Result<(Vec<u8>, u64), SnapshotError> {
+    let types = (type_name::<K>(), type_name::<V>());
+    encode(Kind::Entries, types, saved_at, generation, shards)
+}
+
+/// Writes a file of keys `K` (a preload list), as [`write_entries`].
 #[cfg_attr(
     not(feature = "memcached"),
     allow(dead_code, reason = "NearFar's key preload (feature memcached)")
 )]
-/// Writes a file of keys `K` (a preload list), as [`write_entries`].
 pub(crate) fn write_keys<K>(
     path: &Path,
     saved_at: SystemTime,
     generation: u64,
     shards: Records,
 ) -> Result<Saved, SnapshotError> {
-    write(
+    let types = (type_name::<K>(), "");
+    write_file(
         path,
-        Kind::Keys,
-        (type_name::<K>(), ""),
-        saved_at,
-        generation,
-        shards,
+        encode(Kind::Keys, types, saved_at, generation, shards)?,
     )
 }
 
@@ -418,14 +446,23 @@ pub(crate) fn write_keys<K>(
 /// record that did not encode fails the save).
 pub(crate) type Records = Vec<Vec<Result<Record, CodecError>>>;
 
-fn write(
-    path: &Path,
+/// Writes the file `encode` made at `path`, atomically.
+fn write_file(path: &Path, (file, entries): (Vec<u8>, u64)) -> Result<Saved, SnapshotError> {
+    format::write_atomically(path, &file)?;
+    Ok(Saved {
+        entries,
+        bytes: file.len() as u64,
+    })
+}
+
+/// The file of `kind` for `shards`' records, and its number of records.
+fn encode(
     kind: Kind,
     (key_type, value_type): (&str, &str),
     saved_at: SystemTime,
     generation: u64,
     shards: Records,
-) -> Result<Saved, SnapshotError> {
+) -> Result<(Vec<u8>, u64), SnapshotError> {
     let shards = shards
         .into_iter()
         .map(|records| records.into_iter().collect::<Result<Vec<_>, _>>())
@@ -444,12 +481,7 @@ fn write(
         key_type,
         value_type,
     };
-    let file = format::encode(&header, &records);
-    format::write_atomically(path, &file)?;
-    Ok(Saved {
-        entries: count,
-        bytes: file.len() as u64,
-    })
+    Ok((format::encode(&header, &records), count))
 }
 
 /// The shards' lists merged into one, hottest first. Each list is in its
@@ -485,135 +517,51 @@ fn nanos_since_epoch(t: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-/// A snapshot's entries, verified and decoded, their TTLs shortened by the
-/// time since it was saved.
-pub(crate) struct Entries<K, V> {
-    /// The namespace's generation it was saved in (0 from a plain cache).
-    #[cfg_attr(
-        not(feature = "memcached"),
-        allow(dead_code, reason = "NearFar's (feature memcached)")
-    )]
-    pub(crate) generation: u64,
-    /// Hottest first: key, value, the TTL left now (`None`: none), and the
-    /// use count.
-    pub(crate) items: Vec<(K, V, Option<Duration>, u8)>,
-    /// Entries left out: their TTL ran out since.
-    pub(crate) expired: u64,
-}
+/// **Not part of nearfar's API: no stability guarantee, may change in any
+/// release.** Snapshots as bytes, with no file: the loads and the save that
+/// [`Cache::load`], [`Cache::save`] and `NearFar`'s key preload run on the
+/// bytes of a file, and a way to make changed bytes pass the checksums,
+/// reachable only so that the fuzz target (`fuzz/`) can drive them from
+/// outside the crate.
+#[doc(hidden)]
+pub mod __fuzz_snapshot {
+    use std::hash::{BuildHasher, Hash};
 
-/// Reads, verifies and decodes the entries file at `path`, at wall-clock
-/// time `now` (every entry, those expired included, must decode: a file
-/// is loaded whole or not at all).
-pub(crate) fn read_entries<K, V>(
-    path: &Path,
-    now: SystemTime,
-) -> Result<Entries<K, V>, SnapshotError>
-where
-    K: DeserializeOwned,
-    V: DeserializeOwned,
-{
-    let file = format::read(path)?;
-    let verified = format::verify(&file)?;
-    let header = &verified.header;
-    check_type(header, Kind::Entries, type_name::<K>(), type_name::<V>())?;
-    // Time spent down counts; a wall clock set back since counts as none.
-    let since = now
-        .duration_since(UNIX_EPOCH + Duration::from_nanos(header.saved_at))
-        .unwrap_or(Duration::ZERO);
-    let codec = DefaultCodec::new();
-    let mut records = verified.records;
-    let mut items = Vec::with_capacity(capacity(header.count, records.len()));
-    let mut expired = 0;
-    for _ in 0..header.count {
-        let ttl = records.u64()?;
-        let uses = records.u8()?;
-        let key: K = read_item(&mut records, &codec)?;
-        let value: V = read_item(&mut records, &codec)?;
-        let ttl = match ttl {
-            0 => None,
-            nanos => match Duration::from_nanos(nanos).checked_sub(since) {
-                Some(left) if !left.is_zero() => Some(left),
-                _ => {
-                    expired += 1;
-                    continue;
-                }
-            },
-        };
-        items.push((key, value, ttl, uses));
+    use serde::Serialize;
+    use serde::de::DeserializeOwned;
+
+    use super::{Loaded, SnapshotError, format, read};
+    use crate::Cache;
+
+    /// The bytes [`Cache::save`] writes.
+    pub fn save<K, V, S>(cache: &Cache<K, V, S>) -> Result<Vec<u8>, SnapshotError>
+    where
+        K: Hash + Eq + Serialize,
+        V: Clone + Serialize,
+        S: BuildHasher,
+    {
+        cache.save_bytes().map(|(file, _)| file)
     }
-    end(&records)?;
-    Ok(Entries {
-        generation: header.generation,
-        items,
-        expired,
-    })
-}
 
-#[cfg_attr(
-    not(feature = "memcached"),
-    allow(dead_code, reason = "NearFar's key preload (feature memcached)")
-)]
-/// Reads, verifies and decodes the keys file at `path`: its generation
-/// and keys, hottest first.
-pub(crate) fn read_keys<K: DeserializeOwned>(path: &Path) -> Result<(u64, Vec<K>), SnapshotError> {
-    let file = format::read(path)?;
-    let verified = format::verify(&file)?;
-    let header = &verified.header;
-    check_type(header, Kind::Keys, type_name::<K>(), "")?;
-    let codec = DefaultCodec::new();
-    let mut records = verified.records;
-    let mut keys = Vec::with_capacity(capacity(header.count, records.len()));
-    for _ in 0..header.count {
-        keys.push(read_item(&mut records, &codec)?);
+    /// [`Cache::load`] of a file holding `file`.
+    pub fn load<K, V, S>(cache: &Cache<K, V, S>, file: &[u8]) -> Result<Loaded, SnapshotError>
+    where
+        K: Hash + Eq + DeserializeOwned,
+        V: Clone + DeserializeOwned,
+        S: BuildHasher,
+    {
+        cache.load_bytes(file)
     }
-    end(&records)?;
-    Ok((header.generation, keys))
-}
 
-/// Room to reserve for `count` records in `bytes` (every record takes 8
-/// bytes at least: a count the bytes cannot hold is not believed).
-fn capacity(count: u64, bytes: usize) -> usize {
-    usize::try_from(count).unwrap_or(usize::MAX).min(bytes / 8)
-}
-
-fn check_type(
-    header: &Header<'_>,
-    kind: Kind,
-    key: &str,
-    value: &str,
-) -> Result<(), SnapshotError> {
-    let (key, value) = (
-        format::cut(key, usize::from(u16::MAX)),
-        format::cut(value, usize::from(u16::MAX)),
-    );
-    if header.kind != kind || header.key_type != key || header.value_type != value {
-        return Err(SnapshotError::WrongType {
-            expected: kind.describe(key, value),
-            found: header.kind.describe(header.key_type, header.value_type),
-        });
+    /// A key preload list's generation and keys, as `NearFar` reads them.
+    pub fn read_keys<K: DeserializeOwned>(file: &[u8]) -> Result<(u64, Vec<K>), SnapshotError> {
+        read::decode_keys(file)
     }
-    Ok(())
-}
 
-fn read_item<T: DeserializeOwned>(
-    records: &mut Reader<'_>,
-    codec: &DefaultCodec,
-) -> Result<T, SnapshotError> {
-    let flags = records.u32()?;
-    let len = records.u32()?;
-    let data = records.take(usize::try_from(len).unwrap_or(usize::MAX))?;
-    Ok(codec.decode(data, flags)?)
-}
-
-/// Every record read: nothing may follow the count the header gives.
-fn end(records: &Reader<'_>) -> Result<(), SnapshotError> {
-    if records.is_empty() {
-        Ok(())
-    } else {
-        Err(SnapshotError::Malformed(format!(
-            "{} bytes after the last record",
-            records.len()
-        )))
+    /// Writes the body's length and both checksums into `file` for the
+    /// bytes it holds, so a changed file passes them and reaches decoding.
+    pub fn seal(file: &mut [u8]) {
+        format::seal(file);
     }
 }
 

@@ -60,9 +60,12 @@ where
     let verified = format::verify(file)?;
     let header = &verified.header;
     check_type(header, Kind::Entries, type_name::<K>(), type_name::<V>())?;
-    // Time spent down counts; a wall clock set back since counts as none.
-    let since = now
-        .duration_since(UNIX_EPOCH + Duration::from_nanos(header.saved_at))
+    // Time spent down counts; a wall clock set back since counts as none,
+    // and so does a save time this platform's clock cannot represent (a
+    // damaged header: `checked_add`, so it is no panic).
+    let since = UNIX_EPOCH
+        .checked_add(Duration::from_nanos(header.saved_at))
+        .and_then(|saved| now.duration_since(saved).ok())
         .unwrap_or(Duration::ZERO);
     let codec = DefaultCodec::new();
     let mut records = verified.records;

@@ -3,7 +3,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::*;
 use crate::memcached::core::batch::chunk_len;
 use crate::memcached::core::{KeyBuf, exptime_now};
-use crate::memcached::error::Error;
+use crate::memcached::error::{ConfigError, Error};
 use crate::memcached::protocol::KeyError;
 
 fn client(prefix: &str) -> Client {
@@ -80,6 +80,28 @@ fn build_refuses_bad_settings() {
             .build()
             .is_ok()
     );
+}
+
+#[test]
+fn a_zero_dead_timeout_is_refused() {
+    // A server marked dead would be due for its probe at once: every
+    // request would still go to it, and ejection would do nothing.
+    let zero = Client::builder()
+        .servers(["h:1"])
+        .dead_timeout(Duration::ZERO)
+        .build();
+    match zero {
+        Err(Error::Config(e @ ConfigError::InvalidSetting { setting, .. })) => {
+            assert_eq!(setting, "dead_timeout");
+            assert!(e.to_string().contains("non-zero"), "{e}");
+        }
+        other => panic!("expected dead_timeout refused, got {other:?}"),
+    }
+    let shortest = Client::builder()
+        .servers(["h:1"])
+        .dead_timeout(Duration::from_nanos(1))
+        .build();
+    assert!(shortest.is_ok(), "{shortest:?}");
 }
 
 #[test]

@@ -382,12 +382,15 @@ impl<C: Codec> ClientBuilder<C> {
     /// does not answer holds the probing call up to the
     /// [connect timeout](Self::connect_timeout)).
     ///
+    /// `build` refuses zero: every request would find a dead server due for
+    /// its probe at once, so it would never be left out.
+    ///
     /// # Examples
     ///
     /// ```
     /// use std::time::Duration;
     /// use nearfar::MockClock;
-    /// use nearfar::memcached::Client;
+    /// use nearfar::memcached::{Client, ConfigError, Error};
     ///
     /// let (down, up) = ("/nonexistent/memcached.sock", "10.0.0.2:11211");
     /// let clock = MockClock::new();
@@ -402,6 +405,12 @@ impl<C: Codec> ClientBuilder<C> {
     /// assert_eq!(client.server_for("user:42")?, up); // its keys go to the next live server
     /// clock.advance(Duration::from_secs(10));
     /// assert_eq!(client.server_for("user:42")?, down); // due for a probe
+    ///
+    /// let zero = Client::builder().servers([up]).dead_timeout(Duration::ZERO).build();
+    /// assert!(matches!(
+    ///     zero,
+    ///     Err(Error::Config(ConfigError::InvalidSetting { setting: "dead_timeout", .. }))
+    /// ));
     /// # Ok::<(), nearfar::memcached::Error>(())
     /// ```
     pub fn dead_timeout(mut self, timeout: Duration) -> Self {
@@ -578,7 +587,8 @@ impl<C: Codec> ClientBuilder<C> {
     /// when no server is given; [`ConfigError::InvalidAddress`] when an
     /// address does not parse or names a server given before;
     /// [`ConfigError::InvalidSetting`] (naming the setting) for a zero pool
-    /// size, connect, I/O, request or pool timeout, or retry count, an item
+    /// size, connect, I/O, request or pool timeout, retry count or dead
+    /// timeout, an item
     /// size of 0 or over 1 GiB, or a key prefix that is not a valid key part
     /// under 250 bytes. With TLS (feature `tls`): `TlsCaFile` when the CA
     /// file cannot be used, `TlsServerName` when a server name cannot be
@@ -683,6 +693,10 @@ impl<C: Codec> ClientBuilder<C> {
         }
         if self.retry_attempts == 0 {
             return invalid("retry_attempts", "at least 1");
+        }
+        // Zero: a dead server's probe is due at once, for every request.
+        if self.dead_timeout.is_zero() {
+            return invalid("dead_timeout", "a non-zero duration");
         }
         if self.max_item_size == 0 || self.max_item_size > MAX_ITEM_SIZE_LIMIT {
             return invalid("max_item_size", "between 1 byte and 1 GiB");

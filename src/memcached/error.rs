@@ -105,6 +105,18 @@ pub enum ConfigError {
         /// The address as given.
         address: String,
     },
+    /// Two addresses name the same server (`10.0.0.1` and
+    /// `10.0.0.1:11211`, say): each server is listed once, and given more
+    /// of the keys by a weight (`host:port:weight`).
+    DuplicateServer {
+        /// The later address, as given.
+        address: String,
+        /// The earlier address naming the same server, as given.
+        first: String,
+        /// The server both name, as the client shows it (`host:port`, or
+        /// the socket path).
+        server: String,
+    },
     /// A setting is out of its allowed range.
     InvalidSetting {
         /// The setting's name.
@@ -150,6 +162,16 @@ impl fmt::Display for ConfigError {
             ConfigError::InvalidAddress { address } => {
                 write!(f, "invalid server address {address:?}")
             }
+            ConfigError::DuplicateServer {
+                address,
+                first,
+                server,
+            } => write!(
+                f,
+                "server address {address:?} is a duplicate: {first:?} names the same server \
+                 ({server}); list each server once, with a weight (host:port:weight) to give \
+                 it more keys"
+            ),
             ConfigError::InvalidSetting { setting, expected } => {
                 write!(f, "invalid {setting}: expected {expected}")
             }

@@ -105,6 +105,55 @@ fn a_zero_dead_timeout_is_refused() {
 }
 
 #[test]
+fn a_server_listed_twice_is_reported_as_a_duplicate() {
+    let cases = [
+        (
+            &["10.0.0.1:11211", "10.0.0.2", "10.0.0.1"][..],
+            "10.0.0.1",
+            "10.0.0.1:11211",
+            "10.0.0.1:11211",
+        ),
+        (
+            &["[::1]", "[::1]:11211:3"][..],
+            "[::1]:11211:3",
+            "[::1]",
+            "[::1]:11211",
+        ),
+        (
+            &["/run/mc.sock", "/run/mc.sock:2"][..],
+            "/run/mc.sock:2",
+            "/run/mc.sock",
+            "/run/mc.sock",
+        ),
+    ];
+    for (servers, later, earlier, label) in cases {
+        let e = Client::builder().servers(servers).build().unwrap_err();
+        match &e {
+            Error::Config(ConfigError::DuplicateServer {
+                address,
+                first,
+                server,
+            }) => assert_eq!(
+                (address.as_str(), first.as_str(), server.as_str()),
+                (later, earlier, label)
+            ),
+            other => panic!("{servers:?}: expected a duplicate, got {other:?}"),
+        }
+        let message = e.to_string();
+        assert!(message.contains("duplicate"), "{message}");
+        assert!(message.contains(&format!("{later:?}")), "{message}");
+        assert!(!e.is_retryable());
+    }
+    // Distinct servers on one host are not duplicates.
+    assert!(
+        Client::builder()
+            .servers(["h:1", "h:2", "h"])
+            .build()
+            .is_ok()
+    );
+}
+
+#[test]
 fn exptime_is_relative_up_to_30_days() {
     assert_eq!(exptime_now(Duration::ZERO), 0);
     assert_eq!(exptime_now(Duration::from_secs(60)), 60);

@@ -585,7 +585,8 @@ impl<C: Codec> ClientBuilder<C> {
     ///
     /// [`Error::Config`], not retryable, with [`ConfigError::NoServers`]
     /// when no server is given; [`ConfigError::InvalidAddress`] when an
-    /// address does not parse or names a server given before;
+    /// address does not parse; [`ConfigError::DuplicateServer`] when it
+    /// names a server given before;
     /// [`ConfigError::InvalidSetting`] (naming the setting) for a zero pool
     /// size, connect, I/O, request or pool timeout, retry count or dead
     /// timeout, an item
@@ -605,7 +606,11 @@ impl<C: Codec> ClientBuilder<C> {
     /// assert!(matches!(client.get::<String>("k"), Err(Error::Connect { .. })));
     /// // "10.0.0.1" is "10.0.0.1:11211" again.
     /// let twice = Client::builder().servers(["10.0.0.1:11211", "10.0.0.1"]).build();
-    /// assert!(matches!(twice, Err(Error::Config(ConfigError::InvalidAddress { .. }))));
+    /// let Err(Error::Config(ConfigError::DuplicateServer { address, first, server })) = twice else {
+    ///     panic!("a duplicate, not {twice:?}");
+    /// };
+    /// assert_eq!((address.as_str(), first.as_str()), ("10.0.0.1", "10.0.0.1:11211"));
+    /// assert_eq!(server, "10.0.0.1:11211"); // what both name
     /// # Ok::<(), nearfar::memcached::Error>(())
     /// ```
     pub fn build(self) -> Result<Client<C>> {
@@ -716,9 +721,14 @@ impl<C: Codec> ClientBuilder<C> {
             .map(|s| ServerSpec::parse(s))
             .collect::<std::result::Result<Vec<_>, _>>()?;
         for (i, spec) in specs.iter().enumerate() {
-            if specs[..i].iter().any(|other| other.label == spec.label) {
-                return Err(ConfigError::InvalidAddress {
+            if let Some(first) = specs[..i]
+                .iter()
+                .position(|other| other.label == spec.label)
+            {
+                return Err(ConfigError::DuplicateServer {
                     address: self.servers[i].clone(),
+                    first: self.servers[first].clone(),
+                    server: spec.label.clone(),
                 }
                 .into());
             }

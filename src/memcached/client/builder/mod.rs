@@ -94,17 +94,18 @@ impl Default for ClientBuilder<DefaultCodec> {
 impl<C: Codec> ClientBuilder<C> {
     /// The servers, each `host:port`, `host:port:weight`, `[ipv6]:port`, or
     /// a unix socket path such as `/run/memcached.sock` (a path may end in
-    /// `:weight` too). A host without a port uses 11211. Replaces any
-    /// servers given before.
+    /// `:weight` too). A host without a port uses 11211. ASCII whitespace
+    /// around an address is ignored (whitespace within it is refused).
+    /// Replaces any servers given before.
     ///
     /// # Examples
     ///
     /// ```
     /// use nearfar::memcached::{Client, ConfigError, Error};
     ///
-    /// let from_config = "10.0.0.1, 10.0.0.2:11212:2, /run/memcached.sock";
+    /// let from_config = "10.0.0.1, 10.0.0.2:11212:2, /run/memcached.sock\n";
     /// let client = Client::builder()
-    ///     .servers(from_config.split(',').map(str::trim)) // " 10.0.0.2..." is refused
+    ///     .servers(from_config.split(',')) // " 10.0.0.2:11212:2" is "10.0.0.2:11212:2"
     ///     .build()?; // connects lazily: no server needs to be up yet
     /// assert_eq!(client.servers(), ["10.0.0.1:11211", "10.0.0.2:11212", "/run/memcached.sock"]);
     /// let none = Client::builder().servers(Vec::<String>::new()).build();

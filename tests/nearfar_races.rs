@@ -77,6 +77,7 @@ fn a_placeholder_removed_with_stale_on_remove_is_never_served() {
             .namespace("swr-placeholder")
             .stale_on_remove(Duration::from_secs(30))
             .lease_wait(Duration::from_secs(10))
+            .lease_ttl(Duration::from_secs(30))
             .build()
             .unwrap()
     };

@@ -281,8 +281,9 @@ where
     /// generation tag, it must fit memcached's 250 bytes)
     /// or holds spaces or control bytes, a zero `far_ttl`, `near_ttl`,
     /// `lease_ttl`, `lease_wait`, `generation_check`, `circuit_breaker` cooldown,
-    /// `fail_safe`, `fail_safe_backoff` or `loader_timeout`, a
-    /// `loader_timeout` without `fail_safe`, a `fallback` without `far`, a
+    /// `fail_safe`, `fail_safe_backoff` or `loader_timeout`, a `lease_wait`
+    /// not shorter than `lease_ttl`, a `loader_timeout` without
+    /// `fail_safe`, a `fallback` without `far`, a
     /// `refresh_ahead` threshold not strictly between 0 and 1, a zero
     /// `snapshot` period, or a `preload` file that is the snapshot's.
     ///
@@ -350,6 +351,15 @@ where
         // load for itself, deleting the others' placeholders.
         if self.lease_wait.is_zero() {
             return invalid("lease_wait", "a non-zero duration");
+        }
+        // A wait as long as the lease would outwait it: the placeholder
+        // lapses first, and a waiter then leases and loads while the holder
+        // may still be loading, so the wait asked for is never had.
+        if self.lease_wait >= self.lease_ttl {
+            return invalid(
+                "lease_wait",
+                "a wait shorter than lease_ttl (default 10 s): a waiter would outwait the lease itself",
+            );
         }
         if self.breaker.0 > 0 && self.breaker.1.is_zero() {
             return invalid("circuit_breaker", "a non-zero cooldown");

@@ -299,13 +299,13 @@ where
     /// # Examples
     ///
     /// ```
-    /// # async fn run() -> Result<(), nearfar::NearFarError> {
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// let cache = nearfar::AsyncNearFar::<String, u32>::builder().build()?;
     /// assert_eq!(cache.get("one").await, None);
     /// cache.insert("one".to_string(), 1).await;
     /// assert_eq!(cache.get("one").await, Some(1));
-    /// # Ok(())
-    /// # }
+    /// # Ok::<(), nearfar::NearFarError>(())
+    /// # }).unwrap();
     /// ```
     pub fn get<'a, Q>(&'a self, key: &Q) -> impl Future<Output = Option<V>> + Send + 'a
     where
@@ -341,11 +341,11 @@ where
     /// # Examples
     ///
     /// ```
-    /// # async fn run() -> Result<(), nearfar::NearFarError> {
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// let cache = nearfar::AsyncNearFar::<u32, u64>::builder().build()?;
     /// assert_eq!(cache.get_with(10, || async { 10 * 10 }).await, 100);
-    /// # Ok(())
-    /// # }
+    /// # Ok::<(), nearfar::NearFarError>(())
+    /// # }).unwrap();
     /// ```
     pub async fn get_with<F>(&self, key: K, load: impl FnOnce() -> F) -> V
     where
@@ -370,12 +370,12 @@ where
     /// # Examples
     ///
     /// ```
-    /// # async fn run() -> Result<(), nearfar::NearFarError> {
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// let cache = nearfar::AsyncNearFar::<String, u32>::builder().build()?;
     /// let ok = cache.try_get_with("7".to_string(), || async { "7".parse::<u32>() }).await;
     /// assert_eq!(ok.unwrap(), 7);
-    /// # Ok(())
-    /// # }
+    /// # Ok::<(), nearfar::NearFarError>(())
+    /// # }).unwrap();
     /// ```
     pub async fn try_get_with<E, F>(&self, key: K, load: impl FnOnce() -> F) -> Result<V, Arc<E>>
     where
@@ -437,7 +437,7 @@ where
     /// use nearfar::AsyncNearFar;
     ///
     /// # async fn fetch_rate(_: &str) -> f64 { 1.08 }
-    /// # async fn run() -> Result<(), nearfar::NearFarError> {
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// let rates: AsyncNearFar<String, f64> = AsyncNearFar::builder()
     ///     .near_ttl(Duration::from_secs(60))
     ///     .refresh_ahead(0.8)
@@ -446,8 +446,8 @@ where
     ///     .get_with_spawned("eur".to_string(), || async { fetch_rate("eur").await })
     ///     .await;
     /// assert_eq!(rate, 1.08);
-    /// # Ok(())
-    /// # }
+    /// # Ok::<(), nearfar::NearFarError>(())
+    /// # }).unwrap();
     /// ```
     pub async fn get_with_spawned<F>(&self, key: K, load: impl FnOnce() -> F) -> V
     where
@@ -478,14 +478,14 @@ where
     /// # Examples
     ///
     /// ```
-    /// # async fn run() -> Result<(), nearfar::NearFarError> {
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// let cache = nearfar::AsyncNearFar::<String, u32>::builder().build()?;
     /// let ok = cache
     ///     .try_get_with_spawned("7".to_string(), || async { "7".parse::<u32>() })
     ///     .await;
     /// assert_eq!(ok.unwrap(), 7);
-    /// # Ok(())
-    /// # }
+    /// # Ok::<(), nearfar::NearFarError>(())
+    /// # }).unwrap();
     /// ```
     pub async fn try_get_with_spawned<E, F>(
         &self,

@@ -163,9 +163,9 @@ fn a_lease_timeout_load_does_not_undo_a_removal() {
             .unwrap()
     };
     let (a, b, c) = (
-        mk(Duration::from_secs(10)),
+        mk(Duration::from_secs(5)),
         mk(100 * MS),
-        mk(Duration::from_secs(10)),
+        mk(Duration::from_secs(5)),
     );
     // a wins the lease and hangs; b waits out its lease_wait, takes the
     // lease over and loads.

@@ -363,3 +363,56 @@ fn a_client_outlives_the_runtime_its_connections_were_opened_on() {
     });
     assert_eq!(accepted.load(Ordering::SeqCst), 2, "a new connection");
 }
+
+#[test]
+fn a_connection_ended_before_its_first_reply_asks_about_tls() {
+    // What a plain client sees of memcached serving TLS (`-Z`): its new
+    // connection dropped at the first request. Then a connection that
+    // answered once and dies under the next request: no such question.
+    let (addr, accepted) = fake_server(|n, stream| {
+        let Ok(mut writer) = stream.try_clone() else {
+            return;
+        };
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        if reader.read_line(&mut line).is_ok_and(|read| read > 0) && n % 2 == 1 {
+            let _ = writer.write_all(good_reply(&line).as_bytes());
+            line.clear();
+            let _ = reader.read_line(&mut line);
+        }
+    });
+    on_both_runtimes(|rt| {
+        let addr = addr.clone();
+        let accepted = Arc::clone(&accepted);
+        async move {
+            let before = accepted.load(Ordering::SeqCst);
+            let client = Client::builder()
+                .servers([addr])
+                .pool_size(1)
+                .build_async()
+                .unwrap();
+            let e = client.get::<String>("k").await.unwrap_err();
+            match &e {
+                Error::Io(io) => {
+                    assert_eq!(io.kind(), std::io::ErrorKind::UnexpectedEof, "{rt}: {e}");
+                }
+                other => panic!("{rt}: expected an I/O error, got {other:?}"),
+            }
+            let message = e.to_string();
+            assert!(
+                message.contains("is the server expecting TLS?"),
+                "{rt}: {message}"
+            );
+            assert!(e.is_retryable(), "{rt}");
+
+            assert_eq!(
+                client.get::<String>("k").await.unwrap().as_deref(),
+                Some("k")
+            );
+            let e = client.incr("n", 1).await.unwrap_err(); // not sent again
+            assert!(matches!(&e, Error::Io(_)), "{rt}: {e:?}");
+            assert!(!e.to_string().contains("TLS"), "{rt}: {e}");
+            assert_eq!(accepted.load(Ordering::SeqCst), before + 2, "{rt}");
+        }
+    });
+}

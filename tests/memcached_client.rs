@@ -527,3 +527,33 @@ fn unix_socket_server() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(result.unwrap().as_deref(), Some("over a unix socket"));
 }
+
+#[test]
+fn addresses_split_from_a_list_keep_their_spaces_and_work() {
+    // A comma-separated setting, split as it comes: spaces after the commas,
+    // a newline at the end.
+    let (a, b) = (Memcached::start(), Memcached::start());
+    let setting = format!("{}, {} \n", a.addr(), b.addr());
+    let c = Client::builder()
+        .servers(setting.split(','))
+        .build()
+        .unwrap();
+    assert_eq!(c.servers(), [a.addr(), b.addr()]);
+    for i in 0..20 {
+        c.set(&format!("k{i}"), &i, MINUTE).unwrap();
+    }
+    for i in 0..20 {
+        assert_eq!(c.get::<i32>(&format!("k{i}")).unwrap(), Some(i));
+    }
+    let per_server: Vec<u64> = c
+        .stats()
+        .unwrap()
+        .iter()
+        .map(|(_, stats)| stats["curr_items"].parse().unwrap())
+        .collect();
+    assert_eq!(per_server.iter().sum::<u64>(), 20, "{per_server:?}");
+    assert!(
+        per_server.iter().all(|&n| n > 0),
+        "both used: {per_server:?}"
+    );
+}

@@ -558,3 +558,42 @@ fn server_at_its_connection_limit_is_a_retryable_connect_failure() {
     assert_eq!(answered, Some(None), "the server never came back");
     assert!(!c.is_marked_dead(&mc.addr()));
 }
+
+#[test]
+fn a_connection_ended_before_its_first_reply_asks_about_tls() {
+    // What a plain client sees of memcached serving TLS (`-Z`): its new
+    // connection dropped at the first request. Then a connection that
+    // answered once and dies under the next request: no such question.
+    let ok: &[u8] = b"VA 2 f16 O1\r\nok\r\n";
+    let (addr, accepted) =
+        scripted_server(vec![vec![Step::Close], vec![Step::Reply(ok), Step::Close]]);
+    let c = Client::builder()
+        .servers([addr.as_str()])
+        .pool_size(1)
+        .build()
+        .unwrap();
+    let e = c.get::<String>("k").unwrap_err();
+    match &e {
+        Error::Io(io) => assert_eq!(io.kind(), std::io::ErrorKind::UnexpectedEof, "{e}"),
+        other => panic!("expected an I/O error, got {other:?}"),
+    }
+    let message = e.to_string();
+    assert!(
+        message.contains("is the server expecting TLS?"),
+        "{message}"
+    );
+    assert!(
+        message.contains("server closed the connection"),
+        "{message}"
+    );
+    assert!(
+        e.is_retryable(),
+        "still a transient failure as far as anyone knows"
+    );
+
+    assert_eq!(c.get::<String>("k").unwrap().as_deref(), Some("ok"));
+    let e = c.incr("n", 1).unwrap_err(); // not idempotent: not sent again
+    assert!(matches!(&e, Error::Io(_)), "{e:?}");
+    assert!(!e.to_string().contains("TLS"), "{e}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}

@@ -87,7 +87,7 @@ fn a_hung_lease_holder_is_taken_over_after_lease_wait() {
             .build()
             .unwrap()
     };
-    let (a, b) = (mk(Duration::from_secs(10)), mk(300 * MS));
+    let (a, b) = (mk(Duration::from_secs(5)), mk(300 * MS));
     let (go_tx, holder) = blocked_load(a, "slow", "from a");
     let start = Instant::now();
     assert_eq!(b.get_with(k("slow"), || k("from b")), "from b");

@@ -77,6 +77,7 @@ fn a_placeholder_removed_with_stale_on_remove_is_never_served() {
             .namespace("swr-placeholder")
             .stale_on_remove(Duration::from_secs(30))
             .lease_wait(Duration::from_secs(10))
+            .lease_ttl(Duration::from_secs(30))
             .build()
             .unwrap()
     };
@@ -162,9 +163,9 @@ fn a_lease_timeout_load_does_not_undo_a_removal() {
             .unwrap()
     };
     let (a, b, c) = (
-        mk(Duration::from_secs(10)),
+        mk(Duration::from_secs(5)),
         mk(100 * MS),
-        mk(Duration::from_secs(10)),
+        mk(Duration::from_secs(5)),
     );
     // a wins the lease and hangs; b waits out its lease_wait, takes the
     // lease over and loads.

@@ -29,6 +29,7 @@ fn instance(mc: &Memcached) -> NearFar<String, String> {
         .far(client)
         .namespace("stampede")
         .lease_wait(Duration::from_secs(10))
+        .lease_ttl(Duration::from_secs(30))
         .build()
         .expect("NearFar")
 }

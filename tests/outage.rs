@@ -499,6 +499,7 @@ fn a_lease_wait_runs_on_the_injected_clock() {
         .far(client(&[mc.addr()]))
         .namespace("mock")
         .lease_wait(Duration::from_secs(10))
+        .lease_ttl(Duration::from_secs(60)) // as the holder's lease below
         .clock(clock.clone())
         .build()
         .unwrap();

@@ -47,11 +47,14 @@ impl ServerSpec {
     }
 
     /// Parses `host[:port[:weight]]`, `[v6addr][:port[:weight]]`, or a unix
-    /// socket path (starting with `/`, optionally followed by `:weight`).
-    pub(crate) fn parse(text: &str) -> std::result::Result<ServerSpec, ConfigError> {
+    /// socket path (starting with `/`, optionally followed by `:weight`),
+    /// with any ASCII whitespace around it (a list split at its commas)
+    /// left out.
+    pub(crate) fn parse(given: &str) -> std::result::Result<ServerSpec, ConfigError> {
         let invalid = || ConfigError::InvalidAddress {
-            address: text.to_owned(),
+            address: given.to_owned(),
         };
+        let text = given.trim_matches(|c: char| c.is_ascii_whitespace());
         let parse_weight = |w: &str| match w.parse::<u32>() {
             Ok(weight) if weight > 0 => Ok(weight),
             _ => Err(invalid()),
@@ -60,8 +63,9 @@ impl ServerSpec {
             Ok(port) if port > 0 && p.bytes().all(|b| b.is_ascii_digit()) => Ok(port),
             _ => Err(invalid()),
         };
-        let text_trimmed = text.trim();
-        if text_trimmed.is_empty() || text_trimmed != text {
+        // Other whitespace around it (a no-break space) is more likely a
+        // paste gone wrong than a name: refused, as spaces within it are.
+        if text.is_empty() || text.trim() != text {
             return Err(invalid());
         }
         if text.starts_with('/') {
@@ -168,10 +172,43 @@ mod tests {
     }
 
     #[test]
+    fn ignores_ascii_whitespace_around_addresses() {
+        assert_eq!(
+            tcp(" 127.0.0.1:11211 "),
+            ("127.0.0.1".into(), 11211, "127.0.0.1:11211".into(), 1)
+        );
+        assert_eq!(
+            tcp("\t cache-1:11212:3\r\n"),
+            ("cache-1".into(), 11212, "cache-1:11212".into(), 3)
+        );
+        assert_eq!(tcp(" [::1]:9 "), ("::1".into(), 9, "[::1]:9".into(), 1));
+        let unix = ServerSpec::parse("  /run/mc.sock:4\n").unwrap();
+        assert_eq!(unix.address, Address::Unix("/run/mc.sock".into()));
+        assert_eq!((unix.label.as_str(), unix.weight), ("/run/mc.sock", 4));
+        // Only around it: within, and other whitespace around it, is refused,
+        // and the error shows the address as given.
+        for bad in [
+            " ",
+            "\t\n",
+            " host :1",
+            "host: 1",
+            "\u{a0}host:1",
+            "host:1\u{2003}",
+        ] {
+            assert_eq!(
+                ServerSpec::parse(bad),
+                Err(ConfigError::InvalidAddress {
+                    address: bad.to_owned()
+                }),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
     fn refuses_bad_addresses() {
         for bad in [
             "",
-            " host:1",
             "host:",
             "host:0",
             "host:70000",

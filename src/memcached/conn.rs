@@ -48,7 +48,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use super::address::{Address, ServerSpec};
-use super::error::{Error, Result};
+use super::error::{Error, Result, before_first_reply};
 use super::exchange::{Exchange, Framed, Framer, MetaRequest, Tags};
 use super::protocol::{MetaStatus, ProtocolError, Reply, parse_reply};
 
@@ -195,6 +195,17 @@ pub(crate) struct ConnConfig {
     pub(crate) tls: Option<super::tls::Tls>,
 }
 
+impl ConnConfig {
+    /// Whether connections run TLS (never without feature `tls`).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+}
+
 /// One open connection.
 pub(crate) struct Conn {
     stream: Stream,
@@ -224,6 +235,8 @@ pub(crate) struct Conn {
     tags: Tags,
     /// The opaque token of the next meta command sent on this connection.
     next_opaque: u32,
+    /// Whether the server has sent a byte on this connection yet.
+    answered: bool,
 }
 
 /// A connection back in use within this time of its last request skips the
@@ -342,6 +355,7 @@ impl Conn {
             idle_since: Instant::now(),
             tags: Tags::default(),
             next_opaque: 1,
+            answered: false,
         })
     }
 
@@ -443,10 +457,23 @@ impl Conn {
                     self.stream.set_write_timeout(remaining)?;
                     self.write_timeout = remaining;
                 }
-                Err(e) => return Err(io_error(e)),
+                Err(e) => return Err(self.failed(e)),
             }
         }
         Ok(())
+    }
+
+    /// The error for a read or write that failed with `e`: a socket
+    /// timeout is [`Error::Timeout`]; a plain TCP connection ended before
+    /// the server's first byte gets the hint of [`before_first_reply`].
+    fn failed(&self, e: io::Error) -> Error {
+        if is_timeout(&e) {
+            Error::Timeout
+        } else if !self.answered && matches!(self.stream, Stream::Tcp(_)) {
+            Error::Io(before_first_reply(e))
+        } else {
+            Error::Io(e)
+        }
     }
 
     /// Shrinks buffers that a large request or reply grew past what is
@@ -583,12 +610,13 @@ impl Conn {
             }
             match self.stream.read(&mut self.rbuf[self.filled..]) {
                 Ok(0) => {
-                    return Err(Error::Io(io::Error::new(
+                    return Err(self.failed(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         "server closed the connection",
                     )));
                 }
                 Ok(n) => {
+                    self.answered = true;
                     self.filled += n;
                     self.progressed();
                     return Ok(());
@@ -601,7 +629,7 @@ impl Conn {
                     self.stream.set_read_timeout(remaining)?;
                     self.read_timeout = remaining;
                 }
-                Err(e) => return Err(io_error(e)),
+                Err(e) => return Err(self.failed(e)),
             }
         }
     }
@@ -644,15 +672,6 @@ fn is_timeout(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
     )
-}
-
-/// Maps a socket timeout to [`Error::Timeout`], anything else to [`Error::Io`].
-fn io_error(e: io::Error) -> Error {
-    if is_timeout(&e) {
-        Error::Timeout
-    } else {
-        Error::Io(e)
-    }
 }
 
 #[cfg(test)]

@@ -19,6 +19,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// Reading from or writing to the connection failed.
+    ///
+    /// A plain TCP connection that the server reset or closed before its
+    /// first reply (on the connection's first request) keeps the error's
+    /// kind (`ConnectionReset`, `UnexpectedEof`, ...) and says in its
+    /// message: "is the server expecting TLS?". memcached serving TLS
+    /// (`-Z`) drops a connection whose first bytes are not a TLS handshake,
+    /// and that is all a client without TLS sees of it; a server that
+    /// died or restarted just then looks the same, hence a question. Use
+    /// `ClientBuilder::tls` or `tls_ca_file` (feature `tls`) for such a
+    /// server.
     Io(io::Error),
     /// The server did not answer within the configured time.
     Timeout,
@@ -105,6 +115,18 @@ pub enum ConfigError {
         /// The address as given.
         address: String,
     },
+    /// Two addresses name the same server (`10.0.0.1` and
+    /// `10.0.0.1:11211`, say): each server is listed once, and given more
+    /// of the keys by a weight (`host:port:weight`).
+    DuplicateServer {
+        /// The later address, as given.
+        address: String,
+        /// The earlier address naming the same server, as given.
+        first: String,
+        /// The server both name, as the client shows it (`host:port`, or
+        /// the socket path).
+        server: String,
+    },
     /// A setting is out of its allowed range.
     InvalidSetting {
         /// The setting's name.
@@ -150,6 +172,16 @@ impl fmt::Display for ConfigError {
             ConfigError::InvalidAddress { address } => {
                 write!(f, "invalid server address {address:?}")
             }
+            ConfigError::DuplicateServer {
+                address,
+                first,
+                server,
+            } => write!(
+                f,
+                "server address {address:?} is a duplicate: {first:?} names the same server \
+                 ({server}); list each server once, with a weight (host:port:weight) to give \
+                 it more keys"
+            ),
             ConfigError::InvalidSetting { setting, expected } => {
                 write!(f, "invalid {setting}: expected {expected}")
             }
@@ -175,6 +207,43 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// An I/O error that ended a plain TCP connection before the server's
+/// first byte, as [`Error::Io`] describes: its kind kept, `e` its source,
+/// and the hint in its message. Other kinds (a timeout, a refused write)
+/// are returned as they are. Both drivers call it, each knowing whether
+/// its connection has been answered yet.
+pub(crate) fn before_first_reply(e: io::Error) -> io::Error {
+    match e.kind() {
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe
+        | io::ErrorKind::UnexpectedEof => io::Error::new(e.kind(), Unanswered(e)),
+        _ => e,
+    }
+}
+
+/// See [`before_first_reply`].
+#[derive(Debug)]
+struct Unanswered(io::Error);
+
+impl fmt::Display for Unanswered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}, before any reply on a new connection: is the server expecting TLS? \
+             (memcached started with -Z drops a connection whose first bytes are not \
+             a TLS handshake)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for Unanswered {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
 
 impl Error {
     /// The error for a reply the request being answered cannot accept.
@@ -406,6 +475,36 @@ mod tests {
             Error::Protocol(ProtocolError::UnexpectedReply { reply: "STORED" })
         ));
         assert!(e.drops_connection());
+    }
+
+    #[test]
+    fn a_connection_ended_before_any_reply_hints_at_tls() {
+        for kind in [
+            io::ErrorKind::ConnectionReset,
+            io::ErrorKind::ConnectionAborted,
+            io::ErrorKind::BrokenPipe,
+            io::ErrorKind::UnexpectedEof,
+        ] {
+            let e = Error::Io(before_first_reply(io::Error::new(kind, "gone")));
+            let Error::Io(io) = &e else { unreachable!() };
+            assert_eq!(io.kind(), kind);
+            let message = e.to_string();
+            assert!(
+                message.starts_with("memcached I/O error: gone, "),
+                "{message}"
+            );
+            assert!(
+                message.contains("is the server expecting TLS?"),
+                "{message}"
+            );
+            // As retryable as before, and the original error is its source.
+            assert!(e.is_retryable() && e.drops_connection());
+            let inner = io.get_ref().and_then(|inner| inner.source());
+            assert_eq!(inner.map(ToString::to_string).as_deref(), Some("gone"));
+        }
+        let refused = before_first_reply(io::Error::from(io::ErrorKind::PermissionDenied));
+        assert!(!refused.to_string().contains("TLS"), "{refused}");
+        assert!(refused.get_ref().is_none());
     }
 
     #[test]

@@ -271,6 +271,23 @@ where
 {
     /// A builder with the defaults listed on [`NearFarBuilder`]; its
     /// [`far`](NearFarBuilder::far) takes an [`AsyncClient`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nearfar::{AsyncNearFar, Cache, memcached::Client};
+    ///
+    /// // Neither builds connect, and neither needs a runtime.
+    /// let far = Client::builder().servers(["127.0.0.1:11211"]).build_async()?;
+    /// let users: AsyncNearFar<u64, String> = AsyncNearFar::builder()
+    ///     .near(Cache::builder().max_entries(10_000))
+    ///     .far(far)
+    ///     .namespace("users:v3")
+    ///     .near_ttl(Duration::from_secs(30))
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn builder() -> NearFarBuilder<K, V, AsyncClient> {
         NearFarBuilder::default()
     }
@@ -282,13 +299,13 @@ where
     /// # Examples
     ///
     /// ```
-    /// # async fn run() -> Result<(), nearfar::NearFarError> {
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// let cache = nearfar::AsyncNearFar::<String, u32>::builder().build()?;
     /// assert_eq!(cache.get("one").await, None);
     /// cache.insert("one".to_string(), 1).await;
     /// assert_eq!(cache.get("one").await, Some(1));
-    /// # Ok(())
-    /// # }
+    /// # Ok::<(), nearfar::NearFarError>(())
+    /// # }).unwrap();
     /// ```
     pub fn get<'a, Q>(&'a self, key: &Q) -> impl Future<Output = Option<V>> + Send + 'a
     where
@@ -324,11 +341,11 @@ where
     /// # Examples
     ///
     /// ```
-    /// # async fn run() -> Result<(), nearfar::NearFarError> {
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// let cache = nearfar::AsyncNearFar::<u32, u64>::builder().build()?;
     /// assert_eq!(cache.get_with(10, || async { 10 * 10 }).await, 100);
-    /// # Ok(())
-    /// # }
+    /// # Ok::<(), nearfar::NearFarError>(())
+    /// # }).unwrap();
     /// ```
     pub async fn get_with<F>(&self, key: K, load: impl FnOnce() -> F) -> V
     where
@@ -353,12 +370,12 @@ where
     /// # Examples
     ///
     /// ```
-    /// # async fn run() -> Result<(), nearfar::NearFarError> {
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// let cache = nearfar::AsyncNearFar::<String, u32>::builder().build()?;
     /// let ok = cache.try_get_with("7".to_string(), || async { "7".parse::<u32>() }).await;
     /// assert_eq!(ok.unwrap(), 7);
-    /// # Ok(())
-    /// # }
+    /// # Ok::<(), nearfar::NearFarError>(())
+    /// # }).unwrap();
     /// ```
     pub async fn try_get_with<E, F>(&self, key: K, load: impl FnOnce() -> F) -> Result<V, Arc<E>>
     where
@@ -420,7 +437,7 @@ where
     /// use nearfar::AsyncNearFar;
     ///
     /// # async fn fetch_rate(_: &str) -> f64 { 1.08 }
-    /// # async fn run() -> Result<(), nearfar::NearFarError> {
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// let rates: AsyncNearFar<String, f64> = AsyncNearFar::builder()
     ///     .near_ttl(Duration::from_secs(60))
     ///     .refresh_ahead(0.8)
@@ -429,8 +446,8 @@ where
     ///     .get_with_spawned("eur".to_string(), || async { fetch_rate("eur").await })
     ///     .await;
     /// assert_eq!(rate, 1.08);
-    /// # Ok(())
-    /// # }
+    /// # Ok::<(), nearfar::NearFarError>(())
+    /// # }).unwrap();
     /// ```
     pub async fn get_with_spawned<F>(&self, key: K, load: impl FnOnce() -> F) -> V
     where
@@ -461,14 +478,14 @@ where
     /// # Examples
     ///
     /// ```
-    /// # async fn run() -> Result<(), nearfar::NearFarError> {
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// let cache = nearfar::AsyncNearFar::<String, u32>::builder().build()?;
     /// let ok = cache
     ///     .try_get_with_spawned("7".to_string(), || async { "7".parse::<u32>() })
     ///     .await;
     /// assert_eq!(ok.unwrap(), 7);
-    /// # Ok(())
-    /// # }
+    /// # Ok::<(), nearfar::NearFarError>(())
+    /// # }).unwrap();
     /// ```
     pub async fn try_get_with_spawned<E, F>(
         &self,
@@ -546,17 +563,55 @@ where
 
     /// Stores `value` under `key` in both tiers. As
     /// [`NearFar::insert`](super::NearFar::insert).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let cache = nearfar::AsyncNearFar::<u8, String>::builder().build()?;
+    /// cache.insert(1, "one".into()).await;
+    /// assert_eq!(cache.get(&1).await.as_deref(), Some("one"));
+    /// # Ok::<(), nearfar::NearFarError>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn insert(&self, key: K, value: V) {
         self.inner.insert::<Tokio>(key, value).await;
     }
 
     /// Removes `key` from both tiers. As
     /// [`NearFar::remove`](super::NearFar::remove).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let cache = nearfar::AsyncNearFar::<u8, String>::builder().build()?;
+    /// cache.insert(1, "one".into()).await;
+    /// cache.remove(&1).await;
+    /// assert_eq!(cache.get(&1).await, None);
+    /// # Ok::<(), nearfar::NearFarError>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn remove(&self, key: &K) {
         self.inner.remove::<Tokio>(key).await;
     }
 
-    /// Drops this process's near copy of `key` only.
+    /// Drops this process's near copy of `key` only (the far tier keeps
+    /// it): the next read fetches it from memcached. As
+    /// [`NearFar::remove_near`](super::NearFar::remove_near).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Near only here, so the copy is all there is.
+    /// let cache = nearfar::AsyncNearFar::<u8, String>::builder().build()?;
+    /// cache.insert(1, "one".into()).await;
+    /// cache.remove_near(&1); // not async: nothing is sent
+    /// assert_eq!(cache.get(&1).await, None);
+    /// # Ok::<(), nearfar::NearFarError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn remove_near(&self, key: &K) {
         self.inner.near.drop_copy(key);
     }
@@ -597,17 +652,69 @@ where
 
     /// The memcached key used for `key`: see
     /// [`NearFar::far_key`](super::NearFar::far_key).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nearfar::{AsyncNearFar, memcached::Client};
+    ///
+    /// let far = Client::builder().servers(["127.0.0.1:11211"]).build_async()?;
+    /// let cache: AsyncNearFar<String, u32> =
+    ///     AsyncNearFar::builder().far(far).namespace("ns").build()?;
+    /// assert_eq!(cache.far_key(&"a".into()).as_deref(), Some("ns:a"));
+    /// let odd = cache.far_key(&"a b".into()).unwrap(); // a space: hashed
+    /// assert!(odd.starts_with("ns:#") && odd.len() == 3 + 33);
+    /// let near_only = AsyncNearFar::<String, u32>::builder().build()?;
+    /// assert_eq!(near_only.far_key(&"a".into()), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn far_key(&self, key: &K) -> Option<String> {
         self.inner.far_key(key)
     }
 
     /// Whether the circuit breaker is open. As
     /// [`NearFar::far_breaker_open`](super::NearFar::far_breaker_open).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nearfar::{AsyncNearFar, memcached::Client};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Nothing listens on port 1: every far request fails at once.
+    /// let far = Client::builder().servers(["127.0.0.1:1"]).build_async()?;
+    /// let cache: AsyncNearFar<u32, u32> = AsyncNearFar::builder()
+    ///     .far(far)
+    ///     .circuit_breaker(1, Duration::from_secs(30))
+    ///     .build()?;
+    /// assert!(!cache.far_breaker_open());
+    /// assert_eq!(cache.get_with(1, || async { 10 }).await, 10); // loaded here
+    /// assert!(cache.far_breaker_open()); // for 30 s, then until a probe succeeds
+    /// assert_eq!(cache.get_with(2, || async { 20 }).await, 20); // far skipped
+    /// assert_eq!(cache.stats().far_errors, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn far_breaker_open(&self) -> bool {
         self.inner.far_breaker_open()
     }
 
-    /// A snapshot of the counters.
+    /// A snapshot of the counters. As
+    /// [`NearFar::stats`](super::NearFar::stats).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let cache = nearfar::AsyncNearFar::<u8, u8>::builder().build()?;
+    /// cache.get_with(1, || async { 1 }).await;
+    /// cache.get(&1).await;
+    /// let s = cache.stats();
+    /// assert_eq!((s.loader_calls, s.near_hits), (1, 1));
+    /// # Ok::<(), nearfar::NearFarError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn stats(&self) -> NearFarStats {
         self.inner.stats()
     }

@@ -436,6 +436,35 @@ where
 
     /// Drops this process's near copy of `key` only (the far tier keeps
     /// it): the next read fetches it from memcached.
+    ///
+    /// # Examples
+    ///
+    /// A copy known to be out of date (another service changed the value in
+    /// memcached, say) is read again from memcached, without deleting it
+    /// there for every process:
+    ///
+    /// ```no_run
+    /// use nearfar::{NearFar, memcached::Client};
+    ///
+    /// let client = Client::builder().servers(["127.0.0.1:11211"]).build()?;
+    /// let users: NearFar<u64, String> = NearFar::builder().far(client).namespace("users").build()?;
+    /// users.insert(42, "Ada".into()); // in both tiers
+    /// users.remove_near(&42);
+    /// assert_eq!(users.get(&42).as_deref(), Some("Ada")); // from memcached
+    /// assert_eq!(users.stats().far_hits, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// Near only, the copy is all there is:
+    ///
+    /// ```
+    /// let cache: nearfar::NearFar<u8, String> = nearfar::NearFar::builder().build()?;
+    /// cache.insert(1, "one".into());
+    /// cache.remove_near(&1);
+    /// assert_eq!(cache.get(&1), None);
+    /// assert_eq!(cache.get_with(1, || "one again".into()), "one again");
+    /// # Ok::<(), nearfar::NearFarError>(())
+    /// ```
     pub fn remove_near(&self, key: &K) {
         self.inner.near.drop_copy(key);
     }
@@ -534,6 +563,34 @@ where
     /// Calls skip the far tier while it cools down; after the cooldown one
     /// call at a time is sent as a probe, and it stays open until a probe
     /// succeeds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nearfar::{Cache, MockClock, NearFar, memcached::Client};
+    ///
+    /// let clock = MockClock::new();
+    /// // Nothing listens on port 1: every far request fails at once.
+    /// let far = Client::builder().servers(["127.0.0.1:1"]).clock(clock.clone()).build()?;
+    /// let cache: NearFar<u32, u32> = NearFar::builder()
+    ///     .near(Cache::builder().max_entries(100).clock(clock.clone()))
+    ///     .far(far)
+    ///     .circuit_breaker(1, Duration::from_secs(30))
+    ///     .clock(clock.clone())
+    ///     .build()?;
+    /// assert!(!cache.far_breaker_open());
+    /// assert_eq!(cache.get_with(1, || 10), 10); // far fails: loaded here, breaker open
+    /// assert!(cache.far_breaker_open());
+    /// clock.advance(Duration::from_secs(30));
+    /// assert_eq!(cache.get_with(2, || 20), 20); // the probe fails too
+    /// assert!(cache.far_breaker_open(), "open until a probe succeeds");
+    /// assert_eq!(cache.stats().breaker_trips, 1);
+    ///
+    /// let near_only: NearFar<u32, u32> = NearFar::builder().build()?;
+    /// assert!(!near_only.far_breaker_open());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn far_breaker_open(&self) -> bool {
         self.inner.far_breaker_open()
     }

@@ -99,6 +99,65 @@ fn build_checks_settings() {
     );
 }
 
+#[test]
+fn a_lease_wait_that_outlasts_the_lease_is_refused() {
+    let build = |wait: u64, ttl: Option<u64>| {
+        let b = NearFar::<u8, u8>::builder().lease_wait(Duration::from_secs(wait));
+        match ttl {
+            Some(ttl) => b.lease_ttl(Duration::from_secs(ttl)),
+            None => b,
+        }
+        .build()
+    };
+    // Equal, longer, and longer than the default lease (10 s).
+    for (wait, ttl) in [(5, Some(5)), (6, Some(5)), (10, None), (30, None)] {
+        match build(wait, ttl) {
+            Err(
+                e @ Error::InvalidSetting {
+                    setting: "lease_wait",
+                    ..
+                },
+            ) => {
+                let message = e.to_string();
+                assert!(message.contains("shorter than lease_ttl"), "{message}");
+            }
+            other => panic!("wait {wait} s, lease {ttl:?}: {other:?}"),
+        }
+    }
+    assert!(build(4, Some(5)).is_ok());
+    assert!(build(9, None).is_ok());
+    assert!(build(25, Some(30)).is_ok());
+}
+
+#[test]
+fn a_fail_safe_backoff_without_fail_safe_is_refused() {
+    let alone = NearFar::<u8, u8>::builder()
+        .fail_safe_backoff(Duration::from_secs(30))
+        .build();
+    match alone {
+        Err(
+            e @ Error::InvalidSetting {
+                setting: "fail_safe_backoff",
+                ..
+            },
+        ) => assert!(e.to_string().contains("fail_safe too"), "{e}"),
+        other => panic!("expected fail_safe_backoff refused, got {other:?}"),
+    }
+    // With fail_safe, or left at its default without it: fine.
+    let with = NearFar::<u8, u8>::builder()
+        .fail_safe(Duration::from_secs(60))
+        .fail_safe_backoff(Duration::from_secs(30))
+        .build();
+    assert!(with.is_ok());
+    assert!(NearFar::<u8, u8>::builder().build().is_ok());
+    assert!(
+        NearFar::<u8, u8>::builder()
+            .fail_safe(Duration::from_secs(60))
+            .build()
+            .is_ok()
+    );
+}
+
 /// A client of a server that is not there: nothing listens on port 1, so
 /// every far call fails fast.
 fn unreachable_far() -> Client {

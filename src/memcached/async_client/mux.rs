@@ -53,9 +53,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Notify, oneshot};
 
 use super::connect::{Reader, Writer, open};
-use crate::memcached::address::ServerSpec;
+use crate::memcached::address::{Address, ServerSpec};
 use crate::memcached::conn::{ConnConfig, refuses_connection};
-use crate::memcached::error::{Error, Result};
+use crate::memcached::error::{Error, Result, before_first_reply};
 use crate::memcached::exchange::{Framed, Framer, Framing, MetaRequest, Tags};
 use crate::memcached::protocol::{MetaSpans, MetaStatus, ProtocolError, Reply, parse_reply};
 
@@ -152,6 +152,9 @@ impl Closed {
 struct Shared {
     /// The server's label, for errors.
     server: String,
+    /// Plain TCP (no TLS, no unix socket): ended before the server's
+    /// first byte, it gets the hint of [`before_first_reply`].
+    plain: bool,
     /// Requests written, oldest first, with when the oldest was sent.
     in_flight: Mutex<Queue>,
     /// Set once the connection is closed: new jobs fail at once.
@@ -200,6 +203,17 @@ impl Shared {
         self.outbox.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Why the connection closes after a read or write failed with `e`
+    /// (see [`Shared::plain`]).
+    fn failed(&self, e: io::Error) -> Closed {
+        let e = if self.plain && self.lock().last_read.is_none() {
+            before_first_reply(e)
+        } else {
+            e
+        };
+        Closed::Io(e.kind(), e.to_string())
+    }
+
     /// Closes the connection for `why` (once: the first reason stands) and
     /// fails every request in flight.
     fn close(&self, why: Closed) {
@@ -244,12 +258,18 @@ pub(crate) struct MuxConn {
 }
 
 impl MuxConn {
-    /// Opens a connection to `server` within the connect timeout, and
-    /// starts its writer and reader tasks on the current runtime.
-    pub(crate) async fn connect(server: &ServerSpec, config: &ConnConfig) -> Result<MuxConn> {
-        let (read, write) = open(server, config).await?;
+    /// Opens a connection to `server` within the connect timeout and by
+    /// the call's `deadline`, and starts its writer and reader tasks on
+    /// the current runtime.
+    pub(crate) async fn connect(
+        server: &ServerSpec,
+        config: &ConnConfig,
+        deadline: Instant,
+    ) -> Result<MuxConn> {
+        let (read, write) = open(server, config, deadline).await?;
         let shared = Arc::new(Shared {
             server: server.label.clone(),
+            plain: matches!(server.address, Address::Tcp { .. }) && !config.is_tls(),
             in_flight: Mutex::new(Queue::default()),
             closed: AtomicBool::new(false),
             closing: Notify::new(),
@@ -447,7 +467,7 @@ async fn write_loop(mut stream: Writer, shared: Arc<Shared>) {
         match unless_closed(&shared, write).await {
             Some(Ok(())) => {}
             Some(Err(e)) => {
-                shared.close(Closed::Io(e.kind(), e.to_string()));
+                shared.close(shared.failed(e));
                 break;
             }
             // Closed meanwhile (a stalled server): what it held has failed.
@@ -581,10 +601,10 @@ async fn read_loop(mut stream: Reader, shared: Arc<Shared>, config: ConnConfig) 
         buf.reserve(INITIAL_READ_BUF);
         match read_some(&mut stream, &mut buf, &shared, config.io_timeout).await {
             Ok(0) => {
-                break Closed::Io(
+                break shared.failed(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    "server closed the connection".into(),
-                );
+                    "server closed the connection",
+                ));
             }
             Ok(_) => {
                 let now = Instant::now();
@@ -651,7 +671,7 @@ async fn read_some(
                 Some(Ok(n)) => return Ok(n),
                 // Read again.
                 Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => break,
-                Some(Err(e)) => return Err(Closed::Io(e.kind(), e.to_string())),
+                Some(Err(e)) => return Err(shared.failed(e)),
                 // A deadline, a stall to check, or a new request's deadline.
                 None => {}
             }

@@ -70,15 +70,8 @@ impl MuxPool {
             // Opened by the request this one waited for: fresh.
             return Ok((conn, false));
         }
-        let timed_out = || Error::Connect {
-            server: self.spec.label.clone(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "request deadline reached while connecting",
-            ),
-        };
-        let connect = MuxConn::connect(&self.spec, &self.config);
-        let conn = Arc::new(within(deadline, connect, timed_out).await??);
+        // Bounded by the deadline there, each step with its own error.
+        let conn = Arc::new(MuxConn::connect(&self.spec, &self.config, deadline).await?);
         *slot.conn.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&conn));
         Ok((conn, false))
     }

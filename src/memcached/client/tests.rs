@@ -3,7 +3,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::*;
 use crate::memcached::core::batch::chunk_len;
 use crate::memcached::core::{KeyBuf, exptime_now};
-use crate::memcached::error::Error;
+use crate::memcached::error::{ConfigError, Error};
 use crate::memcached::protocol::KeyError;
 
 fn client(prefix: &str) -> Client {
@@ -77,6 +77,77 @@ fn build_refuses_bad_settings() {
         Client::builder()
             .servers(["h:1"])
             .max_item_size(MAX_ITEM_SIZE_LIMIT)
+            .build()
+            .is_ok()
+    );
+}
+
+#[test]
+fn a_zero_dead_timeout_is_refused() {
+    // A server marked dead would be due for its probe at once: every
+    // request would still go to it, and ejection would do nothing.
+    let zero = Client::builder()
+        .servers(["h:1"])
+        .dead_timeout(Duration::ZERO)
+        .build();
+    match zero {
+        Err(Error::Config(e @ ConfigError::InvalidSetting { setting, .. })) => {
+            assert_eq!(setting, "dead_timeout");
+            assert!(e.to_string().contains("non-zero"), "{e}");
+        }
+        other => panic!("expected dead_timeout refused, got {other:?}"),
+    }
+    let shortest = Client::builder()
+        .servers(["h:1"])
+        .dead_timeout(Duration::from_nanos(1))
+        .build();
+    assert!(shortest.is_ok(), "{shortest:?}");
+}
+
+#[test]
+fn a_server_listed_twice_is_reported_as_a_duplicate() {
+    let cases = [
+        (
+            &["10.0.0.1:11211", "10.0.0.2", "10.0.0.1"][..],
+            "10.0.0.1",
+            "10.0.0.1:11211",
+            "10.0.0.1:11211",
+        ),
+        (
+            &["[::1]", "[::1]:11211:3"][..],
+            "[::1]:11211:3",
+            "[::1]",
+            "[::1]:11211",
+        ),
+        (
+            &["/run/mc.sock", "/run/mc.sock:2"][..],
+            "/run/mc.sock:2",
+            "/run/mc.sock",
+            "/run/mc.sock",
+        ),
+    ];
+    for (servers, later, earlier, label) in cases {
+        let e = Client::builder().servers(servers).build().unwrap_err();
+        match &e {
+            Error::Config(ConfigError::DuplicateServer {
+                address,
+                first,
+                server,
+            }) => assert_eq!(
+                (address.as_str(), first.as_str(), server.as_str()),
+                (later, earlier, label)
+            ),
+            other => panic!("{servers:?}: expected a duplicate, got {other:?}"),
+        }
+        let message = e.to_string();
+        assert!(message.contains("duplicate"), "{message}");
+        assert!(message.contains(&format!("{later:?}")), "{message}");
+        assert!(!e.is_retryable());
+    }
+    // Distinct servers on one host are not duplicates.
+    assert!(
+        Client::builder()
+            .servers(["h:1", "h:2", "h"])
             .build()
             .is_ok()
     );

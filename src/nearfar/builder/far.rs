@@ -247,7 +247,8 @@ impl<K, V, Cl> NearFarBuilder<K, V, Cl> {
     }
 
     /// How long a caller that lost the lease polls memcached for the
-    /// winner's value (default 1 s).
+    /// winner's value (default 1 s). Shorter than
+    /// [`lease_ttl`](Self::lease_ttl) (default 10 s), which `build` checks.
     ///
     /// A lease older than this is taken to be abandoned: the first caller
     /// to find it so deletes the placeholder by its CAS (never a value
@@ -298,7 +299,23 @@ impl<K, V, Cl> NearFarBuilder<K, V, Cl> {
     /// ```
     ///
     /// `build` refuses a zero wait: every process would take over every
-    /// lease at once, and load for itself.
+    /// lease at once, and load for itself. It refuses a wait as long as
+    /// [`lease_ttl`](Self::lease_ttl) or longer too: the lease would lapse
+    /// first, and a waiter would then lease and load while the holder may
+    /// still be loading; raise `lease_ttl` with it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nearfar::{NearFar, NearFarError};
+    ///
+    /// let long = NearFar::<u32, String>::builder().lease_wait(Duration::from_secs(10)).build();
+    /// assert!(matches!(long, Err(NearFarError::InvalidSetting { setting: "lease_wait", .. })));
+    /// let both = NearFar::<u32, String>::builder()
+    ///     .lease_wait(Duration::from_secs(10))
+    ///     .lease_ttl(Duration::from_secs(30))
+    ///     .build();
+    /// assert!(both.is_ok());
+    /// ```
     pub fn lease_wait(mut self, wait: Duration) -> Self {
         self.lease_wait = wait;
         self

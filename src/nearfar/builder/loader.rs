@@ -54,6 +54,9 @@ impl<K, V, Cl> NearFarBuilder<K, V, Cl> {
     /// How long a value served by the [`fail_safe`](Self::fail_safe) is
     /// kept near before the loader is tried again (default 5 s).
     ///
+    /// `build` refuses it without [`fail_safe`](Self::fail_safe): there
+    /// would be no value served to back off with.
+    ///
     /// # Examples
     ///
     /// ```
@@ -84,12 +87,12 @@ impl<K, V, Cl> NearFarBuilder<K, V, Cl> {
     /// assert_eq!(cache.try_get_with("price", down), Ok(7));
     /// assert_eq!(tries.get(), 2, "tried once per backoff");
     ///
-    /// let zero = NearFar::<&str, u32>::builder().fail_safe_backoff(Duration::ZERO).build();
-    /// assert!(matches!(zero, Err(NearFarError::InvalidSetting { setting: "fail_safe_backoff", .. })));
+    /// let alone = NearFar::<&str, u32>::builder().fail_safe_backoff(Duration::from_secs(10)).build();
+    /// assert!(matches!(alone, Err(NearFarError::InvalidSetting { setting: "fail_safe_backoff", .. })));
     /// # Ok::<(), NearFarError>(())
     /// ```
     pub fn fail_safe_backoff(mut self, backoff: Duration) -> Self {
-        self.fail_safe_backoff = backoff;
+        self.fail_safe_backoff = Some(backoff);
         self
     }
 

@@ -25,6 +25,10 @@ use crate::memcached::health::Circuit;
 use crate::memcached::{self, Client};
 use crate::{Cache, CacheBuilder, Clock};
 
+/// How long a value served by the fail-safe is kept near, unless
+/// [`NearFarBuilder::fail_safe_backoff`] says otherwise.
+const DEFAULT_FAIL_SAFE_BACKOFF: Duration = Duration::from_secs(5);
+
 /// Why a [`NearFarBuilder`] could not build.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -108,7 +112,9 @@ pub struct NearFarBuilder<K, V, Cl = Client> {
     generation_check: Option<Duration>,
     breaker: (u32, Duration),
     fail_safe: Option<Duration>,
-    fail_safe_backoff: Duration,
+    /// `None` until set: the default applies, and `build` can tell a
+    /// backoff set without `fail_safe` (which would do nothing).
+    fail_safe_backoff: Option<Duration>,
     loader_timeout: Option<Duration>,
     refresh_ahead: Option<f64>,
     files: Files<K, V>,
@@ -159,7 +165,7 @@ impl<K, V, Cl> Default for NearFarBuilder<K, V, Cl> {
             generation_check: None,
             breaker: (5, Duration::from_secs(1)),
             fail_safe: None,
-            fail_safe_backoff: Duration::from_secs(5),
+            fail_safe_backoff: None,
             loader_timeout: None,
             refresh_ahead: None,
             files: Files::default(),
@@ -281,8 +287,9 @@ where
     /// generation tag, it must fit memcached's 250 bytes)
     /// or holds spaces or control bytes, a zero `far_ttl`, `near_ttl`,
     /// `lease_ttl`, `lease_wait`, `generation_check`, `circuit_breaker` cooldown,
-    /// `fail_safe`, `fail_safe_backoff` or `loader_timeout`, a
-    /// `loader_timeout` without `fail_safe`, a `fallback` without `far`, a
+    /// `fail_safe`, `fail_safe_backoff` or `loader_timeout`, a `lease_wait`
+    /// not shorter than `lease_ttl`, a `loader_timeout` or
+    /// `fail_safe_backoff` without `fail_safe`, a `fallback` without `far`, a
     /// `refresh_ahead` threshold not strictly between 0 and 1, a zero
     /// `snapshot` period, or a `preload` file that is the snapshot's.
     ///
@@ -351,6 +358,15 @@ where
         if self.lease_wait.is_zero() {
             return invalid("lease_wait", "a non-zero duration");
         }
+        // A wait as long as the lease would outwait it: the placeholder
+        // lapses first, and a waiter then leases and loads while the holder
+        // may still be loading, so the wait asked for is never had.
+        if self.lease_wait >= self.lease_ttl {
+            return invalid(
+                "lease_wait",
+                "a wait shorter than lease_ttl (default 10 s): a waiter would outwait the lease itself",
+            );
+        }
         if self.breaker.0 > 0 && self.breaker.1.is_zero() {
             return invalid("circuit_breaker", "a non-zero cooldown");
         }
@@ -360,7 +376,7 @@ where
         if self.fail_safe.is_some_and(|d| d.is_zero()) {
             return invalid("fail_safe", "a non-zero duration");
         }
-        if self.fail_safe_backoff.is_zero() {
+        if self.fail_safe_backoff.is_some_and(|d| d.is_zero()) {
             return invalid("fail_safe_backoff", "a non-zero duration");
         }
         if self.loader_timeout.is_some_and(|d| d.is_zero()) {
@@ -369,6 +385,12 @@ where
         // Settings that would otherwise do nothing, silently.
         if self.loader_timeout.is_some() && self.fail_safe.is_none() {
             return invalid("loader_timeout", "fail_safe too (it serves the last value)");
+        }
+        if self.fail_safe_backoff.is_some() && self.fail_safe.is_none() {
+            return invalid(
+                "fail_safe_backoff",
+                "fail_safe too (the backoff is how long its last value is served)",
+            );
         }
         if self.fallback.is_some() && self.far.is_none() {
             return invalid("fallback", "a far tier too (the pool it falls back from)");
@@ -384,7 +406,7 @@ where
         }
         let fail_safe = self.fail_safe.map(|max_stale| FailSafe {
             max_stale: nanos(max_stale),
-            backoff: self.fail_safe_backoff,
+            backoff: self.fail_safe_backoff.unwrap_or(DEFAULT_FAIL_SAFE_BACKOFF),
             loader_timeout: self.loader_timeout,
         });
         let (threshold, cooldown) = self.breaker;

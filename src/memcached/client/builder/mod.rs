@@ -94,17 +94,18 @@ impl Default for ClientBuilder<DefaultCodec> {
 impl<C: Codec> ClientBuilder<C> {
     /// The servers, each `host:port`, `host:port:weight`, `[ipv6]:port`, or
     /// a unix socket path such as `/run/memcached.sock` (a path may end in
-    /// `:weight` too). A host without a port uses 11211. Replaces any
-    /// servers given before.
+    /// `:weight` too). A host without a port uses 11211. ASCII whitespace
+    /// around an address is ignored (whitespace within it is refused).
+    /// Replaces any servers given before.
     ///
     /// # Examples
     ///
     /// ```
     /// use nearfar::memcached::{Client, ConfigError, Error};
     ///
-    /// let from_config = "10.0.0.1, 10.0.0.2:11212:2, /run/memcached.sock";
+    /// let from_config = "10.0.0.1, 10.0.0.2:11212:2, /run/memcached.sock\n";
     /// let client = Client::builder()
-    ///     .servers(from_config.split(',').map(str::trim)) // " 10.0.0.2..." is refused
+    ///     .servers(from_config.split(',')) // " 10.0.0.2:11212:2" is "10.0.0.2:11212:2"
     ///     .build()?; // connects lazily: no server needs to be up yet
     /// assert_eq!(client.servers(), ["10.0.0.1:11211", "10.0.0.2:11212", "/run/memcached.sock"]);
     /// let none = Client::builder().servers(Vec::<String>::new()).build();
@@ -382,12 +383,15 @@ impl<C: Codec> ClientBuilder<C> {
     /// does not answer holds the probing call up to the
     /// [connect timeout](Self::connect_timeout)).
     ///
+    /// `build` refuses zero: every request would find a dead server due for
+    /// its probe at once, so it would never be left out.
+    ///
     /// # Examples
     ///
     /// ```
     /// use std::time::Duration;
     /// use nearfar::MockClock;
-    /// use nearfar::memcached::Client;
+    /// use nearfar::memcached::{Client, ConfigError, Error};
     ///
     /// let (down, up) = ("/nonexistent/memcached.sock", "10.0.0.2:11211");
     /// let clock = MockClock::new();
@@ -402,6 +406,12 @@ impl<C: Codec> ClientBuilder<C> {
     /// assert_eq!(client.server_for("user:42")?, up); // its keys go to the next live server
     /// clock.advance(Duration::from_secs(10));
     /// assert_eq!(client.server_for("user:42")?, down); // due for a probe
+    ///
+    /// let zero = Client::builder().servers([up]).dead_timeout(Duration::ZERO).build();
+    /// assert!(matches!(
+    ///     zero,
+    ///     Err(Error::Config(ConfigError::InvalidSetting { setting: "dead_timeout", .. }))
+    /// ));
     /// # Ok::<(), nearfar::memcached::Error>(())
     /// ```
     pub fn dead_timeout(mut self, timeout: Duration) -> Self {
@@ -576,9 +586,11 @@ impl<C: Codec> ClientBuilder<C> {
     ///
     /// [`Error::Config`], not retryable, with [`ConfigError::NoServers`]
     /// when no server is given; [`ConfigError::InvalidAddress`] when an
-    /// address does not parse or names a server given before;
+    /// address does not parse; [`ConfigError::DuplicateServer`] when it
+    /// names a server given before;
     /// [`ConfigError::InvalidSetting`] (naming the setting) for a zero pool
-    /// size, connect, I/O, request or pool timeout, or retry count, an item
+    /// size, connect, I/O, request or pool timeout, retry count or dead
+    /// timeout, an item
     /// size of 0 or over 1 GiB, or a key prefix that is not a valid key part
     /// under 250 bytes. With TLS (feature `tls`): `TlsCaFile` when the CA
     /// file cannot be used, `TlsServerName` when a server name cannot be
@@ -595,7 +607,11 @@ impl<C: Codec> ClientBuilder<C> {
     /// assert!(matches!(client.get::<String>("k"), Err(Error::Connect { .. })));
     /// // "10.0.0.1" is "10.0.0.1:11211" again.
     /// let twice = Client::builder().servers(["10.0.0.1:11211", "10.0.0.1"]).build();
-    /// assert!(matches!(twice, Err(Error::Config(ConfigError::InvalidAddress { .. }))));
+    /// let Err(Error::Config(ConfigError::DuplicateServer { address, first, server })) = twice else {
+    ///     panic!("a duplicate, not {twice:?}");
+    /// };
+    /// assert_eq!((address.as_str(), first.as_str()), ("10.0.0.1", "10.0.0.1:11211"));
+    /// assert_eq!(server, "10.0.0.1:11211"); // what both name
     /// # Ok::<(), nearfar::memcached::Error>(())
     /// ```
     pub fn build(self) -> Result<Client<C>> {
@@ -684,6 +700,10 @@ impl<C: Codec> ClientBuilder<C> {
         if self.retry_attempts == 0 {
             return invalid("retry_attempts", "at least 1");
         }
+        // Zero: a dead server's probe is due at once, for every request.
+        if self.dead_timeout.is_zero() {
+            return invalid("dead_timeout", "a non-zero duration");
+        }
         if self.max_item_size == 0 || self.max_item_size > MAX_ITEM_SIZE_LIMIT {
             return invalid("max_item_size", "between 1 byte and 1 GiB");
         }
@@ -702,9 +722,14 @@ impl<C: Codec> ClientBuilder<C> {
             .map(|s| ServerSpec::parse(s))
             .collect::<std::result::Result<Vec<_>, _>>()?;
         for (i, spec) in specs.iter().enumerate() {
-            if specs[..i].iter().any(|other| other.label == spec.label) {
-                return Err(ConfigError::InvalidAddress {
+            if let Some(first) = specs[..i]
+                .iter()
+                .position(|other| other.label == spec.label)
+            {
+                return Err(ConfigError::DuplicateServer {
                     address: self.servers[i].clone(),
+                    first: self.servers[first].clone(),
+                    server: spec.label.clone(),
                 }
                 .into());
             }

@@ -27,6 +27,12 @@ impl<C: Codec> ClientBuilder<C> {
     /// [`Error::Tls`](crate::memcached::Error::Tls), which names the server, is not retryable, and does
     /// not eject the server: every request to it reports it.
     ///
+    /// The other way round, a client without TLS on a port that serves
+    /// only TLS, memcached drops the connection at the first request: a
+    /// retryable [`Error::Io`](crate::memcached::Error::Io) whose message
+    /// asks "is the server expecting TLS?" (it cannot be told for certain
+    /// from a server that died just then).
+    ///
     /// `build` refuses a unix socket server with TLS
     /// ([`ConfigError::TlsUnixSocket`](crate::memcached::ConfigError::TlsUnixSocket)): memcached serves its unix sockets
     /// without TLS even with `-Z`, and the client does not fall back to the

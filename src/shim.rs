@@ -25,3 +25,10 @@ pub(crate) use std::thread::{ThreadId, current as current_thread};
 pub(crate) use shuttle::thread::yield_now;
 #[cfg(not(shuttle))]
 pub(crate) use std::thread::yield_now;
+
+/// Thread-locals: under shuttle, one per shuttle thread (they share one OS
+/// thread, where std's would be shared too).
+#[cfg(shuttle)]
+pub(crate) use shuttle::thread_local;
+#[cfg(not(shuttle))]
+pub(crate) use std::thread_local;

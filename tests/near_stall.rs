@@ -98,8 +98,9 @@ fn a_stalled_listener_costs_about_a_slot_per_insert() {
     assert_eq!(cache.len(), CAPACITY as usize);
     // A slot of a u64 -> u64 cache is a few dozen bytes, and the slab grows
     // in chunks that double (so up to twice what is used). Allow 200 bytes
-    // an insert: a hand-over to the epoch per insert costs ~2 KiB each (a
-    // sealed bag of crossbeam's), which is what this guards against.
+    // an insert: a hand-over to the epoch per insert cost ~2 KiB each when
+    // the epoch was crossbeam-epoch's (a sealed bag), which is what this
+    // guards against.
     let per_insert = grown as f64 / INSERTS as f64;
     eprintln!("{per_insert:.0} bytes held per insert while stalled");
     assert!(

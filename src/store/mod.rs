@@ -16,9 +16,11 @@
 //! * `stats` — always-on counters;
 //! * `metrics` — the cache's name, and its counters published to the
 //!   `metrics` facade (feature `metrics`);
-//! * `local` — the per-thread epoch handle and stats stripe.
+//! * `epoch` — epoch-based reclamation of nearfar's own: pins, retired work;
+//! * `local` — the per-thread epoch record and stats stripe.
 
 mod builder;
+mod epoch;
 mod export;
 mod index;
 mod iter;

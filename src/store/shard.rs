@@ -23,9 +23,8 @@ use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 use std::sync::{Arc, PoisonError};
 
-use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned};
-
 use super::RemovalCause;
+use super::epoch::{self, Deferred, Guard};
 use super::index::Index;
 use super::loader::Load;
 use super::local;
@@ -33,7 +32,7 @@ use super::lru::{Lru, MAX_INDEX, UseCounts};
 use super::slab::{LIVE, Mailbox, NIL, Slab, Slot, has_drop_glue};
 use super::stats::{WriteCounters, bump};
 use super::ttl::{TimeSource, is_expired};
-use crate::shim::{AtomicU32, Mutex, MutexGuard, Ordering, fence};
+use crate::shim::{AtomicPtr, AtomicU32, Mutex, MutexGuard, Ordering, fence};
 pub(crate) use export::Restored;
 use retired::MemoryBound;
 use unlink::Ghost;
@@ -174,7 +173,9 @@ pub(crate) enum Try {
 /// line, and nothing writers touch on each insert sits in it.
 #[repr(C, align(128))]
 pub(crate) struct Shard<K, V> {
-    table: Atomic<Index>,
+    /// The current index: never null; replaced only under the lock, the
+    /// old one retired through the epoch.
+    table: AtomicPtr<Index>,
     move_seq: AtomicU32,
     pub(crate) slab: Slab<K, V>,
     mailbox: Arc<Mailbox>,
@@ -230,7 +231,7 @@ impl<K, V> Shard<K, V> {
         let slab = Slab::new(expected.saturating_add(expected / 16 + 16));
         let first_chunk = slab.first_chunk_len();
         Shard {
-            table: Atomic::new(index),
+            table: AtomicPtr::new(Box::into_raw(Box::new(index))),
             move_seq: AtomicU32::new(0),
             first_chunk,
             first_room,
@@ -291,17 +292,19 @@ impl<K, V> Shard<K, V> {
     /// shard lock is held (writers may pass `epoch::unprotected()`: see
     /// `Cache::insert_inner`).
     #[inline]
-    fn table<'g>(&self, guard: &'g Guard) -> &'g Index {
+    fn table<'g>(&self, _guard: &'g Guard) -> &'g Index {
         // Acquire: pairs with the Release swap that installed the table, so
         // its chunks are visible. (Writers, under the lock, need no more.)
-        let table = self.table.load(Ordering::Acquire, guard);
+        let table = self.table.load(Ordering::Acquire);
         // SAFETY: the pointer is never null (set in `new`, replaced only by a
-        // non-null table under the shard lock). A replaced table is destroyed
-        // only through the epoch, after every guard pinned when it was
-        // swapped out is dropped: a pinned caller's table outlives its guard;
-        // a caller holding the lock loaded the current table, which no one
-        // can swap out (let alone destroy) until the lock is released.
-        unsafe { table.deref() }
+        // non-null table under the shard lock) and comes from `Box::into_raw`.
+        // A replaced table is freed only through the epoch, once no guard
+        // pinned when it was swapped out is left (`epoch`'s invariant 2): a
+        // pinned caller's table outlives its guard, whose borrow bounds
+        // `'g`; a caller holding the lock (maybe with `unprotected`) loaded
+        // the current table, which no one can swap out (let alone free)
+        // until the lock is released. Only shared references are made.
+        unsafe { &*table }
     }
 
     /// Lock-free lookup. The returned slot holds `key`; it may have been
@@ -490,10 +493,11 @@ impl<K, V> Shard<K, V> {
             }
             // About to grow. Now and then (not on every growth), let the
             // slots held back start their way to reuse and push the epoch
-            // along. Each hand-over seals a bag of crossbeam's (~2 KiB)
-            // that is freed only once the epoch moves on: done per growth,
-            // a thread pinned for long (a slow eviction listener) made every
-            // insert elsewhere cost 2 KiB besides its slot. In between, the
+            // along. (With crossbeam-epoch each hand-over sealed a ~2 KiB
+            // bag freed only once the epoch moved on: done per growth, a
+            // thread pinned for long made every insert elsewhere cost 2 KiB
+            // besides its slot. A hand-over is one queue entry now, but the
+            // batches are still what the memory bound counts.) In between, the
             // slab grows (its pages are committed only as they are used);
             // `finish_write` still hands over every full batch.
             st.grown_since_flush += 1;
@@ -508,7 +512,7 @@ impl<K, V> Shard<K, V> {
                 } else if self.slab.high_water() as usize >= self.first_chunk {
                     // (Within the first chunk there is nothing to push: the
                     // cache is filling.)
-                    local::pin().0.flush();
+                    epoch::collect();
                 }
             }
         }
@@ -650,19 +654,17 @@ impl<K, V> Shard<K, V> {
                 .expect("a new index has room for every entry");
             self.slot(idx).pos.store(pos, Ordering::Relaxed);
         }
-        // The old table goes to the epoch: with a guard pinned for it.
-        let (guard, _) = local::pin();
-        let guard = &guard;
         // Release: readers that load the new table see its entries.
-        let old = self.table.swap(Owned::new(new), Ordering::Release, guard);
+        let old = self
+            .table
+            .swap(Box::into_raw(Box::new(new)), Ordering::Release);
         self.move_seq.store(seq.wrapping_add(2), Ordering::Release);
-        // SAFETY: `old` is unreachable now (the pointer was swapped out under
-        // the lock); readers that loaded it are pinned, and the epoch destroys
-        // it only after they unpin.
-        unsafe { guard.defer_destroy(old) };
-        // Push the old table to the global queue now: left in this thread's
-        // bag it would wait for 63 more deferred calls, holding its memory.
-        guard.flush();
+        // SAFETY: `old` came from `Box::into_raw` (`new`, or an earlier
+        // swap), and is unreachable now: swapped out under the lock, so no
+        // one else retires or frees it. Readers that loaded it are pinned,
+        // and the epoch frees it only after they unpin; they hold only
+        // shared references to it.
+        epoch::retire(unsafe { Deferred::free(old) });
     }
 
     /// Clones every live, unexpired entry: picked under the lock, cloned
@@ -690,6 +692,12 @@ impl<K, V> Shard<K, V> {
             .collect();
         drop(guard);
         entries
+    }
+
+    /// Slots delivered to the mailbox and not taken yet (tests).
+    #[cfg(all(test, not(shuttle)))]
+    pub(crate) fn mail_waiting(&self) -> usize {
+        self.mailbox.waiting()
     }
 
     /// Checks the shard's invariants: the LRU's structure, that the index and
@@ -756,14 +764,10 @@ fn bump_to(counter: &crate::shim::AtomicU64, value: u64) {
 
 impl<K, V> Drop for Shard<K, V> {
     fn drop(&mut self) {
-        // SAFETY: `&mut self`: no reader or writer is left, so the table can
-        // be freed directly; the slab frees the entries in its own Drop.
-        unsafe {
-            drop(
-                self.table
-                    .load(Ordering::Relaxed, epoch::unprotected())
-                    .into_owned(),
-            );
-        }
+        // SAFETY: `&mut self`: no reader or writer is left, so the current
+        // table (from `Box::into_raw`, never retired: only replaced ones
+        // are) can be freed directly; the slab frees the entries in its
+        // own Drop.
+        drop(unsafe { Box::from_raw(self.table.load(Ordering::Relaxed)) });
     }
 }

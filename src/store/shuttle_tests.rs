@@ -3,9 +3,10 @@
 //! atomics, mutexes and condvars for shuttle's, so shuttle controls every
 //! interleaving of readers, writers, evictions and loads, and explores many.
 //!
-//! The epoch collector is not instrumented; under shuttle all threads share
-//! one OS thread and so one epoch participant, which only makes reclamation
-//! more conservative, never less.
+//! The epoch (`epoch`) is explored too: its atomics and queue lock come from
+//! the shim, each shuttle thread has its own thread-local and so its own
+//! record, and the collector is fresh for each execution. Its own schedules
+//! are in `epoch/shuttle_tests.rs`.
 
 use std::future::Future;
 use std::sync::Arc;

@@ -18,12 +18,14 @@
 //!   a writer's update (and no reader needs a locked instruction).
 //!
 //! A slot unlinked from the index may still be read by readers that reached it
-//! earlier. It is therefore reused only after the epoch collector says every
-//! such reader has finished: see [`Mailbox`].
+//! earlier. It is therefore reused only after the epoch (`store::epoch`) says
+//! every such reader has finished: see [`Mailbox`].
 
 use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
 use std::sync::Arc;
+
+use super::epoch::{self, Deferred};
 
 use crate::shim::{AtomicPtr, AtomicU8, AtomicU16, AtomicU32, Ordering};
 
@@ -502,18 +504,16 @@ impl<K, V> Drop for Slab<K, V> {
 
 /// Where retired slots come back once the epoch says no reader can see them.
 ///
-/// A writer that unlinks a slot hands `(index, generation)` to
-/// `crossbeam_epoch::Guard::defer` with a closure that only pushes into this
-/// mailbox. The closure holds an `Arc` to the mailbox alone (not to the slab),
-/// so it is harmless if it runs after the cache is gone, and `K`/`V` need not
-/// be `'static`. Writers drain the mailbox, drop the entries and put the slots
-/// on their free list.
+/// A writer that unlinks slots hands their `(index, generation)` to the
+/// epoch in a batch (`epoch::Deferred::Slots`), which, once no reader can
+/// reach them, only pushes them into this mailbox. The batch holds an `Arc`
+/// to the mailbox alone (not to the slab), so it is harmless if it runs
+/// after the cache is gone, and `K`/`V` need not be `'static`. Writers drain
+/// the mailbox, drop the entries and put the slots on their free list.
 ///
-/// It uses std's mutex and atomic even under shuttle: the closure runs inside
-/// crossbeam's collector, and a shuttle lock there would be a yield point in
-/// the middle of crossbeam's thread-local bookkeeping, which under shuttle all
-/// tasks share (they run on one OS thread). The critical section is a Vec
-/// append, with nothing for shuttle to explore.
+/// It uses std's mutex and atomic even under shuttle: the critical sections
+/// are a Vec append and a take, with nothing for shuttle to explore, and
+/// they run inside the collector's work, often under a shard lock.
 #[derive(Default)]
 pub(crate) struct Mailbox {
     ready: std::sync::Mutex<Vec<(u32, u32)>>,
@@ -529,6 +529,12 @@ impl Mailbox {
         // handed over under the mutex.
         self.count
             .store(ready.len(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many slots are waiting (tests).
+    #[cfg(all(test, not(shuttle)))]
+    pub(crate) fn waiting(&self) -> usize {
+        self.ready.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// Whether slots may be waiting (a hint: `take` is exact).
@@ -548,24 +554,17 @@ impl Mailbox {
     }
 }
 
-/// Hands a batch of unlinked slots to the epoch collector.
-pub(crate) fn retire(
-    mailbox: &Arc<Mailbox>,
-    guard: &crossbeam_epoch::Guard,
-    slots: Vec<(u32, u32)>,
-) {
+/// Hands a batch of unlinked slots to the epoch: one entry in the
+/// collector's queue, which also advances the epoch if it can and runs
+/// what is ready. Call after unlinking them.
+pub(crate) fn retire(mailbox: &Arc<Mailbox>, slots: Vec<(u32, u32)>) {
     if slots.is_empty() {
         return;
     }
-    let mailbox = Arc::clone(mailbox);
-    // Three words (an Arc and a boxed slice): crossbeam stores the closure
-    // inline, with no allocation of its own.
-    let batch: Box<[(u32, u32)]> = slots.into_boxed_slice();
-    guard.defer(move || mailbox.deliver(&batch));
-    // Hand the thread's bag of deferred calls to the global queue now: left
-    // in the bag it would wait for 63 more deferred calls (63 more batches),
-    // keeping thousands of unlinked values alive. Once per batch, so cheap.
-    guard.flush();
+    epoch::retire(Deferred::Slots(
+        Arc::clone(mailbox),
+        slots.into_boxed_slice(),
+    ));
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 use std::time::Duration;
 
-use crossbeam_epoch::Guard;
+use super::epoch::{self, Guard};
 
 use super::metrics::WRITE_TICK;
 use super::shard::{Inserted, Shard, State, Try, WriteCtx};
@@ -174,10 +174,9 @@ where
             // SAFETY: `Shard::insert` uses it only under the shard lock, to
             // load the current table and reach linked slots, none of which
             // can be swapped out, unlinked or reclaimed while the lock is
-            // held; nothing is deferred or flushed with it (deferring on an
-            // unprotected guard would run the destructor at once): the
-            // hand-overs pin their own guard.
-            unsafe { crossbeam_epoch::unprotected() }
+            // held, and used for nothing after the unlock (retiring takes
+            // no guard, so nothing is deferred through it).
+            unsafe { epoch::unprotected() }
         };
         // `write`, spelled out: through its closure the captures were built
         // on the stack on every insert (~20 instructions, callgrind).
@@ -286,7 +285,7 @@ mod tests {
         while Arc::strong_count(&marker) > 10
             && start.elapsed() < std::time::Duration::from_secs(10)
         {
-            super::local::pin().0.flush();
+            super::epoch::collect();
             assert_eq!(cache.remove(&999), None);
             writes += 1;
             std::thread::sleep(std::time::Duration::from_millis(1));

@@ -5,7 +5,7 @@
 use std::cmp::Reverse;
 use std::hash::{BuildHasher, Hash};
 
-use crossbeam_epoch::Guard;
+use crate::store::epoch::Guard;
 
 use super::super::local;
 use super::super::lru::{COLD, HOT, WARM};

@@ -30,7 +30,7 @@ use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_epoch::Guard;
+use crate::store::epoch::{self, Guard};
 
 use super::{NIL, Shard, State, WriteCtx};
 use crate::shim::yield_now;
@@ -144,10 +144,10 @@ pub(crate) fn wait_for_reclaim(mut reclaimed: impl FnMut() -> bool) -> bool {
     // Bounded by the budget; the count bounds it too, should the clock
     // misbehave (100 ms takes under 30 sleeps).
     for round in 0..SPINS + YIELDS + 64 {
-        // A flush advances the epoch if it can and runs the deferred calls
-        // that are old enough: they deliver slots to their shard's mailbox,
-        // which `reclaimed` empties.
-        local::pin().0.flush();
+        // Advances the epoch if it can and runs the retired work that is
+        // old enough: it delivers slots to their shard's mailbox, which
+        // `reclaimed` empties. It does not pin.
+        epoch::collect();
         if reclaimed() {
             if STALLED_AT.load(Ordering::Relaxed) != 0 {
                 STALLED_AT.store(0, Ordering::Relaxed);

@@ -8,12 +8,11 @@
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 
-use crossbeam_epoch::Guard;
+use crate::store::epoch::Guard;
 
 use super::{Index, Shard, State, WriteCtx};
 use crate::shim::{Ordering, fence};
 use crate::store::RemovalCause;
-use crate::store::local;
 use crate::store::lru::HOT;
 use crate::store::slab::{LIVE, NIL, Slot, has_drop_glue, retire};
 use crate::store::stats::bump;
@@ -154,12 +153,11 @@ impl<K, V> Shard<K, V> {
         }
     }
 
-    /// Hands every slot held back in `retired` to the epoch, with a guard
-    /// pinned for it (the operation's own may be unprotected: see `write`).
+    /// Hands every slot held back in `retired` to the epoch (retiring
+    /// needs no pin: the operation's guard may be unprotected, see `write`).
     pub(super) fn retire_pending(&self, st: &mut State<K, V>) {
         let batch = std::mem::replace(&mut st.retired, Vec::with_capacity(st.retire_batch));
-        let (guard, _) = local::pin();
-        retire(&self.mailbox, &guard, batch);
+        retire(&self.mailbox, batch);
     }
 
     /// Counts a refused entry. The shard may be over its bound after a

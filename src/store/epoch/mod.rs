@@ -1,0 +1,663 @@
+//! Epoch-based reclamation of the near tier's own: what lets readers walk
+//! the index and read slots with no lock while writers unlink and reuse them.
+//!
+//! The scheme is the classic one: Fraser's epoch-based reclamation
+//! ("Practical lock-freedom", 2004), in the form crossbeam-epoch gave it (a
+//! global epoch, per-thread records holding the epoch a thread is pinned
+//! at, garbage freed two epochs after it was retired). It replaced
+//! crossbeam-epoch here because of what a hit and a hand-over cost through
+//! it (benches/RESULTS.md): its pin and unpin reach a thread-local of its
+//! own through calls the compiler does not inline, and each hand-over of a
+//! batch sealed a 2 KiB bag. Here the thread's record is reached through
+//! the store's one thread-local (`local.rs`), and retired work goes to one
+//! shared queue, one entry per batch.
+//!
+//! # The algorithm
+//!
+//! * A global epoch `E` (a counter; it only grows, by one at a time).
+//! * A registry of records, one per thread that uses a cache (plus
+//!   temporary ones, below). A record is allocated once and never freed: a
+//!   thread that exits releases it, and a later thread reuses it. Its
+//!   `state` word is `epoch << 1 | PINNED` while its thread is pinned,
+//!   `HELD` while a thread holds it unpinned, `FREE` while no thread does.
+//! * **Pin** (`Collector::pin`): if the thread's state (its own word, read
+//!   relaxed) says pinned already, count one more nested guard; else load
+//!   `E` and publish `E << 1 | PINNED` with a SeqCst read-modify-write (a
+//!   `swap`: on x86 an `xchg`, a full barrier), or on other targets a
+//!   store followed by a SeqCst fence. **Unpin** (dropping a [`Guard`]):
+//!   a nested one only counts down; the last one is a Release store of the
+//!   record's idle state (`HELD`, or `FREE` for a record no thread-local
+//!   holds: the unpin gives it back).
+//! * **Retire** (`Collector::retire`): after unlinking (under the shard
+//!   lock), a writer hands the work ([`Deferred`]: a batch of slots for its
+//!   shard's mailbox, or an old index table to free) to the shared queue,
+//!   tagged with `E` read after a SeqCst fence. The queue is a mutex-guarded
+//!   deque; tags are read under its lock, so they are in order.
+//! * **Advance** (`Collector::try_advance`): load `E`, SeqCst fence, scan
+//!   every record; if none is pinned at an epoch other than `E`, move `E`
+//!   to `E + 1` (a compare-exchange: one advance per value).
+//! * **Collect**: work tagged `t` runs once `E >= t + 2`, outside the
+//!   queue's lock. Writers try to advance and collect on every hand-over
+//!   (`retire`), and `collect` is called by writers waiting for memory
+//!   (`shard::retired`) and before a slab grows (`Shard::alloc`).
+//!
+//! # Invariants
+//!
+//! 1. Work retired with tag `t` runs only after `E` reached `t + 2`, and
+//!    every advance scanned all records and found none pinned at an older
+//!    epoch.
+//! 2. A thread pinned while it could reach an object (it loaded a pointer
+//!    or index to it before the unlink was visible to it, or it was pinned
+//!    before unlinking it itself) holds `E` at most one past the object's
+//!    tag until it unpins: the object is not freed before that (the proof
+//!    is at `try_advance`).
+//! 3. A record is used by one thread at a time: taken by a compare-exchange
+//!    of its state from `FREE` (Acquire), given back by a Release store of
+//!    `FREE`; its non-atomic fields (`nested`, `idle`) are touched only by
+//!    the thread holding it, and only that thread writes its state.
+//! 4. A record is given back only when it is unpinned and no guard of it is
+//!    left: when its thread-local handle is dropped with no guard alive,
+//!    or when the last guard of a record whose handle is gone is dropped
+//!    (a temporary record, or one whose thread-local was torn down first:
+//!    its `idle` is `FREE`, so that guard's unpin gives it back).
+//! 5. Nothing of a thread's stays behind when it exits: retired work is in
+//!    the shared queue from the moment it is handed over, and any later
+//!    collect by any thread runs it.
+//!
+//! # What may hold reclamation back
+//!
+//! A thread pinned for long (an eviction listener that blocks, an `iter`
+//! cloning a large shard) keeps `E` within one of its epoch, so nothing
+//! retired from then on runs until it unpins. `shard::retired` bounds the
+//! memory that can pile up meanwhile and refuses inserts after its
+//! patience; the thread stalled is never waited for without bound.
+//!
+//! # `unprotected`
+//!
+//! [`unprotected`] is a guard that pins nothing, for writers that only
+//! touch what their shard's lock protects (the current table, linked
+//! slots). Nothing read through it may be used after the lock is released,
+//! and nothing is ever deferred through a guard (retiring needs none), so
+//! it cannot free anything early.
+//!
+//! # Under shuttle
+//!
+//! The atomics and the queue's mutex come from `shim`, the thread-local
+//! from shuttle's `thread_local!`, and the collector is a shuttle lazy
+//! static (fresh for each execution): shuttle explores pins, advances and
+//! collects like any other step. Records are leaked per execution there.
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::marker::PhantomData;
+use std::ptr;
+use std::sync::{Arc, PoisonError};
+
+use super::slab::Mailbox;
+use crate::shim::{AtomicPtr, AtomicU64, Mutex, Ordering, fence};
+
+#[cfg(all(test, shuttle))]
+mod shuttle_tests;
+#[cfg(all(test, not(shuttle)))]
+mod tests;
+
+/// The low bit of a record's state: its thread is pinned.
+const PINNED: u64 = 1;
+/// A record's state while a thread holds it, unpinned.
+const HELD: u64 = 0;
+/// A record's state while no thread holds it (`PINNED` clear, so scans
+/// skip it as they skip `HELD`).
+const FREE: u64 = 2;
+/// How many ready entries one look at the queue takes out.
+const TAKE: usize = 8;
+
+/// One cache-line pair, so the epoch every pin reads shares its line with
+/// nothing writers or pins write.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+/// The epoch, the registry of records and the queue of retired work.
+pub(crate) struct Collector {
+    epoch: Padded<AtomicU64>,
+    /// The registry: a list of records, pushed at the head, never shrunk.
+    records: AtomicPtr<Record>,
+    /// Retired work with its tag, oldest first.
+    queue: Mutex<VecDeque<(u64, Deferred)>>,
+}
+
+/// A thread's record. Aligned to a cache-line pair: a pin writes `state`,
+/// scans read it, and no two threads' records share a line.
+#[repr(align(128))]
+pub(crate) struct Record {
+    /// `epoch << 1 | PINNED`, `HELD` or `FREE`. Written only by the
+    /// thread holding the record (and by the compare-exchange taking it).
+    state: AtomicU64,
+    /// Live guards past the first (nested pins). Only the holder touches it.
+    nested: Cell<usize>,
+    /// What the last unpin stores: `HELD` while a thread-local handle holds
+    /// the record, `FREE` for a temporary record or once the handle is
+    /// gone (the unpin gives the record back). Only the holder touches it.
+    idle: Cell<u64>,
+    /// The next record in the registry; set before the record is published
+    /// and never changed.
+    next: *const Record,
+}
+
+// SAFETY: the atomic is shared as an atomic; `nested` and `idle` are
+// touched only by the thread holding the record (invariant 3: the hand-over
+// between holders is a Release store and an Acquire compare-exchange of
+// `state`, so each holder sees the last one's writes); `next` is written
+// before the record is published (Release) and only read after.
+unsafe impl Sync for Record {}
+// SAFETY: as above; a record is reached only through `&'static Record`.
+unsafe impl Send for Record {}
+
+impl Record {
+    /// Gives the record back to the registry (invariant 4: unpinned, no
+    /// guard left).
+    #[cold]
+    fn release(&self) {
+        debug_assert_eq!(self.nested.get(), 0);
+        // Release: the next holder's Acquire compare-exchange sees this
+        // holder's writes to the non-atomic fields.
+        self.state.store(FREE, Ordering::Release);
+    }
+
+    /// One more nested guard (out of the hot path's line).
+    #[cold]
+    #[inline(never)]
+    fn nest(&self) {
+        self.nested.set(self.nested.get() + 1);
+    }
+
+    /// A nested guard dropped (`nested` guards were left besides the first).
+    #[cold]
+    #[inline(never)]
+    fn unnest(&self, nested: usize) {
+        self.nested.set(nested - 1);
+    }
+
+    /// Whether the holder is pinned. Only for the holder: it reads its own
+    /// last write.
+    #[inline(always)]
+    fn pinned(&self) -> bool {
+        self.state.load(Ordering::Relaxed) & PINNED != 0
+    }
+}
+
+/// Work that runs once no reader can reach what it frees.
+pub(crate) enum Deferred {
+    /// Slots unlinked from a shard, delivered to its mailbox (where its
+    /// writers take them for reuse). Only an `Arc` of the mailbox: harmless
+    /// if it runs after the cache is gone.
+    Slots(Arc<Mailbox>, Box<[(u32, u32)]>),
+    /// A heap value to drop and free (an index table replaced on growth),
+    /// as a pointer and its drop function: never a `Box` while readers may
+    /// still hold references into it.
+    Free {
+        ptr: *mut (),
+        drop: unsafe fn(*mut ()),
+    },
+}
+
+// SAFETY: `Slots` is Send by its fields. `Free` is built only by
+// `Deferred::free`, which takes a `T: Send` it owns: running its drop on
+// another thread is what `T: Send` allows.
+unsafe impl Send for Deferred {}
+
+impl Deferred {
+    /// Work that drops the `Box<T>` at `ptr`.
+    ///
+    /// # Safety
+    /// `ptr` comes from `Box::into_raw`, and nothing but this work will
+    /// free it: after it is retired, only readers pinned before it was
+    /// unlinked use it, and only by shared reference.
+    pub(crate) unsafe fn free<T: Send + 'static>(ptr: *mut T) -> Self {
+        /// Drops the box.
+        ///
+        /// # Safety
+        /// `ptr` is the `Box<T>` given to `free`, dropped once.
+        unsafe fn drop_box<T>(ptr: *mut ()) {
+            // SAFETY: the caller's: a `Box<T>` from `Box::into_raw` that no
+            // one else frees, run once (the queue pops it once).
+            drop(unsafe { Box::from_raw(ptr.cast::<T>()) });
+        }
+        Deferred::Free {
+            ptr: ptr.cast(),
+            drop: drop_box::<T>,
+        }
+    }
+
+    /// Runs the work. Runs no user code: a delivery to a mailbox, or the
+    /// drop of a crate-internal value (an index table).
+    fn run(self) {
+        match self {
+            Deferred::Slots(mailbox, batch) => mailbox.deliver(&batch),
+            // SAFETY: built by `free` (its contract); popped from the queue
+            // once, so run once.
+            Deferred::Free { ptr, drop } => unsafe { drop(ptr) },
+        }
+    }
+}
+
+/// A thread's hold on a record: lives in the thread-local (`local.rs`).
+/// Dropping it gives the record back (at once, or when its last guard is
+/// dropped).
+pub(crate) struct Handle {
+    record: &'static Record,
+}
+
+impl Handle {
+    /// Whether the thread holds a guard of this handle's record.
+    #[inline]
+    pub(crate) fn is_pinned(&self) -> bool {
+        self.record.pinned()
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.record.idle.set(FREE);
+        if !self.record.pinned() {
+            self.record.release();
+        }
+        // Else a guard outlives the thread-local (it cannot in the store:
+        // guards live on the stack of the call that pinned): its drop
+        // gives the record back.
+    }
+}
+
+/// A pin of the current thread: while it lives, nothing the thread reaches
+/// is freed (invariant 2). References read under it are bound to its
+/// borrow, as with crossbeam's guard. Not `Send` nor `Sync` (it holds a raw
+/// pointer): it must be dropped on the thread that pinned.
+pub(crate) struct Guard {
+    /// Null only for [`unprotected`]'s guard, which is never dropped.
+    record: *const Record,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Drop for Guard {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: a dropped guard was made by `pin_record`, so `record` is a
+        // registry record (never freed) held by this thread: the guard is
+        // neither Send nor Sync, and a record is given back only when its
+        // last guard is dropped (invariant 4). The unprotected guard (null)
+        // lives in a static and is only lent out, so it is never dropped.
+        let record = unsafe { &*self.record };
+        let nested = record.nested.get();
+        if nested != 0 {
+            record.unnest(nested);
+        } else {
+            // Release: every read made under the pin happens before a scan
+            // that reads this store (Acquire), and so before the advance
+            // that scan allows and anything freed after it; and if it is
+            // `FREE`, before the next holder's use (invariant 3).
+            record.state.store(record.idle.get(), Ordering::Release);
+        }
+    }
+}
+
+/// The guard [`unprotected`] lends out.
+struct Unprotected(Guard);
+
+// SAFETY: it has no state (a null record) and is never dropped (a static);
+// `Guard` is !Sync only so that a real pin stays on its thread.
+unsafe impl Sync for Unprotected {}
+
+static UNPROTECTED: Unprotected = Unprotected(Guard {
+    record: ptr::null(),
+    _not_send: PhantomData,
+});
+
+/// A guard that pins nothing.
+///
+/// # Safety
+/// Only for a caller holding the lock of the shard it reads: what it reads
+/// through this guard (the current table, linked slots) must be something
+/// no one can unlink while the lock is held, and must not be used after the
+/// lock is released. (Retiring needs no guard, so nothing can be deferred
+/// through it.)
+#[inline]
+pub(crate) unsafe fn unprotected() -> &'static Guard {
+    &UNPROTECTED.0
+}
+
+/// Publishes a pin: `state` becomes `value`, then a full barrier, so that no
+/// load made under the pin is performed before the store is visible.
+#[inline(always)]
+fn publish_pin(state: &AtomicU64, value: u64) {
+    #[cfg(all(
+        any(target_arch = "x86", target_arch = "x86_64"),
+        not(miri),
+        not(shuttle)
+    ))]
+    {
+        // A SeqCst swap is a locked `xchg`: a full barrier for the hardware,
+        // and an acquire for the compiler (no later load moves above it).
+        // It stands for the store-then-SeqCst-fence below, which the C++
+        // model names; it is cheaper than `mfence` (crossbeam-epoch relies
+        // on the same property of x86 for its pin).
+        state.swap(value, Ordering::SeqCst);
+    }
+    #[cfg(not(all(
+        any(target_arch = "x86", target_arch = "x86_64"),
+        not(miri),
+        not(shuttle)
+    )))]
+    {
+        // Release, as the swap above is: a scan that reads this pin (Acquire)
+        // is ordered after the unpin before it (step 3 of the proof at
+        // `try_advance`, "or a later pin").
+        state.store(value, Ordering::Release);
+        fence(Ordering::SeqCst);
+    }
+}
+
+impl Collector {
+    /// A collector with no record and nothing retired.
+    pub(crate) const fn new() -> Self {
+        Collector {
+            epoch: Padded(AtomicU64::new(0)),
+            records: AtomicPtr::new(ptr::null_mut()),
+            queue: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// A record for the calling thread's thread-local.
+    pub(crate) fn register(&'static self) -> Handle {
+        Handle {
+            record: self.acquire(true),
+        }
+    }
+
+    /// Pins the thread holding `handle` (made by this collector's
+    /// `register`).
+    #[inline(always)]
+    pub(crate) fn pin(&self, handle: &Handle) -> Guard {
+        self.pin_record(handle.record)
+    }
+
+    /// Pins with a record taken for this pin alone (the thread-local is
+    /// being torn down); the record is given back when the guard drops.
+    #[cold]
+    pub(crate) fn pin_temporary(&'static self) -> Guard {
+        self.pin_record(self.acquire(false))
+    }
+
+    #[inline(always)]
+    fn pin_record(&self, record: &'static Record) -> Guard {
+        if record.pinned() {
+            record.nest();
+        } else {
+            // Acquire: pairs with the advance that stored this value (see
+            // `try_advance`, step 3 of the proof).
+            let epoch = self.epoch.0.load(Ordering::Acquire);
+            publish_pin(&record.state, epoch << 1 | PINNED);
+        }
+        Guard {
+            record,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// A free record of the registry, or a new one. `owned`: held by a
+    /// thread-local handle (else given back when its last guard drops).
+    fn acquire(&'static self, owned: bool) -> &'static Record {
+        let idle = if owned { HELD } else { FREE };
+        // Acquire: every record reached was published by a Release
+        // compare-exchange of the head (read-modify-writes, so the head's
+        // release sequence covers the earlier ones).
+        let mut at = self.records.load(Ordering::Acquire).cast_const();
+        // SAFETY: registry records are never freed (`&'static`).
+        while let Some(record) = unsafe { at.as_ref() } {
+            // Acquire on success: this holder sees the last one's writes to
+            // `nested` and `idle` (invariant 3). `HELD`, not pinned: scans
+            // skip it.
+            if record.state.load(Ordering::Relaxed) == FREE
+                && record
+                    .state
+                    .compare_exchange(FREE, HELD, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                record.idle.set(idle);
+                return record;
+            }
+            at = record.next;
+        }
+        let record = Box::into_raw(Box::new(Record {
+            state: AtomicU64::new(HELD),
+            nested: Cell::new(0),
+            idle: Cell::new(idle),
+            next: ptr::null(),
+        }));
+        let mut head = self.records.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: `record` is ours alone until the compare-exchange below
+            // publishes it.
+            unsafe { (*record).next = head.cast_const() };
+            // Release: a scan or an `acquire` that reaches the record sees
+            // its fields as written here.
+            match self
+                .records
+                .compare_exchange(head, record, Ordering::Release, Ordering::Relaxed)
+            {
+                // SAFETY: leaked (never freed), and from now on only read.
+                Ok(_) => return unsafe { &*record },
+                Err(now) => head = now,
+            }
+        }
+    }
+
+    /// Moves the epoch on by one if no thread is pinned at an older one.
+    ///
+    /// # Why a retired object is never freed under a reader
+    ///
+    /// Take an object O unlinked by a store U (under a shard lock), then
+    /// retired by that writer: U, SeqCst fence Fw, load of `E` = `t` (the
+    /// tag). O is freed only after some collector read `E >= t + 2`
+    /// (Acquire), so after the advance A from `t + 1` to `t + 2`: load
+    /// `E = t + 1` (Acquire), SeqCst fence F, scan (Acquire loads),
+    /// compare-exchange to `t + 2` (Release). Take a reader R whose pin is
+    /// P (the store of its state, then the full barrier Fp) and that reads,
+    /// while pinned, a location M that U overwrote, seeing the value before
+    /// U (so it can reach O). In the single total order S of SeqCst fences:
+    ///
+    /// 1. Fp precedes Fw: R's read of M is coherence-ordered before U, Fp
+    ///    happens before that read and U before Fw, and two SeqCst fences
+    ///    so placed are ordered that way in S ([atomics.order] p4).
+    /// 2. Fw precedes F: the tag load (after Fw) read `t`, which is before
+    ///    the store of `t + 1` in `E`'s modification order; that store
+    ///    happens before F (A's Acquire load read it: the compare-exchange
+    ///    that wrote it is a Release). Same rule.
+    /// 3. So Fp precedes F, and A's scan (after F) reads R's state no
+    ///    older than P: were it older, the same rule would put F before Fp.
+    ///    If it reads P, R is pinned at the epoch `e` it loaded before P,
+    ///    and A goes on only if `e == t + 1`. But then R's load of `E`
+    ///    (Acquire) read the store of `t + 1`, which happens before Fp, and
+    ///    the writer's tag load, after Fw, read `t`, older: that puts Fw
+    ///    before Fp in S, against step 1. So the scan reads R's unpin (or a
+    ///    later pin): R's reads under the pin happen before its Release
+    ///    unpin, the scan reads it (or a later Release store or
+    ///    read-modify-write of the record, which the unpin happens before)
+    ///    with Acquire, and A's Release store of `t + 2` (read by the
+    ///    freeing collector with Acquire) carries that to the free. A record
+    ///    the scan does not reach at all was published (Release
+    ///    compare-exchange of the list's head, before R's pin) after the
+    ///    head the scan loaded: the same rule puts F before Fp again.
+    ///
+    /// A reader that pinned after the scan's fence F is the same case from
+    /// the other side: Fw precedes F precedes Fp, so by step 1's rule its
+    /// reads of M are not coherence-ordered before U: it sees U (or later)
+    /// and cannot reach O. The writer's own reads after the unlink (an
+    /// eviction listener reading the slots it removed) are covered too: it
+    /// pinned (P) before U, so P happens before F and every scan after F
+    /// sees it pinned at an epoch `<= t`, which holds `E` at `t + 1`.
+    pub(crate) fn try_advance(&self) {
+        // Acquire: step 2 (the store of this value happens before F).
+        let epoch = self.epoch.0.load(Ordering::Acquire);
+        fence(Ordering::SeqCst);
+        let mut at = self.records.load(Ordering::Acquire).cast_const();
+        // SAFETY: registry records are never freed.
+        while let Some(record) = unsafe { at.as_ref() } {
+            // Acquire: pairs with the Release unpin (step 3).
+            let state = record.state.load(Ordering::Acquire);
+            if state & PINNED != 0 && state >> 1 != epoch {
+                return;
+            }
+            at = record.next;
+        }
+        // Release: a pin or a collect that reads the new epoch (Acquire)
+        // sees everything the scan ordered before it. A failure means
+        // another thread advanced from this epoch: nothing to do.
+        let _ =
+            self.epoch
+                .0
+                .compare_exchange(epoch, epoch + 1, Ordering::Release, Ordering::Relaxed);
+    }
+
+    /// Hands `work` over, to run once no reader can reach what it frees;
+    /// also advances the epoch if it can and runs what is ready.
+    ///
+    /// Call after the unlink that made what `work` frees unreachable (the
+    /// SeqCst fence below orders the two). Needs no guard: the caller may
+    /// be pinned or not.
+    pub(crate) fn retire(&self, work: Deferred) {
+        self.try_advance();
+        let mut ready = Ready::default();
+        let more = {
+            let mut queue = self.lock_queue();
+            // Fw of `try_advance`'s proof: orders the unlink before the tag.
+            fence(Ordering::SeqCst);
+            // Acquire: also what decides readiness below (pairs with the
+            // advance's Release).
+            let epoch = self.epoch.0.load(Ordering::Acquire);
+            queue.push_back((epoch, work));
+            ready.take(&mut queue, epoch)
+        };
+        ready.run();
+        if more {
+            self.run_ready();
+        }
+    }
+
+    /// Advances the epoch if it can, then runs the retired work that is
+    /// ready.
+    pub(crate) fn collect(&self) {
+        self.try_advance();
+        self.run_ready();
+    }
+
+    /// Runs every retired work whose tag is two epochs old.
+    fn run_ready(&self) {
+        loop {
+            let mut ready = Ready::default();
+            let more = {
+                let mut queue = self.lock_queue();
+                // Acquire: pairs with the advance that stored it (the free
+                // happens after the scan that allowed it).
+                let epoch = self.epoch.0.load(Ordering::Acquire);
+                ready.take(&mut queue, epoch)
+            };
+            // Outside the queue's lock (a delivery takes a mailbox's).
+            ready.run();
+            if !more {
+                return;
+            }
+        }
+    }
+
+    fn lock_queue(&self) -> crate::shim::MutexGuard<'_, VecDeque<(u64, Deferred)>> {
+        // Poisoning cannot leave the queue inconsistent: no code that can
+        // panic runs under the lock but the deque's own (an allocation).
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The current epoch (tests).
+    #[cfg(all(test, not(shuttle)))]
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.0.load(Ordering::Acquire)
+    }
+
+    /// How many retired works wait (tests).
+    #[cfg(all(test, not(shuttle)))]
+    pub(crate) fn pending(&self) -> usize {
+        self.lock_queue().len()
+    }
+}
+
+impl Drop for Collector {
+    /// Runs the work still queued. The global collector is a static and
+    /// never dropped; a collector is dropped only when no thread can pin
+    /// it any more (a test's own; under shuttle, the execution's at its
+    /// end), so no reader is left to protect.
+    fn drop(&mut self) {
+        let queue = std::mem::take(self.queue.get_mut().unwrap_or_else(PoisonError::into_inner));
+        for (_, work) in queue {
+            work.run();
+        }
+    }
+}
+
+/// Ready work taken out of the queue under its lock, run after it.
+#[derive(Default)]
+struct Ready {
+    works: [Option<Deferred>; TAKE],
+}
+
+impl Ready {
+    /// Takes up to `TAKE` works ready at `epoch` from the front of the
+    /// queue (tags are in order). Returns whether more may be ready.
+    fn take(&mut self, queue: &mut VecDeque<(u64, Deferred)>, epoch: u64) -> bool {
+        for slot in &mut self.works {
+            match queue.front() {
+                Some(&(tag, _)) if tag + 2 <= epoch => {
+                    *slot = queue.pop_front().map(|(_, work)| work);
+                }
+                _ => return false,
+            }
+        }
+        matches!(queue.front(), Some(&(tag, _)) if tag + 2 <= epoch)
+    }
+
+    fn run(self) {
+        for work in self.works.into_iter().flatten() {
+            work.run();
+        }
+    }
+}
+
+#[cfg(not(shuttle))]
+static COLLECTOR: Collector = Collector::new();
+
+/// The collector of every cache: their readers pin it, their writers
+/// retire to it. Nearfar's own, so no other crate's garbage ever runs
+/// inside a cache (under a shard lock), and no other crate's pins hold
+/// back its reuse.
+#[cfg(not(shuttle))]
+#[inline(always)]
+pub(crate) fn collector() -> &'static Collector {
+    &COLLECTOR
+}
+
+#[cfg(shuttle)]
+shuttle::lazy_static! {
+    static ref COLLECTOR: Collector = Collector::new();
+}
+
+/// The collector of every cache (under shuttle: one per execution).
+#[cfg(shuttle)]
+pub(crate) fn collector() -> &'static Collector {
+    &COLLECTOR
+}
+
+/// Hands `work` to the global collector: see [`Collector::retire`].
+pub(crate) fn retire(work: Deferred) {
+    collector().retire(work);
+}
+
+/// Advances the global epoch if it can and runs what is ready.
+pub(crate) fn collect() {
+    collector().collect();
+}

@@ -141,6 +141,11 @@ pub(crate) struct Record {
     /// The next record in the registry; set before the record is published
     /// and never changed.
     next: *const Record,
+    /// The record's place in the registry, counted from 0 in the order
+    /// records were made (set with `next`, never changed). Records are
+    /// reused before new ones are made, so the numbers of the records in
+    /// use stay dense: the stats stripe a holder counts on (`stats.rs`).
+    number: usize,
 }
 
 // SAFETY: the atomic is shared as an atomic; `nested` and `idle` are
@@ -275,6 +280,19 @@ pub(crate) struct Guard {
     /// Null only for [`unprotected`]'s guard, which is never dropped.
     record: *const Record,
     _not_send: PhantomData<*const ()>,
+}
+
+impl Guard {
+    /// The number of the pinned record (see `Record::number`): while the
+    /// guard lives, no other thread holds that record, so no other thread
+    /// uses that number. `usize::MAX` for [`unprotected`]'s guard.
+    #[inline(always)]
+    pub(crate) fn holder(&self) -> usize {
+        // SAFETY: a non-null `record` is a registry record (never freed)
+        // held by this thread, whose `number` was set before it was
+        // published and is never written after.
+        unsafe { self.record.as_ref() }.map_or(usize::MAX, |r| r.number)
+    }
 }
 
 impl Drop for Guard {
@@ -431,17 +449,29 @@ impl Collector {
             nested: Cell::new(0),
             idle: Cell::new(idle),
             next: ptr::null(),
+            number: 0,
         }));
-        let mut head = self.records.load(Ordering::Relaxed);
+        // Acquire (here and on a failed exchange): `head`'s fields, read
+        // below for its number, are as its maker wrote them before its
+        // Release compare-exchange published it.
+        let mut head = self.records.load(Ordering::Acquire);
         loop {
+            // SAFETY: `head` is null or a registry record: never freed, and
+            // published (its fields visible, see the Acquire above); its
+            // `number` is never written after. The head was made last, so
+            // it has the highest number.
+            let number = unsafe { head.as_ref() }.map_or(0, |h| h.number + 1);
             // SAFETY: `record` is ours alone until the compare-exchange below
             // publishes it.
-            unsafe { (*record).next = head.cast_const() };
+            unsafe {
+                (*record).next = head.cast_const();
+                (*record).number = number;
+            }
             // Release: a scan or an `acquire` that reaches the record sees
             // its fields as written here.
             match self
                 .records
-                .compare_exchange(head, record, Ordering::Release, Ordering::Relaxed)
+                .compare_exchange(head, record, Ordering::Release, Ordering::Acquire)
             {
                 // SAFETY: leaked (never freed), and from now on only read.
                 Ok(_) => return unsafe { &*record },

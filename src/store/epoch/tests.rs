@@ -296,3 +296,31 @@ fn readers_never_see_a_retired_box_freed() {
     // SAFETY: the last box, never retired.
     drop(unsafe { Box::from_raw(current.load(Ordering::Relaxed)) });
 }
+
+#[test]
+fn holders_are_numbered_densely_and_a_freed_number_is_reused() {
+    let c = collector();
+    let (a, b) = (c.register(), c.register());
+    let (ga, gb) = (c.pin(&a), c.pin(&b));
+    let mut numbers = [ga.holder(), gb.holder()];
+    numbers.sort_unstable();
+    assert_eq!(numbers, [0, 1], "the first two records are 0 and 1");
+    let freed = ga.holder();
+    drop(ga);
+    drop(a);
+    // The freed record (and its number) is taken before a new one is made.
+    let again = c.register();
+    assert_eq!(c.pin(&again).holder(), freed);
+    let third = c.register();
+    assert_eq!(c.pin(&third).holder(), 2);
+    // A temporary record for one pin is numbered like any other.
+    let temporary = c.pin_temporary();
+    assert_eq!(temporary.holder(), 3);
+    assert_eq!(unprotected_holder(), usize::MAX);
+    drop(gb);
+}
+
+fn unprotected_holder() -> usize {
+    // SAFETY: only its number is read; nothing is loaded through it.
+    unsafe { unprotected() }.holder()
+}

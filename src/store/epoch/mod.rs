@@ -258,6 +258,24 @@ impl Handle {
     pub(crate) fn is_pinned(&self) -> bool {
         self.record.pinned()
     }
+
+    /// A copy of the handle's record, for a thread-local that can be read
+    /// without a lazy-init check (see [`Collector::pin_held`]).
+    #[inline]
+    pub(crate) fn held(&self) -> Held {
+        Held {
+            record: self.record,
+            _not_send: PhantomData,
+        }
+    }
+}
+
+/// A [`Handle`]'s record, not owning it: what the pin's fast path reads
+/// (`local.rs`). Neither `Send` nor `Sync`: it stays on the handle's thread.
+#[derive(Clone, Copy)]
+pub(crate) struct Held {
+    record: &'static Record,
+    _not_send: PhantomData<*const ()>,
 }
 
 impl Drop for Handle {
@@ -395,6 +413,19 @@ impl Collector {
     #[inline(always)]
     pub(crate) fn pin(&self, handle: &Handle) -> Guard {
         self.pin_record(handle.record)
+    }
+
+    /// Pins the thread holding the handle `held` was copied from, as
+    /// [`pin`](Self::pin) does.
+    ///
+    /// # Safety
+    /// That handle (made by this collector's `register`) is still alive:
+    /// once it is dropped the record may be given back and taken by
+    /// another thread, and two holders' pins would corrupt its state.
+    /// (`Held` is not `Send`, so the caller is the handle's thread.)
+    #[inline(always)]
+    pub(crate) unsafe fn pin_held(&self, held: Held) -> Guard {
+        self.pin_record(held.record)
     }
 
     /// Pins with a record taken for this pin alone (the thread-local is

@@ -292,11 +292,12 @@ impl Drop for Handle {
 
 /// A pin of the current thread: while it lives, nothing the thread reaches
 /// is freed (invariant 2). References read under it are bound to its
-/// borrow, as with crossbeam's guard. Not `Send` nor `Sync` (it holds a raw
+/// borrow, as with crossbeam's guard. Not `Send` nor `Sync` (its marker is a raw
 /// pointer): it must be dropped on the thread that pinned.
 pub(crate) struct Guard {
-    /// Null only for [`unprotected`]'s guard, which is never dropped.
-    record: *const Record,
+    /// The pinned record; for [`unprotected`]'s guard (never dropped),
+    /// `NOBODY`.
+    record: &'static Record,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -306,22 +307,20 @@ impl Guard {
     /// uses that number. `usize::MAX` for [`unprotected`]'s guard.
     #[inline(always)]
     pub(crate) fn holder(&self) -> usize {
-        // SAFETY: a non-null `record` is a registry record (never freed)
-        // held by this thread, whose `number` was set before it was
-        // published and is never written after.
-        unsafe { self.record.as_ref() }.map_or(usize::MAX, |r| r.number)
+        // (Set before the record was published, never written after.)
+        self.record.number
     }
 }
 
 impl Drop for Guard {
     #[inline]
     fn drop(&mut self) {
-        // SAFETY: a dropped guard was made by `pin_record`, so `record` is a
-        // registry record (never freed) held by this thread: the guard is
-        // neither Send nor Sync, and a record is given back only when its
-        // last guard is dropped (invariant 4). The unprotected guard (null)
-        // lives in a static and is only lent out, so it is never dropped.
-        let record = unsafe { &*self.record };
+        // A dropped guard was made by `pin_record`, so `record` is a
+        // registry record held by this thread: the guard is neither Send
+        // nor Sync, and a record is given back only when its last guard is
+        // dropped (invariant 4). (The unprotected guard lives in a static
+        // and is only lent out, so it is never dropped.)
+        let record = self.record;
         let nested = record.nested.get();
         if nested != 0 {
             record.unnest(nested);
@@ -338,12 +337,23 @@ impl Drop for Guard {
 /// The guard [`unprotected`] lends out.
 struct Unprotected(Guard);
 
-// SAFETY: it has no state (a null record) and is never dropped (a static);
-// `Guard` is !Sync only so that a real pin stays on its thread.
+// SAFETY: its record is `NOBODY`, which no one pins or changes, and it is
+// never dropped (a static); `Guard` is !Sync only so that a real pin stays
+// on its thread.
 unsafe impl Sync for Unprotected {}
 
+/// The record of [`unprotected`]'s guard: in no registry, never pinned,
+/// taken or written; numbered past every stats stripe.
+static NOBODY: Record = Record {
+    state: AtomicU64::new(FREE),
+    nested: Cell::new(0),
+    idle: Cell::new(FREE),
+    next: ptr::null(),
+    number: usize::MAX,
+};
+
 static UNPROTECTED: Unprotected = Unprotected(Guard {
-    record: ptr::null(),
+    record: &NOBODY,
     _not_send: PhantomData,
 });
 

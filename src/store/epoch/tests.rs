@@ -324,6 +324,5 @@ fn holders_are_numbered_densely_and_a_freed_number_is_reused() {
     // A temporary record for one pin is numbered like any other.
     let temporary = c.pin_temporary();
     assert_eq!(temporary.holder(), 3);
-
     drop(gb);
 }

@@ -63,7 +63,7 @@ where
             None => 0,
         };
         let shard = self.shard(hash);
-        let (guard, _) = local::pin();
+        let guard = local::pin();
         self.write(shard, &guard, |st, ctx| {
             shard.restore(st, ctx, hash, key, value, expires, weight, uses, &guard)
         })

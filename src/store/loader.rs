@@ -335,7 +335,7 @@ where
         weight: &mut Option<u64>,
         attempt: Try,
     ) -> Landed<K, V> {
-        let (guard, _) = local::pin();
+        let guard = local::pin();
         self.write(shard, &guard, |st, ctx| {
             let Some(pos) = st.loads.iter().position(|l| Arc::ptr_eq(&l.flight, flight)) else {
                 return Landed::Left(Some((None, stored)));
@@ -556,7 +556,7 @@ where
             MissedKey::Owned(k) => k,
             MissedKey::Borrowed(k, _) => k,
         };
-        let (guard, _) = local::pin();
+        let guard = local::pin();
         let st = shard.lock();
         // Someone may have stored it since our lookup.
         if let Some((_, slot)) = shard.walk(hash, k, &guard) {

@@ -362,10 +362,10 @@ where
         Q: Eq + ?Sized,
     {
         let shard = self.shard(hash);
-        let (guard, owner) = local::pin();
+        let guard = local::pin();
         let Some((idx, slot)) = shard.find(hash, key, &guard) else {
             if touch == Touch::Use {
-                self.counted(self.inner.reads.miss(owner));
+                self.counted(self.inner.reads.miss(guard.holder()));
             }
             return None;
         };
@@ -373,7 +373,7 @@ where
         let expires = unsafe { slot.expires() };
         if expires != 0 && is_expired(expires, self.inner.time.now()) {
             if touch == Touch::Use {
-                self.counted(self.inner.reads.miss(owner));
+                self.counted(self.inner.reads.miss(guard.holder()));
                 self.reclaim_expired(shard, idx, slot.generation(), &guard);
             }
             return None;
@@ -382,7 +382,7 @@ where
             // Counts the use only while the count is below its cap, so a hot
             // entry's line is not written on every hit.
             slot.touch();
-            self.counted(self.inner.reads.hit(owner));
+            self.counted(self.inner.reads.hit(guard.holder()));
         }
         // SAFETY: as above.
         Some(f(unsafe { slot.value() }))
@@ -565,7 +565,7 @@ where
     /// clear.
     pub fn clear(&self) {
         for shard in self.inner.shards.iter() {
-            let (guard, _) = local::pin();
+            let guard = local::pin();
             self.write(shard, &guard, |st, ctx| {
                 for load in &mut st.loads {
                     load.superseded = true;
@@ -587,7 +587,7 @@ where
     /// ```
     pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
         for shard in self.inner.shards.iter() {
-            let (guard, _) = local::pin();
+            let guard = local::pin();
             self.write(shard, &guard, |st, ctx| {
                 shard.retain(st, ctx, &mut keep, &guard)
             });

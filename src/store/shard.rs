@@ -674,7 +674,7 @@ impl<K, V> Shard<K, V> {
         K: Clone,
         V: Clone,
     {
-        let (guard, _) = local::pin();
+        let guard = local::pin();
         let live: Vec<&Slot<K, V>> = {
             let st = self.lock();
             st.lru
@@ -723,7 +723,7 @@ impl<K, V> Shard<K, V> {
                 st.retired_weight
             ));
         }
-        let (guard, _) = local::pin();
+        let guard = local::pin();
         let table = self.table(&guard);
         let mut in_index = Vec::new();
         for (pos, idx) in table.entries() {

@@ -56,7 +56,7 @@ where
     {
         let hash = self.inner.hasher.hash_one(key);
         let shard = self.shard(hash);
-        let (guard, _) = local::pin();
+        let guard = local::pin();
         let (_, slot) = shard.find(hash, key, &guard)?;
         // SAFETY: reached through the index while pinned (see `Slot::key`):
         // the slot's fields stay as written until the epoch passes.

@@ -64,35 +64,20 @@ struct Stripe {
 
 /// Hit and miss counters, one stripe per live thread.
 ///
-/// Each live thread owns a process-wide stripe number (recycled when the
-/// thread exits), so in every cache only that thread writes that stripe: a
+/// A reader counts on the stripe numbered as the epoch record it pinned
+/// (`epoch::Guard::holder`): a record has one holder at a time, and the
+/// records in use are numbered densely (a free one is reused before a new
+/// one is made), so in every cache only that thread writes that stripe: a
 /// plain load and store count exactly, with no locked instruction and no
-/// cache line shared with another core. Threads numbered past the stripes a
+/// cache line shared with another core. (A record changes holder through
+/// a Release store and an Acquire compare-exchange: the next holder's
+/// counts follow the last one's.) Records numbered past the stripes a
 /// cache has share one extra stripe and count with an atomic add.
 pub(crate) struct ReadCounters {
     stripes: Box<[Stripe]>,
-}
-
-/// Stripe numbers of exited threads, for reuse; `NEXT` numbers new ones.
-static FREE: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
-static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-/// A thread's stripe number, returned to `FREE` when the thread exits. It
-/// lives in the thread's `local::Local`.
-pub(crate) struct Owner(pub(crate) usize);
-
-impl Owner {
-    pub(crate) fn take() -> Self {
-        let reused = FREE.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        // Relaxed: only uniqueness matters (the mutex orders reuse).
-        Owner(reused.unwrap_or_else(|| NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)))
-    }
-}
-
-impl Drop for Owner {
-    fn drop(&mut self) {
-        FREE.lock().unwrap_or_else(|e| e.into_inner()).push(self.0);
-    }
+    /// `stripes.len() - 1`: the shared stripe's number, and the count of
+    /// exclusive ones (kept so a count does no arithmetic on the length).
+    shared: usize,
 }
 
 /// Most stripes a cache has (exclusive ones; plus one shared).
@@ -104,17 +89,18 @@ impl ReadCounters {
         let exclusive = (threads * 4).next_power_of_two().clamp(8, MAX_STRIPES);
         ReadCounters {
             stripes: (0..=exclusive).map(|_| Stripe::default()).collect(),
+            shared: exclusive,
         }
     }
 
-    /// Counts one on `owner`'s stripe (`usize::MAX` or any number past the
-    /// exclusive stripes: the shared one), and returns the stripe's new
+    /// Counts one on stripe `owner` (any number past the exclusive
+    /// stripes: the shared one), and returns the stripe's new
     /// count (which the metrics' publishing looks at: see `metrics.rs`).
     #[inline]
     fn count(&self, owner: usize, field: impl Fn(&Stripe) -> &AtomicU64) -> u64 {
-        let shared = self.stripes.len() - 1;
+        let shared = self.shared;
         if owner < shared && !cfg!(shuttle) {
-            // SAFETY: `owner < shared = len - 1`. (Spares every read's
+            // SAFETY: `owner < shared = len - 1` (`new`). (Spares every read's
             // count a second, redundant bounds check.)
             let c = field(unsafe { self.stripes.get_unchecked(owner) });
             // Relaxed load + store: this thread is the stripe's only writer
@@ -130,8 +116,8 @@ impl ReadCounters {
         }
     }
 
-    /// Counts a hit by the thread owning stripe `owner` (from `local::pin`);
-    /// returns the stripe's hits.
+    /// Counts a hit by the holder of the epoch record numbered `owner`
+    /// (`Guard::holder`); returns the stripe's hits.
     #[inline]
     pub(crate) fn hit(&self, owner: usize) -> u64 {
         self.count(owner, |s| &s.hits)

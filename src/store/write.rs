@@ -168,7 +168,7 @@ where
         // they must stay readable until then.
         let pinned;
         let guard: &Guard = if self.inner.listener.is_some() {
-            pinned = local::pin().0;
+            pinned = local::pin();
             &pinned
         } else {
             // SAFETY: `Shard::insert` uses it only under the shard lock, to
@@ -205,7 +205,7 @@ where
     {
         let hash = self.inner.hasher.hash_one(key);
         let shard = self.shard(hash);
-        let (guard, _) = local::pin();
+        let guard = local::pin();
         let slot = self.write(shard, &guard, |st, ctx| {
             if origin == Origin::Write {
                 st.supersede_loads(hash, key);

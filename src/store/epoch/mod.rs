@@ -141,6 +141,11 @@ pub(crate) struct Record {
     /// The next record in the registry; set before the record is published
     /// and never changed.
     next: *const Record,
+    /// The record's place in the registry, counted from 0 in the order
+    /// records were made (set with `next`, never changed). Records are
+    /// reused before new ones are made, so the numbers of the records in
+    /// use stay dense: the stats stripe a holder counts on (`stats.rs`).
+    number: usize,
 }
 
 // SAFETY: the atomic is shared as an atomic; `nested` and `idle` are
@@ -253,6 +258,24 @@ impl Handle {
     pub(crate) fn is_pinned(&self) -> bool {
         self.record.pinned()
     }
+
+    /// A copy of the handle's record, for a thread-local that can be read
+    /// without a lazy-init check (see [`Collector::pin_held`]).
+    #[inline]
+    pub(crate) fn held(&self) -> Held {
+        Held {
+            record: self.record,
+            _not_send: PhantomData,
+        }
+    }
+}
+
+/// A [`Handle`]'s record, not owning it: what the pin's fast path reads
+/// (`local.rs`). Neither `Send` nor `Sync`: it stays on the handle's thread.
+#[derive(Clone, Copy)]
+pub(crate) struct Held {
+    record: &'static Record,
+    _not_send: PhantomData<*const ()>,
 }
 
 impl Drop for Handle {
@@ -269,23 +292,35 @@ impl Drop for Handle {
 
 /// A pin of the current thread: while it lives, nothing the thread reaches
 /// is freed (invariant 2). References read under it are bound to its
-/// borrow, as with crossbeam's guard. Not `Send` nor `Sync` (it holds a raw
+/// borrow, as with crossbeam's guard. Not `Send` nor `Sync` (its marker is a raw
 /// pointer): it must be dropped on the thread that pinned.
 pub(crate) struct Guard {
-    /// Null only for [`unprotected`]'s guard, which is never dropped.
-    record: *const Record,
+    /// The pinned record; for [`unprotected`]'s guard (never dropped),
+    /// `NOBODY`.
+    record: &'static Record,
     _not_send: PhantomData<*const ()>,
+}
+
+impl Guard {
+    /// The number of the pinned record (see `Record::number`): while the
+    /// guard lives, no other thread holds that record, so no other thread
+    /// uses that number. `usize::MAX` for [`unprotected`]'s guard.
+    #[inline(always)]
+    pub(crate) fn holder(&self) -> usize {
+        // (Set before the record was published, never written after.)
+        self.record.number
+    }
 }
 
 impl Drop for Guard {
     #[inline]
     fn drop(&mut self) {
-        // SAFETY: a dropped guard was made by `pin_record`, so `record` is a
-        // registry record (never freed) held by this thread: the guard is
-        // neither Send nor Sync, and a record is given back only when its
-        // last guard is dropped (invariant 4). The unprotected guard (null)
-        // lives in a static and is only lent out, so it is never dropped.
-        let record = unsafe { &*self.record };
+        // A dropped guard was made by `pin_record`, so `record` is a
+        // registry record held by this thread: the guard is neither Send
+        // nor Sync, and a record is given back only when its last guard is
+        // dropped (invariant 4). (The unprotected guard lives in a static
+        // and is only lent out, so it is never dropped.)
+        let record = self.record;
         let nested = record.nested.get();
         if nested != 0 {
             record.unnest(nested);
@@ -302,12 +337,23 @@ impl Drop for Guard {
 /// The guard [`unprotected`] lends out.
 struct Unprotected(Guard);
 
-// SAFETY: it has no state (a null record) and is never dropped (a static);
-// `Guard` is !Sync only so that a real pin stays on its thread.
+// SAFETY: its record is `NOBODY`, which no one pins or changes, and it is
+// never dropped (a static); `Guard` is !Sync only so that a real pin stays
+// on its thread.
 unsafe impl Sync for Unprotected {}
 
+/// The record of [`unprotected`]'s guard: in no registry, never pinned,
+/// taken or written; numbered past every stats stripe.
+static NOBODY: Record = Record {
+    state: AtomicU64::new(FREE),
+    nested: Cell::new(0),
+    idle: Cell::new(FREE),
+    next: ptr::null(),
+    number: usize::MAX,
+};
+
 static UNPROTECTED: Unprotected = Unprotected(Guard {
-    record: ptr::null(),
+    record: &NOBODY,
     _not_send: PhantomData,
 });
 
@@ -379,6 +425,19 @@ impl Collector {
         self.pin_record(handle.record)
     }
 
+    /// Pins the thread holding the handle `held` was copied from, as
+    /// [`pin`](Self::pin) does.
+    ///
+    /// # Safety
+    /// That handle (made by this collector's `register`) is still alive:
+    /// once it is dropped the record may be given back and taken by
+    /// another thread, and two holders' pins would corrupt its state.
+    /// (`Held` is not `Send`, so the caller is the handle's thread.)
+    #[inline(always)]
+    pub(crate) unsafe fn pin_held(&self, held: Held) -> Guard {
+        self.pin_record(held.record)
+    }
+
     /// Pins with a record taken for this pin alone (the thread-local is
     /// being torn down); the record is given back when the guard drops.
     #[cold]
@@ -431,17 +490,29 @@ impl Collector {
             nested: Cell::new(0),
             idle: Cell::new(idle),
             next: ptr::null(),
+            number: 0,
         }));
-        let mut head = self.records.load(Ordering::Relaxed);
+        // Acquire (here and on a failed exchange): `head`'s fields, read
+        // below for its number, are as its maker wrote them before its
+        // Release compare-exchange published it.
+        let mut head = self.records.load(Ordering::Acquire);
         loop {
+            // SAFETY: `head` is null or a registry record: never freed, and
+            // published (its fields visible, see the Acquire above); its
+            // `number` is never written after. The head was made last, so
+            // it has the highest number.
+            let number = unsafe { head.as_ref() }.map_or(0, |h| h.number + 1);
             // SAFETY: `record` is ours alone until the compare-exchange below
             // publishes it.
-            unsafe { (*record).next = head.cast_const() };
+            unsafe {
+                (*record).next = head.cast_const();
+                (*record).number = number;
+            }
             // Release: a scan or an `acquire` that reaches the record sees
             // its fields as written here.
             match self
                 .records
-                .compare_exchange(head, record, Ordering::Release, Ordering::Relaxed)
+                .compare_exchange(head, record, Ordering::Release, Ordering::Acquire)
             {
                 // SAFETY: leaked (never freed), and from now on only read.
                 Ok(_) => return unsafe { &*record },

@@ -190,13 +190,13 @@ fn shuttle_a_batch_handed_over_by_a_thread_that_exits_is_reclaimed() {
             let leaver = {
                 let mailbox = Arc::clone(&mailbox);
                 thread::spawn(move || {
-                    let (guard, _) = crate::store::local::pin();
+                    let guard = crate::store::local::pin();
                     super::retire(Deferred::Slots(mailbox, vec![(5, 1)].into_boxed_slice()));
                     drop(guard);
                 })
             };
             let other = thread::spawn(move || {
-                let (guard, _) = crate::store::local::pin();
+                let guard = crate::store::local::pin();
                 super::collect();
                 drop(guard);
                 super::collect();

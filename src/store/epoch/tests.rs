@@ -227,7 +227,15 @@ fn more_ready_work_than_one_take_all_runs() {
 fn unprotected_pins_nothing_and_is_never_dropped() {
     // SAFETY: nothing is read through it.
     let guard = unsafe { unprotected() };
-    assert!(guard.record.is_null());
+    assert!(std::ptr::eq(guard.record, &super::NOBODY));
+    // Its record is in no registry, and pinning a collector leaves it be.
+    let c = collector();
+    let handle = c.register();
+    let pinned = c.pin(&handle);
+    assert!(records(c).iter().all(|r| !std::ptr::eq(*r, &super::NOBODY)));
+    assert_eq!(super::NOBODY.state.load(Ordering::Relaxed), super::FREE);
+    assert_eq!(guard.holder(), usize::MAX, "past every stats stripe");
+    drop(pinned);
 }
 
 #[test]
@@ -295,4 +303,26 @@ fn readers_never_see_a_retired_box_freed() {
     assert_eq!(c.pending(), 0, "retired boxes left after every reader left");
     // SAFETY: the last box, never retired.
     drop(unsafe { Box::from_raw(current.load(Ordering::Relaxed)) });
+}
+
+#[test]
+fn holders_are_numbered_densely_and_a_freed_number_is_reused() {
+    let c = collector();
+    let (a, b) = (c.register(), c.register());
+    let (ga, gb) = (c.pin(&a), c.pin(&b));
+    let mut numbers = [ga.holder(), gb.holder()];
+    numbers.sort_unstable();
+    assert_eq!(numbers, [0, 1], "the first two records are 0 and 1");
+    let freed = ga.holder();
+    drop(ga);
+    drop(a);
+    // The freed record (and its number) is taken before a new one is made.
+    let again = c.register();
+    assert_eq!(c.pin(&again).holder(), freed);
+    let third = c.register();
+    assert_eq!(c.pin(&third).holder(), 2);
+    // A temporary record for one pin is numbered like any other.
+    let temporary = c.pin_temporary();
+    assert_eq!(temporary.holder(), 3);
+    drop(gb);
 }

@@ -44,7 +44,7 @@ impl<K, V> Shard<K, V> {
         now: u64,
         copy: &mut impl FnMut(&K, &V, u64, u8) -> T,
     ) -> Vec<T> {
-        let (guard, _) = local::pin();
+        let guard = local::pin();
         let mut picked: Vec<(u8, &Slot<K, V>, u64)> = {
             let st = self.lock();
             let mut picked = Vec::with_capacity(st.lru.len());

@@ -37,7 +37,7 @@ use std::sync::Arc;
 use std::task::Waker;
 use std::time::Duration;
 
-use super::shard::{Inserted, Shard, Try};
+use super::shard::{Entry, Inserted, Shard, Try};
 use super::stats::bump;
 use super::ttl::{TimeSource, is_expired};
 use super::{Cache, Sharing, Touch, local};
@@ -370,7 +370,12 @@ where
             };
             // The memory check is done (or this is the last try): stored
             // or refused, not handed back for another try.
-            match shard.insert(st, ctx, hash, key, stored, expires, w, Try::Last, &guard) {
+            let entry = Entry {
+                hash,
+                expires,
+                weight: w,
+            };
+            match shard.insert(st, ctx, entry, key, stored, Try::Last, &guard) {
                 Inserted::Rejected(k, v) | Inserted::Reclaim(k, v) => {
                     Landed::Left(Some((Some(k), v)))
                 }

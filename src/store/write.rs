@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::epoch::{self, Guard};
 
 use super::metrics::WRITE_TICK;
-use super::shard::{Inserted, Shard, State, Try, WriteCtx};
+use super::shard::{Entry, Inserted, Shard, State, Try, WriteCtx};
 use super::ttl::TimeSource;
 use super::{Cache, Origin, local};
 use crate::observe;
@@ -109,13 +109,18 @@ where
             TimeSource::expiry(self.inner.time.now(), Some(ttl))
         });
         let shard = self.shard(hash);
-        match self.insert_once(shard, hash, key, value, expires, weight, origin, Try::First) {
+        let entry = Entry {
+            hash,
+            expires,
+            weight,
+        };
+        match self.insert_once(shard, entry, key, value, origin, Try::First) {
             // A copy of a value held elsewhere is not worth waiting for the
             // epoch: a read filling the cache never blocks (the next read
             // fetches it again).
             Inserted::Reclaim(key, value) if origin == Origin::Copy => Err((key, value)),
             Inserted::Reclaim(key, value) => {
-                self.insert_after_reclaim(shard, hash, key, value, expires, weight, origin)
+                self.insert_after_reclaim(shard, entry, key, value, origin)
             }
             Inserted::Rejected(k, v) => Err((k, v)),
             Inserted::New(_) | Inserted::Replaced => Ok(()),
@@ -127,19 +132,16 @@ where
     /// more. Out of line: the common insert stays as short as it was.
     #[cold]
     #[inline(never)]
-    #[allow(clippy::too_many_arguments)]
     fn insert_after_reclaim(
         &self,
         shard: &Shard<K, V>,
-        hash: u64,
+        entry: Entry,
         key: K,
         value: V,
-        expires: u64,
-        weight: u64,
         origin: Origin,
     ) -> Result<(), (K, V)> {
-        shard.reclaim_for(weight);
-        match self.insert_once(shard, hash, key, value, expires, weight, origin, Try::Last) {
+        shard.reclaim_for(entry.weight);
+        match self.insert_once(shard, entry, key, value, origin, Try::Last) {
             Inserted::Rejected(k, v) | Inserted::Reclaim(k, v) => Err((k, v)),
             Inserted::New(_) | Inserted::Replaced => Ok(()),
         }
@@ -147,16 +149,13 @@ where
 
     /// One try of [`insert_inner`](Self::insert_inner); the thread is pinned
     /// only while it runs.
-    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn insert_once(
         &self,
         shard: &Shard<K, V>,
-        hash: u64,
+        entry: Entry,
         key: K,
         value: V,
-        expires: u64,
-        weight: u64,
         origin: Origin,
         attempt: Try,
     ) -> Inserted<K, V> {
@@ -182,12 +181,10 @@ where
         // on the stack on every insert (~20 instructions, callgrind).
         let mut st = shard.lock_for_write();
         if origin == Origin::Write {
-            st.supersede_loads(hash, &key);
+            st.supersede_loads(entry.hash, &key);
         }
         let ctx = WriteCtx::new(&self.inner.hasher, &self.inner.time);
-        let inserted = shard.insert(
-            &mut st, &ctx, hash, key, value, expires, weight, attempt, guard,
-        );
+        let inserted = shard.insert(&mut st, &ctx, entry, key, value, attempt, guard);
         self.end_write(shard, st, guard);
         inserted
     }

@@ -11,7 +11,7 @@ use super::super::local;
 use super::super::lru::{COLD, HOT, WARM};
 use super::super::slab::Slot;
 use super::super::ttl::is_expired;
-use super::{Inserted, Shard, State, Try, WriteCtx};
+use super::{Entry, Inserted, Shard, State, Try, WriteCtx};
 
 /// What became of an entry offered to [`Shard::restore`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +106,12 @@ impl<K, V> Shard<K, V> {
             return Restored::NoRoom;
         }
         // The last try: the memory was checked, so nothing waits.
-        match self.insert(st, ctx, hash, key, value, expires, weight, Try::Last, guard) {
+        let entry = Entry {
+            hash,
+            expires,
+            weight,
+        };
+        match self.insert(st, ctx, entry, key, value, Try::Last, guard) {
             Inserted::New(idx) => {
                 st.lru.place_restored(idx);
                 self.slot(idx).set_uses(uses);

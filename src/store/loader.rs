@@ -37,7 +37,7 @@ use std::sync::Arc;
 use std::task::Waker;
 use std::time::Duration;
 
-use super::shard::{Entry, Inserted, Shard, Try};
+use super::shard::{Entry, Shard, Try};
 use super::stats::bump;
 use super::ttl::{TimeSource, is_expired};
 use super::{Cache, Sharing, Touch, local};
@@ -375,12 +375,9 @@ where
                 expires,
                 weight: w,
             };
-            match shard.insert(st, ctx, entry, key, stored, Try::Last, &guard) {
-                Inserted::Rejected(k, v) | Inserted::Reclaim(k, v) => {
-                    Landed::Left(Some((Some(k), v)))
-                }
-                Inserted::New(_) | Inserted::Replaced => Landed::Left(None),
-            }
+            let mut refused = None;
+            shard.insert(st, ctx, entry, key, stored, &mut refused, Try::Last, &guard);
+            Landed::Left(refused.map(|(k, v)| (Some(k), v)))
         })
     }
 }

@@ -146,19 +146,22 @@ struct Overlapped;
 /// A lookup's result: the slot index and the slot holding the key.
 type Found<'g, K, V> = Option<(u32, &'g Slot<K, V>)>;
 
-/// How an insert went.
-pub(crate) enum Inserted<K, V> {
+/// How an insert went. A refused entry's key and value go back through
+/// the insert's `refused` (written only then): handed back inside this,
+/// they made every outcome 80 bytes, copied through memory on each insert.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Inserted {
     /// A new key, stored in this slot.
     New(u32),
     Replaced,
     /// Heavier than the shard's whole budget, or no memory left for it
     /// while retired values wait for a stalled reader: handed back,
     /// nothing stored.
-    Rejected(K, V),
+    Rejected,
     /// Not stored yet: the shard's values, live and retired, leave no room
     /// for it. Room is being made: `Shard::reclaim_for`, then insert again
     /// (as the last try).
-    Reclaim(K, V),
+    Reclaim,
 }
 
 /// An entry to store, as its caller computed it before locking (user
@@ -559,6 +562,8 @@ impl<K, V> Shard<K, V> {
 
     /// Stores `key -> value`, replacing any current value, then restores the
     /// bound by evicting. `entry` was computed by the caller before locking.
+    /// A refused key and value are put in `refused` (which the caller
+    /// passes in empty), stored ones are not.
     ///
     /// Only the common path is here: the rare ones (a refusal, no memory,
     /// a full index, a slab to grow) are calls out of line, so that this
@@ -566,6 +571,7 @@ impl<K, V> Shard<K, V> {
     /// (inlined whole, with them, it cost ~25 instructions more per rewrite
     /// than as a call; split, it is cheaper inlined than called).
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn insert<S: BuildHasher>(
         &self,
         st: &mut State<K, V>,
@@ -573,9 +579,10 @@ impl<K, V> Shard<K, V> {
         entry: Entry,
         key: K,
         value: V,
+        refused: &mut Option<(K, V)>,
         attempt: Try,
         guard: &Guard,
-    ) -> Inserted<K, V>
+    ) -> Inserted
     where
         K: Hash + Eq,
     {
@@ -586,10 +593,13 @@ impl<K, V> Shard<K, V> {
         } = entry;
         // One compare admits the usual entry (see `admit_below`).
         if weight >= self.admit_below && !self.admits(st, weight) {
-            if self.refuse(st, ctx, entry, &key, attempt, guard) {
-                return Inserted::Reclaim(key, value);
-            }
-            return Inserted::Rejected(key, value);
+            let reclaim = self.refuse(st, ctx, hash, weight, &key, attempt, guard);
+            *refused = Some((key, value));
+            return if reclaim {
+                Inserted::Reclaim
+            } else {
+                Inserted::Rejected
+            };
         }
         let existing = self.find_locked(hash, &key, guard);
         if existing.is_none() && st.lru.len() >= self.first_room {
@@ -598,7 +608,8 @@ impl<K, V> Shard<K, V> {
         }
         let Some(idx) = self.alloc(st) else {
             bump(&self.counters.rejected, 1);
-            return Inserted::Rejected(key, value);
+            *refused = Some((key, value));
+            return Inserted::Rejected;
         };
         let slot = self.slot(idx);
         // SAFETY: `alloc` returned a slot no one else holds: fresh from the
@@ -659,11 +670,15 @@ impl<K, V> Shard<K, V> {
     /// common insert comes here.
     #[cold]
     #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
     fn refuse<S: BuildHasher>(
         &self,
         st: &mut State<K, V>,
         ctx: &WriteCtx<'_, S>,
-        entry: Entry,
+        // Not an `Entry`: passed by reference, it kept the caller's on the
+        // stack (stored and copied on every insert).
+        hash: u64,
+        weight: u64,
         key: &K,
         attempt: Try,
         guard: &Guard,
@@ -671,15 +686,15 @@ impl<K, V> Shard<K, V> {
     where
         K: Hash + Eq,
     {
-        let too_heavy = entry.weight > self.max_weight || self.max_entries == 0;
+        let too_heavy = weight > self.max_weight || self.max_entries == 0;
         // (Something too heavy is refused at once, whatever the memory.)
         if !too_heavy && attempt == Try::First {
-            self.make_room(st, ctx, entry.weight, guard);
+            self.make_room(st, ctx, weight, guard);
             return true;
         }
         // Too heavy to ever fit, or no memory for it. The caller asked to
         // overwrite the key, so the old value must not survive either.
-        if let Some((idx, _)) = self.find_locked(entry.hash, key, guard) {
+        if let Some((idx, _)) = self.find_locked(hash, key, guard) {
             self.unlink(st, ctx, idx, RemovalCause::Replaced, guard);
         }
         self.reject_restoring_bound(st, ctx, guard);

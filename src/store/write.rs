@@ -114,17 +114,19 @@ where
             expires,
             weight,
         };
-        match self.insert_once(shard, entry, key, value, origin, Try::First) {
-            // A copy of a value held elsewhere is not worth waiting for the
-            // epoch: a read filling the cache never blocks (the next read
-            // fetches it again).
-            Inserted::Reclaim(key, value) if origin == Origin::Copy => Err((key, value)),
-            Inserted::Reclaim(key, value) => {
-                self.insert_after_reclaim(shard, entry, key, value, origin)
-            }
-            Inserted::Rejected(k, v) => Err((k, v)),
-            Inserted::New(_) | Inserted::Replaced => Ok(()),
+        let mut refused = None;
+        let inserted = self.insert_once(shard, entry, key, value, &mut refused, origin, Try::First);
+        // Stored: nothing came back.
+        let Some((key, value)) = refused else {
+            return Ok(());
+        };
+        // A copy of a value held elsewhere is not worth waiting for the
+        // epoch: a read filling the cache never blocks (the next read
+        // fetches it again).
+        if inserted == Inserted::Reclaim && origin == Origin::Write {
+            return self.insert_after_reclaim(shard, hash, expires, weight, key, value);
         }
+        Err((key, value))
     }
 
     /// An insert that found no memory for its entry: made room, now waits
@@ -132,33 +134,52 @@ where
     /// more. Out of line: the common insert stays as short as it was.
     #[cold]
     #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
     fn insert_after_reclaim(
         &self,
         shard: &Shard<K, V>,
-        entry: Entry,
+        // Not an `Entry`: passed by reference, it kept the caller's on the
+        // stack (stored on every insert).
+        hash: u64,
+        expires: u64,
+        weight: u64,
         key: K,
         value: V,
-        origin: Origin,
     ) -> Result<(), (K, V)> {
-        shard.reclaim_for(entry.weight);
-        match self.insert_once(shard, entry, key, value, origin, Try::Last) {
-            Inserted::Rejected(k, v) | Inserted::Reclaim(k, v) => Err((k, v)),
-            Inserted::New(_) | Inserted::Replaced => Ok(()),
-        }
+        shard.reclaim_for(weight);
+        let entry = Entry {
+            hash,
+            expires,
+            weight,
+        };
+        let mut refused = None;
+        // (Only a write waits for memory: see `insert_inner`.)
+        self.insert_once(
+            shard,
+            entry,
+            key,
+            value,
+            &mut refused,
+            Origin::Write,
+            Try::Last,
+        );
+        refused.map_or(Ok(()), Err)
     }
 
     /// One try of [`insert_inner`](Self::insert_inner); the thread is pinned
     /// only while it runs.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn insert_once(
         &self,
         shard: &Shard<K, V>,
         entry: Entry,
         key: K,
         value: V,
+        refused: &mut Option<(K, V)>,
         origin: Origin,
         attempt: Try,
-    ) -> Inserted<K, V> {
+    ) -> Inserted {
         // An insert reads only what its shard's lock protects: the current
         // table (swapped only under the lock) and linked slots (unlinked only
         // under it). What it hands to the epoch, it hands with a guard pinned
@@ -184,7 +205,7 @@ where
             st.supersede_loads(entry.hash, &key);
         }
         let ctx = WriteCtx::new(&self.inner.hasher, &self.inner.time);
-        let inserted = shard.insert(&mut st, &ctx, entry, key, value, attempt, guard);
+        let inserted = shard.insert(&mut st, &ctx, entry, key, value, refused, attempt, guard);
         self.end_write(shard, st, guard);
         inserted
     }

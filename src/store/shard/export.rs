@@ -105,13 +105,14 @@ impl<K, V> Shard<K, V> {
         if !room {
             return Restored::NoRoom;
         }
-        // The last try: the memory was checked, so nothing waits.
         let entry = Entry {
             hash,
             expires,
             weight,
         };
-        match self.insert(st, ctx, entry, key, value, Try::Last, guard) {
+        // The last try: the memory was checked, so nothing waits.
+        let mut refused = None;
+        match self.insert(st, ctx, entry, key, value, &mut refused, Try::Last, guard) {
             Inserted::New(idx) => {
                 st.lru.place_restored(idx);
                 self.slot(idx).set_uses(uses);
@@ -119,7 +120,8 @@ impl<K, V> Shard<K, V> {
             }
             // Absent (checked above), so not replaced.
             Inserted::Replaced => Restored::Stored,
-            Inserted::Rejected(..) | Inserted::Reclaim(..) => Restored::NoRoom,
+            // (What came back in `refused` is dropped with it.)
+            Inserted::Rejected | Inserted::Reclaim => Restored::NoRoom,
         }
     }
 }

@@ -298,9 +298,10 @@ impl<K, V, S> Cache<K, V, S> {
 
     /// The total weight of the entries (the entry count without a weigher).
     pub fn weight(&self) -> u64 {
-        self.inner.shards.iter().fold(0u64, |sum, s| {
-            sum.saturating_add(s.counters.weight.load(Ordering::Relaxed))
-        })
+        self.inner
+            .shards
+            .iter()
+            .fold(0u64, |sum, s| sum.saturating_add(s.counters.weight()))
     }
 
     /// The heaviest entry that is admitted: a shard's share of `max_weight`

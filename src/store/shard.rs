@@ -270,7 +270,7 @@ impl<K, V> Shard<K, V> {
                 expiring: 0,
                 sweep_cursor: 1,
             }),
-            counters: WriteCounters::default(),
+            counters: WriteCounters::new(weighted),
             max_entries,
             max_weight,
             len_bound: if weighted {
@@ -478,10 +478,14 @@ impl<K, V> Shard<K, V> {
             self.retire_pending(st);
         }
         bump_to(&self.counters.entries, st.lru.len() as u64);
-        bump_to(
-            &self.counters.weight,
-            u64::try_from(st.lru.weight()).unwrap_or(u64::MAX),
-        );
+        // Unweighted, the weight is the entry count: no gauge of its own
+        // (see `WriteCounters::weight`).
+        if self.weighted {
+            bump_to(
+                &self.counters.weight,
+                u64::try_from(st.lru.weight()).unwrap_or(u64::MAX),
+            );
+        }
     }
 
     /// Under the lock: the live slot index holding `key`, and its position

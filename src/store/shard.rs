@@ -630,8 +630,7 @@ impl<K, V> Shard<K, V> {
                 slot.pos.store(pos, Ordering::Relaxed);
                 slot.inherit_uses(old_slot);
                 table.replace(pos, idx);
-                let grew = weight > st.lru.weight_of(old);
-                st.lru.replace(old, idx, weight);
+                let grew = weight > st.lru.replace(old, idx, weight);
                 self.retire_slot(st, old, old_slot, RemovalCause::Replaced);
                 (Inserted::Replaced, grew)
             }

@@ -464,6 +464,11 @@ where
     /// cache.insert(3, "c");
     /// assert_eq!(cache.len(), 2);
     /// ```
+    // A call, not inlined into the caller: `insert_inner` is inlined here,
+    // specialised for a write with the default TTL, and so it measured
+    // cheaper than inlined into a caller's loop (callgrind, a rewrite:
+    // 330.8 instructions inlined, 326.8 as a call).
+    #[inline(never)]
     pub fn insert(&self, key: K, value: V) {
         let _ = self.insert_inner(key, value, self.inner.default_ttl, Origin::Write);
     }

@@ -96,6 +96,11 @@ where
         }
     }
 
+    /// Stores `key -> value`; hands them back if refused.
+    // Always inlined, into each public insert: with `origin` and `ttl`
+    // known there, an insert costs ~13 instructions less than through a
+    // call (callgrind, a rewrite: 339.7 -> 326.8).
+    #[inline(always)]
     pub(super) fn insert_inner(
         &self,
         key: K,

@@ -37,7 +37,7 @@ use std::sync::Arc;
 use std::task::Waker;
 use std::time::Duration;
 
-use super::shard::{Inserted, Shard, Try};
+use super::shard::{Entry, Shard, Try};
 use super::stats::bump;
 use super::ttl::{TimeSource, is_expired};
 use super::{Cache, Sharing, Touch, local};
@@ -370,12 +370,14 @@ where
             };
             // The memory check is done (or this is the last try): stored
             // or refused, not handed back for another try.
-            match shard.insert(st, ctx, hash, key, stored, expires, w, Try::Last, &guard) {
-                Inserted::Rejected(k, v) | Inserted::Reclaim(k, v) => {
-                    Landed::Left(Some((Some(k), v)))
-                }
-                Inserted::New(_) | Inserted::Replaced => Landed::Left(None),
-            }
+            let entry = Entry {
+                hash,
+                expires,
+                weight: w,
+            };
+            let mut refused = None;
+            shard.insert(st, ctx, entry, key, stored, &mut refused, Try::Last, &guard);
+            Landed::Left(refused.map(|(k, v)| (Some(k), v)))
         })
     }
 }

@@ -298,9 +298,10 @@ impl<K, V, S> Cache<K, V, S> {
 
     /// The total weight of the entries (the entry count without a weigher).
     pub fn weight(&self) -> u64 {
-        self.inner.shards.iter().fold(0u64, |sum, s| {
-            sum.saturating_add(s.counters.weight.load(Ordering::Relaxed))
-        })
+        self.inner
+            .shards
+            .iter()
+            .fold(0u64, |sum, s| sum.saturating_add(s.counters.weight()))
     }
 
     /// The heaviest entry that is admitted: a shard's share of `max_weight`
@@ -463,6 +464,11 @@ where
     /// cache.insert(3, "c");
     /// assert_eq!(cache.len(), 2);
     /// ```
+    // A call, not inlined into the caller: `insert_inner` is inlined here,
+    // specialised for a write with the default TTL, and so it measured
+    // cheaper than inlined into a caller's loop (callgrind, a rewrite:
+    // 330.8 instructions inlined, 326.8 as a call).
+    #[inline(never)]
     pub fn insert(&self, key: K, value: V) {
         let _ = self.insert_inner(key, value, self.inner.default_ttl, Origin::Write);
     }

@@ -24,13 +24,13 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::{Arc, PoisonError};
 
 use super::RemovalCause;
-use super::epoch::{self, Deferred, Guard};
+use super::epoch::Guard;
 use super::index::Index;
 use super::loader::Load;
 use super::local;
-use super::lru::{Lru, MAX_INDEX, UseCounts};
+use super::lru::{Lru, UseCounts};
 use super::slab::{LIVE, Mailbox, NIL, Slab, Slot, has_drop_glue};
-use super::stats::{WriteCounters, bump};
+use super::stats::WriteCounters;
 use super::ttl::{TimeSource, is_expired};
 use crate::shim::{AtomicPtr, AtomicU32, Mutex, MutexGuard, Ordering, fence};
 pub(crate) use export::Restored;
@@ -40,6 +40,9 @@ use unlink::Ghost;
 /// A snapshot's side: entries copied out hottest first, restored only
 /// where they fit (a child module: it reads the shard's private state).
 mod export;
+/// The insert: the common path inlined, the rare ones out of line (a
+/// child module, as above).
+mod insert;
 /// The memory bound over live and retired values (a child module: it
 /// reads the shard's private state).
 mod retired;
@@ -146,19 +149,32 @@ struct Overlapped;
 /// A lookup's result: the slot index and the slot holding the key.
 type Found<'g, K, V> = Option<(u32, &'g Slot<K, V>)>;
 
-/// How an insert went.
-pub(crate) enum Inserted<K, V> {
+/// How an insert went. A refused entry's key and value go back through
+/// the insert's `refused` (written only then): handed back inside this,
+/// they made every outcome 80 bytes, copied through memory on each insert.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Inserted {
     /// A new key, stored in this slot.
     New(u32),
     Replaced,
     /// Heavier than the shard's whole budget, or no memory left for it
     /// while retired values wait for a stalled reader: handed back,
     /// nothing stored.
-    Rejected(K, V),
+    Rejected,
     /// Not stored yet: the shard's values, live and retired, leave no room
     /// for it. Room is being made: `Shard::reclaim_for`, then insert again
     /// (as the last try).
-    Reclaim(K, V),
+    Reclaim,
+}
+
+/// An entry to store, as its caller computed it before locking (user
+/// code, the clock): one argument for the three.
+#[derive(Clone, Copy)]
+pub(crate) struct Entry {
+    pub(crate) hash: u64,
+    /// Its expiry stamp (0: never).
+    pub(crate) expires: u64,
+    pub(crate) weight: u64,
 }
 
 /// Whether an insert may still wait for memory to come back.
@@ -197,6 +213,10 @@ pub(crate) struct Shard<K, V> {
     first_room: usize,
     /// What the live and retired values may weigh together.
     memory: MemoryBound,
+    /// Entries lighter than this are admitted with no further check: they
+    /// weigh at most `max_weight`, the shard takes entries, and it has no
+    /// memory bound. 0 where every insert is checked (`Shard::admits`).
+    admit_below: u64,
 }
 
 impl<K, V> UseCounts for Slab<K, V> {
@@ -230,6 +250,7 @@ impl<K, V> Shard<K, V> {
         };
         let slab = Slab::new(expected.saturating_add(expected / 16 + 16));
         let first_chunk = slab.first_chunk_len();
+        let memory = MemoryBound::new(max_weight, has_drop_glue::<K, V>());
         Shard {
             table: AtomicPtr::new(Box::into_raw(Box::new(index))),
             move_seq: AtomicU32::new(0),
@@ -252,7 +273,7 @@ impl<K, V> Shard<K, V> {
                 expiring: 0,
                 sweep_cursor: 1,
             }),
-            counters: WriteCounters::default(),
+            counters: WriteCounters::new(weighted),
             max_entries,
             max_weight,
             len_bound: if weighted {
@@ -261,7 +282,12 @@ impl<K, V> Shard<K, V> {
                 max_entries.min(usize::try_from(max_weight).unwrap_or(usize::MAX))
             },
             weighted,
-            memory: MemoryBound::new(max_weight, has_drop_glue::<K, V>()),
+            memory,
+            admit_below: if max_entries == 0 || memory.bounded() {
+                0
+            } else {
+                max_weight.saturating_add(1)
+            },
         }
     }
 
@@ -455,14 +481,21 @@ impl<K, V> Shard<K, V> {
             self.retire_pending(st);
         }
         bump_to(&self.counters.entries, st.lru.len() as u64);
-        bump_to(
-            &self.counters.weight,
-            u64::try_from(st.lru.weight()).unwrap_or(u64::MAX),
-        );
+        // Unweighted, the weight is the entry count: no gauge of its own
+        // (see `WriteCounters::weight`).
+        if self.weighted {
+            bump_to(
+                &self.counters.weight,
+                u64::try_from(st.lru.weight()).unwrap_or(u64::MAX),
+            );
+        }
     }
 
     /// Under the lock: the live slot index holding `key`, and its position
     /// in the index.
+    // Always inlined: with a second caller in the insert's (cold) refusal
+    // it was outlined, and the call cost ~20 instructions per insert.
+    #[inline(always)]
     fn find_locked<Q>(&self, hash: u64, key: &Q, guard: &Guard) -> Option<(u32, u32)>
     where
         K: Borrow<Q>,
@@ -472,199 +505,6 @@ impl<K, V> Shard<K, V> {
             // SAFETY: indexed slots hold values; the lock keeps them indexed.
             (unsafe { self.slot(idx).key() }.borrow() == key).then_some((idx, pos))
         })
-    }
-
-    /// A free slot index, reusing reclaimed slots before growing the slab.
-    fn alloc(&self, st: &mut State<K, V>) -> Option<u32> {
-        if let Some(idx) = st.free.pop() {
-            return Some(idx);
-        }
-        // Reclaiming under the lock only when it runs no user code (no Drop);
-        // otherwise the next write's `lock_for_write` reclaims, lock-free.
-        if !has_drop_glue::<K, V>() {
-            let mut reclaimed = std::mem::take(&mut st.scratch);
-            self.mailbox.take(&mut reclaimed);
-            self.slab.drop_reclaimed(&reclaimed);
-            self.recycle(st, &reclaimed);
-            reclaimed.clear();
-            st.scratch = reclaimed;
-            if let Some(idx) = st.free.pop() {
-                return Some(idx);
-            }
-            // About to grow. Now and then (not on every growth), let the
-            // slots held back start their way to reuse and push the epoch
-            // along. (With crossbeam-epoch each hand-over sealed a ~2 KiB
-            // bag freed only once the epoch moved on: done per growth, a
-            // thread pinned for long made every insert elsewhere cost 2 KiB
-            // besides its slot. A hand-over is one queue entry now, but the
-            // batches are still what the memory bound counts.) In between, the
-            // slab grows (its pages are committed only as they are used);
-            // `finish_write` still hands over every full batch.
-            st.grown_since_flush += 1;
-            if st.grown_since_flush >= FLUSH_EVERY {
-                st.grown_since_flush = 0;
-                // Not while removal notices are pending: the listener reads
-                // those slots after the lock, relying on the pin of the
-                // operation that removed them, which a panic may have
-                // dropped already (leaving the notices behind).
-                if !st.retired.is_empty() && st.notices.is_empty() {
-                    self.retire_pending(st);
-                } else if self.slab.high_water() as usize >= self.first_chunk {
-                    // (Within the first chunk there is nothing to push: the
-                    // cache is filling.)
-                    epoch::collect();
-                }
-            }
-        }
-        if self.slab.high_water() > MAX_INDEX {
-            return None;
-        }
-        let idx = self.slab.grow()?;
-        let next_chunk_end = (idx as usize + 1).next_power_of_two().max(self.first_chunk);
-        st.lru.reserve_slot(idx, next_chunk_end);
-        Some(idx)
-    }
-
-    /// Stores `key -> value`, replacing any current value, then restores the
-    /// bound by evicting. `weight` was computed by the caller before locking.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn insert<S: BuildHasher>(
-        &self,
-        st: &mut State<K, V>,
-        ctx: &WriteCtx<'_, S>,
-        hash: u64,
-        key: K,
-        value: V,
-        expires: u64,
-        weight: u64,
-        attempt: Try,
-        guard: &Guard,
-    ) -> Inserted<K, V>
-    where
-        K: Hash + Eq,
-    {
-        let too_heavy = weight > self.max_weight || self.max_entries == 0;
-        // (Something too heavy is refused at once, whatever the memory.)
-        let fits = too_heavy || self.memory_for(st, weight);
-        if !fits && attempt == Try::First {
-            self.make_room(st, ctx, weight, guard);
-            return Inserted::Reclaim(key, value);
-        }
-        let existing = self.find_locked(hash, &key, guard);
-        if too_heavy || !fits {
-            // Too heavy to ever fit, or no memory for it. The caller asked
-            // to overwrite the key, so the old value must not survive either.
-            if let Some((idx, _)) = existing {
-                self.unlink(st, ctx, idx, RemovalCause::Replaced, guard);
-            }
-            self.reject_restoring_bound(st, ctx, guard);
-            return Inserted::Rejected(key, value);
-        }
-        if existing.is_none() && st.lru.len() >= self.first_room {
-            // Hashes every key when it grows: user code, before any change.
-            self.ensure_room(st, ctx, guard);
-        }
-        let Some(idx) = self.alloc(st) else {
-            bump(&self.counters.rejected, 1);
-            return Inserted::Rejected(key, value);
-        };
-        let slot = self.slot(idx);
-        // SAFETY: `alloc` returned a slot no one else holds: fresh from the
-        // slab, or reclaimed after its epoch passed.
-        unsafe { slot.fill(key, value, expires) };
-        if expires != 0 {
-            st.expiring += 1;
-        }
-        let table = self.table(guard);
-        let (outcome, grew) = match existing {
-            Some((old, pos)) => {
-                // The new slot takes the old one's place in the index and list.
-                let old_slot = self.slot(old);
-                slot.pos.store(pos, Ordering::Relaxed);
-                slot.inherit_uses(old_slot);
-                table.replace(pos, idx);
-                let grew = weight > st.lru.weight_of(old);
-                st.lru.replace(old, idx, weight);
-                self.retire_slot(st, old, old_slot, RemovalCause::Replaced);
-                (Inserted::Replaced, grew)
-            }
-            None => {
-                // `ensure_room` left a free lane: an index at its largest
-                // holds 2^28 chunks of 12 lanes, more than the 2^30 slots
-                // the LRU can address, so the slab runs out first.
-                let pos = table
-                    .insert(hash, idx)
-                    .expect("the index has a free lane after ensure_room");
-                slot.pos.store(pos, Ordering::Relaxed);
-                let returning = st.ghost.recall(hash);
-                st.lru.insert(idx, weight, returning);
-                bump(&self.counters.inserts, 1);
-                (Inserted::New(idx), true)
-            }
-        };
-        // A replacement that weighs no more than the entry it replaced
-        // leaves every segment and the shard within bounds, if they were:
-        // nothing to move or evict (the common rewrite of a hot key stays
-        // cheap). They may not be: a `Hash` that panicked while an earlier
-        // insert evicted left its entry linked and the victim in place.
-        if grew || self.over_bound(st) {
-            self.enforce_bound(st, ctx, idx, guard);
-        }
-        self.sweep(st, ctx, SWEEP_PER_WRITE, guard);
-        outcome
-    }
-
-    /// Doubles the index when one more entry would not fit.
-    fn ensure_room<S: BuildHasher>(
-        &self,
-        st: &mut State<K, V>,
-        ctx: &WriteCtx<'_, S>,
-        guard: &Guard,
-    ) where
-        K: Hash,
-    {
-        let old = self.table(guard);
-        if old.has_room(st.lru.len() + 1) || old.at_max() {
-            return;
-        }
-        // Hash every key first: user code runs before anything changes.
-        let placed: Vec<(u32, u64)> = st
-            .lru
-            .indices()
-            // SAFETY: the LRU holds live slots only.
-            .map(|idx| (idx, ctx.hasher.hash_one(unsafe { self.slot(idx).key() })))
-            .collect();
-        // Seqlock write side: odd while the table is being replaced. The
-        // Release fence keeps what follows from being seen before the odd value.
-        let seq = self.move_seq.load(Ordering::Relaxed);
-        self.move_seq.store(seq.wrapping_add(1), Ordering::Relaxed);
-        fence(Ordering::Release);
-        // Double, but never past the shard's bound (an entry-bounded shard
-        // that started below its bound grows to fit it exactly).
-        let len = st.lru.len() + 1;
-        let new = Index::for_entries(
-            len.saturating_mul(2)
-                .min(self.max_entries.saturating_add(1))
-                .max(len),
-        );
-        for &(idx, hash) in &placed {
-            // Sized for at least one more entry than it gets here.
-            let pos = new
-                .insert(hash, idx)
-                .expect("a new index has room for every entry");
-            self.slot(idx).pos.store(pos, Ordering::Relaxed);
-        }
-        // Release: readers that load the new table see its entries.
-        let old = self
-            .table
-            .swap(Box::into_raw(Box::new(new)), Ordering::Release);
-        self.move_seq.store(seq.wrapping_add(2), Ordering::Release);
-        // SAFETY: `old` came from `Box::into_raw` (`new`, or an earlier
-        // swap), and is unreachable now: swapped out under the lock, so no
-        // one else retires or frees it. Readers that loaded it are pinned,
-        // and the epoch frees it only after they unpin; they hold only
-        // shared references to it.
-        epoch::retire(unsafe { Deferred::free(old) });
     }
 
     /// Clones every live, unexpired entry: picked under the lock, cloned

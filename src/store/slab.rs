@@ -156,8 +156,10 @@ impl<K, V> Slot<K, V> {
     #[inline]
     pub(crate) fn inherit_uses(&self, old: &Self) {
         let uses = old.uses.load(Ordering::Relaxed);
+        // min(uses + 1, MAX_USES), in fewer instructions than a saturating
+        // add and a min (and without overflow, whatever `uses` is).
         self.uses
-            .store(uses.saturating_add(1).min(MAX_USES), Ordering::Relaxed);
+            .store(uses.min(MAX_USES - 1) + 1, Ordering::Relaxed);
     }
 
     /// The use count now (a hint, as every read of it).

@@ -150,7 +150,10 @@ pub(crate) struct WriteCounters {
     pub(crate) loads: AtomicU64,
     pub(crate) load_waits: AtomicU64,
     pub(crate) entries: AtomicU64,
+    /// Kept only where entries have weights of their own (`weighted`):
+    /// elsewhere the weight is `entries`, and a write stores one gauge.
     pub(crate) weight: AtomicU64,
+    weighted: bool,
     /// Write operations, counted only with the `metrics` feature (which
     /// looks at the throttle every so many: see `metrics.rs`).
     writes: AtomicU64,
@@ -168,6 +171,24 @@ pub(crate) fn bump(counter: &AtomicU64, n: u64) {
 }
 
 impl WriteCounters {
+    /// The counters of a shard whose entries are `weighted`.
+    pub(crate) fn new(weighted: bool) -> Self {
+        WriteCounters {
+            weighted,
+            ..WriteCounters::default()
+        }
+    }
+
+    /// The shard's weight gauge (its entry count, unweighted).
+    #[inline]
+    pub(crate) fn weight(&self) -> u64 {
+        if self.weighted {
+            self.weight.load(Ordering::Relaxed)
+        } else {
+            self.entries.load(Ordering::Relaxed)
+        }
+    }
+
     /// Counts a write operation (by the lock holder); returns the count.
     #[inline]
     pub(crate) fn wrote(&self) -> u64 {
@@ -186,6 +207,6 @@ impl WriteCounters {
         stats.loads += l(&self.loads);
         stats.load_waits += l(&self.load_waits);
         stats.entries += l(&self.entries);
-        stats.weight = stats.weight.saturating_add(l(&self.weight));
+        stats.weight = stats.weight.saturating_add(self.weight());
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::epoch::{self, Guard};
 
 use super::metrics::WRITE_TICK;
-use super::shard::{Inserted, Shard, State, Try, WriteCtx};
+use super::shard::{Entry, Inserted, Shard, State, Try, WriteCtx};
 use super::ttl::TimeSource;
 use super::{Cache, Origin, local};
 use crate::observe;
@@ -96,6 +96,11 @@ where
         }
     }
 
+    /// Stores `key -> value`; hands them back if refused.
+    // Always inlined, into each public insert: with `origin` and `ttl`
+    // known there, an insert costs ~13 instructions less than through a
+    // call (callgrind, a rewrite: 339.7 -> 326.8).
+    #[inline(always)]
     pub(super) fn insert_inner(
         &self,
         key: K,
@@ -109,17 +114,24 @@ where
             TimeSource::expiry(self.inner.time.now(), Some(ttl))
         });
         let shard = self.shard(hash);
-        match self.insert_once(shard, hash, key, value, expires, weight, origin, Try::First) {
-            // A copy of a value held elsewhere is not worth waiting for the
-            // epoch: a read filling the cache never blocks (the next read
-            // fetches it again).
-            Inserted::Reclaim(key, value) if origin == Origin::Copy => Err((key, value)),
-            Inserted::Reclaim(key, value) => {
-                self.insert_after_reclaim(shard, hash, key, value, expires, weight, origin)
-            }
-            Inserted::Rejected(k, v) => Err((k, v)),
-            Inserted::New(_) | Inserted::Replaced => Ok(()),
+        let entry = Entry {
+            hash,
+            expires,
+            weight,
+        };
+        let mut refused = None;
+        let inserted = self.insert_once(shard, entry, key, value, &mut refused, origin, Try::First);
+        // Stored: nothing came back.
+        let Some((key, value)) = refused else {
+            return Ok(());
+        };
+        // A copy of a value held elsewhere is not worth waiting for the
+        // epoch: a read filling the cache never blocks (the next read
+        // fetches it again).
+        if inserted == Inserted::Reclaim && origin == Origin::Write {
+            return self.insert_after_reclaim(shard, hash, expires, weight, key, value);
         }
+        Err((key, value))
     }
 
     /// An insert that found no memory for its entry: made room, now waits
@@ -131,35 +143,48 @@ where
     fn insert_after_reclaim(
         &self,
         shard: &Shard<K, V>,
+        // Not an `Entry`: passed by reference, it kept the caller's on the
+        // stack (stored on every insert).
         hash: u64,
-        key: K,
-        value: V,
         expires: u64,
         weight: u64,
-        origin: Origin,
+        key: K,
+        value: V,
     ) -> Result<(), (K, V)> {
         shard.reclaim_for(weight);
-        match self.insert_once(shard, hash, key, value, expires, weight, origin, Try::Last) {
-            Inserted::Rejected(k, v) | Inserted::Reclaim(k, v) => Err((k, v)),
-            Inserted::New(_) | Inserted::Replaced => Ok(()),
-        }
+        let entry = Entry {
+            hash,
+            expires,
+            weight,
+        };
+        let mut refused = None;
+        // (Only a write waits for memory: see `insert_inner`.)
+        self.insert_once(
+            shard,
+            entry,
+            key,
+            value,
+            &mut refused,
+            Origin::Write,
+            Try::Last,
+        );
+        refused.map_or(Ok(()), Err)
     }
 
     /// One try of [`insert_inner`](Self::insert_inner); the thread is pinned
     /// only while it runs.
-    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn insert_once(
         &self,
         shard: &Shard<K, V>,
-        hash: u64,
+        entry: Entry,
         key: K,
         value: V,
-        expires: u64,
-        weight: u64,
+        refused: &mut Option<(K, V)>,
         origin: Origin,
         attempt: Try,
-    ) -> Inserted<K, V> {
+    ) -> Inserted {
         // An insert reads only what its shard's lock protects: the current
         // table (swapped only under the lock) and linked slots (unlinked only
         // under it). What it hands to the epoch, it hands with a guard pinned
@@ -182,12 +207,10 @@ where
         // on the stack on every insert (~20 instructions, callgrind).
         let mut st = shard.lock_for_write();
         if origin == Origin::Write {
-            st.supersede_loads(hash, &key);
+            st.supersede_loads(entry.hash, &key);
         }
         let ctx = WriteCtx::new(&self.inner.hasher, &self.inner.time);
-        let inserted = shard.insert(
-            &mut st, &ctx, hash, key, value, expires, weight, attempt, guard,
-        );
+        let inserted = shard.insert(&mut st, &ctx, entry, key, value, refused, attempt, guard);
         self.end_write(shard, st, guard);
         inserted
     }

@@ -11,7 +11,7 @@ use super::super::local;
 use super::super::lru::{COLD, HOT, WARM};
 use super::super::slab::Slot;
 use super::super::ttl::is_expired;
-use super::{Inserted, Shard, State, Try, WriteCtx};
+use super::{Entry, Inserted, Shard, State, Try, WriteCtx};
 
 /// What became of an entry offered to [`Shard::restore`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,8 +105,14 @@ impl<K, V> Shard<K, V> {
         if !room {
             return Restored::NoRoom;
         }
+        let entry = Entry {
+            hash,
+            expires,
+            weight,
+        };
         // The last try: the memory was checked, so nothing waits.
-        match self.insert(st, ctx, hash, key, value, expires, weight, Try::Last, guard) {
+        let mut refused = None;
+        match self.insert(st, ctx, entry, key, value, &mut refused, Try::Last, guard) {
             Inserted::New(idx) => {
                 st.lru.place_restored(idx);
                 self.slot(idx).set_uses(uses);
@@ -114,7 +120,8 @@ impl<K, V> Shard<K, V> {
             }
             // Absent (checked above), so not replaced.
             Inserted::Replaced => Restored::Stored,
-            Inserted::Rejected(..) | Inserted::Reclaim(..) => Restored::NoRoom,
+            // (What came back in `refused` is dropped with it.)
+            Inserted::Rejected | Inserted::Reclaim => Restored::NoRoom,
         }
     }
 }

@@ -45,6 +45,9 @@ pub(crate) struct MemoryBound {
     cap: u128,
     /// The shard's live weight budget.
     budget: u128,
+    /// `cap != u128::MAX`, kept apart: tested on every write (a 16-byte
+    /// compare of `cap` took five instructions, this takes two).
+    bounded: bool,
 }
 
 impl MemoryBound {
@@ -57,13 +60,17 @@ impl MemoryBound {
         } else {
             budget + budget / 4
         };
-        MemoryBound { cap, budget }
+        MemoryBound {
+            cap,
+            budget,
+            bounded: cap != u128::MAX,
+        }
     }
 
     /// Whether there is a bound (else retired weight need not be counted).
     #[inline]
     pub(crate) fn bounded(&self) -> bool {
-        self.cap != u128::MAX
+        self.bounded
     }
 
     /// Whether `live` and `retired` weight leave room for `weight` more.

@@ -115,7 +115,14 @@ pub(crate) const UNMIX: u64 = {
 /// The tag of `hash`: a byte of its mix, never 0 (the empty mark).
 #[inline]
 pub(crate) fn tag(hash: u64) -> u8 {
-    ((mix(hash) >> 24) as u8).max(1)
+    wide_tag(hash) as u8
+}
+
+/// [`tag`] in a `u32` (what [`matches`] takes: the lookup then needs no
+/// zero-extension before it spreads the tag over the lanes).
+#[inline]
+fn wide_tag(hash: u64) -> u32 {
+    ((mix(hash) as u32) >> 24).max(1)
 }
 
 /// A slot's place in the table.
@@ -193,7 +200,7 @@ impl Index {
         hash: u64,
         mut hit: impl FnMut(u32, u32) -> Option<R>,
     ) -> Option<R> {
-        let tag = tag(hash);
+        let tag = wide_tag(hash);
         let at = self.home(hash);
         match self.probe(at, tag, &mut hit) {
             Probed::Found(found) => Some(found),
@@ -210,7 +217,7 @@ impl Index {
     fn find_on<R>(
         &self,
         home: usize,
-        tag: u8,
+        tag: u32,
         mut hit: impl FnMut(u32, u32) -> Option<R>,
     ) -> Option<R> {
         let mut at = home;
@@ -232,7 +239,7 @@ impl Index {
     fn probe<R>(
         &self,
         at: usize,
-        tag: u8,
+        tag: u32,
         hit: &mut impl FnMut(u32, u32) -> Option<R>,
     ) -> Probed<R> {
         debug_assert!(at < self.chunks.len());

@@ -214,14 +214,20 @@ impl<K: Hash + Eq, V: Clone> Cache<K, V> {
     }
 }
 
-/// The shard for `hash`, of `mask + 1` (a power of two): high bits of the
-/// hash times an odd constant, so a hasher with weak high bits (an identity
-/// hash of small integers) still spreads keys over the shards. The index
-/// mixes with another constant, so a shard's keys still spread over its
-/// chunks.
+/// The shard for `hash`, of `mask + 1` (a power of two): the low bits of
+/// the top half of the index's mix (`index::mix`, the hash times an odd
+/// constant), so a hasher with weak high bits (an identity hash of small
+/// integers) still spreads keys over the shards. One multiply serves both
+/// (a lookup's probe reuses it: two instructions a hit). The index picks
+/// the home chunk by scaling that same top half onto its chunk count: with
+/// the shard's bits fixed, the top half still steps through the chunks
+/// less than one at a time while a shard has fewer than `2^32 / (mask + 1)`
+/// chunks (every realistic size: 2^26 with 64 shards), so a shard's keys
+/// still spread evenly over its chunks; the tag comes from the bits below.
+/// (Hashes equal in their low `32 + log2(shards)` bits share a shard.)
 #[inline]
 fn shard_of(hash: u64, mask: usize) -> usize {
-    (hash.wrapping_mul(0xD6E8_FEB8_6659_FD93) >> 40) as usize & mask
+    (index::mix(hash) >> 32) as usize & mask
 }
 
 /// The most shards a cache can have.

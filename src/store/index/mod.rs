@@ -86,14 +86,15 @@ const LANE_BITS: u32 = 4;
 /// The most chunks a table can have (positions are `u32`).
 const MAX_CHUNKS: usize = 1 << (32 - LANE_BITS);
 
-/// The index's own mix of a key's hash. The index reads two different
-/// parts of it (the home chunk from the top 32 bits, the tag from bits
-/// 24..32), and a hasher with weak bits there (an identity hash of small
-/// integers, say) would otherwise put every key in one chunk with one tag.
+/// The index's mix of a key's hash. The index reads two different parts
+/// of it (the home chunk from the top 32 bits, the tag from bits 24..32),
+/// and a hasher with weak bits there (an identity hash of small integers,
+/// say) would otherwise put every key in one chunk with one tag. The cache
+/// picks the shard from it too (`store::shard_of`: one multiply for both).
 /// A multiply by an odd constant spreads the low bits upwards; it is a
 /// bijection, so keys with distinct hashes keep distinct mixes.
 #[inline]
-fn mix(hash: u64) -> u64 {
+pub(crate) fn mix(hash: u64) -> u64 {
     hash.wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 

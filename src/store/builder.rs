@@ -445,6 +445,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             .collect();
         Cache {
             inner: Arc::new(Inner {
+                shard_mask: shards - 1,
                 shards: shard_list,
                 hasher: self.hasher,
                 time: TimeSource::new(self.clock).keeping_expired(self.keep_expired),

@@ -155,6 +155,9 @@ pub struct Cache<K, V, S = ahash::RandomState> {
 #[repr(C)]
 struct Inner<K, V, S> {
     shards: Box<[Shard<K, V>]>,
+    /// `shards.len() - 1` (a power of two less one): what [`shard_of`]
+    /// masks with, kept so a lookup does no arithmetic on the length.
+    shard_mask: usize,
     reads: ReadCounters,
     hasher: S,
     time: TimeSource,
@@ -211,13 +214,20 @@ impl<K: Hash + Eq, V: Clone> Cache<K, V> {
     }
 }
 
-/// The shard (of `shards`, a power of two) for `hash`: high bits of the hash
-/// times an odd constant, so a hasher with weak high bits (an identity hash
-/// of small integers) still spreads keys over the shards. The index mixes
-/// with another constant, so a shard's keys still spread over its chunks.
+/// The shard for `hash`, of `mask + 1` (a power of two): the low bits of
+/// the top half of the index's mix (`index::mix`, the hash times an odd
+/// constant), so a hasher with weak high bits (an identity hash of small
+/// integers) still spreads keys over the shards. One multiply serves both
+/// (a lookup's probe reuses it: two instructions a hit). The index picks
+/// the home chunk by scaling that same top half onto its chunk count: with
+/// the shard's bits fixed, the top half still steps through the chunks
+/// less than one at a time while a shard has fewer than `2^32 / (mask + 1)`
+/// chunks (every realistic size: 2^26 with 64 shards), so a shard's keys
+/// still spread evenly over its chunks; the tag comes from the bits below.
+/// (Hashes equal in their low `32 + log2(shards)` bits share a shard.)
 #[inline]
-fn shard_of(hash: u64, shards: usize) -> usize {
-    (hash.wrapping_mul(0xD6E8_FEB8_6659_FD93) >> 40) as usize & (shards - 1)
+fn shard_of(hash: u64, mask: usize) -> usize {
+    (index::mix(hash) >> 32) as usize & mask
 }
 
 /// The most shards a cache can have.
@@ -345,11 +355,11 @@ where
     #[inline]
     fn shard(&self, hash: u64) -> &Shard<K, V> {
         let shards = &self.inner.shards;
-        let at = shard_of(hash, shards.len());
+        let at = shard_of(hash, self.inner.shard_mask);
         debug_assert!(at < shards.len());
-        // SAFETY: `shard_of` masks with `len - 1`, and the builder makes
-        // `len` a power of two of at least 1: `at < len`. (Spares every
-        // lookup and write a bounds check.)
+        // SAFETY: `shard_of` masks with `shard_mask`, which the builder sets
+        // to `len - 1` (`len` at least 1, never changed): `at < len`.
+        // (Spares every lookup and write a bounds check.)
         unsafe { shards.get_unchecked(at) }
     }
 
@@ -786,7 +796,7 @@ mod tests {
     fn an_identity_hash_of_small_integers_spreads_over_shards() {
         let mut per_shard = [0usize; 64];
         for k in 0..64_000u64 {
-            per_shard[super::shard_of(k, 64)] += 1;
+            per_shard[super::shard_of(k, 63)] += 1;
         }
         let min = per_shard.iter().min().copied().unwrap_or(0);
         let max = per_shard.iter().max().copied().unwrap_or(0);

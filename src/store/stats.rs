@@ -109,11 +109,19 @@ impl ReadCounters {
             c.store(n, Ordering::Relaxed);
             n
         } else {
-            // Relaxed RMW: shared by several threads, exact, orders nothing.
-            field(&self.stripes[shared])
-                .fetch_add(1, Ordering::Relaxed)
-                .wrapping_add(1)
+            self.count_shared(field)
         }
+    }
+
+    /// Counts one on the shared stripe (threads numbered past the
+    /// exclusive stripes: rare, so out of the hit's way).
+    #[cold]
+    #[inline(never)]
+    fn count_shared(&self, field: impl Fn(&Stripe) -> &AtomicU64) -> u64 {
+        // Relaxed RMW: shared by several threads, exact, orders nothing.
+        field(&self.stripes[self.shared])
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_add(1)
     }
 
     /// Counts a hit by the holder of the epoch record numbered `owner`

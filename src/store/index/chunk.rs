@@ -56,26 +56,33 @@ impl Chunk {
     }
 }
 
-/// Bit `i` set for each lane `i` whose tag is `tag`, given a chunk's two
+/// Bit `i` set for each lane `i` whose tag is `tag` (below 256: a tag byte
+/// widened, which spares the lookup a zero-extension), given a chunk's two
 /// tag words. On x86-64 one SSE2 compare does all twelve lanes.
 #[cfg(target_arch = "x86_64")]
 #[inline]
-pub(super) fn matches(low: u64, high: u64, tag: u8) -> u32 {
-    use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_movemask_epi8, _mm_set_epi64x, _mm_set1_epi8};
+pub(super) fn matches(low: u64, high: u64, tag: u32) -> u32 {
+    use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_movemask_epi8, _mm_set_epi64x, _mm_set1_epi32};
+    // The tag in all four bytes of a word, then in all four words: one
+    // multiply and a dword shuffle (a byte broadcast takes SSE2 three
+    // shuffles).
+    debug_assert!(tag <= 0xFF, "a tag is a byte");
+    let pattern = (tag * 0x0101_0101) as i32;
     // SAFETY: these intrinsics need SSE2, which every x86-64 CPU has (it is
     // in the target's baseline features); they touch no memory.
     let mask = unsafe {
         let bytes = _mm_set_epi64x(high as i64, low as i64);
-        _mm_movemask_epi8(_mm_cmpeq_epi8(bytes, _mm_set1_epi8(tag as i8)))
+        _mm_movemask_epi8(_mm_cmpeq_epi8(bytes, _mm_set1_epi32(pattern)))
     };
     mask as u32 & ((1 << LANES) - 1)
 }
 
-/// Bit `i` set for each lane `i` whose tag is `tag`.
+/// Bit `i` set for each lane `i` whose tag is `tag` (below 256).
 #[cfg(not(target_arch = "x86_64"))]
 #[inline]
-pub(super) fn matches(low: u64, high: u64, tag: u8) -> u32 {
-    matches_swar(low, high, tag)
+pub(super) fn matches(low: u64, high: u64, tag: u32) -> u32 {
+    debug_assert!(tag <= 0xFF, "a tag is a byte");
+    matches_swar(low, high, tag as u8)
 }
 
 /// [`matches`] without SIMD: exact zero-byte tests on the XORed words.

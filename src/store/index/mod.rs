@@ -86,14 +86,15 @@ const LANE_BITS: u32 = 4;
 /// The most chunks a table can have (positions are `u32`).
 const MAX_CHUNKS: usize = 1 << (32 - LANE_BITS);
 
-/// The index's own mix of a key's hash. The index reads two different
-/// parts of it (the home chunk from the top 32 bits, the tag from bits
-/// 24..32), and a hasher with weak bits there (an identity hash of small
-/// integers, say) would otherwise put every key in one chunk with one tag.
+/// The index's mix of a key's hash. The index reads two different parts
+/// of it (the home chunk from the top 32 bits, the tag from bits 24..32),
+/// and a hasher with weak bits there (an identity hash of small integers,
+/// say) would otherwise put every key in one chunk with one tag. The cache
+/// picks the shard from it too (`store::shard_of`: one multiply for both).
 /// A multiply by an odd constant spreads the low bits upwards; it is a
 /// bijection, so keys with distinct hashes keep distinct mixes.
 #[inline]
-fn mix(hash: u64) -> u64 {
+pub(crate) fn mix(hash: u64) -> u64 {
     hash.wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
@@ -115,7 +116,14 @@ pub(crate) const UNMIX: u64 = {
 /// The tag of `hash`: a byte of its mix, never 0 (the empty mark).
 #[inline]
 pub(crate) fn tag(hash: u64) -> u8 {
-    ((mix(hash) >> 24) as u8).max(1)
+    wide_tag(hash) as u8
+}
+
+/// [`tag`] in a `u32` (what [`matches`] takes: the lookup then needs no
+/// zero-extension before it spreads the tag over the lanes).
+#[inline]
+fn wide_tag(hash: u64) -> u32 {
+    ((mix(hash) as u32) >> 24).max(1)
 }
 
 /// A slot's place in the table.
@@ -182,48 +190,105 @@ impl Index {
     ///
     /// Lock-free. `hit` must confirm the candidate (compare the slot's key):
     /// the index only narrows the search.
+    ///
+    /// The home chunk is probed here, inlined into the caller; the chunks
+    /// past it (a displaced key, or a miss behind an overflow: ~5% of hits)
+    /// in [`find_on`](Self::find_on), out of line, so a hit in its home
+    /// chunk keeps no probe state (chunk count left, next chunk) live.
     #[inline(always)]
     pub(crate) fn find<R>(
         &self,
         hash: u64,
         mut hit: impl FnMut(u32, u32) -> Option<R>,
     ) -> Option<R> {
-        let tag = tag(hash);
-        let mut at = self.home(hash);
-        // Chunks left to probe. A table has at least one chunk (`Chunks::new`
-        // asserts it), so the first probe needs no test: the loop tests at
-        // its end.
-        let mut left = self.chunks.len();
-        loop {
-            debug_assert!(at < self.chunks.len());
-            // SAFETY: `at < len`: `home` scales a 32-bit value by `len >= 1`
-            // and keeps the top 32 bits of the product, which is below
-            // `len`, and `next` wraps to 0 at `len`. (Spares the lookup a
-            // bounds check per chunk.)
-            let chunk = unsafe { self.chunks.get_unchecked(at) };
-            // Acquire: pairs with the Release store of a tag word, so the
-            // lane's index and the slot it names are visible (module docs).
-            let low = chunk.low.load(Ordering::Acquire);
-            let high = chunk.high.load(Ordering::Acquire);
-            let mut lanes = matches(low, high, tag);
-            while lanes != 0 {
-                let lane = lanes.trailing_zeros() as usize;
-                // Acquire: a replacement publishes a new slot with this store.
-                let idx = chunk.slots[lane].load(Ordering::Acquire);
-                // Never NIL: a lane's index is stored (not NIL) before its
-                // tag is first set, and only ever replaced by another slot's
-                // index; a removal clears the tag and leaves the index.
-                debug_assert_ne!(idx, NIL, "a tagged lane without a slot");
-                if let Some(found) = hit(position(at, lane), idx) {
-                    return Some(found);
-                }
-                lanes &= lanes - 1;
+        let tag = wide_tag(hash);
+        let at = self.home(hash);
+        match self.probe(at, tag, &mut hit) {
+            Probed::Found(found) => Some(found),
+            Probed::End => None,
+            Probed::Overflowed => {
+                cold();
+                self.find_on(at, tag, hit)
             }
-            left -= 1;
-            if (high >> OVERFLOW_SHIFT) & SATURATED == 0 || left == 0 {
-                return None;
-            }
-            at = self.next(at);
         }
     }
+
+    /// The chunks after `home`, for [`find`](Self::find).
+    #[inline(always)]
+    fn find_on<R>(
+        &self,
+        home: usize,
+        tag: u32,
+        mut hit: impl FnMut(u32, u32) -> Option<R>,
+    ) -> Option<R> {
+        let mut at = home;
+        // Each other chunk at most once (`home` was probed).
+        for _ in 1..self.chunks.len() {
+            at = self.next(at);
+            match self.probe(at, tag, &mut hit) {
+                Probed::Found(found) => return Some(found),
+                Probed::End => return None,
+                Probed::Overflowed => {}
+            }
+        }
+        None
+    }
+
+    /// Probes chunk `at` for `tag`: `hit` on each matching lane, in lane
+    /// order, until it returns `Some`.
+    #[inline(always)]
+    fn probe<R>(
+        &self,
+        at: usize,
+        tag: u32,
+        hit: &mut impl FnMut(u32, u32) -> Option<R>,
+    ) -> Probed<R> {
+        debug_assert!(at < self.chunks.len());
+        // SAFETY: `at < len`: `home` scales a 32-bit value by `len >= 1`
+        // and keeps the top 32 bits of the product, which is below `len`,
+        // and `next` wraps to 0 at `len`. (Spares the lookup a bounds check
+        // per chunk.)
+        let chunk = unsafe { self.chunks.get_unchecked(at) };
+        // Acquire: pairs with the Release store of a tag word, so the
+        // lane's index and the slot it names are visible (module docs).
+        let low = chunk.low.load(Ordering::Acquire);
+        let high = chunk.high.load(Ordering::Acquire);
+        let mut lanes = matches(low, high, tag);
+        while lanes != 0 {
+            let lane = lanes.trailing_zeros() as usize;
+            // Acquire: a replacement publishes a new slot with this store.
+            let idx = chunk.slots[lane].load(Ordering::Acquire);
+            // Never NIL: a lane's index is stored (not NIL) before its
+            // tag is first set, and only ever replaced by another slot's
+            // index; a removal clears the tag and leaves the index.
+            debug_assert_ne!(idx, NIL, "a tagged lane without a slot");
+            if let Some(found) = hit(position(at, lane), idx) {
+                return Probed::Found(found);
+            }
+            // A false candidate (another key with the same tag): about one
+            // hit in 250.
+            cold();
+            lanes &= lanes - 1;
+        }
+        if (high >> OVERFLOW_SHIFT) & SATURATED == 0 {
+            Probed::End
+        } else {
+            Probed::Overflowed
+        }
+    }
+}
+
+/// Marks the path that calls it as unlikely.
+#[cold]
+#[inline(always)]
+fn cold() {}
+
+/// What probing one chunk gave.
+enum Probed<R> {
+    /// `hit` returned this.
+    Found(R),
+    /// No key for the tag is in the table past this chunk.
+    End,
+    /// Keys overflowed past this chunk: probe on.
+    Overflowed,
 }

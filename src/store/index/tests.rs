@@ -81,7 +81,11 @@ fn matches_finds_exactly_the_equal_lanes() {
             let expect = (0..LANES)
                 .filter(|&i| tags[i] == tag)
                 .fold(0u32, |m, i| m | 1 << i);
-            assert_eq!(matches(low, high, tag), expect, "tags {tags:?}, tag {tag}");
+            assert_eq!(
+                matches(low, high, u32::from(tag)),
+                expect,
+                "tags {tags:?}, tag {tag}"
+            );
             assert_eq!(
                 matches_swar(low, high, tag),
                 expect,

@@ -531,9 +531,34 @@ impl Lru {
     ///
     /// `spare` (the entry the current insert wrote, or [`NIL`]) is never
     /// picked: an insert must not evict its own entry.
+    // Always inlined, with the rest out of line (`victim_from`): most
+    // evictions take an unused HOT tail at the first look, and as a call
+    // (saved registers, its arguments, an `Option` back) the whole of it
+    // cost ~28 instructions per evicting insert (704.8 -> 676.9, callgrind).
+    #[inline(always)]
     pub(crate) fn victim(&mut self, bits: &impl UseCounts, spare: u32) -> Option<u32> {
         // Called only when the shard is over its bound: it has filled.
         self.filled = true;
+        // The first look of `victim_from`'s loop when nothing is STALE and
+        // HOT is over its share: its tail is the victim unless used (then
+        // promoted: one of the moves) or `spare`.
+        if self.segs[STALE as usize].tail == NIL && self.hot_over() {
+            let hot = self.segs[HOT as usize].tail;
+            if hot != NIL && hot != spare {
+                if !used(bits, hot) {
+                    return Some(hot);
+                }
+                self.promote(bits, HOT);
+                return self.victim_from(bits, spare, MAX_MOVES - 1);
+            }
+        }
+        self.victim_from(bits, spare, MAX_MOVES)
+    }
+
+    /// [`Lru::victim`], making at most `moves` list moves before it
+    /// evicts whatever is at the tail.
+    #[inline(never)]
+    fn victim_from(&mut self, bits: &impl UseCounts, spare: u32, moves: usize) -> Option<u32> {
         // Kept expired entries go first, whatever their use.
         let mut stale = self.segs[STALE as usize].tail;
         if stale != NIL && stale == spare {
@@ -542,7 +567,7 @@ impl Lru {
         if stale != NIL {
             return Some(stale);
         }
-        for _ in 0..MAX_MOVES {
+        for _ in 0..moves {
             let hot = self.segs[HOT as usize].tail;
             let cold = self.segs[COLD as usize].tail;
             let warm = self.segs[WARM as usize].tail;

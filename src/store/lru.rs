@@ -293,6 +293,14 @@ impl Lru {
     /// Unlinks `idx` from whatever segment it is in.
     #[inline]
     fn unlink(&mut self, idx: u32) -> (u8, u64) {
+        self.unlink_inlined(idx)
+    }
+
+    /// [`Lru::unlink`], always inlined: for `remove`, once per eviction,
+    /// where the call cost ~4 instructions per evicting insert (676.9 ->
+    /// 672.7, callgrind). The rarer callers keep the call.
+    #[inline(always)]
+    fn unlink_inlined(&mut self, idx: u32) -> (u8, u64) {
         let seg = self.segment_of(idx);
         let weight = self.weight_of(idx);
         let (prev, next) = (self.prev(idx), self.next(idx));
@@ -404,9 +412,9 @@ impl Lru {
 
     /// Removes an entry (explicit remove, expiry, or eviction by the caller).
     /// Returns its weight.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn remove(&mut self, idx: u32) -> u64 {
-        let weight = self.unlink(idx).1;
+        let weight = self.unlink_inlined(idx).1;
         if self.len == 0 {
             // Empty again (cleared, or everything expired): fill afresh.
             self.filled = false;

@@ -336,7 +336,10 @@ impl Lru {
     /// tail has no next link to mend; a move within one segment (a bump) is
     /// a rotation, which changes no count or weight, and a move between two
     /// changes neither total.
-    #[inline]
+    // Always inlined: every caller but one names both segments, which
+    // leaves a few instructions of each move; outlined, the moves cost ~9
+    // instructions more per evicting insert (672.7 -> 663.9, callgrind).
+    #[inline(always)]
     fn move_tail(&mut self, from: u8, to: u8) {
         let idx = self.segs[from as usize].tail;
         debug_assert_ne!(idx, NIL, "move_tail of an empty segment");

@@ -83,7 +83,24 @@ impl<K, V> Shard<K, V> {
     ) where
         K: Hash,
     {
-        let slot = self.slot(idx);
+        self.unlink_slot(st, ctx, idx, self.slot(idx), cause, guard);
+    }
+
+    /// [`Shard::unlink`] of `idx` whose slot, `slot`, the caller has at
+    /// hand (an eviction looked at its expiry): looked up again, it cost
+    /// ~5 instructions per evicting insert (653.2 -> 648.5, callgrind).
+    #[inline(always)]
+    fn unlink_slot<S: BuildHasher>(
+        &self,
+        st: &mut State<K, V>,
+        ctx: &WriteCtx<'_, S>,
+        idx: u32,
+        slot: &Slot<K, V>,
+        cause: RemovalCause,
+        guard: &Guard,
+    ) where
+        K: Hash,
+    {
         // SAFETY: live slot under the lock.
         let key = unsafe { slot.key() };
         // Remember keys evicted on probation (never proven by a second use):
@@ -198,14 +215,15 @@ impl<K, V> Shard<K, V> {
                 break;
             };
             // `unlink` hashes the key (user code) before it changes anything.
+            let slot = self.slot(victim);
             // SAFETY: the LRU holds live slots only.
-            let expired = expired_at(unsafe { self.slot(victim).expires() }, ctx);
+            let expired = expired_at(unsafe { slot.expires() }, ctx);
             let cause = if expired {
                 RemovalCause::Expired
             } else {
                 RemovalCause::Capacity
             };
-            self.unlink(st, ctx, victim, cause, guard);
+            self.unlink_slot(st, ctx, victim, slot, cause, guard);
         }
         // The next write to this shard starts its eviction at these tails,
         // whose slots (use counts, keys) are usually cold by now: start

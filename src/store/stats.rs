@@ -66,8 +66,9 @@ struct Stripe {
 ///
 /// A reader counts on the stripe numbered as the epoch record it pinned
 /// (`epoch::Guard::holder`): a record has one holder at a time, and the
-/// records in use are numbered densely (a free one is reused before a new
-/// one is made), so in every cache only that thread writes that stripe: a
+/// records in use have the lowest numbers free (the lowest-numbered free
+/// record is reused before a new one is made), so in every cache only that
+/// thread writes that stripe: a
 /// plain load and store count exactly, with no locked instruction and no
 /// cache line shared with another core. (A record changes holder through
 /// a Release store and an Acquire compare-exchange: the next holder's

@@ -142,9 +142,10 @@ pub(crate) struct Record {
     /// and never changed.
     next: *const Record,
     /// The record's place in the registry, counted from 0 in the order
-    /// records were made (set with `next`, never changed). Records are
-    /// reused before new ones are made, so the numbers of the records in
-    /// use stay dense: the stats stripe a holder counts on (`stats.rs`).
+    /// records were made (set with `next`, never changed). The free record
+    /// with the lowest number is reused before a new one is made, so the
+    /// numbers of the records in use stay low: the stats stripe a holder
+    /// counts on (`stats.rs`).
     number: usize,
 }
 
@@ -465,25 +466,39 @@ impl Collector {
     /// thread-local handle (else given back when its last guard drops).
     fn acquire(&'static self, owned: bool) -> &'static Record {
         let idle = if owned { HELD } else { FREE };
-        // Acquire: every record reached was published by a Release
-        // compare-exchange of the head (read-modify-writes, so the head's
-        // release sequence covers the earlier ones).
-        let mut at = self.records.load(Ordering::Acquire).cast_const();
-        // SAFETY: registry records are never freed (`&'static`).
-        while let Some(record) = unsafe { at.as_ref() } {
+        // The free record with the lowest number, so that the numbers of
+        // the records in use stay as low as they can: they are the stats
+        // stripes, and a number past a cache's stripes counts on its shared
+        // one. (The list runs from the newest record, numbered highest, so
+        // the last free one met is the lowest. Taking the first met, after a
+        // burst of threads, gave every later thread a high number: two
+        // threads reading counted on one shared line, and lost half their
+        // speed in the interleaved bench.) A lost race for it looks again.
+        loop {
+            let mut lowest = None;
+            // Acquire: every record reached was published by a Release
+            // compare-exchange of the head (read-modify-writes, so the
+            // head's release sequence covers the earlier ones).
+            let mut at = self.records.load(Ordering::Acquire).cast_const();
+            // SAFETY: registry records are never freed (`&'static`).
+            while let Some(record) = unsafe { at.as_ref() } {
+                if record.state.load(Ordering::Relaxed) == FREE {
+                    lowest = Some(record);
+                }
+                at = record.next;
+            }
+            let Some(record) = lowest else { break };
             // Acquire on success: this holder sees the last one's writes to
             // `nested` and `idle` (invariant 3). `HELD`, not pinned: scans
             // skip it.
-            if record.state.load(Ordering::Relaxed) == FREE
-                && record
-                    .state
-                    .compare_exchange(FREE, HELD, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
+            if record
+                .state
+                .compare_exchange(FREE, HELD, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
             {
                 record.idle.set(idle);
                 return record;
             }
-            at = record.next;
         }
         let record = Box::into_raw(Box::new(Record {
             state: AtomicU64::new(HELD),

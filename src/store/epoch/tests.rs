@@ -325,4 +325,12 @@ fn holders_are_numbered_densely_and_a_freed_number_is_reused() {
     let temporary = c.pin_temporary();
     assert_eq!(temporary.holder(), 3);
     drop(gb);
+    drop(temporary);
+    drop(b);
+    // Now 1 and 3 are free (0 and 2 held): the lowest is taken first,
+    // though the list meets 3 (the newest) first.
+    let low = c.register();
+    assert_eq!(c.pin(&low).holder(), 1);
+    let next = c.register();
+    assert_eq!(c.pin(&next).holder(), 3);
 }

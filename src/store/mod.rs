@@ -574,42 +574,6 @@ where
         self.remove_inner(key, Origin::Copy, |_| ());
     }
 
-    /// Removes every entry.
-    ///
-    /// Loads in progress (the `get_or_insert_with` family) are superseded:
-    /// their values go to their callers, and are not stored after the
-    /// clear.
-    pub fn clear(&self) {
-        for shard in self.inner.shards.iter() {
-            let guard = local::pin();
-            self.write(shard, &guard, |st, ctx| {
-                for load in &mut st.loads {
-                    load.superseded = true;
-                }
-                shard.retain(st, ctx, &mut |_, _| false, &guard)
-            });
-        }
-    }
-
-    /// Keeps only the entries for which `keep` returns true (expired entries
-    /// are removed too). `keep` runs with the entry's shard locked, so it
-    /// must not call back into this cache.
-    ///
-    /// ```
-    /// let cache = nearfar::Cache::new(100);
-    /// for i in 0..10 { cache.insert(i, i * i); }
-    /// cache.retain(|k, _| k % 2 == 0);
-    /// assert_eq!(cache.len(), 5);
-    /// ```
-    pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
-        for shard in self.inner.shards.iter() {
-            let guard = local::pin();
-            self.write(shard, &guard, |st, ctx| {
-                shard.retain(st, ctx, &mut keep, &guard)
-            });
-        }
-    }
-
     /// An iterator over clones of the entries.
     ///
     /// It takes each shard's entries in turn, picked under that shard's lock

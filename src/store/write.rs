@@ -1,7 +1,8 @@
 //! The cache's write path: a write locks one shard, runs under the lock,
 //! and is settled after it (unlinked slots retired, gauges updated, the
 //! lock released, then the eviction listener told). Inserts, with their
-//! one retry after memory is reclaimed, and removals go through it.
+//! one retry after memory is reclaimed, removals, `clear` and `retain` go
+//! through it.
 
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
@@ -21,6 +22,42 @@ where
     V: Clone,
     S: BuildHasher,
 {
+    /// Removes every entry.
+    ///
+    /// Loads in progress (the `get_or_insert_with` family) are superseded:
+    /// their values go to their callers, and are not stored after the
+    /// clear.
+    pub fn clear(&self) {
+        for shard in self.inner.shards.iter() {
+            let guard = local::pin();
+            self.write(shard, &guard, |st, ctx| {
+                for load in &mut st.loads {
+                    load.superseded = true;
+                }
+                shard.retain(st, ctx, &mut |_, _| false, &guard)
+            });
+        }
+    }
+
+    /// Keeps only the entries for which `keep` returns true (expired entries
+    /// are removed too). `keep` runs with the entry's shard locked, so it
+    /// must not call back into this cache.
+    ///
+    /// ```
+    /// let cache = nearfar::Cache::new(100);
+    /// for i in 0..10 { cache.insert(i, i * i); }
+    /// cache.retain(|k, _| k % 2 == 0);
+    /// assert_eq!(cache.len(), 5);
+    /// ```
+    pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
+        for shard in self.inner.shards.iter() {
+            let guard = local::pin();
+            self.write(shard, &guard, |st, ctx| {
+                shard.retain(st, ctx, &mut keep, &guard)
+            });
+        }
+    }
+
     /// Reclaims an expired entry met by a reader, if its shard is free.
     #[cold]
     pub(super) fn reclaim_expired(

@@ -335,7 +335,9 @@ impl<K, V> Shard<K, V> {
 
     /// Lock-free lookup. The returned slot holds `key`; it may have been
     /// unlinked concurrently (the lookup is then ordered before the removal)
-    /// and may be expired: the caller checks.
+    /// and may be expired: the caller checks. `guard` must be a real pin
+    /// (not `epoch::unprotected`), taken by this thread: the retry, which
+    /// pins again, relies on it to keep what it finds.
     #[inline]
     pub(crate) fn find<'g, Q>(&'g self, hash: u64, key: &Q, guard: &'g Guard) -> Found<'g, K, V>
     where
@@ -345,7 +347,12 @@ impl<K, V> Shard<K, V> {
         // One inlined walk on the fast path; the retries are out of line.
         match self.try_find(hash, key, guard) {
             Ok(found) => found,
-            Err(Overlapped) => self.find_retry(hash, key, guard),
+            // The retry pins on its own (a nested pin of the same record,
+            // so it holds the epoch no later than `guard` does): taking
+            // `guard`'s address for it made every hit spill the guard to
+            // the stack. While `guard` lives, so does the record's pin, and
+            // the slot found stays unreclaimed (see `Slot::key`).
+            Err(Overlapped) => self.find_retry(hash, key).map(|idx| (idx, self.slot(idx))),
         }
     }
 
@@ -384,20 +391,21 @@ impl<K, V> Shard<K, V> {
     /// refills happen on many evictions, so readers rarely need the lock).
     #[cold]
     #[inline(never)]
-    fn find_retry<'g, Q>(&'g self, hash: u64, key: &Q, guard: &'g Guard) -> Found<'g, K, V>
+    fn find_retry<Q>(&self, hash: u64, key: &Q) -> Option<u32>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
+        let guard = local::pin();
         for _ in 0..2 {
             std::hint::spin_loop();
-            if let Ok(found) = self.try_find(hash, key, guard) {
-                return found;
+            if let Ok(found) = self.try_find(hash, key, &guard) {
+                return found.map(|(idx, _)| idx);
             }
         }
         // With the lock held no move can overlap.
         let _state = self.lock();
-        self.walk(hash, key, guard)
+        self.walk(hash, key, &guard).map(|(idx, _)| idx)
     }
 
     #[inline(always)]

@@ -27,7 +27,8 @@
 //!   store followed by a SeqCst fence. **Unpin** (dropping a [`Guard`]):
 //!   a nested one only counts down; the last one is a Release store of the
 //!   record's idle state (`HELD`, or `FREE` for a record no thread-local
-//!   holds: the unpin gives it back).
+//!   holds: the unpin gives it back). Both live in one word, `leave`, so
+//!   an unpin reads one field.
 //! * **Retire** (`Collector::retire`): after unlinking (under the shard
 //!   lock), a writer hands the work ([`Deferred`]: a batch of slots for its
 //!   shard's mailbox, or an old index table to free) to the shared queue,
@@ -53,13 +54,13 @@
 //!    is at `try_advance`).
 //! 3. A record is used by one thread at a time: taken by a compare-exchange
 //!    of its state from `FREE` (Acquire), given back by a Release store of
-//!    `FREE`; its non-atomic fields (`nested`, `idle`) are touched only by
+//!    `FREE`; its non-atomic field (`leave`) is touched only by
 //!    the thread holding it, and only that thread writes its state.
 //! 4. A record is given back only when it is unpinned and no guard of it is
 //!    left: when its thread-local handle is dropped with no guard alive,
 //!    or when the last guard of a record whose handle is gone is dropped
 //!    (a temporary record, or one whose thread-local was torn down first:
-//!    its `idle` is `FREE`, so that guard's unpin gives it back).
+//!    its idle state is `FREE`, so that guard's unpin gives it back).
 //! 5. Nothing of a thread's stays behind when it exits: retired work is in
 //!    the shared queue from the moment it is handed over, and any later
 //!    collect by any thread runs it.
@@ -108,6 +109,9 @@ const HELD: u64 = 0;
 /// A record's state while no thread holds it (`PINNED` clear, so scans
 /// skip it as they skip `HELD`).
 const FREE: u64 = 2;
+/// What each nested guard adds to a record's `leave`: above both idle
+/// states, so `leave < NEST` means no nested guard.
+const NEST: u64 = 4;
 /// How many ready entries one look at the queue takes out.
 const TAKE: usize = 8;
 
@@ -132,12 +136,13 @@ pub(crate) struct Record {
     /// `epoch << 1 | PINNED`, `HELD` or `FREE`. Written only by the
     /// thread holding the record (and by the compare-exchange taking it).
     state: AtomicU64,
-    /// Live guards past the first (nested pins). Only the holder touches it.
-    nested: Cell<usize>,
-    /// What the last unpin stores: `HELD` while a thread-local handle holds
-    /// the record, `FREE` for a temporary record or once the handle is
-    /// gone (the unpin gives the record back). Only the holder touches it.
-    idle: Cell<u64>,
+    /// What the next unpin does, in one word so that it reads one field:
+    /// the idle state (below [`NEST`]) plus `NEST` for each live guard past
+    /// the first. The idle state is what the last unpin stores: `HELD`
+    /// while a thread-local handle holds the record, `FREE` for a
+    /// temporary record or once the handle is gone (the unpin gives the
+    /// record back). Only the holder touches it.
+    leave: Cell<u64>,
     /// The next record in the registry; set before the record is published
     /// and never changed.
     next: *const Record,
@@ -149,8 +154,7 @@ pub(crate) struct Record {
     number: usize,
 }
 
-// SAFETY: the atomic is shared as an atomic; `nested` and `idle` are
-// touched only by the thread holding the record (invariant 3: the hand-over
+// SAFETY: the atomic is shared as an atomic; `leave` is touched only by the thread holding the record (invariant 3: the hand-over
 // between holders is a Release store and an Acquire compare-exchange of
 // `state`, so each holder sees the last one's writes); `next` is written
 // before the record is published (Release) and only read after.
@@ -163,7 +167,7 @@ impl Record {
     /// guard left).
     #[cold]
     fn release(&self) {
-        debug_assert_eq!(self.nested.get(), 0);
+        debug_assert!(self.leave.get() < NEST, "released with a nested guard");
         // Release: the next holder's Acquire compare-exchange sees this
         // holder's writes to the non-atomic fields.
         self.state.store(FREE, Ordering::Release);
@@ -173,14 +177,21 @@ impl Record {
     #[cold]
     #[inline(never)]
     fn nest(&self) {
-        self.nested.set(self.nested.get() + 1);
+        self.leave.set(self.leave.get() + NEST);
     }
 
-    /// A nested guard dropped (`nested` guards were left besides the first).
+    /// A nested guard dropped; `leave` is the word's value (at least
+    /// `NEST`).
     #[cold]
     #[inline(never)]
-    fn unnest(&self, nested: usize) {
-        self.nested.set(nested - 1);
+    fn unnest(&self, leave: u64) {
+        self.leave.set(leave - NEST);
+    }
+
+    /// Sets the idle state (`HELD` or `FREE`), keeping the nested count.
+    fn set_idle(&self, idle: u64) {
+        let leave = self.leave.get();
+        self.leave.set(leave - leave % NEST + idle);
     }
 
     /// Whether the holder is pinned. Only for the holder: it reads its own
@@ -281,7 +292,7 @@ pub(crate) struct Held {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        self.record.idle.set(FREE);
+        self.record.set_idle(FREE);
         if !self.record.pinned() {
             self.record.release();
         }
@@ -322,15 +333,15 @@ impl Drop for Guard {
         // dropped (invariant 4). (The unprotected guard lives in a static
         // and is only lent out, so it is never dropped.)
         let record = self.record;
-        let nested = record.nested.get();
-        if nested != 0 {
-            record.unnest(nested);
+        let leave = record.leave.get();
+        if leave >= NEST {
+            record.unnest(leave);
         } else {
             // Release: every read made under the pin happens before a scan
             // that reads this store (Acquire), and so before the advance
             // that scan allows and anything freed after it; and if it is
             // `FREE`, before the next holder's use (invariant 3).
-            record.state.store(record.idle.get(), Ordering::Release);
+            record.state.store(leave, Ordering::Release);
         }
     }
 }
@@ -347,8 +358,7 @@ unsafe impl Sync for Unprotected {}
 /// taken or written; numbered past every stats stripe.
 static NOBODY: Record = Record {
     state: AtomicU64::new(FREE),
-    nested: Cell::new(0),
-    idle: Cell::new(FREE),
+    leave: Cell::new(FREE),
     next: ptr::null(),
     number: usize::MAX,
 };
@@ -489,21 +499,20 @@ impl Collector {
             }
             let Some(record) = lowest else { break };
             // Acquire on success: this holder sees the last one's writes to
-            // `nested` and `idle` (invariant 3). `HELD`, not pinned: scans
+            // `leave` (invariant 3). `HELD`, not pinned: scans
             // skip it.
             if record
                 .state
                 .compare_exchange(FREE, HELD, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
             {
-                record.idle.set(idle);
+                record.leave.set(idle);
                 return record;
             }
         }
         let record = Box::into_raw(Box::new(Record {
             state: AtomicU64::new(HELD),
-            nested: Cell::new(0),
-            idle: Cell::new(idle),
+            leave: Cell::new(idle),
             next: ptr::null(),
             number: 0,
         }));

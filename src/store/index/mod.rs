@@ -48,6 +48,7 @@
 //! entries back towards home) and `check` (the table's invariants, for
 //! tests); lookups and the table's sizing are here.
 
+use super::cold;
 use super::slab::NIL;
 use crate::shim::Ordering;
 use chunk::{Chunks, matches};
@@ -277,11 +278,6 @@ impl Index {
         }
     }
 }
-
-/// Marks the path that calls it as unlikely.
-#[cold]
-#[inline(always)]
-fn cold() {}
 
 /// What probing one chunk gave.
 enum Probed<R> {

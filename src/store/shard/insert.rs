@@ -142,7 +142,10 @@ impl<K, V> Shard<K, V> {
                 let old_slot = self.slot(old);
                 slot.pos.store(pos, Ordering::Relaxed);
                 slot.inherit_uses(old_slot);
-                table.replace(pos, idx);
+                // SAFETY: `find_locked` found `pos` in the current table
+                // under the lock, and `table` is that table: only
+                // `ensure_room` swaps it, and only when the key is absent.
+                unsafe { table.replace(pos, idx) };
                 let grew = weight > st.lru.replace(old, idx, weight);
                 self.retire_slot(st, old, old_slot, RemovalCause::Replaced);
                 (Inserted::Replaced, grew)

@@ -229,14 +229,14 @@ impl<K, V> Shard<K, V> {
         // whose slots (use counts, keys) are usually cold by now: start
         // fetching them, so that write does not wait on memory. (Not
         // WARM's: it is looked at only when a promotion overfills WARM.)
+        // (An empty segment's NIL tail prefetches slot 0: harmless, and
+        // cheaper than the test.)
         for tail in st.lru.eviction_tails() {
-            if tail != NIL {
-                prefetch(self.slot(tail));
-            }
+            self.slab.prefetch(tail);
         }
         // Likewise the slot the next insert will fill.
         if let Some(&next) = st.free.last() {
-            prefetch(self.slot(next));
+            self.slab.prefetch(next);
         }
     }
 
@@ -377,21 +377,6 @@ impl<K, V> Shard<K, V> {
             self.retire_pending(st);
         }
     }
-}
-
-/// Hints the CPU to fetch `value`'s cache line (no effect elsewhere).
-#[inline]
-fn prefetch<T>(value: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: `_mm_prefetch` is an SSE instruction, in every x86-64 CPU's
-    // baseline; a prefetch never faults and reads nothing architecturally.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-            (value as *const T).cast(),
-        );
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = value;
 }
 
 /// Whether `expires` has passed, reading the clock only for entries that expire.

@@ -525,7 +525,11 @@ impl Lru {
     fn rebalance_warm(&mut self, bits: &impl UseCounts, mut budget: usize) {
         // A used WARM tail is bumped to WARM's head; each bump spends a use,
         // and the budget ends a run of entries that keep being used.
-        while self.warm_over() && budget > 0 {
+        while self.warm_over() {
+            if budget == 0 {
+                self.demote_warm_excess();
+                return;
+            }
             let tail = self.segs[WARM as usize].tail;
             let to = if used(bits, tail) && self.segs[WARM as usize].len > 1 {
                 WARM
@@ -535,7 +539,16 @@ impl Lru {
             self.move_tail(WARM, to);
             budget -= 1;
         }
-        // Past the budget, demote without looking at the counts so the cap holds.
+    }
+
+    /// Past [`Lru::rebalance_warm`]'s budget: demotes WARM's tails without
+    /// looking at their counts, so the cap holds. Out of line: rarely
+    /// reached, and as a second loop after the first one, its set-up ran
+    /// on every rebalance (~17 instructions a call, ~3.4 per evicting
+    /// insert at 0.99 cache-aside, callgrind).
+    #[cold]
+    #[inline(never)]
+    fn demote_warm_excess(&mut self) {
         while self.warm_over() {
             self.move_tail(WARM, COLD);
         }

@@ -322,13 +322,14 @@ impl<K, V> Shard<K, V> {
         K: Borrow<Q> + Hash,
         Q: Eq + ?Sized,
     {
-        let (idx, _) = self.find_locked(hash, key, guard)?;
+        let (idx, _, slot) = self.find_locked(hash, key, guard)?;
         // SAFETY: live slot under the lock.
-        let expired = expired_at(unsafe { self.slot(idx).expires() }, ctx);
-        self.unlink(
+        let expired = expired_at(unsafe { slot.expires() }, ctx);
+        self.unlink_slot(
             st,
             ctx,
             idx,
+            slot,
             if expired {
                 RemovalCause::Expired
             } else {
@@ -344,7 +345,7 @@ impl<K, V> Shard<K, V> {
         if has_drop_glue::<K, V>() {
             self.retire_pending(st);
         }
-        (!expired).then(|| self.slot(idx))
+        (!expired).then_some(slot)
     }
 
     /// Removes every entry for which `keep` says false (and every expired one).

@@ -581,7 +581,11 @@ impl<K, V> Slab<K, V> {
     pub(crate) fn prefetch(&self, idx: u32) {
         if idx < self.first_len {
             // Relaxed: an address to prefetch, never dereferenced.
-            prefetch_line(self.chunks[0].load(Ordering::Relaxed).wrapping_add(idx as usize));
+            prefetch_line(
+                self.chunks[0]
+                    .load(Ordering::Relaxed)
+                    .wrapping_add(idx as usize),
+            );
         } else {
             self.prefetch_past_first(idx);
         }

@@ -499,19 +499,21 @@ impl<K, V> Shard<K, V> {
         }
     }
 
-    /// Under the lock: the live slot index holding `key`, and its position
-    /// in the index.
+    /// Under the lock: the live slot index holding `key`, its position in
+    /// the index, and the slot (looked up again by a rewrite, it cost ~5
+    /// instructions: callgrind).
     // Always inlined: with a second caller in the insert's (cold) refusal
     // it was outlined, and the call cost ~20 instructions per insert.
     #[inline(always)]
-    fn find_locked<Q>(&self, hash: u64, key: &Q, guard: &Guard) -> Option<(u32, u32)>
+    fn find_locked<Q>(&self, hash: u64, key: &Q, guard: &Guard) -> Option<(u32, u32, &Slot<K, V>)>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
         self.table(guard).find(hash, |pos, idx| {
+            let slot = self.slot(idx);
             // SAFETY: indexed slots hold values; the lock keeps them indexed.
-            (unsafe { self.slot(idx).key() }.borrow() == key).then_some((idx, pos))
+            (unsafe { slot.key() }.borrow() == key).then_some((idx, pos, slot))
         })
     }
 

@@ -569,6 +569,56 @@ pub(crate) fn retire(mailbox: &Arc<Mailbox>, slots: Vec<(u32, u32)>) {
     ));
 }
 
+impl<K, V> Slab<K, V> {
+    /// Hints the CPU to fetch slot `idx`'s first cache line. Any index will
+    /// do, NIL or never handed out: only the address is computed (a
+    /// prefetch never faults and reads nothing architecturally), so it
+    /// needs none of [`Slab::slot`]'s obligations. A slot of chunk 0 (nearly
+    /// all, in an entry-bounded cache) costs a compare, a multiply and the
+    /// prefetch: through `slot`, with its checks, the eviction's three
+    /// prefetches cost ~10 instructions more (callgrind).
+    #[inline(always)]
+    pub(crate) fn prefetch(&self, idx: u32) {
+        if idx < self.first_len {
+            // Relaxed: an address to prefetch, never dereferenced.
+            prefetch_line(
+                self.chunks[0]
+                    .load(Ordering::Relaxed)
+                    .wrapping_add(idx as usize),
+            );
+        } else {
+            self.prefetch_past_first(idx);
+        }
+    }
+
+    /// [`Slab::prefetch`] of a slot past chunk 0. Out of line: merged with
+    /// chunk 0's path, it cost that one two instructions more.
+    #[cold]
+    #[inline(never)]
+    fn prefetch_past_first(&self, idx: u32) {
+        let (chunk, offset) = self.locate(idx);
+        if let Some(base) = self.chunks.get(chunk) {
+            // Relaxed: as above.
+            prefetch_line(base.load(Ordering::Relaxed).wrapping_add(offset));
+        }
+    }
+}
+
+/// Hints the CPU to fetch the cache line at `at`: any address will do (a
+/// prefetch never faults, and `at` is never dereferenced).
+#[inline(always)]
+fn prefetch_line<T>(at: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `_mm_prefetch` is an SSE instruction, in every x86-64 CPU's
+    // baseline; a prefetch never faults and reads nothing architecturally,
+    // whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(at.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -132,7 +132,8 @@ fn insert_find_replace_remove() {
     }
     // Replacing keeps the position and hands out the new slot.
     let (hash, pos) = placed.remove(&7).unwrap();
-    index.replace(pos, 1007);
+    // SAFETY: `pos` is the position `insert` gave above.
+    unsafe { index.replace(pos, 1007) };
     placed.insert(1007, (hash, pos));
     assert_eq!(
         index.find(hash, |_, idx| (idx == 1007).then_some(())),

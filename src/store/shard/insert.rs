@@ -137,12 +137,14 @@ impl<K, V> Shard<K, V> {
         }
         let table = self.table(guard);
         let (outcome, grew) = match existing {
-            Some((old, pos)) => {
+            Some((old, pos, old_slot)) => {
                 // The new slot takes the old one's place in the index and list.
-                let old_slot = self.slot(old);
                 slot.pos.store(pos, Ordering::Relaxed);
                 slot.inherit_uses(old_slot);
-                table.replace(pos, idx);
+                // SAFETY: `find_locked` found `pos` in the current table
+                // under the lock, and `table` is that table: only
+                // `ensure_room` swaps it, and only when the key is absent.
+                unsafe { table.replace(pos, idx) };
                 let grew = weight > st.lru.replace(old, idx, weight);
                 self.retire_slot(st, old, old_slot, RemovalCause::Replaced);
                 (Inserted::Replaced, grew)
@@ -210,7 +212,7 @@ impl<K, V> Shard<K, V> {
         }
         // Too heavy to ever fit, or no memory for it. The caller asked to
         // overwrite the key, so the old value must not survive either.
-        if let Some((idx, _)) = self.find_locked(hash, key, guard) {
+        if let Some((idx, _, _)) = self.find_locked(hash, key, guard) {
             self.unlink(st, ctx, idx, RemovalCause::Replaced, guard);
         }
         self.reject_restoring_bound(st, ctx, guard);

@@ -68,11 +68,15 @@ const SEG_SHIFT: u32 = 30;
 const IDX_MASK: u32 = (1 << SEG_SHIFT) - 1;
 
 /// Doubly-linked list links of one slot; the top two bits of `prev` hold the
-/// segment, so indices are limited to 2^30 per shard.
+/// segment, so indices are limited to 2^30 per shard. With them, the slot's
+/// position in the shard's index (`pos`): the writer's alone, like the
+/// links, so it costs no byte in the slot readers share. Relinking a slot
+/// (`push_head`, `push_tail`, a move) leaves it as it was.
 #[derive(Clone, Copy, Default)]
 struct Link {
     prev: u32,
     next: u32,
+    pos: u32,
 }
 
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
@@ -220,6 +224,19 @@ impl Lru {
         }
     }
 
+    /// Where the shard's index holds slot `idx` (as last set).
+    #[inline]
+    pub(crate) fn pos(&self, idx: u32) -> u32 {
+        self.links[idx as usize].pos
+    }
+
+    /// Records where the shard's index holds slot `idx` (which has room in
+    /// the side arrays: `reserve_slot`).
+    #[inline]
+    pub(crate) fn set_pos(&mut self, idx: u32, pos: u32) {
+        self.links[idx as usize].pos = pos;
+    }
+
     /// The segment `idx` is in (meaningful only while it is linked).
     #[inline]
     pub(crate) fn segment_of(&self, idx: u32) -> u8 {
@@ -249,6 +266,7 @@ impl Lru {
         self.links[idx as usize] = Link {
             prev: (u32::from(seg) << SEG_SHIFT) | NIL,
             next: old_head,
+            ..self.links[idx as usize]
         };
         if old_head != NIL {
             self.set_prev(old_head, idx);
@@ -272,6 +290,7 @@ impl Lru {
         self.links[idx as usize] = Link {
             prev: (u32::from(seg) << SEG_SHIFT) | old_tail,
             next: NIL,
+            ..self.links[idx as usize]
         };
         if old_tail != NIL {
             self.links[old_tail as usize].next = idx;
@@ -376,6 +395,7 @@ impl Lru {
         self.links[idx as usize] = Link {
             prev: (u32::from(to) << SEG_SHIFT) | NIL,
             next: head,
+            ..self.links[idx as usize]
         };
         if head != NIL {
             self.set_prev(head, idx);

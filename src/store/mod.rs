@@ -21,6 +21,7 @@
 
 mod builder;
 mod epoch;
+mod expiry;
 mod export;
 mod index;
 mod iter;
@@ -380,8 +381,9 @@ where
             }
             return None;
         };
-        // SAFETY: reached through the index while pinned (see `Slot::key`).
-        let expires = unsafe { slot.expires() };
+        // Lock-free: decoded against the shard's base only when it is not 0
+        // (never), so a hit without a TTL costs a load and a test.
+        let expires = shard.expires(slot);
         if expires != 0 && is_expired(expires, self.inner.time.now()) {
             if touch == Touch::Use {
                 self.counted(self.inner.reads.miss(guard.holder()));
@@ -395,7 +397,7 @@ where
             slot.touch();
             self.counted(self.inner.reads.hit(guard.holder()));
         }
-        // SAFETY: as above.
+        // SAFETY: reached through the index while pinned (see `Slot::key`).
         Some(f(unsafe { slot.value() }))
     }
 

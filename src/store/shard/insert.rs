@@ -129,9 +129,10 @@ impl<K, V> Shard<K, V> {
             return Inserted::Rejected;
         };
         let slot = self.slot(idx);
+        let code = self.expiry_code(ctx, expires);
         // SAFETY: `alloc` returned a slot no one else holds: fresh from the
         // slab, or reclaimed after its epoch passed.
-        unsafe { slot.fill(key, value, expires) };
+        unsafe { slot.fill(key, value, code) };
         if expires != 0 {
             st.expiring += 1;
         }
@@ -140,7 +141,7 @@ impl<K, V> Shard<K, V> {
             Some((old, pos)) => {
                 // The new slot takes the old one's place in the index and list.
                 let old_slot = self.slot(old);
-                slot.pos.store(pos, Ordering::Relaxed);
+                st.lru.set_pos(idx, pos);
                 slot.inherit_uses(old_slot);
                 table.replace(pos, idx);
                 let grew = weight > st.lru.replace(old, idx, weight);
@@ -154,7 +155,7 @@ impl<K, V> Shard<K, V> {
                 let pos = table
                     .insert(hash, idx)
                     .expect("the index has a free lane after ensure_room");
-                slot.pos.store(pos, Ordering::Relaxed);
+                st.lru.set_pos(idx, pos);
                 let returning = st.ghost.recall(hash);
                 st.lru.insert(idx, weight, returning);
                 bump(&self.counters.inserts, 1);
@@ -259,7 +260,7 @@ impl<K, V> Shard<K, V> {
             let pos = new
                 .insert(hash, idx)
                 .expect("a new index has room for every entry");
-            self.slot(idx).pos.store(pos, Ordering::Relaxed);
+            st.lru.set_pos(idx, pos);
         }
         // Release: readers that load the new table see its entries.
         let old = self

@@ -488,6 +488,11 @@ where
     /// Stores `value` under `key`, expiring after `ttl` (overriding the
     /// cache's default).
     ///
+    /// Expiry is kept to the millisecond: the entry expires at the first
+    /// whole millisecond of the cache's clock at or after `ttl` is up (for
+    /// a TTL of about 12 days or more, the first whole second), never
+    /// before. `Duration::MAX` and the like never expire in practice.
+    ///
     /// ```
     /// use std::time::Duration;
     /// let clock = nearfar::MockClock::new();

@@ -304,6 +304,7 @@ impl<K, V> Slab<K, V> {
             // SAFETY: as below, with chunk 0 and `idx < first_len`, its length.
             unsafe { self.slot_in(0, idx as usize) }
         } else {
+            std::hint::cold_path();
             let (chunk, offset) = self.locate(idx);
             // SAFETY: `locate` gives `idx`'s chunk and an offset within it;
             // the rest is the caller's obligation, as below.

@@ -109,7 +109,8 @@ impl<K, V> Shard<K, V> {
         let ghost = (cause == RemovalCause::Capacity && st.lru.segment_of(idx) == HOT)
             .then(|| ctx.hasher.hash_one(key));
         let table = self.table(guard);
-        let pos = st.lru.pos(idx);
+        // SAFETY: a live slot (the caller's), so one the slab handed out.
+        let pos = unsafe { st.lru.pos(idx) };
         if table.remove(pos, || ghost.unwrap_or_else(|| ctx.hasher.hash_one(key))) {
             self.refill(&mut st.lru, table, pos);
         }
@@ -128,7 +129,8 @@ impl<K, V> Shard<K, V> {
         self.move_seq.store(seq.wrapping_add(1), Ordering::Relaxed);
         // Release fence: no move below is visible before the odd value.
         fence(Ordering::Release);
-        table.refill(pos, |idx, to| lru.set_pos(idx, to));
+        // SAFETY: the index holds only slots the slab handed out.
+        table.refill(pos, |idx, to| unsafe { lru.set_pos(idx, to) });
         // Release: a reader that sees the even value sees the moves done.
         self.move_seq.store(seq.wrapping_add(2), Ordering::Release);
     }

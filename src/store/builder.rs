@@ -162,6 +162,8 @@ impl<K, V, S> CacheBuilder<K, V, S> {
 
     /// A time to live for entries stored by [`Cache::insert`] and the
     /// `get_or_insert_with` family. [`Cache::insert_with_ttl`] overrides it.
+    /// Expiry is kept to the millisecond, rounded up (see
+    /// [`Cache::insert_with_ttl`]).
     ///
     /// # Examples
     ///

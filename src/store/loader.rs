@@ -562,8 +562,7 @@ where
         let st = shard.lock();
         // Someone may have stored it since our lookup.
         if let Some((_, slot)) = shard.walk(hash, k, &guard) {
-            // SAFETY: linked slot under the lock.
-            let exp = unsafe { slot.expires() };
+            let exp = shard.expires(slot);
             if exp == 0 || !is_expired(exp, self.inner.time.now()) {
                 // Cloned after the unlock (user code stays out of
                 // the critical section).

@@ -91,6 +91,11 @@ struct Segment {
 /// HOT / WARM / COLD lists over one shard's slots.
 pub(crate) struct Lru {
     links: Vec<Link>,
+    /// Per-slot position in the shard's index: the writer's alone, as the
+    /// links, so it costs no byte in the slot readers share. A side array
+    /// of its own: in `Link` (12 bytes) every link's address took one more
+    /// instruction (an evicting insert ~658 instructions, against ~630).
+    positions: Vec<u32>,
     /// Per-slot weights; empty when every entry weighs 1 (count-bounded cache).
     weights: Vec<u64>,
     weighted: bool,
@@ -136,6 +141,7 @@ impl Lru {
         };
         Lru {
             links: Vec::new(),
+            positions: Vec::new(),
             weights: Vec::new(),
             weighted,
             segs: [Segment::default(); 4],
@@ -184,12 +190,15 @@ impl Lru {
                 // Grow to the slab's next chunk boundary at once (`hint`), not
                 // by doubling, so the side array never overshoots the slab.
                 self.links.reserve_exact(hint.max(need) - self.links.len());
+                self.positions
+                    .reserve_exact(hint.max(need) - self.positions.len());
                 if self.weighted {
                     self.weights
                         .reserve_exact(hint.max(need) - self.weights.len());
                 }
             }
             self.links.resize(need, Link::default());
+            self.positions.resize(need, 0);
             if self.weighted {
                 self.weights.resize(need, 0);
             }
@@ -220,6 +229,30 @@ impl Lru {
         } else {
             1
         }
+    }
+
+    /// Where the shard's index holds slot `idx` (as last set). Unchecked:
+    /// a bounds check cost ~2 instructions per access, twice per eviction.
+    ///
+    /// # Safety
+    /// `reserve_slot` made room for `idx` (every index the shard's slab
+    /// handed out).
+    #[inline]
+    pub(crate) unsafe fn pos(&self, idx: u32) -> u32 {
+        debug_assert!((idx as usize) < self.positions.len());
+        // SAFETY: in bounds (the caller's obligation).
+        unsafe { *self.positions.get_unchecked(idx as usize) }
+    }
+
+    /// Records where the shard's index holds slot `idx`.
+    ///
+    /// # Safety
+    /// As for [`Lru::pos`].
+    #[inline]
+    pub(crate) unsafe fn set_pos(&mut self, idx: u32, pos: u32) {
+        debug_assert!((idx as usize) < self.positions.len());
+        // SAFETY: in bounds (the caller's obligation).
+        unsafe { *self.positions.get_unchecked_mut(idx as usize) = pos };
     }
 
     /// The segment `idx` is in (meaningful only while it is linked).

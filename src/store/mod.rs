@@ -21,6 +21,7 @@
 
 mod builder;
 mod epoch;
+mod expiry;
 mod export;
 mod index;
 mod iter;
@@ -386,8 +387,9 @@ where
             }
             return None;
         };
-        // SAFETY: reached through the index while pinned (see `Slot::key`).
-        let expires = unsafe { slot.expires() };
+        // Lock-free: decoded against the shard's base only when it is not 0
+        // (never), so a hit without a TTL costs a load and a test.
+        let expires = shard.expires(slot);
         if expires != 0 {
             // Laid out of the way of entries without an expiry (it saved a
             // jump per hit); an entry with one reads the clock anyway.
@@ -406,7 +408,7 @@ where
             slot.touch();
             self.counted(self.inner.reads.hit(guard.holder()));
         }
-        // SAFETY: as above.
+        // SAFETY: reached through the index while pinned (see `Slot::key`).
         Some(f(unsafe { slot.value() }))
     }
 
@@ -496,6 +498,11 @@ where
 
     /// Stores `value` under `key`, expiring after `ttl` (overriding the
     /// cache's default).
+    ///
+    /// Expiry is kept to the millisecond: the entry expires at the first
+    /// whole millisecond of the cache's clock at or after `ttl` is up (for
+    /// a TTL of about 12 days or more, the first whole second), never
+    /// before. `Duration::MAX` and the like never expire in practice.
     ///
     /// ```
     /// use std::time::Duration;

@@ -34,6 +34,9 @@ pub enum Op {
     LoadFails(u8),
     /// Advance the mock clock by this many milliseconds.
     Advance(u8),
+    /// Advance the mock clock 13 days: past the point where the next write
+    /// with a TTL rebases its shard's expiry codes (`store::expiry`).
+    Leap,
     /// `retain(|k, _| k % (n + 2) != 0)`.
     Retain(u8),
     /// `get_stale(key)`: an expired entry kept by `keep_expired`.
@@ -178,6 +181,11 @@ pub fn run(shape: Shape, ops: &[Op]) -> Result<(), String> {
                 clock.advance(Duration::from_millis(u64::from(ms)));
                 now_ms += u64::from(ms);
             }
+            Op::Leap => {
+                const LEAP_MS: u64 = 13 * 86_400_000;
+                clock.advance(Duration::from_millis(LEAP_MS));
+                now_ms += LEAP_MS;
+            }
             Op::Retain(n) => {
                 let m = u16::from(n) + 2;
                 cache.retain(|k, _| u16::from(*k) % m != 0);
@@ -314,7 +322,8 @@ mod tests {
                     70..=79 => Op::Remove(k),
                     80..=87 => Op::Load(k, v),
                     88..=89 => Op::LoadFails(k),
-                    90..=96 => Op::Advance(rng.below(20) as u8),
+                    90..=95 => Op::Advance(rng.below(20) as u8),
+                    96 => Op::Leap,
                     97..=98 => Op::Retain(rng.below(5) as u8),
                     _ => Op::Clear,
                 }

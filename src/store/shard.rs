@@ -25,6 +25,7 @@ use std::sync::{Arc, PoisonError};
 
 use super::RemovalCause;
 use super::epoch::Guard;
+use super::expiry::{self, Base};
 use super::index::Index;
 use super::loader::Load;
 use super::local;
@@ -193,6 +194,9 @@ pub(crate) struct Shard<K, V> {
     /// old one retired through the epoch.
     table: AtomicPtr<Index>,
     move_seq: AtomicU32,
+    /// What its slots' expiry codes count from (see `expiry`): read by a
+    /// hit on an entry with a TTL, written only by a rebase.
+    pub(crate) base: Base,
     pub(crate) slab: Slab<K, V>,
     mailbox: Arc<Mailbox>,
     state: Mutex<State<K, V>>,
@@ -254,6 +258,7 @@ impl<K, V> Shard<K, V> {
         Shard {
             table: AtomicPtr::new(Box::into_raw(Box::new(index))),
             move_seq: AtomicU32::new(0),
+            base: Base::new(),
             first_chunk,
             first_room,
             slab,
@@ -312,6 +317,48 @@ impl<K, V> Shard<K, V> {
         // out; they are read after the Acquire load (or the lock) that made
         // them visible.
         unsafe { self.slab.slot(idx) }
+    }
+
+    /// The expiry (clock ns, 0 = never) of `slot`, one of this shard's.
+    #[inline(always)]
+    pub(crate) fn expires(&self, slot: &Slot<K, V>) -> u64 {
+        slot.expires(&self.base)
+    }
+
+    /// The code to store for an entry expiring at `expires` (clock ns, not
+    /// 0: a code of 0 is "never"), under the lock: rebases first when the
+    /// base is too far behind (see `expiry`).
+    #[inline]
+    pub(crate) fn expiry_code<S>(&self, ctx: &WriteCtx<'_, S>, expires: u64) -> u32 {
+        debug_assert_ne!(expires, 0, "0 (never) needs no code");
+        let base = self.base.get();
+        // `expires` is at least the caller's `now`: while it is within
+        // REBASE_AFTER of the base, so is `now`, and the clock is not read.
+        if expires.saturating_sub(base) >= expiry::REBASE_AFTER {
+            // (The time source, not `ctx`: passing `ctx` out of line made
+            // every insert build it in memory, ~6 instructions.)
+            return self.rebase_and_encode(ctx.time, expires);
+        }
+        expiry::encode(expires, base)
+    }
+
+    /// `expiry_code` far from the base: rebases if `now` is too far past
+    /// it, then encodes. Out of line: TTLs of ~12 days and more only.
+    #[cold]
+    #[inline(never)]
+    fn rebase_and_encode(&self, time: &TimeSource, expires: u64) -> u32 {
+        let base = self.base.get();
+        if let Some(delta) = expiry::rebase_by(base, time.now()) {
+            // Every slot handed out: the live ones, and the retired ones a
+            // reader may still be reading (free slots are refilled before
+            // being read: shifting them is harmless). Once per ~6 days.
+            for idx in 1..self.slab.high_water() {
+                self.slot(idx).stamp().shift(delta);
+            }
+            // After the codes: see `expiry`'s "Ordering".
+            self.base.set(base + delta);
+        }
+        expiry::encode(expires, self.base.get())
     }
 
     /// The current index, readable while `guard` is pinned, or while the
@@ -530,8 +577,7 @@ impl<K, V> Shard<K, V> {
             st.lru
                 .indices()
                 .map(|idx| self.slot(idx))
-                // SAFETY: live slots under the lock.
-                .filter(|slot| !is_expired(unsafe { slot.expires() }, now))
+                .filter(|slot| !is_expired(self.expires(slot), now))
                 .collect()
         };
         let entries = live
@@ -581,7 +627,8 @@ impl<K, V> Shard<K, V> {
             if slot.flags.load(Ordering::Relaxed) & LIVE == 0 {
                 return Err(format!("slot {idx} indexed but not LIVE"));
             }
-            if slot.pos.load(Ordering::Relaxed) != pos {
+            // SAFETY: the index holds only slots the slab handed out.
+            if unsafe { st.lru.pos(idx) } != pos {
                 return Err(format!("slot {idx} at {pos} records another position"));
             }
             in_index.push(idx);

@@ -504,3 +504,59 @@ fn shuttle_a_patient_waiter_returns_and_the_leaders_value_is_stored_pct() {
         3,
     );
 }
+
+/// A reader racing a rebase of the expiry base (see `store::expiry`): an
+/// entry already expired is never returned, whichever of the old and new
+/// base and codes it sees; one still live may be missed (a spurious
+/// "expired"), never one past its time.
+fn a_rebase_never_revives_an_expired_entry() {
+    use std::time::Duration;
+
+    use crate::clock::MockClock;
+
+    const DAY: Duration = Duration::from_secs(86_400);
+    let clock = MockClock::new();
+    let cache: Cache<u32, u32> = Cache::builder()
+        .max_entries(16)
+        .shards(1)
+        .clock(clock.clone())
+        .build();
+    // Expired 3 days before the rebase: decoded against the new base with
+    // its old code, it would look alive for 3.8 more days.
+    cache.insert_with_ttl(1, 1, 10 * DAY);
+    // Live through the rebase.
+    cache.insert_with_ttl(2, 2, 14 * DAY);
+    clock.advance(13 * DAY);
+    let base = cache.inner.shards[0].base.get();
+    let writer = {
+        let cache = cache.clone();
+        // A write with a TTL, 13 days on: rebases first.
+        thread::spawn(move || cache.insert_with_ttl(3, 3, Duration::from_secs(60)))
+    };
+    let reader = {
+        let cache = cache.clone();
+        thread::spawn(move || {
+            for _ in 0..2 {
+                assert_eq!(cache.get(&1), None, "an expired entry returned");
+                assert!(matches!(cache.get(&2), None | Some(2)));
+            }
+        })
+    };
+    writer.join().unwrap();
+    reader.join().unwrap();
+    assert!(cache.inner.shards[0].base.get() > base, "the write rebased");
+    assert_eq!(cache.get(&1), None);
+    assert_eq!(cache.get(&2), Some(2), "live after the rebase");
+    assert_eq!(cache.get(&3), Some(3));
+    cache.check_invariants().unwrap();
+}
+
+#[test]
+fn shuttle_a_rebase_never_revives_an_expired_entry() {
+    shuttle::check_random(a_rebase_never_revives_an_expired_entry, ITERATIONS);
+}
+
+#[test]
+fn shuttle_a_rebase_never_revives_an_expired_entry_pct() {
+    shuttle::check_pct(a_rebase_never_revives_an_expired_entry, ITERATIONS, 3);
+}

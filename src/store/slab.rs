@@ -7,11 +7,12 @@
 //! zeroed memory be a valid array of empty slots.
 //!
 //! # Who may touch what
-//! * `key`, `value` and `expires` are written once, by the writer that took the
-//!   slot off the free list, before the slot is published (linked into the
-//!   index with a `Release` store). While published and until reclaimed they are
-//!   only read.
-//! * `pos` (where the index holds the slot) belongs to the writer.
+//! * `key` and `value` are written once, by the writer that took the slot off
+//!   the free list, before the slot is published (linked into the index with a
+//!   `Release` store). While published and until reclaimed they are only read.
+//! * `expires` (a [`Stamp`]: four bytes against the shard's base, see
+//!   `store::expiry`) is written there too, and again, shifted, by a rebase
+//!   of its shard (under the lock, published or not).
 //! * `uses` is the use count, bumped by readers with a plain relaxed store;
 //!   `flags` ([`LIVE`], [`HAS_VALUE`]) and `generation` belong to the writer.
 //!   They are separate atomics so that a reader's store can never overwrite
@@ -26,6 +27,7 @@ use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 use super::epoch::{self, Deferred};
+use super::expiry::{Base, Stamp};
 
 use crate::shim::{AtomicPtr, AtomicU8, AtomicU16, AtomicU32, Ordering};
 
@@ -49,12 +51,13 @@ const MAX_CHUNKS: usize = 32;
 ///
 /// `repr(C)` with the key and the fields a lookup reads first, so a hit's key
 /// comparison, state and expiry share the slot's first cache line and the
-/// value follows.
+/// value follows. Its header is 8 bytes (uses, flags, generation, expiry):
+/// with an 8-byte key and a value aligned to 8, a slot is key + value + 8.
+/// (Where the index holds the slot is the writer's alone: it is kept in the
+/// LRU's side array, `Lru::pos`, not here.)
 #[repr(C)]
 pub(crate) struct Slot<K, V> {
     key: UnsafeCell<MaybeUninit<K>>,
-    /// The slot's position in the shard's index (writer).
-    pub(crate) pos: AtomicU32,
     /// Use count (readers), see [`MAX_USES`].
     uses: AtomicU8,
     /// [`LIVE`] and [`HAS_VALUE`] (writer).
@@ -62,8 +65,8 @@ pub(crate) struct Slot<K, V> {
     /// Bumped every time the slot is reused, so a stale `(index,
     /// generation)` pair is detectable (writer).
     generation: AtomicU16,
-    /// Expiry in clock nanoseconds, 0 = never.
-    expires: UnsafeCell<u64>,
+    /// Expiry against the shard's base (see `store::expiry`), 0 = never.
+    expires: Stamp,
     value: UnsafeCell<MaybeUninit<V>>,
 }
 
@@ -73,8 +76,7 @@ impl<K, V> Slot<K, V> {
         Slot {
             key: UnsafeCell::new(MaybeUninit::uninit()),
             value: UnsafeCell::new(MaybeUninit::uninit()),
-            expires: UnsafeCell::new(0),
-            pos: AtomicU32::new(0),
+            expires: Stamp::never(),
             uses: AtomicU8::new(0),
             flags: AtomicU8::new(0),
             generation: AtomicU16::new(0),
@@ -104,33 +106,46 @@ impl<K, V> Slot<K, V> {
         unsafe { (*self.value.get()).assume_init_ref() }
     }
 
-    /// The entry's expiry (clock nanoseconds, 0 = never).
-    ///
-    /// # Safety
-    /// As for [`Slot::key`].
+    /// The entry's expiry (clock nanoseconds, 0 = never), its shard's
+    /// `base` given. Lock-free (see `store::expiry`'s "Ordering"); it means
+    /// the entry's expiry while the slot holds one (the caller holds the
+    /// lock with the slot live, or is pinned and reached it through the
+    /// index).
+    #[inline(always)]
+    pub(crate) fn expires(&self, base: &Base) -> u64 {
+        self.expires.get(base)
+    }
+
+    /// Whether the entry expires at all (without decoding when).
     #[inline]
-    pub(crate) unsafe fn expires(&self) -> u64 {
-        // SAFETY: written before publication, never written while published.
-        unsafe { *self.expires.get() }
+    pub(crate) fn has_expiry(&self) -> bool {
+        self.expires.is_set()
+    }
+
+    /// The expiry's code, to shift in a rebase (under the shard lock).
+    pub(crate) fn stamp(&self) -> &Stamp {
+        &self.expires
     }
 
     /// Stores a new entry in a free slot and marks it `LIVE | HAS_VALUE` with
-    /// the next generation. The slot is not yet reachable by readers.
+    /// the next generation; `expires` is its expiry's code (`expiry::encode`
+    /// against the shard's base). The slot is not yet reachable by readers.
     ///
     /// # Safety
     /// The caller owns the slot exclusively: it came off the free list (or was
     /// never used) and holds no value.
     #[inline]
-    pub(crate) unsafe fn fill(&self, key: K, value: V, expires: u64) {
+    pub(crate) unsafe fn fill(&self, key: K, value: V, expires: u32) {
         // SAFETY: exclusive ownership (caller's obligation): no reader can
         // reach the slot, so these plain writes race with nothing.
         unsafe {
             (*self.key.get()).write(key);
             (*self.value.get()).write(value);
-            *self.expires.get() = expires;
         }
-        // Relaxed: the slot becomes visible to readers only through the
-        // Release store that links it, which orders these stores before it.
+        self.expires.set(expires);
+        // Relaxed (the expiry's too): the slot becomes visible to readers
+        // only through the Release store that links it, which orders these
+        // stores before it.
         let generation = self.generation.load(Ordering::Relaxed).wrapping_add(1);
         self.generation.store(generation, Ordering::Relaxed);
         self.uses.store(0, Ordering::Relaxed);
@@ -289,6 +304,9 @@ impl<K, V> Slab<K, V> {
             // SAFETY: as below, with chunk 0 and `idx < first_len`, its length.
             unsafe { self.slot_in(0, idx as usize) }
         } else {
+            // Off the path of chunk 0 (merged with it, the 80-byte slot's
+            // address cost a hit a jump and a spill: callgrind).
+            far_chunk();
             let (chunk, offset) = self.locate(idx);
             // SAFETY: `locate` gives `idx`'s chunk and an offset within it;
             // the rest is the caller's obligation, as below.
@@ -355,8 +373,8 @@ impl<K, V> Slab<K, V> {
             std::ptr::NonNull::<Slot<K, V>>::dangling().as_ptr()
         } else {
             // SAFETY: the layout has non-zero size. All-zero bytes are a valid
-            // empty slot: MaybeUninit fields accept any bytes, the atomics and
-            // `expires` are plain integers (0 = NIL / no flags / never). Large
+            // empty slot: MaybeUninit fields accept any bytes, the atomics
+            // (`expires` is one) are plain integers (0 = no flags / never). Large
             // zeroed allocations come from fresh pages, so untouched slots cost
             // no resident memory.
             unsafe { std::alloc::alloc_zeroed(layout) as *mut Slot<K, V> }
@@ -457,6 +475,12 @@ impl<K, V> Slab<K, V> {
         while rest.drop_next() {}
     }
 }
+
+/// Marks the path that calls it as unlikely (`std::hint::cold_path`, past
+/// the crate's MSRV); does nothing.
+#[cold]
+#[inline(always)]
+fn far_chunk() {}
 
 /// Whether dropping a key or a value runs code: reclaiming slots then runs
 /// user code, which the shard must not do under its lock.
@@ -635,6 +659,13 @@ mod tests {
                 expected = (expected.0 + 1, 0);
             }
         }
+    }
+
+    #[test]
+    fn a_slot_is_its_key_and_value_and_eight_bytes() {
+        // The memory bench's entry (u64 -> [u8; 64]): 80 bytes, not 88.
+        assert_eq!(std::mem::size_of::<Slot<u64, [u8; 64]>>(), 8 + 64 + 8);
+        assert_eq!(std::mem::size_of::<Slot<u32, u32>>(), 4 + 4 + 8);
     }
 
     #[test]

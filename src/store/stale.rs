@@ -58,14 +58,17 @@ where
         let shard = self.shard(hash);
         let guard = local::pin();
         let (_, slot) = shard.find(hash, key, &guard)?;
-        // SAFETY: reached through the index while pinned (see `Slot::key`):
-        // the slot's fields stay as written until the epoch passes.
-        let expires = unsafe { slot.expires() };
+        // A rebase racing this read may decode it earlier than it is (see
+        // `expiry`): a live entry then passes for expired (its value, the
+        // one a hit returns, served as stale) or a kept one for gone; never
+        // a copy past what `keep_expired` allows.
+        let expires = shard.expires(slot);
         let now = self.inner.time.now();
         if expires == 0 || !is_expired(expires, now) || !self.inner.time.kept(expires, now) {
             return None;
         }
-        // SAFETY: as above.
+        // SAFETY: reached through the index while pinned (see `Slot::key`):
+        // the slot's fields stay as written until the epoch passes.
         let value = unsafe { slot.value() }.clone();
         Some((value, Duration::from_nanos(now - expires)))
     }

@@ -1,7 +1,9 @@
 //! Time: the near tier's view of the injectable clock, and expiry arithmetic.
 //!
-//! Expiry times are stored as nanoseconds since the cache's creation plus one,
-//! so that `0` can mean "never expires" and fits the slot's `u64`.
+//! Expiry times are nanoseconds since the cache's creation plus one, so that
+//! `0` can mean "never expires". A slot keeps one in four bytes, to the
+//! millisecond, rounded up (see `expiry`); what the store reads back is this
+//! form again.
 
 use std::sync::Arc;
 use std::time::Duration;

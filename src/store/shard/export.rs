@@ -51,8 +51,7 @@ impl<K, V> Shard<K, V> {
             for seg in [WARM, COLD, HOT] {
                 for idx in st.lru.head_to_tail(seg) {
                     let slot = self.slot(idx);
-                    // SAFETY: a linked slot under the lock holds a value.
-                    let expires = unsafe { slot.expires() };
+                    let expires = self.expires(slot);
                     if !is_expired(expires, now) {
                         picked.push((slot.uses(), slot, expires));
                     }

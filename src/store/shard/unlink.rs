@@ -13,7 +13,7 @@ use crate::store::epoch::Guard;
 use super::{Index, Shard, State, WriteCtx};
 use crate::shim::{Ordering, fence};
 use crate::store::RemovalCause;
-use crate::store::lru::HOT;
+use crate::store::lru::{HOT, Lru};
 use crate::store::slab::{LIVE, NIL, Slot, has_drop_glue, retire};
 use crate::store::stats::bump;
 use crate::store::ttl::is_expired;
@@ -118,9 +118,10 @@ impl<K, V> Shard<K, V> {
         let ghost = (cause == RemovalCause::Capacity && st.lru.segment_of(idx) == HOT)
             .then(|| ctx.hasher.hash_one(key));
         let table = self.table(guard);
-        let pos = slot.pos.load(Ordering::Relaxed);
+        // SAFETY: a live slot (the caller's), so one the slab handed out.
+        let pos = unsafe { st.lru.pos(idx) };
         if table.remove(pos, || ghost.unwrap_or_else(|| ctx.hasher.hash_one(key))) {
-            self.refill(table, pos);
+            self.refill(&mut st.lru, table, pos);
         }
         if let Some(hash) = ghost {
             st.ghost.remember(hash);
@@ -132,14 +133,13 @@ impl<K, V> Shard<K, V> {
     /// Pulls entries displaced past the freed lane `pos` back towards home.
     /// Moves can make a concurrent lookup miss, so they are bracketed by the
     /// sequence counter, as a resize is (see `find`).
-    fn refill(&self, table: &Index, pos: u32) {
+    fn refill(&self, lru: &mut Lru, table: &Index, pos: u32) {
         let seq = self.move_seq.load(Ordering::Relaxed);
         self.move_seq.store(seq.wrapping_add(1), Ordering::Relaxed);
         // Release fence: no move below is visible before the odd value.
         fence(Ordering::Release);
-        table.refill(pos, |idx, to| {
-            self.slot(idx).pos.store(to, Ordering::Relaxed)
-        });
+        // SAFETY: the index holds only slots the slab handed out.
+        table.refill(pos, |idx, to| unsafe { lru.set_pos(idx, to) });
         // Release: a reader that sees the even value sees the moves done.
         self.move_seq.store(seq.wrapping_add(2), Ordering::Release);
     }
@@ -161,8 +161,7 @@ impl<K, V> Shard<K, V> {
         // writes `flags`, and readers do not look at LIVE.
         let flags = slot.flags.load(Ordering::Relaxed);
         slot.flags.store(flags & !LIVE, Ordering::Relaxed);
-        // SAFETY: the slot holds a value until it is reclaimed.
-        if unsafe { slot.expires() } != 0 {
+        if slot.has_expiry() {
             st.expiring -= 1;
         }
         st.retired.push((idx, slot.generation()));
@@ -225,8 +224,7 @@ impl<K, V> Shard<K, V> {
             };
             // `unlink` hashes the key (user code) before it changes anything.
             let slot = self.slot(victim);
-            // SAFETY: the LRU holds live slots only.
-            let expired = expired_at(unsafe { slot.expires() }, ctx);
+            let expired = expired_at(self.expires(slot), ctx);
             let cause = if expired {
                 RemovalCause::Expired
             } else {
@@ -287,8 +285,7 @@ impl<K, V> Shard<K, V> {
     ) where
         K: Hash,
     {
-        // SAFETY: a LIVE slot holds a value and stays linked under the lock.
-        let expires = unsafe { self.slot(idx).expires() };
+        let expires = self.expires(self.slot(idx));
         if !expired_at(expires, ctx) {
             return;
         }
@@ -332,8 +329,7 @@ impl<K, V> Shard<K, V> {
         Q: Eq + ?Sized,
     {
         let (idx, _, slot) = self.find_locked(hash, key, guard)?;
-        // SAFETY: live slot under the lock.
-        let expired = expired_at(unsafe { slot.expires() }, ctx);
+        let expired = expired_at(self.expires(slot), ctx);
         self.unlink_slot(
             st,
             ctx,
@@ -371,7 +367,8 @@ impl<K, V> Shard<K, V> {
         for idx in all {
             let slot = self.slot(idx);
             // SAFETY: live slots (collected under the lock, which we hold).
-            let (k, v, exp) = unsafe { (slot.key(), slot.value(), slot.expires()) };
+            let (k, v) = unsafe { (slot.key(), slot.value()) };
+            let exp = self.expires(slot);
             let cause = if expired_at(exp, ctx) {
                 RemovalCause::Expired
             } else if !keep(k, v) {

@@ -287,6 +287,17 @@ fn readers_never_see_a_retired_box_freed() {
             })
         })
         .collect();
+    // The swaps below take a millisecond or two: with the rest of the
+    // suite running, the readers may not have been scheduled by then, and
+    // the test would check nothing. Start once they read (bounded).
+    let started = std::time::Instant::now();
+    while seen.load(Ordering::Relaxed) < 2 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the readers never ran"
+        );
+        thread::yield_now();
+    }
     for _ in 0..20_000 {
         let new = Box::into_raw(Box::new(Boxed(AtomicU64::new(LIVE))));
         let old = current.swap(new, Ordering::AcqRel);

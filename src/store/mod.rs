@@ -387,14 +387,13 @@ where
             }
             return None;
         };
-        // Lock-free: decoded against the shard's base only when it is not 0
-        // (never), so a hit without a TTL costs a load and a test.
-        let expires = shard.expires(slot);
-        if expires != 0 {
+        // Lock-free: decoded against the shard's base only when it expires
+        // at all, so a hit without a TTL costs a load and a test.
+        if slot.has_expiry() {
             // Laid out of the way of entries without an expiry (it saved a
             // jump per hit); an entry with one reads the clock anyway.
             cold();
-            if is_expired(expires, self.inner.time.now()) {
+            if is_expired(shard.expires(slot), self.inner.time.now()) {
                 if touch == Touch::Use {
                     self.counted(self.inner.reads.miss(guard.holder()));
                     self.reclaim_expired(shard, idx, slot.generation(), &guard);

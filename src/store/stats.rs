@@ -99,30 +99,23 @@ impl ReadCounters {
     /// count (which the metrics' publishing looks at: see `metrics.rs`).
     #[inline]
     fn count(&self, owner: usize, field: impl Fn(&Stripe) -> &AtomicU64) -> u64 {
+        let stripes = &*self.stripes;
         let shared = self.shared;
         if owner < shared && !cfg!(shuttle) {
             // SAFETY: `owner < shared = len - 1` (`new`). (Spares every read's
             // count a second, redundant bounds check.)
-            let c = field(unsafe { self.stripes.get_unchecked(owner) });
+            let c = field(unsafe { stripes.get_unchecked(owner) });
             // Relaxed load + store: this thread is the stripe's only writer
             // (see the type's docs); readers only need some recent value.
             let n = c.load(Ordering::Relaxed).wrapping_add(1);
             c.store(n, Ordering::Relaxed);
             n
         } else {
-            self.count_shared(field)
+            super::cold();
+            // (The stripes as loaded above rather than `self`: the call's
+            // argument is then made on this path, not on every hit.)
+            count_shared(&stripes[shared], field)
         }
-    }
-
-    /// Counts one on the shared stripe (threads numbered past the
-    /// exclusive stripes: rare, so out of the hit's way).
-    #[cold]
-    #[inline(never)]
-    fn count_shared(&self, field: impl Fn(&Stripe) -> &AtomicU64) -> u64 {
-        // Relaxed RMW: shared by several threads, exact, orders nothing.
-        field(&self.stripes[self.shared])
-            .fetch_add(1, Ordering::Relaxed)
-            .wrapping_add(1)
     }
 
     /// Counts a hit by the holder of the epoch record numbered `owner`
@@ -144,6 +137,17 @@ impl ReadCounters {
             stats.misses += s.misses.load(Ordering::Relaxed);
         }
     }
+}
+
+/// Counts one on `stripe`, the shared stripe (threads numbered past the
+/// exclusive stripes: rare, so out of the hit's way).
+#[cold]
+#[inline(never)]
+fn count_shared(stripe: &Stripe, field: impl Fn(&Stripe) -> &AtomicU64) -> u64 {
+    // Relaxed RMW: shared by several threads, exact, orders nothing.
+    field(stripe)
+        .fetch_add(1, Ordering::Relaxed)
+        .wrapping_add(1)
 }
 
 /// Write-side counters of one shard. Bumped only by the holder of the shard's

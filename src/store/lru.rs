@@ -88,6 +88,20 @@ struct Segment {
     weight: u128,
 }
 
+/// A linked entry's place in the lists as [`Lru::linked`] read it: valid
+/// until the lists change. (Stale, it would corrupt the lists, not memory:
+/// every index a link names was held once, and `links` never shrinks.)
+#[derive(Clone, Copy)]
+pub(crate) struct Linked(Link);
+
+impl Linked {
+    /// The segment the entry is in.
+    #[inline(always)]
+    pub(crate) fn segment(self) -> u8 {
+        (self.0.prev >> SEG_SHIFT) as u8
+    }
+}
+
 /// HOT / WARM / COLD lists over one shard's slots.
 pub(crate) struct Lru {
     links: Vec<Link>,
@@ -261,6 +275,22 @@ impl Lru {
         (self.links[idx as usize].prev >> SEG_SHIFT) as u8
     }
 
+    /// The place of `idx`, a linked entry, in the lists: read once by an
+    /// eviction for both its segment (the ghost's test) and its removal
+    /// ([`Lru::remove_linked`]). Read twice, the index's atomic stores in
+    /// between kept the compiler from merging the two reads and their
+    /// bounds checks (~5 instructions per evicting insert, callgrind).
+    ///
+    /// # Safety
+    /// As for [`Lru::pos`].
+    #[inline(always)]
+    pub(crate) unsafe fn linked(&self, idx: u32) -> Linked {
+        debug_assert!((idx as usize) < self.links.len());
+        // SAFETY: in bounds (the caller's obligation): `reserve_slot`
+        // resizes `links` with `positions`.
+        Linked(unsafe { *self.links.get_unchecked(idx as usize) })
+    }
+
     #[inline]
     fn prev(&self, idx: u32) -> u32 {
         self.links[idx as usize].prev & IDX_MASK
@@ -353,17 +383,19 @@ impl Lru {
     /// Unlinks `idx` from whatever segment it is in.
     #[inline]
     fn unlink(&mut self, idx: u32) -> (u8, u64) {
-        self.unlink_inlined(idx)
+        let link = self.links[idx as usize];
+        self.unlink_inlined(idx, link)
     }
 
-    /// [`Lru::unlink`], always inlined: for `remove`, once per eviction,
-    /// where the call cost ~4 instructions per evicting insert (676.9 ->
-    /// 672.7, callgrind). The rarer callers keep the call.
+    /// [`Lru::unlink`] of `idx`, whose link `link` the caller read,
+    /// always inlined: for `remove_linked`, once per eviction, where the
+    /// call cost ~4 instructions per evicting insert (676.9 -> 672.7,
+    /// callgrind). The rarer callers keep the call.
     #[inline(always)]
-    fn unlink_inlined(&mut self, idx: u32) -> (u8, u64) {
-        let seg = self.segment_of(idx);
+    fn unlink_inlined(&mut self, idx: u32, link: Link) -> (u8, u64) {
+        let seg = (link.prev >> SEG_SHIFT) as u8;
         let weight = self.weight_of(idx);
-        let (prev, next) = (self.prev(idx), self.next(idx));
+        let (prev, next) = (link.prev & IDX_MASK, link.next);
         if prev != NIL {
             self.held_mut(prev).next = next;
         } else {
@@ -489,11 +521,12 @@ impl Lru {
         self.push_head(if warm || filling { WARM } else { HOT }, idx, weight);
     }
 
-    /// Removes an entry (explicit remove, expiry, or eviction by the caller).
-    /// Returns its weight.
+    /// Removes an entry (explicit remove, expiry, or eviction by the caller)
+    /// whose place `linked` the caller read ([`Lru::linked`]) with no list
+    /// change since. Returns its weight.
     #[inline(always)]
-    pub(crate) fn remove(&mut self, idx: u32) -> u64 {
-        let weight = self.unlink_inlined(idx).1;
+    pub(crate) fn remove_linked(&mut self, idx: u32, linked: Linked) -> u64 {
+        let weight = self.unlink_inlined(idx, linked.0).1;
         if self.len == 0 {
             // Empty again (cleared, or everything expired): fill afresh.
             self.filled = false;
@@ -806,6 +839,14 @@ impl Lru {
     fn evict(&mut self, bits: &impl UseCounts) -> Option<(u32, u64)> {
         let idx = self.victim(bits, NIL)?;
         Some((idx, self.remove(idx)))
+    }
+
+    /// [`Lru::remove_linked`] of `idx`, a linked entry (checked).
+    #[cfg(test)]
+    fn remove(&mut self, idx: u32) -> u64 {
+        assert!((idx as usize) < self.links.len(), "{idx} is not linked");
+        // SAFETY: `idx < links.len()` (just checked), which is `positions.len()`.
+        self.remove_linked(idx, unsafe { self.linked(idx) })
     }
 
     #[cfg(test)]

@@ -115,18 +115,20 @@ impl<K, V> Shard<K, V> {
         // Remember keys evicted on probation (never proven by a second use):
         // if one comes back soon it skips HOT. User code (Hash) runs before
         // anything changes.
-        let ghost = (cause == RemovalCause::Capacity && st.lru.segment_of(idx) == HOT)
+        // SAFETY (both): a live slot (the caller's), so one the slab handed
+        // out, and linked: `reserve_slot` made room for it.
+        let (linked, pos) = unsafe { (st.lru.linked(idx), st.lru.pos(idx)) };
+        let ghost = (cause == RemovalCause::Capacity && linked.segment() == HOT)
             .then(|| ctx.hasher.hash_one(key));
         let table = self.table(guard);
-        // SAFETY: a live slot (the caller's), so one the slab handed out.
-        let pos = unsafe { st.lru.pos(idx) };
         if table.remove(pos, || ghost.unwrap_or_else(|| ctx.hasher.hash_one(key))) {
             self.refill(&mut st.lru, table, pos);
         }
         if let Some(hash) = ghost {
             st.ghost.remember(hash);
         }
-        st.lru.remove(idx);
+        // The lists are as `linked` read them: only positions changed.
+        st.lru.remove_linked(idx, linked);
         self.retire_slot(st, idx, slot, cause);
     }
 

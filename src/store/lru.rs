@@ -22,8 +22,10 @@
 //!
 //! The lists link slot indices through a writer-only side array, so this module
 //! is plain safe code but for one thing: links of indices the lists already
-//! hold are read and written without a bounds check (see `Lru::held`); the
-//! use counts are reached through [`UseCounts`].
+//! hold are read and written without a bounds check (see `Lru::held`), and so
+//! are the side arrays' entries of the slots the caller promises room was
+//! made for (`Lru::pos`, `Lru::link_mut`: the unsafe methods); the use counts
+//! are reached through [`UseCounts`].
 
 use super::slab::NIL;
 
@@ -317,10 +319,12 @@ impl Lru {
     fn held(&self, idx: u32) -> &Link {
         debug_assert!((idx as usize) < self.links.len(), "{idx} is not held");
         // SAFETY: an index enters the lists only through `push_head`,
-        // `push_tail` or `replace`, each of which first writes its link
-        // through a checked `self.links[idx]`, and `links` never shrinks
-        // (`reserve_slot` only grows it; nothing else resizes it): so every
-        // index the lists hold is below `links.len()`.
+        // `push_tail` or `replace`, each of which first writes its link at
+        // `idx`, in bounds: checked (`push_tail`), or an index
+        // `reserve_slot` made room for (`link_mut`'s callers' obligation),
+        // and `links` never shrinks (`reserve_slot` only grows it; nothing
+        // else resizes it): so every index the lists hold is below
+        // `links.len()`.
         unsafe { self.links.get_unchecked(idx as usize) }
     }
 
@@ -332,11 +336,28 @@ impl Lru {
         unsafe { self.links.get_unchecked_mut(idx as usize) }
     }
 
+    /// The link of `idx`, to write before it enters the lists. Unchecked:
+    /// once per insert of a new key and per rewrite, the bounds check was
+    /// ~2 instructions of each (callgrind).
+    ///
+    /// # Safety
+    /// As for [`Lru::pos`]: `reserve_slot` made room for `idx`.
+    #[inline(always)]
+    unsafe fn link_mut(&mut self, idx: u32) -> &mut Link {
+        debug_assert!((idx as usize) < self.links.len());
+        // SAFETY: in bounds (the caller's obligation).
+        unsafe { self.links.get_unchecked_mut(idx as usize) }
+    }
+
     /// Links `idx` at the head of `seg`.
+    ///
+    /// # Safety
+    /// As for [`Lru::link_mut`].
     #[inline]
-    fn push_head(&mut self, seg: u8, idx: u32, weight: u64) {
+    unsafe fn push_head(&mut self, seg: u8, idx: u32, weight: u64) {
         let old_head = self.segs[seg as usize].head;
-        self.links[idx as usize] = Link {
+        // SAFETY: the caller's obligation.
+        *unsafe { self.link_mut(idx) } = Link {
             prev: (u32::from(seg) << SEG_SHIFT) | NIL,
             next: old_head,
         };
@@ -419,7 +440,8 @@ impl Lru {
     #[inline]
     fn move_to(&mut self, idx: u32, seg: u8) {
         let (_, weight) = self.unlink(idx);
-        self.push_head(seg, idx, weight);
+        // SAFETY: `unlink` read its link checked, so `idx < links.len()`.
+        unsafe { self.push_head(seg, idx, weight) };
     }
 
     /// Moves the tail of segment `from` (not empty) to the head of `to`:
@@ -494,21 +516,29 @@ impl Lru {
     // The common case inlined (a full shard, a key not seen lately: HOT),
     // the rest out of line: inlined whole it cost ~14 instructions more per
     // evicting insert than as a call; split, ~11 less (664.4 -> 653.2).
+    ///
+    /// # Safety
+    /// As for [`Lru::pos`]: `reserve_slot` made room for `idx`.
     #[inline(always)]
-    pub(crate) fn insert(&mut self, idx: u32, weight: u64, warm: bool) {
+    pub(crate) unsafe fn insert(&mut self, idx: u32, weight: u64, warm: bool) {
         if self.filled && !warm {
             if self.weighted {
                 self.weights[idx as usize] = weight;
             }
-            self.push_head(HOT, idx, weight);
+            // SAFETY: the caller's obligation.
+            unsafe { self.push_head(HOT, idx, weight) };
         } else {
-            self.insert_filling(idx, weight, warm);
+            // SAFETY: the caller's obligation.
+            unsafe { self.insert_filling(idx, weight, warm) };
         }
     }
 
     /// [`Lru::insert`] of a returning key, or while the shard fills.
+    ///
+    /// # Safety
+    /// As for [`Lru::insert`].
     #[inline(never)]
-    fn insert_filling(&mut self, idx: u32, weight: u64, warm: bool) {
+    unsafe fn insert_filling(&mut self, idx: u32, weight: u64, warm: bool) {
         if self.weighted {
             self.weights[idx as usize] = weight;
         }
@@ -518,7 +548,8 @@ impl Lru {
             && self.weight() + w <= self.budget
             && self.segs[WARM as usize].len < self.warm_len_cap
             && self.seg_weight(WARM) + w <= self.warm_cap;
-        self.push_head(if warm || filling { WARM } else { HOT }, idx, weight);
+        // SAFETY: the caller's obligation.
+        unsafe { self.push_head(if warm || filling { WARM } else { HOT }, idx, weight) };
     }
 
     /// Removes an entry (explicit remove, expiry, or eviction by the caller)
@@ -567,20 +598,25 @@ impl Lru {
     // Always inlined: once per rewrite, and outlined (once the insert
     // around it was inlined into `Cache::insert`) the call cost ~10
     // instructions per rewrite.
+    ///
+    /// # Safety
+    /// As for [`Lru::pos`]: `reserve_slot` made room for `new`.
     #[inline(always)]
-    pub(crate) fn replace(&mut self, old: u32, new: u32, weight: u64) -> u64 {
+    pub(crate) unsafe fn replace(&mut self, old: u32, new: u32, weight: u64) -> u64 {
         let seg = self.segment_of(old);
         if seg == STALE {
             let (_, old_weight) = self.unlink(old);
             if self.weighted {
                 self.weights[new as usize] = weight;
             }
-            self.push_head(WARM, new, weight);
+            // SAFETY: the caller's obligation.
+            unsafe { self.push_head(WARM, new, weight) };
             return old_weight;
         }
         let link = self.links[old as usize];
         let old_weight = self.weight_of(old);
-        self.links[new as usize] = link;
+        // SAFETY: the caller's obligation.
+        *unsafe { self.link_mut(new) } = link;
         if self.weighted {
             self.weights[new as usize] = weight;
         }
@@ -839,6 +875,22 @@ impl Lru {
     fn evict(&mut self, bits: &impl UseCounts) -> Option<(u32, u64)> {
         let idx = self.victim(bits, NIL)?;
         Some((idx, self.remove(idx)))
+    }
+
+    /// [`Lru::insert`] of `idx`, with room made for it (checked).
+    #[cfg(test)]
+    fn add(&mut self, idx: u32, weight: u64, warm: bool) {
+        assert!((idx as usize) < self.links.len(), "no room for {idx}");
+        // SAFETY: `idx < links.len()` (just checked), which is `positions.len()`.
+        unsafe { self.insert(idx, weight, warm) }
+    }
+
+    /// [`Lru::replace`] of `old` by `new`, with room made for it (checked).
+    #[cfg(test)]
+    fn replace_checked(&mut self, old: u32, new: u32, weight: u64) -> u64 {
+        assert!((new as usize) < self.links.len(), "no room for {new}");
+        // SAFETY: as in `add`.
+        unsafe { self.replace(old, new, weight) }
     }
 
     /// [`Lru::remove_linked`] of `idx`, a linked entry (checked).

@@ -221,9 +221,10 @@ impl<K, V> Shard<K, V> {
     {
         st.lru.rebalance(&self.slab);
         while self.over_bound(st) {
-            let Some(victim) = st.lru.victim(&self.slab, spare) else {
+            let victim = st.lru.victim(&self.slab, spare);
+            if victim == NIL {
                 break;
-            };
+            }
             // `unlink` hashes the key (user code) before it changes anything.
             let slot = self.slot(victim);
             let expired = expired_at(self.expires(slot), ctx);

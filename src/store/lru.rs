@@ -355,6 +355,17 @@ impl Lru {
     /// As for [`Lru::link_mut`].
     #[inline]
     unsafe fn push_head(&mut self, seg: u8, idx: u32, weight: u64) {
+        // SAFETY: the caller's obligation.
+        unsafe { self.push_head_as(seg, idx, weight, self.weighted) }
+    }
+
+    /// [`Lru::push_head`] in a shard that is `weighted` or not (the
+    /// caller tested it, and passes a constant).
+    ///
+    /// # Safety
+    /// As for [`Lru::link_mut`].
+    #[inline(always)]
+    unsafe fn push_head_as(&mut self, seg: u8, idx: u32, weight: u64, weighted: bool) {
         let old_head = self.segs[seg as usize].head;
         // SAFETY: the caller's obligation.
         *unsafe { self.link_mut(idx) } = Link {
@@ -371,7 +382,7 @@ impl Lru {
         }
         s.len += 1;
         self.len += 1;
-        if self.weighted {
+        if weighted {
             s.weight += u128::from(weight);
             self.weight += u128::from(weight);
         }
@@ -412,10 +423,24 @@ impl Lru {
     /// always inlined: for `remove_linked`, once per eviction, where the
     /// call cost ~4 instructions per evicting insert (676.9 -> 672.7,
     /// callgrind). The rarer callers keep the call.
+    // One test of `weighted` for the weight and the sums, each way
+    // specialized (two cost ~2 instructions more per eviction).
     #[inline(always)]
     fn unlink_inlined(&mut self, idx: u32, link: Link) -> (u8, u64) {
+        if self.weighted {
+            let weight = self.weights[idx as usize];
+            self.unlink_as(link, weight, true)
+        } else {
+            self.unlink_as(link, 1, false)
+        }
+    }
+
+    /// [`Lru::unlink_inlined`] of the entry whose link is `link` and
+    /// weight `weight`, in a shard that is `weighted` or not (a constant in
+    /// each caller).
+    #[inline(always)]
+    fn unlink_as(&mut self, link: Link, weight: u64, weighted: bool) -> (u8, u64) {
         let seg = (link.prev >> SEG_SHIFT) as u8;
-        let weight = self.weight_of(idx);
         let (prev, next) = (link.prev & IDX_MASK, link.next);
         if prev != NIL {
             self.held_mut(prev).next = next;
@@ -430,7 +455,7 @@ impl Lru {
         let s = &mut self.segs[seg as usize];
         s.len -= 1;
         self.len -= 1;
-        if self.weighted {
+        if weighted {
             s.weight -= u128::from(weight);
             self.weight -= u128::from(weight);
         }
@@ -522,11 +547,16 @@ impl Lru {
     #[inline(always)]
     pub(crate) unsafe fn insert(&mut self, idx: u32, weight: u64, warm: bool) {
         if self.filled && !warm {
+            // One test of `weighted` for the weight and the sums (two cost
+            // ~2 instructions more per insert of a new key).
             if self.weighted {
                 self.weights[idx as usize] = weight;
+                // SAFETY: the caller's obligation.
+                unsafe { self.push_head_as(HOT, idx, weight, true) };
+            } else {
+                // SAFETY: the caller's obligation.
+                unsafe { self.push_head_as(HOT, idx, weight, false) };
             }
-            // SAFETY: the caller's obligation.
-            unsafe { self.push_head(HOT, idx, weight) };
         } else {
             // SAFETY: the caller's obligation.
             unsafe { self.insert_filling(idx, weight, warm) };

@@ -23,7 +23,10 @@ impl Index {
         // The one bounds check: every chunk below is `at` or reached from it
         // by `next`, which wraps at `len`. (Checked at each access, the
         // refills cost ~3 instructions more per evicting insert.)
-        assert!(at < self.chunks.len(), "refill of a position past the table");
+        assert!(
+            at < self.chunks.len(),
+            "refill of a position past the table"
+        );
         // Bounded: each step moves the hole one or two chunks down the run.
         for _ in 0..self.chunks.len() {
             // SAFETY: `at < len` (above, and `displaced_past` returns chunks

@@ -117,12 +117,12 @@ impl<K, V> Shard<K, V> {
     {
         // SAFETY: live slot under the lock.
         let key = unsafe { slot.key() };
+        // SAFETY: for both, a live slot (the caller's), so one the slab
+        // handed out and linked: `reserve_slot` made room for it.
+        let (linked, pos) = unsafe { (st.lru.linked(idx), st.lru.pos(idx)) };
         // Remember keys evicted on probation (never proven by a second use):
         // if one comes back soon it skips HOT. User code (Hash) runs before
         // anything changes.
-        // SAFETY (both): a live slot (the caller's), so one the slab handed
-        // out, and linked: `reserve_slot` made room for it.
-        let (linked, pos) = unsafe { (st.lru.linked(idx), st.lru.pos(idx)) };
         let ghost = (cause == RemovalCause::Capacity && linked.segment() == HOT)
             .then(|| ctx.hasher.hash_one(key));
         let table = self.table(guard);

@@ -22,8 +22,10 @@
 //!
 //! The lists link slot indices through a writer-only side array, so this module
 //! is plain safe code but for one thing: links of indices the lists already
-//! hold are read and written without a bounds check (see `Lru::held`); the
-//! use counts are reached through [`UseCounts`].
+//! hold are read and written without a bounds check (see `Lru::held`), and so
+//! are the side arrays' entries of the slots the caller promises room was
+//! made for (`Lru::pos`, `Lru::link_mut`: the unsafe methods); the use counts
+//! are reached through [`UseCounts`].
 
 use super::slab::NIL;
 
@@ -86,6 +88,20 @@ struct Segment {
     /// (an unbounded weighted cache takes any u64 weight). Kept only in a
     /// weighted shard: elsewhere every entry weighs 1, the sum is `len`.
     weight: u128,
+}
+
+/// A linked entry's place in the lists as [`Lru::linked`] read it: valid
+/// until the lists change. (Stale, it would corrupt the lists, not memory:
+/// every index a link names was held once, and `links` never shrinks.)
+#[derive(Clone, Copy)]
+pub(crate) struct Linked(Link);
+
+impl Linked {
+    /// The segment the entry is in.
+    #[inline(always)]
+    pub(crate) fn segment(self) -> u8 {
+        (self.0.prev >> SEG_SHIFT) as u8
+    }
 }
 
 /// HOT / WARM / COLD lists over one shard's slots.
@@ -261,6 +277,22 @@ impl Lru {
         (self.links[idx as usize].prev >> SEG_SHIFT) as u8
     }
 
+    /// The place of `idx`, a linked entry, in the lists: read once by an
+    /// eviction for both its segment (the ghost's test) and its removal
+    /// ([`Lru::remove_linked`]). Read twice, the index's atomic stores in
+    /// between kept the compiler from merging the two reads and their
+    /// bounds checks (~5 instructions per evicting insert, callgrind).
+    ///
+    /// # Safety
+    /// As for [`Lru::pos`].
+    #[inline(always)]
+    pub(crate) unsafe fn linked(&self, idx: u32) -> Linked {
+        debug_assert!((idx as usize) < self.links.len());
+        // SAFETY: in bounds (the caller's obligation): `reserve_slot`
+        // resizes `links` with `positions`.
+        Linked(unsafe { *self.links.get_unchecked(idx as usize) })
+    }
+
     #[inline]
     fn prev(&self, idx: u32) -> u32 {
         self.links[idx as usize].prev & IDX_MASK
@@ -287,10 +319,12 @@ impl Lru {
     fn held(&self, idx: u32) -> &Link {
         debug_assert!((idx as usize) < self.links.len(), "{idx} is not held");
         // SAFETY: an index enters the lists only through `push_head`,
-        // `push_tail` or `replace`, each of which first writes its link
-        // through a checked `self.links[idx]`, and `links` never shrinks
-        // (`reserve_slot` only grows it; nothing else resizes it): so every
-        // index the lists hold is below `links.len()`.
+        // `push_tail` or `replace`, each of which first writes its link at
+        // `idx`, in bounds: checked (`push_tail`), or an index
+        // `reserve_slot` made room for (`link_mut`'s callers' obligation),
+        // and `links` never shrinks (`reserve_slot` only grows it; nothing
+        // else resizes it): so every index the lists hold is below
+        // `links.len()`.
         unsafe { self.links.get_unchecked(idx as usize) }
     }
 
@@ -302,11 +336,39 @@ impl Lru {
         unsafe { self.links.get_unchecked_mut(idx as usize) }
     }
 
+    /// The link of `idx`, to write before it enters the lists. Unchecked:
+    /// once per insert of a new key and per rewrite, the bounds check was
+    /// ~2 instructions of each (callgrind).
+    ///
+    /// # Safety
+    /// As for [`Lru::pos`]: `reserve_slot` made room for `idx`.
+    #[inline(always)]
+    unsafe fn link_mut(&mut self, idx: u32) -> &mut Link {
+        debug_assert!((idx as usize) < self.links.len());
+        // SAFETY: in bounds (the caller's obligation).
+        unsafe { self.links.get_unchecked_mut(idx as usize) }
+    }
+
     /// Links `idx` at the head of `seg`.
+    ///
+    /// # Safety
+    /// As for [`Lru::link_mut`].
     #[inline]
-    fn push_head(&mut self, seg: u8, idx: u32, weight: u64) {
+    unsafe fn push_head(&mut self, seg: u8, idx: u32, weight: u64) {
+        // SAFETY: the caller's obligation.
+        unsafe { self.push_head_as(seg, idx, weight, self.weighted) }
+    }
+
+    /// [`Lru::push_head`] in a shard that is `weighted` or not (the
+    /// caller tested it, and passes a constant).
+    ///
+    /// # Safety
+    /// As for [`Lru::link_mut`].
+    #[inline(always)]
+    unsafe fn push_head_as(&mut self, seg: u8, idx: u32, weight: u64, weighted: bool) {
         let old_head = self.segs[seg as usize].head;
-        self.links[idx as usize] = Link {
+        // SAFETY: the caller's obligation.
+        *unsafe { self.link_mut(idx) } = Link {
             prev: (u32::from(seg) << SEG_SHIFT) | NIL,
             next: old_head,
         };
@@ -320,7 +382,7 @@ impl Lru {
         }
         s.len += 1;
         self.len += 1;
-        if self.weighted {
+        if weighted {
             s.weight += u128::from(weight);
             self.weight += u128::from(weight);
         }
@@ -353,17 +415,33 @@ impl Lru {
     /// Unlinks `idx` from whatever segment it is in.
     #[inline]
     fn unlink(&mut self, idx: u32) -> (u8, u64) {
-        self.unlink_inlined(idx)
+        let link = self.links[idx as usize];
+        self.unlink_inlined(idx, link)
     }
 
-    /// [`Lru::unlink`], always inlined: for `remove`, once per eviction,
-    /// where the call cost ~4 instructions per evicting insert (676.9 ->
-    /// 672.7, callgrind). The rarer callers keep the call.
+    /// [`Lru::unlink`] of `idx`, whose link `link` the caller read,
+    /// always inlined: for `remove_linked`, once per eviction, where the
+    /// call cost ~4 instructions per evicting insert (676.9 -> 672.7,
+    /// callgrind). The rarer callers keep the call.
+    // One test of `weighted` for the weight and the sums, each way
+    // specialized (two cost ~2 instructions more per eviction).
     #[inline(always)]
-    fn unlink_inlined(&mut self, idx: u32) -> (u8, u64) {
-        let seg = self.segment_of(idx);
-        let weight = self.weight_of(idx);
-        let (prev, next) = (self.prev(idx), self.next(idx));
+    fn unlink_inlined(&mut self, idx: u32, link: Link) -> (u8, u64) {
+        if self.weighted {
+            let weight = self.weights[idx as usize];
+            self.unlink_as(link, weight, true)
+        } else {
+            self.unlink_as(link, 1, false)
+        }
+    }
+
+    /// [`Lru::unlink_inlined`] of the entry whose link is `link` and
+    /// weight `weight`, in a shard that is `weighted` or not (a constant in
+    /// each caller).
+    #[inline(always)]
+    fn unlink_as(&mut self, link: Link, weight: u64, weighted: bool) -> (u8, u64) {
+        let seg = (link.prev >> SEG_SHIFT) as u8;
+        let (prev, next) = (link.prev & IDX_MASK, link.next);
         if prev != NIL {
             self.held_mut(prev).next = next;
         } else {
@@ -377,7 +455,7 @@ impl Lru {
         let s = &mut self.segs[seg as usize];
         s.len -= 1;
         self.len -= 1;
-        if self.weighted {
+        if weighted {
             s.weight -= u128::from(weight);
             self.weight -= u128::from(weight);
         }
@@ -387,7 +465,8 @@ impl Lru {
     #[inline]
     fn move_to(&mut self, idx: u32, seg: u8) {
         let (_, weight) = self.unlink(idx);
-        self.push_head(seg, idx, weight);
+        // SAFETY: `unlink` read its link checked, so `idx < links.len()`.
+        unsafe { self.push_head(seg, idx, weight) };
     }
 
     /// Moves the tail of segment `from` (not empty) to the head of `to`:
@@ -462,21 +541,34 @@ impl Lru {
     // The common case inlined (a full shard, a key not seen lately: HOT),
     // the rest out of line: inlined whole it cost ~14 instructions more per
     // evicting insert than as a call; split, ~11 less (664.4 -> 653.2).
+    ///
+    /// # Safety
+    /// As for [`Lru::pos`]: `reserve_slot` made room for `idx`.
     #[inline(always)]
-    pub(crate) fn insert(&mut self, idx: u32, weight: u64, warm: bool) {
+    pub(crate) unsafe fn insert(&mut self, idx: u32, weight: u64, warm: bool) {
         if self.filled && !warm {
+            // One test of `weighted` for the weight and the sums (two cost
+            // ~2 instructions more per insert of a new key).
             if self.weighted {
                 self.weights[idx as usize] = weight;
+                // SAFETY: the caller's obligation.
+                unsafe { self.push_head_as(HOT, idx, weight, true) };
+            } else {
+                // SAFETY: the caller's obligation.
+                unsafe { self.push_head_as(HOT, idx, weight, false) };
             }
-            self.push_head(HOT, idx, weight);
         } else {
-            self.insert_filling(idx, weight, warm);
+            // SAFETY: the caller's obligation.
+            unsafe { self.insert_filling(idx, weight, warm) };
         }
     }
 
     /// [`Lru::insert`] of a returning key, or while the shard fills.
+    ///
+    /// # Safety
+    /// As for [`Lru::insert`].
     #[inline(never)]
-    fn insert_filling(&mut self, idx: u32, weight: u64, warm: bool) {
+    unsafe fn insert_filling(&mut self, idx: u32, weight: u64, warm: bool) {
         if self.weighted {
             self.weights[idx as usize] = weight;
         }
@@ -486,14 +578,16 @@ impl Lru {
             && self.weight() + w <= self.budget
             && self.segs[WARM as usize].len < self.warm_len_cap
             && self.seg_weight(WARM) + w <= self.warm_cap;
-        self.push_head(if warm || filling { WARM } else { HOT }, idx, weight);
+        // SAFETY: the caller's obligation.
+        unsafe { self.push_head(if warm || filling { WARM } else { HOT }, idx, weight) };
     }
 
-    /// Removes an entry (explicit remove, expiry, or eviction by the caller).
-    /// Returns its weight.
+    /// Removes an entry (explicit remove, expiry, or eviction by the caller)
+    /// whose place `linked` the caller read ([`Lru::linked`]) with no list
+    /// change since. Returns its weight.
     #[inline(always)]
-    pub(crate) fn remove(&mut self, idx: u32) -> u64 {
-        let weight = self.unlink_inlined(idx).1;
+    pub(crate) fn remove_linked(&mut self, idx: u32, linked: Linked) -> u64 {
+        let weight = self.unlink_inlined(idx, linked.0).1;
         if self.len == 0 {
             // Empty again (cleared, or everything expired): fill afresh.
             self.filled = false;
@@ -534,20 +628,25 @@ impl Lru {
     // Always inlined: once per rewrite, and outlined (once the insert
     // around it was inlined into `Cache::insert`) the call cost ~10
     // instructions per rewrite.
+    ///
+    /// # Safety
+    /// As for [`Lru::pos`]: `reserve_slot` made room for `new`.
     #[inline(always)]
-    pub(crate) fn replace(&mut self, old: u32, new: u32, weight: u64) -> u64 {
+    pub(crate) unsafe fn replace(&mut self, old: u32, new: u32, weight: u64) -> u64 {
         let seg = self.segment_of(old);
         if seg == STALE {
             let (_, old_weight) = self.unlink(old);
             if self.weighted {
                 self.weights[new as usize] = weight;
             }
-            self.push_head(WARM, new, weight);
+            // SAFETY: the caller's obligation.
+            unsafe { self.push_head(WARM, new, weight) };
             return old_weight;
         }
         let link = self.links[old as usize];
         let old_weight = self.weight_of(old);
-        self.links[new as usize] = link;
+        // SAFETY: the caller's obligation.
+        *unsafe { self.link_mut(new) } = link;
         if self.weighted {
             self.weights[new as usize] = weight;
         }
@@ -569,157 +668,6 @@ impl Lru {
             self.weight = self.weight - u128::from(old_weight) + u128::from(weight);
         }
         old_weight
-    }
-
-    /// Keeps WARM within its cap. HOT's overflow is settled by eviction (an
-    /// unused HOT tail is evicted, not demoted), so nothing moves for it here.
-    #[inline]
-    pub(crate) fn rebalance(&mut self, bits: &impl UseCounts) {
-        // Tested here, inlined: WARM is rarely over its cap at this point
-        // (promotions rebalance as they go), and the call was most of the cost.
-        if self.warm_over() {
-            self.rebalance_warm(bits, MAX_MOVES);
-        }
-    }
-
-    fn rebalance_warm(&mut self, bits: &impl UseCounts, mut budget: usize) {
-        // A used WARM tail is bumped to WARM's head; each bump spends a use,
-        // and the budget ends a run of entries that keep being used.
-        while self.warm_over() {
-            if budget == 0 {
-                self.demote_warm_excess();
-                return;
-            }
-            let tail = self.segs[WARM as usize].tail;
-            let to = if used(bits, tail) && self.segs[WARM as usize].len > 1 {
-                WARM
-            } else {
-                COLD
-            };
-            self.move_tail(WARM, to);
-            budget -= 1;
-        }
-    }
-
-    /// Past [`Lru::rebalance_warm`]'s budget: demotes WARM's tails without
-    /// looking at their counts, so the cap holds. Out of line: rarely
-    /// reached, and as a second loop after the first one, its set-up ran
-    /// on every rebalance (~17 instructions a call, ~3.4 per evicting
-    /// insert at 0.99 cache-aside, callgrind).
-    #[cold]
-    #[inline(never)]
-    fn demote_warm_excess(&mut self) {
-        while self.warm_over() {
-            self.move_tail(WARM, COLD);
-        }
-    }
-
-    /// Promotes a used entry, the tail of segment `from`, to WARM's head.
-    fn promote(&mut self, bits: &impl UseCounts, from: u8) {
-        self.move_tail(from, WARM);
-        self.rebalance_warm(bits, 4);
-    }
-
-    /// Picks the entry to evict, leaving it linked (the caller unlinks it with
-    /// [`Lru::remove`]); `None` when no entry but `spare` is left. A kept
-    /// expired entry ([`STALE`]'s tail) goes first; else entries move
-    /// between segments on the way, as their use counts say:
-    /// 1. while HOT is over its share, its tail is promoted to WARM if it was
-    ///    used, else it is the victim (an unused HOT entry never reaches COLD);
-    /// 2. otherwise COLD's tail: promoted if used, else the victim;
-    /// 3. COLD empty: WARM's tail is bumped if used, else demoted to COLD.
-    ///
-    /// `spare` (the entry the current insert wrote, or [`NIL`]) is never
-    /// picked: an insert must not evict its own entry.
-    // Always inlined, with the rest out of line (`victim_from`): most
-    // evictions take an unused HOT tail at the first look, and as a call
-    // (saved registers, its arguments, an `Option` back) the whole of it
-    // cost ~28 instructions per evicting insert (704.8 -> 676.9, callgrind).
-    #[inline(always)]
-    pub(crate) fn victim(&mut self, bits: &impl UseCounts, spare: u32) -> Option<u32> {
-        // Called only when the shard is over its bound: it has filled.
-        self.filled = true;
-        // The first look of `victim_from`'s loop when nothing is STALE and
-        // HOT is over its share: its tail is the victim unless used (then
-        // promoted: one of the moves) or `spare`.
-        if self.segs[STALE as usize].tail == NIL && self.hot_over() {
-            let hot = self.segs[HOT as usize].tail;
-            if hot != NIL && hot != spare {
-                if !used(bits, hot) {
-                    return Some(hot);
-                }
-                self.promote(bits, HOT);
-                return self.victim_from(bits, spare, MAX_MOVES - 1);
-            }
-        }
-        self.victim_from(bits, spare, MAX_MOVES)
-    }
-
-    /// [`Lru::victim`], making at most `moves` list moves before it
-    /// evicts whatever is at the tail.
-    #[inline(never)]
-    fn victim_from(&mut self, bits: &impl UseCounts, spare: u32, moves: usize) -> Option<u32> {
-        // Kept expired entries go first, whatever their use.
-        let mut stale = self.segs[STALE as usize].tail;
-        if stale != NIL && stale == spare {
-            stale = self.prev(stale);
-        }
-        if stale != NIL {
-            return Some(stale);
-        }
-        for _ in 0..moves {
-            let hot = self.segs[HOT as usize].tail;
-            let cold = self.segs[COLD as usize].tail;
-            let warm = self.segs[WARM as usize].tail;
-            let hot_over = self.hot_over();
-            if hot != NIL && (hot_over || (cold == NIL && warm == NIL)) {
-                if hot == spare {
-                    if self.segs[HOT as usize].len > 1 {
-                        self.move_tail(HOT, HOT);
-                        continue;
-                    }
-                } else if used(bits, hot) {
-                    self.promote(bits, HOT);
-                    continue;
-                } else {
-                    return Some(hot);
-                }
-            }
-            if cold != NIL {
-                if cold == spare || used(bits, cold) {
-                    // Used since it got here (or just written): rescue it, as
-                    // memcached does.
-                    self.promote(bits, COLD);
-                    continue;
-                }
-                return Some(cold);
-            }
-            if warm != NIL && !(warm == spare && self.segs[WARM as usize].len == 1) {
-                let to = if (warm == spare || used(bits, warm)) && self.segs[WARM as usize].len > 1
-                {
-                    WARM
-                } else {
-                    COLD
-                };
-                self.move_tail(WARM, to);
-                continue;
-            }
-            // Only HOT entries within its share (or just `spare`) are left.
-            if hot != NIL && hot != spare {
-                return Some(hot);
-            }
-            return None;
-        }
-        // Every tail we met was used: evict the coldest tail regardless,
-        // stepping past `spare`.
-        [HOT, COLD, WARM, STALE].into_iter().find_map(|seg| {
-            let tail = self.segs[seg as usize].tail;
-            match tail {
-                NIL => None,
-                t if t == spare => Some(self.prev(t)).filter(|&p| p != NIL),
-                t => Some(t),
-            }
-        })
     }
 
     /// The tails of HOT and COLD ([`NIL`] when empty): where the next
@@ -804,8 +752,32 @@ impl Lru {
 
     #[cfg(test)]
     fn evict(&mut self, bits: &impl UseCounts) -> Option<(u32, u64)> {
-        let idx = self.victim(bits, NIL)?;
-        Some((idx, self.remove(idx)))
+        let idx = self.victim(bits, NIL);
+        (idx != NIL).then(|| (idx, self.remove(idx)))
+    }
+
+    /// [`Lru::insert`] of `idx`, with room made for it (checked).
+    #[cfg(test)]
+    fn add(&mut self, idx: u32, weight: u64, warm: bool) {
+        assert!((idx as usize) < self.links.len(), "no room for {idx}");
+        // SAFETY: `idx < links.len()` (just checked), which is `positions.len()`.
+        unsafe { self.insert(idx, weight, warm) }
+    }
+
+    /// [`Lru::replace`] of `old` by `new`, with room made for it (checked).
+    #[cfg(test)]
+    fn replace_checked(&mut self, old: u32, new: u32, weight: u64) -> u64 {
+        assert!((new as usize) < self.links.len(), "no room for {new}");
+        // SAFETY: as in `add`.
+        unsafe { self.replace(old, new, weight) }
+    }
+
+    /// [`Lru::remove_linked`] of `idx`, a linked entry (checked).
+    #[cfg(test)]
+    fn remove(&mut self, idx: u32) -> u64 {
+        assert!((idx as usize) < self.links.len(), "{idx} is not linked");
+        // SAFETY: `idx < links.len()` (just checked), which is `positions.len()`.
+        self.remove_linked(idx, unsafe { self.linked(idx) })
     }
 
     #[cfg(test)]
@@ -814,5 +786,7 @@ impl Lru {
     }
 }
 
+/// The policy's moves: WARM kept within its cap, promotions, the victim.
+mod evict;
 #[cfg(test)]
 mod tests;

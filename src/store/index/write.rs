@@ -46,15 +46,10 @@ impl Index {
         None
     }
 
-    /// Fills the free `lane` of chunk `at`. Writer only.
-    #[inline]
-    pub(super) fn publish(&self, at: usize, lane: usize, idx: u32, tag: u8, displacement: u64) {
-        Self::publish_in(&self.chunks[at], lane, idx, tag, displacement);
-    }
-
-    /// [`Index::publish`] into `chunk`, which the caller has at hand.
+    /// Fills the free `lane` of `chunk`, which the caller has at hand.
+    /// Writer only.
     #[inline(always)]
-    fn publish_in(chunk: &Chunk, lane: usize, idx: u32, tag: u8, displacement: u64) {
+    pub(super) fn publish_in(chunk: &Chunk, lane: usize, idx: u32, tag: u8, displacement: u64) {
         // Release: the slot was filled before this; a reader that finds the
         // tag (Release below) or, after a later replacement, loads the index
         // directly sees a complete slot.

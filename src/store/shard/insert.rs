@@ -151,7 +151,8 @@ impl<K, V> Shard<K, V> {
                 // under the lock, and `table` is that table: only
                 // `ensure_room` swaps it, and only when the key is absent.
                 unsafe { table.replace(pos, idx) };
-                let grew = weight > st.lru.replace(old, idx, weight);
+                // SAFETY: as above.
+                let grew = weight > unsafe { st.lru.replace(old, idx, weight) };
                 self.retire_slot(st, old, old_slot, RemovalCause::Replaced);
                 (Inserted::Replaced, grew)
             }
@@ -165,7 +166,8 @@ impl<K, V> Shard<K, V> {
                 // SAFETY: as above.
                 unsafe { st.lru.set_pos(idx, pos) };
                 let returning = st.ghost.recall(hash);
-                st.lru.insert(idx, weight, returning);
+                // SAFETY: as above.
+                unsafe { st.lru.insert(idx, weight, returning) };
                 bump(&self.counters.inserts, 1);
                 (Inserted::New(idx), true)
             }

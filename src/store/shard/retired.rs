@@ -241,9 +241,10 @@ impl<K, V> Shard<K, V> {
         if self.memory.worth_evicting(st.retired_weight) {
             st.lru.rebalance(&self.slab);
             while !self.memory.admits(st.lru.weight(), 0, weight) {
-                let Some(victim) = st.lru.victim(&self.slab, NIL) else {
+                let victim = st.lru.victim(&self.slab, NIL);
+                if victim == NIL {
                     break;
-                };
+                }
                 self.unlink(st, ctx, victim, RemovalCause::Capacity, guard);
             }
         }

@@ -585,8 +585,12 @@ impl Lru {
     /// Removes an entry (explicit remove, expiry, or eviction by the caller)
     /// whose place `linked` the caller read ([`Lru::linked`]) with no list
     /// change since. Returns its weight.
+    ///
+    /// # Safety
+    /// `linked` was read from this `Lru` (its links are followed unchecked:
+    /// they name indices this `Lru` held, which its arrays still cover).
     #[inline(always)]
-    pub(crate) fn remove_linked(&mut self, idx: u32, linked: Linked) -> u64 {
+    pub(crate) unsafe fn remove_linked(&mut self, idx: u32, linked: Linked) -> u64 {
         let weight = self.unlink_inlined(idx, linked.0).1;
         if self.len == 0 {
             // Empty again (cleared, or everything expired): fill afresh.
@@ -776,8 +780,9 @@ impl Lru {
     #[cfg(test)]
     fn remove(&mut self, idx: u32) -> u64 {
         assert!((idx as usize) < self.links.len(), "{idx} is not linked");
-        // SAFETY: `idx < links.len()` (just checked), which is `positions.len()`.
-        self.remove_linked(idx, unsafe { self.linked(idx) })
+        // SAFETY: `idx < links.len()` (just checked), which is
+        // `positions.len()`; `linked` is read from this `Lru`.
+        unsafe { self.remove_linked(idx, self.linked(idx)) }
     }
 
     #[cfg(test)]

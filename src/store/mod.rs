@@ -500,8 +500,10 @@ where
     ///
     /// Expiry is kept to the millisecond: the entry expires at the first
     /// whole millisecond of the cache's clock at or after `ttl` is up (for
-    /// a TTL of about 12 days or more, the first whole second), never
-    /// before. `Duration::MAX` and the like never expire in practice.
+    /// some TTLs of more than 12 days, the first whole second), never
+    /// before. So a TTL under a millisecond, zero included, keeps the entry
+    /// until the next whole millisecond. `Duration::MAX` and the like never
+    /// expire in practice.
     ///
     /// ```
     /// use std::time::Duration;

@@ -314,8 +314,9 @@ impl<K, V> Shard<K, V> {
     fn slot(&self, idx: u32) -> &Slot<K, V> {
         // SAFETY: every index this module passes comes from the index, the LRU
         // or the free list, all of which only hold indices this slab handed
-        // out; they are read after the Acquire load (or the lock) that made
-        // them visible.
+        // out, or is one the slab handed out below its high-water mark (a
+        // rebase's or a sweep's walk, under the lock); they are read after
+        // the Acquire load (or the lock) that made them visible.
         unsafe { self.slab.slot(idx) }
     }
 

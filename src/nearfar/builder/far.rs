@@ -149,7 +149,9 @@ impl<K, V, Cl> NearFarBuilder<K, V, Cl> {
     }
 
     /// The longest a value stays in the near tier; never longer than what
-    /// the far tier says is left of the item's TTL. Bounds how long another
+    /// the far tier says is left of the item's TTL (to the millisecond the
+    /// near tier keeps expiries to, see
+    /// [`Cache::insert_with_ttl`](crate::Cache::insert_with_ttl)). Bounds how long another
     /// process's write can go unseen (see the
     /// [module docs](crate::nearfar)). Must not be zero (leave it unset, or
     /// use [`remove_near`](crate::NearFar::remove_near)).

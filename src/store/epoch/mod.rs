@@ -154,9 +154,10 @@ pub(crate) struct Record {
     number: usize,
 }
 
-// SAFETY: the atomic is shared as an atomic; `leave` is touched only by the thread holding the record (invariant 3: the hand-over
-// between holders is a Release store and an Acquire compare-exchange of
-// `state`, so each holder sees the last one's writes); `next` is written
+// SAFETY: the atomic is shared as an atomic; `leave` is touched only by
+// the thread holding the record (invariant 3: the hand-over between
+// holders is a Release store and an Acquire compare-exchange of `state`,
+// so each holder sees the last one's writes); `next` is written
 // before the record is published (Release) and only read after.
 unsafe impl Sync for Record {}
 // SAFETY: as above; a record is reached only through `&'static Record`.

@@ -132,8 +132,9 @@ impl<K, V> Shard<K, V> {
         if let Some(hash) = ghost {
             st.ghost.remember(hash);
         }
-        // The lists are as `linked` read them: only positions changed.
-        st.lru.remove_linked(idx, linked);
+        // SAFETY: `linked` was read from this shard's `Lru` above, and the
+        // lists are as it read them: only positions changed.
+        unsafe { st.lru.remove_linked(idx, linked) };
         self.retire_slot(st, idx, slot, cause);
     }
 

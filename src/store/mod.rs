@@ -130,12 +130,12 @@ type Listener<K, V> = Arc<dyn Fn(&K, &V, RemovalCause) + Send + Sync>;
 /// ```
 ///
 /// # Memory
-/// Each entry costs its key and value plus about 32 bytes on 64-bit targets
-/// (31.9 to 32.0 measured at 1M entries, `benches/RESULTS.md`): 16 in its
-/// slot (expiry, index position, use count, flags, generation), 8 of LRU
-/// links, about 7 of hash index (a tag byte and a `u32` slot index per
-/// lane, lanes at most 75% full) and half a byte of eviction history; a
-/// weigher adds 8 for the stored weight. With
+/// Each entry costs its key and value plus about 28 bytes on 64-bit targets
+/// (27.8 to 27.9 measured at 1M entries, `benches/RESULTS.md`): 8 in its
+/// slot (expiry, use count, flags, generation), 8 of LRU links, 4 for its
+/// position in the index, about 7 of hash index (a tag byte and a `u32`
+/// slot index per lane, lanes at most 75% full) and half a byte of
+/// eviction history; a weigher adds 8 for the stored weight. With
 /// [`max_weight`](CacheBuilder::max_weight), values evicted but not yet
 /// freed count against the bound too: live and retired together stay
 /// within 1.25x of it.

@@ -306,7 +306,7 @@ impl<K, V> Slab<K, V> {
         } else {
             // Off the path of chunk 0 (merged with it, the 80-byte slot's
             // address cost a hit a jump and a spill: callgrind).
-            far_chunk();
+            super::cold();
             let (chunk, offset) = self.locate(idx);
             // SAFETY: `locate` gives `idx`'s chunk and an offset within it;
             // the rest is the caller's obligation, as below.
@@ -475,12 +475,6 @@ impl<K, V> Slab<K, V> {
         while rest.drop_next() {}
     }
 }
-
-/// Marks the path that calls it as unlikely (`std::hint::cold_path`, past
-/// the crate's MSRV); does nothing.
-#[cold]
-#[inline(always)]
-fn far_chunk() {}
 
 /// Whether dropping a key or a value runs code: reclaiming slots then runs
 /// user code, which the shard must not do under its lock.

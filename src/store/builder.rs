@@ -246,7 +246,8 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         self
     }
 
-    /// The clock used for TTLs (default: the system's monotonic clock).
+    /// The clock used for TTLs (default: the CPU's time-stamp counter, see
+    /// [`Clock`](crate::Clock)).
     ///
     /// A [`MockClock`](crate::MockClock) makes expiry testable without
     /// sleeping: time moves only when the test advances it.

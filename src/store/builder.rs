@@ -162,7 +162,8 @@ impl<K, V, S> CacheBuilder<K, V, S> {
 
     /// A time to live for entries stored by [`Cache::insert`] and the
     /// `get_or_insert_with` family. [`Cache::insert_with_ttl`] overrides it.
-    /// Expiry is kept to the millisecond, rounded up (see
+    /// Expiry is kept to the millisecond, rounded up, and a lookup may see
+    /// an entry up to one kernel clock tick late (see
     /// [`Cache::insert_with_ttl`]).
     ///
     /// # Examples
@@ -246,8 +247,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         self
     }
 
-    /// The clock used for TTLs (default: the CPU's time-stamp counter, see
-    /// [`Clock`](crate::Clock)).
+    /// The clock used for TTLs (default: the system's monotonic clock).
     ///
     /// A [`MockClock`](crate::MockClock) makes expiry testable without
     /// sleeping: time moves only when the test advances it.

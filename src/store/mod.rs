@@ -393,7 +393,7 @@ where
             // Laid out of the way of entries without an expiry (it saved a
             // jump per hit); an entry with one reads the clock anyway.
             cold();
-            if is_expired(shard.expires(slot), self.inner.time.now()) {
+            if is_expired(shard.expires(slot), self.inner.time.recent()) {
                 if touch == Touch::Use {
                     self.counted(self.inner.reads.miss(guard.holder()));
                     self.reclaim_expired(shard, idx, slot.generation(), &guard);
@@ -504,6 +504,13 @@ where
     /// before. So a TTL under a millisecond, zero included, keeps the entry
     /// until the next whole millisecond. `Duration::MAX` and the like never
     /// expire in practice.
+    ///
+    /// On the system's clock, a lookup may still return an entry for up to
+    /// one kernel clock tick (on Linux, typically 4 ms) after it expires:
+    /// lookups read the kernel's coarse clock, a few nanoseconds a read
+    /// where the precise one cost ~32 and stalled the lookups around it.
+    /// Writers (eviction, the sweep, `remove`) and an injected clock are
+    /// exact.
     ///
     /// ```
     /// use std::time::Duration;

@@ -47,6 +47,15 @@ impl TimeSource {
         self.timer.now().saturating_add(1)
     }
 
+    /// [`TimeSource::now`], read cheaply and up to a kernel tick behind
+    /// (see `Timer::recent`): what a lookup tests an entry's expiry
+    /// against. Never ahead of `now`, so an entry never looks expired
+    /// early; a writer that acts on what a lookup saw reads `now` again.
+    #[inline]
+    pub(crate) fn recent(&self) -> u64 {
+        self.timer.recent().saturating_add(1)
+    }
+
     /// The wall-clock time on the cache's clock (see `Clock::wall_time`).
     #[allow(
         dead_code,

@@ -216,8 +216,7 @@ impl<K, V, Cl> NearFarBuilder<K, V, Cl> {
 
     /// The clock of every timed decision of this `NearFar`: revalidation,
     /// the circuit breaker's cooldown, and the lease wait (whose pauses go
-    /// through [`Clock::sleep`]) (default: the CPU's time-stamp counter, see
-    /// [`Clock`](crate::Clock)).
+    /// through [`Clock::sleep`]) (default: the system's monotonic clock).
     /// Give the near builder the same clock, so near TTLs and revalidation
     /// agree, and the far client too ([`ClientBuilder::clock`](crate::memcached::ClientBuilder::clock))
     /// for its dead-server timing; a [`MockClock`](crate::MockClock) makes

@@ -491,7 +491,7 @@ impl<C: Codec> ClientBuilder<C> {
 
     /// The clock that times server health: how long a failed server stays
     /// marked dead ([`dead_timeout`](Self::dead_timeout)) and when it is
-    /// probed (default: the CPU's time-stamp counter, see [`Clock`](crate::Clock)). A
+    /// probed (default: the system's monotonic clock). A
     /// [`MockClock`](crate::MockClock) makes ejection and recovery testable
     /// without sleeping. I/O timeouts are the sockets' own and always run
     /// on real time.

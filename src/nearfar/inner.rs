@@ -191,6 +191,16 @@ where
         self.timer.now()
     }
 
+    /// [`now`](Self::now), read cheaply and up to a kernel tick behind
+    /// (see `Timer::recent`): what a near hit's checks (revalidation or
+    /// refresh due?) read, so that a near hit does not pay the precise
+    /// clock's read and its stall. A check a tick late only starts the
+    /// slow path a tick later.
+    #[inline]
+    pub(super) fn recent(&self) -> u64 {
+        self.timer.recent()
+    }
+
     /// Whether a near hit on `entry` takes the slow path: the entry is of
     /// another generation than the one known (not to be served), the
     /// namespace's generation check is due (the slow path makes it), or the
@@ -213,7 +223,7 @@ where
         if after == u64::MAX && next == u64::MAX {
             return false;
         }
-        let now = *now.get_or_insert_with(|| self.now());
+        let now = *now.get_or_insert_with(|| self.recent());
         now >= next || now.saturating_sub(entry.checked) >= after
     }
 

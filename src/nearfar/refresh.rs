@@ -68,7 +68,7 @@ where
         if entry.expires == u64::MAX || entry.stale_since != 0 {
             return false;
         }
-        let now = *now.get_or_insert_with(|| self.now());
+        let now = *now.get_or_insert_with(|| self.recent());
         let life = entry.expires.saturating_sub(entry.checked);
         // Never past the expiry (a threshold below 1 keeps it before).
         let point = entry.checked + (life as f64 * threshold) as u64;

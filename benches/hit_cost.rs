@@ -11,6 +11,9 @@
 //! * `hit_cost callgrind`: one warm pass, then one in `measured_hits`
 //!   (for `--toggle-collect='*measured_hits*'`);
 //! * `hit_cost time`: the median ns per hit of 7 passes, on one line;
+//! * either with `ttl`: every entry has a one-hour TTL, so every hit
+//!   reads the clock (the near hit of a `NearFar`, whose entries all have
+//!   one);
 //! * under `cargo test --benches`: a small smoke run.
 #![allow(missing_docs)]
 
@@ -32,8 +35,12 @@ fn keys(n: usize) -> Vec<u64> {
         .collect()
 }
 
-fn cache() -> Nearfar {
-    let cache = Nearfar::new(ENTRIES as usize * 2);
+fn cache(ttl: bool) -> Nearfar {
+    let mut builder = Nearfar::builder().max_entries(ENTRIES as usize * 2);
+    if ttl {
+        builder = builder.time_to_live(std::time::Duration::from_secs(3600));
+    }
+    let cache = builder.build();
     for k in 0..ENTRIES {
         let mut v = [0u8; 64];
         v[..8].copy_from_slice(&k.to_le_bytes());
@@ -55,10 +62,12 @@ fn measured_hits(cache: &Nearfar, keys: &[u64]) -> u64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let build = if cfg!(feature = "metrics") {
-        "metrics"
-    } else {
-        "plain"
+    let ttl = args.iter().any(|a| a == "ttl");
+    let build = match (cfg!(feature = "metrics"), ttl) {
+        (true, false) => "metrics",
+        (false, false) => "plain",
+        (true, true) => "metrics, ttl",
+        (false, true) => "plain, ttl",
     };
     let mode = args.iter().find(|a| *a == "callgrind" || *a == "time");
     let n = if mode.is_some() || args.iter().any(|a| a == "--bench") {
@@ -66,7 +75,7 @@ fn main() {
     } else {
         1 << 12
     };
-    let cache = cache();
+    let cache = cache(ttl);
     let keys = keys(n);
     black_box(measured_hits(&cache, &keys));
     if mode.map(String::as_str) == Some("callgrind") {

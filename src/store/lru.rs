@@ -105,6 +105,7 @@ impl Linked {
 }
 
 /// HOT / WARM / COLD lists over one shard's slots.
+#[cfg_attr(test, derive(Clone))]
 pub(crate) struct Lru {
     links: Vec<Link>,
     /// Per-slot position in the shard's index: the writer's alone, as the

@@ -95,7 +95,7 @@ impl Lru {
     /// [`Lru::victim`], making at most `moves` list moves before it
     /// evicts whatever is at the tail.
     #[inline(never)]
-    fn victim_from(&mut self, bits: &impl UseCounts, spare: u32, moves: usize) -> u32 {
+    pub(super) fn victim_from(&mut self, bits: &impl UseCounts, spare: u32, moves: usize) -> u32 {
         // Kept expired entries go first, whatever their use.
         let mut stale = self.segs[STALE as usize].tail;
         if stale != NIL && stale == spare {

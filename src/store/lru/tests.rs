@@ -285,3 +285,57 @@ fn moving_a_tail_matches_unlinking_and_pushing_it() {
         }
     }
 }
+
+#[test]
+fn the_inlined_first_look_picks_what_the_full_walk_would() {
+    // `victim` looks at HOT's tail itself before calling `victim_from`; on
+    // random lists and use counts, it must pick the same entry and leave
+    // the lists as `victim_from` alone does.
+    let mut x = 0x5EED_u64;
+    let mut rand = |n: u32| {
+        x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        (x >> 33) as u32 % n
+    };
+    for case in 0..400 {
+        let budget = 4 + rand(60);
+        let weighted = case % 2 == 1;
+        let mut lru = Lru::new(u64::from(budget) * 3, budget as usize, weighted);
+        let bits = Bits::default();
+        let mut next = 1;
+        // Fill past the bound, evicting as a shard does, so that the lists
+        // are in a shard's shapes: filling, full, with stale entries.
+        for _ in 0..rand(3 * budget) + 1 {
+            lru.reserve_slot(next, 0);
+            lru.add(next, 1 + u64::from(rand(3)), rand(8) == 0);
+            next += 1;
+            if rand(3) == 0 {
+                bits.set((1..next).filter(|_| rand(4) == 0));
+            }
+            if rand(10) == 0 {
+                if let Some(&idx) = lru.indices().collect::<Vec<_>>().get(rand(next) as usize) {
+                    lru.stale(idx);
+                }
+            }
+            while lru.len() > budget as usize {
+                lru.evict(&bits).unwrap();
+            }
+        }
+        let held: Vec<u32> = lru.indices().collect();
+        let spare = match rand(3) {
+            0 => NIL,
+            _ => held[rand(held.len() as u32) as usize],
+        };
+        let (mut full, full_bits) = (lru.clone(), Bits(RefCell::new(bits.0.borrow().clone())));
+        let picked = lru.victim(&bits, spare);
+        let walked = full.victim_from(&full_bits, spare, MAX_MOVES);
+        assert_eq!(picked, walked, "case {case}: spare {spare}");
+        assert_eq!(lru.segs, full.segs, "case {case}");
+        assert_eq!(
+            lru.indices().collect::<Vec<_>>(),
+            full.indices().collect::<Vec<_>>(),
+            "case {case}"
+        );
+        assert_eq!(*bits.0.borrow(), *full_bits.0.borrow(), "case {case}");
+        lru.check().unwrap();
+    }
+}

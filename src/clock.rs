@@ -13,7 +13,7 @@ use crate::shim::{AtomicU64, Ordering};
 ///
 /// The default is the system's monotonic clock ([`Instant::now`]); a lookup
 /// of an entry with a TTL reads it coarsely (on Linux, the kernel's coarse
-/// clock: up to one tick, typically 4 ms, behind), so it may still return
+/// clock: about one tick, typically 4 ms, behind), so it may still return
 /// an entry for that long after its expiry. Tests can pass a [`MockClock`]
 /// to [`CacheBuilder::clock`](crate::CacheBuilder::clock) and move time by
 /// hand instead of sleeping (every read is then exact).
@@ -204,8 +204,9 @@ impl Timer {
     }
 
     /// [`Timer::now`], read cheaply: on Linux without an injected clock,
-    /// the kernel's coarse monotonic clock, which is up to one tick (1 to
-    /// 10 ms, 4 on most kernels) behind, never ahead. A lookup of an entry
+    /// the kernel's coarse monotonic clock, which is about one tick (1 to
+    /// 10 ms, 4 on most kernels; a late tick adds to it) behind, never
+    /// ahead. A lookup of an entry
     /// with a TTL reads it: the precise clock cost ~32 ns a read on the CI
     /// machine, and its time-stamp-counter read held back the memory loads
     /// of the lookups around it (`hit_cost time ttl`: ~123 ns a hit against
@@ -331,6 +332,7 @@ mod tests {
 
     #[test]
     fn a_timer_without_a_clock_follows_the_system_clock() {
+        let before = Instant::now();
         let timer = Timer::new(None);
         let start = Instant::now();
         let mut last = timer.now();
@@ -340,13 +342,20 @@ mod tests {
             assert!(now >= last, "the timer went back: {last} -> {now}");
             last = now;
         }
-        // The timer and `Instant` read the same kernel clock: the time it
-        // counted is real time (loosely bounded both ways, against a
-        // descheduled thread).
-        let real = start.elapsed().as_nanos() as u64;
-        assert!(last >= real / 2, "{last} ns counted in {real} ns");
+        // The timer and `Instant` read the same clock, and the timer was
+        // made between `before` and `start`: each read is bounded by the
+        // real time read just before and just after it, whatever the
+        // scheduler does between the reads.
+        let since_start = start.elapsed().as_nanos() as u64;
+        let counted = timer.now();
+        let since_before = before.elapsed().as_nanos() as u64;
         assert!(
-            timer.now() <= 2 * Instant::now().duration_since(start).as_nanos() as u64 + 1_000_000
+            counted >= since_start,
+            "{counted} ns counted in {since_start}"
+        );
+        assert!(
+            counted <= since_before,
+            "{counted} ns counted in {since_before}"
         );
     }
 
@@ -354,25 +363,22 @@ mod tests {
     fn the_coarse_read_is_never_ahead_of_the_precise_one_and_not_far_behind() {
         let timer = Timer::new(None);
         let start = Instant::now();
-        let mut last = 0;
         // Bounded: a few milliseconds of reads, over more than one tick.
         while start.elapsed() < Duration::from_millis(25) {
             let before = timer.now();
             let recent = timer.recent();
             let after = timer.now();
             assert!(recent <= after, "coarse {recent} ahead of precise {after}");
-            // Read after `before`, it is at most a tick behind it (10 ms at
-            // HZ 100, the slowest tick; 20 for margin), whatever the
-            // scheduler did between the reads.
+            // Read after `before`, it is about a tick behind it at most (10
+            // ms at HZ 100, the slowest tick; a late tick adds a little), so
+            // 100 ms catches a read on another clock or from another zero,
+            // whatever the scheduler did between the reads. (Not tested:
+            // that it never steps back. Kernels before 6.15 could step it
+            // back by nanoseconds when NTP changed the clock's rate.)
             assert!(
-                recent + 20_000_000 >= before,
+                recent + 100_000_000 >= before,
                 "coarse {recent} far behind {before}"
             );
-            assert!(
-                recent >= last,
-                "the coarse clock went back: {last} -> {recent}"
-            );
-            last = recent;
         }
     }
 

@@ -128,7 +128,7 @@ pub use store::{Cache, CacheBuilder, Clock, Iter, MockClock, RemovalCause, Stats
 /// |---|---|
 /// | `max_entries = N` | bound the cache to `N` entries (default 10 000, unless a weight bound is given) |
 /// | `max_weight = N`, `weigher = EXPR` | bound it by total weight; the weigher is `Fn(&Key, &Value) -> u64`: a path, or a closure such as `\|_, v\| v.len() as u64` (its argument types are inferred). Each entry weighs 1 without one; a `weigher` needs `max_weight` (a compile error otherwise) |
-/// | `ttl_secs = N` or `ttl_ms = N` | entries expire `N` seconds / milliseconds after they are computed |
+/// | `ttl_secs = N` or `ttl_ms = N` | entries expire `N` seconds / milliseconds after they are computed (a lookup may still see one up to a kernel clock tick later: see [`Cache::insert_with_ttl`]) |
 /// | `store = PATH` | keep results in this store instead of a private cache: the path of a `static` [`memo::MemoStore<Key, Value>`](memo::MemoStore), such as a `static STORE: LazyLock<…>` (any other expression, or a `const`, is a compile error: it would be a new store on every call); no cache function is generated, and the bound and TTL options do not apply |
 /// | `result = BOOL` | treat the return type as a `Result` (default: when its last path segment is `Result<…>`) |
 /// | `option = BOOL` | treat the return type as an `Option` (default: when its last path segment is `Option<…>`) |

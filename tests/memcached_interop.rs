@@ -142,6 +142,9 @@ c.set("neg", -7)
 c.set("bytes", b"\x00\x01\xfe\xff")
 c.set("long", "the quick brown fox jumps over the lazy dog; " * 40)
 c.set("count", "10")
+# pymemcache sends sets with noreply: a reply on the same connection means
+# the server has applied them (else this process may exit first).
+c.get("count")
 print("ok")
 "#;
     assert_eq!(python(script, mc.port()).trim(), "ok");
@@ -192,12 +195,17 @@ c.set("neg", -7)
 c.set("big", 2**100)
 c.set("str", "hello world")
 # Its encoding is ASCII unless one is given.
-Client(("127.0.0.1", int(sys.argv[1])), encoding="utf-8").set("utf8", "héllo wörld")
+u = Client(("127.0.0.1", int(sys.argv[1])), encoding="utf-8")
+u.set("utf8", "héllo wörld")
+# Sets go with noreply: a reply on each connection means the server has
+# applied them (else this process may exit first).
+u.get("utf8")
 c.set("bytes", b"\x00\x01\xfe\xff")
 c.set("list", [1, 2, 3])
 c.set("float", 1.5)
 c.set("bool", True)
 c.set("dict", {"a": 1})
+c.get("dict")
 print("ok")
 "#;
     assert_eq!(python(script, mc.port()).trim(), "ok");
@@ -367,6 +375,10 @@ missing = [i for i in range(100) if c.get("rust:%d" % i) != "r%d" % i]
 assert not missing, "python misses %r" % missing
 for i in range(100):
     assert c.set("py:%d" % i, "p%d" % i)
+# The sets went with noreply: a get of each, on its server's connection,
+# means the server has applied it.
+for i in range(100):
+    assert c.get("py:%d" % i) == "p%d" % i
 for i in range(100):
     print("py:%d\t%s:%s" % ((i,) + c._get_client("py:%d" % i).server))
 "#;

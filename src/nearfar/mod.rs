@@ -72,7 +72,8 @@
 //! writes only the new far keys, so the old far items are never read again
 //! (they expire with their far TTL). After `invalidate_all` returns, no
 //! reader anywhere sees a value from before it later than
-//! `generation_check` plus one round trip (see
+//! `generation_check` plus one round trip (and up to a kernel clock tick:
+//! near hits test when the check is due on the coarse clock; see
 //! [`generation_check`](NearFarBuilder::generation_check) for the limits of
 //! that bound and its cost).
 //!
@@ -474,7 +475,7 @@ where
     /// process's near tier. Other processes (built with
     /// [`generation_check`](NearFarBuilder::generation_check)) drop their
     /// near copies at their next check, within `generation_check` plus one
-    /// round trip, and nobody reads the far items written before the
+    /// round trip (and up to a kernel clock tick), and nobody reads the far items written before the
     /// invalidation again: reads go to the loader (or a value written
     /// since). Without a far tier, it clears the near tier.
     ///

@@ -163,7 +163,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// A time to live for entries stored by [`Cache::insert`] and the
     /// `get_or_insert_with` family. [`Cache::insert_with_ttl`] overrides it.
     /// Expiry is kept to the millisecond, rounded up, and a lookup may see
-    /// an entry up to one kernel clock tick late (see
+    /// an entry up to about one kernel clock tick late (see
     /// [`Cache::insert_with_ttl`]).
     ///
     /// # Examples

@@ -411,8 +411,10 @@ where
         Some(f(unsafe { slot.value() }))
     }
 
-    /// The value for `key`, if present and not expired. Marks the entry as
-    /// used (it will survive eviction longer) and counts a hit or a miss.
+    /// The value for `key`, if present and not expired (tested on the coarse
+    /// clock: see [`insert_with_ttl`](Self::insert_with_ttl)). Marks the
+    /// entry as used (it will survive eviction longer) and counts a hit or
+    /// a miss.
     ///
     /// Takes no lock and allocates nothing (beyond what `V::clone` does), but
     /// for two rare cases: a miss that races with the shard's index growing
@@ -452,7 +454,8 @@ where
         self.lookup(hash, key, Touch::Peek, V::clone)
     }
 
-    /// Whether `key` is present and not expired (no promotion, no counting).
+    /// Whether `key` is present and not expired (no promotion, no counting;
+    /// expiry as for [`get`](Self::get)).
     ///
     /// ```
     /// let cache = nearfar::Cache::new(100);
@@ -506,11 +509,13 @@ where
     /// expire in practice.
     ///
     /// On the system's clock, a lookup may still return an entry for up to
-    /// one kernel clock tick (on Linux, typically 4 ms) after it expires:
+    /// about one kernel clock tick (on Linux, typically 4 ms; a late tick
+    /// adds to it) after it expires, never before it expires:
     /// lookups read the kernel's coarse clock, a few nanoseconds a read
     /// where the precise one cost ~32 and stalled the lookups around it.
-    /// Writers (eviction, the sweep, `remove`) and an injected clock are
-    /// exact.
+    /// Writers (eviction, the sweep, `remove`), `get_stale`, `iter` and an
+    /// injected clock are exact: within that window `get` may return an
+    /// entry that `remove`, `iter` or `get_stale` already treat as expired.
     ///
     /// ```
     /// use std::time::Duration;

@@ -184,8 +184,10 @@ impl<K, V, Cl> NearFarBuilder<K, V, Cl> {
     }
 
     /// Checks a near entry against memcached (by CAS, no value bytes) on the
-    /// first read after it has been held this long: unchanged, it is kept
-    /// for another period; changed or gone, it is refetched.
+    /// first read after it has been held this long (tested on the coarse
+    /// clock: up to a kernel tick, typically 4 ms, later; see
+    /// [`Cache::insert_with_ttl`](crate::Cache::insert_with_ttl)): unchanged,
+    /// it is kept for another period; changed or gone, it is refetched.
     ///
     /// # Examples
     ///
@@ -369,7 +371,10 @@ impl<K, V, Cl> NearFarBuilder<K, V, Cl> {
     /// first read once `interval` has passed since its previous check, one
     /// round trip later: so after `invalidate_all` returns, no reader
     /// anywhere sees a value from before it later than `interval` plus one
-    /// round trip (the check's; at most the client's `request_timeout`).
+    /// round trip (the check's; at most the client's `request_timeout`),
+    /// plus up to a kernel clock tick (near hits test whether the check is
+    /// due on the coarse clock, see
+    /// [`Cache::insert_with_ttl`](crate::Cache::insert_with_ttl)).
     /// Two limits: reads of a process running during its check's round trip
     /// go on with the generation known before (after a pause in reads longer
     /// than `interval`, that one may be older than `interval`); and a process

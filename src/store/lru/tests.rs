@@ -321,8 +321,10 @@ fn the_inlined_first_look_picks_what_the_full_walk_would() {
             }
         }
         let held: Vec<u32> = lru.indices().collect();
-        let spare = match rand(3) {
+        // None, HOT's tail (the inlined look's own case), or any entry.
+        let spare = match rand(4) {
             0 => NIL,
+            1 => lru.segs[HOT as usize].tail,
             _ => held[rand(held.len() as u32) as usize],
         };
         let (mut full, full_bits) = (lru.clone(), Bits(RefCell::new(bits.0.borrow().clone())));

@@ -12,8 +12,8 @@
 //!   (for `--toggle-collect='*measured_hits*'`);
 //! * `hit_cost time`: the median ns per hit of 7 passes, on one line;
 //! * either with `ttl`: every entry has a one-hour TTL, so every hit
-//!   reads the clock (the near hit of a `NearFar`, whose entries all have
-//!   one);
+//!   reads the clock (as a `NearFar`'s near hit does whenever its copy has
+//!   an expiry: a `near_ttl`, or what is left of the far item's TTL);
 //! * under `cargo test --benches`: a small smoke run.
 #![allow(missing_docs)]
 

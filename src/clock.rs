@@ -206,20 +206,18 @@ impl Timer {
     /// [`Timer::now`], read cheaply: on Linux without an injected clock,
     /// the kernel's coarse monotonic clock, which is about one tick (1 to
     /// 10 ms, 4 on most kernels; a late tick adds to it) behind, never
-    /// ahead. A lookup of an entry
-    /// with a TTL reads it: the precise clock cost ~32 ns a read on the CI
-    /// machine, and its time-stamp-counter read held back the memory loads
-    /// of the lookups around it (`hit_cost time ttl`: ~123 ns a hit against
+    /// ahead. A lookup of an entry with a TTL reads it: the precise clock
+    /// cost ~32 ns a read on the CI machine, and its time-stamp-counter
+    /// read held back the memory loads of the lookups around it (`hit_cost time ttl`: ~123 ns a hit against
     /// ~39 with this clock and ~26 without a TTL; 236.4 instructions a hit
     /// against 177.4, callgrind). Elsewhere, or with an injected clock, it
     /// is `now`.
     #[inline]
     pub(crate) fn recent(&self) -> u64 {
-        if self.clock.is_none() {
-            if let Some(origin) = self.kernel_origin {
-                if let Some(now) = kernel::coarse() {
-                    return now.saturating_sub(origin);
-                }
+        // (`kernel_origin` is `None` with an injected clock.)
+        if let Some(origin) = self.kernel_origin {
+            if let Some(now) = kernel::coarse() {
+                return now.saturating_sub(origin);
             }
         }
         self.now()

@@ -411,10 +411,9 @@ where
         Some(f(unsafe { slot.value() }))
     }
 
-    /// The value for `key`, if present and not expired (tested on the coarse
-    /// clock: see [`insert_with_ttl`](Self::insert_with_ttl)). Marks the
-    /// entry as used (it will survive eviction longer) and counts a hit or
-    /// a miss.
+    /// The value for `key`, if present and not expired (see
+    /// [`insert_with_ttl`](Self::insert_with_ttl)). Marks the entry as used
+    /// (it will survive eviction longer) and counts a hit or a miss.
     ///
     /// Takes no lock and allocates nothing (beyond what `V::clone` does), but
     /// for two rare cases: a miss that races with the shard's index growing
@@ -508,14 +507,11 @@ where
     /// until the next whole millisecond. `Duration::MAX` and the like never
     /// expire in practice.
     ///
-    /// On the system's clock, a lookup may still return an entry for up to
-    /// about one kernel clock tick (on Linux, typically 4 ms; a late tick
-    /// adds to it) after it expires, never before it expires:
-    /// lookups read the kernel's coarse clock, a few nanoseconds a read
-    /// where the precise one cost ~32 and stalled the lookups around it.
-    /// Writers (eviction, the sweep, `remove`), `get_stale`, `iter` and an
-    /// injected clock are exact: within that window `get` may return an
-    /// entry that `remove`, `iter` or `get_stale` already treat as expired.
+    /// Lookups read the kernel's coarse clock (see [`Clock`]): on the
+    /// system's clock, one may still return an entry up to about a tick
+    /// (typically 4 ms) after it expires, never before. Writers, `remove`,
+    /// `get_stale`, `iter` and an injected clock are exact, so within that
+    /// window they may already treat as expired an entry `get` returns.
     ///
     /// ```
     /// use std::time::Duration;

@@ -18,7 +18,8 @@ if [ -z "$plain" ] || [ "$plain" = "$metrics" ]; then
     exit 1
 fi
 
-hits=$((1 << 20))
+# `hit_cost callgrind` counts two passes of 2^20 hits in `measured_hits`.
+hits=$((2 << 20))
 instructions() {
     valgrind --tool=callgrind --toggle-collect='*measured_hits*' \
         --callgrind-out-file=/dev/null "$1" callgrind 2>&1 \

@@ -187,7 +187,9 @@ pub(crate) enum Try {
 
 /// `repr(C)`, aligned to a cache-line pair: the fields every lookup reads
 /// (table, move sequence, the slab's first chunk pointers) share the first
-/// line, and nothing writers touch on each insert sits in it.
+/// line, and nothing writers touch on each insert sits in it. (That line
+/// is also what keeps a lookup's loads here apart, modulo 4 KiB, from its
+/// stores to its epoch record and stats stripe: see `epoch::Record`.)
 #[repr(C, align(128))]
 pub(crate) struct Shard<K, V> {
     /// The current index: never null; replaced only under the lock, the
@@ -222,6 +224,14 @@ pub(crate) struct Shard<K, V> {
     /// memory bound. 0 where every insert is checked (`Shard::admits`).
     admit_below: u64,
 }
+
+// The layout the doc above argues (for any K and V: the slab's first
+// fields are a length and pointers).
+#[cfg(not(shuttle))]
+const _: () = assert!(
+    std::mem::offset_of!(Shard<u64, u64>, move_seq) < 64
+        && std::mem::offset_of!(Shard<u64, u64>, slab) + Slab::<u64, u64>::LOOKUP_END <= 64
+);
 
 impl<K, V> UseCounts for Slab<K, V> {
     #[inline]

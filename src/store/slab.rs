@@ -250,6 +250,14 @@ pub(crate) struct Slab<K, V> {
     high_water: AtomicU32,
 }
 
+impl<K, V> Slab<K, V> {
+    /// Where what a lookup reads of a slab ends (`first_len` and chunk 0's
+    /// pointer): the shard keeps it in its first cache line.
+    #[cfg(not(shuttle))]
+    pub(crate) const LOOKUP_END: usize =
+        std::mem::offset_of!(Self, chunks) + std::mem::size_of::<AtomicPtr<Slot<K, V>>>();
+}
+
 // SAFETY: a Slab hands out `&K` and `&V` to readers on any thread (so K and V
 // must be Sync) and drops them on whichever thread reclaims or drops the slab
 // (so they must be Send). The interior mutability is governed by the protocol

@@ -55,12 +55,25 @@ impl Stats {
 
 /// One thread's counters, padded to a pair of cache lines (adjacent-line
 /// prefetch makes 64 bytes too small on x86).
-#[repr(align(128))]
+///
+/// `repr(C)`, the counters at offset 96: apart, modulo 128 (so modulo
+/// 4 KiB), from the epoch record's `state` (offset 64), the other store of
+/// every lookup, and from the read fields of the 128-aligned structures a
+/// lookup reads (offsets below 64): see `epoch::Record` for the stall
+/// they would otherwise share now and then (4K aliasing).
+#[repr(C, align(128))]
 #[derive(Default)]
 struct Stripe {
+    _apart: [u64; 12],
     hits: AtomicU64,
     misses: AtomicU64,
 }
+
+// The layout `Stripe`'s doc argues: the counters at offsets 96 and 104.
+#[cfg(not(shuttle))]
+const _: () = assert!(
+    std::mem::offset_of!(Stripe, hits) == 96 && std::mem::offset_of!(Stripe, misses) == 104
+);
 
 /// Hit and miss counters, one stripe per live thread.
 ///

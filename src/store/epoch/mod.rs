@@ -131,8 +131,21 @@ pub(crate) struct Collector {
 
 /// A thread's record. Aligned to a cache-line pair: a pin writes `state`,
 /// scans read it, and no two threads' records share a line.
-#[repr(align(128))]
+///
+/// `repr(C)`, its fields in the pair's second line: a pin's and an
+/// unpin's stores to `state` are the only stores of every lookup at an
+/// address that does not change (with the stats stripe's), and a load
+/// issued soon after a store to the same address modulo 4 KiB waits for
+/// it on x86 (4K aliasing). Other 128-aligned structures a lookup reads
+/// keep their read fields in their first line (a shard's, the global
+/// epoch), so none of them can alias `state`. At offset 0, `state` fell on
+/// the 4 KiB offset of some shard's first line for 1 record in 8 (records
+/// and shards are 128-aligned, shards 1 KiB apart), and the hits on that
+/// shard waited: `hit_cost time` gave 40 to 85 ns a hit instead of ~30,
+/// for the same binary, in the runs where the thread's record fell there.
+#[repr(C, align(128))]
 pub(crate) struct Record {
+    _first_line: [u8; 64],
     /// `epoch << 1 | PINNED`, `HELD` or `FREE`. Written only by the
     /// thread holding the record (and by the compare-exchange taking it).
     state: AtomicU64,
@@ -153,6 +166,10 @@ pub(crate) struct Record {
     /// counts on (`stats.rs`).
     number: usize,
 }
+
+// The layout `Record`'s doc argues: `state` in the pair's second line.
+#[cfg(not(shuttle))]
+const _: () = assert!(std::mem::offset_of!(Record, state) == 64);
 
 // SAFETY: the atomic is shared as an atomic; `leave` is touched only by
 // the thread holding the record (invariant 3: the hand-over between
@@ -358,6 +375,7 @@ unsafe impl Sync for Unprotected {}
 /// The record of [`unprotected`]'s guard: in no registry, never pinned,
 /// taken or written; numbered past every stats stripe.
 static NOBODY: Record = Record {
+    _first_line: [0; 64],
     state: AtomicU64::new(FREE),
     leave: Cell::new(FREE),
     next: ptr::null(),
@@ -512,6 +530,7 @@ impl Collector {
             }
         }
         let record = Box::into_raw(Box::new(Record {
+            _first_line: [0; 64],
             state: AtomicU64::new(HELD),
             leave: Cell::new(idle),
             next: ptr::null(),

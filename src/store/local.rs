@@ -68,7 +68,9 @@ pub(crate) fn pin() -> Guard {
 fn pin_first() -> Guard {
     LOCAL
         .try_with(|local| {
-            let _ = HELD.try_with(|held| held.set(Some(local.handle.held())));
+            // (None where the kernel refused the asymmetric barrier: every
+            // pin comes here then, and pins with its full barrier.)
+            let _ = HELD.try_with(|held| held.set(local.handle.held()));
             epoch::collector().pin(&local.handle)
         })
         .unwrap_or_else(|_| epoch::collector().pin_temporary())

@@ -24,7 +24,9 @@
 //!   relaxed) says pinned already, count one more nested guard; else load
 //!   `E` and publish `E << 1 | PINNED` with a SeqCst read-modify-write (a
 //!   `swap`: on x86 an `xchg`, a full barrier), or on other targets a
-//!   store followed by a SeqCst fence. **Unpin** (dropping a [`Guard`]):
+//!   store followed by a SeqCst fence. On x86 Linux the pins of a thread's
+//!   fast path (`Collector::pin_held`) are a plain store instead, and each
+//!   advance supplies the barrier they skip (`barrier`: `membarrier`). **Unpin** (dropping a [`Guard`]):
 //!   a nested one only counts down; the last one is a Release store of the
 //!   record's idle state (`HELD`, or `FREE` for a record no thread-local
 //!   holds: the unpin gives it back). Both live in one word, `leave`, so
@@ -34,9 +36,10 @@
 //!   shard's mailbox, or an old index table to free) to the shared queue,
 //!   tagged with `E` read after a SeqCst fence. The queue is a mutex-guarded
 //!   deque; tags are read under its lock, so they are in order.
-//! * **Advance** (`Collector::try_advance`): load `E`, SeqCst fence, scan
-//!   every record; if none is pinned at an epoch other than `E`, move `E`
-//!   to `E + 1` (a compare-exchange: one advance per value).
+//! * **Advance** (`Collector::try_advance`): load `E`, SeqCst fence (and,
+//!   with the asymmetric barrier, `membarrier`), scan every record; if
+//!   none is pinned at an epoch other than `E`, move `E` to `E + 1` (a
+//!   compare-exchange: one advance per value).
 //! * **Collect**: work tagged `t` runs once `E >= t + 2`, outside the
 //!   queue's lock. Writers try to advance and collect on every hand-over
 //!   (`retire`), and `collect` is called by writers waiting for memory
@@ -87,15 +90,23 @@
 //! from shuttle's `thread_local!`, and the collector is a shuttle lazy
 //! static (fresh for each execution): shuttle explores pins, advances and
 //! collects like any other step. Records are leaked per execution there.
+//! Every pin keeps its full barrier under shuttle (`barrier`): shuttle
+//! models SeqCst fences, not `membarrier`, so the asymmetric mode is
+//! argued at `try_advance` and exercised by real threads
+//! (`tests.rs`), not by schedules.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::ptr;
-use std::sync::{Arc, PoisonError};
+use std::sync::PoisonError;
 
-use super::slab::Mailbox;
+mod barrier;
+mod deferred;
+
 use crate::shim::{AtomicPtr, AtomicU64, Mutex, Ordering, fence};
+pub(crate) use deferred::Deferred;
+use deferred::Ready;
 
 #[cfg(all(test, shuttle))]
 mod shuttle_tests;
@@ -127,7 +138,16 @@ pub(crate) struct Collector {
     records: AtomicPtr<Record>,
     /// Retired work with its tag, oldest first.
     queue: Mutex<VecDeque<(u64, Deferred)>>,
+    /// The queue's length as its last user left it (a hint, read without
+    /// the lock: see `retire`).
+    queued: AtomicU64,
 }
+
+/// With the asymmetric barrier and other threads about, how many works
+/// must wait before a hand-over advances (see `Collector::advance`): 64
+/// batches of slots at most (8 kept the 1-thread rows' cache misses as
+/// they were, but cost the 2-thread write rows 10 to 20%).
+const ADVANCE_AT: u64 = 64;
 
 /// A thread's record. Aligned to a cache-line pair: a pin writes `state`,
 /// scans read it, and no two threads' records share a line.
@@ -220,61 +240,6 @@ impl Record {
     }
 }
 
-/// Work that runs once no reader can reach what it frees.
-pub(crate) enum Deferred {
-    /// Slots unlinked from a shard, delivered to its mailbox (where its
-    /// writers take them for reuse). Only an `Arc` of the mailbox: harmless
-    /// if it runs after the cache is gone.
-    Slots(Arc<Mailbox>, Box<[(u32, u32)]>),
-    /// A heap value to drop and free (an index table replaced on growth),
-    /// as a pointer and its drop function: never a `Box` while readers may
-    /// still hold references into it.
-    Free {
-        ptr: *mut (),
-        drop: unsafe fn(*mut ()),
-    },
-}
-
-// SAFETY: `Slots` is Send by its fields. `Free` is built only by
-// `Deferred::free`, which takes a `T: Send` it owns: running its drop on
-// another thread is what `T: Send` allows.
-unsafe impl Send for Deferred {}
-
-impl Deferred {
-    /// Work that drops the `Box<T>` at `ptr`.
-    ///
-    /// # Safety
-    /// `ptr` comes from `Box::into_raw`, and nothing but this work will
-    /// free it: after it is retired, only readers pinned before it was
-    /// unlinked use it, and only by shared reference.
-    pub(crate) unsafe fn free<T: Send + 'static>(ptr: *mut T) -> Self {
-        /// Drops the box.
-        ///
-        /// # Safety
-        /// `ptr` is the `Box<T>` given to `free`, dropped once.
-        unsafe fn drop_box<T>(ptr: *mut ()) {
-            // SAFETY: the caller's: a `Box<T>` from `Box::into_raw` that no
-            // one else frees, run once (the queue pops it once).
-            drop(unsafe { Box::from_raw(ptr.cast::<T>()) });
-        }
-        Deferred::Free {
-            ptr: ptr.cast(),
-            drop: drop_box::<T>,
-        }
-    }
-
-    /// Runs the work. Runs no user code: a delivery to a mailbox, or the
-    /// drop of a crate-internal value (an index table).
-    fn run(self) {
-        match self {
-            Deferred::Slots(mailbox, batch) => mailbox.deliver(&batch),
-            // SAFETY: built by `free` (its contract); popped from the queue
-            // once, so run once.
-            Deferred::Free { ptr, drop } => unsafe { drop(ptr) },
-        }
-    }
-}
-
 /// A thread's hold on a record: lives in the thread-local (`local.rs`).
 /// Dropping it gives the record back (at once, or when its last guard is
 /// dropped).
@@ -292,11 +257,14 @@ impl Handle {
     /// A copy of the handle's record, for a thread-local that can be read
     /// without a lazy-init check (see [`Collector::pin_held`]).
     #[inline]
-    pub(crate) fn held(&self) -> Held {
-        Held {
+    /// `None` where a pin through a `Held` would skip its barrier
+    /// (`barrier::LIGHT`) but the kernel refused the asymmetric barrier:
+    /// the thread then pins through the handle, with its barrier.
+    pub(crate) fn held(&self) -> Option<Held> {
+        (!barrier::LIGHT || barrier::asymmetric()).then_some(Held {
             record: self.record,
             _not_send: PhantomData,
-        }
+        })
     }
 }
 
@@ -438,6 +406,7 @@ impl Collector {
             epoch: Padded(AtomicU64::new(0)),
             records: AtomicPtr::new(ptr::null_mut()),
             queue: Mutex::new(VecDeque::new()),
+            queued: AtomicU64::new(0),
         }
     }
 
@@ -465,7 +434,33 @@ impl Collector {
     /// (`Held` is not `Send`, so the caller is the handle's thread.)
     #[inline(always)]
     pub(crate) unsafe fn pin_held(&self, held: Held) -> Guard {
-        self.pin_record(held.record)
+        if barrier::LIGHT {
+            // A `Held` exists here only with the asymmetric barrier on.
+            self.pin_light(held.record)
+        } else {
+            self.pin_record(held.record)
+        }
+    }
+
+    /// [`pin_record`](Self::pin_record) with no barrier: the advances
+    /// run the other half (`barrier::heavy`). Only for a `Held`'s record.
+    #[inline(always)]
+    fn pin_light(&self, record: &'static Record) -> Guard {
+        if record.pinned() {
+            record.nest();
+        } else {
+            // Acquire: as in `pin_record`.
+            let epoch = self.epoch.0.load(Ordering::Acquire);
+            // Release, as `publish_pin`'s store; the compiler fence keeps
+            // the loads made under the pin below the store in the code
+            // (the CPU may still perform them first: see `try_advance`).
+            record.state.store(epoch << 1 | PINNED, Ordering::Release);
+            std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        }
+        Guard {
+            record,
+            _not_send: PhantomData,
+        }
     }
 
     /// Pins with a record taken for this pin alone (the thread-local is
@@ -609,19 +604,48 @@ impl Collector {
     /// eviction listener reading the slots it removed) are covered too: it
     /// pinned (P) before U, so P happens before F and every scan after F
     /// sees it pinned at an epoch `<= t`, which holds `E` at `t + 1`.
+    ///
+    /// # With the asymmetric barrier (x86 Linux)
+    ///
+    /// Pins through a `Held` have no Fp there: `barrier`'s module doc
+    /// carries the argument that each advance's `membarrier` (after F,
+    /// before the scan) stands for it.
     pub(crate) fn try_advance(&self) {
+        self.advance(true);
+    }
+
+    /// [`try_advance`](Self::try_advance) if `now`; else (a hand-over,
+    /// with the asymmetric barrier and another thread holding a record)
+    /// only once `ADVANCE_AT` works wait. A `membarrier` interrupts every
+    /// other CPU running one of the process's threads (on a VM, an exit
+    /// each): run on every hand-over, it cost the 2- to 16-thread write
+    /// rows of the interleaved table 10 to 20%. Alone, a thread pays only
+    /// the call (~0.1 µs), and advances at once, so its slots come back
+    /// while their lines are still cached.
+    fn advance(&self, now: bool) {
         // Acquire: step 2 (the store of this value happens before F).
         let epoch = self.epoch.0.load(Ordering::Acquire);
         fence(Ordering::SeqCst);
-        let mut at = self.records.load(Ordering::Acquire).cast_const();
-        // SAFETY: registry records are never freed.
-        while let Some(record) = unsafe { at.as_ref() } {
-            // Acquire: pairs with the Release unpin (step 3).
-            let state = record.state.load(Ordering::Acquire);
-            if state & PINNED != 0 && state >> 1 != epoch {
+        if barrier::asymmetric() {
+            // A first scan, with no barrier: a thread it sees pinned at an
+            // older epoch blocks the advance anyway (not advancing is always
+            // safe), and the `membarrier` is spared. (A reader preempted
+            // while pinned, with 16 threads on 2 cores, made every hand-over
+            // run one for nothing.)
+            let Some(holders) = self.scan(epoch) else {
+                return;
+            };
+            if !now && holders > 1 && self.queued.load(Ordering::Relaxed) < ADVANCE_AT {
                 return;
             }
-            at = record.next;
+            // Pins that skipped their barrier get it here (the proof's last
+            // part); if the kernel refused, advancing would not be safe.
+            if !barrier::heavy() {
+                return;
+            }
+        }
+        if self.scan(epoch).is_none() {
+            return;
         }
         // Release: a pin or a collect that reads the new epoch (Acquire)
         // sees everything the scan ordered before it. A failure means
@@ -632,6 +656,25 @@ impl Collector {
                 .compare_exchange(epoch, epoch + 1, Ordering::Release, Ordering::Relaxed);
     }
 
+    /// The scan of `try_advance`'s proof (step 3): `None` if a record is
+    /// pinned at an epoch other than `epoch`, else how many records a
+    /// thread holds.
+    fn scan(&self, epoch: u64) -> Option<u64> {
+        let mut holders = 0;
+        let mut at = self.records.load(Ordering::Acquire).cast_const();
+        // SAFETY: registry records are never freed.
+        while let Some(record) = unsafe { at.as_ref() } {
+            // Acquire: pairs with the Release unpin (step 3).
+            let state = record.state.load(Ordering::Acquire);
+            if state & PINNED != 0 && state >> 1 != epoch {
+                return None;
+            }
+            holders += u64::from(state != FREE);
+            at = record.next;
+        }
+        Some(holders)
+    }
+
     /// Hands `work` over, to run once no reader can reach what it frees;
     /// also advances the epoch if it can and runs what is ready.
     ///
@@ -639,7 +682,9 @@ impl Collector {
     /// SeqCst fence below orders the two). Needs no guard: the caller may
     /// be pinned or not.
     pub(crate) fn retire(&self, work: Deferred) {
-        self.try_advance();
+        // Spaced (see `advance`); the waits for memory and the slab's
+        // growth still advance at once (`collect`).
+        self.advance(false);
         let mut ready = Ready::default();
         let more = {
             let mut queue = self.lock_queue();
@@ -649,7 +694,9 @@ impl Collector {
             // advance's Release).
             let epoch = self.epoch.0.load(Ordering::Acquire);
             queue.push_back((epoch, work));
-            ready.take(&mut queue, epoch)
+            let more = ready.take(&mut queue, epoch);
+            self.queued.store(queue.len() as u64, Ordering::Relaxed);
+            more
         };
         ready.run();
         if more {
@@ -673,7 +720,9 @@ impl Collector {
                 // Acquire: pairs with the advance that stored it (the free
                 // happens after the scan that allowed it).
                 let epoch = self.epoch.0.load(Ordering::Acquire);
-                ready.take(&mut queue, epoch)
+                let more = ready.take(&mut queue, epoch);
+                self.queued.store(queue.len() as u64, Ordering::Relaxed);
+                more
             };
             // Outside the queue's lock (a delivery takes a mailbox's).
             ready.run();
@@ -710,34 +759,6 @@ impl Drop for Collector {
     fn drop(&mut self) {
         let queue = std::mem::take(self.queue.get_mut().unwrap_or_else(PoisonError::into_inner));
         for (_, work) in queue {
-            work.run();
-        }
-    }
-}
-
-/// Ready work taken out of the queue under its lock, run after it.
-#[derive(Default)]
-struct Ready {
-    works: [Option<Deferred>; TAKE],
-}
-
-impl Ready {
-    /// Takes up to `TAKE` works ready at `epoch` from the front of the
-    /// queue (tags are in order). Returns whether more may be ready.
-    fn take(&mut self, queue: &mut VecDeque<(u64, Deferred)>, epoch: u64) -> bool {
-        for slot in &mut self.works {
-            match queue.front() {
-                Some(&(tag, _)) if tag + 2 <= epoch => {
-                    *slot = queue.pop_front().map(|(_, work)| work);
-                }
-                _ => return false,
-            }
-        }
-        matches!(queue.front(), Some(&(tag, _)) if tag + 2 <= epoch)
-    }
-
-    fn run(self) {
-        for work in self.works.into_iter().flatten() {
             work.run();
         }
     }

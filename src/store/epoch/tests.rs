@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 
-use super::{Collector, Deferred, Record, unprotected};
+use super::{Collector, Deferred, Record, barrier, unprotected};
 use crate::store::slab::Mailbox;
 
 fn collector() -> &'static Collector {
@@ -253,6 +253,19 @@ fn work_still_queued_runs_when_its_collector_is_dropped() {
 /// would show a poisoned value (or fail under a sanitizer).
 #[test]
 fn readers_never_see_a_retired_box_freed() {
+    readers_and_a_retiring_writer(false);
+}
+
+/// The same through the pin of a thread's fast path (`pin_held`), which on
+/// x86 Linux skips its barrier: the advances' `membarrier` stands for it.
+#[test]
+fn readers_pinned_without_a_barrier_never_see_a_retired_box_freed() {
+    readers_and_a_retiring_writer(true);
+}
+
+/// The two tests above: readers pin through `pin_held` if `light`, else
+/// through `pin`.
+fn readers_and_a_retiring_writer(light: bool) {
     const LIVE: u64 = 0x5eed_cafe;
     struct Boxed(AtomicU64);
     impl Drop for Boxed {
@@ -272,8 +285,19 @@ fn readers_never_see_a_retired_box_freed() {
                 (Arc::clone(&current), Arc::clone(&stop), Arc::clone(&seen));
             thread::spawn(move || {
                 let handle = c.register();
+                let held = handle.held();
+                if light && barrier::LIGHT {
+                    assert!(
+                        held.is_some(),
+                        "the kernel refused membarrier: no pin here skips its barrier"
+                    );
+                }
                 while !stop.load(Ordering::Relaxed) {
-                    let guard = c.pin(&handle);
+                    let guard = match held {
+                        // SAFETY: `handle` is alive, on this thread.
+                        Some(held) if light => unsafe { c.pin_held(held) },
+                        _ => c.pin(&handle),
+                    };
                     let ptr = current.load(Ordering::Acquire);
                     for _ in 0..16 {
                         // SAFETY: loaded while pinned: not freed before
@@ -344,4 +368,68 @@ fn holders_are_numbered_densely_and_a_freed_number_is_reused() {
     assert_eq!(c.pin(&low).holder(), 1);
     let next = c.register();
     assert_eq!(c.pin(&next).holder(), 3);
+}
+
+/// The barrier's mode is decided once, and an advance's half of it runs
+/// (on x86 Linux: `membarrier`, which the kernel does not refuse once the
+/// process is registered).
+#[test]
+fn the_barrier_mode_holds_and_its_advance_side_runs() {
+    let mode = barrier::asymmetric();
+    assert!(barrier::heavy(), "the advance's barrier was refused");
+    assert_eq!(barrier::asymmetric(), mode);
+    if !barrier::LIGHT {
+        assert!(!mode, "asymmetric where pins keep their barrier");
+    }
+}
+
+/// With the asymmetric barrier, a hand-over advances at once while no
+/// other thread holds a record, and only once `ADVANCE_AT` works wait
+/// while one does; elsewhere, at once always.
+#[test]
+fn hand_overs_space_their_advances_only_among_other_threads() {
+    let c = collector();
+    let mailbox = Arc::new(Mailbox::default());
+    let _own = c.register();
+    let before = c.epoch();
+    c.retire(batch(&mailbox, 1));
+    assert_eq!(c.epoch(), before + 1, "alone: a hand-over advances");
+    let (held, release) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let other = {
+        let (held, release) = (Arc::clone(&held), Arc::clone(&release));
+        thread::spawn(move || {
+            let _handle = c.register();
+            held.store(true, Ordering::Release);
+            while !release.load(Ordering::Acquire) {
+                thread::yield_now();
+            }
+        })
+    };
+    while !held.load(Ordering::Acquire) {
+        thread::yield_now();
+    }
+    let from = c.epoch();
+    let mut advanced_at = None;
+    for n in 1..=super::ADVANCE_AT + 1 {
+        c.retire(batch(&mailbox, n as u32));
+        if c.epoch() != from {
+            advanced_at = Some(n);
+            break;
+        }
+    }
+    release.store(true, Ordering::Release);
+    other.join().unwrap();
+    if barrier::asymmetric() {
+        // The queue held the first work and `n - 1` more when the `n`th
+        // hand-over looked: it advances once that reaches `ADVANCE_AT`.
+        assert_eq!(advanced_at, Some(super::ADVANCE_AT));
+    } else {
+        assert_eq!(advanced_at, Some(1), "a hand-over advances at once");
+    }
+    c.collect();
+    c.collect();
+    assert_eq!(c.pending(), 0);
 }

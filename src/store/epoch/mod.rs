@@ -421,7 +421,7 @@ impl Collector {
     /// `register`).
     #[inline(always)]
     pub(crate) fn pin(&self, handle: &Handle) -> Guard {
-        self.pin_record(handle.record)
+        self.pin_record(handle.record, false)
     }
 
     /// Pins the thread holding the handle `held` was copied from, as
@@ -434,51 +434,38 @@ impl Collector {
     /// (`Held` is not `Send`, so the caller is the handle's thread.)
     #[inline(always)]
     pub(crate) unsafe fn pin_held(&self, held: Held) -> Guard {
-        if barrier::LIGHT {
-            // A `Held` exists here only with the asymmetric barrier on.
-            self.pin_light(held.record)
-        } else {
-            self.pin_record(held.record)
-        }
-    }
-
-    /// [`pin_record`](Self::pin_record) with no barrier: the advances
-    /// run the other half (`barrier::heavy`). Only for a `Held`'s record.
-    #[inline(always)]
-    fn pin_light(&self, record: &'static Record) -> Guard {
-        if record.pinned() {
-            record.nest();
-        } else {
-            // Acquire: as in `pin_record`.
-            let epoch = self.epoch.0.load(Ordering::Acquire);
-            // Release, as `publish_pin`'s store; the compiler fence keeps
-            // the loads made under the pin below the store in the code
-            // (the CPU may still perform them first: see `try_advance`).
-            record.state.store(epoch << 1 | PINNED, Ordering::Release);
-            std::sync::atomic::compiler_fence(Ordering::SeqCst);
-        }
-        Guard {
-            record,
-            _not_send: PhantomData,
-        }
+        // (A `Held` exists where pins skip their barrier only with the
+        // asymmetric barrier on: `Handle::held`.)
+        self.pin_record(held.record, barrier::LIGHT)
     }
 
     /// Pins with a record taken for this pin alone (the thread-local is
     /// being torn down); the record is given back when the guard drops.
     #[cold]
     pub(crate) fn pin_temporary(&'static self) -> Guard {
-        self.pin_record(self.acquire(false))
+        self.pin_record(self.acquire(false), false)
     }
 
+    /// Pins `record`'s thread: with no barrier if `light` (the advances
+    /// run the other half: `barrier`), else with its full barrier.
     #[inline(always)]
-    fn pin_record(&self, record: &'static Record) -> Guard {
+    fn pin_record(&self, record: &'static Record, light: bool) -> Guard {
         if record.pinned() {
             record.nest();
         } else {
             // Acquire: pairs with the advance that stored this value (see
             // `try_advance`, step 3 of the proof).
             let epoch = self.epoch.0.load(Ordering::Acquire);
-            publish_pin(&record.state, epoch << 1 | PINNED);
+            if light {
+                // Release, as `publish_pin`'s store; the compiler fence
+                // keeps the loads made under the pin below the store in
+                // the code (the CPU may still perform them first: see
+                // `barrier`).
+                record.state.store(epoch << 1 | PINNED, Ordering::Release);
+                std::sync::atomic::compiler_fence(Ordering::SeqCst);
+            } else {
+                publish_pin(&record.state, epoch << 1 | PINNED);
+            }
         }
         Guard {
             record,

@@ -24,11 +24,12 @@
 //!   relaxed) says pinned already, count one more nested guard; else load
 //!   `E` and publish `E << 1 | PINNED` with a SeqCst read-modify-write (a
 //!   `swap`: on x86 an `xchg`, a full barrier), or on other targets a
-//!   store followed by a SeqCst fence. On x86 Linux the pins of a thread's
-//!   fast path (`Collector::pin_held`) are a plain store instead, and each
-//!   advance supplies the barrier they skip (`barrier`: `membarrier`). **Unpin** (dropping a [`Guard`]):
-//!   a nested one only counts down; the last one is a Release store of the
-//!   record's idle state (`HELD`, or `FREE` for a record no thread-local
+//!   store followed by a SeqCst fence. On x86 Linux the pins of a
+//!   thread's fast path (`Collector::pin_held`) are a plain store
+//!   instead, and each advance supplies the barrier they skip (`barrier`:
+//!   `membarrier`). **Unpin** (dropping a [`Guard`]): a nested one only
+//!   counts down; the last one is a Release store of the record's idle
+//!   state (`HELD`, or `FREE` for a record no thread-local
 //!   holds: the unpin gives it back). Both live in one word, `leave`, so
 //!   an unpin reads one field.
 //! * **Retire** (`Collector::retire`): after unlinking (under the shard
@@ -42,8 +43,10 @@
 //!   compare-exchange: one advance per value).
 //! * **Collect**: work tagged `t` runs once `E >= t + 2`, outside the
 //!   queue's lock. Writers try to advance and collect on every hand-over
-//!   (`retire`), and `collect` is called by writers waiting for memory
-//!   (`shard::retired`) and before a slab grows (`Shard::alloc`).
+//!   (`retire`; with the asymmetric barrier and other threads about, on
+//!   every `ADVANCE_AT`th: `Collector::advance`), and `collect` is
+//!   called by writers waiting for memory (`shard::retired`) and before a
+//!   slab grows (`Shard::alloc`).
 //!
 //! # Invariants
 //!
@@ -92,8 +95,8 @@
 //! collects like any other step. Records are leaked per execution there.
 //! Every pin keeps its full barrier under shuttle (`barrier`): shuttle
 //! models SeqCst fences, not `membarrier`, so the asymmetric mode is
-//! argued at `try_advance` and exercised by real threads
-//! (`tests.rs`), not by schedules.
+//! argued in `barrier` and exercised by real threads (`tests.rs`), not by
+//! schedules.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -256,10 +259,10 @@ impl Handle {
 
     /// A copy of the handle's record, for a thread-local that can be read
     /// without a lazy-init check (see [`Collector::pin_held`]).
-    #[inline]
     /// `None` where a pin through a `Held` would skip its barrier
     /// (`barrier::LIGHT`) but the kernel refused the asymmetric barrier:
     /// the thread then pins through the handle, with its barrier.
+    #[inline]
     pub(crate) fn held(&self) -> Option<Held> {
         (!barrier::LIGHT || barrier::asymmetric()).then_some(Held {
             record: self.record,

@@ -3,7 +3,9 @@
 //!
 //! A lookup's pin is one load of a constant-initialised thread-local (a
 //! copy of the record), the nesting check in the record, a load of the
-//! global epoch and one SeqCst swap; the stats stripe is the record's
+//! global epoch and one store (on x86 Linux a plain one, the epoch's
+//! advances running `membarrier`; elsewhere a SeqCst swap: see
+//! `epoch::barrier`); the stats stripe is the record's
 //! number, read through the guard. The record belongs to nearfar's own
 //! collector: its garbage runs no user code (slot batches go back to their
 //! shard's mailbox, replaced index tables are freed), no other crate's
@@ -74,6 +76,14 @@ fn pin_first() -> Guard {
             epoch::collector().pin(&local.handle)
         })
         .unwrap_or_else(|_| epoch::collector().pin_temporary())
+}
+
+/// Whether the current thread holds a record through its fast path (it
+/// has pinned, so it is one of the threads an advance's `membarrier`
+/// interrupts when running): what a hand-over tells the epoch
+/// (`epoch::retire`). A writer that never read holds none.
+pub(crate) fn holds_record() -> bool {
+    HELD.try_with(|held| held.get().is_some()).unwrap_or(false)
 }
 
 /// Whether the current thread is pinned already (a listener, an `iter`):

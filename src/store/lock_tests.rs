@@ -202,8 +202,9 @@ impl Drop for Counted {
 
 #[test]
 fn evicting_inserts_alone_move_the_epoch() {
-    // Writers advance the epoch and run what is ready on every hand-over of
-    // a batch, with no reader and no explicit collect: evicted values get
+    // Writers advance the epoch and run what is ready as they hand batches
+    // over (on every hand-over here: no other thread holds a record), with
+    // no reader and no explicit collect: evicted values get
     // dropped by the inserts themselves. (Other crates' garbage cannot run
     // here at all: the collector is nearfar's own, see `epoch`.)
     let cache: Cache<u64, Counted> = Cache::builder().max_entries(100).shards(1).build();

@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use super::epoch::{self, Deferred};
 use super::expiry::{Base, Stamp};
+use super::local;
 
 use crate::shim::{AtomicPtr, AtomicU8, AtomicU16, AtomicU32, Ordering};
 
@@ -589,10 +590,10 @@ pub(crate) fn retire(mailbox: &Arc<Mailbox>, slots: Vec<(u32, u32)>) {
     if slots.is_empty() {
         return;
     }
-    epoch::retire(Deferred::Slots(
-        Arc::clone(mailbox),
-        slots.into_boxed_slice(),
-    ));
+    epoch::retire(
+        Deferred::Slots(Arc::clone(mailbox), slots.into_boxed_slice()),
+        local::holds_record(),
+    );
 }
 
 impl<K, V> Slab<K, V> {

@@ -58,15 +58,17 @@
 //! The mode is decided once, before any pin can skip its barrier and
 //! before any advance ([`asymmetric`] runs the registration the first time
 //! it is asked, and every caller waits for that answer), and never
-//! changes. Where the kernel refuses the registration (too old, or a
-//! seccomp filter), or off x86 Linux, or under shuttle, every pin keeps
-//! its full barrier and advances run none.
+//! changes. Where the kernel refuses the registration with an error (too
+//! old, or a seccomp filter that returns one), or off x86 Linux, or under
+//! shuttle, every pin keeps its full barrier and advances run none. (A
+//! seccomp filter that kills the process on `membarrier` instead would
+//! kill it at its first pin: Android before API 29 does that to apps,
+//! which is why Android keeps the full barrier.)
 
-/// The asymmetric barrier: x86 Linux (and Android), outside shuttle and
-/// miri. x86 only: the argument above is made in x86's memory model
+/// The asymmetric barrier: x86 Linux, outside shuttle and miri. x86 only: the argument above is made in x86's memory model
 /// (TSO), where a pin's store is the only access its loads may pass.
 #[cfg(all(
-    any(target_os = "linux", target_os = "android"),
+    target_os = "linux",
     any(target_arch = "x86", target_arch = "x86_64"),
     not(shuttle),
     not(miri)
@@ -101,7 +103,8 @@ mod imp {
 
     /// The advance's side: a full barrier on every CPU running a thread of
     /// the process, when pins skip theirs. False if the kernel refused it
-    /// (it does not, once registered): the caller must not advance then.
+    /// (once registered, only for want of memory: `ENOMEM`): the caller
+    /// must not advance then.
     pub(in crate::store::epoch) fn heavy() -> bool {
         !asymmetric() || membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0
     }
@@ -109,7 +112,7 @@ mod imp {
 
 /// Elsewhere: every pin has its full barrier.
 #[cfg(not(all(
-    any(target_os = "linux", target_os = "android"),
+    target_os = "linux",
     any(target_arch = "x86", target_arch = "x86_64"),
     not(shuttle),
     not(miri)
@@ -130,7 +133,7 @@ pub(super) use imp::{asymmetric, heavy};
 /// the asymmetric barrier; `Handle::held` gives a `Held` there only once
 /// the kernel registered the process).
 pub(super) const LIGHT: bool = cfg!(all(
-    any(target_os = "linux", target_os = "android"),
+    target_os = "linux",
     any(target_arch = "x86", target_arch = "x86_64"),
     not(shuttle),
     not(miri)

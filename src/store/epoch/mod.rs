@@ -43,8 +43,8 @@
 //!   compare-exchange: one advance per value).
 //! * **Collect**: work tagged `t` runs once `E >= t + 2`, outside the
 //!   queue's lock. Writers try to advance and collect on every hand-over
-//!   (`retire`; with the asymmetric barrier and other threads about, on
-//!   every `ADVANCE_AT`th: `Collector::advance`), and `collect` is
+//!   (`retire`; with the asymmetric barrier and other threads about, once
+//!   `ADVANCE_AT` works wait: `Collector::advance`), and `collect` is
 //!   called by writers waiting for memory (`shard::retired`) and before a
 //!   slab grows (`Shard::alloc`).
 //!
@@ -141,15 +141,16 @@ pub(crate) struct Collector {
     records: AtomicPtr<Record>,
     /// Retired work with its tag, oldest first.
     queue: Mutex<VecDeque<(u64, Deferred)>>,
-    /// The queue's length as its last user left it (a hint, read without
-    /// the lock: see `retire`).
+    /// The queue's length as its last user left it (a hint read without
+    /// the lock: see `advance`).
     queued: AtomicU64,
 }
 
 /// With the asymmetric barrier and other threads about, how many works
-/// must wait before a hand-over advances (see `Collector::advance`): 64
-/// batches of slots at most (8 kept the 1-thread rows' cache misses as
-/// they were, but cost the 2-thread write rows 10 to 20%).
+/// wait before a hand-over advances (`Collector::advance`): 8 kept the
+/// 1-thread rows' cache misses, but cost the 2-thread write rows 10-20%.
+/// A slab grows by at most `FLUSH_EVERY` slots between two advances
+/// (its growth advances at once: `Shard::alloc`).
 const ADVANCE_AT: u64 = 64;
 
 /// A thread's record. Aligned to a cache-line pair: a pin writes `state`,
@@ -601,18 +602,18 @@ impl Collector {
     /// carries the argument that each advance's `membarrier` (after F,
     /// before the scan) stands for it.
     pub(crate) fn try_advance(&self) {
-        self.advance(true);
+        self.advance(true, true);
     }
 
     /// [`try_advance`](Self::try_advance) if `now`; else (a hand-over,
-    /// with the asymmetric barrier and another thread holding a record)
-    /// only once `ADVANCE_AT` works wait. A `membarrier` interrupts every
-    /// other CPU running one of the process's threads (on a VM, an exit
-    /// each): run on every hand-over, it cost the 2- to 16-thread write
-    /// rows of the interleaved table 10 to 20%. Alone, a thread pays only
-    /// the call (~0.1 µs), and advances at once, so its slots come back
-    /// while their lines are still cached.
-    fn advance(&self, now: bool) {
+    /// with the asymmetric barrier and a record held by a thread other
+    /// than the caller, who says whether it holds one) only once at least
+    /// `ADVANCE_AT` works wait. A `membarrier` interrupts every other CPU
+    /// running a thread of the process (on a VM, an exit each): run on
+    /// every hand-over, it cost the 2- to 16-thread write rows of the
+    /// interleaved table 10 to 20%. Alone, a thread pays only the call
+    /// (~0.1 µs) and advances at once: its slots come back still cached.
+    fn advance(&self, now: bool, caller_holds: bool) {
         // Acquire: step 2 (the store of this value happens before F).
         let epoch = self.epoch.0.load(Ordering::Acquire);
         fence(Ordering::SeqCst);
@@ -625,7 +626,8 @@ impl Collector {
             let Some(holders) = self.scan(epoch) else {
                 return;
             };
-            if !now && holders > 1 && self.queued.load(Ordering::Relaxed) < ADVANCE_AT {
+            let others = holders - u64::from(caller_holds && holders > 0);
+            if !now && others > 0 && self.queued.load(Ordering::Relaxed) < ADVANCE_AT {
                 return;
             }
             // Pins that skipped their barrier get it here (the proof's last
@@ -665,16 +667,24 @@ impl Collector {
         Some(holders)
     }
 
+    /// [`retire_by`](Self::retire_by) for a caller that holds a record.
+    #[cfg(test)]
+    pub(crate) fn retire(&self, work: Deferred) {
+        self.retire_by(work, true);
+    }
+
     /// Hands `work` over, to run once no reader can reach what it frees;
-    /// also advances the epoch if it can and runs what is ready.
+    /// also advances the epoch if it can (spaced: see `advance`, for
+    /// which `caller_holds` says whether the calling thread holds a
+    /// record; a writer that never read holds none) and runs what is
+    /// ready.
     ///
     /// Call after the unlink that made what `work` frees unreachable (the
     /// SeqCst fence below orders the two). Needs no guard: the caller may
     /// be pinned or not.
-    pub(crate) fn retire(&self, work: Deferred) {
-        // Spaced (see `advance`); the waits for memory and the slab's
-        // growth still advance at once (`collect`).
-        self.advance(false);
+    pub(crate) fn retire_by(&self, work: Deferred, caller_holds: bool) {
+        // (The waits for memory and a slab's growth `collect`: at once.)
+        self.advance(false, caller_holds);
         let mut ready = Ready::default();
         let more = {
             let mut queue = self.lock_queue();
@@ -778,9 +788,11 @@ pub(crate) fn collector() -> &'static Collector {
     &COLLECTOR
 }
 
-/// Hands `work` to the global collector: see [`Collector::retire`].
-pub(crate) fn retire(work: Deferred) {
-    collector().retire(work);
+/// Hands `work` to the global collector: see [`Collector::retire_by`]
+/// (`caller_holds`: whether the calling thread holds a record,
+/// `local::holds_record`).
+pub(crate) fn retire(work: Deferred, caller_holds: bool) {
+    collector().retire_by(work, caller_holds);
 }
 
 /// Advances the global epoch if it can and runs what is ready.

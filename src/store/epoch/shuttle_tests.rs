@@ -191,7 +191,10 @@ fn shuttle_a_batch_handed_over_by_a_thread_that_exits_is_reclaimed() {
                 let mailbox = Arc::clone(&mailbox);
                 thread::spawn(move || {
                     let guard = crate::store::local::pin();
-                    super::retire(Deferred::Slots(mailbox, vec![(5, 1)].into_boxed_slice()));
+                    super::retire(
+                        Deferred::Slots(mailbox, vec![(5, 1)].into_boxed_slice()),
+                        crate::store::local::holds_record(),
+                    );
                     drop(guard);
                 })
             };

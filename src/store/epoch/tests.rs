@@ -257,7 +257,9 @@ fn readers_never_see_a_retired_box_freed() {
 }
 
 /// The same through the pin of a thread's fast path (`pin_held`), which on
-/// x86 Linux skips its barrier: the advances' `membarrier` stands for it.
+/// x86 Linux skips its barrier (the advances' `membarrier` stands for it:
+/// a missing `membarrier` is too rare a window for this test to see; it
+/// catches a fast path that publishes no pin).
 #[test]
 fn readers_pinned_without_a_barrier_never_see_a_retired_box_freed() {
     readers_and_a_retiring_writer(true);
@@ -370,66 +372,20 @@ fn holders_are_numbered_densely_and_a_freed_number_is_reused() {
     assert_eq!(c.pin(&next).holder(), 3);
 }
 
-/// The barrier's mode is decided once, and an advance's half of it runs
-/// (on x86 Linux: `membarrier`, which the kernel does not refuse once the
-/// process is registered).
+/// Where pins can skip their barrier and the kernel registered the
+/// process, a handle gives its thread the fast path (`held`), and an
+/// advance's half of the barrier runs (`membarrier`, which the kernel
+/// does not refuse once the process is registered).
 #[test]
-fn the_barrier_mode_holds_and_its_advance_side_runs() {
-    let mode = barrier::asymmetric();
-    assert!(barrier::heavy(), "the advance's barrier was refused");
-    assert_eq!(barrier::asymmetric(), mode);
-    if !barrier::LIGHT {
-        assert!(!mode, "asymmetric where pins keep their barrier");
-    }
-}
-
-/// With the asymmetric barrier, a hand-over advances at once while no
-/// other thread holds a record, and only once `ADVANCE_AT` works wait
-/// while one does; elsewhere, at once always.
-#[test]
-fn hand_overs_space_their_advances_only_among_other_threads() {
+fn with_the_asymmetric_barrier_handles_give_the_fast_path_and_membarrier_runs() {
     let c = collector();
-    let mailbox = Arc::new(Mailbox::default());
-    let _own = c.register();
-    let before = c.epoch();
-    c.retire(batch(&mailbox, 1));
-    assert_eq!(c.epoch(), before + 1, "alone: a hand-over advances");
-    let (held, release) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicBool::new(false)),
+    let handle = c.register();
+    assert_eq!(
+        handle.held().is_some(),
+        !barrier::LIGHT || barrier::asymmetric(),
+        "a fast path whose pins skip a barrier no advance supplies"
     );
-    let other = {
-        let (held, release) = (Arc::clone(&held), Arc::clone(&release));
-        thread::spawn(move || {
-            let _handle = c.register();
-            held.store(true, Ordering::Release);
-            while !release.load(Ordering::Acquire) {
-                thread::yield_now();
-            }
-        })
-    };
-    while !held.load(Ordering::Acquire) {
-        thread::yield_now();
-    }
-    let from = c.epoch();
-    let mut advanced_at = None;
-    for n in 1..=super::ADVANCE_AT + 1 {
-        c.retire(batch(&mailbox, n as u32));
-        if c.epoch() != from {
-            advanced_at = Some(n);
-            break;
-        }
-    }
-    release.store(true, Ordering::Release);
-    other.join().unwrap();
     if barrier::asymmetric() {
-        // The queue held the first work and `n - 1` more when the `n`th
-        // hand-over looked: it advances once that reaches `ADVANCE_AT`.
-        assert_eq!(advanced_at, Some(super::ADVANCE_AT));
-    } else {
-        assert_eq!(advanced_at, Some(1), "a hand-over advances at once");
+        assert!(barrier::heavy(), "membarrier refused after registration");
     }
-    c.collect();
-    c.collect();
-    assert_eq!(c.pending(), 0);
 }

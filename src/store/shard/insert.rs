@@ -10,6 +10,7 @@ use crate::shim::{Ordering, fence};
 use crate::store::RemovalCause;
 use crate::store::epoch::{self, Deferred, Guard};
 use crate::store::index::Index;
+use crate::store::local;
 use crate::store::lru::MAX_INDEX;
 use crate::store::slab::has_drop_glue;
 use crate::store::stats::bump;
@@ -61,9 +62,12 @@ impl<K, V> Shard<K, V> {
                 // dropped already (leaving the notices behind).
                 if !st.retired.is_empty() && st.notices.is_empty() {
                     self.retire_pending(st);
-                } else if self.slab.high_water() as usize >= self.first_chunk {
-                    // (Within the first chunk there is nothing to push: the
-                    // cache is filling.)
+                }
+                // At once, whatever the spacing of hand-overs (see
+                // `epoch::ADVANCE_AT`): slots held back must not make the
+                // slab grow without bound. (Within the first chunk there is
+                // nothing to push: the cache is filling.)
+                if self.slab.high_water() as usize >= self.first_chunk {
                     epoch::collect();
                 }
             }
@@ -283,6 +287,6 @@ impl<K, V> Shard<K, V> {
         // one else retires or frees it. Readers that loaded it are pinned,
         // and the epoch frees it only after they unpin; they hold only
         // shared references to it.
-        epoch::retire(unsafe { Deferred::free(old) });
+        epoch::retire(unsafe { Deferred::free(old) }, local::holds_record());
     }
 }

@@ -34,19 +34,25 @@
 //! during the call, that CPU drains its store buffer (a full barrier,
 //! sent by interrupt); a thread not running has an empty one.
 //!
+//! U is in memory before the tag load: drained by Fw when the thread that
+//! unlinked O hands its batch over; else by that thread's unlock of the
+//! shard (its stores reach memory in order, U before the unlock, and the
+//! next holder's lock reads the unlock before that holder's Fw).
+//!
 //! * If R's CPU executed P before T_R, P is in memory by T_R, so the
-//!   scan (after the call) reads P or a later state of R's. If it
-//!   reads P with `e == t + 1`: R's load of `E` read `t + 1`, stored
-//!   (locked compare-exchange, so in memory at once) after the
-//!   writer's tag load read `t`; that load followed Fw, which drained
-//!   U to memory. R's read of M comes after its load of `E` (x86 does
-//!   not reorder loads), so it read memory after U was there: it saw U,
-//!   against the premise. So the scan reads an older epoch (no
+//!   scan (after the call) reads P or a later state of R's (R's record
+//!   is in the list it walks: published by a locked compare-exchange
+//!   before R's first pin). If it reads P with `e == t + 1`: R's load of
+//!   `E` read `t + 1`, stored (locked compare-exchange, so in memory at
+//!   once) after the writer's tag load read `t`, with U in memory
+//!   already (above). R's read of M comes after its load of `E` (x86
+//!   does not reorder loads), so it read memory after U was there: it
+//!   saw U, against the premise. So the scan reads an older epoch (no
 //!   advance) or R's unpin, a store after R's reads, as before.
 //! * If R executed P after T_R, its read of M came later still, and
-//!   U was in memory before T_R: U was drained by Fw, before the tag
-//!   load read `t`; `t + 1` was stored after that, and A's load of `E`
-//!   read it before F and the call. So R saw U: against the premise.
+//!   U was in memory before T_R: before the tag load read `t`; `t + 1`
+//!   was stored after that, and A's load of `E` read it before F and the
+//!   call. So R saw U: against the premise.
 //!
 //! So, as with Fp, the scan never lets `E` reach `t + 2` while such an
 //! R is pinned. Pins through a handle (`pin`, `pin_temporary`) keep

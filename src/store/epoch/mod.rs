@@ -618,11 +618,10 @@ impl Collector {
         let epoch = self.epoch.0.load(Ordering::Acquire);
         fence(Ordering::SeqCst);
         if barrier::asymmetric() {
-            // A first scan, with no barrier: a thread it sees pinned at an
-            // older epoch blocks the advance anyway (not advancing is always
-            // safe), and the `membarrier` is spared. (A reader preempted
-            // while pinned, with 16 threads on 2 cores, made every hand-over
-            // run one for nothing.)
+            // A first scan, with no barrier: a thread seen pinned at an
+            // older epoch blocks the advance anyway (not advancing is safe),
+            // so the `membarrier` is spared (a reader preempted while pinned
+            // had made every hand-over run one for nothing).
             let Some(holders) = self.scan(epoch) else {
                 return;
             };

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::TAKE;
+use crate::shim::{AtomicU64, Ordering};
 use crate::store::slab::Mailbox;
 
 /// Work that runs once no reader can reach what it frees.
@@ -71,16 +72,23 @@ pub(super) struct Ready {
 
 impl Ready {
     /// Takes up to `TAKE` works ready at `epoch` from the front of the
-    /// queue (tags are in order). Returns whether more may be ready.
-    pub(super) fn take(&mut self, queue: &mut VecDeque<(u64, Deferred)>, epoch: u64) -> bool {
+    /// queue (tags are in order), and leaves the queue's length in
+    /// `queued` (the collector's hint). Returns whether more may be ready.
+    pub(super) fn take(
+        &mut self,
+        queue: &mut VecDeque<(u64, Deferred)>,
+        epoch: u64,
+        queued: &AtomicU64,
+    ) -> bool {
         for slot in &mut self.works {
             match queue.front() {
                 Some(&(tag, _)) if tag + 2 <= epoch => {
                     *slot = queue.pop_front().map(|(_, work)| work);
                 }
-                _ => return false,
+                _ => break,
             }
         }
+        queued.store(queue.len() as u64, Ordering::Relaxed);
         matches!(queue.front(), Some(&(tag, _)) if tag + 2 <= epoch)
     }
 

@@ -693,9 +693,7 @@ impl Collector {
             // advance's Release).
             let epoch = self.epoch.0.load(Ordering::Acquire);
             queue.push_back((epoch, work));
-            let more = ready.take(&mut queue, epoch);
-            self.queued.store(queue.len() as u64, Ordering::Relaxed);
-            more
+            ready.take(&mut queue, epoch, &self.queued)
         };
         ready.run();
         if more {
@@ -719,9 +717,7 @@ impl Collector {
                 // Acquire: pairs with the advance that stored it (the free
                 // happens after the scan that allowed it).
                 let epoch = self.epoch.0.load(Ordering::Acquire);
-                let more = ready.take(&mut queue, epoch);
-                self.queued.store(queue.len() as u64, Ordering::Relaxed);
-                more
+                ready.take(&mut queue, epoch, &self.queued)
             };
             // Outside the queue's lock (a delivery takes a mailbox's).
             ready.run();
